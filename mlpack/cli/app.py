@@ -1,0 +1,103 @@
+"""The typer application, the global options and the one error path."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from mlpack import __version__
+from mlpack.errors import EXIT_BUG, EXIT_INTERRUPTED, MlpackError
+
+ISSUES_URL = "https://github.com/mlpack-env/mlpack/issues"
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+app = typer.Typer(
+    name="mlpack",
+    help="Package an ML repository into a reproducible image and run it, without a daemon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class _State:
+    debug: bool = False
+
+
+state = _State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mlpack {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and debug detail on errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Package an ML repository into a reproducible image and run it, without a daemon."""
+    state.debug = debug
+
+
+def _register() -> None:
+    # Each stage keeps its commands in its own module; they only compose library calls.
+    from mlpack.cli import analyze, containers, images, lock
+
+    for module in (analyze, images, lock, containers):
+        module.register(app)
+
+
+def report_error(exc: MlpackError) -> int:
+    """Print one ``error:`` line and one ``hint:`` line; return the stage's exit code."""
+    if state.debug:
+        err.print("".join(traceback.format_exception(exc)), markup=False)
+    err.print(f"error: {exc.message}", markup=False, style="bold red")
+    if exc.hint:
+        err.print(f"hint: {exc.hint}", markup=False, style="yellow")
+    return exc.exit_code
+
+
+def run_app(argv: list[str]) -> int:
+    """Run the CLI on ``argv`` and return the exit code instead of exiting."""
+    state.debug = "--debug" in argv
+    _register()
+    try:
+        result = app(args=argv, prog_name="mlpack", standalone_mode=False)
+    except MlpackError as exc:
+        return report_error(exc)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted", markup=False)
+        return EXIT_INTERRUPTED
+    except Exception:  # noqa: BLE001 - anything else is a bug and is reported as one
+        err.print(traceback.format_exc(), markup=False)
+        err.print(
+            f"error: this is a bug in mlpack {__version__}; please report it with the "
+            f"traceback above at {ISSUES_URL}",
+            markup=False,
+            style="bold red",
+        )
+        return EXIT_BUG
+    return result if isinstance(result, int) else 0
