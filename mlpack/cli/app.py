@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import traceback
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 
@@ -80,15 +78,13 @@ def run_app(argv: list[str]) -> int:
     state.debug = "--debug" in argv
     _register()
     try:
-        result = app(args=argv, prog_name="mlpack", standalone_mode=False)
+        # standalone mode: typer/click print usage errors and raise SystemExit themselves.
+        app(args=argv, prog_name="mlpack", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except MlpackError as exc:
         return report_error(exc)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.ClickException as exc:
-        exc.show(file=sys.stderr)
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - anything else is a bug and is reported as one
@@ -100,4 +96,4 @@ def run_app(argv: list[str]) -> int:
             style="bold red",
         )
         return EXIT_BUG
-    return result if isinstance(result, int) else 0
+    return 0
