@@ -1,0 +1,1 @@
+"""Running images: the Runtime protocol, the embedded runtime and the Docker backend."""

@@ -1,0 +1,71 @@
+"""The Runtime seam: what every backend (embedded, docker) accepts and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+Network = Literal["none", "host"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mount:
+    """A bind mount from the host into the container (``-v HOST:CONTAINER[:ro]``)."""
+
+    source: Path
+    target: str  # absolute path inside the container
+    read_only: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything a backend needs to run one container; the same meaning on every backend."""
+
+    image: str  # a reference or digest in the backend's image store
+    command: tuple[str, ...] = ()  # empty: the image's Entrypoint + Cmd
+    env: tuple[tuple[str, str], ...] = ()  # added after the image's Env, in order
+    mounts: tuple[Mount, ...] = ()
+    workdir: str | None = None
+    user: str | None = None  # "uid[:gid]" or a name resolved in the image's /etc/passwd
+    hostname: str | None = None
+    network: Network = "none"
+    memory: int | None = None  # bytes
+    cpus: float | None = None
+    pids_limit: int | None = None
+    shm_size: int | None = None  # bytes; default derived from the memory limit
+    tty: bool = False
+    interactive: bool = False
+    init: bool = False
+    read_only: bool = False
+    gpus: str | None = None  # "all", a count, or device ids
+    keep: bool = False  # keep the container's writable layer after exit
+    name: str | None = None
+    labels: tuple[tuple[str, str], ...] = field(default=())
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """How a container ended, with the resource peaks for the run record."""
+
+    container_id: str
+    exit_code: int  # 128 + signal when killed by a signal, as shells report it
+    signal: int | None = None
+    oom_killed: bool = False
+    memory_limit: int | None = None
+    memory_peak: int | None = None  # bytes, when the backend can measure it
+    cpu_time_us: int | None = None
+
+
+class Runtime(Protocol):
+    """A container backend."""
+
+    name: str
+
+    def check_available(self) -> None:
+        """Raise ContainerError naming the missing piece and the fix, before any work."""
+
+    def run(self, config: RunConfig) -> RunResult:
+        """Run to completion, streaming stdout/stderr live to the caller's terminal."""
