@@ -1,0 +1,1 @@
+"""OCI images: digests, deterministic layers, the safe applier, the store and registries."""
