@@ -1,0 +1,490 @@
+"""ProjectConfig: mlpack.toml (or ``[tool.mlpack]`` in pyproject.toml), validated.
+
+mlpack.toml is the input every stage after ``analyze`` reads. ``analyze --write`` creates it and
+later only *adds* what is missing, so the user's edits always win (see ``merge_into``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
+
+import tomlkit
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from mlpack.atomic import atomic_write
+from mlpack.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from mlpack.analyze.model import Package, ProjectAnalysis
+
+CONFIG_FILE: Final = "mlpack.toml"
+PLATFORMS: Final = ("linux/amd64", "linux/arm64")
+KINDS: Final = ("training", "inference")
+_PY_RE: Final = re.compile(r"^3\.\d{1,2}$")
+_ENV_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+_TOP_KEYS: Final = frozenset(
+    {"name", "python", "python-source", "base", "platform", "dependencies", "env", "layout",
+     "entrypoints", "accelerator"}
+)  # fmt: skip
+_DEP_KEYS: Final = frozenset(
+    {"packages", "index-url", "extra-index-urls", "system", "torch-variant"}
+)
+_LAYOUT_KEYS: Final = frozenset({"inputs", "outputs"})
+_ENTRY_KEYS: Final = frozenset({"kind", "command", "port"})
+_ENV_KEYS: Final = frozenset({"default", "secret"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageSpec:
+    """One requirement for the image and who asked for it."""
+
+    requirement: str  # PEP 508
+    source: str  # "requirements.txt:3", "import: train.py:4", or "mlpack.toml" for user entries
+
+    @property
+    def name(self) -> str:
+        """Canonical distribution name."""
+        return canonicalize_name(Requirement(self.requirement).name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvSpec:
+    """An environment variable the code reads; secrets are declared by name only."""
+
+    name: str
+    default: str | None
+    secret: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntrypointSpec:
+    """A named way to start the image: ``mlpack run`` uses training ones, ``serve`` inference."""
+
+    name: str
+    kind: Literal["training", "inference"]
+    command: tuple[str, ...]
+    port: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectConfig:
+    """The validated contents of mlpack.toml."""
+
+    root: Path
+    config_path: Path
+    name: str
+    python: str
+    python_source: str
+    base: str | None
+    platform: str
+    packages: tuple[PackageSpec, ...]
+    index_url: str | None
+    extra_index_urls: tuple[str, ...]
+    system_packages: tuple[str, ...]
+    torch_variant: str | None
+    env: tuple[EnvSpec, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    entrypoints: tuple[EntrypointSpec, ...]
+    cuda: bool
+
+
+def config_location(root: Path) -> tuple[Path, bool]:
+    """Return where the config lives: (path, is_pyproject).
+
+    ``[tool.mlpack]`` in pyproject.toml is used when that table exists and no mlpack.toml does.
+    """
+    own = root / CONFIG_FILE
+    if own.exists():
+        return own, False
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return own, False
+        if isinstance(data.get("tool"), dict) and "mlpack" in data["tool"]:
+            return pyproject, True
+    return own, False
+
+
+def load_config(root: Path) -> ProjectConfig:
+    """Read and validate the project's config; ConfigError with the file and field on problems."""
+    path, in_pyproject = config_location(root)
+    if not path.exists():
+        msg = f"no {CONFIG_FILE} in {root}"
+        raise ConfigError(msg, hint=f"run `mlpack analyze --write {root}` to create it")
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"cannot read {path}: {exc}"
+        raise ConfigError(msg, hint="check the file's permissions and encoding (UTF-8)") from exc
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path} is not valid TOML: {exc}"
+        raise ConfigError(msg, hint="fix the syntax error at the position shown") from exc
+    if in_pyproject:
+        data = data["tool"]["mlpack"]
+        where = f"{path.name} [tool.mlpack]"
+    else:
+        where = path.name
+    return _validate(data, root=root, path=path, where=where)
+
+
+def _fail(where: str, field: str, why: str, hint: str) -> ConfigError:
+    return ConfigError(f"{where}: `{field}` {why}", hint=hint)
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise _fail(where, key, "must be a table", f"write it as [{key}]")
+    return value
+
+
+def _check_keys(table: dict[str, Any], allowed: frozenset[str], where: str, prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise _fail(
+                where,
+                f"{prefix}{key}",
+                "is not a known setting",
+                f"known settings here: {', '.join(sorted(allowed))}",
+            )
+
+
+def _str(value: object, where: str, field: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, field, "must be a string", f'write it as {field} = "..."')
+    return value
+
+
+def _str_list(value: object, where: str, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(where, field, "must be a list of strings", f'write it as {field} = ["..."]')
+    return tuple(cast("list[str]", value))
+
+
+def _requirement(text: str, where: str, field: str) -> str:
+    try:
+        Requirement(text)
+    except InvalidRequirement as exc:
+        raise _fail(
+            where, field, f"has an invalid requirement {text!r}: {exc}", "use PEP 508 syntax"
+        ) from exc
+    return text
+
+
+def _validate(data: dict[str, Any], *, root: Path, path: Path, where: str) -> ProjectConfig:
+    _check_keys(data, _TOP_KEYS, where, "")
+    name = _str(data.get("name", root.resolve().name.lower()), where, "name")
+    if not _NAME_RE.match(name):
+        raise _fail(
+            where, "name", f"{name!r} is not a valid image name", "use lowercase a-z, 0-9, . _ -"
+        )
+    python = _str(data.get("python", ""), where, "python")
+    if not _PY_RE.match(python):
+        raise _fail(
+            where,
+            "python",
+            f'must be a version like "3.11", not {python!r}',
+            'set python = "3.11" (major.minor; the patch level comes from the base image)',
+        )
+    python_source = _str(data.get("python-source", CONFIG_FILE), where, "python-source")
+    base_value = data.get("base")
+    base = None if base_value in (None, "") else _str(base_value, where, "base")
+    platform = _str(data.get("platform", "linux/amd64"), where, "platform")
+    if platform not in PLATFORMS:
+        raise _fail(
+            where,
+            "platform",
+            f"{platform!r} is not supported",
+            f"use one of {', '.join(PLATFORMS)}",
+        )
+
+    deps = _table(data, "dependencies", where)
+    _check_keys(deps, _DEP_KEYS, where, "dependencies.")
+    packages: list[PackageSpec] = []
+    raw_packages = deps.get("packages", [])
+    if not isinstance(raw_packages, list):
+        raise _fail(where, "dependencies.packages", "must be a list", 'packages = ["numpy"]')
+    for i, item in enumerate(raw_packages):
+        field = f"dependencies.packages[{i}]"
+        if isinstance(item, str):
+            packages.append(
+                PackageSpec(requirement=_requirement(item, where, field), source=CONFIG_FILE)
+            )
+        elif isinstance(item, dict) and "requirement" in item:
+            extra = set(item) - {"requirement", "source"}
+            if extra:
+                raise _fail(
+                    where, field, f"has unknown keys {sorted(extra)}", "use requirement and source"
+                )
+            req = _requirement(_str(item["requirement"], where, field), where, field)
+            source = _str(item.get("source", CONFIG_FILE), where, f"{field}.source")
+            packages.append(PackageSpec(requirement=req, source=source))
+        else:
+            raise _fail(
+                where,
+                field,
+                'must be a requirement string or { requirement = "...", source = "..." }',
+                'e.g. packages = ["numpy>=1.24"]',
+            )
+    index_url_value = deps.get("index-url")
+    index_url = None if index_url_value is None else _str(index_url_value, where, "index-url")
+    extra_index = _str_list(
+        deps.get("extra-index-urls", []), where, "dependencies.extra-index-urls"
+    )
+    system = _str_list(deps.get("system", []), where, "dependencies.system")
+    torch_value = deps.get("torch-variant")
+    torch_variant = (
+        None if torch_value is None else _str(torch_value, where, "dependencies.torch-variant")
+    )
+
+    env: list[EnvSpec] = []
+    for env_name, spec in _table(data, "env", where).items():
+        field = f"env.{env_name}"
+        if not _ENV_RE.match(env_name):
+            raise _fail(where, field, "is not a valid variable name", "use letters, digits and _")
+        if not isinstance(spec, dict):
+            raise _fail(
+                where, field, "must be a table", f'write {env_name} = {{ default = "..." }}'
+            )
+        _check_keys(spec, _ENV_KEYS, where, f"{field}.")
+        secret = spec.get("secret", False)
+        if not isinstance(secret, bool):
+            raise _fail(where, f"{field}.secret", "must be true or false", "secret = true")
+        default = spec.get("default")
+        if default is not None:
+            default = _str(default, where, f"{field}.default")
+            if secret:
+                raise _fail(
+                    where,
+                    f"{field}.default",
+                    "is set on a secret variable",
+                    "secrets are declared by name only; pass the value at run time with -e",
+                )
+        env.append(EnvSpec(name=env_name, default=default, secret=secret))
+
+    layout = _table(data, "layout", where)
+    _check_keys(layout, _LAYOUT_KEYS, where, "layout.")
+    inputs = _str_list(layout.get("inputs", []), where, "layout.inputs")
+    outputs = _str_list(layout.get("outputs", []), where, "layout.outputs")
+    for rel in (*inputs, *outputs):
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise _fail(
+                where, "layout", f"path {rel!r} leaves the project", "use paths inside the repo"
+            )
+
+    entrypoints: list[EntrypointSpec] = []
+    for entry_name, spec in _table(data, "entrypoints", where).items():
+        field = f"entrypoints.{entry_name}"
+        if not isinstance(spec, dict):
+            raise _fail(where, field, "must be a table", f"write it as [entrypoints.{entry_name}]")
+        _check_keys(spec, _ENTRY_KEYS, where, f"{field}.")
+        kind = spec.get("kind", "training")
+        if kind not in KINDS:
+            raise _fail(where, f"{field}.kind", f"is {kind!r}", "use training or inference")
+        command = _str_list(spec.get("command", []), where, f"{field}.command")
+        if not command:
+            raise _fail(where, f"{field}.command", "is empty", 'command = ["python", "train.py"]')
+        port = spec.get("port")
+        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+            raise _fail(where, f"{field}.port", "must be a port number", "port = 8000")
+        entrypoints.append(EntrypointSpec(name=entry_name, kind=kind, command=command, port=port))
+
+    accel = _table(data, "accelerator", where)
+    _check_keys(accel, frozenset({"cuda"}), where, "accelerator.")
+    cuda = accel.get("cuda", False)
+    if not isinstance(cuda, bool):
+        raise _fail(where, "accelerator.cuda", "must be true or false", "cuda = false")
+
+    return ProjectConfig(
+        root=root,
+        config_path=path,
+        name=name,
+        python=python,
+        python_source=python_source,
+        base=base,
+        platform=platform,
+        packages=tuple(packages),
+        index_url=index_url,
+        extra_index_urls=extra_index,
+        system_packages=system,
+        torch_variant=torch_variant,
+        env=tuple(env),
+        inputs=inputs,
+        outputs=outputs,
+        entrypoints=tuple(entrypoints),
+        cuda=cuda,
+    )
+
+
+def image_packages(analysis: ProjectAnalysis) -> tuple[Package, ...]:
+    """The packages that go into the image, by evidence.
+
+    Main declared dependencies always; a named group (extra, requirements-<x>.txt) only when the
+    code imports it and it is not a development group; undeclared imports unless every use is
+    optional (inside ``try/except ImportError``).
+    """
+    from mlpack.analyze.requirements import DEV_GROUPS
+
+    chosen = []
+    for package in analysis.packages:
+        if package.declared:
+            if package.group is None or (package.used and package.group not in DEV_GROUPS):
+                chosen.append(package)
+        elif not package.optional:
+            chosen.append(package)
+    return tuple(chosen)
+
+
+def _analysis_document(analysis: ProjectAnalysis, name: str) -> dict[str, Any]:
+    """The settings ``analyze`` would write into an empty config, as plain data."""
+    packages = [
+        {"requirement": _requirement_text(p), "source": p.source} for p in image_packages(analysis)
+    ]
+    env = {
+        v.name: ({"secret": True} if v.secret else ({"default": v.default} if v.default else {}))
+        for v in analysis.env
+    }
+    entrypoints: dict[str, Any] = {}
+    for entry in analysis.entrypoints:
+        key = entry.name
+        if key in entrypoints:
+            continue
+        table: dict[str, Any] = {"kind": entry.kind, "command": list(entry.command)}
+        if entry.kind == "inference":
+            table["port"] = _port_of(entry.command)
+        entrypoints[key] = table
+    return {
+        "name": name,
+        "python": analysis.python.version,
+        "python-source": analysis.python.source,
+        "platform": "linux/amd64",
+        "dependencies": {
+            "packages": packages,
+            "system": sorted({s.name for s in analysis.system_packages}),
+        },
+        "env": env,
+        "layout": {
+            "inputs": [u.path for u in analysis.layout.inputs],
+            "outputs": [u.path for u in analysis.layout.outputs],
+        },
+        "entrypoints": entrypoints,
+        "accelerator": {"cuda": analysis.accelerator.cuda},
+    }
+
+
+def _port_of(command: tuple[str, ...]) -> int:
+    for flag in ("--port", "-p"):
+        if flag in command:
+            i = command.index(flag)
+            if i + 1 < len(command) and command[i + 1].isdigit():
+                return int(command[i + 1])
+    for arg in command:
+        if arg.startswith("--bind=") or (":" in arg and arg.rsplit(":", 1)[1].isdigit()):
+            return int(arg.rsplit(":", 1)[1])
+    return 8000
+
+
+def _requirement_text(package: Package) -> str:
+    text = package.name
+    if package.extras:
+        text += f"[{','.join(package.extras)}]"
+    if package.url:
+        text += f" @ {package.url}"
+    else:
+        text += package.specifier
+    if package.marker:
+        text += f"; {package.marker}"
+    return text
+
+
+def merge_into(existing: dict[str, Any], generated: dict[str, Any]) -> list[str]:
+    """Add to ``existing`` (a tomlkit document/table) what ``generated`` has and it lacks.
+
+    Values already present are never changed: the user's edits win. Returns notes on
+    disagreements so the CLI can show them.
+    """
+    notes: list[str] = []
+    for key, value in generated.items():
+        if key not in existing:
+            existing[key] = value
+            continue
+        current = existing[key]
+        if isinstance(value, dict) and isinstance(current, dict):
+            if key in {"env", "entrypoints"}:
+                for sub, sub_value in value.items():
+                    if sub not in current:
+                        current[sub] = sub_value
+            else:
+                notes.extend(merge_into(current, value))
+        elif key == "packages" and isinstance(current, list):
+            have = {_entry_name(item) for item in current}
+            for item in value:
+                if _entry_name(item) not in have:
+                    current.append(item)
+        elif isinstance(value, list) and isinstance(current, list):
+            for item in value:
+                if item not in current:
+                    current.append(item)
+        elif current != value:
+            notes.append(f"kept {key} = {current!r} (analysis suggests {value!r})")
+    return notes
+
+
+def _entry_name(item: object) -> str:
+    text = item.get("requirement", "") if isinstance(item, dict) else str(item)
+    try:
+        return canonicalize_name(Requirement(str(text)).name)
+    except InvalidRequirement:
+        return str(text)
+
+
+def write_config(root: Path, analysis: ProjectAnalysis) -> tuple[Path, list[str]]:
+    """Create or update the project's config from ``analysis``; return (path, notes).
+
+    The file is rewritten atomically and validated before it replaces the old one.
+    """
+    path, in_pyproject = config_location(root)
+    generated = _analysis_document(analysis, _default_name(root))
+    if path.exists():
+        try:
+            doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+        except Exception as exc:  # tomlkit raises its own ParseError hierarchy
+            msg = f"cannot update {path}: it is not valid TOML ({exc})"
+            raise ConfigError(msg, hint="fix or remove the file, then run analyze --write") from exc
+    else:
+        doc = tomlkit.document()
+        doc.add(tomlkit.comment("mlpack project config: written by `mlpack analyze --write`."))
+        doc.add(
+            tomlkit.comment("Edit freely: re-running analyze --write only adds what is missing.")
+        )
+    if in_pyproject:
+        target = doc["tool"]["mlpack"]
+    else:
+        target = doc
+    notes = merge_into(cast("dict[str, Any]", target), generated)
+    text = tomlkit.dumps(doc)
+    data = tomllib.loads(text)
+    _validate(data["tool"]["mlpack"] if in_pyproject else data, root=root, path=path,
+              where=path.name)  # fmt: skip
+    atomic_write(path, text)
+    return path, notes
+
+
+def _default_name(root: Path) -> str:
+    name = re.sub(r"[^a-z0-9._-]+", "-", root.resolve().name.lower()).strip("-._")
+    return name or "project"
