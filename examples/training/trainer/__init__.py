@@ -1,0 +1,1 @@
+"""A small flower classifier trained with mini-batch SGD."""
