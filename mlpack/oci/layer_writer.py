@@ -1,0 +1,423 @@
+"""Deterministic layer writer: a directory tree to tar+gzip bytes that depend only on its content.
+
+The rules are REPRODUCIBILITY.md §1-§2: mlpack writes its own tar headers and its own gzip member,
+so host metadata (owners, umask, mtimes, readdir order, the time of day) never reaches a layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal
+
+from mlpack.errors import ImageError
+from mlpack.progress import reporter
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+
+BLOCK: Final = 512
+_CHUNK: Final = 1 << 20
+_PAX_NAME: Final = b"././@PaxHeader"  # constant, like CPython; never a PID (dotnet/sdk#55689)
+_MAX_OCTAL_SIZE: Final = 8**11 - 1  # what the 12-byte ustar size field holds
+WHITEOUT_PREFIX: Final = ".wh."
+OPAQUE_MARKER: Final = ".wh..wh..opq"
+# Sort rank of an entry among its siblings: the opaque marker, then whiteouts, then the rest
+# (image-spec layer.md: whiteouts SHOULD come before their siblings).
+_RANK_OPAQUE: Final = 0
+_RANK_WHITEOUT: Final = 1
+_RANK_ENTRY: Final = 2
+
+_Kind = Literal["dir", "file", "symlink", "hardlink"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerDigests:
+    """Identity of a written layer: diff_id (uncompressed), digest and size (compressed)."""
+
+    diff_id: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Entry:
+    path: str  # relative, "/"-separated, no trailing slash
+    kind: _Kind
+    mode: int
+    mtime: int
+    size: int = 0
+    linkname: str = ""
+    source: Path | None = None  # host path of a regular file's data
+
+
+def gzip_header(level: int) -> bytes:
+    """Return the fixed 10-byte gzip header mlpack writes for ``level``.
+
+    FLG 0 and MTIME 0 so nothing about the host or the time leaks in; XFL follows zlib's own
+    rule for the level; OS is 255 ("unknown") whatever the platform (python/cpython#112346).
+    """
+    xfl = 2 if level == 9 else (4 if level < 2 else 0)
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes((xfl, 255))
+
+
+def write_layer(
+    tree: Path,
+    out: BinaryIO,
+    *,
+    source_date_epoch: int,
+    clamp_mtime: bool = False,
+    level: int = 6,
+    whiteouts: Iterable[str] = (),
+    opaque_dirs: Iterable[str] = (),
+    modes: Mapping[str, int] | None = None,
+    on_special: Literal["error", "skip"] = "error",
+) -> LayerDigests:
+    """Write ``tree`` as a gzip-compressed layer to ``out`` and return its digests.
+
+    The bytes depend only on the tree's names, contents, link targets and exec bits, on
+    ``source_date_epoch`` (and with ``clamp_mtime`` the files' mtimes, clamped to it), the
+    level and zlib's version. ``whiteouts`` are relative paths deleted from lower layers
+    (written as ``.wh.<name>``); ``opaque_dirs`` get a ``.wh..wh..opq`` marker; ``modes`` maps
+    relative paths to exact modes (the only way to get setuid/setgid/sticky bits);
+    ``on_special`` decides what a device, FIFO or socket in the tree does.
+    """
+    if not 0 <= level <= 9:
+        msg = f"gzip level {level} is out of range"
+        raise ImageError(msg, hint="use a level from 0 to 9 (6 is the default)")
+    if source_date_epoch < 0 or source_date_epoch > _MAX_OCTAL_SIZE:
+        msg = f"SOURCE_DATE_EPOCH {source_date_epoch} cannot be stored in a tar header"
+        raise ImageError(msg, hint="set SOURCE_DATE_EPOCH to a non-negative Unix time")
+    entries = _collect(
+        tree,
+        sde=source_date_epoch,
+        clamp=clamp_mtime,
+        whiteouts=tuple(whiteouts),
+        opaque_dirs=tuple(opaque_dirs),
+        modes=dict(modes or {}),
+        on_special=on_special,
+    )
+    sink = _GzipSink(out, level)
+    for entry in entries:
+        _write_entry(sink, entry)
+    sink.write(b"\0" * (2 * BLOCK))
+    return sink.close()
+
+
+class _GzipSink:
+    """Tar bytes in; one gzip member out, with diff_id, digest and size computed on the way."""
+
+    def __init__(self, out: BinaryIO, level: int) -> None:
+        self._out = out
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY)
+        self._crc = 0
+        self._isize = 0
+        self._diff = hashlib.sha256()
+        self._blob = hashlib.sha256()
+        self._size = 0
+        self._emit(gzip_header(level))
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self._out.write(data)
+            self._blob.update(data)
+            self._size += len(data)
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._crc = zlib.crc32(data, self._crc)
+        self._isize += len(data)
+        self._diff.update(data)
+        self._emit(self._compressor.compress(data))
+
+    def close(self) -> LayerDigests:
+        self._emit(self._compressor.flush(zlib.Z_FINISH))
+        trailer = (self._crc & 0xFFFFFFFF).to_bytes(4, "little")
+        self._emit(trailer + (self._isize & 0xFFFFFFFF).to_bytes(4, "little"))
+        return LayerDigests(
+            diff_id="sha256:" + self._diff.hexdigest(),
+            digest="sha256:" + self._blob.hexdigest(),
+            size=self._size,
+        )
+
+
+def _collect(
+    tree: Path,
+    *,
+    sde: int,
+    clamp: bool,
+    whiteouts: tuple[str, ...],
+    opaque_dirs: tuple[str, ...],
+    modes: dict[str, int],
+    on_special: Literal["error", "skip"],
+) -> list[_Entry]:
+    """Walk ``tree`` and return every entry, sorted, with normalised metadata."""
+    try:
+        top = os.lstat(tree)
+    except OSError as exc:
+        msg = f"cannot read layer tree {tree}: {exc.strerror}"
+        raise ImageError(msg, hint="check that the staging directory exists") from exc
+    if not stat.S_ISDIR(top.st_mode):
+        msg = f"layer tree {tree} is not a directory"
+        raise ImageError(msg, hint="pass the staging directory whose contents form the layer")
+
+    def mtime_of(st: os.stat_result) -> int:
+        return max(0, min(int(st.st_mtime), sde)) if clamp else sde
+
+    keyed: dict[tuple[tuple[int, bytes], ...], _Entry] = {}
+    first_link: dict[tuple[int, int], str] = {}
+    skipped: list[str] = []
+    walked: list[tuple[str, os.stat_result]] = list(_walk(str(tree), ""))
+    # Hard links: the first path in sort order carries the data, so sort before deciding.
+    walked.sort(key=lambda item: _sort_key(item[0]))
+    for rel, st in walked:
+        name = rel.rsplit("/", 1)[-1]
+        if name.startswith(WHITEOUT_PREFIX):
+            msg = f"layer tree {tree} contains {rel!r}, a name reserved for whiteouts"
+            raise ImageError(msg, hint="rename the file; '.wh.' names delete files in images")
+        override = modes.get(rel)
+        if stat.S_ISDIR(st.st_mode):
+            entry = _Entry(path=rel, kind="dir", mode=_mode(override, 0o755), mtime=mtime_of(st))
+        elif stat.S_ISLNK(st.st_mode):
+            # Path.readlink() would normalise the target; it must stay verbatim.
+            target = os.readlink(tree / rel)  # noqa: PTH115
+            _check_utf8(target, tree)
+            entry = _Entry(
+                path=rel, kind="symlink", mode=0o777, mtime=mtime_of(st), linkname=target
+            )
+        elif stat.S_ISREG(st.st_mode):
+            default = 0o755 if st.st_mode & 0o111 else 0o644
+            mode = _mode(override, default)
+            ident = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and ident in first_link:
+                entry = _Entry(
+                    path=rel,
+                    kind="hardlink",
+                    mode=mode,
+                    mtime=mtime_of(st),
+                    linkname=first_link[ident],
+                )
+            else:
+                if st.st_nlink > 1:
+                    first_link[ident] = rel
+                entry = _Entry(
+                    path=rel,
+                    kind="file",
+                    mode=mode,
+                    mtime=mtime_of(st),
+                    size=st.st_size,
+                    source=tree / rel,
+                )
+        else:
+            what = _special_kind(st.st_mode)
+            if on_special == "skip":
+                skipped.append(rel)
+                continue
+            msg = f"layer tree {tree} contains {rel!r}, a {what}; layers hold no {what}s"
+            raise ImageError(
+                msg, hint="remove it from the staging tree (or pass on_special='skip')"
+            )
+        keyed[_sort_key(rel)] = entry
+    if skipped:
+        reporter().notice(
+            f"layer: skipped {len(skipped)} device/FIFO/socket entries: {', '.join(skipped[:5])}"
+        )
+    unknown = sorted(set(modes) - {e.path for e in keyed.values()})
+    if unknown:
+        msg = f"mode overrides name paths that are not in the layer tree: {', '.join(unknown)}"
+        raise ImageError(msg, hint="modes keys are paths relative to the tree, e.g. 'tmp'")
+    for raw, marker in [(w, None) for w in whiteouts] + [(d, OPAQUE_MARKER) for d in opaque_dirs]:
+        rel = _clean_rel(raw)
+        parent, _, base = rel.rpartition("/")
+        if marker is None:
+            wh_name, rank = WHITEOUT_PREFIX + base, _RANK_WHITEOUT
+        else:
+            parent, wh_name, rank = rel, marker, _RANK_OPAQUE
+        wh_path = f"{parent}/{wh_name}" if parent else wh_name
+        key = (_sort_key(parent) if parent else ()) + ((rank, wh_name.encode()),)
+        keyed[key] = _Entry(path=wh_path, kind="file", mode=0o644, mtime=sde)
+        # Parents of a whiteout must exist in the layer too (explicit parent entries).
+        parts = wh_path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dir_rel = "/".join(parts[:i])
+            dkey = _sort_key(dir_rel)
+            if dkey not in keyed:
+                keyed[dkey] = _Entry(path=dir_rel, kind="dir", mode=0o755, mtime=sde)
+            elif keyed[dkey].kind != "dir":
+                msg = f"whiteout {raw!r} needs {dir_rel!r} to be a directory in the layer"
+                raise ImageError(msg, hint="a whiteout's parent cannot be a file of the same layer")
+    return [keyed[k] for k in sorted(keyed)]
+
+
+def _walk(root: str, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield ``(relative path, lstat)`` for everything under ``root``, never following links."""
+    stack = [prefix]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(f"{root}/{rel}" if rel else root) as it:
+            children = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+        for name, st in children:
+            _check_utf8(name, Path(root))
+            child = f"{rel}/{name}" if rel else name
+            yield child, st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(child)
+
+
+def _sort_key(rel: str) -> tuple[tuple[int, bytes], ...]:
+    """Order by UTF-8 path components, so parents precede children whatever the locale."""
+    return tuple((_RANK_ENTRY, part.encode()) for part in rel.split("/"))
+
+
+def _clean_rel(raw: str) -> str:
+    """Validate a whiteout path given by the caller; return it normalised."""
+    parts = [p for p in raw.strip("/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or "\0" in raw:
+        msg = f"invalid whiteout path {raw!r}"
+        raise ImageError(msg, hint="whiteouts are relative paths inside the image, without '..'")
+    if parts[-1].startswith(WHITEOUT_PREFIX):
+        msg = f"whiteout path {raw!r} already starts with '.wh.'"
+        raise ImageError(msg, hint="pass the path to delete; the writer adds the '.wh.' prefix")
+    return "/".join(parts)
+
+
+def _check_utf8(name: str, tree: Path) -> None:
+    try:
+        name.encode()
+    except UnicodeEncodeError as exc:
+        shown = name.encode("utf-8", "backslashreplace").decode()
+        msg = f"layer tree {tree} has a name that is not UTF-8: {shown!r}"
+        raise ImageError(msg, hint="rename it; image layers carry UTF-8 names") from exc
+
+
+def _mode(override: int | None, default: int) -> int:
+    if override is None:
+        return default
+    if not 0 <= override <= 0o7777:
+        msg = f"mode override {override:o} is not a permission mode"
+        raise ImageError(msg, hint="give modes as e.g. 0o1777")
+    return override
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device node"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    return "socket"
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _pax_record(key: str, value: bytes) -> bytes:
+    body = b" " + key.encode() + b"=" + value + b"\n"
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n = len(str(n)) + len(body)
+    return str(n).encode() + body
+
+
+def _header(
+    name: bytes, *, mode: int, size: int, mtime: int, typeflag: bytes, linkname: bytes
+) -> bytes:
+    fields = (
+        name.ljust(100, b"\0"),
+        _octal(mode, 8),
+        _octal(0, 8),  # uid
+        _octal(0, 8),  # gid
+        _octal(size, 12),
+        _octal(mtime, 12),
+        b" " * 8,  # checksum placeholder
+        typeflag,
+        linkname.ljust(100, b"\0"),
+        b"ustar\x0000",
+        b"\0" * 32,  # uname: empty, never the host's passwd
+        b"\0" * 32,  # gname
+        _octal(0, 8),  # devmajor
+        _octal(0, 8),  # devminor
+        b"\0" * 155,  # prefix: unused; long names go to PAX
+        b"\0" * 12,
+    )
+    block = bytearray(b"".join(fields))
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def _fits_ustar(value: bytes) -> bool:
+    return len(value) <= 100 and value.isascii()
+
+
+def _write_entry(sink: _GzipSink, entry: _Entry) -> None:
+    name = entry.path + "/" if entry.kind == "dir" else entry.path
+    name_b = name.encode()
+    link_b = entry.linkname.encode()
+    records = b""
+    # PAX only when needed, keys always in this order.
+    if not _fits_ustar(name_b):
+        records += _pax_record("path", name_b)
+    if not _fits_ustar(link_b):
+        records += _pax_record("linkpath", link_b)
+    if entry.size > _MAX_OCTAL_SIZE:
+        records += _pax_record("size", str(entry.size).encode())
+    if records:
+        sink.write(
+            _header(_PAX_NAME, mode=0o644, size=len(records), mtime=0, typeflag=b"x", linkname=b"")
+        )
+        sink.write(_pad(records))
+    typeflag = {"dir": b"5", "file": b"0", "symlink": b"2", "hardlink": b"1"}[entry.kind]
+    sink.write(
+        _header(
+            _ascii_stub(name_b),
+            mode=entry.mode,
+            size=entry.size if entry.size <= _MAX_OCTAL_SIZE else 0,
+            mtime=entry.mtime,
+            typeflag=typeflag,
+            linkname=_ascii_stub(link_b),
+        )
+    )
+    if entry.source is not None:
+        _copy_file(sink, entry)
+
+
+def _ascii_stub(value: bytes) -> bytes:
+    """Return what goes into a 100-byte ustar field: the value, or a fixed stub beside PAX."""
+    if _fits_ustar(value):
+        return value
+    return value.decode().encode("ascii", "replace")[:100]
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % BLOCK)
+
+
+def _copy_file(sink: _GzipSink, entry: _Entry) -> None:
+    assert entry.source is not None  # only files have a source
+    try:
+        fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        msg = f"cannot read {entry.path} for the layer: {exc.strerror}"
+        raise ImageError(msg, hint="the staging tree changed while the layer was written") from exc
+    remaining = entry.size
+    try:
+        with os.fdopen(fd, "rb", buffering=0) as src:
+            buf = bytearray(_CHUNK)
+            view = memoryview(buf)
+            while remaining:
+                n = src.readinto(view[: min(_CHUNK, remaining)])
+                if not n:
+                    break
+                sink.write(view[:n])
+                remaining -= n
+            grew = bool(src.read(1))
+    except OSError as exc:
+        msg = f"cannot read {entry.path} for the layer: {exc.strerror}"
+        raise ImageError(msg, hint="check the staging tree's permissions") from exc
+    if remaining or grew:
+        msg = f"{entry.path} changed size while the layer was written"
+        raise ImageError(msg, hint="do not modify the staging tree while a layer is written")
+    sink.write(b"\0" * (-entry.size % BLOCK))
