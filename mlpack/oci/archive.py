@@ -1,0 +1,340 @@
+"""Image tarballs: deterministic OCI + docker-archive export, and import of both kinds."""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import io
+import os
+import secrets
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from mlpack.errors import ImageError
+from mlpack.oci import jsonc, mediatypes
+from mlpack.oci.model import (
+    Descriptor,
+    Index,
+    Manifest,
+    Platform,
+    check_digest,
+    parse_manifest_or_index,
+)
+from mlpack.oci.reference import parse as parse_reference
+from mlpack.oci.store import OCI_LAYOUT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from mlpack.oci.store import Store
+
+ArchiveFormat = Literal["oci", "docker", "both"]
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportedImage:
+    """One image read from an archive: its name (if the archive named it) and manifest digest."""
+
+    reference: str | None
+    digest: str
+
+
+def _epoch(created: str) -> int:
+    """The config's ``created`` as an integer epoch (the tar's mtime), 1 when absent."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    with contextlib.suppress(ValueError):
+        return calendar.timegm(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
+    return 1
+
+
+def _info(name: str, *, size: int = 0, mtime: int, directory: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if directory else 0o644
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    return info
+
+
+def export_image(
+    store: Store,
+    image: str,
+    out: Path,
+    *,
+    fmt: ArchiveFormat = "both",
+    tag: str | None = None,
+) -> str:
+    """Write ``image`` as a tarball; return its manifest digest.
+
+    ``both`` is an OCI image layout that also carries Docker's ``manifest.json`` (the format of
+    ``docker save`` since Docker 25), so docker, podman, skopeo and containerd all load it.
+    The outer tar is deterministic: fixed entry order, mtime from the image, uid 0.
+    """
+    stored = store.image(image)
+    name_text = tag or (stored.references[0] if stored.references else None)
+    name = parse_reference(name_text) if name_text else None
+    mtime = _epoch(stored.config.created)
+    blobs = sorted(
+        {stored.digest, stored.manifest.config.digest, *(x.digest for x in stored.manifest.layers)}
+    )
+    members: list[tuple[str, bytes | Path | None]] = []
+    if fmt in ("oci", "both"):
+        annotations: tuple[tuple[str, str], ...] = ()
+        if name is not None:
+            annotations = (
+                (mediatypes.CONTAINERD_NAME_ANNOTATION, str(name)),
+                (mediatypes.REF_NAME_ANNOTATION, name.tag or "latest"),
+            )
+        entry = Descriptor(
+            media_type=stored.manifest.media_type,
+            digest=stored.digest,
+            size=stored.manifest_size,
+            annotations=annotations,
+        )
+        index = Index(media_type=mediatypes.OCI_INDEX, manifests=(entry,))
+        members += [("oci-layout", OCI_LAYOUT), ("index.json", jsonc.dumps(index.to_json()))]
+    if fmt in ("docker", "both"):
+        legacy = [
+            {
+                "Config": f"blobs/sha256/{stored.manifest.config.digest[7:]}",
+                "RepoTags": [name.familiar()] if name is not None and name.tag else [],
+                "Layers": [f"blobs/sha256/{x.digest[7:]}" for x in stored.manifest.layers],
+            }
+        ]
+        members.append(("manifest.json", jsonc.dumps(legacy)))
+    members += [("blobs/", None), ("blobs/sha256/", None)]
+    members += [(f"blobs/sha256/{d[7:]}", store.blob_path(d)) for d in blobs]
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with (
+            tmp.open("wb") as raw,
+            tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+        ):
+            for arcname, content in members:
+                if content is None:
+                    tar.addfile(_info(arcname, mtime=mtime, directory=True))
+                elif isinstance(content, bytes):
+                    tar.addfile(_info(arcname, size=len(content), mtime=mtime), io.BytesIO(content))
+                else:
+                    with content.open("rb") as fh:
+                        size = os.fstat(fh.fileno()).st_size
+                        tar.addfile(_info(arcname, size=size, mtime=mtime), fh)
+            tar.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        msg = f"cannot write {out}: {exc.strerror or exc}"
+        raise ImageError(msg, hint="check the output path and free disk space") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return stored.digest
+
+
+class _Source:
+    """Uniform read access to an OCI layout directory or an (OCI or docker-save) tarball."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tar: tarfile.TarFile | None = None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        if path.is_dir():
+            return
+        try:
+            self._tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed in close()
+            for member in self._tar.getmembers():
+                self._members[self._norm(member.name)] = member
+        except (OSError, tarfile.TarError) as exc:
+            msg = f"cannot read the archive {path}: {exc}"
+            raise ImageError(
+                msg, hint="pass an OCI layout directory or a tarball from export or docker save"
+            ) from exc
+
+    @staticmethod
+    def _norm(name: str) -> str:
+        return str(PurePosixPath(name.lstrip("/")).as_posix()).removeprefix("./")
+
+    def has(self, name: str) -> bool:
+        if self._tar is None:
+            return (self.path / name).is_file()
+        return self._norm(name) in self._members
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[IO[bytes]]:
+        norm = self._norm(name)
+        if ".." in PurePosixPath(norm).parts:
+            msg = f"the archive refers to {name!r}, outside itself"
+            raise ImageError(msg, hint="the archive is malformed or hostile")
+        if self._tar is None:
+            try:
+                fh: IO[bytes] = (self.path / norm).open("rb")
+            except OSError as exc:
+                msg = f"{self.path} has no {norm}"
+                raise ImageError(msg, hint="the layout is incomplete") from exc
+            with fh:
+                yield fh
+            return
+        member = self._members.get(norm)
+        extracted = self._tar.extractfile(member) if member is not None else None
+        if extracted is None:
+            msg = f"the archive {self.path} has no file {norm}"
+            raise ImageError(msg, hint="the archive is incomplete or truncated")
+        with extracted:
+            yield extracted
+
+    def read(self, name: str, *, limit: int = 16 << 20) -> bytes:
+        with self.open(name) as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            msg = f"{name} in {self.path} is too large for a JSON document"
+            raise ImageError(msg, hint="the archive is malformed")
+        return data
+
+    def size(self, name: str) -> int:
+        if self._tar is None:
+            return (self.path / self._norm(name)).stat().st_size
+        return self._members[self._norm(name)].size
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+
+
+def _copy_blob(src: _Source, store: Store, desc: Descriptor) -> None:
+    if store.has_blob(desc.digest):
+        return
+    name = f"blobs/sha256/{desc.digest[7:]}"
+
+    def chunks() -> Iterator[bytes]:
+        with src.open(name) as fh:
+            while block := fh.read(_CHUNK):
+                yield block
+
+    store.ingest(chunks(), digest=desc.digest, size=desc.size)
+
+
+def _import_oci(src: _Source, store: Store, platform: Platform) -> list[ImportedImage]:
+    index = Index.parse(src.read("index.json"))
+    legacy_tags: list[str] = []
+    if src.has("manifest.json"):
+        with contextlib.suppress(ImageError, TypeError, AttributeError):
+            doc = jsonc.loads(src.read("manifest.json"), what="manifest.json")
+            legacy_tags = [t for entry in doc for t in (entry.get("RepoTags") or [])]
+    out: list[ImportedImage] = []
+    for entry in index.manifests:
+        desc = entry
+        _copy_blob(src, store, desc)
+        document = parse_manifest_or_index(store.read_blob(desc.digest), desc.media_type)
+        if isinstance(document, Index):
+            desc = document.select(platform)
+            _copy_blob(src, store, desc)
+            document = parse_manifest_or_index(store.read_blob(desc.digest), desc.media_type)
+        if not isinstance(document, Manifest):
+            msg = f"{src.path}: nested indexes are not supported"
+            raise ImageError(msg, hint="export a single-platform image")
+        for blob in (document.config, *document.layers):
+            _copy_blob(src, store, blob)
+        name = entry.annotation(mediatypes.CONTAINERD_NAME_ANNOTATION)
+        ref_name = entry.annotation(mediatypes.REF_NAME_ANNOTATION)
+        if (
+            name is None
+            and ref_name
+            and ("/" in ref_name or (len(index.manifests) == 1 and legacy_tags))
+        ):
+            name = ref_name if "/" in ref_name else legacy_tags[0]
+        if name is None and len(index.manifests) == 1 and legacy_tags:
+            name = legacy_tags[0]
+        out.append(_register(store, name, desc.digest))
+    return out
+
+
+def _register(store: Store, name: str | None, digest: str) -> ImportedImage:
+    if name:
+        ref = parse_reference(name)
+        store.tag(str(ref), digest)
+        return ImportedImage(reference=ref.familiar(), digest=digest)
+    store.add_untagged(digest)
+    return ImportedImage(reference=None, digest=digest)
+
+
+def _import_docker(src: _Source, store: Store) -> list[ImportedImage]:
+    doc: Any = jsonc.loads(src.read("manifest.json"), what="manifest.json")
+    if not isinstance(doc, list):
+        msg = f"{src.path}: manifest.json is not a list"
+        raise ImageError(msg, hint="the archive is not a docker save tarball")
+    out: list[ImportedImage] = []
+    for entry in doc:
+        try:
+            config_name, layer_names = str(entry["Config"]), [str(x) for x in entry["Layers"]]
+            tags = [str(t) for t in entry.get("RepoTags") or []]
+        except (KeyError, TypeError) as exc:
+            msg = f"{src.path}: manifest.json entry lacks Config or Layers"
+            raise ImageError(msg, hint="the archive is not a docker save tarball") from exc
+        config_bytes = src.read(config_name)
+        config_digest = store.put_bytes(config_bytes)
+        layers = []
+        for layer_name in layer_names:
+            with src.open(layer_name) as fh:
+                magic = fh.read(4)
+            kind = mediatypes.OCI_LAYER_GZIP if magic[:2] == b"\x1f\x8b" else mediatypes.OCI_LAYER
+            if magic == b"\x28\xb5\x2f\xfd":
+                kind = mediatypes.OCI_LAYER_ZSTD
+            tmp = store.root / "tmp" / f"import-{secrets.token_hex(8)}"
+            try:
+                with src.open(layer_name) as fh, tmp.open("wb") as dst:
+                    while block := fh.read(_CHUNK):
+                        dst.write(block)
+                digest = store.put_file(tmp)
+            finally:
+                tmp.unlink(missing_ok=True)
+            layers.append(
+                Descriptor(
+                    media_type=kind, digest=digest, size=store.blob_path(digest).stat().st_size
+                )
+            )
+        config_desc = Descriptor(
+            media_type=mediatypes.OCI_CONFIG, digest=config_digest, size=len(config_bytes)
+        )
+        manifest = Manifest(
+            media_type=mediatypes.OCI_MANIFEST, config=config_desc, layers=tuple(layers)
+        )
+        digest = store.put_bytes(jsonc.dumps(manifest.to_json()))
+        if tags:
+            out.extend(_register(store, t, digest) for t in tags)
+        else:
+            out.append(_register(store, None, digest))
+    return out
+
+
+def import_archive(
+    store: Store, path: Path, *, platform: Platform | None = None
+) -> tuple[ImportedImage, ...]:
+    """Import every image in an OCI layout (directory or tar) or a ``docker save`` tarball."""
+    if not path.exists():
+        msg = f"{path} does not exist"
+        raise ImageError(msg, hint="pass the path of an image tarball or OCI layout directory")
+    src = _Source(path)
+    try:
+        with store.writing():
+            if src.has("index.json"):
+                images = _import_oci(
+                    src, store, platform or Platform(os="linux", architecture="amd64")
+                )
+            elif src.has("manifest.json"):
+                images = _import_docker(src, store)
+            else:
+                msg = f"{path} is neither an OCI layout nor a docker save archive"
+                raise ImageError(msg, hint="expected index.json or manifest.json at the top level")
+    finally:
+        src.close()
+    for image in images:
+        check_digest(image.digest)
+    return tuple(images)

@@ -1,0 +1,638 @@
+"""The local image store: an OCI image layout of verified blobs, tags, and unpacked layers.
+
+Every write goes to ``tmp/`` first, is verified against its digest, then renamed into place, so a
+killed process leaves at most a ``*.partial`` file (resumable) and never a blob that passes as
+whole. ``fcntl.flock`` locks serialise writers of the same entry across processes; a shared
+``gc`` lock keeps ``prune`` from collecting blobs a concurrent pull has not tagged yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import secrets
+import shutil
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlpack.errors import ImageError
+from mlpack.oci import jsonc, mediatypes
+from mlpack.oci.model import Descriptor, ImageConfig, Index, Manifest, check_digest
+from mlpack.oci.reference import parse as parse_reference
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+_CHUNK = 1 << 20
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredImage:
+    """An image in the store: its manifest and config, parsed."""
+
+    digest: str
+    manifest: Manifest
+    config: ImageConfig
+    manifest_size: int
+    references: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Bytes of manifest, config and compressed layers."""
+        return (
+            self.manifest_size
+            + self.manifest.config.size
+            + sum(x.size for x in self.manifest.layers)
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSummary:
+    """One row of ``mlpack images``."""
+
+    reference: str
+    digest: str
+    size: int
+    created: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PruneResult:
+    """What ``prune`` removed."""
+
+    blobs: int
+    layers: int
+    bytes_freed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckResult:
+    """What ``store check`` found: blobs whose bytes do not hash to their name, or are missing."""
+
+    checked: int
+    corrupt: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the store is consistent."""
+        return not self.corrupt and not self.missing
+
+
+def _hex(digest: str) -> str:
+    return check_digest(digest).removeprefix("sha256:")
+
+
+def chain_id(diff_ids: Iterable[str]) -> str:
+    """The OCI ChainID of layers ``diff_ids`` (image-spec config.md, "Layer ChainID")."""
+    chain = ""
+    for diff_id in diff_ids:
+        chain = (
+            diff_id
+            if not chain
+            else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        )
+    return chain
+
+
+def _disk_error(exc: OSError, where: Path) -> ImageError:
+    if exc.errno == errno.ENOSPC:
+        msg = f"no space left on the device holding {where}"
+        return ImageError(
+            msg, hint="free disk space (mlpack prune) or set MLPACK_HOME to a larger disk"
+        )
+    msg = f"cannot write to the image store at {where}: {exc.strerror or exc}"
+    return ImageError(msg, hint="check the permissions of MLPACK_HOME")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def force_rmtree(path: Path) -> None:
+    """Remove a tree even where it holds read-only directories (unpacked image content)."""
+
+    def onerror(func: Callable[..., Any], failed: str, _exc: Any) -> None:
+        parent = Path(failed).parent
+        with contextlib.suppress(OSError):
+            parent.chmod(parent.stat().st_mode | stat.S_IWUSR | stat.S_IXUSR)
+        if Path(failed).is_dir() and not Path(failed).is_symlink():
+            with contextlib.suppress(OSError):
+                Path(failed).chmod(stat.S_IRWXU)
+        func(failed)
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists() and sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=onerror)
+    elif path.exists():
+        shutil.rmtree(path, onerror=onerror)
+
+
+def tree_size(path: Path) -> int:
+    """Apparent bytes of the regular files under ``path``."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(Path(dirpath, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total
+
+
+class Store:
+    """Content-addressed blobs and named references under one root directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def default(cls) -> Store:
+        """$MLPACK_HOME, else $XDG_DATA_HOME/mlpack, else ~/.local/share/mlpack."""
+        home = os.environ.get("MLPACK_HOME")
+        if home:
+            return cls(Path(home))
+        xdg = os.environ.get("XDG_DATA_HOME")
+        base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+        return cls(base / "mlpack")
+
+    # -- layout and locks -------------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        try:
+            for sub in ("blobs/sha256", "layers", "rootfs", "tmp", "locks"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            layout = self.root / "oci-layout"
+            if not layout.exists():
+                self._atomic_write(layout, OCI_LAYOUT)
+            index = self.root / "index.json"
+            if not index.exists():
+                self._atomic_write(index, jsonc.dumps(self._index_doc(())))
+        except OSError as exc:
+            raise _disk_error(exc, self.root) from exc
+
+    @contextlib.contextmanager
+    def lock(self, name: str, *, shared: bool = False) -> Iterator[None]:
+        """Hold the inter-process lock ``locks/<name>.lock`` for the block."""
+        self._ensure()
+        fd = os.open(self.root / "locks" / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold off ``prune`` while adding blobs that are not referenced yet (a pull, a build)."""
+        return self.lock("gc", shared=True)
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            with tmp.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _disk_error(exc, path) from exc
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        """Where the blob ``digest`` lives (whether or not it is present)."""
+        return self.root / "blobs" / "sha256" / _hex(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether the blob is present (it was verified when it was written)."""
+        return self.blob_path(digest).is_file()
+
+    def read_blob(self, digest: str) -> bytes:
+        """Return a (small) blob's bytes, re-verified, for manifests and configs."""
+        try:
+            data = self.blob_path(digest).read_bytes()
+        except FileNotFoundError as exc:
+            msg = f"blob {digest} is missing from the store"
+            raise ImageError(msg, hint="pull or build the image again") from exc
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            msg = f"blob {digest} in the store is corrupt"
+            raise ImageError(msg, hint="run `mlpack store check`, then `mlpack rmi` and pull again")
+        return data
+
+    def partial_path(self, digest: str) -> Path:
+        """Where an interrupted download of ``digest`` is kept for resuming."""
+        return self.root / "tmp" / f"{_hex(digest)}.partial"
+
+    def ingest(self, chunks: Iterable[bytes], *, digest: str, size: int | None) -> Path:
+        """Write a blob from ``chunks``: verify size and digest, then rename it into place."""
+        return self.ingest_resumable(lambda _offset: (0, chunks), digest=digest, size=size)
+
+    def ingest_resumable(
+        self,
+        fetch: Callable[[int], tuple[int, Iterable[bytes]]],
+        *,
+        digest: str,
+        size: int | None,
+        max_size: int | None = None,
+    ) -> Path:
+        """Write a blob, resuming a kept ``.partial``: ``fetch(offset)`` returns (start, chunks).
+
+        ``start`` is where the returned chunks begin: ``offset`` when the source honoured the
+        range, 0 when it restarted. The byte count never goes past ``size`` (or ``max_size``).
+        """
+        final = self.blob_path(digest)
+        if final.is_file():
+            return final
+        self._ensure()
+        cap = size if size is not None else max_size
+        with self.lock(f"blob-{_hex(digest)}"):
+            if final.is_file():  # another process finished it while we waited
+                return final
+            partial = self.partial_path(digest)
+            hasher = hashlib.sha256()
+            offset = partial.stat().st_size if partial.exists() else 0
+            if cap is not None and offset > cap:
+                partial.unlink()
+                offset = 0
+            try:
+                start, chunks = fetch(offset)
+                if start != offset:
+                    offset = 0
+                with partial.open("r+b" if offset else "wb") as fh:
+                    if offset:
+                        while block := fh.read(_CHUNK):
+                            hasher.update(block)
+                        fh.truncate(offset)
+                    written = offset
+                    for chunk in chunks:
+                        written += len(chunk)
+                        if cap is not None and written > cap:
+                            partial.unlink(missing_ok=True)
+                            msg = f"blob {digest} is larger than the {cap} bytes declared for it"
+                            raise ImageError(msg, hint="the registry or archive served bad data")
+                        hasher.update(chunk)
+                        fh.write(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    partial.unlink(missing_ok=True)
+                raise _disk_error(exc, self.root) from exc
+            got = "sha256:" + hasher.hexdigest()
+            if (size is not None and written != size) or got != digest:
+                partial.unlink(missing_ok=True)
+                what = f"{written} bytes, expected {size}" if written != size else f"digest {got}"
+                msg = f"blob {digest} failed verification ({what})"
+                raise ImageError(msg, hint="the data was truncated or corrupted; try again")
+            partial.replace(final)
+            _fsync_dir(final.parent)
+        return final
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data`` as a blob and return its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.ingest((data,), digest=digest, size=len(data))
+        return digest
+
+    def put_file(self, path: Path, *, digest: str | None = None) -> str:
+        """Store a file's bytes as a blob (hashing it first when ``digest`` is not known)."""
+        if digest is None:
+            hasher = hashlib.sha256()
+            with path.open("rb") as fh:
+                while block := fh.read(_CHUNK):
+                    hasher.update(block)
+            digest = "sha256:" + hasher.hexdigest()
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                while block := fh.read(_CHUNK):
+                    yield block
+
+        self.ingest(chunks(), digest=digest, size=path.stat().st_size)
+        return digest
+
+    # -- references ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _index_doc(entries: Iterable[Descriptor]) -> dict[str, Any]:
+        return Index(media_type=mediatypes.OCI_INDEX, manifests=tuple(entries)).to_json()
+
+    def _entries(self) -> tuple[Descriptor, ...]:
+        self._ensure()
+        data = (self.root / "index.json").read_bytes()
+        return Index.parse(data).manifests
+
+    def _write_entries(self, entries: Iterable[Descriptor]) -> None:
+        ordered = sorted(
+            entries, key=lambda d: (d.annotation(mediatypes.REF_NAME_ANNOTATION) or "", d.digest)
+        )
+        self._atomic_write(self.root / "index.json", jsonc.dumps(self._index_doc(ordered)))
+
+    def manifest_descriptor(self, digest: str) -> Descriptor:
+        """A descriptor for a stored manifest or index (media type read from the blob)."""
+        data = self.read_blob(digest)
+        kind = jsonc.loads(data, what="manifest").get("mediaType") or mediatypes.OCI_MANIFEST
+        return Descriptor(media_type=kind, digest=digest, size=len(data))
+
+    def tag(self, ref: str, manifest_digest: str) -> None:
+        """Point the name ``ref`` at a stored manifest (replacing what it pointed at)."""
+        name = str(parse_reference(ref).with_tag(parse_reference(ref).tag))
+        desc = self.manifest_descriptor(manifest_digest)
+        desc = Descriptor(
+            media_type=desc.media_type,
+            digest=desc.digest,
+            size=desc.size,
+            annotations=((mediatypes.REF_NAME_ANNOTATION, name),),
+        )
+        with self.lock("index"):
+            keep = [
+                e
+                for e in self._entries()
+                if (ref_name := e.annotation(mediatypes.REF_NAME_ANNOTATION)) != name
+                and not (ref_name is None and e.digest == manifest_digest)
+            ]
+            self._write_entries([*keep, desc])
+
+    def add_image(
+        self, *, config: dict[str, Any], layers: Sequence[Descriptor], ref: str | None = None
+    ) -> str:
+        """Store config and manifest for layers already in the store; tag it; return its digest."""
+        for layer in layers:
+            if not self.has_blob(layer.digest):
+                msg = f"layer {layer.digest} is not in the store"
+                raise ImageError(msg, hint="put the layer blob first (put_file)")
+        config_bytes = jsonc.dumps(config)
+        config_desc = Descriptor(
+            media_type=mediatypes.OCI_CONFIG,
+            digest=self.put_bytes(config_bytes),
+            size=len(config_bytes),
+        )
+        manifest = Manifest(
+            media_type=mediatypes.OCI_MANIFEST, config=config_desc, layers=tuple(layers)
+        )
+        digest = self.put_bytes(jsonc.dumps(manifest.to_json()))
+        if ref is not None:
+            self.tag(ref, digest)
+        else:
+            self.add_untagged(digest)
+        return digest
+
+    def add_untagged(self, manifest_digest: str) -> None:
+        """Keep a manifest pulled by digest alone (no name) from being pruned."""
+        with self.lock("index"):
+            entries = self._entries()
+            if any(e.digest == manifest_digest for e in entries):
+                return
+            self._write_entries([*entries, self.manifest_descriptor(manifest_digest)])
+
+    def resolve(self, ref_or_digest: str) -> str:
+        """Return the manifest digest a reference or digest names; ImageError if unknown."""
+        text = ref_or_digest.strip()
+        if text.startswith("sha256:"):
+            if self.has_blob(check_digest(text)):
+                return text
+            msg = f"no image with digest {text} in the store"
+            raise ImageError(msg, hint="see `mlpack images`, or `mlpack pull` it")
+        ref = parse_reference(text)
+        if ref.digest is not None:
+            if self.has_blob(ref.digest):
+                return ref.digest
+            msg = f"no image {text} in the store"
+            raise ImageError(msg, hint=f"pull it first: mlpack pull {text}")
+        name = str(ref)
+        for entry in self._entries():
+            if entry.annotation(mediatypes.REF_NAME_ANNOTATION) == name:
+                return entry.digest
+        msg = f"no image named {text} in the store"
+        raise ImageError(msg, hint=f"see `mlpack images`, or pull it first: mlpack pull {text}")
+
+    def image(self, ref_or_digest: str) -> StoredImage:
+        """Return the stored image (manifest and config parsed)."""
+        digest = self.resolve(ref_or_digest)
+        data = self.read_blob(digest)
+        manifest = Manifest.parse(data)
+        config = ImageConfig.parse(self.read_blob(manifest.config.digest))
+        if len(config.diff_ids) != len(manifest.layers):
+            msg = f"image {ref_or_digest}: {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids"
+            raise ImageError(msg, hint="the image is malformed; rebuild or re-pull it")
+        refs = tuple(
+            name
+            for e in self._entries()
+            if e.digest == digest and (name := e.annotation(mediatypes.REF_NAME_ANNOTATION))
+        )
+        return StoredImage(
+            digest=digest,
+            manifest=manifest,
+            config=config,
+            manifest_size=len(data),
+            references=refs,
+        )
+
+    def images(self) -> tuple[ImageSummary, ...]:
+        """One row per name (and per unnamed image), sorted by reference."""
+        rows = []
+        for entry in self._entries():
+            try:
+                img = self.image(entry.digest)
+            except ImageError:
+                size, created = 0, "(damaged)"
+            else:
+                size, created = img.size, img.config.created
+            name = entry.annotation(mediatypes.REF_NAME_ANNOTATION)
+            shown = parse_reference(name).familiar() if name else "<none>"
+            rows.append(
+                ImageSummary(reference=shown, digest=entry.digest, size=size, created=created)
+            )
+        return tuple(sorted(rows, key=lambda r: (r.reference, r.digest)))
+
+    def remove(self, ref: str) -> None:
+        """Remove a name (or, given a digest, every name of that image); blobs go at prune."""
+        digest = ref if ref.startswith("sha256:") else None
+        name = None if digest else str(parse_reference(ref))
+        if digest is None and name is not None and "@" in name:
+            digest = parse_reference(ref).digest
+            name = None
+        with self.lock("index"):
+            entries = self._entries()
+            keep = [
+                e
+                for e in entries
+                if not (
+                    (name is not None and e.annotation(mediatypes.REF_NAME_ANNOTATION) == name)
+                    or (digest is not None and e.digest == digest)
+                )
+            ]
+            if len(keep) == len(entries):
+                msg = f"no image named {ref} in the store"
+                raise ImageError(msg, hint="see `mlpack images` for the names in the store")
+            self._write_entries(keep)
+
+    # -- garbage collection and checking ------------------------------------------------------
+
+    def _reachable(self) -> tuple[set[str], set[str], set[str]]:
+        """Blobs, layer diff_ids and rootfs chain ids reachable from the named images."""
+        blobs: set[str] = set()
+        diff_ids: set[str] = set()
+        chains: set[str] = set()
+        pending = [e.digest for e in self._entries()]
+        while pending:
+            digest = pending.pop()
+            if digest in blobs or not self.has_blob(digest):
+                continue
+            blobs.add(digest)
+            try:
+                data = self.read_blob(digest)
+                doc = jsonc.loads(data, what="manifest")
+                if "manifests" in doc:
+                    pending.extend(m.digest for m in Index.parse(data).manifests)
+                    continue
+                manifest = Manifest.parse(data)
+            except ImageError:
+                continue
+            blobs.add(manifest.config.digest)
+            blobs.update(x.digest for x in manifest.layers)
+            with contextlib.suppress(ImageError):
+                config = ImageConfig.parse(self.read_blob(manifest.config.digest))
+                diff_ids.update(config.diff_ids)
+                chains.update(
+                    chain_id(config.diff_ids[: i + 1]) for i in range(len(config.diff_ids))
+                )
+        return blobs, diff_ids, chains
+
+    def prune(self) -> PruneResult:
+        """Remove blobs, unpacked layers and merged trees no named image uses; leftovers in tmp."""
+        self._ensure()
+        freed = blobs_removed = layers_removed = 0
+        with self.lock("gc"), self.lock("index"):
+            keep_blobs, keep_layers, keep_chains = self._reachable()
+            for path in sorted((self.root / "blobs" / "sha256").iterdir()):
+                if f"sha256:{path.name}" not in keep_blobs:
+                    freed += path.stat().st_size
+                    path.unlink()
+                    blobs_removed += 1
+            for sub, keep in (("layers", keep_layers), ("rootfs", keep_chains)):
+                for path in sorted((self.root / sub).iterdir()):
+                    if f"sha256:{path.name}" not in keep:
+                        freed += tree_size(path)
+                        force_rmtree(path)
+                        layers_removed += 1
+            for path in sorted((self.root / "tmp").iterdir()):
+                freed += tree_size(path) if path.is_dir() else path.stat().st_size
+                force_rmtree(path)
+        return PruneResult(blobs=blobs_removed, layers=layers_removed, bytes_freed=freed)
+
+    def check(self) -> CheckResult:
+        """Re-hash every blob; report those whose bytes differ from their name, and missing ones."""
+        self._ensure()
+        corrupt = []
+        checked = 0
+        for path in sorted((self.root / "blobs" / "sha256").iterdir()):
+            checked += 1
+            hasher = hashlib.sha256()
+            with path.open("rb") as fh:
+                while block := fh.read(_CHUNK):
+                    hasher.update(block)
+            if hasher.hexdigest() != path.name:
+                corrupt.append(f"sha256:{path.name}")
+        missing = set()
+        for entry in self._entries():
+            if not self.has_blob(entry.digest):
+                missing.add(entry.digest)
+                continue
+            with contextlib.suppress(ImageError):
+                manifest = Manifest.parse(self.read_blob(entry.digest))
+                missing.update(
+                    d.digest
+                    for d in (manifest.config, *manifest.layers)
+                    if not self.has_blob(d.digest)
+                )
+        return CheckResult(checked=checked, corrupt=tuple(corrupt), missing=tuple(sorted(missing)))
+
+    # -- unpacking ----------------------------------------------------------------------------
+
+    def _stage_dir(self, kind: str) -> Path:
+        path = self.root / "tmp" / f"{kind}-{secrets.token_hex(8)}"
+        path.mkdir(parents=True)
+        return path
+
+    def unpack(self, ref_or_digest: str) -> tuple[Path, ...]:
+        """Apply each layer into its own directory (overlay whiteouts), bottom first.
+
+        Cached by diff_id under ``layers/<hex>``, so the directories can be overlayfs lowerdirs
+        shared by every image that has the layer.
+        """
+        from mlpack.oci.layer_applier import apply_layer
+
+        img = self.image(ref_or_digest)
+        out = []
+        with self.writing():
+            for layer, diff_id in zip(img.manifest.layers, img.config.diff_ids, strict=True):
+                final = self.root / "layers" / _hex(diff_id)
+                if not final.is_dir():
+                    with self.lock(f"layer-{_hex(diff_id)}"):
+                        if not final.is_dir():
+                            stage = self._stage_dir("layer")
+                            try:
+                                apply_layer(
+                                    self.blob_path(layer.digest),
+                                    stage,
+                                    media_type=layer.media_type,
+                                    expected_digest=layer.digest,
+                                    expected_size=layer.size,
+                                    expected_diff_id=diff_id,
+                                    whiteout_mode="overlay",
+                                )
+                                stage.rename(final)
+                            except OSError as exc:
+                                raise _disk_error(exc, self.root) from exc
+                            finally:
+                                force_rmtree(stage)
+                out.append(final)
+        return tuple(out)
+
+    def rootfs(self, ref_or_digest: str) -> Path:
+        """One merged tree of all layers (whiteouts applied), cached by chain id."""
+        from mlpack.oci.layer_applier import apply_layer
+
+        img = self.image(ref_or_digest)
+        chain = chain_id(img.config.diff_ids)
+        if not chain:
+            msg = f"image {ref_or_digest} has no layers"
+            raise ImageError(msg, hint="an image needs at least one layer to run")
+        final = self.root / "rootfs" / _hex(chain)
+        if final.is_dir():
+            return final
+        with self.writing(), self.lock(f"rootfs-{_hex(chain)}"):
+            if final.is_dir():
+                return final
+            stage = self._stage_dir("rootfs")
+            try:
+                for layer, diff_id in zip(img.manifest.layers, img.config.diff_ids, strict=True):
+                    apply_layer(
+                        self.blob_path(layer.digest),
+                        stage,
+                        media_type=layer.media_type,
+                        expected_digest=layer.digest,
+                        expected_size=layer.size,
+                        expected_diff_id=diff_id,
+                        whiteout_mode="apply",
+                    )
+                stage.rename(final)
+            except OSError as exc:
+                raise _disk_error(exc, self.root) from exc
+            finally:
+                force_rmtree(stage)
+        return final
