@@ -1,0 +1,385 @@
+"""The Docker backend: run a RunConfig in an existing Docker engine with the embedded defaults.
+
+Every ``run`` flag means the same on both backends (SECURITY-AND-ISOLATION.md §5 "Docker backend
+parity"): runc's three capabilities instead of Docker's fourteen, ``no-new-privileges``, Docker's
+default seccomp profile, no swap, ``nofile`` 1024, network ``none`` unless asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import socket
+import struct
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from mlpack.errors import ConfigError, ContainerError
+from mlpack.runtime.base import RunConfig, RunResult
+from mlpack.runtime.dockersock import docker_host, require_docker
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+# runc's default set (libcontainer/specconv/example.go); the embedded runtime uses the same.
+DEFAULT_CAPS: Final = ("AUDIT_WRITE", "KILL", "NET_BIND_SERVICE")
+NOFILE: Final = 1024
+GIB: Final = 1 << 30
+
+
+def default_shm_size(memory: int | None) -> int:
+    """Size ``/dev/shm`` from the memory limit: half of it, else 1 GiB (64 MiB breaks DataLoader).
+
+    tmpfs pages are charged to the container's memory cgroup, so the size is a cap, not a cost.
+    """
+    return memory // 2 if memory else GIB
+
+
+class DockerRuntime:
+    """Runs containers through the docker SDK; output goes to the given file descriptors."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        stdin_fd: int = 0,
+        stdout_fd: int = 1,
+        stderr_fd: int = 2,
+        timeout: float = 3.0,
+    ) -> None:
+        self.base_url = base_url
+        self.stdin_fd = stdin_fd
+        self.stdout_fd = stdout_fd
+        self.stderr_fd = stderr_fd
+        self.timeout = timeout
+        self._client: docker.DockerClient | None = None
+
+    def check_available(self) -> None:
+        """Raise ContainerError saying whether the socket is missing, forbidden, stale or hung."""
+        require_docker(self.base_url or docker_host(), timeout=self.timeout)
+
+    def client(self) -> docker.DockerClient:
+        """Return a connected SDK client, checking the socket first for a clear error."""
+        if self._client is None:
+            self.check_available()
+            import docker
+
+            try:
+                self._client = docker.DockerClient(
+                    base_url=self.base_url or docker_host(), timeout=120
+                )
+            except docker.errors.DockerException as exc:
+                msg = f"cannot connect to the Docker engine: {exc}"
+                raise ContainerError(msg, hint="check DOCKER_HOST and that dockerd runs") from exc
+        return self._client
+
+    def create_kwargs(self, config: RunConfig) -> dict[str, Any]:
+        """Translate a RunConfig into ``containers.create`` arguments (pure; tested directly)."""
+        from docker.types import DeviceRequest, Mount, Ulimit
+
+        if config.network not in {"none", "host"}:
+            msg = f"network {config.network!r} is not supported"
+            raise ConfigError(msg, hint="use --network none (default) or --network host")
+        kwargs: dict[str, Any] = {
+            "image": config.image,
+            "command": list(config.command) or None,
+            "environment": [f"{k}={v}" for k, v in config.env],
+            "mounts": [
+                Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only)
+                for m in config.mounts
+            ],
+            "network_mode": config.network,
+            "cap_drop": ["ALL"],
+            "cap_add": list(DEFAULT_CAPS),
+            "security_opt": ["no-new-privileges"],
+            "ulimits": [Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
+            "shm_size": config.shm_size or default_shm_size(config.memory),
+            "tty": config.tty,
+            "stdin_open": config.interactive,
+            "init": config.init,
+            "read_only": config.read_only,
+            "labels": dict(config.labels),
+            "detach": True,
+        }
+        for key, value in (
+            ("working_dir", config.workdir),
+            ("user", config.user),
+            ("hostname", config.hostname),
+            ("name", config.name),
+            ("pids_limit", config.pids_limit),
+        ):
+            if value is not None:
+                kwargs[key] = value
+        if config.memory is not None:
+            kwargs["mem_limit"] = config.memory
+            kwargs["memswap_limit"] = config.memory  # memory + swap = memory: no swap
+        if config.cpus is not None:
+            kwargs["nano_cpus"] = round(config.cpus * 1e9)
+        if config.gpus:
+            kwargs["device_requests"] = [_device_request(config.gpus, DeviceRequest)]
+        return kwargs
+
+    def run(self, config: RunConfig) -> RunResult:
+        """Create, attach, start, stream, wait, measure and remove one container."""
+        import docker
+
+        client = self.client()
+        try:
+            container = client.containers.create(**self.create_kwargs(config))
+            container_id = str(container.id)
+        except docker.errors.ImageNotFound as exc:
+            msg = f"image {config.image!r} is not in the Docker engine"
+            raise ContainerError(
+                msg,
+                hint="load it: `mlpack export IMAGE -o image.tar && docker load -i image.tar`, "
+                "or `docker pull` it",
+            ) from exc
+        except docker.errors.APIError as exc:
+            raise _api_error(config, exc, stage="create") from exc
+        done = threading.Event()
+        sampler: _Sampler | None = None
+        status: dict[str, Any] = {}
+        exited = False
+        try:
+            sock = client.api.attach_socket(
+                container_id,
+                params={
+                    "stdin": int(config.interactive),
+                    "stdout": 1,
+                    "stderr": 1,
+                    "stream": 1,
+                },
+            )
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                raise _api_error(config, exc, stage="start") from exc
+            sampler = _Sampler(container, done)
+            sampler.start()
+            if config.tty:
+                self._resize(client, container_id)
+            with self._raw_terminal(config):
+                self._pump(sock, tty=config.tty, interactive=config.interactive)
+            status = dict(container.wait())
+            exited = True
+            done.set()
+            sampler.join()
+            container.reload()
+        except KeyboardInterrupt:
+            # Ctrl-C: stop the container (SIGTERM, then SIGKILL), remove it, let the CLI say so.
+            with contextlib.suppress(docker.errors.DockerException):
+                container.stop(timeout=10)
+            raise
+        finally:
+            done.set()
+            if not config.keep or not exited:
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    container.remove(force=True, v=True)
+        state = container.attrs.get("State", {})
+        code = int(status.get("StatusCode", state.get("ExitCode", -1)))
+        sig = code - 128 if 128 < code < 128 + 65 else None
+        return RunResult(
+            container_id=container_id,
+            exit_code=code,
+            signal=sig,
+            oom_killed=bool(state.get("OOMKilled")),
+            memory_limit=config.memory,
+            memory_peak=sampler.memory_peak,
+            cpu_time_us=sampler.cpu_time_us,
+        )
+
+    def _resize(self, client: docker.DockerClient, container_id: str) -> None:
+        if os.isatty(self.stdout_fd):
+            size = os.get_terminal_size(self.stdout_fd)
+            with contextlib.suppress(Exception):
+                client.api.resize(container_id, height=size.lines, width=size.columns)
+
+    @contextlib.contextmanager
+    def _raw_terminal(self, config: RunConfig) -> Any:
+        """Put a real terminal into raw mode for ``-it`` so keys (Ctrl-C too) reach the container."""
+        if not (config.tty and config.interactive and os.isatty(self.stdin_fd)):
+            yield
+            return
+        import termios
+        import tty
+
+        saved = termios.tcgetattr(self.stdin_fd)
+        tty.setraw(self.stdin_fd)
+        try:
+            yield
+        finally:
+            termios.tcsetattr(self.stdin_fd, termios.TCSADRAIN, saved)
+
+    def _pump(self, attached: Any, *, tty: bool, interactive: bool) -> None:
+        """Copy the attach stream to our fds (demultiplexing when there is no tty) and stdin in."""
+        sock: socket.socket = getattr(attached, "_sock", attached)
+        sel = selectors.DefaultSelector()
+        sel.register(sock, selectors.EVENT_READ, "container")
+        if interactive:
+            sel.register(self.stdin_fd, selectors.EVENT_READ, "stdin")
+        buf = b""
+        try:
+            while True:
+                for key, _ in sel.select():
+                    if key.data == "stdin":
+                        data = os.read(self.stdin_fd, 65536)
+                        if data:
+                            sock.sendall(data)
+                        else:  # EOF on our stdin: close the container's stdin
+                            sel.unregister(self.stdin_fd)
+                            with contextlib.suppress(OSError):
+                                sock.shutdown(socket.SHUT_WR)
+                        continue
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    if tty:
+                        _write_all(self.stdout_fd, chunk)
+                        continue
+                    buf += chunk
+                    # Docker's stream framing: [type, 0, 0, 0, size (big-endian u32)] + payload.
+                    while len(buf) >= 8:
+                        kind, size = struct.unpack(">BxxxL", buf[:8])
+                        if len(buf) < 8 + size:
+                            break
+                        payload, buf = buf[8 : 8 + size], buf[8 + size :]
+                        _write_all(self.stderr_fd if kind == 2 else self.stdout_fd, payload)
+        finally:
+            sel.close()
+            with contextlib.suppress(OSError):
+                attached.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BrokenPipeError:
+            return
+        view = view[n:]
+
+
+def _device_request(gpus: str, device_request: Any) -> Any:
+    """``--gpus`` as Docker understands it: all, a count, or ids (CDI names use the cdi driver)."""
+    want = gpus.strip()
+    if want.startswith("device="):
+        want = want[len("device=") :].strip("\"'")
+    elif want == "all":
+        return device_request(count=-1, capabilities=[["gpu"]])
+    elif want.isdigit():
+        if int(want) < 1:
+            msg = f"--gpus {gpus}: a GPU count must be at least 1"
+            raise ConfigError(msg, hint="leave --gpus out to run without GPUs")
+        return device_request(count=int(want), capabilities=[["gpu"]])
+    ids = [part.strip() for part in want.split(",") if part.strip()]
+    if ids and all("=" in i for i in ids):  # nvidia.com/gpu=0: CDI names (Docker >= 25)
+        return device_request(driver="cdi", device_ids=ids)
+    return device_request(device_ids=ids, capabilities=[["gpu"]])
+
+
+def _api_error(config: RunConfig, exc: Any, *, stage: str) -> ContainerError:
+    text = str(getattr(exc, "explanation", None) or exc)
+    if "could not select device driver" in text:
+        return ContainerError(
+            f"the Docker engine has no GPU support for --gpus {config.gpus}: {text}",
+            hint="install nvidia-container-toolkit and run `sudo nvidia-ctk runtime configure "
+            "--runtime=docker`, then restart dockerd; or use the embedded runtime with CDI",
+        )
+    if getattr(exc, "status_code", None) == 409:
+        return ContainerError(
+            f"a container named {config.name!r} already exists: {text}",
+            hint="choose another --name or remove the old container",
+        )
+    if re.search(r"no such file or directory|not found|executable file", text):
+        return ContainerError(
+            f"docker could not {stage} the container: {text}",
+            hint="check the command, the working directory and the mount sources",
+        )
+    return ContainerError(
+        f"docker could not {stage} the container: {text}", hint="see the dockerd log for details"
+    )
+
+
+class _Sampler(threading.Thread):
+    """Track peak memory and CPU time while the container runs.
+
+    The engine removes the container's cgroup at exit, so the figures are sampled while it
+    runs: from the cgroup files when the engine is on this host (cheap, fine-grained), else from
+    the stats API. Peaks shorter than one sample can be missed; None means not measured.
+    """
+
+    def __init__(self, container: Container, done: threading.Event) -> None:
+        super().__init__(name="mlpack-docker-stats", daemon=True)
+        self.container = container
+        self.done = done
+        self.memory_peak: int | None = None
+        self.cpu_time_us: int | None = None
+
+    def run(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run()
+
+    def _run(self) -> None:
+        self.container.reload()
+        pid = int(self.container.attrs.get("State", {}).get("Pid") or 0)
+        files = _cgroup_files(pid) if pid else None
+        if files is None:
+            self._api_loop()
+            return
+        mem_file, cpu_file, cpu_is_v2 = files
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                peak = int(mem_file.read_text())
+                self.memory_peak = max(self.memory_peak or 0, peak)
+            with contextlib.suppress(OSError, ValueError):
+                if cpu_is_v2:
+                    stat = dict(ln.split() for ln in cpu_file.read_text().splitlines())
+                    self.cpu_time_us = int(stat["usage_usec"])
+                else:
+                    self.cpu_time_us = int(cpu_file.read_text()) // 1000
+            if self.done.wait(0.05):
+                return
+
+    def _api_loop(self) -> None:
+        while not self.done.is_set():
+            stats: dict[str, Any] = self.container.stats(stream=False, one_shot=True)  # type: ignore[assignment]
+            mem = stats.get("memory_stats", {})
+            peak = mem.get("max_usage") or mem.get("usage")
+            if peak:
+                self.memory_peak = max(self.memory_peak or 0, int(peak))
+            total = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage")
+            if total:
+                self.cpu_time_us = int(total) // 1000
+            self.done.wait(0.5)
+
+
+def _cgroup_files(pid: int) -> tuple[Path, Path, bool] | None:
+    """Find the container's peak-memory and CPU-usage files from /proc/<pid>/cgroup."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    by_ctrl: dict[str, str] = {}
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        for ctrl in ctrls.split(",") if ctrls else ("",):
+            by_ctrl[ctrl] = path
+    base = Path("/sys/fs/cgroup")
+    if "memory" in by_ctrl and "cpuacct" in by_ctrl:
+        mem = base / "memory" / by_ctrl["memory"].lstrip("/") / "memory.max_usage_in_bytes"
+        cpu = base / "cpuacct" / by_ctrl["cpuacct"].lstrip("/") / "cpuacct.usage"
+        if mem.exists() and cpu.exists():
+            return mem, cpu, False
+    if "" in by_ctrl:
+        root = base if (base / "cgroup.controllers").exists() else base / "unified"
+        group = root / by_ctrl[""].lstrip("/")
+        if (group / "memory.peak").exists() and (group / "cpu.stat").exists():
+            return group / "memory.peak", group / "cpu.stat", True
+    return None

@@ -1,0 +1,92 @@
+"""A tiny busybox-static rootfs and its Docker image, for runtime tests and benchmarks.
+
+Built from Debian's ``busybox-static`` (``/bin/busybox``): a static binary, one symlink per
+applet, ``/etc/passwd`` with root and nobody, and the empty mount points a runtime expects.
+Cached under ``$MLPACK_CI_CACHE`` keyed by the binary's hash; rebuilt when absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+BUSYBOX = Path("/bin/busybox")
+DOCKER_REPO = "mlpack-test/busybox"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MLPACK_CI_CACHE", "/var/cache/mlpack-ci"))
+
+
+def available() -> bool:
+    """Return True when Debian's static busybox is installed (``apt-get install busybox-static``)."""
+    if not BUSYBOX.is_file():
+        return False
+    out = subprocess.run(["file", "-L", str(BUSYBOX)], capture_output=True, text=True, check=False)
+    return "statically linked" in out.stdout or out.returncode != 0
+
+
+def key() -> str:
+    return hashlib.sha256(BUSYBOX.read_bytes()).hexdigest()[:16]
+
+
+def rootfs(dest: Path | None = None) -> Path:
+    """Return a busybox rootfs directory (cached), or build one at ``dest``."""
+    target = dest or cache_dir() / f"busybox-rootfs-{key()}"
+    if (target / "bin" / "busybox").exists():
+        return target
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "home", "var", "run", "mnt"):
+        (tmp / d).mkdir(parents=True)
+    (tmp / "tmp").chmod(0o1777)
+    shutil.copy2(BUSYBOX, tmp / "bin" / "busybox")
+    applets = subprocess.run(
+        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (tmp / "bin" / applet).symlink_to("busybox")
+    (tmp / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+    )
+    (tmp / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(target)
+    return target
+
+
+def tarball(root: Path) -> bytes:
+    """Tar a rootfs for ``docker import`` (numeric root ownership, no host names)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+
+        def reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            return info
+
+        for path in sorted(root.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(root)), recursive=False, filter=reset)
+    return buf.getvalue()
+
+
+def docker_image() -> str:
+    """Return a Docker image reference with this rootfs, importing it when missing."""
+    ref = f"{DOCKER_REPO}:{key()}"
+    have = subprocess.run(["docker", "image", "inspect", ref], capture_output=True, check=False)
+    if have.returncode == 0:
+        return ref
+    data = tarball(rootfs())
+    subprocess.run(
+        ["docker", "import", "--change", 'CMD ["/bin/sh"]', "-", ref],
+        input=data,
+        capture_output=True,
+        check=True,
+    )
+    return ref
