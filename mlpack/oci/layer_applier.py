@@ -1,0 +1,796 @@
+"""Safe layer applier: unpack a layer blob onto a root directory without ever writing outside it.
+
+The rules are SECURITY-AND-ISOLATION.md §8-§9: every write is fd-relative under a root dirfd,
+parents resolve in-root (``openat2(RESOLVE_IN_ROOT)`` or a chroot-semantics walk), leaves never
+follow symlinks, and digest, size and diff_id are checked while the blob streams by.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import os
+import stat
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal
+
+from mlpack.errors import ImageError
+from mlpack.oci import mediatypes
+from mlpack.oci.digest import parse_digest
+from mlpack.oci.tar_reader import TarMember, TarReader
+from mlpack.progress import reporter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+_CHUNK: Final = 1 << 20
+_MAX_SYMLINKS: Final = 40  # the kernel's MAXSYMLINKS
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+WHITEOUT_PREFIX: Final = ".wh."
+OPAQUE_MARKER: Final = ".wh..wh..opq"
+_HINT_HOSTILE: Final = "the layer is malformed or hostile; re-pull it or rebuild the image"
+_LAYER_TYPES: Final = frozenset(
+    {
+        mediatypes.OCI_LAYER,
+        mediatypes.OCI_LAYER_GZIP,
+        mediatypes.OCI_LAYER_ZSTD,
+        mediatypes.DOCKER_LAYER_GZIP,
+    }
+)
+# xattrs an image may set. Never trusted.* (host privilege), never *.overlay.* (an image could
+# fake whiteouts or redirects in an overlay mount), never security.selinux (host labels).
+_XATTR_NAMES: Final = frozenset({"system.posix_acl_access", "system.posix_acl_default"})
+_XATTR_DENY_PREFIXES: Final = ("user.overlay.", "user.rootlesscontainers")
+
+# openat2(2), Linux >= 5.6: resolution confined to the root by the kernel.
+_SYS_OPENAT2: Final = 437
+_RESOLVE_NO_XDEV: Final = 0x01
+_RESOLVE_NO_MAGICLINKS: Final = 0x02
+_RESOLVE_IN_ROOT: Final = 0x10
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyResult:
+    """What an apply did: the verified identities and what was applied or skipped."""
+
+    diff_id: str
+    digest: str
+    size: int
+    entries: int
+    bytes_written: int
+    skipped: tuple[str, ...]
+
+
+def apply_layer(
+    blob: BinaryIO,
+    root: Path,
+    *,
+    media_type: str,
+    expected_digest: str | None = None,
+    expected_size: int | None = None,
+    expected_diff_id: str | None = None,
+    rootless: bool | None = None,
+    whiteout_mode: Literal["apply", "overlay"] = "apply",
+    max_bytes: int = 64 << 30,
+    max_entries: int = 2_000_000,
+    keep_setid: bool = False,
+    keep_file_caps: bool = False,
+    keep_devices: bool = False,
+    max_path_bytes: int = 4096,
+    max_header_bytes: int = 64 << 10,
+    use_openat2: bool = True,
+) -> ApplyResult:
+    """Apply the layer in ``blob`` onto the existing directory ``root``.
+
+    Raises ImageError on any rejection; the root may then hold part of the layer, so callers
+    apply into a staging directory and rename it into place only on success.
+    ``rootless`` (default: euid != 0) skips chown and device nodes; ``whiteout_mode="overlay"``
+    writes overlayfs whiteouts instead of deleting (for per-layer lower directories).
+    """
+    if not media_type:
+        msg = "layer descriptor has no mediaType"
+        raise ImageError(msg, hint="the manifest is invalid (CVE-2021-41190); re-pull the image")
+    if media_type not in _LAYER_TYPES:
+        msg = f"unsupported layer media type {media_type!r}"
+        raise ImageError(
+            msg, hint="mlpack applies OCI/Docker tar, tar+gzip layers (no foreign layers)"
+        )
+    if expected_size is not None and expected_size < 0:
+        msg = f"layer descriptor has a negative size ({expected_size})"
+        raise ImageError(msg, hint=_HINT_HOSTILE)
+    blob_algo = parse_digest(expected_digest)[0] if expected_digest else "sha256"
+    diff_algo = parse_digest(expected_diff_id)[0] if expected_diff_id else "sha256"
+    if rootless is None:
+        rootless = os.geteuid() != 0
+    compressed = _BlobReader(blob, expected_size=expected_size, algorithm=blob_algo)
+    tar_stream = _TarStream(_decompressor(compressed), algorithm=diff_algo, max_bytes=max_bytes)
+    reader = TarReader(tar_stream, max_header_bytes=max_header_bytes, max_path_bytes=max_path_bytes)
+    applier = _Applier(
+        root,
+        rootless=rootless,
+        whiteout_mode=whiteout_mode,
+        keep_setid=keep_setid,
+        keep_file_caps=keep_file_caps,
+        keep_devices=keep_devices and not rootless,
+        use_openat2=use_openat2,
+    )
+    try:
+        for member in reader:
+            applier.entries += 1
+            if applier.entries > max_entries:
+                msg = f"layer has more than {max_entries} entries"
+                raise ImageError(msg, hint="raise max_entries only for layers you trust")
+            applier.apply(member, reader)
+        tar_stream.drain()
+        compressed.drain()
+        _verify(compressed, tar_stream, expected_digest, expected_size, expected_diff_id)
+        applier.finalize()
+    finally:
+        applier.close()
+    if applier.skipped:
+        reporter().notice(
+            f"layer: skipped {len(applier.skipped)} device/FIFO entries "
+            f"({', '.join(applier.skipped[:3])}{', ...' if len(applier.skipped) > 3 else ''})"
+        )
+    return ApplyResult(
+        diff_id=tar_stream.digest(),
+        digest=compressed.digest(),
+        size=compressed.count,
+        entries=applier.entries,
+        bytes_written=applier.bytes_written,
+        skipped=tuple(applier.skipped),
+    )
+
+
+def _verify(
+    compressed: _BlobReader,
+    tar_stream: _TarStream,
+    expected_digest: str | None,
+    expected_size: int | None,
+    expected_diff_id: str | None,
+) -> None:
+    if expected_size is not None and compressed.count != expected_size:
+        msg = f"layer blob has {compressed.count} bytes, its descriptor says {expected_size}"
+        raise ImageError(msg, hint="the blob is truncated; re-pull it")
+    if expected_digest is not None and compressed.digest() != expected_digest:
+        msg = f"layer digest mismatch: expected {expected_digest}, got {compressed.digest()}"
+        raise ImageError(msg, hint="the blob is corrupt or was tampered with; re-pull it")
+    if expected_diff_id is not None and tar_stream.digest() != expected_diff_id:
+        msg = f"layer diff_id mismatch: expected {expected_diff_id}, got {tar_stream.digest()}"
+        raise ImageError(msg, hint="the image config does not match this layer; re-pull it")
+
+
+class _BlobReader:
+    """The compressed side: hash and count, and never read past ``expected_size + 1`` bytes."""
+
+    def __init__(self, raw: BinaryIO, *, expected_size: int | None, algorithm: str) -> None:
+        self._raw = raw
+        self._limit = expected_size
+        self._hash = hashlib.new(algorithm)
+        self._algorithm = algorithm
+        self.count = 0
+
+    def read(self, size: int) -> bytes:
+        if self._limit is not None:
+            size = min(size, self._limit + 1 - self.count)
+            if size <= 0:
+                return b""
+        data = self._raw.read(size)
+        if data:
+            self._hash.update(data)
+            self.count += len(data)
+            if self._limit is not None and self.count > self._limit:
+                msg = f"layer blob is larger than its descriptor's size ({self._limit} bytes)"
+                raise ImageError(msg, hint="the blob does not match the manifest; re-pull it")
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return f"{self._algorithm}:{self._hash.hexdigest()}"
+
+
+class _Source:
+    """Uncompressed bytes for the tar parser: ``read(n)`` gives at most ``n``, ``b""`` at end."""
+
+    def read(self, size: int) -> bytes:
+        raise NotImplementedError
+
+
+class _Plain(_Source):
+    def __init__(self, raw: _BlobReader, head: bytes) -> None:
+        self._raw = raw
+        self._head = head
+
+    def read(self, size: int) -> bytes:
+        if self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._raw.read(size)
+
+
+class _Gunzip(_Source):
+    """Multi-member gzip, decompressed with a bound on every output chunk (no bomb in memory)."""
+
+    def __init__(self, raw: _BlobReader, head: bytes) -> None:
+        self._raw = raw
+        self._d = zlib.decompressobj(31)
+        self._input = head
+
+    def read(self, size: int) -> bytes:
+        while True:
+            if self._d.eof:
+                rest = self._d.unused_data + self._input
+                self._input = b""
+                if not rest:
+                    rest = self._raw.read(_CHUNK)
+                    if not rest:
+                        return b""
+                if len(rest) < 2:
+                    rest += self._raw.read(1)
+                if rest[:2] != _GZIP_MAGIC:
+                    msg = "layer blob has trailing data after its gzip stream"
+                    raise ImageError(msg, hint=_HINT_HOSTILE)
+                self._d = zlib.decompressobj(31)
+                self._input = rest
+            data = self._d.unconsumed_tail or self._input
+            self._input = b""
+            if not data:
+                data = self._raw.read(_CHUNK)
+                if not data:
+                    msg = "layer blob ends inside its gzip stream (truncated)"
+                    raise ImageError(msg, hint="re-pull the layer")
+            try:
+                out = self._d.decompress(data, size)
+            except zlib.error as exc:
+                msg = f"layer blob is not valid gzip: {exc}"
+                raise ImageError(msg, hint=_HINT_HOSTILE) from exc
+            if out:
+                return out
+
+
+def _decompressor(raw: _BlobReader) -> _Source:
+    """Pick the decompressor from the stream's magic, as containerd does."""
+    head = b""
+    while len(head) < 4:
+        data = raw.read(4 - len(head))
+        if not data:
+            break
+        head += data
+    if head.startswith(_GZIP_MAGIC):
+        return _Gunzip(raw, head)
+    if head.startswith(_ZSTD_MAGIC):
+        msg = "zstd-compressed layers are not supported yet"
+        raise ImageError(msg, hint="re-push the image with gzip layers (mlpack's default)")
+    return _Plain(raw, head)
+
+
+class _TarStream:
+    """Hash (diff_id) and count the uncompressed tar; refuse more than ``max_bytes``."""
+
+    def __init__(self, source: _Source, *, algorithm: str, max_bytes: int) -> None:
+        self._src = source
+        self._hash = hashlib.new(algorithm)
+        self._algorithm = algorithm
+        self._max = max_bytes
+        self.count = 0
+
+    def read(self, size: int, /) -> bytes:
+        data = self._src.read(size)
+        if data:
+            self.count += len(data)
+            if self.count > self._max:
+                msg = f"layer expands to more than {self._max} bytes (decompression bomb?)"
+                raise ImageError(msg, hint="raise max_bytes only for layers you trust")
+            self._hash.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Read the padding after the end-of-archive blocks: the diff_id covers it."""
+        while self.read(_CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return f"{self._algorithm}:{self._hash.hexdigest()}"
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (
+        ("flags", ctypes.c_uint64),
+        ("mode", ctypes.c_uint64),
+        ("resolve", ctypes.c_uint64),
+    )
+
+
+def _load_syscall() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn: Callable[..., int] = libc.syscall
+    except (OSError, AttributeError):
+        return None
+    return fn
+
+
+_syscall = _load_syscall()
+
+
+class _Resolver:
+    """Open directories under a root dirfd with chroot semantics; nothing resolves outside."""
+
+    def __init__(self, root: Path, *, use_openat2: bool) -> None:
+        try:
+            self.fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            msg = f"cannot open the unpack root {root}: {exc.strerror}"
+            raise ImageError(msg, hint="the root must be an existing directory") from exc
+        self.dev = os.fstat(self.fd).st_dev
+        self._openat2 = use_openat2 and _syscall is not None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def _try_openat2(self, rel: str) -> int | None:
+        """Return an O_PATH fd of ``rel``, None when openat2 cannot be used; raise OSError."""
+        if not self._openat2 or _syscall is None:
+            return None
+        how = _OpenHow(
+            flags=os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW,
+            mode=0,
+            resolve=_RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS | _RESOLVE_NO_XDEV,
+        )
+        fd = _syscall(
+            ctypes.c_long(_SYS_OPENAT2),
+            ctypes.c_int(self.fd),
+            ctypes.c_char_p(os.fsencode(rel)),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
+        )
+        if fd >= 0:
+            return int(fd)
+        err = ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EPERM, errno.E2BIG):  # old kernel, seccomp filter
+            self._openat2 = False
+            return None
+        raise OSError(err, os.strerror(err), rel)
+
+    def open_dir(self, parts: tuple[str, ...], *, create: bool) -> int:
+        """Return an O_PATH fd of the directory ``parts`` (created as needed when ``create``)."""
+        if not parts:
+            return os.dup(self.fd)
+        try:
+            fd = self._try_openat2("/".join(parts))
+        except FileNotFoundError:
+            if not create:
+                raise
+            fd = None
+        if fd is not None:
+            return fd
+        return self._walk(parts, create=create)
+
+    def _walk(self, parts: tuple[str, ...], *, create: bool) -> int:
+        stack = [os.dup(self.fd)]
+        queue = deque(parts)
+        links = 0
+        try:
+            while queue:
+                comp = queue.popleft()
+                if comp in ("", "."):
+                    continue
+                if comp == "..":  # chroot semantics: ".." at the root stays at the root
+                    if len(stack) > 1:
+                        os.close(stack.pop())
+                    continue
+                cur = stack[-1]
+                flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+                try:
+                    fd = os.open(comp, flags, dir_fd=cur)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(comp, 0o755, dir_fd=cur)
+                    _chmod_dir(cur, comp, 0o755)
+                    fd = os.open(comp, flags, dir_fd=cur)
+                st = os.fstat(fd)
+                if stat.S_ISLNK(st.st_mode):
+                    os.close(fd)
+                    links += 1
+                    if links > _MAX_SYMLINKS:
+                        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "/".join(parts))
+                    target = os.readlink(comp, dir_fd=cur)
+                    if target.startswith("/"):  # absolute links resolve from the root
+                        while len(stack) > 1:
+                            os.close(stack.pop())
+                    queue.extendleft(reversed(target.split("/")))
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    os.close(fd)
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), comp)
+                if st.st_dev != self.dev:
+                    os.close(fd)
+                    raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), comp)
+                stack.append(fd)
+            return stack.pop()
+        finally:
+            for fd in stack:
+                os.close(fd)
+
+
+def _chmod_dir(parent: int, name: str, mode: int) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _lstat(parent: int, name: str) -> os.stat_result | None:
+    try:
+        return os.lstat(name, dir_fd=parent)
+    except FileNotFoundError:
+        return None
+
+
+def _remove(parent: int, name: str, st: os.stat_result) -> None:
+    """Remove ``name`` under ``parent``; a directory recursively; never following links."""
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent)
+        return
+    # Iterative, fd-relative rmtree: only the current branch's fds stay open, and deep trees
+    # cannot hit the recursion limit.
+    stack = [(parent, name, *_open_for_removal(parent, name))]
+    try:
+        while stack:
+            pfd, dname, dfd, subdirs = stack[-1]
+            if subdirs:
+                sub = subdirs.pop()
+                stack.append((dfd, sub, *_open_for_removal(dfd, sub)))
+                continue
+            stack.pop()
+            os.close(dfd)
+            os.rmdir(dname, dir_fd=pfd)
+    finally:
+        for _, _, dfd, _ in stack:
+            os.close(dfd)
+
+
+def _open_for_removal(parent: int, name: str) -> tuple[int, list[str]]:
+    """Open a directory, unlink its non-directories, return its fd and subdirectories."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    dfd = os.open(name, flags, dir_fd=parent)
+    try:
+        if os.fstat(dfd).st_mode & 0o700 != 0o700:
+            os.fchmod(dfd, 0o700)  # rootless: a read-only directory must become writable
+        subdirs = []
+        with os.scandir(dfd) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.name)
+                else:
+                    os.unlink(entry.name, dir_fd=dfd)
+    except BaseException:
+        os.close(dfd)
+        raise
+    return dfd, subdirs
+
+
+def remove_tree(path: Path) -> None:
+    """Delete an unpacked tree, including read-only directories a rootless apply left."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    parent = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _remove(parent, path.name, st)
+    finally:
+        os.close(parent)
+
+
+def _clean(name: str, what: str, member: TarMember) -> tuple[str, ...]:
+    """Normalise an archive path; strip leading ``/`` and ``./``; reject ``..``."""
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        msg = f"layer entry {member.name!r} has a {what} with '..' ({name!r})"
+        raise ImageError(msg, hint=_HINT_HOSTILE)
+    return parts
+
+
+class _Applier:
+    """Apply members one by one; keep what must be finished after the whole stream."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        rootless: bool,
+        whiteout_mode: Literal["apply", "overlay"],
+        keep_setid: bool,
+        keep_file_caps: bool,
+        keep_devices: bool,
+        use_openat2: bool,
+    ) -> None:
+        self._resolver = _Resolver(root, use_openat2=use_openat2)
+        self._rootless = rootless
+        self._overlay = whiteout_mode == "overlay"
+        self._keep_setid = keep_setid
+        self._keep_caps = keep_file_caps
+        self._keep_devices = keep_devices
+        self._created: set[tuple[str, ...]] = set()  # this layer's paths and their ancestors
+        self._dirs: dict[tuple[str, ...], tuple[int, int]] = {}  # deferred (mode, mtime)
+        self._restore: dict[tuple[str, ...], int] = {}  # lower dirs opened up for writing
+        self.entries = 0
+        self.bytes_written = 0
+        self.skipped: list[str] = []
+
+    def close(self) -> None:
+        self._resolver.close()
+
+    def apply(self, member: TarMember, reader: TarReader) -> None:
+        parts = _clean(member.name, "path", member)
+        if not parts:
+            if member.type != "dir":  # e.g. an empty-named symlink (python/cpython#149486)
+                msg = f"layer entry {member.name!r} names the root but is a {member.type}"
+                raise ImageError(msg, hint=_HINT_HOSTILE)
+            return  # the root itself ("./"): its metadata is the caller's, not the layer's
+        shown = "/".join(parts)
+        try:
+            pfd = self._resolver.open_dir(parts[:-1], create=True)
+        except OSError as exc:
+            msg = f"cannot apply layer entry {shown!r}: parent: {exc.strerror}"
+            raise ImageError(msg, hint=_HINT_HOSTILE) from exc
+        try:
+            if self._rootless:
+                self._ensure_writable(pfd, parts[:-1])
+            self._apply_leaf(member, parts, pfd, reader)
+        except OSError as exc:
+            msg = f"cannot apply layer entry {shown!r}: {exc.strerror or exc}"
+            raise ImageError(msg, hint="check free disk space and the unpack root") from exc
+        finally:
+            os.close(pfd)
+
+    def _ensure_writable(self, pfd: int, parent: tuple[str, ...]) -> None:
+        mode = os.fstat(pfd).st_mode
+        if mode & 0o300 == 0o300:
+            return
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            os.fchmod(fd, stat.S_IMODE(mode) | 0o700)
+        finally:
+            os.close(fd)
+        self._restore.setdefault(parent, stat.S_IMODE(mode))
+
+    def _mark(self, parts: tuple[str, ...]) -> None:
+        for i in range(len(parts), 0, -1):
+            if parts[:i] in self._created:
+                return
+            self._created.add(parts[:i])
+
+    def _apply_leaf(
+        self, member: TarMember, parts: tuple[str, ...], pfd: int, reader: TarReader
+    ) -> None:
+        name = parts[-1]
+        if name.startswith(WHITEOUT_PREFIX):
+            self._whiteout(member, parts, pfd)
+            return
+        if member.type in ("chardev", "blockdev", "fifo") and not self._keep_devices:
+            self.skipped.append("/".join(parts))
+            return
+        existing = _lstat(pfd, name)
+        if member.type == "dir":
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                if existing is not None:
+                    _remove(pfd, name, existing)
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            self._chown(pfd, name, member)
+            self._dirs[parts] = (self._mode(member), member.mtime)
+            self._mark(parts)
+            return
+        if member.type == "hardlink":
+            self._hardlink(member, parts, pfd, existing)
+            return
+        if existing is not None:
+            _remove(pfd, name, existing)
+        self._mark(parts)
+        if member.type == "file":
+            self._file(member, name, pfd, reader)
+        elif member.type == "symlink":
+            if not member.linkname or "\0" in member.linkname:
+                msg = f"layer entry {'/'.join(parts)!r} is a symlink with an empty target"
+                raise ImageError(msg, hint=_HINT_HOSTILE)
+            os.symlink(member.linkname, name, dir_fd=pfd)  # target stored verbatim
+            self._chown(pfd, name, member)
+            self._utime(pfd, name, member.mtime)
+        else:  # devices and FIFOs, rootful with keep_devices
+            kind = {"chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK}.get(
+                member.type, stat.S_IFIFO
+            )
+            dev = os.makedev(member.devmajor, member.devminor)
+            os.mknod(name, kind | self._mode(member), dev, dir_fd=pfd)
+            self._chown(pfd, name, member)
+            self._utime(pfd, name, member.mtime)
+
+    def _file(self, member: TarMember, name: str, pfd: int, reader: TarReader) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, 0o600, dir_fd=pfd)
+        try:
+            for chunk in reader.read_data():
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+                self.bytes_written += len(chunk)
+            if not self._rootless:
+                os.fchown(fd, member.uid, member.gid)
+            os.fchmod(fd, self._mode(member))  # after chown, which clears setuid bits
+            self._xattrs(fd, member)
+            os.utime(fd, ns=(member.mtime * 10**9, member.mtime * 10**9))
+        finally:
+            os.close(fd)
+
+    def _hardlink(
+        self,
+        member: TarMember,
+        parts: tuple[str, ...],
+        pfd: int,
+        existing: os.stat_result | None,
+    ) -> None:
+        shown = "/".join(parts)
+        target = _clean(member.linkname, "hard link target", member)
+        if not target:
+            msg = f"layer entry {shown!r} is a hard link to the root directory"
+            raise ImageError(msg, hint=_HINT_HOSTILE)
+        try:
+            tfd = self._resolver.open_dir(target[:-1], create=False)
+        except OSError as exc:
+            msg = f"layer entry {shown!r} is a hard link to {member.linkname!r}: {exc.strerror}"
+            raise ImageError(msg, hint=_HINT_HOSTILE) from exc
+        try:
+            tst = _lstat(tfd, target[-1])
+            if tst is None or not stat.S_ISREG(tst.st_mode):
+                what = "a missing path" if tst is None else "something that is not a file"
+                msg = f"layer entry {shown!r} is a hard link to {member.linkname!r}, {what}"
+                raise ImageError(
+                    msg, hint="hard links may only point at regular files already in the layer"
+                )
+            if existing is not None:
+                if (existing.st_dev, existing.st_ino) == (tst.st_dev, tst.st_ino):
+                    return
+                _remove(pfd, parts[-1], existing)
+            os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            self._mark(parts)
+        finally:
+            os.close(tfd)
+
+    def _whiteout(self, member: TarMember, parts: tuple[str, ...], pfd: int) -> None:
+        name = parts[-1]
+        shown = "/".join(parts)
+        if name == OPAQUE_MARKER:
+            self._opaque(parts[:-1], pfd)
+            return
+        target = name[len(WHITEOUT_PREFIX) :]
+        if name.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX) or target in ("", ".", ".."):
+            msg = f"layer has an invalid whiteout entry {shown!r}"
+            raise ImageError(msg, hint=_HINT_HOSTILE)
+        if member.type != "file":
+            msg = f"layer whiteout {shown!r} is a {member.type}, not an empty file"
+            raise ImageError(msg, hint=_HINT_HOSTILE)
+        victim = (*parts[:-1], target)
+        if victim in self._created:
+            return  # a whiteout only hides lower layers' files, never this layer's own
+        existing = _lstat(pfd, target)
+        if self._overlay:
+            if existing is not None:
+                _remove(pfd, target, existing)
+            self._overlay_whiteout(pfd, target)
+            return
+        if existing is not None:
+            _remove(pfd, target, existing)
+
+    def _opaque(self, parent: tuple[str, ...], pfd: int) -> None:
+        if self._overlay:
+            key = "user.overlay.opaque" if self._rootless else "trusted.overlay.opaque"
+            self._set_dir_xattr(pfd, key, b"y")
+            return
+        # Applied as if it came before its siblings: this layer's entries survive.
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            with os.scandir(fd) as it:
+                names = [entry.name for entry in it]
+            for child in names:
+                if (*parent, child) not in self._created:
+                    st = _lstat(fd, child)
+                    if st is not None:
+                        _remove(fd, child, st)
+        finally:
+            os.close(fd)
+
+    def _overlay_whiteout(self, pfd: int, target: str) -> None:
+        """Write an overlayfs whiteout: char 0:0, or (no mknod rights) the xattr form."""
+        try:
+            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
+            return
+        except PermissionError:
+            pass
+        # Linux >= 6.8 (Documentation/filesystems/overlayfs.rst, "whiteouts and opaque
+        # directories"): an empty file with overlay.whiteout, its parent marked opaque "x".
+        key = "user.overlay" if self._rootless else "trusted.overlay"
+        fd = os.open(
+            target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=pfd
+        )
+        try:
+            os.setxattr(fd, f"{key}.whiteout", b"y")
+        finally:
+            os.close(fd)
+        self._set_dir_xattr(pfd, f"{key}.opaque", b"x", keep=b"y")
+
+    def _set_dir_xattr(self, pfd: int, key: str, value: bytes, keep: bytes | None = None) -> None:
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            if keep is not None:
+                try:
+                    if os.getxattr(fd, key) == keep:
+                        return
+                except OSError:
+                    pass
+            os.setxattr(fd, key, value)
+        finally:
+            os.close(fd)
+
+    def _mode(self, member: TarMember) -> int:
+        mode = member.mode & 0o7777
+        if not self._keep_setid:
+            mode &= ~(stat.S_ISUID | stat.S_ISGID)
+        return mode
+
+    def _chown(self, pfd: int, name: str, member: TarMember) -> None:
+        if not self._rootless:
+            os.chown(name, member.uid, member.gid, dir_fd=pfd, follow_symlinks=False)
+
+    @staticmethod
+    def _utime(pfd: int, name: str, mtime: int) -> None:
+        os.utime(name, ns=(mtime * 10**9, mtime * 10**9), dir_fd=pfd, follow_symlinks=False)
+
+    def _xattrs(self, fd: int, member: TarMember) -> None:
+        for key, value in member.xattrs:
+            allowed = key in _XATTR_NAMES or (
+                key.startswith("user.") and not key.startswith(_XATTR_DENY_PREFIXES)
+            )
+            if key == "security.capability":
+                allowed = self._keep_caps
+            if not allowed:
+                continue
+            try:
+                os.setxattr(fd, key, value)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL):
+                    raise
+
+    def finalize(self) -> None:
+        """Set directory modes and mtimes last, deepest first: adding children changes them."""
+        restore = {k: (m, None) for k, m in self._restore.items() if k not in self._dirs}
+        todo = {**restore, **{k: (m, t) for k, (m, t) in self._dirs.items()}}
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        for parts in sorted(todo, key=len, reverse=True):
+            mode, mtime = todo[parts]
+            try:
+                pfd = self._resolver.open_dir(parts[:-1], create=False)
+            except OSError:
+                continue  # replaced or removed later in the layer
+            try:
+                fd = os.open(parts[-1] if parts else ".", flags, dir_fd=pfd)
+            except OSError:
+                continue
+            finally:
+                os.close(pfd)
+            try:
+                os.fchmod(fd, mode)
+                if mtime is not None:
+                    os.utime(fd, ns=(mtime * 10**9, mtime * 10**9))
+            finally:
+                os.close(fd)
