@@ -644,6 +644,8 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
     state: dict[str, Path] = {}
 
     def fresh_cache() -> Path:
+        if "cache" in state:  # the last round's warm run is done with it
+            shutil.rmtree(state["cache"])
         state["cache"] = Path(tempfile.mkdtemp(prefix="xdg-", dir=caches))
         return state["cache"]
 
@@ -659,6 +661,11 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
         outputs["mlpack-warm"] = probe_warm
         if probe_cold.returncode == 0 and probe_warm.stdout != probe_cold.stdout:
             print("  WARNING: mlpack warm output differs from cold output (cache bug?)")
+        cached = [p for p in state["cache"].rglob("*") if p.is_file()]
+        size = sum(p.stat().st_size for p in cached) / 2**20
+        print(
+            f"  mlpack cache after cold+warm: {len(cached)} files, {size:.1f} MiB (XDG_CACHE_HOME)"
+        )
     for tool, failure in aborts.items():
         if failure:
             print(f"  {tool}: ABORT: {failure}")
@@ -700,7 +707,7 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
                 times["warm"],
                 "pipreqs",
                 times["pipreqs"],
-                goal=GOAL_WARM,
+                goal=GOAL_WARM if large else None,
             )
         )
         for c in comparisons:
