@@ -96,6 +96,10 @@ class PushResult:
     bytes_sent: int
 
 
+class RegistryUnreachable(ImageError):
+    """The registry could not be reached at all (connection, DNS or TLS failure)."""
+
+
 class _Network(ImageError):
     """A transport failure mid-stream; the partial blob is kept for a Range resume."""
 
@@ -170,12 +174,12 @@ class RegistryClient:
 
     def _connect_error(self, exc: Exception) -> ImageError:
         if isinstance(exc, requests.exceptions.SSLError):
-            return ImageError(
+            return RegistryUnreachable(
                 f"TLS handshake with {self.api_host} failed: {exc}",
                 hint="pass the registry's CA with --ca-cert, or list a plain-HTTP registry "
                 "with --insecure-registry / MLPACK_INSECURE_REGISTRIES",
             )
-        return ImageError(
+        return RegistryUnreachable(
             f"cannot reach the registry {self.api_host}: {exc}",
             hint="check the address and that the registry is running (or set a mirror)",
         )

@@ -170,6 +170,10 @@ class Store:
 
     # -- layout and locks -------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Create the layout (oci-layout, index.json, blobs/, tmp/, ...) if it is missing."""
+        self._ensure()
+
     def _ensure(self) -> None:
         try:
             for sub in ("blobs/sha256", "layers", "rootfs", "tmp", "locks"):
@@ -586,15 +590,16 @@ class Store:
                         if not final.is_dir():
                             stage = self._stage_dir("layer")
                             try:
-                                apply_layer(
-                                    self.blob_path(layer.digest),
-                                    stage,
-                                    media_type=layer.media_type,
-                                    expected_digest=layer.digest,
-                                    expected_size=layer.size,
-                                    expected_diff_id=diff_id,
-                                    whiteout_mode="overlay",
-                                )
+                                with self.blob_path(layer.digest).open("rb") as blob:
+                                    apply_layer(
+                                        blob,
+                                        stage,
+                                        media_type=layer.media_type,
+                                        expected_digest=layer.digest,
+                                        expected_size=layer.size,
+                                        expected_diff_id=diff_id,
+                                        whiteout_mode="overlay",
+                                    )
                                 stage.rename(final)
                             except OSError as exc:
                                 raise _disk_error(exc, self.root) from exc
@@ -621,15 +626,16 @@ class Store:
             stage = self._stage_dir("rootfs")
             try:
                 for layer, diff_id in zip(img.manifest.layers, img.config.diff_ids, strict=True):
-                    apply_layer(
-                        self.blob_path(layer.digest),
-                        stage,
-                        media_type=layer.media_type,
-                        expected_digest=layer.digest,
-                        expected_size=layer.size,
-                        expected_diff_id=diff_id,
-                        whiteout_mode="apply",
-                    )
+                    with self.blob_path(layer.digest).open("rb") as blob:
+                        apply_layer(
+                            blob,
+                            stage,
+                            media_type=layer.media_type,
+                            expected_digest=layer.digest,
+                            expected_size=layer.size,
+                            expected_diff_id=diff_id,
+                            whiteout_mode="apply",
+                        )
                 stage.rename(final)
             except OSError as exc:
                 raise _disk_error(exc, self.root) from exc

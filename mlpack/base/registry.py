@@ -1,0 +1,39 @@
+"""The ``registry`` base provider: the official ``python:X.Y-slim`` image, pinned by digest."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mlpack.base import BaseImage
+from mlpack.oci.registry import RegistryOptions, pull
+
+if TYPE_CHECKING:
+    from mlpack.oci.store import Store
+
+
+def official_reference(python: str) -> str:
+    """The official image for ``python`` (X.Y)."""
+    return f"docker.io/library/python:{python}-slim"
+
+
+def python_version(env: tuple[str, ...], fallback: str) -> str:
+    """The full Python version from the image's ``PYTHON_VERSION`` variable (official images)."""
+    for item in env:
+        if item.startswith("PYTHON_VERSION="):
+            return item.partition("=")[2] or fallback
+    return fallback
+
+
+def registry_base(
+    python: str, store: Store, *, options: RegistryOptions | None = None
+) -> BaseImage:
+    """Pull ``python:X.Y-slim`` (through MLPACK_REGISTRY_MIRROR when set); return it pinned."""
+    ref = official_reference(python)
+    result = pull(ref, store, options=options)
+    image = store.image(result.digest)
+    return BaseImage(
+        reference=ref,
+        digest=result.digest,
+        provider="registry",
+        python_full=python_version(image.config.env, python),
+    )

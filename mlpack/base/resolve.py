@@ -1,0 +1,65 @@
+"""Choose the base image: explicit wins, else the registry image, else the Debian build."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from mlpack.base import DEBIAN_SUITES, BaseImage
+from mlpack.base.debian import build_debian_base
+from mlpack.base.registry import official_reference, python_version, registry_base
+from mlpack.errors import ImageError
+from mlpack.oci.reference import parse as parse_reference
+from mlpack.oci.registry import RegistryOptions, RegistryUnreachable, pull
+from mlpack.progress import reporter
+
+if TYPE_CHECKING:
+    from mlpack.oci.store import Store
+
+
+def _explicit(text: str, store: Store, options: RegistryOptions | None) -> BaseImage:
+    ref = parse_reference(text)
+    try:
+        digest = store.resolve(text)
+    except ImageError:
+        digest = pull(text, store, options=options).digest
+    image = store.image(digest)
+    return BaseImage(
+        reference=str(ref.with_tag(ref.tag)) if ref.tag else str(ref),
+        digest=digest,
+        provider="explicit",
+        python_full=python_version(image.config.env, ""),
+    )
+
+
+def resolve_base(
+    python: str,
+    *,
+    explicit: str | None = None,
+    store: Store,
+    options: RegistryOptions | None = None,
+) -> BaseImage:
+    """Return the base for ``python`` (X.Y) per ARCHITECTURE decision 1, fetched into ``store``."""
+    if explicit:
+        return _explicit(explicit, store, options)
+    try:
+        return registry_base(python, store, options=options)
+    except RegistryUnreachable as exc:
+        # Offline: a previously pulled official image still serves.
+        with contextlib.suppress(ImageError):
+            image = store.image(official_reference(python))
+            return BaseImage(
+                reference=official_reference(python),
+                digest=image.digest,
+                provider="registry",
+                python_full=python_version(image.config.env, python),
+            )
+        if python not in DEBIAN_SUITES:
+            msg = f"no registry is reachable for python:{python}-slim, and no Debian suite has Python {python}"
+            raise ImageError(
+                msg, hint="set MLPACK_REGISTRY_MIRROR, set base = ..., or use Python 3.11 or 3.13"
+            ) from exc
+        reporter().notice(
+            f"no registry reachable ({exc.message}); using the debian base provider for Python {python}"
+        )
+        return build_debian_base(python, store)
