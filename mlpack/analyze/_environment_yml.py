@@ -1,0 +1,76 @@
+"""Read a conda environment file's dependencies, with line numbers, without running conda."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import yaml
+
+from mlpack.analyze._declfile import read_text, rel
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+ENVIRONMENT_FILES: Final = ("environment.yml", "environment.yaml")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvEntry:
+    """One entry of ``dependencies``: a conda match spec, or a line of its ``pip:`` list."""
+
+    text: str
+    line: int
+    pip: bool
+
+
+def read_environment(root: Path, path: Path, *, warnings: list[str]) -> tuple[EnvEntry, ...]:
+    """Return the entries of an environment file's ``dependencies`` (empty, warned, when bad)."""
+    text = read_text(root, path, warnings=warnings)
+    if text is None:
+        return ()
+    name = rel(root, path)
+    try:
+        # compose, not load: nodes keep their line numbers, and no object is ever constructed.
+        document = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        warnings.append(f"{name}{at}: invalid YAML ({problem}); not read")
+        return ()
+    if document is None:
+        return ()
+    if not isinstance(document, yaml.MappingNode):
+        warnings.append(f"{name}: not a conda environment file (no top-level mapping); not read")
+        return ()
+    deps = _value(document, "dependencies")
+    if deps is None:
+        return ()
+    if not isinstance(deps, yaml.SequenceNode):
+        warnings.append(f"{name}:{deps.start_mark.line + 1}: dependencies is not a list; not read")
+        return ()
+    entries: list[EnvEntry] = []
+    for item in deps.value:
+        if isinstance(item, yaml.ScalarNode):
+            entries.append(EnvEntry(text=str(item.value), line=item.start_mark.line + 1, pip=False))
+            continue
+        pip = _value(item, "pip") if isinstance(item, yaml.MappingNode) else None
+        if isinstance(pip, yaml.SequenceNode):
+            for line in pip.value:
+                if isinstance(line, yaml.ScalarNode):
+                    entries.append(
+                        EnvEntry(text=str(line.value), line=line.start_mark.line + 1, pip=True)
+                    )
+                else:
+                    warnings.append(f"{name}:{line.start_mark.line + 1}: pip entry is not text")
+        else:
+            warnings.append(f"{name}:{item.start_mark.line + 1}: unexpected dependency entry")
+    return tuple(entries)
+
+
+def _value(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
+    for k, v in mapping.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key and isinstance(v, yaml.Node):
+            return v
+    return None

@@ -1,0 +1,582 @@
+"""Collect the packages a repository declares, from every dependency file format it may use.
+
+Files are read in this order (the first declaration of a package in a group keeps its source):
+``requirements*.txt`` and ``requirements/*.txt``, ``pyproject.toml``, ``Pipfile``, ``setup.cfg``,
+``setup.py`` (static AST only, never run) and ``environment.yml``. Nothing is ever executed,
+nothing outside the repository is read, and ``.env`` files are never opened.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, replace
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
+
+from packaging.markers import InvalidMarker, Marker
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+
+from mlpack.analyze._constraints import (
+    ConstraintError,
+    conda_specifier,
+    poetry_alternatives,
+    poetry_specifier,
+    split_conda,
+)
+from mlpack.analyze._declfile import inside, load_toml, toml_line, where
+from mlpack.analyze._environment_yml import ENVIRONMENT_FILES, read_environment
+from mlpack.analyze._reqfile import RequirementsReader, merge_specifiers
+from mlpack.analyze._setup_static import SetupInfo, read_setup_cfg, read_setup_py
+from mlpack.analyze.model import DeclaredRequirement
+from mlpack.errors import AnalyzeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from pathlib import Path
+
+DEV_GROUPS: Final[frozenset[str]] = frozenset(
+    {
+        "dev",
+        "devel",
+        "develop",
+        "development",
+        "test",
+        "tests",
+        "testing",
+        "doc",
+        "docs",
+        "documentation",
+        "lint",
+        "linting",
+        "linters",
+        "style",
+        "format",
+        "typing",
+        "types",
+        "mypy",
+        "type-check",
+        "typecheck",
+        "ci",
+        "coverage",
+        "pre-commit",
+        "release",
+        "bench",
+        "benchmark",
+        "benchmarks",
+        "notebooks",
+    }
+)
+
+# requirements files whose packages are the main dependencies (group None).
+_MAIN_FILES: Final = frozenset({"", "base", "main", "common", "core", "requirements"})
+_REQUIREMENTS_FILE: Final = re.compile(r"^requirements(?:[-_.](?P<group>.+))?\.txt$")
+_PIPFILE_TABLES: Final = frozenset({"source", "requires", "pipenv", "scripts"})
+# Pipfile tables may carry PEP 508 marker variables as keys: {sys_platform = "== 'linux'"}.
+_MARKER_KEYS: Final = frozenset(
+    {
+        "os_name",
+        "sys_platform",
+        "platform_machine",
+        "platform_python_implementation",
+        "platform_release",
+        "platform_system",
+        "platform_version",
+        "python_version",
+        "python_full_version",
+        "implementation_name",
+        "implementation_version",
+    }
+)
+
+
+class _SkipEntry(Exception):
+    """A dependency-table entry that cannot be used; a warning has been given."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CondaMap:
+    rename: dict[NormalizedName, str]
+    skip: frozenset[str]
+
+
+def _conda_map() -> _CondaMap:
+    text = resources.files("mlpack.analyze").joinpath("data/conda_map.toml").read_text("utf-8")
+    doc = tomllib.loads(text)
+    rename = {canonicalize_name(k): str(v) for k, v in doc.get("rename", {}).items()}
+    skip = frozenset(canonicalize_name(n) for n in doc.get("skip", {}).get("names", []))
+    return _CondaMap(rename=rename, skip=skip)
+
+
+def declared_requirements(root: Path, *, warnings: list[str]) -> tuple[DeclaredRequirement, ...]:
+    """Return every declared requirement, one per (name, group), sorted by (group, name).
+
+    A package declared in several places keeps its first source; the specifiers are intersected.
+    Bad files and lines become warnings (``"requirements.txt:7: ..."``), never exceptions.
+    """
+    return _Collector(root, warnings).collect()
+
+
+def declared_indexes(root: Path, *, warnings: list[str] | None = None) -> tuple[str, ...]:
+    """Return the package index URLs the requirement files name (``--index-url`` and friends).
+
+    Literal credentials are dropped from the URLs; ``${VAR}`` references are kept.
+    """
+    collector = _Collector(root, warnings if warnings is not None else [])
+    collector.collect()
+    return tuple(collector.indexes)
+
+
+def requirements_group(filename: str, *, folder: bool) -> str | None:
+    """Return the group of a requirements file: None for the main one, else its suffix."""
+    if folder:
+        stem = filename.removesuffix(".txt")
+    else:
+        match = _REQUIREMENTS_FILE.match(filename)
+        stem = (match.group("group") or "") if match else filename
+    group = canonicalize_name(stem) if stem else ""
+    if group in _MAIN_FILES or group.startswith("prod"):
+        return None
+    return group
+
+
+class _Collector:
+    """Walk the declaration files of one repository."""
+
+    def __init__(self, root: Path, warnings: list[str]) -> None:
+        if not root.is_dir():
+            msg = f"{root} is not a directory"
+            raise AnalyzeError(msg, hint="run mlpack in (or point it at) the project's folder")
+        self._root = root.resolve()
+        self._warnings = warnings
+        self._found: list[DeclaredRequirement] = []
+        self._project_names: set[str] = set()
+        self.indexes: list[str] = []
+
+    def _exists(self, name: str) -> Path | None:
+        path = self._root / name
+        return path if path.exists() or path.is_symlink() else None
+
+    def collect(self) -> tuple[DeclaredRequirement, ...]:
+        files = self._requirement_files()
+        reader = RequirementsReader(self._root, self._warnings, own_files=[p for p, _ in files])
+        for path, group in files:
+            self._found.extend(reader.read_file(path, group=group))
+        self._pyproject(reader)
+        self._pipfile(reader)
+        self._setup()
+        self._environment(reader)
+        self.indexes.extend(i for i in reader.indexes if i not in self.indexes)
+        return self._merged()
+
+    # -- requirements*.txt -------------------------------------------------------------------
+
+    def _requirement_files(self) -> list[tuple[Path, str | None]]:
+        found: list[tuple[Path, str | None]] = []
+        try:
+            names = sorted(p.name for p in self._root.iterdir())
+        except OSError as exc:
+            msg = f"cannot list {self._root}: {exc.strerror}"
+            raise AnalyzeError(msg, hint="check the folder's permissions") from exc
+        names.sort(key=lambda n: n != "requirements.txt")
+        for name in names:
+            if _REQUIREMENTS_FILE.match(name):
+                found.append((self._root / name, requirements_group(name, folder=False)))
+        folder = self._root / "requirements"
+        if folder.is_dir():
+            if not inside(self._root, folder):
+                self._warnings.append(
+                    "requirements: a symlink leading outside the repository; not followed"
+                )
+                return found
+            try:
+                entries = sorted(p.name for p in folder.iterdir())
+            except OSError as exc:
+                self._warnings.append(f"requirements: cannot be listed ({exc.strerror}); skipped")
+                return found
+            for name in entries:
+                if name.endswith(".txt"):
+                    found.append((folder / name, requirements_group(name, folder=True)))
+        return found
+
+    # -- pyproject.toml ----------------------------------------------------------------------
+
+    def _pyproject(self, reader: RequirementsReader) -> None:
+        path = self._exists("pyproject.toml")
+        loaded = load_toml(self._root, path, warnings=self._warnings) if path else None
+        if loaded is None:
+            return
+        doc, text = loaded
+        lines = text.splitlines()
+        project = doc.get("project")
+        if isinstance(project, dict):
+            if isinstance(project.get("name"), str):
+                self._project_names.add(canonicalize_name(project["name"]))
+            if "dependencies" in project:
+                self._strings(
+                    project["dependencies"], "project", "dependencies", None, lines, reader
+                )
+            optional = project.get("optional-dependencies", {})
+            for extra, items in optional.items() if isinstance(optional, dict) else ():
+                self._strings(items, "project.optional-dependencies", extra, extra, lines, reader)
+        groups = doc.get("dependency-groups", {})
+        for group, items in groups.items() if isinstance(groups, dict) else ():
+            self._strings(items, "dependency-groups", group, group, lines, reader)
+        tool = doc.get("tool")
+        tool = tool if isinstance(tool, dict) else {}
+        if isinstance(tool.get("poetry"), dict):
+            self._poetry(tool["poetry"], lines)
+        pdm = tool.get("pdm")
+        pdm_dev = pdm.get("dev-dependencies", {}) if isinstance(pdm, dict) else {}
+        for group, items in pdm_dev.items() if isinstance(pdm_dev, dict) else ():
+            self._strings(items, "tool.pdm.dev-dependencies", group, group, lines, reader)
+        uv = tool.get("uv")
+        if isinstance(uv, dict) and "dev-dependencies" in uv:
+            self._strings(
+                uv["dev-dependencies"], "tool.uv", "dev-dependencies", "dev", lines, reader
+            )
+
+    def _strings(  # noqa: PLR0917 - a private helper called with one fixed shape
+        self,
+        items: object,
+        table: str,
+        key: str,
+        group: str | None,
+        lines: Sequence[str],
+        reader: RequirementsReader,
+    ) -> None:
+        """Parse a TOML array of PEP 508 strings (PDM also allows ``-e`` lines)."""
+        if not isinstance(items, list):
+            self._warnings.append(f"pyproject.toml: {table}.{key} is not an array; skipped")
+            return
+        group = canonicalize_name(group) if group is not None else None
+        for item in items:
+            if isinstance(item, dict) and "include-group" in item:
+                continue  # PEP 735: the included group is listed on its own
+            if not isinstance(item, str):
+                self._warnings.append(
+                    f"pyproject.toml: {table}.{key}: {item!r} is not a string; skipped"
+                )
+                continue
+            source = where("pyproject.toml", toml_line(lines, table, key, item))
+            text, editable = item.strip(), False
+            if text.startswith("-e "):
+                text, editable = text[3:].strip(), True
+            req = reader.requirement(
+                text, source=source, base=self._root, group=group, editable=editable
+            )
+            if req is not None:
+                self._found.append(req)
+
+    def _poetry(self, poetry: dict[str, Any], lines: Sequence[str]) -> None:
+        if isinstance(poetry.get("name"), str):
+            self._project_names.add(canonicalize_name(poetry["name"]))
+        extras = poetry.get("extras") if isinstance(poetry.get("extras"), dict) else {}
+        assert isinstance(extras, dict)
+        extra_of: dict[str, str] = {}
+        for extra, names in extras.items():
+            for name in names if isinstance(names, list) else []:
+                if isinstance(name, str):
+                    extra_of.setdefault(canonicalize_name(name), extra)
+        tables: list[tuple[str, str | None, object]] = [
+            ("tool.poetry.dependencies", None, poetry.get("dependencies")),
+            ("tool.poetry.dev-dependencies", "dev", poetry.get("dev-dependencies")),
+        ]
+        poetry_groups = poetry.get("group")
+        if isinstance(poetry_groups, dict):
+            for group, body in poetry_groups.items():
+                deps = body.get("dependencies") if isinstance(body, dict) else None
+                tables.append((f"tool.poetry.group.{group}.dependencies", group, deps))
+        for table, group, deps in tables:
+            if deps is None:
+                continue
+            if not isinstance(deps, dict):
+                self._warnings.append(f"pyproject.toml: {table} is not a table; skipped")
+                continue
+            for name, value in deps.items():
+                if canonicalize_name(name) == "python":
+                    continue
+                source = where("pyproject.toml", toml_line(lines, table, name))
+                req = self._table_dep(name, value, source=source, group=group, style="poetry")
+                if req is None:
+                    continue
+                if group is None and isinstance(value, dict) and value.get("optional") is True:
+                    # Poetry installs an optional dependency only through an extra that lists it.
+                    if req.name not in extra_of:
+                        continue
+                    req = replace(req, group=canonicalize_name(extra_of[req.name]))
+                self._found.append(req)
+
+    # -- Poetry and Pipfile dependency tables ------------------------------------------------
+
+    def _table_dep(
+        self, name: str, value: object, *, source: str, group: str | None, style: str
+    ) -> DeclaredRequirement | None:
+        """Turn a Poetry or Pipfile ``name = "spec"`` / ``name = {...}`` entry into a requirement."""
+        if isinstance(value, list):  # Poetry "multiple constraints"
+            tables = [v for v in value if isinstance(v, dict)]
+            if not tables:
+                self._warnings.append(f"{source}: {name}: unexpected value; skipped")
+                return None
+            self._warnings.append(f"{source}: {name} has several constraints; using the first one")
+            value = tables[0]
+        if isinstance(value, str):
+            value = {"version": value}
+        if not isinstance(value, dict):
+            self._warnings.append(f"{source}: {name}: unexpected value {value!r}; skipped")
+            return None
+        specifier = self._version(name, value.get("version", "*"), source=source, style=style)
+        markers: list[str] = []
+        if isinstance(value.get("markers"), str):
+            markers.append(value["markers"])
+        if style == "poetry":
+            if isinstance(value.get("python"), str):
+                markers.extend(self._python_markers(name, value["python"], source))
+            if isinstance(value.get("platform"), str):
+                markers.append(f'sys_platform == "{value["platform"]}"')
+        else:
+            markers.extend(
+                f"{key} {value[key]}"
+                for key in sorted(_MARKER_KEYS)
+                if isinstance(value.get(key), str)
+            )
+        try:
+            marker = self._marker(markers, source)
+            url = self._table_url(value, source)
+        except _SkipEntry:
+            return None
+        raw_extras = value.get("extras", [])
+        extras = (
+            tuple(sorted(canonicalize_name(e) for e in raw_extras if isinstance(e, str)))
+            if isinstance(raw_extras, list)
+            else ()
+        )
+        editable = value.get("develop") is True or value.get("editable") is True
+        return DeclaredRequirement(
+            name=canonicalize_name(name),
+            specifier=specifier if url is None else "",
+            extras=extras,
+            marker=marker,
+            url=url,
+            source=source,
+            group=canonicalize_name(group) if group is not None else None,
+            editable=editable,
+        )
+
+    def _version(self, name: str, version: object, *, source: str, style: str) -> str:
+        if not isinstance(version, str):
+            self._warnings.append(f"{source}: {name}: version is not a string; any version used")
+            return ""
+        try:
+            if style == "poetry":
+                return poetry_specifier(version)
+            text = version.strip()
+            if text in {"", "*"}:
+                return ""
+            if re.match(r"^\d", text):  # Pipfile "1.2" means "==1.2"
+                text = "==" + text
+            return str(SpecifierSet(text))
+        except (ConstraintError, InvalidSpecifier) as exc:
+            self._warnings.append(f"{source}: {name}: {exc}; any version used")
+            return ""
+
+    def _python_markers(self, name: str, constraint: str, source: str) -> list[str]:
+        try:
+            alternatives = poetry_alternatives(constraint)
+        except ConstraintError as exc:
+            self._warnings.append(f"{source}: {name}: python = {constraint!r}: {exc}; ignored")
+            return []
+        ors: list[str] = []
+        for alternative in alternatives:
+            terms = []
+            for spec in SpecifierSet(alternative):
+                var = "python_full_version" if spec.version.count(".") >= 2 else "python_version"
+                terms.append(f'{var} {spec.operator} "{spec.version}"')
+            if not terms:
+                return []
+            ors.append(" and ".join(terms))
+        if len(ors) == 1:
+            return ors
+        return [" or ".join(f"({o})" for o in ors)]
+
+    def _marker(self, markers: list[str], source: str) -> str | None:
+        if not markers:
+            return None
+        text = " and ".join(f"({m})" for m in markers) if len(markers) > 1 else markers[0]
+        try:
+            return str(Marker(text))
+        except InvalidMarker:
+            self._warnings.append(f"{source}: invalid marker {text!r}; skipped")
+            raise _SkipEntry from None
+
+    def _table_url(self, value: dict[str, Any], source: str) -> str | None:
+        if isinstance(value.get("git"), str):
+            url = value["git"]
+            url = url if url.startswith("git+") else f"git+{url}"
+            ref = next(
+                (
+                    value[k]
+                    for k in ("rev", "tag", "branch", "ref")
+                    if isinstance(value.get(k), str)
+                ),
+                None,
+            )
+            if ref:
+                url += f"@{ref}"
+            if isinstance(value.get("subdirectory"), str):
+                url += f"#subdirectory={value['subdirectory']}"
+            return str(url)
+        for key in ("path", "file", "url"):
+            target = value.get(key)
+            if not isinstance(target, str):
+                continue
+            if key == "url" or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", target):
+                return target
+            path = self._root / target
+            if not inside(self._root, path):
+                self._warnings.append(f"{source}: {target!r} is outside the repository; skipped")
+                raise _SkipEntry
+            relative = path.resolve().relative_to(self._root).as_posix()
+            return "." if relative == "." else f"./{relative}"
+        return None
+
+    # -- Pipfile -----------------------------------------------------------------------------
+
+    def _pipfile(self, reader: RequirementsReader) -> None:
+        path = self._exists("Pipfile")
+        loaded = load_toml(self._root, path, warnings=self._warnings) if path else None
+        if loaded is None:
+            return
+        doc, text = loaded
+        lines = text.splitlines()
+        sources = doc.get("source")
+        for entry in sources if isinstance(sources, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+                url = entry["url"]
+                if url not in reader.indexes and "pypi.org/simple" not in url:
+                    reader.indexes.append(url)
+        for table, deps in doc.items():
+            if table in _PIPFILE_TABLES or not isinstance(deps, dict):
+                continue
+            group = {"packages": None, "dev-packages": "dev"}.get(table, table)
+            for name, value in deps.items():
+                source = where("Pipfile", toml_line(lines, table, name))
+                req = self._table_dep(name, value, source=source, group=group, style="pipfile")
+                if req is not None:
+                    self._found.append(req)
+
+    # -- setup.cfg and setup.py --------------------------------------------------------------
+
+    def _setup(self) -> None:
+        for filename, read in (("setup.cfg", read_setup_cfg), ("setup.py", read_setup_py)):
+            path = self._exists(filename)
+            info = read(self._root, path, warnings=self._warnings) if path else None
+            if info is not None:
+                self._setup_info(filename, info)
+
+    def _setup_info(self, filename: str, info: SetupInfo) -> None:
+        if info.name:
+            self._project_names.add(canonicalize_name(info.name))
+        reader = RequirementsReader(self._root, self._warnings)
+        groups: list[tuple[str | None, Iterable[Any]]] = [(None, info.install_requires)]
+        groups.extend(info.extras_require)
+        for group, values in groups:
+            # extras_require keys may carry a marker: "gpu:platform_system=='Linux'"
+            extra, _, marker = (group or "").partition(":")
+            for value in values:
+                text = value.text
+                if marker.strip():
+                    spec, _, own = text.partition(";")
+                    both = f"({own.strip()}) and ({marker.strip()})" if own.strip() else marker
+                    text = f"{spec.strip()} ; {both.strip()}"
+                req = reader.requirement(
+                    text,
+                    source=where(filename, value.line),
+                    base=self._root,
+                    group=canonicalize_name(extra) if extra else None,
+                )
+                if req is not None:
+                    self._found.append(req)
+
+    # -- environment.yml ---------------------------------------------------------------------
+
+    def _environment(self, reader: RequirementsReader) -> None:
+        conda: _CondaMap | None = None
+        for filename in ENVIRONMENT_FILES:
+            path = self._exists(filename)
+            if path is None:
+                continue
+            entries = read_environment(self._root, path, warnings=self._warnings)
+            pip_lines = [(e.line, e.text) for e in entries if e.pip]
+            self._found.extend(
+                reader.read_lines(pip_lines, origin=filename, base=self._root, group=None)
+            )
+            for entry in entries:
+                if entry.pip:
+                    continue
+                conda = conda or _conda_map()
+                req = self._conda(entry.text, f"{filename}:{entry.line}", conda)
+                if req is not None:
+                    self._found.append(req)
+
+    def _conda(self, text: str, source: str, conda: _CondaMap) -> DeclaredRequirement | None:
+        try:
+            name, version = split_conda(text)
+        except ConstraintError as exc:
+            self._warnings.append(f"{source}: {exc}; skipped")
+            return None
+        key = canonicalize_name(name)
+        if key in conda.skip:
+            return None
+        try:
+            specifier = conda_specifier(version) if version else ""
+        except ConstraintError as exc:
+            self._warnings.append(f"{source}: {name}: {exc}; any version used")
+            specifier = ""
+        return DeclaredRequirement(
+            name=canonicalize_name(conda.rename.get(key, name)),
+            specifier=specifier,
+            source=source,
+        )
+
+    # -- merging -----------------------------------------------------------------------------
+
+    def _merged(self) -> tuple[DeclaredRequirement, ...]:
+        merged: dict[tuple[str, str | None], DeclaredRequirement] = {}
+        for req in self._found:
+            if req.name in self._project_names and req.url is None:
+                continue  # "myproject[extra]" inside the project's own extras
+            key = (req.name, req.group)
+            first = merged.get(key)
+            if first is None:
+                merged[key] = req
+                continue
+            merged[key] = replace(
+                first,
+                specifier=merge_specifiers(first.specifier, req.specifier),
+                extras=tuple(sorted({*first.extras, *req.extras})),
+                marker=first.marker if first.marker is not None else req.marker,
+                url=first.url if first.url is not None else req.url,
+                editable=first.editable or req.editable,
+            )
+            self._check_pins(merged[key], first, req)
+        return tuple(sorted(merged.values(), key=lambda r: (r.group or "", r.name)))
+
+    def _check_pins(
+        self, merged: DeclaredRequirement, first: DeclaredRequirement, other: DeclaredRequirement
+    ) -> None:
+        spec = SpecifierSet(merged.specifier)
+        for item in spec:
+            pinned = item.operator in {"==", "==="} and not item.version.endswith("*")
+            if pinned and not spec.contains(item.version, prereleases=True):
+                self._warnings.append(
+                    f"{other.source}: {merged.name}{other.specifier} conflicts with "
+                    f"{first.source}: {merged.name}{first.specifier}; no version satisfies both"
+                )
+                return
