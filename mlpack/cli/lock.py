@@ -2,8 +2,172 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Literal
+
 import typer
+
+from mlpack.cli.app import err, out
+from mlpack.errors import ConfigError, LockError
+from mlpack.lock.indexes import Indexes
+
+ResolverChoice = Literal["uv", "pip-tools"]
+PlatformChoice = Literal["linux/amd64", "linux/arm64"]
+
+
+def _split_args(args: list[str] | None, upgrade: bool) -> tuple[Path, tuple[str, ...]]:
+    """``[PATH] [PKG ...]``: the first argument is the project when it is a folder."""
+    items = list(args or [])
+    root = Path()
+    if items and Path(items[0]).is_dir():
+        root = Path(items.pop(0))
+    if items and not upgrade:
+        msg = f"unexpected arguments {' '.join(items)!r} (no such folder)"
+        raise ConfigError(msg, hint="package names go after --upgrade: mlpack lock --upgrade PKG")
+    return root, tuple(items)
+
+
+def lock(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[PATH] [PKG...]",
+            help="The project (default: the current directory); with --upgrade, the packages "
+            "to upgrade (default: all).",
+            show_default=False,
+        ),
+    ] = None,
+    *,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit non-zero, with the reason, when mlpack.lock is stale."),
+    ] = False,
+    upgrade: Annotated[
+        bool,
+        typer.Option("--upgrade", help="Re-resolve to the newest versions (all, or PKG...)."),
+    ] = False,
+    resolver: Annotated[
+        ResolverChoice,
+        typer.Option("--resolver", help="uv (default; any target) or pip-tools (the reference)."),
+    ] = "uv",
+    platform: Annotated[
+        PlatformChoice | None,
+        typer.Option("--platform", help="Target platform (default: mlpack.toml's, linux/amd64)."),
+    ] = None,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-cert",
+            help="Extra CA bundle (PEM) for a TLS-intercepting proxy; used at lock time only.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Resolve the project's packages for the target image and write mlpack.lock.
+
+    The lock pins every package with the sha256 of all its files and says why each one is
+    there. Re-running with unchanged inputs does nothing (the input hash matches).
+    """
+    from mlpack.config import load_config
+    from mlpack.lock.locker import inputs_from_config, lock_path_for, stale_reason
+    from mlpack.progress import RecordingReporter, using
+
+    root, packages = _split_args(args, upgrade)
+    config = load_config(root)
+    inputs = inputs_from_config(config, resolver=resolver, platform=platform)
+    path = lock_path_for(root)
+    if check:
+        reason = stale_reason(inputs, path)
+        if reason is not None:
+            raise LockError(f"mlpack.lock is stale: {reason}", hint="run `mlpack lock` and commit")
+        out.print(f"{path} is up to date", markup=False)
+        return
+    from mlpack.lock.locker import lock as run_lock
+
+    recorder = RecordingReporter()
+    with using(recorder):
+        result = run_lock(
+            inputs,
+            path,
+            root=root,
+            upgrade=upgrade and not packages,
+            upgrade_packages=packages,
+            ca_cert=ca_cert,
+        )
+    for notice in recorder.notices:
+        err.print(f"note: {notice}", markup=False)
+    if not result.resolved:
+        out.print(f"{path} is up to date (inputs unchanged)", markup=False)
+        return
+    n = len(result.lock.packages)
+    target = result.lock.target
+    out.print(
+        f"wrote {path}: {n} packages for Python {target.python} on {target.platform} "
+        f"({result.lock.resolver})",
+        markup=False,
+    )
+
+
+def why(
+    package: Annotated[str, typer.Argument(help="The package to explain.")],
+    path: Annotated[
+        Path, typer.Argument(help="The project (default: current directory).")
+    ] = Path(),
+) -> None:
+    """Print the chains that brought PACKAGE into the lock (input -> ... -> PACKAGE)."""
+    from mlpack.lock.locker import lock_path_for
+    from mlpack.lock.lockfile import read_lock
+    from mlpack.lock.why import why as chains
+
+    lock_file = read_lock(lock_path_for(path))
+    pkg = lock_file.package(package.lower().replace("_", "-"))
+    for chain in chains(lock_file, package):
+        source, *names = chain
+        out.print(f"{' -> '.join(names)}  (from {source})", markup=False)
+    if pkg is not None:
+        out.print(f"{pkg.name}=={pkg.version or pkg.url}", markup=False)
+
+
+def fetch(
+    path: Annotated[
+        Path, typer.Argument(help="The project (default: current directory).")
+    ] = Path(),
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option("--ca-cert", help="Extra CA bundle (PEM) for a TLS-intercepting proxy."),
+    ] = None,
+) -> None:
+    """Download every pinned file for the target into the hash-checked wheelhouse.
+
+    Later builds install from there and need no network for Python packages.
+    """
+    from mlpack.config import load_config
+    from mlpack.lock.locker import inputs_from_config, lock_path_for, mlpack_home
+    from mlpack.lock.lockfile import read_lock
+    from mlpack.lock.wheelhouse import fetch as run_fetch
+
+    lock_file = read_lock(lock_path_for(path))
+    # Credentials come from mlpack.toml / pip's configuration at fetch time, never the lock.
+    indexes: Indexes | None
+    try:
+        config = load_config(path)
+        indexes = inputs_from_config(config).indexes
+        if indexes.public().all != (lock_file.index_url, *lock_file.extra_index_urls):
+            indexes = None
+    except ConfigError:
+        indexes = None
+    house = run_fetch(lock_file, home=mlpack_home(), indexes=indexes, ca_cert=ca_cert)
+    out.print(
+        f"{len(house.files)} files in {house.root} ({house.downloaded} downloaded now)",
+        markup=False,
+    )
+    if house.to_build:
+        out.print(f"built in the image: {', '.join(house.to_build)}", markup=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command()(lock)
+    app.command()(why)
+    app.command()(fetch)

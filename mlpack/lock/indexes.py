@@ -1,0 +1,239 @@
+"""Package indexes: which URLs, credentials kept out of the lock, and per-release file listings."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import json
+import netrc
+import os
+import re
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Final
+
+from mlpack.errors import LockError
+
+PYPI: Final = "https://pypi.org/simple"
+_USERINFO: Final = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_ACCEPT: Final = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Indexes:
+    """The index URLs a resolve uses; they may carry credentials and never reach the lock."""
+
+    index_url: str = PYPI
+    extra_index_urls: tuple[str, ...] = ()
+    source: str = "default"  # "mlpack.toml", "pip configuration", "PIP_INDEX_URL", "default"
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """Every URL, the primary first."""
+        return (self.index_url, *self.extra_index_urls)
+
+    def public(self) -> Indexes:
+        """The same indexes without userinfo: what the lock and logs may show."""
+        return Indexes(
+            index_url=strip_userinfo(self.index_url),
+            extra_index_urls=tuple(strip_userinfo(u) for u in self.extra_index_urls),
+            source=self.source,
+        )
+
+
+def strip_userinfo(url: str) -> str:
+    """``https://user:token@host/simple`` -> ``https://host/simple``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def redact(text: str) -> str:
+    """Remove userinfo from every URL in a message (tool output may echo index URLs)."""
+    return _USERINFO.sub(r"\g<scheme>", text)
+
+
+def _pip_config_files() -> list[Path]:
+    # pip's own order: global, user, site; later files win. PIP_CONFIG_FILE=os.devnull disables.
+    env_file = os.environ.get("PIP_CONFIG_FILE")
+    if env_file == os.devnull:
+        return []
+    xdg_dirs = os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
+    files = [Path(d) / "pip" / "pip.conf" for d in xdg_dirs] + [Path("/etc/pip.conf")]
+    home = Path.home()
+    xdg_home = os.environ.get("XDG_CONFIG_HOME")
+    files += [home / ".pip" / "pip.conf", Path(xdg_home or home / ".config") / "pip" / "pip.conf"]
+    venv = os.environ.get("VIRTUAL_ENV")
+    if venv:
+        files.append(Path(venv) / "pip.conf")
+    if env_file:
+        files.append(Path(env_file))
+    return files
+
+
+def pip_indexes() -> Indexes | None:
+    """The indexes pip would use (environment, then pip.conf files), or None when unset."""
+    env_index = os.environ.get("PIP_INDEX_URL")
+    env_extra = os.environ.get("PIP_EXTRA_INDEX_URL")
+    index: str | None = env_index or None
+    extra: tuple[str, ...] | None = tuple(env_extra.split()) if env_extra else None
+    source = "PIP_INDEX_URL" if env_index or env_extra else "pip configuration"
+    if index is None or extra is None:
+        parser = configparser.ConfigParser(interpolation=None)
+        for path in _pip_config_files():
+            try:
+                parser.read(path, encoding="utf-8")
+            except (OSError, configparser.Error):
+                continue
+        for section in ("global", "install"):
+            if not parser.has_section(section):
+                continue
+            if index is None and parser.has_option(section, "index-url"):
+                index = parser.get(section, "index-url").strip() or None
+            if extra is None and parser.has_option(section, "extra-index-url"):
+                extra = tuple(parser.get(section, "extra-index-url").split())
+    if index is None and not extra:
+        return None
+    return Indexes(index_url=index or PYPI, extra_index_urls=extra or (), source=source)
+
+
+def choose_indexes(index_url: str | None, extra_index_urls: tuple[str, ...]) -> Indexes:
+    """mlpack.toml's indexes when it names any, else pip's configuration, else PyPI."""
+    if index_url or extra_index_urls:
+        return Indexes(
+            index_url=index_url or PYPI, extra_index_urls=extra_index_urls, source="mlpack.toml"
+        )
+    return pip_indexes() or Indexes()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexFile:
+    """One file an index lists for a project."""
+
+    filename: str
+    url: str
+    sha256: str | None
+
+
+def _auth_header(url: str) -> tuple[str, dict[str, str]]:
+    """Split credentials off ``url`` (userinfo, else ~/.netrc) into an Authorization header."""
+    parts = urllib.parse.urlsplit(url)
+    clean = strip_userinfo(url)
+    user = urllib.parse.unquote(parts.username) if parts.username else None
+    password = urllib.parse.unquote(parts.password) if parts.password else ""
+    if user is None and parts.hostname:
+        try:
+            entry = netrc.netrc().authenticators(parts.hostname)
+        except (OSError, netrc.NetrcParseError):
+            entry = None
+        if entry is not None:
+            user, password = entry[0], entry[2] or ""
+    if user is None:
+        return clean, {}
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return clean, {"Authorization": f"Basic {token}"}
+
+
+def ssl_context(ca_cert: Path | None = None) -> ssl.SSLContext:
+    """The host's trust store, plus ``ca_cert`` for a TLS-intercepting proxy."""
+    context = ssl.create_default_context()
+    if ca_cert is not None:
+        context.load_verify_locations(cafile=str(ca_cert))
+    return context
+
+
+def make_request(
+    url: str, *, accept: str = "*/*", auth_from: str | None = None
+) -> urllib.request.Request:
+    """A request for ``url`` with credentials moved into a header (never left in the URL).
+
+    ``auth_from`` (an index URL) lends its credentials to a file URL on the same host.
+    """
+    clean, headers = _auth_header(url)
+    if not headers and auth_from is not None:
+        same_host = urllib.parse.urlsplit(auth_from).hostname == urllib.parse.urlsplit(url).hostname
+        if same_host:
+            headers = _auth_header(auth_from)[1]
+    headers["Accept"] = accept
+    headers["User-Agent"] = "mlpack"
+    return urllib.request.Request(clean, headers=headers)
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href") or None
+            self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._href is not None:
+            self.links.append((self._href, "".join(self._text).strip()))
+            self._href = None
+
+
+def _parse_listing(body: bytes, content_type: str, base_url: str) -> tuple[IndexFile, ...]:
+    files: list[IndexFile] = []
+    if "json" in content_type:
+        data = json.loads(body)
+        for f in data.get("files", []):
+            url = urllib.parse.urljoin(base_url, f["url"])
+            files.append(
+                IndexFile(filename=f["filename"], url=url, sha256=f.get("hashes", {}).get("sha256"))
+            )
+        return tuple(files)
+    parser = _Links()
+    parser.feed(body.decode("utf-8", errors="replace"))
+    for href, text in parser.links:
+        url = urllib.parse.urljoin(base_url, href)
+        path, _, fragment = url.partition("#")
+        name = text or urllib.parse.unquote(path.rsplit("/", 1)[-1])
+        sha = fragment[len("sha256=") :] if fragment.startswith("sha256=") else None
+        files.append(IndexFile(filename=name, url=path, sha256=sha))
+    return tuple(files)
+
+
+def list_files(
+    index_url: str, project: str, *, ca_cert: Path | None = None, timeout: float = 60
+) -> tuple[IndexFile, ...]:
+    """The files ``index_url`` lists for ``project`` (PEP 691 JSON or PEP 503 HTML).
+
+    An index that does not know the project gives an empty tuple; an unreachable one LockError.
+    """
+    base = index_url.rstrip("/") + f"/{project}/"
+    request = make_request(base, accept=_ACCEPT)
+    try:
+        with urllib.request.urlopen(
+            request, timeout=timeout, context=ssl_context(ca_cert)
+        ) as response:
+            body = response.read()
+            content_type = response.headers.get("Content-Type", "")
+            final = response.geturl()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return ()
+        msg = f"the index {strip_userinfo(index_url)} answered HTTP {exc.code} for {project}"
+        raise LockError(msg, hint="check the index URL and its credentials") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        msg = f"the index {strip_userinfo(index_url)} is unreachable: {redact(str(reason))}"
+        raise LockError(
+            msg, hint="check the network, the proxy settings and the index URL"
+        ) from exc
+    return _parse_listing(body, content_type, strip_userinfo(final))

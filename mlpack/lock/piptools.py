@@ -1,0 +1,157 @@
+"""The reference resolver: pip-compile as a subprocess under the TARGET interpreter.
+
+pip-tools has no public API (jazzband/pip-tools#1484) and ignores ``--python-version``
+(#1124, #1382), so it runs with pinned pip and pip-tools versions in a cached venv of the
+target interpreter: the host's when it matches, else inside the base image.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from typing import TYPE_CHECKING, Final
+
+from mlpack.errors import LockError
+from mlpack.lock.resolvers import Pin, ResolveRequest, parse_output, tool_failure, write_inputs
+from mlpack.lock.runner import IMAGE_TOOLS, HostRunner, Runner, host_interpreter, host_matches
+from mlpack.lock.uv import uv_binary
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from mlpack.lock.model import ResolverName
+
+PIP_VERSION: Final = "26.3"
+PIPTOOLS_VERSION: Final = "7.6.2"
+_TOOLS: Final = (f"pip=={PIP_VERSION}", f"pip-tools=={PIPTOOLS_VERSION}")
+
+
+def piptools_args(request: ResolveRequest) -> list[str]:
+    """``piptools compile`` arguments (after ``python -m``) for ``request``."""
+    args = [
+        "piptools",
+        "compile",
+        "requirements.in",
+        "--output-file",
+        "requirements.txt",
+        "--generate-hashes",
+        "--allow-unsafe",
+        "--strip-extras",
+        "--annotation-style",
+        "split",
+        "--no-header",
+        "--quiet",
+        "--index-url",
+        request.indexes.index_url,
+    ]
+    for url in request.indexes.extra_index_urls:
+        args += ["--extra-index-url", url]
+    if request.ca_cert is not None:
+        args += ["--cert", str(request.ca_cert)]
+    if request.upgrade:
+        args.append("--upgrade")
+    for name in request.upgrade_packages:
+        args += ["--upgrade-package", name]
+    return args
+
+
+def piptools_env(request: ResolveRequest) -> dict[str, str]:
+    """The host environment without pip settings: the request alone decides the indexes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if request.ca_cert is not None:
+        env["SSL_CERT_FILE"] = str(request.ca_cert)
+    return env
+
+
+class PipToolsResolver:
+    """pip-compile under the target interpreter, on the host or in the base image."""
+
+    name: ResolverName = "pip-tools"
+
+    def __init__(
+        self,
+        *,
+        tools_home: Path,
+        image_runner: Callable[[Path], Runner] | None = None,
+    ) -> None:
+        """:param image_runner: makes a runner for the base image, given its tools folder."""
+        self.tools_home = tools_home
+        self.image_runner = image_runner
+
+    def resolve(self, request: ResolveRequest) -> tuple[Pin, ...]:
+        """Run pip-compile where the target interpreter is and parse its pins."""
+        write_inputs(request)
+        env = piptools_env(request)
+        if host_matches(request.python_minor, request.platform):
+            python = self._host_venv(request.python_minor)
+            done = HostRunner().run(
+                [python, "-m", *piptools_args(request)], cwd=request.workdir, env=env
+            )
+        elif self.image_runner is not None:
+            tools = self.tools_home / f"pip-tools-image-py{request.python_minor}-{_tag()}"
+            tools.mkdir(parents=True, exist_ok=True)
+            venv = f"{IMAGE_TOOLS}/venv"
+            install = " ".join(_TOOLS)
+            script = (
+                f"test -x {venv}/bin/python || {{ python3 -m venv {venv}.tmp && "
+                f"{venv}.tmp/bin/python -m pip install -q {install} && mv {venv}.tmp {venv}; }}"
+                f" && {venv}/bin/python -m " + " ".join(_quote(a) for a in piptools_args(request))
+            )
+            done = self.image_runner(tools).run(
+                ["/bin/sh", "-c", script], cwd=request.workdir, env={}
+            )
+        else:
+            msg = (
+                f"pip-tools must run under Python {request.python_minor} on "
+                f"{request.platform}; this host has no such interpreter and no container "
+                "runtime is available to run it inside the base image"
+            )
+            raise LockError(msg, hint="use the default resolver (uv), which needs no target")
+        if done.returncode != 0:
+            raise tool_failure(request, done.stderr, tool="pip-compile")
+        return parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
+
+    def _host_venv(self, python_minor: str) -> str:
+        """The cached venv with pinned pip and pip-tools for the host interpreter."""
+        interpreter = host_interpreter(python_minor)
+        assert interpreter is not None  # host_matches checked it
+        venv = self.tools_home / f"pip-tools-py{python_minor}-{_tag()}"
+        python = venv / "bin" / "python"
+        if python.exists():
+            return str(python)
+        self.tools_home.mkdir(parents=True, exist_ok=True)
+        tmp = venv.with_name(f"{venv.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        uv = uv_binary()
+        runner = HostRunner()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+        env["UV_NATIVE_TLS"] = "1"
+        for argv in (
+            [uv, "venv", "--quiet", "--no-config", "--python", interpreter, str(tmp)],
+            [uv, "pip", "install", "--quiet", "--no-config", "--python", str(tmp / "bin" / "python"),
+             *_TOOLS],
+        ):  # fmt: skip
+            done = runner.run(argv, cwd=self.tools_home, env=env)
+            if done.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                msg = f"cannot install {' '.join(_TOOLS)}: {done.stderr.strip()[-400:]}"
+                raise LockError(msg, hint="check the network; or use the default resolver (uv)")
+        try:
+            tmp.rename(venv)
+        except OSError:  # another process won the race; its venv is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+        return str(python)
+
+
+def _tag() -> str:
+    return f"{platform.machine().lower()}-pip{PIP_VERSION}-piptools{PIPTOOLS_VERSION}"
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)

@@ -1,0 +1,282 @@
+"""The Resolver seam: inputs in, pins with hashes and "via" out; one output parser for both tools.
+
+Both uv and pip-tools write the same requirements.txt dialect (``--generate-hashes``,
+``--annotation-style split``), so one parser turns either into ``Pin`` values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Protocol
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from mlpack.errors import LockError
+from mlpack.lock.indexes import Indexes, redact
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mlpack.lock.model import ResolverName
+
+INPUT_FILE: Final = "requirements.in"
+OUTPUT_FILE: Final = "requirements.txt"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputRequirement:
+    """One requirement to resolve and the declared file or import that asked for it."""
+
+    requirement: str  # PEP 508; VCS references already pinned to a commit
+    source: str
+
+    @property
+    def name(self) -> str:
+        """Canonical distribution name."""
+        return canonicalize_name(Requirement(self.requirement).name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolveRequest:
+    """What a resolver needs; the same request gives the same lock with either resolver."""
+
+    requirements: tuple[InputRequirement, ...]
+    python: str  # the target's "3.11.2"
+    platform: str  # "linux/amd64"
+    indexes: Indexes
+    workdir: Path  # an empty scratch folder
+    previous: tuple[tuple[str, str], ...] = ()  # (name, version) pins to prefer
+    upgrade: bool = False
+    upgrade_packages: tuple[str, ...] = ()
+    ca_cert: Path | None = None
+
+    @property
+    def python_minor(self) -> str:
+        """The "3.11" form."""
+        return ".".join(self.python.split(".")[:2])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pin:
+    """One resolved distribution as the tool wrote it."""
+
+    name: str  # canonical
+    version: str  # "" for a direct reference the tool could not version
+    url: str | None = None
+    hashes: tuple[str, ...] = ()
+    via: tuple[str, ...] = ()  # "-r" (a direct input) or canonical parent names
+
+
+class Resolver(Protocol):
+    """Resolves a request for its target; uv and pip-tools implement it."""
+
+    name: ResolverName
+
+    def resolve(self, request: ResolveRequest) -> tuple[Pin, ...]:
+        """Resolve ``request``; LockError (with the tool's reason) when it cannot."""
+        ...
+
+
+def write_inputs(request: ResolveRequest) -> tuple[Path, Path]:
+    """Write requirements.in and a preference requirements.txt (previous pins) to the workdir."""
+    infile = request.workdir / INPUT_FILE
+    lines = [r.requirement for r in request.requirements]
+    infile.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    outfile = request.workdir / OUTPUT_FILE
+    # Both tools read an existing output file as preferences: unchanged inputs keep their pins.
+    outfile.write_text(
+        "".join(f"{name}=={version}\n" for name, version in request.previous if version),
+        encoding="utf-8",
+    )
+    return infile, outfile
+
+
+_HASH_RE: Final = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+
+
+@dataclass(kw_only=True)
+class _Entry:
+    name: str
+    version: str
+    url: str | None
+    hashes: list[str] = field(default_factory=list)
+    via: list[str] = field(default_factory=list)
+
+    def pin(self) -> Pin:
+        return Pin(
+            name=self.name,
+            version=self.version,
+            url=self.url,
+            hashes=tuple(self.hashes),
+            via=tuple(self.via),
+        )
+
+
+def _logical_lines(text: str) -> list[str]:
+    logical: list[str] = []
+    buffer = ""
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if line.endswith("\\"):
+            buffer += line[:-1] + " "
+            continue
+        logical.append(buffer + line)
+        buffer = ""
+    if buffer:
+        logical.append(buffer)
+    return logical
+
+
+def parse_output(text: str) -> tuple[Pin, ...]:
+    """Parse ``--generate-hashes --annotation-style split`` output from uv or pip-compile."""
+    entries: list[_Entry] = []
+    in_via = False
+    for line in _logical_lines(text):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("--"):
+            in_via = False
+            continue
+        if stripped.startswith("#"):
+            comment = stripped.lstrip("#").strip()
+            if not entries:
+                continue
+            via = entries[-1].via
+            if comment == "via":
+                in_via = True
+            elif comment.startswith("via "):
+                via.extend(_via_items(comment[4:]))
+                in_via = False
+            elif in_via and line.startswith("    #   "):
+                via.extend(_via_items(comment))
+            else:
+                in_via = False
+            continue
+        in_via = False
+        spec = stripped.partition(" --hash")[0].strip()
+        name, version, url = _parse_spec(spec)
+        entries.append(
+            _Entry(name=name, version=version, url=url, hashes=_HASH_RE.findall(stripped))
+        )
+    return tuple(e.pin() for e in entries)
+
+
+def _parse_spec(spec: str) -> tuple[str, str, str | None]:
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement:
+        # pip-compile writes editable/path lines as "-e file:///..." or a bare URL.
+        msg = f"cannot read the resolver's output line {spec!r}"
+        raise LockError(msg, hint="report this as a bug with the line above") from None
+    name = canonicalize_name(req.name)
+    if req.url:
+        return name, "", req.url
+    version = ""
+    for s in req.specifier:
+        if s.operator in ("==", "==="):
+            version = s.version
+    return name, version, None
+
+
+def _via_items(text: str) -> list[str]:
+    items = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part.startswith("-r "):
+            items.append("-r")
+        elif part.startswith(("-c ", "--")):
+            continue
+        else:
+            items.append(canonicalize_name(part.split("[", 1)[0].split(" ", 1)[0]))
+    return items
+
+
+_IMPORT_HINTS: Final = {
+    "sklearn": "scikit-learn",
+    "cv2": "opencv-python-headless",
+    "pil": "pillow",
+    "yaml": "pyyaml",
+    "bs4": "beautifulsoup4",
+    "attr": "attrs",
+    "dateutil": "python-dateutil",
+    "dotenv": "python-dotenv",
+    "skimage": "scikit-image",
+    "google-protobuf": "protobuf",
+    "jwt": "pyjwt",
+    "magic": "python-magic",
+    "serial": "pyserial",
+    "kafka": "kafka-python",
+    "hydra": "hydra-core",
+    "mpl-toolkits": "matplotlib",
+    "tensorflow-gpu": "tensorflow",
+    "faiss": "faiss-cpu",
+    "fitz": "pymupdf",
+    "docx": "python-docx",
+    "crypto": "pycryptodome",
+    "lightgbm-": "lightgbm",
+}
+
+_MISSING: Final = (
+    re.compile(r"Because ([A-Za-z0-9._-]+) was not found in the package registry"),
+    re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)"),
+    re.compile(r"Because there are no versions of ([A-Za-z0-9._-]+) and"),
+)
+_UNREACHABLE: Final = (
+    "Failed to fetch",
+    "error sending request",
+    "Max retries exceeded",
+    "NewConnectionError",
+    "Connection refused",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "No route to host",
+)
+_CONFLICT: Final = ("No solution found", "ResolutionImpossible", "conflict", "unsatisfiable")
+
+
+def tool_failure(request: ResolveRequest, stderr: str, *, tool: str) -> LockError:
+    """Turn a failed resolve into one clear LockError (missing, unreachable, conflict, other)."""
+    text = redact(stderr).strip()
+    tail = "\n".join(line for line in text.splitlines()[-12:] if line.strip())
+    by_name: dict[str, list[InputRequirement]] = {}
+    for r in request.requirements:
+        by_name.setdefault(r.name, []).append(r)
+    for pattern in _MISSING:
+        found = pattern.search(text)
+        if found is None:
+            continue
+        name = canonicalize_name(found.group(1))
+        inputs = by_name.get(name, [])
+        where = ", ".join(r.source for r in inputs) or "a dependency"
+        hint = "check the spelling, or the index that should provide it"
+        if any(r.source.startswith("import") for r in inputs):
+            guess = _IMPORT_HINTS.get(name)
+            hint = (
+                f"it came from an import; the distribution is probably `{guess}`: add "
+                f'packages = ["{guess}"] to mlpack.toml and remove "{name}"'
+                if guess
+                else "it came from an import whose distribution has another name; declare the "
+                "right one in mlpack.toml [dependencies] packages"
+            )
+        msg = f"package {name!r} (asked for by {where}) does not exist on the index"
+        return LockError(msg, hint=hint)
+    if any(marker in text for marker in _UNREACHABLE) and "No solution" not in text:
+        urls = ", ".join(request.indexes.public().all)
+        msg = f"{tool} could not reach the package index ({urls}): {tail.splitlines()[-1]}"
+        return LockError(
+            msg, hint="check the network, the proxy (HTTPS_PROXY) and --ca-cert, or the URL"
+        )
+    if any(marker in text for marker in _CONFLICT):
+        lowered = text.lower()
+        sides = [
+            f"{r.requirement} ({r.source})"
+            for r in request.requirements
+            if re.search(rf"\b{re.escape(r.name)}\b", lowered.replace("_", "-"))
+        ]
+        asked = f"; inputs involved: {'; '.join(sides)}" if sides else ""
+        msg = f"the requirements conflict:\n{tail}{asked}"
+        return LockError(msg, hint="relax one of the constraints named above in its input file")
+    msg = f"{tool} failed:\n{tail}"
+    return LockError(msg, hint="read the resolver's message above; --debug shows more")

@@ -1,0 +1,118 @@
+"""PyTorch's CPU or CUDA build: which index to add, which build was locked, what driver it needs."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Final
+
+from mlpack.lock.indexes import Indexes, strip_userinfo
+from mlpack.lock.model import TorchDecision
+
+if TYPE_CHECKING:
+    from mlpack.lock.resolvers import Pin
+
+TORCH_INDEX: Final = "https://download.pytorch.org/whl/{variant}"
+TORCH_FAMILY: Final = frozenset({"torch", "torchvision", "torchaudio"})
+
+# CUDA runtime -> minimum Linux host driver (NVIDIA CUDA Toolkit release notes, table 3,
+# "Toolkit Driver Version"). Minor-version compatibility lets older 12.x drivers (>= 525.60.13)
+# run some workloads, but this table is what every feature of that runtime needs.
+CUDA_MIN_DRIVER: Final = {
+    "11.7": "515.43.04",
+    "11.8": "520.61.05",
+    "12.0": "525.60.13",
+    "12.1": "530.30.02",
+    "12.2": "535.54.03",
+    "12.3": "545.23.06",
+    "12.4": "550.54.14",
+    "12.5": "555.42.02",
+    "12.6": "560.28.03",
+    "12.8": "570.26",
+    "12.9": "575.51.03",
+    "13.0": "580.65.06",
+}
+_CUDA_RUNTIME_PKG: Final = re.compile(r"^nvidia-cuda-runtime(-cu\d+)?$")
+_LOCAL_CU: Final = re.compile(r"^cu(\d+)(\d)$")
+
+
+def index_variant(url: str) -> str | None:
+    """``.../whl/cpu`` -> "cpu", ``.../whl/cu124`` -> "cu124"; None for other indexes."""
+    found = re.search(r"/whl/(cpu|cu\d+)/?$", strip_userinfo(url))
+    return found.group(1) if found else None
+
+
+def torch_indexes(indexes: Indexes, *, variant: str | None) -> Indexes:
+    """Add PyTorch's index for an explicit ``torch-variant`` unless one is configured already."""
+    if variant is None or any(index_variant(u) == variant for u in indexes.all):
+        return indexes
+    url = TORCH_INDEX.format(variant=variant)
+    return Indexes(
+        index_url=indexes.index_url,
+        extra_index_urls=(*indexes.extra_index_urls, url),
+        source=indexes.source,
+    )
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def decide(
+    pins: tuple[Pin, ...],
+    *,
+    cuda: bool,
+    variant: str | None,
+    indexes: Indexes,
+    platform: str,
+) -> TorchDecision | None:
+    """Describe the torch build in ``pins`` and why it is the one locked; None without torch."""
+    by_name = {p.name: p for p in pins}
+    torch = by_name.get("torch")
+    if torch is None:
+        return None
+    _, _, local = torch.version.partition("+")
+    runtime: str | None = None
+    locked: str
+    if local == "cpu":
+        locked = "cpu"
+    elif (m := _LOCAL_CU.match(local)) is not None:
+        runtime = f"{m.group(1)}.{m.group(2)}"
+        locked = local
+    else:
+        runtime_pin = next((p for n, p in by_name.items() if _CUDA_RUNTIME_PKG.match(n)), None)
+        if runtime_pin is not None:
+            runtime = _minor(runtime_pin.version)
+            locked = "cu" + runtime.replace(".", "")
+        else:
+            locked = "cpu"
+    cpu_index = next((u for u in indexes.all if index_variant(u) == "cpu"), None)
+    nvidia = sorted(n for n in by_name if n.startswith("nvidia-"))
+    pinned = f"torch=={torch.version}"
+    if variant is not None:
+        why = f"torch-variant = {variant!r} in mlpack.toml"
+    elif cuda:
+        why = "the analysis found CUDA use (accelerator.cuda = true)"
+    else:
+        why = "no CUDA use was found (accelerator.cuda = false)"
+    if locked == "cpu":
+        if platform == "linux/arm64" and cpu_index is None:
+            reason = f"{why}; the index's linux/arm64 build is CPU-only ({pinned})"
+        elif cpu_index is not None:
+            reason = f"{why}; CPU-only wheels from {strip_userinfo(cpu_index)} ({pinned})"
+        else:
+            reason = f"{why}; {pinned} carries no CUDA runtime"
+    elif cuda or (variant is not None and variant != "cpu"):
+        reason = f"{why}; {pinned} brings CUDA {runtime} ({len(nvidia)} nvidia-* packages)"
+    else:
+        reason = (
+            f"{why}, but no CPU-only index is configured, so the default index's CUDA build "
+            f"was locked ({pinned}, {len(nvidia)} nvidia-* packages); add "
+            f'extra-index-urls = ["{TORCH_INDEX.format(variant="cpu")}"] or '
+            'torch-variant = "cpu" to [dependencies] for CPU-only wheels'
+        )
+    return TorchDecision(
+        variant=locked,
+        reason=reason,
+        cuda_runtime=runtime,
+        min_driver=CUDA_MIN_DRIVER.get(runtime) if runtime else None,
+    )

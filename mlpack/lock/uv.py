@@ -1,0 +1,94 @@
+"""The default resolver: ``uv pip compile`` for the target Python and platform, no target needed."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Final
+
+from mlpack.errors import LockError
+from mlpack.lock.resolvers import Pin, ResolveRequest, parse_output, tool_failure, write_inputs
+from mlpack.lock.runner import HostRunner, Runner
+
+if TYPE_CHECKING:
+    from mlpack.lock.model import ResolverName
+
+# The glibc of the base images' Debian (bookworm: 2.36): wheels needing a newer one are refused.
+UV_PLATFORMS: Final = {
+    "linux/amd64": "x86_64-manylinux_2_36",
+    "linux/arm64": "aarch64-manylinux_2_36",
+}
+
+
+def uv_binary() -> str:
+    """The uv executable shipped by the ``uv`` Python package (a dependency of mlpack)."""
+    try:
+        from uv import find_uv_bin
+    except ImportError as exc:  # pragma: no cover - uv is a dependency
+        msg = "the uv package is not installed"
+        raise LockError(msg, hint="pip install uv, or use --resolver pip-tools") from exc
+    try:
+        return str(find_uv_bin())
+    except FileNotFoundError as exc:  # pragma: no cover - broken install
+        msg = f"the uv binary is missing: {exc}"
+        raise LockError(msg, hint="reinstall mlpack-env (it brings uv)") from exc
+
+
+def uv_compile_args(request: ResolveRequest, *, quiet: bool = True) -> list[str]:
+    """The ``uv pip compile`` argument list for ``request`` (shared with bench/lock.py)."""
+    args = [
+        uv_binary(),
+        "pip",
+        "compile",
+        "requirements.in",
+        "--output-file",
+        "requirements.txt",
+        "--python-version",
+        request.python,
+        "--python-platform",
+        UV_PLATFORMS[request.platform],
+        "--generate-hashes",
+        "--annotation-style",
+        "split",
+        "--no-header",
+        "--no-python-downloads",
+        "--no-config",
+        "--index-url",
+        request.indexes.index_url,
+    ]
+    if quiet:
+        args.append("--quiet")
+    for url in request.indexes.extra_index_urls:
+        args += ["--extra-index-url", url]
+    if request.upgrade:
+        args.append("--upgrade")
+    for name in request.upgrade_packages:
+        args += ["--upgrade-package", name]
+    return args
+
+
+def uv_env(request: ResolveRequest) -> dict[str, str]:
+    """The environment for uv: the host's, with a CA bundle for intercepting proxies."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    if request.ca_cert is not None:
+        env["SSL_CERT_FILE"] = str(request.ca_cert)
+    elif "SSL_CERT_FILE" not in env:
+        # Use the system trust store too (uv's --native-tls), as pip does with truststore.
+        env["UV_NATIVE_TLS"] = "1"
+    return env
+
+
+class UvResolver:
+    """Resolves with uv for the target version and platform, from any host."""
+
+    name: ResolverName = "uv"
+
+    def __init__(self, runner: Runner | None = None) -> None:
+        self.runner = runner or HostRunner()
+
+    def resolve(self, request: ResolveRequest) -> tuple[Pin, ...]:
+        """Run uv and parse its pins."""
+        write_inputs(request)
+        done = self.runner.run(uv_compile_args(request), cwd=request.workdir, env=uv_env(request))
+        if done.returncode != 0:
+            raise tool_failure(request, done.stderr, tool="uv")
+        return parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
