@@ -1,0 +1,278 @@
+"""The embedded runtime: runC's role in Python, through a single-threaded helper process.
+
+The library process never creates namespaces itself (SECURITY-AND-ISOLATION.md §1): it writes
+an OCI config, spawns ``helper.py`` under ``python -I -S``, writes the user namespace's id maps,
+and follows the helper to the exit status, then removes the cgroups and the writable layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlpack.errors import ContainerError
+from mlpack.runtime.base import RunConfig, RunResult
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from mlpack.runtime.embedded.cgroups import Cgroup
+    from mlpack.runtime.embedded.launcher import Helper
+    from mlpack.runtime.embedded.spec import CapProfile, IdMap, ImageProcess
+
+__all__ = ["EmbeddedRuntime", "ResolvedImage"]
+
+RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+           signal.SIGUSR2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedImage:
+    """What a container is made from: layer dirs (bottom first) and the image's process."""
+
+    layers: tuple[Path, ...]
+    process: ImageProcess
+
+
+def resolve_image(image: str) -> ResolvedImage:
+    """A directory is used as a root filesystem; anything else is looked up in the store."""
+    from mlpack.runtime.embedded.spec import ImageProcess
+
+    path = Path(image)
+    if image.startswith(("/", "./", "../")) or path.is_dir():
+        if not path.is_dir():
+            msg = f"root filesystem {image} is not a directory"
+            raise ContainerError(msg, hint="give an image reference or an unpacked rootfs dir")
+        return ResolvedImage(layers=(path.resolve(),), process=ImageProcess())
+    from mlpack.oci.store import Store
+
+    store = Store.default()
+    stored = store.image(image)
+    return ResolvedImage(
+        layers=store.unpack(image), process=ImageProcess.from_raw(stored.config.raw)
+    )
+
+
+def id_maps(userns: bool) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
+    """Rootless: the caller as 0, plus its /etc/subuid range from 1 when it has one (§2)."""
+    from mlpack.runtime.embedded.launcher import subid_range
+    from mlpack.runtime.embedded.spec import IdMap
+
+    if not userns:
+        return (), ()
+    import pwd
+    import shutil
+
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    out: list[tuple[IdMap, ...]] = []
+    for kind, own in (("uid", uid), ("gid", gid)):
+        maps = [IdMap(container_id=0, host_id=own, size=1)]
+        rng = subid_range(kind, name, uid)
+        if rng and uid != 0 and shutil.which(f"new{kind}map"):
+            maps.append(IdMap(container_id=1, host_id=rng[0], size=min(rng[1], 65535)))
+        out.append(tuple(maps))
+    return out[0], out[1]
+
+
+def write_etc_files(d: Path, hostname: str, network: str) -> tuple[tuple[str, str], ...]:
+    """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container (host copies: no DNS
+    config of the image is trusted over the host's)."""
+    etc = d / "etc"
+    etc.mkdir()
+    (etc / "hostname").write_text(hostname + "\n")
+    hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    hosts += f"127.0.1.1\t{hostname}\n"
+    if network == "host":
+        with contextlib.suppress(OSError):
+            hosts = Path("/etc/hosts").read_text()
+    (etc / "hosts").write_text(hosts)
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        resolv = ""
+    (etc / "resolv.conf").write_text(resolv)
+    return tuple((f"/etc/{n}", str(etc / n)) for n in ("hostname", "hosts", "resolv.conf"))
+
+
+@contextlib.contextmanager
+def relaying(helper: Helper) -> Iterator[None]:
+    """Forward the caller's signals to the supervisor while the container runs (main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def forward(sig: int, _frame: object) -> None:
+        helper.signal(sig)
+
+    for sig in RELAYED:
+        previous[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class EmbeddedRuntime:
+    """Runs containers on this machine without a daemon."""
+
+    name = "embedded"
+
+    def __init__(
+        self, *, root: Path | None = None, cap_profile: CapProfile = "default"
+    ) -> None:
+        from mlpack.runtime.embedded.state import containers_root
+
+        self.root = root or containers_root()
+        self.cap_profile: CapProfile = cap_profile
+
+    def check_available(self) -> None:
+        """Raise ContainerError when this kernel cannot run containers for this user."""
+        if not Path("/proc/self/ns/user").exists():
+            msg = "this kernel has no user namespaces"
+            raise ContainerError(msg, hint="use --runtime docker, or a kernel with CONFIG_USER_NS")
+        if os.geteuid() != 0:
+            try:
+                limit = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+            except (OSError, ValueError):
+                limit = 1
+            if limit == 0:
+                msg = "unprivileged user namespaces are disabled (user.max_user_namespaces=0)"
+                raise ContainerError(msg, hint="sysctl -w user.max_user_namespaces=15000")
+
+    def run(self, config: RunConfig) -> RunResult:
+        """Run to completion, streaming stdout/stderr live; clean up whatever happens."""
+        return self.run_with(config)
+
+    def run_with(
+        self, config: RunConfig, *, on_start: Callable[[str], None] | None = None
+    ) -> RunResult:
+        """``run``, calling ``on_start(container_id)`` once the container is running."""
+        from mlpack.runtime.embedded import cgroups, spec, state
+        from mlpack.runtime.embedded.launcher import Helper, Launch, Overlay
+
+        self.check_available()
+        state.cleanup_stale(self.root)
+        image = resolve_image(config.image)
+        cid = state.check_id(config.name) if config.name else state.new_id()
+        sd = state.create_dir(self.root, cid)
+        group: Cgroup | None = None
+        helper: Helper | None = None
+        pty: tuple[int, int] | None = None
+        try:
+            rootless = os.geteuid() != 0
+            uid_map, gid_map = id_maps(rootless)
+            hostname = config.hostname or cid
+            etc = write_etc_files(sd.path, hostname, config.network)
+            rootfs = sd.path / "rootfs"
+            rootfs.mkdir()
+            overlay = Overlay(lower=image.layers)
+            if not config.read_only:
+                (sd.path / "upper").mkdir()
+                (sd.path / "work").mkdir()
+                overlay = Overlay(lower=image.layers, upper=sd.path / "upper",
+                                  work=sd.path / "work")
+            cdi = None
+            if config.gpus:
+                from mlpack.runtime.cdi import resolve_cdi
+
+                cdi = resolve_cdi(config.gpus)
+            doc = spec.build_config(
+                image.process,
+                config,
+                spec.SpecOptions(
+                    rootfs=str(rootfs),
+                    hostname=hostname,
+                    userns=rootless,
+                    uid_map=uid_map,
+                    gid_map=gid_map,
+                    cap_profile=self.cap_profile,
+                    etc_files=etc,
+                    cdi=cdi,
+                ),
+            )
+            layout = cgroups.detect()
+            limits = cgroups.Limits(memory=config.memory, cpus=config.cpus,
+                                    pids=config.pids_limit)
+            group = cgroups.create(layout, cid, limits, account=not rootless)
+            st = state.ContainerState(
+                id=cid,
+                bundle=str(sd.path),
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                image=config.image,
+                command=tuple(doc["process"]["args"]),
+                cgroups=tuple(str(d) for d in group.dirs),
+                name=config.name or "",
+                memory_limit=config.memory,
+                extra={"keep": config.keep, "owner": os.getpid()},
+            )
+            sd.write(st)
+            if config.tty:
+                pty = os.openpty()
+            helper = Helper(
+                Launch(
+                    config=doc,
+                    rootfs=rootfs,
+                    overlay=overlay,
+                    cgroup_procs=group.procs_files(),
+                    cgroup_version=2 if layout.version == "v2" else 1,
+                    seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
+                    stdio=(pty[1], pty[1], pty[1]) if pty else None,
+                )
+            )
+            with relaying(helper):
+                helper.start()
+                import dataclasses
+
+                sd.write(dataclasses.replace(
+                    st,
+                    pid=helper.pid,
+                    pid_start=state.proc_start_time(helper.pid),
+                    supervisor=helper.proc.pid,
+                    supervisor_start=state.proc_start_time(helper.proc.pid),
+                ))
+                if on_start is not None:
+                    on_start(cid)
+                if pty is not None:
+                    os.close(pty[1])
+                    from mlpack.runtime.embedded.tty import relay
+
+                    relay(pty[0], helper)
+                final = helper.wait()
+            oom = group.oom_kills() > 0
+            code = int(final["exit"])
+            return RunResult(
+                container_id=cid,
+                exit_code=code,
+                signal=final.get("signal"),
+                oom_killed=oom,
+                memory_limit=config.memory,
+                memory_peak=group.memory_peak(),
+                cpu_time_us=group.cpu_time_us(),
+            )
+        finally:
+            if helper is not None and helper.proc.poll() is None:
+                helper.kill()
+            if pty is not None:
+                for fd in pty:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            try:
+                if group is not None:
+                    group.remove()
+            finally:
+                if config.keep:
+                    (sd.path / "rootfs").rmdir() if (sd.path / "rootfs").exists() else None
+                else:
+                    sd.remove()

@@ -1,0 +1,342 @@
+"""Cgroups v1, v2 and hybrid: detection, limits, OOM and usage accounting, removal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from mlpack.errors import ContainerError
+
+CGROUP2_SUPER_MAGIC = 0x63677270
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+Version = Literal["v1", "v2", "hybrid", "none"]
+Controller = Literal["memory", "cpu", "pids"]
+HINT_ROOT = (
+    "run as root, or drop the limit; rootless limits need a cgroup v2 host with a delegated "
+    "scope (systemd-run --user --scope -p Delegate=yes)"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Where each controller lives on this host."""
+
+    version: Version
+    unified: Path | None = None  # the cgroup2 mount (the root on v2, .../unified on hybrid)
+    v1: tuple[tuple[str, Path], ...] = ()  # controller -> v1 mount
+    v2_controllers: frozenset[str] = frozenset()
+
+    def v1_mount(self, controller: str) -> Path | None:
+        """The v1 hierarchy holding ``controller``, if any."""
+        return next((p for c, p in self.v1 if c == controller), None)
+
+    def backend(self, controller: Controller) -> Literal["v1", "v2"] | None:
+        """Which hierarchy enforces ``controller``: v2 preferred, else v1, else none."""
+        if controller in self.v2_controllers:
+            return "v2"
+        if self.v1_mount(controller) is not None:
+            return "v1"
+        return None
+
+
+def _fs_type(path: Path) -> str | None:
+    try:
+        with Path("/proc/self/mountinfo").open() as f:
+            for line in f:
+                pre, _, post = line.partition(" - ")
+                if pre.split()[4] == str(path):
+                    return post.split()[0]
+    except OSError:
+        return None
+    return None
+
+
+def detect(root: Path = CGROUP_ROOT) -> Layout:
+    """Classify the host's layout by the filesystem types mounted under ``root`` (§6)."""
+    kind = _fs_type(root)
+    if kind == "cgroup2":
+        ctrls = _read(root / "cgroup.controllers").split()
+        return Layout(version="v2", unified=root, v2_controllers=frozenset(ctrls))
+    if kind != "tmpfs":
+        return Layout(version="none")
+    v1: list[tuple[str, Path]] = []
+    unified = None
+    with contextlib.suppress(OSError):
+        for entry in sorted(root.iterdir()):
+            t = _fs_type(entry)
+            if t == "cgroup":
+                v1.extend((c, entry) for c in entry.name.split(",") if c)
+            elif t == "cgroup2":
+                unified = entry
+    if unified is None:
+        return Layout(version="v1", v1=tuple(v1))
+    # On hybrid hosts controllers bound to v1 cannot be used in the unified tree.
+    ctrls = frozenset(_read(unified / "cgroup.controllers").split())
+    return Layout(version="hybrid", unified=unified, v1=tuple(v1), v2_controllers=ctrls)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        msg = f"cannot write {value!r} to {path}: {exc.strerror}"
+        raise ContainerError(msg, hint=HINT_ROOT) from exc
+
+
+def _self_path(hierarchy: str) -> str:
+    """This process's cgroup path in a hierarchy ("" for cgroup2, else a controller name)."""
+    for line in _read(Path("/proc/self/cgroup")).splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if (hierarchy == "" and ctrls == "") or hierarchy in ctrls.split(","):
+            return path
+    return "/"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Requested limits; None means unlimited."""
+
+    memory: int | None = None  # bytes; swap is not allowed on top of it
+    cpus: float | None = None
+    pids: int | None = None
+    cpu_period: int = 100_000
+
+    def wanted(self) -> tuple[Controller, ...]:
+        """Controllers these limits need."""
+        out: list[Controller] = []
+        if self.memory is not None:
+            out.append("memory")
+        if self.cpus is not None:
+            out.append("cpu")
+        if self.pids is not None:
+            out.append("pids")
+        return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cgroup:
+    """One container's cgroup directories (one per v1 hierarchy used, plus the v2 one)."""
+
+    name: str
+    layout: Layout
+    v2: Path | None = None
+    v1: tuple[tuple[str, Path], ...] = ()  # controller -> directory
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def dirs(self) -> tuple[Path, ...]:
+        """Every directory this container owns, deepest hierarchy order irrelevant."""
+        seen: list[Path] = [p for _, p in self.v1]
+        if self.v2 is not None:
+            seen.append(self.v2)
+        return tuple(dict.fromkeys(seen))
+
+    def procs_files(self) -> tuple[str, ...]:
+        """The ``cgroup.procs`` files the container's pid 1 writes ``0`` into."""
+        return tuple(str(d / "cgroup.procs") for d in self.dirs)
+
+    def _v1(self, controller: str) -> Path | None:
+        return next((p for c, p in self.v1 if c == controller), None)
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel OOM-killed in this cgroup."""
+        if self.limits.memory is None:
+            return 0
+        if self.layout.backend("memory") == "v2" and self.v2 is not None:
+            text = _read(self.v2 / "memory.events")
+        else:
+            mem = self._v1("memory")
+            text = _read(mem / "memory.oom_control") if mem else ""
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def memory_peak(self) -> int | None:
+        """Peak memory use in bytes (v2 ``memory.peak``, v1 ``max_usage_in_bytes``)."""
+        if self.layout.backend("memory") == "v2" and self.v2 is not None:
+            text = _read(self.v2 / "memory.peak")
+        else:
+            mem = self._v1("memory")
+            text = _read(mem / "memory.max_usage_in_bytes") if mem else ""
+        return int(text) if text.strip().isdigit() else None
+
+    def cpu_time_us(self) -> int | None:
+        """CPU time used, in microseconds (v2 ``cpu.stat`` usage_usec, v1 ``cpuacct.usage``)."""
+        if self.v2 is not None:
+            for line in _read(self.v2 / "cpu.stat").splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value)
+        acct = self._v1("cpuacct")
+        text = _read(acct / "cpuacct.usage") if acct else ""
+        return int(text) // 1000 if text.strip().isdigit() else None
+
+    def pids(self) -> tuple[int, ...]:
+        """Every process still in the container's cgroups."""
+        found: set[int] = set()
+        for d in self.dirs:
+            found.update(int(p) for p in _read(d / "cgroup.procs").split())
+        return tuple(sorted(found))
+
+    def kill(self) -> None:
+        """SIGKILL everything inside (``cgroup.kill`` on v2, else each pid)."""
+        if self.v2 is not None and (self.v2 / "cgroup.kill").exists():
+            with contextlib.suppress(OSError):
+                (self.v2 / "cgroup.kill").write_text("1")
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def remove(self, *, attempts: int = 50) -> None:
+        """Kill any straggler and rmdir every directory (retrying while the kernel drains)."""
+        for _ in range(attempts):
+            left = [d for d in self.dirs if d.exists()]
+            if not left:
+                return
+            for d in left:
+                with contextlib.suppress(FileNotFoundError, OSError):
+                    d.rmdir()
+            if any(d.exists() for d in left):
+                self.kill()
+                time.sleep(0.02)
+        left = [str(d) for d in self.dirs if d.exists()]
+        if left:
+            msg = f"cgroup directories could not be removed: {', '.join(left)}"
+            raise ContainerError(msg, hint="check for processes left in them (cat cgroup.procs)")
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create cgroup {path}: {exc.strerror}"
+        raise ContainerError(msg, hint=HINT_ROOT) from exc
+
+
+def _enable_v2(unified: Path, parent_rel: str, controllers: tuple[str, ...]) -> None:
+    """Enable ``controllers`` in subtree_control from the v2 root down to the parent."""
+    if not controllers:
+        return
+    cur = unified
+    for part in parent_rel.strip("/").split("/"):
+        enabled = set(_read(cur / "cgroup.subtree_control").split())
+        missing = [c for c in controllers if c not in enabled]
+        if missing:
+            _write(cur / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+        if not part:
+            break
+        cur = cur / part
+
+
+def create(layout: Layout, name: str, limits: Limits, *, account: bool = True) -> Cgroup:
+    """Create the container's cgroups under the caller's own and apply ``limits``.
+
+    An unenforceable requested limit is an error: a limit is never reported that is not
+    enforced (§6). With ``account``, the memory and cpuacct hierarchies are joined even
+    without a limit, so peak memory and CPU time can be reported.
+    """
+    for ctrl in limits.wanted():
+        if layout.backend(ctrl) is None:
+            msg = f"the {ctrl} limit cannot be enforced: no {ctrl} cgroup controller is usable here"
+            raise ContainerError(msg, hint=HINT_ROOT)
+    if os.geteuid() != 0:
+        if limits.wanted():
+            msg = "resource limits need cgroups, which rootless mode cannot write on this host"
+            raise ContainerError(msg, hint=HINT_ROOT)
+        return Cgroup(name=name, layout=layout, limits=limits)
+    v1_dirs: list[tuple[str, Path]] = []
+    wanted_v1 = [c for c in limits.wanted() if layout.backend(c) == "v1"]
+    if account:
+        wanted_v1 += [c for c in ("memory", "cpuacct") if layout.v1_mount(c) is not None]
+    seen: set[Path] = set()
+    for ctrl in wanted_v1:
+        mount = layout.v1_mount(ctrl)
+        if mount is None or mount in seen:
+            continue
+        seen.add(mount)
+        d = mount / _self_path(ctrl).strip("/") / "mlpack" / name
+        _mkdir(d)
+        # Joint hierarchies (cpu,cpuacct) share one directory; list every controller in it.
+        v1_dirs.extend((c, d) for c in mount.name.split(","))
+    v2_dir = None
+    if layout.unified is not None:
+        v2_ctrls = tuple(c for c in limits.wanted() if layout.backend(c) == "v2")
+        if account and layout.backend("memory") == "v2" and "memory" not in v2_ctrls:
+            v2_ctrls += ("memory",)
+        # A dedicated subtree under the root: v2 forbids processes in inner cgroups.
+        own = "" if layout.version == "v2" else _self_path("").strip("/")
+        parent_rel = f"{own}/mlpack".lstrip("/")
+        _mkdir(layout.unified / parent_rel)
+        if v2_ctrls:
+            _enable_v2(layout.unified, parent_rel, v2_ctrls)
+        v2_dir = layout.unified / parent_rel / name
+        _mkdir(v2_dir)
+    group = Cgroup(name=name, layout=layout, v2=v2_dir, v1=tuple(v1_dirs), limits=limits)
+    try:
+        _apply(group, limits)
+    except BaseException:
+        with contextlib.suppress(ContainerError):
+            group.remove()
+        raise
+    return group
+
+
+def _apply(group: Cgroup, limits: Limits) -> None:
+    layout = group.layout
+    if limits.memory is not None:
+        if layout.backend("memory") == "v2":
+            assert group.v2 is not None  # noqa: S101
+            _write(group.v2 / "memory.max", str(limits.memory))
+            if (group.v2 / "memory.swap.max").exists():
+                _write(group.v2 / "memory.swap.max", "0")
+            _check(group.v2 / "memory.max", limits.memory)
+        else:
+            mem = group._v1("memory")  # noqa: SLF001
+            assert mem is not None  # noqa: S101
+            # memsw must stay >= limit at every step: raise the limit first, then memsw.
+            _write(mem / "memory.limit_in_bytes", str(limits.memory))
+            if (mem / "memory.memsw.limit_in_bytes").exists():
+                _write(mem / "memory.memsw.limit_in_bytes", str(limits.memory))
+            _check(mem / "memory.limit_in_bytes", limits.memory)
+    if limits.cpus is not None:
+        quota = int(limits.cpus * limits.cpu_period)
+        if layout.backend("cpu") == "v2":
+            assert group.v2 is not None  # noqa: S101
+            _write(group.v2 / "cpu.max", f"{quota} {limits.cpu_period}")
+        else:
+            cpu = group._v1("cpu")  # noqa: SLF001
+            assert cpu is not None  # noqa: S101
+            _write(cpu / "cpu.cfs_period_us", str(limits.cpu_period))
+            _write(cpu / "cpu.cfs_quota_us", str(quota))
+            _check(cpu / "cpu.cfs_quota_us", quota)
+    if limits.pids is not None:
+        if layout.backend("pids") == "v2":
+            assert group.v2 is not None  # noqa: S101
+            _write(group.v2 / "pids.max", str(limits.pids))
+        else:
+            pids = group._v1("pids")  # noqa: SLF001
+            assert pids is not None  # noqa: S101
+            _write(pids / "pids.max", str(limits.pids))
+            _check(pids / "pids.max", limits.pids)
+
+
+def _check(path: Path, want: int) -> None:
+    """Read the limit back: the kernel rounds memory to pages, anything else is a failure."""
+    got = _read(path).strip()
+    if not got.isdigit() or abs(int(got) - want) >= 4096 * 16:
+        msg = f"{path} reads {got!r} after writing {want}: the limit is not enforced"
+        raise ContainerError(msg, hint="a parent cgroup may cap it lower; check its limits")

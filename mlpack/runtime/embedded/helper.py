@@ -1,0 +1,843 @@
+"""The container helper: namespaces, rootfs, privileges and execve, from an OCI config.
+
+Run as ``python -I -S helper.py CTL_FD STATUS_FD`` by the embedded runtime. It is a separate,
+single-threaded interpreter because ``unshare(CLONE_NEWUSER)`` is refused in a threaded process
+(SECURITY-AND-ISOLATION.md §1), and it imports only os, ctypes, json, signal, struct and errno:
+it cannot import mlpack. Sequence:
+
+* supervisor S: ``unshare(CLONE_NEWUSER)`` (the parent writes the id maps), ``unshare(CLONE_NEWPID)``,
+  fork C; then S waits for C, relays signals and reports the exit status. S never enters the
+  container's mount namespace.
+* C (pid 1): joins the cgroups, unshares mount/uts/ipc/net/cgroup, builds the rootfs, pivots,
+  waits on the exec fifo for ``create``, drops privileges, loads seccomp last and ``execve``\\ s.
+
+Messages to the parent are JSON lines on STATUS_FD; the parent's messages come on CTL_FD.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import signal
+import struct
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+NS_FLAGS = {
+    "mount": CLONE_NEWNS,
+    "cgroup": CLONE_NEWCGROUP,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "network": CLONE_NEWNET,
+}
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+# mount(8) option -> (clear, flag); as runc's libcontainer/specconv mountPropagationMapping.
+FLAG_OPTS = {
+    "ro": (False, MS_RDONLY),
+    "rw": (True, MS_RDONLY),
+    "nosuid": (False, MS_NOSUID),
+    "suid": (True, MS_NOSUID),
+    "nodev": (False, MS_NODEV),
+    "dev": (True, MS_NODEV),
+    "noexec": (False, MS_NOEXEC),
+    "exec": (True, MS_NOEXEC),
+    "sync": (False, MS_SYNCHRONOUS),
+    "async": (True, MS_SYNCHRONOUS),
+    "dirsync": (False, MS_DIRSYNC),
+    "mand": (False, MS_MANDLOCK),
+    "nomand": (True, MS_MANDLOCK),
+    "noatime": (False, MS_NOATIME),
+    "atime": (True, MS_NOATIME),
+    "nodiratime": (False, MS_NODIRATIME),
+    "diratime": (True, MS_NODIRATIME),
+    "relatime": (False, MS_RELATIME),
+    "norelatime": (True, MS_RELATIME),
+    "strictatime": (False, MS_STRICTATIME),
+    "nostrictatime": (True, MS_STRICTATIME),
+    "remount": (False, MS_REMOUNT),
+    "bind": (False, MS_BIND),
+    "rbind": (False, MS_BIND | MS_REC),
+}
+PROPAGATION = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+# statvfs f_flag bits -> mount flags that a bind remount must keep (locked in a user namespace).
+ST_TO_MS = ((1, MS_RDONLY), (2, MS_NOSUID), (4, MS_NODEV), (8, MS_NOEXEC), (1024, MS_NOATIME),
+            (2048, MS_NODIRATIME), (4096, MS_RELATIME))
+
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+CLOSE_RANGE_CLOEXEC = 4
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+O_PATH = 0o10000000
+CAP_VERSION_3 = 0x20080522
+
+SYSCALLS = {  # machine -> (pivot_root, capset, close_range, openat2)
+    "x86_64": (155, 126, 436, 437),
+    "aarch64": (41, 91, 436, 437),
+}
+
+CAPS = (
+    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+    "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+    "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+    "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+    "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
+).split()
+RLIMITS = (
+    "CPU FSIZE DATA STACK CORE RSS NPROC NOFILE MEMLOCK AS LOCKS SIGPENDING MSGQUEUE NICE "
+    "RTPRIO RTTIME"
+).split()
+# (name, major, minor) of the devices every container gets (OCI runtime-spec, "Default Devices").
+DEFAULT_DEVICES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+DEV_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+)
+FORWARDED = (
+    signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+    signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM,
+)
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                       ctypes.c_char_p)
+libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                       ctypes.c_ulong)
+libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+
+
+class Failure(Exception):
+    """A setup step failed; reported to the parent as one message."""
+
+
+def _fs(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise Failure(f"{what}: {os.strerror(err)} (errno {err})")
+    return ret
+
+
+def _nr(index: int) -> int:
+    machine = os.uname().machine
+    if machine not in SYSCALLS:
+        raise Failure(f"unsupported architecture {machine}")
+    return SYSCALLS[machine][index]
+
+
+def mount(src: str | None, tgt: str, fstype: str | None, flags: int, data: str | None) -> None:
+    """mount(2), raising Failure with the target named."""
+    _check(libc.mount(_fs(src), _fs(tgt), _fs(fstype), flags, _fs(data)), f"mount {tgt}")
+
+
+def unshare(flags: int) -> None:
+    """unshare(2)."""
+    _check(libc.unshare(ctypes.c_int(flags)), f"unshare({flags:#x})")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
+    """prctl(2) with integer arguments."""
+    _check(libc.prctl(option, arg2, arg3, 0, 0), f"prctl({option})")
+
+
+def send(fd: int, msg: dict[str, object]) -> None:
+    """Write one JSON line to the parent; a parent that went away is not an error."""
+    try:
+        os.write(fd, json.dumps(msg).encode() + b"\n")
+    except OSError:
+        pass
+
+
+def read_line(fd: int) -> bytes:
+    """Read one newline-terminated message from the parent (unbuffered, byte by byte)."""
+    buf = bytearray()
+    while True:
+        chunk = os.read(fd, 1)
+        if not chunk or chunk == b"\n":
+            return bytes(buf)
+        buf += chunk
+
+
+# ---------------------------------------------------------------- in-root path resolution
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
+    """openat2(2) with RESOLVE_* flags: symlinks resolve as if dirfd were the root."""
+    how = struct.pack("QQQ", flags | os.O_CLOEXEC, 0, resolve)
+    buf = ctypes.create_string_buffer(how)
+    ret = libc.syscall(_nr(3), dirfd, os.fsencode(path), buf, ctypes.c_size_t(len(how)))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return int(ret)
+
+
+def open_in_root(rootfd: int, path: str, flags: int = O_PATH) -> int:
+    """Open ``path`` inside the root: symlinks, ``..`` and absolute links stay in the root."""
+    rel = path.lstrip("/") or "."
+    return openat2(rootfd, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+
+
+def mkdirs_in_root(rootfd: int, path: str) -> int:
+    """``mkdir -p`` inside the root without following a symlink out; return an O_PATH fd."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    if ".." in parts:
+        raise Failure(f"path {path!r} contains '..'")
+    fd = os.dup(rootfd)
+    for part in parts:
+        try:
+            nxt = openat2(fd, part, O_PATH | os.O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        except FileNotFoundError:
+            os.mkdir(part, 0o755, dir_fd=fd)
+            nxt = openat2(fd, part, O_PATH | os.O_DIRECTORY, RESOLVE_IN_ROOT)
+        except NotADirectoryError as exc:
+            os.close(fd)
+            raise Failure(f"cannot create {path}: a component is not a directory") from exc
+        os.close(fd)
+        fd = nxt
+    return fd
+
+
+def create_target(rootfd: int, path: str, *, directory: bool) -> int:
+    """Create a mount target in-root (parents followed in-root, the leaf never followed)."""
+    parent, _, leaf = path.rstrip("/").rpartition("/")
+    if not leaf:
+        return os.dup(rootfd)
+    if leaf == "..":
+        raise Failure(f"path {path!r} contains '..'")
+    pfd = mkdirs_in_root(rootfd, parent)
+    try:
+        try:
+            if directory:
+                os.mkdir(leaf, 0o755, dir_fd=pfd)
+            else:
+                fd = os.open(
+                    leaf, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC,
+                    0o644, dir_fd=pfd,
+                )
+                os.close(fd)
+        except FileExistsError:
+            pass
+        # The leaf may be an image symlink; it then resolves in-root, like runc's securejoin.
+        return openat2(pfd, leaf, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    finally:
+        os.close(pfd)
+
+
+def fdpath(fd: int) -> str:
+    """The magic link through which mount(2) reaches an O_PATH fd."""
+    return f"/proc/self/fd/{fd}"
+
+
+# ---------------------------------------------------------------- mounts
+
+
+def parse_options(options: list[str]) -> tuple[int, int, str]:
+    """Split OCI mount options into (flags, propagation, data)."""
+    flags = 0
+    prop = 0
+    data = []
+    for opt in options:
+        if opt in FLAG_OPTS:
+            clear, bit = FLAG_OPTS[opt]
+            flags = flags & ~bit if clear else flags | bit
+        elif opt in PROPAGATION:
+            prop |= PROPAGATION[opt]
+        elif opt in ("idmap", "ridmap", "tmpcopyup"):
+            raise Failure(f"mount option {opt!r} is not supported")
+        else:
+            data.append(opt)
+    return flags, prop, ",".join(data)
+
+
+def locked_flags(path: str) -> int:
+    """The flags of the mount at ``path`` that a remount inside a user namespace must keep."""
+    f_flag = os.statvfs(path).f_flag
+    return sum(ms for st, ms in ST_TO_MS if f_flag & st)
+
+
+def remount(path: str, flags: int) -> None:
+    """Bind-remount ``path`` with ``flags`` plus the locked ones (else EPERM in a userns)."""
+    keep = locked_flags(path) & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME
+                                 | MS_RELATIME)
+    mount(None, path, None, MS_BIND | MS_REMOUNT | flags | keep, None)
+
+
+class Rootfs:
+    """Builds the container's root filesystem inside the new mount namespace."""
+
+    def __init__(self, req: dict[str, object], config: dict[str, object], userns: bool) -> None:
+        self.req = req
+        self.config = config
+        self.userns = userns
+        self.root = str(req["rootfs"])
+        self.linux: dict[str, object] = config.get("linux") or {}  # type: ignore[assignment]
+
+    def build(self) -> None:
+        """Run §5's sequence up to, not including, pivot_root."""
+        prop = PROPAGATION.get(str(self.linux.get("rootfsPropagation") or "rslave"), MS_SLAVE)
+        mount(None, "/", None, prop | MS_REC, None)
+        overlay = self.req.get("overlay")
+        if isinstance(overlay, dict):
+            lower = ":".join(reversed(overlay["lower"]))  # overlayfs lists the top layer first
+            data = f"lowerdir={lower},upperdir={overlay['upper']},workdir={overlay['work']}"
+            if self.userns:
+                data += ",userxattr"
+            mount("overlay", self.root, "overlay", 0, data)
+        mount(self.root, self.root, None, MS_BIND | MS_REC, None)
+        self.rootfd = os.open(self.root, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        for m in self.config.get("mounts") or ():  # type: ignore[attr-defined]
+            self.mount_one(m)
+        self.devices()
+        for path in self.linux.get("maskedPaths") or ():  # type: ignore[attr-defined]
+            self.mask(str(path))
+        for path in self.linux.get("readonlyPaths") or ():  # type: ignore[attr-defined]
+            self.readonly(str(path))
+
+    def mount_one(self, m: dict[str, object]) -> None:
+        """Mount one OCI mount entry at its in-root destination."""
+        try:
+            self._mount_one(m)
+        except Failure as exc:
+            raise Failure(f"{exc} (mounting {m.get('type')} on {m.get('destination')})") from exc
+
+    def _mount_one(self, m: dict[str, object]) -> None:
+        dest = str(m["destination"])
+        mtype = str(m.get("type") or "")
+        src = m.get("source")
+        options = [str(o) for o in m.get("options") or ()]  # type: ignore[attr-defined]
+        flags, prop, data = parse_options(options)
+        is_bind = bool(flags & MS_BIND) or mtype == "bind"
+        if is_bind:
+            flags |= MS_BIND
+            src = str(src)
+            directory = os.path.isdir(src)
+        else:
+            directory = True
+        if mtype == "cgroup" or mtype == "cgroup2":
+            self.cgroup_mount(dest, flags)
+            return
+        fd = create_target(self.rootfd, dest, directory=directory)
+        try:
+            target = fdpath(fd)
+            if is_bind:
+                mount(src, target, None, flags & (MS_BIND | MS_REC), None)
+                rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
+                if rest:
+                    self.remount_at(dest, rest)
+            elif mtype == "sysfs" and self.userns and "network" not in self.namespaces():
+                # sysfs needs a netns we own; runc rootless binds the host's read-only instead.
+                mount("/sys", target, None, MS_BIND | MS_REC, None)
+                self.remount_at(dest, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            else:
+                if mtype == "devpts" and "gid=5" in data and not self.gid_mapped(5):
+                    data = ",".join(o for o in data.split(",") if o != "gid=5")
+                try:
+                    mount(str(src or mtype), target, mtype, flags & ~MS_REMOUNT, data or None)
+                except Failure:
+                    if mtype != "sysfs":
+                        raise
+                    mount("/sys", target, None, MS_BIND | MS_REC, None)
+                    self.remount_at(dest, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            if prop:
+                top = open_in_root(self.rootfd, dest)
+                try:
+                    mount(None, fdpath(top), None, prop, None)
+                finally:
+                    os.close(top)
+        finally:
+            os.close(fd)
+
+    def remount_at(self, dest: str, flags: int) -> None:
+        """Remount the mount now on top of ``dest`` (an fd taken before it was mounted over
+        still names the covered directory)."""
+        fd = open_in_root(self.rootfd, dest)
+        try:
+            remount(fdpath(fd), flags)
+        finally:
+            os.close(fd)
+
+    def cgroup_mount(self, dest: str, flags: int) -> None:
+        """Mount the container's cgroup view: cgroup2 in its cgroupns, else an empty tmpfs."""
+        fd = create_target(self.rootfd, dest, directory=True)
+        try:
+            ro = flags & MS_RDONLY
+            base = MS_NOSUID | MS_NODEV | MS_NOEXEC
+            if self.req.get("cgroup_version") == 2 and "cgroup" in self.namespaces():
+                mount("cgroup2", fdpath(fd), "cgroup2", base | ro, None)
+            else:
+                # v1/hybrid: the host hierarchy is not shown; an empty read-only tmpfs is.
+                mount("tmpfs", fdpath(fd), "tmpfs", base, "mode=755,size=64k")
+                self.remount_at(dest, MS_RDONLY)
+        finally:
+            os.close(fd)
+
+    def namespaces(self) -> set[str]:
+        """The namespace types the config creates."""
+        return {str(n["type"]) for n in self.linux.get("namespaces") or ()}  # type: ignore[attr-defined]
+
+    def gid_mapped(self, gid: int) -> bool:
+        """Whether ``gid`` is mapped in the user namespace (always true without one)."""
+        if not self.userns:
+            return True
+        for line in open("/proc/self/gid_map").read().splitlines():  # noqa: PTH123, SIM115
+            inside, _, count = (int(x) for x in line.split())
+            if inside <= gid < inside + count:
+                return True
+        return False
+
+    def devices(self) -> None:
+        """Populate /dev: default and configured nodes (mknod, or host binds in a userns)."""
+        devfd = open_in_root(self.rootfd, "/dev")
+        try:
+            wanted = [(n, "c", ma, mi, 0o666, 0, 0) for n, ma, mi in DEFAULT_DEVICES]
+            for d in self.linux.get("devices") or ():  # type: ignore[attr-defined]
+                path = str(d["path"])
+                if not path.startswith("/dev/"):
+                    raise Failure(f"device {path} is outside /dev")
+                wanted.append((path[5:], str(d["type"]), int(d["major"]), int(d["minor"]),
+                               int(d.get("fileMode", 0o666)), int(d.get("uid", 0)),
+                               int(d.get("gid", 0))))
+            for name, kind, major, minor, mode, uid, gid in wanted:
+                self.device(name, kind, major, minor, mode, uid, gid)
+            for name, target in DEV_LINKS:
+                try:
+                    os.symlink(target, name, dir_fd=devfd)
+                except FileExistsError:
+                    pass
+            console = self.req.get("console_fd")
+            if isinstance(console, int):
+                fd = create_target(self.rootfd, "/dev/console", directory=False)
+                try:
+                    mount(fdpath(console), fdpath(fd), None, MS_BIND, None)
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(devfd)
+
+    def device(self, name: str, kind: str, major: int, minor: int, mode: int, uid: int,
+               gid: int) -> None:
+        """Create one device node in-root; the image's /dev is never trusted (CVE-2026-41579)."""
+        parent, _, leaf = name.rpartition("/")
+        pfd = mkdirs_in_root(self.rootfd, "/dev/" + parent)
+        try:
+            try:
+                os.unlink(leaf, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+            if self.userns:
+                fd = os.open(leaf, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY
+                             | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+                os.close(fd)
+                tfd = openat2(pfd, leaf, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+                try:
+                    mount("/dev/" + name, fdpath(tfd), None, MS_BIND, None)
+                finally:
+                    os.close(tfd)
+                return
+            ftype = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}[kind]
+            os.mknod(leaf, ftype | (mode & 0o7777), os.makedev(major, minor), dir_fd=pfd)
+            os.chown(leaf, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            os.chmod(leaf, mode & 0o7777, dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(pfd)
+
+    def mask(self, path: str) -> None:
+        """Hide ``path``: /dev/null over a file, an empty read-only tmpfs over a directory."""
+        try:
+            fd = open_in_root(self.rootfd, path)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            if os.path.isdir(fdpath(fd)):
+                mount("tmpfs", fdpath(fd), "tmpfs", MS_RDONLY, "size=0k")
+                return
+            null = open_in_root(self.rootfd, "/dev/null")
+            try:
+                st = os.fstat(null)
+                # CVE-2025-31133: never bind anything but the real null device over a file.
+                if not (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == os.makedev(1, 3)):
+                    raise Failure("/dev/null is not the null device; refusing to mask with it")
+                mount(fdpath(null), fdpath(fd), None, MS_BIND, None)
+            finally:
+                os.close(null)
+        finally:
+            os.close(fd)
+
+    def readonly(self, path: str) -> None:
+        """Bind ``path`` onto itself read-only."""
+        try:
+            fd = open_in_root(self.rootfd, path)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            mount(fdpath(fd), fdpath(fd), None, MS_BIND | MS_REC, None)
+            self.remount_at(path, MS_RDONLY)
+        finally:
+            os.close(fd)
+
+    def pivot(self) -> None:
+        """pivot_root as runc's rootfs_linux.go does, then detach the old root."""
+        oldroot = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        newroot = os.open(self.root, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        os.fchdir(newroot)
+        _check(libc.syscall(_nr(0), b".", b"."), "pivot_root")
+        os.fchdir(oldroot)
+        mount(None, ".", None, MS_SLAVE | MS_REC, None)
+        _check(libc.umount2(b".", MNT_DETACH), "umount old root")
+        os.chdir("/")
+        os.close(oldroot)
+        os.close(newroot)
+        os.close(self.rootfd)
+        root = self.config.get("root") or {}
+        if isinstance(root, dict) and root.get("readonly"):
+            remount("/", MS_RDONLY)
+
+
+# ---------------------------------------------------------------- the process
+
+
+def bring_up_loopback() -> None:
+    """Set IFF_UP on lo in the new network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
+    sock = _check(libc.socket(2, 2, 0), "socket")  # AF_INET, SOCK_DGRAM
+    try:
+        ifr = ctypes.create_string_buffer(b"lo".ljust(40, b"\0"))
+        _check(libc.ioctl(sock, 0x8913, ifr), "SIOCGIFFLAGS lo")
+        flags = struct.unpack_from("H", ifr.raw, 16)[0] | 1  # IFF_UP
+        struct.pack_into("H", ifr, 16, flags)
+        _check(libc.ioctl(sock, 0x8914, ifr), "SIOCSIFFLAGS lo")
+    finally:
+        os.close(sock)
+
+
+def cap_mask(names: list[str] | None) -> int:
+    """Bit mask of capability names such as CAP_KILL."""
+    mask = 0
+    for name in names or ():
+        short = name.removeprefix("CAP_")
+        if short not in CAPS:
+            raise Failure(f"unknown capability {name}")
+        mask |= 1 << CAPS.index(short)
+    return mask
+
+
+def apply_caps(caps: dict[str, list[str]]) -> None:
+    """Drop the bounding set, then capset; ambient only as configured (empty by default)."""
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())  # noqa: PTH123, SIM115
+    bounding = cap_mask(caps.get("bounding"))
+    for cap in range(last + 1):
+        if not bounding & (1 << cap):
+            prctl(PR_CAPBSET_DROP, cap)
+    eff, perm, inh = (cap_mask(caps.get(k)) for k in ("effective", "permitted", "inheritable"))
+    hdr = ctypes.create_string_buffer(struct.pack("Ii", CAP_VERSION_3, 0))
+    data = ctypes.create_string_buffer(struct.pack(
+        "IIIIII", eff & 0xFFFFFFFF, perm & 0xFFFFFFFF, inh & 0xFFFFFFFF,
+        eff >> 32, perm >> 32, inh >> 32,
+    ))
+    _check(libc.syscall(_nr(1), hdr, data), "capset")
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(last + 1):
+        if cap_mask(caps.get("ambient")) & (1 << cap):
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+
+
+def set_rlimits(rlimits: list[dict[str, object]]) -> None:
+    """prlimit(2) each configured limit (e.g. RLIMIT_NOFILE 1024/1024)."""
+    for rl in rlimits:
+        name = str(rl["type"]).removeprefix("RLIMIT_")
+        if name not in RLIMITS:
+            raise Failure(f"unknown rlimit {rl['type']}")
+        new = ctypes.create_string_buffer(struct.pack("QQ", int(rl["soft"]), int(rl["hard"])))  # type: ignore[call-overload]
+        _check(libc.prlimit(0, RLIMITS.index(name), new, None), f"setrlimit {rl['type']}")
+
+
+def resolve_user(spec: str) -> tuple[int, int, list[int]]:
+    """Resolve ``name[:group]`` in the container's own /etc/passwd and /etc/group (post-pivot)."""
+    user, _, group = spec.partition(":")
+
+    def table(path: str) -> list[list[str]]:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:  # noqa: PTH123
+                return [line.split(":") for line in f.read().splitlines() if line.count(":") >= 2]
+        except OSError:
+            return []
+
+    passwd = table("/etc/passwd")
+    groups = table("/etc/group")
+    if user.isdigit():
+        uid = int(user)
+        gid = next((int(p[3]) for p in passwd if len(p) > 3 and p[2] == user), 0)
+        name = next((p[0] for p in passwd if p[2] == user), None)
+    else:
+        row = next((p for p in passwd if p[0] == user and len(p) > 3), None)
+        if row is None:
+            raise Failure(f"user {user!r} not found in the image's /etc/passwd")
+        uid, gid, name = int(row[2]), int(row[3]), user
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            grow = next((g for g in groups if g[0] == group), None)
+            if grow is None:
+                raise Failure(f"group {group!r} not found in the image's /etc/group")
+            gid = int(grow[2])
+    extra = [int(g[2]) for g in groups if name and len(g) > 3 and name in g[3].split(",")]
+    return uid, gid, sorted(set(extra) - {gid})
+
+
+def find_program(arg0: str, env: list[str], cwd: str) -> str:
+    """Resolve argv[0] through the container's PATH, as execvp would."""
+    if "/" in arg0:
+        return arg0 if arg0.startswith("/") else os.path.join(cwd, arg0)
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", arg0)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise Failure(f"executable {arg0!r} not found in the container's PATH ({path})")
+
+
+def container(req: dict[str, object], status: int, userns: bool) -> None:
+    """C, pid 1 of the new pid namespace: everything up to execve."""
+    config: dict[str, object] = req["config"]  # type: ignore[assignment]
+    linux: dict[str, object] = config.get("linux") or {}  # type: ignore[assignment]
+    proc: dict[str, object] = config["process"]  # type: ignore[assignment]
+    if not req.get("detach"):
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    for procs in req.get("cgroup_procs") or ():  # type: ignore[attr-defined]
+        with open(procs, "w") as f:  # noqa: PTH123
+            f.write("0")
+    flags = 0
+    types = {str(n["type"]) for n in linux.get("namespaces") or ()}  # type: ignore[attr-defined]
+    for name, flag in NS_FLAGS.items():
+        if name in types:
+            flags |= flag
+    unshare(flags)
+    if "uts" in types and config.get("hostname"):
+        name = str(config["hostname"]).encode()
+        _check(libc.sethostname(name, len(name)), "sethostname")
+    if "network" in types:
+        bring_up_loopback()
+    fifo = -1
+    if req.get("exec_fifo"):
+        fifo = os.open(str(req["exec_fifo"]), O_PATH | os.O_CLOEXEC)
+    rootfs = Rootfs(req, config, userns)
+    rootfs.build()
+    rootfs.pivot()
+    for key, value in (linux.get("sysctl") or {}).items():  # type: ignore[attr-defined]
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:  # noqa: PTH123
+            f.write(str(value))
+    if fifo >= 0:
+        send(status, {"created": True})
+        w = os.open(fdpath(fifo), os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` reads
+        os.write(w, b"0")
+        os.close(w)
+        os.close(fifo)
+    env = [str(e) for e in proc.get("env") or ()]  # type: ignore[attr-defined]
+    user: dict[str, object] = proc.get("user") or {}  # type: ignore[assignment]
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))  # type: ignore[call-overload]
+    extra = [int(g) for g in user.get("additionalGids") or ()]  # type: ignore[attr-defined]
+    named = (config.get("annotations") or {}).get("org.mlpack.user")  # type: ignore[attr-defined]
+    if named:
+        uid, gid, extra = resolve_user(str(named))
+        if not any(e.startswith("HOME=") for e in env):
+            home = next((p[5] for p in (line.split(":") for line in _lines("/etc/passwd"))
+                         if len(p) > 5 and p[2] == str(uid)), "/")
+            env.append(f"HOME={home}")
+    if "umask" in user:
+        os.umask(int(user["umask"]))  # type: ignore[call-overload]
+    prctl(PR_SET_KEEPCAPS, 1)
+    if not userns or rootfs.gid_mapped(gid):
+        os.setgroups(extra)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    prctl(PR_SET_KEEPCAPS, 0)
+    apply_caps(proc.get("capabilities") or {})  # type: ignore[arg-type]
+    if proc.get("noNewPrivileges", True):
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+    set_rlimits(proc.get("rlimits") or [])  # type: ignore[arg-type]
+    if not proc.get("terminal"):
+        os.setsid()
+    else:
+        os.setsid()
+        _check(libc.ioctl(0, 0x540E, 0), "TIOCSCTTY")  # the pty becomes the controlling tty
+    cwd = str(proc.get("cwd") or "/")
+    try:
+        os.chdir(cwd)
+        real = os.getcwd()
+    except OSError as exc:
+        raise Failure(f"working directory {cwd}: {exc.strerror}") from exc
+    if not real.startswith("/"):  # CVE-2024-21626: a leaked fd as cwd is "(unreachable)/..."
+        raise Failure(f"working directory {cwd} is outside the container")
+    args = [str(a) for a in proc.get("args") or ()]  # type: ignore[attr-defined]
+    if not args:
+        raise Failure("no command: the image has no Entrypoint/Cmd and none was given")
+    program = find_program(args[0], env, real)
+    keep = int(req.get("preserve_fds") or 0)  # type: ignore[call-overload]
+    _check(libc.syscall(_nr(2), 3 + keep, ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC),
+           "close_range")
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    bpf = req.get("seccomp_bpf")
+    if isinstance(bpf, str) and bpf:
+        code = bytes.fromhex(bpf)
+        filt = ctypes.create_string_buffer(code)
+        prog = ctypes.create_string_buffer(struct.pack("HxxxxxxP", len(code) // 8,
+                                                       ctypes.addressof(filt)))
+        _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0),
+               "seccomp")
+    try:
+        os.execve(program, args, dict(e.partition("=")[::2] for e in env))
+    except OSError as exc:
+        raise Failure(f"exec {program}: {exc.strerror}") from exc
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:  # noqa: PTH123
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def supervisor(ctl: int, status: int) -> int:
+    """S: user and pid namespaces, fork C, wait, relay signals, report the exit status."""
+    req = json.loads(read_line(ctl))
+    config = req["config"]
+    linux = config.get("linux") or {}
+    types = {n["type"] for n in linux.get("namespaces") or ()}
+    userns = "user" in types
+    if not req.get("detach"):
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    try:
+        if userns:
+            unshare(CLONE_NEWUSER)
+            send(status, {"userns": os.getpid()})
+            answer = read_line(ctl)
+            if answer != b"ok":
+                return 1
+        if "pid" in types:
+            unshare(CLONE_NEWPID)
+    except Failure as exc:
+        send(status, {"error": str(exc)})
+        return 1
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            container(req, status, userns)
+        except Failure as exc:
+            send(status, {"error": str(exc)})
+        except OSError as exc:
+            send(status, {"error": f"{exc.filename or 'setup'}: {exc.strerror}"})
+        except BaseException as exc:  # noqa: BLE001 - report, never run a payload half-set-up
+            send(status, {"error": f"helper bug: {exc!r}"})
+        finally:
+            os._exit(code)
+    os.close(ctl)
+    send(status, {"pid": pid})
+
+    def relay(sig: int, _frame: object) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED:
+        signal.signal(sig, relay)
+    while True:
+        try:
+            _, wstatus = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            wstatus = 0
+            break
+    if os.WIFSIGNALED(wstatus):
+        result = {"exit": 128 + os.WTERMSIG(wstatus), "signal": os.WTERMSIG(wstatus)}
+    else:
+        result = {"exit": os.waitstatus_to_exitcode(wstatus), "signal": None}
+    state_dir = req.get("state_dir")
+    if state_dir:
+        tmp = os.path.join(state_dir, ".exit.json.tmp")
+        with open(tmp, "w") as f:  # noqa: PTH123
+            f.write(json.dumps(result))
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, os.path.join(state_dir, "exit.json"))
+    send(status, result)
+    return 0
+
+
+def main() -> int:
+    """Entry point: ``helper.py CTL_FD STATUS_FD``."""
+    ctl, status = int(sys.argv[1]), int(sys.argv[2])
+    return supervisor(ctl, status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Spawn the helper on an OCI config, write its id maps, and follow it to the exit status."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from mlpack.errors import ContainerError
+
+HELPER = Path(__file__).with_name("helper.py")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Overlay:
+    """Lower dirs (bottom first), and the upper and work dirs of the writable layer (if any)."""
+
+    lower: tuple[Path, ...]
+    upper: Path | None = None
+    work: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Launch:
+    """One container to start: its OCI config plus what only the runtime knows."""
+
+    config: dict[str, Any]
+    rootfs: Path  # the mount point (overlay) or the tree itself (bundle rootfs)
+    overlay: Overlay | None = None
+    cgroup_procs: tuple[str, ...] = ()
+    cgroup_version: int = 1
+    state_dir: Path | None = None
+    exec_fifo: Path | None = None
+    detach: bool = False
+    seccomp_cache: Path | None = None
+    stdio: tuple[int, int, int] | None = None  # fds for the container's 0, 1, 2 (a pty slave)
+    preserve_fds: int = 0
+    extra_fds: tuple[int, ...] = field(default=())
+
+
+def subid_range(kind: str, user: str, uid: int) -> tuple[int, int] | None:
+    """The first /etc/subuid or /etc/subgid range of ``user`` (by name or uid), if any."""
+    try:
+        lines = Path(f"/etc/sub{kind}").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in (user, str(uid)) and parts[1].isdigit():
+            return int(parts[1]), int(parts[2])
+    return None
+
+
+def _maps(config: dict[str, Any], key: str) -> list[tuple[int, int, int]]:
+    return [
+        (int(m["containerID"]), int(m["hostID"]), int(m["size"]))
+        for m in (config.get("linux") or {}).get(key) or ()
+    ]
+
+
+def write_id_maps(pid: int, config: dict[str, Any]) -> None:
+    """Write the user namespace's maps: directly as root or for the caller's own id, else newuidmap.
+
+    ``setgroups`` is denied before ``gid_map`` for an unprivileged single mapping (runc nsexec.c).
+    """
+    uids, gids = _maps(config, "uidMappings"), _maps(config, "gidMappings")
+    if not uids or not gids:
+        msg = "a user namespace needs at least one uid and one gid mapping"
+        raise ContainerError(msg, hint="add linux.uidMappings and linux.gidMappings to config.json")
+    euid, egid = os.geteuid(), os.getegid()
+    proc = Path(f"/proc/{pid}")
+    own_only = uids == [(uids[0][0], euid, 1)] and gids == [(gids[0][0], egid, 1)]
+    try:
+        if euid == 0 or own_only:
+            if euid != 0:
+                (proc / "setgroups").write_text("deny")
+            (proc / "uid_map").write_text("".join(f"{a} {b} {c}\n" for a, b, c in uids))
+            (proc / "gid_map").write_text("".join(f"{a} {b} {c}\n" for a, b, c in gids))
+            return
+    except OSError as exc:
+        msg = f"cannot write the user namespace id maps: {exc.strerror}"
+        raise ContainerError(msg, hint="check that user namespaces are enabled") from exc
+    for tool, maps in (("newuidmap", uids), ("newgidmap", gids)):
+        exe = shutil.which(tool)
+        if exe is None:
+            msg = f"{tool} is needed for a multi-id mapping but is not installed"
+            raise ContainerError(msg, hint="install the uidmap package, or map only your own id")
+        args = [exe, str(pid)] + [str(v) for m in maps for v in m]
+        done = subprocess.run(args, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            msg = f"{tool} failed: {done.stderr.strip() or done.returncode}"
+            raise ContainerError(msg, hint="check your ranges in /etc/subuid and /etc/subgid")
+
+
+class Helper:
+    """A running helper: its process, the status pipe, and the container's host pid."""
+
+    def __init__(self, launch: Launch) -> None:
+        from mlpack.runtime.embedded import seccomp
+
+        self.launch = launch
+        config = launch.config
+        bpf = ""
+        prof = (config.get("linux") or {}).get("seccomp")
+        if prof:
+            bpf = seccomp.compile_profile(prof, launch.seccomp_cache).hex()
+        request: dict[str, Any] = {
+            "config": config,
+            "rootfs": str(launch.rootfs),
+            "cgroup_procs": list(launch.cgroup_procs),
+            "cgroup_version": launch.cgroup_version,
+            "seccomp_bpf": bpf,
+            "detach": launch.detach,
+            "state_dir": str(launch.state_dir) if launch.state_dir else None,
+            "exec_fifo": str(launch.exec_fifo) if launch.exec_fifo else None,
+            "preserve_fds": launch.preserve_fds,
+        }
+        if launch.overlay is not None:
+            ov = launch.overlay
+            request["overlay"] = {
+                "lower": [str(p) for p in ov.lower],
+                "upper": str(ov.upper) if ov.upper else None,
+                "work": str(ov.work) if ov.work else None,
+            }
+        if launch.stdio is not None and (config.get("process") or {}).get("terminal"):
+            request["console_fd"] = 0
+        ctl_r, self.ctl_w = os.pipe()
+        st_r, st_w = os.pipe()
+        stdio: tuple[int | None, int | None, int | None] = launch.stdio or (None, None, None)
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own helper, fixed argv
+                [sys.executable, "-I", "-S", str(HELPER), str(ctl_r), str(st_w)],
+                pass_fds=(ctl_r, st_w, *launch.extra_fds),
+                close_fds=True,
+                start_new_session=True,
+                stdin=stdio[0],
+                stdout=stdio[1],
+                stderr=stdio[2],
+                env={"LC_ALL": "C.UTF-8"},
+            )
+        finally:
+            os.close(ctl_r)
+            os.close(st_w)
+        self.status: IO[bytes] = os.fdopen(st_r, "rb", buffering=0)
+        self.pid = 0
+        self._send(json.dumps(request).encode())
+
+    def _send(self, data: bytes) -> None:
+        try:
+            os.write(self.ctl_w, data + b"\n")
+        except OSError as exc:
+            msg = f"the container helper exited early ({exc.strerror})"
+            raise ContainerError(msg, hint="rerun with --debug to see its output") from exc
+
+    def message(self) -> dict[str, Any] | None:
+        """The next status message, or None when the helper closed the pipe."""
+        line = bytearray()
+        while True:
+            try:
+                ch = self.status.read(1)
+            except InterruptedError:
+                continue
+            if not ch:
+                return None
+            if ch == b"\n":
+                break
+            line += ch
+        doc = json.loads(line)
+        return doc if isinstance(doc, dict) else None
+
+    def start(self, *, until: str = "pid") -> dict[str, Any]:
+        """Follow setup until the helper reports ``until`` (the pid, or "created").
+
+        Raises ContainerError with the helper's own message when setup fails.
+        """
+        try:
+            while True:
+                msg = self.message()
+                if msg is None:
+                    self.proc.wait()
+                    msg = {"error": f"the container helper exited with {self.proc.returncode}"}
+                if "error" in msg:
+                    self.close()
+                    text = str(msg["error"])
+                    raise ContainerError(f"container setup failed: {text}", hint=_hint(text))
+                if "userns" in msg:
+                    write_id_maps(int(msg["userns"]), self.launch.config)
+                    self._send(b"ok")
+                    continue
+                if "pid" in msg:
+                    self.pid = int(msg["pid"])
+                    with contextlib.suppress(OSError):
+                        os.close(self.ctl_w)
+                        self.ctl_w = -1
+                if until in msg:
+                    return msg
+        except BaseException:
+            self.kill()
+            raise
+
+    def wait(self) -> dict[str, Any]:
+        """Block until the container exits; its exit code and signal."""
+        final: dict[str, Any] | None = None
+        while True:
+            msg = self.message()
+            if msg is None:
+                break
+            if "error" in msg:
+                self.close()
+                text = str(msg["error"])
+                raise ContainerError(f"container setup failed: {text}", hint=_hint(text))
+            if "exit" in msg:
+                final = msg
+        self.proc.wait()
+        self.close()
+        if final is None:
+            msg_ = f"the container supervisor died (exit {self.proc.returncode})"
+            raise ContainerError(msg_, hint="the container was killed; see mlpack ps")
+        return final
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the supervisor, which relays it to the container."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor and the container (pid 1's death ends its pid namespace)."""
+        import signal
+
+        for pid in (self.pid, self.proc.pid):
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        self.close()
+
+    def close(self) -> None:
+        """Close our pipe ends."""
+        with contextlib.suppress(OSError):
+            self.status.close()
+        if self.ctl_w >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.ctl_w)
+            self.ctl_w = -1
+
+
+def _hint(text: str) -> str:
+    if "not found in the container's PATH" in text:
+        return "check the command name, or give an absolute path inside the image"
+    if "overlay" in text:
+        return "overlayfs is not allowed here; rerun as root or on a kernel >= 5.11"
+    if "user" in text and "not found" in text:
+        return "use a numeric --user uid[:gid], or one listed in the image's /etc/passwd"
+    if "working directory" in text:
+        return "check --workdir: it must exist inside the image"
+    return "rerun with --debug for details"

@@ -1,0 +1,251 @@
+"""Container state directories: where they live, what they record, and stale cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlpack.errors import ContainerError
+
+Status = Literal["creating", "created", "running", "stopped"]
+
+
+def mlpack_home() -> Path:
+    """$MLPACK_HOME, else $XDG_DATA_HOME/mlpack, else ~/.local/share/mlpack (as the store)."""
+    home = os.environ.get("MLPACK_HOME")
+    if home:
+        return Path(home)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "mlpack"
+
+
+def containers_root() -> Path:
+    """Where ``mlpack run`` keeps per-container state and writable layers."""
+    return mlpack_home() / "containers"
+
+
+def oci_root() -> Path:
+    """Default ``--root`` of ``mlpack runtime``: /run/mlpack as root, else the user's runtime dir."""
+    if os.geteuid() == 0:
+        return Path("/run/mlpack")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(xdg) / "mlpack" if xdg else Path(f"/tmp/mlpack-{os.geteuid()}")  # noqa: S108
+
+
+def new_id() -> str:
+    """A random 12-hex-digit container id, as Docker shortens its ids."""
+    return secrets.token_hex(6)
+
+
+def check_id(container_id: str) -> str:
+    """Refuse ids that would escape the state directory."""
+    if (
+        not container_id
+        or container_id in (".", "..")
+        or "/" in container_id
+        or "\0" in container_id
+        or len(container_id) > 128
+    ):
+        msg = f"invalid container id {container_id!r}"
+        raise ContainerError(msg, hint="use letters, digits, '-', '_' and '.'")
+    return container_id
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: tells a live process from a reused pid."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text.rpartition(")")[2].split()[19])
+
+
+def alive(pid: int | None, start_time: int | None) -> bool:
+    """Whether ``pid`` is still the process recorded (same start time) and not a zombie."""
+    if not pid:
+        return False
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = text.rpartition(")")[2].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or int(fields[19]) == start_time
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerState:
+    """What state.json records for one container."""
+
+    id: str
+    bundle: str
+    pid: int = 0  # the container's pid 1, as the host sees it
+    pid_start: int | None = None
+    supervisor: int = 0
+    supervisor_start: int | None = None
+    created: str = ""
+    image: str = ""
+    command: tuple[str, ...] = ()
+    cgroups: tuple[str, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    kind: Literal["run", "oci"] = "run"
+    name: str = ""
+    memory_limit: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored document."""
+        doc = asdict(self)
+        doc["annotations"] = dict(self.annotations)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ContainerState:
+        """Parse a stored document."""
+        doc = dict(doc)
+        doc["command"] = tuple(doc.get("command") or ())
+        doc["cgroups"] = tuple(doc.get("cgroups") or ())
+        doc["annotations"] = tuple((doc.get("annotations") or {}).items())
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+class StateDir:
+    """One container's directory: state.json, exit.json, exec.fifo, upper/work, etc files."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def id(self) -> str:
+        """The container id (the directory name)."""
+        return self.path.name
+
+    def write(self, state: ContainerState) -> None:
+        """Atomically replace state.json."""
+        tmp = self.path / f".state.{os.getpid()}.tmp"
+        with tmp.open("w") as f:
+            json.dump(state.to_json(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path / "state.json")
+
+    def read(self) -> ContainerState:
+        """Load state.json."""
+        try:
+            doc = json.loads((self.path / "state.json").read_text())
+        except (OSError, ValueError) as exc:
+            msg = f"container {self.id} has no readable state ({exc})"
+            raise ContainerError(msg, hint="it may have been deleted; see mlpack ps") from exc
+        return ContainerState.from_json(doc)
+
+    def exit_status(self) -> dict[str, Any] | None:
+        """What the supervisor recorded when the container exited, if it did."""
+        try:
+            doc = json.loads((self.path / "exit.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    @property
+    def fifo(self) -> Path:
+        """The exec fifo ``create`` waits on until ``start`` reads it."""
+        return self.path / "exec.fifo"
+
+    def status(self, state: ContainerState | None = None) -> Status:
+        """created while the fifo waits, running while pid 1 lives, else stopped."""
+        st = state or self.read()
+        if not st.pid:
+            return "creating" if alive(st.supervisor, st.supervisor_start) else "stopped"
+        if not alive(st.pid, st.pid_start):
+            return "stopped"
+        return "created" if self.fifo.exists() else "running"
+
+    def remove(self) -> None:
+        """Remove the container's cgroups and its directory (writable layer included)."""
+        with contextlib.suppress(ContainerError, FileNotFoundError):
+            for cg in self.read().cgroups:
+                remove_cgroup_dir(Path(cg))
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def remove_cgroup_dir(path: Path) -> None:
+    """Kill what is left in one cgroup directory and remove it."""
+    import signal
+    import time
+
+    for _ in range(50):
+        if not path.exists():
+            return
+        with contextlib.suppress(OSError):
+            path.rmdir()
+            return
+        with contextlib.suppress(OSError):
+            for pid in (path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.02)
+
+
+def create_dir(root: Path, container_id: str) -> StateDir:
+    """Make a new, private state directory; an existing id is an error."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    path = root / check_id(container_id)
+    try:
+        path.mkdir(mode=0o711)
+    except FileExistsError as exc:
+        msg = f"container {container_id} already exists"
+        raise ContainerError(msg, hint=f"delete it first, or pick another id (state in {root})") from exc
+    return StateDir(path)
+
+
+def open_dir(root: Path, container_id: str) -> StateDir:
+    """An existing container's state directory."""
+    path = root / check_id(container_id)
+    if not (path / "state.json").exists():
+        msg = f"container {container_id} does not exist"
+        raise ContainerError(msg, hint=f"list containers with mlpack ps (state in {root})")
+    return StateDir(path)
+
+
+def list_dirs(root: Path) -> tuple[StateDir, ...]:
+    """Every container directory under ``root``."""
+    try:
+        return tuple(StateDir(p) for p in sorted(root.iterdir()) if (p / "state.json").exists())
+    except OSError:
+        return ()
+
+
+def cleanup_stale(root: Path) -> tuple[str, ...]:
+    """Remove ``run`` containers whose supervisor died (e.g. the CLI was SIGKILLed)."""
+    removed = []
+    for d in list_dirs(root):
+        try:
+            st = d.read()
+        except ContainerError:
+            continue
+        if st.kind != "run" or st.extra.get("keep"):
+            continue
+        if not alive(st.supervisor, st.supervisor_start) and not alive(st.pid, st.pid_start):
+            d.remove()
+            removed.append(d.id)
+    # A directory without state.json is a run that died before recording any; skip young ones,
+    # which may belong to a run that is still starting.
+    import time
+
+    with contextlib.suppress(OSError):
+        for p in root.iterdir():
+            if (
+                p.is_dir()
+                and not (p / "state.json").exists()
+                and time.time() - p.stat().st_mtime > 300
+            ):
+                shutil.rmtree(p, ignore_errors=True)
+    return tuple(removed)
