@@ -341,7 +341,7 @@ class _Resolver:
         if not self._openat2 or _syscall is None:
             return None
         how = _OpenHow(
-            flags=os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW,
+            flags=os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,  # parents: follow, in root
             mode=0,
             resolve=_RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS | _RESOLVE_NO_XDEV,
         )
