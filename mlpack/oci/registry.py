@@ -31,6 +31,7 @@ DEFAULT_PLATFORM: Final = Platform(os="linux", architecture="amd64")
 MAX_MANIFEST: Final = 4 << 20
 DEFAULT_MAX_BLOB: Final = 64 << 30
 CHUNK: Final = 1 << 20
+DOWNLOAD_CHUNK: Final = 256 << 10
 DEFAULT_UPLOAD_CHUNK: Final = 64 << 20
 _TIMEOUT: Final = (15, 120)
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
@@ -365,7 +366,7 @@ class RegistryClient:
             def chunks() -> Iterator[bytes]:
                 nonlocal fetched
                 try:
-                    for chunk in resp.iter_content(CHUNK):
+                    for chunk in resp.iter_content(DOWNLOAD_CHUNK):
                         fetched += len(chunk)
                         rep.advance(task, len(chunk))
                         yield chunk
