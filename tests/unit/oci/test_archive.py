@@ -57,7 +57,7 @@ def test_roundtrip_import(image: tuple[Store, str], tmp_path: Path) -> None:
     store, digest = image
     for fmt in ("both", "oci"):
         tar = tmp_path / f"{fmt}.tar"
-        export_image(store, "test/bb:1", tar, fmt=fmt)  # type: ignore[arg-type]
+        export_image(store, "test/bb:1", tar, fmt=fmt)
         other = Store(tmp_path / f"other-{fmt}")
         (imported,) = import_archive(other, tar)
         assert imported.digest == digest
