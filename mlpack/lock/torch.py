@@ -53,6 +53,25 @@ def torch_indexes(indexes: Indexes, *, variant: str | None) -> Indexes:
     )
 
 
+def min_driver(runtime: str) -> tuple[str, bool] | None:
+    """(minimum host driver, exact) for a CUDA runtime "12.4".
+
+    A runtime newer than the table gets the highest known entry of the same major version: CUDA's
+    minor-version compatibility makes that the floor, and ``exact`` is False to say so.
+    """
+    if runtime in CUDA_MIN_DRIVER:
+        return CUDA_MIN_DRIVER[runtime], True
+    major, _, minor = runtime.partition(".")
+    same = [
+        (int(m.partition(".")[2]), d)
+        for m, d in CUDA_MIN_DRIVER.items()
+        if m.partition(".")[0] == major
+        and minor.isdigit()
+        and int(m.partition(".")[2]) <= int(minor)
+    ]
+    return (max(same)[1], False) if same else None
+
+
 def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
@@ -110,9 +129,13 @@ def decide(
             f'extra-index-urls = ["{TORCH_INDEX.format(variant="cpu")}"] or '
             'torch-variant = "cpu" to [dependencies] for CPU-only wheels'
         )
+    driver = min_driver(runtime) if runtime else None
+    if runtime is not None and driver is not None:
+        floor = "" if driver[1] else f" (the CUDA {runtime.partition('.')[0]}.x floor)"
+        reason += f"; needs host NVIDIA driver >= {driver[0]}{floor}"
     return TorchDecision(
         variant=locked,
         reason=reason,
         cuda_runtime=runtime,
-        min_driver=CUDA_MIN_DRIVER.get(runtime) if runtime else None,
+        min_driver=driver[0] if driver else None,
     )

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mlpack.lock.indexes import PYPI, Indexes, choose_indexes, pip_indexes, redact, strip_userinfo
+
+
+def test_strip_userinfo_and_redact() -> None:
+    assert strip_userinfo("https://user:s3cret@pkgs.example.com/simple") == "https://pkgs.example.com/simple"
+    assert strip_userinfo("https://pypi.org/simple") == "https://pypi.org/simple"
+    text = "error: GET https://__token__:s3cret@pkgs.example.com/simple/x/ failed"
+    assert "s3cret" not in redact(text)
+    assert "https://pkgs.example.com/simple/x/" in redact(text)
+    both = Indexes(index_url="https://a:b@h1/simple", extra_index_urls=("https://c@h2/simple",))
+    assert both.public().all == ("https://h1/simple", "https://h2/simple")
+
+
+@pytest.fixture
+def clean_pip_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for key in list(os.environ):
+        if key.startswith("PIP_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    return tmp_path
+
+
+def test_pip_config_file_is_read(clean_pip_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = clean_pip_env / "pip.conf"
+    conf.write_text("[global]\nindex-url = https://u:p@mirror.example/simple\nextra-index-url =\n  https://x.example/simple\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    found = pip_indexes()
+    assert found is not None
+    assert found.index_url == "https://u:p@mirror.example/simple"  # credentials used at lock time
+    assert found.extra_index_urls == ("https://x.example/simple",)
+
+
+def test_pip_environment_wins(clean_pip_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    assert pip_indexes() is None
+    monkeypatch.setenv("PIP_INDEX_URL", "https://env.example/simple")
+    found = pip_indexes()
+    assert found is not None and found.index_url == "https://env.example/simple"
+    assert found.source == "PIP_INDEX_URL"
+
+
+def test_mlpack_toml_wins_over_pip(clean_pip_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_INDEX_URL", "https://env.example/simple")
+    chosen = choose_indexes("https://toml.example/simple", ())
+    assert chosen.index_url == "https://toml.example/simple" and chosen.source == "mlpack.toml"
+    monkeypatch.delenv("PIP_INDEX_URL")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    assert choose_indexes(None, ()).index_url == PYPI
