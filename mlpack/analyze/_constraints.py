@@ -73,9 +73,7 @@ def poetry_alternatives(constraint: str) -> tuple[str, ...]:
         glued = re.sub(r"(\^|~=?|[<>!=]=?|===)\s+", r"\1", alternative.strip())
         terms = [t for t in re.split(r"[,\s]+", glued) if t]
         specs = [s for s in (_one_poetry(t) for t in terms) if s]
-        text = ",".join(specs)
-        _check(text)
-        result.append(text)
+        result.append(_normalized(",".join(specs)))
     return tuple(result)
 
 
@@ -88,9 +86,10 @@ def poetry_specifier(constraint: str) -> str:
     return alternatives[0]
 
 
-def _check(text: str) -> None:
+def _normalized(text: str) -> str:
+    """Return the specifier set in packaging's canonical order, so merged and unmerged agree."""
     try:
-        SpecifierSet(text)
+        return str(SpecifierSet(text))
     except InvalidSpecifier as exc:
         raise ConstraintError(str(exc)) from exc
 
@@ -126,9 +125,7 @@ def conda_specifier(version: str) -> str:
         msg = f"{version!r} has '|' alternatives, which PEP 440 cannot express"
         raise ConstraintError(msg)
     specs = [s for s in (_one_conda(t) for t in version.split(",")) if s]
-    text = ",".join(specs)
-    _check(text)
-    return text
+    return _normalized(",".join(specs))
 
 
 # [channel::]name[ version[ build]] or name=version[=build] or name>=version,...

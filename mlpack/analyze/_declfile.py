@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if sys.version_info >= (3, 11):
@@ -16,7 +17,6 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
 # A declaration file bigger than this is not a real one (or is hostile): skip it with a warning.
 MAX_BYTES: Final = 5 * 1024 * 1024
@@ -41,7 +41,8 @@ _KINDS: Final = (
 
 
 def rel(root: Path, path: Path) -> str:
-    """Return ``path`` relative to ``root`` in posix form (as given, symlinks not resolved)."""
+    """Return ``path`` relative to ``root`` in posix form (``..`` folded, symlinks kept)."""
+    path = Path(os.path.normpath(path))
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
@@ -68,6 +69,9 @@ def read_text(root: Path, path: Path, *, warnings: list[str]) -> str | None:
     that is not a regular file, files over ``MAX_BYTES``, binary and non-UTF-8 content.
     """
     name = rel(root, path)
+    if path.name == ".env" or path.name.startswith(".env."):
+        warnings.append(f"{name}: .env files hold secrets; mlpack never reads them")
+        return None
     if not inside(root, path):
         what = "a symlink leading" if path.is_symlink() else "a path"
         warnings.append(f"{name}: {what} outside the repository; not followed")

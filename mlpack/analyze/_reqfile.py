@@ -166,7 +166,10 @@ class RequirementsReader:
                 f"{source}: include {name} escapes the repository; refused (not read)"
             )
             return
-        text = read_text(self._root, path, warnings=self._warnings)
+        problems: list[str] = []
+        text = read_text(self._root, path, warnings=problems)
+        # Name the line that asked for an included file: "requirements.txt:3: x.in: not found".
+        self._warnings.extend(f"{source}: {p}" if source else p for p in problems)
         if text is None:
             return
         state.visited.add(resolved)
