@@ -139,19 +139,30 @@ def setpriv_available() -> bool:
     return os.geteuid() == 0 and shutil.which("setpriv") is not None
 
 
-def run_rootless(jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Run apply jobs in a child process with euid/egid 65534 (nobody); return its report."""
+def userns_available() -> bool:
+    """Whether an unprivileged child can create a user namespace here."""
+    if not setpriv_available() or shutil.which("unshare") is None:
+        return False
+    argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    argv += ["unshare", "--user", "--map-root-user", "true"]
+    proc = subprocess.run(argv, capture_output=True, check=False)
+    return proc.returncode == 0
+
+
+def run_rootless(jobs: list[dict[str, Any]], *, userns: bool = False) -> dict[str, Any]:
+    """Run apply jobs in a child process with euid/egid 65534 (nobody); return its report.
+
+    With ``userns`` the child also enters a new user namespace mapping it to root there, as a
+    rootless runtime does (then mknod of overlay whiteouts works on Linux >= 5.8).
+    """
     setpriv = shutil.which("setpriv")
+    unshare = shutil.which("unshare")
     assert setpriv is not None
-    cmd = [
-        setpriv,
-        f"--reuid={NOBODY}",
-        f"--regid={NOBODY}",
-        "--clear-groups",
-        sys.executable,
-        "-c",
-        _CHILD,
-    ]
+    assert unshare is not None
+    cmd = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    if userns:
+        cmd += [unshare, "--user", "--map-root-user"]
+    cmd += [sys.executable, "-c", _CHILD]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         cmd, input=json.dumps(jobs), capture_output=True, text=True, env=env, check=False
