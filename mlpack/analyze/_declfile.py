@@ -153,6 +153,9 @@ def load_toml(root: Path, path: Path, *, warnings: list[str]) -> tuple[dict[str,
     except tomllib.TOMLDecodeError as exc:
         warnings.append(f"{rel(root, path)}: invalid TOML ({exc}); not read")
         return None
+    except RecursionError:
+        warnings.append(f"{rel(root, path)}: nested too deeply to parse; not read")
+        return None
 
 
 _HEADER: Final = re.compile(r"^\s*\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")

@@ -39,6 +39,9 @@ def read_environment(root: Path, path: Path, *, warnings: list[str]) -> tuple[En
         problem = getattr(exc, "problem", None) or "invalid YAML"
         warnings.append(f"{name}{at}: invalid YAML ({problem}); not read")
         return ()
+    except RecursionError:
+        warnings.append(f"{name}: nested too deeply to parse; not read")
+        return ()
     if document is None:
         return ()
     if not isinstance(document, yaml.MappingNode):

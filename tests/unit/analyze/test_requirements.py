@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
 
 from mlpack.analyze._constraints import (
@@ -937,3 +940,57 @@ def test_conda_specs(spec: str, name: str, pep440: str) -> None:
     got_name, version = split_conda(spec)
     assert got_name == name
     assert SpecifierSet(conda_specifier(version) if version else "") == SpecifierSet(pep440)
+
+
+# -- robustness ----------------------------------------------------------------------------------
+
+_FILES = (
+    "requirements.txt",
+    "pyproject.toml",
+    "Pipfile",
+    "environment.yml",
+    "setup.py",
+    "setup.cfg",
+    ".python-version",
+)
+_ALPHABET = "abcnpy0123.=<>~^*[]{}()'\",;:#@/\\-_ \n\tegitr"
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    filename=st.sampled_from(_FILES),
+    content=st.one_of(st.text(alphabet=_ALPHABET, max_size=200), st.binary(max_size=200)),
+)
+def test_arbitrary_content_never_crashes(
+    tmp_path: Path, filename: str, content: str | bytes
+) -> None:
+    path = tmp_path / filename
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    warnings: list[str] = []
+    for req in declared_requirements(tmp_path, warnings=warnings):
+        SpecifierSet(req.specifier)  # always a valid specifier string
+    # A conflict or an unsupported pin is a user error, reported as such.
+    with contextlib.suppress(AnalyzeError):
+        detect_python(tmp_path, warnings=warnings)
+    assert all(warnings)  # no empty warning lines
+
+
+@pytest.mark.parametrize(
+    ("filename", "content"),
+    [
+        ("pyproject.toml", "x = " + "[" * 50_000 + "]" * 50_000 + "\n"),
+        ("environment.yml", "dependencies: " + "[" * 50_000 + "]" * 50_000 + "\n"),
+        ("setup.py", "x = " + "[" * 50_000 + "]" * 50_000 + "\n"),
+        ("Pipfile", "a = " + "{b = " * 20_000 + "1" + "}" * 20_000 + "\n"),
+    ],
+)
+def test_deeply_nested_files_are_warnings(tmp_path: Path, filename: str, content: str) -> None:
+    (tmp_path / filename).write_text(content)
+    warnings: list[str] = []
+    assert declared_requirements(tmp_path, warnings=warnings) == ()
+    assert any(w.startswith(filename) for w in warnings), warnings
