@@ -1,0 +1,93 @@
+"""``analyze``: read a repository (never run it) and decide what its image needs, with sources.
+
+The orchestrator: walk the files once, extract each source file's facts once (cached by content
+hash), then let each concept module decide: Python version, declared requirements, imports to
+distributions, environment variables, layout, entrypoints, CUDA need and system packages. A file
+that cannot be read or parsed never stops the analysis; it is listed in ``warnings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlpack.errors import AnalyzeError
+
+if TYPE_CHECKING:
+    from mlpack.analyze.model import ProjectAnalysis
+
+__all__ = ["analyze"]
+
+
+def analyze(root: Path, *, cache_dir: Path | None = None) -> ProjectAnalysis:
+    """Analyse the repository at ``root``.
+
+    :param cache_dir: where per-file facts are cached (default
+        ``$XDG_CACHE_HOME/mlpack/analyze``); a missing or corrupt cache only costs time.
+    :raises AnalyzeError: when ``root`` is not a readable directory, or declared files conflict.
+    """
+    from mlpack.analyze.accelerators import analyze_accelerator, analyze_system_packages
+    from mlpack.analyze.entrypoints import analyze_entrypoints
+    from mlpack.analyze.envvars import analyze_env
+    from mlpack.analyze.factcache import collect_facts
+    from mlpack.analyze.imports import analyze_imports, installed_evidence, repo_environments
+    from mlpack.analyze.layout import analyze_layout
+    from mlpack.analyze.model import ProjectAnalysis
+    from mlpack.analyze.python_version import detect_python
+    from mlpack.analyze.requirements import declared_requirements
+    from mlpack.analyze.walk import walk_repo
+
+    root = _check_root(Path(root))
+    warnings: list[str] = []
+    tree = walk_repo(root, warnings=warnings)
+    facts = collect_facts(tree, cache_dir=cache_dir, warnings=warnings)
+    python = detect_python(root, warnings=warnings)
+    declared = declared_requirements(root, warnings=warnings)
+    environments = repo_environments(root)
+    installed = installed_evidence(environments or None)
+    imports = analyze_imports(
+        tree,
+        facts,
+        python_version=python.version,
+        declared=declared,
+        installed=installed,
+        warnings=warnings,
+    )
+    env = analyze_env(tree, facts, warnings=warnings)
+    layout = analyze_layout(tree, facts)
+    entrypoints = analyze_entrypoints(tree, facts, warnings=warnings)
+    accelerator = analyze_accelerator(facts, imports.packages)
+    system_packages = analyze_system_packages(imports.packages)
+    if not tree.files:
+        warnings.append(f"{root}: no files to analyse (empty repository?); using defaults")
+    return ProjectAnalysis(
+        root=str(root),
+        python=python,
+        packages=imports.packages,
+        ambiguous=imports.ambiguous,
+        env=env,
+        layout=layout,
+        entrypoints=entrypoints,
+        accelerator=accelerator,
+        system_packages=system_packages,
+        warnings=tuple(dict.fromkeys(warnings)),
+    )
+
+
+def _check_root(root: Path) -> Path:
+    if not root.exists():
+        msg = f"cannot analyse {root}: it does not exist"
+        raise AnalyzeError(msg, hint="pass the path of the repository folder (default: .)")
+    if not root.is_dir():
+        msg = f"cannot analyse {root}: it is not a directory"
+        raise AnalyzeError(
+            msg, hint="pass the repository's folder, not a file inside it (e.g. `mlpack analyze .`)"
+        )
+    try:
+        next(iter(root.iterdir()), None)
+    except OSError as exc:
+        msg = f"cannot analyse {root}: the folder cannot be read ({exc.strerror})"
+        raise AnalyzeError(
+            msg, hint="check its permissions, or run as a user who can read it"
+        ) from exc
+    return root.resolve()

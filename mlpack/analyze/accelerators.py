@@ -1,0 +1,78 @@
+"""CUDA need and the Debian packages the chosen distributions load at run time.
+
+Rule: CUDA is *needed* when code outside tests uses a GPU unconditionally: ``.cuda()``,
+``torch.device("cuda")``, ``.to("cuda")``, ``device="cuda"``/``device_map="cuda"``, a
+``torch.cuda.*`` call other than queries and no-ops (``is_available``, ``device_count``,
+``manual_seed*``, ``empty_cache``...), ``tf.device("/GPU:0")``, ``tf.config`` GPU calls,
+``jax.devices("gpu")``, an NCCL process group; or when a package needs it by name
+(``nvidia-*``, ``*-cuda*``, ``cupy-cuda*``, ``*-gpu``, a ``cuda``/``gpu`` extra) or the code
+imports ``cupy``/``pycuda``. A use under a GPU-availability check (``if
+torch.cuda.is_available():``, ``"cuda" if torch.cuda.is_available() else "cpu"``) only means the
+GPU is optional: alone, it leaves ``cuda`` False, so a CPU image works.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Final
+
+from mlpack.analyze.model import Accelerator, Package, SystemPackage
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from mlpack.analyze.pyfacts import FileFacts
+
+_CUDA_PACKAGE: Final = re.compile(r"^nvidia-|cuda|-gpu$|^pycuda$")
+_CUDA_EXTRA: Final = re.compile(r"cuda|gpu")
+_CUDA_IMPORTS: Final = frozenset({"cupy", "pycuda"})
+_TEST_PARTS: Final = ("tests/", "test/")
+
+
+def analyze_accelerator(facts: Mapping[str, FileFacts], packages: Iterable[Package]) -> Accelerator:
+    """Decide whether CUDA is needed, citing the first piece of evidence."""
+    evidence: list[tuple[str, int]] = []
+    for path, file_facts in facts.items():
+        if path.startswith(_TEST_PARTS) or any(f"/{p}" in path for p in _TEST_PARTS):
+            continue
+        evidence.extend((path, line) for line, _ in file_facts.cuda)
+    if evidence:
+        path, line = min(evidence)
+        return Accelerator(cuda=True, source=f"{path}:{line}")
+    for package in sorted(packages, key=lambda p: p.name):
+        if package.group is not None and package.optional:
+            continue
+        if _CUDA_PACKAGE.search(package.name) or any(_CUDA_EXTRA.search(e) for e in package.extras):
+            return Accelerator(cuda=True, source=package.source)
+        if package.used and _CUDA_IMPORTS.intersection(package.imports):
+            return Accelerator(cuda=True, source=package.source)
+    return Accelerator(cuda=False, source=None)
+
+
+@cache
+def system_libs() -> dict[str, tuple[str, ...]]:
+    """Return distribution -> Debian runtime packages (``data/system_libs.toml``)."""
+    text = (
+        resources.files("mlpack.analyze")
+        .joinpath("data", "system_libs.toml")
+        .read_text(encoding="utf-8")
+    )
+    return {k: tuple(v) for k, v in tomllib.loads(text)["packages"].items()}
+
+
+def analyze_system_packages(packages: Iterable[Package]) -> tuple[SystemPackage, ...]:
+    """Return the Debian packages the given distributions need, one per name, sorted."""
+    table = system_libs()
+    chosen: dict[str, str] = {}
+    for package in sorted(packages, key=lambda p: p.name):
+        for deb in table.get(package.name, ()):
+            chosen.setdefault(deb, package.name)
+    return tuple(SystemPackage(name=n, required_by=chosen[n]) for n in sorted(chosen))

@@ -1,0 +1,321 @@
+"""Entrypoints: the ways to start training or inference, most likely first.
+
+Found, without running anything:
+
+- web app objects at module level (``app = FastAPI()``, ``Starlette()`` -> uvicorn;
+  ``Flask(__name__)`` -> gunicorn), as ``module:variable`` (``--app-dir src`` under ``src/``);
+- scripts with ``if __name__ == "__main__":`` (training, or inference when they start a server
+  with ``uvicorn.run``/``app.run``) and packages with ``__main__.py`` (``python -m pkg``);
+  tests, docs, ``setup.py``, ``noxfile.py`` and ``conftest.py`` are left out;
+- ``[project.scripts]`` console scripts;
+- ``Procfile`` lines (``web:`` is inference), ``Makefile`` targets named like training
+  (train, finetune, ...) or serving (serve, api, ...) or whose recipe launches ``torchrun``,
+  ``accelerate launch``, ``deepspeed`` or a server; shell scripts that do the same.
+
+Order: an app object first for inference, a root ``train.py`` first for training, then by how
+specific the evidence is and how shallow the file lies; names are unique.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from typing import TYPE_CHECKING, Final
+
+from mlpack.analyze.model import Entrypoint, EntrypointKind
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mlpack.analyze.pyfacts import FileFacts
+    from mlpack.analyze.walk import RepoTree
+
+TRAIN_WORDS: Final = ("train", "finetune", "fine_tune", "fine-tune", "pretrain", "fit")
+SERVE_WORDS: Final = ("serve", "server", "api", "inference", "predict", "web", "app", "service")
+_EXCLUDED_PARTS: Final = ("tests/", "test/", "docs/", "doc/")
+_EXCLUDED_NAMES: Final = frozenset({"setup.py", "noxfile.py", "conftest.py", "fabfile.py"})
+_LAUNCH: Final = re.compile(
+    r"\b(torchrun|accelerate\s+launch|deepspeed|python3?\s+-m\s+torch\.distributed\.(?:run|launch))\b"
+)
+_SERVER: Final = re.compile(r"\b(uvicorn|gunicorn|hypercorn|streamlit\s+run|flask\s+run)\b")
+_MAKE_TARGET: Final = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)\s*:(?!=)")
+_PROCFILE: Final = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+?)\s*$")
+HOST_PORT: Final = ("--host", "0.0.0.0", "--port", "8000")
+
+
+def analyze_entrypoints(
+    tree: RepoTree, facts: Mapping[str, FileFacts], *, warnings: list[str]
+) -> tuple[Entrypoint, ...]:
+    """Find every entrypoint and order them, most likely first."""
+    found: list[tuple[int, Entrypoint]] = []
+    files = tree.names()
+    for path in sorted(facts):
+        found.extend(_from_facts(path, facts[path], files))
+    found.extend(_console_scripts(tree, files, warnings))
+    found.extend(_procfile(tree, files, warnings))
+    found.extend(_makefile(tree, files, warnings))
+    for entry in tree.files:
+        if entry.path.endswith(".sh") and not _excluded(entry.path):
+            found.extend(_shell_script(tree, entry.path, warnings))
+    found.sort(key=lambda item: (-item[0], item[1].path, item[1].command))
+    result: list[Entrypoint] = []
+    names: set[str] = set()
+    for _, ep in found:
+        name, n = ep.name, 1
+        while name in names:
+            n += 1
+            name = f"{ep.name}-{n}"
+        names.add(name)
+        result.append(
+            Entrypoint(kind=ep.kind, command=ep.command, path=ep.path, source=ep.source, name=name)
+        )
+    return tuple(result)
+
+
+def _excluded(path: str) -> bool:
+    name = path.rpartition("/")[2]
+    return (
+        path.startswith(_EXCLUDED_PARTS)
+        or any(f"/{p}" in path for p in _EXCLUDED_PARTS)
+        or name in _EXCLUDED_NAMES
+        or name.startswith("test_")
+    )
+
+
+def _depth(path: str) -> int:
+    return path.count("/")
+
+
+def _module_path(path: str, files: frozenset[str]) -> tuple[str, bool] | None:
+    """Return (dotted module, under src/) for a .py file, or None when not importable."""
+    if not path.endswith(".py"):
+        return None
+    parts = path[:-3].split("/")
+    in_src = parts[0] == "src" and len(parts) > 1
+    if in_src:
+        parts = parts[1:]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    if not parts or not all(p.isidentifier() for p in parts):
+        return None
+    return ".".join(parts), in_src
+
+
+def _kind_of(name: str) -> EntrypointKind:
+    lowered = name.lower()
+    if any(w in lowered for w in SERVE_WORDS) and not any(w in lowered for w in TRAIN_WORDS):
+        return "inference"
+    return "training"
+
+
+def _ep(
+    kind: EntrypointKind, command: tuple[str, ...], path: str, source: str, name: str
+) -> Entrypoint:
+    return Entrypoint(kind=kind, command=command, path=path, source=source, name=name)
+
+
+def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tuple[int, Entrypoint]]:
+    found: list[tuple[int, Entrypoint]] = []
+    if _excluded(path) or path.endswith(".ipynb"):
+        return found
+    stem = path.rpartition("/")[2][:-3]
+    module = _module_path(path, files)
+    for var, framework, line in facts.apps:
+        if module is None:
+            continue
+        dotted, in_src = module
+        target = f"{dotted}:{var}"
+        if framework == "flask":
+            command: tuple[str, ...] = ("gunicorn", "--bind", "0.0.0.0:8000", target)
+            if in_src:
+                command = ("gunicorn", "--chdir", "src", "--bind", "0.0.0.0:8000", target)
+        else:
+            command = ("uvicorn", target, *HOST_PORT)
+            if in_src:
+                command = ("uvicorn", target, "--app-dir", "src", *HOST_PORT)
+        found.append(
+            (200 - 5 * _depth(path), _ep("inference", command, path, f"{path}:{line}", "serve"))
+        )
+    if (
+        stem == "__main__"
+        and module is not None
+        and "." not in path.rpartition("/")[0]
+        and facts.error is None
+    ):
+        dotted, in_src = module
+        if dotted:
+            found.append(
+                (
+                    120 - 5 * _depth(path),
+                    _ep(
+                        "training", ("python", "-m", dotted), path, path, dotted.rpartition(".")[2]
+                    ),
+                )
+            )
+        return found
+    if facts.main:
+        source = f"{path}:{facts.main}"
+        if facts.serves:
+            score = 190 - 5 * _depth(path)
+            found.append((score, _ep("inference", ("python", path), path, source, stem)))
+        else:
+            lowered = stem.lower()
+            if path == "train.py":
+                score = 200
+            elif lowered.startswith(TRAIN_WORDS):
+                score = 180
+            elif lowered in {"main", "run", "cli"}:
+                score = 150
+            else:
+                score = 120
+            kind = _kind_of(stem) if not lowered.startswith(TRAIN_WORDS) else "training"
+            found.append(
+                (score - 10 * _depth(path), _ep(kind, ("python", path), path, source, stem))
+            )
+    return found
+
+
+def _read(tree: RepoTree, rel: str, warnings: list[str]) -> str | None:
+    try:
+        return (tree.root / rel).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        warnings.append(f"{rel}: unreadable, skipped ({exc.strerror})")
+        return None
+
+
+def _console_scripts(
+    tree: RepoTree, files: frozenset[str], warnings: list[str]
+) -> list[tuple[int, Entrypoint]]:
+    if "pyproject.toml" not in files:
+        return []
+    text = _read(tree, "pyproject.toml", warnings)
+    if text is None:
+        return []
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []  # the requirements reader reports a broken pyproject.toml
+    project = data.get("project")
+    scripts = project.get("scripts") if isinstance(project, dict) else None
+    if not isinstance(scripts, dict):
+        return []
+    lines = text.splitlines()
+    found = []
+    for name, target in sorted(scripts.items()):
+        if not isinstance(target, str):
+            continue
+        number = next(
+            (
+                i
+                for i, ln in enumerate(lines, 1)
+                if re.match(rf"""\s*["']?{re.escape(name)}["']?\s*=""", ln)
+            ),
+            1,
+        )
+        module = target.partition(":")[0].strip().replace(".", "/")
+        path = next(
+            (
+                p
+                for p in (
+                    f"{module}.py",
+                    f"{module}/__init__.py",
+                    f"src/{module}.py",
+                    f"src/{module}/__init__.py",
+                )
+                if p in files
+            ),
+            "pyproject.toml",
+        )
+        kind = _kind_of(name)
+        found.append((140, _ep(kind, (name,), path, f"pyproject.toml:{number}", name)))
+    return found
+
+
+def _command(text: str) -> tuple[str, ...]:
+    if "$" in text or any(c in text for c in "|&;<>`"):
+        return ("sh", "-c", text)
+    try:
+        return tuple(shlex.split(text))
+    except ValueError:
+        return ("sh", "-c", text)
+
+
+def _procfile(
+    tree: RepoTree, files: frozenset[str], warnings: list[str]
+) -> list[tuple[int, Entrypoint]]:
+    if "Procfile" not in files:
+        return []
+    text = _read(tree, "Procfile", warnings) or ""
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _PROCFILE.match(line)
+        if not match or line.lstrip().startswith("#"):
+            continue
+        ptype, cmd = match.groups()
+        if ptype == "web" or _SERVER.search(cmd):
+            found.append(
+                (185, _ep("inference", _command(cmd), "Procfile", f"Procfile:{number}", ptype))
+            )
+        else:
+            kind = "training" if _LAUNCH.search(cmd) or "train" in cmd else _kind_of(ptype)
+            found.append((130, _ep(kind, _command(cmd), "Procfile", f"Procfile:{number}", ptype)))
+    return found
+
+
+def _makefile(
+    tree: RepoTree, files: frozenset[str], warnings: list[str]
+) -> list[tuple[int, Entrypoint]]:
+    name = next((n for n in ("Makefile", "makefile", "GNUmakefile") if n in files), None)
+    if name is None:
+        return []
+    text = _read(tree, name, warnings) or ""
+    targets: list[tuple[str, int, list[str]]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _MAKE_TARGET.match(line)
+        if match and not line.startswith((".", "\t")):
+            targets.append((match.group(1), number, []))
+        elif line.startswith("\t") and targets:
+            targets[-1][2].append(line.strip())
+    found = []
+    for target, number, recipe in targets:
+        body = "\n".join(recipe)
+        lowered = target.lower()
+        if _SERVER.search(body) or (lowered in SERVE_WORDS or lowered.startswith(("serve", "api"))):
+            kind: EntrypointKind = "inference"
+        elif _LAUNCH.search(body) or lowered.startswith(TRAIN_WORDS):
+            kind = "training"
+        else:
+            continue
+        found.append((145, _ep(kind, ("make", target), name, f"{name}:{number}", target)))
+    return found
+
+
+def _shell_script(tree: RepoTree, rel: str, warnings: list[str]) -> list[tuple[int, Entrypoint]]:
+    text = _read(tree, rel, warnings)
+    if text is None:
+        return []
+    stem = rel.rpartition("/")[2][:-3]
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        if _LAUNCH.search(line):
+            return [
+                (
+                    160 - 5 * _depth(rel),
+                    _ep("training", ("bash", rel), rel, f"{rel}:{number}", stem),
+                )
+            ]
+        if _SERVER.search(line):
+            return [
+                (
+                    150 - 5 * _depth(rel),
+                    _ep("inference", ("bash", rel), rel, f"{rel}:{number}", stem),
+                )
+            ]
+    return []

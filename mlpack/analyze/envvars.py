@@ -1,0 +1,99 @@
+"""Environment variables the code reads, with literal defaults; secrets by name only.
+
+Found in code: ``os.environ["X"]``, ``os.environ.get("X", d)``, ``os.getenv("X", d)``,
+``os.environ.setdefault("X", d)``, ``"X" in os.environ``, and the same through
+``from os import environ, getenv`` (aliases included). Assignments to ``os.environ`` are the
+program setting a variable, not reading one, and are left out. Names also come from
+``.env.example``, ``.env.sample`` and ``.env.template`` (their values become defaults when
+non-empty). A real ``.env`` is never opened. Names containing KEY, TOKEN, SECRET, PASSWORD,
+PASSWD, CREDENTIAL or AUTH are ``secret``: their defaults are never reported. The code's own
+default wins over an example file's.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Final
+
+from mlpack.analyze.model import EnvVar
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from mlpack.analyze.pyfacts import FileFacts
+    from mlpack.analyze.walk import RepoTree
+
+EXAMPLE_FILES: Final = (".env.example", ".env.sample", ".env.template")
+SECRET_WORDS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+_LINE: Final = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_secret(name: str) -> bool:
+    """True when a variable's name says it holds a credential."""
+    upper = name.upper()
+    return any(word in upper for word in SECRET_WORDS)
+
+
+def analyze_env(
+    tree: RepoTree, facts: Mapping[str, FileFacts], *, warnings: list[str]
+) -> tuple[EnvVar, ...]:
+    """Collect every variable read in code or listed in an example env file, sorted by name."""
+    locations: dict[str, list[tuple[str, int]]] = {}
+    code_defaults: dict[str, list[tuple[tuple[str, int], str]]] = {}
+    example_defaults: dict[str, str] = {}
+    for path, file_facts in facts.items():
+        for name, line, literal in file_facts.env:
+            if not _NAME.match(name):
+                continue
+            locations.setdefault(name, []).append((path, line))
+            if literal is not None:
+                code_defaults.setdefault(name, []).append(((path, line), literal))
+    files = tree.names()
+    for example in EXAMPLE_FILES:
+        for rel in sorted(f for f in files if f == example or f.endswith("/" + example)):
+            for name, line, value in _read_example(tree.root / rel, rel, warnings):
+                locations.setdefault(name, []).append((rel, line))
+                if value and name not in example_defaults:
+                    example_defaults[name] = value
+    result = []
+    for name in sorted(locations):
+        secret = is_secret(name)
+        default: str | None = None
+        if not secret:
+            if name in code_defaults:
+                default = min(code_defaults[name])[1]
+            else:
+                default = example_defaults.get(name)
+        result.append(
+            EnvVar(
+                name=name,
+                default=default,
+                secret=secret,
+                locations=tuple(f"{p}:{n}" for p, n in sorted(set(locations[name]))),
+            )
+        )
+    return tuple(result)
+
+
+def _read_example(path: Path, rel: str, warnings: list[str]) -> list[tuple[str, int, str]]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        warnings.append(f"{rel}: unreadable, skipped ({exc.strerror})")
+        return []
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if not match:
+            continue
+        name, value = match.group(1), match.group(2)
+        if value[:1] in {'"', "'"} and value.endswith(value[0]) and len(value) >= 2:
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].strip()
+        found.append((name, number, value))
+    return found

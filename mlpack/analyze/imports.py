@@ -1,0 +1,508 @@
+"""Imports to distributions: which third-party packages the code uses, mapped from evidence.
+
+Rules, in order, for each absolute import found in the code (see ``pyfacts``):
+
+1. Left out: the standard library of the *target* Python version (``data/stdlib.toml``),
+   ``__future__``, the repository's own modules (top-level modules and packages at the root and
+   under ``src/``; a root folder without ``__init__.py`` only when no distribution is known to
+   provide that name, since a regular package wins over a namespace portion; modules beside the
+   importing file when its folder is not a package, as ``python folder/script.py`` sees them),
+   relative imports and ``if TYPE_CHECKING:`` imports.
+2. Declared beats inferred: a declared requirement that provides the import name (by the
+   curated map read backwards, by an installed distribution's top-level names, or by its own
+   name) takes the import.
+3. Installed evidence: ``top_level.txt``/``RECORD`` of the distributions in the repository's own
+   virtual environment if it has one, else of the interpreter running mlpack. When several
+   installed distributions provide a name, the curated entry decides.
+4. The curated map ``data/import_map.toml``; several candidates make an ``Ambiguity`` (the first
+   candidate is used, and a warning says so) unless step 2 or 3 picked one.
+5. Otherwise the import name itself, canonicalized. Only a *suspicious* guess warns (a private,
+   one- or two-letter, mixed-case or typical local-module name such as ``utils``): most unknown
+   names are simply their distribution's name.
+
+Each undeclared import warns ``undeclared: ...``; each declared main requirement that nothing
+imports warns, except distributions that are used without an import (``data/runtime_only.toml``:
+servers, engines, CUDA wheels, tools) and editable or local requirements.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.metadata
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
+
+from packaging.utils import canonicalize_name
+
+from mlpack.analyze.model import Ambiguity, DeclaredRequirement, Package
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from pathlib import Path
+
+    from mlpack.analyze.pyfacts import FileFacts
+    from mlpack.analyze.walk import RepoTree
+
+# Namespace roots that no single distribution owns: an unknown submodule is never guessed.
+NAMESPACE_ROOTS: Final = frozenset(
+    {"google", "azure", "jaraco", "backports", "zope", "sphinxcontrib", "nvidia", "ruamel"}
+)
+GENERIC_LOCAL_NAMES: Final = frozenset(
+    {
+        "utils",
+        "util",
+        "helpers",
+        "helper",
+        "common",
+        "config",
+        "configs",
+        "settings",
+        "constants",
+        "models",
+        "model",
+        "data",
+        "dataset",
+        "lib",
+        "core",
+        "src",
+        "app",
+        "main",
+        "tools",
+        "misc",
+        "test",
+        "tests",
+        "modules",
+        "layers",
+        "train",
+        "trainer",
+    }
+)
+# Top-level names that broken distributions install; never evidence of anything.
+_JUNK_TOP_LEVELS: Final = frozenset(
+    {"tests", "test", "docs", "doc", "examples", "example", "src", "scripts", "benchmarks"}
+)
+_TEST_PARTS: Final = ("tests/", "test/", "testing/")
+
+
+@cache
+def _load(name: str) -> dict[str, Any]:
+    text = resources.files("mlpack.analyze").joinpath("data", name).read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+@cache
+def import_map() -> dict[str, tuple[str, ...]]:
+    """Return the curated import name -> candidate distributions (canonical), usual one first."""
+    result: dict[str, tuple[str, ...]] = {}
+    for key, value in _load("import_map.toml")["imports"].items():
+        values = [value] if isinstance(value, str) else list(value)
+        result[key] = tuple(canonicalize_name(v) for v in values)
+    return result
+
+
+@cache
+def reverse_import_map() -> dict[str, frozenset[str]]:
+    """Return distribution -> the import names the curated map says it provides."""
+    result: dict[str, set[str]] = {}
+    for key, dists in import_map().items():
+        for dist in dists:
+            result.setdefault(dist, set()).add(key)
+    return {k: frozenset(v) for k, v in result.items()}
+
+
+@cache
+def stdlib_modules(version: str) -> frozenset[str]:
+    """Return the standard library's top-level names for ``version`` ("3.11"), or the nearest."""
+    table = _load("stdlib.toml")
+
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split(".")[:2] if p.isdigit())
+
+    wanted = key(version)
+    if version in table:
+        chosen = version
+    else:
+        chosen = min(table, key=lambda v: abs(key(v)[1] - wanted[1]) if len(wanted) > 1 else 0)
+    return frozenset(table[chosen]["modules"])
+
+
+@cache
+def _runtime_only() -> tuple[frozenset[str], tuple[str, ...]]:
+    data = _load("runtime_only.toml")
+    names = frozenset(canonicalize_name(n) for n in data["distributions"])
+    return names, tuple(data["patterns"])
+
+
+def is_runtime_only(dist: str) -> bool:
+    """True for distributions that are used without being imported (servers, engines...)."""
+    names, patterns = _runtime_only()
+    return dist in names or any(fnmatch.fnmatchcase(dist, p) for p in patterns)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstalledEvidence:
+    """Import names -> distributions that provide them, from installed metadata."""
+
+    provides: Mapping[str, tuple[str, ...]]  # "yaml" -> ("pyyaml",); dotted for namespaces
+    top_levels: Mapping[str, frozenset[str]]  # dist -> its import names
+    where: str = ""  # which environment this came from
+
+
+def installed_evidence(paths: Iterable[Path] | None = None) -> InstalledEvidence:
+    """Read top_level.txt / RECORD of the distributions on ``paths`` (default: ``sys.path``).
+
+    Only metadata files are read; nothing is imported or executed.
+    """
+    provides: dict[str, set[str]] = {}
+    top_levels: dict[str, set[str]] = {}
+    search = None if paths is None else [str(p) for p in paths]
+    for dist in (
+        importlib.metadata.distributions(path=search)
+        if search
+        else (importlib.metadata.distributions())
+    ):
+        try:
+            raw_name = dist.metadata["Name"]
+        except (KeyError, OSError, ValueError):
+            continue
+        if not raw_name:
+            continue
+        name = canonicalize_name(raw_name)
+        names = _dist_import_names(dist)
+        top_levels.setdefault(name, set()).update(names)
+        for imp in names:
+            provides.setdefault(imp, set()).add(name)
+    return InstalledEvidence(
+        provides={k: tuple(sorted(v)) for k, v in provides.items()},
+        top_levels={k: frozenset(v) for k, v in top_levels.items()},
+        where="" if paths is None else ", ".join(str(p) for p in paths),
+    )
+
+
+def _dist_import_names(dist: importlib.metadata.Distribution) -> set[str]:
+    """Top-level import names of one distribution, with 2-level names for namespace roots."""
+    names: set[str] = set()
+    try:
+        top = dist.read_text("top_level.txt")
+        files = dist.files
+    except (OSError, ValueError):
+        return names
+    if top:
+        names.update(line.strip() for line in top.splitlines() if line.strip())
+    for f in files or ():
+        parts = f.parts
+        if (
+            not parts
+            or parts[0].endswith((".dist-info", ".egg-info", ".data"))
+            or parts[0]
+            in {
+                "..",
+                "__pycache__",
+                "bin",
+            }
+        ):
+            continue
+        first = parts[0]
+        if len(parts) == 1:
+            if first.endswith(".py"):
+                names.add(first[:-3])
+            elif first.endswith((".so", ".pyd")):
+                names.add(first.split(".", 1)[0])
+            continue
+        if first.isidentifier():
+            if not top:
+                names.add(first)
+            if first in NAMESPACE_ROOTS or first in names:
+                second = parts[1]
+                second = second.removesuffix(".py")
+                if second.isidentifier() and second != "__init__" and len(parts) >= 2:
+                    names.add(f"{first}.{second}")
+    return {n for n in names if n.split(".")[0] not in _JUNK_TOP_LEVELS and n.isascii()}
+
+
+def repo_environments(root: Path) -> tuple[Path, ...]:
+    """Return the site-packages folders of virtual environments kept inside the repository."""
+    found: list[Path] = []
+    try:
+        children = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return ()
+    for child in children:
+        if not (child / "pyvenv.cfg").is_file():
+            continue
+        found.extend(sorted(child.glob("lib/python*/site-packages")))
+        found.extend(sorted(child.glob("Lib/site-packages")))
+    return tuple(found)
+
+
+@dataclass
+class _Use:
+    locations: list[tuple[str, int]] = field(default_factory=list)
+    optional: list[bool] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportAnalysis:
+    """The packages the code needs and what could not be decided."""
+
+    packages: tuple[Package, ...]
+    ambiguous: tuple[Ambiguity, ...]
+
+
+def own_modules(tree: RepoTree, known: Iterable[str] = ()) -> frozenset[str]:
+    """Return the names importable from the repository root (and ``src/``) that it defines."""
+    known_set = set(known)
+    own: set[str] = set()
+    namespace: set[str] = set()
+    for entry in tree.files:
+        parts = entry.path.split("/")
+        if parts[0] == "src" and len(parts) > 1:
+            parts = parts[1:]
+        if not parts[-1].endswith((".py", ".so", ".pyd")):
+            continue
+        if len(parts) == 1:
+            own.add(parts[0].split(".", 1)[0])
+        elif parts[1] == "__init__.py" and len(parts) == 2:
+            own.add(parts[0])
+        else:
+            namespace.add(parts[0])
+    own.update(n for n in namespace if n not in known_set)
+    return frozenset(n for n in own if n.isidentifier())
+
+
+def _siblings(tree: RepoTree) -> dict[str, frozenset[str]]:
+    """Folder -> module names beside it, for folders that are not packages (script folders)."""
+    result: dict[str, set[str]] = {}
+    files = tree.names()
+    for entry in tree.files:
+        folder, _, name = entry.path.rpartition("/")
+        if not folder or f"{folder}/__init__.py" in files:
+            continue
+        if name.endswith(".py"):
+            result.setdefault(folder, set()).add(name[:-3])
+        parent, _, sub = folder.rpartition("/")
+        if entry.path.endswith(".py") and parent and f"{parent}/__init__.py" not in files:
+            result.setdefault(parent, set()).add(sub)
+    return {k: frozenset(v) for k, v in result.items()}
+
+
+def _is_test_path(path: str) -> bool:
+    name = path.rpartition("/")[2]
+    return (
+        path.startswith(_TEST_PARTS)
+        or any(f"/{p}" in path for p in _TEST_PARTS)
+        or name.startswith("test_")
+        or name.endswith("_test.py")
+        or name == "conftest.py"
+    )
+
+
+def _fmt(locations: Iterable[tuple[str, int]]) -> tuple[str, ...]:
+    return tuple(f"{p}:{n}" for p, n in sorted(set(locations)))
+
+
+def _key_for(module: str, keys: Iterable[Mapping[str, Any]]) -> str:
+    """Return the longest dotted prefix of ``module`` known to any mapping, else its top name."""
+    parts = module.split(".")
+    for size in range(len(parts), 1, -1):
+        prefix = ".".join(parts[:size])
+        if any(prefix in k for k in keys):
+            return prefix
+    return parts[0]
+
+
+def analyze_imports(
+    tree: RepoTree,
+    facts: Mapping[str, FileFacts],
+    *,
+    python_version: str,
+    declared: tuple[DeclaredRequirement, ...],
+    installed: InstalledEvidence,
+    warnings: list[str],
+) -> ImportAnalysis:
+    """Map every third-party import to a distribution and merge with the declared ones."""
+    curated = import_map()
+    stdlib = stdlib_modules(python_version) | {"__future__", "__main__", "builtins"}
+    known = set(curated) | set(installed.provides)
+    known.update(canonicalize_name(d.name).replace("-", "_") for d in declared)
+    own = own_modules(tree, {k.split(".")[0] for k in known})
+    siblings = _siblings(tree)
+
+    uses: dict[str, _Use] = {}
+    for path, file_facts in facts.items():
+        folder = path.rpartition("/")[0]
+        beside = siblings.get(folder, frozenset())
+        for module, line, optional in file_facts.imports:
+            top = module.split(".")[0]
+            if not top.isidentifier() or top in stdlib or top in own or top in beside:
+                continue
+            key = _key_for(module, (curated, installed.provides))
+            use = uses.setdefault(key, _Use())
+            use.locations.append((path, line))
+            use.optional.append(optional)
+
+    providers = _declared_providers(declared, installed)
+    main_decl: dict[str, DeclaredRequirement] = {}
+    for declaration in declared:
+        name = canonicalize_name(declaration.name)
+        current = main_decl.get(name)
+        if current is None or (current.group is not None and declaration.group is None):
+            main_decl[name] = declaration
+
+    chosen: dict[str, list[str]] = {}  # dist -> import keys
+    dist_uses: dict[str, _Use] = {}
+    ambiguous: list[Ambiguity] = []
+    for key in sorted(uses):
+        use = uses[key]
+        dist = _resolve(
+            key,
+            use,
+            providers=providers,
+            installed=installed,
+            curated=curated,
+            ambiguous=ambiguous,
+            warnings=warnings,
+        )
+        if dist is None:
+            continue
+        chosen.setdefault(dist, []).append(key)
+        merged = dist_uses.setdefault(dist, _Use())
+        merged.locations.extend(use.locations)
+        merged.optional.extend(use.optional)
+
+    packages: list[Package] = []
+    for dist in sorted(set(chosen) | set(main_decl)):
+        req = main_decl.get(dist)
+        dist_use = dist_uses.get(dist)
+        imports = tuple(sorted(chosen.get(dist, ())))
+        if req is not None:
+            packages.append(
+                Package(
+                    name=dist,
+                    specifier=req.specifier,
+                    source=req.source,
+                    imports=imports,
+                    optional=req.group is not None,
+                    declared=True,
+                    used=dist_use is not None,
+                    extras=req.extras,
+                    marker=req.marker,
+                    url=req.url,
+                    group=req.group,
+                )
+            )
+            local = req.editable or (req.url or "").startswith(("file:", "."))
+            if dist_use is None and req.group is None and not local and not is_runtime_only(dist):
+                warnings.append(f"declared but never imported: {dist} ({req.source})")
+            continue
+        if dist_use is None:  # pragma: no cover - every dist is declared or imported
+            continue
+        locations = _fmt(dist_use.locations)
+        optional = all(dist_use.optional)
+        tests_only = all(_is_test_path(p) for p, _ in dist_use.locations)
+        packages.append(
+            Package(
+                name=dist,
+                specifier="",
+                source=locations[0],
+                imports=imports,
+                optional=optional,
+                declared=False,
+                used=True,
+                group="test" if tests_only else None,
+            )
+        )
+        kind = "optional, " if optional else ""
+        warnings.append(
+            f"undeclared: {dist} ({kind}imported as {', '.join(imports)} at {locations[0]})"
+        )
+    return ImportAnalysis(packages=tuple(packages), ambiguous=tuple(ambiguous))
+
+
+def _declared_providers(
+    declared: Iterable[DeclaredRequirement], installed: InstalledEvidence
+) -> dict[str, list[str]]:
+    """Import name -> declared distributions providing it, in declaration order."""
+    reverse = reverse_import_map()
+    result: dict[str, list[str]] = {}
+    for req in declared:
+        dist = canonicalize_name(req.name)
+        names = set(reverse.get(dist, ()))
+        names.update(installed.top_levels.get(dist, ()))
+        names.add(dist.replace("-", "_"))
+        names.add(dist.replace("-", "_").replace(".", "_"))
+        if dist.startswith("python-"):
+            names.add(dist[len("python-") :].replace("-", "_"))
+        for name in names:
+            providers = result.setdefault(name, [])
+            if dist not in providers:
+                providers.append(dist)
+    return result
+
+
+def _resolve(
+    key: str,
+    use: _Use,
+    *,
+    providers: Mapping[str, list[str]],
+    installed: InstalledEvidence,
+    curated: Mapping[str, tuple[str, ...]],
+    ambiguous: list[Ambiguity],
+    warnings: list[str],
+) -> str | None:
+    top = key.split(".", maxsplit=1)[0]
+    lowered = key.lower()
+    for name in (key, lowered, top, top.lower()):
+        if name in providers:
+            return providers[name][0]
+    locations = _fmt(use.locations)
+    candidates = curated.get(key) or (curated.get(top) if top == key else None)
+    found = installed.provides.get(key) or (installed.provides.get(top) if top == key else None)
+    if found:
+        if len(found) == 1:
+            return found[0]
+        if candidates:
+            narrowed = [c for c in candidates if c in found]
+            if len(narrowed) == 1 or (len(candidates) == 1 and narrowed):
+                return narrowed[0]
+        return _ambiguous(key, tuple(found), locations, ambiguous, warnings)
+    if candidates:
+        if len(candidates) == 1:
+            return candidates[0]
+        return _ambiguous(key, candidates, locations, ambiguous, warnings)
+    if top in NAMESPACE_ROOTS:
+        warnings.append(
+            f"unknown: no evidence says which distribution provides {key} "
+            f"(a namespace package; declare it) at {locations[0]}"
+        )
+        return None
+    guess = canonicalize_name(top)
+    if top.startswith("_") or len(top) <= 2 or top != top.lower() or top in GENERIC_LOCAL_NAMES:
+        warnings.append(
+            f"guessed: no evidence maps import {top} to a distribution; assuming {guess} "
+            f"({locations[0]}; is it a local module?)"
+        )
+    return guess
+
+
+def _ambiguous(
+    key: str,
+    candidates: tuple[str, ...],
+    locations: tuple[str, ...],
+    ambiguous: list[Ambiguity],
+    warnings: list[str],
+) -> str:
+    ambiguous.append(Ambiguity(module=key, candidates=candidates, locations=locations))
+    warnings.append(
+        f"ambiguous: import {key} is provided by {', '.join(candidates)}; using {candidates[0]} "
+        "(declare one to choose)"
+    )
+    return candidates[0]

@@ -1,0 +1,193 @@
+"""Folder layout: what the code reads (inputs), writes (outputs), the code itself, large files.
+
+- Folders by name, when they exist at the root: inputs ``data/``, ``datasets/``, ``models/``,
+  ``weights/``, ``configs/``, ``conf/``...; outputs ``outputs/``, ``output/``, ``checkpoints/``,
+  ``runs/``, ``logs/``, ``wandb/``, ``mlruns/``, ``lightning_logs/``... An input-named folder that
+  holds Python files is code (e.g. a ``models/`` package), not an input.
+- Literal paths in code: reads (``open(p)``, ``read_csv``, ``np.load``, ``torch.load``,
+  ``Path(p).read_text``, ``from_pretrained("./local")``...) and writes (``open(p, "w")``,
+  ``to_csv``, ``torch.save``, ``joblib.dump``, ``savefig``, ``save_pretrained``, ``os.makedirs``,
+  ``Path(p).mkdir``, ``output_dir=``/``log_dir=`` arguments...). The first folder of the path is
+  reported; a bare file name is reported as itself. Absolute paths, URLs, ``~`` and ``..`` are
+  left out, and so are reads of files shipped in the repository (they are code, not inputs).
+- ``PathUse.kind`` comes from the folder's name, else "data" for reads and "outputs" for writes.
+- Large files: >= 10 MiB, or > 1 MiB with a weights/data extension.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from mlpack.analyze.model import LargeFile, Layout, PathUse
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mlpack.analyze.pyfacts import FileFacts
+    from mlpack.analyze.walk import RepoTree
+
+INPUT_FOLDERS: Final = {
+    "data": "data",
+    "datasets": "data",
+    "dataset": "data",
+    "models": "models",
+    "model": "models",
+    "weights": "models",
+    "pretrained": "models",
+    "configs": "configs",
+    "config": "configs",
+    "conf": "configs",
+}
+OUTPUT_FOLDERS: Final = {
+    "outputs": "outputs",
+    "output": "outputs",
+    "results": "outputs",
+    "artifacts": "outputs",
+    "checkpoints": "checkpoints",
+    "checkpoint": "checkpoints",
+    "ckpt": "checkpoints",
+    "ckpts": "checkpoints",
+    "runs": "runs",
+    "mlruns": "runs",
+    "logs": "logs",
+    "log": "logs",
+    "wandb": "logs",
+    "lightning_logs": "logs",
+    "tb_logs": "logs",
+}
+LARGE_FILE_BYTES: Final = 10 * 2**20
+WEIGHT_FILE_BYTES: Final = 2**20
+WEIGHT_SUFFIXES: Final = (
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".safetensors",
+    ".bin",
+    ".onnx",
+    ".h5",
+    ".hdf5",
+    ".keras",
+    ".pb",
+    ".tflite",
+    ".pkl",
+    ".pickle",
+    ".joblib",
+    ".npy",
+    ".npz",
+    ".parquet",
+    ".arrow",
+    ".feather",
+    ".tfrecord",
+    ".tfrecords",
+    ".gguf",
+    ".ggml",
+    ".msgpack",
+    ".model",
+    ".csv",
+    ".tsv",
+    ".jsonl",
+    ".zip",
+    ".tar",
+    ".gz",
+    ".zst",
+    ".lmdb",
+    ".mdb",
+)
+
+
+def analyze_layout(tree: RepoTree, facts: Mapping[str, FileFacts]) -> Layout:
+    """Derive inputs, outputs, code and large files from folder names, code and file sizes."""
+    files = tree.names()
+    code_dirs = {p.split("/", 1)[0] for p in files if "/" in p and p.endswith(".py")}
+    inputs: dict[str, PathUse] = {}
+    outputs: dict[str, PathUse] = {}
+
+    uses: list[tuple[str, int, str, str]] = []  # (path, line, file, mode)
+    for file, file_facts in facts.items():
+        for raw, line, mode in file_facts.paths:
+            uses.append((raw, line, file, mode))
+    for raw, line, file, mode in sorted(uses, key=lambda u: (u[2], u[1], u[0])):
+        path = _normalize(raw)
+        if path is None:
+            continue
+        top, slash, _ = path.partition("/")
+        is_folder = bool(slash)
+        exists = top in tree.dirs or top in files or (tree.root / top).exists()
+        if mode == "p" and not (
+            raw.startswith(("./", "../")) or top in tree.dirs or top in INPUT_FOLDERS
+        ):
+            continue  # a hub id such as "org/model", not a local folder
+        if top in code_dirs:
+            continue
+        source = f"{file}:{line}"
+        if mode == "w":
+            kind = OUTPUT_FOLDERS.get(top) or INPUT_FOLDERS.get(top) or "outputs"
+            outputs.setdefault(top, PathUse(path=top, kind=kind, source=source, exists=exists))
+            continue
+        if top in OUTPUT_FOLDERS:
+            outputs.setdefault(
+                top, PathUse(path=top, kind=OUTPUT_FOLDERS[top], source=source, exists=exists)
+            )
+            continue
+        if not is_folder and top in files:
+            continue  # a file shipped with the code
+        kind = INPUT_FOLDERS.get(top, "data")
+        inputs.setdefault(top, PathUse(path=top, kind=kind, source=source, exists=exists))
+
+    for name, kind in INPUT_FOLDERS.items():
+        if name not in inputs and name not in code_dirs and (tree.root / name).is_dir():
+            inputs[name] = PathUse(path=name, kind=kind, source="rule: folder exists", exists=True)
+    for name, kind in OUTPUT_FOLDERS.items():
+        if name not in outputs and (tree.root / name).is_dir():
+            outputs[name] = PathUse(path=name, kind=kind, source="rule: folder exists", exists=True)
+
+    large = [
+        LargeFile(path=f.path, size=f.size)
+        for f in tree.files
+        if f.size >= LARGE_FILE_BYTES
+        or (f.size > WEIGHT_FILE_BYTES and f.path.lower().endswith(WEIGHT_SUFFIXES))
+    ]
+    return Layout(
+        inputs=tuple(inputs[k] for k in sorted(inputs)),
+        outputs=tuple(outputs[k] for k in sorted(outputs)),
+        code=code_paths(tree),
+        large_files=tuple(large),
+    )
+
+
+def code_paths(tree: RepoTree) -> tuple[str, ...]:
+    """Return packages, root modules, script folders and notebooks (relative posix paths)."""
+    files = tree.names()
+    found: set[str] = set()
+    for path in files:
+        parts = path.split("/")
+        if path.endswith(".ipynb"):
+            found.add(path)
+            continue
+        if not path.endswith(".py"):
+            continue
+        if len(parts) == 1:
+            found.add(path)
+        elif parts[0] == "src" and len(parts) > 2 and f"src/{parts[1]}/__init__.py" in files:
+            found.add(f"src/{parts[1]}")
+        elif parts[0] == "src" and len(parts) == 2:
+            found.add(path)
+        else:
+            found.add(parts[0])
+    return tuple(sorted(found))
+
+
+def _normalize(raw: str) -> str | None:
+    path = raw.strip().replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    path = path.rstrip("/")
+    if (
+        not path
+        or path.startswith(("/", "~", "$", "{", "."))
+        or "://" in path
+        or ".." in path.split("/")
+        or any(c in path for c in "*?{}<>|\n\t")
+    ):
+        return None
+    return path

@@ -1,0 +1,742 @@
+"""Per-file facts: parse each .py file and notebook once, extract every concept's raw facts.
+
+A file's facts depend on its bytes only, so they are cached by content hash (see
+``mlpack.analyze.factcache``). The concept modules (imports, envvars, layout, entrypoints,
+accelerators) turn the facts of all files into the analysis; nothing here knows the repository.
+Nothing is executed: the source is only parsed with :mod:`ast`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+MAX_SOURCE_BYTES: Final = 5 * 2**20  # larger .py files are generated data, not code
+MAX_NOTEBOOK_BYTES: Final = 50 * 2**20  # notebooks carry outputs (images); code is small
+
+Mode = str  # "r" read, "w" write, "p" from_pretrained (local only when the folder exists)
+
+# Calls that read or write the path given as a literal argument (by the call's last name).
+_READ_CALLS: Final = frozenset(
+    {
+        "read_csv",
+        "read_parquet",
+        "read_json",
+        "read_excel",
+        "read_pickle",
+        "read_table",
+        "read_feather",
+        "read_hdf",
+        "read_orc",
+        "load",
+        "loadtxt",
+        "genfromtxt",
+        "load_file",
+        "imread",
+        "read_text",
+        "read_bytes",
+        "load_dataset",
+        "load_from_disk",
+        "load_model",
+        "load_state_dict",
+        "ImageFolder",
+        "DatasetFolder",
+        "safe_open",
+    }
+)
+_WRITE_CALLS: Final = frozenset(
+    {
+        "to_csv",
+        "to_parquet",
+        "to_json",
+        "to_pickle",
+        "to_feather",
+        "to_excel",
+        "to_hdf",
+        "to_orc",
+        "savefig",
+        "save_pretrained",
+        "save_model",
+        "save_file",
+        "save_to_disk",
+        "save",
+        "savez",
+        "savez_compressed",
+        "savetxt",
+        "dump",
+        "imwrite",
+        "save_image",
+        "write_text",
+        "write_bytes",
+        "makedirs",
+        "mkdir",
+        "SummaryWriter",
+        "FileHandler",
+        "copy",
+        "copyfile",
+        "copytree",
+        "export",
+    }
+)
+_WRITE_KEYWORDS: Final = frozenset(
+    {
+        "output_dir",
+        "output_path",
+        "out_dir",
+        "log_dir",
+        "logdir",
+        "logging_dir",
+        "save_dir",
+        "save_path",
+        "dirpath",
+        "default_root_dir",
+        "checkpoint_dir",
+        "ckpt_dir",
+        "cache_dir",
+        "filename",
+    }
+)
+_READ_KEYWORDS: Final = frozenset(
+    {
+        "config_path",
+        "data_dir",
+        "data_path",
+        "dataset_path",
+        "data_files",
+        "train_file",
+        "validation_file",
+        "test_file",
+        "model_path",
+        "weights",
+        "root",
+    }
+)
+_RECEIVER_CALLS: Final = frozenset(
+    {"mkdir", "write_text", "write_bytes", "read_text", "read_bytes"}
+)
+_APP_CLASSES: Final = {"FastAPI": "fastapi", "Flask": "flask", "Starlette": "starlette"}
+# torch.cuda.<name>(...) calls that do not need a GPU (queries, seeds, no-ops on CPU).
+_CUDA_HARMLESS: Final = frozenset(
+    {
+        "is_available",
+        "device_count",
+        "manual_seed",
+        "manual_seed_all",
+        "empty_cache",
+        "is_initialized",
+        "is_bf16_supported",
+        "amp",
+        "reset_peak_memory_stats",
+    }
+)
+_IMPORT_ERRORS: Final = frozenset(
+    {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+)
+_CUDA_LITERAL: Final = re.compile(r"cuda(:\d+)?$")
+_CELL_MAGIC_PYTHON: Final = frozenset({"%%time", "%%timeit", "%%capture", "%%prun"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileFacts:
+    """What one source file says, with 1-based line numbers.
+
+    - ``imports``: (dotted module, line, optional) for absolute imports, ``importlib`` and
+      ``__import__`` literals; relative and ``TYPE_CHECKING`` imports are left out;
+    - ``env``: (name, line, literal default or None);
+    - ``paths``: (literal path, line, mode) with mode "r", "w" or "p" (``from_pretrained``);
+    - ``main``: line of ``if __name__ == "__main__"`` (0: none); ``serves``: line of a server
+      start (``uvicorn.run``, ``app.run``; 0: none);
+    - ``apps``: (variable, framework, line) for module-level FastAPI/Flask/Starlette objects;
+    - ``cuda``: (line, what) for unguarded GPU use; ``cuda_optional``: line of a guarded use;
+    - ``error``: why the file was skipped, or None.
+    """
+
+    imports: tuple[tuple[str, int, bool], ...] = ()
+    env: tuple[tuple[str, int, str | None], ...] = ()
+    paths: tuple[tuple[str, int, Mode], ...] = ()
+    main: int = 0
+    serves: int = 0
+    apps: tuple[tuple[str, str, int], ...] = ()
+    cuda: tuple[tuple[int, str], ...] = ()
+    cuda_optional: int = 0
+    error: str | None = None
+
+    def to_json(self) -> list[Any]:
+        """Return a compact JSON-able form (the cache's format)."""
+        return [
+            self.imports,
+            self.env,
+            self.paths,
+            self.main,
+            self.serves,
+            self.apps,
+            self.cuda,
+            self.cuda_optional,
+            self.error,
+        ]
+
+    @classmethod
+    def from_json(cls, data: Any) -> FileFacts:
+        """Rebuild facts from :meth:`to_json`'s form; raise ValueError when malformed."""
+        try:
+            imports, env, paths, main, serves, apps, cuda, cuda_optional, error = data
+            return cls(
+                imports=tuple((str(m), int(n), bool(o)) for m, n, o in imports),
+                env=tuple((str(k), int(n), None if d is None else str(d)) for k, n, d in env),
+                paths=tuple((str(p), int(n), str(m)) for p, n, m in paths),
+                main=int(main),
+                serves=int(serves),
+                apps=tuple((str(v), str(f), int(n)) for v, f, n in apps),
+                cuda=tuple((int(n), str(w)) for n, w in cuda),
+                cuda_optional=int(cuda_optional),
+                error=None if error is None else str(error),
+            )
+        except (TypeError, ValueError) as exc:
+            msg = f"malformed cached facts: {exc}"
+            raise ValueError(msg) from exc
+
+
+def facts_for(path: str, data: bytes) -> FileFacts:
+    """Extract the facts of one file from its bytes (``.py`` or ``.ipynb``)."""
+    if path.endswith(".ipynb"):
+        return _notebook_facts(data)
+    if len(data) > MAX_SOURCE_BYTES:
+        return FileFacts(error=f"larger than {MAX_SOURCE_BYTES // 2**20} MiB, not parsed")
+    tree_or_error = _parse(data)
+    if isinstance(tree_or_error, str):
+        return FileFacts(error=tree_or_error)
+    extractor = _Extractor()
+    extractor.visit(tree_or_error)
+    return extractor.facts()
+
+
+def _parse(data: bytes | str) -> ast.Module | str:
+    """Parse source (bytes honour PEP 263 coding cookies); return the tree or why not."""
+    try:
+        return ast.parse(data)
+    except SyntaxError as exc:
+        text = str(exc.msg)
+        if "decode" in text or "codec" in text or "utf-8" in text.lower():
+            return "not valid UTF-8 (nor its declared encoding), not parsed"
+        hint = ""
+        if isinstance(data, bytes) and b"\n<<<<<<< " in b"\n" + data:
+            hint = " (merge-conflict markers)"
+        elif _looks_like_python2(data):
+            hint = " (Python 2 code?)"
+        return f"syntax error at line {exc.lineno}{hint}, not parsed"
+    except ValueError:
+        return "binary content (null bytes), not parsed"
+    except (RecursionError, MemoryError):
+        return "too deeply nested to parse, skipped"
+
+
+def _looks_like_python2(data: bytes | str) -> bool:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return bool(
+        re.search(
+            r"^\s*print\s+[\"'\w]|^\s*exec\s+[\"']|except\s+\w+\s*,\s*\w+:", text, re.MULTILINE
+        )
+    )
+
+
+def _notebook_facts(data: bytes) -> FileFacts:
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        return FileFacts(error=f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB, not parsed")
+    try:
+        nb = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return FileFacts(error="invalid notebook JSON, not parsed")
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if not isinstance(cells, list):
+        # nbformat 3 kept cells under worksheets.
+        sheets = nb.get("worksheets") if isinstance(nb, dict) else None
+        cells = []
+        if isinstance(sheets, list):
+            for sheet in sheets:
+                if isinstance(sheet, dict) and isinstance(sheet.get("cells"), list):
+                    cells.extend(sheet["cells"])
+    extractor = _Extractor()
+    offset = 0
+    bad: list[str] = []
+    number = 0
+    for cell in cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        number += 1
+        raw = cell.get("source", cell.get("input", ""))
+        source = "".join(raw) if isinstance(raw, list) else str(raw)
+        code = _strip_magics(source)
+        lines = source.count("\n") + 1
+        if code is not None:
+            tree = _parse(code)
+            if isinstance(tree, str):
+                bad.append(str(number))
+            else:
+                extractor.offset = offset
+                extractor.visit(tree)
+        offset += lines
+    facts = extractor.facts()
+    if bad:
+        shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+        return FileFacts(
+            imports=facts.imports,
+            env=facts.env,
+            paths=facts.paths,
+            main=facts.main,
+            serves=facts.serves,
+            apps=facts.apps,
+            cuda=facts.cuda,
+            cuda_optional=facts.cuda_optional,
+            error=f"code cell {shown} not valid Python, skipped (the rest was analysed)",
+        )
+    return facts
+
+
+def _strip_magics(source: str) -> str | None:
+    """Blank IPython magics and shell escapes (``%``, ``!``); None for non-Python cell magics."""
+    lines = source.splitlines()
+    if lines and lines[0].lstrip().startswith("%%"):
+        if lines[0].split()[0] not in _CELL_MAGIC_PYTHON:
+            return None
+        lines[0] = ""
+    out = []
+    for line in lines:
+        stripped = line.lstrip()
+        if stripped.startswith(("%", "!")):
+            # Keep the indentation so a magic alone in a block stays valid Python.
+            out.append(line[: len(line) - len(stripped)] + "pass")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _dotted(node: ast.expr) -> str:
+    """Return ``a.b.c`` for a Name/Attribute chain, else ""."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return ""
+
+
+def _literal(node: ast.expr | None) -> str | None:
+    """Return a literal default as text (str/int/float/bool), None otherwise."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool)):
+        return str(node.value)
+    return None
+
+
+def _path_literal(node: ast.expr) -> str | None:
+    """Return the literal path an argument names, or its literal folder part."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        head = ""
+        for value in node.values:
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                head += value.value
+            else:
+                break
+        folder = head.rpartition("/")[0]
+        return folder or None
+    if isinstance(node, ast.Call):
+        name = _dotted(node.func)
+        if name.endswith(("Path", "PurePath")) and node.args:
+            return _path_literal(node.args[0])
+        if name in {"os.path.join", "path.join", "join"}:
+            parts: list[str] = []
+            for arg in node.args:
+                lit = _path_literal(arg)
+                if lit is None:
+                    break
+                parts.append(lit)
+            return "/".join(parts) or None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        left = _path_literal(node.left)
+        right = _path_literal(node.right)
+        if left is not None and right is not None:
+            return f"{left}/{right}"
+        return left
+    return None
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return _dotted(test) in {"TYPE_CHECKING", "typing.TYPE_CHECKING", "t.TYPE_CHECKING"}
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return bool(names and mains)
+
+
+def _mentions_gpu_check(test: ast.expr) -> bool:
+    """True when a condition asks whether a GPU is there (``torch.cuda.is_available()``...)."""
+    for node in ast.walk(test):
+        if isinstance(node, ast.Attribute) and node.attr in {
+            "is_available",
+            "device_count",
+            "cuda",
+            "list_physical_devices",
+            "gpu_device_name",
+            "is_built_with_cuda",
+        }:
+            return True
+        if isinstance(node, ast.Name) and "cuda" in node.id.lower():
+            return True
+    return False
+
+
+def _handles_import_error(handlers: Iterable[ast.ExceptHandler]) -> bool:
+    for handler in handlers:
+        if handler.type is None:
+            return True
+        types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        if any(_dotted(t).rpartition(".")[2] in _IMPORT_ERRORS for t in types):
+            return True
+    return False
+
+
+class _Extractor(ast.NodeVisitor):
+    """One pass over a tree that records the facts of every concept."""
+
+    def __init__(self) -> None:
+        self.offset = 0  # line offset (notebook cells)
+        self._optional = 0  # depth of try-bodies that catch ImportError
+        self._guarded = 0  # depth of branches under a GPU-availability check
+        self._scope = 0  # depth of def/class bodies
+        self._os = {"os"}
+        self._environ: set[str] = set()
+        self._getenv: set[str] = set()
+        self._app_vars: set[str] = set()
+        self.imports: list[tuple[str, int, bool]] = []
+        self.env: list[tuple[str, int, str | None]] = []
+        self.paths: list[tuple[str, int, Mode]] = []
+        self.main = 0
+        self.serves = 0
+        self.apps: list[tuple[str, str, int]] = []
+        self.cuda: list[tuple[int, str]] = []
+        self.cuda_optional = 0
+
+    def facts(self) -> FileFacts:
+        """Return what was collected."""
+        return FileFacts(
+            imports=tuple(self.imports),
+            env=tuple(self.env),
+            paths=tuple(self.paths),
+            main=self.main,
+            serves=self.serves,
+            apps=tuple(self.apps),
+            cuda=tuple(self.cuda),
+            cuda_optional=self.cuda_optional,
+        )
+
+    def _line(self, node: ast.AST) -> int:
+        return int(getattr(node, "lineno", 0)) + self.offset
+
+    # --- imports ---
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.imports.append((alias.name, self._line(node), self._optional > 0))
+            if alias.name == "os":
+                self._os.add(alias.asname or "os")
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level or not node.module:
+            return
+        self.imports.append((node.module, self._line(node), self._optional > 0))
+        if node.module == "os":
+            for alias in node.names:
+                if alias.name == "environ":
+                    self._environ.add(alias.asname or "environ")
+                elif alias.name == "getenv":
+                    self._getenv.add(alias.asname or "getenv")
+
+    def visit_Try(self, node: ast.Try) -> None:
+        self._visit_try(node.body, node.handlers, node.orelse, node.finalbody)
+
+    def visit_TryStar(self, node: ast.TryStar) -> None:
+        self._visit_try(node.body, node.handlers, node.orelse, node.finalbody)
+
+    def _visit_try(
+        self,
+        body: list[ast.stmt],
+        handlers: list[ast.ExceptHandler],
+        orelse: list[ast.stmt],
+        finalbody: list[ast.stmt],
+    ) -> None:
+        soft = _handles_import_error(handlers)
+        self._optional += soft
+        for stmt in body:
+            self.visit(stmt)
+        self._optional -= soft
+        for part in (handlers, orelse, finalbody):
+            for item in part:
+                self.visit(item)
+
+    def visit_If(self, node: ast.If) -> None:
+        if _is_type_checking(node.test):
+            for stmt in node.orelse:  # the runtime branch
+                self.visit(stmt)
+            return
+        if self._scope == 0 and _is_main_guard(node.test) and not self.main:
+            self.main = self._line(node)
+        guard = _mentions_gpu_check(node.test)
+        self.visit(node.test)
+        self._guarded += guard
+        for stmt in node.body:
+            self.visit(stmt)
+        for stmt in node.orelse:
+            self.visit(stmt)
+        self._guarded -= guard
+
+    def visit_IfExp(self, node: ast.IfExp) -> None:
+        guard = _mentions_gpu_check(node.test)
+        self._guarded += guard
+        self.generic_visit(node)
+        self._guarded -= guard
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._visit_scope(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self._visit_scope(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._visit_scope(node)
+
+    def _visit_scope(self, node: ast.AST) -> None:
+        self._scope += 1
+        self.generic_visit(node)
+        self._scope -= 1
+
+    # --- apps (module-level FastAPI()/Flask()/Starlette()) ---
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self._app_assign(node.targets, node.value, node)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self._app_assign([node.target], node.value, node)
+        self.generic_visit(node)
+
+    def _app_assign(self, targets: list[ast.expr], value: ast.expr, node: ast.AST) -> None:
+        if not isinstance(value, ast.Call):
+            return
+        framework = _APP_CLASSES.get(_dotted(value.func).rpartition(".")[2])
+        if framework is None:
+            return
+        for target in targets:
+            if isinstance(target, ast.Name):
+                self._app_vars.add(target.id)
+                if self._scope == 0:
+                    self.apps.append((target.id, framework, self._line(node)))
+
+    # --- env vars ---
+    def _is_environ(self, node: ast.expr) -> bool:
+        if isinstance(node, ast.Name):
+            return node.id in self._environ
+        return (
+            isinstance(node, ast.Attribute)
+            and node.attr == "environ"
+            and isinstance(node.value, ast.Name)
+            and node.value.id in self._os
+        )
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        if isinstance(node.ctx, ast.Load) and self._is_environ(node.value):
+            key = node.slice
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                self.env.append((key.value, self._line(node), None))
+        self.generic_visit(node)
+
+    def visit_Compare(self, node: ast.Compare) -> None:
+        if (
+            len(node.ops) == 1
+            and isinstance(node.ops[0], (ast.In, ast.NotIn))
+            and self._is_environ(node.comparators[0])
+            and isinstance(node.left, ast.Constant)
+            and isinstance(node.left.value, str)
+        ):
+            self.env.append((node.left.value, self._line(node), None))
+        self.generic_visit(node)
+
+    def _env_call(self, node: ast.Call, func: ast.expr) -> bool:
+        is_getenv = (isinstance(func, ast.Name) and func.id in self._getenv) or (
+            isinstance(func, ast.Attribute)
+            and func.attr == "getenv"
+            and isinstance(func.value, ast.Name)
+            and func.value.id in self._os
+        )
+        is_environ_method = (
+            isinstance(func, ast.Attribute)
+            and func.attr in {"get", "setdefault"}
+            and self._is_environ(func.value)
+        )
+        if not (is_getenv or is_environ_method) or not node.args:
+            return False
+        key = node.args[0]
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            return True
+        default_node = node.args[1] if len(node.args) > 1 else None
+        for kw in node.keywords:
+            if kw.arg in {"default", "value"}:
+                default_node = kw.value
+        self.env.append((key.value, self._line(node), _literal(default_node)))
+        return True
+
+    # --- calls: dynamic imports, env, paths, servers, cuda ---
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        name = _dotted(func)
+        last = name.rpartition(".")[2] if name else getattr(func, "attr", "")
+        if not self._env_call(node, func):
+            self._dynamic_import(node, name)
+            self._path_call(node, name, last)
+            self._server_call(node, name, func)
+            self._cuda_call(node, name, last)
+        self.generic_visit(node)
+
+    def _dynamic_import(self, node: ast.Call, name: str) -> None:
+        if name not in {"importlib.import_module", "import_module", "__import__"}:
+            return
+        if node.args and isinstance(node.args[0], ast.Constant):
+            value = node.args[0].value
+            if isinstance(value, str) and value and not value.startswith("."):
+                self.imports.append((value, self._line(node), self._optional > 0))
+
+    def _path_call(self, node: ast.Call, name: str, last: str) -> None:
+        line = self._line(node)
+        if last == "open" and isinstance(node.func, ast.Attribute):
+            receiver = _path_literal(node.func.value)
+            if receiver is not None:  # Path("x").open("w")
+                mode_arg = _literal(node.args[0]) if node.args else None
+                mode = "w" if mode_arg and any(c in mode_arg for c in "wax+") else "r"
+                self.paths.append((receiver, line, mode))
+                return
+        if name in {"open", "io.open", "codecs.open"} or (last == "open" and name != "open"):
+            if node.args:
+                path = _path_literal(node.args[0])
+                if path is not None:
+                    self.paths.append((path, line, _open_mode(node)))
+            return
+        if last in _RECEIVER_CALLS and isinstance(node.func, ast.Attribute):
+            path = _path_literal(node.func.value)
+            if path is not None:
+                mode = "r" if last.startswith("read") else "w"
+                self.paths.append((path, line, mode))
+                return
+        if last == "from_pretrained" and node.args:
+            path = _path_literal(node.args[0])
+            if path is not None:
+                self.paths.append((path, line, "p"))
+        elif last in _WRITE_CALLS or last in _READ_CALLS:
+            mode = "w" if last in _WRITE_CALLS else "r"
+            if last in {"copy", "copyfile", "copytree"}:
+                args = node.args[1:2]  # the destination
+            else:
+                args = node.args[:2]
+            for arg in args:
+                path = _path_literal(arg)
+                if path is not None and _looks_like_path(path):
+                    self.paths.append((path, line, mode))
+                    break
+        for kw in node.keywords:
+            if kw.arg in _WRITE_KEYWORDS or kw.arg in _READ_KEYWORDS:
+                path = _path_literal(kw.value)
+                if path is not None and _looks_like_path(path):
+                    self.paths.append((path, line, "w" if kw.arg in _WRITE_KEYWORDS else "r"))
+
+    def _server_call(self, node: ast.Call, name: str, func: ast.expr) -> None:
+        if self.serves:
+            return
+        if name in {"uvicorn.run", "web.run_app", "waitress.serve"} or (
+            isinstance(func, ast.Attribute)
+            and func.attr == "run"
+            and isinstance(func.value, ast.Name)
+            and func.value.id in self._app_vars
+        ):
+            self.serves = self._line(node)
+
+    def _cuda_call(self, node: ast.Call, name: str, last: str) -> None:
+        what = ""
+        if last == "cuda" and isinstance(node.func, ast.Attribute) and name != "torch.cuda":
+            what = ".cuda()"
+        elif name.startswith("torch.cuda."):
+            sub = name.split(".")[2]
+            if sub not in _CUDA_HARMLESS:
+                what = name
+        elif name in {"torch.device", "device"} or last == "to":
+            if node.args and _is_cuda_literal(node.args[0]):
+                what = f'{name or last}("cuda")'
+        elif name in {"tf.device", "tensorflow.device"} and node.args:
+            lit = _literal(node.args[0])
+            if lit is not None and "gpu" in lit.lower():
+                what = name
+        elif name.startswith(("tf.config.", "tensorflow.config.")) and (
+            "memory_growth" in name
+            or any(_literal(a) is not None and str(_literal(a)).upper() == "GPU" for a in node.args)
+        ):
+            what = name
+        elif name in {"jax.devices", "jax.local_devices"} and node.args:
+            lit = _literal(node.args[0])
+            if lit is not None and lit.lower() in {"gpu", "cuda"}:
+                what = name
+        elif last == "init_process_group" and any(
+            _literal(a) == "nccl" for a in [*node.args[:1], *(k.value for k in node.keywords)]
+        ):
+            what = "nccl process group"
+        if not what:
+            for kw in node.keywords:
+                if kw.arg in {"device", "device_map"} and _is_cuda_literal(kw.value):
+                    what = f'{kw.arg}="cuda"'
+                    break
+        if not what:
+            return
+        if self._guarded:
+            self.cuda_optional = self.cuda_optional or self._line(node)
+        else:
+            self.cuda.append((self._line(node), what))
+
+
+def _is_cuda_literal(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and bool(_CUDA_LITERAL.match(node.value))
+    )
+
+
+def _open_mode(node: ast.Call) -> Mode:
+    mode_node = node.args[1] if len(node.args) > 1 else None
+    for kw in node.keywords:
+        if kw.arg == "mode":
+            mode_node = kw.value
+    mode = _literal(mode_node) or "r"
+    return "w" if any(c in mode for c in "wax+") else "r"
+
+
+def _looks_like_path(text: str) -> bool:
+    if not text or len(text) > 300 or any(c in text for c in "\n\t ") or "://" in text:
+        return False
+    return "/" in text or bool(re.search(r"\.[A-Za-z0-9]{1,10}$", text))
+
+
+def iter_imports(facts: Iterable[FileFacts]) -> Iterator[tuple[str, int, bool]]:
+    """Yield every import of every file (helper for tests and callers)."""
+    for f in facts:
+        yield from f.imports

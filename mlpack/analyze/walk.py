@@ -1,0 +1,198 @@
+"""Repository file discovery: which files analyze may read, their sizes, and what it must skip.
+
+Rules (in this order, for every directory entry):
+
+- never descended into: ``.git`` (and other VCS folders), ``node_modules``, ``__pycache__``,
+  ``site-packages``, tool caches, and any folder that holds ``pyvenv.cfg`` (a virtual
+  environment) or ``conda-meta`` (a conda environment), whatever its name;
+- ``.gitignore`` files (at any depth, deeper ones win), ``.git/info/exclude`` and
+  ``.mlpackignore`` files, with git's semantics (negation, dir-only ``/``, anchored patterns,
+  ``**``) through the ``pathspec`` library; an ignored folder is not entered, as in git;
+- symbolic links are never followed: a link out of the repository, a broken link or a loop is
+  listed in ``warnings``; a link inside it is skipped silently (its target is walked anyway);
+- sockets, FIFOs and devices are skipped with a warning; unreadable folders too.
+
+Nothing is opened here except the ignore files; the facts stage reads file contents.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import pathspec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+SKIPPED_DIRS: Final[frozenset[str]] = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".bzr",
+        "node_modules",
+        "__pycache__",
+        "site-packages",
+        "dist-packages",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".ipynb_checkpoints",
+        ".eggs",
+        ".hypothesis",
+    }
+)
+# A folder holding one of these is an environment, not project code (pipreqs #420, #214).
+ENV_MARKERS: Final[tuple[str, ...]] = ("pyvenv.cfg", "conda-meta")
+IGNORE_FILES: Final[tuple[str, ...]] = (".gitignore", ".mlpackignore")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileEntry:
+    """One regular file of the repository, with what the facts cache keys on."""
+
+    path: str  # relative posix path
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepoTree:
+    """The files and folders analyze may look at."""
+
+    root: Path
+    files: tuple[FileEntry, ...]  # sorted by path
+    dirs: frozenset[str]  # relative posix paths of every walked folder ("" is the root)
+
+    def with_suffix(self, *suffixes: str) -> tuple[FileEntry, ...]:
+        """Return the files whose name ends with one of ``suffixes`` (e.g. ``".py"``)."""
+        return tuple(f for f in self.files if f.path.endswith(suffixes))
+
+    def names(self) -> frozenset[str]:
+        """Return the set of relative paths of all files."""
+        return frozenset(f.path for f in self.files)
+
+
+@dataclass(frozen=True)
+class _Ignore:
+    """The patterns of one ignore file, relative to the folder that holds it."""
+
+    base: str  # "" for the root, else "sub/dir/"
+    spec: pathspec.GitIgnoreSpec
+
+
+def walk_repo(root: Path, *, warnings: list[str]) -> RepoTree:
+    """List the repository's files under the rules in this module's docstring."""
+    root = root.resolve()
+    files: list[FileEntry] = []
+    dirs: set[str] = set()
+    root_ignores: list[_Ignore] = []
+    exclude = _load_ignore(root / ".git" / "info" / "exclude", "", ".git/info/exclude", warnings)
+    if exclude is not None:
+        root_ignores.append(exclude)
+    stack: list[tuple[str, tuple[_Ignore, ...]]] = [("", tuple(root_ignores))]
+    while stack:
+        rel_dir, ignores = stack.pop()
+        folder = root / rel_dir if rel_dir else root
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            warnings.append(f"{rel_dir or '.'}: unreadable folder, skipped ({exc.strerror})")
+            continue
+        dirs.add(rel_dir.rstrip("/"))
+        names = {e.name for e in entries}
+        local = list(ignores)
+        for ignore_name in IGNORE_FILES:
+            if ignore_name in names:
+                rel = rel_dir + ignore_name
+                loaded = _load_ignore(folder / ignore_name, rel_dir, rel, warnings)
+                if loaded is not None:
+                    local.append(loaded)
+        active = tuple(local)
+        subdirs: list[str] = []
+        for entry in entries:
+            rel = rel_dir + entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                warnings.append(f"{rel}: cannot stat, skipped ({exc.strerror})")
+                continue
+            mode = st.st_mode
+            if stat.S_ISLNK(mode):
+                _check_link(root, Path(entry.path), rel, warnings)
+                continue
+            if stat.S_ISDIR(mode):
+                if entry.name in SKIPPED_DIRS or _is_environment(entry.path):
+                    continue
+                if _ignored(active, rel, is_dir=True):
+                    continue
+                subdirs.append(rel + "/")
+                continue
+            if not stat.S_ISREG(mode):
+                warnings.append(f"{rel}: not a regular file (socket, FIFO or device), skipped")
+                continue
+            if _ignored(active, rel, is_dir=False):
+                continue
+            files.append(
+                FileEntry(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+            )
+        # Reverse so that popping visits folders in sorted order (stable warnings order).
+        stack.extend((sub, active) for sub in reversed(subdirs))
+    files.sort(key=lambda f: f.path)
+    return RepoTree(root=root, files=tuple(files), dirs=frozenset(dirs))
+
+
+def _is_environment(path: str) -> bool:
+    return any(os.path.lexists(f"{path}/{marker}") for marker in ENV_MARKERS)
+
+
+def _check_link(root: Path, link: Path, rel: str, warnings: list[str]) -> None:
+    """Warn about links that leave the repository, dangle or loop; links inside are fine."""
+    try:
+        target = Path(os.path.realpath(link, strict=True))
+    except OSError as exc:
+        why = "symlink loop" if "loop" in str(exc).lower() else "broken symlink"
+        warnings.append(f"{rel}: {why}, skipped")
+        return
+    except RuntimeError:  # pragma: no cover - older Pythons raise this on loops
+        warnings.append(f"{rel}: symlink loop, skipped")
+        return
+    if target != root and root not in target.parents:
+        warnings.append(f"{rel}: symlink to {target} outside the repository, not followed")
+
+
+def _load_ignore(path: Path, base: str, rel: str, warnings: list[str]) -> _Ignore | None:
+    try:
+        if not path.is_file():
+            return None
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        warnings.append(f"{rel}: unreadable ignore file, not applied ({exc.strerror})")
+        return None
+    lines = text.splitlines()
+    if not any(line.strip() and not line.startswith("#") for line in lines):
+        return None
+    try:
+        spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, TypeError) as exc:
+        warnings.append(f"{rel}: invalid pattern, file not applied ({exc})")
+        return None
+    return _Ignore(base=base, spec=spec)
+
+
+def _ignored(ignores: Iterable[_Ignore], rel: str, *, is_dir: bool) -> bool:
+    """Apply git's precedence: the deepest ignore file with a matching pattern decides."""
+    for ignore in reversed(tuple(ignores)):
+        sub = rel[len(ignore.base) :] if ignore.base else rel
+        result = ignore.spec.check_file(sub + "/" if is_dir else sub)
+        if result.include is not None:
+            return bool(result.include)
+    return False
