@@ -153,7 +153,9 @@ class RegistryClient:
         self.options = options
         self.api_host = "registry-1.docker.io" if registry == "docker.io" else registry
         self._session = requests.Session()
-        self._session.verify = str(options.ca_cert) if options.ca_cert else _system_ca()
+        # Passed on every request: a session-level `verify` loses to REQUESTS_CA_BUNDLE
+        # (psf/requests#3829), which would silently drop --ca-cert.
+        self._verify: str | bool = str(options.ca_cert) if options.ca_cert else _system_ca()
         self._session.headers["User-Agent"] = "mlpack"
         self._base: str | None = None
         self._challenge: tuple[str, dict[str, str]] | None = None
@@ -190,7 +192,9 @@ class RegistryClient:
         if self._base is not None:
             return self._base
         try:
-            resp = self._session.get(f"https://{self.api_host}/v2/", timeout=_TIMEOUT)
+            resp = self._session.get(
+                f"https://{self.api_host}/v2/", timeout=_TIMEOUT, verify=self._verify
+            )
         except requests.exceptions.RequestException as exc:
             if not self._allow_http():
                 raise self._connect_error(exc) from exc
@@ -239,6 +243,7 @@ class RegistryClient:
                 params=query,
                 auth=(creds.username, creds.password) if creds else None,
                 timeout=_TIMEOUT,
+                verify=self._verify,
             )
         except requests.exceptions.RequestException as exc:
             msg = f"cannot fetch a token from {realm}: {exc}"
@@ -290,7 +295,13 @@ class RegistryClient:
             headers = {**kwargs.pop("headers", {}), **self._auth_headers(scope)}
             try:
                 resp = self._session.request(
-                    method, url, headers=headers, timeout=_TIMEOUT, allow_redirects=True, **kwargs
+                    method,
+                    url,
+                    headers=headers,
+                    timeout=_TIMEOUT,
+                    allow_redirects=True,
+                    verify=self._verify,
+                    **kwargs,
                 )
             except requests.exceptions.RequestException as exc:
                 raise self._connect_error(exc) from exc
