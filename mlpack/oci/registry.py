@@ -8,7 +8,7 @@ import re
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -17,7 +17,14 @@ import requests
 
 from mlpack.errors import ImageError
 from mlpack.oci import auth, jsonc, mediatypes
-from mlpack.oci.model import Descriptor, Index, Manifest, Platform, parse_manifest_or_index
+from mlpack.oci.model import (
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+    parse_manifest_or_index,
+)
 from mlpack.oci.reference import Reference, host_only, is_loopback
 from mlpack.oci.reference import parse as parse_reference
 from mlpack.progress import Reporter, reporter
@@ -50,6 +57,15 @@ def mirror() -> str | None:
         return None
     parts = urlsplit(raw if "://" in raw else f"//{raw}")
     return parts.netloc or None
+
+
+def _with_mirror_trust(options: RegistryOptions) -> RegistryOptions:
+    """An ``http://`` mirror URL is the user's explicit consent to plain HTTP for that host."""
+    raw = os.environ.get("MLPACK_REGISTRY_MIRROR", "").strip()
+    host = mirror()
+    if host and raw.startswith("http://"):
+        return replace(options, insecure=options.insecure | {host})
+    return options
 
 
 def _system_ca() -> str | bool:
@@ -596,6 +612,13 @@ def _pull_from(
             for future in futures:
                 fetched += future.result()
         layers = len(todo)
+        # Refuse a config that cannot describe these layers before the image gets a name.
+        config = ImageConfig.parse(store.read_blob(manifest.config.digest))
+        if len(config.diff_ids) != len(manifest.layers):
+            msg = f"{ref}: {len(manifest.layers)} layers but {len(config.diff_ids)} diff_ids"
+            raise ImageError(msg, hint="the image is malformed; report it to its publisher")
+        if not options.platform.matches(config.platform):
+            rep.notice(f"{ref} is for {config.platform}, not {options.platform}")
         for d in blobs:
             _record_origin(store, d.digest, ref.name)
         store.ingest((data,), digest=digest, size=len(data))
@@ -613,6 +636,7 @@ def pull(text: str, store: Store, *, options: RegistryOptions | None = None) -> 
     rep = reporter()
     mirror_host = mirror()
     if ref.registry == "docker.io" and mirror_host:
+        options = _with_mirror_trust(options)
         try:
             digest, index_digest, layers, fetched = _pull_from(
                 ref.with_registry(mirror_host), ref, store, options, rep
@@ -694,6 +718,7 @@ def resolve_digest(text: str, *, options: RegistryOptions | None = None) -> str:
     ref = parse_reference(text)
     mirror_host = mirror()
     if ref.registry == "docker.io" and mirror_host:
+        options = _with_mirror_trust(options)
         ref = ref.with_registry(mirror_host)
     client = RegistryClient(ref.registry, options=options)
     data, media_type, digest = client.get_manifest(ref.repository, ref.selector)

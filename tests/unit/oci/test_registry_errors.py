@@ -363,3 +363,22 @@ def test_plain_http_only_for_loopback_or_listed_hosts() -> None:
     assert not allowed("registry.example.com:5000")
     assert allowed("registry.example.com:5000", frozenset({"registry.example.com:5000"}))
     assert allowed("registry.example.com", frozenset({"registry.example.com"}))
+
+
+def test_config_that_does_not_match_the_layers(fake: tuple[FakeRegistry, str], store: Store) -> None:
+    reg, addr = fake
+    bad_config = jsonc.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+    )
+    doc = json.loads(reg.manifest)
+    doc["config"] = {
+        "mediaType": mediatypes.OCI_CONFIG,
+        "digest": _digest(bad_config),
+        "size": len(bad_config),
+    }
+    reg.blobs[_digest(bad_config)] = bad_config
+    reg.manifests["1"] = (jsonc.dumps(doc), mediatypes.OCI_MANIFEST)
+    with pytest.raises(ImageError, match="diff_ids"):
+        pull(f"{addr}/lib/app:1", store)
+    assert store.images() == ()
+    _consistent(store)
