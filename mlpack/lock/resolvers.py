@@ -269,14 +269,22 @@ def tool_failure(request: ResolveRequest, stderr: str, *, tool: str) -> LockErro
             msg, hint="check the network, the proxy (HTTPS_PROXY) and --ca-cert, or the URL"
         )
     if any(marker in text for marker in _CONFLICT):
-        lowered = text.lower()
+        lowered = text.lower().replace("_", "-")
         sides = [
             f"{r.requirement} ({r.source})"
             for r in request.requirements
-            if re.search(rf"\b{re.escape(r.name)}\b", lowered.replace("_", "-"))
+            if re.search(rf"(?<![a-z0-9-]){re.escape(r.name)}(?![a-z0-9])", lowered)
         ]
-        asked = f"; inputs involved: {'; '.join(sides)}" if sides else ""
-        msg = f"the requirements conflict:\n{tail}{asked}"
+        explanation = " ".join(
+            line.strip().removeprefix("cause:").strip()
+            for line in text.splitlines()
+            if line.strip() and not line.strip().startswith(("error:", "ERROR:", "Traceback"))
+        )
+        if len(explanation) > 1200:
+            explanation = "..." + explanation[-1200:]
+        msg = f"the requirements conflict: {explanation}"
+        if sides:
+            msg += f"\ninputs involved: {'; '.join(sides)}"
         return LockError(msg, hint="relax one of the constraints named above in its input file")
     msg = f"{tool} failed:\n{tail}"
     return LockError(msg, hint="read the resolver's message above; --debug shows more")

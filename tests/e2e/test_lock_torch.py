@@ -8,11 +8,17 @@ from pathlib import Path
 import pytest
 
 from mlpack.lock.indexes import Indexes
-from mlpack.lock.lockfile import read_lock
 from mlpack.lock.locker import LockInputs, lock, make_resolver
+from mlpack.lock.lockfile import read_lock
 from mlpack.lock.resolvers import InputRequirement
 from tests.conftest import require
-from tests.unit.lock.fakes import FakeBase, http_server, make_wheel, pypi_reachable, write_simple_index
+from tests.unit.lock.fakes import (
+    FakeBase,
+    http_server,
+    make_wheel,
+    pypi_reachable,
+    write_simple_index,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,30 +60,47 @@ def test_cpu_project_gets_cpu_wheels_from_the_configured_index(
         require(pypi_reachable(), "the Python package index (to install pip-tools)")
     home = tmp_path / "home"
     inputs = torch_inputs(Indexes(index_url=cpu_index), cuda=False, resolver=resolver)
-    lock(inputs, tmp_path / "mlpack.lock", root=tmp_path, base_resolver=FakeBase(), home=home,
-         resolver=make_resolver(inputs.resolver, home=home, image="python:3.11-slim"))
+    lock(
+        inputs,
+        tmp_path / "mlpack.lock",
+        root=tmp_path,
+        base_resolver=FakeBase(),
+        home=home,
+        resolver=make_resolver(inputs.resolver, home=home, image="python:3.11-slim"),
+    )
     lock_file = read_lock(tmp_path / "mlpack.lock")
     torch = lock_file.package("torch")
-    assert torch is not None and torch.version == "2.3.0+cpu"
-    assert torch.files and torch.files[0].name == "torch-2.3.0+cpu-py3-none-any.whl"
+    assert torch is not None
+    assert torch.version == "2.3.0+cpu"
+    assert torch.files
+    assert torch.files[0].name == "torch-2.3.0+cpu-py3-none-any.whl"
     assert lock_file.torch is not None
-    assert lock_file.torch.variant == "cpu" and lock_file.torch.min_driver is None
-    assert "CPU-only wheels from" in lock_file.torch.reason and "/whl/cpu" in lock_file.torch.reason
+    assert lock_file.torch.variant == "cpu"
+    assert lock_file.torch.min_driver is None
+    assert "CPU-only wheels from" in lock_file.torch.reason
+    assert "/whl/cpu" in lock_file.torch.reason
     assert not any(p.name.startswith("nvidia-") for p in lock_file.packages)
     typing_ext = lock_file.package("typing-extensions")
-    assert typing_ext is not None and typing_ext.via == ("pkg:torch",)
+    assert typing_ext is not None
+    assert typing_ext.via == ("pkg:torch",)
 
 
 @pytest.mark.network
 def test_cuda_project_records_runtime_and_driver(tmp_path: Path) -> None:
     require(pypi_reachable(), "the Python package index")
-    lock(torch_inputs(Indexes(), cuda=True), tmp_path / "mlpack.lock", root=tmp_path,
-         base_resolver=FakeBase(), home=tmp_path / "home")
+    lock(
+        torch_inputs(Indexes(), cuda=True),
+        tmp_path / "mlpack.lock",
+        root=tmp_path,
+        base_resolver=FakeBase(),
+        home=tmp_path / "home",
+    )
     lock_file = read_lock(tmp_path / "mlpack.lock")
     decision = lock_file.torch
     assert decision is not None
     runtime = next(p for p in lock_file.packages if p.name.startswith("nvidia-cuda-runtime"))
     assert decision.cuda_runtime == ".".join(runtime.version.split(".")[:2])
     assert decision.variant == "cu" + decision.cuda_runtime.replace(".", "")
-    assert decision.min_driver is not None and int(decision.min_driver.split(".")[0]) >= 520
+    assert decision.min_driver is not None
+    assert int(decision.min_driver.split(".")[0]) >= 520
     assert "CUDA use" in decision.reason

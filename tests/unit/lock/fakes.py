@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mlpack.errors import ImageError
 from mlpack.lock.locker import ResolvedBase
+from mlpack.lock.model import ResolverName
 from mlpack.lock.resolvers import Pin, ResolveRequest
 
 PY_FULL = {"3.9": "3.9.2", "3.10": "3.10.13", "3.11": "3.11.2", "3.12": "3.12.8", "3.13": "3.13.1"}
@@ -45,7 +46,7 @@ class FakeResolver:
     """Returns fixed pins; records requests."""
 
     pins: tuple[Pin, ...]
-    name: str = "uv"
+    name: ResolverName = "uv"
     requests: list[ResolveRequest] = field(default_factory=list)
 
     def resolve(self, request: ResolveRequest) -> tuple[Pin, ...]:

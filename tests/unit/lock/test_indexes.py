@@ -9,7 +9,10 @@ from mlpack.lock.indexes import PYPI, Indexes, choose_indexes, pip_indexes, reda
 
 
 def test_strip_userinfo_and_redact() -> None:
-    assert strip_userinfo("https://user:s3cret@pkgs.example.com/simple") == "https://pkgs.example.com/simple"
+    assert (
+        strip_userinfo("https://user:s3cret@pkgs.example.com/simple")
+        == "https://pkgs.example.com/simple"
+    )
     assert strip_userinfo("https://pypi.org/simple") == "https://pypi.org/simple"
     text = "error: GET https://__token__:s3cret@pkgs.example.com/simple/x/ failed"
     assert "s3cret" not in redact(text)
@@ -32,7 +35,9 @@ def clean_pip_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 def test_pip_config_file_is_read(clean_pip_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conf = clean_pip_env / "pip.conf"
-    conf.write_text("[global]\nindex-url = https://u:p@mirror.example/simple\nextra-index-url =\n  https://x.example/simple\n")
+    conf.write_text(
+        "[global]\nindex-url = https://u:p@mirror.example/simple\nextra-index-url =\n  https://x.example/simple\n"
+    )
     monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
     found = pip_indexes()
     assert found is not None
@@ -45,14 +50,16 @@ def test_pip_environment_wins(clean_pip_env: Path, monkeypatch: pytest.MonkeyPat
     assert pip_indexes() is None
     monkeypatch.setenv("PIP_INDEX_URL", "https://env.example/simple")
     found = pip_indexes()
-    assert found is not None and found.index_url == "https://env.example/simple"
+    assert found is not None
+    assert found.index_url == "https://env.example/simple"
     assert found.source == "PIP_INDEX_URL"
 
 
 def test_mlpack_toml_wins_over_pip(clean_pip_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIP_INDEX_URL", "https://env.example/simple")
     chosen = choose_indexes("https://toml.example/simple", ())
-    assert chosen.index_url == "https://toml.example/simple" and chosen.source == "mlpack.toml"
+    assert chosen.index_url == "https://toml.example/simple"
+    assert chosen.source == "mlpack.toml"
     monkeypatch.delenv("PIP_INDEX_URL")
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     assert choose_indexes(None, ()).index_url == PYPI

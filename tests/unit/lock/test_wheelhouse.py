@@ -26,8 +26,13 @@ def test_choose_file_prefers_the_targets_best_wheel() -> None:
     # no wheel for the target: the sdist (built inside the image)
     assert choose_file(names, "3.10.13", "linux/amd64") == "numpy-2.0.0.tar.gz"
     # a wheel needing a newer glibc than the base's 2.36 is not usable
-    assert choose_file(("x-1-cp311-cp311-manylinux_2_39_x86_64.whl",), "3.11.2", "linux/amd64") is None
-    assert choose_file(("x-1-py3-none-any.whl", "x-1.tar.gz"), "3.13.1", "linux/arm64") == "x-1-py3-none-any.whl"
+    assert (
+        choose_file(("x-1-cp311-cp311-manylinux_2_39_x86_64.whl",), "3.11.2", "linux/amd64") is None
+    )
+    assert (
+        choose_file(("x-1-py3-none-any.whl", "x-1.tar.gz"), "3.13.1", "linux/arm64")
+        == "x-1-py3-none-any.whl"
+    )
 
 
 @pytest.fixture
@@ -62,7 +67,13 @@ def make_lock(hashes: dict[str, str], index_url: str, *, named: bool = True) -> 
             pkg("alpha", "1.0"),
             pkg("beta", "2.0"),
             pkg("gamma", "3.0"),
-            LockedPackage(name="mylib", version="", kind="vcs", url="git+https://x/y@" + "a" * 40, build="image"),
+            LockedPackage(
+                name="mylib",
+                version="",
+                kind="vcs",
+                url="git+https://x/y@" + "a" * 40,
+                build="image",
+            ),
         ),
     )
 
@@ -72,7 +83,11 @@ def test_fetch_downloads_target_files_verified_and_content_addressed(index, tmp_
     home = tmp_path / "home"
     house = fetch(make_lock(hashes, url), home=home)
     names = sorted(f.filename for f in house.files)
-    assert names == ["alpha-1.0-py3-none-any.whl", "beta-2.0-cp311-cp311-manylinux_2_17_x86_64.whl", "gamma-3.0.tar.gz"]
+    assert names == [
+        "alpha-1.0-py3-none-any.whl",
+        "beta-2.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "gamma-3.0.tar.gz",
+    ]
     for f in house.files:
         assert f.path == home / "wheelhouse" / "sha256" / f.sha256 / f.filename
         assert sha256_of(f.path) == f.sha256
@@ -90,10 +105,14 @@ def test_fetch_lists_the_index_when_the_lock_has_no_names(index, tmp_path: Path)
 
 
 def test_hash_mismatch_leaves_nothing(index, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    url, hashes = index
+    url, _hashes = index
     dest = tmp_path / "home" / "x" / "alpha-1.0-py3-none-any.whl"
     with pytest.raises(LockError, match="but the lock says"):
-        download(url.replace("/simple", "/simple/files/alpha-1.0-py3-none-any.whl"), dest, sha256="0" * 64)
+        download(
+            url.replace("/simple", "/simple/files/alpha-1.0-py3-none-any.whl"),
+            dest,
+            sha256="0" * 64,
+        )
     assert list(dest.parent.iterdir()) == []
 
 
@@ -109,8 +128,12 @@ def test_release_listing_is_cached(index, tmp_path: Path) -> None:  # type: igno
     url, hashes = index
     alpha = (hashes["alpha-1.0-py3-none-any.whl"],)
     cache = tmp_path / "cache"
-    _, files = release_files("alpha", "1.0", alpha, indexes=Indexes(index_url=url), cache_root=cache)
+    _, files = release_files(
+        "alpha", "1.0", alpha, indexes=Indexes(index_url=url), cache_root=cache
+    )
     assert [f.filename for f in files] == ["alpha-1.0-py3-none-any.whl"]
     assert len(list(cache.rglob("alpha-1.0.json"))) == 1
-    _, cached = release_files("alpha", "1.0", alpha, indexes=Indexes(index_url=url), cache_root=cache)
+    _, cached = release_files(
+        "alpha", "1.0", alpha, indexes=Indexes(index_url=url), cache_root=cache
+    )
     assert cached == files

@@ -39,7 +39,7 @@ def test_direct_input_is_its_own_chain() -> None:
 
 
 def test_unknown_package_suggests_close_names() -> None:
-    with pytest.raises(LockError, match="not in mlpack.lock") as info:
+    with pytest.raises(LockError, match=r"not in mlpack\.lock") as info:
         why(LOCK, "httpx2")
     assert "httpx" in info.value.hint
 
