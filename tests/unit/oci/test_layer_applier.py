@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +315,28 @@ def test_remove_tree_handles_read_only_dirs_and_symlinks(tmp_path: Path) -> None
 def test_symlink_targets_are_stored_verbatim(sb: Sandbox) -> None:
     sb.apply(corpus.symlink(b"l", b"../../x//y/./") + corpus.end())
     assert readlink_raw(sb.root / "l") == "../../x//y/./"
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_archives_from_other_writers(sb: Sandbox, fmt: int) -> None:
+    """ustar prefix names, GNU long names/links and PAX records, as other tools write them."""
+    long_dir = "d" * 60 + "/" + "e" * 60  # > 100 bytes: ustar prefix, GNU 'L' or PAX path
+    long_target = "t" * 90 if fmt == tarfile.USTAR_FORMAT else "t/" * 70
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tf:
+        for name in ("d" * 60, long_dir):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tf.addfile(info)
+        info = tarfile.TarInfo(long_dir + "/file")
+        info.size = 5
+        info.uid = 1000
+        tf.addfile(info, io.BytesIO(b"hello"))
+        link = tarfile.TarInfo(long_dir + "/link")
+        link.type = tarfile.SYMTYPE
+        link.linkname = long_target
+        tf.addfile(link)
+    sb.apply(out.getvalue())
+    assert (sb.root / long_dir / "file").read_bytes() == b"hello"
+    assert readlink_raw(sb.root / long_dir / "link") == long_target

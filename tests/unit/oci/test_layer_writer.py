@@ -352,3 +352,26 @@ def test_stat_of_sources_is_not_followed(tmp_path: Path) -> None:
     assert kinds == {"link": tarfile.SYMTYPE, "target": tarfile.REGTYPE}
     assert readlink_raw(tmp_path / "link") == "target"
     assert stat.S_ISLNK((tmp_path / "link").lstat().st_mode)
+
+
+def test_sizes_past_the_ustar_field_use_a_pax_size_record() -> None:
+    from mlpack.oci import layer_writer
+    from mlpack.oci.tar_reader import TarReader
+
+    class Sink:
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def write(self, data: bytes | memoryview) -> None:
+            self.data += data
+
+    sink = Sink()
+    huge = 9 << 30
+    entry = layer_writer._Entry(path="weights.bin", kind="file", mode=0o644, mtime=SDE, size=huge)
+    layer_writer._write_entry(sink, entry)  # type: ignore[arg-type]
+    raw = bytes(sink.data)
+    assert b"size=9663676416\n" in raw
+    reader = TarReader(io.BytesIO(raw))
+    member = reader.next()
+    assert member is not None
+    assert (member.name, member.size) == ("weights.bin", huge)
