@@ -248,10 +248,15 @@ def lock(
         return LockResult(lock=previous, path=lock_path, resolved=False)
 
     home = home or mlpack_home()
-    base = _resolve_base(inputs, base_resolver or DefaultBaseResolver())
+    rep = reporter()
+    if inputs.indexes.source not in ("mlpack.toml", "default"):
+        urls = ", ".join(inputs.indexes.public().all)
+        rep.notice(f"using the package indexes from {inputs.indexes.source}: {urls}")
+    base = _reused_base(inputs, previous, upgrade=upgrade) or _resolve_base(
+        inputs, base_resolver or DefaultBaseResolver()
+    )
     requirements, commits = _normalize(inputs.requirements, root)
     chosen = resolver or make_resolver(inputs.resolver, home=home, image=base.reference)
-    rep = reporter()
     rep.start("resolve", None)
     with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
         request = ResolveRequest(
@@ -308,6 +313,30 @@ def lock(
         rep.notice(f"torch: {decision.reason}")
     write_lock(lock_path, result)
     return LockResult(lock=result, path=lock_path, resolved=True)
+
+
+def _reused_base(
+    inputs: LockInputs, previous: Lock | None, *, upgrade: bool
+) -> ResolvedBase | None:
+    """The previous lock's base while the Python version and ``base`` setting are unchanged.
+
+    A lock keeps its base until asked (``--upgrade``), so re-locking after a requirements edit
+    does not move the image to a newer base digest behind the user's back.
+    """
+    if previous is None or upgrade:
+        return None
+    if previous.target.python_minor != inputs.python or previous.target.platform != inputs.platform:
+        return None
+    if inputs.base is not None and previous.base.reference != inputs.base:
+        return None
+    if inputs.base is None and previous.base.provider == "explicit":
+        return None
+    return ResolvedBase(
+        reference=previous.base.reference,
+        digest=previous.base.digest,
+        provider=previous.base.provider,
+        python_full=previous.target.python,
+    )
 
 
 def _resolve_base(inputs: LockInputs, resolver: BaseResolver) -> ResolvedBase:

@@ -190,3 +190,18 @@ def test_local_path_is_project_relative_and_built_in_image(tmp_path: Path) -> No
     assert pkg.kind == "path"
     assert pkg.build == "image"
     assert pkg.url == "file:libs/helper"
+
+
+def test_relock_keeps_the_base_until_upgrade(tmp_path: Path) -> None:
+    resolver = FakeResolver(PINS)
+    base = FakeBase()
+    run(tmp_path, resolver, base=base)
+    more = inputs(system_packages=("libgomp1",))
+    run(tmp_path, resolver, more, base=base)
+    assert len(resolver.requests) == 2
+    assert base.calls == 1  # same Python and base setting: the locked base is kept
+    run(tmp_path, resolver, more, base=base, upgrade=True)
+    assert base.calls == 2
+    run(tmp_path, resolver, inputs(python="3.12"), base=base)
+    assert base.calls == 3
+    assert read_lock(tmp_path / "mlpack.lock").target.python == "3.12.8"
