@@ -72,6 +72,9 @@ class TarReader:
         self._pending = 0  # data + padding of the current member still unread
         self._data_left = 0
         self._global: dict[str, bytes] = {}
+        self._global_bytes = 0
+        # One PAX header plus a GNU long name and long link: the most one member needs.
+        self._max_ext = max_header_bytes + 2 * (max_path_bytes + 1)
         self.ended = False
 
     def _read_exact(self, n: int, what: str) -> bytes:
@@ -122,6 +125,7 @@ class TarReader:
         self._skip(self._pending)
         self._pending = self._data_left = 0
         pax: dict[str, bytes] = {}
+        ext_bytes = 0  # extended headers of this member, all together
         long_name: bytes | None = None
         long_link: bytes | None = None
         while True:
@@ -147,6 +151,12 @@ class TarReader:
                         f"layer tar has a {size}-byte extended header at offset {start} "
                         f"(limit {cap})"
                     )
+                    raise ImageError(msg, hint="raise max_header_bytes only for trusted layers")
+                ext_bytes += size
+                if typeflag == b"g":
+                    self._global_bytes += size
+                if ext_bytes > self._max_ext or self._global_bytes > self._max_header:
+                    msg = f"layer tar has too many extended headers before offset {start}"
                     raise ImageError(msg, hint="raise max_header_bytes only for trusted layers")
                 body = self._read_exact(size, "an extended header")
                 self._skip(-size % BLOCK)

@@ -352,3 +352,15 @@ def test_rootless_child_applies_the_corpus_safely() -> None:
         assert (sb.root / "symlink_escape_abs" / "outside" / "x").read_text() == "through"
         assert not results["hardlink_symlink"]["ok"]
         assert "'..'" in results["path_dotdot"]["error"]
+
+
+def test_endless_extended_headers_are_capped(sb: Sandbox) -> None:
+    record = corpus.pax(corpus.pax_record(b"comment", b"y" * 30_000))
+    data = record * 10 + corpus.file(b"f") + corpus.end()
+    with untouched(sb), pytest.raises(ImageError, match="too many extended headers"):
+        sb.apply(data)
+    many_globals = corpus.header(b"g", typeflag=b"g", size=30_000) + corpus.pad(
+        b"9 a=bbbb\n".ljust(30_000, b"\0")
+    )
+    with untouched(sb), pytest.raises(ImageError, match="too many extended headers"):
+        sb.apply(many_globals * 5 + corpus.end())
