@@ -130,6 +130,11 @@ def apply_layer(
         compressed.drain()
         _verify(compressed, tar_stream, expected_digest, expected_size, expected_diff_id)
         applier.finalize()
+    except OSError as exc:  # reading the blob, or finishing directories
+        msg = f"cannot apply layer onto {root}: {exc.strerror or exc}"
+        raise ImageError(
+            msg, hint="check the blob file, free disk space and the unpack root"
+        ) from exc
     finally:
         applier.close()
     if applier.skipped:
