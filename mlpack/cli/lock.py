@@ -9,7 +9,6 @@ import typer
 
 from mlpack.cli.app import err, out
 from mlpack.errors import ConfigError, LockError
-from mlpack.lock.indexes import Indexes
 
 ResolverChoice = Literal["uv", "pip-tools"]
 PlatformChoice = Literal["linux/amd64", "linux/arm64"]
@@ -143,6 +142,7 @@ def fetch(
     Later builds install from there and need no network for Python packages.
     """
     from mlpack.config import load_config
+    from mlpack.lock.indexes import Indexes
     from mlpack.lock.locker import inputs_from_config, lock_path_for, mlpack_home
     from mlpack.lock.lockfile import read_lock
     from mlpack.lock.wheelhouse import fetch as run_fetch

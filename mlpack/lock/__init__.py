@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-from mlpack.lock.locker import (
-    BaseResolver,
-    LockInputs,
-    LockResult,
-    ResolvedBase,
-    inputs_from_config,
-    lock,
-    stale_reason,
-)
-from mlpack.lock.lockfile import LOCK_FILE, dumps, loads, read_lock, write_lock
-from mlpack.lock.model import (
-    BaseRef,
-    EnvEntry,
-    Lock,
-    LockedFile,
-    LockedPackage,
-    SystemPackagePin,
-    Target,
-    TorchDecision,
-)
-from mlpack.lock.resolvers import InputRequirement, Resolver, ResolveRequest
-from mlpack.lock.wheelhouse import FetchedFile, Wheelhouse, fetch
-from mlpack.lock.why import why
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlpack.lock.locker import (
+        BaseResolver,
+        LockInputs,
+        LockResult,
+        ResolvedBase,
+        inputs_from_config,
+        lock,
+        stale_reason,
+    )
+    from mlpack.lock.lockfile import LOCK_FILE, dumps, loads, read_lock, write_lock
+    from mlpack.lock.model import (
+        BaseRef,
+        EnvEntry,
+        Lock,
+        LockedFile,
+        LockedPackage,
+        SystemPackagePin,
+        Target,
+        TorchDecision,
+    )
+    from mlpack.lock.resolvers import InputRequirement, Resolver, ResolveRequest
+    from mlpack.lock.wheelhouse import FetchedFile, Wheelhouse, fetch
+    from mlpack.lock.why import why
 
 __all__ = [
     "LOCK_FILE",
@@ -55,3 +59,25 @@ __all__ = [
     "why",
     "write_lock",
 ]
+
+# Lazy re-exports: `mlpack lock` on unchanged inputs must not pay for ssl, urllib and the
+# resolvers; each name is imported from its module on first use.
+_HOME = {
+    "LOCK_FILE": "lockfile", "dumps": "lockfile", "loads": "lockfile", "read_lock": "lockfile",
+    "write_lock": "lockfile", "BaseResolver": "locker", "LockInputs": "locker",
+    "LockResult": "locker", "ResolvedBase": "locker", "inputs_from_config": "locker",
+    "lock": "locker", "stale_reason": "locker", "BaseRef": "model", "EnvEntry": "model",
+    "Lock": "model", "LockedFile": "model", "LockedPackage": "model",
+    "SystemPackagePin": "model", "Target": "model", "TorchDecision": "model",
+    "InputRequirement": "resolvers", "Resolver": "resolvers", "ResolveRequest": "resolvers",
+    "FetchedFile": "wheelhouse", "Wheelhouse": "wheelhouse", "fetch": "wheelhouse",
+    "why": "why",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        msg = f"module 'mlpack.lock' has no attribute {name!r}"
+        raise AttributeError(msg)
+    return getattr(importlib.import_module(f"mlpack.lock.{module}"), name)

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 PIP_VERSION: Final = "26.3"
 PIPTOOLS_VERSION: Final = "7.6.2"
+# pip settings that do not change what is resolved; the rest (indexes, find-links,
+# constraints) come from the request only.
+PIP_KEEP: Final = frozenset(
+    {"PIP_CACHE_DIR", "PIP_NO_CACHE_DIR", "PIP_DEFAULT_TIMEOUT", "PIP_CERT", "PIP_CLIENT_CERT",
+     "PIP_KEYRING_PROVIDER", "PIP_RETRIES", "PIP_PROXY"}
+)  # fmt: skip
 _TOOLS: Final = (f"pip=={PIP_VERSION}", f"pip-tools=={PIPTOOLS_VERSION}")
 
 
@@ -59,7 +65,9 @@ def piptools_args(request: ResolveRequest) -> list[str]:
 
 def piptools_env(request: ResolveRequest) -> dict[str, str]:
     """The host environment without pip settings: the request alone decides the indexes."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) or k in PIP_KEEP
+    }
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     if request.ca_cert is not None:

@@ -19,6 +19,16 @@ UV_PLATFORMS: Final = {
 }
 
 
+# uv settings that do not change what is resolved (cache, TLS, timeouts, auth helpers) are
+# honoured; every other UV_* variable (indexes, constraints, resolution mode) is dropped so the
+# lock depends on mlpack.toml alone.
+UV_KEEP: Final = frozenset(
+    {"UV_CACHE_DIR", "UV_NO_CACHE", "UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_KEYRING_PROVIDER",
+     "UV_CONCURRENT_DOWNLOADS", "UV_CONCURRENT_BUILDS", "UV_CONCURRENT_INSTALLS", "UV_OFFLINE",
+     "UV_INSECURE_HOST"}
+)  # fmt: skip
+
+
 def uv_binary() -> str:
     """The uv executable shipped by the ``uv`` Python package (a dependency of mlpack)."""
     try:
@@ -68,7 +78,7 @@ def uv_compile_args(request: ResolveRequest, *, quiet: bool = True) -> list[str]
 
 def uv_env(request: ResolveRequest) -> dict[str, str]:
     """The environment for uv: the host's, with a CA bundle for intercepting proxies."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in UV_KEEP}
     if request.ca_cert is not None:
         env["SSL_CERT_FILE"] = str(request.ca_cert)
     elif "SSL_CERT_FILE" not in env:
