@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlpack.errors import LockError
+from mlpack.lock import piptools
+from mlpack.lock.indexes import Indexes
+from mlpack.lock.piptools import PIP_VERSION, PIPTOOLS_VERSION, PipToolsResolver, piptools_args
+from mlpack.lock.resolvers import InputRequirement, ResolveRequest
+from mlpack.lock.runner import IMAGE_CA, IMAGE_WORK, ImageRunner
+from mlpack.lock.uv import uv_compile_args, uv_env
+from mlpack.runtime.base import RunConfig, RunResult
+
+OUTPUT = "anyio==4.4.0 \\\n    --hash=sha256:" + "1" * 64 + "\n    # via -r requirements.in\n"
+
+
+class FakeRuntime:
+    """Records the RunConfig and plays pip-compile by writing its output into the work mount."""
+
+    name = "fake"
+
+    def __init__(self, exit_code: int = 0) -> None:
+        self.configs: list[RunConfig] = []
+        self.exit_code = exit_code
+
+    def check_available(self) -> None:
+        pass
+
+    def run(self, config: RunConfig) -> RunResult:
+        self.configs.append(config)
+        work = next(m.source for m in config.mounts if m.target == IMAGE_WORK)
+        if self.exit_code == 0:
+            (work / "requirements.txt").write_text(OUTPUT)
+        (work / ".stderr").write_text("ERROR: ResolutionImpossible: conflict\n")
+        return RunResult(container_id="c1", exit_code=self.exit_code)
+
+
+def request(tmp_path: Path, **kw: object) -> ResolveRequest:
+    base: dict[str, object] = {
+        "requirements": (InputRequirement(requirement="anyio", source="requirements.txt:1"),),
+        "python": "3.9.2",
+        "platform": "linux/amd64",
+        "indexes": Indexes(index_url="https://u:tok@idx.example/simple"),
+        "workdir": tmp_path,
+    }
+    base.update(kw)
+    return ResolveRequest(**base)  # type: ignore[arg-type]
+
+
+def test_pip_tools_runs_in_the_base_image_when_the_host_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(piptools, "host_matches", lambda *_: False)
+    runtime = FakeRuntime()
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    resolver = PipToolsResolver(
+        tools_home=tmp_path / "tools",
+        image_runner=lambda tools: ImageRunner(
+            runtime, "python:3.9-slim", tools_dir=tools, ca_bundle=ca
+        ),
+    )
+    (pin,) = resolver.resolve(request(work))
+    assert pin.name == "anyio"
+    assert pin.via == ("-r",)
+    (config,) = runtime.configs
+    assert config.image == "python:3.9-slim"
+    assert config.network == "host"
+    ca_mount = next(m for m in config.mounts if m.target == IMAGE_CA)
+    assert ca_mount.read_only
+    assert ca_mount.source == ca
+    script = config.command[-1]
+    assert f"pip=={PIP_VERSION}" in script
+    assert f"pip-tools=={PIPTOOLS_VERSION}" in script
+    assert "--generate-hashes" in script
+    assert not (work / ".stderr").exists()  # captured output files are removed
+
+
+def test_in_image_failure_is_a_lock_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(piptools, "host_matches", lambda *_: False)
+    runtime = FakeRuntime(exit_code=1)
+    resolver = PipToolsResolver(
+        tools_home=tmp_path / "tools",
+        image_runner=lambda tools: ImageRunner(runtime, "img", tools_dir=tools),
+    )
+    with pytest.raises(LockError, match="conflict"):
+        resolver.resolve(request(tmp_path))
+
+
+def test_no_target_interpreter_and_no_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(piptools, "host_matches", lambda *_: False)
+    with pytest.raises(LockError, match=r"must run under Python 3\.9") as info:
+        PipToolsResolver(tools_home=tmp_path).resolve(request(tmp_path))
+    assert "uv" in info.value.hint
+
+
+def test_ca_cert_reaches_both_tools(tmp_path: Path) -> None:
+    ca = tmp_path / "corp.pem"
+    req = request(tmp_path, ca_cert=ca, upgrade_packages=("numpy",))
+    assert uv_env(req)["SSL_CERT_FILE"] == str(ca)
+    args = piptools_args(req)
+    assert args[args.index("--cert") + 1] == str(ca)
+    assert args[args.index("--upgrade-package") + 1] == "numpy"
+    uv_args = uv_compile_args(req)
+    assert uv_args[uv_args.index("--python-version") + 1] == "3.9.2"
+    assert uv_args[uv_args.index("--python-platform") + 1] == "x86_64-manylinux_2_36"
+    arm = uv_compile_args(request(tmp_path, platform="linux/arm64"))
+    assert arm[arm.index("--python-platform") + 1] == "aarch64-manylinux_2_36"
+
+
+def test_resolution_settings_in_the_environment_are_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UV_INDEX_URL", "https://elsewhere.example/simple")
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
+    monkeypatch.setenv("PIP_CACHE_DIR", str(tmp_path / "pipcache"))
+    env = uv_env(request(tmp_path))
+    assert "UV_INDEX_URL" not in env
+    assert env["UV_CACHE_DIR"] == str(tmp_path / "cache")
+    penv = piptools.piptools_env(request(tmp_path))
+    assert "PIP_FIND_LINKS" not in penv
+    assert penv["PIP_CACHE_DIR"] == str(tmp_path / "pipcache")
