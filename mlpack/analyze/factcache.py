@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from mlpack.analyze import pyfacts
+from mlpack.analyze import chunks, pyfacts
 from mlpack.analyze.pyfacts import FileFacts
 from mlpack.progress import reporter
 
@@ -38,7 +38,8 @@ def default_cache_dir() -> Path:
 def _extractor_version() -> str:
     """Key the cache on the extractor's code and the parser's version."""
     digest = hashlib.sha256(f"{CACHE_FORMAT}:{sys.version_info[:2]}".encode())
-    digest.update(Path(pyfacts.__file__).read_bytes())
+    for module in (pyfacts, chunks):
+        digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()[:32]
 
 
@@ -155,7 +156,7 @@ class _Cache:
             fd, tmp = tempfile.mkstemp(prefix=".facts-", suffix=".tmp", dir=self.folder)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(data, handle, separators=(",", ":"))
+                    handle.write(json.dumps(data, separators=(",", ":")))
                     handle.flush()
                     os.fsync(handle.fileno())
                 Path(tmp).replace(self.path)

@@ -28,11 +28,12 @@ servers, engines, CUDA wheels, tools) and editable or local requirements.
 from __future__ import annotations
 
 import fnmatch
-import importlib.metadata
+import os
 import sys
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from packaging.utils import canonicalize_name
@@ -46,7 +47,6 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from pathlib import Path
 
     from mlpack.analyze.pyfacts import FileFacts
     from mlpack.analyze.walk import RepoTree
@@ -157,52 +157,49 @@ class InstalledEvidence:
 
 
 def installed_evidence(paths: Iterable[Path] | None = None) -> InstalledEvidence:
-    """Read top_level.txt / RECORD of the distributions on ``paths`` (default: ``sys.path``).
+    """Read top_level.txt / RECORD of the distributions in ``paths`` (default: ``sys.path``).
 
-    Only metadata files are read; nothing is imported or executed.
+    Only metadata files are read, straight from the ``*.dist-info``/``*.egg-info`` folders;
+    nothing is imported or executed. The first distribution of a name on the path wins.
     """
     provides: dict[str, set[str]] = {}
     top_levels: dict[str, set[str]] = {}
-    search = None if paths is None else [str(p) for p in paths]
-    for dist in (
-        importlib.metadata.distributions(path=search)
-        if search
-        else (importlib.metadata.distributions())
-    ):
+    folders = [str(p) for p in paths] if paths is not None else [p for p in sys.path if p]
+    for folder in folders:
         try:
-            raw_name = dist.metadata["Name"]
-        except (KeyError, OSError, ValueError):
+            with os.scandir(folder) as it:
+                entries = [e for e in it if e.name.endswith((".dist-info", ".egg-info"))]
+        except OSError:
             continue
-        if not raw_name:
-            continue
-        name = canonicalize_name(raw_name)
-        names = _dist_import_names(dist)
-        top_levels.setdefault(name, set()).update(names)
-        for imp in names:
-            provides.setdefault(imp, set()).add(name)
+        for entry in sorted(entries, key=lambda e: e.name):
+            name = canonicalize_name(entry.name.split("-", 1)[0].removesuffix(".egg"))
+            if name in top_levels or not entry.is_dir():
+                continue
+            names = _dist_import_names(Path(entry.path))
+            top_levels[name] = names
+            for imp in names:
+                provides.setdefault(imp, set()).add(name)
     return InstalledEvidence(
         provides={k: tuple(sorted(v)) for k, v in provides.items()},
         top_levels={k: frozenset(v) for k, v in top_levels.items()},
-        where="" if paths is None else ", ".join(str(p) for p in paths),
+        where="" if paths is None else ", ".join(folders),
     )
 
 
-def _dist_import_names(dist: importlib.metadata.Distribution) -> set[str]:
+def _dist_import_names(meta: Path) -> set[str]:
     """Top-level import names of one distribution, with 2-level names for namespace roots."""
     names: set[str] = set()
-    try:
-        top = dist.read_text("top_level.txt")
-        files = dist.files
-    except (OSError, ValueError):
-        return names
+    top = _read_meta(meta / "top_level.txt")
     if top:
-        names.update(line.strip() for line in top.splitlines() if line.strip())
-    for f in files or ():
-        parts = f.parts
+        names.update(line.strip().replace("/", ".") for line in top.splitlines() if line.strip())
+    record = _read_meta(meta / "RECORD") or _read_meta(meta / "installed-files.txt")
+    for row in record.splitlines():
+        parts = row.split(",", 1)[0].strip('"').split("/")
+        first = parts[0]
         if (
-            not parts
-            or parts[0].endswith((".dist-info", ".egg-info", ".data"))
-            or parts[0]
+            not first
+            or first.endswith((".dist-info", ".egg-info", ".data", ".pth"))
+            or first
             in {
                 "..",
                 "__pycache__",
@@ -210,22 +207,35 @@ def _dist_import_names(dist: importlib.metadata.Distribution) -> set[str]:
             }
         ):
             continue
-        first = parts[0]
         if len(parts) == 1:
             if first.endswith(".py"):
                 names.add(first[:-3])
             elif first.endswith((".so", ".pyd")):
                 names.add(first.split(".", 1)[0])
             continue
-        if first.isidentifier():
-            if not top:
-                names.add(first)
-            if first in NAMESPACE_ROOTS or first in names:
-                second = parts[1]
-                second = second.removesuffix(".py")
-                if second.isidentifier() and second != "__init__" and len(parts) >= 2:
-                    names.add(f"{first}.{second}")
-    return {n for n in names if n.split(".")[0] not in _JUNK_TOP_LEVELS and n.isascii()}
+        if not first.isidentifier():
+            continue
+        if not top:
+            names.add(first)
+        if first in NAMESPACE_ROOTS or first in names:
+            second = parts[1].removesuffix(".py")
+            if second.isidentifier() and second != "__init__":
+                names.add(f"{first}.{second}")
+    return {
+        n
+        for n in names
+        if n.split(".")[0] not in _JUNK_TOP_LEVELS
+        and n.isascii()
+        and n.split(".")[0].isidentifier()
+        and not n.startswith("__editable__")
+    }
+
+
+def _read_meta(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def repo_environments(root: Path) -> tuple[Path, ...]:

@@ -14,109 +14,18 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from mlpack.analyze import chunks
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
 MAX_SOURCE_BYTES: Final = 5 * 2**20  # larger .py files are generated data, not code
 MAX_NOTEBOOK_BYTES: Final = 50 * 2**20  # notebooks carry outputs (images); code is small
+# From this size on, only the statements that may hold a fact are parsed (see ``chunks``).
+FAST_MIN_BYTES: Final = 4 * 2**10
 
 Mode = str  # "r" read, "w" write, "p" from_pretrained (local only when the folder exists)
 
-# Calls that read or write the path given as a literal argument (by the call's last name).
-_READ_CALLS: Final = frozenset(
-    {
-        "read_csv",
-        "read_parquet",
-        "read_json",
-        "read_excel",
-        "read_pickle",
-        "read_table",
-        "read_feather",
-        "read_hdf",
-        "read_orc",
-        "load",
-        "loadtxt",
-        "genfromtxt",
-        "load_file",
-        "imread",
-        "read_text",
-        "read_bytes",
-        "load_dataset",
-        "load_from_disk",
-        "load_model",
-        "load_state_dict",
-        "ImageFolder",
-        "DatasetFolder",
-        "safe_open",
-    }
-)
-_WRITE_CALLS: Final = frozenset(
-    {
-        "to_csv",
-        "to_parquet",
-        "to_json",
-        "to_pickle",
-        "to_feather",
-        "to_excel",
-        "to_hdf",
-        "to_orc",
-        "savefig",
-        "save_pretrained",
-        "save_model",
-        "save_file",
-        "save_to_disk",
-        "save",
-        "savez",
-        "savez_compressed",
-        "savetxt",
-        "dump",
-        "imwrite",
-        "save_image",
-        "write_text",
-        "write_bytes",
-        "makedirs",
-        "mkdir",
-        "SummaryWriter",
-        "FileHandler",
-        "copy",
-        "copyfile",
-        "copytree",
-        "export",
-    }
-)
-_WRITE_KEYWORDS: Final = frozenset(
-    {
-        "output_dir",
-        "output_path",
-        "out_dir",
-        "log_dir",
-        "logdir",
-        "logging_dir",
-        "save_dir",
-        "save_path",
-        "dirpath",
-        "default_root_dir",
-        "checkpoint_dir",
-        "ckpt_dir",
-        "cache_dir",
-        "filename",
-    }
-)
-_READ_KEYWORDS: Final = frozenset(
-    {
-        "config_path",
-        "data_dir",
-        "data_path",
-        "dataset_path",
-        "data_files",
-        "train_file",
-        "validation_file",
-        "test_file",
-        "model_path",
-        "weights",
-        "root",
-    }
-)
 _RECEIVER_CALLS: Final = frozenset(
     {"mkdir", "write_text", "write_bytes", "read_text", "read_bytes"}
 )
@@ -208,11 +117,38 @@ def facts_for(path: str, data: bytes) -> FileFacts:
         return _notebook_facts(data)
     if len(data) > MAX_SOURCE_BYTES:
         return FileFacts(error=f"larger than {MAX_SOURCE_BYTES // 2**20} MiB, not parsed")
+    if len(data) >= FAST_MIN_BYTES:
+        fast = _chunked_facts(data)
+        if fast is not None:
+            return fast
     tree_or_error = _parse(data)
     if isinstance(tree_or_error, str):
         return FileFacts(error=tree_or_error)
     extractor = _Extractor()
     extractor.visit(tree_or_error)
+    return extractor.facts()
+
+
+def _chunked_facts(data: bytes) -> FileFacts | None:
+    """Facts from parsing only the statements that may hold one; None: parse everything."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\x00" in text or text.startswith("\ufeff"):
+        return None
+    try:
+        parts = chunks.chunks(text)
+    except chunks.Unsure:
+        return None
+    extractor = _Extractor()
+    for chunk in parts:
+        try:
+            tree = ast.parse(chunk.text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return None
+        extractor.offset = chunk.start
+        extractor.visit(tree)
     return extractor.facts()
 
 
@@ -432,6 +368,29 @@ class _Extractor(ast.NodeVisitor):
         self.cuda: list[tuple[int, str]] = []
         self.cuda_optional = 0
 
+    # A lean dispatch: NodeVisitor's generic machinery (and its visit_Constant shim for the
+    # removed ast.Num/ast.Str) dominates the cost on large trees.
+    _LEAVES: Final = (ast.Name, ast.Constant, ast.expr_context, ast.operator, ast.cmpop)
+
+    def visit(self, node: ast.AST) -> None:
+        """Dispatch to ``visit_<Class>`` or walk the children."""
+        method = getattr(self, "visit_" + node.__class__.__name__, None)
+        if method is not None:
+            method(node)
+        elif not isinstance(node, self._LEAVES):
+            self.generic_visit(node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        """Visit every child node."""
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        self.visit(item)
+            elif isinstance(value, ast.AST):
+                self.visit(value)
+
     def facts(self) -> FileFacts:
         """Return what was collected."""
         return FileFacts(
@@ -644,8 +603,8 @@ class _Extractor(ast.NodeVisitor):
             path = _path_literal(node.args[0])
             if path is not None:
                 self.paths.append((path, line, "p"))
-        elif last in _WRITE_CALLS or last in _READ_CALLS:
-            mode = "w" if last in _WRITE_CALLS else "r"
+        elif last in chunks.WRITE_CALLS or last in chunks.READ_CALLS:
+            mode = "w" if last in chunks.WRITE_CALLS else "r"
             if last in {"copy", "copyfile", "copytree"}:
                 args = node.args[1:2]  # the destination
             else:
@@ -656,10 +615,10 @@ class _Extractor(ast.NodeVisitor):
                     self.paths.append((path, line, mode))
                     break
         for kw in node.keywords:
-            if kw.arg in _WRITE_KEYWORDS or kw.arg in _READ_KEYWORDS:
+            if kw.arg in chunks.WRITE_KEYWORDS or kw.arg in chunks.READ_KEYWORDS:
                 path = _path_literal(kw.value)
                 if path is not None and _looks_like_path(path):
-                    self.paths.append((path, line, "w" if kw.arg in _WRITE_KEYWORDS else "r"))
+                    self.paths.append((path, line, "w" if kw.arg in chunks.WRITE_KEYWORDS else "r"))
 
     def _server_call(self, node: ast.Call, name: str, func: ast.expr) -> None:
         if self.serves:

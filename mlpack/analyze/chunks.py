@@ -1,0 +1,367 @@
+"""Statement chunks: the parts of a large source file worth parsing, found without parsing it.
+
+Parsing a whole large file costs far more than the facts in it are worth (a 5,000-line model
+file has a dozen imports). Cheap regular expressions nominate the lines that may hold a fact
+(an import, ``environ``, ``cuda``, a literal path...); each nominated line is widened to the
+statement that holds it: the whole top-level statement, or, inside a long one, the innermost
+``def``/``class``. Only those chunks are parsed with :mod:`ast`, so every fact still comes from a
+real syntax tree. The heuristics only choose *what* to parse: whenever they are unsure (a triple
+quote inside a comment or a one-line string, a chunk that does not parse), the caller falls back
+to parsing the whole file.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# Words whose lines may hold a fact: each is searched as a plain substring (fast), never as
+# one big alternation, which the regex engine would try at every position.
+WORDS: Final = (
+    "import",
+    "environ",
+    "getenv",
+    "__import__",
+    "__main__",
+    "FastAPI(",
+    "Flask(",
+    "Starlette(",
+    "uvicorn",
+    "run_app",
+    "waitress",
+    "cuda",
+    "tf.device",
+    "tf.config",
+    "tensorflow.config",
+    "devices(",
+    "nccl",
+    "device_map",
+)
+_LITERAL: Final = r"""[rRbBfFuU]{0,2}["']"""
+# A call with a literal first argument, or a keyword with a literal value: the name before it
+# decides (checked in Python, which is cheap: these are thousands, not millions).
+_LITERAL_ARG: Final = re.compile(r"\(\s*" + _LITERAL)
+_LITERAL_KW: Final = re.compile(r"=[ \t]*" + _LITERAL)
+_SECOND_LITERAL: Final = re.compile(r"(?:save|dump)\([^()\n,]*,\s*" + _LITERAL)
+# Calls that read or write the path given as a literal argument (by the call's last name).
+READ_CALLS: Final = frozenset(
+    {
+        "read_csv",
+        "read_parquet",
+        "read_json",
+        "read_excel",
+        "read_pickle",
+        "read_table",
+        "read_feather",
+        "read_hdf",
+        "read_orc",
+        "load",
+        "loadtxt",
+        "genfromtxt",
+        "load_file",
+        "imread",
+        "read_text",
+        "read_bytes",
+        "load_dataset",
+        "load_from_disk",
+        "load_model",
+        "load_state_dict",
+        "ImageFolder",
+        "DatasetFolder",
+        "safe_open",
+    }
+)
+WRITE_CALLS: Final = frozenset(
+    {
+        "to_csv",
+        "to_parquet",
+        "to_json",
+        "to_pickle",
+        "to_feather",
+        "to_excel",
+        "to_hdf",
+        "to_orc",
+        "savefig",
+        "save_pretrained",
+        "save_model",
+        "save_file",
+        "save_to_disk",
+        "save",
+        "savez",
+        "savez_compressed",
+        "savetxt",
+        "dump",
+        "imwrite",
+        "save_image",
+        "write_text",
+        "write_bytes",
+        "makedirs",
+        "mkdir",
+        "SummaryWriter",
+        "FileHandler",
+        "copy",
+        "copyfile",
+        "copytree",
+        "export",
+    }
+)
+WRITE_KEYWORDS: Final = frozenset(
+    {
+        "output_dir",
+        "output_path",
+        "out_dir",
+        "log_dir",
+        "logdir",
+        "logging_dir",
+        "save_dir",
+        "save_path",
+        "dirpath",
+        "default_root_dir",
+        "checkpoint_dir",
+        "ckpt_dir",
+        "cache_dir",
+        "filename",
+    }
+)
+READ_KEYWORDS: Final = frozenset(
+    {
+        "config_path",
+        "data_dir",
+        "data_path",
+        "dataset_path",
+        "data_files",
+        "train_file",
+        "validation_file",
+        "test_file",
+        "model_path",
+        "weights",
+        "root",
+    }
+)
+# Names before "(" + literal, or before "=" + literal, that make a line worth parsing (a
+# suffix match such as "reopen" only costs a parse).
+PATH_CALLS: Final = tuple(
+    sorted(READ_CALLS | WRITE_CALLS | {"open", "Path", "join", "from_pretrained"})
+)
+PATH_KEYWORDS: Final = tuple(sorted(READ_KEYWORDS | WRITE_KEYWORDS))
+_WORD_PATTERNS: Final = {w: re.compile(re.escape(w)) for w in (*WORDS, ".run(")}
+# Column-0 lines that may start a top-level statement (continuations are filtered below).
+_TOP: Final = re.compile(r"^(?![ \t\r\n#)\]}]|else\b|elif\b|except\b|finally\b)", re.MULTILINE)
+_TOP_AFTER_NEWLINE: Final = re.compile(r"\n(?![ \t\r\n#)\]}]|else\b|elif\b|except\b|finally\b)")
+_DEF_WORDS: Final = (re.compile("def "), re.compile("class "))
+_TRIPLE: Final = re.compile(r"\"\"\"|'''")
+_CODING: Final = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
+LONG_STATEMENT: Final = 120  # lines; longer top-level statements are narrowed to a def/class
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Lines ``[start, end)`` (0-based) of the file, dedented by ``indent`` columns."""
+
+    start: int
+    end: int
+    indent: int
+    text: str
+
+
+class Unsure(Exception):
+    """The cheap scan cannot vouch for its chunks: parse the whole file instead."""
+
+
+@cache
+def _closing(indent: int) -> re.Pattern[str]:
+    """A line indented at most ``indent`` that starts a statement (ends a block)."""
+    return re.compile(rf"^[ \t]{{0,{indent}}}(?![ \t\r\n#)\]}}])", re.MULTILINE)
+
+
+def chunks(text: str) -> list[Chunk]:
+    """Return the chunks to parse, in file order; raise :class:`Unsure` when in doubt."""
+    coding = _CODING.search(text[: text.find("\n", text.find("\n") + 1) + 1])
+    if coding and coding.group(1).lower().replace("_", "-") not in {"utf-8", "utf8"}:
+        raise Unsure
+    lines = text.split("\n")
+    starts = [0, *itertools.accumulate(map((1).__add__, map(len, lines)))]
+    masked = _masked_lines(text, starts, len(lines))
+
+    def line_of(pos: int) -> int:
+        return bisect.bisect_right(starts, pos) - 1
+
+    tops = [0] if _TOP.match(text) else []
+    tops.extend(line_of(m.end()) for m in _TOP_AFTER_NEWLINE.finditer(text))
+    tops = [i for i in tops if i < len(lines) and not masked[i]]
+    # A def/class right under its decorators belongs to the decorators' statement.
+    boundaries = [
+        i
+        for k, i in enumerate(tops)
+        if not (k and lines[tops[k - 1]].startswith("@") and not lines[i].startswith("@"))
+    ]
+    candidates = sorted(i for i in (line_of(p) for p in _trigger_positions(text)) if not masked[i])
+    if not candidates:
+        return []
+    defs = _def_lines(text, line_of, masked)
+    def_lines = [d[0] for d in defs]
+    ends: dict[int, int] = {}
+    chosen: set[tuple[int, int, int]] = set()
+    for i in candidates:
+        k = bisect.bisect_right(boundaries, i) - 1
+        start = boundaries[k] if k >= 0 else 0
+        end = boundaries[k + 1] if k + 1 < len(boundaries) else len(lines)
+        span = (start, end, 0)
+        if end - start > LONG_STATEMENT:
+            found = _innermost_def(
+                text,
+                starts=starts,
+                masked=masked,
+                lines=lines,
+                defs=defs,
+                def_lines=def_lines,
+                ends=ends,
+                line=i,
+                floor=start,
+            )
+            span = found or span
+        chosen.add(span)
+    result: list[Chunk] = []
+    covered_until = -1
+    for start, end, indent in sorted(chosen, key=lambda s: (s[0], -s[1])):
+        if end <= covered_until:
+            continue  # inside a chunk already taken
+        if result and indent == 0 and result[-1].indent == 0 and result[-1].end == start:
+            prev = result.pop()  # adjacent top-level statements: parse them together
+            start = prev.start
+        result.append(Chunk(start, end, indent, _dedent(lines[start:end], indent)))
+        covered_until = max(covered_until, end)
+    return result
+
+
+def _innermost_def(
+    text: str,
+    *,
+    starts: list[int],
+    masked: bytearray,
+    lines: list[str],
+    defs: list[tuple[int, int]],
+    def_lines: list[int],
+    ends: dict[int, int],
+    line: int,
+    floor: int,
+) -> tuple[int, int, int] | None:
+    """The innermost def/class that encloses ``line`` (with its decorators), or None."""
+    k = bisect.bisect_right(def_lines, line) - 1
+    while k >= 0 and def_lines[k] > floor:
+        j, indent = defs[k]
+        k -= 1
+        if indent == 0:
+            continue
+        end = ends.get(j)
+        if end is None:
+            end = ends[j] = _block_end(text, starts, masked, j, indent)
+        if end <= line:
+            continue
+        start = j
+        while start - 1 > floor and lines[start - 1].strip().startswith("@"):
+            start -= 1
+        return (start, end, indent)
+    return None
+
+
+def _block_end(text: str, starts: list[int], masked: bytearray, header: int, indent: int) -> int:
+    pattern = _closing(indent)
+    pos = starts[header + 1] if header + 1 < len(starts) else len(text)
+    while True:
+        match = pattern.search(text, pos)
+        if match is None:
+            return len(starts) - 1
+        i = bisect.bisect_right(starts, match.start()) - 1
+        if not masked[i]:
+            return i
+        pos = starts[i + 1]
+
+
+def _dedent(lines: list[str], indent: int) -> str:
+    if not indent:
+        return "\n".join(lines)
+    out = []
+    for line in lines:
+        head = line[:indent]
+        out.append(line[indent:] if not head.strip() else line.lstrip())
+    return "\n".join(out)
+
+
+def _masked_lines(text: str, starts: list[int], count: int) -> bytearray:
+    """Mark the lines that begin inside a triple-quoted string; raise Unsure on odd quoting."""
+    masked = bytearray(count + 1)
+    pos = 0
+    while True:
+        opening = _TRIPLE.search(text, pos)
+        if opening is None:
+            return masked
+        line_start = text.rfind("\n", 0, opening.start()) + 1
+        prefix = text[line_start : opening.start()]
+        if "#" in prefix or (prefix.count('"') + prefix.count("'")) % 2:
+            raise Unsure  # a triple quote inside a comment or a one-line string
+        delimiter = opening.group()
+        close = opening.end()
+        while True:
+            close = text.find(delimiter, close)
+            if close < 0:
+                raise Unsure  # unterminated: let the real parser say so
+            before = close - 1
+            while before >= 0 and text[before] == "\\":
+                before -= 1
+            if (close - 1 - before) % 2 == 0:  # not an escaped quote
+                break
+            close += 1
+        first = bisect.bisect_right(starts, opening.start())  # the line after the opening
+        last = bisect.bisect_right(starts, close) - 1
+        if last >= first:
+            masked[first : last + 1] = b"\x01" * (last - first + 1)
+        pos = close + 3
+
+
+def _trigger_positions(text: str) -> list[int]:
+    """Offsets of every place that may hold a fact (a superset; the parser decides)."""
+    found: list[int] = []
+    for word, pattern in _WORD_PATTERNS.items():
+        if word == ".run(" and "__main__" not in text:
+            continue
+        if word in text:
+            found.extend(m.start() for m in pattern.finditer(text))
+    for match in _LITERAL_ARG.finditer(text):
+        pos = match.start()
+        if text.endswith(PATH_CALLS, max(0, pos - 24), pos):
+            found.append(pos)
+    for match in _LITERAL_KW.finditer(text):
+        pos = match.start()
+        if text.endswith(PATH_KEYWORDS, max(0, pos - 24), pos):
+            found.append(pos)
+    if "save(" in text or "dump(" in text:
+        found.extend(m.start() for m in _SECOND_LITERAL.finditer(text))
+    return found
+
+
+def _def_lines(
+    text: str, line_of: Callable[[int], int], masked: bytearray
+) -> list[tuple[int, int]]:
+    """(line, indent) of every def/class header, in order."""
+    found = []
+    for pattern in _DEF_WORDS:
+        for match in pattern.finditer(text):
+            pos = match.start()
+            line_start = text.rfind("\n", 0, pos) + 1
+            prefix = text[line_start:pos]
+            stripped = prefix.lstrip(" \t")
+            if stripped not in {"", "async "}:
+                continue
+            line = line_of(pos)
+            if not masked[line]:
+                found.append((line, len(prefix) - len(stripped)))
+    found.sort()
+    return found
