@@ -82,7 +82,7 @@ PIPREQS_LAUNCH = (
     "sys.argv[0] = 'pipreqs'; from pipreqs.pipreqs import main; main()"
 )
 
-Verdict = Literal["PASS", "FAIL", "info", "n/a"]
+Verdict = Literal["PASS", "FAIL", "TIE", "n/a"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -750,10 +750,12 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
         best = max(peers, key=lambda t: peers[t]) if peers else None
         if ours is None:
             verdict = "FAIL"
+        # A tie is its own verdict: on small trees both tools often reach what the code
+        # reveals (an unimported test extra caps both below 1.00).
+        elif best is None or ours[1].f1 > peers[best]:
+            verdict = "PASS"
         else:
-            # A tie at a perfect 1.00 cannot be beaten, so it passes.
-            top = best is None or ours[1].f1 > peers[best] or ours[1].f1 == peers[best] == 1.0
-            verdict = "PASS" if top else "FAIL"
+            verdict = "TIE" if ours[1].f1 == peers[best] else "FAIL"
         against = f"best pipreqs variant {best} {peers[best]:.2f}" if best else "no peer result"
         margin = (
             ""
@@ -818,7 +820,7 @@ def floors() -> None:
 
 def profile(tree: Tree, work: Path) -> None:
     """cProfile one in-process cold analysis of ``tree`` (top functions by cumulative time)."""
-    from mlpack.analyze import analyze  # type: ignore[attr-defined]
+    from mlpack.analyze import analyze
 
     cache = Path(tempfile.mkdtemp(prefix="profile-", dir=work))
     profiler = cProfile.Profile()
@@ -858,7 +860,9 @@ def versions() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; exit 0 even when goals fail (the figures are the output)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1 warm-up, fewer pairs, 2 sdists")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 warm-up, fewer pairs, transformers only"
+    )
     parser.add_argument(
         "--tool",
         choices=("both", "pipreqs"),
@@ -882,7 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         floors()
     cache = Path(os.environ.get("MLPACK_BENCH_CACHE", Path.home() / ".cache" / "mlpack-bench"))
     cache.mkdir(parents=True, exist_ok=True)
-    sdists = SDISTS[:2] if args.quick else SDISTS
+    sdists = SDISTS[:1] if args.quick else SDISTS
     results = []
     with tempfile.TemporaryDirectory(prefix="mlpack-bench-analyze-") as tmp:
         work = Path(tmp)
