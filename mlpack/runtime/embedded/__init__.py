@@ -28,8 +28,15 @@ if TYPE_CHECKING:
 
 __all__ = ["EmbeddedRuntime", "ResolvedImage"]
 
-RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-           signal.SIGUSR2)
+INTERRUPT_GRACE = 5.0  # seconds between the first Ctrl-C and SIGKILL
+RELAYED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +93,8 @@ def id_maps(userns: bool) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
 
 def write_etc_files(d: Path, hostname: str, network: str) -> tuple[tuple[str, str], ...]:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container (host copies: no DNS
-    config of the image is trusted over the host's)."""
+    config of the image is trusted over the host's).
+    """
     etc = d / "etc"
     etc.mkdir()
     (etc / "hostname").write_text(hostname + "\n")
@@ -111,17 +119,34 @@ def relaying(helper: Helper) -> Iterator[None]:
         yield
         return
     previous: dict[int, Any] = {}
+    interrupts = 0
+    timers: list[threading.Timer] = []
 
     def forward(sig: int, _frame: object) -> None:
+        nonlocal interrupts
         helper.signal(sig)
+        if sig != signal.SIGINT:
+            return
+        # Ctrl-C stops the container: pid 1 ignores SIGINT unless it handles it, so a second
+        # Ctrl-C, or INTERRUPT_GRACE seconds after the first, kills it.
+        interrupts += 1
+        if interrupts >= 2:
+            helper.kill_container()
+        else:
+            timer = threading.Timer(INTERRUPT_GRACE, helper.kill_container)
+            timer.daemon = True
+            timer.start()
+            timers.append(timer)
 
-    for sig in RELAYED:
-        previous[sig] = signal.signal(sig, forward)
+    for relayed in RELAYED:
+        previous[relayed] = signal.signal(relayed, forward)
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for timer in timers:
+            timer.cancel()
+        for num, handler in previous.items():
+            signal.signal(num, handler)
 
 
 class EmbeddedRuntime:
@@ -129,9 +154,7 @@ class EmbeddedRuntime:
 
     name = "embedded"
 
-    def __init__(
-        self, *, root: Path | None = None, cap_profile: CapProfile = "default"
-    ) -> None:
+    def __init__(self, *, root: Path | None = None, cap_profile: CapProfile = "default") -> None:
         from mlpack.runtime.embedded.state import containers_root
 
         self.root = root or containers_root()
@@ -170,6 +193,7 @@ class EmbeddedRuntime:
         group: Cgroup | None = None
         helper: Helper | None = None
         pty: tuple[int, int] | None = None
+        devnull = -1
         try:
             rootless = os.geteuid() != 0
             uid_map, gid_map = id_maps(rootless)
@@ -181,13 +205,19 @@ class EmbeddedRuntime:
             if not config.read_only:
                 (sd.path / "upper").mkdir()
                 (sd.path / "work").mkdir()
-                overlay = Overlay(lower=image.layers, upper=sd.path / "upper",
-                                  work=sd.path / "work")
+                overlay = Overlay(
+                    lower=image.layers, upper=sd.path / "upper", work=sd.path / "work"
+                )
             cdi = None
             if config.gpus:
                 from mlpack.runtime.cdi import resolve_cdi
 
                 cdi = resolve_cdi(config.gpus)
+            init_path = None
+            if config.init:
+                from mlpack.runtime.embedded.init import init_binary
+
+                init_path = str(init_binary(state.mlpack_home() / "cache"))
             doc = spec.build_config(
                 image.process,
                 config,
@@ -200,11 +230,11 @@ class EmbeddedRuntime:
                     cap_profile=self.cap_profile,
                     etc_files=etc,
                     cdi=cdi,
+                    init_binary=init_path,
                 ),
             )
             layout = cgroups.detect()
-            limits = cgroups.Limits(memory=config.memory, cpus=config.cpus,
-                                    pids=config.pids_limit)
+            limits = cgroups.Limits(memory=config.memory, cpus=config.cpus, pids=config.pids_limit)
             group = cgroups.create(layout, cid, limits, account=not rootless)
             st = state.ContainerState(
                 id=cid,
@@ -218,8 +248,13 @@ class EmbeddedRuntime:
                 extra={"keep": config.keep, "owner": os.getpid()},
             )
             sd.write(st)
+            stdio: tuple[int | None, int | None, int | None] | None = None
             if config.tty:
                 pty = os.openpty()
+                stdio = (pty[1], pty[1], pty[1])
+            elif not config.interactive:  # as docker run without -i: stdin is /dev/null
+                devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                stdio = (devnull, None, None)
             helper = Helper(
                 Launch(
                     config=doc,
@@ -228,24 +263,30 @@ class EmbeddedRuntime:
                     cgroup_procs=group.procs_files(),
                     cgroup_version=2 if layout.version == "v2" else 1,
                     seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
-                    stdio=(pty[1], pty[1], pty[1]) if pty else None,
+                    stdio=stdio,
                 )
             )
+            if devnull >= 0:
+                os.close(devnull)
+                devnull = -1
             with relaying(helper):
                 helper.start()
                 import dataclasses
 
-                sd.write(dataclasses.replace(
-                    st,
-                    pid=helper.pid,
-                    pid_start=state.proc_start_time(helper.pid),
-                    supervisor=helper.proc.pid,
-                    supervisor_start=state.proc_start_time(helper.proc.pid),
-                ))
+                sd.write(
+                    dataclasses.replace(
+                        st,
+                        pid=helper.pid,
+                        pid_start=state.proc_start_time(helper.pid),
+                        supervisor=helper.proc.pid,
+                        supervisor_start=state.proc_start_time(helper.proc.pid),
+                    )
+                )
                 if on_start is not None:
                     on_start(cid)
                 if pty is not None:
                     os.close(pty[1])
+                    pty = (pty[0], -1)
                     from mlpack.runtime.embedded.tty import relay
 
                     relay(pty[0], helper)
@@ -264,9 +305,11 @@ class EmbeddedRuntime:
         finally:
             if helper is not None and helper.proc.poll() is None:
                 helper.kill()
+            if devnull >= 0:
+                os.close(devnull)
             if pty is not None:
                 for fd in pty:
-                    with contextlib.suppress(OSError):
+                    if fd >= 0:
                         os.close(fd)
             try:
                 if group is not None:
@@ -276,3 +319,80 @@ class EmbeddedRuntime:
                     (sd.path / "rootfs").rmdir() if (sd.path / "rootfs").exists() else None
                 else:
                     sd.remove()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerInfo:
+    """One row of ``mlpack ps``."""
+
+    id: str
+    name: str
+    image: str
+    command: tuple[str, ...]
+    created: str
+    status: str
+    pid: int
+
+
+def list_containers(root: Path | None = None) -> tuple[ContainerInfo, ...]:
+    """Containers started by ``mlpack run``, after removing stale ones."""
+    from mlpack.runtime.embedded import state
+
+    base = root or state.containers_root()
+    state.cleanup_stale(base)
+    rows = []
+    for d in state.list_dirs(base):
+        try:
+            st = d.read()
+        except ContainerError:
+            continue
+        status = d.status(st)
+        rows.append(
+            ContainerInfo(
+                id=st.id,
+                name=st.name,
+                image=st.image,
+                command=st.command,
+                created=st.created,
+                status=status,
+                pid=st.pid if status == "running" else 0,
+            )
+        )
+    return tuple(rows)
+
+
+def stop(container: str, *, timeout: float = 10.0, root: Path | None = None) -> None:
+    """SIGTERM the container's pid 1, SIGKILL after ``timeout``; clean up if nobody will."""
+    from mlpack.runtime.embedded import state
+
+    base = root or state.containers_root()
+    state.cleanup_stale(base)
+    match = [d for d in state.list_dirs(base) if d.id == container or _name(d) == container]
+    if not match:
+        msg = f"no container {container!r}"
+        raise ContainerError(msg, hint="list running containers with mlpack ps")
+    d = match[0]
+    st = d.read()
+    if state.alive(st.pid, st.pid_start):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(st.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while state.alive(st.pid, st.pid_start) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if state.alive(st.pid, st.pid_start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(st.pid, signal.SIGKILL)
+    # The running `mlpack run` removes its own container; one whose owner died is ours.
+    deadline = time.monotonic() + 5
+    while d.path.exists() and time.monotonic() < deadline:
+        if not state.alive(st.supervisor, st.supervisor_start):
+            if not st.extra.get("keep"):
+                d.remove()
+            break
+        time.sleep(0.05)
+
+
+def _name(d: Any) -> str:
+    with contextlib.suppress(ContainerError):
+        return str(d.read().name)
+    return ""

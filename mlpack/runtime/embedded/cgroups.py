@@ -60,8 +60,8 @@ def detect(root: Path = CGROUP_ROOT) -> Layout:
     """Classify the host's layout by the filesystem types mounted under ``root`` (§6)."""
     kind = _fs_type(root)
     if kind == "cgroup2":
-        ctrls = _read(root / "cgroup.controllers").split()
-        return Layout(version="v2", unified=root, v2_controllers=frozenset(ctrls))
+        v2_ctrls = frozenset(_read(root / "cgroup.controllers").split())
+        return Layout(version="v2", unified=root, v2_controllers=v2_ctrls)
     if kind != "tmpfs":
         return Layout(version="none")
     v1: list[tuple[str, Path]] = []
@@ -96,7 +96,7 @@ def _write(path: Path, value: str) -> None:
 
 
 def _self_path(hierarchy: str) -> str:
-    """This process's cgroup path in a hierarchy ("" for cgroup2, else a controller name)."""
+    """Return the caller's cgroup path in a hierarchy ("" for cgroup2, else a controller name)."""
     for line in _read(Path("/proc/self/cgroup")).splitlines():
         _, ctrls, path = line.split(":", 2)
         if (hierarchy == "" and ctrls == "") or hierarchy in ctrls.split(","):
@@ -213,9 +213,9 @@ class Cgroup:
             if any(d.exists() for d in left):
                 self.kill()
                 time.sleep(0.02)
-        left = [str(d) for d in self.dirs if d.exists()]
-        if left:
-            msg = f"cgroup directories could not be removed: {', '.join(left)}"
+        remaining = [str(d) for d in self.dirs if d.exists()]
+        if remaining:
+            msg = f"cgroup directories could not be removed: {', '.join(remaining)}"
             raise ContainerError(msg, hint="check for processes left in them (cat cgroup.procs)")
 
 
@@ -259,16 +259,16 @@ def create(layout: Layout, name: str, limits: Limits, *, account: bool = True) -
             raise ContainerError(msg, hint=HINT_ROOT)
         return Cgroup(name=name, layout=layout, limits=limits)
     v1_dirs: list[tuple[str, Path]] = []
-    wanted_v1 = [c for c in limits.wanted() if layout.backend(c) == "v1"]
+    wanted_v1: list[str] = [c for c in limits.wanted() if layout.backend(c) == "v1"]
     if account:
         wanted_v1 += [c for c in ("memory", "cpuacct") if layout.v1_mount(c) is not None]
     seen: set[Path] = set()
-    for ctrl in wanted_v1:
-        mount = layout.v1_mount(ctrl)
+    for v1_ctrl in wanted_v1:
+        mount = layout.v1_mount(v1_ctrl)
         if mount is None or mount in seen:
             continue
         seen.add(mount)
-        d = mount / _self_path(ctrl).strip("/") / "mlpack" / name
+        d = mount / _self_path(v1_ctrl).strip("/") / "mlpack" / name
         _mkdir(d)
         # Joint hierarchies (cpu,cpuacct) share one directory; list every controller in it.
         v1_dirs.extend((c, d) for c in mount.name.split(","))
@@ -299,14 +299,14 @@ def _apply(group: Cgroup, limits: Limits) -> None:
     layout = group.layout
     if limits.memory is not None:
         if layout.backend("memory") == "v2":
-            assert group.v2 is not None  # noqa: S101
+            assert group.v2 is not None
             _write(group.v2 / "memory.max", str(limits.memory))
             if (group.v2 / "memory.swap.max").exists():
                 _write(group.v2 / "memory.swap.max", "0")
             _check(group.v2 / "memory.max", limits.memory)
         else:
-            mem = group._v1("memory")  # noqa: SLF001
-            assert mem is not None  # noqa: S101
+            mem = group._v1("memory")
+            assert mem is not None
             # memsw must stay >= limit at every step: raise the limit first, then memsw.
             _write(mem / "memory.limit_in_bytes", str(limits.memory))
             if (mem / "memory.memsw.limit_in_bytes").exists():
@@ -315,21 +315,21 @@ def _apply(group: Cgroup, limits: Limits) -> None:
     if limits.cpus is not None:
         quota = int(limits.cpus * limits.cpu_period)
         if layout.backend("cpu") == "v2":
-            assert group.v2 is not None  # noqa: S101
+            assert group.v2 is not None
             _write(group.v2 / "cpu.max", f"{quota} {limits.cpu_period}")
         else:
-            cpu = group._v1("cpu")  # noqa: SLF001
-            assert cpu is not None  # noqa: S101
+            cpu = group._v1("cpu")
+            assert cpu is not None
             _write(cpu / "cpu.cfs_period_us", str(limits.cpu_period))
             _write(cpu / "cpu.cfs_quota_us", str(quota))
             _check(cpu / "cpu.cfs_quota_us", quota)
     if limits.pids is not None:
         if layout.backend("pids") == "v2":
-            assert group.v2 is not None  # noqa: S101
+            assert group.v2 is not None
             _write(group.v2 / "pids.max", str(limits.pids))
         else:
-            pids = group._v1("pids")  # noqa: SLF001
-            assert pids is not None  # noqa: S101
+            pids = group._v1("pids")
+            assert pids is not None
             _write(pids / "pids.max", str(limits.pids))
             _check(pids / "pids.max", limits.pids)
 

@@ -1,3 +1,5 @@
+# ruff: noqa: PTH104, PTH109, PTH112, PTH113, PTH118, PTH123, SIM105, PLR0917
+# (It may import only os, ctypes, json, signal, struct, errno: no pathlib, no contextlib.)
 """The container helper: namespaces, rootfs, privileges and execve, from an OCI config.
 
 Run as ``python -I -S helper.py CTL_FD STATUS_FD`` by the embedded runtime. It is a separate,
@@ -9,7 +11,7 @@ it cannot import mlpack. Sequence:
   fork C; then S waits for C, relays signals and reports the exit status. S never enters the
   container's mount namespace.
 * C (pid 1): joins the cgroups, unshares mount/uts/ipc/net/cgroup, builds the rootfs, pivots,
-  waits on the exec fifo for ``create``, drops privileges, loads seccomp last and ``execve``\\ s.
+  waits on the exec fifo for ``create``, drops privileges, loads seccomp last and execs.
 
 Messages to the parent are JSON lines on STATUS_FD; the parent's messages come on CTL_FD.
 """
@@ -17,7 +19,6 @@ Messages to the parent are JSON lines on STATUS_FD; the parent's messages come o
 from __future__ import annotations
 
 import ctypes
-import errno
 import json
 import os
 import signal
@@ -98,8 +99,15 @@ PROPAGATION = {
     "runbindable": MS_UNBINDABLE | MS_REC,
 }
 # statvfs f_flag bits -> mount flags that a bind remount must keep (locked in a user namespace).
-ST_TO_MS = ((1, MS_RDONLY), (2, MS_NOSUID), (4, MS_NODEV), (8, MS_NOEXEC), (1024, MS_NOATIME),
-            (2048, MS_NODIRATIME), (4096, MS_RELATIME))
+ST_TO_MS = (
+    (1, MS_RDONLY),
+    (2, MS_NOSUID),
+    (4, MS_NODEV),
+    (8, MS_NOEXEC),
+    (1024, MS_NOATIME),
+    (2048, MS_NODIRATIME),
+    (4096, MS_RELATIME),
+)
 
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
@@ -121,17 +129,67 @@ SYSCALLS = {  # machine -> (pivot_root, capset, close_range, openat2)
     "aarch64": (41, 91, 436, 437),
 }
 
-CAPS = (
-    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
-    "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
-    "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
-    "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
-    "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
-).split()
-RLIMITS = (
-    "CPU FSIZE DATA STACK CORE RSS NPROC NOFILE MEMLOCK AS LOCKS SIGPENDING MSGQUEUE NICE "
-    "RTPRIO RTTIME"
-).split()
+CAPS = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+]
+RLIMITS = [
+    "CPU",
+    "FSIZE",
+    "DATA",
+    "STACK",
+    "CORE",
+    "RSS",
+    "NPROC",
+    "NOFILE",
+    "MEMLOCK",
+    "AS",
+    "LOCKS",
+    "SIGPENDING",
+    "MSGQUEUE",
+    "NICE",
+    "RTPRIO",
+    "RTTIME",
+]
 # (name, major, minor) of the devices every container gets (OCI runtime-spec, "Default Devices").
 DEFAULT_DEVICES = (
     ("null", 1, 3),
@@ -149,17 +207,28 @@ DEV_LINKS = (
     ("ptmx", "pts/ptmx"),
 )
 FORWARDED = (
-    signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
-    signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM,
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCONT,
+    signal.SIGALRM,
 )
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
-libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                       ctypes.c_char_p)
+libc.mount.argtypes = (
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+)
 libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                       ctypes.c_ulong)
+libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
 libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
 
 
@@ -186,26 +255,37 @@ def _nr(index: int) -> int:
 
 
 def mount(src: str | None, tgt: str, fstype: str | None, flags: int, data: str | None) -> None:
-    """mount(2), raising Failure with the target named."""
+    """Mount via libc, raising Failure with the target named."""
     _check(libc.mount(_fs(src), _fs(tgt), _fs(fstype), flags, _fs(data)), f"mount {tgt}")
 
 
 def unshare(flags: int) -> None:
-    """unshare(2)."""
+    """Leave namespaces via the unshare syscall."""
     _check(libc.unshare(ctypes.c_int(flags)), f"unshare({flags:#x})")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
-    """prctl(2) with integer arguments."""
+    """Process control (the prctl syscall) with integer arguments."""
     _check(libc.prctl(option, arg2, arg3, 0, 0), f"prctl({option})")
 
 
+DETACHED = False
+
+
 def send(fd: int, msg: dict[str, object]) -> None:
-    """Write one JSON line to the parent; a parent that went away is not an error."""
+    """Write one JSON line to the parent; a parent that went away is not an error.
+
+    A detached container's parent (``create``) is gone after setup: errors go to stderr too.
+    """
     try:
         os.write(fd, json.dumps(msg).encode() + b"\n")
     except OSError:
         pass
+    if DETACHED and "error" in msg:
+        try:
+            os.write(2, f"mlpack: container setup failed: {msg['error']}\n".encode())
+        except OSError:
+            pass
 
 
 def read_line(fd: int) -> bytes:
@@ -222,7 +302,7 @@ def read_line(fd: int) -> bytes:
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
-    """openat2(2) with RESOLVE_* flags: symlinks resolve as if dirfd were the root."""
+    """Open with RESOLVE_* flags (openat2): symlinks resolve as if dirfd were the root."""
     how = struct.pack("QQQ", flags | os.O_CLOEXEC, 0, resolve)
     buf = ctypes.create_string_buffer(how)
     ret = libc.syscall(_nr(3), dirfd, os.fsencode(path), buf, ctypes.c_size_t(len(how)))
@@ -246,7 +326,9 @@ def mkdirs_in_root(rootfd: int, path: str) -> int:
     fd = os.dup(rootfd)
     for part in parts:
         try:
-            nxt = openat2(fd, part, O_PATH | os.O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+            nxt = openat2(
+                fd, part, O_PATH | os.O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+            )
         except FileNotFoundError:
             os.mkdir(part, 0o755, dir_fd=fd)
             nxt = openat2(fd, part, O_PATH | os.O_DIRECTORY, RESOLVE_IN_ROOT)
@@ -272,8 +354,10 @@ def create_target(rootfd: int, path: str, *, directory: bool) -> int:
                 os.mkdir(leaf, 0o755, dir_fd=pfd)
             else:
                 fd = os.open(
-                    leaf, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC,
-                    0o644, dir_fd=pfd,
+                    leaf,
+                    os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC,
+                    0o644,
+                    dir_fd=pfd,
                 )
                 os.close(fd)
         except FileExistsError:
@@ -318,8 +402,9 @@ def locked_flags(path: str) -> int:
 
 def remount(path: str, flags: int) -> None:
     """Bind-remount ``path`` with ``flags`` plus the locked ones (else EPERM in a userns)."""
-    keep = locked_flags(path) & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME
-                                 | MS_RELATIME)
+    keep = locked_flags(path) & (
+        MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME
+    )
     mount(None, path, None, MS_BIND | MS_REMOUNT | flags | keep, None)
 
 
@@ -374,14 +459,14 @@ class Rootfs:
             directory = os.path.isdir(src)
         else:
             directory = True
-        if mtype == "cgroup" or mtype == "cgroup2":
+        if mtype in {"cgroup", "cgroup2"}:
             self.cgroup_mount(dest, flags)
             return
         fd = create_target(self.rootfd, dest, directory=directory)
         try:
             target = fdpath(fd)
             if is_bind:
-                mount(src, target, None, flags & (MS_BIND | MS_REC), None)
+                mount(str(src), target, None, flags & (MS_BIND | MS_REC), None)
                 rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
                 if rest:
                     self.remount_at(dest, rest)
@@ -410,7 +495,8 @@ class Rootfs:
 
     def remount_at(self, dest: str, flags: int) -> None:
         """Remount the mount now on top of ``dest`` (an fd taken before it was mounted over
-        still names the covered directory)."""
+        still names the covered directory).
+        """
         fd = open_in_root(self.rootfd, dest)
         try:
             remount(fdpath(fd), flags)
@@ -440,7 +526,7 @@ class Rootfs:
         """Whether ``gid`` is mapped in the user namespace (always true without one)."""
         if not self.userns:
             return True
-        for line in open("/proc/self/gid_map").read().splitlines():  # noqa: PTH123, SIM115
+        for line in open("/proc/self/gid_map").read().splitlines():  # noqa: SIM115
             inside, _, count = (int(x) for x in line.split())
             if inside <= gid < inside + count:
                 return True
@@ -455,9 +541,17 @@ class Rootfs:
                 path = str(d["path"])
                 if not path.startswith("/dev/"):
                     raise Failure(f"device {path} is outside /dev")
-                wanted.append((path[5:], str(d["type"]), int(d["major"]), int(d["minor"]),
-                               int(d.get("fileMode", 0o666)), int(d.get("uid", 0)),
-                               int(d.get("gid", 0))))
+                wanted.append(
+                    (
+                        path[5:],
+                        str(d["type"]),
+                        int(d["major"]),
+                        int(d["minor"]),
+                        int(d.get("fileMode", 0o666)),
+                        int(d.get("uid", 0)),
+                        int(d.get("gid", 0)),
+                    )
+                )
             for name, kind, major, minor, mode, uid, gid in wanted:
                 self.device(name, kind, major, minor, mode, uid, gid)
             for name, target in DEV_LINKS:
@@ -475,8 +569,9 @@ class Rootfs:
         finally:
             os.close(devfd)
 
-    def device(self, name: str, kind: str, major: int, minor: int, mode: int, uid: int,
-               gid: int) -> None:
+    def device(
+        self, name: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int
+    ) -> None:
         """Create one device node in-root; the image's /dev is never trusted (CVE-2026-41579)."""
         parent, _, leaf = name.rpartition("/")
         pfd = mkdirs_in_root(self.rootfd, "/dev/" + parent)
@@ -486,8 +581,12 @@ class Rootfs:
             except FileNotFoundError:
                 pass
             if self.userns:
-                fd = os.open(leaf, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY
-                             | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+                fd = os.open(
+                    leaf,
+                    os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=pfd,
+                )
                 os.close(fd)
                 tfd = openat2(pfd, leaf, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
                 try:
@@ -517,7 +616,8 @@ class Rootfs:
                 st = os.fstat(null)
                 # CVE-2025-31133: never bind anything but the real null device over a file.
                 if not (st.st_mode & 0o170000 == 0o020000 and st.st_rdev == os.makedev(1, 3)):
-                    raise Failure("/dev/null is not the null device; refusing to mask with it")
+                    msg = "/dev/null is not the null device; refusing to mask with it"
+                    raise Failure(msg)
                 mount(fdpath(null), fdpath(fd), None, MS_BIND, None)
             finally:
                 os.close(null)
@@ -583,21 +683,30 @@ def cap_mask(names: list[str] | None) -> int:
 
 def apply_caps(caps: dict[str, list[str]]) -> None:
     """Drop the bounding set, then capset; ambient only as configured (empty by default)."""
-    last = int(open("/proc/sys/kernel/cap_last_cap").read())  # noqa: PTH123, SIM115
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())  # noqa: SIM115
     bounding = cap_mask(caps.get("bounding"))
     for cap in range(last + 1):
         if not bounding & (1 << cap):
             prctl(PR_CAPBSET_DROP, cap)
     eff, perm, inh = (cap_mask(caps.get(k)) for k in ("effective", "permitted", "inheritable"))
     hdr = ctypes.create_string_buffer(struct.pack("Ii", CAP_VERSION_3, 0))
-    data = ctypes.create_string_buffer(struct.pack(
-        "IIIIII", eff & 0xFFFFFFFF, perm & 0xFFFFFFFF, inh & 0xFFFFFFFF,
-        eff >> 32, perm >> 32, inh >> 32,
-    ))
+    data = ctypes.create_string_buffer(
+        struct.pack(
+            "IIIIII",
+            eff & 0xFFFFFFFF,
+            perm & 0xFFFFFFFF,
+            inh & 0xFFFFFFFF,
+            eff >> 32,
+            perm >> 32,
+            inh >> 32,
+        )
+    )
     _check(libc.syscall(_nr(1), hdr, data), "capset")
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    ambient = cap_mask(caps.get("ambient")) & perm & inh
     for cap in range(last + 1):
-        if cap_mask(caps.get("ambient")) & (1 << cap):
+        # Ambient needs the cap in permitted and inheritable; others are skipped, as runc does.
+        if ambient & (1 << cap):
             prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
 
 
@@ -617,7 +726,7 @@ def resolve_user(spec: str) -> tuple[int, int, list[int]]:
 
     def table(path: str) -> list[list[str]]:
         try:
-            with open(path, encoding="utf-8", errors="replace") as f:  # noqa: PTH123
+            with open(path, encoding="utf-8", errors="replace") as f:
                 return [line.split(":") for line in f.read().splitlines() if line.count(":") >= 2]
         except OSError:
             return []
@@ -665,7 +774,7 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     if not req.get("detach"):
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     for procs in req.get("cgroup_procs") or ():  # type: ignore[attr-defined]
-        with open(procs, "w") as f:  # noqa: PTH123
+        with open(procs, "w") as f:
             f.write("0")
     flags = 0
     types = {str(n["type"]) for n in linux.get("namespaces") or ()}  # type: ignore[attr-defined]
@@ -674,8 +783,8 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
             flags |= flag
     unshare(flags)
     if "uts" in types and config.get("hostname"):
-        name = str(config["hostname"]).encode()
-        _check(libc.sethostname(name, len(name)), "sethostname")
+        host = str(config["hostname"]).encode()
+        _check(libc.sethostname(host, len(host)), "sethostname")
     if "network" in types:
         bring_up_loopback()
     fifo = -1
@@ -685,7 +794,7 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     rootfs.build()
     rootfs.pivot()
     for key, value in (linux.get("sysctl") or {}).items():  # type: ignore[attr-defined]
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:  # noqa: PTH123
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(str(value))
     if fifo >= 0:
         send(status, {"created": True})
@@ -701,13 +810,19 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     if named:
         uid, gid, extra = resolve_user(str(named))
         if not any(e.startswith("HOME=") for e in env):
-            home = next((p[5] for p in (line.split(":") for line in _lines("/etc/passwd"))
-                         if len(p) > 5 and p[2] == str(uid)), "/")
+            home = next(
+                (
+                    p[5]
+                    for p in (line.split(":") for line in _lines("/etc/passwd"))
+                    if len(p) > 5 and p[2] == str(uid)
+                ),
+                "/",
+            )
             env.append(f"HOME={home}")
     if "umask" in user:
         os.umask(int(user["umask"]))  # type: ignore[call-overload]
     prctl(PR_SET_KEEPCAPS, 1)
-    if not userns or rootfs.gid_mapped(gid):
+    if not userns or _lines("/proc/self/setgroups") == ["allow"]:
         os.setgroups(extra)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -731,11 +846,18 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
         raise Failure(f"working directory {cwd} is outside the container")
     args = [str(a) for a in proc.get("args") or ()]  # type: ignore[attr-defined]
     if not args:
-        raise Failure("no command: the image has no Entrypoint/Cmd and none was given")
+        msg = "no command: the image has no Entrypoint/Cmd and none was given"
+        raise Failure(msg)
     program = find_program(args[0], env, real)
+    init = (config.get("annotations") or {}).get("org.mlpack.init")  # type: ignore[attr-defined]
+    if init:  # pid 1 is the read-only static reaper; it execs the payload by path
+        args = [str(init), program, *args[1:]]
+        program = str(init)
     keep = int(req.get("preserve_fds") or 0)  # type: ignore[call-overload]
-    _check(libc.syscall(_nr(2), 3 + keep, ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC),
-           "close_range")
+    _check(
+        libc.syscall(_nr(2), 3 + keep, ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC),
+        "close_range",
+    )
     for sig in range(1, signal.NSIG):
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
             try:
@@ -747,10 +869,12 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     if isinstance(bpf, str) and bpf:
         code = bytes.fromhex(bpf)
         filt = ctypes.create_string_buffer(code)
-        prog = ctypes.create_string_buffer(struct.pack("HxxxxxxP", len(code) // 8,
-                                                       ctypes.addressof(filt)))
-        _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0),
-               "seccomp")
+        prog = ctypes.create_string_buffer(
+            struct.pack("HxxxxxxP", len(code) // 8, ctypes.addressof(filt))
+        )
+        _check(
+            libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "seccomp"
+        )
     try:
         os.execve(program, args, dict(e.partition("=")[::2] for e in env))
     except OSError as exc:
@@ -759,7 +883,7 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
 
 def _lines(path: str) -> list[str]:
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:  # noqa: PTH123
+        with open(path, encoding="utf-8", errors="replace") as f:
             return f.read().splitlines()
     except OSError:
         return []
@@ -772,6 +896,8 @@ def supervisor(ctl: int, status: int) -> int:
     linux = config.get("linux") or {}
     types = {n["type"] for n in linux.get("namespaces") or ()}
     userns = "user" in types
+    global DETACHED  # noqa: PLW0603 - one process-wide switch, set once
+    DETACHED = bool(req.get("detach"))
     if not req.get("detach"):
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     try:
@@ -794,7 +920,11 @@ def supervisor(ctl: int, status: int) -> int:
         except Failure as exc:
             send(status, {"error": str(exc)})
         except OSError as exc:
-            send(status, {"error": f"{exc.filename or 'setup'}: {exc.strerror}"})
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            where = f"{tb.tb_frame.f_code.co_name}:{tb.tb_lineno}" if tb else "setup"
+            send(status, {"error": f"{exc.filename or where}: {exc.strerror}"})
         except BaseException as exc:  # noqa: BLE001 - report, never run a payload half-set-up
             send(status, {"error": f"helper bug: {exc!r}"})
         finally:
@@ -817,6 +947,7 @@ def supervisor(ctl: int, status: int) -> int:
         except ChildProcessError:
             wstatus = 0
             break
+    result: dict[str, object]
     if os.WIFSIGNALED(wstatus):
         result = {"exit": 128 + os.WTERMSIG(wstatus), "signal": os.WTERMSIG(wstatus)}
     else:
@@ -824,7 +955,7 @@ def supervisor(ctl: int, status: int) -> int:
     state_dir = req.get("state_dir")
     if state_dir:
         tmp = os.path.join(state_dir, ".exit.json.tmp")
-        with open(tmp, "w") as f:  # noqa: PTH123
+        with open(tmp, "w") as f:
             f.write(json.dumps(result))
             f.flush()
             os.fsync(f.fileno())

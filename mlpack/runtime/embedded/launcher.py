@@ -39,7 +39,7 @@ class Launch:
     exec_fifo: Path | None = None
     detach: bool = False
     seccomp_cache: Path | None = None
-    stdio: tuple[int, int, int] | None = None  # fds for the container's 0, 1, 2 (a pty slave)
+    stdio: tuple[int | None, int | None, int | None] | None = None  # the container's 0, 1, 2
     preserve_fds: int = 0
     extra_fds: tuple[int, ...] = field(default=())
 
@@ -92,7 +92,7 @@ def write_id_maps(pid: int, config: dict[str, Any]) -> None:
             msg = f"{tool} is needed for a multi-id mapping but is not installed"
             raise ContainerError(msg, hint="install the uidmap package, or map only your own id")
         args = [exe, str(pid)] + [str(v) for m in maps for v in m]
-        done = subprocess.run(args, capture_output=True, text=True, check=False)  # noqa: S603
+        done = subprocess.run(args, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             msg = f"{tool} failed: {done.stderr.strip() or done.returncode}"
             raise ContainerError(msg, hint="check your ranges in /etc/subuid and /etc/subgid")
@@ -134,7 +134,7 @@ class Helper:
         st_r, st_w = os.pipe()
         stdio: tuple[int | None, int | None, int | None] = launch.stdio or (None, None, None)
         try:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own helper, fixed argv
+            self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(HELPER), str(ctl_r), str(st_w)],
                 pass_fds=(ctl_r, st_w, *launch.extra_fds),
                 close_fds=True,
@@ -228,6 +228,14 @@ class Helper:
         """Send ``sig`` to the supervisor, which relays it to the container."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, sig)
+
+    def kill_container(self) -> None:
+        """SIGKILL the container's pid 1 (safe in a signal handler or timer thread)."""
+        import signal
+
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """SIGKILL the supervisor and the container (pid 1's death ends its pid namespace)."""

@@ -8,66 +8,401 @@ import hashlib
 import json
 import os
 import platform
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from mlpack.errors import ContainerError
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 # The allowlist of moby's profiles/seccomp/default.json (as shipped in containers-common for
 # Debian 12), without the calls moby grants only with a capability: those are in CAP_GATED.
-ALLOWED: Final = """
-    _llseek _newselect accept accept4 access adjtimex alarm bind brk capget capset chdir chmod
-    chown chown32 clock_adjtime clock_adjtime64 clock_getres clock_getres_time64 clock_gettime
-    clock_gettime64 clock_nanosleep clock_nanosleep_time64 close close_range connect
-    copy_file_range creat dup dup2 dup3 epoll_create epoll_create1 epoll_ctl epoll_ctl_old
-    epoll_pwait epoll_pwait2 epoll_wait epoll_wait_old eventfd eventfd2 execve execveat exit
-    exit_group faccessat faccessat2 fadvise64 fadvise64_64 fallocate fanotify_mark fchdir
-    fchmod fchmodat fchown fchown32 fchownat fcntl fcntl64 fdatasync fgetxattr flistxattr
-    flock fork fremovexattr fsetxattr fstat fstat64 fstatat64 fstatfs fstatfs64 fsync
-    ftruncate ftruncate64 futex futex_time64 futimesat get_mempolicy get_robust_list
-    get_thread_area getcpu getcwd getdents getdents64 getegid getegid32 geteuid geteuid32
-    getgid getgid32 getgroups getgroups32 getitimer getpeername getpgid getpgrp getpid getppid
-    getpriority getrandom getresgid getresgid32 getresuid getresuid32 getrlimit getrusage
-    getsid getsockname getsockopt gettid gettimeofday getuid getuid32 getxattr
-    inotify_add_watch inotify_init inotify_init1 inotify_rm_watch io_cancel io_destroy
-    io_getevents io_setup io_submit ioctl ioprio_get ioprio_set ipc kill landlock_add_rule
-    landlock_create_ruleset landlock_restrict_self lchown lchown32 lgetxattr link linkat
-    listen listxattr llistxattr lremovexattr lseek lsetxattr lstat lstat64 madvise mbind
-    membarrier memfd_create memfd_secret mincore mkdir mkdirat mknod mknodat mlock mlock2
-    mlockall mmap mmap2 mprotect mq_getsetattr mq_notify mq_open mq_timedreceive
-    mq_timedreceive_time64 mq_timedsend mq_timedsend_time64 mq_unlink mremap msgctl msgget
-    msgrcv msgsnd msync munlock munlockall munmap nanosleep newfstatat open openat openat2
-    pause pidfd_getfd pidfd_open pidfd_send_signal pipe pipe2 pkey_alloc pkey_free
-    pkey_mprotect poll ppoll ppoll_time64 prctl pread64 preadv preadv2 prlimit64
-    process_mrelease process_vm_readv process_vm_writev pselect6 pselect6_time64 ptrace
-    pwrite64 pwritev pwritev2 read readahead readdir readlink readlinkat readv recv recvfrom
-    recvmmsg recvmmsg_time64 recvmsg remap_file_pages removexattr rename renameat renameat2
-    restart_syscall rmdir rseq rt_sigaction rt_sigpending rt_sigprocmask rt_sigqueueinfo
-    rt_sigreturn rt_sigsuspend rt_sigtimedwait rt_sigtimedwait_time64 rt_tgsigqueueinfo
-    sched_get_priority_max sched_get_priority_min sched_getaffinity sched_getattr
-    sched_getparam sched_getscheduler sched_rr_get_interval sched_rr_get_interval_time64
-    sched_setaffinity sched_setattr sched_setparam sched_setscheduler sched_yield seccomp
-    select semctl semget semop semtimedop semtimedop_time64 send sendfile sendfile64 sendmmsg
-    sendmsg sendto set_mempolicy set_robust_list set_thread_area set_tid_address setfsgid
-    setfsgid32 setfsuid setfsuid32 setgid setgid32 setgroups setgroups32 setitimer setpgid
-    setpriority setregid setregid32 setresgid setresgid32 setresuid setresuid32 setreuid
-    setreuid32 setrlimit setsid setsockopt setuid setuid32 setxattr shmat shmctl shmdt shmget
-    shutdown sigaction sigaltstack signal signalfd signalfd4 sigpending sigprocmask sigreturn
-    sigsuspend socketcall socketpair splice stat stat64 statfs statfs64 statx symlink
-    symlinkat sync sync_file_range syncfs syscall sysinfo tee tgkill time timer_create
-    timer_delete timer_getoverrun timer_gettime timer_gettime64 timer_settime timer_settime64
-    timerfd timerfd_create timerfd_gettime timerfd_gettime64 timerfd_settime timerfd_settime64
-    times tkill truncate truncate64 ugetrlimit umask uname unlink unlinkat utime utimensat
-    utimensat_time64 utimes vfork wait4 waitid waitpid write writev
-""".split()
+ALLOWED: Final = [
+    "_llseek",
+    "_newselect",
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chown32",
+    "clock_adjtime",
+    "clock_adjtime64",
+    "clock_getres",
+    "clock_getres_time64",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fadvise64_64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "fcntl",
+    "fcntl64",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstat64",
+    "fstatat64",
+    "fstatfs",
+    "fstatfs64",
+    "fsync",
+    "ftruncate",
+    "ftruncate64",
+    "futex",
+    "futex_time64",
+    "futimesat",
+    "get_mempolicy",
+    "get_robust_list",
+    "get_thread_area",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "getegid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getgroups",
+    "getgroups32",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresgid32",
+    "getresuid",
+    "getresuid32",
+    "getrlimit",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getuid32",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "io_destroy",
+    "io_getevents",
+    "io_setup",
+    "io_submit",
+    "ioctl",
+    "ioprio_get",
+    "ioprio_set",
+    "ipc",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lchown32",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "lstat64",
+    "madvise",
+    "mbind",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedreceive_time64",
+    "mq_timedsend",
+    "mq_timedsend_time64",
+    "mq_unlink",
+    "mremap",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "nanosleep",
+    "newfstatat",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_getfd",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pselect6",
+    "pselect6_time64",
+    "ptrace",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readdir",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmmsg_time64",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_rr_get_interval_time64",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semtimedop_time64",
+    "send",
+    "sendfile",
+    "sendfile64",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "set_mempolicy",
+    "set_robust_list",
+    "set_thread_area",
+    "set_tid_address",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setgid",
+    "setgid32",
+    "setgroups",
+    "setgroups32",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setregid32",
+    "setresgid",
+    "setresgid32",
+    "setresuid",
+    "setresuid32",
+    "setreuid",
+    "setreuid32",
+    "setrlimit",
+    "setsid",
+    "setsockopt",
+    "setuid",
+    "setuid32",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaction",
+    "sigaltstack",
+    "signal",
+    "signalfd",
+    "signalfd4",
+    "sigpending",
+    "sigprocmask",
+    "sigreturn",
+    "sigsuspend",
+    "socketcall",
+    "socketpair",
+    "splice",
+    "stat",
+    "stat64",
+    "statfs",
+    "statfs64",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "syscall",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_gettime64",
+    "timer_settime",
+    "timer_settime64",
+    "timerfd",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_gettime64",
+    "timerfd_settime",
+    "timerfd_settime64",
+    "times",
+    "tkill",
+    "truncate",
+    "truncate64",
+    "ugetrlimit",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimensat_time64",
+    "utimes",
+    "vfork",
+    "wait4",
+    "waitid",
+    "waitpid",
+    "write",
+    "writev",
+]
 
 # Calls allowed only when the container keeps the capability (moby's "includes": {"caps"}).
 CAP_GATED: Final = {
-    "CAP_SYS_ADMIN": (
-        "bpf clone clone3 fanotify_init fsconfig fsmount fsopen fspick lookup_dcookie mount "
-        "mount_setattr move_mount name_to_handle_at open_tree perf_event_open quotactl "
-        "quotactl_fd setdomainname sethostname setns syslog umount umount2 unshare"
-    ).split(),
+    "CAP_SYS_ADMIN": [
+        "bpf",
+        "clone",
+        "clone3",
+        "fanotify_init",
+        "fsconfig",
+        "fsmount",
+        "fsopen",
+        "fspick",
+        "lookup_dcookie",
+        "mount",
+        "mount_setattr",
+        "move_mount",
+        "name_to_handle_at",
+        "open_tree",
+        "perf_event_open",
+        "quotactl",
+        "quotactl_fd",
+        "setdomainname",
+        "sethostname",
+        "setns",
+        "syslog",
+        "umount",
+        "umount2",
+        "unshare",
+    ],
     "CAP_SYS_BOOT": ["reboot"],
     "CAP_SYS_CHROOT": ["chroot"],
     "CAP_SYS_MODULE": ["delete_module", "init_module", "finit_module"],
@@ -182,13 +517,17 @@ class _Lib:
         lib.seccomp_arch_add.argtypes = (ctypes.c_void_p, ctypes.c_uint32)
         lib.seccomp_syscall_resolve_name.argtypes = (ctypes.c_char_p,)
         lib.seccomp_rule_add_array.argtypes = (
-            ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_void_p,
         )
         lib.seccomp_export_bpf.argtypes = (ctypes.c_void_p, ctypes.c_int)
         lib.seccomp_version.restype = ctypes.c_void_p
 
     def version(self) -> str:
-        """libseccomp's version, part of the cache key."""
+        """Libseccomp's version, part of the cache key."""
         ptr = self.lib.seccomp_version()
         major, minor, micro = (ctypes.c_uint * 3).from_address(ptr)
         return f"{major}.{minor}.{micro}"
@@ -196,16 +535,18 @@ class _Lib:
     def compile(self, profile: dict[str, Any]) -> bytes:
         """Compile an OCI seccomp object into the raw BPF program."""
         lib = self.lib
-        default = _action(profile.get("defaultAction", "SCMP_ACT_ERRNO"),
-                          profile.get("defaultErrnoRet"))
+        default = _action(
+            profile.get("defaultAction", "SCMP_ACT_ERRNO"), profile.get("defaultErrnoRet")
+        )
         ctx = lib.seccomp_init(default)
         if not ctx:
             msg = "seccomp_init failed"
             raise ContainerError(msg, hint="check the profile's defaultAction")
         try:
             for arch in profile.get("architectures") or ():
-                token = lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower()
-                                                      .encode())
+                token = lib.seccomp_arch_resolve_name(
+                    arch.removeprefix("SCMP_ARCH_").lower().encode()
+                )
                 if token and lib.seccomp_arch_add(ctx, token) not in (0, -17):  # -EEXIST: native
                     msg = f"seccomp: architecture {arch} could not be added"
                     raise ContainerError(msg, hint="remove it from the profile's architectures")
@@ -247,8 +588,9 @@ def _pack_arg(arg: dict[str, Any]) -> bytes:
     if op is None:
         msg = f"seccomp: comparison {arg['op']} is not supported"
         raise ContainerError(msg, hint="use one of " + ", ".join(OPS))
-    return struct.pack("IiQQ", int(arg["index"]), op, int(arg["value"]),
-                       int(arg.get("valueTwo", 0)))
+    return struct.pack(
+        "IiQQ", int(arg["index"]), op, int(arg["value"]), int(arg.get("valueTwo", 0))
+    )
 
 
 def compile_profile(profile: dict[str, Any], cache_dir: Path | None) -> bytes:

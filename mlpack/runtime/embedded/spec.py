@@ -47,6 +47,7 @@ MASKED_PATHS = (
     "/sys/firmware",
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+INIT_PATH = "/dev/init"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM = "50%"  # of RAM when there is no memory limit; a cap, not an allocation
 
@@ -96,6 +97,7 @@ class SpecOptions:
     etc_files: tuple[tuple[str, str], ...] = ()  # (container path, host file) bound read-write
     cgroups_path: str = ""
     cdi: CdiEdits | None = None
+    init_binary: str | None = None  # host path of the --init reaper
 
 
 def merge_env(*layers: tuple[str, ...] | tuple[tuple[str, str], ...]) -> tuple[str, ...]:
@@ -146,27 +148,76 @@ def shm_size(run: RunConfig) -> str:
 def default_mounts(run: RunConfig, opts: SpecOptions) -> list[dict[str, Any]]:
     """proc, a fresh /dev, devpts, shm, mqueue, read-only sysfs and cgroup, /etc files."""
     mounts: list[dict[str, Any]] = [
-        {"destination": "/proc", "type": "proc", "source": "proc",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size(run)}"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        {
+            "destination": "/proc",
+            "type": "proc",
+            "source": "proc",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size(run)}"],
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        },
     ]
+    if opts.init_binary:
+        mounts.append(
+            {
+                "destination": INIT_PATH,
+                "type": "bind",
+                "source": opts.init_binary,
+                "options": ["bind", "ro", "nosuid", "nodev"],
+            }
+        )
     if run.read_only:
-        mounts.append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-                       "options": ["nosuid", "nodev", "mode=1777"]})
+        mounts.append(
+            {
+                "destination": "/tmp",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev", "mode=1777"],
+            }
+        )
     for dest, host in opts.etc_files:
-        mounts.append({"destination": dest, "type": "bind", "source": host,
-                       "options": ["rbind", "nosuid", "nodev", "noexec"]})
+        mounts.append(
+            {
+                "destination": dest,
+                "type": "bind",
+                "source": host,
+                "options": ["rbind", "nosuid", "nodev", "noexec"],
+            }
+        )
     return mounts
 
 
@@ -181,8 +232,14 @@ def user_mounts(run: RunConfig) -> list[dict[str, Any]]:
             msg = f"mount source {m.source} does not exist"
             raise ConfigError(msg, hint="create it first, or fix the path before ':'")
         opts = ["rbind", "nosuid", "nodev"] + (["ro"] if m.read_only else [])
-        out.append({"destination": m.target, "type": "bind",
-                    "source": str(m.source.resolve()), "options": opts})
+        out.append(
+            {
+                "destination": m.target,
+                "type": "bind",
+                "source": str(m.source.resolve()),
+                "options": opts,
+            }
+        )
     return out
 
 
@@ -191,14 +248,33 @@ def cdi_edits(edits: CdiEdits) -> tuple[list[dict[str, Any]], list[dict[str, Any
     mounts: list[dict[str, Any]] = []
     devices: list[dict[str, Any]] = []
     for node in edits.device_nodes:
-        mounts.append({"destination": node.path, "type": "bind", "source": node.host_path,
-                       "options": ["bind", "nosuid", "noexec"]})
-        devices.append({"type": node.type, "major": node.major, "minor": node.minor,
-                        "access": node.permissions, "allow": True})
+        mounts.append(
+            {
+                "destination": node.path,
+                "type": "bind",
+                "source": node.host_path,
+                "options": ["bind", "nosuid", "noexec"],
+            }
+        )
+        devices.append(
+            {
+                "type": node.type,
+                "major": node.major,
+                "minor": node.minor,
+                "access": node.permissions,
+                "allow": True,
+            }
+        )
     for m in edits.mounts:
         opts = list(m.options) or ["rbind", "nosuid", "nodev", "ro"]
-        mounts.append({"destination": m.container_path, "type": m.type or "bind",
-                       "source": m.host_path, "options": opts})
+        mounts.append(
+            {
+                "destination": m.container_path,
+                "type": m.type or "bind",
+                "source": m.host_path,
+                "options": opts,
+            }
+        )
     return mounts, devices
 
 
@@ -264,6 +340,8 @@ def build_config(image: ImageProcess, run: RunConfig, opts: SpecOptions) -> dict
         linux["uidMappings"] = [_idmap(m) for m in opts.uid_map]
         linux["gidMappings"] = [_idmap(m) for m in opts.gid_map]
     annotations = dict(run.labels)
+    if opts.init_binary:
+        annotations["org.mlpack.init"] = INIT_PATH
     if user not in ("", "0", "root", "0:0"):
         annotations["org.mlpack.user"] = user  # resolved in the image's /etc/passwd (§2)
     return {

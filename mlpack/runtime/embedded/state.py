@@ -35,7 +35,7 @@ def oci_root() -> Path:
     if os.geteuid() == 0:
         return Path("/run/mlpack")
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(xdg) / "mlpack" if xdg else Path(f"/tmp/mlpack-{os.geteuid()}")  # noqa: S108
+    return Path(xdg) / "mlpack" if xdg else Path(f"/tmp/mlpack-{os.geteuid()}")
 
 
 def new_id() -> str:
@@ -160,7 +160,7 @@ class StateDir:
         return self.path / "exec.fifo"
 
     def status(self, state: ContainerState | None = None) -> Status:
-        """created while the fifo waits, running while pid 1 lives, else stopped."""
+        """Created while the fifo waits, running while pid 1 lives, else stopped."""
         st = state or self.read()
         if not st.pid:
             return "creating" if alive(st.supervisor, st.supervisor_start) else "stopped"
@@ -202,7 +202,9 @@ def create_dir(root: Path, container_id: str) -> StateDir:
         path.mkdir(mode=0o711)
     except FileExistsError as exc:
         msg = f"container {container_id} already exists"
-        raise ContainerError(msg, hint=f"delete it first, or pick another id (state in {root})") from exc
+        raise ContainerError(
+            msg, hint=f"delete it first, or pick another id (state in {root})"
+        ) from exc
     return StateDir(path)
 
 

@@ -1,0 +1,329 @@
+"""``mlpack run`` and ``mlpack runtime`` on argparse: no typer, rich or docker on the exec path.
+
+``mlpack.cli.main`` dispatches here before importing the typer app, and the typer commands of
+the same names delegate here, so both spellings share one parser and one help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from mlpack.runtime.base import RunConfig, RunResult
+
+UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``512m``, ``2g``, ``1048576`` -> bytes (Docker's units, binary)."""
+    raw = text.strip().lower().removesuffix("ib").removesuffix("b") or "0"
+    unit = raw[-1] if raw[-1] in UNITS else "b"
+    number = raw[:-1] if raw[-1] in UNITS else raw
+    try:
+        value = float(number)
+    except ValueError:
+        msg = f"invalid size {text!r} (use e.g. 512m, 2g)"
+        raise argparse.ArgumentTypeError(msg) from None
+    return int(value * UNITS[unit])
+
+
+def human(size: int) -> str:
+    """Bytes as MiB/GiB for messages."""
+    if size >= 1 << 30 and size % (1 << 30) == 0:
+        return f"{size >> 30} GiB"
+    return f"{size / (1 << 20):g} MiB"
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """The parser of ``mlpack run`` (also used for ``--help``)."""
+    p = argparse.ArgumentParser(
+        prog="mlpack run",
+        description="Run a command in a new container from an image (or a rootfs directory).",
+    )
+    p.add_argument("image", help="image reference in the mlpack store, or a rootfs directory")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command (default: the image's)")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="set an environment variable (KEY alone takes the host's value)",
+    )
+    p.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read KEY=VALUE lines from a file",
+    )
+    p.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="HOST:CONTAINER[:ro]",
+        help="bind-mount a host path",
+    )
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("-u", "--user", help="user[:group] (name from the image, or numeric)")
+    p.add_argument("--hostname", help="container host name (default: the container id)")
+    p.add_argument(
+        "--network",
+        choices=("none", "host"),
+        default="none",
+        help="none: loopback only (default); host: share the host's network",
+    )
+    p.add_argument("-m", "--memory", type=parse_size, help="memory limit, e.g. 512m, 4g")
+    p.add_argument("--cpus", type=float, help="CPU quota, e.g. 0.5 or 2")
+    p.add_argument("--pids-limit", type=int, help="maximum number of processes")
+    p.add_argument(
+        "--shm-size", type=parse_size, help="size of /dev/shm (default: half the memory limit)"
+    )
+    p.add_argument(
+        "--init",
+        action="store_true",
+        help="run a tiny init as pid 1 that reaps zombies and forwards signals",
+    )
+    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("--gpus", help="GPUs via CDI: all, a count, or device ids")
+    p.add_argument("--keep", action="store_true", help="keep the writable layer after exit")
+    p.add_argument("--name", help="container name (used as its id)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="add a label")
+    p.add_argument(
+        "--cap-profile",
+        choices=("default", "docker"),
+        default="default",
+        help="capabilities: runc's 3 (default) or Docker's 14",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=("embedded", "docker"),
+        default="embedded",
+        help="backend: the embedded runtime (default) or a Docker engine",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return p
+
+
+def _env(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    from mlpack.errors import ConfigError
+
+    pairs: list[tuple[str, str]] = []
+    for name in args.env_file:
+        try:
+            lines = Path(name).read_text().splitlines()
+        except OSError as exc:
+            msg = f"cannot read --env-file {name}: {exc.strerror}"
+            raise ConfigError(msg, hint="check the path") from exc
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                pairs.append(_pair(line))
+    pairs += [_pair(e) for e in args.env]
+    return tuple(pairs)
+
+
+def _pair(item: str) -> tuple[str, str]:
+    from mlpack.errors import ConfigError
+
+    key, sep, value = item.partition("=")
+    if not key or "\0" in item:
+        msg = f"invalid environment variable {item!r}"
+        raise ConfigError(msg, hint="write KEY=VALUE, or KEY to pass the host's value")
+    return (key, value) if sep else (key, os.environ.get(key, ""))
+
+
+def to_config(args: argparse.Namespace) -> RunConfig:
+    """The parsed flags as a RunConfig."""
+    from mlpack.errors import ConfigError
+    from mlpack.runtime.base import Mount, RunConfig
+
+    mounts = []
+    for vol in args.volume:
+        parts = vol.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            msg = f"invalid --volume {vol!r}"
+            raise ConfigError(msg, hint="write -v HOST:CONTAINER or -v HOST:CONTAINER:ro")
+        mounts.append(
+            Mount(
+                source=Path(parts[0]).absolute(),
+                target=parts[1],
+                read_only=len(parts) == 3 and parts[2] == "ro",
+            )
+        )
+    labels = tuple(_pair(lbl) for lbl in args.label)
+    command = tuple(args.command)
+    if command[:1] == ("--",):
+        command = command[1:]
+    return RunConfig(
+        image=args.image,
+        command=command,
+        env=_env(args),
+        mounts=tuple(mounts),
+        workdir=args.workdir,
+        user=args.user,
+        hostname=args.hostname,
+        network=args.network,
+        memory=args.memory,
+        cpus=args.cpus,
+        pids_limit=args.pids_limit,
+        shm_size=args.shm_size,
+        tty=args.tty,
+        interactive=args.interactive,
+        init=args.init,
+        read_only=args.read_only,
+        gpus=args.gpus,
+        keep=args.keep,
+        name=args.name,
+        labels=labels,
+    )
+
+
+def report(result: RunResult) -> int:
+    """Say how the container ended when it did not simply exit; return the exit code."""
+    if result.oom_killed:
+        limit = f" (limit {human(result.memory_limit)})" if result.memory_limit else ""
+        sys.stderr.write(f"killed: out of memory{limit}\n")
+    return result.exit_code
+
+
+def _fail(exc: BaseException, debug: bool) -> int:
+    from mlpack.errors import MlpackError
+
+    if debug:
+        import traceback
+
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+    if isinstance(exc, MlpackError):
+        sys.stderr.write(f"error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
+        return exc.exit_code
+    raise exc
+
+
+def main_run(argv: Sequence[str]) -> int:
+    """``mlpack run ...``; returns the container's exit code."""
+    from mlpack.errors import MlpackError
+
+    args = run_parser().parse_args(list(argv))
+    try:
+        config = to_config(args)
+        if args.runtime == "docker":
+            from mlpack.runtime.docker import DockerRuntime
+
+            with DockerRuntime() as docker:
+                return report(docker.run(config))
+        from mlpack.runtime.embedded import EmbeddedRuntime
+
+        return report(EmbeddedRuntime(cap_profile=args.cap_profile).run(config))
+    except MlpackError as exc:
+        return _fail(exc, args.debug)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+def runtime_parser() -> argparse.ArgumentParser:
+    """``mlpack runtime``: the OCI runtime command line (runc-compatible subset)."""
+    p = argparse.ArgumentParser(
+        prog="mlpack runtime",
+        description="An OCI runtime: create, start, state, kill, delete and run bundles.",
+    )
+    p.add_argument("--root", type=Path, help="state directory (default: /run/mlpack as root)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # Flags runc accepts globally and harnesses pass; accepted and ignored.
+    p.add_argument("--log", help=argparse.SUPPRESS)
+    p.add_argument("--log-format", help=argparse.SUPPRESS)
+    p.add_argument("--systemd-cgroup", action="store_true", help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="op", required=True)
+    for name, text in (
+        ("create", "create a container, stopped before the user program"),
+        ("run", "create and start a container, then wait for it"),
+    ):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("id")
+        c.add_argument("-b", "--bundle", type=Path, default=Path())
+        c.add_argument("--pid-file", type=Path)
+        c.add_argument("--preserve-fds", type=int, default=0)
+        c.add_argument("--console-socket", help=argparse.SUPPRESS)
+        c.add_argument("--no-pivot", action="store_true", help=argparse.SUPPRESS)
+        c.add_argument("--no-new-keyring", action="store_true", help=argparse.SUPPRESS)
+        if name == "run":
+            c.add_argument("-d", "--detach", action="store_true")
+    s = sub.add_parser("start", help="start the user program of a created container")
+    s.add_argument("id")
+    s = sub.add_parser("state", help="print the state JSON of a container")
+    s.add_argument("id")
+    k = sub.add_parser("kill", help="send a signal to a container's pid 1")
+    k.add_argument("id")
+    k.add_argument("signal", nargs="?", default="TERM")
+    k.add_argument("-a", "--all", action="store_true")
+    d = sub.add_parser("delete", help="delete a stopped container")
+    d.add_argument("id")
+    d.add_argument("-f", "--force", action="store_true")
+    sub.add_parser("list", help="list containers")
+    return p
+
+
+def main_runtime(argv: Sequence[str]) -> int:
+    """``mlpack runtime ...``."""
+    from mlpack.errors import ContainerError, MlpackError
+    from mlpack.runtime.embedded import oci, state
+
+    args = runtime_parser().parse_args(list(argv))
+    root: Path = args.root or state.oci_root()
+    try:
+        if args.op in ("create", "run") and args.console_socket:
+            msg = "--console-socket is not supported"
+            raise ContainerError(msg, hint="run with terminal: false in config.json")
+        if args.op == "create":
+            oci.create(
+                root, args.id, args.bundle, pid_file=args.pid_file, preserve_fds=args.preserve_fds
+            )
+        elif args.op == "run":
+            return oci.run(
+                root, args.id, args.bundle, detach=args.detach, preserve_fds=args.preserve_fds
+            )
+        elif args.op == "start":
+            oci.start(root, args.id)
+        elif args.op == "state":
+            sys.stdout.write(json.dumps(oci.oci_state(root, args.id), indent=2) + "\n")
+        elif args.op == "kill":
+            oci.kill(root, args.id, oci.parse_signal(args.signal), all_=args.all)
+        elif args.op == "delete":
+            oci.delete(root, args.id, force=args.force)
+        elif args.op == "list":
+            for d in state.list_dirs(root):
+                doc = oci.oci_state(root, d.id)
+                sys.stdout.write(f"{doc['id']}\t{doc['pid']}\t{doc['status']}\t{doc['bundle']}\n")
+    except MlpackError as exc:
+        return _fail(exc, args.debug)
+    return 0
+
+
+def dispatch(argv: Sequence[str]) -> int | None:
+    """Handle ``run``/``runtime`` here; None means "not mine, use the typer app"."""
+    if not argv:
+        return None
+    if argv[0] == "run":
+        return main_run(argv[1:])
+    if argv[0] == "runtime":
+        return main_runtime(argv[1:])
+    return None
+
+
+def exit_with(code: int) -> NoReturn:
+    """Flush and exit with ``code``."""
+    sys.stdout.flush()
+    sys.exit(code)

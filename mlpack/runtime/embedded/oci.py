@@ -1,0 +1,242 @@
+"""The OCI runtime command-line operations: create, start, state, kill, delete, run.
+
+Semantics follow opencontainers/runtime-spec ``runtime.md``: ``create`` sets the container up and
+leaves pid 1 blocked on ``exec.fifo`` (as runc does) until ``start`` reads it; ``state`` derives
+the status from that fifo and pid 1's liveness; ``delete`` removes cgroups and state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from mlpack.errors import ContainerError
+from mlpack.runtime.embedded import cgroups, state
+from mlpack.runtime.embedded.launcher import Helper, Launch
+
+OCI_VERSION = "1.0.2"
+SIGNALS = {s.name.removeprefix("SIG"): int(s) for s in signal.Signals}
+
+
+def load_bundle(bundle: Path) -> tuple[dict[str, Any], Path]:
+    """Read ``config.json`` and resolve the root filesystem path."""
+    try:
+        config = json.loads((bundle / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        msg = f"cannot read {bundle / 'config.json'}: {exc}"
+        raise ContainerError(msg, hint="--bundle must be a directory holding config.json") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("process"), dict):
+        msg = f"{bundle / 'config.json'} has no process object"
+        raise ContainerError(msg, hint="generate one with runc spec or mlpack's spec builder")
+    root = (config.get("root") or {}).get("path") or "rootfs"
+    rootfs = Path(root) if Path(root).is_absolute() else bundle / root
+    if not rootfs.is_dir():
+        msg = f"root filesystem {rootfs} is not a directory"
+        raise ContainerError(msg, hint="unpack the image into the bundle (umoci unpack)")
+    return config, rootfs.resolve()
+
+
+def limits_of(config: dict[str, Any]) -> cgroups.Limits:
+    """linux.resources as the limits mlpack enforces (memory, cpu quota, pids)."""
+    res = (config.get("linux") or {}).get("resources") or {}
+    mem = (res.get("memory") or {}).get("limit")
+    cpu = res.get("cpu") or {}
+    quota, period = cpu.get("quota"), cpu.get("period") or 100_000
+    pids = (res.get("pids") or {}).get("limit")
+    return cgroups.Limits(
+        memory=int(mem) if mem and mem > 0 else None,
+        cpus=quota / period if quota and quota > 0 else None,
+        pids=int(pids) if pids and pids > 0 else None,
+        cpu_period=int(period),
+    )
+
+
+def _launch(
+    root: Path, cid: str, bundle: Path, *, detach: bool, preserve_fds: int
+) -> tuple[state.StateDir, Helper, state.ContainerState]:
+    config, rootfs = load_bundle(bundle)
+    sd = state.create_dir(root, cid)
+    try:
+        layout = cgroups.detect()
+        limits = limits_of(config)
+        group = None
+        if os.geteuid() == 0 or limits.wanted():
+            group = cgroups.create(layout, cid, limits, account=os.geteuid() == 0)
+        annotations = config.get("annotations") or {}
+        st = state.ContainerState(
+            id=cid,
+            bundle=str(bundle.resolve()),
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            command=tuple(config["process"].get("args") or ()),
+            cgroups=tuple(str(d) for d in group.dirs) if group else (),
+            annotations=tuple((str(k), str(v)) for k, v in annotations.items()),
+            kind="oci",
+        )
+        sd.write(st)
+        fifo = None
+        if detach:
+            fifo = sd.fifo
+            os.mkfifo(fifo, 0o600)
+        helper = Helper(
+            Launch(
+                config=config,
+                rootfs=rootfs,
+                cgroup_procs=group.procs_files() if group else (),
+                cgroup_version=2 if layout.version == "v2" else 1,
+                state_dir=sd.path,
+                exec_fifo=fifo,
+                detach=detach,
+                seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
+                preserve_fds=preserve_fds,
+                extra_fds=tuple(range(3, 3 + preserve_fds)),
+            )
+        )
+        helper.start(until="created" if detach else "pid")
+    except BaseException:
+        sd.remove()
+        raise
+    st = dataclasses.replace(
+        st,
+        pid=helper.pid,
+        pid_start=state.proc_start_time(helper.pid),
+        supervisor=helper.proc.pid,
+        supervisor_start=state.proc_start_time(helper.proc.pid),
+    )
+    sd.write(st)
+    return sd, helper, st
+
+
+def create(
+    root: Path, cid: str, bundle: Path, *, pid_file: Path | None = None, preserve_fds: int = 0
+) -> state.ContainerState:
+    """Set the container up; pid 1 waits on exec.fifo until ``start``."""
+    sd, helper, st = _launch(root, cid, bundle, detach=True, preserve_fds=preserve_fds)
+    helper.close()  # the supervisor records exit.json itself once we are gone
+    if pid_file is not None:
+        _write_pid(pid_file, st.pid)
+    del sd
+    return st
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(str(pid))
+    tmp.replace(path)
+
+
+def start(root: Path, cid: str) -> None:
+    """Release a created container's pid 1 into the user program."""
+    sd = state.open_dir(root, cid)
+    status = sd.status()
+    if status != "created":
+        msg = f"container {cid} is {status}, not created"
+        raise ContainerError(msg, hint="only a created container can be started")
+    try:
+        fd = os.open(sd.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        msg = f"cannot open {sd.fifo}: {exc.strerror}"
+        raise ContainerError(msg, hint="the container may have been started already") from exc
+    try:
+        data = b""
+        for _ in range(500):  # the writer is blocked in open(); its byte follows at once
+            with contextlib.suppress(BlockingIOError):
+                data = os.read(fd, 1)
+            if data:
+                break
+            time.sleep(0.01)
+    finally:
+        os.close(fd)
+    sd.fifo.unlink(missing_ok=True)
+    if not data:
+        msg = f"container {cid} did not start"
+        raise ContainerError(msg, hint="its pid 1 exited before start; see mlpack runtime state")
+
+
+def oci_state(root: Path, cid: str) -> dict[str, Any]:
+    """The state document of runtime-spec ``runtime.md``."""
+    sd = state.open_dir(root, cid)
+    st = sd.read()
+    status = sd.status(st)
+    doc: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "id": st.id,
+        "status": status,
+        "pid": st.pid if status in ("created", "running") else 0,
+        "bundle": st.bundle,
+        "annotations": dict(st.annotations),
+    }
+    return doc
+
+
+def parse_signal(value: str) -> int:
+    """``TERM``, ``SIGTERM`` or ``15``."""
+    if value.isdigit():
+        return int(value)
+    name = value.upper().removeprefix("SIG")
+    if name not in SIGNALS:
+        msg = f"unknown signal {value!r}"
+        raise ContainerError(msg, hint="use a name such as TERM or KILL, or a number")
+    return SIGNALS[name]
+
+
+def kill(root: Path, cid: str, sig: int = signal.SIGTERM, *, all_: bool = False) -> None:
+    """Send ``sig`` to pid 1 (or every process of its cgroups with ``all_``)."""
+    sd = state.open_dir(root, cid)
+    st = sd.read()
+    status = sd.status(st)
+    if status not in ("created", "running"):
+        msg = f"container {cid} is {status}"
+        raise ContainerError(msg, hint="only a created or running container can be signalled")
+    pids = {st.pid}
+    if all_:
+        for cg in st.cgroups:
+            with contextlib.suppress(OSError):
+                pids.update(int(p) for p in Path(cg, "cgroup.procs").read_text().split())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def delete(root: Path, cid: str, *, force: bool = False) -> None:
+    """Remove a stopped container (``force``: kill it first)."""
+    sd = state.open_dir(root, cid)
+    st = sd.read()
+    status = sd.status(st)
+    if status != "stopped":
+        if not force:
+            msg = f"container {cid} is {status}"
+            raise ContainerError(msg, hint="stop it first, or use delete --force")
+        for pid in (st.pid, st.supervisor):
+            if state.alive(pid, None):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for _ in range(500):
+            if not state.alive(st.pid, st.pid_start):
+                break
+            time.sleep(0.01)
+    sd.remove()
+
+
+def run(root: Path, cid: str, bundle: Path, *, detach: bool = False, preserve_fds: int = 0) -> int:
+    """Create + start; without ``detach``, wait and delete, returning the exit status."""
+    if detach:
+        create(root, cid, bundle, preserve_fds=preserve_fds)
+        start(root, cid)
+        return 0
+    sd, helper, _ = _launch(root, cid, bundle, detach=False, preserve_fds=preserve_fds)
+    try:
+        from mlpack.runtime.embedded import relaying
+
+        with relaying(helper):
+            final = helper.wait()
+        return int(final["exit"])
+    finally:
+        if helper.proc.poll() is None:
+            helper.kill()
+        sd.remove()
