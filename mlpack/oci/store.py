@@ -17,6 +17,7 @@ import secrets
 import shutil
 import stat
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -578,35 +579,42 @@ class Store:
         Cached by diff_id under ``layers/<hex>``, so the directories can be overlayfs lowerdirs
         shared by every image that has the layer.
         """
+        img = self.image(ref_or_digest)
+        pairs = list(zip(img.manifest.layers, img.config.diff_ids, strict=True))
+        with self.writing():
+            # Layers are independent directories: decompression and file writes release the
+            # GIL, so applying them side by side uses more than one core.
+            workers = max(1, min(len(pairs), os.cpu_count() or 1, 4))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return tuple(pool.map(lambda pair: self._unpack_layer(*pair), pairs))
+
+    def _unpack_layer(self, layer: Descriptor, diff_id: str) -> Path:
         from mlpack.oci.layer_applier import apply_layer
 
-        img = self.image(ref_or_digest)
-        out = []
-        with self.writing():
-            for layer, diff_id in zip(img.manifest.layers, img.config.diff_ids, strict=True):
-                final = self.root / "layers" / _hex(diff_id)
-                if not final.is_dir():
-                    with self.lock(f"layer-{_hex(diff_id)}"):
-                        if not final.is_dir():
-                            stage = self._stage_dir("layer")
-                            try:
-                                with self.blob_path(layer.digest).open("rb") as blob:
-                                    apply_layer(
-                                        blob,
-                                        stage,
-                                        media_type=layer.media_type,
-                                        expected_digest=layer.digest,
-                                        expected_size=layer.size,
-                                        expected_diff_id=diff_id,
-                                        whiteout_mode="overlay",
-                                    )
-                                stage.rename(final)
-                            except OSError as exc:
-                                raise _disk_error(exc, self.root) from exc
-                            finally:
-                                force_rmtree(stage)
-                out.append(final)
-        return tuple(out)
+        final = self.root / "layers" / _hex(diff_id)
+        if final.is_dir():
+            return final
+        with self.lock(f"layer-{_hex(diff_id)}"):
+            if final.is_dir():
+                return final
+            stage = self._stage_dir("layer")
+            try:
+                with self.blob_path(layer.digest).open("rb") as blob:
+                    apply_layer(
+                        blob,
+                        stage,
+                        media_type=layer.media_type,
+                        expected_digest=layer.digest,
+                        expected_size=layer.size,
+                        expected_diff_id=diff_id,
+                        whiteout_mode="overlay",
+                    )
+                stage.rename(final)
+            except OSError as exc:
+                raise _disk_error(exc, self.root) from exc
+            finally:
+                force_rmtree(stage)
+        return final
 
     def rootfs(self, ref_or_digest: str) -> Path:
         """One merged tree of all layers (whiteouts applied), cached by chain id."""
