@@ -159,8 +159,43 @@ def stale_reason(inputs: LockInputs, lock_path: Path) -> str | None:
             recorded = json.loads(line.split("=", 1)[1].strip())
             if recorded == inputs.digest():
                 return None
-            return f"the inputs changed since {lock_path.name} was written (input hash differs)"
+            return f"{_what_changed(inputs, text)} since {lock_path.name} was written"
     return f"{lock_path.name} has no input hash"
+
+
+def _what_changed(inputs: LockInputs, text: str) -> str:
+    """Name the first input that differs from what the lock records (best effort)."""
+    try:
+        old = loads(text)
+    except LockError:
+        return "the inputs changed"
+    public = inputs.indexes.public()
+    checks = (
+        (old.target.python_minor != inputs.python, f"python changed to {inputs.python}"),
+        (old.target.platform != inputs.platform, f"platform changed to {inputs.platform}"),
+        (old.resolver != inputs.resolver, f"the resolver changed to {inputs.resolver}"),
+        (
+            (old.index_url, *old.extra_index_urls) != public.all,
+            "the package indexes changed",
+        ),
+        (
+            sorted(p.name for p in old.system_packages) != sorted(set(inputs.system_packages)),
+            "the system packages changed",
+        ),
+        (
+            sorted((e.name, e.default, e.secret) for e in old.env)
+            != sorted((e.name, None if e.secret else e.default, e.secret) for e in inputs.env),
+            "the environment variables changed",
+        ),
+    )
+    for changed, why in checks:
+        if changed:
+            return why
+    locked = {v for p in old.packages for v in p.inputs}
+    for r in inputs.requirements:
+        if r.source not in locked:
+            return f"the requirements changed ({r.requirement} at {r.source})"
+    return "the requirements or settings changed"
 
 
 def validate_requirements(requirements: tuple[InputRequirement, ...]) -> None:

@@ -68,7 +68,7 @@ def test_lock_check_why_fetch(project: Path, capsys: pytest.CaptureFixture[str])
     config.write_text(config.read_text().replace('default = "3"', 'default = "4"'))
     assert run_app(["lock", "--check", str(project)]) == 4
     err = capsys.readouterr().err
-    assert "mlpack.lock is stale: the inputs changed" in err
+    assert "mlpack.lock is stale: the environment variables changed since" in err
     assert (project / "mlpack.lock").stat().st_mtime_ns == before
 
 

@@ -89,7 +89,7 @@ def test_changed_inputs_are_stale_and_upgrade_resolves(tmp_path: Path) -> None:
     changed = inputs(python="3.12")
     reason = stale_reason(changed, tmp_path / "mlpack.lock")
     assert reason is not None
-    assert "inputs changed" in reason
+    assert "python changed to 3.12" in reason
     run(tmp_path, resolver, upgrade_packages=("NumPy",))
     assert len(resolver.requests) == 2
     request = resolver.requests[1]
@@ -205,3 +205,18 @@ def test_relock_keeps_the_base_until_upgrade(tmp_path: Path) -> None:
     run(tmp_path, resolver, inputs(python="3.12"), base=base)
     assert base.calls == 3
     assert read_lock(tmp_path / "mlpack.lock").target.python == "3.12.8"
+
+
+def test_stale_reason_names_a_new_requirement(tmp_path: Path) -> None:
+    run(tmp_path, FakeResolver(PINS))
+    more = inputs(
+        requirements=(
+            *inputs().requirements,
+            InputRequirement(requirement="pandas", source="import: eval.py:3"),
+        )
+    )
+    reason = stale_reason(more, tmp_path / "mlpack.lock")
+    assert (
+        reason
+        == "the requirements changed (pandas at import: eval.py:3) since mlpack.lock was written"
+    )
