@@ -201,13 +201,12 @@ class EmbeddedRuntime:
             etc = write_etc_files(sd.path, hostname, config.network)
             rootfs = sd.path / "rootfs"
             rootfs.mkdir()
-            overlay = Overlay(lower=image.layers)
-            if not config.read_only:
-                (sd.path / "upper").mkdir()
-                (sd.path / "work").mkdir()
-                overlay = Overlay(
-                    lower=image.layers, upper=sd.path / "upper", work=sd.path / "work"
-                )
+            # Even a --read-only root gets an upper dir: mount targets (/etc/hosts, -v targets)
+            # are created there, never in the shared image layers; the root is remounted
+            # read-only after pivot_root.
+            (sd.path / "upper").mkdir()
+            (sd.path / "work").mkdir()
+            overlay = Overlay(lower=image.layers, upper=sd.path / "upper", work=sd.path / "work")
             cdi = None
             if config.gpus:
                 from mlpack.runtime.cdi import resolve_cdi

@@ -340,8 +340,12 @@ def mkdirs_in_root(rootfd: int, path: str) -> int:
     return fd
 
 
-def create_target(rootfd: int, path: str, *, directory: bool) -> int:
-    """Create a mount target in-root (parents followed in-root, the leaf never followed)."""
+def create_target(rootfd: int, path: str, *, directory: bool, follow: bool = True) -> int:
+    """Create a mount target in-root (parents followed in-root, the leaf never followed).
+
+    Without ``follow`` an existing symlink leaf is refused: the system mounts (/proc, /dev,
+    /sys, ...) go on real directories only (CVE-2026-41579: an image's ``/dev -> /``).
+    """
     parent, _, leaf = path.rstrip("/").rpartition("/")
     if not leaf:
         return os.dup(rootfd)
@@ -361,7 +365,10 @@ def create_target(rootfd: int, path: str, *, directory: bool) -> int:
                 )
                 os.close(fd)
         except FileExistsError:
-            pass
+            st = os.stat(leaf, dir_fd=pfd, follow_symlinks=False)
+            if not follow and st.st_mode & 0o170000 == 0o120000:
+                msg = f"{path} is a symlink in the image; refusing to mount over it"
+                raise Failure(msg) from None
         # The leaf may be an image symlink; it then resolves in-root, like runc's securejoin.
         return openat2(pfd, leaf, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
     finally:
@@ -462,7 +469,7 @@ class Rootfs:
         if mtype in {"cgroup", "cgroup2"}:
             self.cgroup_mount(dest, flags)
             return
-        fd = create_target(self.rootfd, dest, directory=directory)
+        fd = create_target(self.rootfd, dest, directory=directory, follow=is_bind)
         try:
             target = fdpath(fd)
             if is_bind:
@@ -505,7 +512,7 @@ class Rootfs:
 
     def cgroup_mount(self, dest: str, flags: int) -> None:
         """Mount the container's cgroup view: cgroup2 in its cgroupns, else an empty tmpfs."""
-        fd = create_target(self.rootfd, dest, directory=True)
+        fd = create_target(self.rootfd, dest, directory=True, follow=False)
         try:
             ro = flags & MS_RDONLY
             base = MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -681,13 +688,23 @@ def cap_mask(names: list[str] | None) -> int:
     return mask
 
 
-def apply_caps(caps: dict[str, list[str]]) -> None:
-    """Drop the bounding set, then capset; ambient only as configured (empty by default)."""
-    last = int(open("/proc/sys/kernel/cap_last_cap").read())  # noqa: SIM115
+def last_cap() -> int:
+    """The highest capability number this kernel knows."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+def drop_bounding(caps: dict[str, list[str]]) -> None:
+    """Drop the bounding set while still root (PR_CAPBSET_DROP needs CAP_SETPCAP)."""
     bounding = cap_mask(caps.get("bounding"))
-    for cap in range(last + 1):
+    for cap in range(last_cap() + 1):
         if not bounding & (1 << cap):
             prctl(PR_CAPBSET_DROP, cap)
+
+
+def apply_caps(caps: dict[str, list[str]]) -> None:
+    """Set effective/permitted/inheritable after the uid change; ambient only if configured."""
+    last = last_cap()
     eff, perm, inh = (cap_mask(caps.get(k)) for k in ("effective", "permitted", "inheritable"))
     hdr = ctypes.create_string_buffer(struct.pack("Ii", CAP_VERSION_3, 0))
     data = ctypes.create_string_buffer(
@@ -821,13 +838,15 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
             env.append(f"HOME={home}")
     if "umask" in user:
         os.umask(int(user["umask"]))  # type: ignore[call-overload]
+    caps: dict[str, list[str]] = proc.get("capabilities") or {}  # type: ignore[assignment]
+    drop_bounding(caps)
     prctl(PR_SET_KEEPCAPS, 1)
     if not userns or _lines("/proc/self/setgroups") == ["allow"]:
         os.setgroups(extra)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     prctl(PR_SET_KEEPCAPS, 0)
-    apply_caps(proc.get("capabilities") or {})  # type: ignore[arg-type]
+    apply_caps(caps)
     if proc.get("noNewPrivileges", True):
         prctl(PR_SET_NO_NEW_PRIVS, 1)
     set_rlimits(proc.get("rlimits") or [])  # type: ignore[arg-type]

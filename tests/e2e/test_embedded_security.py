@@ -1,0 +1,206 @@
+"""Isolation and security of the embedded runtime, checked from inside real containers (root)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.embedded_support import make_rootfs, require_root, run_cli
+
+pytestmark = [pytest.mark.root]
+
+CAP_DEFAULT = (1 << 5) | (1 << 10) | (1 << 29)  # KILL, NET_BIND_SERVICE, AUDIT_WRITE
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_root()
+    return make_rootfs(tmp_path_factory.mktemp("image") / "rootfs")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+def sh(rootfs: Path, home: Path, script: str, *flags: str) -> tuple[int, str, str]:
+    done = run_cli(["run", *flags, str(rootfs), "sh", "-c", script], home)
+    return done.returncode, done.stdout, done.stderr
+
+
+def status_field(text: str, name: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"{name} not in {text!r}")
+
+
+def test_pid_one_hostname_and_payload_exe(rootfs: Path, home: Path) -> None:
+    code, out, err = sh(rootfs, home, "echo $$; hostname; readlink /proc/1/exe", "--hostname", "box")
+    assert code == 0, err
+    assert out.split() == ["1", "box", "/bin/busybox"]
+
+
+def test_host_files_and_processes_are_invisible(rootfs: Path, home: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "host-only-marker"
+    marker.write_text("secret")
+    code, out, err = sh(rootfs, home, f"test -e {marker} && echo visible; ps -o pid | wc -l")
+    assert code == 0, err
+    assert "visible" not in out
+    assert int(out.split()[-1]) <= 4  # header, sh, ps, wc: only the container's own
+
+
+def test_status_caps_no_new_privs_seccomp(rootfs: Path, home: Path) -> None:
+    code, out, err = sh(rootfs, home, "cat /proc/self/status")
+    assert code == 0, err
+    assert int(status_field(out, "CapEff"), 16) == CAP_DEFAULT
+    assert int(status_field(out, "CapBnd"), 16) == CAP_DEFAULT
+    assert int(status_field(out, "CapInh"), 16) == 0
+    assert int(status_field(out, "CapAmb"), 16) == 0
+    assert status_field(out, "NoNewPrivs") == "1"
+    assert status_field(out, "Seccomp") == "2"
+
+
+def test_docker_cap_profile_gives_fourteen(rootfs: Path, home: Path) -> None:
+    code, out, err = sh(rootfs, home, "cat /proc/self/status", "--cap-profile", "docker")
+    assert code == 0, err
+    assert bin(int(status_field(out, "CapEff"), 16)).count("1") == 14
+
+
+def test_non_root_user_has_no_effective_caps(rootfs: Path, home: Path) -> None:
+    code, out, err = sh(rootfs, home, "id -u; id -g; id -G; cat /proc/self/status", "-u", "user")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:2] == ["1000", "1000"]
+    assert "2000" in lines[2].split()  # supplementary group from the image's /etc/group
+    assert int(status_field(out, "CapEff"), 16) == 0
+
+
+def test_only_stdio_fds_and_cwd_inside_root(rootfs: Path, home: Path) -> None:
+    code, out, err = sh(rootfs, home, "ls /proc/$$/fd; readlink /proc/$$/cwd", "-w", "/tmp")
+    assert code == 0, err
+    *fds, cwd = out.split()
+    assert sorted(int(f) for f in fds) == [0, 1, 2]
+    assert cwd == "/tmp"
+
+
+def test_mount_and_unshare_are_refused(rootfs: Path, home: Path) -> None:
+    code, out, _ = sh(
+        rootfs, home, "mount -t tmpfs none /mnt 2>&1; echo m=$?; unshare -m true 2>&1; echo u=$?"
+    )
+    assert code == 0
+    assert "m=0" not in out
+    assert "u=0" not in out
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the probe is x86_64")
+def test_seccomp_clone3_enosys_vsock_and_unshare_denied(rootfs: Path, home: Path) -> None:
+    code, out, err = sh(rootfs, home, "probe c; echo $?; probe v; echo $?; probe n; echo $?")
+    assert code == 0, err
+    clone3, vsock, unshare = (int(x) for x in out.split())
+    assert clone3 == 38  # ENOSYS, so libc falls back to clone (which the filter can inspect)
+    assert vsock == 1  # EPERM
+    assert unshare == 1  # EPERM
+
+
+def test_proc_sys_sysrq_and_masked_paths_not_writable(rootfs: Path, home: Path) -> None:
+    script = (
+        "echo 1 > /proc/sys/kernel/domainname 2>/dev/null; echo sys=$?; "
+        "echo h > /proc/sysrq-trigger 2>/dev/null; echo sysrq=$?; "
+        "cat /proc/kcore 2>/dev/null | wc -c; "
+        "touch /proc/acpi/x 2>/dev/null; echo acpi=$?; "
+        "ls /sys/firmware | wc -l"
+    )
+    code, out, err = sh(rootfs, home, script)
+    assert code == 0, err
+    lines = out.split()
+    assert "sys=0" not in lines
+    assert "sysrq=0" not in lines
+    assert lines[2] == "0"  # /proc/kcore is /dev/null: empty
+    assert "acpi=0" not in lines
+    assert lines[4] == "0"  # /sys/firmware is an empty tmpfs
+
+
+def test_read_only_rootfs_and_ro_volume(rootfs: Path, home: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    code, out, _ = sh(
+        rootfs,
+        home,
+        "touch /x 2>/dev/null; echo root=$?; touch /data/y 2>/dev/null; echo data=$?; "
+        "touch /tmp/z; echo tmp=$?",
+        "--read-only",
+        "-v",
+        f"{data}:/data:ro",
+    )
+    assert code == 0
+    assert out.split() == ["root=1", "data=1", "tmp=0"]
+    assert not (data / "y").exists()
+
+
+def test_writable_layer_leaves_the_image_untouched(rootfs: Path, home: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, err = sh(rootfs, home, "echo hi > /new; rm /bin/cat; echo r > /out/result", "-v",
+                      f"{out_dir}:/out")
+    assert code == 0, err
+    assert not (rootfs / "new").exists()
+    assert (rootfs / "bin" / "cat").is_symlink()
+    assert (out_dir / "result").read_text() == "r\n"
+
+
+def test_image_dev_symlink_to_root_leaves_host_untouched(tmp_path: Path) -> None:
+    require_root()
+    evil = make_rootfs(tmp_path / "evil")
+    shutil.rmtree(evil / "dev")
+    (evil / "dev").symlink_to("/")
+    before = sorted(p.name for p in evil.iterdir())
+    done = run_cli(["run", str(evil), "true"], tmp_path / "home")
+    assert done.returncode != 0
+    assert "/dev" in done.stderr
+    assert sorted(p.name for p in evil.iterdir()) == before
+    assert not Path("/null").exists()
+
+
+def test_image_dev_null_symlink_is_replaced(tmp_path: Path) -> None:
+    require_root()
+    evil = make_rootfs(tmp_path / "evil")
+    (evil / "dev" / "null").symlink_to("/etc/passwd")
+    (evil / "dev" / "console").symlink_to("/etc/group")
+    passwd = (evil / "etc" / "passwd").read_text()
+    host_passwd = Path("/etc/passwd").read_text()
+    done = run_cli(
+        ["run", str(evil), "sh", "-c", "echo pwned > /dev/null; echo pwned > /dev/console; true"],
+        tmp_path / "home",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (evil / "etc" / "passwd").read_text() == passwd
+    assert Path("/etc/passwd").read_text() == host_passwd
+
+
+def test_setuid_binary_gains_nothing(tmp_path: Path) -> None:
+    require_root()
+    image = make_rootfs(tmp_path / "suid")
+    suid = image / "bin" / "suid-probe"
+    shutil.copy2(image / "bin" / "probe", suid)
+    os.chown(suid, 0, 0)
+    suid.chmod(0o4755)
+    done = run_cli(["run", "-u", "nobody", str(image), "sh", "-c", "suid-probe u; echo $?"],
+                   tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(65534 & 255)]  # euid stayed nobody: no_new_privs
+
+
+def test_loopback_only_by_default_and_host_network_opt_in(rootfs: Path, home: Path) -> None:
+    code, out, err = sh(rootfs, home, "ls /sys/class/net")
+    assert code == 0, err
+    assert out.split() == ["lo"]
+    code, out, err = sh(rootfs, home, "ip link show lo")
+    assert "UP" in out
+    code, out, err = sh(rootfs, home, "ls /sys/class/net", "--network", "host")
+    assert code == 0, err
+    assert sorted(out.split()) == sorted(p.name for p in Path("/sys/class/net").iterdir())
