@@ -14,7 +14,7 @@ import pytest
 
 from mlpack.base.resolve import resolve_base
 from mlpack.errors import ImageError
-from mlpack.oci.archive import export_image
+from mlpack.oci.archive import export_image, import_archive
 from mlpack.oci.registry import RegistryOptions, pull, push
 from mlpack.oci.store import Store
 from mlpack.progress import RecordingReporter, using
@@ -244,6 +244,17 @@ def test_registry_provider_through_mirror(
     assert chosen.reference == "docker.io/library/python:3.11-slim"
     assert chosen.python_full == "3.11.2"
     assert store.resolve("python:3.11-slim") == pushed.digest
+    cli = subprocess.run(
+        [sys.executable, "-c", "import sys; from mlpack.cli import main; main(sys.argv[1:])",
+         "base", "--python", "3.11"],
+        env={**os.environ, "MLPACK_HOME": str(tmp_path / "cli")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert "provider:  registry" in cli.stdout
+    assert pushed.digest in cli.stdout
     explicit = resolve_base("3.11", explicit=f"{registry}/library/python:3.11-slim", store=store)
     assert explicit.provider == "explicit"
     assert explicit.digest == pushed.digest
@@ -313,5 +324,14 @@ def test_export_loads_and_runs_in_docker(base_store: Store, tmp_path: Path) -> N
         )
         diff_ids = inspect[0]["RootFS"]["Layers"]
         assert tuple(diff_ids) == base_store.image(BASE_REF).config.diff_ids
+        # And back: the real engine's `docker save` output imports with the same layers.
+        saved = tmp_path / "saved.tar"
+        subprocess.run(["docker", "save", "-o", str(saved), tag], check=True, capture_output=True)
+        other = Store(tmp_path / "imported")
+        (imported,) = import_archive(other, saved)
+        assert imported.reference == tag
+        assert other.image(tag).config.diff_ids == tuple(diff_ids)
+        assert (other.rootfs(tag) / "usr" / "bin" / "python3.11").is_file()
+        assert other.check().ok
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
