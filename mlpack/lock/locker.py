@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock import torch as torch_mod
-from mlpack.lock.files import choose_file, is_sdist, name_files
+from mlpack.lock.files import Listings, choose_file, is_sdist, name_files
 from mlpack.lock.indexes import Indexes, choose_indexes, redact, strip_userinfo
 from mlpack.lock.lockfile import LOCK_FILE, loads, write_lock
 from mlpack.lock.model import (
@@ -293,6 +293,13 @@ def lock(
     requirements, commits = _normalize(inputs.requirements, root)
     chosen = resolver or make_resolver(inputs.resolver, home=home, image=base.reference)
     rep.start("resolve", None)
+    # File listings for names known now overlap the resolver's run (the rest come after it).
+    listings = Listings(ca_cert=ca_cert)
+    known = {r.name for r in requirements if Requirement(r.requirement).url is None}
+    if previous is not None:
+        known |= {p.name for p in previous.packages if p.kind == "index"}
+    cache_root = home / "cache" / "index-files"
+    listings.prefetch(inputs.indexes.index_url, sorted(known - _cached_names(cache_root, inputs)))
     with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
         request = ResolveRequest(
             requirements=requirements,
@@ -307,18 +314,26 @@ def lock(
             upgrade_packages=tuple(canonicalize_name(n) for n in upgrade_packages),
             ca_cert=ca_cert,
         )
-        pins = chosen.resolve(request)
+        try:
+            pins = chosen.resolve(request)
+        except BaseException:
+            listings.close()
+            raise
     rep.finish("resolve")
-    packages = _packages(
-        pins,
-        requirements=requirements,
-        commits=commits,
-        inputs=inputs,
-        base=base,
-        root=root,
-        home=home,
-        ca_cert=ca_cert,
-    )
+    try:
+        packages = _packages(
+            pins,
+            requirements=requirements,
+            commits=commits,
+            inputs=inputs,
+            base=base,
+            root=root,
+            home=home,
+            ca_cert=ca_cert,
+            listings=listings,
+        )
+    finally:
+        listings.close()
     decision = torch_mod.decide(
         pins,
         cuda=inputs.cuda,
@@ -348,6 +363,16 @@ def lock(
         rep.notice(f"torch: {decision.reason}")
     write_lock(lock_path, result)
     return LockResult(lock=result, path=lock_path, resolved=True)
+
+
+def _cached_names(cache_root: Path, inputs: LockInputs) -> set[str]:
+    """Projects with a cached release listing for the primary index (no prefetch needed)."""
+    key = hashlib.sha256(strip_userinfo(inputs.indexes.index_url).encode()).hexdigest()[:16]
+    folder = cache_root / key
+    try:
+        return {p.name.rsplit("-", 1)[0] for p in folder.iterdir()}
+    except OSError:
+        return set()
 
 
 def _reused_base(
@@ -418,6 +443,7 @@ def _packages(
     root: Path,
     home: Path,
     ca_cert: Path | None,
+    listings: Listings,
 ) -> tuple[LockedPackage, ...]:
     sources = _sources(requirements)
     listed = name_files(
@@ -425,6 +451,7 @@ def _packages(
         indexes=inputs.indexes,
         cache_root=home / "cache" / "index-files",
         ca_cert=ca_cert,
+        listings=listings,
     )
     packages = []
     for pin in pins:
