@@ -544,7 +544,9 @@ class _Counting:
         self._task = task
 
     def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(n if n and n > 0 else CHUNK)
+        # http.client asks for 8 KiB blocks; larger reads cut syscalls and progress callbacks,
+        # and it sends whatever a read returns.
+        data = self._fh.read(max(n, CHUNK))
         if data:
             self._client._sent(len(data))
             self._rep.advance(self._task, len(data))

@@ -365,7 +365,9 @@ def test_plain_http_only_for_loopback_or_listed_hosts() -> None:
     assert allowed("registry.example.com", frozenset({"registry.example.com"}))
 
 
-def test_config_that_does_not_match_the_layers(fake: tuple[FakeRegistry, str], store: Store) -> None:
+def test_config_that_does_not_match_the_layers(
+    fake: tuple[FakeRegistry, str], store: Store
+) -> None:
     reg, addr = fake
     bad_config = jsonc.dumps(
         {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
@@ -382,3 +384,43 @@ def test_config_that_does_not_match_the_layers(fake: tuple[FakeRegistry, str], s
         pull(f"{addr}/lib/app:1", store)
     assert store.images() == ()
     _consistent(store)
+
+
+def test_docker_schema2_manifest_list(fake: tuple[FakeRegistry, str], store: Store) -> None:
+    reg, addr = fake
+    doc = json.loads(reg.manifest)
+    doc["mediaType"] = mediatypes.DOCKER_MANIFEST
+    doc["config"]["mediaType"] = mediatypes.DOCKER_CONFIG
+    doc["layers"][0]["mediaType"] = mediatypes.DOCKER_LAYER_GZIP
+    manifest = jsonc.dumps(doc)
+    reg.manifests[_digest(manifest)] = (manifest, mediatypes.DOCKER_MANIFEST)
+    listing = jsonc.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mediatypes.DOCKER_MANIFEST_LIST,
+            "manifests": [
+                {
+                    "mediaType": mediatypes.DOCKER_MANIFEST,
+                    "digest": _digest(manifest),
+                    "size": len(manifest),
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                }
+            ],
+        }
+    )
+    reg.manifests["docker"] = (listing, mediatypes.DOCKER_MANIFEST_LIST)
+    result = pull(f"{addr}/lib/app:docker", store)
+    assert result.digest == _digest(manifest)
+    assert store.image(f"{addr}/lib/app:docker").manifest.media_type == mediatypes.DOCKER_MANIFEST
+    _consistent(store)
+
+
+def test_foreign_layers_are_refused(fake: tuple[FakeRegistry, str], store: Store) -> None:
+    reg, addr = fake
+    doc = json.loads(reg.manifest)
+    doc["layers"][0]["mediaType"] = mediatypes.DOCKER_LAYER_FOREIGN
+    doc["layers"][0]["urls"] = ["http://evil.example/layer"]
+    reg.manifests["1"] = (jsonc.dumps(doc), mediatypes.OCI_MANIFEST)
+    with pytest.raises(ImageError, match="unsupported layer media type"):
+        pull(f"{addr}/lib/app:1", store)
+    assert not any("evil" in r for r in reg.requests)
