@@ -321,12 +321,18 @@ class RegistryClient:
                 )
             except requests.exceptions.RequestException as exc:
                 raise self._connect_error(exc) from exc
-            if resp.status_code == 401 and attempt == 0 and self._challenge is None:
+            if resp.status_code == 401 and attempt == 0:
+                known = self._challenge is not None
                 challenge = self._note_challenge(resp)
-                if challenge is not None and (
-                    challenge[0] == "bearer" or self._credentials() is not None
-                ):
+                # A bearer token may have expired mid-pull (they last minutes): fetch a new one.
+                retry = challenge is not None and (
+                    challenge[0] == "bearer" or (not known and self._credentials() is not None)
+                )
+                if retry:
+                    with self._lock:
+                        self._tokens.pop(scope, None)
                     kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
+                    resp.close()
                     continue
             if resp.status_code in ok:
                 return resp

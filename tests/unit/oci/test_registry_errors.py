@@ -70,6 +70,7 @@ class FakeRegistry:
         self.ranges: list[str] = []
         self.requests: list[str] = []
         self.tokens: list[str] = []
+        self.issue: list[str] = []
 
 
 def _handler(reg: FakeRegistry) -> type[BaseHTTPRequestHandler]:
@@ -93,7 +94,9 @@ def _handler(reg: FakeRegistry) -> type[BaseHTTPRequestHandler]:
             reg.requests.append(self.path)
             if self.path.startswith("/token"):
                 reg.tokens.append(self.path)
-                self._send(200, json.dumps({"token": "tok"}).encode())
+                # Hand out the queued tokens in turn; the last one keeps being issued.
+                token = reg.issue.pop(0) if len(reg.issue) > 1 else (reg.issue or ["tok"])[0]
+                self._send(200, json.dumps({"token": token}).encode())
                 return
             if reg.auth is not None and not reg.auth(self):
                 self._send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"no"}]}',
@@ -424,3 +427,21 @@ def test_foreign_layers_are_refused(fake: tuple[FakeRegistry, str], store: Store
     with pytest.raises(ImageError, match="unsupported layer media type"):
         pull(f"{addr}/lib/app:1", store)
     assert not any("evil" in r for r in reg.requests)
+
+
+def test_expired_bearer_token_is_renewed(fake: tuple[FakeRegistry, str], store: Store) -> None:
+    reg, addr = fake
+    reg.challenge = f'Bearer realm="http://{addr}/token",service="fake"'
+    reg.issue = ["old", "new"]
+    seen: list[str] = []
+
+    def check(h: BaseHTTPRequestHandler) -> bool:
+        value = h.headers.get("Authorization", "")
+        seen.append(value)
+        # The first token works for two requests, then "expires".
+        return value == "Bearer new" or (value == "Bearer old" and len(seen) <= 2)
+
+    reg.auth = check
+    pull(f"{addr}/lib/app:1", store)
+    assert "Bearer new" in seen
+    _consistent(store)
