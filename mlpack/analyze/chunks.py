@@ -49,7 +49,6 @@ _LITERAL: Final = r"""[rRbBfFuU]{0,2}["']"""
 # decides (checked in Python, which is cheap: these are thousands, not millions).
 _LITERAL_ARG: Final = re.compile(r"\(\s*" + _LITERAL)
 _LITERAL_KW: Final = re.compile(r"=[ \t]*" + _LITERAL)
-_SECOND_LITERAL: Final = re.compile(r"(?:save|dump)\([^()\n,]*,\s*" + _LITERAL)
 # Calls that read or write the path given as a literal argument (by the call's last name).
 READ_CALLS: Final = frozenset(
     {
@@ -151,11 +150,19 @@ PATH_CALLS: Final = tuple(
     sorted(READ_CALLS | WRITE_CALLS | {"open", "Path", "join", "from_pretrained"})
 )
 PATH_KEYWORDS: Final = tuple(sorted(READ_KEYWORDS | WRITE_KEYWORDS))
+_OS_ALIAS: Final = re.compile(r"\b(?:environ|getenv)[ \t]+as[ \t]+([A-Za-z_]\w*)")
 _WORD_PATTERNS: Final = {w: re.compile(re.escape(w)) for w in (*WORDS, ".run(")}
 # Column-0 lines that may start a top-level statement (continuations are filtered below).
 _TOP: Final = re.compile(r"^(?![ \t\r\n#)\]}]|else\b|elif\b|except\b|finally\b)", re.MULTILINE)
 _TOP_AFTER_NEWLINE: Final = re.compile(r"\n(?![ \t\r\n#)\]}]|else\b|elif\b|except\b|finally\b)")
 _DEF_WORDS: Final = (re.compile("def "), re.compile("class "))
+# Signs of a file that will not parse (merge conflicts, Python 2), checked before chunking so that
+# such a file is reported as unparseable rather than half read.
+_SUSPECT: Final = re.compile(
+    r"^(?:<<<<<<<|>>>>>>>) |^=======$|^[ \t]*print[ \t]+[\"'\w]|^[ \t]*exec[ \t]+[\"']"
+    r"|except[ \t]+[\w.]+[ \t]*,[ \t]*\w+[ \t]*:",
+    re.MULTILINE,
+)
 _TRIPLE: Final = re.compile(r"\"\"\"|'''")
 _CODING: Final = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
 LONG_STATEMENT: Final = 120  # lines; longer top-level statements are narrowed to a def/class
@@ -186,6 +193,8 @@ def chunks(text: str) -> list[Chunk]:
     coding = _CODING.search(text[: text.find("\n", text.find("\n") + 1) + 1])
     if coding and coding.group(1).lower().replace("_", "-") not in {"utf-8", "utf8"}:
         raise Unsure
+    if _SUSPECT.search(text):
+        raise Unsure  # let the whole-file parse report the syntax error
     lines = text.split("\n")
     starts = [0, *itertools.accumulate(map((1).__add__, map(len, lines)))]
     masked = _masked_lines(text, starts, len(lines))
@@ -342,8 +351,18 @@ def _trigger_positions(text: str) -> list[int]:
         pos = match.start()
         if text.endswith(PATH_KEYWORDS, max(0, pos - 24), pos):
             found.append(pos)
-    if "save(" in text or "dump(" in text:
-        found.extend(m.start() for m in _SECOND_LITERAL.finditer(text))
+    # torch.save(obj, "path"), joblib.dump(obj, "path"): a literal later on the line.
+    for word in ("save(", "dump("):
+        pos = text.find(word)
+        while pos >= 0:
+            end = text.find("\n", pos)
+            rest = text[pos : end if end >= 0 else len(text)]
+            if '"' in rest or "'" in rest:
+                found.append(pos)
+            pos = text.find(word, pos + 1)
+    # `from os import environ as E`: uses of E carry no trigger word of their own.
+    for alias in set(_OS_ALIAS.findall(text)):
+        found.extend(m.start() for m in re.finditer(rf"\b{re.escape(alias)}\b", text))
     return found
 
 

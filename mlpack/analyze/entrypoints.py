@@ -142,22 +142,13 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
         found.append(
             (200 - 5 * _depth(path), _ep("inference", command, path, f"{path}:{line}", "serve"))
         )
-    if (
-        stem == "__main__"
-        and module is not None
-        and "." not in path.rpartition("/")[0]
-        and facts.error is None
-    ):
-        dotted, in_src = module
-        if dotted:
-            found.append(
-                (
-                    120 - 5 * _depth(path),
-                    _ep(
-                        "training", ("python", "-m", dotted), path, path, dotted.rpartition(".")[2]
-                    ),
-                )
-            )
+    if stem == "__main__":
+        package = _module_path(path.rpartition("/")[0] + "/__init__.py", files)
+        if package is not None and package[0] and facts.error is None:
+            dotted = package[0]
+            name = dotted.rpartition(".")[2]
+            command = ("python", "-m", dotted)
+            found.append((120 - 5 * _depth(path), _ep("training", command, path, path, name)))
         return found
     if facts.main:
         source = f"{path}:{facts.main}"

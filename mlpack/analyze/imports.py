@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 from packaging.utils import canonicalize_name
 
 from mlpack.analyze.model import Ambiguity, DeclaredRequirement, Package
+from mlpack.analyze.pyfacts import NAMESPACE_ROOTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,10 +52,6 @@ if TYPE_CHECKING:
     from mlpack.analyze.pyfacts import FileFacts
     from mlpack.analyze.walk import RepoTree
 
-# Namespace roots that no single distribution owns: an unknown submodule is never guessed.
-NAMESPACE_ROOTS: Final = frozenset(
-    {"google", "azure", "jaraco", "backports", "zope", "sphinxcontrib", "nvidia", "ruamel"}
-)
 GENERIC_LOCAL_NAMES: Final = frozenset(
     {
         "utils",
@@ -326,6 +323,8 @@ def _key_for(module: str, keys: Iterable[Mapping[str, Any]]) -> str:
         prefix = ".".join(parts[:size])
         if any(prefix in k for k in keys):
             return prefix
+    if parts[0] in NAMESPACE_ROOTS and len(parts) > 1:
+        return ".".join(parts[:2])
     return parts[0]
 
 
@@ -488,13 +487,13 @@ def _resolve(
         if len(candidates) == 1:
             return candidates[0]
         return _ambiguous(key, candidates, locations, ambiguous, warnings)
-    if top in NAMESPACE_ROOTS:
+    if top in NAMESPACE_ROOTS and key not in curated:
         warnings.append(
             f"unknown: no evidence says which distribution provides {key} "
             f"(a namespace package; declare it) at {locations[0]}"
         )
         return None
-    guess = canonicalize_name(top)
+    guess = canonicalize_name(top.strip("_")) if top.strip("_") else top
     if top.startswith("_") or len(top) <= 2 or top != top.lower() or top in GENERIC_LOCAL_NAMES:
         warnings.append(
             f"guessed: no evidence maps import {top} to a distribution; assuming {guess} "

@@ -8,7 +8,9 @@
   ``Path(p).read_text``, ``from_pretrained("./local")``...) and writes (``open(p, "w")``,
   ``to_csv``, ``torch.save``, ``joblib.dump``, ``savefig``, ``save_pretrained``, ``os.makedirs``,
   ``Path(p).mkdir``, ``output_dir=``/``log_dir=`` arguments...). The first folder of the path is
-  reported; a bare file name is reported as itself. Absolute paths, URLs, ``~`` and ``..`` are
+  reported; a bare file name is reported as itself. Literal defaults of variables named
+  ``*_DIR``/``*_PATH``/``*_ROOT``/``*_FOLDER``/``*_FILE`` count too (``OUTPUT_DIR``,
+  ``CHECKPOINT_DIR``, ``LOG_DIR``... as writes; others as reads). Absolute paths, URLs, ``~`` and ``..`` are
   left out, and so are reads of files shipped in the repository (they are code, not inputs).
 - ``PathUse.kind`` comes from the folder's name, else "data" for reads and "outputs" for writes.
 - Large files: >= 10 MiB, or > 1 MiB with a weights/data extension.
@@ -55,6 +57,9 @@ OUTPUT_FOLDERS: Final = {
     "lightning_logs": "logs",
     "tb_logs": "logs",
 }
+# Variables such as OUTPUT_DIR="outputs" or DATA_PATH="data/train.csv" name folders too.
+_PATH_VARS: Final = ("_DIR", "_PATH", "_ROOT", "_FOLDER", "_FILE")
+_OUTPUT_VARS: Final = ("OUT", "SAVE", "CKPT", "CHECKPOINT", "LOG", "RUN", "ARTIFACT", "EXPORT")
 LARGE_FILE_BYTES: Final = 10 * 2**20
 WEIGHT_FILE_BYTES: Final = 2**20
 WEIGHT_SUFFIXES: Final = (
@@ -106,6 +111,11 @@ def analyze_layout(tree: RepoTree, facts: Mapping[str, FileFacts]) -> Layout:
     for file, file_facts in facts.items():
         for raw, line, mode in file_facts.paths:
             uses.append((raw, line, file, mode))
+        for name, line, default in file_facts.env:
+            upper = name.upper()
+            if default and upper.endswith(_PATH_VARS):
+                mode = "w" if any(w in upper for w in _OUTPUT_VARS) else "r"
+                uses.append((default, line, file, mode))
     for raw, line, file, mode in sorted(uses, key=lambda u: (u[2], u[1], u[0])):
         path = _normalize(raw)
         if path is None:

@@ -29,6 +29,22 @@ Mode = str  # "r" read, "w" write, "p" from_pretrained (local only when the fold
 _RECEIVER_CALLS: Final = frozenset(
     {"mkdir", "write_text", "write_bytes", "read_text", "read_bytes"}
 )
+# Namespace roots that no single distribution owns (see ``imports``).
+NAMESPACE_ROOTS: Final = frozenset(
+    {
+        "google",
+        "azure",
+        "jaraco",
+        "backports",
+        "zope",
+        "sphinxcontrib",
+        "nvidia",
+        "ruamel",
+        "opentelemetry",
+        "snowflake",
+        "databricks",
+    }
+)
 _APP_CLASSES: Final = {"FastAPI": "fastapi", "Flask": "flask", "Starlette": "starlette"}
 # torch.cuda.<name>(...) calls that do not need a GPU (queries, seeds, no-ops on CPU).
 _CUDA_HARMLESS: Final = frozenset(
@@ -283,7 +299,7 @@ def _path_literal(node: ast.expr) -> str | None:
             else:
                 break
         folder = head.rpartition("/")[0]
-        return folder or None
+        return f"{folder}/" if folder else None
     if isinstance(node, ast.Call):
         name = _dotted(node.func)
         if name.endswith(("Path", "PurePath")) and node.args:
@@ -417,7 +433,14 @@ class _Extractor(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.level or not node.module:
             return
-        self.imports.append((node.module, self._line(node), self._optional > 0))
+        line, optional = self._line(node), self._optional > 0
+        if node.module.split(".", 1)[0] in NAMESPACE_ROOTS:
+            # `from google.cloud import storage` imports google.cloud.storage.
+            for alias in node.names:
+                if alias.name != "*":
+                    self.imports.append((f"{node.module}.{alias.name}", line, optional))
+        else:
+            self.imports.append((node.module, line, optional))
         if node.module == "os":
             for alias in node.names:
                 if alias.name == "environ":

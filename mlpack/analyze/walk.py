@@ -105,7 +105,9 @@ def walk_repo(root: Path, *, warnings: list[str]) -> RepoTree:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            warnings.append(f"{rel_dir or '.'}: unreadable folder, skipped ({exc.strerror})")
+            warnings.append(
+                f"{rel_dir.rstrip('/') or '.'}: unreadable folder, skipped ({exc.strerror})"
+            )
             continue
         dirs.add(rel_dir.rstrip("/"))
         names = {e.name for e in entries}

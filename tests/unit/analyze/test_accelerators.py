@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlpack.analyze.accelerators import analyze_accelerator, analyze_system_packages
+from mlpack.analyze.factcache import collect_facts
+from mlpack.analyze.model import Accelerator, Package, SystemPackage
+from mlpack.analyze.walk import walk_repo
+from tests.unit.analyze.repo_helpers import make_repo, parse_mode  # noqa: F401  (fixture)
+
+
+def accelerator_of(root: Path, packages: tuple[Package, ...] = ()) -> Accelerator:
+    warnings: list[str] = []
+    tree = walk_repo(root, warnings=warnings)
+    facts = collect_facts(tree, cache_dir=root.parent / "cache", warnings=warnings)
+    return analyze_accelerator(facts, packages)
+
+
+def pkg(name: str, **kw: object) -> Package:
+    base: dict[str, object] = {
+        "specifier": "",
+        "source": f"requirements.txt:{name}",
+        "imports": (),
+        "optional": False,
+        "declared": True,
+        "used": False,
+    }
+    base.update(kw)
+    return Package(name=name, **base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("code", "line"),
+    [
+        ("import torch\nmodel = torch.nn.Linear(2, 2)\nmodel.cuda()\n", 3),
+        ("import torch\ndev = torch.device('cuda:0')\n", 2),
+        ("import torch\nx = torch.zeros(1).to('cuda')\n", 2),
+        ("import torch\ntorch.cuda.set_device(0)\n", 2),
+        (
+            "from transformers import AutoModel\nm = AutoModel.from_pretrained('x', device_map='cuda')\n",
+            2,
+        ),
+        ("import tensorflow as tf\nwith tf.device('/GPU:0'):\n    pass\n", 2),
+        ("import tensorflow as tf\ntf.config.list_physical_devices('GPU')\n", 2),
+        ("import jax\njax.devices('gpu')\n", 2),
+        ("import torch.distributed as dist\ndist.init_process_group(backend='nccl')\n", 2),
+    ],
+)
+@pytest.mark.usefixtures("parse_mode")
+def test_unconditional_gpu_use_needs_cuda(tmp_path: Path, code: str, line: int) -> None:
+    root = make_repo(tmp_path / "repo", {"train.py": code})
+    assert accelerator_of(root) == Accelerator(cuda=True, source=f"train.py:{line}")
+
+
+@pytest.mark.usefixtures("parse_mode")
+def test_availability_fallback_alone_is_cpu(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "train.py": """
+                import torch
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+                dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+                model = torch.nn.Linear(2, 2).to(device)
+                if torch.cuda.is_available():
+                    model = model.cuda()
+                    torch.cuda.synchronize()
+                torch.cuda.manual_seed_all(0)
+                torch.cuda.empty_cache()
+            """,
+            "tests/test_gpu.py": "import torch\ntorch.zeros(1).cuda()\n",
+        },
+    )
+    assert accelerator_of(root) == Accelerator(cuda=False, source=None)
+
+
+def test_cuda_packages(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    assert accelerator_of(root, (pkg("numpy"),)).cuda is False
+    for package in (
+        pkg("nvidia-cublas-cu12"),
+        pkg("cupy-cuda12x"),
+        pkg("onnxruntime-gpu"),
+        pkg("jax", extras=("cuda12",)),
+        pkg("cupy", imports=("cupy",), used=True),
+    ):
+        assert accelerator_of(root, (package,)) == Accelerator(cuda=True, source=package.source)
+    # an optional extra does not make CUDA required
+    dev = pkg("faiss-gpu", group="gpu", optional=True)
+    assert accelerator_of(root, (dev,)).cuda is False
+
+
+def test_system_packages_for_resolved_distributions() -> None:
+    packages = (pkg("opencv-python"), pkg("scikit-learn"), pkg("lightgbm"), pkg("soundfile"))
+    assert analyze_system_packages(packages) == (
+        SystemPackage(name="libgl1", required_by="opencv-python"),
+        SystemPackage(name="libglib2.0-0", required_by="opencv-python"),
+        SystemPackage(name="libgomp1", required_by="lightgbm"),
+        SystemPackage(name="libsndfile1", required_by="soundfile"),
+    )
+    assert analyze_system_packages((pkg("requests"),)) == ()

@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlpack.analyze import analyze, factcache, pyfacts
+from mlpack.analyze.model import ProjectAnalysis
+from mlpack.errors import AnalyzeError
+from tests.unit.analyze.repo_helpers import make_repo
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def run(root: Path, cache: Path | None = None) -> ProjectAnalysis:
+    return analyze(root, cache_dir=cache or root.parent / "cache")
+
+
+def test_not_a_directory(tmp_path: Path) -> None:
+    file = tmp_path / "train.py"
+    file.write_text("")
+    with pytest.raises(AnalyzeError, match="not a directory") as info:
+        run(file)
+    assert "folder" in info.value.hint
+    assert info.value.exit_code == 3
+    with pytest.raises(AnalyzeError, match="does not exist"):
+        run(tmp_path / "missing")
+
+
+def test_empty_repository_gives_defaults_and_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    result = run(tmp_path / "repo")
+    assert result.packages == ()
+    assert result.entrypoints == ()
+    assert result.env == ()
+    assert result.accelerator.cuda is False
+    assert result.python.version
+    assert any("no files to analyse" in w for w in result.warnings)
+
+
+def test_bad_files_never_stop_the_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pyfacts, "MAX_SOURCE_BYTES", 4096)
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "py2.py": "print 'hello'\nimport old_module\n",
+            "conflict.py": "<<<<<<< HEAD\nimport a\n=======\nimport b\n>>>>>>> branch\n",
+            "binary.py": b"\x00\x01\x02\x03ELF",
+            "latin.py": b"x = '\xe9t\xe9'\n",
+            "huge.py": "x = 1\n" * 2000,
+            "broken.ipynb": "{ not json",
+            "good.py": "import numpy\n",
+        },
+    )
+    result = run(root)
+    assert [p.name for p in result.packages] == ["numpy"]
+    skipped = {w.split(":", 1)[0] for w in result.warnings if "not parsed" in w}
+    assert skipped == {"py2.py", "conflict.py", "binary.py", "latin.py", "huge.py", "broken.ipynb"}
+    assert "py2.py: syntax error at line 1 (Python 2 code?), not parsed" in result.warnings
+
+
+def test_unreadable_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_repo(tmp_path / "repo", {"secret.py": "import hidden\n", "ok.py": "import numpy\n"})
+    real = factcache.read_source
+
+    def read(path: Path) -> bytes:
+        if path.name == "secret.py":  # root can read anything: inject the failure
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(factcache, "read_source", read)
+    result = run(root)
+    assert [p.name for p in result.packages] == ["numpy"]
+    assert "secret.py: unreadable, skipped (Permission denied)" in result.warnings
+
+
+def test_warm_run_reads_no_source_and_gives_the_same_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {"train.py": "import torch\nimport os\nx = os.getenv('A')\n", "bad.py": "print 'x'\n"},
+    )
+    cache = tmp_path / "cache"
+    cold = run(root, cache)
+    assert len(list(cache.iterdir())) == 1
+
+    def forbidden(path: Path) -> bytes:
+        raise AssertionError(f"{path} was read on a warm run")
+
+    with monkeypatch.context() as m:
+        m.setattr(factcache, "read_source", forbidden)
+        assert run(root, cache) == cold
+
+    # A changed file is read again; its old facts are not reused.
+    (root / "train.py").write_text("import jax\n")
+    changed = run(root, cache)
+    assert [p.name for p in changed.packages] == ["jax"]
+
+
+def test_touched_file_is_rehashed_not_reparsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_repo(tmp_path / "repo", {"train.py": "import torch\n"})
+    cache = tmp_path / "cache"
+    cold = run(root, cache)
+    (root / "train.py").write_text("import torch\n")  # same bytes, new mtime
+
+    def no_parse(path: str, data: bytes) -> pyfacts.FileFacts:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(pyfacts, "facts_for", no_parse)
+    assert run(root, cache) == cold
+
+
+def test_corrupt_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"train.py": "import torch\n"})
+    cache = tmp_path / "cache"
+    cold = run(root, cache)
+    (index,) = cache.iterdir()
+    for garbage in (b"{truncated", b"[]", json.dumps({"version": "x"}).encode()):
+        index.write_bytes(garbage)
+        assert run(root, cache) == cold
+    data = json.loads(index.read_text())
+    for digest in data["facts"]:
+        data["facts"][digest] = ["wrong", "shape"]
+    index.write_text(json.dumps(data))
+    assert run(root, cache) == cold
+    assert not list(cache.glob(".facts-*"))  # no temporary files left behind
+
+
+def test_unwritable_cache_costs_only_a_warning(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"train.py": "import torch\n"})
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    result = run(root, blocker / "cache")
+    assert [p.name for p in result.packages] == ["torch"]
+    assert any(w.startswith("facts cache") for w in result.warnings)
+
+
+def test_default_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert factcache.default_cache_dir() == tmp_path / "xdg" / "mlpack" / "analyze"
+    root = make_repo(tmp_path / "repo", {"a.py": "import numpy\n"})
+    analyze(root)
+    assert len(list((tmp_path / "xdg" / "mlpack" / "analyze").glob("facts-*.json"))) == 1
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert factcache.default_cache_dir() == tmp_path / "home" / ".cache" / "mlpack" / "analyze"
+
+
+def test_virtualenv_in_the_repo_is_evidence_not_code(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "train.py": "import yaml\nimport cv2\n",
+            ".venv/pyvenv.cfg": "home = /usr/bin\n",
+            ".venv/lib/python3.11/site-packages/venv_only.py": "import should_not_appear\n",
+            ".venv/lib/python3.11/site-packages/opencv_python_headless-4.9.dist-info/RECORD": (
+                "cv2/__init__.py,,\n"
+            ),
+        },
+    )
+    result = run(root)
+    assert [p.name for p in result.packages] == ["opencv-python-headless", "pyyaml"]
+    assert result.ambiguous == ()
+
+
+def test_end_to_end_small_project(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "requirements.txt": "torch>=2.0\nuvicorn\n",
+            "train.py": """
+                import os
+                import torch
+                from sklearn.metrics import accuracy_score
+
+                EPOCHS = int(os.getenv("EPOCHS", "3"))
+                TOKEN = os.environ["HF_TOKEN"]
+
+                def main():
+                    model = torch.nn.Linear(2, 2).cuda()
+                    torch.save(model.state_dict(), "checkpoints/model.pt")
+
+                if __name__ == "__main__":
+                    main()
+            """,
+            "data/train.csv": "a\n",
+        },
+    )
+    result = run(root)
+    assert [(p.name, p.declared, p.used) for p in result.packages] == [
+        ("scikit-learn", False, True),
+        ("torch", True, True),
+        ("uvicorn", True, False),
+    ]
+    assert [(v.name, v.default, v.secret) for v in result.env] == [
+        ("EPOCHS", "3", False),
+        ("HF_TOKEN", None, True),
+    ]
+    assert [u.path for u in result.layout.inputs] == ["data"]
+    assert [u.path for u in result.layout.outputs] == ["checkpoints"]
+    assert result.entrypoints[0].command == ("python", "train.py")
+    assert result.accelerator.cuda is True
+    assert result.accelerator.source == "train.py:10"
+    assert [s.name for s in result.system_packages] == ["libgomp1"]
+    assert "undeclared: scikit-learn (imported as sklearn at train.py:4)" in result.warnings
+    assert result.root == str(root.resolve())
+
+
+@pytest.mark.parametrize("example", ["training", "inference"])
+def test_examples(example: str, tmp_path: Path) -> None:
+    root = REPO / "examples" / example
+    assert root.is_dir(), "the examples ship with the repository"
+    result = analyze(root, cache_dir=tmp_path / "cache")
+    main = {p.name for p in result.packages if p.group is None}
+    assert all(p.declared for p in result.packages)  # the examples declare what they import
+    assert not [w for w in result.warnings if w.startswith(("undeclared", "guessed", "ambiguous"))]
+    assert result.accelerator.cuda is False
+    if example == "training":
+        assert {"numpy", "scikit-learn"} <= main
+        assert result.entrypoints[0].command == ("python", "train.py")
+        assert "data" in {u.path for u in result.layout.inputs}
+        assert "outputs" in {u.path for u in result.layout.outputs}
+    else:
+        assert {"fastapi", "uvicorn"} <= main
+        first = result.entrypoints[0]
+        assert first.kind == "inference"
+        assert first.command[:2] == ("uvicorn", "app.main:app")
+        assert "models" in {u.path for u in result.layout.inputs}

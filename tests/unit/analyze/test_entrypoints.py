@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlpack.analyze.entrypoints import analyze_entrypoints
+from mlpack.analyze.factcache import collect_facts
+from mlpack.analyze.model import Entrypoint
+from mlpack.analyze.walk import walk_repo
+from tests.unit.analyze.repo_helpers import make_repo
+
+MAIN = 'if __name__ == "__main__":\n    main()\n'
+
+
+def entrypoints_of(root: Path) -> tuple[Entrypoint, ...]:
+    warnings: list[str] = []
+    tree = walk_repo(root, warnings=warnings)
+    facts = collect_facts(tree, cache_dir=root.parent / "cache", warnings=warnings)
+    return analyze_entrypoints(tree, facts, warnings=warnings)
+
+
+def test_training_scripts_root_train_first(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "scripts/train.py": "def main(): ...\n" + MAIN,
+            "evaluate.py": "def main(): ...\n" + MAIN,
+            "train.py": "def main(): ...\n" + MAIN,
+            "finetune_lora.py": "def main(): ...\n" + MAIN,
+            "tests/test_x.py": MAIN,
+            "setup.py": MAIN,
+            "lib.py": "x = 1\n",
+            "pkg/__init__.py": "",
+            "pkg/__main__.py": "print('hi')\n",
+        },
+    )
+    found = entrypoints_of(root)
+    assert [(e.kind, e.command, e.source, e.name) for e in found] == [
+        ("training", ("python", "train.py"), "train.py:2", "train"),
+        ("training", ("python", "finetune_lora.py"), "finetune_lora.py:2", "finetune_lora"),
+        ("training", ("python", "scripts/train.py"), "scripts/train.py:2", "train-2"),
+        ("training", ("python", "evaluate.py"), "evaluate.py:2", "evaluate"),
+        ("training", ("python", "-m", "pkg"), "pkg/__main__.py", "pkg"),
+    ]
+
+
+def test_web_apps_first_for_inference(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "app/__init__.py": "",
+            "app/main.py": """
+                import uvicorn
+                from fastapi import FastAPI
+
+                app = FastAPI(title="x")
+
+                def factory():
+                    inner = FastAPI()  # not module level: not an entrypoint
+                    return inner
+
+                if __name__ == "__main__":
+                    uvicorn.run(app, host="0.0.0.0")
+            """,
+            "web.py": "from flask import Flask\napplication = Flask(__name__)\n",
+            "src/svc/__init__.py": "",
+            "src/svc/api.py": "from starlette.applications import Starlette\napi: Starlette = Starlette()\n",
+            "serve_model.py": "from flask import Flask\napp = Flask(__name__)\n"
+            + 'if __name__ == "__main__":\n    app.run(port=8000)\n',
+        },
+    )
+    found = entrypoints_of(root)
+    commands = [(e.kind, e.command, e.source) for e in found]
+    assert commands[:2] == [
+        (
+            "inference",
+            ("gunicorn", "--bind", "0.0.0.0:8000", "serve_model:app"),
+            "serve_model.py:2",
+        ),
+        ("inference", ("gunicorn", "--bind", "0.0.0.0:8000", "web:application"), "web.py:2"),
+    ]
+    assert (
+        "inference",
+        ("uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"),
+        "app/main.py:5",
+    ) in commands
+    assert (
+        "inference",
+        ("uvicorn", "svc.api:api", "--app-dir", "src", "--host", "0.0.0.0", "--port", "8000"),
+        "src/svc/api.py:2",
+    ) in commands
+    # scripts that start a server themselves are inference, after the app objects
+    assert ("inference", ("python", "app/main.py"), "app/main.py:11") in commands
+    assert ("inference", ("python", "serve_model.py"), "serve_model.py:3") in commands
+    assert all(e.kind == "inference" for e in found)
+    assert len({e.name for e in found}) == len(found)
+
+
+def test_console_scripts_procfile_makefile_shell(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": '[project]\nname = "x"\n\n[project.scripts]\n'
+            'x-train = "pkg.cli:train"\nx-serve = "pkg.cli:serve"\n',
+            "pkg/__init__.py": "",
+            "pkg/cli.py": "def train(): ...\ndef serve(): ...\n",
+            "Procfile": "web: uvicorn pkg.api:app --port $PORT\nworker: python train.py\n",
+            "Makefile": ".PHONY: train\ntrain:\n\tpython train.py\nserve:\n\tuvicorn a:b\n"
+            "lint:\n\truff check .\nmulti:\n\ttorchrun --nproc_per_node 2 train.py\n",
+            "scripts/launch.sh": "#!/bin/sh\n# torchrun in a comment\nNGPU=4\ntorchrun --nproc_per_node $NGPU train.py\n",
+            "scripts/notes.sh": "echo hi\n",
+        },
+    )
+    found = {e.source: e for e in entrypoints_of(root)}
+    assert found["pyproject.toml:5"] == Entrypoint(
+        kind="training",
+        command=("x-train",),
+        path="pkg/cli.py",
+        source="pyproject.toml:5",
+        name="x-train",
+    )
+    assert found["pyproject.toml:6"].kind == "inference"
+    assert found["Procfile:1"] == Entrypoint(
+        kind="inference",
+        command=("sh", "-c", "uvicorn pkg.api:app --port $PORT"),
+        path="Procfile",
+        source="Procfile:1",
+        name="web",
+    )
+    assert found["Procfile:2"].command == ("python", "train.py")
+    assert found["Procfile:2"].kind == "training"
+    assert found["Makefile:2"].command == ("make", "train")
+    assert found["Makefile:4"].kind == "inference"
+    assert found["Makefile:8"].kind == "training"  # its recipe launches torchrun
+    assert "Makefile:6" not in found  # lint is neither
+    assert found["scripts/launch.sh:4"] == Entrypoint(
+        kind="training",
+        command=("bash", "scripts/launch.sh"),
+        path="scripts/launch.sh",
+        source="scripts/launch.sh:4",
+        name="launch",
+    )
+    assert not [s for s in found if s.startswith("scripts/notes.sh")]
+
+
+def test_nothing_to_start(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"lib.py": "def f(): ...\n"})
+    assert entrypoints_of(root) == ()

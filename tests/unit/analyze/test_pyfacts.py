@@ -1,0 +1,284 @@
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from mlpack.analyze import chunks, pyfacts
+from mlpack.analyze.pyfacts import FileFacts, facts_for
+from tests.unit.analyze.repo_helpers import parse_mode  # noqa: F401  (fixture)
+
+
+def facts(source: str, name: str = "m.py") -> FileFacts:
+    return facts_for(name, textwrap.dedent(source).encode())
+
+
+@pytest.mark.usefixtures("parse_mode")
+def test_imports_and_their_context() -> None:
+    found = facts(
+        """
+        import os, numpy as np
+        import google.protobuf.message
+        from sklearn.linear_model import LogisticRegression
+        from . import sibling
+        from .pkg import thing
+        from typing import TYPE_CHECKING
+        import typing
+        if TYPE_CHECKING:
+            import pandas
+        if typing.TYPE_CHECKING:
+            import polars
+        else:
+            import runtime_only_branch
+        try:
+            import wandb
+        except ImportError:
+            wandb = None
+        try:
+            import ujson as json
+        except (ModuleNotFoundError, ValueError):
+            import json
+        try:
+            import must_have
+        except KeyError:
+            pass
+        def lazy():
+            import torch
+            mod = importlib.import_module("transformers")
+            other = __import__("yaml")
+            rel = importlib.import_module(".local", "pkg")
+        """
+    )
+    assert [(m, o) for m, _, o in found.imports] == [
+        ("os", False),
+        ("numpy", False),
+        ("google.protobuf.message", False),
+        ("sklearn.linear_model", False),
+        ("typing", False),
+        ("typing", False),
+        ("runtime_only_branch", False),
+        ("wandb", True),
+        ("ujson", True),
+        ("json", False),
+        ("must_have", False),
+        ("torch", False),
+        ("transformers", False),
+        ("yaml", False),
+    ]
+    assert found.imports[0][1] == 2  # line numbers are the file's
+
+
+@pytest.mark.usefixtures("parse_mode")
+def test_docstrings_that_show_imports_are_not_imports() -> None:
+    found = facts(
+        '''
+        """Usage:
+
+        import not_a_dependency
+        from fake import thing
+        """
+        import real
+
+        def f():
+            """
+            import also_not_one
+            """
+            return os.environ["IN_CODE"]
+        '''
+    )
+    assert [m for m, _, _ in found.imports] == ["real"]
+    assert found.env == (("IN_CODE", 13, None),)
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        (b"print 'hello'\n", "syntax error at line 1 (Python 2 code?), not parsed"),
+        (
+            b"x = 1\n<<<<<<< HEAD\ny = 2\n=======\ny = 3\n>>>>>>> other\n",
+            "syntax error at line 2 (merge-conflict markers), not parsed",
+        ),
+        (b"\x7fELF\x00\x01\x02binary", "binary content (null bytes), not parsed"),
+        (b"name = '\xff\xfe caf\xe9'\n", "not valid UTF-8 (nor its declared encoding), not parsed"),
+    ],
+)
+@pytest.mark.usefixtures("parse_mode")
+def test_bad_sources_give_an_error_not_an_exception(source: bytes, why: str) -> None:
+    assert facts_for("bad.py", source).error == why
+
+
+@pytest.mark.usefixtures("parse_mode")
+def test_declared_encoding_is_honoured() -> None:
+    source = "# -*- coding: latin-1 -*-\nimport café_lib\nname = 'café'\n".encode("latin-1")
+    result = facts_for("latin.py", source)
+    assert result.error is None
+    assert [m for m, _, _ in result.imports] == ["café_lib"]
+
+
+def test_huge_source_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pyfacts, "MAX_SOURCE_BYTES", 10)
+    assert facts_for("big.py", b"import os\nimport sys\n").error == "larger than 0 MiB, not parsed"
+
+
+def notebook(*cells: tuple[str, str]) -> bytes:
+    return json.dumps(
+        {
+            "nbformat": 4,
+            "nbformat_minor": 5,
+            "metadata": {},
+            "cells": [
+                {"cell_type": kind, "source": source.splitlines(keepends=True), "metadata": {}}
+                for kind, source in cells
+            ],
+        }
+    ).encode()
+
+
+def test_notebook_code_cells_magics_and_bad_cells() -> None:
+    data = notebook(
+        ("markdown", "import not_code\n"),
+        ("code", "%matplotlib inline\n!pip install seaborn\nimport pandas as pd\n"),
+        ("code", "%%bash\npython -c 'import not_python'\n"),
+        ("code", "%%time\nimport seaborn\nif True:\n    !ls\n"),
+        ("code", "df.head(\n"),  # broken cell: skipped, the rest analysed
+        ("code", "import os\nkey = os.environ['API_TOKEN']\n"),
+    )
+    result = facts_for("nb.ipynb", data)
+    assert [m for m, _, _ in result.imports] == ["pandas", "seaborn", "os"]
+    # Lines count through the code cells joined in order, one blank line between cells.
+    assert result.env == (("API_TOKEN", 16, None),)
+    assert result.error == "code cell 4 not valid Python, skipped (the rest was analysed)"
+
+
+def test_invalid_notebook_json() -> None:
+    assert facts_for("nb.ipynb", b"{not json").error == "invalid notebook JSON, not parsed"
+
+
+def test_notebook_v3_worksheets() -> None:
+    data = json.dumps(
+        {"worksheets": [{"cells": [{"cell_type": "code", "input": ["import scipy\n"]}]}]}
+    ).encode()
+    assert [m for m, _, _ in facts_for("old.ipynb", data).imports] == ["scipy"]
+
+
+def test_facts_round_trip_through_json() -> None:
+    original = facts(
+        """
+        import os, torch
+        from fastapi import FastAPI
+        app = FastAPI()
+        x = os.getenv("A", 3)
+        torch.save({}, "out/model.pt")
+        model.cuda()
+        if torch.cuda.is_available():
+            y = torch.zeros(1).cuda()
+        if __name__ == "__main__":
+            import uvicorn
+            uvicorn.run(app)
+        """
+    )
+    again = FileFacts.from_json(json.loads(json.dumps(original.to_json())))
+    assert again == original
+    assert original.apps == (("app", "fastapi", 4),)
+    assert original.main == 10
+    assert original.serves == 12
+    with pytest.raises(ValueError, match="malformed"):
+        FileFacts.from_json([1, 2])
+
+
+BIG_FILE = '''
+"""A module docstring that mentions code:
+
+import fake_in_docstring
+os.environ["NOT_READ"]
+"""
+import os
+import numpy as np
+
+CONSTANT = {key!r}
+
+@decorator(
+    arg=1,
+)
+class Model:
+    """Doc with a triple quote of the other kind: \'\'\' inside."""
+
+    def forward(self, x):
+{body}
+        try:
+            import apex
+        except ImportError:
+            apex = None
+        if torch.cuda.is_available():
+            x = x.cuda()
+        return x.to("cuda")
+
+    def save(self):
+        torch.save(self.state_dict(), "checkpoints/last.pt")
+        text = """
+import also_fake
+"""
+        return os.getenv("SAVE_DIR", "outputs")
+
+
+def helper(
+    a,
+    b,
+):
+    from scipy import stats
+    return stats
+
+
+if __name__ == "__main__":
+    Model().forward(1)
+'''
+
+
+@pytest.mark.parametrize("key", ["value", 'with """ inside', "# not a comment"])
+def test_chunked_parse_matches_whole_parse(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = "\n".join(f"        x = x + {i}  # filler" for i in range(300))
+    source = BIG_FILE.format(key=key, body=body).encode()
+    monkeypatch.setattr(pyfacts, "FAST_MIN_BYTES", 10**12)
+    whole = facts_for("big.py", source)
+    monkeypatch.setattr(pyfacts, "FAST_MIN_BYTES", 0)
+    chunked = facts_for("big.py", source)
+    assert chunked == whole
+    lines = source.decode().splitlines()
+
+    def line(marker: str) -> int:
+        return next(i for i, text in enumerate(lines, 1) if marker in text)
+
+    assert [m for m, _, _ in whole.imports] == ["os", "numpy", "apex", "scipy"]
+    assert whole.imports[2][2] is True
+    assert whole.cuda == ((line('return x.to("cuda")'), 'x.to("cuda")'),)
+    assert whole.cuda_optional == line("x = x.cuda()")
+    assert whole.env == (("SAVE_DIR", line("SAVE_DIR"), "outputs"),)
+    assert ("checkpoints/last.pt", line("checkpoints/last.pt"), "w") in whole.paths
+    assert whole.main == line("__main__")
+
+
+def test_chunks_only_cover_interesting_statements() -> None:
+    body = "\n".join(f"    y{i} = {i}" for i in range(200))
+    text = f"import os\n\n\ndef big():\n{body}\n    return os.environ.get('X')\n\n\nz = 1\n"
+    found = chunks.chunks(text)
+    # Adjacent top-level statements are parsed together; "z = 1" holds nothing.
+    assert [(c.start, c.end, c.indent) for c in found] == [(0, 207, 0)]
+    method = "\n".join(f"        y{i} = {i}" for i in range(200))
+    text = (
+        "class Big:\n    def quiet(self):\n"
+        f"{method}\n\n    def loud(self):\n        return self.cuda()\n\n\nz = 1\n"
+    )
+    found = chunks.chunks(text)
+    # Inside a long statement only the innermost def is parsed, dedented.
+    assert [(c.start, c.end, c.indent) for c in found] == [(203, 207, 4)]
+    assert found[0].text.startswith("def loud(self):\n    return self.cuda()")
+    small = chunks.chunks("x = 1\ny = 2\n")
+    assert small == []
+
+
+def test_chunks_are_unsure_about_odd_quoting() -> None:
+    with pytest.raises(chunks.Unsure):
+        chunks.chunks('x = 1  # a stray """ in a comment\nimport os\n')
+    with pytest.raises(chunks.Unsure):
+        chunks.chunks('s = """never closed\nimport os\n')
