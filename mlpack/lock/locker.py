@@ -287,19 +287,23 @@ def lock(
     if inputs.indexes.source not in ("mlpack.toml", "default"):
         urls = ", ".join(inputs.indexes.public().all)
         rep.notice(f"using the package indexes from {inputs.indexes.source}: {urls}")
-    base = _reused_base(inputs, previous, upgrade=upgrade) or _resolve_base(
-        inputs, base_resolver or DefaultBaseResolver()
-    )
-    requirements, commits = _normalize(inputs.requirements, root)
-    chosen = resolver or make_resolver(inputs.resolver, home=home, image=base.reference)
-    rep.start("resolve", None)
-    # File listings for names known now overlap the resolver's run (the rest come after it).
+    # File listings of names known now overlap base resolution and the resolver's run.
     listings = Listings(ca_cert=ca_cert)
-    known = {r.name for r in requirements if Requirement(r.requirement).url is None}
+    known = {r.name for r in inputs.requirements if Requirement(r.requirement).url is None}
     if previous is not None:
         known |= {p.name for p in previous.packages if p.kind == "index"}
     cache_root = home / "cache" / "index-files"
     listings.prefetch(inputs.indexes.index_url, sorted(known - _cached_names(cache_root, inputs)))
+    try:
+        base = _reused_base(inputs, previous, upgrade=upgrade) or _resolve_base(
+            inputs, base_resolver or DefaultBaseResolver()
+        )
+        requirements, commits = _normalize(inputs.requirements, root)
+    except BaseException:
+        listings.close()
+        raise
+    chosen = resolver or make_resolver(inputs.resolver, home=home, image=base.reference)
+    rep.start("resolve", None)
     with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
         request = ResolveRequest(
             requirements=requirements,
