@@ -16,16 +16,14 @@ BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
 # exits with geteuid()&255, -clone3(), -socket(AF_VSOCK), -unshare(CLONE_NEWNS) (0 on success).
 PROBE = base64.b64decode(
     "".join(
-        (
-    "f0VMRgIBAQAAAAAAAAAAAAIAPgABAAAAsABAAAAAAABAAAAAAAAAAEABAAAAAAAAAAAAAEAAOAACAEAAAwACAAEA"
-    "AAAFAAAAAAAAAAAAAAAAAEAAAAAAAAAAQAAAAAAAKgEAAAAAAAAqAQAAAAAAAAAQAAAAAAAAUeV0ZAYAAAAAAAAA"
-    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEAAAAAAAAABIi1wkEEiF23QXD7YLg/l1dBaD+WN0"
-    "IoP5dnQqg/ludDq//wAAAOtLuGsAAAAPBYnHgef/AAAA6zq4swEAADH/MfYPBeshuCkAAAC/KAAAAL4BAAAAMdIP"
-    "BesMuBABAAC/AAACAA8FMf9IhcB5BUj32InHuOcAAAAPBQAuc2hzdHJ0YWIALnRleHQAAAAAAAAAAAAAAAAAAAAA"
-    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAACwAAAAEAAAAGAAAA"
-    "AAAAALAAQAAAAAAAsAAAAAAAAAB6AAAAAAAAAAAAAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAEAAAADAAAAAAAAAAAA"
-    "AAAAAAAAAAAAACoBAAAAAAAAEQAAAAAAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAA="
-        )
+        "f0VMRgIBAQAAAAAAAAAAAAIAPgABAAAAsABAAAAAAABAAAAAAAAAAEABAAAAAAAAAAAAAEAAOAACAEAAAwACAAEA"
+        "AAAFAAAAAAAAAAAAAAAAAEAAAAAAAAAAQAAAAAAAKgEAAAAAAAAqAQAAAAAAAAAQAAAAAAAAUeV0ZAYAAAAAAAAA"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEAAAAAAAAABIi1wkEEiF23QXD7YLg/l1dBaD+WN0"
+        "IoP5dnQqg/ludDq//wAAAOtLuGsAAAAPBYnHgef/AAAA6zq4swEAADH/MfYPBeshuCkAAAC/KAAAAL4BAAAAMdIP"
+        "BesMuBABAAC/AAACAA8FMf9IhcB5BUj32InHuOcAAAAPBQAuc2hzdHJ0YWIALnRleHQAAAAAAAAAAAAAAAAAAAAA"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAACwAAAAEAAAAGAAAA"
+        "AAAAALAAQAAAAAAAsAAAAAAAAAB6AAAAAAAAAAAAAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAEAAAADAAAAAAAAAAAA"
+        "AAAAAAAAAAAAACoBAAAAAAAAEQAAAAAAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAA="
     )
 )
 MLPACK = [sys.executable, "-c", "from mlpack.cli import main; main()"]
@@ -56,7 +54,9 @@ def make_rootfs(root: Path, *, owner: int | None = None) -> Path:
         "user:x:1000:1000:user:/home/user:/bin/sh\n"
         "nobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n"
     )
-    (root / "etc" / "group").write_text("root:x:0:\nuser:x:1000:\nextra:x:2000:user\nnogroup:x:65534:\n")
+    (root / "etc" / "group").write_text(
+        "root:x:0:\nuser:x:1000:\nextra:x:2000:user\nnogroup:x:65534:\n"
+    )
     (root / "tmp").chmod(0o1777)
     if owner is not None:
         for dirpath, dirnames, filenames in os.walk(root):
@@ -75,8 +75,11 @@ def run_cli(
     input_: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`mlpack ARGS` in a subprocess with its own MLPACK_HOME (as `user` via setpriv)."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MLPACK_HOME": str(home),
-           "HOME": str(home)}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "MLPACK_HOME": str(home),
+        "HOME": str(home),
+    }
     cmd = [*MLPACK, *args]
     if user is not None:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]

@@ -244,7 +244,9 @@ class EmbeddedRuntime:
                 cgroups=tuple(str(d) for d in group.dirs),
                 name=config.name or "",
                 memory_limit=config.memory,
-                extra={"keep": config.keep, "owner": os.getpid()},
+                owner=os.getpid(),
+                owner_start=state.proc_start_time(os.getpid()),
+                extra={"keep": config.keep},
             )
             sd.write(st)
             stdio: tuple[int | None, int | None, int | None] | None = None

@@ -445,6 +445,8 @@ class Rootfs:
             self.mask(str(path))
         for path in self.linux.get("readonlyPaths") or ():  # type: ignore[attr-defined]
             self.readonly(str(path))
+        cwd = str((self.config.get("process") or {}).get("cwd") or "/")  # type: ignore[attr-defined]
+        os.close(mkdirs_in_root(self.rootfd, cwd))  # as Docker: a missing workdir is created
 
     def mount_one(self, m: dict[str, object]) -> None:
         """Mount one OCI mount entry at its in-root destination."""
@@ -568,9 +570,12 @@ class Rootfs:
                     pass
             console = self.req.get("console_fd")
             if isinstance(console, int):
+                # By path: the pts mount must be the copy in this mount namespace (an fd
+                # names the parent namespace's mount, which mount(2) refuses to bind).
+                name = os.ttyname(console)
                 fd = create_target(self.rootfd, "/dev/console", directory=False)
                 try:
-                    mount(fdpath(console), fdpath(fd), None, MS_BIND, None)
+                    mount(name, fdpath(fd), None, MS_BIND, None)
                 finally:
                     os.close(fd)
         finally:

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +91,8 @@ class ContainerState:
     pid_start: int | None = None
     supervisor: int = 0
     supervisor_start: int | None = None
+    owner: int = 0  # the process that runs the container (`mlpack run`), for stale detection
+    owner_start: int | None = None
     created: str = ""
     image: str = ""
     command: tuple[str, ...] = ()
@@ -173,7 +176,27 @@ class StateDir:
         with contextlib.suppress(ContainerError, FileNotFoundError):
             for cg in self.read().cgroups:
                 remove_cgroup_dir(Path(cg))
-        shutil.rmtree(self.path, ignore_errors=True)
+        rmtree(self.path)
+
+
+def rmtree(path: Path) -> None:
+    """Remove a tree, including overlayfs' mode-000 ``work/work`` directory."""
+
+    def retry(func: Any, failed: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            Path(failed).parent.chmod(0o700)
+            if Path(failed).is_dir() and not Path(failed).is_symlink():
+                Path(failed).chmod(0o700)
+                shutil.rmtree(failed, ignore_errors=True)
+            else:
+                func(failed)
+
+    if not path.exists():
+        return
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=retry)
+    else:
+        shutil.rmtree(path, onerror=retry)
 
 
 def remove_cgroup_dir(path: Path) -> None:
@@ -235,7 +258,11 @@ def cleanup_stale(root: Path) -> tuple[str, ...]:
             continue
         if st.kind != "run" or st.extra.get("keep"):
             continue
-        if not alive(st.supervisor, st.supervisor_start) and not alive(st.pid, st.pid_start):
+        if not (
+            alive(st.owner, st.owner_start)
+            or alive(st.supervisor, st.supervisor_start)
+            or alive(st.pid, st.pid_start)
+        ):
             d.remove()
             removed.append(d.id)
     # A directory without state.json is a run that died before recording any; skip young ones,
@@ -249,5 +276,5 @@ def cleanup_stale(root: Path) -> tuple[str, ...]:
                 and not (p / "state.json").exists()
                 and time.time() - p.stat().st_mtime > 300
             ):
-                shutil.rmtree(p, ignore_errors=True)
+                rmtree(p)
     return tuple(removed)
