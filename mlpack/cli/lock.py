@@ -14,6 +14,22 @@ ResolverChoice = Literal["uv", "pip-tools"]
 PlatformChoice = Literal["linux/amd64", "linux/arm64"]
 
 
+class _NoticePrinter:
+    """Prints the library's notices as they happen (a base build can take a minute)."""
+
+    def notice(self, message: str) -> None:
+        err.print(f"note: {message}", markup=False)
+
+    def start(self, task: str, total: int | None) -> None:
+        pass
+
+    def advance(self, task: str, amount: int) -> None:
+        pass
+
+    def finish(self, task: str) -> None:
+        pass
+
+
 def _split_args(args: list[str] | None, upgrade: bool) -> tuple[Path, tuple[str, ...]]:
     """``[PATH] [PKG ...]``: the first argument is the project when it is a folder."""
     items = list(args or [])
@@ -70,7 +86,7 @@ def lock(
     """
     from mlpack.config import load_config
     from mlpack.lock.locker import inputs_from_config, lock_path_for, stale_reason
-    from mlpack.progress import RecordingReporter, using
+    from mlpack.progress import using
 
     root, packages = _split_args(args, upgrade)
     config = load_config(root)
@@ -84,8 +100,7 @@ def lock(
         return
     from mlpack.lock.locker import lock as run_lock
 
-    recorder = RecordingReporter()
-    with using(recorder):
+    with using(_NoticePrinter()):
         result = run_lock(
             inputs,
             path,
@@ -94,8 +109,6 @@ def lock(
             upgrade_packages=packages,
             ca_cert=ca_cert,
         )
-    for notice in recorder.notices:
-        err.print(f"note: {notice}", markup=False)
     if not result.resolved:
         out.print(f"{path} is up to date (inputs unchanged)", markup=False)
         return
