@@ -36,8 +36,9 @@ _HEADER: Final = (
 
 
 def _s(value: str) -> str:
-    # A JSON string is a valid TOML basic string (same escapes), and json.dumps is deterministic.
-    return json.dumps(value, ensure_ascii=False)
+    # A JSON string is a valid TOML basic string (same escapes), and json.dumps is deterministic;
+    # TOML also forbids a raw DEL, which JSON leaves alone.
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _list(values: tuple[str, ...] | list[str], indent: str = "") -> str:

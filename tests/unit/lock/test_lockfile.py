@@ -4,6 +4,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlpack.errors import LockError
 from mlpack.lock.lockfile import dumps, loads, read_lock, write_lock
@@ -123,3 +125,25 @@ def test_write_is_atomic_and_read_validates(tmp_path: Path) -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(LockError, match="format 99"):
         loads(dumps(sample()).replace("format = 1", "format = 99"))
+
+
+def test_control_characters_are_escaped() -> None:
+    lock = sample()
+    odd = Lock(**{**lock.__dict__, "notes": ("a\x7fb\u2028c\x00d\ttab",)})
+    assert loads(dumps(odd)).notes == odd.notes
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(), name=st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True))
+def test_any_text_round_trips(text: str, name: str) -> None:
+    lock = sample()
+    odd = Lock(
+        **{
+            **lock.__dict__,
+            "env": (EnvEntry(name=name, default=text, secret=False),),
+            "notes": (text,),
+        }
+    )
+    again = loads(dumps(odd))
+    assert again.env[0].default == text
+    assert again.notes == (text,)
