@@ -635,6 +635,26 @@ def _print_scores(
     return scores
 
 
+def _print_mapping_errors(scores: Mapping[str, tuple[Score, Score] | None]) -> None:
+    """On a golden tree every import is expected, so each extra name is a mapping error."""
+    errors = {t: len(s[1].extra) for t, s in scores.items() if s is not None}
+    leaks = {t: len(s[1].forbidden) for t, s in scores.items() if s is not None}
+    ours = errors.pop("mlpack")
+    peer = max(errors, key=lambda t: errors[t]) if errors else None
+    if peer is not None and errors[peer]:
+        ratio = ours / errors[peer]
+        verdict = "PASS" if ratio <= 0.1 else "FAIL"
+        print(
+            f"  B3a mapping errors (wrong names): mlpack {ours}, {peer} {errors[peer]}: "
+            f"ratio {ratio:.2f}, goal <= 0.1  {verdict}"
+        )
+    venv = "PASS" if leaks["mlpack"] == 0 else "FAIL"
+    print(
+        f"  B3a .venv / pyvenv.cfg content and type-only imports reported: mlpack "
+        f"{leaks.pop('mlpack')}, " + ", ".join(f"{t} {n}" for t, n in leaks.items()) + f"  {venv}"
+    )
+
+
 def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> TreeResult:
     """Time and score both tools on one tree; print as it goes."""
     files, lines = _count(tree.path)
@@ -763,6 +783,11 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
             else f"; design goal >= +0.15: {'PASS' if ours[1].f1 >= peers[best] + 0.15 else 'FAIL'}"
         )
         print(f"  B3a F1 (all extras) mlpack > {against}: {verdict}{margin}")
+        if aborts["pipreqs"]:
+            ok = "PASS" if not aborts["mlpack"] else "FAIL"
+            print(f"  B3 no abort where pipreqs aborts: {ok}")
+        if tree.truth.forbidden and ours is not None:
+            _print_mapping_errors(scores)
     return TreeResult(
         tree=tree,
         files=files,
