@@ -695,16 +695,22 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
     rounds = 5 if slow else (8 if quick else 20)
     warmups = 1 if quick else 3
     if with_mlpack and not any(aborts.values()):
+        problems: list[str] = []
 
-        def cold() -> float:
-            run = run_mlpack(tree.path, fresh_cache())
+        def checked(label: str, run: Run, expected: str) -> float:
+            # A failed or divergent timed run would make a fast ratio meaningless.
+            if run.returncode != 0 or run.stdout != expected:
+                problems.append(f"{label}: exit {run.returncode}, output differs")
             return run.seconds
 
+        def cold() -> float:
+            return checked("cold", run_mlpack(tree.path, fresh_cache()), probe_cold.stdout)
+
         def pipreqs() -> float:
-            return run_pipreqs(tree.path).seconds
+            return checked("pipreqs", run_pipreqs(tree.path), probe_pipreqs.stdout)
 
         def warm() -> float:
-            return run_mlpack(tree.path, state["cache"]).seconds
+            return checked("warm", run_mlpack(tree.path, state["cache"]), probe_cold.stdout)
 
         times = interleave(
             {"cold": cold, "pipreqs": pipreqs, "warm": warm}, rounds=rounds, warmups=warmups
@@ -732,6 +738,8 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
         )
         for c in comparisons:
             print("  " + format_line(c), flush=True)
+        if problems:
+            print(f"  WARNING: {len(problems)} timed runs failed or differed: {problems[:3]}")
         print(
             f"  peak RSS: mlpack cold {outputs['mlpack'].max_rss_mib:.0f} MiB, "
             f"pipreqs {probe_pipreqs.max_rss_mib:.0f} MiB"
