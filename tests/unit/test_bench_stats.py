@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench._stats import (
@@ -12,7 +14,7 @@ from bench._stats import (
     median,
     pair_ratios,
 )
-from bench.analyze import score
+from bench.analyze import score, sdist_truth
 
 
 def test_median_odd_and_even() -> None:
@@ -105,3 +107,30 @@ def test_score_accepts_any_listed_alternative_once() -> None:
     assert score(frozenset(), expected).f1 == 0.0
     perfect = score(frozenset({"numpy", "opencv-python"}), expected)
     assert (perfect.precision, perfect.recall, perfect.f1) == (1.0, 1.0, 1.0)
+
+
+def test_sdist_truth_reads_requires_dist_and_skips_the_project_itself(tmp_path: Path) -> None:
+    (tmp_path / "PKG-INFO").write_text(
+        "Metadata-Version: 2.1\nName: demo\n"
+        "Requires-Dist: numpy>=1.17\n"
+        "Requires-Dist: PyYAML\n"
+        'Requires-Dist: torch; extra == "torch"\n'
+        'Requires-Dist: demo[torch]; extra == "all"\n'
+        'Requires-Dist: numpy; extra == "torch"\n'
+    )
+    truth = sdist_truth(tmp_path, "Demo")
+    assert truth.core == (frozenset({"numpy"}), frozenset({"pyyaml"}))
+    assert set().union(*truth.full) == {"numpy", "pyyaml", "torch"}
+
+
+def test_sdist_truth_falls_back_to_egg_info_requires(tmp_path: Path) -> None:
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 1.2\nName: demo\n")
+    egg = tmp_path / "src" / "demo.egg-info"
+    egg.mkdir(parents=True)
+    (egg / "requires.txt").write_text(
+        "packaging>=20\nhuggingface_hub\n\n[:python_version < '3.9']\nimportlib_metadata\n\n"
+        "[testing]\npytest\n"
+    )
+    truth = sdist_truth(tmp_path, "demo")
+    assert set().union(*truth.core) == {"packaging", "huggingface-hub", "importlib-metadata"}
+    assert set().union(*truth.full) - set().union(*truth.core) == {"pytest"}
