@@ -7,13 +7,19 @@ Cached under ``$MLPACK_CI_CACHE`` keyed by the binary's hash; rebuilt when absen
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlpack.oci.store import Store
 
 BUSYBOX = Path("/bin/busybox")
 DOCKER_REPO = "mlpack-test/busybox"
@@ -89,4 +95,37 @@ def docker_image() -> str:
         capture_output=True,
         check=True,
     )
+    return ref
+
+
+def store_image(store: Store) -> str:
+    """Put the rootfs into an mlpack store as a one-layer OCI image; return its reference."""
+    from mlpack.oci import mediatypes
+    from mlpack.oci.layer_writer import write_layer
+    from mlpack.oci.model import Descriptor
+
+    ref = f"{DOCKER_REPO}:{key()}"
+    with contextlib.suppress(Exception):
+        store.resolve(ref)
+        return ref
+    store.prepare()
+    root = rootfs()
+    with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+        layer_path = Path(tmp) / "layer.tar.gz"
+        with layer_path.open("wb") as fh:
+            digests = write_layer(root, fh, source_date_epoch=0, clamp_mtime=True)
+        store.put_file(layer_path, digest=digests.digest)
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Cmd": ["/bin/sh"],
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": [digests.diff_id]},
+    }
+    layer = Descriptor(
+        media_type=mediatypes.OCI_LAYER_GZIP, digest=digests.digest, size=digests.size
+    )
+    store.add_image(config=config, layers=(layer,), ref=ref)
     return ref

@@ -79,6 +79,18 @@ class DockerRuntime:
                 raise ContainerError(msg, hint="check DOCKER_HOST and that dockerd runs") from exc
         return self._client
 
+    def close(self) -> None:
+        """Close the SDK client's connections."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> DockerRuntime:  # noqa: PYI034 - typing.Self needs Python 3.11
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def create_kwargs(self, config: RunConfig) -> dict[str, Any]:
         """Translate a RunConfig into ``containers.create`` arguments (pure; tested directly)."""
         from docker.types import DeviceRequest, Mount, Ulimit
@@ -105,7 +117,9 @@ class DockerRuntime:
             "init": config.init,
             "read_only": config.read_only,
             "labels": dict(config.labels),
-            "detach": True,
+            # Not detached: with stdin_open the SDK then sets StdinOnce, so closing our end of
+            # the attach stream closes the container's stdin (EOF), as `docker run -i` does.
+            "detach": False,
         }
         for key, value in (
             ("working_dir", config.workdir),
@@ -252,8 +266,13 @@ class DockerRuntime:
                         _write_all(self.stderr_fd if kind == 2 else self.stdout_fd, payload)
         finally:
             sel.close()
-            with contextlib.suppress(OSError):
+            # Close the HTTP response that owns the upgraded connection, then the socket.
+            with contextlib.suppress(OSError, ValueError):
+                response = getattr(attached, "_response", None)
+                if response is not None:
+                    response.close()
                 attached.close()
+            sock.close()
 
 
 def _write_all(fd: int, data: bytes) -> None:

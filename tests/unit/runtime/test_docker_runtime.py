@@ -1,0 +1,212 @@
+"""The Docker backend: option mapping (pure), then real runs against dockerd for what only it does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mlpack.errors import ConfigError, ContainerError
+from mlpack.runtime.base import Mount, RunConfig
+from mlpack.runtime.docker import DEFAULT_CAPS, DockerRuntime, default_shm_size
+from mlpack.runtime.dockersock import probe_socket
+from tests import busybox
+from tests.conftest import require
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_create_kwargs_carry_the_embedded_defaults() -> None:
+    kw = DockerRuntime().create_kwargs(RunConfig(image="img", command=("python", "train.py")))
+    assert kw["command"] == ["python", "train.py"]
+    assert kw["cap_drop"] == ["ALL"]
+    assert kw["cap_add"] == list(DEFAULT_CAPS) == ["AUDIT_WRITE", "KILL", "NET_BIND_SERVICE"]
+    assert kw["security_opt"] == ["no-new-privileges"]
+    assert kw["network_mode"] == "none"
+    assert kw["ulimits"][0]["Name"] == "nofile"
+    assert kw["ulimits"][0]["Soft"] == kw["ulimits"][0]["Hard"] == 1024
+    assert kw["shm_size"] == default_shm_size(None) == 1 << 30
+    assert "mem_limit" not in kw
+    assert "user" not in kw
+    assert kw["read_only"] is False
+
+
+def test_create_kwargs_map_every_flag(tmp_path: Path) -> None:
+    cfg = RunConfig(
+        image="img",
+        env=(("A", "1"), ("B", "x=y")),
+        mounts=(Mount(source=tmp_path, target="/data", read_only=True),),
+        workdir="/w",
+        user="1000:1000",
+        hostname="h",
+        network="host",
+        memory=512 << 20,
+        cpus=1.5,
+        pids_limit=64,
+        tty=True,
+        interactive=True,
+        init=True,
+        read_only=True,
+        name="n",
+        labels=(("k", "v"),),
+    )
+    kw = DockerRuntime().create_kwargs(cfg)
+    assert kw["command"] is None  # the image's Entrypoint + Cmd
+    assert kw["environment"] == ["A=1", "B=x=y"]
+    (mount,) = kw["mounts"]
+    assert (mount["Source"], mount["Target"], mount["ReadOnly"]) == (str(tmp_path), "/data", True)
+    assert (kw["working_dir"], kw["user"], kw["hostname"], kw["name"]) == (
+        "/w",
+        "1000:1000",
+        "h",
+        "n",
+    )
+    assert kw["network_mode"] == "host"
+    assert kw["mem_limit"] == kw["memswap_limit"] == 512 << 20  # no swap
+    assert kw["shm_size"] == 256 << 20
+    assert kw["nano_cpus"] == 1_500_000_000
+    assert kw["pids_limit"] == 64
+    assert (kw["tty"], kw["stdin_open"], kw["init"], kw["read_only"]) == (True, True, True, True)
+    assert kw["labels"] == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("gpus", "expect"),
+    [
+        ("all", {"Count": -1, "Capabilities": [["gpu"]]}),
+        ("2", {"Count": 2, "Capabilities": [["gpu"]]}),
+        ("device=0,2", {"DeviceIDs": ["0", "2"], "Capabilities": [["gpu"]]}),
+        ("GPU-abc", {"DeviceIDs": ["GPU-abc"], "Capabilities": [["gpu"]]}),
+        ("nvidia.com/gpu=all", {"Driver": "cdi", "DeviceIDs": ["nvidia.com/gpu=all"]}),
+    ],
+)
+def test_gpus_become_device_requests(gpus: str, expect: dict[str, object]) -> None:
+    (req,) = DockerRuntime().create_kwargs(RunConfig(image="i", gpus=gpus))["device_requests"]
+    for key, value in expect.items():
+        assert req[key] == value
+
+
+def test_bad_options_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="at least 1"):
+        DockerRuntime().create_kwargs(RunConfig(image="i", gpus="0"))
+    with pytest.raises(ConfigError, match="network 'bridge'"):
+        DockerRuntime().create_kwargs(RunConfig(image="i", network="bridge"))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    require(os.geteuid() == 0, "root")
+    require(probe_socket().ok, "a running Docker engine (dockerd)")
+    require(busybox.available(), "busybox-static")
+    return busybox.docker_image()
+
+
+def _containers(label: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()
+
+
+@pytest.mark.docker
+def test_missing_image_is_a_clear_error(image: str) -> None:
+    with (
+        DockerRuntime() as rt,
+        pytest.raises(ContainerError, match="not in the Docker engine") as info,
+    ):
+        rt.run(RunConfig(image="mlpack-test/absent:nope", command=("true",)))
+    assert "docker load" in info.value.hint
+
+
+@pytest.mark.docker
+def test_stdin_is_forwarded_and_output_goes_to_the_given_fds(image: str, tmp_path: Path) -> None:
+    r, w = os.pipe()
+    os.write(w, b"from-stdin\n")
+    os.close(w)
+    out_path, err_path = tmp_path / "out", tmp_path / "err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        rt = DockerRuntime(stdin_fd=r, stdout_fd=out.fileno(), stderr_fd=err.fileno())
+        with rt:
+            result = rt.run(
+                RunConfig(image=image, command=("sh", "-c", "cat; echo e >&2"), interactive=True)
+            )
+    os.close(r)
+    assert result.exit_code == 0
+    assert out_path.read_bytes() == b"from-stdin\n"
+    assert err_path.read_bytes() == b"e\n"
+
+
+@pytest.mark.docker
+def test_container_is_removed_unless_keep(image: str) -> None:
+    label = f"mlpack.test={uuid.uuid4().hex}"
+    key, value = label.split("=")
+    with DockerRuntime() as rt:
+        rt.run(RunConfig(image=image, command=("true",), labels=((key, value),)))
+        assert _containers(label) == []
+        kept = rt.run(RunConfig(image=image, command=("true",), labels=((key, value),), keep=True))
+    try:
+        assert _containers(label) == [kept.container_id[:12]]
+    finally:
+        subprocess.run(["docker", "rm", "-f", kept.container_id], capture_output=True, check=False)
+
+
+@pytest.mark.docker
+def test_peak_memory_and_cpu_time_are_measured(image: str) -> None:
+    with DockerRuntime() as rt:
+        result = rt.run(
+            RunConfig(
+                image=image,
+                command=("sh", "-c", "x=$(head -c 20000000 /dev/zero | tr '\\0' a); sleep 1"),
+                memory=256 << 20,
+            )
+        )
+    assert result.exit_code == 0
+    assert result.memory_peak is not None
+    assert result.memory_peak > 20_000_000
+    assert result.cpu_time_us is not None
+    assert result.cpu_time_us > 0
+
+
+@pytest.mark.docker
+def test_ctrl_c_stops_and_removes_the_container(image: str, tmp_path: Path) -> None:
+    label = f"mlpack.test={uuid.uuid4().hex}"
+    key, value = label.split("=")
+    script = tmp_path / "run.py"
+    script.write_text(
+        "from mlpack.runtime.docker import DockerRuntime\n"
+        "from mlpack.runtime.base import RunConfig\n"
+        "try:\n"
+        f"    DockerRuntime().run(RunConfig(image={image!r}, command=('sleep', '300'),"
+        f" labels=(({key!r}, {value!r}),)))\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        for _ in range(100):
+            if _containers(label):
+                break
+            time.sleep(0.1)
+        assert _containers(label), "the container never started"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "interrupted" in out
+    assert _containers(label) == []
