@@ -66,9 +66,29 @@ def _stop(
         out.print(c, markup=False)
 
 
+def _doctor() -> None:
+    """Check this host for the runtimes: namespaces, overlayfs, cgroups, seccomp, Docker, GPUs.
+
+    One line per check: status, what was found, and the fix. Exits 1 only when something the
+    default (embedded) runtime needs is missing.
+    """
+    from mlpack.runtime.doctor import doctor
+
+    styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "info": "dim"}
+    report = doctor()
+    for check in report.checks:
+        line = f"{check.status:<4}  {check.name}: {check.summary}"
+        if check.fix:
+            line += f" -> fix: {check.fix}"
+        out.print(line, markup=False, style=styles[check.status])
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("run", context_settings=_PASSTHROUGH, add_help_option=False)(_run)
     app.command("runtime", context_settings=_PASSTHROUGH, add_help_option=False)(_runtime)
     app.command("ps")(_ps)
     app.command("stop")(_stop)
+    app.command("doctor")(_doctor)
