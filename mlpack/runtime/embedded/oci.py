@@ -216,8 +216,10 @@ def delete(root: Path, cid: str, *, force: bool = False) -> None:
             if state.alive(pid, None):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        for _ in range(500):
-            if not state.alive(st.pid, st.pid_start):
+        for _ in range(500):  # until the supervisor has reaped pid 1 and exited
+            if not state.alive(st.pid, st.pid_start) and not state.alive(
+                st.supervisor, st.supervisor_start
+            ):
                 break
             time.sleep(0.01)
     sd.remove()
