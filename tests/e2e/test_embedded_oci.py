@@ -60,7 +60,12 @@ def rt_detached(root: Path, *args: str) -> int:
 def test_create_start_state_kill_delete(bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    mount = {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]}
+    mount: dict[str, object] = {
+        "destination": "/out",
+        "type": "bind",
+        "source": str(out),
+        "options": ["rbind"],
+    }
     runc_spec(bundle, ["sh", "-c", "echo started > /out/marker; exec sleep 600"], (mount,))
     root = tmp_path / "state"
     pid_file = tmp_path / "pid"
