@@ -31,10 +31,21 @@ def cache_dir() -> Path:
 
 def available() -> bool:
     """Return True when Debian's static busybox is installed (``apt-get install busybox-static``)."""
-    if not BUSYBOX.is_file():
+    try:
+        data = BUSYBOX.read_bytes()
+    except OSError:
         return False
-    out = subprocess.run(["file", "-L", str(BUSYBOX)], capture_output=True, text=True, check=False)
-    return "statically linked" in out.stdout or out.returncode != 0
+    # A static ELF64 binary has no PT_INTERP (3) program header; the dynamic busybox has one.
+    if data[:5] != b"\x7fELF\x02":
+        return False
+    phoff = int.from_bytes(data[32:40], "little")
+    phentsize = int.from_bytes(data[54:56], "little")
+    phnum = int.from_bytes(data[56:58], "little")
+    types = {
+        int.from_bytes(data[phoff + i * phentsize : phoff + i * phentsize + 4], "little")
+        for i in range(phnum)
+    }
+    return 3 not in types
 
 
 def key() -> str:
