@@ -1,0 +1,89 @@
+"""Cgroup layout decisions, limits and their errors; real cgroups as root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mlpack.errors import ContainerError
+from mlpack.runtime.embedded import cgroups
+from mlpack.runtime.embedded.cgroups import Layout, Limits
+from tests.conftest import require
+
+HYBRID = Layout(
+    version="hybrid",
+    unified=Path("/sys/fs/cgroup/unified"),
+    v1=(("memory", Path("/m")), ("cpu", Path("/c")), ("cpuacct", Path("/c")), ("pids", Path("/p"))),
+    v2_controllers=frozenset({"hugetlb"}),
+)
+V2 = Layout(
+    version="v2",
+    unified=Path("/sys/fs/cgroup"),
+    v2_controllers=frozenset({"memory", "pids", "cpu"}),
+)
+
+
+def test_backend_prefers_v2_then_v1() -> None:
+    assert V2.backend("memory") == "v2"
+    assert HYBRID.backend("memory") == "v1"
+    assert HYBRID.backend("pids") == "v1"
+    assert Layout(version="none").backend("cpu") is None
+    v2_partial = Layout(version="v2", unified=Path("/x"), v2_controllers=frozenset({"pids"}))
+    assert v2_partial.backend("memory") is None
+
+
+def test_limits_wanted() -> None:
+    assert Limits().wanted() == ()
+    assert Limits(memory=1, cpus=0.5, pids=3).wanted() == ("memory", "cpu", "pids")
+
+
+@pytest.mark.parametrize("limits", [Limits(memory=64 << 20), Limits(cpus=1), Limits(pids=10)])
+def test_unenforceable_limit_is_an_error(limits: Limits) -> None:
+    with pytest.raises(ContainerError, match="cannot be enforced"):
+        cgroups.create(Layout(version="none"), "x", limits)
+
+
+def test_detect_matches_mounts() -> None:
+    layout = cgroups.detect()
+    mounts = Path("/proc/self/mounts").read_text()
+    if " /sys/fs/cgroup cgroup2 " in mounts:
+        assert layout.version == "v2"
+    elif " /sys/fs/cgroup/unified cgroup2 " in mounts:
+        assert layout.version == "hybrid"
+        assert layout.unified == Path("/sys/fs/cgroup/unified")
+    elif " /sys/fs/cgroup " in mounts:
+        assert layout.version == "v1"
+
+
+@pytest.mark.root
+def test_real_cgroup_limits_accounting_and_removal() -> None:
+    require(os.geteuid() == 0, "root")
+    layout = cgroups.detect()
+    require(layout.version != "none", "a cgroup hierarchy")
+    limits = Limits(memory=64 << 20, cpus=0.5, pids=32)
+    group = cgroups.create(layout, f"unit-{os.getpid()}", limits)
+    try:
+        assert group.dirs
+        assert all(d.is_dir() for d in group.dirs)
+        if layout.backend("memory") == "v1":
+            mem = dict(group.v1)["memory"]
+            assert int((mem / "memory.limit_in_bytes").read_text()) == 64 << 20
+        if layout.backend("pids") == "v1":
+            assert (dict(group.v1)["pids"] / "pids.max").read_text().strip() == "32"
+        if layout.backend("cpu") == "v1":
+            assert int((dict(group.v1)["cpu"] / "cpu.cfs_quota_us").read_text()) == 50_000
+        assert group.oom_kills() == 0
+        assert group.pids() == ()
+    finally:
+        group.remove()
+    assert not any(d.exists() for d in group.dirs)
+
+
+def test_rootless_without_limits_needs_no_cgroup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    group = cgroups.create(HYBRID, "x", Limits())
+    assert group.dirs == ()
+    with pytest.raises(ContainerError, match="rootless"):
+        cgroups.create(HYBRID, "x", Limits(memory=64 << 20))
