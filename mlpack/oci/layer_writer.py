@@ -24,6 +24,7 @@ BLOCK: Final = 512
 _CHUNK: Final = 1 << 20
 _PAX_NAME: Final = b"././@PaxHeader"  # constant, like CPython; never a PID (dotnet/sdk#55689)
 _MAX_OCTAL_SIZE: Final = 8**11 - 1  # what the 12-byte ustar size field holds
+_MAX_OCTAL_ID: Final = 8**7 - 1  # what the 8-byte uid/gid fields hold
 WHITEOUT_PREFIX: Final = ".wh."
 OPAQUE_MARKER: Final = ".wh..wh..opq"
 # Sort rank of an entry among its siblings: the opaque marker, then whiteouts, then the rest
@@ -50,6 +51,8 @@ class _Entry:
     kind: _Kind
     mode: int
     mtime: int
+    uid: int = 0
+    gid: int = 0
     size: int = 0
     linkname: str = ""
     source: Path | None = None  # host path of a regular file's data
@@ -76,6 +79,7 @@ def write_layer(
     opaque_dirs: Iterable[str] = (),
     modes: Mapping[str, int] | None = None,
     on_special: Literal["error", "skip"] = "error",
+    preserve_metadata: bool = False,
 ) -> LayerDigests:
     """Write ``tree`` as a gzip-compressed layer to ``out`` and return its digests.
 
@@ -85,6 +89,9 @@ def write_layer(
     (written as ``.wh.<name>``); ``opaque_dirs`` get a ``.wh..wh..opq`` marker; ``modes`` maps
     relative paths to exact modes (the only way to get setuid/setgid/sticky bits);
     ``on_special`` decides what a device, FIFO or socket in the tree does.
+    ``preserve_metadata`` keeps each entry's exact permission bits and numeric uid/gid: only
+    for re-packing a base rootfs (``/tmp`` 1777, setuid ``su``, ``/etc/shadow`` 0640 root:42),
+    whose metadata then becomes an input of the layer.
     """
     if not 0 <= level <= 9:
         msg = f"gzip level {level} is out of range"
@@ -100,6 +107,7 @@ def write_layer(
         opaque_dirs=tuple(opaque_dirs),
         modes=dict(modes or {}),
         on_special=on_special,
+        preserve=preserve_metadata,
     )
     sink = _GzipSink(out, level)
     for entry in entries:
@@ -153,6 +161,7 @@ def _collect(
     opaque_dirs: tuple[str, ...],
     modes: dict[str, int],
     on_special: Literal["error", "skip"],
+    preserve: bool,
 ) -> list[_Entry]:
     """Walk ``tree`` and return every entry, sorted, with normalised metadata."""
     try:
@@ -179,14 +188,30 @@ def _collect(
             msg = f"layer tree {tree} contains {rel!r}, a name reserved for whiteouts"
             raise ImageError(msg, hint="rename the file; '.wh.' names delete files in images")
         override = modes.get(rel)
+        if preserve and override is None and not stat.S_ISLNK(st.st_mode):
+            override = stat.S_IMODE(st.st_mode)
+        uid, gid = (st.st_uid, st.st_gid) if preserve else (0, 0)
         if stat.S_ISDIR(st.st_mode):
-            entry = _Entry(path=rel, kind="dir", mode=_mode(override, 0o755), mtime=mtime_of(st))
+            entry = _Entry(
+                path=rel,
+                kind="dir",
+                mode=_mode(override, 0o755),
+                mtime=mtime_of(st),
+                uid=uid,
+                gid=gid,
+            )
         elif stat.S_ISLNK(st.st_mode):
             # Path.readlink() would normalise the target; it must stay verbatim.
             target = os.readlink(tree / rel)  # noqa: PTH115
             _check_utf8(target, tree)
             entry = _Entry(
-                path=rel, kind="symlink", mode=0o777, mtime=mtime_of(st), linkname=target
+                path=rel,
+                kind="symlink",
+                mode=0o777,
+                mtime=mtime_of(st),
+                linkname=target,
+                uid=uid,
+                gid=gid,
             )
         elif stat.S_ISREG(st.st_mode):
             default = 0o755 if st.st_mode & 0o111 else 0o644
@@ -199,6 +224,8 @@ def _collect(
                     mode=mode,
                     mtime=mtime_of(st),
                     linkname=first_link[ident],
+                    uid=uid,
+                    gid=gid,
                 )
             else:
                 if st.st_nlink > 1:
@@ -210,6 +237,8 @@ def _collect(
                     mtime=mtime_of(st),
                     size=st.st_size,
                     source=tree / rel,
+                    uid=uid,
+                    gid=gid,
                 )
         else:
             what = _special_kind(st.st_mode)
@@ -323,13 +352,21 @@ def _pax_record(key: str, value: bytes) -> bytes:
 
 
 def _header(
-    name: bytes, *, mode: int, size: int, mtime: int, typeflag: bytes, linkname: bytes
+    name: bytes,
+    *,
+    mode: int,
+    size: int,
+    mtime: int,
+    typeflag: bytes,
+    linkname: bytes,
+    uid: int = 0,
+    gid: int = 0,
 ) -> bytes:
     fields = (
         name.ljust(100, b"\0"),
         _octal(mode, 8),
-        _octal(0, 8),  # uid
-        _octal(0, 8),  # gid
+        _octal(uid if uid <= _MAX_OCTAL_ID else 0, 8),
+        _octal(gid if gid <= _MAX_OCTAL_ID else 0, 8),
         _octal(size, 12),
         _octal(mtime, 12),
         b" " * 8,  # checksum placeholder
@@ -364,6 +401,10 @@ def _write_entry(sink: _GzipSink, entry: _Entry) -> None:
         records += _pax_record("linkpath", link_b)
     if entry.size > _MAX_OCTAL_SIZE:
         records += _pax_record("size", str(entry.size).encode())
+    if entry.uid > _MAX_OCTAL_ID:
+        records += _pax_record("uid", str(entry.uid).encode())
+    if entry.gid > _MAX_OCTAL_ID:
+        records += _pax_record("gid", str(entry.gid).encode())
     if records:
         sink.write(
             _header(_PAX_NAME, mode=0o644, size=len(records), mtime=0, typeflag=b"x", linkname=b"")
@@ -378,6 +419,8 @@ def _write_entry(sink: _GzipSink, entry: _Entry) -> None:
             mtime=entry.mtime,
             typeflag=typeflag,
             linkname=_ascii_stub(link_b),
+            uid=entry.uid,
+            gid=entry.gid,
         )
     )
     if entry.source is not None:

@@ -375,3 +375,34 @@ def test_sizes_past_the_ustar_field_use_a_pax_size_record() -> None:
     member = reader.next()
     assert member is not None
     assert (member.name, member.size) == ("weights.bin", huge)
+
+
+def test_preserve_metadata_keeps_a_rootfs_modes_and_owners(tmp_path: Path) -> None:
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp").chmod(0o1777)
+    (tmp_path / "su").write_text("#!/bin/sh\n")
+    (tmp_path / "su").chmod(0o4755)
+    (tmp_path / "shadow").write_text("root:*:1::::::\n")
+    (tmp_path / "shadow").chmod(0o640)
+    if os.geteuid() == 0:
+        os.chown(tmp_path / "shadow", 0, 42)
+        os.chown(tmp_path / "tmp", 3_000_000, 5)  # past the 8-byte octal field: PAX uid
+    data, _ = _write(tmp_path, preserve_metadata=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        members = {m.name: m for m in tf}
+    assert members["tmp"].mode == 0o1777
+    assert members["su"].mode == 0o4755
+    assert members["shadow"].mode == 0o640
+    if os.geteuid() == 0:
+        assert (members["shadow"].uid, members["shadow"].gid) == (0, 42)
+        assert (members["tmp"].uid, members["tmp"].gid) == (3_000_000, 5)
+        assert members["tmp"].pax_headers == {"uid": "3000000"}
+    assert all((m.uname, m.gname, m.mtime) == ("", "", SDE) for m in members.values())
+    # Without the flag, the same tree is normalised.
+    plain, _ = _write(tmp_path)
+    with tarfile.open(fileobj=io.BytesIO(plain)) as tf:
+        assert {m.name: (m.mode, m.uid, m.gid) for m in tf} == {
+            "shadow": (0o644, 0, 0),
+            "su": (0o755, 0, 0),
+            "tmp": (0o755, 0, 0),
+        }
