@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,12 +34,13 @@ MiB = 1 << 20
 class Backend:
     """A runtime plus the image reference it knows the test image by."""
 
-    def __init__(self, runtime: Runtime, image: str) -> None:
+    def __init__(self, runtime: Runtime, image: str, store_root: Path | None = None) -> None:
         self.runtime = runtime
         self.image = image
+        self.store_root = store_root  # the embedded runtime's store; None for docker
 
-    def run(self, *command: str, **options: object) -> RunResult:
-        config = RunConfig(image=self.image, command=command, **options)  # type: ignore[arg-type]
+    def run(self, *command: str, image: str | None = None, **options: object) -> RunResult:
+        config = RunConfig(image=image or self.image, command=command, **options)  # type: ignore[arg-type]
         return self.runtime.run(config)
 
 
@@ -66,7 +68,7 @@ def _embedded(store_root: Path) -> Backend:
 
     # The embedded runtime opens Store.default(), i.e. $MLPACK_HOME (set by the fixture).
     image = busybox.store_image(Store(store_root))
-    return Backend(EmbeddedRuntime(), image)
+    return Backend(EmbeddedRuntime(), image, store_root)
 
 
 @pytest.fixture(scope="module", params=["embedded", "docker"])
@@ -233,3 +235,46 @@ def test_labels_and_keep_are_accepted(backend: Backend) -> None:
     result = backend.run("true", labels=(("org.mlpack.test", "1"),))
     assert result.exit_code == 0
     assert result.container_id
+
+
+@pytest.fixture(scope="module")
+def debian(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """THE Debian base (tests/oci_fixtures.py) in the backend's store; docker gets it via export."""
+    from mlpack.oci.store import Store
+    from tests.oci_fixtures import debian_base
+
+    if backend.store_root is not None:
+        store = Store(backend.store_root)
+        debian_base(store)
+        return _debian_ref()
+    from mlpack.oci.archive import export_image
+
+    store = Store(tmp_path_factory.mktemp("debian-store"))
+    debian_base(store)
+    tar = tmp_path_factory.mktemp("debian-export") / "base.tar"
+    export_image(store, _debian_ref(), tar, tag=_debian_ref())
+    loaded = subprocess.run(
+        ["docker", "load", "-i", str(tar)], capture_output=True, text=True, check=True
+    )
+    return loaded.stdout.strip().rsplit("Loaded image: ", 1)[-1].strip()
+
+
+def _debian_ref() -> str:
+    from mlpack.base.debian import base_reference
+
+    return base_reference("3.11")
+
+
+@pytest.mark.slow
+def test_python_runs_in_the_debian_base(
+    backend: Backend, debian: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result = backend.run(
+        "python3",
+        "-c",
+        "import sys, ssl; print('py', sys.version_info[:2], ssl.OPENSSL_VERSION)",
+        image=debian,
+    )
+    assert result.exit_code == 0
+    out = capfd.readouterr().out
+    assert "py (3, 11) OpenSSL" in out
