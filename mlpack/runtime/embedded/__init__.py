@@ -74,7 +74,6 @@ def id_maps(userns: bool) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
     if not userns:
         return (), ()
     import pwd
-    import shutil
 
     uid, gid = os.geteuid(), os.getegid()
     try:
@@ -85,10 +84,17 @@ def id_maps(userns: bool) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
     for kind, own in (("uid", uid), ("gid", gid)):
         maps = [IdMap(container_id=0, host_id=own, size=1)]
         rng = subid_range(kind, name, uid)
-        if rng and uid != 0 and shutil.which(f"new{kind}map"):
+        if rng and uid != 0 and _which(f"new{kind}map"):
             maps.append(IdMap(container_id=1, host_id=rng[0], size=min(rng[1], 65535)))
         out.append(tuple(maps))
     return out[0], out[1]
+
+
+def _which(tool: str) -> bool:
+    return any(
+        os.access(os.path.join(d, tool), os.X_OK)  # noqa: PTH118 - no pathlib loop on the hot path
+        for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+    )
 
 
 def write_etc_files(d: Path, hostname: str, network: str) -> tuple[tuple[str, str], ...]:

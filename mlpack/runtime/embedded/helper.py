@@ -288,14 +288,21 @@ def send(fd: int, msg: dict[str, object]) -> None:
             pass
 
 
+_PENDING = bytearray()
+
+
 def read_line(fd: int) -> bytes:
-    """Read one newline-terminated message from the parent (unbuffered, byte by byte)."""
-    buf = bytearray()
-    while True:
-        chunk = os.read(fd, 1)
-        if not chunk or chunk == b"\n":
-            return bytes(buf)
-        buf += chunk
+    """Read one newline-terminated message from the parent (in chunks; the rest is kept)."""
+    while b"\n" not in _PENDING:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            line = bytes(_PENDING)
+            _PENDING.clear()
+            return line
+        _PENDING.extend(chunk)
+    line, _, rest = bytes(_PENDING).partition(b"\n")
+    _PENDING[:] = rest
+    return line
 
 
 # ---------------------------------------------------------------- in-root path resolution

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import platform
 from typing import TYPE_CHECKING
 
 from mlpack.errors import ContainerError
@@ -42,8 +41,8 @@ SHA256 = "1875bf6437b06cec4eba32a15e13e669d32d95c64529b752cade667251008f7b"
 
 def init_binary(cache: Path) -> Path:
     """The reaper for this machine, materialised (mode 0555) under ``cache``."""
-    if platform.machine() != "x86_64":
-        msg = f"--init is only available on x86_64 (this machine is {platform.machine()})"
+    if os.uname().machine != "x86_64":
+        msg = f"--init is only available on x86_64 (this machine is {os.uname().machine})"
         raise ContainerError(msg, hint="run without --init, or use an image that has tini")
     code = base64.b64decode("".join(_X86_64))
     if hashlib.sha256(code).hexdigest() != SHA256:  # pragma: no cover - a corrupted install

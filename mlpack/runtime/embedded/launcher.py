@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -86,6 +85,8 @@ def write_id_maps(pid: int, config: dict[str, Any]) -> None:
     except OSError as exc:
         msg = f"cannot write the user namespace id maps: {exc.strerror}"
         raise ContainerError(msg, hint="check that user namespaces are enabled") from exc
+    import shutil
+
     for tool, maps in (("newuidmap", uids), ("newgidmap", gids)):
         exe = shutil.which(tool)
         if exe is None:

@@ -212,16 +212,19 @@ def delete(root: Path, cid: str, *, force: bool = False) -> None:
         if not force:
             msg = f"container {cid} is {status}"
             raise ContainerError(msg, hint="stop it first, or use delete --force")
-        for pid in (st.pid, st.supervisor):
-            if state.alive(pid, None):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        # Kill pid 1 (its pid namespace goes with it); the supervisor reaps it and exits.
+        if state.alive(st.pid, st.pid_start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(st.pid, signal.SIGKILL)
         for _ in range(500):  # until the supervisor has reaped pid 1 and exited
             if not state.alive(st.pid, st.pid_start) and not state.alive(
                 st.supervisor, st.supervisor_start
             ):
                 break
             time.sleep(0.01)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(st.supervisor, signal.SIGKILL)
     sd.remove()
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import os
-import platform
 from typing import TYPE_CHECKING, Any, Final
 
 from mlpack.errors import ContainerError
@@ -441,7 +438,7 @@ OPS: Final = {
 
 def default_profile(caps: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """The OCI ``linux.seccomp`` object for a container keeping ``caps`` (bounding set)."""
-    machine = platform.machine()
+    machine = os.uname().machine
     names = list(ALLOWED)
     for cap, calls in CAP_GATED.items():
         if cap in caps:
@@ -502,9 +499,14 @@ class _Lib:
     """libseccomp through ctypes; only the parent uses it, the helper loads the bytes."""
 
     def __init__(self) -> None:
-        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+        import ctypes
+        import ctypes.util
+
         try:
-            self.lib = ctypes.CDLL(name, use_errno=True)
+            try:
+                self.lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+            except OSError:
+                self.lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "", use_errno=True)
         except OSError as exc:
             msg = f"libseccomp is not available ({exc})"
             raise ContainerError(msg, hint="install it: apt-get install libseccomp2") from exc
@@ -528,12 +530,16 @@ class _Lib:
 
     def version(self) -> str:
         """Libseccomp's version, part of the cache key."""
+        import ctypes
+
         ptr = self.lib.seccomp_version()
         major, minor, micro = (ctypes.c_uint * 3).from_address(ptr)
         return f"{major}.{minor}.{micro}"
 
     def compile(self, profile: dict[str, Any]) -> bytes:
         """Compile an OCI seccomp object into the raw BPF program."""
+        import ctypes
+
         lib = self.lib
         default = _action(
             profile.get("defaultAction", "SCMP_ACT_ERRNO"), profile.get("defaultErrnoRet")
@@ -593,19 +599,54 @@ def _pack_arg(arg: dict[str, Any]) -> bytes:
     )
 
 
+_MEMO: dict[tuple[str, Path | None], bytes] = {}
+
+
 def compile_profile(profile: dict[str, Any], cache_dir: Path | None) -> bytes:
-    """BPF for ``profile``, cached by profile hash, architecture and libseccomp version."""
-    lib = _Lib()
-    key = hashlib.sha256(
-        json.dumps([profile, platform.machine(), lib.version()], sort_keys=True).encode()
-    ).hexdigest()
+    """BPF for ``profile``, cached by profile hash, architecture and libseccomp version.
+
+    Cached on disk and, for a warm library process, in memory.
+    """
+    text = json.dumps(profile, sort_keys=True)
+    memo = _MEMO.get((text, cache_dir))
+    if memo is not None:
+        return memo
+    code = _compile_cached(profile, text, cache_dir)
+    _MEMO[(text, cache_dir)] = code
+    return code
+
+
+LIB_DIRS: Final = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/usr/lib",
+    "/lib",
+)
+
+
+def _lib_identity() -> str:
+    """Libseccomp's versioned file name (libseccomp.so.2.5.4), found without loading it."""
+    for d in LIB_DIRS:
+        path = os.path.join(d, "libseccomp.so.2")  # noqa: PTH118 - hot path, no pathlib
+        if os.path.exists(path):  # noqa: PTH110
+            return os.path.basename(os.path.realpath(path))  # noqa: PTH119
+    return ""
+
+
+def _compile_cached(profile: dict[str, Any], text: str, cache_dir: Path | None) -> bytes:
+    ident = _lib_identity()
+    lib = None if ident else _Lib()
+    version = ident or (lib.version() if lib else "")
+    key = hashlib.sha256(f"{text}|{os.uname().machine}|{version}".encode()).hexdigest()
     path = cache_dir / f"{key}.bpf" if cache_dir else None
     if path is not None:
         try:
             return path.read_bytes()
         except OSError:
             pass
-    code = lib.compile(profile)
+    code = (lib or _Lib()).compile(profile)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,8 @@ def have_libseccomp() -> bool:
     return ctypes.util.find_library("seccomp") is not None
 
 
-def test_compile_and_cache(tmp_path: Path) -> None:
+def test_compile_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seccomp, "_MEMO", {})
     require(have_libseccomp(), "libseccomp2")
     profile = seccomp.default_profile(DEFAULT_CAPS)
     code = seccomp.compile_profile(profile, tmp_path)
@@ -81,6 +82,8 @@ def test_compile_and_cache(tmp_path: Path) -> None:
     (cached,) = tmp_path.iterdir()
     assert cached.read_bytes() == code
     # A second compile is a cache read: prove it by planting different bytes under the key.
+    assert seccomp.compile_profile(profile, tmp_path) == code  # the in-process memo
+    seccomp._MEMO.clear()
     cached.write_bytes(b"\0" * 8)
     assert seccomp.compile_profile(profile, tmp_path) == b"\0" * 8
     other = seccomp.default_profile((*DEFAULT_CAPS, "CAP_SYS_ADMIN"))
