@@ -189,7 +189,7 @@ def rmtree(path: Path) -> None:
             with contextlib.suppress(OSError):
                 fd = os.open(name, O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=dirfd)
                 try:
-                    os.chmod(f"/proc/self/fd/{fd}", 0o700)
+                    Path(f"/proc/self/fd/{fd}").chmod(0o700)
                 finally:
                     os.close(fd)
     for _, dirnames, filenames, dirfd in os.fwalk(path, topdown=False):
