@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlpack.errors import ImageError
+from mlpack.oci import mediatypes
+from mlpack.oci.layer_applier import apply_layer
 from mlpack.oci.layer_writer import LayerDigests, gzip_header, write_layer
 from tests.conftest import require
 from tests.unit.oci._sandbox import readlink_raw, tree_listing
@@ -317,6 +319,20 @@ def test_random_trees_round_trip(spec: dict[str, object], hardlink: bool) -> Non
         assert tree_listing(out) == expected
         if hardlink and (tree / HARDLINK).exists():
             assert (out / HARDLINK).stat().st_nlink == 2
+
+        # And with mlpack's own applier, which must agree with both.
+        applied = base / "applied"
+        applied.mkdir()
+        result = apply_layer(
+            io.BytesIO(first),
+            applied,
+            media_type=mediatypes.OCI_LAYER_GZIP,
+            expected_digest=digests.digest,
+            expected_diff_id=digests.diff_id,
+            expected_size=digests.size,
+        )
+        assert tree_listing(applied) == expected
+        assert result.entries == len(expected)
         assert digests.diff_id == "sha256:" + hashlib.sha256(gzip.decompress(first)).hexdigest()
 
 
