@@ -123,13 +123,13 @@ class Bench:
     def mlpack_noop(self, project: Path) -> Callable[[], None]:
         return lambda: self.run([MLPACK, "lock", str(project)], project)
 
-    def uv(self, project: Path) -> Callable[[], None]:
+    def uv(self, project: Path, *extra: str) -> Callable[[], None]:
         from uv import find_uv_bin
 
         argv = [
             str(find_uv_bin()), "pip", "compile", "requirements.in", "-o", "uv.txt", "-q",
             "--python-version", "3.11.2", "--python-platform", "x86_64-manylinux_2_36",
-            "--generate-hashes", "--no-python-downloads", "--index-url", INDEX,
+            "--generate-hashes", "--no-python-downloads", "--index-url", INDEX, *extra,
         ]  # fmt: skip
 
         def go() -> None:
@@ -137,6 +137,10 @@ class Bench:
             self.run(argv, project)
 
         return go
+
+    def uv_python(self, project: Path) -> Callable[[], None]:
+        """Bare uv with an explicit interpreter (what mlpack passes): no interpreter discovery."""
+        return self.uv(project, "--python", sys.executable)
 
     def pip_compile(self, project: Path) -> Callable[[], None]:
         argv = [
@@ -173,7 +177,11 @@ def suite(
     bench: Bench, label: str, project: Path, *, rounds: int, pip_compile: bool
 ) -> list[Comparison]:
     out: list[Comparison] = []
-    contenders = {"mlpack": bench.mlpack(project), "uv": bench.uv(project)}
+    contenders = {
+        "mlpack": bench.mlpack(project),
+        "uv": bench.uv(project),
+        "uv-python": bench.uv_python(project),
+    }
     if pip_compile:
         contenders["pip-compile"] = bench.pip_compile(project)
         contenders["mlpack-pt"] = bench.mlpack(project, "--resolver", "pip-tools")
@@ -214,7 +222,7 @@ def suite(
                     goal=1.05,
                 )
             )
-        for c in out[-3 if pip_compile else -1 :]:
+        for c in out[-4 if pip_compile else -2 :]:
             print(format_line(c), flush=True)
     # B4-noop: a re-lock with unchanged inputs against a real (warm) resolve.
     bench.mlpack(project)()

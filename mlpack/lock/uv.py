@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, Final
 
 from mlpack.errors import LockError
@@ -61,6 +62,10 @@ def uv_compile_args(request: ResolveRequest, *, quiet: bool = True) -> list[str]
         "split",
         "--no-header",
         "--no-python-downloads",
+        # An explicit interpreter (only used to build sdists' metadata) skips uv's interpreter
+        # discovery, which costs about a second when version-manager shims are on PATH.
+        "--python",
+        sys.executable,
         "--no-config",
         "--index-url",
         request.indexes.index_url,
