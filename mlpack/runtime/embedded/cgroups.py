@@ -261,7 +261,10 @@ def create(layout: Layout, name: str, limits: Limits, *, account: bool = True) -
     v1_dirs: list[tuple[str, Path]] = []
     wanted_v1: list[str] = [c for c in limits.wanted() if layout.backend(c) == "v1"]
     if account:
-        wanted_v1 += [c for c in ("memory", "cpuacct") if layout.v1_mount(c) is not None]
+        # Each cgroup.procs write costs an RCU grace period, so join only what is read back:
+        # v1 memory for the peak, and cpuacct only when there is no cgroup2 cpu.stat.
+        acct = ("memory",) if layout.unified is not None else ("memory", "cpuacct")
+        wanted_v1 += [c for c in acct if layout.v1_mount(c) is not None and c not in wanted_v1]
     seen: set[Path] = set()
     for v1_ctrl in wanted_v1:
         mount = layout.v1_mount(v1_ctrl)
