@@ -105,3 +105,20 @@ def test_cgroups_removed_after_exit(rootfs: Path, runtime: EmbeddedRuntime) -> N
     runtime.run(RunConfig(image=str(rootfs), command=("true",), memory=64 * MIB, pids_limit=50))
     runtime.run(RunConfig(image=str(rootfs), command=("sh", "-c", "exit 3"), cpus=0.5))
     assert mlpack_dirs() <= before
+
+
+def test_copy_fallback_without_overlayfs(rootfs: Path, tmp_path: Path) -> None:
+    runtime = EmbeddedRuntime(root=tmp_path / "containers", overlay=False)
+    result = runtime.run(
+        RunConfig(
+            image=str(rootfs),
+            command=(
+                "sh",
+                "-c",
+                "grep ' / ' /proc/self/mountinfo | grep -q overlay && exit 3; echo x > /new",
+            ),
+        )
+    )
+    assert result.exit_code == 0
+    assert not (rootfs / "new").exists()
+    assert not any((tmp_path / "containers").iterdir())

@@ -8,6 +8,7 @@ and follows the helper to the exit status, then removes the cgroups and the writ
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -45,6 +46,7 @@ class ResolvedImage:
 
     layers: tuple[Path, ...]
     process: ImageProcess
+    merged: Callable[[], Path]  # one merged tree, for the copy fallback without overlayfs
 
 
 def resolve_image(image: str) -> ResolvedImage:
@@ -56,14 +58,34 @@ def resolve_image(image: str) -> ResolvedImage:
         if not path.is_dir():
             msg = f"root filesystem {image} is not a directory"
             raise ContainerError(msg, hint="give an image reference or an unpacked rootfs dir")
-        return ResolvedImage(layers=(path.resolve(),), process=ImageProcess())
+        root = path.resolve()
+        return ResolvedImage(layers=(root,), process=ImageProcess(), merged=lambda: root)
     from mlpack.oci.store import Store
 
     store = Store.default()
     stored = store.image(image)
     return ResolvedImage(
-        layers=store.unpack(image), process=ImageProcess.from_raw(stored.config.raw)
+        layers=store.unpack(image),
+        process=ImageProcess.from_raw(stored.config.raw),
+        merged=lambda: store.rootfs(image),
     )
+
+
+def copy_rootfs(source: Path, target: Path) -> None:
+    """The fallback where overlayfs is not allowed: a private copy (``cp -a``, reflinks when
+    the filesystem has them), so the shared image is never written.
+    """
+    import subprocess
+
+    done = subprocess.run(
+        ["cp", "-a", "--reflink=auto", f"{source}/.", f"{target}/"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        msg = f"copying the image into {target} failed: {done.stderr.strip()}"
+        raise ContainerError(msg, hint="check free disk space under MLPACK_HOME")
 
 
 def id_maps(userns: bool) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
@@ -160,11 +182,19 @@ class EmbeddedRuntime:
 
     name = "embedded"
 
-    def __init__(self, *, root: Path | None = None, cap_profile: CapProfile = "default") -> None:
+    def __init__(
+        self,
+        *,
+        root: Path | None = None,
+        cap_profile: CapProfile = "default",
+        overlay: bool = True,
+    ) -> None:
+        """``overlay=False`` copies the image instead of mounting overlayfs over its layers."""
         from mlpack.runtime.embedded.state import containers_root
 
         self.root = root or containers_root()
         self.cap_profile: CapProfile = cap_profile
+        self.overlay = overlay
 
     def check_available(self) -> None:
         """Raise ContainerError when this kernel cannot run containers for this user."""
@@ -212,7 +242,12 @@ class EmbeddedRuntime:
             # read-only after pivot_root.
             (sd.path / "upper").mkdir()
             (sd.path / "work").mkdir()
-            overlay = Overlay(lower=image.layers, upper=sd.path / "upper", work=sd.path / "work")
+            overlay: Overlay | None = Overlay(
+                lower=image.layers, upper=sd.path / "upper", work=sd.path / "work"
+            )
+            if not self.overlay:
+                copy_rootfs(image.merged(), rootfs)
+                overlay = None
             cdi = None
             if config.gpus:
                 from mlpack.runtime.cdi import resolve_cdi
@@ -262,24 +297,31 @@ class EmbeddedRuntime:
             elif not config.interactive:  # as docker run without -i: stdin is /dev/null
                 devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 stdio = (devnull, None, None)
-            helper = Helper(
-                Launch(
-                    config=doc,
-                    rootfs=rootfs,
-                    overlay=overlay,
-                    cgroup_procs=group.procs_files(),
-                    cgroup_version=2 if layout.version == "v2" else 1,
-                    seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
-                    stdio=stdio,
-                )
+            launch = Launch(
+                config=doc,
+                rootfs=rootfs,
+                overlay=overlay,
+                cgroup_procs=group.procs_files(),
+                cgroup_version=2 if layout.version == "v2" else 1,
+                seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
+                stdio=stdio,
             )
+            helper = Helper(launch)
+            try:
+                helper.start()
+            except ContainerError as exc:
+                if overlay is None or "overlay" not in exc.message:
+                    raise
+                from mlpack.progress import reporter
+
+                reporter().notice("overlayfs is not allowed here; copying the image instead")
+                copy_rootfs(image.merged(), rootfs)
+                helper = Helper(dataclasses.replace(launch, overlay=None))
+                helper.start()
             if devnull >= 0:
                 os.close(devnull)
                 devnull = -1
             with relaying(helper):
-                helper.start()
-                import dataclasses
-
                 sd.write(
                     dataclasses.replace(
                         st,

@@ -442,7 +442,11 @@ class Rootfs:
             data = f"lowerdir={lower},upperdir={overlay['upper']},workdir={overlay['work']}"
             if self.userns:
                 data += ",userxattr"
-            mount("overlay", self.root, "overlay", 0, data)
+            try:
+                mount("overlay", self.root, "overlay", 0, data)
+            except Failure as exc:
+                msg = f"overlay: {exc}"  # the runtime falls back to a copy of the image
+                raise Failure(msg) from exc
         mount(self.root, self.root, None, MS_BIND | MS_REC, None)
         self.rootfd = os.open(self.root, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for m in self.config.get("mounts") or ():  # type: ignore[attr-defined]
