@@ -194,20 +194,21 @@ def build_debian_base(
     rep = reporter()
     rep.notice(f"building a Debian {suite} + Python {python} base from {mirror} (about a minute)")
     store.prepare()
-    work = store.root / "tmp" / f"debian-{secrets.token_hex(8)}"
-    rootfs = work / "rootfs"
-    try:
-        work.mkdir(parents=True)
-        _bootstrap(suite, mirror, rootfs, sde)
-        packages = _packages(rootfs)
-        _scrub(rootfs)
-        python_full = _python_full(packages, python)
-        layer_file = work / "layer.tar.gz"
-        with layer_file.open("wb") as fh:
-            digests = write_layer(
-                rootfs, fh, source_date_epoch=sde, clamp_mtime=True, on_special="skip"
-            )
-        with store.writing():
+    # Hold the shared gc lock for the whole build so prune cannot sweep the work dir.
+    with store.writing():
+        work = store.root / "tmp" / f"debian-{secrets.token_hex(8)}"
+        rootfs = work / "rootfs"
+        try:
+            work.mkdir(parents=True)
+            _bootstrap(suite, mirror, rootfs, sde)
+            packages = _packages(rootfs)
+            _scrub(rootfs)
+            python_full = _python_full(packages, python)
+            layer_file = work / "layer.tar.gz"
+            with layer_file.open("wb") as fh:
+                digests = write_layer(
+                    rootfs, fh, source_date_epoch=sde, clamp_mtime=True, on_special="skip"
+                )
             store.put_file(layer_file, digest=digests.digest)
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sde))
             config = {
@@ -242,11 +243,11 @@ def build_debian_base(
                 media_type=mediatypes.OCI_LAYER_GZIP, digest=digests.digest, size=digests.size
             )
             digest = store.add_image(config=config, layers=(layer,), ref=ref)
-    except OSError as exc:
-        msg = f"building the Debian base failed: {exc}"
-        raise ImageError(msg, hint="check free disk space under MLPACK_HOME") from exc
-    finally:
-        force_rmtree(work)
+        except OSError as exc:
+            msg = f"building the Debian base failed: {exc}"
+            raise ImageError(msg, hint="check free disk space under MLPACK_HOME") from exc
+        finally:
+            force_rmtree(work)
     return BaseImage(reference=ref, digest=digest, provider="debian", python_full=python_full)
 
 

@@ -537,6 +537,15 @@ class Store:
             for path in sorted((self.root / "tmp").iterdir()):
                 freed += tree_size(path) if path.is_dir() else path.stat().st_size
                 force_rmtree(path)
+            # Per-entry lock files are only taken under the shared gc lock, which we hold
+            # exclusively, so removing them cannot split a lock between two holders.
+            for path in (self.root / "locks").glob("*-*.lock"):
+                path.unlink(missing_ok=True)
+            origins = self.root / "origins"
+            if origins.is_dir():
+                for path in origins.iterdir():
+                    if f"sha256:{path.name}" not in keep_blobs:
+                        path.unlink(missing_ok=True)
         return PruneResult(blobs=blobs_removed, layers=layers_removed, bytes_freed=freed)
 
     def check(self) -> CheckResult:

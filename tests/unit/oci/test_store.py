@@ -82,6 +82,7 @@ def test_tag_resolve_images_remove_prune(store: Store, tmp_path: Path) -> None:
     assert result.blobs == 4
     assert list((store.root / "blobs" / "sha256").iterdir()) == []
     assert list((store.root / "layers").iterdir()) == []
+    assert list((store.root / "locks").glob("blob-*.lock")) == []
     assert store.check().ok
 
 
