@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mlpack.runtime.base import Mount
+from tests.conftest import require
 from tests.e2e.embedded_support import make_rootfs, require_root, run_cli
 
 pytestmark = [pytest.mark.root]
@@ -210,3 +212,67 @@ def test_loopback_only_by_default_and_host_network_opt_in(rootfs: Path, home: Pa
     code, out, err = sh(rootfs, home, "ls /sys/class/net", "--network", "host")
     assert code == 0, err
     assert sorted(out.split()) == sorted(p.name for p in Path("/sys/class/net").iterdir())
+
+
+HOOK = """#!/usr/bin/python3
+import json, os, sys
+state = json.load(sys.stdin)
+config = json.load(open(os.path.join(state["bundle"], "config.json")))
+with open(os.path.join(config["root"]["path"], "hooked"), "w") as f:
+    f.write("hooked\\n")
+with open("@LOG@", "w") as f:
+    json.dump({"env": dict(os.environ), "state": state, "argv": sys.argv, "cwd": os.getcwd()}, f)
+"""
+
+
+def test_gpu_cdi_edits_and_scrubbed_create_container_hook(rootfs: Path, tmp_path: Path) -> None:
+    """A fake CDI spec: its device node, env and hook reach the container; the hook sees
+    neither the image's nor the user's environment (no LD_PRELOAD, CVE-2025-23266)."""
+    import json
+    import shutil as sh_
+
+    from mlpack.runtime.base import RunConfig
+    from mlpack.runtime.embedded import EmbeddedRuntime
+
+    require_root()
+    require(sh_.which("python3") is not None, "python3 on the host, for the fake hook")
+    log = tmp_path / "hook.json"
+    hook = tmp_path / "fake-cdi-hook"
+    hook.write_text(HOOK.replace("@LOG@", str(log)))
+    hook.chmod(0o755)
+    specs = tmp_path / "cdi"
+    specs.mkdir()
+    (specs / "fake.json").write_text(json.dumps({
+        "cdiVersion": "0.6.0",
+        "kind": "nvidia.com/gpu",
+        "devices": [{"name": "0", "containerEdits": {
+            "deviceNodes": [{"path": "/dev/fakegpu0", "hostPath": "/dev/null"}],
+            "env": ["FAKE_GPU=0"],
+        }}],
+        "containerEdits": {"hooks": [{
+            "hookName": "createContainer", "path": str(hook),
+            "args": ["fake-cdi-hook", "update-ldcache"],
+            "env": ["HOOK_OK=1", "LD_PRELOAD=/spec/evil.so"],
+        }]},
+    }))  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    runtime = EmbeddedRuntime(root=tmp_path / "containers", cdi_spec_dirs=(specs,))
+    script = "cat /hooked; echo $FAKE_GPU; test -c /dev/fakegpu0 && echo dev > /out/result"
+    result = runtime.run(RunConfig(
+        image=str(rootfs), command=("sh", "-c", script + "; cat /hooked > /out/hooked"),
+        gpus="all", env=(("LD_PRELOAD", "/image/evil.so"), ("SECRET", "x")),
+        mounts=(Mount(source=out, target="/out"),),
+    ))  # fmt: skip
+    assert result.exit_code == 0
+    assert (out / "result").read_text() == "dev\n"
+    assert (out / "hooked").read_text() == "hooked\n"
+    seen = json.loads(log.read_text())
+    assert seen["env"].get("HOOK_OK") == "1"
+    assert not any(k.startswith("LD_") for k in seen["env"])
+    assert "SECRET" not in seen["env"]
+    assert seen["cwd"] == "/"
+    assert seen["argv"][1:] == ["update-ldcache"]
+    assert seen["state"]["status"] == "creating"
+    assert seen["state"]["pid"] > 0
+    assert not (rootfs / "hooked").exists()  # it wrote into the container's writable layer

@@ -188,13 +188,17 @@ class EmbeddedRuntime:
         root: Path | None = None,
         cap_profile: CapProfile = "default",
         overlay: bool = True,
+        cdi_spec_dirs: tuple[Path, ...] | None = None,
     ) -> None:
-        """``overlay=False`` copies the image instead of mounting overlayfs over its layers."""
+        """``overlay=False`` copies the image instead of mounting overlayfs over its layers;
+        ``cdi_spec_dirs`` replaces /etc/cdi and /var/run/cdi for ``--gpus``.
+        """
         from mlpack.runtime.embedded.state import containers_root
 
         self.root = root or containers_root()
         self.cap_profile: CapProfile = cap_profile
         self.overlay = overlay
+        self.cdi_spec_dirs = cdi_spec_dirs
 
     def check_available(self) -> None:
         """Raise ContainerError when this kernel cannot run containers for this user."""
@@ -252,7 +256,11 @@ class EmbeddedRuntime:
             if config.gpus:
                 from mlpack.runtime.cdi import resolve_cdi
 
-                cdi = resolve_cdi(config.gpus)
+                cdi = (
+                    resolve_cdi(config.gpus, spec_dirs=self.cdi_spec_dirs)
+                    if self.cdi_spec_dirs is not None
+                    else resolve_cdi(config.gpus)
+                )
             init_path = None
             if config.init:
                 from mlpack.runtime.embedded.init import init_binary
@@ -297,7 +305,13 @@ class EmbeddedRuntime:
             elif not config.interactive:  # as docker run without -i: stdin is /dev/null
                 devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 stdio = (devnull, None, None)
+            if "hooks" in doc:  # hooks find the rootfs through the bundle's config.json
+                import json
+
+                (sd.path / "config.json").write_text(json.dumps(doc))
             launch = Launch(
+                container_id=cid,
+                bundle=sd.path,
                 config=doc,
                 rootfs=rootfs,
                 overlay=overlay,

@@ -1,11 +1,11 @@
-# ruff: noqa: PTH104, PTH109, PTH112, PTH113, PTH118, PTH123, SIM105, PLR0917
-# (It may import only os, ctypes, json, signal, struct, errno: no pathlib, no contextlib.)
+# ruff: noqa: PTH104, PTH109, PTH112, PTH113, PTH115, PTH118, PTH123, SIM105, PLR0917
+# (It may import only os, ctypes, json, signal, struct, sys, select: no pathlib, no contextlib.)
 """The container helper: namespaces, rootfs, privileges and execve, from an OCI config.
 
 Run as ``python -I -S helper.py CTL_FD STATUS_FD`` by the embedded runtime. It is a separate,
 single-threaded interpreter because ``unshare(CLONE_NEWUSER)`` is refused in a threaded process
-(SECURITY-AND-ISOLATION.md §1), and it imports only os, ctypes, json, signal, struct and errno:
-it cannot import mlpack. Sequence:
+(SECURITY-AND-ISOLATION.md §1), and it imports only os, ctypes, json, signal, struct, sys
+(and select for hooks): it cannot import mlpack. Sequence:
 
 * supervisor S: ``unshare(CLONE_NEWUSER)`` (the parent writes the id maps), ``unshare(CLONE_NEWPID)``,
   fork C; then S waits for C, relays signals and reports the exit status. S never enters the
@@ -799,6 +799,65 @@ def find_program(arg0: str, env: list[str], cwd: str) -> str:
     raise Failure(f"executable {arg0!r} not found in the container's PATH ({path})")
 
 
+HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def run_hooks(req: dict[str, object], config: dict[str, object]) -> None:
+    """Run the createContainer hooks: after the mounts, before pivot_root, in this mount
+    namespace; state JSON on stdin, cwd /, only the hook's own env (PATH fixed, no LD_*).
+    """
+    hooks = (config.get("hooks") or {}).get("createContainer") or ()  # type: ignore[attr-defined]
+    if not hooks:
+        return
+    import select
+
+    state = json.dumps(
+        {
+            "ociVersion": config.get("ociVersion", "1.0.2"),
+            "id": req.get("id", ""),
+            "status": "creating",
+            "pid": int(os.readlink("/proc/self")),  # the host's view: /proc is still the host's
+            "bundle": req.get("bundle", ""),
+            "annotations": config.get("annotations") or {},
+        }
+    ).encode()
+    for hook in hooks:
+        path = str(hook["path"])
+        args = [str(a) for a in hook.get("args") or [path]]
+        env = {"PATH": HOOK_PATH}
+        for entry in hook.get("env") or ():
+            key, sep, value = str(entry).partition("=")
+            if sep and key and not key.startswith("LD_") and key != "PATH":
+                env[key] = value
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.dup2(r, 0)
+                os.chdir("/")
+                os.execve(path, args, env)
+            finally:
+                os._exit(127)
+        os.close(r)
+        try:
+            os.write(w, state)
+        except OSError:
+            pass
+        os.close(w)
+        pidfd = os.pidfd_open(pid)
+        try:
+            ready, _, _ = select.select([pidfd], [], [], float(hook.get("timeout") or 60))
+        finally:
+            os.close(pidfd)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        _, wstatus = os.waitpid(pid, 0)
+        if not ready or os.waitstatus_to_exitcode(wstatus) != 0:
+            why = "timed out" if not ready else f"exited with {os.waitstatus_to_exitcode(wstatus)}"
+            msg = f"createContainer hook {path} {' '.join(args[1:])} {why}"
+            raise Failure(msg)
+
+
 def container(req: dict[str, object], status: int, userns: bool) -> None:
     """C, pid 1 of the new pid namespace: everything up to execve."""
     config: dict[str, object] = req["config"]  # type: ignore[assignment]
@@ -825,6 +884,7 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
         fifo = os.open(str(req["exec_fifo"]), O_PATH | os.O_CLOEXEC)
     rootfs = Rootfs(req, config, userns)
     rootfs.build()
+    run_hooks(req, config)
     rootfs.pivot()
     for key, value in (linux.get("sysctl") or {}).items():  # type: ignore[attr-defined]
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:

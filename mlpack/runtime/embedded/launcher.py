@@ -40,6 +40,8 @@ class Launch:
     seccomp_cache: Path | None = None
     stdio: tuple[int | None, int | None, int | None] | None = None  # the container's 0, 1, 2
     preserve_fds: int = 0
+    container_id: str = ""
+    bundle: Path | None = None  # holds config.json, for hooks
     extra_fds: tuple[int, ...] = field(default=())
 
 
@@ -121,6 +123,8 @@ class Helper:
             "state_dir": str(launch.state_dir) if launch.state_dir else None,
             "exec_fifo": str(launch.exec_fifo) if launch.exec_fifo else None,
             "preserve_fds": launch.preserve_fds,
+            "id": launch.container_id,
+            "bundle": str(launch.bundle) if launch.bundle else "",
         }
         if launch.overlay is not None:
             ov = launch.overlay

@@ -95,6 +95,8 @@ def _launch(
                 seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
                 preserve_fds=preserve_fds,
                 extra_fds=tuple(range(3, 3 + preserve_fds)),
+                container_id=cid,
+                bundle=bundle.resolve(),
             )
         )
         helper.start(until="created" if detach else "pid")

@@ -49,7 +49,7 @@ MASKED_PATHS = (
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 INIT_PATH = "/dev/init"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_SHM = "50%"  # of RAM when there is no memory limit; a cap, not an allocation
+DEFAULT_SHM = str(1 << 30)  # 1 GiB without a memory limit (a cap, not an allocation), as docker.py
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,7 +344,7 @@ def build_config(image: ImageProcess, run: RunConfig, opts: SpecOptions) -> dict
         annotations["org.mlpack.init"] = INIT_PATH
     if user not in ("", "0", "root", "0:0"):
         annotations["org.mlpack.user"] = user  # resolved in the image's /etc/passwd (§2)
-    return {
+    doc: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": run.tty,
@@ -362,6 +362,30 @@ def build_config(image: ImageProcess, run: RunConfig, opts: SpecOptions) -> dict
         "annotations": annotations,
         "linux": linux,
     }
+    if cdi and cdi.hooks:
+        doc["hooks"] = cdi_hooks(cdi)
+    return doc
+
+
+def cdi_hooks(edits: CdiEdits) -> dict[str, list[dict[str, Any]]]:
+    """CDI hooks as OCI createContainer hooks, with the scrubbed env of cdi.hook_env.
+
+    They run in the container's mount namespace after its mounts and before pivot_root, where
+    nvidia-cdi-hook finds the root filesystem through the bundle's config.json.
+    """
+    from mlpack.runtime.cdi import hook_env
+
+    hooks: list[dict[str, Any]] = []
+    for hook in edits.hooks:
+        entry: dict[str, Any] = {
+            "path": hook.path,
+            "args": list(hook.args) or [hook.path],
+            "env": [f"{k}={v}" for k, v in hook_env(hook).items()],
+        }
+        if hook.timeout:
+            entry["timeout"] = hook.timeout
+        hooks.append(entry)
+    return {"createContainer": hooks}
 
 
 def _idmap(m: IdMap) -> dict[str, int]:
