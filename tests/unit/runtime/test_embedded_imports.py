@@ -1,0 +1,57 @@
+"""Import discipline: the helper's tiny import list, and no typer/rich/docker on `mlpack run`."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import mlpack.runtime.embedded.helper as helper_module
+
+ALLOWED = {"__future__", "os", "ctypes", "json", "signal", "struct", "errno", "sys", "select"}
+
+
+def test_helper_imports_only_the_allowed_modules() -> None:
+    tree = ast.parse(Path(helper_module.__file__).read_text())
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported <= ALLOWED, imported - ALLOWED
+
+
+def test_run_fast_path_imports_no_typer_rich_or_docker(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from mlpack.cli import fastrun\n"
+        "rc = fastrun.main_run(['-m', '64m', '-e', 'A=1', '/nonexistent-rootfs-dir', 'true'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'typer', 'rich', 'docker', 'click', 'requests', 'jinja2'})\n"
+        "print(rc, heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        env={"MLPACK_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.stdout.strip() == "7 []", done.stdout + done.stderr
+    assert "error: root filesystem /nonexistent-rootfs-dir is not a directory" in done.stderr
+
+
+def test_cli_main_dispatches_run_and_runtime_to_the_fast_path(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from mlpack.cli import main\n"
+        "try:\n"
+        "    main(['runtime', '--root', sys.argv[1], 'state', 'nope'])\n"
+        "except SystemExit as exc:\n"
+        "    print(exc.code, 'typer' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+        env={"MLPACK_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.stdout.strip() == "7 False"
+    assert "container nope does not exist" in done.stderr
