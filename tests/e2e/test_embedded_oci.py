@@ -159,3 +159,50 @@ def test_differential_against_runc(bundle: Path, tmp_path: Path) -> None:
     # Mount points: runc on a v1/hybrid host adds one mount per controller under
     # /sys/fs/cgroup (filtered out above); mlpack shows an empty read-only tmpfs there.
     assert set(mine["MOUNTS"].split()) == set(theirs["MOUNTS"].split())
+
+
+def test_bundle_resources_land_in_cgroups_path(bundle: Path, tmp_path: Path) -> None:
+    """runtime-tools reads limits back from linux.cgroupsPath; they must be there."""
+    from mlpack.runtime.embedded import cgroups
+
+    layout = cgroups.detect()
+    require(layout.version in ("v1", "hybrid"), "a v1 or hybrid cgroup host (checks v1 files)")
+    runc_spec(bundle, ["sleep", "600"])
+    config = json.loads((bundle / "config.json").read_text())
+    cg_path = f"/mlpack-test-{tmp_path.name}"
+    config["linux"]["cgroupsPath"] = cg_path
+    config["linux"]["resources"] = {
+        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 128 << 20,
+                   "swappiness": 10},
+        "cpu": {"shares": 512, "quota": 20000, "period": 100000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 40},
+    }  # fmt: skip
+    (bundle / "config.json").write_text(json.dumps(config))
+    root = tmp_path / "state"
+    assert rt_detached(root, "create", "--bundle", str(bundle), "res") == 0
+    try:
+        mem = layout.v1_mount("memory")
+        cpu = layout.v1_mount("cpu")
+        pids = layout.v1_mount("pids")
+        cpuset = layout.v1_mount("cpuset")
+        assert mem
+        assert cpu
+        assert pids
+        assert cpuset
+        rel = cg_path.strip("/")
+        assert int((mem / rel / "memory.limit_in_bytes").read_text()) == 64 << 20
+        assert int((mem / rel / "memory.soft_limit_in_bytes").read_text()) == 32 << 20
+        assert int((mem / rel / "memory.swappiness").read_text()) == 10
+        memsw = mem / rel / "memory.memsw.limit_in_bytes"
+        if memsw.exists():
+            assert int(memsw.read_text()) == 128 << 20
+        assert int((cpu / rel / "cpu.shares").read_text()) == 512
+        assert int((cpu / rel / "cpu.cfs_quota_us").read_text()) == 20000
+        assert (pids / rel / "pids.max").read_text().strip() == "40"
+        assert (cpuset / rel / "cpuset.cpus").read_text().strip() == "0"
+        state = json.loads(rt(root, "state", "res").stdout)
+        procs = (mem / rel / "cgroup.procs").read_text().split()
+        assert str(state["pid"]) in procs
+    finally:
+        assert rt(root, "delete", "--force", "res").returncode == 0
+    assert not (layout.v1_mount("memory") / cg_path.strip("/")).exists()  # type: ignore[operator]

@@ -15,7 +15,7 @@ from mlpack.errors import ContainerError
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 Version = Literal["v1", "v2", "hybrid", "none"]
-Controller = Literal["memory", "cpu", "pids"]
+Controller = Literal["memory", "cpu", "pids", "cpuset"]
 HINT_ROOT = (
     "run as root, or drop the limit; rootless limits need a cgroup v2 host with a delegated "
     "scope (systemd-run --user --scope -p Delegate=yes)"
@@ -108,20 +108,34 @@ def _self_path(hierarchy: str) -> str:
 class Limits:
     """Requested limits; None means unlimited."""
 
-    memory: int | None = None  # bytes; swap is not allowed on top of it
+    memory: int | None = None  # bytes
+    memory_swap: int | None = None  # OCI: memory + swap; None: no swap; -1: unlimited swap
+    memory_reservation: int | None = None
+    swappiness: int | None = None
+    disable_oom_killer: bool = False
     cpus: float | None = None
-    pids: int | None = None
     cpu_period: int = 100_000
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids: int | None = None
 
     def wanted(self) -> tuple[Controller, ...]:
         """Controllers these limits need."""
         out: list[Controller] = []
-        if self.memory is not None:
+        if (
+            self.memory is not None
+            or self.memory_reservation is not None
+            or self.swappiness is not None
+            or self.disable_oom_killer
+        ):
             out.append("memory")
-        if self.cpus is not None:
+        if self.cpus is not None or self.cpu_shares is not None:
             out.append("cpu")
         if self.pids is not None:
             out.append("pids")
+        if self.cpuset_cpus or self.cpuset_mems:
+            out.append("cpuset")
         return tuple(out)
 
 
@@ -242,7 +256,34 @@ def _enable_v2(unified: Path, parent_rel: str, controllers: tuple[str, ...]) -> 
         cur = cur / part
 
 
-def create(layout: Layout, name: str, limits: Limits, *, account: bool = True) -> Cgroup:
+def _v1_dir(mount: Path, ctrl: str, name: str, path: str | None) -> Path:
+    """The container's directory in one v1 hierarchy: OCI cgroupsPath (absolute: from the
+    hierarchy's root; relative: under ours), else <ours>/mlpack/<id>.
+    """
+    own = _self_path(ctrl).strip("/")
+    if path:
+        return mount / path.strip("/") if path.startswith("/") else mount / own / path
+    return mount / own / "mlpack" / name
+
+
+def _mkdir_cpuset(mount: Path, d: Path) -> None:
+    """Create a v1 cpuset directory level by level; a new level inherits its parent's cpus and
+    mems (empty ones would refuse every process).
+    """
+    cur = mount
+    for part in d.relative_to(mount).parts:
+        nxt = cur / part
+        if not nxt.exists():
+            _mkdir(nxt)
+            for key in ("cpuset.cpus", "cpuset.mems"):
+                if not _read(nxt / key).strip():
+                    _write(nxt / key, _read(cur / key).strip())
+        cur = nxt
+
+
+def create(
+    layout: Layout, name: str, limits: Limits, *, account: bool = True, path: str | None = None
+) -> Cgroup:
     """Create the container's cgroups under the caller's own and apply ``limits``.
 
     An unenforceable requested limit is an error: a limit is never reported that is not
@@ -271,8 +312,11 @@ def create(layout: Layout, name: str, limits: Limits, *, account: bool = True) -
         if mount is None or mount in seen:
             continue
         seen.add(mount)
-        d = mount / _self_path(v1_ctrl).strip("/") / "mlpack" / name
-        _mkdir(d)
+        d = _v1_dir(mount, v1_ctrl, name, path)
+        if "cpuset" in mount.name.split(","):
+            _mkdir_cpuset(mount, d)
+        else:
+            _mkdir(d)
         # Joint hierarchies (cpu,cpuacct) share one directory; list every controller in it.
         v1_dirs.extend((c, d) for c in mount.name.split(","))
     v2_dir = None
@@ -282,11 +326,14 @@ def create(layout: Layout, name: str, limits: Limits, *, account: bool = True) -
             v2_ctrls += ("memory",)
         # A dedicated subtree under the root: v2 forbids processes in inner cgroups.
         own = "" if layout.version == "v2" else _self_path("").strip("/")
-        parent_rel = f"{own}/mlpack".lstrip("/")
+        rel = f"{own}/mlpack/{name}".lstrip("/")
+        if path:
+            rel = path.strip("/") if path.startswith("/") else f"{own}/{path}".lstrip("/")
+        parent_rel = rel.rpartition("/")[0]
         _mkdir(layout.unified / parent_rel)
         if v2_ctrls:
             _enable_v2(layout.unified, parent_rel, v2_ctrls)
-        v2_dir = layout.unified / parent_rel / name
+        v2_dir = layout.unified / rel
         _mkdir(v2_dir)
     group = Cgroup(name=name, layout=layout, v2=v2_dir, v1=tuple(v1_dirs), limits=limits)
     try:
@@ -299,35 +346,13 @@ def create(layout: Layout, name: str, limits: Limits, *, account: bool = True) -
 
 
 def _apply(group: Cgroup, limits: Limits) -> None:
-    layout = group.layout
-    if limits.memory is not None:
-        if layout.backend("memory") == "v2":
-            assert group.v2 is not None
-            _write(group.v2 / "memory.max", str(limits.memory))
-            if (group.v2 / "memory.swap.max").exists():
-                _write(group.v2 / "memory.swap.max", "0")
-            _check(group.v2 / "memory.max", limits.memory)
-        else:
-            mem = group._v1("memory")
-            assert mem is not None
-            # memsw must stay >= limit at every step: raise the limit first, then memsw.
-            _write(mem / "memory.limit_in_bytes", str(limits.memory))
-            if (mem / "memory.memsw.limit_in_bytes").exists():
-                _write(mem / "memory.memsw.limit_in_bytes", str(limits.memory))
-            _check(mem / "memory.limit_in_bytes", limits.memory)
-    if limits.cpus is not None:
-        quota = int(limits.cpus * limits.cpu_period)
-        if layout.backend("cpu") == "v2":
-            assert group.v2 is not None
-            _write(group.v2 / "cpu.max", f"{quota} {limits.cpu_period}")
-        else:
-            cpu = group._v1("cpu")
-            assert cpu is not None
-            _write(cpu / "cpu.cfs_period_us", str(limits.cpu_period))
-            _write(cpu / "cpu.cfs_quota_us", str(quota))
-            _check(cpu / "cpu.cfs_quota_us", quota)
+    """Write the limits, each to the hierarchy that enforces it, reading back what matters."""
+    if "memory" in limits.wanted():
+        _apply_memory(group, limits)
+    if "cpu" in limits.wanted():
+        _apply_cpu(group, limits)
     if limits.pids is not None:
-        if layout.backend("pids") == "v2":
+        if group.layout.backend("pids") == "v2":
             assert group.v2 is not None
             _write(group.v2 / "pids.max", str(limits.pids))
         else:
@@ -335,6 +360,69 @@ def _apply(group: Cgroup, limits: Limits) -> None:
             assert pids is not None
             _write(pids / "pids.max", str(limits.pids))
             _check(pids / "pids.max", limits.pids)
+    if "cpuset" in limits.wanted():
+        d = group.v2 if group.layout.backend("cpuset") == "v2" else group._v1("cpuset")
+        assert d is not None
+        if limits.cpuset_cpus:
+            _write(d / "cpuset.cpus", limits.cpuset_cpus)
+        if limits.cpuset_mems:
+            _write(d / "cpuset.mems", limits.cpuset_mems)
+
+
+def _apply_memory(group: Cgroup, limits: Limits) -> None:
+    if group.layout.backend("memory") == "v2":
+        d = group.v2
+        assert d is not None
+        if limits.memory is not None:
+            _write(d / "memory.max", str(limits.memory))
+            _check(d / "memory.max", limits.memory)
+            if (d / "memory.swap.max").exists():
+                swap = limits.memory_swap
+                value = (
+                    "max" if swap == -1 else str(max((swap or limits.memory) - limits.memory, 0))
+                )
+                _write(d / "memory.swap.max", value)
+        if limits.memory_reservation is not None:
+            _write(d / "memory.low", str(limits.memory_reservation))
+        return
+    mem = group._v1("memory")
+    assert mem is not None
+    if limits.memory is not None:
+        # memsw must stay >= limit at every step: in a fresh cgroup both are unlimited, so the
+        # limit goes first, then memsw (= limit without swap).
+        _write(mem / "memory.limit_in_bytes", str(limits.memory))
+        if (mem / "memory.memsw.limit_in_bytes").exists():
+            swap = limits.memory_swap
+            _write(mem / "memory.memsw.limit_in_bytes", str(swap if swap else limits.memory))
+        _check(mem / "memory.limit_in_bytes", limits.memory)
+    if limits.memory_reservation is not None:
+        _write(mem / "memory.soft_limit_in_bytes", str(limits.memory_reservation))
+    if limits.swappiness is not None:
+        _write(mem / "memory.swappiness", str(limits.swappiness))
+    if limits.disable_oom_killer:
+        _write(mem / "memory.oom_control", "1")
+
+
+def _apply_cpu(group: Cgroup, limits: Limits) -> None:
+    quota = int(limits.cpus * limits.cpu_period) if limits.cpus is not None else None
+    if group.layout.backend("cpu") == "v2":
+        d = group.v2
+        assert d is not None
+        if quota is not None:
+            _write(d / "cpu.max", f"{quota} {limits.cpu_period}")
+        if limits.cpu_shares is not None:
+            # runc's ConvertCPUSharesToCgroupV2Value: 2..262144 -> 1..10000.
+            weight = 1 + ((limits.cpu_shares - 2) * 9999) // 262142
+            _write(d / "cpu.weight", str(weight))
+        return
+    cpu = group._v1("cpu")
+    assert cpu is not None
+    if limits.cpu_shares is not None:
+        _write(cpu / "cpu.shares", str(limits.cpu_shares))
+    if quota is not None:
+        _write(cpu / "cpu.cfs_period_us", str(limits.cpu_period))
+        _write(cpu / "cpu.cfs_quota_us", str(quota))
+        _check(cpu / "cpu.cfs_quota_us", quota)
 
 
 def _check(path: Path, want: int) -> None:

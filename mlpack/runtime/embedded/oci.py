@@ -43,17 +43,29 @@ def load_bundle(bundle: Path) -> tuple[dict[str, Any], Path]:
 
 
 def limits_of(config: dict[str, Any]) -> cgroups.Limits:
-    """linux.resources as the limits mlpack enforces (memory, cpu quota, pids)."""
+    """linux.resources as the limits mlpack enforces (memory, cpu, cpuset, pids)."""
     res = (config.get("linux") or {}).get("resources") or {}
-    mem = (res.get("memory") or {}).get("limit")
+    mem = res.get("memory") or {}
     cpu = res.get("cpu") or {}
     quota, period = cpu.get("quota"), cpu.get("period") or 100_000
     pids = (res.get("pids") or {}).get("limit")
+
+    def positive(value: Any) -> int | None:
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    swap = mem.get("swap")
     return cgroups.Limits(
-        memory=int(mem) if mem and mem > 0 else None,
-        cpus=quota / period if quota and quota > 0 else None,
-        pids=int(pids) if pids and pids > 0 else None,
+        memory=positive(mem.get("limit")),
+        memory_swap=-1 if swap == -1 else positive(swap),
+        memory_reservation=positive(mem.get("reservation")),
+        swappiness=mem.get("swappiness") if isinstance(mem.get("swappiness"), int) else None,
+        disable_oom_killer=bool(mem.get("disableOOMKiller")),
+        cpus=quota / period if isinstance(quota, int) and quota > 0 else None,
         cpu_period=int(period),
+        cpu_shares=positive(cpu.get("shares")),
+        cpuset_cpus=str(cpu["cpus"]) if cpu.get("cpus") else None,
+        cpuset_mems=str(cpu["mems"]) if cpu.get("mems") else None,
+        pids=positive(pids),
     )
 
 
@@ -67,7 +79,13 @@ def _launch(
         limits = limits_of(config)
         group = None
         if os.geteuid() == 0 or limits.wanted():
-            group = cgroups.create(layout, cid, limits, account=os.geteuid() == 0)
+            group = cgroups.create(
+                layout,
+                cid,
+                limits,
+                account=os.geteuid() == 0,
+                path=(config.get("linux") or {}).get("cgroupsPath") or None,
+            )
         annotations = config.get("annotations") or {}
         st = state.ContainerState(
             id=cid,
