@@ -80,8 +80,12 @@ def base_reference(python: str) -> str:
     return f"localhost/mlpack-base/python:{python}-{suite_for(python)}"
 
 
+# Bumped whenever the way the rootfs is made or packed changes, so cached bases are rebuilt.
+_RECIPE = "2"
+
+
 def _key(suite: str, mirror: str, sde: int, arch: str) -> str:
-    text = "\n".join((suite, mirror, str(sde), arch, *PACKAGES))
+    text = "\n".join((_RECIPE, suite, mirror, str(sde), arch, *PACKAGES))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -207,7 +211,14 @@ def build_debian_base(
             layer_file = work / "layer.tar.gz"
             with layer_file.open("wb") as fh:
                 digests = write_layer(
-                    rootfs, fh, source_date_epoch=sde, clamp_mtime=True, on_special="skip"
+                    rootfs,
+                    fh,
+                    source_date_epoch=sde,
+                    clamp_mtime=True,
+                    on_special="skip",
+                    # A base rootfs's modes and owners are content: /tmp 1777, setuid su,
+                    # /etc/shadow 0640 root:shadow.
+                    preserve_metadata=True,
                 )
             store.put_file(layer_file, digest=digests.digest)
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sde))

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import uuid
 from typing import TYPE_CHECKING
 
@@ -89,6 +90,14 @@ def test_debian_base_image(base_store: Store) -> None:
         not (root / "etc" / "machine-id").exists()
         or (root / "etc" / "machine-id").read_bytes() == b""
     )
+    # The base's modes and owners are content: read them from the layer itself.
+    with tarfile.open(base_store.blob_path(image.manifest.layers[0].digest)) as tar:
+        members = {m.name.rstrip("/"): m for m in tar.getmembers()}
+    assert members["tmp"].mode == 0o1777
+    assert members["etc/shadow"].mode == 0o640
+    assert members["etc/shadow"].gid == 42
+    assert members["usr/bin/su"].mode & 0o4000
+    assert all(m.mtime <= SDE for m in members.values())
 
 
 def test_push_pull_plain_registry(base_store: Store, registry: str, tmp_path: Path) -> None:
