@@ -295,3 +295,52 @@ def test_layout_detection_matches_the_mount_table() -> None:
         assert layout.version == "hybrid"
     else:
         assert layout.version in ("v1", "none")
+
+
+@pytest.fixture
+def subid_user(nobody_dir: Path) -> Iterator[tuple[str, int]]:
+    """A throwaway user with a subordinate id range (useradd allocates one on Debian)."""
+    require(shutil.which("useradd") is not None, "useradd (passwd)")
+    require(shutil.which("newuidmap") is not None, "newuidmap (uidmap)")
+    name = f"mlpk{os.getpid() % 100000}"
+    saved = {f: Path(f).read_text() for f in ("/etc/subuid", "/etc/subgid")}
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
+    try:
+        for f in saved:
+            if not any(line.startswith(f"{name}:") for line in Path(f).read_text().splitlines()):
+                with Path(f).open("a") as fh:
+                    fh.write(f"{name}:400000:65536\n")
+        yield (
+            name,
+            int(
+                subprocess.run(
+                    ["id", "-u", name], capture_output=True, text=True, check=True
+                ).stdout
+            ),
+        )
+    finally:
+        subprocess.run(["userdel", name], check=False)
+        for f, text in saved.items():
+            Path(f).write_text(text)
+
+
+def test_rootless_with_a_subordinate_range(nobody_dir: Path, subid_user: tuple[str, int]) -> None:
+    name, uid = subid_user
+    for p in (nobody_dir,):
+        os.chown(p, uid, uid)
+    image = make_rootfs(nobody_dir / "rootfs", owner=uid)
+    home = nobody_dir / "home"
+    home.mkdir()
+    os.chown(home, uid, uid)
+    done = run_cli(
+        ["run", str(image), "cat", "/proc/self/uid_map", "/proc/self/gid_map"], home, user=uid
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    sub = next(
+        line for line in Path("/etc/subuid").read_text().splitlines() if line.startswith(f"{name}:")
+    )
+    start = sub.split(":")[1]
+    assert rows[0] == ["0", str(uid), "1"]
+    assert rows[1] == ["1", start, "65535"]
+    assert rows[3][:2] == ["1", sub.split(":")[1]] or rows[3][0] == "1"
