@@ -122,3 +122,23 @@ def test_copy_fallback_without_overlayfs(rootfs: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert not (rootfs / "new").exists()
     assert not any((tmp_path / "containers").iterdir())
+
+
+def test_unlimited_run_measured_without_cgroups(rootfs: Path, runtime: EmbeddedRuntime) -> None:
+    before = mlpack_dirs()
+    script = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"
+    result = runtime.run(RunConfig(image=str(rootfs), command=("sh", "-c", script)))
+    assert result.exit_code == 0
+    assert result.cpu_time_us is not None
+    assert result.cpu_time_us > 0
+    assert result.memory_peak is not None
+    assert result.memory_peak > 0
+    assert mlpack_dirs() == before  # no cgroup was made for a run without limits
+
+
+def test_account_measures_unlimited_runs_in_cgroups(rootfs: Path, tmp_path: Path) -> None:
+    runtime = EmbeddedRuntime(root=tmp_path / "containers", account=True)
+    result = runtime.run(RunConfig(image=str(rootfs), command=("true",)))
+    assert result.exit_code == 0
+    assert result.memory_peak is not None
+    assert result.cpu_time_us is not None

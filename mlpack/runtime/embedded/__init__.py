@@ -189,9 +189,11 @@ class EmbeddedRuntime:
         cap_profile: CapProfile = "default",
         overlay: bool = True,
         cdi_spec_dirs: tuple[Path, ...] | None = None,
+        account: bool = False,
     ) -> None:
         """``overlay=False`` copies the image instead of mounting overlayfs over its layers;
-        ``cdi_spec_dirs`` replaces /etc/cdi and /var/run/cdi for ``--gpus``.
+        ``cdi_spec_dirs`` replaces /etc/cdi and /var/run/cdi for ``--gpus``; ``account``
+        measures every run in cgroups, even without limits (peaks of the whole container).
         """
         from mlpack.runtime.embedded.state import containers_root
 
@@ -199,6 +201,7 @@ class EmbeddedRuntime:
         self.cap_profile: CapProfile = cap_profile
         self.overlay = overlay
         self.cdi_spec_dirs = cdi_spec_dirs
+        self.account = account
 
     def check_available(self) -> None:
         """Raise ContainerError when this kernel cannot run containers for this user."""
@@ -283,7 +286,9 @@ class EmbeddedRuntime:
             )
             layout = cgroups.detect()
             limits = cgroups.Limits(memory=config.memory, cpus=config.cpus, pids=config.pids_limit)
-            group = cgroups.create(layout, cid, limits, account=not rootless)
+            # Limits put the container in cgroups, which also measure it as a whole; without
+            # limits the supervisor's rusage of pid 1 is the measurement (no cgroup cost).
+            group = cgroups.create(layout, cid, limits, account=self.account and not rootless)
             st = state.ContainerState(
                 id=cid,
                 bundle=str(sd.path),
@@ -356,14 +361,16 @@ class EmbeddedRuntime:
                 final = helper.wait()
             oom = group.oom_kills() > 0
             code = int(final["exit"])
+            peak = group.memory_peak() if group.dirs else None
+            cpu = group.cpu_time_us() if group.dirs else None
             return RunResult(
                 container_id=cid,
                 exit_code=code,
                 signal=final.get("signal"),
                 oom_killed=oom,
                 memory_limit=config.memory,
-                memory_peak=group.memory_peak(),
-                cpu_time_us=group.cpu_time_us(),
+                memory_peak=peak if peak is not None else final.get("maxrss"),
+                cpu_time_us=cpu if cpu is not None else final.get("cpu_us"),
             )
         finally:
             if helper is not None and helper.proc.poll() is None:

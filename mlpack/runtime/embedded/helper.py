@@ -1035,18 +1035,21 @@ def supervisor(ctl: int, status: int) -> int:
 
     for sig in FORWARDED:
         signal.signal(sig, relay)
-    while True:
-        try:
-            _, wstatus = os.waitpid(pid, 0)
-            break
-        except ChildProcessError:
-            wstatus = 0
-            break
+    cpu_us = maxrss = None
+    try:
+        _, wstatus, usage = os.wait4(pid, 0)
+        # Without a cgroup these are the figures: pid 1 and the children it reaped.
+        cpu_us = int((usage.ru_utime + usage.ru_stime) * 1e6)
+        maxrss = usage.ru_maxrss * 1024
+    except ChildProcessError:
+        wstatus = 0
     result: dict[str, object]
     if os.WIFSIGNALED(wstatus):
         result = {"exit": 128 + os.WTERMSIG(wstatus), "signal": os.WTERMSIG(wstatus)}
     else:
         result = {"exit": os.waitstatus_to_exitcode(wstatus), "signal": None}
+    result["cpu_us"] = cpu_us
+    result["maxrss"] = maxrss
     state_dir = req.get("state_dir")
     if state_dir:
         tmp = os.path.join(state_dir, ".exit.json.tmp")
