@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -210,3 +212,46 @@ def test_ctrl_c_stops_and_removes_the_container(image: str, tmp_path: Path) -> N
         proc.kill()
     assert "interrupted" in out
     assert _containers(label) == []
+
+
+@pytest.mark.docker
+def test_tty_and_interactive_on_a_terminal(image: str) -> None:
+    # The shell flushes typeahead when it sets up its line editor, so type only once the prompt
+    # shows, as a person would; a thread plays the terminal on the pty's master side.
+    master, slave = os.openpty()
+    seen = bytearray()
+
+    def terminal() -> None:
+        typed = False
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 65536):
+                seen.extend(chunk)
+                if not typed and b"# " in seen:
+                    os.write(master, b"echo typed-$((6*7)); tty; exit 4\n")
+                    typed = True
+
+    reader = threading.Thread(target=terminal, daemon=True)
+    reader.start()
+    # A safety net, not a timed assertion: never let a lost keystroke hang the suite.
+    label = ("mlpack.test", uuid.uuid4().hex)
+    watchdog = threading.Timer(
+        120,
+        lambda: [
+            subprocess.run(["docker", "rm", "-f", c], capture_output=True, check=False)
+            for c in _containers("=".join(label))
+        ],
+    )
+    watchdog.start()
+    try:
+        with DockerRuntime(stdin_fd=slave, stdout_fd=slave, stderr_fd=slave) as rt:
+            result = rt.run(
+                RunConfig(image=image, command=("sh",), tty=True, interactive=True, labels=(label,))
+            )
+    finally:
+        watchdog.cancel()
+        os.close(slave)
+        reader.join(timeout=10)
+        os.close(master)
+    assert result.exit_code == 4
+    assert b"typed-42" in seen
+    assert b"/dev/pts/" in seen
