@@ -284,11 +284,12 @@ class EmbeddedRuntime:
                     init_binary=init_path,
                 ),
             )
-            layout = cgroups.detect()
             limits = cgroups.Limits(memory=config.memory, cpus=config.cpus, pids=config.pids_limit)
+            measured = self.account and not rootless
+            layout = cgroups.detect()  # one read of mountinfo; also picks /sys/fs/cgroup's view
             # Limits put the container in cgroups, which also measure it as a whole; without
             # limits the supervisor's rusage of pid 1 is the measurement (no cgroup cost).
-            group = cgroups.create(layout, cid, limits, account=self.account and not rootless)
+            group = cgroups.create(layout, cid, limits, account=measured)
             st = state.ContainerState(
                 id=cid,
                 bundle=str(sd.path),

@@ -44,21 +44,25 @@ class Layout:
         return None
 
 
-def _fs_type(path: Path) -> str | None:
+def _mount_types() -> dict[str, str]:
+    """Mount point -> filesystem type, from one read of /proc/self/mountinfo."""
+    types: dict[str, str] = {}
     try:
-        with Path("/proc/self/mountinfo").open() as f:
-            for line in f:
-                pre, _, post = line.partition(" - ")
-                if pre.split()[4] == str(path):
-                    return post.split()[0]
+        text = Path("/proc/self/mountinfo").read_text()
     except OSError:
-        return None
-    return None
+        return types
+    for line in text.splitlines():
+        pre, _, post = line.partition(" - ")
+        fields = pre.split()
+        if len(fields) > 4 and post:
+            types[fields[4]] = post.split()[0]
+    return types
 
 
 def detect(root: Path = CGROUP_ROOT) -> Layout:
     """Classify the host's layout by the filesystem types mounted under ``root`` (§6)."""
-    kind = _fs_type(root)
+    types = _mount_types()
+    kind = types.get(str(root))
     if kind == "cgroup2":
         v2_ctrls = frozenset(_read(root / "cgroup.controllers").split())
         return Layout(version="v2", unified=root, v2_controllers=v2_ctrls)
@@ -68,7 +72,7 @@ def detect(root: Path = CGROUP_ROOT) -> Layout:
     unified = None
     with contextlib.suppress(OSError):
         for entry in sorted(root.iterdir()):
-            t = _fs_type(entry)
+            t = types.get(str(entry))
             if t == "cgroup":
                 v1.extend((c, entry) for c in entry.name.split(",") if c)
             elif t == "cgroup2":
