@@ -870,6 +870,12 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
             f.write("0")
     flags = 0
     types = {str(n["type"]) for n in linux.get("namespaces") or ()}  # type: ignore[attr-defined]
+    if "mount" not in types:  # the rootfs setup below must never touch the host's mounts
+        msg = "config.json must create a mount namespace (linux.namespaces: mount)"
+        raise Failure(msg)
+    if "oomScoreAdj" in proc:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(int(proc["oomScoreAdj"])))  # type: ignore[call-overload]
     for name, flag in NS_FLAGS.items():
         if name in types:
             flags |= flag
