@@ -36,7 +36,7 @@ else:  # pragma: no cover
 from bench._stats import Comparison, compare, format_line, format_seconds, interleave, median
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -851,23 +851,49 @@ def floors() -> None:
     )
 
 
-def profile(tree: Tree, work: Path) -> None:
-    """cProfile one in-process cold analysis of ``tree`` (top functions by cumulative time)."""
-    from mlpack.analyze import analyze
+def _profiled(label: str, fn: Callable[[], object], *, sort: str, limit: int) -> None:
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    print(f"\n== profile: {label}: {time.perf_counter() - start:.2f} s under cProfile")
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats(sort).print_stats(limit)
 
-    cache = Path(tempfile.mkdtemp(prefix="profile-", dir=work))
-    profiler = cProfile.Profile()
-    profiler.enable()
-    analyze(tree.path, cache_dir=cache)
-    profiler.disable()
-    print(f"\n== profile: in-process cold analyze of {tree.name}")
-    pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    analyze(tree.path, cache_dir=cache)
-    profiler.disable()
-    print(f"\n== profile: in-process warm analyze of {tree.name}")
-    pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(15)
+
+def profile(tree: Tree, work: Path) -> None:
+    """cProfile in-process analyses of ``tree``: cold as it runs, cold serial, and warm."""
+    from mlpack.analyze import analyze, factcache
+
+    caches = [Path(tempfile.mkdtemp(prefix="profile-", dir=work)) for _ in range(2)]
+    _profiled(
+        f"in-process cold analyze of {tree.name}",
+        lambda: analyze(tree.path, cache_dir=caches[0]),
+        sort="cumulative",
+        limit=15,
+    )
+    # Worker processes hide the parsing from cProfile; one worker shows where it goes.
+    # (A private seam: if it is renamed, the serial profile is simply the parallel one.)
+    namespace = vars(factcache)
+    workers = namespace.get("_workers")
+    if workers is not None:
+        namespace["_workers"] = lambda: 1
+    try:
+        _profiled(
+            f"cold, parsing in one process, hottest functions of {tree.name}",
+            lambda: analyze(tree.path, cache_dir=caches[1]),
+            sort="tottime",
+            limit=25,
+        )
+    finally:
+        if workers is not None:
+            namespace["_workers"] = workers
+    _profiled(
+        f"in-process warm analyze of {tree.name}",
+        lambda: analyze(tree.path, cache_dir=caches[0]),
+        sort="cumulative",
+        limit=15,
+    )
 
 
 def versions() -> None:
