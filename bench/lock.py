@@ -191,6 +191,17 @@ def suite(
         warm["mlpack-pt"] = bench.mlpack_edited(project, "--resolver", "pip-tools")
     for mode, arms in (("cold", arms_cold(bench, contenders)), ("warm", arms_warm(warm))):
         times = interleave(arms, rounds=rounds, warmups=1 if mode == "warm" else 0)
+        first = len(out)
+        out.append(
+            compare(
+                f"B4 {label} {mode} mlpack/uv --python",
+                "mlpack",
+                times["mlpack"],
+                "uv-py",
+                times["uv-python"],
+                goal=1.10,
+            )
+        )
         out.append(
             compare(
                 f"B4 {label} {mode} mlpack/uv",
@@ -222,13 +233,13 @@ def suite(
                     goal=1.05,
                 )
             )
-        for c in out[-4 if pip_compile else -2 :]:
+        for c in out[first:]:
             print(format_line(c), flush=True)
     # B4-noop: a re-lock with unchanged inputs against a real (warm) resolve.
     bench.mlpack(project)()
     noop = {"noop": bench.mlpack_noop(project), "resolve": bench.mlpack(project)}
     times = interleave(arms_warm(noop), rounds=rounds, warmups=1)
-    # mlpack() deletes the lock first; put it back for the next no-op round is implicit (it writes).
+    # The "resolve" arm deletes the lock and writes it again, so each "noop" round finds one.
     c = compare(
         f"B4-noop {label} no-op/real resolve",
         "noop",
