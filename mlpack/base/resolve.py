@@ -60,6 +60,7 @@ def resolve_base(
                 msg, hint="set MLPACK_REGISTRY_MIRROR, set base = ..., or use Python 3.11 or 3.13"
             ) from exc
         reporter().notice(
-            f"no registry reachable ({exc.message}); using the debian base provider for Python {python}"
+            f"no registry reachable ({exc.message}); using the debian base provider for "
+            f"Python {python}"
         )
         return build_debian_base(python, store)

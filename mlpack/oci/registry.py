@@ -161,6 +161,24 @@ def _status_error(resp: requests.Response, what: str, registry: str) -> ImageErr
     )
 
 
+def _why(exc: Exception) -> str:
+    """A short reason for a transport failure (requests' messages nest three exceptions deep)."""
+    text = str(exc)
+    for needle, reason in (
+        ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed (unknown CA?)"),
+        ("WRONG_VERSION_NUMBER", "the server does not speak TLS"),
+        ("Name or service not known", "the host name does not resolve"),
+        ("Temporary failure in name resolution", "the host name does not resolve"),
+        ("NameResolutionError", "the host name does not resolve"),
+        ("Connection refused", "connection refused"),
+        ("ProxyError", "the proxy refused the connection"),
+        ("timed out", "timed out"),
+    ):
+        if needle in text:
+            return reason
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 class RegistryClient:
     """A session with one registry: scheme detection, auth challenges, and the API calls."""
 
@@ -194,12 +212,12 @@ class RegistryClient:
     def _connect_error(self, exc: Exception) -> ImageError:
         if isinstance(exc, requests.exceptions.SSLError):
             return RegistryUnreachable(
-                f"TLS handshake with {self.api_host} failed: {exc}",
+                f"TLS handshake with {self.api_host} failed: {_why(exc)}",
                 hint="pass the registry's CA with --ca-cert, or list a plain-HTTP registry "
                 "with --insecure-registry / MLPACK_INSECURE_REGISTRIES",
             )
         return RegistryUnreachable(
-            f"cannot reach the registry {self.api_host}: {exc}",
+            f"cannot reach the registry {self.api_host}: {_why(exc)}",
             hint="check the address and that the registry is running (or set a mirror)",
         )
 
