@@ -5,7 +5,6 @@ pull, push, images, rmi, prune, store check, export, import, base.
 
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,7 +107,6 @@ def _options(
         ca_cert=ca_cert,
         insecure=insecure_hosts() | frozenset(insecure or ()),
         platform=Platform.parse(platform),
-        max_blob_size=int(os.environ.get("MLPACK_MAX_BLOB_SIZE", str(64 << 30))),
     )
 
 

@@ -50,6 +50,17 @@ def insecure_hosts() -> frozenset[str]:
     return frozenset(h.strip() for h in re.split(r"[,\s]+", raw) if h.strip())
 
 
+def blob_size_cap() -> int:
+    """The blob size cap: ``MLPACK_MAX_BLOB_SIZE`` bytes, else 64 GiB."""
+    raw = os.environ.get("MLPACK_MAX_BLOB_SIZE", "").strip()
+    if not raw:
+        return DEFAULT_MAX_BLOB
+    if not raw.isdigit():
+        msg = f"MLPACK_MAX_BLOB_SIZE={raw!r} is not a number of bytes"
+        raise ImageError(msg, hint="set it to an integer, e.g. 68719476736 for 64 GiB")
+    return int(raw)
+
+
 def mirror() -> str | None:
     """The Docker Hub mirror from ``MLPACK_REGISTRY_MIRROR`` (``host[:port]``), if set."""
     raw = os.environ.get("MLPACK_REGISTRY_MIRROR", "").strip()
@@ -83,7 +94,7 @@ class RegistryOptions:
 
     ca_cert: Path | None = None
     insecure: frozenset[str] = field(default_factory=insecure_hosts)
-    max_blob_size: int = DEFAULT_MAX_BLOB
+    max_blob_size: int = field(default_factory=blob_size_cap)
     platform: Platform = DEFAULT_PLATFORM
     upload_chunk_size: int = DEFAULT_UPLOAD_CHUNK
     docker_config: Path | None = None

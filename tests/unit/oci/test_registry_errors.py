@@ -445,3 +445,15 @@ def test_expired_bearer_token_is_renewed(fake: tuple[FakeRegistry, str], store: 
     pull(f"{addr}/lib/app:1", store)
     assert "Bearer new" in seen
     _consistent(store)
+
+
+def test_size_cap_from_environment(
+    fake: tuple[FakeRegistry, str], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, addr = fake
+    monkeypatch.setenv("MLPACK_MAX_BLOB_SIZE", "100")
+    with pytest.raises(ImageError, match="cap"):
+        pull(f"{addr}/lib/app:1", store)
+    monkeypatch.setenv("MLPACK_MAX_BLOB_SIZE", "lots")
+    with pytest.raises(ImageError, match="MLPACK_MAX_BLOB_SIZE"):
+        pull(f"{addr}/lib/app:1", store)
