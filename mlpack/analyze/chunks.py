@@ -150,19 +150,21 @@ PATH_CALLS: Final = tuple(
     sorted(READ_CALLS | WRITE_CALLS | {"open", "Path", "join", "from_pretrained"})
 )
 PATH_KEYWORDS: Final = tuple(sorted(READ_KEYWORDS | WRITE_KEYWORDS))
-_OS_ALIAS: Final = re.compile(r"\b(?:environ|getenv)[ \t]+as[ \t]+([A-Za-z_]\w*)")
+_OS_ALIASES: Final = (
+    re.compile(r"environ[ \t]+as[ \t]+([A-Za-z_]\w*)"),
+    re.compile(r"getenv[ \t]+as[ \t]+([A-Za-z_]\w*)"),
+)
 _WORD_PATTERNS: Final = {w: re.compile(re.escape(w)) for w in (*WORDS, ".run(")}
 # Column-0 lines that may start a top-level statement (continuations are filtered below).
 _TOP: Final = re.compile(r"^(?![ \t\r\n#)\]}]|else\b|elif\b|except\b|finally\b)", re.MULTILINE)
 _TOP_AFTER_NEWLINE: Final = re.compile(r"\n(?![ \t\r\n#)\]}]|else\b|elif\b|except\b|finally\b)")
 _DEF_WORDS: Final = (re.compile("def "), re.compile("class "))
 # Signs of a file that will not parse (merge conflicts, Python 2), checked before chunking so that
-# such a file is reported as unparseable rather than half read.
-_SUSPECT: Final = re.compile(
-    r"^(?:<<<<<<<|>>>>>>>) |^=======$|^[ \t]*print[ \t]+[\"'\w]|^[ \t]*exec[ \t]+[\"']"
-    r"|except[ \t]+[\w.]+[ \t]*,[ \t]*\w+[ \t]*:",
-    re.MULTILINE,
-)
+# such a file is reported as unparseable rather than half read. Each pattern starts with a
+# literal, so the regex engine skips ahead instead of trying every position.
+_PY2_PRINT: Final = re.compile(r"print[ \t]+[\"'\w]")
+_PY2_EXCEPT: Final = re.compile(r"except[ \t]+[\w.]+[ \t]*,[ \t]*\w+[ \t]*:")
+_MERGE_MARKERS: Final = ("\n<<<<<<< ", "\n>>>>>>> ", "\n=======\n")
 _TRIPLE: Final = re.compile(r"\"\"\"|'''")
 _CODING: Final = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
 LONG_STATEMENT: Final = 120  # lines; longer top-level statements are narrowed to a def/class
@@ -193,7 +195,7 @@ def chunks(text: str) -> list[Chunk]:
     coding = _CODING.search(text[: text.find("\n", text.find("\n") + 1) + 1])
     if coding and coding.group(1).lower().replace("_", "-") not in {"utf-8", "utf8"}:
         raise Unsure
-    if _SUSPECT.search(text):
+    if _suspect(text):
         raise Unsure  # let the whole-file parse report the syntax error
     lines = text.split("\n")
     starts = [0, *itertools.accumulate(map((1).__add__, map(len, lines)))]
@@ -361,7 +363,8 @@ def _trigger_positions(text: str) -> list[int]:
                 found.append(pos)
             pos = text.find(word, pos + 1)
     # `from os import environ as E`: uses of E carry no trigger word of their own.
-    for alias in set(_OS_ALIAS.findall(text)):
+    aliases = {alias for pattern in _OS_ALIASES for alias in pattern.findall(text)}
+    for alias in aliases:
         found.extend(m.start() for m in re.finditer(rf"\b{re.escape(alias)}\b", text))
     return found
 
@@ -384,3 +387,15 @@ def _def_lines(
                 found.append((line, len(prefix) - len(stripped)))
     found.sort()
     return found
+
+
+def _suspect(text: str) -> bool:
+    """True when the file shows merge-conflict markers or Python 2 syntax at a line start."""
+    if text.startswith(("<<<<<<< ", ">>>>>>> ")) or any(m in text for m in _MERGE_MARKERS):
+        return True
+    for pattern in (_PY2_PRINT, _PY2_EXCEPT):
+        for match in pattern.finditer(text):
+            line_start = text.rfind("\n", 0, match.start()) + 1
+            if pattern is _PY2_EXCEPT or not text[line_start : match.start()].strip():
+                return True
+    return 'exec "' in text and re.search(r"^[ \t]*exec[ \t]+[\"']", text, re.MULTILINE) is not None

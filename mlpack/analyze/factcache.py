@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,6 +31,10 @@ if TYPE_CHECKING:
 
 CACHE_FORMAT: Final = 1
 SOURCE_SUFFIXES: Final = (".py", ".ipynb")
+# Worker processes cost some start-up and result transfer; below this many bytes to parse,
+# one process is faster. Above it, parsing spreads over up to MAX_WORKERS cores.
+PARALLEL_MIN_BYTES: Final = 4 * 2**20
+MAX_WORKERS: Final = 4
 
 
 def default_cache_dir() -> Path:
@@ -49,23 +57,77 @@ def collect_facts(
     """Return the facts of every ``.py`` and ``.ipynb`` file of ``tree``, from cache when valid.
 
     Files that cannot be read or parsed get facts with ``error`` set and a warning
-    ``"path: why"``; analysis always goes on.
+    ``"path: why"``; analysis always goes on. When many bytes need parsing and the machine has
+    several cores, worker processes parse them (see ``PARALLEL_MIN_BYTES``).
     """
     cache = _Cache(cache_dir or default_cache_dir(), tree.root)
     sources = tree.with_suffix(*SOURCE_SUFFIXES)
-    result: dict[str, FileFacts] = {}
     rep = reporter()
     rep.start("analyze: reading code", len(sources))
-    for done, entry in enumerate(sources, 1):
-        facts = cache.facts_for(entry)
-        if facts.error:
-            warnings.append(f"{entry.path}: {facts.error}")
+    result: dict[str, FileFacts] = {}
+    to_parse: list[tuple[FileEntry, str, bytes]] = []
+    for entry in sources:
+        found = cache.lookup(entry)
+        if isinstance(found, FileFacts):
+            result[entry.path] = found
+        else:
+            digest, data = found
+            to_parse.append((entry, digest, data))
+    for (entry, digest, _), facts in zip(to_parse, _parse_all(to_parse), strict=True):
+        cache.remember(digest, facts)
         result[entry.path] = facts
-        if done % 256 == 0:
-            rep.advance("analyze: reading code", 256)
+    rep.advance("analyze: reading code", len(sources))
     rep.finish("analyze: reading code")
+    for entry in sources:
+        error = result[entry.path].error
+        if error:
+            warnings.append(f"{entry.path}: {error}")
     cache.save(warnings)
     return result
+
+
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return min(cores, MAX_WORKERS)
+
+
+def _parse_all(items: list[tuple[FileEntry, str, bytes]]) -> list[FileFacts]:
+    """Parse in this process, or in worker processes when it pays for their start-up."""
+    jobs = [(entry.path, data) for entry, _, data in items]
+    workers = _workers()
+    if (
+        workers < 2
+        or sum(len(data) for _, data in jobs) < PARALLEL_MIN_BYTES
+        # fork copies only the calling thread: with other threads alive (a progress display,
+        # a server) a lock they hold could stay locked in the child. spawn/forkserver would
+        # re-import the caller's __main__, which breaks unguarded scripts that call analyze().
+        or threading.active_count() > 1
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        return [pyfacts.facts_for(path, data) for path, data in jobs]
+    # Largest files first, dealt round-robin, so that batches take about the same time.
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
+    batches = [order[k :: workers * 4] for k in range(workers * 4)]
+    results: list[FileFacts | None] = [None] * len(jobs)
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_parse_batch, [jobs[i] for i in batch]) for batch in batches]
+            for batch, future in zip(batches, futures, strict=True):
+                for i, raw in zip(batch, future.result(), strict=True):
+                    results[i] = FileFacts.from_json(raw)
+    except (OSError, BrokenProcessPool, ValueError):
+        # No worker processes here (limits, no /dev/shm...): parse in this process.
+        return [pyfacts.facts_for(path, data) for path, data in jobs]
+    return [r if r is not None else pyfacts.facts_for(*jobs[i]) for i, r in enumerate(results)]
+
+
+def _parse_batch(jobs: list[tuple[str, bytes]]) -> list[list[Any]]:
+    """Worker entry point: the facts of each (path, bytes), in JSON form."""
+    return [pyfacts.facts_for(path, data).to_json() for path, data in jobs]
 
 
 def read_source(path: Path) -> bytes:
@@ -99,7 +161,8 @@ class _Cache:
         if isinstance(index, dict) and isinstance(store, dict):
             self.index, self.store = index, store
 
-    def facts_for(self, entry: FileEntry) -> FileFacts:
+    def lookup(self, entry: FileEntry) -> FileFacts | tuple[str, bytes]:
+        """Return cached (or error) facts, else the file's (digest, bytes) to parse."""
         known = self.index.get(entry.path)
         if (
             isinstance(known, list)
@@ -110,11 +173,8 @@ class _Cache:
             if cached is not None:
                 self.seen[entry.path] = known
                 return cached
-        cap = (
-            pyfacts.MAX_NOTEBOOK_BYTES
-            if entry.path.endswith(".ipynb")
-            else pyfacts.MAX_SOURCE_BYTES
-        )
+        notebook = entry.path.endswith(".ipynb")
+        cap = pyfacts.MAX_NOTEBOOK_BYTES if notebook else pyfacts.MAX_SOURCE_BYTES
         if entry.size > cap:
             return FileFacts(error=f"larger than {cap // 2**20} MiB, not parsed")
         try:
@@ -127,9 +187,11 @@ class _Cache:
         cached = self._cached(digest)
         if cached is not None:
             return cached
-        facts = pyfacts.facts_for(entry.path, data)
+        return digest, data
+
+    def remember(self, digest: str, facts: FileFacts) -> None:
+        """Store freshly extracted facts under their content hash."""
         self.store[digest] = facts.to_json()
-        return facts
 
     def _cached(self, digest: Any) -> FileFacts | None:
         raw = self.store.get(digest) if isinstance(digest, str) else None

@@ -4,9 +4,10 @@ Rules, in order, for each absolute import found in the code (see ``pyfacts``):
 
 1. Left out: the standard library of the *target* Python version (``data/stdlib.toml``),
    ``__future__``, the repository's own modules (top-level modules and packages at the root and
-   under ``src/``; a root folder without ``__init__.py`` only when no distribution is known to
-   provide that name, since a regular package wins over a namespace portion; modules beside the
-   importing file when its folder is not a package, as ``python folder/script.py`` sees them),
+   under ``src/``; modules beside the importing file when its folder is not a package, as
+   ``python folder/script.py`` sees them; any other folder or module name of the repository
+   unless a distribution is known to provide that name (curated, installed or declared), since a
+   regular package wins over a namespace portion and unknown names are more often local),
    relative imports and ``if TYPE_CHECKING:`` imports.
 2. Declared beats inferred: a declared requirement that provides the import name (by the
    curated map read backwards, by an installed distribution's top-level names, or by its own
@@ -189,6 +190,9 @@ def _dist_import_names(meta: Path) -> set[str]:
     top = _read_meta(meta / "top_level.txt")
     if top:
         names.update(line.strip().replace("/", ".") for line in top.splitlines() if line.strip())
+    tops = {n.split(".", 1)[0] for n in names}
+    if names and not tops & NAMESPACE_ROOTS:
+        return _clean(names)  # top_level.txt says it all; RECORD only refines namespaces
     record = _read_meta(meta / "RECORD") or _read_meta(meta / "installed-files.txt")
     for row in record.splitlines():
         parts = row.split(",", 1)[0].strip('"').split("/")
@@ -214,10 +218,14 @@ def _dist_import_names(meta: Path) -> set[str]:
             continue
         if not top:
             names.add(first)
-        if first in NAMESPACE_ROOTS or first in names:
+        if first in NAMESPACE_ROOTS:
             second = parts[1].removesuffix(".py")
             if second.isidentifier() and second != "__init__":
                 names.add(f"{first}.{second}")
+    return _clean(names)
+
+
+def _clean(names: set[str]) -> set[str]:
     return {
         n
         for n in names
@@ -280,7 +288,11 @@ def own_modules(tree: RepoTree, known: Iterable[str] = ()) -> frozenset[str]:
         elif parts[1] == "__init__.py" and len(parts) == 2:
             own.add(parts[0])
         else:
-            namespace.add(parts[0])
+            # Folder and module names deeper down: local unless a distribution is known to
+            # provide the name (a conversion script that imports its model's original repo,
+            # a sys.path tweak, a script run from its own folder).
+            namespace.update(parts[:-1])
+            namespace.add(parts[-1].split(".", 1)[0])
     own.update(n for n in namespace if n not in known_set)
     return frozenset(n for n in own if n.isidentifier())
 

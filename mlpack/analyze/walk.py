@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -75,9 +76,14 @@ class RepoTree:
         """Return the files whose name ends with one of ``suffixes`` (e.g. ``".py"``)."""
         return tuple(f for f in self.files if f.path.endswith(suffixes))
 
+    @cached_property
+    def paths(self) -> frozenset[str]:
+        """The set of relative paths of all files."""
+        return frozenset(f.path for f in self.files)
+
     def names(self) -> frozenset[str]:
         """Return the set of relative paths of all files."""
-        return frozenset(f.path for f in self.files)
+        return self.paths
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,30 @@ def test_examples(example: str, tmp_path: Path) -> None:
         assert first.kind == "inference"
         assert first.command[:2] == ("uvicorn", "app.main:app")
         assert "models" in {u.path for u in result.layout.inputs}
+
+
+def test_worker_processes_give_the_same_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files: dict[str, str | bytes] = {
+        f"pkg/mod{i}.py": f"import os\nimport numpy\nX = os.getenv('V{i}', '{i}')\n"
+        for i in range(30)
+    }
+    files["bad.py"] = "print 'x'\n"
+    files["nb.ipynb"] = "{broken"
+    files["pkg/__init__.py"] = ""
+    root = make_repo(tmp_path / "repo", files)
+    serial = run(root, tmp_path / "serial-cache")
+    monkeypatch.setattr(factcache, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(factcache, "_workers", lambda: 2)
+    parent = os.getpid()
+    real = pyfacts.facts_for
+
+    def only_in_workers(path: str, data: bytes) -> pyfacts.FileFacts:
+        assert os.getpid() != parent, "parsed in the parent process"
+        return real(path, data)
+
+    monkeypatch.setattr(pyfacts, "facts_for", only_in_workers)
+    parallel = run(root, tmp_path / "parallel-cache")
+    assert parallel == serial
+    assert len(serial.env) == 30

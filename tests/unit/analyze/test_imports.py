@@ -73,6 +73,7 @@ def test_stdlib_own_modules_future_and_relative_are_left_out(tmp_path: Path) -> 
                 import srcpkg
                 import nspkg.thing
                 import scriptlib
+                import yaml
                 from . import rel
                 import requests
             """,
@@ -81,15 +82,17 @@ def test_stdlib_own_modules_future_and_relative_are_left_out(tmp_path: Path) -> 
             "mypkg/sub.py": "",
             "src/srcpkg/__init__.py": "",
             "nspkg/thing.py": "",  # a namespace folder nobody else provides
-            "scripts/run.py": "import scriptlib\nimport numpy\n",
+            "scripts/run.py": "import scriptlib\nimport numpy\nimport yaml\n",
             "scripts/scriptlib.py": "",
+            "scripts/yaml.py": "",
         },
     )
     result, _ = run(root)
-    assert names(result) == ["numpy", "requests", "scriptlib"]
-    # scriptlib is a sibling only for scripts/run.py; train.py cannot import it.
-    scriptlib = next(p for p in result.packages if p.name == "scriptlib")
-    assert scriptlib.source == "train.py:8"
+    # scripts/yaml.py shadows PyYAML only for its sibling scripts/run.py (a script folder);
+    # an unknown name defined anywhere in the repository is taken as local.
+    assert names(result) == ["numpy", "pyyaml", "requests"]
+    yaml = next(p for p in result.packages if p.name == "pyyaml")
+    assert yaml.source == "train.py:9"
 
 
 def test_sibling_of_a_package_module_is_not_own(tmp_path: Path) -> None:
@@ -320,3 +323,20 @@ def test_unknown_namespace_module_is_not_guessed(tmp_path: Path) -> None:
     unknown = [w for w in warnings if w.startswith("unknown:")]
     assert len(unknown) == 2
     assert "provides google.mystery (a namespace package; declare it) at a.py:1" in unknown[1]
+
+
+def test_deep_local_names_unless_a_distribution_is_known(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "lib/__init__.py": "",
+            "lib/models/__init__.py": "",
+            "lib/models/align/__init__.py": "",
+            "lib/models/align/convert.py": "import align\n",  # the original repo, not on PyPI
+            "lib/integrations/__init__.py": "",
+            "lib/integrations/wandb.py": "import wandb\nimport obscure_tool\n",
+            "lib/obscure_tool_helpers.py": "",
+        },
+    )
+    result, _ = run(root)
+    assert names(result) == ["obscure-tool", "wandb"]
