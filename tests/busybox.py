@@ -109,13 +109,16 @@ def docker_image() -> str:
     return ref
 
 
-def store_image(store: Store) -> str:
-    """Put the rootfs into an mlpack store as a one-layer OCI image; return its reference."""
+def store_image(store: Store, *, env: tuple[str, ...] = (), tag: str | None = None) -> str:
+    """Put the rootfs into an mlpack store as a one-layer OCI image; return its reference.
+
+    ``env`` adds image ``Env`` entries (give such variants their own ``tag``).
+    """
     from mlpack.oci import mediatypes
     from mlpack.oci.layer_writer import write_layer
     from mlpack.oci.model import Descriptor
 
-    ref = f"{DOCKER_REPO}:{key()}"
+    ref = f"{DOCKER_REPO}:{tag or key()}"
     with contextlib.suppress(Exception):
         store.resolve(ref)
         return ref
@@ -131,7 +134,7 @@ def store_image(store: Store) -> str:
         "os": "linux",
         "config": {
             "Cmd": ["/bin/sh"],
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *env],
         },
         "rootfs": {"type": "layers", "diff_ids": [digests.diff_id]},
     }

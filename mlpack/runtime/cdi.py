@@ -22,6 +22,7 @@ from mlpack.progress import reporter
 
 GPU_KIND: Final = "nvidia.com/gpu"
 SPEC_DIRS: Final = (Path("/etc/cdi"), Path("/var/run/cdi"))  # later dirs take precedence
+SPEC_DIRS_ENV: Final = "MLPACK_CDI_SPEC_DIRS"  # colon-separated, replaces SPEC_DIRS
 DRIVER_VERSION_FILE: Final = Path("/proc/driver/nvidia/version")
 GENERATE_HINT: Final = (
     "generate the CDI spec with the NVIDIA Container Toolkit: "
@@ -117,10 +118,18 @@ def driver_version(version_file: Path = DRIVER_VERSION_FILE) -> str | None:
     return m.group(1) if m else "unknown"
 
 
-def spec_files(spec_dirs: tuple[Path, ...] = SPEC_DIRS) -> tuple[Path, ...]:
+def default_spec_dirs() -> tuple[Path, ...]:
+    """Return ``$MLPACK_CDI_SPEC_DIRS`` (colon-separated) when set, else /etc/cdi, /var/run/cdi."""
+    value = os.environ.get(SPEC_DIRS_ENV)
+    if value:
+        return tuple(Path(p) for p in value.split(":") if p)
+    return SPEC_DIRS
+
+
+def spec_files(spec_dirs: tuple[Path, ...] | None = None) -> tuple[Path, ...]:
     """List the CDI spec files (``*.json``, ``*.yaml``, ``*.yml``), lowest precedence first."""
     found: list[Path] = []
-    for d in spec_dirs:
+    for d in default_spec_dirs() if spec_dirs is None else spec_dirs:
         try:
             entries = sorted(d.iterdir())
         except OSError:
@@ -168,7 +177,7 @@ def load_spec(path: Path) -> dict[str, Any]:
 
 
 def devices_of_kind(
-    kind: str = GPU_KIND, *, spec_dirs: tuple[Path, ...] = SPEC_DIRS
+    kind: str = GPU_KIND, *, spec_dirs: tuple[Path, ...] | None = None
 ) -> tuple[CdiDevice, ...]:
     """Return the devices of ``kind`` from every spec, in spec order.
 
@@ -200,7 +209,7 @@ def resolve_cdi(
     gpus: str,
     *,
     kind: str = GPU_KIND,
-    spec_dirs: tuple[Path, ...] = SPEC_DIRS,
+    spec_dirs: tuple[Path, ...] | None = None,
     driver_file: Path = DRIVER_VERSION_FILE,
     check_hooks: bool = True,
 ) -> CdiEdits:
@@ -210,9 +219,10 @@ def resolve_cdi(
     or UUIDs (``0``, ``GPU-…``, ``nvidia.com/gpu=0``; ``device=0,1`` as in Docker is accepted).
     Raises ContainerError naming the missing piece (driver, spec, device) and the fix.
     """
-    devices = devices_of_kind(kind, spec_dirs=spec_dirs)
+    dirs = default_spec_dirs() if spec_dirs is None else spec_dirs
+    devices = devices_of_kind(kind, spec_dirs=dirs)
     if not devices:
-        where = ", ".join(str(d) for d in spec_dirs)
+        where = ", ".join(str(d) for d in dirs)
         if driver_version(driver_file) is None:
             msg = (
                 f"--gpus {gpus}: no NVIDIA driver on this host ({driver_file} is missing) and "

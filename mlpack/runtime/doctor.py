@@ -322,7 +322,7 @@ def check_docker() -> Check:
 
 
 def check_gpu(
-    *, spec_dirs: tuple[Path, ...] = cdi.SPEC_DIRS, driver_file: Path = cdi.DRIVER_VERSION_FILE
+    *, spec_dirs: tuple[Path, ...] | None = None, driver_file: Path = cdi.DRIVER_VERSION_FILE
 ) -> Check:
     """NVIDIA driver version and the CDI specs/devices ``--gpus`` would use."""
     version = cdi.driver_version(driver_file)
