@@ -66,7 +66,7 @@ run_group() { # runtime-name runtime-path group
   pass=$(grep -cE '^ok [0-9]+' "$log" || true)
   skip=$(grep -cE '^ok [0-9]+.*# ?SKIP' "$log" || true)
   fail=$(grep -cE '^not ok [0-9]+' "$log" || true)
-  printf '%-8s %-22s %4d/%-4d fail %-3d skip %d\n' "$1" "$3" "$pass" "$((pass + fail))" "$fail" "$skip"
+  printf '%-10s %-22s %4d/%-4d fail %-3d skip %d\n' "$1" "$3" "$pass" "$((pass + fail))" "$fail" "$skip"
 }
 
 [[ $(id -u) -eq 0 ]] || { echo "conformance needs root" >&2; exit 1; }
@@ -77,5 +77,6 @@ runtimes=("$@")
 echo "runtime-tools $RT_COMMIT; logs in $RESULTS"
 for rt in "${runtimes[@]}"; do
   path=$(runtime_path "$rt") || { echo "$rt: not installed" >&2; continue; }
-  for g in $RT_GROUPS; do run_group "$rt" "$path" "$g"; done
+  name=$(basename "$rt")
+  for g in $RT_GROUPS; do run_group "$name" "$path" "$g"; done
 done
