@@ -71,7 +71,9 @@ def _embedded(store_root: Path) -> Backend:
     return Backend(EmbeddedRuntime(), image, store_root)
 
 
-@pytest.fixture(scope="module", params=["embedded", "docker"])
+@pytest.fixture(
+    scope="module", params=["embedded", pytest.param("docker", marks=pytest.mark.docker)]
+)
 def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Backend]:
