@@ -3,20 +3,51 @@
 from __future__ import annotations
 
 import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from mlpack import __version__
+
+ISSUES_URL = "https://github.com/mlpack-env/mlpack/issues"
+
+
+def bug_report(exc: BaseException) -> str:
+    """The text shown for an unexpected exception: the traceback and where to report it."""
+    return (
+        "".join(traceback.format_exception(exc))
+        + f"error: this is a bug in mlpack {__version__}; please report it with the traceback "
+        f"above at {ISSUES_URL}\n"
+    )
+
+
+def _fast_path(args: Sequence[str]) -> Callable[[list[str]], int | None] | None:
+    # Commands on hot paths skip typer and rich (~0.3 s of imports): the container exec path
+    # (BENCHMARKS B1) and `analyze --json`, which scripts and benchmarks call in loops (B3).
+    if args[:1] in (["run"], ["runtime"]):
+        from mlpack.cli.fastrun import dispatch
+
+        return dispatch
+    if args[:1] == ["analyze"]:
+        from mlpack.cli.fastanalyze import dispatch as dispatch_analyze
+
+        return dispatch_analyze
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mlpack`` command.
 
-    Heavy imports (typer, rich) happen inside ``mlpack.cli.app`` so that fast paths can
-    be added here later without paying for them.
+    A fast path returns None when it cannot handle the arguments (e.g. ``--help``); the typer
+    application in ``mlpack.cli.app`` then handles them.
     """
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] in (["run"], ["runtime"]):
-        # The container exec path: argparse only, no typer/rich/docker imports (BENCHMARKS B1).
-        from mlpack.cli.fastrun import dispatch
-
-        code = dispatch(args)
+    fast = _fast_path(args)
+    if fast is not None:
+        try:
+            code = fast(list(args))
+        except Exception as exc:  # noqa: BLE001 - anything unexpected is a bug, reported as one
+            sys.stderr.write(bug_report(exc))
+            code = 70
         if code is not None:
             sys.exit(code)
     from mlpack.cli.app import run_app

@@ -9,9 +9,8 @@ import typer
 from rich.console import Console
 
 from mlpack import __version__
+from mlpack.cli import bug_report
 from mlpack.errors import EXIT_BUG, EXIT_INTERRUPTED, MlpackError
-
-ISSUES_URL = "https://github.com/mlpack-env/mlpack/issues"
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -87,13 +86,7 @@ def run_app(argv: list[str]) -> int:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return EXIT_INTERRUPTED
-    except Exception:  # noqa: BLE001 - anything else is a bug and is reported as one
-        err.print(traceback.format_exc(), markup=False)
-        err.print(
-            f"error: this is a bug in mlpack {__version__}; please report it with the "
-            f"traceback above at {ISSUES_URL}",
-            markup=False,
-            style="bold red",
-        )
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug and is reported as one
+        err.print(bug_report(exc), markup=False, end="")
         return EXIT_BUG
     return 0

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import typer
 
 from mlpack import __version__
+from mlpack.cli import ISSUES_URL
 from mlpack.cli import app as cli_app
 from mlpack.errors import EXIT_BUG, LockError
 
@@ -65,7 +70,7 @@ def test_unexpected_exception_is_reported_as_a_bug(
     assert code == EXIT_BUG
     assert "ZeroDivisionError" in err
     assert "this is a bug in mlpack" in err
-    assert cli_app.ISSUES_URL in err
+    assert ISSUES_URL in err
 
 
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,3 +83,33 @@ def test_every_command_has_help() -> None:
     for command in cli_app.app.registered_commands:
         assert command.callback is not None
         assert command.callback.__doc__, f"{command.callback.__name__} has no help text"
+
+
+def test_analyze_json_fast_path_skips_typer_and_rich(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("import numpy\n")
+    code = (
+        "import sys; from mlpack.cli.fastanalyze import dispatch;"
+        f"rc = dispatch(['analyze', {str(tmp_path)!r}, '--json']);"
+        "assert not {'typer', 'rich', 'click'} & set(sys.modules), 'heavy import';"
+        "sys.exit(rc)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert [p["name"] for p in json.loads(result.stdout)["packages"]] == ["numpy"]
+
+
+def test_analyze_errors_the_same_on_both_paths(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+    mlpack = Path(sys.executable).with_name("mlpack")
+    for extra in (["--json"], []):
+        result = subprocess.run(
+            [str(mlpack), "analyze", str(not_a_dir), *extra],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.startswith("error: "), result.stderr
+        assert "hint: " in result.stderr
+        assert result.stdout == ""
