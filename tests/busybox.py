@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -93,15 +94,30 @@ def tarball(root: Path) -> bytes:
     return buf.getvalue()
 
 
-def docker_image() -> str:
-    """Return a Docker image reference with this rootfs, importing it when missing."""
-    ref = f"{DOCKER_REPO}:{key()}"
+ENTRYPOINT_VARIANT = (("/bin/echo", "ep"), ("default",))  # Entrypoint, Cmd
+
+
+def docker_image(*, entrypoint: bool = False) -> str:
+    """Return a Docker image reference with this rootfs, importing it when missing.
+
+    ``entrypoint`` gives the variant with ENTRYPOINT_VARIANT's Entrypoint and Cmd.
+    """
+    ref = f"{DOCKER_REPO}:{key()}" + ("-ep" if entrypoint else "")
     have = subprocess.run(["docker", "image", "inspect", ref], capture_output=True, check=False)
     if have.returncode == 0:
         return ref
     data = tarball(rootfs())
+    changes = ["--change", 'CMD ["/bin/sh"]']
+    if entrypoint:
+        ep, cmd = ENTRYPOINT_VARIANT
+        changes = [
+            "--change",
+            f"ENTRYPOINT {json.dumps(list(ep))}",
+            "--change",
+            f"CMD {json.dumps(list(cmd))}",
+        ]
     subprocess.run(
-        ["docker", "import", "--change", 'CMD ["/bin/sh"]', "-", ref],
+        ["docker", "import", *changes, "-", ref],
         input=data,
         capture_output=True,
         check=True,
@@ -109,16 +125,19 @@ def docker_image() -> str:
     return ref
 
 
-def store_image(store: Store, *, env: tuple[str, ...] = (), tag: str | None = None) -> str:
+def store_image(
+    store: Store, *, env: tuple[str, ...] = (), tag: str | None = None, entrypoint: bool = False
+) -> str:
     """Put the rootfs into an mlpack store as a one-layer OCI image; return its reference.
 
-    ``env`` adds image ``Env`` entries (give such variants their own ``tag``).
+    ``env`` adds image ``Env`` entries (give such variants their own ``tag``); ``entrypoint``
+    gives the variant with ENTRYPOINT_VARIANT's Entrypoint and Cmd.
     """
     from mlpack.oci import mediatypes
     from mlpack.oci.layer_writer import write_layer
     from mlpack.oci.model import Descriptor
 
-    ref = f"{DOCKER_REPO}:{tag or key()}"
+    ref = f"{DOCKER_REPO}:{tag or key()}" + ("-ep" if entrypoint else "")
     with contextlib.suppress(Exception):
         store.resolve(ref)
         return ref
@@ -133,7 +152,11 @@ def store_image(store: Store, *, env: tuple[str, ...] = (), tag: str | None = No
         "architecture": "amd64",
         "os": "linux",
         "config": {
-            "Cmd": ["/bin/sh"],
+            **(
+                {"Entrypoint": list(ENTRYPOINT_VARIANT[0]), "Cmd": list(ENTRYPOINT_VARIANT[1])}
+                if entrypoint
+                else {"Cmd": ["/bin/sh"]}
+            ),
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *env],
         },
         "rootfs": {"type": "layers", "diff_ids": [digests.diff_id]},

@@ -32,11 +32,14 @@ MiB = 1 << 20
 
 
 class Backend:
-    """A runtime plus the image reference it knows the test image by."""
+    """A runtime plus the image references it knows the test images by."""
 
-    def __init__(self, runtime: Runtime, image: str, store_root: Path | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, image: str, ep_image: str, store_root: Path | None = None
+    ) -> None:
         self.runtime = runtime
         self.image = image
+        self.ep_image = ep_image  # with an Entrypoint and a Cmd
         self.store_root = store_root  # the embedded runtime's store; None for docker
 
     def run(self, *command: str, image: str | None = None, **options: object) -> RunResult:
@@ -52,7 +55,7 @@ def _docker() -> Backend:
     require(probe_socket().ok, "a running Docker engine (dockerd)")
     require(shutil.which("docker") is not None, "the docker CLI (docker import)")
     require(busybox.available(), "busybox-static")
-    return Backend(DockerRuntime(), busybox.docker_image())
+    return Backend(DockerRuntime(), busybox.docker_image(), busybox.docker_image(entrypoint=True))
 
 
 def _embedded(store_root: Path) -> Backend:
@@ -67,8 +70,11 @@ def _embedded(store_root: Path) -> Backend:
     from mlpack.runtime.embedded import EmbeddedRuntime
 
     # The embedded runtime opens Store.default(), i.e. $MLPACK_HOME (set by the fixture).
-    image = busybox.store_image(Store(store_root))
-    return Backend(EmbeddedRuntime(), image, store_root)
+    store = Store(store_root)
+    image = busybox.store_image(store)
+    return Backend(
+        EmbeddedRuntime(), image, busybox.store_image(store, entrypoint=True), store_root
+    )
 
 
 @pytest.fixture(
@@ -97,6 +103,15 @@ def backend(
 def test_exit_code(backend: Backend) -> None:
     assert backend.run("sh", "-c", "exit 3").exit_code == 3
     assert backend.run("true").exit_code == 0
+
+
+def test_command_replaces_cmd_and_keeps_the_entrypoint(
+    backend: Backend, capfd: pytest.CaptureFixture[str]
+) -> None:
+    backend.run(image=backend.ep_image)  # no command: Entrypoint + Cmd
+    assert capfd.readouterr().out.splitlines()[-1] == "ep default"
+    backend.run("given", "args", image=backend.ep_image)
+    assert capfd.readouterr().out.splitlines()[-1] == "ep given args"
 
 
 def test_killed_by_a_signal(backend: Backend) -> None:
