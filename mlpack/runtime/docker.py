@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import selectors
+import signal
 import socket
 import struct
 import threading
@@ -22,6 +23,8 @@ from mlpack.runtime.base import RunConfig, RunResult
 from mlpack.runtime.dockersock import docker_host, require_docker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import docker
     from docker.models.containers import Container
 
@@ -179,7 +182,12 @@ class DockerRuntime:
             if config.tty:
                 self._resize(client, container_id)
             with self._raw_terminal(config):
-                self._pump(sock, tty=config.tty, interactive=config.interactive)
+                self._pump(
+                    sock,
+                    tty=config.tty,
+                    interactive=config.interactive,
+                    on_resize=lambda: self._resize(client, container_id),
+                )
             status = dict(container.wait())
             exited = True
             done.set()
@@ -230,17 +238,50 @@ class DockerRuntime:
         finally:
             termios.tcsetattr(self.stdin_fd, termios.TCSADRAIN, saved)
 
-    def _pump(self, attached: Any, *, tty: bool, interactive: bool) -> None:
-        """Copy the attach stream to our fds (demultiplexing when there is no tty) and stdin in."""
+    def _pump(
+        self,
+        attached: Any,
+        *,
+        tty: bool,
+        interactive: bool,
+        on_resize: Callable[[], None] | None = None,
+    ) -> None:
+        """Copy the attach stream to our fds (demultiplexing when there is no tty) and stdin in.
+
+        With a tty on a real terminal, window-size changes (SIGWINCH) are passed on through a
+        self-pipe, so the handler itself never calls the engine.
+        """
         sock: socket.socket = getattr(attached, "_sock", attached)
         sel = selectors.DefaultSelector()
         sel.register(sock, selectors.EVENT_READ, "container")
         if interactive:
             sel.register(self.stdin_fd, selectors.EVENT_READ, "stdin")
+        winch: tuple[int, int] | None = None
+        previous: Any = None
+        if (
+            tty
+            and on_resize is not None
+            and os.isatty(self.stdout_fd)
+            and threading.current_thread() is threading.main_thread()
+        ):
+            winch = os.pipe()
+            os.set_blocking(winch[1], False)
+            wake = winch[1]
+
+            def _on_winch(_signum: int, _frame: Any) -> None:
+                with contextlib.suppress(OSError):
+                    os.write(wake, b"w")
+
+            previous = signal.signal(signal.SIGWINCH, _on_winch)
+            sel.register(winch[0], selectors.EVENT_READ, "winch")
         buf = b""
         try:
             while True:
                 for key, _ in sel.select():
+                    if key.data == "winch" and winch is not None and on_resize is not None:
+                        os.read(winch[0], 512)
+                        on_resize()
+                        continue
                     if key.data == "stdin":
                         data = os.read(self.stdin_fd, 65536)
                         if data:
@@ -266,6 +307,10 @@ class DockerRuntime:
                         _write_all(self.stderr_fd if kind == 2 else self.stdout_fd, payload)
         finally:
             sel.close()
+            if winch is not None:
+                signal.signal(signal.SIGWINCH, previous)
+                os.close(winch[0])
+                os.close(winch[1])
             # Close the HTTP response that owns the upgraded connection, then the socket.
             with contextlib.suppress(OSError, ValueError):
                 response = getattr(attached, "_response", None)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import uuid
@@ -214,21 +217,42 @@ def test_ctrl_c_stops_and_removes_the_container(image: str, tmp_path: Path) -> N
     assert _containers(label) == []
 
 
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
 @pytest.mark.docker
 def test_tty_and_interactive_on_a_terminal(image: str) -> None:
     # The shell flushes typeahead when it sets up its line editor, so type only once the prompt
-    # shows, as a person would; a thread plays the terminal on the pty's master side.
+    # shows, as a person would; a thread plays the terminal on the pty's master side. It then
+    # resizes the window (SIGWINCH) and asks `stty size` until the new size has reached the
+    # container's tty.
     master, slave = os.openpty()
+    _set_size(slave, 24, 80)
     seen = bytearray()
 
     def terminal() -> None:
-        typed = False
         with contextlib.suppress(OSError):
+            while b"# " not in seen:
+                seen.extend(os.read(master, 65536))
+            os.write(master, b"echo typed-$((6*7)); tty; stty size\n")
+            while b"24 80" not in seen:
+                seen.extend(os.read(master, 65536))
+            _set_size(slave, 33, 101)
+            os.kill(os.getpid(), signal.SIGWINCH)
+            for _ in range(50):
+                if b"33 101" in seen:
+                    break
+                os.write(master, b"stty size\n")
+                time.sleep(0.2)
+                os.set_blocking(master, False)
+                with contextlib.suppress(BlockingIOError):
+                    while chunk := os.read(master, 65536):
+                        seen.extend(chunk)
+                os.set_blocking(master, True)
+            os.write(master, b"exit 4\n")
             while chunk := os.read(master, 65536):
                 seen.extend(chunk)
-                if not typed and b"# " in seen:
-                    os.write(master, b"echo typed-$((6*7)); tty; exit 4\n")
-                    typed = True
 
     reader = threading.Thread(target=terminal, daemon=True)
     reader.start()
@@ -255,3 +279,4 @@ def test_tty_and_interactive_on_a_terminal(image: str) -> None:
     assert result.exit_code == 4
     assert b"typed-42" in seen
     assert b"/dev/pts/" in seen
+    assert b"33 101" in seen  # the resize reached the container
