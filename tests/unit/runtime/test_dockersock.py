@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from mlpack.errors import ContainerError
 from mlpack.runtime.docker import DockerRuntime
 from mlpack.runtime.dockersock import docker_host, probe_socket, require_docker
 from tests.conftest import require
+from tests.unprivileged import run_as_nobody
 
 
 @pytest.fixture
@@ -124,22 +123,7 @@ def test_permission_denied_for_an_unprivileged_user(sock_dir: Path) -> None:
         f"s = probe_socket('unix://{path}'); print(s.state); print(s.hint)"
     )
     try:
-        out = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                sys.executable,
-                "-c",
-                code,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd="/",
-            env={"PYTHONPATH": str(Path(__file__).resolve().parents[3]), "PATH": "/usr/bin:/bin"},
-        )
+        out = run_as_nobody(code)
     finally:
         srv.close()
     state, hint = out.stdout.splitlines()[:2]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from mlpack.cli.app import run_app
 from mlpack.runtime import doctor as doc
 from tests.conftest import require
+from tests.unprivileged import run_as_nobody
 
 REPO = Path(__file__).resolve().parents[3]
 NAMES = (
@@ -75,14 +74,7 @@ def test_an_unprivileged_user_sees_what_it_cannot_do() -> None:
         "import json; from mlpack.runtime.doctor import doctor; r = doctor(); "
         "print(json.dumps([[c.name, c.status, c.summary, c.fix, c.required] for c in r.checks]))"
     )
-    proc = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd="/",
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
-    )
+    proc = run_as_nobody(code)
     checks = {
         name: (status, summary, fix) for name, status, summary, fix, _ in json.loads(proc.stdout)
     }
