@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -206,3 +207,37 @@ def test_bundle_resources_land_in_cgroups_path(bundle: Path, tmp_path: Path) -> 
     finally:
         assert rt(root, "delete", "--force", "res").returncode == 0
     assert not (layout.v1_mount("memory") / cg_path.strip("/")).exists()  # type: ignore[operator]
+
+
+def test_oci_defaults_user_namespace_range_and_no_nnp(tmp_path: Path) -> None:
+    """As root with a range map (container root = host 1000): the exec fifo and the cgroup join
+    still work, files created by root in the namespace are fine, and noNewPrivileges absent
+    means off (the OCI default; mlpack's own configs always set it)."""
+    require_root()
+    # Host 1000 must be able to reach the rootfs: pytest's tmp dirs are 0700 root.
+    base = Path(tempfile.mkdtemp(prefix="mlpack-userns-"))
+    base.chmod(0o755)
+    bundle = base / "bundle"
+    make_rootfs(bundle / "rootfs")
+    runc_spec(bundle, ["sh", "-c", "cat /proc/self/uid_map; grep NoNewPrivs /proc/self/status"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 2000}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 2000}]
+    config["linux"]["resources"] = {"pids": {"limit": 50}}
+    config["process"].pop("noNewPrivileges", None)
+    config["root"]["readonly"] = False
+    (bundle / "config.json").write_text(json.dumps(config))
+    root = tmp_path / "state"
+    log = tmp_path / "detached.log"
+    assert rt_detached(root, "create", "--bundle", str(bundle), "userns") == 0, log.read_text()
+    assert rt(root, "start", "userns").returncode == 0
+    deadline = time.monotonic() + 30
+    while json.loads(rt(root, "state", "userns").stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert rt(root, "delete", "userns").returncode == 0
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert ["0", "1000", "2000"] in lines
+    assert ["NoNewPrivs:", "0"] in lines
+    shutil.rmtree(base)

@@ -115,6 +115,7 @@ class Limits:
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # OCI: memory + swap; None: no swap; -1: unlimited swap
     memory_reservation: int | None = None
+    kernel_tcp: int | None = None  # v1 only; linux.resources.memory.kernel is ignored, as runc
     swappiness: int | None = None
     disable_oom_killer: bool = False
     cpus: float | None = None
@@ -130,6 +131,7 @@ class Limits:
         if (
             self.memory is not None
             or self.memory_reservation is not None
+            or self.kernel_tcp is not None
             or self.swappiness is not None
             or self.disable_oom_killer
         ):
@@ -405,6 +407,9 @@ def _apply_memory(group: Cgroup, limits: Limits) -> None:
         _check(mem / "memory.limit_in_bytes", limits.memory)
     if limits.memory_reservation is not None:
         _write(mem / "memory.soft_limit_in_bytes", str(limits.memory_reservation))
+    if limits.kernel_tcp is not None:
+        _write(mem / "memory.kmem.tcp.limit_in_bytes", str(limits.kernel_tcp))
+        _check(mem / "memory.kmem.tcp.limit_in_bytes", limits.kernel_tcp)
     if limits.swappiness is not None:
         _write(mem / "memory.swappiness", str(limits.swappiness))
     if limits.disable_oom_killer:

@@ -1,4 +1,4 @@
-# ruff: noqa: PTH104, PTH109, PTH112, PTH113, PTH115, PTH118, PTH123, SIM105, PLR0917
+# ruff: noqa: PTH104, PTH109, PTH112, PTH113, PTH115, PTH118, PTH123, PTH208, SIM105, PLR0917
 # (It may import only os, ctypes, json, signal, struct, sys, select: no pathlib, no contextlib.)
 """The container helper: namespaces, rootfs, privileges and execve, from an OCI config.
 
@@ -868,6 +868,14 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     for procs in req.get("cgroup_procs") or ():  # type: ignore[attr-defined]
         with open(procs, "w") as f:
             f.write("0")
+    if userns:
+        # Become the namespace's root, after joining the cgroups (which needs the host id we
+        # started as): that id may be unmapped (a rootful range map), and files created by an
+        # unmapped id fail with EOVERFLOW.
+        if _lines("/proc/self/setgroups") == ["allow"]:
+            os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
     flags = 0
     types = {str(n["type"]) for n in linux.get("namespaces") or ()}  # type: ignore[attr-defined]
     if "mount" not in types:  # the rootfs setup below must never touch the host's mounts
@@ -886,7 +894,11 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     if "network" in types:
         bring_up_loopback()
     fifo = -1
-    if req.get("exec_fifo"):
+    if isinstance(req.get("exec_fifo_fd"), int):
+        # Opened (O_PATH) by the parent: the state dir may not be searchable by the
+        # namespace's root; only the fifo itself is chowned to it, as runc does.
+        fifo = int(req["exec_fifo_fd"])  # type: ignore[call-overload]
+    elif req.get("exec_fifo"):
         fifo = os.open(str(req["exec_fifo"]), O_PATH | os.O_CLOEXEC)
     rootfs = Rootfs(req, config, userns)
     rootfs.build()
@@ -922,6 +934,11 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
         os.umask(int(user["umask"]))  # type: ignore[call-overload]
     caps: dict[str, list[str]] = proc.get("capabilities") or {}  # type: ignore[assignment]
     drop_bounding(caps)
+    nnp = bool(proc.get("noNewPrivileges"))  # OCI default false; mlpack's configs set true
+    if not nnp:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still
+        # have it, as runc does; the profile must then allow the remaining setup calls.
+        load_seccomp(req.get("seccomp_bpf"))
     prctl(PR_SET_KEEPCAPS, 1)
     if not userns or _lines("/proc/self/setgroups") == ["allow"]:
         os.setgroups(extra)
@@ -929,7 +946,7 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     os.setresuid(uid, uid, uid)
     prctl(PR_SET_KEEPCAPS, 0)
     apply_caps(caps)
-    if proc.get("noNewPrivileges", True):
+    if nnp:
         prctl(PR_SET_NO_NEW_PRIVS, 1)
     set_rlimits(proc.get("rlimits") or [])  # type: ignore[arg-type]
     if not proc.get("terminal"):
@@ -955,10 +972,7 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
         args = [str(init), program, *args[1:]]
         program = str(init)
     keep = int(req.get("preserve_fds") or 0)  # type: ignore[call-overload]
-    _check(
-        libc.syscall(_nr(2), 3 + keep, ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC),
-        "close_range",
-    )
+    cloexec_from(3 + keep)
     for sig in range(1, signal.NSIG):
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
             try:
@@ -966,20 +980,39 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
             except (OSError, ValueError):
                 pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    bpf = req.get("seccomp_bpf")
-    if isinstance(bpf, str) and bpf:
-        code = bytes.fromhex(bpf)
-        filt = ctypes.create_string_buffer(code)
-        prog = ctypes.create_string_buffer(
-            struct.pack("HxxxxxxP", len(code) // 8, ctypes.addressof(filt))
-        )
-        _check(
-            libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "seccomp"
-        )
+    if nnp:
+        load_seccomp(req.get("seccomp_bpf"))  # last, right before execve (§3)
     try:
         os.execve(program, args, dict(e.partition("=")[::2] for e in env))
     except OSError as exc:
         raise Failure(f"exec {program}: {exc.strerror}") from exc
+
+
+def cloexec_from(first: int) -> None:
+    """Mark every fd >= ``first`` close-on-exec (CVE-2024-21626): close_range, or, where a
+    profile refuses it, each fd of /proc/self/fd (as runc falls back).
+    """
+    if libc.syscall(_nr(2), first, ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC) == 0:
+        return
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def load_seccomp(bpf: object) -> None:
+    """Install the compiled filter (raw sock_filter bytes, hex-encoded by the parent)."""
+    if not isinstance(bpf, str) or not bpf:
+        return
+    code = bytes.fromhex(bpf)
+    filt = ctypes.create_string_buffer(code)
+    prog = ctypes.create_string_buffer(
+        struct.pack("HxxxxxxP", len(code) // 8, ctypes.addressof(filt))
+    )
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "seccomp")
 
 
 def _lines(path: str) -> list[str]:

@@ -40,6 +40,7 @@ class Launch:
     seccomp_cache: Path | None = None
     stdio: tuple[int | None, int | None, int | None] | None = None  # the container's 0, 1, 2
     preserve_fds: int = 0
+    exec_fifo_fd: int | None = None  # an O_PATH fd of exec_fifo, passed to the helper
     container_id: str = ""
     bundle: Path | None = None  # holds config.json, for hooks
     extra_fds: tuple[int, ...] = field(default=())
@@ -122,6 +123,7 @@ class Helper:
             "detach": launch.detach,
             "state_dir": str(launch.state_dir) if launch.state_dir else None,
             "exec_fifo": str(launch.exec_fifo) if launch.exec_fifo else None,
+            "exec_fifo_fd": launch.exec_fifo_fd,
             "preserve_fds": launch.preserve_fds,
             "id": launch.container_id,
             "bundle": str(launch.bundle) if launch.bundle else "",
@@ -141,7 +143,12 @@ class Helper:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(HELPER), str(ctl_r), str(st_w)],
-                pass_fds=(ctl_r, st_w, *launch.extra_fds),
+                pass_fds=(
+                    ctl_r,
+                    st_w,
+                    *launch.extra_fds,
+                    *(() if launch.exec_fifo_fd is None else (launch.exec_fifo_fd,)),
+                ),
                 close_fds=True,
                 start_new_session=True,
                 stdin=stdio[0],

@@ -21,6 +21,7 @@ from mlpack.runtime.embedded import cgroups, state
 from mlpack.runtime.embedded.launcher import Helper, Launch
 
 OCI_VERSION = "1.0.2"
+O_PATH = getattr(os, "O_PATH", 0o10000000)
 SIGNALS = {s.name.removeprefix("SIG"): int(s) for s in signal.Signals}
 
 
@@ -58,6 +59,7 @@ def limits_of(config: dict[str, Any]) -> cgroups.Limits:
         memory=positive(mem.get("limit")),
         memory_swap=-1 if swap == -1 else positive(swap),
         memory_reservation=positive(mem.get("reservation")),
+        kernel_tcp=positive(mem.get("kernelTCP")),
         swappiness=mem.get("swappiness") if isinstance(mem.get("swappiness"), int) else None,
         disable_oom_killer=bool(mem.get("disableOOMKiller")),
         cpus=quota / period if isinstance(quota, int) and quota > 0 else None,
@@ -74,6 +76,7 @@ def _launch(
 ) -> tuple[state.StateDir, Helper, state.ContainerState]:
     config, rootfs = load_bundle(bundle)
     sd = state.create_dir(root, cid)
+    fifo_fd = None
     try:
         layout = cgroups.detect()
         limits = limits_of(config)
@@ -101,6 +104,10 @@ def _launch(
         if detach:
             fifo = sd.fifo
             os.mkfifo(fifo, 0o600)
+            root_ids = _host_root(config)
+            if root_ids is not None and os.geteuid() == 0:
+                os.chown(fifo, *root_ids)  # pid 1 opens it as the namespace's root (as runc)
+            fifo_fd = os.open(fifo, O_PATH | os.O_CLOEXEC)
         helper = Helper(
             Launch(
                 config=config,
@@ -109,6 +116,7 @@ def _launch(
                 cgroup_version=2 if layout.version == "v2" else 1,
                 state_dir=sd.path,
                 exec_fifo=fifo,
+                exec_fifo_fd=fifo_fd,
                 detach=detach,
                 seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
                 preserve_fds=preserve_fds,
@@ -121,6 +129,9 @@ def _launch(
     except BaseException:
         sd.remove()
         raise
+    finally:
+        if fifo_fd is not None:
+            os.close(fifo_fd)
     st = dataclasses.replace(
         st,
         pid=helper.pid,
@@ -130,6 +141,24 @@ def _launch(
     )
     sd.write(st)
     return sd, helper, st
+
+
+def _host_root(config: dict[str, Any]) -> tuple[int, int] | None:
+    """The host uid and gid that the container's root maps to, with a user namespace."""
+    linux = config.get("linux") or {}
+    if "user" not in {n.get("type") for n in linux.get("namespaces") or ()}:
+        return None
+    found = []
+    for key in ("uidMappings", "gidMappings"):
+        ids = [
+            int(m["hostID"]) - int(m["containerID"])
+            for m in linux.get(key) or ()
+            if int(m["containerID"]) <= 0 < int(m["containerID"]) + int(m["size"])
+        ]
+        if not ids:
+            return None
+        found.append(ids[0])
+    return found[0], found[1]
 
 
 def create(

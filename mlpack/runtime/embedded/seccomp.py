@@ -558,22 +558,25 @@ class _Lib:
                     raise ContainerError(msg, hint="remove it from the profile's architectures")
             for rule in profile.get("syscalls") or ():
                 action = _action(rule["action"], rule.get("errnoRet"))
+                if action == default:  # libseccomp refuses these (EACCES); runc skips them
+                    continue
                 args = rule.get("args") or []
-                arr = (ctypes.c_byte * (24 * max(len(args), 1)))()
-                for i, arg in enumerate(args):
-                    ctypes.memmove(
-                        ctypes.addressof(arr) + 24 * i,
-                        _pack_arg(arg),
-                        24,
-                    )
-                for name in rule["names"]:
-                    nr = lib.seccomp_syscall_resolve_name(name.encode())
-                    if nr == -1:  # __NR_SCMP_ERROR: unknown on every arch of this filter
-                        continue
-                    ret = lib.seccomp_rule_add_array(ctx, action, nr, len(args), arr)
-                    if ret < 0 and ret != -17:
-                        msg = f"seccomp: rule for {name} rejected ({os.strerror(-ret)})"
-                        raise ContainerError(msg, hint="check the profile's rule for it")
+                # libseccomp cannot AND two conditions on one argument: like runc, such a rule
+                # becomes one rule per condition (OR), as Docker's old profiles mean it.
+                indexes = [int(a["index"]) for a in args]
+                groups = [[a] for a in args] if len(set(indexes)) < len(indexes) else [args]
+                for group in groups or [[]]:
+                    arr = (ctypes.c_byte * (24 * max(len(group), 1)))()
+                    for i, arg in enumerate(group):
+                        ctypes.memmove(ctypes.addressof(arr) + 24 * i, _pack_arg(arg), 24)
+                    for name in rule["names"]:
+                        nr = lib.seccomp_syscall_resolve_name(name.encode())
+                        if nr == -1:  # __NR_SCMP_ERROR: unknown on every arch of this filter
+                            continue
+                        ret = lib.seccomp_rule_add_array(ctx, action, nr, len(group), arr)
+                        if ret < 0 and ret != -17:
+                            msg = f"seccomp: rule for {name} rejected ({os.strerror(-ret)})"
+                            raise ContainerError(msg, hint="check the profile's rule for it")
             fd = os.memfd_create("mlpack-seccomp", os.MFD_CLOEXEC)
             try:
                 if lib.seccomp_export_bpf(ctx, fd) < 0:

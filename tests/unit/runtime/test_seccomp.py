@@ -96,3 +96,35 @@ def test_unsupported_action_is_an_error() -> None:
     bad = {"defaultAction": "SCMP_ACT_TRACE", "syscalls": []}
     with pytest.raises(ContainerError, match="not supported"):
         seccomp.compile_profile(bad, None)
+
+
+def test_old_docker_profile_shapes_compile() -> None:
+    """runtime-tools' default profile: several conditions on one argument (an OR, split into
+    rules as runc does) and rules whose action equals the default (skipped, as runc does)."""
+    require(have_libseccomp(), "libseccomp2")
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            {
+                "names": ["personality"],
+                "action": "SCMP_ACT_ALLOW",
+                "args": [
+                    {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
+                    {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"},
+                ],
+            },
+            {
+                "names": ["personality"],
+                "action": "SCMP_ACT_ERRNO",
+                "args": [
+                    {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                    {"index": 0, "value": 2, "op": "SCMP_CMP_EQ"},
+                ],
+            },
+            {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"},
+        ],
+    }
+    code = seccomp.compile_profile(profile, None)
+    assert code
+    assert len(code) % 8 == 0
