@@ -154,7 +154,6 @@ _OS_ALIASES: Final = (
     re.compile(r"environ[ \t]+as[ \t]+([A-Za-z_]\w*)"),
     re.compile(r"getenv[ \t]+as[ \t]+([A-Za-z_]\w*)"),
 )
-_WORD_PATTERNS: Final = {w: re.compile(re.escape(w)) for w in (*WORDS, ".run(")}
 # Column-0 lines that may start a top-level statement (continuations are filtered below).
 _TOP: Final = re.compile(r"^(?![ \t\r\n#)\]}]|else\b|elif\b|except\b|finally\b)", re.MULTILINE)
 _TOP_AFTER_NEWLINE: Final = re.compile(r"\n(?![ \t\r\n#)\]}]|else\b|elif\b|except\b|finally\b)")
@@ -167,7 +166,7 @@ _PY2_EXCEPT: Final = re.compile(r"except[ \t]+[\w.]+[ \t]*,[ \t]*\w+[ \t]*:")
 _MERGE_MARKERS: Final = ("\n<<<<<<< ", "\n>>>>>>> ", "\n=======\n")
 _TRIPLE: Final = re.compile(r"\"\"\"|'''")
 _CODING: Final = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
-LONG_STATEMENT: Final = 120  # lines; longer top-level statements are narrowed to a def/class
+LONG_STATEMENT: Final = 40  # lines; longer top-level statements are narrowed to a def/class
 
 
 @dataclass(frozen=True)
@@ -340,11 +339,11 @@ def _masked_lines(text: str, starts: list[int], count: int) -> bytearray:
 def _trigger_positions(text: str) -> list[int]:
     """Offsets of every place that may hold a fact (a superset; the parser decides)."""
     found: list[int] = []
-    for word, pattern in _WORD_PATTERNS.items():
-        if word == ".run(" and "__main__" not in text:
-            continue
-        if word in text:
-            found.extend(m.start() for m in pattern.finditer(text))
+    for word in (*WORDS, ".run(") if "__main__" in text else WORDS:
+        pos = text.find(word)
+        while pos >= 0:
+            found.append(pos)
+            pos = text.find(word, pos + len(word))
     for match in _LITERAL_ARG.finditer(text):
         pos = match.start()
         if text.endswith(PATH_CALLS, max(0, pos - 24), pos):

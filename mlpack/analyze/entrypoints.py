@@ -108,10 +108,11 @@ def _module_path(path: str, files: frozenset[str]) -> tuple[str, bool] | None:
 
 
 def _kind_of(name: str) -> EntrypointKind:
-    lowered = name.lower()
-    if any(w in lowered for w in SERVE_WORDS) and not any(w in lowered for w in TRAIN_WORDS):
-        return "inference"
-    return "training"
+    """Inference when a word of the name says serving (``serve_model``, ``api``), else training."""
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    serving = any(w in SERVE_WORDS or w.startswith(("serve", "server")) for w in words)
+    training = any(w.startswith(TRAIN_WORDS) for w in words)
+    return "inference" if serving and not training else "training"
 
 
 def _ep(

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -96,6 +93,8 @@ def _workers() -> int:
 
 def _parse_all(items: list[tuple[FileEntry, str, bytes]]) -> list[FileFacts]:
     """Parse in this process, or in worker processes when it pays for their start-up."""
+    import multiprocessing  # only here: its import costs more than a small warm run
+
     jobs = [(entry.path, data) for entry, _, data in items]
     workers = _workers()
     if (
@@ -112,6 +111,9 @@ def _parse_all(items: list[tuple[FileEntry, str, bytes]]) -> list[FileFacts]:
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
     batches = [order[k :: workers * 4] for k in range(workers * 4)]
     results: list[FileFacts | None] = [None] * len(jobs)
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:

@@ -145,3 +145,17 @@ def test_console_scripts_procfile_makefile_shell(tmp_path: Path) -> None:
 def test_nothing_to_start(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", {"lib.py": "def f(): ...\n"})
     assert entrypoints_of(root) == ()
+
+
+def test_kind_from_words_not_substrings(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {"mapping.py": MAIN, "serve_model.py": MAIN, "predict.py": MAIN, "api_train.py": MAIN},
+    )
+    kinds = {e.path: e.kind for e in entrypoints_of(root)}
+    assert kinds == {
+        "mapping.py": "training",
+        "serve_model.py": "inference",
+        "predict.py": "inference",
+        "api_train.py": "training",
+    }
