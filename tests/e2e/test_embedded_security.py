@@ -276,3 +276,22 @@ def test_gpu_cdi_edits_and_scrubbed_create_container_hook(rootfs: Path, tmp_path
     assert seen["state"]["status"] == "creating"
     assert seen["state"]["pid"] > 0
     assert not (rootfs / "hooked").exists()  # it wrote into the container's writable layer
+
+
+def test_volume_target_through_an_image_symlink_stays_in_root(tmp_path: Path) -> None:
+    """An image symlink pointing at a host path: the -v target is resolved inside the root."""
+    require_root()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    image = make_rootfs(tmp_path / "image")
+    (image / "out").symlink_to(str(victim))  # absolute: a naive join would follow it out
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_text("data")
+    done = run_cli(
+        ["run", "-v", f"{data}:/out/mnt", str(image), "sh", "-c", "cat /out/mnt/f"],
+        tmp_path / "home",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "data"
+    assert list(victim.iterdir()) == []  # nothing was created on the host side

@@ -325,26 +325,56 @@ def open_in_root(rootfd: int, path: str, flags: int = O_PATH) -> int:
     return openat2(rootfd, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 
 
-def mkdirs_in_root(rootfd: int, path: str) -> int:
-    """``mkdir -p`` inside the root without following a symlink out; return an O_PATH fd."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    if ".." in parts:
+def _normalize(path: str) -> list[str]:
+    """Lexical components with ``..`` clamped at the root (every prefix is then resolved by
+    openat2 with RESOLVE_IN_ROOT, so nothing can leave the root either way).
+    """
+    out: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(part)
+    return out
+
+
+def mkdirs_in_root(rootfd: int, path: str, *, _depth: int = 0) -> int:
+    """``mkdir -p`` inside the root without following a symlink out; return an O_PATH fd.
+
+    Every prefix resolves from the root with RESOLVE_IN_ROOT; a dangling image symlink on the
+    way has its target created, also inside the root (like runc's securejoin MkdirAll).
+    """
+    if _depth == 0 and ".." in path.split("/"):
         raise Failure(f"path {path!r} contains '..'")
-    fd = os.dup(rootfd)
-    for part in parts:
+    if _depth > 40:
+        raise Failure(f"cannot create {path}: too many levels of symbolic links")
+    resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+    parts = _normalize(path)
+    for i, part in enumerate(parts):
+        sub = "/".join(parts[: i + 1])
         try:
-            nxt = openat2(
-                fd, part, O_PATH | os.O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
-            )
-        except FileNotFoundError:
-            os.mkdir(part, 0o755, dir_fd=fd)
-            nxt = openat2(fd, part, O_PATH | os.O_DIRECTORY, RESOLVE_IN_ROOT)
+            os.close(openat2(rootfd, sub, O_PATH | os.O_DIRECTORY, resolve))
+            continue
         except NotADirectoryError as exc:
-            os.close(fd)
             raise Failure(f"cannot create {path}: a component is not a directory") from exc
-        os.close(fd)
-        fd = nxt
-    return fd
+        except FileNotFoundError:
+            pass
+        parent = "/".join(parts[:i]) or "."
+        pfd = openat2(rootfd, parent, O_PATH | os.O_DIRECTORY, resolve)
+        try:
+            try:
+                os.mkdir(part, 0o755, dir_fd=pfd)
+            except FileExistsError:
+                target = os.readlink(part, dir_fd=pfd)  # a dangling symlink: create its target
+                base = target if target.startswith("/") else f"{parent}/{target}"
+                rest = "/".join(parts[i + 1 :])
+                return mkdirs_in_root(rootfd, f"{base}/{rest}", _depth=_depth + 1)
+        finally:
+            os.close(pfd)
+    return openat2(rootfd, "/".join(parts) or ".", O_PATH | os.O_DIRECTORY, resolve)
 
 
 def create_target(rootfd: int, path: str, *, directory: bool, follow: bool = True) -> int:
@@ -377,7 +407,7 @@ def create_target(rootfd: int, path: str, *, directory: bool, follow: bool = Tru
                 msg = f"{path} is a symlink in the image; refusing to mount over it"
                 raise Failure(msg) from None
         # The leaf may be an image symlink; it then resolves in-root, like runc's securejoin.
-        return openat2(pfd, leaf, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        return openat2(rootfd, path.lstrip("/"), O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
     finally:
         os.close(pfd)
 
