@@ -46,6 +46,7 @@ _LAUNCH: Final = re.compile(
 _SERVER: Final = re.compile(r"\b(uvicorn|gunicorn|hypercorn|streamlit\s+run|flask\s+run)\b")
 _MAKE_TARGET: Final = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)\s*:(?!=)")
 _PROCFILE: Final = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+?)\s*$")
+MAX_SCRIPT_BYTES: Final = 2**20  # Procfile, Makefile, shell scripts
 HOST_PORT: Final = ("--host", "0.0.0.0", "--port", "8000")
 
 
@@ -174,8 +175,12 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
 
 
 def _read(tree: RepoTree, rel: str, warnings: list[str]) -> str | None:
+    path = tree.root / rel
     try:
-        return (tree.root / rel).read_text(encoding="utf-8", errors="replace")
+        if path.stat().st_size > MAX_SCRIPT_BYTES:
+            warnings.append(f"{rel}: larger than {MAX_SCRIPT_BYTES // 2**20} MiB, not read")
+            return None
+        return path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         warnings.append(f"{rel}: unreadable, skipped ({exc.strerror})")
         return None

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 MAX_SOURCE_BYTES: Final = 5 * 2**20  # larger .py files are generated data, not code
 MAX_NOTEBOOK_BYTES: Final = 50 * 2**20  # notebooks carry outputs (images); code is small
+TOO_DEEP: Final = "too deeply nested to parse, skipped"
 # From this size on, only the statements that may hold a fact are parsed (see ``chunks``).
 FAST_MIN_BYTES: Final = 4 * 2**10
 
@@ -141,7 +142,10 @@ def facts_for(path: str, data: bytes) -> FileFacts:
     if isinstance(tree_or_error, str):
         return FileFacts(error=tree_or_error)
     extractor = _Extractor()
-    extractor.visit(tree_or_error)
+    try:
+        extractor.visit(tree_or_error)
+    except RecursionError:
+        return FileFacts(error=TOO_DEEP)
     return extractor.facts()
 
 
@@ -164,7 +168,10 @@ def _chunked_facts(data: bytes) -> FileFacts | None:
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             return None
         extractor.offset = chunk.start
-        extractor.visit(tree)
+        try:
+            extractor.visit(tree)
+        except RecursionError:
+            return FileFacts(error=TOO_DEEP)
     return extractor.facts()
 
 
@@ -185,7 +192,7 @@ def _parse(data: bytes | str) -> ast.Module | str:
     except ValueError:
         return "binary content (null bytes), not parsed"
     except (RecursionError, MemoryError):
-        return "too deeply nested to parse, skipped"
+        return TOO_DEEP
 
 
 def _looks_like_python2(data: bytes | str) -> bool:
@@ -231,7 +238,10 @@ def _notebook_facts(data: bytes) -> FileFacts:
                 bad.append(str(number))
             else:
                 extractor.offset = offset
-                extractor.visit(tree)
+                try:
+                    extractor.visit(tree)
+                except RecursionError:
+                    bad.append(str(number))
         offset += lines
     facts = extractor.facts()
     if bad:

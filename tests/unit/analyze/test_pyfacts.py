@@ -282,3 +282,12 @@ def test_chunks_are_unsure_about_odd_quoting() -> None:
         chunks.chunks('x = 1  # a stray """ in a comment\nimport os\n')
     with pytest.raises(chunks.Unsure):
         chunks.chunks('s = """never closed\nimport os\n')
+
+
+@pytest.mark.usefixtures("parse_mode")
+def test_deep_expressions_are_skipped_not_fatal() -> None:
+    # Parses (the parser is iterative enough) but is deeper than a recursive visitor may go.
+    source = ("import os\nx = os.getenv('A')" + "+1" * 800 + "\n").encode()
+    assert facts_for("deep.py", source).error == "too deeply nested to parse, skipped"
+    deeper = ("x = 1" + "+1" * 5000 + "\n").encode()
+    assert facts_for("deeper.py", deeper).error in {"too deeply nested to parse, skipped", None}
