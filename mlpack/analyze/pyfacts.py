@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from mlpack.analyze import chunks
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 MAX_SOURCE_BYTES: Final = 5 * 2**20  # larger .py files are generated data, not code
 MAX_NOTEBOOK_BYTES: Final = 50 * 2**20  # notebooks carry outputs (images); code is small
@@ -394,21 +394,22 @@ class _Extractor(ast.NodeVisitor):
         self.cuda: list[tuple[int, str]] = []
         self.cuda_optional = 0
 
-    # A lean dispatch: NodeVisitor's generic machinery (and its visit_Constant shim for the
-    # removed ast.Num/ast.Str) dominates the cost on large trees.
-    _LEAVES: Final = (ast.Name, ast.Constant, ast.expr_context, ast.operator, ast.cmpop)
-
     def visit(self, node: ast.AST) -> None:
-        """Dispatch to ``visit_<Class>`` or walk the children."""
-        method = getattr(self, "visit_" + node.__class__.__name__, None)
-        if method is not None:
-            method(node)
-        elif not isinstance(node, self._LEAVES):
+        """Dispatch to ``visit_<Class>``, walk the children, or skip a leaf."""
+        cls = node.__class__
+        handler = _DISPATCH.get(cls)
+        if handler is None:
+            handler = _DISPATCH[cls] = _handler_for(cls)
+        if handler is _generic:
             self.generic_visit(node)
+        elif handler is not _leaf:
+            handler(self, node)
 
     def generic_visit(self, node: ast.AST) -> None:
-        """Visit every child node."""
+        """Visit every child node, except type annotations (they hold no fact)."""
         for name in node._fields:
+            if name in _SKIPPED_FIELDS:
+                continue
             value = getattr(node, name, None)
             if isinstance(value, list):
                 for item in value:
@@ -703,6 +704,28 @@ class _Extractor(ast.NodeVisitor):
             self.cuda_optional = self.cuda_optional or self._line(node)
         else:
             self.cuda.append((self._line(node), what))
+
+
+def _generic(extractor: _Extractor, node: ast.AST) -> None:
+    """Marker: walk the children."""
+
+
+def _leaf(extractor: _Extractor, node: ast.AST) -> None:
+    """Marker: nothing below can hold a fact."""
+
+
+_LEAVES: Final = (ast.Name, ast.Constant, ast.expr_context, ast.operator, ast.cmpop, ast.unaryop)
+_SKIPPED_FIELDS: Final = frozenset({"annotation", "returns", "type_comment", "ctx", "type_params"})
+# A lean dispatch: NodeVisitor's generic machinery (and its visit_Constant shim for the removed
+# ast.Num/ast.Str) dominates the cost on large trees.
+_DISPATCH: dict[type, Callable[[_Extractor, Any], None]] = {}
+
+
+def _handler_for(cls: type) -> Callable[[_Extractor, Any], None]:
+    method = getattr(_Extractor, "visit_" + cls.__name__, None)
+    if method is not None:
+        return method  # type: ignore[no-any-return]
+    return _leaf if issubclass(cls, _LEAVES) else _generic
 
 
 def _is_cuda_literal(node: ast.expr) -> bool:
