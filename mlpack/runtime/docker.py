@@ -163,6 +163,7 @@ class DockerRuntime:
         sampler: _Sampler | None = None
         status: dict[str, Any] = {}
         exited = False
+        previous_term = _term_as_interrupt()
         try:
             sock = client.api.attach_socket(
                 container_id,
@@ -194,11 +195,14 @@ class DockerRuntime:
             sampler.join()
             container.reload()
         except KeyboardInterrupt:
-            # Ctrl-C: stop the container (SIGTERM, then SIGKILL), remove it, let the CLI say so.
+            # Ctrl-C or SIGTERM: stop the container (SIGTERM, then SIGKILL), remove it, and let
+            # the CLI say so; the engine would otherwise keep it running after we are gone.
             with contextlib.suppress(docker.errors.DockerException):
                 container.stop(timeout=10)
             raise
         finally:
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
             done.set()
             if not config.keep or not exited:
                 with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
@@ -318,6 +322,17 @@ class DockerRuntime:
                     response.close()
                 attached.close()
             sock.close()
+
+
+def _term_as_interrupt() -> Any:
+    """Make SIGTERM raise KeyboardInterrupt (main thread only); return the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _raise(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, _raise)
 
 
 def _write_all(fd: int, data: bytes) -> None:

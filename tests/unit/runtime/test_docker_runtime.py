@@ -182,7 +182,10 @@ def test_peak_memory_and_cpu_time_are_measured(image: str) -> None:
 
 
 @pytest.mark.docker
-def test_ctrl_c_stops_and_removes_the_container(image: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_and_removes_the_container(
+    image: str, tmp_path: Path, signum: int
+) -> None:
     label = f"mlpack.test={uuid.uuid4().hex}"
     key, value = label.split("=")
     script = tmp_path / "run.py"
@@ -209,7 +212,7 @@ def test_ctrl_c_stops_and_removes_the_container(image: str, tmp_path: Path) -> N
             time.sleep(0.1)
         assert _containers(label), "the container never started"
         time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
