@@ -267,44 +267,58 @@ class Store:
             if final.is_file():  # another process finished it while we waited
                 return final
             partial = self.partial_path(digest)
-            hasher = hashlib.sha256()
-            offset = partial.stat().st_size if partial.exists() else 0
-            if cap is not None and offset > cap:
-                partial.unlink()
-                offset = 0
-            try:
-                start, chunks = fetch(offset)
-                if start != offset:
-                    offset = 0
-                with partial.open("r+b" if offset else "wb") as fh:
-                    if offset:
-                        while block := fh.read(_CHUNK):
-                            hasher.update(block)
-                        fh.truncate(offset)
-                    written = offset
-                    for chunk in chunks:
-                        written += len(chunk)
-                        if cap is not None and written > cap:
-                            partial.unlink(missing_ok=True)
-                            msg = f"blob {digest} is larger than the {cap} bytes declared for it"
-                            raise ImageError(msg, hint="the registry or archive served bad data")
-                        hasher.update(chunk)
-                        fh.write(chunk)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    partial.unlink(missing_ok=True)
-                raise _disk_error(exc, self.root) from exc
-            got = "sha256:" + hasher.hexdigest()
-            if (size is not None and written != size) or got != digest:
+            for attempt in range(2):
+                written, got, resumed = self._fill_partial(fetch, partial, digest, cap)
+                if (size is None or written == size) and got == digest:
+                    break
                 partial.unlink(missing_ok=True)
+                if resumed and attempt == 0:
+                    continue  # the kept prefix was bad: start over once from byte 0
                 what = f"{written} bytes, expected {size}" if written != size else f"digest {got}"
                 msg = f"blob {digest} failed verification ({what})"
                 raise ImageError(msg, hint="the data was truncated or corrupted; try again")
             partial.replace(final)
             _fsync_dir(final.parent)
         return final
+
+    def _fill_partial(
+        self,
+        fetch: Callable[[int], tuple[int, Iterable[bytes]]],
+        partial: Path,
+        digest: str,
+        cap: int | None,
+    ) -> tuple[int, str, bool]:
+        """Append to (or restart) ``partial``; return (bytes, digest, whether it resumed)."""
+        hasher = hashlib.sha256()
+        offset = partial.stat().st_size if partial.exists() else 0
+        if cap is not None and offset > cap:
+            partial.unlink()
+            offset = 0
+        try:
+            start, chunks = fetch(offset)
+            if start != offset:
+                offset = 0
+            with partial.open("r+b" if offset else "wb") as fh:
+                if offset:
+                    while block := fh.read(_CHUNK):
+                        hasher.update(block)
+                    fh.truncate(offset)
+                written = offset
+                for chunk in chunks:
+                    written += len(chunk)
+                    if cap is not None and written > cap:
+                        partial.unlink(missing_ok=True)
+                        msg = f"blob {digest} is larger than the {cap} bytes declared for it"
+                        raise ImageError(msg, hint="the registry or archive served bad data")
+                    hasher.update(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                partial.unlink(missing_ok=True)
+            raise _disk_error(exc, self.root) from exc
+        return written, "sha256:" + hasher.hexdigest(), offset > 0
 
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` as a blob and return its digest."""

@@ -225,3 +225,20 @@ def test_full_disk_gives_clear_error_and_consistent_store(tmp_path: Path) -> Non
         assert store.check().ok
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_bad_kept_partial_is_discarded_and_refetched(store: Store) -> None:
+    data = os.urandom(300_000)
+    digest = _digest(data)
+    store.prepare()
+    store.partial_path(digest).write_bytes(b"X" * 1000)  # a corrupt prefix from an earlier try
+    offsets: list[int] = []
+
+    def fetch(offset: int) -> tuple[int, list[bytes]]:
+        offsets.append(offset)
+        return offset, [data[offset:]]
+
+    store.ingest_resumable(fetch, digest=digest, size=len(data))
+    assert offsets == [1000, 0]
+    assert sha256_file(store.blob_path(digest)) == digest
+    assert not store.partial_path(digest).exists()
