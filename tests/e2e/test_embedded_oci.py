@@ -241,3 +241,15 @@ def test_oci_defaults_user_namespace_range_and_no_nnp(tmp_path: Path) -> None:
     assert ["0", "1000", "2000"] in lines
     assert ["NoNewPrivs:", "0"] in lines
     shutil.rmtree(base)
+
+
+def test_sysctl_is_written_before_proc_sys_turns_read_only(bundle: Path, tmp_path: Path) -> None:
+    runc_spec(bundle, ["sh", "-c", ("cat /proc/sys/net/ipv4/ip_forward; "
+                       "echo 0 > /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo ro")])  # fmt: skip
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    config["linux"]["readonlyPaths"] = ["/proc/sys"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    done = rt(tmp_path / "state", "run", "--bundle", str(bundle), "sysctl")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "ro"]

@@ -120,7 +120,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
 CLOSE_RANGE_CLOEXEC = 4
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_IN_ROOT = 0x10
+PROC_SUPER_MAGIC = 0x9FA0
 O_PATH = 0o10000000
 CAP_VERSION_3 = 0x20080522
 
@@ -482,6 +484,8 @@ class Rootfs:
         for m in self.config.get("mounts") or ():  # type: ignore[attr-defined]
             self.mount_one(m)
         self.devices()
+        for key, value in (self.linux.get("sysctl") or {}).items():  # type: ignore[attr-defined]
+            self.sysctl(str(key), str(value))
         for path in self.linux.get("maskedPaths") or ():  # type: ignore[attr-defined]
             self.mask(str(path))
         for path in self.linux.get("readonlyPaths") or ():  # type: ignore[attr-defined]
@@ -540,6 +544,29 @@ class Rootfs:
                     mount(None, fdpath(top), None, prop, None)
                 finally:
                     os.close(top)
+        finally:
+            os.close(fd)
+
+    def sysctl(self, key: str, value: str) -> None:
+        """Write one sysctl through the container's /proc, before /proc/sys turns read-only;
+        the file must be on procfs (CVE-2024-45310: a mount over /proc redirects writes).
+        """
+        rel = "/proc/sys/" + key.replace(".", "/")
+        try:
+            fd = openat2(
+                self.rootfd,
+                rel.lstrip("/"),
+                os.O_WRONLY,
+                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+            )
+        except OSError as exc:
+            raise Failure(f"sysctl {key}: {exc.strerror}") from exc
+        try:
+            buf = ctypes.create_string_buffer(128)  # struct statfs; f_type is the first field
+            _check(libc.fstatfs(fd, buf), f"fstatfs {rel}")
+            if struct.unpack_from("l", buf.raw)[0] != PROC_SUPER_MAGIC:
+                raise Failure(f"sysctl {key}: {rel} is not on procfs")
+            os.write(fd, value.encode())
         finally:
             os.close(fd)
 
@@ -934,9 +961,6 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     rootfs.build()
     run_hooks(req, config)
     rootfs.pivot()
-    for key, value in (linux.get("sysctl") or {}).items():  # type: ignore[attr-defined]
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(str(value))
     if fifo >= 0:
         send(status, {"created": True})
         w = os.open(fdpath(fifo), os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` reads
