@@ -13,16 +13,18 @@ _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_
 
 def _run(ctx: typer.Context) -> None:
     """Run a command in a new container (mlpack run --help for the flags)."""
+    from mlpack.cli.app import state
     from mlpack.cli.fastrun import main_run
 
-    raise typer.Exit(main_run(list(ctx.args)))
+    raise typer.Exit(main_run((["--debug"] if state.debug else []) + list(ctx.args)))
 
 
 def _runtime(ctx: typer.Context) -> None:
     """The OCI runtime command line: create, start, state, kill, delete, run (see --help)."""
+    from mlpack.cli.app import state
     from mlpack.cli.fastrun import main_runtime
 
-    raise typer.Exit(main_runtime(list(ctx.args)))
+    raise typer.Exit(main_runtime((["--debug"] if state.debug else []) + list(ctx.args)))
 
 
 def _ps(
