@@ -243,6 +243,14 @@ def test_keep_preserves_the_writable_layer(rootfs: Path, home: Path) -> None:
 @pytest.fixture
 def nobody_dir() -> Iterator[Path]:
     require_root()
+    probe = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *MLPACK, "--version"],
+        capture_output=True, text=True, check=False, cwd="/",
+    )  # fmt: skip
+    require(
+        probe.returncode == 0,
+        f"a checkout and venv an unprivileged user can read ({probe.stderr.strip()[:200]})",
+    )
     # Outside pytest's tmp dir, whose 0700 parents an unprivileged user cannot traverse.
     path = Path(tempfile.mkdtemp(prefix="mlpack-rootless-"))
     path.chmod(0o755)
