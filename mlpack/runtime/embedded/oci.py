@@ -165,11 +165,10 @@ def create(
     root: Path, cid: str, bundle: Path, *, pid_file: Path | None = None, preserve_fds: int = 0
 ) -> state.ContainerState:
     """Set the container up; pid 1 waits on exec.fifo until ``start``."""
-    sd, helper, st = _launch(root, cid, bundle, detach=True, preserve_fds=preserve_fds)
+    _, helper, st = _launch(root, cid, bundle, detach=True, preserve_fds=preserve_fds)
     helper.close()  # the supervisor records exit.json itself once we are gone
     if pid_file is not None:
         _write_pid(pid_file, st.pid)
-    del sd
     return st
 
 
