@@ -288,12 +288,16 @@ def lock(
         urls = ", ".join(inputs.indexes.public().all)
         rep.notice(f"using the package indexes from {inputs.indexes.source}: {urls}")
     # File listings of names known now overlap base resolution and the resolver's run.
+    # (uv names the files itself; only the pip-tools path needs the index listings.)
     listings = Listings(ca_cert=ca_cert)
-    known = {r.name for r in inputs.requirements if Requirement(r.requirement).url is None}
-    if previous is not None:
-        known |= {p.name for p in previous.packages if p.kind == "index"}
-    cache_root = home / "cache" / "index-files"
-    listings.prefetch(inputs.indexes.index_url, sorted(known - _cached_names(cache_root, inputs)))
+    if (resolver.name if resolver is not None else inputs.resolver) != "uv":
+        known = {r.name for r in inputs.requirements if Requirement(r.requirement).url is None}
+        if previous is not None:
+            known |= {p.name for p in previous.packages if p.kind == "index"}
+        cache_root = home / "cache" / "index-files"
+        listings.prefetch(
+            inputs.indexes.index_url, sorted(known - _cached_names(cache_root, inputs))
+        )
     try:
         base = _reused_base(inputs, previous, upgrade=upgrade) or _resolve_base(
             inputs, base_resolver or DefaultBaseResolver()
@@ -451,7 +455,11 @@ def _packages(
 ) -> tuple[LockedPackage, ...]:
     sources = _sources(requirements)
     listed = name_files(
-        tuple((p.name, p.version, p.hashes) for p in pins if p.url is None and p.hashes),
+        tuple(
+            (p.name, p.version, p.hashes)
+            for p in pins
+            if p.url is None and p.hashes and not p.files
+        ),
         indexes=inputs.indexes,
         cache_root=home / "cache" / "index-files",
         ca_cert=ca_cert,
@@ -467,7 +475,7 @@ def _packages(
                 via.append(f"pkg:{item}")
         if pin.name in sources and not any(v in via for v in sources[pin.name]):
             via[:0] = sources[pin.name]
-        files = tuple(
+        files = tuple(LockedFile(name=n, sha256=h) for n, h in pin.files) or tuple(
             LockedFile(name=f.filename, sha256=f.sha256)
             for f in listed.get(pin.name, ("", ()))[1]
             if f.sha256

@@ -67,6 +67,9 @@ class Pin:
     url: str | None = None
     hashes: tuple[str, ...] = ()
     via: tuple[str, ...] = ()  # "-r" (a direct input) or canonical parent names
+    # (filename, sha256) of the target's files when the resolver knows them (uv does), so the
+    # locker need not ask the index; empty: list them from the index.
+    files: tuple[tuple[str, str], ...] = ()
 
 
 class Resolver(Protocol):

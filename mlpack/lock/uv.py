@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.parse
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
+
+from packaging.utils import canonicalize_name
 
 from mlpack.errors import LockError
 from mlpack.lock.resolvers import Pin, ResolveRequest, parse_output, tool_failure, write_inputs
 from mlpack.lock.runner import HostRunner, Runner
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 if TYPE_CHECKING:
     from mlpack.lock.model import ResolverName
@@ -106,4 +115,41 @@ class UvResolver:
         done = self.runner.run(uv_compile_args(request), cwd=request.workdir, env=uv_env(request))
         if done.returncode != 0:
             raise tool_failure(request, done.stderr, tool="uv")
-        return parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
+        pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
+        return self._with_files(request, pins)
+
+    def _with_files(self, request: ResolveRequest, pins: tuple[Pin, ...]) -> tuple[Pin, ...]:
+        """Add the target's file names from a second, offline (cache-only) pylock.toml run.
+
+        uv's requirements.txt has hashes and "via" but no file names; its pylock.toml (PEP 751)
+        has the names but no "via". The second run reads only uv's fresh cache (~50 ms), which
+        is much cheaper than listing every project on the index. Any failure: no names.
+        """
+        args = uv_compile_args(request)
+        args[args.index("requirements.txt")] = "pylock.toml"
+        args.append("--offline")
+        done = self.runner.run(args, cwd=request.workdir, env=uv_env(request))
+        if done.returncode != 0:
+            return pins
+        try:
+            data = tomllib.loads((request.workdir / "pylock.toml").read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            return pins
+        files: dict[str, list[tuple[str, str]]] = {}
+        for package in data.get("packages", []):
+            name = canonicalize_name(str(package.get("name", "")))
+            entries = [*package.get("wheels", []), package.get("sdist") or {}]
+            for entry in entries:
+                url = entry.get("url") or entry.get("path")
+                sha = entry.get("hashes", {}).get("sha256")
+                if url and sha:
+                    filename = urllib.parse.unquote(str(url).rsplit("/", 1)[-1])
+                    files.setdefault(name, []).append((filename, str(sha)))
+        return tuple(
+            replace(
+                pin, files=tuple(sorted(f for f in files.get(pin.name, ()) if f[1] in pin.hashes))
+            )
+            if pin.url is None
+            else pin
+            for pin in pins
+        )
