@@ -131,13 +131,31 @@ def test_sigterm_reaches_the_program(rootfs: Path, home: Path) -> None:
     assert containers(home) == []
 
 
-def test_ctrl_c_stops_a_program_that_ignores_it(rootfs: Path, home: Path) -> None:
+def test_ctrl_c_stops_a_pid_one_without_a_handler(rootfs: Path, home: Path) -> None:
     proc = spawn(["run", str(rootfs), "sh", "-c", "echo ready; exec sleep 600"], home)
     wait_line(proc, "ready")
     time.sleep(0.5)  # let the shell exec sleep: ash itself exits 130 on SIGINT
+    proc.send_signal(signal.SIGINT)  # the kernel would drop it at pid 1: mlpack kills
+    proc.communicate(timeout=30)
+    assert proc.returncode == 137
+    assert containers(home) == []
+
+
+def test_ctrl_c_lets_a_handler_finish_then_a_second_one_kills(rootfs: Path, home: Path) -> None:
+    script = 'trap "echo saving; exit 42" INT; echo ready; while :; do sleep 0.1; done'
+    proc = spawn(["run", str(rootfs), "sh", "-c", script], home)
+    wait_line(proc, "ready")
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)  # pid 1 ignores SIGINT; the second Ctrl-C kills it
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 42
+    assert "saving" in out
+    script = 'trap "echo ignoring" INT; echo ready; while :; do sleep 0.1; done'
+    proc = spawn(["run", str(rootfs), "sh", "-c", script], home)
+    wait_line(proc, "ready")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert proc.poll() is None  # handled: still running
+    proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode == 137
     assert containers(home) == []

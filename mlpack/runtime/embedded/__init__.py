@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EmbeddedRuntime", "ResolvedImage"]
 
-INTERRUPT_GRACE = 5.0  # seconds between the first Ctrl-C and SIGKILL
 RELAYED = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -148,33 +147,40 @@ def relaying(helper: Helper) -> Iterator[None]:
         return
     previous: dict[int, Any] = {}
     interrupts = 0
-    timers: list[threading.Timer] = []
 
     def forward(sig: int, _frame: object) -> None:
         nonlocal interrupts
         helper.signal(sig)
         if sig != signal.SIGINT:
             return
-        # Ctrl-C stops the container: pid 1 ignores SIGINT unless it handles it, so a second
-        # Ctrl-C, or INTERRUPT_GRACE seconds after the first, kills it.
+        # Ctrl-C stops the container. The kernel drops SIGINT at a pid 1 that has no handler
+        # for it, so such a program is killed at once, as SIGINT would kill it elsewhere; one
+        # that handles it gets to finish (say, save a checkpoint) until a second Ctrl-C.
         interrupts += 1
-        if interrupts >= 2:
+        if interrupts >= 2 or not _catches(helper.pid, signal.SIGINT):
             helper.kill_container()
-        else:
-            timer = threading.Timer(INTERRUPT_GRACE, helper.kill_container)
-            timer.daemon = True
-            timer.start()
-            timers.append(timer)
 
     for relayed in RELAYED:
         previous[relayed] = signal.signal(relayed, forward)
     try:
         yield
     finally:
-        for timer in timers:
-            timer.cancel()
         for num, handler in previous.items():
             signal.signal(num, handler)
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether ``pid`` has a handler for ``sig`` or ignores it (SigCgt/SigIgn in its status)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    bit = 1 << (sig - 1)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigCgt", "SigIgn") and int(value.strip(), 16) & bit:
+            return True
+    return False
 
 
 class EmbeddedRuntime:
