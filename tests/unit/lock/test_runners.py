@@ -127,3 +127,50 @@ def test_resolution_settings_in_the_environment_are_ignored(
     penv = piptools.piptools_env(request(tmp_path))
     assert "PIP_FIND_LINKS" not in penv
     assert penv["PIP_CACHE_DIR"] == str(tmp_path / "pipcache")
+
+
+class FakeUvRunner:
+    """Plays uv: requirements.txt on the first call, pylock.toml on the offline second one."""
+
+    def __init__(self, *, pylock_ok: bool = True) -> None:
+        self.calls: list[list[str]] = []
+        self.pylock_ok = pylock_ok
+
+    def run(self, argv, *, cwd: Path, env):  # type: ignore[no-untyped-def]
+        from mlpack.lock.runner import Completed
+
+        self.calls.append(list(argv))
+        if "--offline" not in argv:
+            (cwd / "requirements.txt").write_text(
+                "anyio==4.4.0 \\\n    --hash=sha256:" + "1" * 64 + " \\\n"
+                "    --hash=sha256:" + "2" * 64 + "\n    # via -r requirements.in\n"
+            )
+            return Completed(returncode=0, stdout="", stderr="")
+        if not self.pylock_ok:
+            return Completed(returncode=2, stdout="", stderr="error: offline")
+        (cwd / "pylock.toml").write_text(
+            'lock-version = "1.0"\n[[packages]]\nname = "AnyIO"\nversion = "4.4.0"\n'
+            'sdist = { url = "https://files.example/anyio-4.4.0.tar.gz", hashes = { sha256 = "'
+            + "2"
+            * 64
+            + '" } }\nwheels = [{ url = "https://files.example/anyio-4.4.0-py3-none-any.whl", '
+            'hashes = { sha256 = "' + "1" * 64 + '" } }]\n'
+        )
+        return Completed(returncode=0, stdout="", stderr="")
+
+
+def test_uv_names_files_from_an_offline_pylock_run(tmp_path: Path) -> None:
+    from mlpack.lock.uv import UvResolver
+
+    runner = FakeUvRunner()
+    (pin,) = UvResolver(runner).resolve(request(tmp_path))
+    assert pin.files == (
+        ("anyio-4.4.0-py3-none-any.whl", "1" * 64),
+        ("anyio-4.4.0.tar.gz", "2" * 64),
+    )
+    assert "--offline" in runner.calls[1]
+    assert "pylock.toml" in runner.calls[1]
+    failing = FakeUvRunner(pylock_ok=False)
+    (bare,) = UvResolver(failing).resolve(request(tmp_path))
+    assert bare.files == ()  # the locker then lists the index instead
+    assert bare.hashes == ("1" * 64, "2" * 64)
