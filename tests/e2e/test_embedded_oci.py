@@ -253,3 +253,51 @@ def test_sysctl_is_written_before_proc_sys_turns_read_only(bundle: Path, tmp_pat
     done = rt(tmp_path / "state", "run", "--bundle", str(bundle), "sysctl")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "ro"]
+
+
+def test_lifecycle_hooks_run_in_order_with_state(bundle: Path, tmp_path: Path) -> None:
+    log = tmp_path / "hooks.log"
+    hook = tmp_path / "hook.sh"
+    # Each hook appends its name and the state's status; startContainer runs inside the
+    # container, so it writes into the bind-mounted log directory's container path.
+    hook.write_text('#!/bin/sh\nstate=$(cat)\necho "$1 $state" >> "$2"\n')
+    hook.chmod(0o755)
+    runc_spec(bundle, ["true"], ({"destination": "/log", "type": "bind", "source": str(tmp_path),
+                                 "options": ["rbind"]},))  # fmt: skip
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"]["readonly"] = False
+    shutil.copy2(hook, bundle / "rootfs" / "hook.sh")
+
+    def h(kind: str, where: str) -> list[dict[str, object]]:
+        return [
+            {
+                "path": where,
+                "args": ["hook.sh", kind, "/log/hooks.log" if where == "/hook.sh" else str(log)],
+            }
+        ]
+
+    config["hooks"] = {
+        "createRuntime": h("createRuntime", str(hook)),
+        "createContainer": h("createContainer", str(hook)),
+        "startContainer": h("startContainer", "/hook.sh"),
+        "poststart": h("poststart", str(hook)),
+        "poststop": h("poststop", str(hook)),
+    }  # fmt: skip
+    (bundle / "config.json").write_text(json.dumps(config))
+    root = tmp_path / "state"
+    assert rt_detached(root, "create", "--bundle", str(bundle), "hooks") == 0
+    assert rt(root, "start", "hooks").returncode == 0
+    deadline = time.monotonic() + 30
+    while json.loads(rt(root, "state", "hooks").stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert rt(root, "delete", "hooks").returncode == 0
+    entries = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    kinds = [kind for kind, _ in entries]
+    assert kinds == ["createRuntime", "createContainer", "startContainer", "poststart",
+                     "poststop"]  # fmt: skip
+    states = {kind: json.loads(doc) for kind, doc in entries}
+    assert states["createRuntime"]["status"] == "creating"
+    assert states["createRuntime"]["id"] == "hooks"
+    assert states["createRuntime"]["pid"] > 0
+    assert states["poststop"]["status"] == "stopped"

@@ -334,7 +334,7 @@ class EmbeddedRuntime:
             )
             helper = Helper(launch)
             try:
-                helper.start()
+                helper.start(until="created")
             except ContainerError as exc:
                 if overlay is None or "overlay" not in exc.message:
                     raise
@@ -343,7 +343,7 @@ class EmbeddedRuntime:
                 reporter().notice("overlayfs is not allowed here; copying the image instead")
                 copy_rootfs(image.merged(), rootfs)
                 helper = Helper(dataclasses.replace(launch, overlay=None))
-                helper.start()
+                helper.start(until="created")
             if devnull >= 0:
                 os.close(devnull)
                 devnull = -1

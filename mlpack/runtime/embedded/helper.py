@@ -859,11 +859,18 @@ def find_program(arg0: str, env: list[str], cwd: str) -> str:
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def run_hooks(req: dict[str, object], config: dict[str, object]) -> None:
-    """Run the createContainer hooks: after the mounts, before pivot_root, in this mount
-    namespace; state JSON on stdin, cwd /, only the hook's own env (PATH fixed, no LD_*).
+def run_hooks(
+    req: dict[str, object],
+    config: dict[str, object],
+    kind: str = "createContainer",
+    status: str = "creating",
+    pid: int = 0,
+) -> None:
+    """Run the hooks of ``kind`` from this process, i.e. in the container's namespaces:
+    createContainer after the mounts and before pivot_root, startContainer just before exec.
+    State JSON on stdin, cwd /, only the hook's own env (PATH fixed, no LD_*).
     """
-    hooks = (config.get("hooks") or {}).get("createContainer") or ()  # type: ignore[attr-defined]
+    hooks = (config.get("hooks") or {}).get(kind) or ()  # type: ignore[attr-defined]
     if not hooks:
         return
     import select
@@ -872,8 +879,8 @@ def run_hooks(req: dict[str, object], config: dict[str, object]) -> None:
         {
             "ociVersion": config.get("ociVersion", "1.0.2"),
             "id": req.get("id", ""),
-            "status": "creating",
-            "pid": int(os.readlink("/proc/self")),  # the host's view: /proc is still the host's
+            "status": status,
+            "pid": pid,
             "bundle": req.get("bundle", ""),
             "annotations": config.get("annotations") or {},
         }
@@ -911,7 +918,7 @@ def run_hooks(req: dict[str, object], config: dict[str, object]) -> None:
         _, wstatus = os.waitpid(pid, 0)
         if not ready or os.waitstatus_to_exitcode(wstatus) != 0:
             why = "timed out" if not ready else f"exited with {os.waitstatus_to_exitcode(wstatus)}"
-            msg = f"createContainer hook {path} {' '.join(args[1:])} {why}"
+            msg = f"{kind} hook {path} {' '.join(args[1:])} {why}"
             raise Failure(msg)
 
 
@@ -922,6 +929,7 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     proc: dict[str, object] = config["process"]  # type: ignore[assignment]
     if not req.get("detach"):
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    host_pid = int(os.readlink("/proc/self"))  # /proc is the host's until pivot_root
     for procs in req.get("cgroup_procs") or ():  # type: ignore[attr-defined]
         with open(procs, "w") as f:
             f.write("0")
@@ -959,14 +967,22 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
         fifo = os.open(str(req["exec_fifo"]), O_PATH | os.O_CLOEXEC)
     rootfs = Rootfs(req, config, userns)
     rootfs.build()
-    run_hooks(req, config)
+    hooks: dict[str, object] = config.get("hooks") or {}  # type: ignore[assignment]
+    if hooks.get("prestart") or hooks.get("createRuntime"):
+        # These run in the runtime's namespaces: the parent runs them while we wait.
+        send(status, {"hooks": "createRuntime", "pid": host_pid})
+        answer = read_line(int(req["ctl_fd"]))  # type: ignore[call-overload]
+        if answer != b"ok":
+            raise Failure(answer.decode(errors="replace") or "the runtime went away")
+    run_hooks(req, config, "createContainer", "creating", host_pid)
     rootfs.pivot()
+    send(status, {"created": True})
     if fifo >= 0:
-        send(status, {"created": True})
         w = os.open(fdpath(fifo), os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` reads
         os.write(w, b"0")
         os.close(w)
         os.close(fifo)
+    run_hooks(req, config, "startContainer", "created", host_pid)
     env = [str(e) for e in proc.get("env") or ()]  # type: ignore[attr-defined]
     user: dict[str, object] = proc.get("user") or {}  # type: ignore[assignment]
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))  # type: ignore[call-overload]
@@ -1080,6 +1096,7 @@ def _lines(path: str) -> list[str]:
 def supervisor(ctl: int, status: int) -> int:
     """S: user and pid namespaces, fork C, wait, relay signals, report the exit status."""
     req = json.loads(read_line(ctl))
+    req["ctl_fd"] = ctl
     config = req["config"]
     linux = config.get("linux") or {}
     types = {n["type"] for n in linux.get("namespaces") or ()}

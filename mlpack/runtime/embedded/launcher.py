@@ -9,7 +9,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 from mlpack.errors import ContainerError
 
@@ -43,6 +46,8 @@ class Launch:
     exec_fifo_fd: int | None = None  # an O_PATH fd of exec_fifo, passed to the helper
     container_id: str = ""
     bundle: Path | None = None  # holds config.json, for hooks
+    # prestart/createRuntime hooks, run by the caller with pid 1's host pid while it waits.
+    runtime_hooks: Callable[[int], None] | None = None
     extra_fds: tuple[int, ...] = field(default=())
 
 
@@ -191,6 +196,7 @@ class Helper:
 
         Raises ContainerError with the helper's own message when setup fails.
         """
+        reached: dict[str, Any] | None = None
         try:
             while True:
                 msg = self.message()
@@ -205,16 +211,29 @@ class Helper:
                     write_id_maps(int(msg["userns"]), self.launch.config)
                     self._send(b"ok")
                     continue
+                if "hooks" in msg:
+                    answer = b"ok"
+                    try:
+                        if self.launch.runtime_hooks is not None:
+                            self.launch.runtime_hooks(int(msg["pid"]))
+                    except ContainerError as exc:
+                        answer = exc.message.encode().replace(b"\n", b" ") or b"hook failed"
+                    self._send(answer)
+                    continue
                 if "pid" in msg:
                     self.pid = int(msg["pid"])
-                    with contextlib.suppress(OSError):
-                        os.close(self.ctl_w)
-                        self.ctl_w = -1
                 if until in msg:
-                    return msg
+                    reached = msg
+                if reached is not None and self.pid:  # S's pid and C's news race on the pipe
+                    return reached
         except BaseException:
             self.kill()
             raise
+        finally:
+            if self.ctl_w >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(self.ctl_w)
+                self.ctl_w = -1
 
     def wait(self) -> dict[str, Any]:
         """Block until the container exits; its exit code and signal."""

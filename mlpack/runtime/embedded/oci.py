@@ -71,6 +71,63 @@ def limits_of(config: dict[str, Any]) -> cgroups.Limits:
     )
 
 
+HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def run_hooks(
+    config: dict[str, Any], kinds: tuple[str, ...], doc: dict[str, Any], *, fatal: bool
+) -> None:
+    """Run OCI hooks in the runtime's namespaces (this process's): the state on stdin, cwd /,
+    only the hook's env. ``fatal``: a failing hook fails the operation; else it is a notice
+    (poststart, poststop), as runtime-spec says.
+    """
+    import subprocess
+
+    from mlpack.progress import reporter
+
+    hooks = config.get("hooks") or {}
+    for kind in kinds:
+        for hook in hooks.get(kind) or ():
+            path = str(hook["path"])
+            env = {"PATH": HOOK_PATH}
+            for entry in hook.get("env") or ():
+                key, sep, value = str(entry).partition("=")
+                if sep and key:
+                    env[key] = value
+            try:
+                done = subprocess.run(
+                    [str(a) for a in hook.get("args") or [path]],
+                    executable=path,
+                    input=json.dumps(doc).encode(),
+                    env=env,
+                    cwd="/",
+                    capture_output=True,
+                    timeout=hook.get("timeout") or None,
+                    check=False,
+                )
+                failed = f"exited with {done.returncode}" if done.returncode else ""
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                failed = str(exc)
+            if failed:
+                msg = f"{kind} hook {path} {failed}"
+                if fatal:
+                    raise ContainerError(msg, hint="check the hook in the bundle's config.json")
+                reporter().notice(msg)
+
+
+def _state_doc(
+    cid: str, bundle: Path, config: dict[str, Any], status: str, pid: int
+) -> dict[str, Any]:
+    return {
+        "ociVersion": OCI_VERSION,
+        "id": cid,
+        "status": status,
+        "pid": pid,
+        "bundle": str(bundle),
+        "annotations": config.get("annotations") or {},
+    }
+
+
 def _launch(
     root: Path, cid: str, bundle: Path, *, detach: bool, preserve_fds: int
 ) -> tuple[state.StateDir, Helper, state.ContainerState]:
@@ -123,9 +180,15 @@ def _launch(
                 extra_fds=tuple(range(3, 3 + preserve_fds)),
                 container_id=cid,
                 bundle=bundle.resolve(),
+                runtime_hooks=lambda pid: run_hooks(
+                    config,
+                    ("prestart", "createRuntime"),
+                    _state_doc(cid, bundle.resolve(), config, "creating", pid),
+                    fatal=True,
+                ),
             )
         )
-        helper.start(until="created" if detach else "pid")
+        helper.start(until="created")
     except BaseException:
         sd.remove()
         raise
@@ -204,6 +267,19 @@ def start(root: Path, cid: str) -> None:
     if not data:
         msg = f"container {cid} did not start"
         raise ContainerError(msg, hint="its pid 1 exited before start; see mlpack runtime state")
+    _post(sd, "poststart", "running")
+
+
+def _post(sd: state.StateDir, kind: str, status: str) -> None:
+    """Poststart / poststop hooks, from the bundle's config.json; failures are notices."""
+    st = sd.read()
+    try:
+        config = json.loads((Path(st.bundle) / "config.json").read_text())
+    except (OSError, ValueError):
+        return
+    if (config.get("hooks") or {}).get(kind):
+        doc = _state_doc(st.id, Path(st.bundle), config, status, st.pid)
+        run_hooks(config, (kind,), doc, fatal=False)
 
 
 def oci_state(root: Path, cid: str) -> dict[str, Any]:
@@ -273,6 +349,7 @@ def delete(root: Path, cid: str, *, force: bool = False) -> None:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(st.supervisor, signal.SIGKILL)
+    _post(sd, "poststop", "stopped")
     sd.remove()
 
 
@@ -287,9 +364,11 @@ def run(root: Path, cid: str, bundle: Path, *, detach: bool = False, preserve_fd
         from mlpack.runtime.embedded import relaying
 
         with relaying(helper):
+            _post(sd, "poststart", "running")
             final = helper.wait()
         return int(final["exit"])
     finally:
         if helper.proc.poll() is None:
             helper.kill()
+        _post(sd, "poststop", "stopped")
         sd.remove()
