@@ -215,8 +215,8 @@ def chunks(text: str) -> list[Chunk]:
     candidates = sorted(i for i in (line_of(p) for p in _trigger_positions(text)) if not masked[i])
     if not candidates:
         return []
-    defs = _def_lines(text, line_of, masked)
-    def_lines = [d[0] for d in defs]
+    defs: list[tuple[int, int]] | None = None  # found on first need: most files never need it
+    def_lines: list[int] = []
     ends: dict[int, int] = {}
     chosen: set[tuple[int, int, int]] = set()
     for i in candidates:
@@ -225,6 +225,9 @@ def chunks(text: str) -> list[Chunk]:
         end = boundaries[k + 1] if k + 1 < len(boundaries) else len(lines)
         span = (start, end, 0)
         if end - start > LONG_STATEMENT:
+            if defs is None:
+                defs = _def_lines(text, line_of, masked)
+                def_lines = [d[0] for d in defs]
             found = _innermost_def(
                 text,
                 starts=starts,
