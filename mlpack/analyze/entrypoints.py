@@ -255,6 +255,8 @@ def _procfile(
         if not match or line.lstrip().startswith("#"):
             continue
         ptype, cmd = match.groups()
+        if ptype == "release":
+            continue  # runs once per deploy (migrations), not a way to start the project
         if ptype == "web" or _SERVER.search(cmd):
             found.append(
                 (185, _ep("inference", _command(cmd), "Procfile", f"Procfile:{number}", ptype))

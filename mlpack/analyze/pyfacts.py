@@ -698,6 +698,13 @@ class _Extractor(ast.NodeVisitor):
                 if kw.arg in {"device", "device_map"} and _is_cuda_literal(kw.value):
                     what = f'{kw.arg}="cuda"'
                     break
+        if not what and last == "add_argument" and node.args:
+            # parser.add_argument("--device", default="cuda"): the script runs on a GPU unless
+            # told otherwise.
+            flag = _literal(node.args[0]) or ""
+            for kw in node.keywords:
+                if kw.arg == "default" and "device" in flag and _is_cuda_literal(kw.value):
+                    what = "--device default cuda"
         if not what:
             return
         if self._guarded:

@@ -46,6 +46,10 @@ def pkg(name: str, **kw: object) -> Package:
         ("import tensorflow as tf\ntf.config.list_physical_devices('GPU')\n", 2),
         ("import jax\njax.devices('gpu')\n", 2),
         ("import torch.distributed as dist\ndist.init_process_group(backend='nccl')\n", 2),
+        (
+            "import argparse\np = argparse.ArgumentParser()\np.add_argument('--device', default='cuda')\n",
+            3,
+        ),
     ],
 )
 @pytest.mark.usefixtures("parse_mode")
@@ -69,6 +73,8 @@ def test_availability_fallback_alone_is_cpu(tmp_path: Path) -> None:
                     torch.cuda.synchronize()
                 torch.cuda.manual_seed_all(0)
                 torch.cuda.empty_cache()
+                parser.add_argument("--device", default="cpu")
+                parser.add_argument("--backend", default="cuda")
             """,
             "tests/test_gpu.py": "import torch\ntorch.zeros(1).cuda()\n",
         },

@@ -103,7 +103,8 @@ def test_console_scripts_procfile_makefile_shell(tmp_path: Path) -> None:
             'x-train = "pkg.cli:train"\nx-serve = "pkg.cli:serve"\n',
             "pkg/__init__.py": "",
             "pkg/cli.py": "def train(): ...\ndef serve(): ...\n",
-            "Procfile": "web: uvicorn pkg.api:app --port $PORT\nworker: python train.py\n",
+            "Procfile": "web: uvicorn pkg.api:app --port $PORT\nworker: python train.py\n"
+            "release: python manage.py migrate\n",
             "Makefile": ".PHONY: train\ntrain:\n\tpython train.py\nserve:\n\tuvicorn a:b\n"
             "lint:\n\truff check .\nmulti:\n\ttorchrun --nproc_per_node 2 train.py\n",
             "scripts/launch.sh": "#!/bin/sh\n# torchrun in a comment\nNGPU=4\ntorchrun --nproc_per_node $NGPU train.py\n",
@@ -128,6 +129,7 @@ def test_console_scripts_procfile_makefile_shell(tmp_path: Path) -> None:
     )
     assert found["Procfile:2"].command == ("python", "train.py")
     assert found["Procfile:2"].kind == "training"
+    assert "Procfile:3" not in found
     assert found["Makefile:2"].command == ("make", "train")
     assert found["Makefile:4"].kind == "inference"
     assert found["Makefile:8"].kind == "training"  # its recipe launches torchrun
