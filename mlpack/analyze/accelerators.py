@@ -4,12 +4,12 @@ Rule: CUDA is *needed* when code outside tests uses a GPU unconditionally: ``.cu
 ``torch.device("cuda")``, ``.to("cuda")``, ``device="cuda"``/``device_map="cuda"``, a
 ``torch.cuda.*`` call other than queries and no-ops (``is_available``, ``device_count``,
 ``manual_seed*``, ``empty_cache``...), ``tf.device("/GPU:0")``, ``tf.config`` GPU calls,
-``jax.devices("gpu")``, an NCCL process group, ``add_argument("--device", default="cuda")``; or
-when a package needs it by name
-(``nvidia-*``, ``*-cuda*``, ``cupy-cuda*``, ``*-gpu``, a ``cuda``/``gpu`` extra) or the code
-imports ``cupy``/``pycuda``. A use under a GPU-availability check (``if
-torch.cuda.is_available():``, ``"cuda" if torch.cuda.is_available() else "cpu"``) only means the
-GPU is optional: alone, it leaves ``cuda`` False, so a CPU image works.
+``jax.devices("gpu")``, an NCCL process group, ``add_argument("--device", default="cuda")``;
+or when a package needs it by name (``nvidia-*``, ``*-cuda*``, ``cupy-cuda*``, ``*-gpu``, a
+``cuda``/``gpu`` extra) or the code imports ``cupy``/``pycuda``. A use under a
+GPU-availability check (``if torch.cuda.is_available():``, ``"cuda" if
+torch.cuda.is_available() else "cpu"``) only means the GPU is optional: alone, it leaves
+``cuda`` False, so a CPU image works.
 """
 
 from __future__ import annotations
