@@ -32,9 +32,11 @@ def load_bundle(bundle: Path) -> tuple[dict[str, Any], Path]:
     except (OSError, ValueError) as exc:
         msg = f"cannot read {bundle / 'config.json'}: {exc}"
         raise ContainerError(msg, hint="--bundle must be a directory holding config.json") from exc
-    if not isinstance(config, dict) or not isinstance(config.get("process"), dict):
-        msg = f"{bundle / 'config.json'} has no process object"
+    if not isinstance(config, dict):
+        msg = f"{bundle / 'config.json'} is not a JSON object"
         raise ContainerError(msg, hint="generate one with runc spec or mlpack's spec builder")
+    # `process` is optional at create; a container without one fails at start (runtime-spec).
+    config.setdefault("process", {})
     root = (config.get("root") or {}).get("path") or "rootfs"
     rootfs = Path(root) if Path(root).is_absolute() else bundle / root
     if not rootfs.is_dir():
@@ -128,6 +130,12 @@ def _state_doc(
     }
 
 
+def _runtime_hooks(cid: str, bundle: Path, config: dict[str, Any], pid: int) -> None:
+    """Prestart (state "created", as runtime-tools checks) then createRuntime ("creating")."""
+    for kind, status in (("prestart", "created"), ("createRuntime", "creating")):
+        run_hooks(config, (kind,), _state_doc(cid, bundle, config, status, pid), fatal=True)
+
+
 def _launch(
     root: Path, cid: str, bundle: Path, *, detach: bool, preserve_fds: int
 ) -> tuple[state.StateDir, Helper, state.ContainerState]:
@@ -180,12 +188,7 @@ def _launch(
                 extra_fds=tuple(range(3, 3 + preserve_fds)),
                 container_id=cid,
                 bundle=bundle.resolve(),
-                runtime_hooks=lambda pid: run_hooks(
-                    config,
-                    ("prestart", "createRuntime"),
-                    _state_doc(cid, bundle.resolve(), config, "creating", pid),
-                    fatal=True,
-                ),
+                runtime_hooks=lambda pid: _runtime_hooks(cid, bundle.resolve(), config, pid),
             )
         )
         helper.start(until="created")
