@@ -480,8 +480,9 @@ def _resolve(
     warnings: list[str],
 ) -> str | None:
     top = key.split(".", maxsplit=1)[0]
-    lowered = key.lower()
-    for name in (key, lowered, top, top.lower()):
+    # A namespace root ("google") says nothing about which distribution owns a submodule.
+    names = (key, key.lower()) if top in NAMESPACE_ROOTS else (key, key.lower(), top, top.lower())
+    for name in names:
         if name in providers:
             return providers[name][0]
     locations = _fmt(use.locations)

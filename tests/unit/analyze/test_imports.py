@@ -340,3 +340,18 @@ def test_deep_local_names_unless_a_distribution_is_known(tmp_path: Path) -> None
     )
     result, _ = run(root)
     assert names(result) == ["obscure-tool", "wandb"]
+
+
+def test_a_declared_namespace_package_does_not_take_its_siblings(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo", {"a.py": "import google.protobuf\nfrom google.cloud import storage\n"}
+    )
+    installed = InstalledEvidence(
+        provides={"google": ("protobuf",), "google.protobuf": ("protobuf",)},
+        top_levels={"protobuf": frozenset({"google", "google.protobuf"})},
+    )
+    result, _ = run(root, declared=(req("protobuf"),), installed=installed)
+    assert [(p.name, p.declared, p.imports) for p in result.packages] == [
+        ("google-cloud-storage", False, ("google.cloud.storage",)),
+        ("protobuf", True, ("google.protobuf",)),
+    ]
