@@ -3,7 +3,7 @@
 - Folders by name, when they exist at the root: inputs ``data/``, ``datasets/``, ``models/``,
   ``weights/``, ``configs/``, ``conf/``...; outputs ``outputs/``, ``output/``, ``checkpoints/``,
   ``runs/``, ``logs/``, ``wandb/``, ``mlruns/``, ``lightning_logs/``... An input-named folder that
-  holds Python files is code (e.g. a ``models/`` package), not an input.
+  is a Python package (``models/__init__.py``) is code, not an input.
 - Literal paths in code: reads (``open(p)``, ``read_csv``, ``np.load``, ``torch.load``,
   ``Path(p).read_text``, ``from_pretrained("./local")``...) and writes (``open(p, "w")``,
   ``to_csv``, ``torch.save``, ``joblib.dump``, ``savefig``, ``save_pretrained``, ``os.makedirs``,
@@ -103,7 +103,12 @@ WEIGHT_SUFFIXES: Final = (
 def analyze_layout(tree: RepoTree, facts: Mapping[str, FileFacts]) -> Layout:
     """Derive inputs, outputs, code and large files from folder names, code and file sizes."""
     files = tree.names()
-    code_dirs = {p.split("/", 1)[0] for p in files if "/" in p and p.endswith(".py")}
+    # Python packages at the root (and src/) are code; a data/ folder that merely holds a
+    # download script is still data.
+    code_dirs = {
+        p.split("/", 1)[0] for p in files if p.count("/") == 1 and p.endswith("/__init__.py")
+    }
+    code_dirs.add("src")
     inputs: dict[str, PathUse] = {}
     outputs: dict[str, PathUse] = {}
 

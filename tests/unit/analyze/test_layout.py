@@ -23,6 +23,7 @@ def test_folders_by_name(tmp_path: Path) -> None:
         tmp_path / "repo",
         {
             "data/train.csv": "a,b\n",
+            "data/download.py": "",  # a script beside the data: still an input folder
             "configs/base.yaml": "",
             "models/__init__.py": "",  # a code package, not an input
             "models/net.py": "",
@@ -43,7 +44,7 @@ def test_folders_by_name(tmp_path: Path) -> None:
         PathUse(path="mlruns", kind="runs", source=rule, exists=True),
         PathUse(path="wandb", kind="logs", source=rule, exists=True),
     )
-    assert layout.code == ("models", "train.py")
+    assert layout.code == ("data", "models", "train.py")
 
 
 @pytest.mark.usefixtures("parse_mode")
