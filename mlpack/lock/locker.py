@@ -287,17 +287,9 @@ def lock(
     if inputs.indexes.source not in ("mlpack.toml", "default"):
         urls = ", ".join(inputs.indexes.public().all)
         rep.notice(f"using the package indexes from {inputs.indexes.source}: {urls}")
-    # File listings of names known now overlap base resolution and the resolver's run.
-    # (uv names the files itself; only the pip-tools path needs the index listings.)
+    # Both resolvers name the target's files through uv; the index is listed only for pins
+    # they could not name.
     listings = Listings(ca_cert=ca_cert)
-    if (resolver.name if resolver is not None else inputs.resolver) != "uv":
-        known = {r.name for r in inputs.requirements if Requirement(r.requirement).url is None}
-        if previous is not None:
-            known |= {p.name for p in previous.packages if p.kind == "index"}
-        cache_root = home / "cache" / "index-files"
-        listings.prefetch(
-            inputs.indexes.index_url, sorted(known - _cached_names(cache_root, inputs))
-        )
     try:
         base = _reused_base(inputs, previous, upgrade=upgrade) or _resolve_base(
             inputs, base_resolver or DefaultBaseResolver()
@@ -371,16 +363,6 @@ def lock(
         rep.notice(f"torch: {decision.reason}")
     write_lock(lock_path, result)
     return LockResult(lock=result, path=lock_path, resolved=True)
-
-
-def _cached_names(cache_root: Path, inputs: LockInputs) -> set[str]:
-    """Projects with a cached release listing for the primary index (no prefetch needed)."""
-    key = hashlib.sha256(strip_userinfo(inputs.indexes.index_url).encode()).hexdigest()[:16]
-    folder = cache_root / key
-    try:
-        return {p.name.rsplit("-", 1)[0] for p in folder.iterdir()}
-    except OSError:
-        return set()
 
 
 def _reused_base(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 from mlpack.errors import LockError
 from mlpack.lock.resolvers import Pin, ResolveRequest, parse_output, tool_failure, write_inputs
 from mlpack.lock.runner import IMAGE_TOOLS, HostRunner, Runner, host_interpreter, host_matches
-from mlpack.lock.uv import uv_binary
+from mlpack.lock.uv import uv_binary, with_target_files
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -121,7 +121,8 @@ class PipToolsResolver:
             raise LockError(msg, hint="use the default resolver (uv), which needs no target")
         if done.returncode != 0:
             raise tool_failure(request, done.stderr, tool="pip-compile")
-        return parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
+        pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
+        return with_target_files(request, pins, HostRunner(), offline=False)
 
     def _host_venv(self, python_minor: str) -> str:
         """The cached venv with pinned pip and pip-tools for the host interpreter."""

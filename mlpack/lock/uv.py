@@ -116,40 +116,48 @@ class UvResolver:
         if done.returncode != 0:
             raise tool_failure(request, done.stderr, tool="uv")
         pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
-        return self._with_files(request, pins)
+        return with_target_files(request, pins, self.runner, offline=True)
 
-    def _with_files(self, request: ResolveRequest, pins: tuple[Pin, ...]) -> tuple[Pin, ...]:
-        """Add the target's file names from a second, offline (cache-only) pylock.toml run.
 
-        uv's requirements.txt has hashes and "via" but no file names; its pylock.toml (PEP 751)
-        has the names but no "via". The second run reads only uv's fresh cache (~50 ms), which
-        is much cheaper than listing every project on the index. Any failure: no names.
-        """
-        args = uv_compile_args(request)
-        args[args.index("requirements.txt")] = "pylock.toml"
+def with_target_files(
+    request: ResolveRequest, pins: tuple[Pin, ...], runner: Runner, *, offline: bool
+) -> tuple[Pin, ...]:
+    """Add the target's file names to ``pins`` from a ``uv pip compile`` pylock.toml run.
+
+    uv's requirements.txt (and pip-compile's) has hashes and "via" but no file names; uv's
+    pylock.toml (PEP 751) has the target's file names but no "via". After uv resolved, a second
+    run reads only its fresh cache (``offline``, ~50 ms); after pip-compile, uv is given the
+    exact pins with ``--no-deps``. Either is much cheaper than listing every project on the
+    index. Any failure: the pins keep no names (the locker lists the index instead).
+    """
+    args = uv_compile_args(request)
+    args[args.index("--output-file") + 1] = "pylock.toml"
+    if offline:
         args.append("--offline")
-        done = self.runner.run(args, cwd=request.workdir, env=uv_env(request))
-        if done.returncode != 0:
-            return pins
-        try:
-            data = tomllib.loads((request.workdir / "pylock.toml").read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError):
-            return pins
-        files: dict[str, list[tuple[str, str]]] = {}
-        for package in data.get("packages", []):
-            name = canonicalize_name(str(package.get("name", "")))
-            entries = [*package.get("wheels", []), package.get("sdist") or {}]
-            for entry in entries:
-                url = entry.get("url") or entry.get("path")
-                sha = entry.get("hashes", {}).get("sha256")
-                if url and sha:
-                    filename = urllib.parse.unquote(str(url).rsplit("/", 1)[-1])
-                    files.setdefault(name, []).append((filename, str(sha)))
-        return tuple(
-            replace(
-                pin, files=tuple(sorted(f for f in files.get(pin.name, ()) if f[1] in pin.hashes))
-            )
-            if pin.url is None
-            else pin
-            for pin in pins
-        )
+    else:
+        pinned = [f"{p.name}=={p.version}" for p in pins if p.url is None and p.version]
+        (request.workdir / "pinned.in").write_text("".join(f"{x}\n" for x in pinned))
+        args[args.index("requirements.in")] = "pinned.in"
+        args.append("--no-deps")
+    done = runner.run(args, cwd=request.workdir, env=uv_env(request))
+    if done.returncode != 0:
+        return pins
+    try:
+        data = tomllib.loads((request.workdir / "pylock.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return pins
+    files: dict[str, list[tuple[str, str]]] = {}
+    for package in data.get("packages", []):
+        name = canonicalize_name(str(package.get("name", "")))
+        for entry in [*package.get("wheels", []), package.get("sdist") or {}]:
+            url = entry.get("url") or entry.get("path")
+            sha = entry.get("hashes", {}).get("sha256")
+            if url and sha:
+                filename = urllib.parse.unquote(str(url).rsplit("/", 1)[-1])
+                files.setdefault(name, []).append((filename, str(sha)))
+    return tuple(
+        replace(pin, files=tuple(sorted(f for f in files.get(pin.name, ()) if f[1] in pin.hashes)))
+        if pin.url is None
+        else pin
+        for pin in pins
+    )

@@ -53,6 +53,7 @@ def test_pip_tools_runs_in_the_base_image_when_the_host_differs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(piptools, "host_matches", lambda *_: False)
+    monkeypatch.setattr(piptools, "with_target_files", lambda _r, pins, *_a, **_k: pins)
     runtime = FakeRuntime()
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
