@@ -980,7 +980,8 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     if fifo >= 0:
         w = os.open(fdpath(fifo), os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` reads
         os.write(w, b"0")
-        os.close(w)
+        # Left open, close-on-exec: `start` sees EOF once the program runs (or we fail), so it
+        # runs poststart hooks after the exec, as runtime-spec orders them.
         os.close(fifo)
     run_hooks(req, config, "startContainer", "created", host_pid)
     env = [str(e) for e in proc.get("env") or ()]  # type: ignore[attr-defined]

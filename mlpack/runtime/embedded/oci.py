@@ -264,6 +264,8 @@ def start(root: Path, cid: str) -> None:
             if data:
                 break
             time.sleep(0.01)
+        if data:
+            _wait_for_exec(fd)
     finally:
         os.close(fd)
     sd.fifo.unlink(missing_ok=True)
@@ -271,6 +273,22 @@ def start(root: Path, cid: str) -> None:
         msg = f"container {cid} did not start"
         raise ContainerError(msg, hint="its pid 1 exited before start; see mlpack runtime state")
     _post(sd, "poststart", "running")
+
+
+def _wait_for_exec(fd: int, timeout: float = 300.0) -> None:
+    """Wait for EOF on the exec fifo: pid 1 holds it open close-on-exec until it execs (after
+    its startContainer hooks) or fails.
+    """
+    import select
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        select.select([fd], [], [], 1.0)
+        try:
+            if not os.read(fd, 64):
+                return
+        except BlockingIOError:
+            continue
 
 
 def _post(sd: state.StateDir, kind: str, status: str) -> None:
