@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from mlpack.analyze import chunks
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable
 
 MAX_SOURCE_BYTES: Final = 5 * 2**20  # larger .py files are generated data, not code
 MAX_NOTEBOOK_BYTES: Final = 50 * 2**20  # notebooks carry outputs (images); code is small
@@ -756,9 +756,3 @@ def _looks_like_path(text: str) -> bool:
     if not text or len(text) > 300 or any(c in text for c in "\n\t ") or "://" in text:
         return False
     return "/" in text or bool(re.search(r"\.[A-Za-z0-9]{1,10}$", text))
-
-
-def iter_imports(facts: Iterable[FileFacts]) -> Iterator[tuple[str, int, bool]]:
-    """Yield every import of every file (helper for tests and callers)."""
-    for f in facts:
-        yield from f.imports
