@@ -25,25 +25,21 @@ if TYPE_CHECKING:
 # Words whose lines may hold a fact: each is searched as a plain substring (fast), never as
 # one big alternation, which the regex engine would try at every position.
 WORDS: Final = (
-    "import",
+    "import",  # also finds __import__ and import_module
     "environ",
     "getenv",
-    "__import__",
     "__main__",
     "FastAPI(",
     "Flask(",
     "Starlette(",
-    "uvicorn",
-    "run_app",
-    "waitress",
     "cuda",
-    "tf.device",
-    "tf.config",
-    "tensorflow.config",
-    "devices(",
+    "tf.",  # tf.device, tf.config
+    "devices(",  # jax.devices, list_physical_devices
     "nccl",
     "device_map",
 )
+# Server starts only matter in a script: searched only when the file has a __main__ guard.
+MAIN_WORDS: Final = (".run(", "uvicorn", "run_app", "waitress")
 _LITERAL: Final = r"""[rRbBfFuU]{0,2}["']"""
 # A call with a literal first argument, or a keyword with a literal value: the name before it
 # decides (checked in Python, which is cheap: these are thousands, not millions).
@@ -342,7 +338,7 @@ def _masked_lines(text: str, starts: list[int], count: int) -> bytearray:
 def _trigger_positions(text: str) -> list[int]:
     """Offsets of every place that may hold a fact (a superset; the parser decides)."""
     found: list[int] = []
-    for word in (*WORDS, ".run(") if "__main__" in text else WORDS:
+    for word in (*WORDS, *MAIN_WORDS) if "__main__" in text else WORDS:
         pos = text.find(word)
         while pos >= 0:
             found.append(pos)

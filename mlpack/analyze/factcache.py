@@ -10,6 +10,7 @@ is replaced atomically; a corrupt or foreign cache file is ignored (and rewritte
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -70,7 +71,16 @@ def collect_facts(
         else:
             digest, data = found
             to_parse.append((entry, digest, data))
-    for (entry, digest, _), facts in zip(to_parse, _parse_all(to_parse), strict=True):
+    # The syntax trees are acyclic and short-lived: the cycle collector's passes over the growing
+    # set of facts only cost time (about 5 % of a cold run).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        parsed = _parse_all(to_parse)
+    finally:
+        if collecting:
+            gc.enable()
+    for (entry, digest, _), facts in zip(to_parse, parsed, strict=True):
         cache.remember(digest, facts)
         result[entry.path] = facts
     rep.advance("analyze: reading code", len(sources))
