@@ -389,7 +389,10 @@ def _def_lines(
 
 def _suspect(text: str) -> bool:
     """True when the file shows merge-conflict markers or Python 2 syntax at a line start."""
-    if text.startswith(("<<<<<<< ", ">>>>>>> ")) or any(m in text for m in _MERGE_MARKERS):
+    # Every conflict has a "=======" line: one scan for it, the precise check only then.
+    if "=======" in text and (
+        text.startswith(("<<<<<<< ", ">>>>>>> ")) or any(m in text for m in _MERGE_MARKERS)
+    ):
         return True
     for pattern in (_PY2_PRINT, _PY2_EXCEPT):
         for match in pattern.finditer(text):
