@@ -301,3 +301,47 @@ def test_lifecycle_hooks_run_in_order_with_state(bundle: Path, tmp_path: Path) -
     assert states["createRuntime"]["id"] == "hooks"
     assert states["createRuntime"]["pid"] > 0
     assert states["poststop"]["status"] == "stopped"
+
+
+def test_create_fails_when_a_capability_is_outside_the_bounding_set(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """capset is applied before the exec fifo (as runc's finalizeNamespace): a capability the
+    runtime's bounding set lacks fails `create` with the error, not the program after `start`.
+    """
+    require(shutil.which("setpriv") is not None, "setpriv (util-linux)")
+    runc_spec(bundle, ["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    for kind in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][kind] = ["CAP_KILL", "CAP_SYS_RESOURCE"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    root = tmp_path / "state"
+    done = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_resource", "--", *MLPACK,
+         "runtime", "--root", str(root), "create", "--bundle", str(bundle), "caps"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 7, done.stderr
+    assert "capset" in done.stderr
+    assert not (root / "caps").exists()
+
+
+def test_created_container_with_a_non_root_user_starts(bundle: Path, tmp_path: Path) -> None:
+    """pid 1 opens the exec fifo after its uid change and capability drop."""
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    mount = {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]}
+    runc_spec(bundle, ["sh", "-c", "id -u > /out/uid"], (mount,))
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    (bundle / "config.json").write_text(json.dumps(config))
+    root = tmp_path / "state"
+    assert rt_detached(root, "create", "--bundle", str(bundle), "nonroot") == 0
+    assert rt(root, "start", "nonroot").returncode == 0
+    deadline = time.monotonic() + 30
+    while json.loads(rt(root, "state", "nonroot").stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert rt(root, "delete", "nonroot").returncode == 0
+    assert (out / "uid").read_text() == "1000\n"

@@ -11,7 +11,7 @@ single-threaded interpreter because ``unshare(CLONE_NEWUSER)`` is refused in a t
   fork C; then S waits for C, relays signals and reports the exit status. S never enters the
   container's mount namespace.
 * C (pid 1): joins the cgroups, unshares mount/uts/ipc/net/cgroup, builds the rootfs, pivots,
-  waits on the exec fifo for ``create``, drops privileges, loads seccomp last and execs.
+  drops privileges, waits on the exec fifo for ``create``, loads seccomp last and execs.
 
 Messages to the parent are JSON lines on STATUS_FD; the parent's messages come on CTL_FD.
 """
@@ -976,14 +976,6 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
             raise Failure(answer.decode(errors="replace") or "the runtime went away")
     run_hooks(req, config, "createContainer", "creating", host_pid)
     rootfs.pivot()
-    send(status, {"created": True})
-    if fifo >= 0:
-        w = os.open(fdpath(fifo), os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` reads
-        os.write(w, b"0")
-        # Left open, close-on-exec: `start` sees EOF once the program runs (or we fail), so it
-        # runs poststart hooks after the exec, as runtime-spec orders them.
-        os.close(fifo)
-    run_hooks(req, config, "startContainer", "created", host_pid)
     env = [str(e) for e in proc.get("env") or ()]  # type: ignore[attr-defined]
     user: dict[str, object] = proc.get("user") or {}  # type: ignore[assignment]
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))  # type: ignore[call-overload]
@@ -1020,6 +1012,18 @@ def container(req: dict[str, object], status: int, userns: bool) -> None:
     if nnp:
         prctl(PR_SET_NO_NEW_PRIVS, 1)
     set_rlimits(proc.get("rlimits") or [])  # type: ignore[arg-type]
+    # Every step that can fail on this host (capset with a capability outside the bounding
+    # set, setgroups, rlimits) is done: only now is the container "created" (as runc's
+    # finalizeNamespace runs before the exec fifo), so `create` reports such a failure.
+    send(status, {"created": True})
+    if fifo >= 0:
+        # The fifo is mode 0622 (as runc's): the user program's uid may write to it.
+        w = os.open(fdpath(fifo), os.O_WRONLY | os.O_CLOEXEC)  # blocks until `start` reads
+        os.write(w, b"0")
+        # Left open, close-on-exec: `start` sees EOF once the program runs (or we fail), so it
+        # runs poststart hooks after the exec, as runtime-spec orders them.
+        os.close(fifo)
+    run_hooks(req, config, "startContainer", "created", host_pid)
     if not proc.get("terminal"):
         os.setsid()
     else:
