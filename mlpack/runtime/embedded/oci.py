@@ -169,7 +169,7 @@ def _launch(
         if detach:
             fifo = sd.fifo
             os.mkfifo(fifo, 0o600)
-            os.chmod(fifo, 0o622)  # pid 1 opens it after setuid: writable by any uid, as runc's
+            fifo.chmod(0o622)  # pid 1 opens it after setuid: writable by any uid, as runc's
             root_ids = _host_root(config)
             if root_ids is not None and os.geteuid() == 0:
                 os.chown(fifo, *root_ids)  # pid 1 opens it as the namespace's root (as runc)
