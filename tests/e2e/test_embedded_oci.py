@@ -331,7 +331,12 @@ def test_created_container_with_a_non_root_user_starts(bundle: Path, tmp_path: P
     out = tmp_path / "out"
     out.mkdir()
     out.chmod(0o777)
-    mount = {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]}
+    mount: dict[str, object] = {
+        "destination": "/out",
+        "type": "bind",
+        "source": str(out),
+        "options": ["rbind"],
+    }
     runc_spec(bundle, ["sh", "-c", "id -u > /out/uid"], (mount,))
     config = json.loads((bundle / "config.json").read_text())
     config["process"]["user"] = {"uid": 1000, "gid": 1000}
