@@ -5,7 +5,8 @@ One JSON file per analysed root under the cache folder (default
 to its (size, mtime_ns, inode, content hash) and each content hash to its facts. A warm run with
 unchanged files reads no source at all; a touched but unchanged file is re-hashed, not re-parsed.
 The extractor's own source is part of the key, so a new mlpack never reuses stale facts. The file
-is replaced atomically; a corrupt or foreign cache file is ignored (and rewritten).
+is replaced atomically; a corrupt or foreign cache file is ignored (and rewritten). Only the 64
+most recently analysed repositories keep a cache file.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ SOURCE_SUFFIXES: Final = (".py", ".ipynb")
 # one process is faster. Above it, parsing spreads over up to MAX_WORKERS cores.
 PARALLEL_MIN_BYTES: Final = 4 * 2**20
 MAX_WORKERS: Final = 4
+MAX_REPOSITORIES: Final = 64  # cache files kept, one per analysed repository path
 
 
 def default_cache_dir() -> Path:
@@ -240,3 +242,17 @@ class _Cache:
         except OSError as exc:
             # A cache that cannot be written only costs speed next time.
             warnings.append(f"facts cache {self.folder}: not written ({exc.strerror or exc})")
+            return
+        _prune(self.folder, keep=self.path)
+
+
+def _prune(folder: Path, *, keep: Path) -> None:
+    """Drop the least recently written repositories' files beyond ``MAX_REPOSITORIES``."""
+    try:
+        entries = sorted(
+            (p.stat().st_mtime_ns, p) for p in folder.glob("facts-*.json") if p != keep
+        )
+    except OSError:
+        return
+    for _, stale in entries[: max(0, len(entries) + 1 - MAX_REPOSITORIES)]:
+        stale.unlink(missing_ok=True)

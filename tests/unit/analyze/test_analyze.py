@@ -258,3 +258,16 @@ def test_worker_processes_give_the_same_answer(
     parallel = run(root, tmp_path / "parallel-cache")
     assert parallel == serial
     assert len(serial.env) == 30
+
+
+def test_cache_keeps_only_recent_repositories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(factcache, "MAX_REPOSITORIES", 3)
+    cache = tmp_path / "cache"
+    for i in range(5):
+        run(make_repo(tmp_path / f"repo{i}", {"a.py": f"import mod{i}\n"}), cache)
+    assert len(list(cache.glob("facts-*.json"))) == 3
+    # the latest one survives and is used warm
+    (latest,) = [p for p in cache.glob("facts-*.json") if str(tmp_path / "repo4") in p.read_text()]
+    assert latest.is_file()
