@@ -343,14 +343,13 @@ def _trigger_positions(text: str) -> list[int]:
         while pos >= 0:
             found.append(pos)
             pos = text.find(word, pos + len(word))
-    for match in _LITERAL_ARG.finditer(text):
-        pos = match.start()
-        if text.endswith(PATH_CALLS, max(0, pos - 24), pos):
-            found.append(pos)
-    for match in _LITERAL_KW.finditer(text):
-        pos = match.start()
-        if text.endswith(PATH_KEYWORDS, max(0, pos - 24), pos):
-            found.append(pos)
+    for pattern, names in ((_LITERAL_ARG, PATH_CALLS), (_LITERAL_KW, PATH_KEYWORDS)):
+        for match in pattern.finditer(text):
+            pos = end = match.start()
+            while end and text[end - 1] in " \t":  # open ("x"), output_dir = "x"
+                end -= 1
+            if text.endswith(names, max(0, end - 24), end):
+                found.append(pos)
     # torch.save(obj, "path"), joblib.dump(obj, "path"): a literal later on the line.
     for word in ("save(", "dump("):
         pos = text.find(word)

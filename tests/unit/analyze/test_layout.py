@@ -80,6 +80,7 @@ def test_paths_read_and_written_by_code(tmp_path: Path) -> None:
                 open("/etc/hosts").read()
                 open("../outside.txt").read()
                 open("https://example.com/x").read()
+                spaced = open ("spaced/out.txt", "w")
             """,
             "settings.json": "{}",
         },
@@ -103,6 +104,7 @@ def test_paths_read_and_written_by_code(tmp_path: Path) -> None:
         "results": ("outputs", "train.py:16", False),
         "runs": ("runs", "train.py:23", False),
         "saved": ("outputs", "train.py:24", False),
+        "spaced": ("outputs", "train.py:29", False),
     }
 
 
