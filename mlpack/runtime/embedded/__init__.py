@@ -256,7 +256,10 @@ class EmbeddedRuntime:
             (sd.path / "upper").mkdir()
             (sd.path / "work").mkdir()
             overlay: Overlay | None = Overlay(
-                lower=image.layers, upper=sd.path / "upper", work=sd.path / "work"
+                lower=image.layers,
+                upper=sd.path / "upper",
+                work=sd.path / "work",
+                volatile=not config.keep,  # a kept upper dir is synced as usual
             )
             if not self.overlay:
                 copy_rootfs(image.merged(), rootfs)

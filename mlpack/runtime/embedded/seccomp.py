@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import TYPE_CHECKING, Any, Final
@@ -642,7 +641,11 @@ def _compile_cached(profile: dict[str, Any], text: str, cache_dir: Path | None) 
     ident = _lib_identity()
     lib = None if ident else _Lib()
     version = ident or (lib.version() if lib else "")
-    key = hashlib.sha256(f"{text}|{os.uname().machine}|{version}".encode()).hexdigest()
+    try:  # the builtin module: hashlib would load OpenSSL (~5 ms) on the exec path
+        from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        from hashlib import sha256
+    key = sha256(f"{text}|{os.uname().machine}|{version}".encode()).hexdigest()
     path = cache_dir / f"{key}.bpf" if cache_dir else None
     if path is not None:
         try:
