@@ -5,7 +5,9 @@ Found, without running anything:
 - web app objects at module level (``app = FastAPI()``, ``Starlette()`` -> uvicorn;
   ``Flask(__name__)`` -> gunicorn), as ``module:variable`` (``--app-dir src`` under ``src/``);
 - scripts with ``if __name__ == "__main__":`` (training, or inference when they start a server
-  with ``uvicorn.run``/``app.run``) and packages with ``__main__.py`` (``python -m pkg``);
+  with ``uvicorn.run``/``app.run``; ``python -m pkg.mod`` for a module inside a package, whose
+  imports of its package would fail when run as a file) and packages with ``__main__.py``
+  (``python -m pkg``);
   tests, docs, ``setup.py``, ``noxfile.py`` and ``conftest.py`` are left out;
 - ``[project.scripts]`` console scripts;
 - ``Procfile`` lines (``web:`` is inference), ``Makefile`` targets named like training
@@ -13,7 +15,9 @@ Found, without running anything:
   ``accelerate launch``, ``deepspeed`` or a server; shell scripts that do the same.
 
 Order: an app object first for inference, a root ``train.py`` first for training, then by how
-specific the evidence is and how shallow the file lies; names are unique.
+specific the evidence is and how shallow the file lies; names are unique. A command found twice
+(an app object and a Procfile line that serves it) is listed once, where it ranks first, with
+both sources (``"app/main.py:17, Procfile:1"``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.model import Entrypoint, EntrypointKind
@@ -31,7 +36,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from mlpack.analyze.pyfacts import FileFacts
     from mlpack.analyze.walk import RepoTree
@@ -67,7 +72,7 @@ def analyze_entrypoints(
     found.sort(key=lambda item: (-item[0], item[1].path, item[1].command))
     result: list[Entrypoint] = []
     names: set[str] = set()
-    for _, ep in found:
+    for ep in _merged(ep for _, ep in found):
         name, n = ep.name, 1
         while name in names:
             n += 1
@@ -77,6 +82,22 @@ def analyze_entrypoints(
             Entrypoint(kind=ep.kind, command=ep.command, path=ep.path, source=ep.source, name=name)
         )
     return tuple(result)
+
+
+def _merged(ordered: Iterable[Entrypoint]) -> list[Entrypoint]:
+    """One entry per command: the most specific (first) keeps its place, path and name.
+
+    The same command found elsewhere (``app = FastAPI()`` and a Procfile line running it) only
+    adds its source: ``"app/main.py:17, Procfile:1"``.
+    """
+    by_command: dict[tuple[str, ...], Entrypoint] = {}
+    for ep in ordered:
+        first = by_command.get(ep.command)
+        if first is None:
+            by_command[ep.command] = ep
+        elif ep.source not in first.source.split(", "):
+            by_command[ep.command] = replace(first, source=f"{first.source}, {ep.source}")
+    return list(by_command.values())
 
 
 def _excluded(path: str) -> bool:
@@ -154,9 +175,10 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
         return found
     if facts.main:
         source = f"{path}:{facts.main}"
+        run = _script_command(path, module, files)
         if facts.serves:
             score = 190 - 5 * _depth(path)
-            found.append((score, _ep("inference", ("python", path), path, source, stem)))
+            found.append((score, _ep("inference", run, path, source, stem)))
         else:
             lowered = stem.lower()
             if path == "train.py":
@@ -168,10 +190,22 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
             else:
                 score = 120
             kind = _kind_of(stem) if not lowered.startswith(TRAIN_WORDS) else "training"
-            found.append(
-                (score - 10 * _depth(path), _ep(kind, ("python", path), path, source, stem))
-            )
+            found.append((score - 10 * _depth(path), _ep(kind, run, path, source, stem)))
     return found
+
+
+def _script_command(
+    path: str, module: tuple[str, bool] | None, files: frozenset[str]
+) -> tuple[str, ...]:
+    """``python -m pkg.mod`` for a module inside a package, else ``python path.py``.
+
+    Run as a file, a package's module gets its own folder as ``sys.path[0]``, so its absolute
+    (``from app.model import ...``) and relative imports of the package fail.
+    """
+    folder = path.rpartition("/")[0]
+    if module is not None and folder and f"{folder}/__init__.py" in files:
+        return ("python", "-m", module[0])
+    return ("python", path)
 
 
 def _read(tree: RepoTree, rel: str, warnings: list[str]) -> str | None:

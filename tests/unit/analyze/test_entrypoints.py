@@ -89,7 +89,8 @@ def test_web_apps_first_for_inference(tmp_path: Path) -> None:
         "src/svc/api.py:2",
     ) in commands
     # scripts that start a server themselves are inference, after the app objects
-    assert ("inference", ("python", "app/main.py"), "app/main.py:11") in commands
+    # app/ is a package: run as a file, main.py could not import it (python -m app.main can)
+    assert ("inference", ("python", "-m", "app.main"), "app/main.py:11") in commands
     assert ("inference", ("python", "serve_model.py"), "serve_model.py:3") in commands
     assert all(e.kind == "inference" for e in found)
     assert len({e.name for e in found}) == len(found)
@@ -161,3 +162,69 @@ def test_kind_from_words_not_substrings(tmp_path: Path) -> None:
         "predict.py": "inference",
         "api_train.py": "training",
     }
+
+
+def test_module_inside_a_package_runs_with_dash_m(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "app/__init__.py": "",
+            "app/model.py": "class M: ...\n",
+            "app/main.py": "from app.model import M\n" + MAIN,
+            "pkg/sub/__init__.py": "",
+            "pkg/sub/train.py": "from . import x\n" + MAIN,
+            "scripts/prepare.py": "import helpers\n" + MAIN,  # no __init__.py: a script folder
+            "src/svc/__init__.py": "",
+            "src/svc/cli.py": MAIN,
+            "my-tools/__init__.py": "",
+            "my-tools/run.py": MAIN,  # not importable: stays a file
+        },
+    )
+    commands = {e.path: e.command for e in entrypoints_of(root)}
+    assert commands == {
+        "app/main.py": ("python", "-m", "app.main"),
+        "pkg/sub/train.py": ("python", "-m", "pkg.sub.train"),
+        "scripts/prepare.py": ("python", "scripts/prepare.py"),
+        "src/svc/cli.py": ("python", "-m", "svc.cli"),
+        "my-tools/run.py": ("python", "my-tools/run.py"),
+    }
+
+
+def test_same_command_listed_once_with_both_sources(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "app/__init__.py": "",
+            "app/main.py": "from fastapi import FastAPI\n\napp = FastAPI()\n",
+            "Procfile": "web: uvicorn app.main:app --host 0.0.0.0 --port 8000\n"
+            "worker: python train.py\n",
+            "Makefile": "train:\n\tpython train.py\n",
+            "train.py": MAIN,
+        },
+    )
+    found = entrypoints_of(root)
+    assert [(e.command, e.path, e.source, e.name) for e in found] == [
+        (("python", "train.py"), "train.py", "train.py:1, Procfile:2", "train"),
+        (
+            ("uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"),
+            "app/main.py",
+            "app/main.py:3, Procfile:1",
+            "serve",
+        ),
+        (("make", "train"), "Makefile", "Makefile:1", "train-2"),
+    ]
+
+
+def test_inference_example_lists_each_command_once(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[3] / "examples" / "inference"
+    warnings: list[str] = []
+    tree = walk_repo(root, warnings=warnings)
+    facts = collect_facts(tree, cache_dir=tmp_path / "cache", warnings=warnings)
+    found = analyze_entrypoints(tree, facts, warnings=warnings)
+    assert [(e.command, e.source) for e in found] == [
+        (
+            ("uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"),
+            "app/main.py:17, Procfile:1",
+        ),
+        (("python", "-m", "app.main"), "app/main.py:60"),
+    ]
