@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _CHUNK: Final = 1 << 20
 _MAX_SYMLINKS: Final = 40  # the kernel's MAXSYMLINKS
+_MAX_CACHED_DIRS: Final = 64  # parent dirfds kept open while a layer applies
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 WHITEOUT_PREFIX: Final = ".wh."
@@ -278,29 +279,53 @@ def _decompressor(raw: _BlobReader) -> _Source:
 
 
 class _TarStream:
-    """Hash (diff_id) and count the uncompressed tar; refuse more than ``max_bytes``."""
+    """Hash (diff_id) and count the uncompressed tar; refuse more than ``max_bytes``.
+
+    Decompresses a chunk at a time and serves the tar parser's 512-byte header reads from that
+    buffer: one decompress call and one hash update per chunk, not per header.
+    """
 
     def __init__(self, source: _Source, *, algorithm: str, max_bytes: int) -> None:
         self._src = source
         self._hash = hashlib.new(algorithm)
         self._algorithm = algorithm
         self._max = max_bytes
+        self._buf = b""
+        self._pos = 0
         self.count = 0
 
+    def _fill(self) -> bool:
+        data = self._src.read(_CHUNK)
+        if not data:
+            return False
+        self.count += len(data)
+        if self.count > self._max:
+            msg = f"layer expands to more than {self._max} bytes (decompression bomb?)"
+            raise ImageError(msg, hint="raise max_bytes only for layers you trust")
+        self._hash.update(data)
+        self._buf = data
+        self._pos = 0
+        return True
+
     def read(self, size: int, /) -> bytes:
-        data = self._src.read(size)
-        if data:
-            self.count += len(data)
-            if self.count > self._max:
-                msg = f"layer expands to more than {self._max} bytes (decompression bomb?)"
-                raise ImageError(msg, hint="raise max_bytes only for layers you trust")
-            self._hash.update(data)
-        return data
+        pos = self._pos
+        if pos >= len(self._buf):
+            if not self._fill():
+                return b""
+            pos = 0
+        buf = self._buf
+        if pos == 0 and size >= len(buf):
+            self._pos = len(buf)
+            return buf
+        end = min(pos + size, len(buf))
+        self._pos = end
+        return buf[pos:end]
 
     def drain(self) -> None:
         """Read the padding after the end-of-archive blocks: the diff_id covers it."""
-        while self.read(_CHUNK):
-            pass
+        self._pos = len(self._buf)
+        while self._fill():
+            self._pos = len(self._buf)
 
     def digest(self) -> str:
         return f"{self._algorithm}:{self._hash.hexdigest()}"
@@ -530,12 +555,52 @@ class _Applier:
         self._created: set[tuple[str, ...]] = set()  # this layer's paths and their ancestors
         self._dirs: dict[tuple[str, ...], tuple[int, int]] = {}  # deferred (mode, mtime)
         self._restore: dict[tuple[str, ...], int] = {}  # lower dirs opened up for writing
+        # Parent dirfds by in-layer path: tar order keeps siblings together, so most entries
+        # skip the in-root resolution. Any removal clears the cache: a removed or replaced
+        # directory or symlink must be resolved afresh. Values: (fd, parent is setgid).
+        self._parents: dict[tuple[str, ...], tuple[int, bool]] = {}
+        self._retired: list[int] = []  # fds dropped from the cache, closed after the entry
+        self._ids = (os.geteuid(), os.getegid())
         self.entries = 0
         self.bytes_written = 0
         self.skipped: list[str] = []
 
     def close(self) -> None:
+        self._invalidate()
+        self._release()
         self._resolver.close()
+
+    def _invalidate(self) -> None:
+        self._retired.extend(fd for fd, _ in self._parents.values())
+        self._parents.clear()
+
+    def _release(self) -> None:
+        while self._retired:
+            os.close(self._retired.pop())
+
+    def _remove(self, parent: int, name: str, st: os.stat_result) -> None:
+        _remove(parent, name, st)
+        self._invalidate()
+
+    def _parent(self, parts: tuple[str, ...]) -> tuple[int, bool]:
+        """The (cached) O_PATH fd of the directory ``parts``, created and writable."""
+        hit = self._parents.get(parts)
+        if hit is not None:
+            return hit
+        fd = self._resolver.open_dir(parts, create=True)
+        try:
+            mode = os.fstat(fd).st_mode
+            if self._rootless:
+                self._ensure_writable(fd, parts, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        if len(self._parents) >= _MAX_CACHED_DIRS:
+            oldest = next(iter(self._parents))
+            self._retired.append(self._parents.pop(oldest)[0])
+        entry = (fd, bool(mode & stat.S_ISGID))
+        self._parents[parts] = entry
+        return entry
 
     def apply(self, member: TarMember, reader: TarReader) -> None:
         parts = _clean(member.name, "path", member)
@@ -546,22 +611,21 @@ class _Applier:
             return  # the root itself ("./"): its metadata is the caller's, not the layer's
         shown = "/".join(parts)
         try:
-            pfd = self._resolver.open_dir(parts[:-1], create=True)
+            pfd, setgid = self._parent(parts[:-1])
         except OSError as exc:
             msg = f"cannot apply layer entry {shown!r}: parent: {exc.strerror}"
             raise ImageError(msg, hint=_HINT_HOSTILE) from exc
+        # A new inode takes the applier's ids unless the parent is setgid: chown only if needed.
+        owned = not setgid and (member.uid, member.gid) == self._ids
         try:
-            if self._rootless:
-                self._ensure_writable(pfd, parts[:-1])
-            self._apply_leaf(member, parts, pfd, reader)
+            self._apply_leaf(member, parts, pfd, reader, owned=owned)
         except OSError as exc:
             msg = f"cannot apply layer entry {shown!r}: {exc.strerror or exc}"
             raise ImageError(msg, hint="check free disk space and the unpack root") from exc
         finally:
-            os.close(pfd)
+            self._release()
 
-    def _ensure_writable(self, pfd: int, parent: tuple[str, ...]) -> None:
-        mode = os.fstat(pfd).st_mode
+    def _ensure_writable(self, pfd: int, parent: tuple[str, ...], mode: int) -> None:
         if mode & 0o300 == 0o300:
             return
         fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
@@ -578,8 +642,15 @@ class _Applier:
             self._created.add(parts[:i])
 
     def _apply_leaf(
-        self, member: TarMember, parts: tuple[str, ...], pfd: int, reader: TarReader
+        self,
+        member: TarMember,
+        parts: tuple[str, ...],
+        pfd: int,
+        reader: TarReader,
+        *,
+        owned: bool,
     ) -> None:
+        """Apply one entry under its parent ``pfd``; ``owned``: a new inode needs no chown."""
         name = parts[-1]
         if name.startswith(WHITEOUT_PREFIX):
             self._whiteout(member, parts, pfd)
@@ -587,32 +658,44 @@ class _Applier:
         if member.type in ("chardev", "blockdev", "fifo") and not self._keep_devices:
             self.skipped.append("/".join(parts))
             return
-        existing = _lstat(pfd, name)
+        if member.type == "hardlink":
+            self._hardlink(member, parts, pfd, _lstat(pfd, name))
+            return
+        # Create first and look at what is there only when the name is taken (EEXIST): in a
+        # fresh tree that saves an lstat per entry. Nothing here follows a symlink at the leaf.
         if member.type == "dir":
-            if existing is None or not stat.S_ISDIR(existing.st_mode):
-                if existing is not None:
-                    _remove(pfd, name, existing)
+            try:
                 os.mkdir(name, 0o700, dir_fd=pfd)
-            self._chown(pfd, name, member)
+            except FileExistsError:
+                existing = _lstat(pfd, name)
+                if existing is not None and stat.S_ISDIR(existing.st_mode):
+                    owned = False  # a lower layer's directory: its owner may differ
+                else:
+                    if existing is not None:
+                        self._remove(pfd, name, existing)
+                    os.mkdir(name, 0o700, dir_fd=pfd)
+            if not owned:
+                self._chown(pfd, name, member)
             self._dirs[parts] = (self._mode(member), member.mtime)
             self._mark(parts)
             return
-        if member.type == "hardlink":
-            self._hardlink(member, parts, pfd, existing)
-            return
-        if existing is not None:
-            _remove(pfd, name, existing)
         self._mark(parts)
         if member.type == "file":
-            self._file(member, name, pfd, reader)
+            self._file(member, name, pfd, reader, owned=owned)
         elif member.type == "symlink":
             if not member.linkname or "\0" in member.linkname:
                 msg = f"layer entry {'/'.join(parts)!r} is a symlink with an empty target"
                 raise ImageError(msg, hint=_HINT_HOSTILE)
-            os.symlink(member.linkname, name, dir_fd=pfd)  # target stored verbatim
-            self._chown(pfd, name, member)
+            try:
+                os.symlink(member.linkname, name, dir_fd=pfd)  # target stored verbatim
+            except FileExistsError:
+                self._clear(pfd, name)
+                os.symlink(member.linkname, name, dir_fd=pfd)
+            if not owned:
+                self._chown(pfd, name, member)
             self._utime(pfd, name, member.mtime)
         else:  # devices and FIFOs, rootful with keep_devices
+            self._clear(pfd, name)
             kind = {"chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK}.get(
                 member.type, stat.S_IFIFO
             )
@@ -621,16 +704,27 @@ class _Applier:
             self._chown(pfd, name, member)
             self._utime(pfd, name, member.mtime)
 
-    def _file(self, member: TarMember, name: str, pfd: int, reader: TarReader) -> None:
+    def _clear(self, pfd: int, name: str) -> None:
+        existing = _lstat(pfd, name)
+        if existing is not None:
+            self._remove(pfd, name, existing)
+
+    def _file(
+        self, member: TarMember, name: str, pfd: int, reader: TarReader, *, owned: bool
+    ) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o600, dir_fd=pfd)
+        try:
+            fd = os.open(name, flags, 0o600, dir_fd=pfd)
+        except FileExistsError:
+            self._clear(pfd, name)
+            fd = os.open(name, flags, 0o600, dir_fd=pfd)
         try:
             for chunk in reader.read_data():
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
                 self.bytes_written += len(chunk)
-            if not self._rootless:
+            if not self._rootless and not owned:
                 os.fchown(fd, member.uid, member.gid)
             os.fchmod(fd, self._mode(member))  # after chown, which clears setuid bits
             self._xattrs(fd, member)
@@ -666,7 +760,7 @@ class _Applier:
             if existing is not None:
                 if (existing.st_dev, existing.st_ino) == (tst.st_dev, tst.st_ino):
                     return
-                _remove(pfd, parts[-1], existing)
+                self._remove(pfd, parts[-1], existing)
             os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
             self._mark(parts)
         finally:
@@ -691,11 +785,11 @@ class _Applier:
         existing = _lstat(pfd, target)
         if self._overlay:
             if existing is not None:
-                _remove(pfd, target, existing)
+                self._remove(pfd, target, existing)
             self._overlay_whiteout(pfd, target)
             return
         if existing is not None:
-            _remove(pfd, target, existing)
+            self._remove(pfd, target, existing)
 
     def _opaque(self, parent: tuple[str, ...], pfd: int) -> None:
         if self._overlay:
@@ -711,7 +805,7 @@ class _Applier:
                 if (*parent, child) not in self._created:
                     st = _lstat(fd, child)
                     if st is not None:
-                        _remove(fd, child, st)
+                        self._remove(fd, child, st)
         finally:
             os.close(fd)
 
@@ -783,8 +877,9 @@ class _Applier:
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         for parts in sorted(todo, key=len, reverse=True):
             mode, mtime = todo[parts]
+            cached = self._parents.get(parts[:-1])
             try:
-                pfd = self._resolver.open_dir(parts[:-1], create=False)
+                pfd = cached[0] if cached else self._resolver.open_dir(parts[:-1], create=False)
             except OSError:
                 continue  # replaced or removed later in the layer
             try:
@@ -792,7 +887,8 @@ class _Applier:
             except OSError:
                 continue
             finally:
-                os.close(pfd)
+                if not cached:
+                    os.close(pfd)
             try:
                 os.fchmod(fd, mode)
                 if mtime is not None:
