@@ -27,10 +27,18 @@ def _fast_path(args: Sequence[str]) -> Callable[[list[str]], int | None] | None:
         from mlpack.cli.fastrun import dispatch
 
         return dispatch
+    if args[:1] == ["lock"]:  # an unchanged re-lock (B4-noop) answers from the no-op memo
+        from mlpack.cli.fastlock import dispatch as dispatch_lock
+
+        return dispatch_lock
     if args[:1] == ["analyze"]:
         from mlpack.cli.fastanalyze import dispatch as dispatch_analyze
 
         return dispatch_analyze
+    if args[:1] == ["pull"]:  # captured output (scripts, CI): no bars to draw
+        from mlpack.cli.fastpull import dispatch as dispatch_pull
+
+        return dispatch_pull
     return None
 
 

@@ -132,9 +132,10 @@ def pull_cmd(
     options = _options(ca_cert, insecure_registry, platform)
     with _progress():
         result = pull(reference, Store.default(), options=options)
-    out.print(f"{result.reference}: {result.digest}", markup=False)
+    # emoji=False: a tag like ":100" would otherwise print as an emoji (rich's ":100:" code).
+    out.print(f"{result.reference}: {result.digest}", markup=False, emoji=False)
     if result.index_digest:
-        out.print(f"index: {result.index_digest}", markup=False)
+        out.print(f"index: {result.index_digest}", markup=False, emoji=False)
 
 
 def push_cmd(
