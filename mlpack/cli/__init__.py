@@ -27,6 +27,10 @@ def _fast_path(args: Sequence[str]) -> Callable[[list[str]], int | None] | None:
         from mlpack.cli.fastrun import dispatch
 
         return dispatch
+    if args[:1] == ["lock"]:  # an unchanged re-lock (B4-noop) answers from the no-op memo
+        from mlpack.cli.fastlock import dispatch as dispatch_lock
+
+        return dispatch_lock
     if args[:1] == ["analyze"]:
         from mlpack.cli.fastanalyze import dispatch as dispatch_analyze
 

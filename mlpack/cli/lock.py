@@ -30,6 +30,33 @@ class _NoticePrinter:
         pass
 
 
+class _Memo:
+    """Records an up-to-date outcome for the fast path (``mlpack/cli/fastlock.py``).
+
+    The input bytes are fingerprinted before the config is read and again after the outcome;
+    only an unchanged pair is recorded, so a concurrent edit never records a wrong answer.
+    """
+
+    def __init__(self, root: Path) -> None:
+        from mlpack.lock import stamp
+
+        self.root = str(root)
+        self.inputs = stamp.inputs_key(self.root)
+        self.lock = stamp.lock_key(self.root)
+
+    def remember(self, mode: Literal["lock", "check"], *, written: bytes | None = None) -> None:
+        """Record ``mode`` as up to date; ``written``: the bytes this run wrote to the lock."""
+        import hashlib
+
+        from mlpack.lock import stamp
+
+        lock_now = stamp.lock_key(self.root)
+        expected = self.lock if written is None else hashlib.sha256(written).hexdigest()
+        if lock_now is None or lock_now != expected or stamp.inputs_key(self.root) != self.inputs:
+            return
+        stamp.record(self.root, mode, self.inputs, lock_now)
+
+
 def _split_args(args: list[str] | None, upgrade: bool) -> tuple[Path, tuple[str, ...]]:
     """``[PATH] [PKG ...]``: the first argument is the project when it is a folder."""
     items = list(args or [])
@@ -89,6 +116,8 @@ def lock(
     from mlpack.progress import using
 
     root, packages = _split_args(args, upgrade)
+    # The no-op memo serves only what the fast path handles: no options besides --check.
+    memo = _Memo(root) if not upgrade and resolver == "uv" and platform is None else None
     config = load_config(root)
     inputs = inputs_from_config(config, resolver=resolver, platform=platform)
     path = lock_path_for(root)
@@ -96,6 +125,8 @@ def lock(
         reason = stale_reason(inputs, path)
         if reason is not None:
             raise LockError(f"mlpack.lock is stale: {reason}", hint="run `mlpack lock` and commit")
+        if memo is not None:
+            memo.remember("check")
         out.print(f"{path} is up to date", markup=False)
         return
     from mlpack.lock.locker import lock as run_lock
@@ -109,6 +140,13 @@ def lock(
             upgrade_packages=packages,
             ca_cert=ca_cert,
         )
+    if memo is not None:
+        if result.resolved:
+            from mlpack.lock.lockfile import dumps
+
+            memo.remember("lock", written=dumps(result.lock).encode("utf-8"))
+        else:
+            memo.remember("lock")
     if not result.resolved:
         out.print(f"{path} is up to date (inputs unchanged)", markup=False)
         return

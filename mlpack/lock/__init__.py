@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not typing's: `mlpack lock` on unchanged inputs imports this package
 if TYPE_CHECKING:
+    from typing import Any
+
     from mlpack.lock.locker import (
         BaseResolver,
         LockInputs,
@@ -80,4 +80,6 @@ def __getattr__(name: str) -> Any:
     if module is None:
         msg = f"module 'mlpack.lock' has no attribute {name!r}"
         raise AttributeError(msg)
+    import importlib
+
     return getattr(importlib.import_module(f"mlpack.lock.{module}"), name)

@@ -14,10 +14,13 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from mlpack.errors import LockError
+from mlpack.lock.stamp import pip_config_files
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PYPI: Final = "https://pypi.org/simple"
 _USERINFO: Final = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
@@ -60,24 +63,6 @@ def redact(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>", text)
 
 
-def _pip_config_files() -> list[Path]:
-    # pip's own order: global, user, site; later files win. PIP_CONFIG_FILE=os.devnull disables.
-    env_file = os.environ.get("PIP_CONFIG_FILE")
-    if env_file == os.devnull:
-        return []
-    xdg_dirs = os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
-    files = [Path(d) / "pip" / "pip.conf" for d in xdg_dirs] + [Path("/etc/pip.conf")]
-    home = Path.home()
-    xdg_home = os.environ.get("XDG_CONFIG_HOME")
-    files += [home / ".pip" / "pip.conf", Path(xdg_home or home / ".config") / "pip" / "pip.conf"]
-    venv = os.environ.get("VIRTUAL_ENV")
-    if venv:
-        files.append(Path(venv) / "pip.conf")
-    if env_file:
-        files.append(Path(env_file))
-    return files
-
-
 def pip_indexes() -> Indexes | None:
     """The indexes pip would use (environment, then pip.conf files), or None when unset."""
     env_index = os.environ.get("PIP_INDEX_URL")
@@ -87,7 +72,7 @@ def pip_indexes() -> Indexes | None:
     source = "PIP_INDEX_URL" if env_index or env_extra else "pip configuration"
     if index is None or extra is None:
         parser = configparser.ConfigParser(interpolation=None)
-        for path in _pip_config_files():
+        for path in pip_config_files():
             try:
                 parser.read(path, encoding="utf-8")
             except (OSError, configparser.Error):

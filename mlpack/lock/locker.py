@@ -8,7 +8,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -32,6 +32,7 @@ from mlpack.lock.model import (
     Target,
 )
 from mlpack.lock.resolvers import InputRequirement, Pin, Resolver, ResolveRequest
+from mlpack.lock.stamp import ALGORITHM
 from mlpack.lock.vcs import is_vcs, normalize, relative_file_url
 from mlpack.progress import reporter
 
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
 
     from mlpack.config import ProjectConfig
     from mlpack.lock.runner import Runner
-
-# Bump when the lock logic changes in a way that must re-resolve existing locks.
-_ALGORITHM: Final = "mlpack-lock/1"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +100,7 @@ class LockInputs:
         """sha256 of the canonical JSON of the inputs, credentials stripped."""
         public = self.indexes.public()
         doc: dict[str, Any] = {
-            "algorithm": _ALGORITHM,
+            "algorithm": ALGORITHM,
             "requirements": sorted([r.requirement, r.source] for r in self.requirements),
             "python": self.python,
             "platform": self.platform,
