@@ -150,6 +150,8 @@ def relaying(helper: Helper) -> Iterator[None]:
 
     def forward(sig: int, _frame: object) -> None:
         nonlocal interrupts
+        if not helper.started:  # still setting up: abort (the caller's cleanup runs)
+            raise KeyboardInterrupt
         helper.signal(sig)
         if sig != signal.SIGINT:
             return
@@ -335,22 +337,27 @@ class EmbeddedRuntime:
                 seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
                 stdio=stdio,
             )
-            helper = Helper(launch)
-            try:
-                helper.start(until="created")
-            except ContainerError as exc:
-                if overlay is None or "overlay" not in exc.message:
-                    raise
-                from mlpack.progress import reporter
+            # The handlers are in place before the container can run: a program that prints
+            # and is signalled at once must find them (a signal before "created" aborts).
+            with contextlib.ExitStack() as relay:
+                helper = Helper(launch)
+                relay.enter_context(relaying(helper))
+                try:
+                    helper.start(until="created")
+                except ContainerError as exc:
+                    if overlay is None or "overlay" not in exc.message:
+                        raise
+                    relay.close()
+                    from mlpack.progress import reporter
 
-                reporter().notice("overlayfs is not allowed here; copying the image instead")
-                copy_rootfs(image.merged(), rootfs)
-                helper = Helper(dataclasses.replace(launch, overlay=None))
-                helper.start(until="created")
-            if devnull >= 0:
-                os.close(devnull)
-                devnull = -1
-            with relaying(helper):
+                    reporter().notice("overlayfs is not allowed here; copying the image instead")
+                    copy_rootfs(image.merged(), rootfs)
+                    helper = Helper(dataclasses.replace(launch, overlay=None))
+                    relay.enter_context(relaying(helper))
+                    helper.start(until="created")
+                if devnull >= 0:
+                    os.close(devnull)
+                    devnull = -1
                 sd.write(
                     dataclasses.replace(
                         st,
@@ -365,9 +372,9 @@ class EmbeddedRuntime:
                 if pty is not None:
                     os.close(pty[1])
                     pty = (pty[0], -1)
-                    from mlpack.runtime.embedded.tty import relay
+                    from mlpack.runtime.embedded.tty import relay as relay_tty
 
-                    relay(pty[0], helper)
+                    relay_tty(pty[0], helper)
                 final = helper.wait()
             oom = group.oom_kills() > 0
             code = int(final["exit"])

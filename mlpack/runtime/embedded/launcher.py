@@ -218,6 +218,7 @@ class Helper:
             os.close(st_w)
         self.status: IO[bytes] = os.fdopen(st_r, "rb", buffering=0)
         self.pid = 0
+        self.started = False  # setup reached `until` (signals are relayed from then on)
         self._send(json.dumps(request).encode())
 
     def _send(self, data: bytes) -> None:
@@ -277,6 +278,7 @@ class Helper:
                 if until in msg:
                     reached = msg
                 if reached is not None and self.pid:  # S's pid and C's news race on the pipe
+                    self.started = True
                     return reached
         except BaseException:
             self.kill()
