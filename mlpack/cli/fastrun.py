@@ -6,14 +6,15 @@ the same names delegate here, so both spellings share one parser and one help te
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
 
     from mlpack.runtime.base import RunConfig, RunResult
@@ -23,15 +24,23 @@ UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 def parse_size(text: str) -> int:
     """``512m``, ``2g``, ``1048576`` -> bytes (Docker's units, binary)."""
+    size = _size(text)
+    if size is None:
+        import argparse
+
+        msg = f"invalid size {text!r} (use e.g. 512m, 2g)"
+        raise argparse.ArgumentTypeError(msg)
+    return size
+
+
+def _size(text: str) -> int | None:
     raw = text.strip().lower().removesuffix("ib").removesuffix("b") or "0"
     unit = raw[-1] if raw[-1] in UNITS else "b"
     number = raw[:-1] if raw[-1] in UNITS else raw
     try:
-        value = float(number)
-    except ValueError:
-        msg = f"invalid size {text!r} (use e.g. 512m, 2g)"
-        raise argparse.ArgumentTypeError(msg) from None
-    return int(value * UNITS[unit])
+        return int(float(number) * UNITS[unit])
+    except (ValueError, OverflowError):
+        return None
 
 
 def human(size: int) -> str:
@@ -43,6 +52,8 @@ def human(size: int) -> str:
 
 def run_parser() -> argparse.ArgumentParser:
     """The parser of ``mlpack run`` (also used for ``--help``)."""
+    import argparse
+
     p = argparse.ArgumentParser(
         prog="mlpack run",
         description="Run a command in a new container from an image (or a rootfs directory).",
@@ -115,7 +126,107 @@ def run_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _env(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+# The common spellings of `mlpack run` parsed without argparse (its import, with gettext, is
+# ~5 ms of every container start). Anything else (abbreviations, -mVALUE, a value starting
+# with "-", --help, an error) goes to run_parser(); tests check both give the same result.
+_RUN_VALUES: dict[str, tuple[str, str | tuple[str, ...]]] = {
+    "-e": ("env", "append"),
+    "--env": ("env", "append"),
+    "--env-file": ("env_file", "append"),
+    "-v": ("volume", "append"),
+    "--volume": ("volume", "append"),
+    "-w": ("workdir", "str"),
+    "--workdir": ("workdir", "str"),
+    "-u": ("user", "str"),
+    "--user": ("user", "str"),
+    "--hostname": ("hostname", "str"),
+    "--network": ("network", ("none", "host")),
+    "-m": ("memory", "size"),
+    "--memory": ("memory", "size"),
+    "--cpus": ("cpus", "float"),
+    "--pids-limit": ("pids_limit", "int"),
+    "--shm-size": ("shm_size", "size"),
+    "--gpus": ("gpus", "str"),
+    "--name": ("name", "str"),
+    "--label": ("label", "append"),
+    "--cap-profile": ("cap_profile", ("default", "docker")),
+    "--runtime": ("runtime", ("embedded", "docker")),
+}
+_RUN_FLAGS: dict[str, tuple[str, ...]] = {
+    "-i": ("interactive",),
+    "--interactive": ("interactive",),
+    "-t": ("tty",),
+    "--tty": ("tty",),
+    "-it": ("interactive", "tty"),
+    "-ti": ("interactive", "tty"),
+    "--init": ("init",),
+    "--read-only": ("read_only",),
+    "--keep": ("keep",),
+    "--debug": ("debug",),
+}
+
+
+def _run_defaults() -> dict[str, object]:
+    return {
+        "env": [], "env_file": [], "volume": [], "label": [], "workdir": None, "user": None,
+        "hostname": None, "network": "none", "memory": None, "cpus": None, "pids_limit": None,
+        "shm_size": None, "gpus": None, "name": None, "cap_profile": "default",
+        "runtime": "embedded", "interactive": False, "tty": False, "init": False,
+        "read_only": False, "keep": False, "debug": False,
+    }  # fmt: skip
+
+
+def fast_parse_run(argv: Sequence[str]) -> SimpleNamespace | None:
+    """``mlpack run`` arguments as run_parser() would parse them, or None to let it decide."""
+    values = _run_defaults()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-"):
+            values["image"] = arg
+            values["command"] = list(argv[i + 1 :])
+            return SimpleNamespace(**values)
+        if arg in _RUN_FLAGS:
+            for dest in _RUN_FLAGS[arg]:
+                values[dest] = True
+            i += 1
+            continue
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in _RUN_VALUES:
+            return None
+        if eq:
+            value = inline
+            i += 1
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            value = argv[i + 1]
+            i += 2
+        else:
+            return None
+        dest, kind = _RUN_VALUES[name]
+        try:
+            if kind == "append":
+                values[dest] = [*values[dest], value]  # type: ignore[misc]
+            elif kind == "str":
+                values[dest] = value
+            elif kind == "size":
+                size = _size(value)
+                if size is None:
+                    return None
+                values[dest] = size
+            elif kind == "float":
+                values[dest] = float(value)
+            elif kind == "int":
+                values[dest] = int(value)
+            elif value in kind:
+                values[dest] = value
+            else:
+                return None
+        except (ValueError, OverflowError):  # argparse words the error
+            return None
+    return None
+
+
+def _env(args: argparse.Namespace | SimpleNamespace) -> tuple[tuple[str, str], ...]:
     from mlpack.errors import ConfigError
 
     pairs: list[tuple[str, str]] = []
@@ -143,7 +254,7 @@ def _pair(item: str) -> tuple[str, str]:
     return (key, value) if sep else (key, os.environ.get(key, ""))
 
 
-def to_config(args: argparse.Namespace) -> RunConfig:
+def to_config(args: argparse.Namespace | SimpleNamespace) -> RunConfig:
     """The parsed flags as a RunConfig."""
     from mlpack.errors import ConfigError
     from mlpack.runtime.base import Mount, RunConfig
@@ -216,7 +327,7 @@ def main_run(argv: Sequence[str]) -> int:
     """``mlpack run ...``; returns the container's exit code."""
     from mlpack.errors import MlpackError
 
-    args = run_parser().parse_args(list(argv))
+    args = fast_parse_run(argv) or run_parser().parse_args(list(argv))
     try:
         config = to_config(args)
         if args.runtime == "docker":
@@ -236,6 +347,8 @@ def main_run(argv: Sequence[str]) -> int:
 
 def runtime_parser() -> argparse.ArgumentParser:
     """``mlpack runtime``: the OCI runtime command line (runc-compatible subset)."""
+    import argparse
+
     p = argparse.ArgumentParser(
         prog="mlpack runtime",
         description="An OCI runtime: create, start, state, kill, delete and run bundles.",

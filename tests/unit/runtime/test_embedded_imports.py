@@ -29,7 +29,7 @@ def test_run_fast_path_imports_no_typer_rich_or_docker(tmp_path: Path) -> None:
         "from mlpack.cli import fastrun\n"
         "rc = fastrun.main_run(['-m', '64m', '-e', 'A=1', '/nonexistent-rootfs-dir', 'true'])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'typer', 'rich', 'docker', 'click', 'requests', 'jinja2'})\n"
+        "{'typer', 'rich', 'docker', 'click', 'requests', 'jinja2', 'argparse', 'hashlib'})\n"
         "print(rc, heavy)\n"
     )
     done = subprocess.run(
