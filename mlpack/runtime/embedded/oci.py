@@ -258,13 +258,7 @@ def start(root: Path, cid: str) -> None:
         msg = f"cannot open {sd.fifo}: {exc.strerror}"
         raise ContainerError(msg, hint="the container may have been started already") from exc
     try:
-        data = b""
-        for _ in range(500):  # the writer is blocked in open(); its byte follows at once
-            with contextlib.suppress(BlockingIOError):
-                data = os.read(fd, 1)
-            if data:
-                break
-            time.sleep(0.01)
+        data = _read_start_byte(fd)
         if data:
             _wait_for_exec(fd)
     finally:
@@ -274,6 +268,25 @@ def start(root: Path, cid: str) -> None:
         msg = f"container {cid} did not start"
         raise ContainerError(msg, hint="its pid 1 exited before start; see mlpack runtime state")
     _post(sd, "poststart", "running")
+
+
+def _read_start_byte(fd: int, timeout: float = 5.0) -> bytes:
+    """The byte pid 1 writes once our open() releases its own: wait for it with select (no
+    polling sleep while it is on its way); EOF means no writer (pid 1 is gone), retried briefly.
+    """
+    import select
+
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            data = os.read(fd, 1)
+        except BlockingIOError:  # a writer is connected: its byte follows
+            select.select([fd], [], [], left)
+            continue
+        if data:
+            return data
+        time.sleep(0.01)  # no writer (yet, or any more)
+    return b""
 
 
 def _wait_for_exec(fd: int, timeout: float = 300.0) -> None:
