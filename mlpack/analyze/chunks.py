@@ -32,11 +32,15 @@ WORDS: Final = (
     "FastAPI(",
     "Flask(",
     "Starlette(",
-    "cuda",
-    "tf.",  # tf.device, tf.config
+    "cuda",  # also device="cuda", device_map="cuda:0": the literal holds the word
     "devices(",  # jax.devices, list_physical_devices
     "nccl",
-    "device_map",
+)
+# Words that only count when followed by one of their continuations (TensorFlow model files hold
+# thousands of ``tf.`` calls; only ``tf.device`` and ``tf.config`` can say "GPU").
+PREFIXED_WORDS: Final = (
+    ("tf.", ("tf.device", "tf.config")),
+    ("tensorflow.", ("tensorflow.device", "tensorflow.config")),
 )
 # Server starts only matter in a script: searched only when the file has a __main__ guard.
 MAIN_WORDS: Final = (".run(", "uvicorn", "run_app", "waitress")
@@ -146,6 +150,7 @@ PATH_CALLS: Final = tuple(
     sorted(READ_CALLS | WRITE_CALLS | {"open", "Path", "join", "from_pretrained"})
 )
 PATH_KEYWORDS: Final = tuple(sorted(READ_KEYWORDS | WRITE_KEYWORDS))
+_OS_WORDS: Final = frozenset({"environ", "getenv"})
 _OS_ALIASES: Final = (
     re.compile(r"environ[ \t]+as[ \t]+([A-Za-z_]\w*)"),
     re.compile(r"getenv[ \t]+as[ \t]+([A-Za-z_]\w*)"),
@@ -160,7 +165,6 @@ _DEF_WORDS: Final = (re.compile("def "), re.compile("class "))
 _PY2_PRINT: Final = re.compile(r"print[ \t]+[\"'\w]")
 _PY2_EXCEPT: Final = re.compile(r"except[ \t]+[\w.]+[ \t]*,[ \t]*\w+[ \t]*:")
 _MERGE_MARKERS: Final = ("\n<<<<<<< ", "\n>>>>>>> ", "\n=======\n")
-_TRIPLE: Final = re.compile(r"\"\"\"|'''")
 _CODING: Final = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
 LONG_STATEMENT: Final = 40  # lines; longer top-level statements are narrowed to a def/class
 
@@ -307,17 +311,21 @@ def _dedent(lines: list[str], indent: int) -> str:
 def _masked_lines(text: str, starts: list[int], count: int) -> bytearray:
     """Mark the lines that begin inside a triple-quoted string; raise Unsure on odd quoting."""
     masked = bytearray(count + 1)
-    pos = 0
+    # Two plain searches, each redone only once passed: a regex alternation of the two
+    # delimiters would try every quote character of the file.
+    double, single = text.find('"""'), text.find("'''")
     while True:
-        opening = _TRIPLE.search(text, pos)
-        if opening is None:
+        if double < 0 and single < 0:
             return masked
-        line_start = text.rfind("\n", 0, opening.start()) + 1
-        prefix = text[line_start : opening.start()]
+        if single < 0 or 0 <= double < single:
+            start, delimiter = double, '"""'
+        else:
+            start, delimiter = single, "'''"
+        line_start = text.rfind("\n", 0, start) + 1
+        prefix = text[line_start:start]
         if "#" in prefix or (prefix.count('"') + prefix.count("'")) % 2:
             raise Unsure  # a triple quote inside a comment or a one-line string
-        delimiter = opening.group()
-        close = opening.end()
+        close = start + 3
         while True:
             close = text.find(delimiter, close)
             if close < 0:
@@ -328,20 +336,33 @@ def _masked_lines(text: str, starts: list[int], count: int) -> bytearray:
             if (close - 1 - before) % 2 == 0:  # not an escaped quote
                 break
             close += 1
-        first = bisect.bisect_right(starts, opening.start())  # the line after the opening
+        first = bisect.bisect_right(starts, start)  # the line after the opening
         last = bisect.bisect_right(starts, close) - 1
         if last >= first:
             masked[first : last + 1] = b"\x01" * (last - first + 1)
         pos = close + 3
+        if 0 <= double < pos:
+            double = text.find('"""', pos)
+        if 0 <= single < pos:
+            single = text.find("'''", pos)
 
 
 def _trigger_positions(text: str) -> list[int]:
     """Offsets of every place that may hold a fact (a superset; the parser decides)."""
     found: list[int] = []
+    os_words = False  # environ/getenv seen: only then can an alias of them exist
     for word in (*WORDS, *MAIN_WORDS) if "__main__" in text else WORDS:
         pos = text.find(word)
+        if pos >= 0 and word in _OS_WORDS:
+            os_words = True
         while pos >= 0:
             found.append(pos)
+            pos = text.find(word, pos + len(word))
+    for word, continuations in PREFIXED_WORDS:
+        pos = text.find(word)
+        while pos >= 0:
+            if text.startswith(continuations, pos):
+                found.append(pos)
             pos = text.find(word, pos + len(word))
     for pattern, names in ((_LITERAL_ARG, PATH_CALLS), (_LITERAL_KW, PATH_KEYWORDS)):
         for match in pattern.finditer(text):
@@ -360,7 +381,9 @@ def _trigger_positions(text: str) -> list[int]:
                 found.append(pos)
             pos = text.find(word, pos + 1)
     # `from os import environ as E`: uses of E carry no trigger word of their own.
-    aliases = {alias for pattern in _OS_ALIASES for alias in pattern.findall(text)}
+    aliases = (
+        {alias for pattern in _OS_ALIASES for alias in pattern.findall(text)} if os_words else ()
+    )
     for alias in aliases:
         found.extend(m.start() for m in re.finditer(rf"\b{re.escape(alias)}\b", text))
     return found

@@ -379,7 +379,9 @@ class _Extractor(ast.NodeVisitor):
     def __init__(self) -> None:
         self.offset = 0  # line offset (notebook cells)
         self._optional = 0  # depth of try-bodies that catch ImportError
-        self._guarded = 0  # depth of branches under a GPU-availability check
+        # Conditions of the enclosing if-branches: whether one asks for a GPU is only worked
+        # out when a GPU use is found (rare), not for every ``if``.
+        self._conditions: list[ast.expr] = []
         self._scope = 0  # depth of def/class bodies
         self._os = {"os"}
         self._environ: set[str] = set()
@@ -399,24 +401,35 @@ class _Extractor(ast.NodeVisitor):
         cls = node.__class__
         handler = _DISPATCH.get(cls)
         if handler is None:
-            handler = _DISPATCH[cls] = _handler_for(cls)
+            handler = _handler_for(cls)
         if handler is _generic:
             self.generic_visit(node)
         elif handler is not _leaf:
             handler(self, node)
 
     def generic_visit(self, node: ast.AST) -> None:
-        """Visit every child node, except type annotations (they hold no fact)."""
-        for name in node._fields:
-            if name in _SKIPPED_FIELDS:
-                continue
-            value = getattr(node, name, None)
-            if isinstance(value, list):
+        """Visit every child node, except type annotations (they hold no fact).
+
+        The hot loop of a cold run: the fields to walk come from a per-class table, and leaves
+        (names, constants, strings, None) are skipped here without a call.
+        """
+        dispatch = _DISPATCH
+        fields = _FIELDS.get(node.__class__)
+        for name in _fields_for(node.__class__) if fields is None else fields:
+            value: Any = getattr(node, name, None)
+            if value.__class__ is list:
                 for item in value:
-                    if isinstance(item, ast.AST):
-                        self.visit(item)
-            elif isinstance(value, ast.AST):
-                self.visit(value)
+                    handler = dispatch.get(item.__class__) or _handler_for(item.__class__)
+                    if handler is _generic:
+                        self.generic_visit(item)
+                    elif handler is not _leaf:
+                        handler(self, item)
+            else:
+                handler = dispatch.get(value.__class__) or _handler_for(value.__class__)
+                if handler is _generic:
+                    self.generic_visit(value)
+                elif handler is not _leaf:
+                    handler(self, value)
 
     def facts(self) -> FileFacts:
         """Return what was collected."""
@@ -488,20 +501,18 @@ class _Extractor(ast.NodeVisitor):
             return
         if self._scope == 0 and _is_main_guard(node.test) and not self.main:
             self.main = self._line(node)
-        guard = _mentions_gpu_check(node.test)
         self.visit(node.test)
-        self._guarded += guard
+        self._conditions.append(node.test)
         for stmt in node.body:
             self.visit(stmt)
         for stmt in node.orelse:
             self.visit(stmt)
-        self._guarded -= guard
+        self._conditions.pop()
 
     def visit_IfExp(self, node: ast.IfExp) -> None:
-        guard = _mentions_gpu_check(node.test)
-        self._guarded += guard
+        self._conditions.append(node.test)
         self.generic_visit(node)
-        self._guarded -= guard
+        self._conditions.pop()
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         self._visit_scope(node)
@@ -707,7 +718,7 @@ class _Extractor(ast.NodeVisitor):
                     what = "--device default cuda"
         if not what:
             return
-        if self._guarded:
+        if any(_mentions_gpu_check(test) for test in self._conditions):
             self.cuda_optional = self.cuda_optional or self._line(node)
         else:
             self.cuda.append((self._line(node), what))
@@ -723,16 +734,38 @@ def _leaf(extractor: _Extractor, node: ast.AST) -> None:
 
 _LEAVES: Final = (ast.Name, ast.Constant, ast.expr_context, ast.operator, ast.cmpop, ast.unaryop)
 _SKIPPED_FIELDS: Final = frozenset({"annotation", "returns", "type_comment", "ctx", "type_params"})
+# Fields that never hold a node (identifiers, numbers, flags): not worth a look.
+_PLAIN_FIELDS: Final = frozenset(
+    {"id", "attr", "name", "arg", "asname", "module", "level", "kind", "is_async", "simple"}
+)
 # A lean dispatch: NodeVisitor's generic machinery (and its visit_Constant shim for the removed
 # ast.Num/ast.Str) dominates the cost on large trees.
 _DISPATCH: dict[type, Callable[[_Extractor, Any], None]] = {}
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _handler_for(cls: type) -> Callable[[_Extractor, Any], None]:
-    method = getattr(_Extractor, "visit_" + cls.__name__, None)
+    """The handler of a class: its own ``visit_<Class>``, ``_generic`` or ``_leaf``."""
+    method = _Extractor.__dict__.get("visit_" + cls.__name__)  # not NodeVisitor's shims
     if method is not None:
-        return method  # type: ignore[no-any-return]
-    return _leaf if issubclass(cls, _LEAVES) else _generic
+        handler: Callable[[_Extractor, Any], None] = method
+    elif not issubclass(cls, ast.AST) or issubclass(cls, _LEAVES):
+        handler = _leaf  # also str, int, None: the values of plain fields
+    else:
+        handler = _generic
+    _DISPATCH[cls] = handler
+    return handler
+
+
+def _fields_for(cls: type) -> tuple[str, ...]:
+    """The fields of a node class that may hold a fact (``()`` for a class without any)."""
+    fields = tuple(
+        name
+        for name in getattr(cls, "_fields", ())
+        if name not in _SKIPPED_FIELDS and name not in _PLAIN_FIELDS
+    )
+    _FIELDS[cls] = fields
+    return fields
 
 
 def _is_cuda_literal(node: ast.expr) -> bool:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 
 import pytest
 
@@ -287,7 +288,82 @@ def test_chunks_are_unsure_about_odd_quoting() -> None:
 @pytest.mark.usefixtures("parse_mode")
 def test_deep_expressions_are_skipped_not_fatal() -> None:
     # Parses (the parser is iterative enough) but is deeper than a recursive visitor may go.
-    source = ("import os\nx = os.getenv('A')" + "+1" * 800 + "\n").encode()
+    source = ("import os\nx = os.getenv('A')" + "+1" * 1500 + "\n").encode()
     assert facts_for("deep.py", source).error == "too deeply nested to parse, skipped"
+    # One frame per level: 800 levels still fit under the default recursion limit.
+    fits = ("import os\nx = os.getenv('A')" + "+1" * 800 + "\n").encode()
+    assert facts_for("fits.py", fits).env == (("A", 2, None),)
     deeper = ("x = 1" + "+1" * 5000 + "\n").encode()
     assert facts_for("deeper.py", deeper).error in {"too deeply nested to parse, skipped", None}
+
+
+FILLER = "\n".join(f"    y{i} = {i}  # filler" for i in range(120))
+# Each snippet sits in a large file among long functions, so the chunked parse has to find it.
+CHUNK_CASES: dict[str, tuple[str, Callable[[FileFacts], bool]]] = {
+    "tensorflow device": (
+        (
+            "import tensorflow\n\ndef f():\n{filler}\n    with tensorflow.device('/GPU:0'):\n"
+            "        pass\n"
+        ),
+        lambda f: [w for _, w in f.cuda] == ["tensorflow.device"],
+    ),
+    "tf config": (
+        (
+            "import tensorflow as tf\n\ndef f():\n{filler}\n    x = tf.zeros(1)\n"
+            "    tf.config.experimental.set_memory_growth(x, True)\n"
+        ),
+        lambda f: [w for _, w in f.cuda] == ["tf.config.experimental.set_memory_growth"],
+    ),
+    "device_map keyword": (
+        (
+            "def f():\n{filler}\n    m = AutoModel.from_pretrained(\n        name,\n"
+            "        device_map='cuda:0',\n    )\n"
+        ),
+        lambda f: [w for _, w in f.cuda] == ['device_map="cuda"'],
+    ),
+    "guard ends with its if": (
+        (
+            "import torch\n\ndef f(x):\n{filler}\n    if torch.cuda.is_available():\n"
+            "        x = x.cuda()\n    y = x.cuda() if torch.cuda.is_available() else x\n"
+            "    return x.cuda()\n"
+        ),
+        lambda f: [w for _, w in f.cuda] == [".cuda()"] and f.cuda_optional > 0,
+    ),
+    "quotes of both kinds": (
+        (
+            "def f():\n    '''a \"\"\" b\n    import fake1\n    '''\n{filler}\n"
+            '    s = """x \'\'\' y\nimport fake2\n"""\n    import real\n    return s\n'
+        ),
+        lambda f: [m for m, _, _ in f.imports] == ["real"],
+    ),
+    "environ alias": (
+        (
+            "from os import environ as E, getenv as g\n\ndef f():\n{filler}\n"
+            "    a = E['A']\n    return g('B', 'b')\n"
+        ),
+        lambda f: f.env[0][0] == "A" and f.env[1] == ("B", f.env[1][1], "b"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHUNK_CASES))
+def test_chunked_parse_matches_whole_parse_on_narrowed_triggers(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template, check = CHUNK_CASES[case]
+    source = template.replace("{filler}", FILLER).encode()
+    assert chunks.chunks(source.decode())  # the shortcut is taken, not the whole-file fallback
+    monkeypatch.setattr(pyfacts, "FAST_MIN_BYTES", 10**12)
+    whole = facts_for("big.py", source)
+    monkeypatch.setattr(pyfacts, "FAST_MIN_BYTES", 0)
+    chunked = facts_for("big.py", source)
+    assert chunked == whole
+    assert whole.error is None
+    assert check(whole)
+
+
+def test_plain_tf_calls_are_not_parsed() -> None:
+    # TensorFlow model files hold thousands of tf.* calls; only tf.device/tf.config matter.
+    text = "x = 1\n" + "\n".join(f"y{i} = tf.zeros({i})" for i in range(50)) + "\n"
+    assert chunks.chunks(text) == []
+    assert len(chunks.chunks(text + "tf.config.list_physical_devices('GPU')\n")) == 1
