@@ -8,53 +8,10 @@ from typing import Annotated, Literal
 import typer
 
 from mlpack.cli.app import err, out
-from mlpack.errors import ConfigError, LockError
+from mlpack.errors import ConfigError
 
 ResolverChoice = Literal["uv", "pip-tools"]
 PlatformChoice = Literal["linux/amd64", "linux/arm64"]
-
-
-class _NoticePrinter:
-    """Prints the library's notices as they happen (a base build can take a minute)."""
-
-    def notice(self, message: str) -> None:
-        err.print(f"note: {message}", markup=False)
-
-    def start(self, task: str, total: int | None) -> None:
-        pass
-
-    def advance(self, task: str, amount: int) -> None:
-        pass
-
-    def finish(self, task: str) -> None:
-        pass
-
-
-class _Memo:
-    """Records an up-to-date outcome for the fast path (``mlpack/cli/fastlock.py``).
-
-    The input bytes are fingerprinted before the config is read and again after the outcome;
-    only an unchanged pair is recorded, so a concurrent edit never records a wrong answer.
-    """
-
-    def __init__(self, root: Path) -> None:
-        from mlpack.lock import stamp
-
-        self.root = str(root)
-        self.inputs = stamp.inputs_key(self.root)
-        self.lock = stamp.lock_key(self.root)
-
-    def remember(self, mode: Literal["lock", "check"], *, written: bytes | None = None) -> None:
-        """Record ``mode`` as up to date; ``written``: the bytes this run wrote to the lock."""
-        import hashlib
-
-        from mlpack.lock import stamp
-
-        lock_now = stamp.lock_key(self.root)
-        expected = self.lock if written is None else hashlib.sha256(written).hexdigest()
-        if lock_now is None or lock_now != expected or stamp.inputs_key(self.root) != self.inputs:
-            return
-        stamp.record(self.root, mode, self.inputs, lock_now)
 
 
 def _split_args(args: list[str] | None, upgrade: bool) -> tuple[Path, tuple[str, ...]]:
@@ -111,51 +68,19 @@ def lock(
     The lock pins every package with the sha256 of all its files and says why each one is
     there. Re-running with unchanged inputs does nothing (the input hash matches).
     """
-    from mlpack.config import load_config
-    from mlpack.lock.locker import inputs_from_config, lock_path_for, stale_reason
-    from mlpack.progress import using
+    from mlpack.cli.fastlock import lock_command
 
     root, packages = _split_args(args, upgrade)
-    # The no-op memo serves only what the fast path handles: no options besides --check.
-    memo = _Memo(root) if not upgrade and resolver == "uv" and platform is None else None
-    config = load_config(root)
-    inputs = inputs_from_config(config, resolver=resolver, platform=platform)
-    path = lock_path_for(root)
-    if check:
-        reason = stale_reason(inputs, path)
-        if reason is not None:
-            raise LockError(f"mlpack.lock is stale: {reason}", hint="run `mlpack lock` and commit")
-        if memo is not None:
-            memo.remember("check")
-        out.print(f"{path} is up to date", markup=False)
-        return
-    from mlpack.lock.locker import lock as run_lock
-
-    with using(_NoticePrinter()):
-        result = run_lock(
-            inputs,
-            path,
-            root=root,
-            upgrade=upgrade and not packages,
-            upgrade_packages=packages,
-            ca_cert=ca_cert,
-        )
-    if memo is not None:
-        if result.resolved:
-            from mlpack.lock.lockfile import dumps
-
-            memo.remember("lock", written=dumps(result.lock).encode("utf-8"))
-        else:
-            memo.remember("lock")
-    if not result.resolved:
-        out.print(f"{path} is up to date (inputs unchanged)", markup=False)
-        return
-    n = len(result.lock.packages)
-    target = result.lock.target
-    out.print(
-        f"wrote {path}: {n} packages for Python {target.python} on {target.platform} "
-        f"({result.lock.resolver})",
-        markup=False,
+    lock_command(
+        root,
+        check=check,
+        upgrade=upgrade,
+        packages=packages,
+        resolver=resolver,
+        platform=platform,
+        ca_cert=ca_cert,
+        say=lambda text: out.print(text, markup=False),
+        note=lambda text: err.print(text, markup=False),
     )
 
 
