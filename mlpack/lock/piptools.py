@@ -10,12 +10,27 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
 from typing import TYPE_CHECKING, Final
 
 from mlpack.errors import LockError
 from mlpack.lock.resolvers import Pin, ResolveRequest, parse_output, tool_failure, write_inputs
-from mlpack.lock.runner import IMAGE_TOOLS, HostRunner, Runner, host_interpreter, host_matches
-from mlpack.lock.uv import uv_binary, with_target_files
+from mlpack.lock.runner import (
+    IMAGE_TOOLS,
+    Completed,
+    HostRunner,
+    Runner,
+    host_interpreter,
+    host_matches,
+)
+from mlpack.lock.uv import (
+    attach_files,
+    pylock_args,
+    pylock_files,
+    uv_binary,
+    uv_env,
+    with_target_files,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -91,15 +106,49 @@ class PipToolsResolver:
         self.image_runner = image_runner
 
     def resolve(self, request: ResolveRequest) -> tuple[Pin, ...]:
-        """Run pip-compile where the target interpreter is and parse its pins."""
+        """Run pip-compile where the target interpreter is and parse its pins.
+
+        uv resolves the same inputs into pylock.toml meanwhile (it takes a fraction of
+        pip-compile's time), so the target's file names are ready when pip-compile ends;
+        only pins uv chose differently need the ``--no-deps`` run afterwards.
+        """
+        if not host_matches(request.python_minor, request.platform) and self.image_runner is None:
+            msg = (
+                f"pip-tools must run under Python {request.python_minor} on "
+                f"{request.platform}; this host has no such interpreter and no container "
+                "runtime is available to run it inside the base image"
+            )
+            raise LockError(msg, hint="use the default resolver (uv), which needs no target")
         write_inputs(request)
+        names = start_target_files(request)
+        try:
+            done = self._compile(request)
+        except BaseException:
+            _stop(names)
+            raise
+        if done.returncode != 0:
+            _stop(names)
+            raise tool_failure(request, done.stderr, tool="pip-compile")
+        pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
+        if names is not None and names.wait() == 0:
+            pins = attach_files(pins, pylock_files(request))
+        missing = tuple(p for p in pins if p.url is None and p.version and not p.files)
+        if missing:
+            found = with_target_files(request, missing, HostRunner(), offline=False)
+            by_name = {p.name: p for p in found}
+            pins = tuple(by_name.get(p.name, p) for p in pins)
+        return pins
+
+    def _compile(self, request: ResolveRequest) -> Completed:
+        """Run pip-compile on the host's matching interpreter or in the base image."""
         env = piptools_env(request)
         if host_matches(request.python_minor, request.platform):
             python = self._host_venv(request.python_minor)
             done = HostRunner().run(
                 [python, "-m", *piptools_args(request)], cwd=request.workdir, env=env
             )
-        elif self.image_runner is not None:
+        else:
+            assert self.image_runner is not None  # resolve() checked
             tools = self.tools_home / f"pip-tools-image-py{request.python_minor}-{_tag()}"
             tools.mkdir(parents=True, exist_ok=True)
             venv = f"{IMAGE_TOOLS}/venv"
@@ -112,17 +161,7 @@ class PipToolsResolver:
             done = self.image_runner(tools).run(
                 ["/bin/sh", "-c", script], cwd=request.workdir, env={}
             )
-        else:
-            msg = (
-                f"pip-tools must run under Python {request.python_minor} on "
-                f"{request.platform}; this host has no such interpreter and no container "
-                "runtime is available to run it inside the base image"
-            )
-            raise LockError(msg, hint="use the default resolver (uv), which needs no target")
-        if done.returncode != 0:
-            raise tool_failure(request, done.stderr, tool="pip-compile")
-        pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
-        return with_target_files(request, pins, HostRunner(), offline=False)
+        return done
 
     def _host_venv(self, python_minor: str) -> str:
         """The cached venv with pinned pip and pip-tools for the host interpreter."""
@@ -154,6 +193,31 @@ class PipToolsResolver:
         except OSError:  # another process won the race; its venv is as good
             shutil.rmtree(tmp, ignore_errors=True)
         return str(python)
+
+
+def start_target_files(request: ResolveRequest) -> subprocess.Popen[bytes] | None:
+    """Start uv resolving the same inputs into pylock.toml, for the target's file names.
+
+    It runs while pip-compile does; None when uv cannot start (the names are then found
+    after pip-compile, as for pins uv resolved differently).
+    """
+    try:
+        return subprocess.Popen(
+            pylock_args(request, offline=False),
+            cwd=request.workdir,
+            env=uv_env(request),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except (OSError, LockError):
+        return None
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.kill()
+        proc.wait()
 
 
 def _tag() -> str:

@@ -119,33 +119,21 @@ class UvResolver:
         return with_target_files(request, pins, self.runner, offline=True)
 
 
-def with_target_files(
-    request: ResolveRequest, pins: tuple[Pin, ...], runner: Runner, *, offline: bool
-) -> tuple[Pin, ...]:
-    """Add the target's file names to ``pins`` from a ``uv pip compile`` pylock.toml run.
-
-    uv's requirements.txt (and pip-compile's) has hashes and "via" but no file names; uv's
-    pylock.toml (PEP 751) has the target's file names but no "via". After uv resolved, a second
-    run reads only its fresh cache (``offline``, ~50 ms); after pip-compile, uv is given the
-    exact pins with ``--no-deps``. Either is much cheaper than listing every project on the
-    index. Any failure: the pins keep no names (the locker lists the index instead).
-    """
+def pylock_args(request: ResolveRequest, *, offline: bool) -> list[str]:
+    """``uv pip compile`` writing pylock.toml (PEP 751: the target's file names)."""
     args = uv_compile_args(request)
     args[args.index("--output-file") + 1] = "pylock.toml"
     if offline:
         args.append("--offline")
-    else:
-        pinned = [f"{p.name}=={p.version}" for p in pins if p.url is None and p.version]
-        (request.workdir / "pinned.in").write_text("".join(f"{x}\n" for x in pinned))
-        args[args.index("requirements.in")] = "pinned.in"
-        args.append("--no-deps")
-    done = runner.run(args, cwd=request.workdir, env=uv_env(request))
-    if done.returncode != 0:
-        return pins
+    return args
+
+
+def pylock_files(request: ResolveRequest) -> dict[str, list[tuple[str, str]]]:
+    """(filename, sha256) per package from the workdir's pylock.toml; {} when unreadable."""
     try:
         data = tomllib.loads((request.workdir / "pylock.toml").read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
-        return pins
+        return {}
     files: dict[str, list[tuple[str, str]]] = {}
     for package in data.get("packages", []):
         name = canonicalize_name(str(package.get("name", "")))
@@ -155,9 +143,37 @@ def with_target_files(
             if url and sha:
                 filename = urllib.parse.unquote(str(url).rsplit("/", 1)[-1])
                 files.setdefault(name, []).append((filename, str(sha)))
+    return files
+
+
+def attach_files(pins: tuple[Pin, ...], files: dict[str, list[tuple[str, str]]]) -> tuple[Pin, ...]:
+    """``pins`` with the files whose hash they pin (a file of another version never matches)."""
     return tuple(
         replace(pin, files=tuple(sorted(f for f in files.get(pin.name, ()) if f[1] in pin.hashes)))
-        if pin.url is None
+        if pin.url is None and not pin.files
         else pin
         for pin in pins
     )
+
+
+def with_target_files(
+    request: ResolveRequest, pins: tuple[Pin, ...], runner: Runner, *, offline: bool
+) -> tuple[Pin, ...]:
+    """Add the target's file names to ``pins`` from a ``uv pip compile`` pylock.toml run.
+
+    uv's requirements.txt (and pip-compile's) has hashes and "via" but no file names; uv's
+    pylock.toml (PEP 751) has the target's file names but no "via". After uv resolved, a second
+    run reads only its fresh cache (``offline``, ~50 ms); otherwise uv is given the exact pins
+    with ``--no-deps``. Either is much cheaper than listing every project on the index. Any
+    failure: the pins keep no names (the locker lists the index instead).
+    """
+    args = pylock_args(request, offline=offline)
+    if not offline:
+        pinned = [f"{p.name}=={p.version}" for p in pins if p.url is None and p.version]
+        (request.workdir / "pinned.in").write_text("".join(f"{x}\n" for x in pinned))
+        args[args.index("requirements.in")] = "pinned.in"
+        args.append("--no-deps")
+    done = runner.run(args, cwd=request.workdir, env=uv_env(request))
+    if done.returncode != 0:
+        return pins
+    return attach_files(pins, pylock_files(request))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,7 @@ def test_pip_tools_runs_in_the_base_image_when_the_host_differs(
 ) -> None:
     monkeypatch.setattr(piptools, "host_matches", lambda *_: False)
     monkeypatch.setattr(piptools, "with_target_files", lambda _r, pins, *_a, **_k: pins)
+    monkeypatch.setattr(piptools, "start_target_files", lambda _r: None)  # no index to ask
     runtime = FakeRuntime()
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
@@ -83,6 +85,13 @@ def test_pip_tools_runs_in_the_base_image_when_the_host_differs(
 
 def test_in_image_failure_is_a_lock_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(piptools, "host_matches", lambda *_: False)
+    started = []
+
+    def start(request: ResolveRequest) -> subprocess.Popen[bytes]:
+        started.append(subprocess.Popen(["sleep", "30"]))
+        return started[-1]
+
+    monkeypatch.setattr(piptools, "start_target_files", start)
     runtime = FakeRuntime(exit_code=1)
     resolver = PipToolsResolver(
         tools_home=tmp_path / "tools",
@@ -90,6 +99,7 @@ def test_in_image_failure_is_a_lock_error(tmp_path: Path, monkeypatch: pytest.Mo
     )
     with pytest.raises(LockError, match="conflict"):
         resolver.resolve(request(tmp_path))
+    assert started[0].returncode is not None  # the concurrent uv run is stopped, not awaited
 
 
 def test_no_target_interpreter_and_no_runtime(
