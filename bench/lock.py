@@ -78,7 +78,13 @@ class Bench:
         self.scratch = scratch
         self.home = Path(os.environ.get("MLPACK_BENCH_HOME", Path.home() / ".cache/mlpack-bench"))
         self.cache = scratch / "cache"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+        # PYTHONDONTWRITEBYTECODE (set in some dev shells) would make every contender
+        # recompile its modules on each run; installs have bytecode, so the bench does too.
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PIP_", "UV_")) and k != "PYTHONDONTWRITEBYTECODE"
+        }
         self.env.update(
             MLPACK_HOME=str(self.home),
             PIP_CONFIG_FILE=os.devnull,
