@@ -11,7 +11,9 @@ import ctypes
 import errno
 import hashlib
 import os
+import queue
 import stat
+import threading
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -137,6 +139,7 @@ def apply_layer(
             msg, hint="check the blob file, free disk space and the unpack root"
         ) from exc
     finally:
+        tar_stream.close()
         applier.close()
     if applier.skipped:
         reporter().notice(
@@ -281,9 +284,12 @@ def _decompressor(raw: _BlobReader) -> _Source:
 class _TarStream:
     """Hash (diff_id) and count the uncompressed tar; refuse more than ``max_bytes``.
 
-    Decompresses a chunk at a time and serves the tar parser's 512-byte header reads from that
-    buffer: one decompress call and one hash update per chunk, not per header.
+    A helper thread reads, hashes and decompresses the blob a chunk at a time (zlib and
+    hashlib release the GIL) while the caller creates files; a bounded queue caps the memory.
+    The tar parser's 512-byte header reads are served from the current chunk.
     """
+
+    _DEPTH: Final = 8  # chunks decompressed ahead of the applier
 
     def __init__(self, source: _Source, *, algorithm: str, max_bytes: int) -> None:
         self._src = source
@@ -292,20 +298,58 @@ class _TarStream:
         self._max = max_bytes
         self._buf = b""
         self._pos = 0
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._done = False
         self.count = 0
 
+    def _produce(self) -> None:
+        item: bytes | BaseException
+        while not self._stop.is_set():
+            try:
+                data = self._src.read(_CHUNK)
+                if data:
+                    self.count += len(data)
+                    if self.count > self._max:
+                        msg = f"layer expands to more than {self._max} bytes (decompression bomb?)"
+                        raise ImageError(msg, hint="raise max_bytes only for layers you trust")
+                    self._hash.update(data)
+                item = data
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, bytes) or not item:
+                return
+
     def _fill(self) -> bool:
-        data = self._src.read(_CHUNK)
-        if not data:
+        if self._done:
             return False
-        self.count += len(data)
-        if self.count > self._max:
-            msg = f"layer expands to more than {self._max} bytes (decompression bomb?)"
-            raise ImageError(msg, hint="raise max_bytes only for layers you trust")
-        self._hash.update(data)
-        self._buf = data
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._produce, name="layer-gunzip", daemon=True)
+            self._thread.start()
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if not item:
+            self._done = True
+            self.close()  # the producer has finished: its hash and count are final
+            return False
+        self._buf = item
         self._pos = 0
         return True
+
+    def close(self) -> None:
+        """Stop the helper thread (on success it has already ended) and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
     def read(self, size: int, /) -> bytes:
         pos = self._pos
