@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -289,34 +291,22 @@ def lock(
     # they could not name.
     listings = Listings(ca_cert=ca_cert)
     try:
-        base = _reused_base(inputs, previous, upgrade=upgrade) or _resolve_base(
-            inputs, base_resolver or DefaultBaseResolver()
-        )
-        requirements, commits = _normalize(inputs.requirements, root)
+        with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
+            base, chosen, pins, commits, requirements = _base_and_pins(
+                inputs,
+                previous,
+                root=root,
+                tmp=Path(tmp),
+                home=home,
+                base_resolver=base_resolver,
+                resolver=resolver,
+                upgrade=upgrade,
+                upgrade_packages=upgrade_packages,
+                ca_cert=ca_cert,
+            )
     except BaseException:
         listings.close()
         raise
-    chosen = resolver or make_resolver(inputs.resolver, home=home, image=base.reference)
-    rep.start("resolve", None)
-    with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
-        request = ResolveRequest(
-            requirements=requirements,
-            python=base.python_full,
-            platform=inputs.platform,
-            indexes=inputs.indexes,
-            workdir=Path(tmp),
-            previous=tuple((p.name, p.version) for p in previous.packages if p.kind == "index")
-            if previous is not None
-            else (),
-            upgrade=upgrade,
-            upgrade_packages=tuple(canonicalize_name(n) for n in upgrade_packages),
-            ca_cert=ca_cert,
-        )
-        try:
-            pins = chosen.resolve(request)
-        except BaseException:
-            listings.close()
-            raise
     rep.finish("resolve")
     try:
         packages = _packages(
@@ -361,6 +351,136 @@ def lock(
         rep.notice(f"torch: {decision.reason}")
     write_lock(lock_path, result)
     return LockResult(lock=result, path=lock_path, resolved=True)
+
+
+def _base_and_pins(
+    inputs: LockInputs,
+    previous: Lock | None,
+    *,
+    root: Path,
+    tmp: Path,
+    home: Path,
+    base_resolver: BaseResolver | None,
+    resolver: Resolver | None,
+    upgrade: bool,
+    upgrade_packages: tuple[str, ...],
+    ca_cert: Path | None,
+) -> tuple[ResolvedBase, Resolver, tuple[Pin, ...], dict[str, str], tuple[InputRequirement, ...]]:
+    """The base and the resolved pins; uv may start before the base is known.
+
+    Resolving the base (when the lock has none to keep) imports the registry client and may
+    probe a registry: ~0.2 s. uv needs only the base's Python X.Y.Z, so when an earlier lock
+    remembered it for the same settings, uv runs on that guess meanwhile; a wrong guess (the
+    base moved to a new patch release) just resolves again with the right version.
+    """
+    rep = reporter()
+
+    def request_for(python_full: str, sub: str) -> ResolveRequest:
+        workdir = tmp / sub
+        workdir.mkdir()
+        return ResolveRequest(
+            requirements=requirements,
+            python=python_full,
+            platform=inputs.platform,
+            indexes=inputs.indexes,
+            workdir=workdir,
+            previous=tuple((p.name, p.version) for p in previous.packages if p.kind == "index")
+            if previous is not None
+            else (),
+            upgrade=upgrade,
+            upgrade_packages=tuple(canonicalize_name(n) for n in upgrade_packages),
+            ca_cert=ca_cert,
+        )
+
+    base = _reused_base(inputs, previous, upgrade=upgrade)
+    guess_file = _guess_file(home, inputs)
+    guess = None
+    if base is None and resolver is None and inputs.resolver == "uv":
+        guess = _read_guess(guess_file)
+    if guess is None:
+        base = base or _resolve_base(inputs, base_resolver or DefaultBaseResolver())
+        requirements, commits = _normalize(inputs.requirements, root)
+        chosen = resolver or make_resolver(inputs.resolver, home=home, image=base.reference)
+        rep.start("resolve", None)
+        pins = chosen.resolve(request_for(base.python_full, "resolve"))
+        _write_guess(guess_file, base.python_full)
+        return base, chosen, pins, commits, requirements
+    requirements, commits = _normalize(inputs.requirements, root)
+    chosen = make_resolver("uv", home=home, image="")
+    rep.start("resolve", None)
+    early = _Early(lambda: chosen.resolve(request_for(guess, "early")))
+    try:
+        base = _resolve_base(inputs, base_resolver or DefaultBaseResolver())
+    except BaseException:
+        early.wait()
+        raise
+    _write_guess(guess_file, base.python_full)
+    if base.python_full == guess:
+        return base, chosen, early.result(), commits, requirements
+    early.wait()
+    return (
+        base,
+        chosen,
+        chosen.resolve(request_for(base.python_full, "resolve")),
+        commits,
+        requirements,
+    )
+
+
+class _Early:
+    """Runs a resolve in a thread (it mostly waits on uv) with the caller's context."""
+
+    def __init__(self, work: Callable[[], tuple[Pin, ...]]) -> None:
+        self._work = work
+        self._context = contextvars.copy_context()
+        self._value: tuple[Pin, ...] = ()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mlpack-early-resolve")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._context.run(self._work)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Wait for the thread; its outcome is not needed."""
+        self._thread.join()
+
+    def result(self) -> tuple[Pin, ...]:
+        """The pins, or the resolve's exception raised here."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _guess_file(home: Path, inputs: LockInputs) -> Path:
+    key = f"{inputs.python}|{inputs.platform}|{inputs.base or ''}"
+    name = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return home / "cache" / "lock-base-python" / name
+
+
+def _read_guess(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text if text.count(".") == 2 and text.replace(".", "").isdigit() else None
+
+
+def _write_guess(path: Path, python_full: str) -> None:
+    """Remember the base's Python X.Y.Z for the next lock with these settings (best effort)."""
+    if _read_guess(path) == python_full:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(python_full + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass
 
 
 def _reused_base(

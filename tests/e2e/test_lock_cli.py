@@ -9,6 +9,7 @@ import pytest
 
 from mlpack.cli.app import run_app
 from mlpack.lock import locker
+from mlpack.lock.resolvers import Pin, ResolveRequest
 from tests.unit.lock.fakes import FakeBase, http_server, make_wheel, write_simple_index
 
 
@@ -115,3 +116,33 @@ def test_fast_path_resolves_like_the_typer_command(
     assert failures[0][0] == 4
     assert failures[0][1].err.startswith("error: ")
     assert lock_path.read_bytes() == results[0][2]
+
+
+def test_uv_starts_on_the_remembered_python_while_the_base_resolves(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlpack.lock.uv import UvResolver
+
+    original = UvResolver.resolve
+    pythons: list[str] = []
+
+    def recording(self: UvResolver, request: ResolveRequest) -> tuple[Pin, ...]:
+        pythons.append(request.python)
+        return original(self, request)
+
+    monkeypatch.setattr(UvResolver, "resolve", recording)
+    lock_path = project / "mlpack.lock"
+    assert run_app(["lock", str(project)]) == 0  # no guess yet: base first, then uv
+    reference = lock_path.read_bytes()
+    (guess,) = (Path(os.environ["MLPACK_HOME"]) / "cache" / "lock-base-python").iterdir()
+    assert guess.read_text() == "3.11.2\n"
+    assert pythons == ["3.11.2"]
+
+    for remembered, expected in (("3.11.2", ["3.11.2"]), ("3.11.1", ["3.11.1", "3.11.2"])):
+        guess.write_text(f"{remembered}\n")
+        lock_path.unlink()
+        pythons.clear()
+        assert run_app(["lock", str(project)]) == 0
+        assert pythons == expected  # a wrong guess resolves again for the base's version
+        assert lock_path.read_bytes() == reference
+        assert guess.read_text() == "3.11.2\n"
