@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 
 from mlpack import __version__
@@ -13,6 +12,8 @@ ISSUES_URL = "https://github.com/mlpack-env/mlpack/issues"
 
 def bug_report(exc: BaseException) -> str:
     """The text shown for an unexpected exception: the traceback and where to report it."""
+    import traceback  # not at module level: every command imports this module
+
     return (
         "".join(traceback.format_exception(exc))
         + f"error: this is a bug in mlpack {__version__}; please report it with the traceback "
