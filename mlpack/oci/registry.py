@@ -627,9 +627,9 @@ def _pull_from(
     repo = ref.repository
     data, media_type, digest = client.get_manifest(repo, ref.selector)
     document = parse_manifest_or_index(data, media_type or None)
-    index_digest = None
+    index_digest = index_data = None
     if isinstance(document, Index):
-        index_digest = digest
+        index_digest, index_data = digest, data
         entry = document.select(options.platform)
         data, media_type, digest = client.get_manifest(repo, entry.digest)
         document = parse_manifest_or_index(data, media_type or None)
@@ -659,6 +659,9 @@ def _pull_from(
         for d in blobs:
             _record_origin(store, d.digest, ref.name)
         store.ingest((data,), digest=digest, size=len(data))
+        if index_digest is not None and index_data is not None:
+            store.ingest((index_data,), digest=index_digest, size=len(index_data))
+            store.record_index(index_digest, digest)
         if name.tag is not None:
             store.tag(str(name.with_tag(name.tag)), digest)
         else:

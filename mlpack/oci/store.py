@@ -417,18 +417,46 @@ class Store:
                 return
             self._write_entries([*entries, self.manifest_descriptor(manifest_digest)])
 
+    def _index_map(self, index_digest: str) -> Path:
+        return self.root / "indexes" / _hex(index_digest)
+
+    def record_index(self, index_digest: str, manifest_digest: str) -> None:
+        """Remember which manifest a pull chose from the (stored) index ``index_digest``.
+
+        Lookups by the index digest (``repo@sha256:<index>``, the digest ``pull`` prints as
+        ``index:``) then find that image; the last pull of an index wins.
+        """
+        path = self._index_map(index_digest)
+        try:
+            path.parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _disk_error(exc, path) from exc
+        self._atomic_write(path, manifest_digest.encode())
+
+    def _manifest_of(self, digest: str) -> str | None:
+        """``digest`` itself for a stored manifest, the recorded choice for a stored index."""
+        if not self.has_blob(digest):
+            return None
+        try:
+            chosen = self._index_map(digest).read_text().strip()
+        except OSError:
+            return digest
+        return chosen if chosen and self.has_blob(chosen) else None
+
     def resolve(self, ref_or_digest: str) -> str:
         """Return the manifest digest a reference or digest names; ImageError if unknown."""
         text = ref_or_digest.strip()
         if text.startswith("sha256:"):
-            if self.has_blob(check_digest(text)):
-                return text
+            found = self._manifest_of(check_digest(text))
+            if found is not None:
+                return found
             msg = f"no image with digest {text} in the store"
             raise ImageError(msg, hint="see `mlpack images`, or `mlpack pull` it")
         ref = parse_reference(text)
         if ref.digest is not None:
-            if self.has_blob(ref.digest):
-                return ref.digest
+            found = self._manifest_of(ref.digest)
+            if found is not None:
+                return found
             msg = f"no image {text} in the store"
             raise ImageError(msg, hint=f"pull it first: mlpack pull {text}")
         name = str(ref)
@@ -484,6 +512,8 @@ class Store:
         if digest is None and name is not None and "@" in name:
             digest = parse_reference(ref).digest
             name = None
+        if digest is not None:
+            digest = self._manifest_of(digest) or digest
         with self.lock("index"):
             entries = self._entries()
             keep = [
@@ -537,6 +567,12 @@ class Store:
         freed = blobs_removed = layers_removed = 0
         with self.lock("gc"), self.lock("index"):
             keep_blobs, keep_layers, keep_chains = self._reachable()
+            indexes = self.root / "indexes"
+            maps = sorted(indexes.iterdir()) if indexes.is_dir() else []
+            for path in maps:
+                with contextlib.suppress(OSError):
+                    if path.read_text().strip() in keep_blobs:
+                        keep_blobs.add(f"sha256:{path.name}")
             for path in sorted((self.root / "blobs" / "sha256").iterdir()):
                 if f"sha256:{path.name}" not in keep_blobs:
                     freed += path.stat().st_size
@@ -555,6 +591,9 @@ class Store:
             # exclusively, so removing them cannot split a lock between two holders.
             for path in (self.root / "locks").glob("*-*.lock"):
                 path.unlink(missing_ok=True)
+            for path in maps:
+                if f"sha256:{path.name}" not in keep_blobs:
+                    path.unlink(missing_ok=True)
             origins = self.root / "origins"
             if origins.is_dir():
                 for path in origins.iterdir():
