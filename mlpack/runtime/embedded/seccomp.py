@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 # The allowlist of moby's profiles/seccomp/default.json (as shipped in containers-common for
-# Debian 12), without the calls moby grants only with a capability: those are in CAP_GATED.
+# Debian 12), without the calls moby grants only with a capability: those are in CAP_GATED
+# (where mlpack also puts ptrace and process_vm_*, see there).
 ALLOWED: Final = [
     "_llseek",
     "_newselect",
@@ -197,7 +198,6 @@ ALLOWED: Final = [
     "openat",
     "openat2",
     "pause",
-    "pidfd_getfd",
     "pidfd_open",
     "pidfd_send_signal",
     "pipe",
@@ -214,11 +214,8 @@ ALLOWED: Final = [
     "preadv2",
     "prlimit64",
     "process_mrelease",
-    "process_vm_readv",
-    "process_vm_writev",
     "pselect6",
     "pselect6_time64",
-    "ptrace",
     "pwrite64",
     "pwritev",
     "pwritev2",
@@ -403,7 +400,17 @@ CAP_GATED: Final = {
     "CAP_SYS_CHROOT": ["chroot"],
     "CAP_SYS_MODULE": ["delete_module", "init_module", "finit_module"],
     "CAP_SYS_PACCT": ["acct"],
-    "CAP_SYS_PTRACE": ["kcmp", "pidfd_getfd", "process_madvise"],
+    # moby allows ptrace and process_vm_* to everyone on Linux >= 4.8; mlpack is stricter: a
+    # training or inference container has no reason to trace or read other processes' memory,
+    # so these need CAP_SYS_PTRACE (which neither capability profile grants).
+    "CAP_SYS_PTRACE": [
+        "kcmp",
+        "pidfd_getfd",
+        "process_madvise",
+        "process_vm_readv",
+        "process_vm_writev",
+        "ptrace",
+    ],
     "CAP_SYS_RAWIO": ["iopl", "ioperm"],
     "CAP_SYS_TIME": ["settimeofday", "stime", "clock_settime", "clock_settime64"],
     "CAP_SYS_TTY_CONFIG": ["vhangup"],

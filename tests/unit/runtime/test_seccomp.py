@@ -64,8 +64,18 @@ def test_vsock_and_personality() -> None:
 
 def test_ordinary_calls_allowed() -> None:
     profile = seccomp.default_profile(DEFAULT_CAPS)
-    for name in ("read", "write", "execve", "openat", "mmap", "futex", "ptrace"):
+    for name in ("read", "write", "execve", "openat", "mmap", "futex"):
         assert allowed_unconditionally(profile, name), name
+
+
+def test_ptrace_and_process_vm_need_cap_sys_ptrace() -> None:
+    calls = ("ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd")
+    default = seccomp.default_profile(DEFAULT_CAPS)
+    for name in calls:
+        assert not allowed_unconditionally(default, name), name
+    traced = seccomp.default_profile((*DEFAULT_CAPS, "CAP_SYS_PTRACE"))
+    for name in calls:
+        assert allowed_unconditionally(traced, name), name
 
 
 def have_libseccomp() -> bool:
