@@ -30,6 +30,17 @@ if TYPE_CHECKING:
 
 # runc's default set (libcontainer/specconv/example.go); the embedded runtime uses the same.
 DEFAULT_CAPS: Final = ("AUDIT_WRITE", "KILL", "NET_BIND_SERVICE")
+
+
+def _seccomp_profile() -> str:
+    """The embedded runtime's default profile as JSON (Docker accepts the OCI form)."""
+    import json
+
+    from mlpack.runtime.embedded.seccomp import default_profile
+
+    return json.dumps(default_profile([f"CAP_{c}" for c in DEFAULT_CAPS]), sort_keys=True)
+
+
 NOFILE: Final = 1024
 GIB: Final = 1 << 30
 
@@ -112,7 +123,9 @@ class DockerRuntime:
             "network_mode": config.network,
             "cap_drop": ["ALL"],
             "cap_add": list(DEFAULT_CAPS),
-            "security_opt": ["no-new-privileges"],
+            # The embedded runtime's seccomp profile, not Docker's default: the same calls are
+            # refused on both backends (e.g. ptrace, which Docker's profile allows).
+            "security_opt": ["no-new-privileges", f"seccomp={_seccomp_profile()}"],
             "ulimits": [Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
             "shm_size": config.shm_size or default_shm_size(config.memory),
             "tty": config.tty,

@@ -295,3 +295,14 @@ def test_python_runs_in_the_debian_base(
     assert result.exit_code == 0
     out = capfd.readouterr().out
     assert "py (3, 11) OpenSSL" in out
+
+
+@pytest.mark.slow
+def test_ptrace_and_process_vm_are_refused(
+    backend: Backend, debian: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from tests.e2e.test_embedded_ptrace import PROBE
+
+    result = backend.run("python3", "-c", PROBE, image=debian)
+    assert result.exit_code == 0
+    assert capfd.readouterr().out.split("\n")[:2] == ["ptrace -1 1", "vm_readv -1 1"]

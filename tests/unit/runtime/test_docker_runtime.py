@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import struct
@@ -32,7 +33,19 @@ def test_create_kwargs_carry_the_embedded_defaults() -> None:
     assert kw["command"] == ["python", "train.py"]
     assert kw["cap_drop"] == ["ALL"]
     assert kw["cap_add"] == list(DEFAULT_CAPS) == ["AUDIT_WRITE", "KILL", "NET_BIND_SERVICE"]
-    assert kw["security_opt"] == ["no-new-privileges"]
+    no_new_privs, seccomp = kw["security_opt"]
+    assert no_new_privs == "no-new-privileges"
+    assert seccomp.startswith("seccomp=")
+    profile = json.loads(seccomp.removeprefix("seccomp="))
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    allowed = {
+        name
+        for rule in profile["syscalls"]
+        if rule["action"] == "SCMP_ACT_ALLOW" and "args" not in rule
+        for name in rule["names"]
+    }
+    assert "ptrace" not in allowed
+    assert "read" in allowed
     assert kw["network_mode"] == "none"
     assert kw["ulimits"][0]["Name"] == "nofile"
     assert kw["ulimits"][0]["Soft"] == kw["ulimits"][0]["Hard"] == 1024
