@@ -4,7 +4,8 @@ Parsing a whole large file costs far more than the facts in it are worth (a 5,00
 file has a dozen imports). Cheap regular expressions nominate the lines that may hold a fact
 (an import, ``environ``, ``cuda``, a literal path...); each nominated line is widened to the
 statement that holds it: the whole top-level statement, or, inside a long one, the innermost
-``def``/``class``. Only those chunks are parsed with :mod:`ast`, so every fact still comes from a
+``def``/``class``, and inside a long ``def``/``class`` the statement of its body (parsed under a
+stand-in ``def _():``/``class _:`` line, so the scope stays the same). Only those chunks are parsed with :mod:`ast`, so every fact still comes from a
 real syntax tree. The heuristics only choose *what* to parse: whenever they are unsure (a triple
 quote inside a comment or a one-line string, a chunk that does not parse), the caller falls back
 to parsing the whole file.
@@ -166,17 +167,29 @@ _PY2_PRINT: Final = re.compile(r"print[ \t]+[\"'\w]")
 _PY2_EXCEPT: Final = re.compile(r"except[ \t]+[\w.]+[ \t]*,[ \t]*\w+[ \t]*:")
 _MERGE_MARKERS: Final = ("\n<<<<<<< ", "\n>>>>>>> ", "\n=======\n")
 _CODING: Final = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
+_STRINGS: Final = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'""")
+_CLAUSE: Final = re.compile(r"(?:else|elif|except|finally)\b")
 LONG_STATEMENT: Final = 40  # lines; longer top-level statements are narrowed to a def/class
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """Lines ``[start, end)`` (0-based) of the file, dedented by ``indent`` columns."""
+    """Lines ``[start, end)`` (0-based) of the file, dedented by ``indent`` columns.
+
+    A statement of a def or class body is not dedented but parsed under a ``def _():`` or
+    ``class _:`` line (``wrapped``), so that it keeps its scope; its lines count from ``offset``.
+    """
 
     start: int
     end: int
     indent: int
     text: str
+    wrapped: bool = False
+
+    @property
+    def offset(self) -> int:
+        """What to add to a line number of ``text`` to get the file's line number."""
+        return self.start - 1 if self.wrapped else self.start
 
 
 class Unsure(Exception):
@@ -206,24 +219,21 @@ def chunks(text: str) -> list[Chunk]:
     tops = [0] if _TOP.match(text) else []
     tops.extend(line_of(m.end()) for m in _TOP_AFTER_NEWLINE.finditer(text))
     tops = [i for i in tops if i < len(lines) and not masked[i]]
-    # A def/class right under its decorators belongs to the decorators' statement.
-    boundaries = [
-        i
-        for k, i in enumerate(tops)
-        if not (k and lines[tops[k - 1]].startswith("@") and not lines[i].startswith("@"))
-    ]
+    # A def/class (and any further decorator) under a decorator belongs to the first one's
+    # statement.
+    boundaries = [i for k, i in enumerate(tops) if not (k and lines[tops[k - 1]].startswith("@"))]
     candidates = sorted(i for i in (line_of(p) for p in _trigger_positions(text)) if not masked[i])
     if not candidates:
         return []
     defs: list[tuple[int, int]] | None = None  # found on first need: most files never need it
     def_lines: list[int] = []
     ends: dict[int, int] = {}
-    chosen: set[tuple[int, int, int]] = set()
+    chosen: set[tuple[int, int, int, str]] = set()
     for i in candidates:
         k = bisect.bisect_right(boundaries, i) - 1
         start = boundaries[k] if k >= 0 else 0
         end = boundaries[k + 1] if k + 1 < len(boundaries) else len(lines)
-        span = (start, end, 0)
+        span = (start, end, 0, "")
         if end - start > LONG_STATEMENT:
             if defs is None:
                 defs = _def_lines(text, line_of, masked)
@@ -239,19 +249,131 @@ def chunks(text: str) -> list[Chunk]:
                 line=i,
                 floor=start,
             )
-            span = found or span
+            if found is not None:
+                span = (*found, "")
+            if span[1] - span[0] > LONG_STATEMENT:
+                span = _body_statement(lines, masked, span, i) or span
         chosen.add(span)
     result: list[Chunk] = []
     covered_until = -1
-    for start, end, indent in sorted(chosen, key=lambda s: (s[0], -s[1])):
+    for start, end, indent, wrapped in sorted(chosen, key=lambda s: (s[0], -s[1])):
         if end <= covered_until:
             continue  # inside a chunk already taken
+        if wrapped:
+            text = wrapped + "\n" + "\n".join(lines[start:end])
+            result.append(Chunk(start, end, indent, text, wrapped=True))
+            covered_until = max(covered_until, end)
+            continue
         if result and indent == 0 and result[-1].indent == 0 and result[-1].end == start:
             prev = result.pop()  # adjacent top-level statements: parse them together
             start = prev.start
         result.append(Chunk(start, end, indent, _dedent(lines[start:end], indent)))
         covered_until = max(covered_until, end)
     return result
+
+
+def _body_statement(
+    lines: list[str], masked: bytearray, span: tuple[int, int, int, str], line: int
+) -> tuple[int, int, int, str] | None:
+    """The statement of a long def's or class's body that holds ``line``, or None when unsure.
+
+    Long classes (a ``Trainer``, a dataclass of 200 fields) and functions would otherwise be
+    parsed whole for one import or one ``"cuda"`` in their body. The statement is parsed under a
+    ``class _:`` or ``def _():`` line (the last item), so it keeps its scope; statements nested
+    in an ``if``/``try`` of the body come with it, so their conditions are kept too. A narrowed
+    statement that does not parse still makes the caller parse the whole file.
+    """
+    start, end, indent, _ = span
+    header, wrapper = -1, ""
+    for h in range(start, min(line, start + LONG_STATEMENT)):
+        text = lines[h]
+        if masked[h] or text[:indent].strip():
+            continue
+        head = text[indent : indent + 10]
+        if head.startswith("class "):
+            header, wrapper = h, "class _:"
+        elif head.startswith(("def ", "async def ")):
+            header, wrapper = h, "def _():"
+        if header >= 0 or (head and head[0] != "@"):
+            break  # the first line that is not a decorator decides
+    if header < 0 or "\t" in lines[header][:indent]:
+        return None
+    header = _header_end(lines, masked, header, line)
+    if header < 0:
+        return None
+    body = -1
+    for j in range(header + 1, line + 1):
+        stripped = lines[j].lstrip(" ")
+        if masked[j] or not stripped or stripped[0] == "#":
+            continue
+        body = len(lines[j]) - len(stripped)
+        if stripped[0] == "\t" or body <= indent:
+            return None
+        break
+    if body < 0:
+        return None
+    first = -1
+    for j in range(line, header, -1):
+        stripped = lines[j].lstrip(" \t")
+        if masked[j] or not stripped or stripped[0] == "#":
+            continue
+        level = len(lines[j]) - len(stripped)
+        if level < body:
+            return None
+        if level == body and _starts_statement(stripped):
+            first = j
+            break
+    if first < 0:
+        return None
+    while first - 1 > header and not masked[first - 1] and lines[first - 1][body:].startswith("@"):
+        first -= 1
+    j = first + 1
+    if lines[first][body:].startswith("@"):  # through the decorated def/class line
+        while j < end and (masked[j] or _level(lines[j], body) != body or lines[j][body] == "@"):
+            j += 1
+        j += 1
+    while j < end:
+        stripped = lines[j].lstrip(" \t")
+        if not masked[j] and stripped and stripped[0] != "#":
+            level = len(lines[j]) - len(stripped)
+            if (level < body and stripped[0] not in ")]}") or (
+                level == body and _starts_statement(stripped)
+            ):
+                break
+        j += 1
+    return (first, min(j, end), body, wrapper)
+
+
+def _header_end(lines: list[str], masked: bytearray, header: int, line: int) -> int:
+    """The last line of a def/class header (its signature may span lines) before ``line``.
+
+    -1 when unsure: brackets that do not balance (after blanking strings and comments), or a
+    header that is not over before ``line``.
+    """
+    depth = 0
+    for h in range(header, line):
+        if masked[h]:
+            return -1
+        code = _STRINGS.sub('""', lines[h]).partition("#")[0].rstrip()
+        depth += sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")
+        if depth < 0:
+            return -1
+        if depth == 0:
+            return h if code.endswith(":") else -1
+    return -1
+
+
+def _level(line: str, body: int) -> int:
+    """``body`` when ``line`` starts a statement-like line at exactly that indent, else -1."""
+    stripped = line.lstrip(" \t")
+    if not stripped or stripped[0] == "#" or len(line) - len(stripped) != body:
+        return -1
+    return body if stripped[0] not in ")]}" else -1
+
+
+def _starts_statement(stripped: str) -> bool:
+    """Whether a line (without its indent) can start a statement (not a clause or a closer)."""
+    return stripped[0] not in ")]}" and _CLAUSE.match(stripped) is None
 
 
 def _innermost_def(

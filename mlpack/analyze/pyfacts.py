@@ -167,7 +167,7 @@ def _chunked_facts(data: bytes) -> FileFacts | None:
             tree = ast.parse(chunk.text)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             return None
-        extractor.offset = chunk.start
+        extractor.offset = chunk.offset
         try:
             extractor.visit(tree)
         except RecursionError:

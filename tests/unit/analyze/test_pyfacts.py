@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import json
 import textwrap
 from collections.abc import Callable
@@ -263,8 +264,17 @@ def test_chunks_only_cover_interesting_statements() -> None:
     body = "\n".join(f"    y{i} = {i}" for i in range(200))
     text = f"import os\n\n\ndef big():\n{body}\n    return os.environ.get('X')\n\n\nz = 1\n"
     found = chunks.chunks(text)
-    # Adjacent top-level statements are parsed together; "z = 1" holds nothing.
-    assert [(c.start, c.end, c.indent) for c in found] == [(0, 207, 0)]
+    # "z = 1" holds nothing; in the long def only the statement with the fact is parsed, under
+    # a stand-in def line that keeps its scope.
+    assert [(c.start, c.end, c.indent, c.wrapped) for c in found] == [
+        (0, 3, 0, False),
+        (204, 207, 4, True),
+    ]
+    assert found[1].text.startswith("def _():\n    return os.environ.get('X')")
+    assert found[1].offset == 203
+    short = chunks.chunks("import os\n\n\ndef f():\n    return os.environ.get('X')\n")
+    # Adjacent top-level statements are parsed together.
+    assert [(c.start, c.end, c.indent) for c in short] == [(0, 5, 0)]
     method = "\n".join(f"        y{i} = {i}" for i in range(200))
     text = (
         "class Big:\n    def quiet(self):\n"
@@ -367,3 +377,63 @@ def test_plain_tf_calls_are_not_parsed() -> None:
     text = "x = 1\n" + "\n".join(f"y{i} = tf.zeros({i})" for i in range(50)) + "\n"
     assert chunks.chunks(text) == []
     assert len(chunks.chunks(text + "tf.config.list_physical_devices('GPU')\n")) == 1
+
+
+BODY_CASES: dict[str, tuple[str, Callable[[FileFacts], bool]]] = {
+    "class body keeps its scope": (
+        (
+            "class Settings:\n    app = Flask(__name__)\n{filler}\n"
+            "    device: str = field(default='cuda', metadata={'help': 'cuda'})\n"
+            "    import json\n"
+        ),
+        lambda f: f.apps == () and [m for m, _, _ in f.imports] == ["json"],
+    ),
+    "function body keeps its scope": (
+        (
+            "def main(\n    a: str = 'x(',  # a bracket in a string\n    b: int = 1,\n) -> None:\n"
+            "{filler}\n    app = FastAPI()\n    if __name__ == '__main__':\n        import uvicorn\n"
+            "    else:\n        import os\n        os.environ['A']\n"
+        ),
+        lambda f: f.apps == () and f.main == 0 and [e for e, _, _ in f.env] == ["A"],
+    ),
+    "guards of the body come along": (
+        (
+            "async def run(x):\n{filler}\n    try:\n        import apex\n"
+            "    except ImportError:\n        apex = None\n    if torch.cuda.is_available():\n"
+            "        x = await x.cuda()\n    return x\n"
+        ),
+        lambda f: f.imports[0][2] and f.cuda == () and f.cuda_optional > 0,
+    ),
+    "decorated methods": (
+        (
+            "class T:\n{filler}\n    @mock.patch.dict(os.environ, {'A': '1'})\n    @other\n"
+            "    def test(self):\n        return os.getenv('B')\n\n    x = 1\n"
+        ),
+        lambda f: [e for e, _, _ in f.env] == ["B"],
+    ),
+}
+
+
+def test_several_decorators_belong_to_their_statement() -> None:
+    text = "import os\n\n@mock.patch.dict(os.environ, {'A': '1'})\n@other\nclass T:\n" + FILLER
+    parts = chunks.chunks(text)
+    assert [(c.start, c.end) for c in parts] == [(0, len(text.splitlines()))]
+    ast.parse(parts[0].text)  # not the first decorator alone (which would not parse)
+
+
+@pytest.mark.parametrize("case", sorted(BODY_CASES))
+def test_long_bodies_are_narrowed_to_one_statement(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template, check = BODY_CASES[case]
+    source = template.replace("{filler}", FILLER).encode()
+    parts = chunks.chunks(source.decode())
+    assert parts
+    assert all(c.end - c.start < 20 for c in parts)  # never the whole long def/class
+    monkeypatch.setattr(pyfacts, "FAST_MIN_BYTES", 10**12)
+    whole = facts_for("big.py", source)
+    monkeypatch.setattr(pyfacts, "FAST_MIN_BYTES", 0)
+    chunked = facts_for("big.py", source)
+    assert chunked == whole
+    assert whole.error is None
+    assert check(whole)
