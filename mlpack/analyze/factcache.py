@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 CACHE_FORMAT: Final = 1
 SOURCE_SUFFIXES: Final = (".py", ".ipynb")
-# Worker processes cost some start-up and result transfer; below this many bytes to parse,
-# one process is faster. Above it, parsing spreads over up to MAX_WORKERS cores.
+# Helper processes cost some start-up and result transfer; below this many bytes to parse,
+# one process is faster. Above it, parsing spreads over up to MAX_WORKERS cores (this process
+# and MAX_WORKERS - 1 forked helpers).
 PARALLEL_MIN_BYTES: Final = 4 * 2**20
 MAX_WORKERS: Final = 4
 MAX_REPOSITORIES: Final = 64  # cache files kept, one per analysed repository path
@@ -58,7 +59,8 @@ def collect_facts(
 
     Files that cannot be read or parsed get facts with ``error`` set and a warning
     ``"path: why"``; analysis always goes on. When many bytes need parsing and the machine has
-    several cores, worker processes parse them (see ``PARALLEL_MIN_BYTES``).
+    several cores, forked helper processes share the parsing with this one (see
+    ``PARALLEL_MIN_BYTES``).
     """
     cache = _Cache(cache_dir or default_cache_dir(), tree.root)
     sources = tree.with_suffix(*SOURCE_SUFFIXES)
@@ -121,34 +123,59 @@ def _parse_all(items: list[tuple[FileEntry, str, bytes]]) -> list[FileFacts]:
         return [pyfacts.facts_for(path, data) for path, data in jobs]
     # Largest files first, dealt round-robin, so that batches take about the same time.
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
-    batches = [order[k :: workers * 4] for k in range(workers * 4)]
+    batches = [order[k :: workers * 8] for k in range(workers * 8)]
     results: list[FileFacts | None] = [None] * len(jobs)
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    _FORKED_JOBS[:] = jobs  # forked helpers inherit the bytes: no pipe carries them
     try:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_parse_batch, [jobs[i] for i in batch]) for batch in batches]
+        # This process parses too, beside workers - 1 helpers: from the last batch down, it
+        # takes every batch that no helper has started yet.
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+            futures = [pool.submit(_parse_batch, batch) for batch in batches]
+            for batch, future in zip(reversed(batches), reversed(futures), strict=True):
+                if future.cancel():
+                    for i in batch:
+                        results[i] = pyfacts.facts_for(*jobs[i])
             for batch, future in zip(batches, futures, strict=True):
-                for i, raw in zip(batch, future.result(), strict=True):
-                    results[i] = FileFacts.from_json(raw)
-    except (OSError, BrokenProcessPool, ValueError):
+                if not future.cancelled():
+                    for i, raw in zip(batch, future.result(), strict=True):
+                        results[i] = FileFacts.from_json(raw)
+    except (OSError, BrokenProcessPool, ValueError, IndexError):
         # No worker processes here (limits, no /dev/shm...): parse in this process.
         return [pyfacts.facts_for(path, data) for path, data in jobs]
+    finally:
+        _FORKED_JOBS.clear()
     return [r if r is not None else pyfacts.facts_for(*jobs[i]) for i, r in enumerate(results)]
 
 
-def _parse_batch(jobs: list[tuple[str, bytes]]) -> list[list[Any]]:
-    """Worker entry point: the facts of each (path, bytes), in JSON form."""
-    return [pyfacts.facts_for(path, data).to_json() for path, data in jobs]
+# The jobs of the parse under way, which forked helpers inherit.
+_FORKED_JOBS: list[tuple[str, bytes]] = []
 
 
-def read_source(path: Path) -> bytes:
-    """Read a file without following a symlink swapped in since the walk."""
+def _parse_batch(batch: list[int]) -> list[list[Any]]:
+    """Helper entry point: the facts, in JSON form, of the inherited jobs at these indices."""
+    return [pyfacts.facts_for(*_FORKED_JOBS[i]).to_json() for i in batch]
+
+
+def read_source(path: Path, size: int = 0) -> bytes:
+    """Read a file without following a symlink swapped in since the walk.
+
+    ``size`` (from the walk) lets one ``read`` call do, without a buffered file object.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read()
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) <= size:
+            return data
+        parts = [data]  # grown since the walk: read on to the end
+        while more := os.read(fd, 2**20):
+            parts.append(more)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 class _Cache:
@@ -192,10 +219,10 @@ class _Cache:
         if entry.size > cap:
             return FileFacts(error=f"larger than {cap // 2**20} MiB, not parsed")
         try:
-            data = read_source(self.root / entry.path)
+            data = read_source(self.root / entry.path, entry.size)
         except OSError as exc:
             return FileFacts(error=f"unreadable, skipped ({exc.strerror or exc})")
-        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()[:32]  # SHA-NI: faster than blake2b here
         self.seen[entry.path] = [entry.size, entry.mtime_ns, entry.inode, digest]
         self.dirty = True
         cached = self._cached(digest)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -65,10 +66,10 @@ def test_unreadable_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     root = make_repo(tmp_path / "repo", {"secret.py": "import hidden\n", "ok.py": "import numpy\n"})
     real = factcache.read_source
 
-    def read(path: Path) -> bytes:
+    def read(path: Path, size: int = 0) -> bytes:
         if path.name == "secret.py":  # root can read anything: inject the failure
             raise PermissionError(13, "Permission denied")
-        return real(path)
+        return real(path, size)
 
     monkeypatch.setattr(factcache, "read_source", read)
     result = run(root)
@@ -87,8 +88,8 @@ def test_warm_run_reads_no_source_and_gives_the_same_answer(
     cold = run(root, cache)
     assert len(list(cache.iterdir())) == 1
 
-    def forbidden(path: Path) -> bytes:
-        raise AssertionError(f"{path} was read on a warm run")
+    def forbidden(path: Path, size: int = 0) -> bytes:
+        raise AssertionError(f"{path} ({size} bytes) was read on a warm run")
 
     with monkeypatch.context() as m:
         m.setattr(factcache, "read_source", forbidden)
@@ -249,15 +250,22 @@ def test_worker_processes_give_the_same_answer(
     monkeypatch.setattr(factcache, "_workers", lambda: 2)
     parent = os.getpid()
     real = pyfacts.facts_for
+    pids = tmp_path / "pids"
+    pids.mkdir()
 
-    def only_in_workers(path: str, data: bytes) -> pyfacts.FileFacts:
-        assert os.getpid() != parent, "parsed in the parent process"
+    def recorded(path: str, data: bytes) -> pyfacts.FileFacts:
+        (pids / str(os.getpid())).touch()
+        if os.getpid() == parent:
+            time.sleep(0.02)  # leave the helper batches to take: the parent takes the rest
         return real(path, data)
 
-    monkeypatch.setattr(pyfacts, "facts_for", only_in_workers)
+    monkeypatch.setattr(pyfacts, "facts_for", recorded)
     parallel = run(root, tmp_path / "parallel-cache")
     assert parallel == serial
     assert len(serial.env) == 30
+    # The parent and one helper process (2 cores) shared the parsing.
+    assert str(parent) in {p.name for p in pids.iterdir()}
+    assert len(list(pids.iterdir())) == 2
 
 
 def test_cache_keeps_only_recent_repositories(
@@ -271,3 +279,15 @@ def test_cache_keeps_only_recent_repositories(
     # the latest one survives and is used warm
     (latest,) = [p for p in cache.glob("facts-*.json") if str(tmp_path / "repo4") in p.read_text()]
     assert latest.is_file()
+
+
+def test_read_source_reads_the_whole_file_whatever_the_walked_size(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_bytes(b"x" * (3 * 2**20 + 5))
+    assert factcache.read_source(path, 3 * 2**20 + 5) == path.read_bytes()
+    assert factcache.read_source(path, 10) == path.read_bytes()  # grew since the walk
+    assert factcache.read_source(path, 2**30) == path.read_bytes()  # shrank since the walk
+    link = tmp_path / "link.py"
+    link.symlink_to(path)
+    with pytest.raises(OSError):  # a symlink swapped in since the walk is not followed
+        factcache.read_source(link, 10)
