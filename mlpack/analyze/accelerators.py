@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import sys
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.model import Accelerator, Package, SystemPackage
@@ -61,11 +61,7 @@ def analyze_accelerator(facts: Mapping[str, FileFacts], packages: Iterable[Packa
 @cache
 def system_libs() -> dict[str, tuple[str, ...]]:
     """Return distribution -> Debian runtime packages (``data/system_libs.toml``)."""
-    text = (
-        resources.files("mlpack.analyze")
-        .joinpath("data", "system_libs.toml")
-        .read_text(encoding="utf-8")
-    )
+    text = (Path(__file__).parent / "data" / "system_libs.toml").read_text(encoding="utf-8")
     return {k: tuple(v) for k, v in tomllib.loads(text)["packages"].items()}
 
 

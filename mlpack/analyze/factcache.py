@@ -107,19 +107,16 @@ def _workers() -> int:
 
 def _parse_all(items: list[tuple[FileEntry, str, bytes]]) -> list[FileFacts]:
     """Parse in this process, or in worker processes when it pays for their start-up."""
-    import multiprocessing  # only here: its import costs more than a small warm run
-
     jobs = [(entry.path, data) for entry, _, data in items]
     workers = _workers()
-    if (
-        workers < 2
-        or sum(len(data) for _, data in jobs) < PARALLEL_MIN_BYTES
-        # fork copies only the calling thread: with other threads alive (a progress display,
-        # a server) a lock they hold could stay locked in the child. spawn/forkserver would
-        # re-import the caller's __main__, which breaks unguarded scripts that call analyze().
-        or threading.active_count() > 1
-        or "fork" not in multiprocessing.get_all_start_methods()
-    ):
+    if workers < 2 or sum(len(data) for _, data in jobs) < PARALLEL_MIN_BYTES:
+        return [pyfacts.facts_for(path, data) for path, data in jobs]
+    import multiprocessing  # only here: its import costs more than a small warm run
+
+    # fork copies only the calling thread: with other threads alive (a progress display, a
+    # server) a lock they hold could stay locked in the child. spawn/forkserver would re-import
+    # the caller's __main__, which breaks unguarded scripts that call analyze().
+    if threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [pyfacts.facts_for(path, data) for path, data in jobs]
     # Largest files first, dealt round-robin, so that batches take about the same time.
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))

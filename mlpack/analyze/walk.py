@@ -24,10 +24,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import pathspec
-
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    import pathspec
 
 SKIPPED_DIRS: Final[frozenset[str]] = frozenset(
     {
@@ -188,6 +188,8 @@ def _load_ignore(path: Path, base: str, rel: str, warnings: list[str]) -> _Ignor
     lines = text.splitlines()
     if not any(line.strip() and not line.startswith("#") for line in lines):
         return None
+    import pathspec  # only here: its import costs start-up, and many trees have no ignore file
+
     try:
         spec = pathspec.GitIgnoreSpec.from_lines(lines)
     except (ValueError, TypeError) as exc:
