@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-import yaml
-
 from mlpack.analyze._declfile import read_text, rel
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import yaml
 
 ENVIRONMENT_FILES: Final = ("environment.yml", "environment.yaml")
 
@@ -30,6 +30,8 @@ def read_environment(root: Path, path: Path, *, warnings: list[str]) -> tuple[En
     if text is None:
         return ()
     name = rel(root, path)
+    import yaml  # only here: most repositories have no environment file (and it costs start-up)
+
     try:
         # compose, not load: nodes keep their line numbers, and no object is ever constructed.
         document = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -73,6 +75,8 @@ def read_environment(root: Path, path: Path, *, warnings: list[str]) -> tuple[En
 
 
 def _value(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
+    import yaml
+
     for k, v in mapping.value:
         if isinstance(k, yaml.ScalarNode) and k.value == key and isinstance(v, yaml.Node):
             return v

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, replace
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 
 from packaging.markers import InvalidMarker, Marker
@@ -107,6 +106,8 @@ class _CondaMap:
 
 
 def _conda_map() -> _CondaMap:
+    from importlib import resources  # only here: it costs start-up, and few repos use conda
+
     text = resources.files("mlpack.analyze").joinpath("data/conda_map.toml").read_text("utf-8")
     doc = tomllib.loads(text)
     rename = {canonicalize_name(k): str(v) for k, v in doc.get("rename", {}).items()}
