@@ -33,7 +33,7 @@ from mlpack.lock.model import (
     SystemPackagePin,
     Target,
 )
-from mlpack.lock.resolvers import InputRequirement, Pin, Resolver, ResolveRequest
+from mlpack.lock.resolvers import InputRequirement, KnownFiles, Pin, Resolver, ResolveRequest
 from mlpack.lock.stamp import ALGORITHM
 from mlpack.lock.vcs import is_vcs, normalize, relative_file_url
 from mlpack.progress import reporter
@@ -390,6 +390,7 @@ def _base_and_pins(
             upgrade=upgrade,
             upgrade_packages=tuple(canonicalize_name(n) for n in upgrade_packages),
             ca_cert=ca_cert,
+            known_files=_known_files(previous, python_full, inputs.platform),
         )
 
     base = _reused_base(inputs, previous, upgrade=upgrade)
@@ -424,6 +425,19 @@ def _base_and_pins(
         chosen.resolve(request_for(base.python_full, "resolve")),
         commits,
         requirements,
+    )
+
+
+def _known_files(previous: Lock | None, python_full: str, platform: str) -> tuple[KnownFiles, ...]:
+    """The previous lock's file names, when it was made for this same target."""
+    if previous is None or previous.target.python != python_full:
+        return ()
+    if previous.target.platform != platform:
+        return ()
+    return tuple(
+        (p.name, p.version, p.hashes, tuple((f.name, f.sha256) for f in p.files))
+        for p in previous.packages
+        if p.kind == "index" and p.files
     )
 
 

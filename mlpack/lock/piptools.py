@@ -14,7 +14,14 @@ import subprocess
 from typing import TYPE_CHECKING, Final
 
 from mlpack.errors import LockError
-from mlpack.lock.resolvers import Pin, ResolveRequest, parse_output, tool_failure, write_inputs
+from mlpack.lock.resolvers import (
+    Pin,
+    ResolveRequest,
+    parse_output,
+    reuse_files,
+    tool_failure,
+    write_inputs,
+)
 from mlpack.lock.runner import (
     IMAGE_TOOLS,
     Completed,
@@ -130,6 +137,7 @@ class PipToolsResolver:
             _stop(names)
             raise tool_failure(request, done.stderr, tool="pip-compile")
         pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
+        pins = reuse_files(pins, request.known_files)
         if names is not None and names.wait() == 0:
             pins = attach_files(pins, pylock_files(request))
         missing = tuple(p for p in pins if p.url is None and p.version and not p.files)

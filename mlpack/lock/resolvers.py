@@ -7,7 +7,7 @@ Both uv and pip-tools write the same requirements.txt dialect (``--generate-hash
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -51,6 +51,9 @@ class ResolveRequest:
     upgrade: bool = False
     upgrade_packages: tuple[str, ...] = ()
     ca_cert: Path | None = None
+    # (name, version, hashes, files) from a lock made for this same target: a pin with the same
+    # version and hashes has the same files, so no uv run is needed to name them.
+    known_files: tuple[KnownFiles, ...] = ()
 
     @property
     def python_minor(self) -> str:
@@ -70,6 +73,23 @@ class Pin:
     # (filename, sha256) of the target's files when the resolver knows them (uv does), so the
     # locker need not ask the index; empty: list them from the index.
     files: tuple[tuple[str, str], ...] = ()
+
+
+KnownFiles = tuple[str, str, tuple[str, ...], tuple[tuple[str, str], ...]]
+
+
+def reuse_files(pins: tuple[Pin, ...], known: tuple[KnownFiles, ...]) -> tuple[Pin, ...]:
+    """``pins`` with the files of ``known`` entries of the same version and the same hashes."""
+    if not known:
+        return pins
+    by_pin = {(name, version, frozenset(hashes)): files for name, version, hashes, files in known}
+    out = []
+    for pin in pins:
+        files = by_pin.get((pin.name, pin.version, frozenset(pin.hashes)))
+        if pin.url is None and not pin.files and files:
+            pin = replace(pin, files=files)
+        out.append(pin)
+    return tuple(out)
 
 
 class Resolver(Protocol):

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Final
 from packaging.utils import canonicalize_name
 
 from mlpack.errors import LockError
-from mlpack.lock.resolvers import Pin, ResolveRequest, parse_output, tool_failure, write_inputs
+from mlpack.lock.resolvers import (
+    Pin,
+    ResolveRequest,
+    parse_output,
+    reuse_files,
+    tool_failure,
+    write_inputs,
+)
 from mlpack.lock.runner import HostRunner, Runner
 
 if sys.version_info >= (3, 11):
@@ -116,6 +123,9 @@ class UvResolver:
         if done.returncode != 0:
             raise tool_failure(request, done.stderr, tool="uv")
         pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
+        pins = reuse_files(pins, request.known_files)
+        if all(p.files or p.url is not None for p in pins):
+            return pins  # a re-lock that moved no pin: the previous lock named every file
         return with_target_files(request, pins, self.runner, offline=True)
 
 

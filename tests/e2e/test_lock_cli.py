@@ -146,3 +146,25 @@ def test_uv_starts_on_the_remembered_python_while_the_base_resolves(
         assert pythons == expected  # a wrong guess resolves again for the base's version
         assert lock_path.read_bytes() == reference
         assert guess.read_text() == "3.11.2\n"
+
+
+def test_a_relock_that_moves_no_pin_reuses_the_file_names(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlpack.lock import uv
+
+    assert run_app(["lock", str(project)]) == 0
+    lock_path = project / "mlpack.lock"
+    before = lock_path.read_text()
+    assert 'name = "helpers-2.1-py3-none-any.whl"' in before
+
+    def no_second_run(*_args: object, **_kw: object) -> tuple[Pin, ...]:
+        raise AssertionError("the file names should come from the previous lock")
+
+    monkeypatch.setattr(uv, "with_target_files", no_second_run)
+    config = project / "mlpack.toml"
+    config.write_text(config.read_text().replace('default = "3"', 'default = "5"'))
+    assert run_app(["lock", str(project)]) == 0
+    after = lock_path.read_text()
+    assert after != before
+    assert after.split("[[packages]]", 1)[1] == before.split("[[packages]]", 1)[1]

@@ -185,3 +185,24 @@ def test_uv_names_files_from_an_offline_pylock_run(tmp_path: Path) -> None:
     (bare,) = UvResolver(failing).resolve(request(tmp_path))
     assert bare.files == ()  # the locker then lists the index instead
     assert bare.hashes == ("1" * 64, "2" * 64)
+
+
+def test_uv_reuses_the_previous_locks_file_names_when_no_pin_moved(tmp_path: Path) -> None:
+    from mlpack.lock.uv import UvResolver
+
+    known = (("anyio", "4.4.0", ("2" * 64, "1" * 64), (("anyio-4.4.0.tar.gz", "2" * 64),)),)
+    runner = FakeUvRunner()
+    (pin,) = UvResolver(runner).resolve(request(tmp_path, known_files=known))
+    assert pin.files == (("anyio-4.4.0.tar.gz", "2" * 64),)
+    assert len(runner.calls) == 1  # no second (pylock) run
+    for stale in (
+        (("anyio", "4.3.0", ("1" * 64, "2" * 64), (("anyio-4.3.0.tar.gz", "2" * 64),)),),
+        (("anyio", "4.4.0", ("1" * 64,), (("anyio-4.4.0.tar.gz", "1" * 64),)),),  # new file
+    ):
+        runner = FakeUvRunner()
+        (pin,) = UvResolver(runner).resolve(request(tmp_path, known_files=stale))
+        assert len(runner.calls) == 2
+        assert pin.files == (
+            ("anyio-4.4.0-py3-none-any.whl", "1" * 64),
+            ("anyio-4.4.0.tar.gz", "2" * 64),
+        )
