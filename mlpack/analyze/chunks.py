@@ -472,14 +472,19 @@ def _masked_lines(text: str, starts: list[int], count: int) -> bytearray:
 def _trigger_positions(text: str) -> list[int]:
     """Offsets of every place that may hold a fact (a superset; the parser decides)."""
     found: list[int] = []
-    os_words = False  # environ/getenv seen: only then can an alias of them exist
-    for word in (*WORDS, *MAIN_WORDS) if "__main__" in text else WORDS:
-        pos = text.find(word)
-        if pos >= 0 and word in _OS_WORDS:
-            os_words = True
-        while pos >= 0:
-            found.append(pos)
-            pos = text.find(word, pos + len(word))
+    seen: set[str] = set()  # the words found: os aliases and server starts depend on them
+    words: tuple[str, ...] = WORDS
+    while words:
+        for word in words:
+            pos = text.find(word)
+            if pos >= 0:
+                seen.add(word)
+            while pos >= 0:
+                found.append(pos)
+                pos = text.find(word, pos + len(word))
+        # Server starts only matter in a script: a second round only when it has a guard.
+        words = MAIN_WORDS if words is WORDS and "__main__" in seen else ()
+    os_words = not _OS_WORDS.isdisjoint(seen)  # only then can an alias of environ/getenv exist
     for word, continuations in PREFIXED_WORDS:
         pos = text.find(word)
         while pos >= 0:

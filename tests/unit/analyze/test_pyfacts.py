@@ -346,6 +346,13 @@ CHUNK_CASES: dict[str, tuple[str, Callable[[FileFacts], bool]]] = {
         ),
         lambda f: [m for m, _, _ in f.imports] == ["real"],
     ),
+    "server start in a script": (
+        (
+            "import uvicorn\n\ndef f():\n{filler}\n\nif __name__ == '__main__':\n"
+            "    uvicorn.run('app:app')\n"
+        ),
+        lambda f: f.main > 0 and f.serves == f.main + 1,
+    ),
     "environ alias": (
         (
             "from os import environ as E, getenv as g\n\ndef f():\n{filler}\n"
