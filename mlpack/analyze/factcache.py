@@ -67,11 +67,13 @@ def collect_facts(
     rep = reporter()
     rep.start("analyze: reading code", len(sources))
     result: dict[str, FileFacts] = {}
-    to_parse: list[tuple[FileEntry, str, bytes]] = []
+    to_parse: list[tuple[FileEntry, str | None, bytes | None]] = []
     for entry in sources:
         found = cache.lookup(entry)
         if isinstance(found, FileFacts):
             result[entry.path] = found
+        elif found is None:
+            to_parse.append((entry, None, None))  # read and hashed where it is parsed
         else:
             digest, data = found
             to_parse.append((entry, digest, data))
@@ -80,12 +82,13 @@ def collect_facts(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        parsed = _parse_all(to_parse)
+        parsed = _parse_all(tree.root, to_parse)
     finally:
         if collecting:
             gc.enable()
-    for (entry, digest, _), facts in zip(to_parse, parsed, strict=True):
-        cache.remember(digest, facts)
+    for (entry, _, _), (key, facts) in zip(to_parse, parsed, strict=True):
+        if key is not None:  # None: unreadable, nothing to cache
+            cache.remember(entry, key, facts)
         result[entry.path] = facts
     rep.advance("analyze: reading code", len(sources))
     rep.finish("analyze: reading code")
@@ -105,27 +108,31 @@ def _workers() -> int:
     return min(cores, MAX_WORKERS)
 
 
-def _parse_all(items: list[tuple[FileEntry, str, bytes]]) -> list[FileFacts]:
-    """Parse in this process, or in worker processes when it pays for their start-up."""
-    jobs = [(entry.path, data) for entry, _, data in items]
+Job = tuple[str, str, int, bytes | None]  # path, absolute path, size, bytes if read already
+Parsed = tuple[str | None, FileFacts]  # content hash (None: unreadable), facts
+
+
+def _parse_all(root: Path, items: list[tuple[FileEntry, str | None, bytes | None]]) -> list[Parsed]:
+    """Parse in this process, or share the work with forked helpers when it pays for them."""
+    jobs: list[Job] = [(e.path, str(root / e.path), e.size, data) for e, _, data in items]
     workers = _workers()
-    if workers < 2 or sum(len(data) for _, data in jobs) < PARALLEL_MIN_BYTES:
-        return [pyfacts.facts_for(path, data) for path, data in jobs]
+    if workers < 2 or sum(e.size for e, _, _ in items) < PARALLEL_MIN_BYTES:
+        return [_parse_job(job) for job in jobs]
     import multiprocessing  # only here: its import costs more than a small warm run
 
     # fork copies only the calling thread: with other threads alive (a progress display, a
     # server) a lock they hold could stay locked in the child. spawn/forkserver would re-import
     # the caller's __main__, which breaks unguarded scripts that call analyze().
     if threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [pyfacts.facts_for(path, data) for path, data in jobs]
+        return [_parse_job(job) for job in jobs]
     # Largest files first, dealt round-robin, so that batches take about the same time.
-    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i][2])
     batches = [order[k :: workers * 8] for k in range(workers * 8)]
-    results: list[FileFacts | None] = [None] * len(jobs)
+    results: list[Parsed | None] = [None] * len(jobs)
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    _FORKED_JOBS[:] = jobs  # forked helpers inherit the bytes: no pipe carries them
+    _FORKED_JOBS[:] = jobs  # forked helpers inherit them: no pipe carries file contents
     try:
         context = multiprocessing.get_context("fork")
         # This process parses too, beside workers - 1 helpers: from the last batch down, it
@@ -135,26 +142,46 @@ def _parse_all(items: list[tuple[FileEntry, str, bytes]]) -> list[FileFacts]:
             for batch, future in zip(reversed(batches), reversed(futures), strict=True):
                 if future.cancel():
                     for i in batch:
-                        results[i] = pyfacts.facts_for(*jobs[i])
+                        results[i] = _parse_job(jobs[i])
             for batch, future in zip(batches, futures, strict=True):
                 if not future.cancelled():
-                    for i, raw in zip(batch, future.result(), strict=True):
-                        results[i] = FileFacts.from_json(raw)
+                    for i, (digest, raw) in zip(batch, future.result(), strict=True):
+                        results[i] = (digest, FileFacts.from_json(raw))
     except (OSError, BrokenProcessPool, ValueError, IndexError):
         # No worker processes here (limits, no /dev/shm...): parse in this process.
-        return [pyfacts.facts_for(path, data) for path, data in jobs]
+        return [_parse_job(job) for job in jobs]
     finally:
         _FORKED_JOBS.clear()
-    return [r if r is not None else pyfacts.facts_for(*jobs[i]) for i, r in enumerate(results)]
+    return [r if r is not None else _parse_job(jobs[i]) for i, r in enumerate(results)]
 
 
 # The jobs of the parse under way, which forked helpers inherit.
-_FORKED_JOBS: list[tuple[str, bytes]] = []
+_FORKED_JOBS: list[Job] = []
 
 
-def _parse_batch(batch: list[int]) -> list[list[Any]]:
-    """Helper entry point: the facts, in JSON form, of the inherited jobs at these indices."""
-    return [pyfacts.facts_for(*_FORKED_JOBS[i]).to_json() for i in batch]
+def _parse_batch(batch: list[int]) -> list[tuple[str | None, list[Any]]]:
+    """Helper entry point: (hash, facts in JSON form) of the inherited jobs at these indices."""
+    out = []
+    for i in batch:
+        digest, facts = _parse_job(_FORKED_JOBS[i])
+        out.append((digest, facts.to_json()))
+    return out
+
+
+def _parse_job(job: Job) -> Parsed:
+    """Read (unless read already), hash and parse one file."""
+    path, full, size, data = job
+    if data is None:
+        try:
+            data = read_source(Path(full), size)
+        except OSError as exc:
+            return None, FileFacts(error=f"unreadable, skipped ({exc.strerror or exc})")
+    return content_hash(data), pyfacts.facts_for(path, data)
+
+
+def content_hash(data: bytes) -> str:
+    """The cache key of a file's bytes (SHA-256 runs on SHA-NI: faster than blake2b here)."""
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def read_source(path: Path, size: int = 0) -> bytes:
@@ -199,8 +226,12 @@ class _Cache:
         if isinstance(index, dict) and isinstance(store, dict):
             self.index, self.store = index, store
 
-    def lookup(self, entry: FileEntry) -> FileFacts | tuple[str, bytes]:
-        """Return cached (or error) facts, else the file's (digest, bytes) to parse."""
+    def lookup(self, entry: FileEntry) -> FileFacts | tuple[str, bytes] | None:
+        """Return cached (or error) facts, else the file's (digest, bytes) to parse.
+
+        None: no stored facts could match (an empty store, a cold run), so the file is best read
+        and hashed by whoever parses it.
+        """
         known = self.index.get(entry.path)
         if (
             isinstance(known, list)
@@ -215,11 +246,13 @@ class _Cache:
         cap = pyfacts.MAX_NOTEBOOK_BYTES if notebook else pyfacts.MAX_SOURCE_BYTES
         if entry.size > cap:
             return FileFacts(error=f"larger than {cap // 2**20} MiB, not parsed")
+        if not self.store:
+            return None
         try:
             data = read_source(self.root / entry.path, entry.size)
         except OSError as exc:
             return FileFacts(error=f"unreadable, skipped ({exc.strerror or exc})")
-        digest = hashlib.sha256(data).hexdigest()[:32]  # SHA-NI: faster than blake2b here
+        digest = content_hash(data)
         self.seen[entry.path] = [entry.size, entry.mtime_ns, entry.inode, digest]
         self.dirty = True
         cached = self._cached(digest)
@@ -227,9 +260,11 @@ class _Cache:
             return cached
         return digest, data
 
-    def remember(self, digest: str, facts: FileFacts) -> None:
-        """Store freshly extracted facts under their content hash."""
+    def remember(self, entry: FileEntry, digest: str, facts: FileFacts) -> None:
+        """Store freshly extracted facts under their content hash, and index the file."""
         self.store[digest] = facts.to_json()
+        self.seen[entry.path] = [entry.size, entry.mtime_ns, entry.inode, digest]
+        self.dirty = True
 
     def _cached(self, digest: Any) -> FileFacts | None:
         raw = self.store.get(digest) if isinstance(digest, str) else None

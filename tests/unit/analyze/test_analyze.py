@@ -75,6 +75,14 @@ def test_unreadable_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     result = run(root)
     assert [p.name for p in result.packages] == ["numpy"]
     assert "secret.py: unreadable, skipped (Permission denied)" in result.warnings
+    # Read where it is parsed (cold) or by the cache lookup (a warm cache): the same warning.
+    cache = tmp_path / "cache"
+    (root / "secret.py").rename(root / "later.py")
+    run(root, cache)
+    (root / "later.py").rename(root / "secret.py")
+    again = run(root, cache)
+    assert "secret.py: unreadable, skipped (Permission denied)" in again.warnings
+    assert [p.name for p in again.packages] == ["numpy"]
 
 
 def test_warm_run_reads_no_source_and_gives_the_same_answer(
