@@ -145,6 +145,8 @@ def _ep(
 
 def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tuple[int, Entrypoint]]:
     found: list[tuple[int, Entrypoint]] = []
+    if not (facts.apps or facts.main or path.rpartition("/")[2] == "__main__.py"):
+        return found  # most files: nothing that starts anything
     if _excluded(path) or path.endswith(".ipynb"):
         return found
     stem = path.rpartition("/")[2][:-3]
