@@ -25,10 +25,9 @@ if TYPE_CHECKING:
 
 # Words whose lines may hold a fact: each is searched as a plain substring (fast), never as
 # one big alternation, which the regex engine would try at every position.
+# (environ and getenv: one search for "env", in ``_trigger_positions``.)
 WORDS: Final = (
     "import",  # also finds __import__ and import_module
-    "environ",
-    "getenv",
     "__main__",
     "FastAPI(",
     "Flask(",
@@ -151,7 +150,6 @@ PATH_CALLS: Final = tuple(
     sorted(READ_CALLS | WRITE_CALLS | {"open", "Path", "join", "from_pretrained"})
 )
 PATH_KEYWORDS: Final = tuple(sorted(READ_KEYWORDS | WRITE_KEYWORDS))
-_OS_WORDS: Final = frozenset({"environ", "getenv"})
 _OS_ALIASES: Final = (
     re.compile(r"environ[ \t]+as[ \t]+([A-Za-z_]\w*)"),
     re.compile(r"getenv[ \t]+as[ \t]+([A-Za-z_]\w*)"),
@@ -472,7 +470,7 @@ def _masked_lines(text: str, starts: list[int], count: int) -> bytearray:
 def _trigger_positions(text: str) -> list[int]:
     """Offsets of every place that may hold a fact (a superset; the parser decides)."""
     found: list[int] = []
-    seen: set[str] = set()  # the words found: os aliases and server starts depend on them
+    seen: set[str] = set()  # the words found: server starts depend on __main__
     words: tuple[str, ...] = WORDS
     while words:
         for word in words:
@@ -484,7 +482,17 @@ def _trigger_positions(text: str) -> list[int]:
                 pos = text.find(word, pos + len(word))
         # Server starts only matter in a script: a second round only when it has a guard.
         words = MAIN_WORDS if words is WORDS and "__main__" in seen else ()
-    os_words = not _OS_WORDS.isdisjoint(seen)  # only then can an alias of environ/getenv exist
+    # environ and getenv in one search for the "env" they share (about 1 in 10^5 characters).
+    os_words = False  # only where one of them occurs can an alias of it exist
+    pos = text.find("env")
+    while pos >= 0:
+        if text.startswith("environ", pos):
+            found.append(pos)
+            os_words = True
+        elif pos >= 3 and text.startswith("getenv", pos - 3):
+            found.append(pos - 3)
+            os_words = True
+        pos = text.find("env", pos + 3)
     for word, continuations in PREFIXED_WORDS:
         pos = text.find(word)
         while pos >= 0:
