@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-import tomlkit
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -458,6 +457,8 @@ def write_config(root: Path, analysis: ProjectAnalysis) -> tuple[Path, list[str]
 
     The file is rewritten atomically and validated before it replaces the old one.
     """
+    import tomlkit  # only writing needs it; every stage imports this module to read
+
     path, in_pyproject = config_location(root)
     generated = _analysis_document(analysis, _default_name(root))
     if path.exists():
