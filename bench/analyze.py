@@ -125,9 +125,10 @@ def run_cmd(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: P
     """Run ``argv`` to completion; ``os.wait4`` gives this child's own peak RSS."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            [*NETNS, *argv], stdout=out, stderr=err, cwd=cwd, env=dict(env or os.environ)
-        )
+        # Both tools run as installed copies do, with their bytecode: PYTHONDONTWRITEBYTECODE
+        # (set in some dev shells) would make every run recompile the modules it imports.
+        child_env = {k: v for k, v in (env or os.environ).items() if k != "PYTHONDONTWRITEBYTECODE"}
+        proc = subprocess.Popen([*NETNS, *argv], stdout=out, stderr=err, cwd=cwd, env=child_env)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
