@@ -12,8 +12,9 @@ from mlpack import __version__
 from mlpack.cli import bug_report
 from mlpack.errors import EXIT_BUG, EXIT_INTERRUPTED, MlpackError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: image tags such as `repo:100:` must print verbatim, never as rich emoji codes.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 app = typer.Typer(
     name="mlpack",

@@ -113,3 +113,19 @@ def test_analyze_errors_the_same_on_both_paths(tmp_path: Path) -> None:
         assert result.stderr.startswith("error: "), result.stderr
         assert "hint: " in result.stderr
         assert result.stdout == ""
+
+
+def _boom_tag() -> None:
+    """Fail with a tag that looks like an emoji code."""
+    msg = "manifest unknown: 127.0.0.1:5000/repo:100:smile:"
+    raise LockError(msg, hint="check the tag :100:")
+
+
+def test_error_text_is_printed_verbatim(
+    extra_command: typer.Typer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra_command.command("boom-tag")(_boom_tag)
+    assert cli_app.run_app(["boom-tag"]) == 4
+    err = capsys.readouterr().err
+    assert "error: manifest unknown: 127.0.0.1:5000/repo:100:smile:" in err
+    assert "hint: check the tag :100:" in err
