@@ -20,7 +20,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
@@ -650,9 +650,29 @@ class Store:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 return tuple(pool.map(lambda pair: self._unpack_layer(*pair), pairs))
 
-    def _unpack_layer(self, layer: Descriptor, diff_id: str) -> Path:
+    def _apply(
+        self,
+        layer: Descriptor,
+        diff_id: str,
+        dest: Path,
+        *,
+        whiteout_mode: Literal["apply", "overlay"],
+    ) -> None:
+        """Apply one stored layer blob onto ``dest``, verifying digest, size and diff_id."""
         from mlpack.oci.layer_applier import apply_layer
 
+        with self.blob_path(layer.digest).open("rb") as blob:
+            apply_layer(
+                blob,
+                dest,
+                media_type=layer.media_type,
+                expected_digest=layer.digest,
+                expected_size=layer.size,
+                expected_diff_id=diff_id,
+                whiteout_mode=whiteout_mode,
+            )
+
+    def _unpack_layer(self, layer: Descriptor, diff_id: str) -> Path:
         final = self.root / "layers" / _hex(diff_id)
         if final.is_dir():
             return final
@@ -661,16 +681,7 @@ class Store:
                 return final
             stage = self._stage_dir("layer")
             try:
-                with self.blob_path(layer.digest).open("rb") as blob:
-                    apply_layer(
-                        blob,
-                        stage,
-                        media_type=layer.media_type,
-                        expected_digest=layer.digest,
-                        expected_size=layer.size,
-                        expected_diff_id=diff_id,
-                        whiteout_mode="overlay",
-                    )
+                self._apply(layer, diff_id, stage, whiteout_mode="overlay")
                 stage.rename(final)
             except OSError as exc:
                 raise _disk_error(exc, self.root) from exc
@@ -680,8 +691,6 @@ class Store:
 
     def rootfs(self, ref_or_digest: str) -> Path:
         """One merged tree of all layers (whiteouts applied), cached by chain id."""
-        from mlpack.oci.layer_applier import apply_layer
-
         img = self.image(ref_or_digest)
         chain = chain_id(img.config.diff_ids)
         if not chain:
@@ -696,16 +705,7 @@ class Store:
             stage = self._stage_dir("rootfs")
             try:
                 for layer, diff_id in zip(img.manifest.layers, img.config.diff_ids, strict=True):
-                    with self.blob_path(layer.digest).open("rb") as blob:
-                        apply_layer(
-                            blob,
-                            stage,
-                            media_type=layer.media_type,
-                            expected_digest=layer.digest,
-                            expected_size=layer.size,
-                            expected_diff_id=diff_id,
-                            whiteout_mode="apply",
-                        )
+                    self._apply(layer, diff_id, stage, whiteout_mode="apply")
                 stage.rename(final)
             except OSError as exc:
                 raise _disk_error(exc, self.root) from exc
