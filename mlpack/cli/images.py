@@ -165,9 +165,21 @@ def images_cmd() -> None:
 
     from mlpack.oci.store import Store
 
-    table = Table("REFERENCE", "DIGEST", "SIZE", "CREATED", box=None, pad_edge=False)
-    for row in Store.default().images():
-        table.add_row(row.reference, row.digest[:19], _size(row.size), row.created)
+    header = ("REFERENCE", "DIGEST", "SIZE", "CREATED")
+    rows = [
+        (row.reference, row.digest[:19], _size(row.size), row.created)
+        for row in Store.default().images()
+    ]
+    if not out.is_terminal:
+        # Scripts read this: full references, never truncated to a table's width.
+        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+        for r in (header, *rows):
+            line = "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True))
+            out.print(line.rstrip(), markup=False)
+        return
+    table = Table(*header, box=None, pad_edge=False)
+    for r in rows:
+        table.add_row(*r)
     out.print(table)
 
 

@@ -56,8 +56,14 @@ def test_pull_prints_digest_and_store_commands(
     assert run_app(["pull", f"{addr}/lib/app:1"]) == 0
     out = capsys.readouterr().out
     assert "sha256:" in out
+    long_ref = f"{addr}/a-rather-long/organisation/and-project-name/for-this-image:2026-11-28"
+    home.tag(long_ref, home.resolve(f"{addr}/lib/app:1"))
     assert run_app(["images"]) == 0
-    assert f"{addr}/lib/app:1" in capsys.readouterr().out
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].split() == ["REFERENCE", "DIGEST", "SIZE", "CREATED"]
+    assert {line.split()[0] for line in listed[1:]} == {f"{addr}/lib/app:1", long_ref}
+    assert run_app(["rmi", long_ref]) == 0
+    capsys.readouterr()
     assert run_app(["store", "check"]) == 0
     assert "ok: 3 blobs verified" in capsys.readouterr().out
     layer = next(p for p in (home.root / "blobs" / "sha256").iterdir() if p.stat().st_size > 1000)
