@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from mlpack.atomic import atomic_write
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock import torch as torch_mod
 from mlpack.lock.files import Listings, choose_file, is_sdist, name_files
@@ -490,9 +491,7 @@ def _write_guess(path: Path, python_full: str) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(python_full + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic_write(path, python_full + "\n")
     except OSError:
         pass
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from mlpack.atomic import atomic_write
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
 from mlpack.oci.model import Descriptor, ImageConfig, Index, Manifest, check_digest
@@ -204,15 +205,9 @@ class Store:
         return self.lock("gc", shared=True)
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
-            with tmp.open("wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(path)
+            atomic_write(path, data)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise _disk_error(exc, path) from exc
 
     # -- blobs ------------------------------------------------------------------------------
