@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
 
 from mlpack import __version__
+
+TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 ISSUES_URL = "https://github.com/mlpack-env/mlpack/issues"
 

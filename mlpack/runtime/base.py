@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
+
+from mlpack.record import record
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -11,7 +12,7 @@ if TYPE_CHECKING:
 Network = Literal["none", "host"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Mount:
     """A bind mount from the host into the container (``-v HOST:CONTAINER[:ro]``)."""
 
@@ -20,7 +21,7 @@ class Mount:
     read_only: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class RunConfig:
     """Everything a backend needs to run one container; the same meaning on every backend."""
 
@@ -43,10 +44,10 @@ class RunConfig:
     gpus: str | None = None  # "all", a count, or device ids
     keep: bool = False  # keep the container's writable layer after exit
     name: str | None = None
-    labels: tuple[tuple[str, str], ...] = field(default=())
+    labels: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class RunResult:
     """How a container ended, with the resource peaks for the run record."""
 

@@ -5,69 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import struct
-import subprocess
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
+
+from mlpack.record import record
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 from mlpack.errors import ContainerError
-
-HELPER = Path(__file__).with_name("helper.py")
-_PROGRAM: list[str] = []
+from mlpack.runtime.embedded.spawn import HelperProcess
 
 
-def helper_program() -> str:
-    """What the interpreter runs as the helper: its bytecode when fresh, else the source.
-
-    A script is compiled on every start (~8 ms for the helper); its .pyc in __pycache__,
-    checked against the source's mtime and size as the import system does, is not. The .pyc
-    is written where the import system would write it; where that fails the source runs.
-    """
-    if _PROGRAM:
-        return _PROGRAM[0]
-    from importlib.util import MAGIC_NUMBER
-
-    src = str(HELPER)
-    pyc = f"{HELPER.parent}/__pycache__/helper.{sys.implementation.cache_tag}.pyc"
-    try:
-        st = HELPER.stat()
-    except OSError:
-        return src
-    want = MAGIC_NUMBER + struct.pack(
-        "<III", 0, int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF
-    )
-    program = src
-    try:
-        with open(pyc, "rb") as f:  # noqa: PTH123 - no pathlib on the hot path
-            fresh = f.read(16) == want
-    except OSError:
-        fresh = False
-    if not fresh:
-        import py_compile
-
-        try:
-            py_compile.compile(
-                src,
-                cfile=pyc,
-                doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP,
-            )
-            with open(pyc, "rb") as f:  # noqa: PTH123
-                fresh = f.read(16) == want
-        except (OSError, py_compile.PyCompileError):
-            fresh = False
-    if fresh:
-        program = pyc
-    _PROGRAM.append(program)
-    return program
-
-
-@dataclass(frozen=True, kw_only=True)
+@record
 class Overlay:
     """Lower dirs (bottom first), and the upper and work dirs of the writable layer (if any)."""
 
@@ -79,7 +29,7 @@ class Overlay:
     volatile: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Launch:
     """One container to start: its OCI config plus what only the runtime knows."""
 
@@ -99,7 +49,7 @@ class Launch:
     bundle: Path | None = None  # holds config.json, for hooks
     # prestart/createRuntime hooks, run by the caller with pid 1's host pid while it waits.
     runtime_hooks: Callable[[int], None] | None = None
-    extra_fds: tuple[int, ...] = field(default=())
+    extra_fds: tuple[int, ...] = ()
 
 
 def subid_range(kind: str, user: str, uid: int) -> tuple[int, int] | None:
@@ -152,6 +102,8 @@ def write_id_maps(pid: int, config: dict[str, Any]) -> None:
             msg = f"{tool} is needed for a multi-id mapping but is not installed"
             raise ContainerError(msg, hint="install the uidmap package, or map only your own id")
         args = [exe, str(pid)] + [str(v) for m in maps for v in m]
+        import subprocess
+
         done = subprocess.run(args, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             msg = f"{tool} failed: {done.stderr.strip() or done.returncode}"
@@ -161,7 +113,10 @@ def write_id_maps(pid: int, config: dict[str, Any]) -> None:
 class Helper:
     """A running helper: its process, the status pipe, and the container's host pid."""
 
-    def __init__(self, launch: Launch) -> None:
+    def __init__(self, launch: Launch, process: HelperProcess | None = None) -> None:
+        """Send ``launch`` to ``process`` (started earlier for this launch's stdio and fds), or
+        to a new helper.
+        """
         from mlpack.runtime.embedded import seccomp
 
         self.launch = launch
@@ -194,29 +149,15 @@ class Helper:
             }
         if launch.stdio is not None and (config.get("process") or {}).get("terminal"):
             request["console_fd"] = 0
-        ctl_r, self.ctl_w = os.pipe()
-        st_r, st_w = os.pipe()
-        stdio: tuple[int | None, int | None, int | None] = launch.stdio or (None, None, None)
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", helper_program(), str(ctl_r), str(st_w)],
-                pass_fds=(
-                    ctl_r,
-                    st_w,
-                    *launch.extra_fds,
-                    *(() if launch.exec_fifo_fd is None else (launch.exec_fifo_fd,)),
-                ),
-                close_fds=True,
-                start_new_session=True,
-                stdin=stdio[0],
-                stdout=stdio[1],
-                stderr=stdio[2],
-                env={"LC_ALL": "C.UTF-8"},
+        if process is None:
+            keep = (
+                *launch.extra_fds,
+                *(() if launch.exec_fifo_fd is None else (launch.exec_fifo_fd,)),
             )
-        finally:
-            os.close(ctl_r)
-            os.close(st_w)
-        self.status: IO[bytes] = os.fdopen(st_r, "rb", buffering=0)
+            process = HelperProcess(stdio=launch.stdio or (None, None, None), keep_fds=keep)
+        self.proc = process
+        self.ctl_w = process.ctl_w
+        self.status = process.status
         self.pid = 0
         self.started = False  # setup reached `until` (signals are relayed from then on)
         self._send(json.dumps(request).encode())
@@ -284,10 +225,7 @@ class Helper:
             self.kill()
             raise
         finally:
-            if self.ctl_w >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(self.ctl_w)
-                self.ctl_w = -1
+            self._close_ctl()
 
     def wait(self) -> dict[str, Any]:
         """Block until the container exits; its exit code and signal."""
@@ -330,18 +268,20 @@ class Helper:
             if pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
+        self.proc.wait(timeout=10)
         self.close()
 
     def close(self) -> None:
         """Close our pipe ends."""
         with contextlib.suppress(OSError):
             self.status.close()
+        self._close_ctl()
+
+    def _close_ctl(self) -> None:
         if self.ctl_w >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.ctl_w)
-            self.ctl_w = -1
+        self.ctl_w = self.proc.ctl_w = -1
 
 
 def _hint(text: str) -> str:

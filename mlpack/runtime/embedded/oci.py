@@ -8,7 +8,6 @@ the status from that fifo and pid 1's liveness; ``delete`` removes cgroups and s
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpack.errors import ContainerError
+from mlpack.record import replace as record_replace
 from mlpack.runtime.embedded import cgroups, state
 from mlpack.runtime.embedded.launcher import Helper, Launch
 
@@ -199,7 +199,7 @@ def _launch(
     finally:
         if fifo_fd is not None:
             os.close(fifo_fd)
-    st = dataclasses.replace(
+    st = record_replace(
         st,
         pid=helper.pid,
         pid_start=state.proc_start_time(helper.pid),

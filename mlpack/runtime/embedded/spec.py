@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ConfigError
+from mlpack.record import record
 from mlpack.runtime.embedded import seccomp
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM = str(1 << 30)  # 1 GiB without a memory limit (a cap, not an allocation), as docker.py
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class ImageProcess:
     """The process parts of an OCI image config (``config.Env`` … ``config.User``)."""
 
@@ -75,7 +75,7 @@ class ImageProcess:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class IdMap:
     """One line of a uid_map/gid_map."""
 
@@ -84,7 +84,7 @@ class IdMap:
     size: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class SpecOptions:
     """Runtime choices that are not part of RunConfig."""
 

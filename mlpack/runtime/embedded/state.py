@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mlpack.errors import ContainerError
+from mlpack.record import asdict, field, fields, record
 
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 Status = Literal["creating", "created", "running", "stopped"]
@@ -79,7 +79,7 @@ def alive(pid: int | None, start_time: int | None) -> bool:
     return start_time is None or int(fields[19]) == start_time
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class ContainerState:
     """What state.json records for one container."""
 
@@ -103,7 +103,7 @@ class ContainerState:
 
     def to_json(self) -> dict[str, Any]:
         """The stored document."""
-        doc = asdict(self)
+        doc: dict[str, Any] = asdict(self)
         doc["annotations"] = dict(self.annotations)
         return doc
 
@@ -114,7 +114,7 @@ class ContainerState:
         doc["command"] = tuple(doc.get("command") or ())
         doc["cgroups"] = tuple(doc.get("cgroups") or ())
         doc["annotations"] = tuple((doc.get("annotations") or {}).items())
-        known = set(cls.__dataclass_fields__)
+        known = set(fields(cls))
         return cls(**{k: v for k, v in doc.items() if k in known})
 
 

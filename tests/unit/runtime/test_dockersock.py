@@ -33,12 +33,16 @@ def _serve(path: Path, reply: bytes | None) -> socket.socket:
     srv.listen(4)
 
     def loop() -> None:
+        held: list[socket.socket] = []
         while True:
             try:
                 conn, _ = srv.accept()
-            except OSError:
+            except OSError:  # the test closed the server
+                for c in held:
+                    c.close()
                 return
-            if reply is None:  # accept, then never answer
+            if reply is None:  # accept, then never answer (closed with the server)
+                held.append(conn)
                 continue
             conn.recv(4096)
             conn.sendall(reply)

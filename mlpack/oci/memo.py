@@ -1,0 +1,97 @@
+# ruff: noqa: PTH112, PTH116, PTH118, PTH123
+"""A memo of images resolved for running: reference -> unpacked layer dirs and image config.
+
+``mlpack run IMAGE`` otherwise imports the whole store (~15 ms of a ~30 ms budget, BENCHMARKS
+B1) to read index.json, two blobs and the layer dirs' existence. An entry is trusted only while
+index.json is the very file it was made from (same inode, size and mtime: the store replaces
+index.json by rename on every change of a name) and every layer dir still exists; anything else
+is a miss, and the caller resolves through the store and records a fresh entry. Digest
+references are not memoized: which manifest an index digest means is kept outside index.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
+if TYPE_CHECKING:
+    from typing import Any
+
+VERSION = 1
+
+
+def _key(ref: str) -> str:
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # no OpenSSL start-up
+    except ImportError:  # pragma: no cover - Python >= 3.12 names it _sha2
+        from hashlib import sha256
+    return str(sha256(ref.encode()).hexdigest())
+
+
+def _path(home: str, ref: str) -> str:
+    return os.path.join(home, "cache", "run", _key(ref) + ".json")
+
+
+def index_identity(home: str) -> list[int] | None:
+    """What identifies the current index.json (None when there is none)."""
+    try:
+        st = os.stat(os.path.join(home, "index.json"))
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def memoizable(ref: str) -> bool:
+    """Only names (``repo[:tag]``) are memoized; digests are resolved through the store."""
+    return "@" not in ref and not ref.startswith("sha256:")
+
+
+def lookup(home: str, ref: str) -> tuple[tuple[str, ...], dict[str, Any]] | None:
+    """The layer dirs (bottom first) and the image config recorded for ``ref``, if still valid."""
+    if not memoizable(ref):
+        return None
+    try:
+        with open(_path(home, ref), "rb") as f:
+            doc = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("version") != VERSION or doc.get("ref") != ref:
+        return None
+    identity = index_identity(home)
+    layers = doc.get("layers")
+    config = doc.get("config")
+    if identity is None or doc.get("index") != identity:
+        return None
+    if not isinstance(layers, list) or not isinstance(config, dict):
+        return None
+    if not all(isinstance(d, str) and os.path.isdir(d) for d in layers):
+        return None
+    return tuple(layers), config
+
+
+def record(
+    home: str,
+    ref: str,
+    *,
+    identity: list[int] | None,
+    layers: tuple[str, ...],
+    config: dict[str, Any],
+) -> None:
+    """Remember a resolution; ``identity`` is index.json's, taken before resolving.
+
+    Best effort: a memo that cannot be written only costs the next run its speed.
+    """
+    if identity is None or not memoizable(ref):
+        return
+    from pathlib import Path
+
+    from mlpack.atomic import atomic_write
+
+    doc = {"version": VERSION, "ref": ref, "index": identity, "layers": layers, "config": config}
+    path = Path(_path(home, ref))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(doc))
+    except OSError:
+        return

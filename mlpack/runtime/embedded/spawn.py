@@ -1,0 +1,176 @@
+# ruff: noqa: PTH116, PTH118, PTH120, SIM105
+"""Start the helper interpreter (``python -I -S helper.py``), ahead of its request if need be.
+
+Lean on purpose: the CLI imports this first thing on ``mlpack run`` (BENCHMARKS B1), so it
+imports only os, sys and struct.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+
+from mlpack.errors import ContainerError
+
+TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
+if TYPE_CHECKING:
+    from typing import IO
+
+HELPER = os.path.join(os.path.dirname(__file__), "helper.py")
+_PROGRAM: list[str] = []
+
+
+def helper_program() -> str:
+    """What the interpreter runs as the helper: its bytecode when fresh, else the source.
+
+    A script is compiled on every start (~8 ms for the helper); its .pyc in __pycache__,
+    checked against the source's mtime and size as the import system does, is not. The .pyc
+    is written where the import system would write it; where that fails the source runs.
+    """
+    if _PROGRAM:
+        return _PROGRAM[0]
+    from importlib._bootstrap_external import MAGIC_NUMBER  # importlib.util costs ~2 ms
+
+    src = HELPER
+    pyc = f"{os.path.dirname(HELPER)}/__pycache__/helper.{sys.implementation.cache_tag}.pyc"
+    try:
+        st = os.stat(HELPER)
+    except OSError:
+        return src
+    want = MAGIC_NUMBER + struct.pack(
+        "<III", 0, int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF
+    )
+    program = src
+    try:
+        with open(pyc, "rb") as f:  # noqa: PTH123 - no pathlib on the hot path
+            fresh = f.read(16) == want
+    except OSError:
+        fresh = False
+    if not fresh:
+        import py_compile
+
+        try:
+            py_compile.compile(
+                src,
+                cfile=pyc,
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP,
+            )
+            with open(pyc, "rb") as f:  # noqa: PTH123
+                fresh = f.read(16) == want
+        except (OSError, py_compile.PyCompileError):
+            fresh = False
+    if fresh:
+        program = pyc
+    _PROGRAM.append(program)
+    return program
+
+
+class HelperProcess:
+    """A helper interpreter, started before its request is ready.
+
+    Its start (~10 ms of interpreter and imports) then overlaps the caller's own work: the
+    CLI spawns one first thing (BENCHMARKS B1). It waits on the control pipe until ``Helper``
+    sends the request; posix_spawn (no ``subprocess`` import on the run path) passes only
+    the pipes and ``keep_fds`` (as themselves), and the helper closes any other fd it finds.
+    """
+
+    def __init__(
+        self,
+        *,
+        stdio: tuple[int | None, int | None, int | None] = (None, None, None),
+        keep_fds: tuple[int, ...] = (),
+    ) -> None:
+        self.stdio = stdio
+        self.keep_fds = keep_fds
+        ctl_r, self.ctl_w = os.pipe()
+        st_r, st_w = os.pipe()
+        passed = (ctl_r, st_w, *keep_fds)
+        actions = [
+            (os.POSIX_SPAWN_DUP2, src, dst) for dst, src in enumerate(stdio) if src is not None
+        ]
+        # dup2 of an fd onto itself clears its close-on-exec flag in the child only (glibc >= 2.29)
+        actions += [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed]
+        argv = [sys.executable, "-I", "-S", helper_program(), str(ctl_r), str(st_w)]
+        argv += [str(fd) for fd in keep_fds]
+        try:
+            self.pid = os.posix_spawn(
+                sys.executable, argv, {"LC_ALL": "C.UTF-8"}, file_actions=actions, setsid=True
+            )
+        except OSError as exc:
+            os.close(self.ctl_w)
+            os.close(st_r)
+            msg = f"cannot start the container helper {sys.executable}: {exc.strerror}"
+            raise ContainerError(
+                msg, hint="check that the Python interpreter still exists"
+            ) from exc
+        finally:
+            os.close(ctl_r)
+            os.close(st_w)
+        self.status: IO[bytes] = os.fdopen(st_r, "rb", buffering=0)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code once the helper has exited (reaped here), else None."""
+        if self.returncode is None:
+            try:
+                pid, wstatus = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(wstatus)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Reap the helper; with ``timeout``, give up (None) after that many seconds."""
+        if timeout is None:
+            while self.returncode is None:
+                try:
+                    _, wstatus = os.waitpid(self.pid, 0)
+                except ChildProcessError:
+                    self.returncode = -1
+                except InterruptedError:
+                    continue
+                else:
+                    self.returncode = os.waitstatus_to_exitcode(wstatus)
+            return self.returncode
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.returncode
+
+    def discard(self) -> None:
+        """Stop a helper that will get no request (the caller failed first)."""
+        if self.ctl_w >= 0:
+            try:
+                os.close(self.ctl_w)  # EOF on the control pipe: the helper exits
+            except OSError:
+                pass
+            self.ctl_w = -1
+        try:
+            self.status.close()
+        except OSError:
+            pass
+        if self.wait(timeout=5) is None:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+            self.wait()
+
+
+def prestart(*, interactive: bool) -> HelperProcess:
+    """A helper for a ``run`` without a terminal, started before the container is prepared.
+
+    Its stdin is /dev/null unless ``interactive`` (as ``docker run`` without ``-i``).
+    """
+    devnull = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return HelperProcess(stdio=(None if devnull < 0 else devnull, None, None))
+    finally:
+        if devnull >= 0:
+            os.close(devnull)
