@@ -11,8 +11,9 @@ references are not memoized: which manifest an index digest means is kept outsid
 
 from __future__ import annotations
 
-import json
 import os
+
+from mlpack import fastjson
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def lookup(home: str, ref: str) -> tuple[tuple[str, ...], dict[str, Any]] | None
         return None
     try:
         with open(_path(home, ref), "rb") as f:
-            doc = json.loads(f.read())
+            doc = fastjson.loads(f.read())
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("version") != VERSION or doc.get("ref") != ref:
@@ -92,6 +93,6 @@ def record(
     path = Path(_path(home, ref))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(doc))
+        atomic_write(path, fastjson.dumps(doc))
     except OSError:
         return

@@ -1,10 +1,10 @@
 # ruff: noqa: PTH104, PTH109, PTH112, PTH113, PTH115, PTH118, PTH123, PTH208, SIM105, PLR0917
-# (It may import only os, ctypes, _json, signal, struct, sys, select: no pathlib, no contextlib.)
+# (It may import only os, ctypes, _json, _signal, struct, sys, select: no pathlib, no contextlib.)
 """The container helper: namespaces, rootfs, privileges and execve, from an OCI config.
 
 Run as ``python -I -S helper.py CTL_FD STATUS_FD`` by the embedded runtime. It is a separate,
 single-threaded interpreter because ``unshare(CLONE_NEWUSER)`` is refused in a threaded process
-(SECURITY-AND-ISOLATION.md §1), and it imports only os, ctypes, _json, signal, struct, sys
+(SECURITY-AND-ISOLATION.md §1), and it imports only os, ctypes, _json, _signal, struct, sys
 (and select for hooks): it cannot import mlpack. The ``json`` module is not imported: with
 ``re`` it is ~4 ms of every container start; its C scanner and encoder are used directly. Sequence:
 
@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import struct
 import sys
 
 TYPE_CHECKING = False  # typing is not imported at run time (mypy reads this name as True)
 if TYPE_CHECKING:
+    import signal
     from typing import Any
+else:  # the C module: signal.py wraps it in enums (enum, functools...: ~2.5 ms per start)
+    import _signal as signal
 
 try:
     import _json

@@ -1,29 +1,38 @@
-"""Spawn the helper on an OCI config, write its id maps, and follow it to the exit status."""
+# ruff: noqa: PTH123, SIM105
+"""Send the helper an OCI config, write its id maps, and follow it to the exit status.
+
+On the container start path (BENCHMARKS B1): no pathlib, json, contextlib or typing imports.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from mlpack import fastjson
+from mlpack.errors import ContainerError
 from mlpack.record import record
+from mlpack.runtime.embedded.spawn import HelperProcess
 
+TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from os import PathLike
+    from typing import Any
 
-from mlpack.errors import ContainerError
-from mlpack.runtime.embedded.spawn import HelperProcess
+    StrPath = str | PathLike[str]
+
+
+def _str(path: StrPath | None) -> str | None:
+    return None if path is None else os.fspath(path)
 
 
 @record
 class Overlay:
     """Lower dirs (bottom first), and the upper and work dirs of the writable layer (if any)."""
 
-    lower: tuple[Path, ...]
-    upper: Path | None = None
-    work: Path | None = None
+    lower: tuple[StrPath, ...]
+    upper: StrPath | None = None
+    work: StrPath | None = None
     # A throwaway upper dir (removed after the run) is mounted `volatile`: no sync of the host
     # filesystem at unmount, which otherwise costs tens of ms at every container exit.
     volatile: bool = False
@@ -34,19 +43,19 @@ class Launch:
     """One container to start: its OCI config plus what only the runtime knows."""
 
     config: dict[str, Any]
-    rootfs: Path  # the mount point (overlay) or the tree itself (bundle rootfs)
+    rootfs: StrPath  # the mount point (overlay) or the tree itself (bundle rootfs)
     overlay: Overlay | None = None
     cgroup_procs: tuple[str, ...] = ()
     cgroup_version: int = 1
-    state_dir: Path | None = None
-    exec_fifo: Path | None = None
+    state_dir: StrPath | None = None
+    exec_fifo: StrPath | None = None
     detach: bool = False
-    seccomp_cache: Path | None = None
+    seccomp_cache: StrPath | None = None
     stdio: tuple[int | None, int | None, int | None] | None = None  # the container's 0, 1, 2
     preserve_fds: int = 0
     exec_fifo_fd: int | None = None  # an O_PATH fd of exec_fifo, passed to the helper
     container_id: str = ""
-    bundle: Path | None = None  # holds config.json, for hooks
+    bundle: StrPath | None = None  # holds config.json, for hooks
     # prestart/createRuntime hooks, run by the caller with pid 1's host pid while it waits.
     runtime_hooks: Callable[[int], None] | None = None
     extra_fds: tuple[int, ...] = ()
@@ -55,7 +64,8 @@ class Launch:
 def subid_range(kind: str, user: str, uid: int) -> tuple[int, int] | None:
     """The first /etc/subuid or /etc/subgid range of ``user`` (by name or uid), if any."""
     try:
-        lines = Path(f"/etc/sub{kind}").read_text().splitlines()
+        with open(f"/etc/sub{kind}", encoding="utf-8") as f:
+            lines = f.read().splitlines()
     except OSError:
         return None
     for line in lines:
@@ -82,14 +92,19 @@ def write_id_maps(pid: int, config: dict[str, Any]) -> None:
         msg = "a user namespace needs at least one uid and one gid mapping"
         raise ContainerError(msg, hint="add linux.uidMappings and linux.gidMappings to config.json")
     euid, egid = os.geteuid(), os.getegid()
-    proc = Path(f"/proc/{pid}")
+    proc = f"/proc/{pid}"
+
+    def put(name: str, text: str) -> None:
+        with open(f"{proc}/{name}", "w", encoding="ascii") as f:
+            f.write(text)
+
     own_only = uids == [(uids[0][0], euid, 1)] and gids == [(gids[0][0], egid, 1)]
     try:
         if euid == 0 or own_only:
             if euid != 0:
-                (proc / "setgroups").write_text("deny")
-            (proc / "uid_map").write_text("".join(f"{a} {b} {c}\n" for a, b, c in uids))
-            (proc / "gid_map").write_text("".join(f"{a} {b} {c}\n" for a, b, c in gids))
+                put("setgroups", "deny")
+            put("uid_map", "".join(f"{a} {b} {c}\n" for a, b, c in uids))
+            put("gid_map", "".join(f"{a} {b} {c}\n" for a, b, c in gids))
             return
     except OSError as exc:
         msg = f"cannot write the user namespace id maps: {exc.strerror}"
@@ -127,24 +142,24 @@ class Helper:
             bpf = seccomp.compile_profile(prof, launch.seccomp_cache).hex()
         request: dict[str, Any] = {
             "config": config,
-            "rootfs": str(launch.rootfs),
+            "rootfs": os.fspath(launch.rootfs),
             "cgroup_procs": list(launch.cgroup_procs),
             "cgroup_version": launch.cgroup_version,
             "seccomp_bpf": bpf,
             "detach": launch.detach,
-            "state_dir": str(launch.state_dir) if launch.state_dir else None,
-            "exec_fifo": str(launch.exec_fifo) if launch.exec_fifo else None,
+            "state_dir": _str(launch.state_dir),
+            "exec_fifo": _str(launch.exec_fifo),
             "exec_fifo_fd": launch.exec_fifo_fd,
             "preserve_fds": launch.preserve_fds,
             "id": launch.container_id,
-            "bundle": str(launch.bundle) if launch.bundle else "",
+            "bundle": _str(launch.bundle) or "",
         }
         if launch.overlay is not None:
             ov = launch.overlay
             request["overlay"] = {
-                "lower": [str(p) for p in ov.lower],
-                "upper": str(ov.upper) if ov.upper else None,
-                "work": str(ov.work) if ov.work else None,
+                "lower": [os.fspath(p) for p in ov.lower],
+                "upper": _str(ov.upper),
+                "work": _str(ov.work),
                 "volatile": ov.volatile,
             }
         if launch.stdio is not None and (config.get("process") or {}).get("terminal"):
@@ -160,7 +175,7 @@ class Helper:
         self.status = process.status
         self.pid = 0
         self.started = False  # setup reached `until` (signals are relayed from then on)
-        self._send(json.dumps(request).encode())
+        self._send(fastjson.dumps(request).encode())
 
     def _send(self, data: bytes) -> None:
         try:
@@ -182,7 +197,7 @@ class Helper:
             if ch == b"\n":
                 break
             line += ch
-        doc = json.loads(line)
+        doc = fastjson.loads(bytes(line))
         return doc if isinstance(doc, dict) else None
 
     def start(self, *, until: str = "pid") -> dict[str, Any]:
@@ -249,16 +264,20 @@ class Helper:
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the supervisor, which relays it to the container."""
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def kill_container(self) -> None:
         """SIGKILL the container's pid 1 (safe in a signal handler or timer thread)."""
         import signal
 
         if self.pid:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def kill(self) -> None:
         """SIGKILL the supervisor and the container (pid 1's death ends its pid namespace)."""
@@ -266,21 +285,27 @@ class Helper:
 
         for pid in (self.pid, self.proc.pid):
             if pid:
-                with contextlib.suppress(ProcessLookupError):
+                try:
                     os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self.proc.wait(timeout=10)
         self.close()
 
     def close(self) -> None:
         """Close our pipe ends."""
-        with contextlib.suppress(OSError):
+        try:
             self.status.close()
+        except OSError:
+            pass
         self._close_ctl()
 
     def _close_ctl(self) -> None:
         if self.ctl_w >= 0:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(self.ctl_w)
+            except OSError:
+                pass
         self.ctl_w = self.proc.ctl_w = -1
 
 

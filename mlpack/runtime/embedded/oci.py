@@ -169,7 +169,7 @@ def _launch(
         if detach:
             fifo = sd.fifo
             os.mkfifo(fifo, 0o600)
-            fifo.chmod(0o622)  # pid 1 opens it after setuid: writable by any uid, as runc's
+            os.chmod(fifo, 0o622)  # noqa: PTH101 - pid 1 opens it after setuid: writable by any uid, as runc's
             root_ids = _host_root(config)
             if root_ids is not None and os.geteuid() == 0:
                 os.chown(fifo, *root_ids)  # pid 1 opens it as the namespace's root (as runc)
@@ -184,7 +184,7 @@ def _launch(
                 exec_fifo=fifo,
                 exec_fifo_fd=fifo_fd,
                 detach=detach,
-                seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
+                seccomp_cache=Path(state.mlpack_home(), "cache", "seccomp"),
                 preserve_fds=preserve_fds,
                 extra_fds=tuple(range(3, 3 + preserve_fds)),
                 container_id=cid,
@@ -263,7 +263,7 @@ def start(root: Path, cid: str) -> None:
             _wait_for_exec(fd)
     finally:
         os.close(fd)
-    sd.fifo.unlink(missing_ok=True)
+    Path(sd.fifo).unlink(missing_ok=True)
     if not data:
         msg = f"container {cid} did not start"
         raise ContainerError(msg, hint="its pid 1 exited before start; see mlpack runtime state")

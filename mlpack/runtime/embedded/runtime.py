@@ -1,3 +1,4 @@
+# ruff: noqa: PTH102, PTH110, PTH112, PTH118, PTH123, SIM105
 """EmbeddedRuntime: prepare a container, hand it to the helper, follow it, clean up.
 
 The library process never creates namespaces itself (SECURITY-AND-ISOLATION.md §1): it writes
@@ -7,26 +8,33 @@ and follows the helper to the exit status, then removes the cgroups and the writ
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from mlpack.errors import ContainerError
 from mlpack.record import record
 from mlpack.record import replace as record_replace
 from mlpack.runtime.base import RunConfig, RunResult
 
+TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    import signal
+    from collections.abc import Callable
+    from os import PathLike
+    from pathlib import Path
+    from typing import Any, Self
 
     from mlpack.runtime.embedded.cgroups import Cgroup
     from mlpack.runtime.embedded.launcher import Helper
     from mlpack.runtime.embedded.spawn import HelperProcess
     from mlpack.runtime.embedded.spec import CapProfile, IdMap, ImageProcess
+
+    StrPath = str | PathLike[str]
+else:
+    try:  # the C module: signal.py wraps it in enums (enum, functools: ~2 ms per start)
+        import _signal as signal
+    except ImportError:  # pragma: no cover - not CPython
+        import signal
 
 RELAYED = (
     signal.SIGINT,
@@ -42,54 +50,51 @@ RELAYED = (
 class ResolvedImage:
     """What a container is made from: layer dirs (bottom first) and the image's process."""
 
-    layers: tuple[Path, ...]
+    layers: tuple[str, ...]
     process: ImageProcess
-    merged: Callable[[], Path]  # one merged tree, for the copy fallback without overlayfs
+    merged: Callable[[], StrPath]  # one merged tree, for the copy fallback without overlayfs
 
 
 def resolve_image(image: str) -> ResolvedImage:
     """A directory is used as a root filesystem; anything else is looked up in the store."""
     from mlpack.runtime.embedded.spec import ImageProcess
 
-    path = Path(image)
-    if image.startswith(("/", "./", "../")) or path.is_dir():
-        if not path.is_dir():
+    if image.startswith(("/", "./", "../")) or os.path.isdir(image):
+        if not os.path.isdir(image):
             msg = f"root filesystem {image} is not a directory"
             raise ContainerError(msg, hint="give an image reference or an unpacked rootfs dir")
-        root = path.resolve()
+        root = os.path.realpath(image)
         return ResolvedImage(layers=(root,), process=ImageProcess(), merged=lambda: root)
     from mlpack.oci import memo
     from mlpack.runtime.embedded.state import mlpack_home
 
-    home = str(mlpack_home())
+    home = mlpack_home()
 
     def merged() -> Path:
+        from pathlib import Path
+
         from mlpack.oci.store import Store
 
         return Store(Path(home)).rootfs(image)
 
     hit = memo.lookup(home, image)
     if hit is not None:
-        return ResolvedImage(
-            layers=tuple(Path(d) for d in hit[0]),
-            process=ImageProcess.from_raw(hit[1]),
-            merged=merged,
-        )
+        return ResolvedImage(layers=hit[0], process=ImageProcess.from_raw(hit[1]), merged=merged)
+    from pathlib import Path
+
     from mlpack.oci.store import Store
 
     identity = memo.index_identity(home)
     store = Store(Path(home))
     stored = store.image(image)
-    layers = store.unpack(image)
-    memo.record(
-        home, image, identity=identity, layers=tuple(map(str, layers)), config=stored.config.raw
-    )
+    layers = tuple(map(str, store.unpack(image)))
+    memo.record(home, image, identity=identity, layers=layers, config=stored.config.raw)
     return ResolvedImage(
         layers=layers, process=ImageProcess.from_raw(stored.config.raw), merged=merged
     )
 
 
-def copy_rootfs(source: Path, target: Path) -> None:
+def copy_rootfs(source: StrPath, target: StrPath) -> None:
     """The fallback where overlayfs is not allowed: a private copy (``cp -a``, reflinks when
     the filesystem has them), so the shared image is never written.
     """
@@ -132,43 +137,58 @@ def id_maps(userns: bool) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
 
 def _which(tool: str) -> bool:
     return any(
-        os.access(os.path.join(d, tool), os.X_OK)  # noqa: PTH118 - no pathlib loop on the hot path
+        os.access(os.path.join(d, tool), os.X_OK)
         for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
     )
 
 
-def write_etc_files(d: Path, hostname: str, network: str) -> tuple[tuple[str, str], ...]:
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_etc_files(d: StrPath, hostname: str, network: str) -> tuple[tuple[str, str], ...]:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container (host copies: no DNS
     config of the image is trusted over the host's).
     """
-    etc = d / "etc"
-    etc.mkdir()
-    (etc / "hostname").write_text(hostname + "\n")
+    etc = os.path.join(d, "etc")
+    os.mkdir(etc)
+    _write(os.path.join(etc, "hostname"), hostname + "\n")
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     hosts += f"127.0.1.1\t{hostname}\n"
     if network == "host":
-        with contextlib.suppress(OSError):
-            hosts = Path("/etc/hosts").read_text()
-    (etc / "hosts").write_text(hosts)
+        try:
+            hosts = _read("/etc/hosts")
+        except OSError:
+            pass
+    _write(os.path.join(etc, "hosts"), hosts)
     try:
-        resolv = Path("/etc/resolv.conf").read_text()
+        resolv = _read("/etc/resolv.conf")
     except OSError:
         resolv = ""
-    (etc / "resolv.conf").write_text(resolv)
-    return tuple((f"/etc/{n}", str(etc / n)) for n in ("hostname", "hosts", "resolv.conf"))
+    _write(os.path.join(etc, "resolv.conf"), resolv)
+    return tuple((f"/etc/{n}", os.path.join(etc, n)) for n in ("hostname", "hosts", "resolv.conf"))
 
 
-@contextlib.contextmanager
-def relaying(helper: Helper) -> Iterator[None]:
-    """Forward the caller's signals to the supervisor while the container runs (main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: dict[int, Any] = {}
-    interrupts = 0
+class relaying:
+    """Forward the caller's signals to the supervisor while the container runs.
 
-    def forward(sig: int, _frame: object) -> None:
-        nonlocal interrupts
+    Only the main thread can set handlers; from another thread nothing is relayed.
+    """
+
+    def __init__(self, helper: Helper) -> None:
+        self.helper = helper
+        self.previous: dict[int, Any] = {}
+        self.interrupts = 0
+
+    def forward(self, sig: int, _frame: object) -> None:
+        """The handler: relay ``sig``; on Ctrl-C, stop the container."""
+        helper = self.helper
         if not helper.started:  # still setting up: abort (the caller's cleanup runs)
             raise KeyboardInterrupt
         helper.signal(sig)
@@ -177,23 +197,28 @@ def relaying(helper: Helper) -> Iterator[None]:
         # Ctrl-C stops the container. The kernel drops SIGINT at a pid 1 that has no handler
         # for it, so such a program is killed at once, as SIGINT would kill it elsewhere; one
         # that handles it gets to finish (say, save a checkpoint) until a second Ctrl-C.
-        interrupts += 1
-        if interrupts >= 2 or not _catches(helper.pid, signal.SIGINT):
+        self.interrupts += 1
+        if self.interrupts >= 2 or not _catches(helper.pid, signal.SIGINT):
             helper.kill_container()
 
-    for relayed in RELAYED:
-        previous[relayed] = signal.signal(relayed, forward)
-    try:
-        yield
-    finally:
-        for num, handler in previous.items():
+    def __enter__(self) -> Self:
+        for relayed in RELAYED:
+            try:
+                self.previous[relayed] = signal.signal(relayed, self.forward)
+            except ValueError:  # not the main thread
+                break
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for num, handler in self.previous.items():
             signal.signal(num, handler)
+        self.previous.clear()
 
 
 def _catches(pid: int, sig: int) -> bool:
     """Whether ``pid`` has a handler for ``sig`` or ignores it (SigCgt/SigIgn in its status)."""
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
+        text = _read(f"/proc/{pid}/status")
     except OSError:
         return False
     bit = 1 << (sig - 1)
@@ -212,7 +237,7 @@ class EmbeddedRuntime:
     def __init__(
         self,
         *,
-        root: Path | None = None,
+        root: StrPath | None = None,
         cap_profile: CapProfile = "default",
         overlay: bool = True,
         cdi_spec_dirs: tuple[Path, ...] | None = None,
@@ -224,7 +249,7 @@ class EmbeddedRuntime:
         """
         from mlpack.runtime.embedded.state import containers_root
 
-        self.root = root or containers_root()
+        self.root = os.fspath(root) if root is not None else containers_root()
         self.cap_profile: CapProfile = cap_profile
         self.overlay = overlay
         self.cdi_spec_dirs = cdi_spec_dirs
@@ -232,12 +257,12 @@ class EmbeddedRuntime:
 
     def check_available(self) -> None:
         """Raise ContainerError when this kernel cannot run containers for this user."""
-        if not Path("/proc/self/ns/user").exists():
+        if not os.path.exists("/proc/self/ns/user"):
             msg = "this kernel has no user namespaces"
             raise ContainerError(msg, hint="use --runtime docker, or a kernel with CONFIG_USER_NS")
         if os.geteuid() != 0:
             try:
-                limit = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+                limit = int(_read("/proc/sys/user/max_user_namespaces"))
             except (OSError, ValueError):
                 limit = 1
             if limit == 0:
@@ -260,7 +285,7 @@ class EmbeddedRuntime:
         ``process``: a helper started earlier by ``spawn.prestart`` for this config (not for a
         tty); it is used for the container, or stopped if the run fails before that.
         """
-        from mlpack.runtime.embedded import cgroups, spec, state
+        from mlpack.runtime.embedded import spec, state
         from mlpack.runtime.embedded.launcher import Helper, Launch, Overlay
 
         try:
@@ -282,17 +307,17 @@ class EmbeddedRuntime:
             uid_map, gid_map = id_maps(rootless)
             hostname = config.hostname or cid
             etc = write_etc_files(sd.path, hostname, config.network)
-            rootfs = sd.path / "rootfs"
-            rootfs.mkdir()
+            rootfs = os.path.join(sd.path, "rootfs")
+            os.mkdir(rootfs)
             # Even a --read-only root gets an upper dir: mount targets (/etc/hosts, -v targets)
             # are created there, never in the shared image layers; the root is remounted
             # read-only after pivot_root.
-            (sd.path / "upper").mkdir()
-            (sd.path / "work").mkdir()
+            os.mkdir(os.path.join(sd.path, "upper"))
+            os.mkdir(os.path.join(sd.path, "work"))
             overlay: Overlay | None = Overlay(
                 lower=image.layers,
-                upper=sd.path / "upper",
-                work=sd.path / "work",
+                upper=os.path.join(sd.path, "upper"),
+                work=os.path.join(sd.path, "work"),
                 volatile=not config.keep,  # a kept upper dir is synced as usual
             )
             if not self.overlay:
@@ -309,14 +334,16 @@ class EmbeddedRuntime:
                 )
             init_path = None
             if config.init:
+                from pathlib import Path
+
                 from mlpack.runtime.embedded.init import init_binary
 
-                init_path = str(init_binary(state.mlpack_home() / "cache"))
+                init_path = str(init_binary(Path(state.mlpack_home(), "cache")))
             doc = spec.build_config(
                 image.process,
                 config,
                 spec.SpecOptions(
-                    rootfs=str(rootfs),
+                    rootfs=rootfs,
                     hostname=hostname,
                     userns=rootless,
                     uid_map=uid_map,
@@ -327,19 +354,26 @@ class EmbeddedRuntime:
                     init_binary=init_path,
                 ),
             )
-            limits = cgroups.Limits(memory=config.memory, cpus=config.cpus, pids=config.pids_limit)
             measured = self.account and not rootless
-            layout = cgroups.detect()  # one read of mountinfo; also picks /sys/fs/cgroup's view
-            # Limits put the container in cgroups, which also measure it as a whole; without
-            # limits the supervisor's rusage of pid 1 is the measurement (no cgroup cost).
-            group = cgroups.create(layout, cid, limits, account=measured)
+            limited = config.memory is not None or config.cpus is not None
+            if limited or config.pids_limit is not None or measured:
+                from mlpack.runtime.embedded import cgroups
+
+                limits = cgroups.Limits(
+                    memory=config.memory, cpus=config.cpus, pids=config.pids_limit
+                )
+                layout = cgroups.detect()  # one read of mountinfo; picks /sys/fs/cgroup's view
+                # Limits put the container in cgroups, which also measure it as a whole;
+                # without limits the supervisor's rusage of pid 1 is the measurement (and the
+                # cgroups module is not even imported).
+                group = cgroups.create(layout, cid, limits, account=measured)
             st = state.ContainerState(
                 id=cid,
-                bundle=str(sd.path),
+                bundle=sd.path,
                 created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 image=config.image,
                 command=tuple(doc["process"]["args"]),
-                cgroups=tuple(str(d) for d in group.dirs),
+                cgroups=tuple(str(d) for d in group.dirs) if group else (),
                 name=config.name or "",
                 memory_limit=config.memory,
                 owner=os.getpid(),
@@ -355,38 +389,39 @@ class EmbeddedRuntime:
                 devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 stdio = (devnull, None, None)
             if "hooks" in doc:  # hooks find the rootfs through the bundle's config.json
-                import json
+                from mlpack import fastjson
 
-                (sd.path / "config.json").write_text(json.dumps(doc))
+                _write(os.path.join(sd.path, "config.json"), fastjson.dumps(doc))
             launch = Launch(
                 container_id=cid,
                 bundle=sd.path,
                 config=doc,
                 rootfs=rootfs,
                 overlay=overlay,
-                cgroup_procs=group.procs_files(),
-                cgroup_version=2 if layout.version == "v2" else 1,
-                seccomp_cache=state.mlpack_home() / "cache" / "seccomp",
+                cgroup_procs=group.procs_files() if group else (),
+                cgroup_version=2 if group and group.layout.version == "v2" else 1,
+                seccomp_cache=os.path.join(state.mlpack_home(), "cache", "seccomp"),
                 stdio=stdio,
             )
             # The handlers are in place before the container can run: a program that prints
             # and is signalled at once must find them (a signal before "created" aborts).
-            with contextlib.ExitStack() as relay:
+            relay: relaying | None = None
+            try:
                 helper = Helper(launch, process)
                 process = None
-                relay.enter_context(relaying(helper))
+                relay = relaying(helper).__enter__()
                 try:
                     helper.start(until="created")
                 except ContainerError as exc:
                     if overlay is None or "overlay" not in exc.message:
                         raise
-                    relay.close()
+                    relay.__exit__()
                     from mlpack.progress import reporter
 
                     reporter().notice("overlayfs is not allowed here; copying the image instead")
                     copy_rootfs(image.merged(), rootfs)
                     helper = Helper(record_replace(launch, overlay=None))
-                    relay.enter_context(relaying(helper))
+                    relay = relaying(helper).__enter__()
                     helper.start(until="created")
                 if devnull >= 0:
                     os.close(devnull)
@@ -409,10 +444,13 @@ class EmbeddedRuntime:
 
                     relay_tty(pty[0], helper)
                 final = helper.wait()
-            oom = group.oom_kills() > 0
+            finally:
+                if relay is not None:
+                    relay.__exit__()
+            oom = group is not None and group.oom_kills() > 0
             code = int(final["exit"])
-            peak = group.memory_peak() if group.dirs else None
-            cpu = group.cpu_time_us() if group.dirs else None
+            peak = group.memory_peak() if group and group.dirs else None
+            cpu = group.cpu_time_us() if group and group.dirs else None
             return RunResult(
                 container_id=cid,
                 exit_code=code,
@@ -438,7 +476,8 @@ class EmbeddedRuntime:
                     group.remove()
             finally:
                 if config.keep:
-                    (sd.path / "rootfs").rmdir() if (sd.path / "rootfs").exists() else None
+                    if os.path.isdir(os.path.join(sd.path, "rootfs")):
+                        os.rmdir(os.path.join(sd.path, "rootfs"))  # noqa: PTH106
                 else:
                     sd.remove()
 
@@ -456,7 +495,7 @@ class ContainerInfo:
     pid: int
 
 
-def list_containers(root: Path | None = None) -> tuple[ContainerInfo, ...]:
+def list_containers(root: StrPath | None = None) -> tuple[ContainerInfo, ...]:
     """Containers started by ``mlpack run``, after removing stale ones."""
     from mlpack.runtime.embedded import state
 
@@ -483,7 +522,7 @@ def list_containers(root: Path | None = None) -> tuple[ContainerInfo, ...]:
     return tuple(rows)
 
 
-def stop(container: str, *, timeout: float = 10.0, root: Path | None = None) -> None:
+def stop(container: str, *, timeout: float = 10.0, root: StrPath | None = None) -> None:
     """SIGTERM the container's pid 1, SIGKILL after ``timeout``; clean up if nobody will."""
     from mlpack.runtime.embedded import state
 
@@ -496,17 +535,21 @@ def stop(container: str, *, timeout: float = 10.0, root: Path | None = None) -> 
     d = match[0]
     st = d.read()
     if state.alive(st.pid, st.pid_start):
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(st.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         deadline = time.monotonic() + timeout
         while state.alive(st.pid, st.pid_start) and time.monotonic() < deadline:
             time.sleep(0.05)
         if state.alive(st.pid, st.pid_start):
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(st.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     # The running `mlpack run` removes its own container; one whose owner died is ours.
     deadline = time.monotonic() + 5
-    while d.path.exists() and time.monotonic() < deadline:
+    while os.path.exists(d.path) and time.monotonic() < deadline:
         if not state.alive(st.supervisor, st.supervisor_start):
             if not st.extra.get("keep"):
                 d.remove()
@@ -515,6 +558,8 @@ def stop(container: str, *, timeout: float = 10.0, root: Path | None = None) -> 
 
 
 def _name(d: Any) -> str:
-    with contextlib.suppress(ContainerError):
+    try:
         return str(d.read().name)
+    except ContainerError:
+        pass
     return ""

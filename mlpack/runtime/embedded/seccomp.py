@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
-from typing import TYPE_CHECKING, Any, Final
 
+from mlpack import fastjson
 from mlpack.errors import ContainerError
 
+TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
-    from pathlib import Path
+    from os import PathLike
+    from typing import Any, Final
+
+    StrPath = str | PathLike[str]
 
 # The allowlist of moby's profiles/seccomp/default.json (as shipped in containers-common for
 # Debian 12), without the calls moby grants only with a capability: those are in CAP_GATED
@@ -608,20 +611,21 @@ def _pack_arg(arg: dict[str, Any]) -> bytes:
     )
 
 
-_MEMO: dict[tuple[str, Path | None], bytes] = {}
+_MEMO: dict[tuple[str, str | None], bytes] = {}
 
 
-def compile_profile(profile: dict[str, Any], cache_dir: Path | None) -> bytes:
+def compile_profile(profile: dict[str, Any], cache_dir: StrPath | None) -> bytes:
     """BPF for ``profile``, cached by profile hash, architecture and libseccomp version.
 
     Cached on disk and, for a warm library process, in memory.
     """
-    text = json.dumps(profile, sort_keys=True)
-    memo = _MEMO.get((text, cache_dir))
+    text = fastjson.dumps(profile, sort_keys=True)
+    cache = None if cache_dir is None else os.fspath(cache_dir)
+    memo = _MEMO.get((text, cache))
     if memo is not None:
         return memo
-    code = _compile_cached(profile, text, cache_dir)
-    _MEMO[(text, cache_dir)] = code
+    code = _compile_cached(profile, text, cache)
+    _MEMO[(text, cache)] = code
     return code
 
 
@@ -644,7 +648,7 @@ def _lib_identity() -> str:
     return ""
 
 
-def _compile_cached(profile: dict[str, Any], text: str, cache_dir: Path | None) -> bytes:
+def _compile_cached(profile: dict[str, Any], text: str, cache_dir: str | None) -> bytes:
     ident = _lib_identity()
     lib = None if ident else _Lib()
     version = ident or (lib.version() if lib else "")
@@ -653,22 +657,23 @@ def _compile_cached(profile: dict[str, Any], text: str, cache_dir: Path | None) 
     except ImportError:
         from hashlib import sha256
     key = sha256(f"{text}|{os.uname().machine}|{version}".encode()).hexdigest()
-    path = cache_dir / f"{key}.bpf" if cache_dir else None
+    path = os.path.join(cache_dir, f"{key}.bpf") if cache_dir else None  # noqa: PTH118
     if path is not None:
         try:
-            return path.read_bytes()
+            with open(path, "rb") as f:  # noqa: PTH123
+                return f.read()
         except OSError:
             pass
     code = (lib or _Lib()).compile(profile)
-    if path is not None:
+    if path is not None and cache_dir is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            with tmp.open("wb") as f:
+            os.makedirs(cache_dir, exist_ok=True)  # noqa: PTH103
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:  # noqa: PTH123
                 f.write(code)
                 f.flush()
                 os.fsync(f.fileno())
-            tmp.replace(path)
+            os.replace(tmp, path)  # noqa: PTH105
         except OSError:
             pass  # a cache that cannot be written only costs the next run a compile
     return code

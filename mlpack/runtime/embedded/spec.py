@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ConfigError
 from mlpack.record import record
 from mlpack.runtime.embedded import seccomp
 
+TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from mlpack.runtime.base import RunConfig
     from mlpack.runtime.cdi import CdiEdits
 
+    CapProfile = Literal["default", "docker"]
+
 OCI_VERSION = "1.0.2"
-CapProfile = Literal["default", "docker"]
 
 # runc's default set (libcontainer/specconv/example.go); moby's 14 with --cap-profile docker.
 CAPS_DEFAULT = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")

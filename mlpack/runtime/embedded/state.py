@@ -1,40 +1,50 @@
-"""Container state directories: where they live, what they record, and stale cleanup."""
+# ruff: noqa: PTH101, PTH102, PTH103, PTH105, PTH106, PTH108, PTH110, PTH111, PTH112, PTH114, PTH116, PTH118, PTH119, PTH123, PTH208, SIM105
+"""Container state directories: where they live, what they record, and stale cleanup.
+
+On the container start path (BENCHMARKS B1): os.path and str, no pathlib, json or typing.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from pathlib import Path
-from typing import Any, Literal
 
+from mlpack import fastjson
 from mlpack.errors import ContainerError
 from mlpack.record import asdict, field, fields, record
 
+TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
+if TYPE_CHECKING:
+    from os import PathLike
+    from typing import Any, Literal
+
+    StrPath = str | PathLike[str]
+
+    Status = Literal["creating", "created", "running", "stopped"]
+
 O_PATH = getattr(os, "O_PATH", 0o10000000)
-Status = Literal["creating", "created", "running", "stopped"]
 
 
-def mlpack_home() -> Path:
+def mlpack_home() -> str:
     """$MLPACK_HOME, else $XDG_DATA_HOME/mlpack, else ~/.local/share/mlpack (as the store)."""
     home = os.environ.get("MLPACK_HOME")
     if home:
-        return Path(home)
+        return home
     xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "mlpack"
+    base = xdg or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "mlpack")
 
 
-def containers_root() -> Path:
+def containers_root() -> str:
     """Where ``mlpack run`` keeps per-container state and writable layers."""
-    return mlpack_home() / "containers"
+    return os.path.join(mlpack_home(), "containers")
 
 
-def oci_root() -> Path:
+def oci_root() -> str:
     """Default ``--root`` of ``mlpack runtime``: /run/mlpack as root, else the user's runtime dir."""
     if os.geteuid() == 0:
-        return Path("/run/mlpack")
+        return "/run/mlpack"
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(xdg) / "mlpack" if xdg else Path(f"/tmp/mlpack-{os.geteuid()}")
+    return os.path.join(xdg, "mlpack") if xdg else f"/tmp/mlpack-{os.geteuid()}"
 
 
 def new_id() -> str:
@@ -56,10 +66,15 @@ def check_id(container_id: str) -> str:
     return container_id
 
 
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat: tells a live process from a reused pid."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = _read_text(f"/proc/{pid}/stat")
     except OSError:
         return None
     return int(text.rpartition(")")[2].split()[19])
@@ -70,7 +85,7 @@ def alive(pid: int | None, start_time: int | None) -> bool:
     if not pid:
         return False
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = _read_text(f"/proc/{pid}/stat")
     except OSError:
         return False
     fields = text.rpartition(")")[2].split()
@@ -121,26 +136,27 @@ class ContainerState:
 class StateDir:
     """One container's directory: state.json, exit.json, exec.fifo, upper/work, etc files."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
 
     @property
     def id(self) -> str:
         """The container id (the directory name)."""
-        return self.path.name
+        return os.path.basename(self.path)
 
     def write(self, state: ContainerState) -> None:
         """Atomically replace state.json (rename; no fsync: it describes live processes,
         which a crash of the machine ends anyway).
         """
-        tmp = self.path / f".state.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(state.to_json()))
-        tmp.replace(self.path / "state.json")
+        tmp = os.path.join(self.path, f".state.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(fastjson.dumps(state.to_json()))
+        os.replace(tmp, os.path.join(self.path, "state.json"))
 
     def read(self) -> ContainerState:
         """Load state.json."""
         try:
-            doc = json.loads((self.path / "state.json").read_text())
+            doc = fastjson.loads(_read_text(os.path.join(self.path, "state.json")))
         except (OSError, ValueError) as exc:
             msg = f"container {self.id} has no readable state ({exc})"
             raise ContainerError(msg, hint="it may have been deleted; see mlpack ps") from exc
@@ -149,15 +165,15 @@ class StateDir:
     def exit_status(self) -> dict[str, Any] | None:
         """What the supervisor recorded when the container exited, if it did."""
         try:
-            doc = json.loads((self.path / "exit.json").read_text())
+            doc = fastjson.loads(_read_text(os.path.join(self.path, "exit.json")))
         except (OSError, ValueError):
             return None
         return doc if isinstance(doc, dict) else None
 
     @property
-    def fifo(self) -> Path:
+    def fifo(self) -> str:
         """The exec fifo ``create`` waits on until ``start`` reads it."""
-        return self.path / "exec.fifo"
+        return os.path.join(self.path, "exec.fifo")
 
     def status(self, state: ContainerState | None = None) -> Status:
         """Created while the fifo waits, running while pid 1 lives, else stopped."""
@@ -166,36 +182,48 @@ class StateDir:
             return "creating" if alive(st.supervisor, st.supervisor_start) else "stopped"
         if not alive(st.pid, st.pid_start):
             return "stopped"
-        return "created" if self.fifo.exists() else "running"
+        return "created" if os.path.exists(self.fifo) else "running"
 
     def remove(self) -> None:
         """Remove the container's cgroups and its directory (writable layer included)."""
-        with contextlib.suppress(ContainerError, FileNotFoundError):
-            for cg in self.read().cgroups:
-                remove_cgroup_dir(Path(cg))
+        try:
+            cgroups = self.read().cgroups
+        except (ContainerError, FileNotFoundError):
+            cgroups = ()
+        for cg in cgroups:
+            remove_cgroup_dir(cg)
         rmtree(self.path)
 
 
-def rmtree(path: Path) -> None:
+def rmtree(tree: StrPath) -> None:
     """Remove a tree without following symlinks (fd-relative), including overlayfs' mode-000
     ``work/work`` directory; shutil is not imported on the run path (BENCHMARKS B1).
     """
-    if not path.is_dir() or path.is_symlink():
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    path = os.fspath(tree)
+    if not os.path.isdir(path) or os.path.islink(path):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
         return
     for _, dirnames, _files, dirfd in os.fwalk(path, topdown=True):
         for name in dirnames:  # make every directory listable before descending into it
-            with contextlib.suppress(OSError):
+            try:
                 fd = os.open(name, O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=dirfd)
-                try:
-                    Path(f"/proc/self/fd/{fd}").chmod(0o700)
-                finally:
-                    os.close(fd)
+            except OSError:
+                continue
+            try:
+                os.chmod(f"/proc/self/fd/{fd}", 0o700)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
     for _, dirnames, filenames, dirfd in os.fwalk(path, topdown=False):
         for name in filenames:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(name, dir_fd=dirfd)
+            except FileNotFoundError:
+                pass
         for name in dirnames:
             try:
                 os.rmdir(name, dir_fd=dirfd)
@@ -203,34 +231,45 @@ def rmtree(path: Path) -> None:
                 os.unlink(name, dir_fd=dirfd)
             except FileNotFoundError:
                 pass
-    with contextlib.suppress(FileNotFoundError):
-        path.rmdir()
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
-def remove_cgroup_dir(path: Path) -> None:
+def remove_cgroup_dir(path: str) -> None:
     """Kill what is left in one cgroup directory and remove it."""
     import signal
     import time
 
     for _ in range(50):
-        if not path.exists():
+        if not os.path.exists(path):
             return
-        with contextlib.suppress(OSError):
-            path.rmdir()
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+        else:
             return
-        with contextlib.suppress(OSError):
-            for pid in (path / "cgroup.procs").read_text().split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
+        try:
+            pids = _read_text(os.path.join(path, "cgroup.procs")).split()
+        except OSError:
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         time.sleep(0.02)
 
 
-def create_dir(root: Path, container_id: str) -> StateDir:
+def create_dir(root_dir: StrPath, container_id: str) -> StateDir:
     """Make a new, private state directory; an existing id is an error."""
-    root.mkdir(parents=True, exist_ok=True, mode=0o711)
-    path = root / check_id(container_id)
+    root = os.fspath(root_dir)
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    path = os.path.join(root, check_id(container_id))
     try:
-        path.mkdir(mode=0o711)
+        os.mkdir(path, mode=0o711)
     except FileExistsError as exc:
         msg = f"container {container_id} already exists"
         raise ContainerError(
@@ -239,25 +278,29 @@ def create_dir(root: Path, container_id: str) -> StateDir:
     return StateDir(path)
 
 
-def open_dir(root: Path, container_id: str) -> StateDir:
+def open_dir(root: StrPath, container_id: str) -> StateDir:
     """An existing container's state directory."""
-    path = root / check_id(container_id)
-    if not (path / "state.json").exists():
+    path = os.path.join(os.fspath(root), check_id(container_id))
+    if not os.path.exists(os.path.join(path, "state.json")):
         msg = f"container {container_id} does not exist"
         raise ContainerError(msg, hint=f"list containers with mlpack ps (state in {root})")
     return StateDir(path)
 
 
-def list_dirs(root: Path) -> tuple[StateDir, ...]:
-    """Every container directory under ``root``."""
+def list_dirs(root_dir: StrPath) -> tuple[StateDir, ...]:
+    """Every container directory under ``root_dir``."""
+    root = os.fspath(root_dir)
     try:
-        return tuple(StateDir(p) for p in sorted(root.iterdir()) if (p / "state.json").exists())
+        names = sorted(os.listdir(root))
     except OSError:
         return ()
+    paths = [os.path.join(root, n) for n in names]
+    return tuple(StateDir(p) for p in paths if os.path.exists(os.path.join(p, "state.json")))
 
 
-def cleanup_stale(root: Path) -> tuple[str, ...]:
+def cleanup_stale(root_dir: StrPath) -> tuple[str, ...]:
     """Remove ``run`` containers whose supervisor died (e.g. the CLI was SIGKILLed)."""
+    root = os.fspath(root_dir)
     removed = []
     for d in list_dirs(root):
         try:
@@ -277,12 +320,16 @@ def cleanup_stale(root: Path) -> tuple[str, ...]:
     # which may belong to a run that is still starting.
     import time
 
-    with contextlib.suppress(OSError):
-        for p in root.iterdir():
-            if (
-                p.is_dir()
-                and not (p / "state.json").exists()
-                and time.time() - p.stat().st_mtime > 300
-            ):
-                rmtree(p)
+    try:
+        names = os.listdir(root)
+    except OSError:
+        names = []
+    for name in names:
+        p = os.path.join(root, name)
+        try:
+            young = time.time() - os.stat(p).st_mtime <= 300
+        except OSError:
+            continue
+        if os.path.isdir(p) and not os.path.exists(os.path.join(p, "state.json")) and not young:
+            rmtree(p)
     return tuple(removed)

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlpack.runtime.embedded.helper as helper_module
 
 # json only where the _json accelerator is missing; typing only under `if TYPE_CHECKING:`.
-ALLOWED = {"__future__", "os", "ctypes", "_json", "json", "signal", "struct", "errno", "sys"}
+ALLOWED = {"__future__", "os", "ctypes", "_json", "json", "_signal", "struct", "errno", "sys"}
 ALLOWED |= {"select"}
 
 
