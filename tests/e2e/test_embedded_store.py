@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,29 @@ def test_layers_are_shared_and_untouched(stored: tuple[Path, str]) -> None:
     assert done.returncode == 0, done.stderr
     done = run_cli(["run", ref, "sh", "-c", "ls /etc/motd; test -e /new || echo clean"], home)
     assert done.stdout.split() == ["/etc/motd", "clean"]
+
+
+# What `mlpack run IMAGE` may not import once the image is unpacked and memoized (BENCHMARKS
+# B1): each of these costs 1-8 ms of a ~25 ms container start.
+HEAVY_ON_RUN = {
+    "pathlib", "typing", "json", "re", "enum", "dataclasses", "inspect", "contextlib",
+    "threading", "subprocess", "hashlib", "signal", "mlpack.oci.store", "argparse",
+    "mlpack.runtime.embedded.cgroups", "typer", "rich", "docker",
+}  # fmt: skip
+
+
+def test_a_warm_run_imports_nothing_heavy(stored: tuple[Path, str]) -> None:
+    home, ref = stored
+    code = (
+        "import sys\n"
+        "from mlpack.cli import fastrun\n"
+        f"rc = fastrun.main_run(['--network', 'none', {ref!r}, 'true'])\n"
+        f"print(rc, sorted(m for m in sys.modules if m in {sorted(HEAVY_ON_RUN)!r}))\n"
+    )
+    env = {"MLPACK_HOME": str(home), "PATH": "/usr/bin:/bin"}
+    argv = [sys.executable, "-c", code]
+    first = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert first.stdout.startswith("0 "), first.stdout + first.stderr
+    assert list((home / "cache" / "run").glob("*.json")), "the first run records a memo"
+    warm = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert warm.stdout.strip() == "0 []", warm.stdout + warm.stderr
