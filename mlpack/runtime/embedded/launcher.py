@@ -175,6 +175,7 @@ class Helper:
         self.status = process.status
         self.pid = 0
         self.started = False  # setup reached `until` (signals are relayed from then on)
+        self.exited = False  # the supervisor reported the exit status
         self._send(fastjson.dumps(request).encode())
 
     def _send(self, data: bytes) -> None:
@@ -243,24 +244,26 @@ class Helper:
             self._close_ctl()
 
     def wait(self) -> dict[str, Any]:
-        """Block until the container exits; its exit code and signal."""
-        final: dict[str, Any] | None = None
+        """Block until the container exits; its exit code and signal.
+
+        Returns as soon as the supervisor reports the exit (its last message): the caller's
+        cleanup then overlaps the supervisor's own exit, and the caller reaps it afterwards.
+        """
         while True:
             msg = self.message()
             if msg is None:
-                break
+                self.proc.wait()
+                self.close()
+                msg_ = f"the container supervisor died (exit {self.proc.returncode})"
+                raise ContainerError(msg_, hint="the container was killed; see mlpack ps")
             if "error" in msg:
                 self.close()
                 text = str(msg["error"])
                 raise ContainerError(f"container setup failed: {text}", hint=_hint(text))
             if "exit" in msg:
-                final = msg
-        self.proc.wait()
-        self.close()
-        if final is None:
-            msg_ = f"the container supervisor died (exit {self.proc.returncode})"
-            raise ContainerError(msg_, hint="the container was killed; see mlpack ps")
-        return final
+                self.exited = True  # pid 1 is gone and reaped: its pid may be reused from now
+                self.close()
+                return msg
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the supervisor, which relays it to the container."""
@@ -273,7 +276,7 @@ class Helper:
         """SIGKILL the container's pid 1 (safe in a signal handler or timer thread)."""
         import signal
 
-        if self.pid:
+        if self.pid and not self.exited:
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -283,6 +286,10 @@ class Helper:
         """SIGKILL the supervisor and the container (pid 1's death ends its pid namespace)."""
         import signal
 
+        if self.exited:  # nothing left to kill; pid 1's number may belong to another process
+            self.proc.wait()
+            self.close()
+            return
         for pid in (self.pid, self.proc.pid):
             if pid:
                 try:

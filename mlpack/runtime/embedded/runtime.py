@@ -463,7 +463,7 @@ class EmbeddedRuntime:
         finally:
             if process is not None:
                 process.discard()
-            if helper is not None and helper.proc.poll() is None:
+            if helper is not None and not helper.exited and helper.proc.poll() is None:
                 helper.kill()
             if devnull >= 0:
                 os.close(devnull)
@@ -475,11 +475,15 @@ class EmbeddedRuntime:
                 if group is not None:
                     group.remove()
             finally:
-                if config.keep:
-                    if os.path.isdir(os.path.join(sd.path, "rootfs")):
-                        os.rmdir(os.path.join(sd.path, "rootfs"))  # noqa: PTH106
-                else:
-                    sd.remove()
+                try:
+                    if config.keep:
+                        if os.path.isdir(os.path.join(sd.path, "rootfs")):
+                            os.rmdir(os.path.join(sd.path, "rootfs"))  # noqa: PTH106
+                    else:
+                        sd.remove()
+                finally:
+                    if helper is not None:  # it exits right after reporting: reap it last
+                        helper.proc.wait()
 
 
 @record

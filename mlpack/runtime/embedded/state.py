@@ -192,7 +192,38 @@ class StateDir:
             cgroups = ()
         for cg in cgroups:
             remove_cgroup_dir(cg)
-        rmtree(self.path)
+        if not _remove_run_layout(self.path):
+            rmtree(self.path)
+
+
+# What a container directory holds after a run that wrote nothing to its root filesystem:
+# removed by name (~1 ms less than walking it twice); anything else falls back to rmtree.
+_RUN_FILES: tuple[str, ...] = ("state.json", "config.json", "exit.json")
+_RUN_FILES += ("etc/hostname", "etc/hosts", "etc/resolv.conf")
+_RUN_DIRS = ("etc", "rootfs", "upper", "work/work", "work")
+
+
+def _remove_run_layout(path: str) -> bool:
+    """Remove a container directory of the usual layout; False when it holds anything else."""
+    for name in _RUN_FILES:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+    for name in _RUN_DIRS:
+        try:
+            os.rmdir(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+        except OSError:  # not empty (the container wrote files), a mount still there...
+            return False
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
 
 
 def rmtree(tree: StrPath) -> None:
