@@ -384,7 +384,11 @@ def runtime_parser() -> argparse.ArgumentParser:
         c.add_argument("-b", "--bundle", type=Path, default=Path())
         c.add_argument("--pid-file", type=Path)
         c.add_argument("--preserve-fds", type=int, default=0)
-        c.add_argument("--console-socket", help=argparse.SUPPRESS)
+        c.add_argument(
+            "--console-socket",
+            metavar="PATH",
+            help="Unix socket that receives the pty of a terminal: true container (SCM_RIGHTS)",
+        )
         c.add_argument("--no-pivot", action="store_true", help=argparse.SUPPRESS)
         c.add_argument("--no-new-keyring", action="store_true", help=argparse.SUPPRESS)
         if name == "run":
@@ -409,22 +413,30 @@ def main_runtime(argv: Sequence[str]) -> int:
     import json
     from pathlib import Path
 
-    from mlpack.errors import ContainerError, MlpackError
+    from mlpack.errors import MlpackError
     from mlpack.runtime.embedded import oci, state
 
     args = runtime_parser().parse_args(list(argv))
     root = Path(args.root or state.oci_root())
     try:
-        if args.op in ("create", "run") and args.console_socket:
-            msg = "--console-socket is not supported"
-            raise ContainerError(msg, hint="run with terminal: false in config.json")
+        console = Path(args.console_socket) if getattr(args, "console_socket", None) else None
         if args.op == "create":
             oci.create(
-                root, args.id, args.bundle, pid_file=args.pid_file, preserve_fds=args.preserve_fds
+                root,
+                args.id,
+                args.bundle,
+                pid_file=args.pid_file,
+                preserve_fds=args.preserve_fds,
+                console_socket=console,
             )
         elif args.op == "run":
             return oci.run(
-                root, args.id, args.bundle, detach=args.detach, preserve_fds=args.preserve_fds
+                root,
+                args.id,
+                args.bundle,
+                detach=args.detach,
+                preserve_fds=args.preserve_fds,
+                console_socket=console,
             )
         elif args.op == "start":
             oci.start(root, args.id)

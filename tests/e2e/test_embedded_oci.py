@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -350,3 +353,83 @@ def test_created_container_with_a_non_root_user_starts(bundle: Path, tmp_path: P
         time.sleep(0.1)
     assert rt(root, "delete", "nonroot").returncode == 0
     assert (out / "uid").read_text() == "1000\n"
+
+
+def _console_receiver(path: Path) -> tuple[threading.Thread, list[bytes]]:
+    """A minimal recvtty: accept one connection, take the pty fd, read it to the end."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(1)
+    got: list[bytes] = []
+
+    def receive() -> None:
+        with srv:
+            conn, _ = srv.accept()
+            with conn:
+                name, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+            got.append(name)
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(fds[0], 4096)
+                except OSError:  # EIO: every replica fd is closed (the container exited)
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            os.close(fds[0])
+            got.append(out)
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    return thread, got
+
+
+def test_console_socket_receives_the_containers_terminal(bundle: Path, tmp_path: Path) -> None:
+    runc_spec(bundle, ["sh", "-c", "test -t 0 && test -t 1 && echo tty-ok; exit 3"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(config))
+    sock = tmp_path / "console.sock"
+    thread, got = _console_receiver(sock)
+    root = tmp_path / "state"
+    done = rt(root, "run", "--console-socket", str(sock), "--bundle", str(bundle), "t1")
+    thread.join(timeout=30)
+    assert done.returncode == 3, done.stderr
+    assert got[0].startswith(b"/dev/pts/")
+    assert b"tty-ok" in got[1]
+
+
+def test_console_socket_misuse_is_refused(bundle: Path, tmp_path: Path) -> None:
+    runc_spec(bundle, ["true"])  # terminal: false
+    root = tmp_path / "state"
+    done = rt(root, "run", "--console-socket", str(tmp_path / "s"), "--bundle", str(bundle), "t2")
+    assert done.returncode == 7
+    assert "only for containers with process.terminal: true" in done.stderr
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(config))
+    done = rt(root, "create", "--bundle", str(bundle), "t3")
+    assert done.returncode == 7
+    assert "needs --console-socket" in done.stderr
+    assert rt(root, "list").stdout == ""  # nothing half-created is left
+
+
+def test_console_socket_with_create_and_start(bundle: Path, tmp_path: Path) -> None:
+    runc_spec(bundle, ["sh", "-c", "test -t 0 && echo detached-tty-ok"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(config))
+    sock = tmp_path / "console.sock"
+    thread, got = _console_receiver(sock)
+    root = tmp_path / "state"
+    args = ("create", "--console-socket", str(sock), "--bundle", str(bundle), "t4")
+    assert rt_detached(root, *args) == 0
+    assert rt(root, "start", "t4").returncode == 0
+    thread.join(timeout=30)
+    assert b"detached-tty-ok" in got[1]
+    deadline = time.monotonic() + 10
+    while json.loads(rt(root, "state", "t4").stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert rt(root, "delete", "t4").returncode == 0

@@ -136,11 +136,57 @@ def _runtime_hooks(cid: str, bundle: Path, config: dict[str, Any], pid: int) -> 
         run_hooks(config, (kind,), _state_doc(cid, bundle, config, status, pid), fatal=True)
 
 
+def console_pty(config: dict[str, Any], socket_path: Path | None, *, detach: bool) -> int | None:
+    """The pty's replica for a ``terminal: true`` container whose console goes to a socket.
+
+    As runc: the pty's main side goes to ``socket_path`` (a Unix socket some console manager
+    listens on, e.g. runc's recvtty) with SCM_RIGHTS, the replica becomes the container's stdio
+    and controlling terminal. None without a socket (the container inherits our stdio).
+    """
+    terminal = bool((config.get("process") or {}).get("terminal"))
+    if socket_path is None:
+        if terminal and detach:
+            msg = "a detached container with process.terminal needs --console-socket"
+            raise ContainerError(
+                msg, hint="pass --console-socket PATH, or set terminal: false in config.json"
+            )
+        return None
+    if not terminal:
+        msg = "--console-socket is only for containers with process.terminal: true"
+        raise ContainerError(msg, hint="set terminal: true in config.json, or drop the flag")
+    import socket
+
+    main, replica = os.openpty()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(socket_path))
+            socket.send_fds(sock, [os.ttyname(replica).encode()], [main])
+    except OSError as exc:
+        os.close(replica)
+        msg = f"cannot send the console to {socket_path}: {exc.strerror or exc}"
+        raise ContainerError(msg, hint="start the console receiver (listening) first") from exc
+    finally:
+        os.close(main)
+    return replica
+
+
 def _launch(
-    root: Path, cid: str, bundle: Path, *, detach: bool, preserve_fds: int
+    root: Path,
+    cid: str,
+    bundle: Path,
+    *,
+    detach: bool,
+    preserve_fds: int,
+    console_socket: Path | None = None,
 ) -> tuple[state.StateDir, Helper, state.ContainerState]:
     config, rootfs = load_bundle(bundle)
-    sd = state.create_dir(root, cid)
+    replica = console_pty(config, console_socket, detach=detach)
+    try:
+        sd = state.create_dir(root, cid)
+    except BaseException:
+        if replica is not None:
+            os.close(replica)
+        raise
     fifo_fd = None
     try:
         layout = cgroups.detect()
@@ -187,6 +233,7 @@ def _launch(
                 seccomp_cache=Path(state.mlpack_home(), "cache", "seccomp"),
                 preserve_fds=preserve_fds,
                 extra_fds=tuple(range(3, 3 + preserve_fds)),
+                stdio=None if replica is None else (replica, replica, replica),
                 container_id=cid,
                 bundle=bundle.resolve(),
                 runtime_hooks=lambda pid: _runtime_hooks(cid, bundle.resolve(), config, pid),
@@ -199,6 +246,8 @@ def _launch(
     finally:
         if fifo_fd is not None:
             os.close(fifo_fd)
+        if replica is not None:  # the helper has its own copy as stdio
+            os.close(replica)
     st = record_replace(
         st,
         pid=helper.pid,
@@ -229,10 +278,18 @@ def _host_root(config: dict[str, Any]) -> tuple[int, int] | None:
 
 
 def create(
-    root: Path, cid: str, bundle: Path, *, pid_file: Path | None = None, preserve_fds: int = 0
+    root: Path,
+    cid: str,
+    bundle: Path,
+    *,
+    pid_file: Path | None = None,
+    preserve_fds: int = 0,
+    console_socket: Path | None = None,
 ) -> state.ContainerState:
     """Set the container up; pid 1 waits on exec.fifo until ``start``."""
-    _, helper, st = _launch(root, cid, bundle, detach=True, preserve_fds=preserve_fds)
+    _, helper, st = _launch(
+        root, cid, bundle, detach=True, preserve_fds=preserve_fds, console_socket=console_socket
+    )
     helper.close()  # the supervisor records exit.json itself once we are gone
     if pid_file is not None:
         _write_pid(pid_file, st.pid)
@@ -388,13 +445,23 @@ def delete(root: Path, cid: str, *, force: bool = False) -> None:
     sd.remove()
 
 
-def run(root: Path, cid: str, bundle: Path, *, detach: bool = False, preserve_fds: int = 0) -> int:
+def run(
+    root: Path,
+    cid: str,
+    bundle: Path,
+    *,
+    detach: bool = False,
+    preserve_fds: int = 0,
+    console_socket: Path | None = None,
+) -> int:
     """Create + start; without ``detach``, wait and delete, returning the exit status."""
     if detach:
-        create(root, cid, bundle, preserve_fds=preserve_fds)
+        create(root, cid, bundle, preserve_fds=preserve_fds, console_socket=console_socket)
         start(root, cid)
         return 0
-    sd, helper, _ = _launch(root, cid, bundle, detach=False, preserve_fds=preserve_fds)
+    sd, helper, _ = _launch(
+        root, cid, bundle, detach=False, preserve_fds=preserve_fds, console_socket=console_socket
+    )
     try:
         from mlpack.runtime.embedded import relaying
 
