@@ -137,7 +137,13 @@ def main() -> int:
         image = busybox.store_image(Store(home))
         os.environ["MLPACK_HOME"] = str(home)
         Store(home).unpack(image)  # "already unpacked" for every contender
+        # As installed by pip: bytecode compiled once (PYTHONDONTWRITEBYTECODE, set in some dev
+        # shells, would otherwise make every start recompile what changed since).
+        import compileall
+
+        compileall.compile_dir(REPO / "mlpack", quiet=1)
         env = {**os.environ, "MLPACK_HOME": str(home)}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         bundle = _bundle(work)
 
         arms: dict[str, Callable[[], float]] = {}
