@@ -1,10 +1,10 @@
 # ruff: noqa: PTH104, PTH109, PTH112, PTH113, PTH115, PTH118, PTH123, PTH208, SIM105, PLR0917
-# (It may import only os, ctypes, _json, _signal, struct, sys, select: no pathlib, no contextlib.)
+# (It may import only os, _ctypes, _json, _signal, struct, sys, select: no pathlib, no contextlib.)
 """The container helper: namespaces, rootfs, privileges and execve, from an OCI config.
 
 Run as ``python -I -S helper.py CTL_FD STATUS_FD`` by the embedded runtime. It is a separate,
 single-threaded interpreter because ``unshare(CLONE_NEWUSER)`` is refused in a threaded process
-(SECURITY-AND-ISOLATION.md §1), and it imports only os, ctypes, _json, _signal, struct, sys
+(SECURITY-AND-ISOLATION.md §1), and it imports only os, _ctypes, _json, _signal, struct, sys
 (and select for hooks): it cannot import mlpack. The ``json`` module is not imported: with
 ``re`` it is ~4 ms of every container start; its C scanner and encoder are used directly. Sequence:
 
@@ -19,17 +19,73 @@ Messages to the parent are JSON lines on STATUS_FD; the parent's messages come o
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 import sys
 
 TYPE_CHECKING = False  # typing is not imported at run time (mypy reads this name as True)
 if TYPE_CHECKING:
+    import ctypes
     import signal
     from typing import Any
 else:  # the C module: signal.py wraps it in enums (enum, functools...: ~2.5 ms per start)
     import _signal as signal
+
+    try:
+        import _ctypes
+    except ImportError:  # pragma: no cover - not CPython
+        import ctypes
+    else:
+
+        def _simple(name: str, code: str) -> type:
+            return type(name, (_ctypes._SimpleCData,), {"_type_": code})
+
+        class ctypes:
+            """The parts of ctypes the helper uses, made from _ctypes as ctypes/__init__.py
+            makes them: importing ctypes itself is ~1.5 ms of every container start (B1).
+            """
+
+            c_int = _simple("c_int", "i")
+            c_uint = _simple("c_uint", "I")
+            c_long = _simple("c_long", "l")
+            c_ulong = _simple("c_ulong", "L")
+            c_char = _simple("c_char", "c")
+            c_char_p = _simple("c_char_p", "z")
+            c_size_t = c_ulong  # LP64: every machine in SYSCALLS
+            addressof = staticmethod(_ctypes.addressof)
+            get_errno = staticmethod(_ctypes.get_errno)
+
+            @staticmethod
+            def create_string_buffer(init: bytes | int) -> object:
+                """A char array holding ``init`` and a NUL (or ``init`` zero bytes)."""
+                if isinstance(init, int):
+                    return (ctypes.c_char * init)()
+                buf = (ctypes.c_char * (len(init) + 1))()
+                buf.value = init
+                return buf
+
+            class CDLL:
+                """Functions of a loaded library by name, returning int, errno saved."""
+
+                def __init__(self, name: str | None, use_errno: bool = False) -> None:
+                    flags = _ctypes.FUNCFLAG_CDECL
+                    if use_errno:
+                        flags |= _ctypes.FUNCFLAG_USE_ERRNO
+
+                    class Function(_ctypes.CFuncPtr):
+                        _flags_ = flags
+                        _restype_ = ctypes.c_int
+
+                    self._function = Function
+                    self._handle = _ctypes.dlopen(name, _ctypes.RTLD_LOCAL | os.RTLD_NOW)
+
+                def __getattr__(self, name: str) -> object:
+                    if name.startswith("_"):
+                        raise AttributeError(name)
+                    function = self._function((name, self))
+                    setattr(self, name, function)
+                    return function
+
 
 try:
     import _json

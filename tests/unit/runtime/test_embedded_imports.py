@@ -9,9 +9,9 @@ from pathlib import Path
 
 import mlpack.runtime.embedded.helper as helper_module
 
-# json only where the _json accelerator is missing; typing only under `if TYPE_CHECKING:`.
-ALLOWED = {"__future__", "os", "ctypes", "_json", "json", "_signal", "struct", "errno", "sys"}
-ALLOWED |= {"select"}
+# json and ctypes only where _json and _ctypes are missing; typing only under TYPE_CHECKING.
+ALLOWED = {"__future__", "os", "_ctypes", "ctypes", "_json", "json", "_signal", "struct"}
+ALLOWED |= {"errno", "sys", "select"}
 
 
 def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
