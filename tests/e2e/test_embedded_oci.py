@@ -27,12 +27,18 @@ PROBE_SCRIPT = (
 )
 
 
-def runc_spec(bundle: Path, args: list[str], mounts: tuple[dict[str, object], ...] = ()) -> None:
-    """A bundle whose config.json is runc's own default (``runc spec``), non-terminal."""
+def runc_spec(
+    bundle: Path,
+    args: list[str],
+    mounts: tuple[dict[str, object], ...] = (),
+    *,
+    terminal: bool = False,
+) -> None:
+    """A bundle whose config.json is runc's own default (``runc spec``), with ``args``."""
     require(shutil.which("runc") is not None, "runc")
     subprocess.run(["runc", "spec", "-b", str(bundle)], check=True)
     config = json.loads((bundle / "config.json").read_text())
-    config["process"]["terminal"] = False
+    config["process"]["terminal"] = terminal
     config["process"]["args"] = args
     config["mounts"] += list(mounts)
     (bundle / "config.json").write_text(json.dumps(config))
@@ -386,10 +392,8 @@ def _console_receiver(path: Path) -> tuple[threading.Thread, list[bytes]]:
 
 
 def test_console_socket_receives_the_containers_terminal(bundle: Path, tmp_path: Path) -> None:
-    runc_spec(bundle, ["sh", "-c", "test -t 0 && test -t 1 && echo tty-ok; exit 3"])
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["terminal"] = True
-    (bundle / "config.json").write_text(json.dumps(config))
+    script = "test -t 0 && test -t 1 && echo tty-ok; exit 3"
+    runc_spec(bundle, ["sh", "-c", script], terminal=True)
     sock = tmp_path / "console.sock"
     thread, got = _console_receiver(sock)
     root = tmp_path / "state"
@@ -406,9 +410,8 @@ def test_console_socket_misuse_is_refused(bundle: Path, tmp_path: Path) -> None:
     done = rt(root, "run", "--console-socket", str(tmp_path / "s"), "--bundle", str(bundle), "t2")
     assert done.returncode == 7
     assert "only for containers with process.terminal: true" in done.stderr
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["terminal"] = True
-    (bundle / "config.json").write_text(json.dumps(config))
+    (bundle / "config.json").unlink()  # runc spec writes a new one only
+    runc_spec(bundle, ["true"], terminal=True)
     done = rt(root, "create", "--bundle", str(bundle), "t3")
     assert done.returncode == 7
     assert "needs --console-socket" in done.stderr
@@ -416,10 +419,7 @@ def test_console_socket_misuse_is_refused(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_console_socket_with_create_and_start(bundle: Path, tmp_path: Path) -> None:
-    runc_spec(bundle, ["sh", "-c", "test -t 0 && echo detached-tty-ok"])
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["terminal"] = True
-    (bundle / "config.json").write_text(json.dumps(config))
+    runc_spec(bundle, ["sh", "-c", "test -t 0 && echo detached-tty-ok"], terminal=True)
     sock = tmp_path / "console.sock"
     thread, got = _console_receiver(sock)
     root = tmp_path / "state"
