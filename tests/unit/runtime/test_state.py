@@ -79,3 +79,30 @@ def test_rmtree_handles_mode_000_and_never_follows_links(tmp_path: Path) -> None
     assert not tree.exists()
     assert (outside / "keep").read_text() == "x"
     assert outside.stat().st_mode & 0o777 == 0o755  # the link target was not chmodded
+
+
+def _usual_layout(d: Path) -> None:
+    for sub in ("etc", "rootfs", "upper/etc", "work/work/incompat/volatile"):
+        (d / sub).mkdir(parents=True)
+    for name in ("hostname", "hosts", "resolv.conf"):
+        (d / "etc" / name).write_text("x")
+        (d / "upper" / "etc" / name).write_text("")
+    (d / "work/work/incompat/volatile/dirty").write_text("")
+    (d / "state.json").write_text("{}")
+
+
+def test_the_usual_layout_is_removed_by_name(tmp_path: Path) -> None:
+    d = tmp_path / "c"
+    _usual_layout(d)
+    assert state._remove_run_layout(str(d)) is True
+    assert not d.exists()
+
+
+def test_anything_else_falls_back_to_a_full_removal(tmp_path: Path) -> None:
+    d = state.create_dir(tmp_path, "c")
+    _usual_layout(Path(d.path))
+    (Path(d.path) / "upper" / "etc" / "written-by-the-container").write_text("y")
+    (Path(d.path) / "upper" / "data").mkdir()
+    assert state._remove_run_layout(d.path) is False
+    d.remove()
+    assert not Path(d.path).exists()
