@@ -31,14 +31,20 @@ def interleave(
 
     Interleaving spreads slow drift (other tenants, thermal, page cache) over every contender
     instead of charging it to whichever ran in the unlucky block, which is why hyperfine's
-    blocks are only a cross-check. The first ``warmups`` rounds are run and discarded.
+    blocks are only a cross-check. The order rotates from round to round, so no arm always
+    runs right after the same other one (and pays for what it leaves behind: a container's
+    network namespace, say, is torn down asynchronously after it exits). The first ``warmups``
+    rounds are run and discarded.
     """
     if rounds < 1:
         msg = f"rounds must be >= 1, got {rounds}"
         raise ValueError(msg)
     kept: dict[str, list[float]] = {name: [] for name in arms}
+    names = list(arms)
     for index in range(warmups + rounds):
-        this_round = {name: arm() for name, arm in arms.items()}
+        shift = index % len(names)
+        order = names[shift:] + names[:shift]
+        this_round = {name: arms[name]() for name in order}
         if on_round is not None:
             on_round(index - warmups, this_round)
         if index >= warmups:

@@ -10,7 +10,8 @@ Contenders, interleaved round by round (bench/_stats.py):
 - the library: ``EmbeddedRuntime().run`` in a loop in this (warm) process.
 
 Every contender gets a new network namespace holding only loopback (runc's default spec has one,
-as ``--network none`` does), seccomp on, no cgroup limits. A contender that cannot run here (crun
+as ``--network none`` does), a seccomp filter (runc and crun get mlpack's default profile, which
+``runc spec`` lacks), no cgroup limits. A contender that cannot run here (crun
 and podman refuse a hybrid cgroup layout) is reported as unavailable, never as a time.
 The image is the busybox-static rootfs from tests/busybox.py, in each contender's own store.
 """
@@ -59,14 +60,25 @@ def _quiet(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], f
     return arm
 
 
-def _bundle(work: Path) -> Path:
-    bundle = work / "bundle"
+def _bundle(work: Path, *, filtered: bool = True) -> Path:
+    """busybox + ``runc spec`` running ``true``; ``filtered``: with mlpack's seccomp profile.
+
+    `runc spec` has no seccomp filter, while mlpack and docker load one by default: the same
+    profile mlpack loads (moby's semantics) keeps the comparison like for like. The bundle
+    without it is measured too, for information.
+    """
+    bundle = work / ("bundle" if filtered else "bundle-nofilter")
     bundle.mkdir()
     shutil.copytree(busybox.rootfs(), bundle / "rootfs", symlinks=True)
     subprocess.run(["runc", "spec"], cwd=bundle, check=True)
     config = json.loads((bundle / "config.json").read_text())
     config["process"]["args"] = ["true"]
     config["process"]["terminal"] = False
+    if filtered:
+        from mlpack.runtime.embedded import seccomp
+
+        bounding = config["process"]["capabilities"]["bounding"]
+        config["linux"]["seccomp"] = seccomp.default_profile(bounding)
     (bundle / "config.json").write_text(json.dumps(config))
     return bundle
 
@@ -171,6 +183,7 @@ def main() -> int:
         arms["mlpack library"] = library
         for name, made in (
             ("runc", _oci_arm("runc", bundle)),
+            ("runc, no filter", _oci_arm("runc", _bundle(work, filtered=False))),
             ("crun", _oci_arm("crun", bundle)),
             ("docker", _docker_arm("docker")),
             ("podman", _docker_arm("podman")),
@@ -237,6 +250,17 @@ def main() -> int:
                     minus_floor,
                     "runc",
                     times["runc"],
+                    goal=None,
+                )
+            )
+        if "runc, no filter" in times:
+            lines.append(
+                compare(
+                    "B1 CLI / runc without seccomp",
+                    "mlpack",
+                    cli,
+                    "runc",
+                    times["runc, no filter"],
                     goal=None,
                 )
             )
