@@ -92,6 +92,8 @@ try:
 except ImportError:  # pragma: no cover - an interpreter without the C accelerator
     _json = None  # type: ignore[assignment]
 
+# JSON on the C accelerator: the same few lines as mlpack.fastjson, which the helper cannot import.
+
 
 class _Scan:
     """What ``_json.make_scanner`` reads from its context: json.JSONDecoder's defaults."""
