@@ -67,6 +67,14 @@ def rt_detached(root: Path, *args: str) -> int:
     return done.returncode
 
 
+def wait_until_stopped(root: Path, cid: str, *, timeout: float = 30) -> None:
+    """Poll ``state`` until the container has stopped, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while json.loads(rt(root, "state", cid).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline, f"{cid} still not stopped after {timeout} s"
+        time.sleep(0.05)
+
+
 def test_create_start_state_kill_delete(bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -100,10 +108,7 @@ def test_create_start_state_kill_delete(bundle: Path, tmp_path: Path) -> None:
     assert rt(root, "start", "c1").returncode == 7  # already running
     assert rt(root, "delete", "c1").returncode == 7  # running: needs --force or a stop first
     assert rt(root, "kill", "c1", "KILL").returncode == 0
-    deadline = time.monotonic() + 30
-    while json.loads(rt(root, "state", "c1").stdout)["status"] != "stopped":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_stopped(root, "c1")
     assert json.loads(rt(root, "state", "c1").stdout)["pid"] == 0
     assert rt(root, "delete", "c1").returncode == 0
     assert rt(root, "state", "c1").returncode == 7
@@ -241,10 +246,7 @@ def test_oci_defaults_user_namespace_range_and_no_nnp(tmp_path: Path) -> None:
     log = tmp_path / "detached.log"
     assert rt_detached(root, "create", "--bundle", str(bundle), "userns") == 0, log.read_text()
     assert rt(root, "start", "userns").returncode == 0
-    deadline = time.monotonic() + 30
-    while json.loads(rt(root, "state", "userns").stdout)["status"] != "stopped":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_stopped(root, "userns")
     assert rt(root, "delete", "userns").returncode == 0
     lines = [line.split() for line in log.read_text().splitlines()]
     assert ["0", "1000", "2000"] in lines
@@ -296,10 +298,7 @@ def test_lifecycle_hooks_run_in_order_with_state(bundle: Path, tmp_path: Path) -
     root = tmp_path / "state"
     assert rt_detached(root, "create", "--bundle", str(bundle), "hooks") == 0
     assert rt(root, "start", "hooks").returncode == 0
-    deadline = time.monotonic() + 30
-    while json.loads(rt(root, "state", "hooks").stdout)["status"] != "stopped":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_stopped(root, "hooks")
     assert rt(root, "delete", "hooks").returncode == 0
     entries = [line.split(" ", 1) for line in log.read_text().splitlines()]
     kinds = [kind for kind, _ in entries]
@@ -353,10 +352,7 @@ def test_created_container_with_a_non_root_user_starts(bundle: Path, tmp_path: P
     root = tmp_path / "state"
     assert rt_detached(root, "create", "--bundle", str(bundle), "nonroot") == 0
     assert rt(root, "start", "nonroot").returncode == 0
-    deadline = time.monotonic() + 30
-    while json.loads(rt(root, "state", "nonroot").stdout)["status"] != "stopped":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_stopped(root, "nonroot")
     assert rt(root, "delete", "nonroot").returncode == 0
     assert (out / "uid").read_text() == "1000\n"
 
@@ -428,8 +424,5 @@ def test_console_socket_with_create_and_start(bundle: Path, tmp_path: Path) -> N
     assert rt(root, "start", "t4").returncode == 0
     thread.join(timeout=30)
     assert b"detached-tty-ok" in got[1]
-    deadline = time.monotonic() + 10
-    while json.loads(rt(root, "state", "t4").stdout)["status"] != "stopped":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until_stopped(root, "t4", timeout=10)
     assert rt(root, "delete", "t4").returncode == 0
