@@ -18,21 +18,14 @@ from __future__ import annotations
 import contextlib
 import os
 
+from mlpack.fasthash import sha256_hex
+from mlpack.home import mlpack_home
+
 TYPE_CHECKING = False  # not typing's: typing costs ~2 ms to import on the fast path
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Final, Literal, Protocol
-
-    from typing_extensions import Buffer
+    from typing import Final, Literal
 
     Mode = Literal["lock", "check"]
-
-    class _Hash(Protocol):
-        """The part of hashlib's hash objects used here."""
-
-        def hexdigest(self) -> str:
-            """The digest in hex."""
-            ...
 
 
 # Bump when the lock logic changes in a way that must re-resolve existing locks.
@@ -56,21 +49,6 @@ _SOURCES: Final = (
 _ENV: Final = ("HOME", "VIRTUAL_ENV", "XDG_CONFIG_DIRS", "XDG_CONFIG_HOME")
 
 
-def _find_sha256() -> Callable[[Buffer], _Hash]:
-    # The builtin module, not hashlib: hashlib loads OpenSSL (~2 ms) on the fast path.
-    try:
-        from _sha2 import sha256  # type: ignore[import-not-found,unused-ignore]  # 3.12+
-    except ImportError:
-        try:
-            from _sha256 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
-        except ImportError:  # pragma: no cover - a Python built without it
-            from hashlib import sha256
-    return sha256  # type: ignore[no-any-return,unused-ignore]
-
-
-_sha256 = _find_sha256()
-
-
 def pip_config_files() -> tuple[str, ...]:
     """Pip's configuration files in pip's order (global, user, site; later files win).
 
@@ -92,17 +70,6 @@ def pip_config_files() -> tuple[str, ...]:
     return tuple(files)
 
 
-def mlpack_home() -> str:
-    """$MLPACK_HOME, else $XDG_DATA_HOME/mlpack, else ~/.local/share/mlpack (as the store)."""
-    home = os.environ.get("MLPACK_HOME")
-    if home:
-        return home
-    xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "share"
-    )
-    return os.path.join(xdg, "mlpack")
-
-
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as handle:
@@ -113,7 +80,7 @@ def _read(path: str) -> bytes | None:
 
 def _file_part(path: str) -> str:
     data = _read(path)
-    return f"{path}\0-" if data is None else f"{path}\0{_sha256(data).hexdigest()}"
+    return f"{path}\0-" if data is None else f"{path}\0{sha256_hex(data)}"
 
 
 def inputs_key(root: str) -> str:
@@ -132,13 +99,13 @@ def inputs_key(root: str) -> str:
             parts.append(f"{rel}\0-")
         else:
             parts.append(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
-    return _sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+    return sha256_hex("\n".join(parts).encode("utf-8", "surrogateescape"))
 
 
 def lock_key(root: str) -> str | None:
     """The digest of the lock's bytes; None when it cannot be read."""
     data = _read(os.path.join(root, LOCK_FILE))
-    return None if data is None else _sha256(data).hexdigest()
+    return None if data is None else sha256_hex(data)
 
 
 def fingerprint(mode: Mode, inputs: str, lock: str) -> str:
@@ -147,8 +114,8 @@ def fingerprint(mode: Mode, inputs: str, lock: str) -> str:
 
 
 def _stamp_path(root: str, mode: Mode) -> str:
-    name = _sha256(f"{os.path.realpath(root)}\0{mode}".encode("utf-8", "surrogateescape"))
-    return os.path.join(mlpack_home(), "cache", "lock-ok", name.hexdigest()[:32])
+    name = sha256_hex(f"{os.path.realpath(root)}\0{mode}".encode("utf-8", "surrogateescape"))
+    return os.path.join(mlpack_home(), "cache", "lock-ok", name[:32])
 
 
 def is_current(root: str, mode: Mode) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from mlpack import fastjson
+from mlpack.fasthash import sha256_hex
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
@@ -22,16 +23,8 @@ if TYPE_CHECKING:
 VERSION = 1
 
 
-def _key(ref: str) -> str:
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # no OpenSSL start-up
-    except ImportError:  # pragma: no cover - Python >= 3.12 names it _sha2
-        from hashlib import sha256
-    return str(sha256(ref.encode()).hexdigest())
-
-
 def _path(home: str, ref: str) -> str:
-    return os.path.join(home, "cache", "run", _key(ref) + ".json")
+    return os.path.join(home, "cache", "run", sha256_hex(ref.encode()) + ".json")
 
 
 def index_identity(home: str) -> list[int] | None:

@@ -652,11 +652,9 @@ def _compile_cached(profile: dict[str, Any], text: str, cache_dir: str | None) -
     ident = _lib_identity()
     lib = None if ident else _Lib()
     version = ident or (lib.version() if lib else "")
-    try:  # the builtin module: hashlib would load OpenSSL (~5 ms) on the exec path
-        from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        from hashlib import sha256
-    key = sha256(f"{text}|{os.uname().machine}|{version}".encode()).hexdigest()
+    from mlpack.fasthash import sha256_hex
+
+    key = sha256_hex(f"{text}|{os.uname().machine}|{version}".encode())
     path = os.path.join(cache_dir, f"{key}.bpf") if cache_dir else None  # noqa: PTH118
     if path is not None:
         try:
