@@ -248,12 +248,10 @@ def _image_runner(image: str) -> Callable[[Path], Runner] | None:
 
 
 def mlpack_home() -> Path:
-    """$MLPACK_HOME, else $XDG_DATA_HOME/mlpack, else ~/.local/share/mlpack (as the store)."""
-    home = os.environ.get("MLPACK_HOME")
-    if home:
-        return Path(home)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "mlpack"
+    """mlpack.home.mlpack_home() as a Path."""
+    from mlpack.home import mlpack_home as home
+
+    return Path(home())
 
 
 def lock(

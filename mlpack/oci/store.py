@@ -162,13 +162,10 @@ class Store:
 
     @classmethod
     def default(cls) -> Store:
-        """$MLPACK_HOME, else $XDG_DATA_HOME/mlpack, else ~/.local/share/mlpack."""
-        home = os.environ.get("MLPACK_HOME")
-        if home:
-            return cls(Path(home))
-        xdg = os.environ.get("XDG_DATA_HOME")
-        base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-        return cls(base / "mlpack")
+        """The store in mlpack's home (mlpack.home: $MLPACK_HOME, else XDG_DATA_HOME/mlpack...)."""
+        from mlpack.home import mlpack_home
+
+        return cls(Path(mlpack_home()))
 
     # -- layout and locks -------------------------------------------------------------------
 

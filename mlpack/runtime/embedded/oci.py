@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpack.errors import ContainerError
+from mlpack.home import mlpack_home
 from mlpack.record import replace as record_replace
 from mlpack.runtime.embedded import cgroups, state
 from mlpack.runtime.embedded.launcher import Helper, Launch
@@ -230,7 +231,7 @@ def _launch(
                 exec_fifo=fifo,
                 exec_fifo_fd=fifo_fd,
                 detach=detach,
-                seccomp_cache=Path(state.mlpack_home(), "cache", "seccomp"),
+                seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
                 preserve_fds=preserve_fds,
                 extra_fds=tuple(range(3, 3 + preserve_fds)),
                 stdio=None if replica is None else (replica, replica, replica),

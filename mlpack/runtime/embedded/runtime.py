@@ -12,6 +12,7 @@ import os
 import time
 
 from mlpack.errors import ContainerError
+from mlpack.home import mlpack_home
 from mlpack.record import record
 from mlpack.record import replace as record_replace
 from mlpack.runtime.base import RunConfig, RunResult
@@ -65,8 +66,8 @@ def resolve_image(image: str) -> ResolvedImage:
             raise ContainerError(msg, hint="give an image reference or an unpacked rootfs dir")
         root = os.path.realpath(image)
         return ResolvedImage(layers=(root,), process=ImageProcess(), merged=lambda: root)
+    from mlpack.home import mlpack_home
     from mlpack.oci import memo
-    from mlpack.runtime.embedded.state import mlpack_home
 
     home = mlpack_home()
 
@@ -338,7 +339,7 @@ class EmbeddedRuntime:
 
                 from mlpack.runtime.embedded.init import init_binary
 
-                init_path = str(init_binary(Path(state.mlpack_home(), "cache")))
+                init_path = str(init_binary(Path(mlpack_home(), "cache")))
             doc = spec.build_config(
                 image.process,
                 config,
@@ -355,8 +356,8 @@ class EmbeddedRuntime:
                 ),
             )
             measured = self.account and not rootless
-            limited = config.memory is not None or config.cpus is not None
-            if limited or config.pids_limit is not None or measured:
+            wanted = (config.memory, config.cpus, config.pids_limit)
+            if measured or any(v is not None for v in wanted):
                 from mlpack.runtime.embedded import cgroups
 
                 limits = cgroups.Limits(
@@ -400,7 +401,7 @@ class EmbeddedRuntime:
                 overlay=overlay,
                 cgroup_procs=group.procs_files() if group else (),
                 cgroup_version=2 if group and group.layout.version == "v2" else 1,
-                seccomp_cache=os.path.join(state.mlpack_home(), "cache", "seccomp"),
+                seccomp_cache=os.path.join(mlpack_home(), "cache", "seccomp"),
                 stdio=stdio,
             )
             # The handlers are in place before the container can run: a program that prints

@@ -1,4 +1,4 @@
-# ruff: noqa: PTH101, PTH102, PTH103, PTH105, PTH106, PTH108, PTH110, PTH111, PTH112, PTH114, PTH116, PTH118, PTH119, PTH123, PTH208, SIM105
+# ruff: noqa: PTH101, PTH102, PTH103, PTH105, PTH106, PTH108, PTH110, PTH112, PTH114, PTH116, PTH118, PTH119, PTH123, PTH208, SIM105
 """Container state directories: where they live, what they record, and stale cleanup.
 
 On the container start path (BENCHMARKS B1): os.path and str, no pathlib, json or typing.
@@ -10,6 +10,7 @@ import os
 
 from mlpack import fastjson
 from mlpack.errors import ContainerError
+from mlpack.home import mlpack_home
 from mlpack.record import asdict, field, fields, record
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
@@ -22,16 +23,6 @@ if TYPE_CHECKING:
     Status = Literal["creating", "created", "running", "stopped"]
 
 O_PATH = getattr(os, "O_PATH", 0o10000000)
-
-
-def mlpack_home() -> str:
-    """$MLPACK_HOME, else $XDG_DATA_HOME/mlpack, else ~/.local/share/mlpack (as the store)."""
-    home = os.environ.get("MLPACK_HOME")
-    if home:
-        return home
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = xdg or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "mlpack")
 
 
 def containers_root() -> str:
