@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from mlpack.atomic import atomic_write
 from mlpack.errors import ConfigError
+from mlpack.oslib.fs import atomic_write
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,14 +11,18 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlpack.base import DEBIAN_SUITES, BaseImage
 from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.layer_writer import write_layer
 from mlpack.oci.model import Descriptor
-from mlpack.oci.store import Store, force_rmtree
+from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
+
+if TYPE_CHECKING:
+    from mlpack.oci.store import Store
 
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -140,14 +144,14 @@ def _scrub(root: Path) -> None:
     for pattern in _SCRUB:
         for path in root.glob(pattern):
             if path.is_dir() and not path.is_symlink():
-                force_rmtree(path)
+                remove_tree(path)
             else:
                 path.unlink(missing_ok=True)
     machine_id = root / "etc" / "machine-id"
     if machine_id.exists():
         machine_id.write_bytes(b"")
     for cache in root.rglob("__pycache__"):
-        force_rmtree(cache)
+        remove_tree(cache)
 
 
 def _packages(root: Path) -> tuple[str, ...]:
@@ -258,7 +262,7 @@ def build_debian_base(
             msg = f"building the Debian base failed: {exc}"
             raise ImageError(msg, hint="check free disk space under MLPACK_HOME") from exc
         finally:
-            force_rmtree(work)
+            remove_tree(work)
     return BaseImage(reference=ref, digest=digest, provider="debian", python_full=python_full)
 
 

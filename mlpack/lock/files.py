@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Final
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from mlpack.atomic import atomic_write
 from mlpack.errors import LockError
 from mlpack.lock.indexes import IndexFile, list_files, strip_userinfo
+from mlpack.oslib.fs import atomic_write
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from mlpack.atomic import atomic_write
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock import torch as torch_mod
 from mlpack.lock.files import Listings, choose_file, is_sdist, name_files
@@ -37,6 +36,7 @@ from mlpack.lock.model import (
 from mlpack.lock.resolvers import InputRequirement, KnownFiles, Pin, Resolver, ResolveRequest
 from mlpack.lock.stamp import ALGORITHM
 from mlpack.lock.vcs import is_vcs, normalize, relative_file_url
+from mlpack.oslib.fs import atomic_write
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:

@@ -6,7 +6,6 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from mlpack.atomic import atomic_write
 from mlpack.errors import LockError
 from mlpack.lock.model import (
     LOCK_FORMAT,
@@ -19,6 +18,7 @@ from mlpack.lock.model import (
     Target,
     TorchDecision,
 )
+from mlpack.oslib.fs import atomic_write
 
 if sys.version_info >= (3, 11):
     import tomllib

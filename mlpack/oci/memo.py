@@ -80,7 +80,7 @@ def record(
         return
     from pathlib import Path
 
-    from mlpack.atomic import atomic_write
+    from mlpack.oslib.fs import atomic_write
 
     doc = {"version": VERSION, "ref": ref, "index": identity, "layers": layers, "config": config}
     path = Path(_path(home, ref))

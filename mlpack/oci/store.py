@@ -14,19 +14,17 @@ import fcntl
 import hashlib
 import os
 import secrets
-import shutil
 import stat
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mlpack.atomic import atomic_write
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
 from mlpack.oci.model import Descriptor, ImageConfig, Index, Manifest, check_digest
 from mlpack.oci.reference import parse as parse_reference
+from mlpack.oslib.fs import atomic_write, remove_tree
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -120,26 +118,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def force_rmtree(path: Path) -> None:
-    """Remove a tree even where it holds read-only directories (unpacked image content)."""
-
-    def onerror(func: Callable[..., Any], failed: str, _exc: Any) -> None:
-        parent = Path(failed).parent
-        with contextlib.suppress(OSError):
-            parent.chmod(parent.stat().st_mode | stat.S_IWUSR | stat.S_IXUSR)
-        if Path(failed).is_dir() and not Path(failed).is_symlink():
-            with contextlib.suppress(OSError):
-                Path(failed).chmod(stat.S_IRWXU)
-        func(failed)
-
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists() and sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=onerror)
-    elif path.exists():
-        shutil.rmtree(path, onerror=onerror)
 
 
 def tree_size(path: Path) -> int:
@@ -574,11 +552,11 @@ class Store:
                 for path in sorted((self.root / sub).iterdir()):
                     if f"sha256:{path.name}" not in keep:
                         freed += tree_size(path)
-                        force_rmtree(path)
+                        remove_tree(path)
                         layers_removed += 1
             for path in sorted((self.root / "tmp").iterdir()):
                 freed += tree_size(path) if path.is_dir() else path.stat().st_size
-                force_rmtree(path)
+                remove_tree(path)
             # Per-entry lock files are only taken under the shared gc lock, which we hold
             # exclusively, so removing them cannot split a lock between two holders.
             for path in (self.root / "locks").glob("*-*.lock"):
@@ -678,7 +656,7 @@ class Store:
             except OSError as exc:
                 raise _disk_error(exc, self.root) from exc
             finally:
-                force_rmtree(stage)
+                remove_tree(stage)
         return final
 
     def rootfs(self, ref_or_digest: str) -> Path:
@@ -702,5 +680,5 @@ class Store:
             except OSError as exc:
                 raise _disk_error(exc, self.root) from exc
             finally:
-                force_rmtree(stage)
+                remove_tree(stage)
         return final

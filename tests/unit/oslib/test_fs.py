@@ -1,0 +1,80 @@
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlpack.oslib.fs import atomic_write, remove_tree
+
+
+def test_atomic_write_replaces_and_keeps_mode(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    atomic_write(target, "one", mode=0o600)
+    assert target.read_text() == "one"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    target.chmod(0o640)
+    atomic_write(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_atomic_write_ignores_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        atomic_write(tmp_path / "f", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o644
+
+
+def test_atomic_write_failure_leaves_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("old")
+
+    with pytest.raises(TypeError):
+        atomic_write(target, 5)  # type: ignore[arg-type]
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_remove_tree_handles_depth_beyond_the_recursion_limit(tmp_path: Path) -> None:
+    root = tmp_path / "deep"
+    # Build 3,000 levels with relative mkdirs (the path is longer than PATH_MAX).
+    script = (
+        "import os,sys; os.mkdir(sys.argv[1]); os.chdir(sys.argv[1])\n"
+        "for _ in range(3000):\n    os.mkdir('d'); os.chdir('d')\n"
+        "open('leaf','w').write('x'); os.symlink('/etc/passwd','link')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(root)], check=True)
+    remove_tree(root)
+    assert not root.exists()
+    assert Path("/etc/passwd").exists()
+
+
+def test_remove_tree_opens_unreadable_directories_and_never_follows_links(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("k")
+    root = tmp_path / "tree"
+    (root / "work" / "work").mkdir(parents=True)
+    (root / "work" / "work" / "f").write_text("x")
+    (root / "ro").mkdir()
+    (root / "ro" / "g").write_text("y")
+    (root / "to-outside").symlink_to(outside)
+    (root / "ro").chmod(0o500)
+    (root / "work" / "work").chmod(0)
+    remove_tree(root)
+    assert not root.exists()
+    assert (outside / "keep").read_text() == "k"
+
+
+def test_remove_tree_of_a_file_a_link_or_nothing(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "l").symlink_to(tmp_path)
+    remove_tree(tmp_path / "f")
+    remove_tree(tmp_path / "l")
+    remove_tree(tmp_path / "missing")
+    assert list(tmp_path.iterdir()) == []
