@@ -1,0 +1,249 @@
+"""The embedded builder: an ImageSpec to an OCI image in the store, with no daemon.
+
+Each step becomes one layer, staged on the host and written by the deterministic layer writer;
+a step whose key is in the build cache is reused as is. The base's layers are reused byte for
+byte. The image is tagged only after its config and manifest are stored, so an interrupted
+build never leaves a half-written image under a name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+import installer
+
+from mlpack.build import context as code_context
+from mlpack.build.cache import LEVEL, BuildCache, step_key
+from mlpack.build.install import install_wheel
+from mlpack.build.protocol import BuildResult, LayerResult
+from mlpack.errors import BuildError, ImageError
+from mlpack.oci import mediatypes
+from mlpack.oci.layer_writer import LayerDigests, write_layer
+from mlpack.oci.model import Descriptor
+from mlpack.oslib.fs import remove_tree
+from mlpack.progress import reporter
+from mlpack.spec import LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from mlpack.oci.store import Store, StoredImage
+    from mlpack.spec import ImageSpec, Step
+
+_CHUNK: Final = 1 << 20
+DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class EmbeddedBuilder:
+    """Builds into ``store``; ``wheels`` maps each pinned sha256 to its wheelhouse file."""
+
+    name = "embedded"
+
+    def __init__(self, store: Store, *, wheels: Mapping[str, Path]) -> None:
+        self.store = store
+        self.wheels = wheels
+        self.cache = BuildCache(store)
+
+    def check_available(self) -> None:
+        """Nothing to check: the embedded builder needs no daemon and no privileges."""
+
+    def build(self, spec: ImageSpec, *, context: Path, tag: str) -> BuildResult:
+        """Build ``spec`` from ``context`` (the project folder) and tag it ``tag``."""
+        base = self._base(spec)
+        self.store.prepare()
+        with self.store.writing():
+            work = self.store.root / "tmp" / f"build-{secrets.token_hex(8)}"
+            work.mkdir(parents=True)
+            try:
+                layers = [
+                    LayerResult(step="base", role=None, digest=d.digest, diff_id=diff,
+                                size=d.size, cached=True)
+                    for d, diff in zip(base.manifest.layers, base.config.diff_ids, strict=True)
+                ]  # fmt: skip
+                skipped: list[str] = []
+                for step in spec.steps:
+                    built = self._step(step, context=context, work=work)
+                    if built is None:
+                        skipped.append(step.name)
+                    else:
+                        layers.append(built)
+                config = image_config(spec, base, layers)
+                descriptors = [
+                    Descriptor(media_type=d.media_type, digest=d.digest, size=d.size)
+                    for d in base.manifest.layers
+                ] + [
+                    Descriptor(media_type=mediatypes.OCI_LAYER_GZIP, digest=x.digest, size=x.size)
+                    for x in layers[len(base.manifest.layers) :]
+                ]
+                digest = self.store.add_image(config=config, layers=descriptors, ref=tag)
+            finally:
+                remove_tree(work)
+        image = self.store.image(digest)
+        return BuildResult(
+            reference=tag,
+            digest=digest,
+            config_digest=image.manifest.config.digest,
+            platform=spec.platform,
+            base=f"{spec.base_reference}@{spec.base_digest}",
+            layers=tuple(layers),
+            skipped=tuple(skipped),
+        )
+
+    def _base(self, spec: ImageSpec) -> StoredImage:
+        try:
+            base = self.store.image(spec.base_digest)
+        except ImageError as exc:
+            msg = f"the base image {spec.base_reference}@{spec.base_digest} is not in the store"
+            raise BuildError(msg, hint="run `mlpack lock` or pull the base by digest") from exc
+        platform = f"{base.config.os}/{base.config.architecture}"
+        if platform != spec.platform:
+            msg = f"the base image is {platform}, but the lock targets {spec.platform}"
+            raise BuildError(msg, hint="re-lock for the base's platform, or set base = ...")
+        return base
+
+    def _step(self, step: Step, *, context: Path, work: Path) -> LayerResult | None:
+        if isinstance(step, SystemStep):
+            names = ", ".join(n for n, _ in step.packages)
+            reporter().notice(
+                f"system packages ({names}) are not installed by the embedded builder yet; "
+                "the rendered Dockerfile installs them (`mlpack render`)"
+            )
+            return None
+        staging = work / step.name
+        key, fill, modes = self._recipe(step, context=context, staging=staging)
+        layer = self.cache.get(key)
+        hit = layer is not None
+        if layer is None:
+            reporter().start(f"layer {step.name}", None)
+            staging.mkdir()
+            fill()
+            layer = self._write(staging, work / f"{step.name}.tar.gz", modes)
+            self.cache.put(key, layer)
+            reporter().finish(f"layer {step.name}")
+        return LayerResult(
+            step=step.name,
+            role=step.role,
+            digest=layer.digest,
+            diff_id=layer.diff_id,
+            size=layer.size,
+            cached=hit,
+        )
+
+    def _recipe(
+        self, step: VenvStep | WheelStep | CodeStep, *, context: Path, staging: Path
+    ) -> tuple[str, Callable[[], None], dict[str, int]]:
+        """The step's cache key, how to stage it, and its mode overrides."""
+        if isinstance(step, VenvStep):
+            return step_key(step.key()), partial(stage_venv, step, staging), {}
+        if isinstance(step, WheelStep):
+            key = step_key(step.key(), installer.__version__)
+            return key, partial(self._stage_wheels, step, staging), {}
+        rules = code_context.project_rules(context, step.excludes)
+        entries = code_context.select(context, rules)
+        key = step_key(step.key(), code_context.tree_hash(context, entries))
+        modes = {f"{step.workdir.strip('/')}/{d}": 0o777 for d in step.writable_dirs}
+        return key, partial(stage_code, step, context, entries, staging), modes
+
+    def _stage_wheels(self, step: WheelStep, staging: Path) -> None:
+        for pin in step.wheels:
+            path = self.wheels.get(pin.sha256)
+            if path is None:
+                msg = f"{pin.filename} ({pin.name}=={pin.version}) is not in the wheelhouse"
+                raise BuildError(msg, hint="run `mlpack fetch` (it downloads every pinned file)")
+            verify(path, pin.sha256)
+            install_wheel(path, staging=staging, prefix=step.prefix, python=step.python)
+
+    def _write(self, staging: Path, out: Path, modes: Mapping[str, int]) -> LayerDigests:
+        with out.open("wb") as fh:
+            digests = write_layer(
+                staging, fh, source_date_epoch=LAYER_MTIME, level=LEVEL, modes=modes
+            )
+        self.store.put_file(out, digest=digests.digest)
+        out.unlink()
+        return digests
+
+
+def verify(path: Path, sha256: str) -> None:
+    """Re-check a wheelhouse file against the lock before installing it."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_CHUNK):
+            digest.update(block)
+    if digest.hexdigest() != sha256:
+        msg = (
+            f"{path.name} in the wheelhouse has sha256 {digest.hexdigest()}, the lock says {sha256}"
+        )
+        raise BuildError(msg, hint=f"delete {path} and re-run `mlpack fetch`")
+
+
+def stage_venv(step: VenvStep, staging: Path) -> None:
+    """Write the venv skeleton: pyvenv.cfg and bin/python* links to the base's interpreter."""
+    root = staging / step.prefix.strip("/")
+    (root / "bin").mkdir(parents=True)
+    (root / "include").mkdir()
+    (root / "lib" / f"python{step.python_minor}" / "site-packages").mkdir(parents=True)
+    (root / "lib64").symlink_to("lib")
+    (root / "bin" / "python").symlink_to(f"{step.home}/python3")
+    (root / "bin" / "python3").symlink_to("python")
+    (root / "bin" / f"python{step.python_minor}").symlink_to("python")
+    (root / "pyvenv.cfg").write_text(
+        f"home = {step.home}\ninclude-system-site-packages = false\nversion = {step.python}\n"
+    )
+
+
+def stage_code(
+    step: CodeStep, context: Path, entries: tuple[code_context.CodeEntry, ...], staging: Path
+) -> None:
+    """Copy the selected project files to the workdir, plus the (empty) output folders."""
+    workdir = staging / step.workdir.strip("/")
+    workdir.mkdir(parents=True)
+    code_context.stage(context, entries, workdir)
+    for rel in step.writable_dirs:
+        (workdir / rel).mkdir(parents=True, exist_ok=True)
+
+
+def image_config(spec: ImageSpec, base: StoredImage, layers: list[LayerResult]) -> dict[str, Any]:
+    """The image config: the base's, with the spec's env, user, command and labels on top."""
+    raw = base.config.raw
+    base_conf: dict[str, Any] = raw.get("config") or {}
+    env: dict[str, str] = {}
+    for item in base_conf.get("Env") or ():
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    env["PATH"] = ":".join((*spec.path_prepend, env.get("PATH") or DEFAULT_PATH))
+    env.update(spec.env)
+    conf: dict[str, Any] = {
+        "Env": [f"{k}={v}" for k, v in env.items()],
+        "User": spec.user,
+        "WorkingDir": spec.workdir,
+        "Labels": {**(base_conf.get("Labels") or {}), **dict(spec.labels)},
+    }
+    cmd = list(spec.cmd) or base_conf.get("Cmd")
+    if cmd:
+        conf["Cmd"] = cmd
+    if base_conf.get("Entrypoint"):
+        conf["Entrypoint"] = base_conf["Entrypoint"]
+    if spec.ports:
+        conf["ExposedPorts"] = {f"{p}/tcp": {} for p in spec.ports}
+    if spec.volumes:
+        conf["Volumes"] = {v: {} for v in spec.volumes}
+    built = layers[len(base.config.diff_ids) :]
+    history = list(raw.get("history") or ()) + [
+        {"created": spec.created, "created_by": f"mlpack: {layer.step} ({layer.role})"}
+        for layer in built
+    ]
+    doc: dict[str, Any] = {
+        "architecture": base.config.architecture,
+        "os": base.config.os,
+        "created": spec.created,
+        "config": conf,
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        "history": history,
+    }
+    if base.config.variant:
+        doc["variant"] = base.config.variant
+    return doc
