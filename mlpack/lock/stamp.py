@@ -2,49 +2,41 @@
 
 ``mlpack lock`` on unchanged inputs must cost next to nothing (BENCHMARKS B4-noop), but the
 input hash needs the validated config, which needs tomllib, packaging and the config module.
-So after the full command finds (or makes) ``mlpack.lock`` up to date it records a fingerprint
-of everything that decision read: the config file's bytes, the lock's bytes, pip's index
-settings (environment and pip.conf files), the project's real path and mlpack's own sources.
-The fast path (``mlpack/cli/fastlock.py``) recomputes the fingerprint with ``os`` alone and
-answers only on an exact match; anything else runs the full command. Stdlib ``os`` and ``sys``
-only: this module is imported before anything else on that path.
+So after a lock finds (or makes) ``mlpack.lock`` up to date, ``Memo`` records a fingerprint of
+everything that decision read: the config file's bytes, the lock's bytes, pip's index settings
+(environment and pip.conf files), the project's real path and the sources that decide (the
+config, the shared vocabulary and the lock package). ``is_current`` recomputes it with ``os``
+alone and answers only on an exact match; anything else takes the full path.
 """
 
-# os.path only: pathlib costs ~2.5 ms of imports on the fast path.
-# ruff: noqa: PTH100, PTH103, PTH105, PTH108, PTH111, PTH116, PTH118, PTH120, PTH123
+# os.path for the string paths the no-op path passes around (BENCHMARKS B4-noop).
+# ruff: noqa: PTH100, PTH111, PTH116, PTH118, PTH120, PTH123
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import os
+from pathlib import Path
+from typing import Final, Literal
 
-from mlpack.fasthash import sha256_hex
-from mlpack.home import mlpack_home
+from mlpack.oslib.fs import atomic_write
+from mlpack.paths import CONFIG_FILE, LOCK_FILE, PYPROJECT_FILE, cache_folder
 
-TYPE_CHECKING = False  # not typing's: typing costs ~2 ms to import on the fast path
-if TYPE_CHECKING:
-    from typing import Final, Literal
+Mode = Literal["lock", "check"]
 
-    Mode = Literal["lock", "check"]
+
+def sha256_hex(data: bytes) -> str:
+    """The hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
 
 
 # Bump when the lock logic changes in a way that must re-resolve existing locks.
 ALGORITHM: Final = "mlpack-lock/1"
-LOCK_FILE: Final = "mlpack.lock"
 
-# Sources whose edits can change what the full command decides (editable installs, dev work).
-_SOURCES: Final = (
-    "__init__.py",
-    "config.py",
-    "lock/locker.py",
-    "lock/lockfile.py",
-    "lock/model.py",
-    "lock/indexes.py",
-    "lock/torch.py",
-    "lock/stamp.py",
-    "cli/lock.py",
-    "cli/fastlock.py",
-)
+# Sources whose edits can change what a lock decides (editable installs, dev work): these
+# modules, and every module of the lock package.
+_PACKAGE: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SOURCES: Final = ("__init__.py", "config.py", "paths.py", "vocabulary.py")
 # What pip_indexes() reads from the environment.
 _ENV: Final = ("HOME", "VIRTUAL_ENV", "XDG_CONFIG_DIRS", "XDG_CONFIG_HOME")
 
@@ -89,17 +81,23 @@ def inputs_key(root: str) -> str:
     parts = [ALGORITHM, real]
     parts += [f"{k}={os.environ.get(k)}" for k in _ENV]
     parts += sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("PIP_"))
-    parts += [_file_part(os.path.join(real, n)) for n in ("mlpack.toml", "pyproject.toml")]
+    parts += [_file_part(os.path.join(real, n)) for n in (CONFIG_FILE, PYPROJECT_FILE)]
     parts += [_file_part(p) for p in pip_config_files()]
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for rel in _SOURCES:
-        try:
-            st = os.stat(os.path.join(package, rel))
-        except OSError:
-            parts.append(f"{rel}\0-")
-        else:
-            parts.append(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
+    parts += [_source_part(rel) for rel in _sources()]
     return sha256_hex("\n".join(parts).encode("utf-8", "surrogateescape"))
+
+
+def _sources() -> list[str]:
+    names = sorted(p.name for p in Path(__file__).parent.glob("*.py"))
+    return [*_SOURCES, *(f"lock/{n}" for n in names)]
+
+
+def _source_part(rel: str) -> str:
+    try:
+        st = os.stat(os.path.join(_PACKAGE, rel))
+    except OSError:
+        return f"{rel}\0-"
+    return f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
 
 
 def lock_key(root: str) -> str | None:
@@ -115,7 +113,7 @@ def fingerprint(mode: Mode, inputs: str, lock: str) -> str:
 
 def _stamp_path(root: str, mode: Mode) -> str:
     name = sha256_hex(f"{os.path.realpath(root)}\0{mode}".encode("utf-8", "surrogateescape"))
-    return os.path.join(mlpack_home(), "cache", "lock-ok", name[:32])
+    return os.path.join(cache_folder("lock-ok"), name[:32])
 
 
 def is_current(root: str, mode: Mode) -> bool:
@@ -132,12 +130,29 @@ def is_current(root: str, mode: Mode) -> bool:
 def record(root: str, mode: Mode, inputs: str, lock: str) -> None:
     """Remember that ``inputs`` and ``lock`` are up to date (best effort: never fails)."""
     path = _stamp_path(root, mode)
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(fingerprint(mode, inputs, lock))
-        os.replace(tmp, path)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, fingerprint(mode, inputs, lock))
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        pass
+
+
+class Memo:
+    """Records an up-to-date outcome for ``is_current``.
+
+    The input bytes are fingerprinted before the config is read and again after the outcome;
+    only an unchanged pair is recorded, so a concurrent edit never records a wrong answer.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+        self.inputs = inputs_key(self.root)
+        self.lock = lock_key(self.root)
+
+    def remember(self, mode: Mode, *, written: str | None = None) -> None:
+        """Record ``mode`` as up to date; ``written``: the text this run wrote to the lock."""
+        lock_now = lock_key(self.root)
+        expected = self.lock if written is None else sha256_hex(written.encode("utf-8"))
+        if lock_now is None or lock_now != expected or inputs_key(self.root) != self.inputs:
+            return
+        record(self.root, mode, self.inputs, lock_now)
