@@ -41,6 +41,7 @@ class StoreBaseResolver:
 
     def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
         """The pinned base for Python ``python`` (X.Y), or the ``explicit`` reference."""
+        # Imported here: a lock that keeps its base never loads the registry client or store.
         from mlpack.base.resolve import resolve_base
         from mlpack.oci.store import Store
 
@@ -49,6 +50,7 @@ class StoreBaseResolver:
 
 def embedded_image_runner(image: str, tools: Path) -> Runner:
     """A runner inside ``image`` on the embedded runtime, with the host's CA bundle."""
+    # Imported here: only pip-tools on a host without the target's Python needs the runtime.
     from mlpack.runtime.embedded import EmbeddedRuntime
 
     ca = Path(os.environ.get("SSL_CERT_FILE", _SYSTEM_CA))
@@ -135,9 +137,7 @@ def fetch_project(root: Path, *, ca_cert: Path | None = None) -> Wheelhouse:
         indexes = project_lock_inputs(root).indexes
     except ConfigError:
         indexes = None
-    if indexes is not None and indexes.public().all != (
-        lock_file.index_url,
-        *lock_file.extra_index_urls,
-    ):
-        indexes = None
+    locked = (lock_file.index_url, *lock_file.extra_index_urls)
+    if indexes is not None and indexes.public().all != locked:
+        indexes = None  # the config moved on: fetch from the lock's own (public) indexes
     return fetch(lock_file, home=home_folder(), indexes=indexes, ca_cert=ca_cert)
