@@ -66,7 +66,7 @@ def lock_path(root: Path) -> Path:
 
 def lock_is_current(root: Path, *, check: bool) -> bool:
     """True when the no-op memo says ``root``'s lock is up to date (reads bytes only)."""
-    return stamp.is_current(str(root), "check" if check else "lock")
+    return stamp.is_current(root, "check" if check else "lock")
 
 
 def project_lock_inputs(

@@ -71,16 +71,17 @@ def dispatch(args: list[str]) -> int | None:
     if parsed is None:
         return None
     root, check, resolver = parsed
+    from pathlib import Path
+
     if resolver == "uv":
         from mlpack.lock.stamp import is_current
         from mlpack.paths import LOCK_FILE
 
-        if is_current(root, "check" if check else "lock"):
+        if is_current(Path(root), "check" if check else "lock"):
             shown = LOCK_FILE if root == "." else f"{root.rstrip('/')}/{LOCK_FILE}"
             suffix = "" if check else " (inputs unchanged)"
             sys.stdout.write(f"{shown} is up to date{suffix}\n")
             return 0
-    from pathlib import Path
 
     from mlpack.errors import EXIT_INTERRUPTED, MlpackError
 

@@ -126,7 +126,8 @@ def test_options_and_odd_arguments_go_to_the_full_cli(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(project)
-    stamp.record(".", "lock", stamp.inputs_key("."), stamp.lock_key(".") or "")
+    here = Path()
+    stamp.record(here, "lock", stamp.inputs_key(here), stamp.lock_key(here) or "")
     assert dispatch(["lock"]) == 0
     for args in (
         ["lock", "--upgrade"],

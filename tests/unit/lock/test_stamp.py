@@ -29,21 +29,21 @@ def test_the_memo_records_nothing_when_inputs_change_during_the_run(project: Pat
     (project / "mlpack.toml").write_text(CONFIG.replace('"3"', '"5"'))
     memo.remember("check")
     (project / "mlpack.toml").write_text(CONFIG)
-    assert not stamp.is_current(str(project), "check")
+    assert not stamp.is_current(project, "check")
     memo = Memo(project)
     memo.remember("check")
-    assert stamp.is_current(str(project), "check")
-    assert not stamp.is_current(str(project), "lock")  # each mode is recorded on its own
+    assert stamp.is_current(project, "check")
+    assert not stamp.is_current(project, "lock")  # each mode is recorded on its own
 
 
 def test_a_changed_lock_or_config_byte_is_not_current(project: Path) -> None:
     Memo(project).remember("lock")
-    assert stamp.is_current(str(project), "lock")
+    assert stamp.is_current(project, "lock")
     (project / "mlpack.lock").write_text("# another lock\n")
-    assert not stamp.is_current(str(project), "lock")
+    assert not stamp.is_current(project, "lock")
     Memo(project).remember("lock")
     (project / "mlpack.toml").write_text(CONFIG + "\n")
-    assert not stamp.is_current(str(project), "lock")
+    assert not stamp.is_current(project, "lock")
 
 
 def test_the_memo_lives_under_mlpack_home(project: Path, tmp_path: Path) -> None:
