@@ -131,6 +131,26 @@ def test_unknown_format_is_refused() -> None:
         loads(dumps(sample()).replace("format = 1", "format = 99"))
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "why"),
+    [
+        ('platform = "linux/amd64"', 'platform = "windows/amd64"', "platform 'windows/amd64'"),
+        ('provider = "debian"', 'provider = "somewhere"', "base provider 'somewhere'"),
+    ],
+)
+def test_values_outside_the_vocabulary_are_refused(old: str, new: str, why: str) -> None:
+    text = dumps(sample())
+    assert old in text
+    with pytest.raises(LockError, match=why):
+        loads(text.replace(old, new))
+
+
+def test_the_base_carries_the_targets_python() -> None:
+    lock = loads(dumps(sample()))
+    assert lock.base.python_full == lock.target.python == "3.11.2"
+    assert lock.base == sample().base
+
+
 def test_control_characters_are_escaped() -> None:
     lock = sample()
     odd = Lock(**{**lock.__dict__, "notes": ("a\x7fb\u2028c\x00d\ttab",)})
