@@ -76,6 +76,9 @@ REJECTED = {
     "size_negative": "negative size",
     "size_past_end": "truncated",
     "bad_checksum": "checksum",
+    "pax_uid_huge": "out-of-range uid",
+    "pax_mtime_huge": "out-of-range mtime",
+    "mtime_negative_base256": r"out-of-range mtime \(-1237940039285380274899124224\)",
 }
 
 
@@ -91,6 +94,15 @@ def test_hardlinks_never_reach_the_real_sentinel(sb: Sandbox, name: str) -> None
     with untouched(sb), pytest.raises(ImageError, match="hard link"):
         sb.apply(local(sb, name))
     assert (sb.outside / "sentinel").stat().st_nlink == 1
+
+
+def test_global_pax_header_is_ignored(sb: Sandbox) -> None:
+    """moby and Go ignore a ``g`` header: its ``path`` renames nothing (issue 10 item 8)."""
+    with untouched(sb):
+        result = sb.apply(evil("pax_global_path"))
+    assert sorted(p.name for p in sb.root.iterdir()) == ["a", "b"]
+    assert (sb.root / "a").read_bytes() == b"1"
+    assert result.entries == 2
 
 
 def test_absolute_path_lands_inside_root(sb: Sandbox) -> None:
