@@ -21,9 +21,9 @@ from pathlib import Path
 from bench._stats import compare, format_line, interleave, timed
 from mlpack.base.debian import base_reference, build_debian_base, configured_mirror
 from mlpack.oci import mediatypes
+from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_applier import remove_tree
 from mlpack.oci.layer_writer import write_layer
-from mlpack.oci.model import Descriptor
 from mlpack.oci.registry import pull, push
 from mlpack.oci.store import Store
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mlpack.oci import mediatypes
+from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
-from mlpack.oci.model import Descriptor
 from mlpack.oci.store import Store
 from tests.conftest import require
 

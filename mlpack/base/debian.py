@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from mlpack.base import DEBIAN_SUITES, BaseImage
 from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
+from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
-from mlpack.oci.model import Descriptor
 from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
 

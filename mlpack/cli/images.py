@@ -97,7 +97,7 @@ def _progress() -> Iterator[None]:
 def _options(
     ca_cert: Path | None, insecure: list[str] | None, platform: str = "linux/amd64"
 ) -> RegistryOptions:
-    from mlpack.oci.model import Platform
+    from mlpack.oci.documents import Platform
     from mlpack.oci.registry import RegistryOptions, insecure_hosts
 
     if ca_cert is not None and not ca_cert.is_file():

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
-from mlpack.oci.model import (
+from mlpack.oci.documents import (
     Descriptor,
     Index,
     Manifest,

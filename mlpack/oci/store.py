@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
-from mlpack.oci.model import Descriptor, ImageConfig, Index, Manifest, check_digest
+from mlpack.oci.documents import Descriptor, ImageConfig, Index, Manifest, check_digest
 from mlpack.oci.reference import parse as parse_reference
 from mlpack.oslib.fs import atomic_write, remove_tree
 
