@@ -22,10 +22,10 @@ from bench._stats import compare, format_line, interleave, timed
 from mlpack.base.debian import base_reference, build_debian_base, configured_mirror
 from mlpack.oci import mediatypes
 from mlpack.oci.documents import Descriptor
-from mlpack.oci.layer_applier import remove_tree
 from mlpack.oci.layer_writer import write_layer
 from mlpack.oci.registry import pull, push
 from mlpack.oci.store import Store
+from mlpack.oslib.fs import remove_tree
 
 SDE = 1_700_000_000
 GOAL_PULL = 1.0  # BENCHMARKS.md / issue: pull into an empty store <= 1.0x skopeo copy

@@ -23,6 +23,7 @@ from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.digest import parse_digest
 from mlpack.oci.tar_reader import TarMember, TarReader
+from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
@@ -69,6 +70,30 @@ class ApplyResult:
     skipped: tuple[str, ...]
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExpansionLimit:
+    """How far a layer may expand: ``ratio`` times its compressed size plus ``floor`` bytes.
+
+    A gzip bomb (2 MB that inflate to 2 GiB) stops here instead of filling the disk. Ordinary
+    layers expand 2-5x; the floor lets a small layer carry a large, very compressible file.
+    ``MLPACK_MAX_LAYER_EXPANSION`` sets the ratio (default 100).
+    """
+
+    ratio: int = 100
+    floor: int = 1 << 30
+
+    @classmethod
+    def from_env(cls) -> ExpansionLimit:
+        """The limit ``MLPACK_MAX_LAYER_EXPANSION`` (a whole ratio) sets, else the default."""
+        text = os.environ.get("MLPACK_MAX_LAYER_EXPANSION", "").strip()
+        if not text:
+            return cls()
+        if not text.isdigit() or int(text) < 1:
+            msg = f"MLPACK_MAX_LAYER_EXPANSION={text!r} is not a whole number of 1 or more"
+            raise ImageError(msg, hint="set it to a ratio such as 100, or unset it")
+        return cls(ratio=int(text))
+
+
 def apply_layer(
     blob: BinaryIO,
     root: Path,
@@ -80,6 +105,7 @@ def apply_layer(
     rootless: bool | None = None,
     whiteout_mode: Literal["apply", "overlay"] = "apply",
     max_bytes: int = 64 << 30,
+    expansion: ExpansionLimit | None = None,
     max_entries: int = 2_000_000,
     keep_setid: bool = False,
     keep_file_caps: bool = False,
@@ -93,7 +119,9 @@ def apply_layer(
     Raises ImageError on any rejection; the root may then hold part of the layer, so callers
     apply into a staging directory and rename it into place only on success.
     ``rootless`` (default: euid != 0) skips chown and device nodes; ``whiteout_mode="overlay"``
-    writes overlayfs whiteouts instead of deleting (for per-layer lower directories).
+    writes overlayfs whiteouts instead of deleting (for per-layer lower directories). The
+    uncompressed stream may not exceed ``max_bytes``, the ``expansion`` limit (default
+    ``ExpansionLimit()``) or the free space of the root's filesystem.
     """
     if not media_type:
         msg = "layer descriptor has no mediaType"
@@ -111,7 +139,8 @@ def apply_layer(
     if rootless is None:
         rootless = os.geteuid() != 0
     compressed = _BlobReader(blob, expected_size=expected_size, algorithm=blob_algo)
-    tar_stream = _TarStream(_decompressor(compressed), algorithm=diff_algo, max_bytes=max_bytes)
+    budget = _Budget(root, compressed, max_bytes=max_bytes, expansion=expansion or ExpansionLimit())
+    tar_stream = _TarStream(_decompressor(compressed), algorithm=diff_algo, budget=budget)
     reader = TarReader(tar_stream, max_header_bytes=max_header_bytes, max_path_bytes=max_path_bytes)
     applier = _Applier(
         root,
@@ -179,22 +208,22 @@ class _BlobReader:
 
     def __init__(self, raw: BinaryIO, *, expected_size: int | None, algorithm: str) -> None:
         self._raw = raw
-        self._limit = expected_size
+        self.expected = expected_size
         self._hash = hashlib.new(algorithm)
         self._algorithm = algorithm
         self.count = 0
 
     def read(self, size: int) -> bytes:
-        if self._limit is not None:
-            size = min(size, self._limit + 1 - self.count)
+        if self.expected is not None:
+            size = min(size, self.expected + 1 - self.count)
             if size <= 0:
                 return b""
         data = self._raw.read(size)
         if data:
             self._hash.update(data)
             self.count += len(data)
-            if self._limit is not None and self.count > self._limit:
-                msg = f"layer blob is larger than its descriptor's size ({self._limit} bytes)"
+            if self.expected is not None and self.count > self.expected:
+                msg = f"layer blob is larger than its descriptor's size ({self.expected} bytes)"
                 raise ImageError(msg, hint="the blob does not match the manifest; re-pull it")
         return data
 
@@ -281,8 +310,55 @@ def _decompressor(raw: _BlobReader) -> _Source:
     return _Plain(raw, head)
 
 
+class _Budget:
+    """Bound the uncompressed bytes: max_bytes, the expansion ratio, and the disk's free space.
+
+    Free space is read before the first byte and again every ``_SPACE_CHECK`` bytes, so layers
+    unpacked side by side (or another writer) cannot fill the store's filesystem either.
+    """
+
+    _SPACE_CHECK: Final = 64 << 20
+    _RESERVE: Final = 8 << 20  # left free for the store's own small writes
+
+    def __init__(
+        self, root: Path, compressed: _BlobReader, *, max_bytes: int, expansion: ExpansionLimit
+    ) -> None:
+        self._root = root
+        self._compressed = compressed
+        self._max = max_bytes
+        self._expansion = expansion
+        self._room = self._free() - self._RESERVE
+        self._next_check = self._SPACE_CHECK
+
+    def _free(self) -> int:
+        st = os.statvfs(self._root)
+        return st.f_bavail * st.f_frsize
+
+    def charge(self, total: int) -> None:
+        """Raise ImageError once ``total`` uncompressed bytes are more than the layer may take."""
+        if total > self._max:
+            msg = f"layer expands to more than {self._max} bytes (decompression bomb?)"
+            raise ImageError(msg, hint="raise max_bytes only for layers you trust")
+        limit = self._expansion
+        compressed = self._compressed.expected or self._compressed.count
+        if total > limit.floor + limit.ratio * compressed:
+            msg = (
+                f"layer expands to more than {limit.ratio}x its {compressed} compressed bytes "
+                f"plus {limit.floor} (decompression bomb?)"
+            )
+            raise ImageError(msg, hint="raise MLPACK_MAX_LAYER_EXPANSION only for images you trust")
+        if total >= self._next_check:
+            self._next_check = total + self._SPACE_CHECK
+            self._room = min(self._room, total + self._free() - self._RESERVE)
+        if total > self._room:
+            msg = f"layer does not fit in the free space of the filesystem holding {self._root}"
+            raise ImageError(
+                msg, hint="free disk space (mlpack prune) or set MLPACK_HOME to a larger disk"
+            )
+
+
 class _TarStream:
-    """Hash (diff_id) and count the uncompressed tar; refuse more than ``max_bytes``.
+    """Hash (diff_id) and count the uncompressed tar; stop when it outgrows its budget.
 
     A helper thread reads, hashes and decompresses the blob a chunk at a time (zlib and
     hashlib release the GIL) while the caller creates files; a bounded queue caps the memory.
@@ -291,11 +367,11 @@ class _TarStream:
 
     _DEPTH: Final = 8  # chunks decompressed ahead of the applier
 
-    def __init__(self, source: _Source, *, algorithm: str, max_bytes: int) -> None:
+    def __init__(self, source: _Source, *, algorithm: str, budget: _Budget) -> None:
         self._src = source
         self._hash = hashlib.new(algorithm)
         self._algorithm = algorithm
-        self._max = max_bytes
+        self._budget = budget
         self._buf = b""
         self._pos = 0
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
@@ -311,9 +387,7 @@ class _TarStream:
                 data = self._src.read(_CHUNK)
                 if data:
                     self.count += len(data)
-                    if self.count > self._max:
-                        msg = f"layer expands to more than {self._max} bytes (decompression bomb?)"
-                        raise ImageError(msg, hint="raise max_bytes only for layers you trust")
+                    self._budget.charge(self.count)
                     self._hash.update(data)
                 item = data
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
@@ -511,62 +585,6 @@ def _lstat(parent: int, name: str) -> os.stat_result | None:
         return None
 
 
-def _remove(parent: int, name: str, st: os.stat_result) -> None:
-    """Remove ``name`` under ``parent``; a directory recursively; never following links."""
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=parent)
-        return
-    # Iterative, fd-relative rmtree: only the current branch's fds stay open, and deep trees
-    # cannot hit the recursion limit.
-    stack = [(parent, name, *_open_for_removal(parent, name))]
-    try:
-        while stack:
-            pfd, dname, dfd, subdirs = stack[-1]
-            if subdirs:
-                sub = subdirs.pop()
-                stack.append((dfd, sub, *_open_for_removal(dfd, sub)))
-                continue
-            stack.pop()
-            os.close(dfd)
-            os.rmdir(dname, dir_fd=pfd)
-    finally:
-        for _, _, dfd, _ in stack:
-            os.close(dfd)
-
-
-def _open_for_removal(parent: int, name: str) -> tuple[int, list[str]]:
-    """Open a directory, unlink its non-directories, return its fd and subdirectories."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    dfd = os.open(name, flags, dir_fd=parent)
-    try:
-        if os.fstat(dfd).st_mode & 0o700 != 0o700:
-            os.fchmod(dfd, 0o700)  # rootless: a read-only directory must become writable
-        subdirs = []
-        with os.scandir(dfd) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.name)
-                else:
-                    os.unlink(entry.name, dir_fd=dfd)
-    except BaseException:
-        os.close(dfd)
-        raise
-    return dfd, subdirs
-
-
-def remove_tree(path: Path) -> None:
-    """Delete an unpacked tree, including read-only directories a rootless apply left."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    parent = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        _remove(parent, path.name, st)
-    finally:
-        os.close(parent)
-
-
 def _clean(name: str, what: str, member: TarMember) -> tuple[str, ...]:
     """Normalise an archive path; strip leading ``/`` and ``./``; reject ``..``."""
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
@@ -622,8 +640,8 @@ class _Applier:
         while self._retired:
             os.close(self._retired.pop())
 
-    def _remove(self, parent: int, name: str, st: os.stat_result) -> None:
-        _remove(parent, name, st)
+    def _remove(self, parent: int, name: str) -> None:
+        remove_tree(name, dir_fd=parent)
         self._invalidate()
 
     def _parent(self, parts: tuple[str, ...]) -> tuple[int, bool]:
@@ -715,8 +733,7 @@ class _Applier:
                 if existing is not None and stat.S_ISDIR(existing.st_mode):
                     owned = False  # a lower layer's directory: its owner may differ
                 else:
-                    if existing is not None:
-                        self._remove(pfd, name, existing)
+                    self._remove(pfd, name)
                     os.mkdir(name, 0o700, dir_fd=pfd)
             if not owned:
                 self._chown(pfd, name, member)
@@ -749,9 +766,8 @@ class _Applier:
             self._utime(pfd, name, member.mtime)
 
     def _clear(self, pfd: int, name: str) -> None:
-        existing = _lstat(pfd, name)
-        if existing is not None:
-            self._remove(pfd, name, existing)
+        if _lstat(pfd, name) is not None:
+            self._remove(pfd, name)
 
     def _file(
         self, member: TarMember, name: str, pfd: int, reader: TarReader, *, owned: bool
@@ -804,7 +820,7 @@ class _Applier:
             if existing is not None:
                 if (existing.st_dev, existing.st_ino) == (tst.st_dev, tst.st_ino):
                     return
-                self._remove(pfd, parts[-1], existing)
+                self._remove(pfd, parts[-1])
             os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
             self._mark(parts)
         finally:
@@ -826,14 +842,10 @@ class _Applier:
         victim = (*parts[:-1], target)
         if victim in self._created:
             return  # a whiteout only hides lower layers' files, never this layer's own
-        existing = _lstat(pfd, target)
+        if _lstat(pfd, target) is not None:
+            self._remove(pfd, target)
         if self._overlay:
-            if existing is not None:
-                self._remove(pfd, target, existing)
             self._overlay_whiteout(pfd, target)
-            return
-        if existing is not None:
-            self._remove(pfd, target, existing)
 
     def _opaque(self, parent: tuple[str, ...], pfd: int) -> None:
         if self._overlay:
@@ -847,9 +859,7 @@ class _Applier:
                 names = [entry.name for entry in it]
             for child in names:
                 if (*parent, child) not in self._created:
-                    st = _lstat(fd, child)
-                    if st is not None:
-                        self._remove(fd, child, st)
+                    self._remove(fd, child)
         finally:
             os.close(fd)
 
