@@ -205,6 +205,11 @@ def prune_cmd() -> None:
         f"freed {_size(result.bytes_freed)} ({result.bytes_freed} bytes)",
         markup=False,
     )
+    for failure in result.failures:
+        err.print(f"warning: {failure}", markup=False)
+    if result.failures:
+        msg = f"prune could not finish {len(result.failures)} cleanup steps (the others ran)"
+        raise ImageError(msg, hint="see the warnings above; fix their cause and prune again")
 
 
 def store_check_cmd() -> None:

@@ -330,14 +330,12 @@ def _import_docker(src: _Source, store: Store) -> list[ImportedImage]:
             kind = mediatypes.OCI_LAYER_GZIP if magic[:2] == b"\x1f\x8b" else mediatypes.OCI_LAYER
             if magic == b"\x28\xb5\x2f\xfd":
                 kind = mediatypes.OCI_LAYER_ZSTD
-            tmp = store.root / "tmp" / f"import-{secrets.token_hex(8)}"
-            try:
+            with store.staging("import") as stage:
+                tmp = stage / "layer"
                 with src.open(layer_name) as fh, tmp.open("wb") as dst:
                     while block := fh.read(_CHUNK):
                         dst.write(block)
                 digest = store.put_file(tmp)
-            finally:
-                tmp.unlink(missing_ok=True)
             layers.append(
                 Descriptor(
                     media_type=kind, digest=digest, size=store.blob_path(digest).stat().st_size

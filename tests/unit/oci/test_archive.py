@@ -12,6 +12,7 @@ import pytest
 
 from mlpack.errors import ImageError
 from mlpack.oci.archive import export_image, import_archive
+from mlpack.oci.snapshots import rootfs
 from mlpack.oci.store import Store
 from tests.conftest import require
 from tests.oci_fixtures import busybox_image, sha256_file
@@ -94,7 +95,7 @@ def test_import_docker_save_legacy_layout(image: tuple[Store, str], tmp_path: Pa
     got = other.image("legacy/app:2")
     assert got.config.diff_ids == img.config.diff_ids
     assert [x.digest for x in got.manifest.layers] == list(img.config.diff_ids)
-    assert (other.rootfs("legacy/app:2") / "hello.txt").read_text() == "hi\n"
+    assert (rootfs(other, "legacy/app:2") / "hello.txt").read_text() == "hi\n"
 
 
 def test_import_rejects_garbage_and_corruption(image: tuple[Store, str], tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import io
 import os
 import stat
 import subprocess
-import zlib
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -215,20 +214,8 @@ def test_xattr_allowlist(sb: Sandbox) -> None:
     assert not names & {"security.capability", "trusted.evil", "user.overlay.opaque"}
 
 
-def _gzip_bomb(expanded: int) -> bytes:
-    """A gzip'd tar whose one file is ``expanded`` zero bytes, built in a streaming way."""
-    header = corpus.header(b"zeros", size=expanded)
-    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
-    parts = [comp.compress(header)]
-    zeros = b"\0" * (1 << 20)
-    for _ in range(expanded // len(zeros)):
-        parts.append(comp.compress(zeros))
-    parts.append(comp.flush())
-    return b"".join(parts)
-
-
 def test_gzip_bomb_is_capped(sb: Sandbox) -> None:
-    bomb = _gzip_bomb(64 << 20)
+    bomb = corpus.gzip_bomb(64 << 20)
     assert len(bomb) < 128 << 10
     with untouched(sb), pytest.raises(ImageError, match="decompression bomb"):
         sb.apply(bomb, media_type=mediatypes.OCI_LAYER_GZIP, max_bytes=8 << 20)
@@ -236,7 +223,7 @@ def test_gzip_bomb_is_capped(sb: Sandbox) -> None:
 
 def test_gzip_bomb_is_stopped_by_the_expansion_ratio(tmp_path: Path) -> None:
     """32 KiB that inflate to 32 MiB: over 10x plus a 1 MiB floor (issue 10 item 11)."""
-    bomb = _gzip_bomb(32 << 20)
+    bomb = corpus.gzip_bomb(32 << 20)
     sb = make_sandbox(tmp_path / "a")
     tight = ExpansionLimit(ratio=10, floor=1 << 20)
     with untouched(sb), pytest.raises(ImageError, match="10x its") as info:
@@ -268,7 +255,7 @@ def test_layer_larger_than_the_free_space_is_stopped(tmp_path: Path) -> None:
     try:
         sb = make_sandbox(mnt / "base")
         with pytest.raises(ImageError, match="free space of the filesystem") as info:
-            sb.apply(_gzip_bomb(48 << 20), media_type=mediatypes.OCI_LAYER_GZIP)
+            sb.apply(corpus.gzip_bomb(48 << 20), media_type=mediatypes.OCI_LAYER_GZIP)
         assert "free disk space" in info.value.hint
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
