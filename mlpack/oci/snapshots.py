@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Literal
 
 from mlpack.errors import ImageError
 from mlpack.oci.documents import chain_id
-from mlpack.oci.layer_applier import ExpansionLimit, apply_layer
+from mlpack.oci.layer_applier import apply_layer
+from mlpack.oci.layer_stream import ExpansionLimit
 from mlpack.oci.store import disk_error
 
 if TYPE_CHECKING:

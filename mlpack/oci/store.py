@@ -38,7 +38,7 @@ from mlpack.oslib.fs import atomic_write, remove_tree
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
-    from mlpack.oci.layer_applier import ExpansionLimit
+    from mlpack.oci.layer_stream import ExpansionLimit
 
 _CHUNK = 1 << 20
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'

@@ -15,7 +15,8 @@ import pytest
 from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.digest import sha256_digest
-from mlpack.oci.layer_applier import ExpansionLimit, apply_layer
+from mlpack.oci.layer_applier import apply_layer
+from mlpack.oci.layer_stream import ExpansionLimit
 from tests.conftest import require
 from tests.unit.oci._sandbox import (
     EVIL_DIR,

@@ -20,7 +20,7 @@ import pytest
 
 from mlpack.errors import ImageError
 from mlpack.oci.documents import chain_id
-from mlpack.oci.layer_applier import ExpansionLimit
+from mlpack.oci.layer_stream import ExpansionLimit
 from mlpack.oci.snapshots import rootfs, unpack
 from mlpack.oci.store import Store, tree_size
 from mlpack.oslib.fs import remove_tree as real_remove_tree
