@@ -21,7 +21,7 @@ from mlpack.errors import BuildError
 
 if TYPE_CHECKING:
     from mlpack.config import ProjectConfig
-    from mlpack.lock.model import Lock, LockedPackage
+    from mlpack.lock.lockdata import Lock, LockedPackage
 
 StepRole = Literal["system", "interpreter", "heavy", "packages", "code"]
 PREFIX: Final = "/opt/venv"

@@ -21,8 +21,8 @@ from mlpack.build.install import install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
 from mlpack.errors import BuildError, ImageError
 from mlpack.oci import mediatypes
+from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import LayerDigests, write_layer
-from mlpack.oci.model import Descriptor
 from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
 from mlpack.spec import LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep

@@ -10,8 +10,8 @@ import pytest
 
 from mlpack.config import ProjectConfig, load_config
 from mlpack.errors import BuildError
+from mlpack.lock.lockdata import Lock, LockedFile, LockedPackage
 from mlpack.lock.lockfile import read_lock
-from mlpack.lock.model import Lock, LockedFile, LockedPackage
 from mlpack.spec import CodeStep, Provenance, SystemStep, VenvStep, WheelStep, plan
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "render"
