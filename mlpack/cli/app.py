@@ -57,9 +57,9 @@ def _root(
 
 def _register() -> None:
     # Each stage keeps its commands in its own module; they only compose library calls.
-    from mlpack.cli import analyze, containers, images, lock
+    from mlpack.cli import analyze, build, containers, images, lock
 
-    for module in (analyze, images, lock, containers):
+    for module in (analyze, images, lock, containers, build):
         module.register(app)
 
 

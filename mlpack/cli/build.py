@@ -1,0 +1,127 @@
+"""Commands for building images (build, render)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlpack.build.protocol import BuildResult
+from mlpack.cli.app import err, out
+
+ProjectArg = Annotated[
+    Path, typer.Argument(help="The project (default: the current directory).", show_default=False)
+]
+FrozenOpt = Annotated[
+    bool,
+    typer.Option("--frozen", help="Fail when mlpack.lock is missing or stale (as in CI)."),
+]
+
+
+def _note(text: str) -> None:
+    err.print(f"note: {text}", markup=False)
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _as_json(result: BuildResult) -> dict[str, object]:
+    return {
+        "image": result.reference,
+        "digest": result.digest,
+        "layers": [
+            {"digest": x.digest, "size": x.size, "role": x.role or "base", "cached": x.cached}
+            for x in result.layers
+        ],
+        "backend": "embedded",
+        "base": result.base,
+        "platform": result.platform,
+        "skipped": list(result.skipped),
+    }
+
+
+def build(
+    path: ProjectArg = Path(),
+    *,
+    tag: Annotated[
+        str | None,
+        typer.Option("--tag", "-t", help="Image name (default: localhost/<project>:<lock hash>)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    frozen: FrozenOpt = False,
+) -> None:
+    """Build the project's image in the mlpack store, bit-for-bit reproducibly, with no daemon.
+
+    Analysis and locking run in memory when mlpack.toml or an up-to-date mlpack.lock is missing.
+    """
+    from mlpack.pipeline import build_project
+    from mlpack.progress import using
+
+    started = time.monotonic()
+    with using(_Notices()):
+        result = build_project(path, tag=tag, frozen=frozen, note=_note)
+    if as_json:
+        # Plain print: rich would wrap long lines and break the JSON.
+        print(json.dumps(_as_json(result), ensure_ascii=False))
+        return
+    for layer in result.layers:
+        origin = "cached" if layer.cached else "built"
+        out.print(
+            f"  {layer.step:<10} {_human(layer.size):>10}  {origin:<6}  {layer.digest}",
+            markup=False,
+        )
+    out.print(
+        f"{result.reference}  {result.digest}  {_human(result.size)} in "
+        f"{time.monotonic() - started:.1f} s",
+        markup=False,
+    )
+
+
+def render(
+    path: ProjectArg = Path(),
+    *,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the files (created).")
+    ] = Path("mlpack-render"),
+    frozen: FrozenOpt = False,
+) -> None:
+    """Write the project's Dockerfile, .dockerignore and hash-checked requirements files.
+
+    The Dockerfile uses classic-builder syntax only, so any engine builds it (docker-py too).
+    """
+    from mlpack.pipeline import render_project
+
+    for written in render_project(path, output, frozen=frozen, note=_note):
+        out.print(f"wrote {written}", markup=False)
+
+
+class _Notices:
+    """Shows the library's notices as they happen (a base build or a resolve takes a while)."""
+
+    def notice(self, message: str) -> None:
+        _note(message)
+
+    def start(self, task: str, total: int | None) -> None:
+        if task.startswith("layer "):
+            err.print(f"writing {task}", markup=False)
+
+    def advance(self, task: str, amount: int) -> None:
+        pass
+
+    def finish(self, task: str) -> None:
+        pass
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command()(build)
+    app.command()(render)
