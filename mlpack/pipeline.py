@@ -173,7 +173,7 @@ def project_lock(
     if reason is None:
         return read_lock(path)
     if frozen:
-        msg = f"{LOCK_FILE} is stale: {reason}"
+        msg = f"--frozen needs an up-to-date {LOCK_FILE}: {reason}"
         raise LockError(msg, hint="run `mlpack lock` and commit it, or build without --frozen")
     note(f"{reason}: locking in memory (`mlpack lock` keeps the lock)")
     with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
