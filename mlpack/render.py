@@ -60,8 +60,10 @@ def render_template(name: str, **context: Any) -> str:
 
 def render_dockerfile(spec: ImageSpec) -> str:
     """The spec as a classic-builder Dockerfile (REPRODUCIBILITY.md §8)."""
+    from mlpack.spec import EJECT_DIR
+
     venv = next((s.name for s in spec.steps if s.role == "interpreter"), "")
-    return render_template("Dockerfile.j2", spec=spec, venv_stage=venv)
+    return render_template("Dockerfile.j2", spec=spec, venv_stage=venv, eject_dir=EJECT_DIR)
 
 
 def render_dockerignore(spec: ImageSpec) -> str:
@@ -73,8 +75,13 @@ def render_dockerignore(spec: ImageSpec) -> str:
 
 
 def eject(spec: ImageSpec, out: Path) -> tuple[Path, ...]:
-    """Write Dockerfile, .dockerignore and requirements/<group>.txt into ``out``; return them."""
-    from mlpack.spec import WheelStep
+    """Write Dockerfile, .dockerignore and .mlpack/requirements/<group>.txt into ``out``.
+
+    Returns the paths written. The requirements and the wheelhouse live under ``.mlpack/`` of
+    the build context, which the .dockerignore keeps out of the code layer (but not out of the
+    context: the builder stages COPY them, and the final stage never does).
+    """
+    from mlpack.spec import EJECT_DIR, WheelStep
 
     files = {
         "Dockerfile": render_dockerfile(spec),
@@ -82,7 +89,7 @@ def eject(spec: ImageSpec, out: Path) -> tuple[Path, ...]:
     }
     for step in spec.steps:
         if isinstance(step, WheelStep):
-            files[f"requirements/{step.name}.txt"] = step.requirements()
+            files[f"{EJECT_DIR}/requirements/{step.name}.txt"] = step.requirements()
     written = []
     try:
         for rel, text in files.items():

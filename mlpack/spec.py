@@ -37,6 +37,10 @@ HEAVY: Final = frozenset(
     {"torch", "triton", "tensorflow", "tensorflow-cpu", "jaxlib", "xformers", "onnxruntime-gpu"}
 )
 NVIDIA_GROUP: Final = "nvidia"
+# What `mlpack render` adds to a build context (requirements, wheelhouse): in the context for
+# the builder stages, never in the code layer (the embedded builder leaves it out; the
+# Dockerfile's code stage deletes it before the final stage copies the code).
+EJECT_DIR: Final = ".mlpack"
 # Never in the code layer, whatever the project's ignore files say (secrets, VCS, caches).
 ALWAYS_EXCLUDED: Final = (
     ".git",

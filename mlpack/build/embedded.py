@@ -25,7 +25,7 @@ from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import LayerDigests, write_layer
 from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
-from mlpack.spec import LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
+from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -142,7 +142,7 @@ class EmbeddedBuilder:
         if isinstance(step, WheelStep):
             key = step_key(step.key(), installer.__version__)
             return key, partial(self._stage_wheels, step, staging), {}
-        rules = code_context.project_rules(context, step.excludes)
+        rules = code_context.project_rules(context, (*step.excludes, f"/{EJECT_DIR}"))
         entries = code_context.select(context, rules)
         key = step_key(step.key(), code_context.tree_hash(context, entries))
         modes = {f"{step.workdir.strip('/')}/{d}": 0o777 for d in step.writable_dirs}

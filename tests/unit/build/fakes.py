@@ -114,7 +114,7 @@ def make_spec(base_digest: str, wheels: tuple[WheelPin, ...]) -> ImageSpec:
 
 
 def make_project(root: Path) -> Path:
-    """A project with code, a secret .env, a data folder, outputs and a .git folder."""
+    """A project with code, a secret .env, data, outputs, a .git folder and a render wheelhouse."""
     (root / "pkg").mkdir(parents=True)
     (root / "train.py").write_text("print('train')\n")
     (root / "run.sh").write_text("#!/bin/sh\n")
@@ -127,4 +127,6 @@ def make_project(root: Path) -> Path:
     (root / "outputs" / "old.bin").write_text("x")
     (root / ".git").mkdir()
     (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (root / ".mlpack" / "wheels").mkdir(parents=True)  # what `mlpack render` adds
+    (root / ".mlpack" / "wheels" / "x.whl").write_text("wheel")
     return root

@@ -102,7 +102,9 @@ def test_the_code_layer_keeps_code_and_leaves_secrets_data_and_vcs_out(tmp_path:
     assert files["app/outputs"][0].isdir()
     assert files["app/outputs"][0].mode == 0o777
     for name in files:
-        assert not name.startswith(("app/.env", "app/.git", "app/data/", "app/outputs/")), name
+        assert not name.startswith(
+            ("app/.env", "app/.git", "app/data/", "app/outputs/", "app/.mlpack")
+        ), name
     # The secret in .env is in no layer and not in the config.
     for x in result.layers:
         assert b"sk-live-SECRET" not in gzip.decompress(store.blob_path(x.digest).read_bytes())

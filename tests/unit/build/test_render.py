@@ -58,17 +58,19 @@ def test_dockerfile_uses_classic_builder_syntax_and_hash_checked_installs(
     assert "--no-index" in text
     # The wheelhouse only enters builder stages: the final stage copies installed trees.
     final = text.rsplit("\nFROM ", 1)[1]
-    assert "wheels/" not in final
+    assert ".mlpack/" not in final
     assert final.index("COPY --from=venv") < final.index("COPY --from=packages")
-    assert final.index("COPY --from=packages") < final.index("COPY . /app/")
+    assert final.index("COPY --from=packages") < final.index("COPY --from=code /app/")
+    # The code stage deletes what render added to the context before the final stage copies it.
+    assert "COPY . /app/\nRUN rm -rf /app/.mlpack" in text
 
 
 def test_eject_writes_one_hash_checked_requirements_file_per_group(tmp_path: Path) -> None:
     spec = spec_of("training", tmp_path)
     written = eject(spec, tmp_path / "out")
     names = sorted(p.relative_to(tmp_path / "out").as_posix() for p in written)
-    assert names == [".dockerignore", "Dockerfile", "requirements/packages.txt"]
-    lines = (tmp_path / "out/requirements/packages.txt").read_text().splitlines()
+    assert names == [".dockerignore", ".mlpack/requirements/packages.txt", "Dockerfile"]
+    lines = (tmp_path / "out/.mlpack/requirements/packages.txt").read_text().splitlines()
     lock = read_lock(FIXTURES / "training" / "mlpack.lock")
     assert len(lines) == len(lock.packages)
     assert all(re.fullmatch(r"\S+==\S+ --hash=sha256:[0-9a-f]{64}", line) for line in lines)
