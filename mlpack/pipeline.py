@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
     from mlpack.lock.lockdata import Lock, ResolverName
+    from mlpack.lock.locker import BaseResolver
     from mlpack.lock.runner import Runner
     from mlpack.oci.store import Store
     from mlpack.spec import ImageSpec
@@ -209,11 +210,14 @@ def render_project(
     return eject(spec, out)
 
 
-def ensure_base(lock_file: Lock, config: ProjectConfig, store: Store) -> None:
+def ensure_base(
+    lock_file: Lock, config: ProjectConfig, store: Store, resolver: BaseResolver | None = None
+) -> None:
     """Put the lock's base image into ``store`` (pulled or rebuilt) unless it is there."""
     if store.has_blob(lock_file.base.digest):
         return
-    base = StoreBaseResolver(store).resolve(lock_file.target.python_minor, explicit=config.base)
+    resolver = resolver or StoreBaseResolver(store)
+    base = resolver.resolve(lock_file.target.python_minor, explicit=config.base)
     if base.digest != lock_file.base.digest:
         msg = (
             f"the base image {lock_file.base.reference} is no longer {lock_file.base.digest} "
