@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mlpack.build.protocol import BuildResult
+    from mlpack.build.verify import Verification
     from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
     from mlpack.lock.lockdata import Lock, ResolverName
@@ -244,3 +245,34 @@ def build_project(
     ensure_base(lock_file, config, store)
     builder = EmbeddedBuilder(store, wheels={f.sha256: f.path for f in house.files})
     return builder.build(spec, context=root, tag=tag or spec.default_tag)
+
+
+def verify_project(
+    root: Path, *, frozen: bool = False, note: Callable[[str], None]
+) -> Verification:
+    """Build the project, then again from scratch in a temporary store, and compare the two."""
+    from mlpack.build.embedded import EmbeddedBuilder
+    from mlpack.build.verify import compare
+    from mlpack.oci.store import Store
+
+    spec, lock_file, config = plan_project(root, frozen=frozen, note=note)
+    wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
+    store = Store.default()
+    ensure_base(lock_file, config, store)
+    tag = spec.default_tag
+    first = EmbeddedBuilder(store, wheels=wheels).build(spec, context=root, tag=tag)
+    store.prepare()
+    with tempfile.TemporaryDirectory(prefix="verify-", dir=store.root / "tmp") as tmp:
+        scratch = Store(Path(tmp))
+        copy_image(store, scratch, spec.base_digest)
+        second = EmbeddedBuilder(scratch, wheels=wheels).build(spec, context=root, tag=tag)
+        return compare(store, first, scratch, second)
+
+
+def copy_image(source: Store, target: Store, digest: str) -> None:
+    """Copy one image's blobs (layers, config, manifest) into another store, untagged."""
+    image = source.image(digest)
+    for desc in (*image.manifest.layers, image.manifest.config):
+        target.put_file(source.blob_path(desc.digest), digest=desc.digest)
+    target.put_file(source.blob_path(image.digest), digest=image.digest)
+    target.add_untagged(image.digest)

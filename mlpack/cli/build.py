@@ -1,4 +1,4 @@
-"""Commands for building images (build, render)."""
+"""Commands for building images (build, render, verify)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,28 @@ def render(
         out.print(f"wrote {written}", markup=False)
 
 
+def verify(path: ProjectArg = Path(), *, frozen: FrozenOpt = False) -> None:
+    """Build the project, rebuild it from scratch in a temporary store, and compare.
+
+    Prints ``identical`` and the digest, or each differing layer with the first differing
+    files and fields; exits 1 then.
+    """
+    from mlpack.pipeline import verify_project
+    from mlpack.progress import using
+
+    with using(_Notices()):
+        result = verify_project(path, frozen=frozen, note=_note)
+    if result.identical:
+        out.print(f"identical {result.first}", markup=False)
+        return
+    out.print(f"different: {result.first} != {result.second}", markup=False)
+    for layer in result.layers:
+        out.print(f"  layer {layer.step}: {layer.first} != {layer.second}", markup=False)
+        for diff in layer.files:
+            out.print(f"    {diff.path}: {diff.field}", markup=False)
+    raise typer.Exit(1)
+
+
 class _Notices:
     """Shows the library's notices as they happen (a base build or a resolve takes a while)."""
 
@@ -125,3 +147,4 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command()(build)
     app.command()(render)
+    app.command()(verify)

@@ -78,3 +78,31 @@ def test_build_json_is_one_object_with_layers_base_first(
     assert doc["backend"] == "embedded"
     assert seen["tag"] == "x/y:z"
     assert seen["frozen"] is False
+
+
+def test_verify_prints_the_differences_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlpack.build.verify import FileDifference, LayerDifference, Verification
+
+    outcome = Verification(
+        first="sha256:" + "1" * 64,
+        second="sha256:" + "2" * 64,
+        layers=(
+            LayerDifference(
+                step="code",
+                first="sha256:" + "3" * 64,
+                second="sha256:" + "4" * 64,
+                files=(FileDifference(path="app/stamp.txt", field="content"),),
+            ),
+        ),
+    )
+    monkeypatch.setattr(pipeline, "verify_project", lambda root, **_: outcome)
+    assert cli_app.run_app(["verify", str(tmp_path)]) == 1
+    text = capsys.readouterr().out
+    assert "layer code:" in text
+    assert "app/stamp.txt: content" in text
+    same = Verification(first="sha256:" + "1" * 64, second="sha256:" + "1" * 64, layers=())
+    monkeypatch.setattr(pipeline, "verify_project", lambda root, **_: same)
+    assert cli_app.run_app(["verify", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"identical sha256:{'1' * 64}\n"

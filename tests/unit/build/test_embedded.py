@@ -209,3 +209,20 @@ def test_the_config_is_canonical_json(tmp_path: Path) -> None:
             json.loads(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode()
     )
+
+
+def test_verify_names_the_layer_and_the_file_that_differ(tmp_path: Path) -> None:
+    from mlpack.build.verify import compare
+
+    project = make_project(tmp_path / "a" / "proj")
+    first_store, first = build(tmp_path / "a", project)
+    same_store, same = build(tmp_path / "b", make_project(tmp_path / "b" / "proj"))
+    assert compare(first_store, first, same_store, same).identical
+    other = make_project(tmp_path / "c" / "proj")
+    (other / "train.py").write_text("print('nondeterministic')\n")
+    other_store, changed = build(tmp_path / "c", other)
+    result = compare(first_store, first, other_store, changed)
+    assert not result.identical
+    (layer,) = result.layers
+    assert layer.step == "code"
+    assert [(f.path, f.field) for f in layer.files] == [("app/train.py", "size")]
