@@ -23,9 +23,9 @@ from mlpack.lock.wheelhouse import Wheelhouse, fetch
 from mlpack.paths import CONFIG_FILE, LOCK_FILE, home_folder
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
-    from mlpack.build.protocol import BuildResult
+    from mlpack.build.protocol import BackendName, Builder, BuildResult
     from mlpack.build.verify import Verification
     from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
@@ -232,19 +232,38 @@ def build_project(
     *,
     tag: str | None = None,
     frozen: bool = False,
+    backend: BackendName = "embedded",
     note: Callable[[str], None],
     store: Store | None = None,
 ) -> BuildResult:
-    """Plan, fetch and build the project at ``root`` with the embedded builder; tag the image."""
-    from mlpack.build.embedded import EmbeddedBuilder
+    """Plan, fetch and build the project at ``root`` with ``backend``; tag the image."""
     from mlpack.oci.store import Store
 
     spec, lock_file, config = plan_project(root, frozen=frozen, note=note)
-    house = fetch_lock(root, lock_file)
+    wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
     store = store or Store.default()
     ensure_base(lock_file, config, store)
-    builder = EmbeddedBuilder(store, wheels={f.sha256: f.path for f in house.files})
-    return builder.build(spec, context=root, tag=tag or spec.default_tag)
+    return make_builder(backend, store, wheels).build(
+        spec, context=root, tag=tag or spec.default_tag
+    )
+
+
+def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path]) -> Builder:
+    """The builder registered under ``backend``, its prerequisites checked up front."""
+    if backend == "embedded":
+        from mlpack.build.embedded import EmbeddedBuilder
+
+        return EmbeddedBuilder(store, wheels=wheels)
+    import docker
+
+    from mlpack.build.docker import DockerBuilder
+    from mlpack.runtime.dockersock import docker_host, require_docker
+
+    require_docker()  # a missing socket, no permission and a hung engine each say their fix
+    client = docker.DockerClient(base_url=docker_host(), timeout=600)
+    builder = DockerBuilder(store, client=client, wheels=wheels)
+    builder.check_available()
+    return builder
 
 
 def verify_project(

@@ -84,6 +84,7 @@ class EmbeddedBuilder:
                 remove_tree(work)
         image = self.store.image(digest)
         return BuildResult(
+            backend="embedded",
             reference=tag,
             digest=digest,
             config_digest=image.manifest.config.digest,

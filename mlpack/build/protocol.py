@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.spec import ImageSpec, StepRole
+
+BackendName = Literal["embedded", "docker"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +29,7 @@ class LayerResult:
 class BuildResult:
     """What a build produced: the tagged image and its layers, base first."""
 
+    backend: BackendName
     reference: str
     digest: str  # the manifest's
     config_digest: str

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mlpack.build.protocol import BuildResult
+from mlpack.build.protocol import BackendName, BuildResult
 from mlpack.cli.app import err, out
 
 ProjectArg = Annotated[
@@ -42,7 +42,7 @@ def _as_json(result: BuildResult) -> dict[str, object]:
             {"digest": x.digest, "size": x.size, "role": x.role or "base", "cached": x.cached}
             for x in result.layers
         ],
-        "backend": "embedded",
+        "backend": result.backend,
         "base": result.base,
         "platform": result.platform,
         "skipped": list(result.skipped),
@@ -58,6 +58,10 @@ def build(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     frozen: FrozenOpt = False,
+    backend: Annotated[
+        BackendName,
+        typer.Option("--backend", help="embedded (default: no daemon) or docker (the SDK)."),
+    ] = "embedded",
 ) -> None:
     """Build the project's image in the mlpack store, bit-for-bit reproducibly, with no daemon.
 
@@ -68,7 +72,7 @@ def build(
 
     started = time.monotonic()
     with using(_Notices()):
-        result = build_project(path, tag=tag, frozen=frozen, note=_note)
+        result = build_project(path, tag=tag, frozen=frozen, backend=backend, note=_note)
     if as_json:
         # Plain print: rich would wrap long lines and break the JSON.
         print(json.dumps(_as_json(result), ensure_ascii=False))

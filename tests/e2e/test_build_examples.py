@@ -30,15 +30,15 @@ from tests.unit.lock.fakes import pypi_reachable
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE = REPO / "tests" / "fixtures" / "render" / "training"
+FIXTURES = REPO / "tests" / "fixtures" / "render"
 TAG = "localhost/training:e2e"
 
 
-def project(dest: Path) -> Path:
-    """A copy of examples/training with the fixture's mlpack.toml and mlpack.lock."""
-    shutil.copytree(REPO / "examples" / "training", dest)
+def project(dest: Path, example: str = "training") -> Path:
+    """A copy of examples/<example> with the fixture's mlpack.toml and mlpack.lock."""
+    shutil.copytree(REPO / "examples" / example, dest)
     for name in ("mlpack.toml", "mlpack.lock"):
-        shutil.copy(FIXTURE / name, dest / name)
+        shutil.copy(FIXTURES / example / name, dest / name)
     return dest
 
 

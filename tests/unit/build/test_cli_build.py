@@ -56,6 +56,7 @@ def test_build_json_is_one_object_with_layers_base_first(
                     size=5, cached=False),
     )  # fmt: skip
     result = BuildResult(
+        backend="embedded",
         reference="localhost/demo:abc",
         digest="sha256:" + "e" * 64,
         config_digest="sha256:" + "f" * 64,
