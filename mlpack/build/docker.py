@@ -59,7 +59,7 @@ class DockerBuilder:
 
     def build(self, spec: ImageSpec, *, context: Path, tag: str) -> BuildResult:
         """Build ``spec`` in the engine from ``context``; tag it there and in the store."""
-        base_id = self._base_in_engine(spec)
+        base_id = self.load_base(spec)
         with tempfile.TemporaryFile() as ctx:
             write_context(spec, context, self.wheels, ctx)
             ctx.seek(0)
@@ -67,7 +67,7 @@ class DockerBuilder:
         digest = self._into_store(tag)
         return _result(spec, self.store, digest, tag)
 
-    def _base_in_engine(self, spec: ImageSpec) -> str:
+    def load_base(self, spec: ImageSpec) -> str:
         """The engine's id of the base (its config digest), loaded from the store if needed."""
         import docker
 
