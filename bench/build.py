@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 from bench._stats import compare, format_line, interleave, timed
@@ -94,7 +93,7 @@ def main() -> int:
             dst.addfile(info, io.BytesIO(NAIVE.encode()))
         return naive.getvalue()
 
-    with tempfile.TemporaryDirectory(prefix="mlpack-bench-build-", dir=store.root / "tmp") as tmp:
+    with store.staging("bench-build") as tmp:
         counter = iter(range(1_000_000))
 
         def embedded_cold() -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlpack.config import config_from_analysis, config_location, load_config
-from mlpack.errors import BuildError, ConfigError, LockError
+from mlpack.errors import BuildError, ConfigError, LockError, MlpackError
 from mlpack.lock import stamp
 from mlpack.lock.inputs import LockInputs, inputs_from_config, stale_reason
 from mlpack.lock.locker import LockResult, lock
@@ -25,7 +25,7 @@ from mlpack.paths import CONFIG_FILE, LOCK_FILE, home_folder
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from mlpack.build.protocol import BackendName, Builder, BuildResult
+    from mlpack.build.protocol import BackendName, Builder, BuildResult, StepRunner
     from mlpack.build.verify import Verification
     from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
@@ -253,7 +253,7 @@ def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path])
     if backend == "embedded":
         from mlpack.build.embedded import EmbeddedBuilder
 
-        return EmbeddedBuilder(store, wheels=wheels)
+        return EmbeddedBuilder(store, wheels=wheels, runner=embedded_step_runner())
     import docker
 
     from mlpack.build.docker import DockerBuilder
@@ -264,6 +264,31 @@ def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path])
     builder = DockerBuilder(store, client=client, wheels=wheels)
     builder.check_available()
     return builder
+
+
+def embedded_step_runner() -> StepRunner | None:
+    """Build steps in a container of the base on the embedded runtime; None where it cannot run."""
+    from mlpack.runtime.base import Mount, RunConfig
+    from mlpack.runtime.embedded import EmbeddedRuntime
+
+    runtime = EmbeddedRuntime()
+    try:
+        runtime.check_available()
+    except MlpackError:
+        return None
+
+    def run(*, image: str, argv: tuple[str, ...], mounts: tuple[tuple[str, Path], ...]) -> int:
+        config = RunConfig(
+            image=image,
+            command=argv,
+            mounts=tuple(Mount(source=source, target=target) for target, source in mounts),
+            network="host",  # apt reaches the mirror; nothing else runs in this container
+            user="0:0",
+            env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
+        )
+        return runtime.run(config).exit_code
+
+    return run
 
 
 def verify_project(
@@ -279,12 +304,15 @@ def verify_project(
     store = Store.default()
     ensure_base(lock_file, config, store)
     tag = spec.default_tag
-    first = EmbeddedBuilder(store, wheels=wheels).build(spec, context=root, tag=tag)
+    runner = embedded_step_runner()
+    first = EmbeddedBuilder(store, wheels=wheels, runner=runner).build(spec, context=root, tag=tag)
     store.prepare()
-    with tempfile.TemporaryDirectory(prefix="verify-", dir=store.root / "tmp") as tmp:
-        scratch = Store(Path(tmp))
+    with store.staging("verify") as tmp:
+        scratch = Store(tmp)
         copy_image(store, scratch, spec.base_digest)
-        second = EmbeddedBuilder(scratch, wheels=wheels).build(spec, context=root, tag=tag)
+        second = EmbeddedBuilder(scratch, wheels=wheels, runner=runner).build(
+            spec, context=root, tag=tag
+        )
         return compare(store, first, scratch, second)
 
 

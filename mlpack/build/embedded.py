@@ -9,21 +9,21 @@ build never leaves a half-written image under a name.
 from __future__ import annotations
 
 import hashlib
-import secrets
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import installer
 
 from mlpack.build import context as code_context
+from mlpack.build import system
 from mlpack.build.cache import LEVEL, BuildCache, step_key
 from mlpack.build.install import install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
 from mlpack.errors import BuildError, ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.documents import Descriptor
-from mlpack.oci.layer_writer import LayerDigests, write_layer
-from mlpack.oslib.fs import remove_tree
+from mlpack.oci.layer_writer import write_layer
 from mlpack.progress import reporter
 from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
+    from mlpack.build.protocol import StepRunner
     from mlpack.oci.store import Store, StoredImage
     from mlpack.spec import ImageSpec, Step
 
@@ -39,13 +40,20 @@ DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 
 
 class EmbeddedBuilder:
-    """Builds into ``store``; ``wheels`` maps each pinned sha256 to its wheelhouse file."""
+    """Builds into ``store``; ``wheels`` maps each pinned sha256 to its wheelhouse file.
+
+    ``runner`` executes the steps that must run in the image (apt); without one, such a step
+    is skipped with a notice (the rendered Dockerfile still has it).
+    """
 
     name = "embedded"
 
-    def __init__(self, store: Store, *, wheels: Mapping[str, Path]) -> None:
+    def __init__(
+        self, store: Store, *, wheels: Mapping[str, Path], runner: StepRunner | None = None
+    ) -> None:
         self.store = store
         self.wheels = wheels
+        self.runner = runner
         self.cache = BuildCache(store)
 
     def check_available(self) -> None:
@@ -55,33 +63,29 @@ class EmbeddedBuilder:
         """Build ``spec`` from ``context`` (the project folder) and tag it ``tag``."""
         base = self._base(spec)
         self.store.prepare()
-        with self.store.writing():
-            work = self.store.root / "tmp" / f"build-{secrets.token_hex(8)}"
-            work.mkdir(parents=True)
-            try:
-                layers = [
-                    LayerResult(step="base", role=None, digest=d.digest, diff_id=diff,
-                                size=d.size, cached=True)
-                    for d, diff in zip(base.manifest.layers, base.config.diff_ids, strict=True)
-                ]  # fmt: skip
-                skipped: list[str] = []
-                for step in spec.steps:
-                    built = self._step(step, context=context, work=work)
-                    if built is None:
-                        skipped.append(step.name)
-                    else:
-                        layers.append(built)
-                config = image_config(spec, base, layers)
-                descriptors = [
-                    Descriptor(media_type=d.media_type, digest=d.digest, size=d.size)
-                    for d in base.manifest.layers
-                ] + [
-                    Descriptor(media_type=mediatypes.OCI_LAYER_GZIP, digest=x.digest, size=x.size)
-                    for x in layers[len(base.manifest.layers) :]
-                ]
-                digest = self.store.add_image(config=config, layers=descriptors, ref=tag)
-            finally:
-                remove_tree(work)
+        # A staging folder the store's cleaners leave alone while this process holds it.
+        with self.store.writing(), self.store.staging("build") as work:
+            layers = [
+                LayerResult(step="base", role=None, digest=d.digest, diff_id=diff,
+                            size=d.size, cached=True)
+                for d, diff in zip(base.manifest.layers, base.config.diff_ids, strict=True)
+            ]  # fmt: skip
+            skipped: list[str] = []
+            for step in spec.steps:
+                built = self._step(step, spec=spec, context=context, work=work)
+                if built is None:
+                    skipped.append(step.name)
+                else:
+                    layers.append(built)
+            config = image_config(spec, base, layers)
+            descriptors = [
+                Descriptor(media_type=d.media_type, digest=d.digest, size=d.size)
+                for d in base.manifest.layers
+            ] + [
+                Descriptor(media_type=mediatypes.OCI_LAYER_GZIP, digest=x.digest, size=x.size)
+                for x in layers[len(base.manifest.layers) :]
+            ]
+            digest = self.store.add_image(config=config, layers=descriptors, ref=tag)
         image = self.store.image(digest)
         return BuildResult(
             backend="embedded",
@@ -106,24 +110,31 @@ class EmbeddedBuilder:
             raise BuildError(msg, hint="re-lock for the base's platform, or set base = ...")
         return base
 
-    def _step(self, step: Step, *, context: Path, work: Path) -> LayerResult | None:
-        if isinstance(step, SystemStep):
+    def _step(
+        self, step: Step, *, spec: ImageSpec, context: Path, work: Path
+    ) -> LayerResult | None:
+        if isinstance(step, SystemStep) and self.runner is None:
             names = ", ".join(n for n, _ in step.packages)
             reporter().notice(
-                f"system packages ({names}) are not installed by the embedded builder yet; "
-                "the rendered Dockerfile installs them (`mlpack render`)"
+                f"system packages ({names}) are not installed: no container runtime here to run "
+                "apt in the base (root or user namespaces needed); the rendered Dockerfile does"
             )
             return None
         staging = work / step.name
-        key, fill, modes = self._recipe(step, context=context, staging=staging)
-        layer = self.cache.get(key)
+        recipe = self._recipe(step, spec=spec, context=context, work=work, staging=staging)
+        layer = self.cache.get(recipe.key)
         hit = layer is not None
         if layer is None:
             reporter().start(f"layer {step.name}", None)
             staging.mkdir()
-            fill()
-            layer = self._write(staging, work / f"{step.name}.tar.gz", modes)
-            self.cache.put(key, layer)
+            whiteouts = recipe.fill()
+            with (work / f"{step.name}.tar.gz").open("wb") as fh:
+                layer = write_layer(
+                    staging, fh, source_date_epoch=LAYER_MTIME, level=LEVEL, modes=recipe.modes,
+                    whiteouts=whiteouts, preserve_metadata=recipe.preserve, on_special="skip",
+                )  # fmt: skip
+            self.store.put_file(work / f"{step.name}.tar.gz", digest=layer.digest)
+            self.cache.put(recipe.key, layer)
             reporter().finish(f"layer {step.name}")
         return LayerResult(
             step=step.name,
@@ -135,19 +146,28 @@ class EmbeddedBuilder:
         )
 
     def _recipe(
-        self, step: VenvStep | WheelStep | CodeStep, *, context: Path, staging: Path
-    ) -> tuple[str, Callable[[], None], dict[str, int]]:
-        """The step's cache key, how to stage it, and its mode overrides."""
+        self, step: Step, *, spec: ImageSpec, context: Path, work: Path, staging: Path
+    ) -> _Recipe:
+        """The step's cache key, how to stage it, and how to pack it."""
+        if isinstance(step, SystemStep):
+            assert self.runner is not None  # checked by _step
+            # The layer is a diff against the base: the base digest is part of its key.
+            key = step_key(step.key(), spec.base_digest, system.SCRIPT)
+            fill = partial(system.stage_system, step, self.runner, image=spec.base_digest,
+                           work=work, staging=staging)  # fmt: skip
+            return _Recipe(key=key, fill=fill, preserve=True)
         if isinstance(step, VenvStep):
-            return step_key(step.key()), partial(stage_venv, step, staging), {}
+            return _Recipe(key=step_key(step.key()), fill=_no_whiteouts(stage_venv, step, staging))
         if isinstance(step, WheelStep):
             key = step_key(step.key(), installer.__version__)
-            return key, partial(self._stage_wheels, step, staging), {}
+            return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
         rules = code_context.project_rules(context, (*step.excludes, f"/{EJECT_DIR}"))
         entries = code_context.select(context, rules)
-        key = step_key(step.key(), code_context.tree_hash(context, entries))
-        modes = {f"{step.workdir.strip('/')}/{d}": 0o777 for d in step.writable_dirs}
-        return key, partial(stage_code, step, context, entries, staging), modes
+        return _Recipe(
+            key=step_key(step.key(), code_context.tree_hash(context, entries)),
+            fill=_no_whiteouts(stage_code, step, context, entries, staging),
+            modes={f"{step.workdir.strip('/')}/{d}": 0o777 for d in step.writable_dirs},
+        )
 
     def _stage_wheels(self, step: WheelStep, staging: Path) -> None:
         for pin in step.wheels:
@@ -158,14 +178,23 @@ class EmbeddedBuilder:
             verify(path, pin.sha256)
             install_wheel(path, staging=staging, prefix=step.prefix, python=step.python)
 
-    def _write(self, staging: Path, out: Path, modes: Mapping[str, int]) -> LayerDigests:
-        with out.open("wb") as fh:
-            digests = write_layer(
-                staging, fh, source_date_epoch=LAYER_MTIME, level=LEVEL, modes=modes
-            )
-        self.store.put_file(out, digest=digests.digest)
-        out.unlink()
-        return digests
+
+@dataclass(frozen=True, kw_only=True)
+class _Recipe:
+    """How one step becomes a layer: its cache key, the staging function, the packing."""
+
+    key: str
+    fill: Callable[[], tuple[str, ...]]  # stages the tree; returns the paths to white out
+    modes: Mapping[str, int] = field(default_factory=dict)
+    preserve: bool = False  # keep the entries' modes and owners (a diff of the base's tree)
+
+
+def _no_whiteouts(fn: Callable[..., None], *args: Any) -> Callable[[], tuple[str, ...]]:
+    def fill() -> tuple[str, ...]:
+        fn(*args)
+        return ()
+
+    return fill
 
 
 def verify(path: Path, sha256: str) -> None:

@@ -44,6 +44,19 @@ class BuildResult:
         return sum(layer.size for layer in self.layers)
 
 
+class StepRunner(Protocol):
+    """Runs a command as root in a container of ``image`` with host folders mounted and the
+    host's network; returns its exit status. The pipeline hands one to the embedded builder for
+    steps that must execute in the image (apt), so the builder never imports a runtime.
+    """
+
+    def __call__(
+        self, *, image: str, argv: tuple[str, ...], mounts: tuple[tuple[str, Path], ...]
+    ) -> int:
+        """Run ``argv``; ``mounts`` are (container path, host folder) pairs, read-write."""
+        ...
+
+
 class Builder(Protocol):
     """A build backend."""
 

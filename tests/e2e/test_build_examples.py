@@ -12,16 +12,18 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from mlpack.build.embedded import EmbeddedBuilder
-from mlpack.build.protocol import BuildResult
+from mlpack.build.protocol import BuildResult, StepRunner
 from mlpack.config import load_config
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.wheelhouse import cached_path, fetch
 from mlpack.oci.store import Store
+from mlpack.pipeline import embedded_step_runner
 from mlpack.spec import ImageSpec, Provenance, plan
 from tests.conftest import require
 from tests.e2e.embedded_support import MLPACK
@@ -55,9 +57,42 @@ def spec_and_wheels(root: Path, store: Store) -> tuple[ImageSpec, dict[str, Path
     return spec, {f.sha256: f.path for f in house.files}
 
 
+def mirror_reachable() -> bool:
+    from mlpack.base.debian import configured_mirror
+
+    try:
+        with urllib.request.urlopen(f"{configured_mirror()}/dists/bookworm/Release", timeout=10):
+            return True
+    except OSError:
+        return False
+
+
+def runner_for(store: Store) -> StepRunner:
+    """The pipeline's step runner, with the runtime reading images from ``store``."""
+    inner = embedded_step_runner()
+    require(inner is not None, "the embedded runtime")
+    assert inner is not None
+
+    def run(*, image: str, argv: tuple[str, ...], mounts: tuple[tuple[str, Path], ...]) -> int:
+        old = os.environ.get("MLPACK_HOME")
+        os.environ["MLPACK_HOME"] = str(store.root)
+        try:
+            return inner(image=image, argv=argv, mounts=mounts)
+        finally:
+            if old is None:
+                del os.environ["MLPACK_HOME"]
+            else:
+                os.environ["MLPACK_HOME"] = old
+
+    return run
+
+
 def build(root: Path, store: Store) -> BuildResult:
+    """The embedded build of ``root``; apt runs in the base through the embedded runtime."""
+    require(mirror_reachable(), "the Debian mirror (apt installs libgomp1)")
     spec, wheels = spec_and_wheels(root, store)
-    return EmbeddedBuilder(store, wheels=wheels).build(spec, context=root, tag=TAG)
+    builder = EmbeddedBuilder(store, wheels=wheels, runner=runner_for(store))
+    return builder.build(spec, context=root, tag=TAG)
 
 
 @pytest.fixture
@@ -70,8 +105,8 @@ def test_training_runs_in_the_built_image_and_writes_its_outputs(tmp_path: Path)
     store = Store(tmp_path / "home")
     root = project(tmp_path / "training")
     result = build(root, store)
-    assert [x.role for x in result.layers] == [None, "interpreter", "packages", "code"]
-    assert result.skipped == ("system",)
+    assert [x.role for x in result.layers] == [None, "system", "interpreter", "packages", "code"]
+    assert result.skipped == ()
     outputs = tmp_path / "outputs"
     outputs.mkdir(mode=0o777)
     outputs.chmod(0o777)  # the image runs as 1000:1000
@@ -89,6 +124,12 @@ def test_training_runs_in_the_built_image_and_writes_its_outputs(tmp_path: Path)
     assert metrics["test_accuracy"] > 0.8
     assert metrics["tracking"] == "none"
     assert (outputs / "model.joblib").stat().st_size > 0
+    # The system step installed libgomp1 (the lock's system package) with dpkg's records.
+    check = "import ctypes; ctypes.CDLL('libgomp.so.1'); print(open('/var/lib/dpkg/status').read())"
+    proc = subprocess.run([*MLPACK, "run", TAG, "python", "-c", check],
+                          capture_output=True, text=True, env=env, check=False, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Package: libgomp1" in proc.stdout
 
 
 @pytest.mark.usefixtures("root_required")
@@ -123,4 +164,4 @@ def test_a_code_only_change_changes_only_the_code_layer(tmp_path: Path) -> None:
         a.step for a, b in zip(before.layers, after.layers, strict=True) if a.digest != b.digest
     ]
     assert changed == ["code"]
-    assert [x.cached for x in after.layers] == [True, True, True, False]
+    assert [x.cached for x in after.layers] == [True, True, True, True, False]
