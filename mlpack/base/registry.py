@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlpack.base import BaseImage
-from mlpack.oci.registry import RegistryOptions, pull
+from mlpack.oci.registry import pull
 
 if TYPE_CHECKING:
+    from mlpack.oci.registry_config import RegistryOptions
     from mlpack.oci.store import Store
 
 
