@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlpack.base import DEBIAN_SUITES, BaseImage
+from mlpack.base import DEBIAN_SUITES
 from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
 from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
+from mlpack.vocabulary import BaseImage
 
 if TYPE_CHECKING:
     from mlpack.oci.store import Store

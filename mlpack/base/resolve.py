@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from mlpack.base import DEBIAN_SUITES, BaseImage
+from mlpack.base import DEBIAN_SUITES
 from mlpack.base.debian import build_debian_base
 from mlpack.base.registry import official_reference, python_version, registry_base
 from mlpack.errors import ImageError
@@ -13,6 +13,7 @@ from mlpack.oci.reference import parse as parse_reference
 from mlpack.oci.registry import pull
 from mlpack.oci.registry_errors import RegistryUnreachable
 from mlpack.progress import reporter
+from mlpack.vocabulary import BaseImage
 
 if TYPE_CHECKING:
     from mlpack.oci.registry_config import RegistryOptions
