@@ -137,44 +137,44 @@ def tree_size(path: Path) -> int:
         return st.st_size if stat.S_ISREG(st.st_mode) else 0
     except OSError:
         return 0
-    total, pending = _scan(fd)
-    stack: list[tuple[tuple[int, int], list[str]]] = []
-    while True:
-        if pending:
-            try:
-                child = os.open(pending.pop(), _DIR_FLAGS, dir_fd=fd)
-            except OSError:
+    try:
+        total, pending = _scan(fd)
+        stack: list[tuple[tuple[int, int], list[str]]] = []
+        while pending or stack:
+            if pending:
+                try:
+                    child = os.open(pending.pop(), _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue
+                here = os.fstat(fd)
+                stack.append(((here.st_dev, here.st_ino), pending))
+                os.close(fd)
+                fd = child
+                size, pending = _scan(fd)
+                total += size
                 continue
+            identity, pending = stack.pop()
+            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = up
             here = os.fstat(fd)
-            stack.append(((here.st_dev, here.st_ino), pending))
-            os.close(fd)
-            fd = child
-            size, pending = _scan(fd)
-            total += size
-            continue
-        if not stack:
-            os.close(fd)
-            return total
-        identity, pending = stack.pop()
-        up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            if (here.st_dev, here.st_ino) != identity:  # moved while we walked: stop counting
+                break
+        return total
+    finally:
         os.close(fd)
-        fd = up
-        here = os.fstat(fd)
-        if (here.st_dev, here.st_ino) != identity:  # moved while we walked: stop counting
-            os.close(fd)
-            return total
 
 
 def _scan(fd: int) -> tuple[int, list[str]]:
     """Bytes of the regular files directly in ``fd``, and its subdirectories' names."""
     size = 0
     subdirs: list[str] = []
-    with os.scandir(fd) as entries:
+    with contextlib.suppress(OSError), os.scandir(fd) as entries:  # unreadable: counts 0
         for entry in entries:
-            with contextlib.suppress(OSError):
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.name)
-                elif entry.is_file(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):  # removed meanwhile
                     size += entry.stat(follow_symlinks=False).st_size
     return size, subdirs
 
