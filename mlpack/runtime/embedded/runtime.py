@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
-from mlpack.runtime.base import RunConfig, RunResult
+from mlpack.runtime.protocol import RunConfig, RunResult
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 from mlpack.errors import ConfigError
 from mlpack.oslib.linux import MAX_ID
-from mlpack.runtime.embedded import seccomp
+from mlpack.runtime.seccomp_profile import default_profile
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
     from typing import Any, Literal
 
-    from mlpack.runtime.base import RunConfig
     from mlpack.runtime.cdi import CdiEdits
+    from mlpack.runtime.protocol import RunConfig
 
     CapProfile = Literal["default", "docker"]
 
@@ -351,7 +351,7 @@ def build_config(image: ImageProcess, run: RunConfig, opts: SpecOptions) -> dict
         "resources": res,
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
-        "seccomp": seccomp.default_profile(caps["bounding"]),
+        "seccomp": default_profile(caps["bounding"]),
         "rootfsPropagation": "rslave",
     }
     if opts.cgroups_path:
