@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, replace
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
-from mlpack.record import record
-from mlpack.record import replace as record_replace
-from mlpack.runtime.base import RunConfig, RunResult
+from mlpack.runtime.protocol import RunConfig, RunResult
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ RELAYED = (
 )
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class ResolvedImage:
     """What a container is made from: layer dirs (bottom first) and the image's process."""
 
@@ -423,14 +422,14 @@ class EmbeddedRuntime:
 
                     reporter().notice("overlayfs is not allowed here; copying the image instead")
                     copy_rootfs(image.merged(), rootfs)
-                    helper = Helper(record_replace(launch, overlay=None))
+                    helper = Helper(replace(launch, overlay=None))
                     relay = relaying(helper).__enter__()
                     helper.start(until="created")
                 if devnull >= 0:
                     os.close(devnull)
                     devnull = -1
                 sd.write(
-                    record_replace(
+                    replace(
                         st,
                         pid=helper.pid,
                         pid_start=state.proc_start_time(helper.pid),
@@ -489,7 +488,7 @@ class EmbeddedRuntime:
                         helper.proc.wait()
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class ContainerInfo:
     """One row of ``mlpack ps``."""
 

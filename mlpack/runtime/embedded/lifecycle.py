@@ -12,13 +12,14 @@ import json
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
 from mlpack.oslib.fs import atomic_write
-from mlpack.record import replace as record_replace
+from mlpack.oslib.linux import MAX_ID
 from mlpack.runtime.embedded import cgroups, state
 from mlpack.runtime.embedded.launcher import Helper, Launch
 
@@ -39,12 +40,23 @@ def load_bundle(bundle: Path) -> tuple[dict[str, Any], Path]:
         raise ContainerError(msg, hint="generate one with runc spec or mlpack's spec builder")
     # `process` is optional at create; a container without one fails at start (runtime-spec).
     config.setdefault("process", {})
+    check_process_user(config["process"].get("user") or {})
     root = (config.get("root") or {}).get("path") or "rootfs"
     rootfs = Path(root) if Path(root).is_absolute() else bundle / root
     if not rootfs.is_dir():
         msg = f"root filesystem {rootfs} is not a directory"
         raise ContainerError(msg, hint="unpack the image into the bundle (umoci unpack)")
     return config, rootfs.resolve()
+
+
+def check_process_user(user: dict[str, Any]) -> None:
+    """process.user's ids must be integers in 0..2147483647 (runc's range; -1 means root)."""
+    ids = [("uid", user.get("uid", 0)), ("gid", user.get("gid", 0))]
+    ids += [("additionalGids", g) for g in user.get("additionalGids") or ()]
+    for key, value in ids:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
+            msg = f"config.json process.user.{key} {value!r} is outside 0..{MAX_ID}"
+            raise ContainerError(msg, hint=f"use ids between 0 and {MAX_ID}, as runc requires")
 
 
 def limits_of(config: dict[str, Any]) -> cgroups.Limits:
@@ -250,7 +262,7 @@ def _launch(
             os.close(fifo_fd)
         if replica is not None:  # the helper has its own copy as stdio
             os.close(replica)
-    st = record_replace(
+    st = replace(
         st,
         pid=helper.pid,
         pid_start=state.proc_start_time(helper.pid),
@@ -312,14 +324,16 @@ def start(root: Path, cid: str) -> None:
         raise ContainerError(msg, hint="the container may have been started already") from exc
     try:
         data = _read_start_byte(fd)
-        if data:
-            _wait_for_exec(fd)
+        failure = _wait_for_exec(fd) if data else b""
     finally:
         os.close(fd)
     Path(sd.fifo).unlink(missing_ok=True)
     if not data:
         msg = f"container {cid} did not start"
         raise ContainerError(msg, hint="its pid 1 exited before start; see mlpack runtime state")
+    if failure:
+        text = failure.decode(errors="replace").strip()
+        raise ContainerError(text, hint="the container is stopped; delete it and fix the config")
     _post(sd, "poststart", "running")
 
 
@@ -342,20 +356,24 @@ def _read_start_byte(fd: int, timeout: float = 5.0) -> bytes:
     return b""
 
 
-def _wait_for_exec(fd: int, timeout: float = 300.0) -> None:
+def _wait_for_exec(fd: int, timeout: float = 300.0) -> bytes:
     """Wait for EOF on the exec fifo: pid 1 holds it open close-on-exec until it execs (after
-    its startContainer hooks) or fails.
+    its startContainer hooks) or fails; what it wrote before EOF is why it failed.
     """
     import select
 
+    said = b""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         select.select([fd], [], [], 1.0)
         try:
-            if not os.read(fd, 64):
-                return
+            chunk = os.read(fd, 4096)
         except BlockingIOError:
             continue
+        if not chunk:
+            break
+        said += chunk
+    return said
 
 
 def _post(sd: state.StateDir, kind: str, status: str) -> None:
