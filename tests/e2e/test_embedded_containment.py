@@ -209,3 +209,15 @@ def test_rootless_over_a_root_owned_rootfs_explains(nobody_home: Path) -> None:
     assert "not mapped in this rootless container" in done.stderr
     assert "hint:" in done.stderr
     assert "Permission denied" not in done.stderr.splitlines()[0]
+
+
+# Item 4: nothing that walks a container's tree recurses; cleanup steps are independent.
+
+
+def test_a_container_that_made_a_deep_tree_is_cleaned_up(image: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    script = "i=0; while [ $i -lt 1200 ]; do mkdir d && cd d || exit 9; i=$((i+1)); done"
+    done = run_cli(["run", str(image), "sh", "-c", script], home, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert run_cli(["ps"], home).returncode == 0
+    assert list((home / "containers").iterdir()) == []

@@ -59,6 +59,7 @@ class Launch:
     # prestart/createRuntime hooks, run by the caller with pid 1's host pid while it waits.
     runtime_hooks: Callable[[int], None] | None = None
     extra_fds: tuple[int, ...] = ()
+    probe: bool = False  # stop after the namespaces (and the overlay mount): mlpack doctor
 
 
 def subid_range(kind: str, user: str, uid: int) -> tuple[int, int] | None:
@@ -153,6 +154,7 @@ class Helper:
             "preserve_fds": launch.preserve_fds,
             "id": launch.container_id,
             "bundle": _str(launch.bundle) or "",
+            "probe": launch.probe,
         }
         if launch.overlay is not None:
             ov = launch.overlay
@@ -314,6 +316,18 @@ class Helper:
             except OSError:
                 pass
         self.ctl_w = self.proc.ctl_w = -1
+
+
+def probe(config: dict[str, Any], *, overlay: Overlay | None = None, mountpoint: str = "/") -> None:
+    """Have a helper enter ``config``'s namespaces (id maps written as for a container) and
+    mount ``overlay`` on ``mountpoint``, then exit: ContainerError with its reason if it cannot.
+    """
+    helper = Helper(Launch(config=config, rootfs=mountpoint, overlay=overlay, probe=True))
+    try:
+        helper.start(until="probe")
+    finally:
+        helper.close()
+        helper.proc.wait()
 
 
 def _hint(text: str) -> str:

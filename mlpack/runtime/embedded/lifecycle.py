@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from mlpack.home import mlpack_home
 from mlpack.oslib.fs import atomic_write
 from mlpack.oslib.linux import MAX_ID
 from mlpack.runtime.embedded import cgroups, state
+from mlpack.runtime.embedded.container import Container
 from mlpack.runtime.embedded.launcher import Helper, Launch
 
 OCI_VERSION = "1.0.2"
@@ -185,92 +185,65 @@ def console_pty(config: dict[str, Any], socket_path: Path | None, *, detach: boo
 
 
 def _launch(
-    root: Path,
-    cid: str,
+    box: Container,
     bundle: Path,
     *,
     detach: bool,
     preserve_fds: int,
-    console_socket: Path | None = None,
-) -> tuple[state.StateDir, Helper, state.ContainerState]:
+    console_socket: Path | None,
+) -> tuple[Helper, state.ContainerState]:
+    """Create the container in ``box`` from ``bundle``, up to "created" (the one launch path)."""
     config, rootfs = load_bundle(bundle)
     replica = console_pty(config, console_socket, detach=detach)
-    try:
-        sd = state.create_dir(root, cid)
-    except BaseException:
-        if replica is not None:
-            os.close(replica)
-        raise
-    fifo_fd = None
-    try:
-        layout = cgroups.detect()
-        limits = limits_of(config)
-        group = None
-        if os.geteuid() == 0 or limits.wanted():
-            group = cgroups.create(
-                layout,
-                cid,
-                limits,
-                account=os.geteuid() == 0,
-                path=(config.get("linux") or {}).get("cgroupsPath") or None,
-            )
-        annotations = config.get("annotations") or {}
-        st = state.ContainerState(
-            id=cid,
-            bundle=str(bundle.resolve()),
+    console = None if replica is None else box.own_fd(replica)
+    bundle = bundle.resolve()
+    euid = os.geteuid()
+    box.cgroups(
+        limits_of(config),
+        account=euid == 0,
+        path=(config.get("linux") or {}).get("cgroupsPath") or None,
+    )
+    annotations = config.get("annotations") or {}
+    box.record(
+        state.ContainerState(
+            id=box.id,
+            bundle=str(bundle),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             command=tuple(config["process"].get("args") or ()),
-            cgroups=tuple(str(d) for d in group.dirs) if group else (),
             annotations=tuple((str(k), str(v)) for k, v in annotations.items()),
             kind="oci",
         )
-        sd.write(st)
-        fifo = None
-        if detach:
-            fifo = sd.fifo
-            os.mkfifo(fifo, 0o600)
-            os.chmod(fifo, 0o622)  # noqa: PTH101 - pid 1 opens it after setuid: writable by any uid, as runc's
-            root_ids = _host_root(config)
-            if root_ids is not None and os.geteuid() == 0:
-                os.chown(fifo, *root_ids)  # pid 1 opens it as the namespace's root (as runc)
-            fifo_fd = os.open(fifo, O_PATH | os.O_CLOEXEC)
-        helper = Helper(
-            Launch(
-                config=config,
-                rootfs=rootfs,
-                cgroup_procs=group.procs_files() if group else (),
-                cgroup_version=2 if layout.version == "v2" else 1,
-                state_dir=sd.path,
-                exec_fifo=fifo,
-                exec_fifo_fd=fifo_fd,
-                detach=detach,
-                seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
-                preserve_fds=preserve_fds,
-                extra_fds=tuple(range(3, 3 + preserve_fds)),
-                stdio=None if replica is None else (replica, replica, replica),
-                container_id=cid,
-                bundle=bundle.resolve(),
-                runtime_hooks=lambda pid: _runtime_hooks(cid, bundle.resolve(), config, pid),
-            )
-        )
-        helper.start(until="created")
-    except BaseException:
-        sd.remove()
-        raise
-    finally:
-        if fifo_fd is not None:
-            os.close(fifo_fd)
-        if replica is not None:  # the helper has its own copy as stdio
-            os.close(replica)
-    st = replace(
-        st,
-        pid=helper.pid,
-        pid_start=state.proc_start_time(helper.pid),
-        supervisor=helper.proc.pid,
-        supervisor_start=state.proc_start_time(helper.proc.pid),
     )
-    sd.write(st)
-    return sd, helper, st
+    fifo = fifo_fd = None
+    if detach:
+        fifo = box.path / "exec.fifo"
+        os.mkfifo(fifo, 0o600)
+        fifo.chmod(0o622)  # pid 1 opens it after setuid: writable by any uid, as runc's
+        root_ids = _host_root(config)
+        if root_ids is not None and euid == 0:
+            os.chown(fifo, *root_ids)  # pid 1 opens it as the namespace's root (as runc)
+        fifo_fd = box.own_fd(os.open(fifo, O_PATH | os.O_CLOEXEC))
+    cid = box.id
+    helper = box.spawn(
+        Launch(
+            config=config,
+            rootfs=rootfs,
+            state_dir=box.path,
+            exec_fifo=fifo,
+            exec_fifo_fd=fifo_fd,
+            detach=detach,
+            seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
+            preserve_fds=preserve_fds,
+            extra_fds=tuple(range(3, 3 + preserve_fds)),
+            stdio=None if console is None else (console, console, console),
+            bundle=bundle,
+            runtime_hooks=lambda pid: _runtime_hooks(cid, bundle, config, pid),
+        )
+    )
+    st = box.created()
+    for fd in (fifo_fd, console):
+        box.close_fd(fd)  # the helper has its own copies
+    return helper, st
 
 
 def _host_root(config: dict[str, Any]) -> tuple[int, int] | None:
@@ -301,10 +274,11 @@ def create(
     console_socket: Path | None = None,
 ) -> state.ContainerState:
     """Set the container up; pid 1 waits on exec.fifo until ``start``."""
-    _, helper, st = _launch(
-        root, cid, bundle, detach=True, preserve_fds=preserve_fds, console_socket=console_socket
-    )
-    helper.close()  # the supervisor records exit.json itself once we are gone
+    with Container(str(root), cid) as box:
+        _, st = _launch(
+            box, bundle, detach=True, preserve_fds=preserve_fds, console_socket=console_socket
+        )
+        box.persist()
     if pid_file is not None:
         atomic_write(pid_file, str(st.pid))
     return st
@@ -473,18 +447,17 @@ def run(
         create(root, cid, bundle, preserve_fds=preserve_fds, console_socket=console_socket)
         start(root, cid)
         return 0
-    sd, helper, _ = _launch(
-        root, cid, bundle, detach=False, preserve_fds=preserve_fds, console_socket=console_socket
-    )
-    try:
-        from mlpack.runtime.embedded import relaying
+    with Container(str(root), cid) as box:
+        helper, _ = _launch(
+            box, bundle, detach=False, preserve_fds=preserve_fds, console_socket=console_socket
+        )
+        sd = state.StateDir(str(box.path))
+        try:
+            from mlpack.runtime.embedded.runtime import relaying
 
-        with relaying(helper):
-            _post(sd, "poststart", "running")
-            final = helper.wait()
-        return int(final["exit"])
-    finally:
-        if helper.proc.poll() is None:
-            helper.kill()
-        _post(sd, "poststop", "stopped")
-        sd.remove()
+            with relaying(helper):
+                _post(sd, "poststart", "running")
+                final = box.wait()
+            return int(final["exit"])
+        finally:
+            _post(sd, "poststop", "stopped")

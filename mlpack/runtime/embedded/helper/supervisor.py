@@ -15,6 +15,7 @@ from mlpack.oslib.fs import atomic_write
 from mlpack.runtime.embedded.helper import pid1
 from mlpack.runtime.embedded.helper.channel import Channel, Failure, describe
 from mlpack.runtime.embedded.helper.namespaces import Namespaces
+from mlpack.runtime.embedded.helper.rootfs import Rootfs
 
 TYPE_CHECKING = False  # typing is not imported by the helper (mypy reads this as True)
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ def supervise(chan: Channel) -> int:
         else:
             spaces.enter("user")  # joined by path, or none at all
         spaces.enter("pid")
+        if req.get("probe"):
+            probe(req, spaces)
+            chan.send({"probe": True, "pid": os.getpid()})
+            return 0
     except (Failure, OSError) as exc:
         chan.send({"error": describe(exc)})
         return 1
@@ -84,6 +89,15 @@ def supervise(chan: Channel) -> int:
         atomic_write(os.path.join(state_dir, "exit.json"), jsoncodec.dumps(result))
     chan.send(result)
     return 0
+
+
+def probe(req: dict[str, Any], spaces: Namespaces) -> None:
+    """``mlpack doctor``: the namespaces as a container gets them, and an overlay mount."""
+    spaces.enter("mount")
+    overlay = req.get("overlay")
+    if isinstance(overlay, dict):
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE, None)
+        Rootfs(req, req["config"], userns="user" in spaces).overlay(overlay)
 
 
 def follow(pid: int) -> dict[str, Any]:
