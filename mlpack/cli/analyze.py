@@ -35,8 +35,9 @@ def analyze(
     """
     from mlpack.analyze import analyze as run_analysis
     from mlpack.analyze.report import to_json
+    from mlpack.config import import_settings
 
-    result = run_analysis(path)
+    result = run_analysis(path, settings=import_settings(path))
     if as_json:
         # Plain print: rich would wrap long lines and break the JSON.
         print(json.dumps(to_json(result), indent=2, ensure_ascii=False))

@@ -243,7 +243,7 @@ def test_declared_beats_inferred_and_unused_declarations_warn(tmp_path: Path) ->
     )
     assert by_name["rich"].optional is True
     assert by_name["requests"].used is False
-    assert by_name["pytest"].group == "test"
+    assert (by_name["pytest"].group, by_name["pytest"].usage) == ("test", "dev")
     assert "undeclared: numpy (imported as numpy at a.py:2)" in warnings
     assert "undeclared: rich (optional, imported as rich at a.py:4)" in warnings
     assert "declared but never imported: requests (requirements.txt:2)" in warnings
@@ -260,8 +260,8 @@ def test_test_only_imports_get_the_test_group(tmp_path: Path) -> None:
         {"tests/test_a.py": "import pytest\nimport numpy\n", "a.py": "import numpy\n"},
     )
     result, _ = run(root)
-    groups = {p.name: p.group for p in result.packages}
-    assert groups == {"numpy": None, "pytest": "test"}
+    groups = {p.name: p.usage for p in result.packages}
+    assert groups == {"numpy": "runtime", "pytest": "test"}
 
 
 def test_suspicious_guesses_warn(tmp_path: Path) -> None:
