@@ -36,6 +36,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.model import Entrypoint, EntrypointKind
+from mlpack.analyze.reach import area_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,7 +119,8 @@ def _merged(ordered: Iterable[Entrypoint]) -> list[Entrypoint]:
 def _excluded(path: str) -> bool:
     name = path.rpartition("/")[2]
     return (
-        path.startswith(_EXCLUDED_PARTS)
+        area_of(path) == "dev"
+        or path.startswith(_EXCLUDED_PARTS)
         or any(f"/{p}" in path for p in _EXCLUDED_PARTS)
         or name in _EXCLUDED_NAMES
         or name.startswith("test_")
@@ -229,15 +231,19 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
     if facts.main or script:
         source = f"{path}:{facts.main or script}"
         run = _script_command(path, module, files)
+        app_dir = _import_root(path, facts, files) if run[:2] == ("python", "-m") else ""
+        if app_dir:  # the package imports itself from its subproject folder
+            dotted = path[len(app_dir) + 1 : -3].replace("/", ".").removesuffix(".__init__")
+            run = ("sh", "-c", f"cd {shlex.quote(app_dir)} && python -m {dotted}")
         if facts.serves or ui == "gradio":
             score = 190 - 5 * _depth(path)
             found.append((score, _ep("inference", run, path, source, stem)))
         else:
             lowered = stem.lower()
-            kind = _kind_of(stem) if not lowered.startswith(TRAIN_WORDS) else "training"
+            kind = _kind_of(stem)
             if path == "train.py":
                 score = 200
-            elif lowered.startswith(TRAIN_WORDS):
+            elif any(w.startswith(TRAIN_WORDS) for w in _words(stem)):
                 score = 180
             elif kind == "inference":
                 score = 170

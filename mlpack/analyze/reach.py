@@ -64,7 +64,7 @@ AREAS: Final[dict[str, Group]] = {
     "scripts": "script",
     "tools": "script",
     "bin": "script",
-    ".github": "dev",
+    "hooks": "dev",
     "ci": "dev",
 }
 DEV_FILES: Final = frozenset(
@@ -88,6 +88,8 @@ def area_of(path: str) -> Group | None:
     ):
         return "test"
     for part in parts[:-1]:
+        if part.startswith("."):
+            return "dev"  # .github/, .copier/, .circleci/: tooling
         found = AREAS.get(part.lower())
         if found is not None:
             return found

@@ -101,10 +101,15 @@ def test_web_app_import_root(tmp_path: Path, imports: str, expected: tuple[str, 
             "backend/app/core/__init__.py": "",
             "backend/app/core/db.py": "",
             "backend/app/main.py": "from fastapi import FastAPI\n" + imports + "app = FastAPI()\n",
+            "backend/app/pre_start.py": imports + MAIN,
         },
     )
-    (first, *_) = entrypoints_of(root)
+    (first, second) = entrypoints_of(root)
     assert first.command == (*expected, "--host", "0.0.0.0", "--port", "8000")
+    if "--app-dir" in expected:
+        assert second.command == ("sh", "-c", "cd backend && python -m app.pre_start")
+    else:
+        assert second.command == ("python", "-m", "backend.app.pre_start")
 
 
 def test_web_apps_first_for_inference(tmp_path: Path) -> None:
