@@ -232,9 +232,9 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
         source = f"{path}:{facts.main or script}"
         run = _script_command(path, module, files)
         app_dir = _import_root(path, facts, files) if run[:2] == ("python", "-m") else ""
-        package = path[len(app_dir) + 1 :].split("/", 1)[0]
+        own = path[len(app_dir) + 1 :].split("/", 1)[0]
         if app_dir not in {"", "src"} and any(
-            m == package or m.startswith(f"{package}.") for m, *_ in facts.imports
+            m == own or m.startswith(f"{own}.") for m, *_ in facts.imports
         ):  # the package imports itself by its name: it runs from its subproject folder
             dotted = path[len(app_dir) + 1 : -3].replace("/", ".").removesuffix(".__init__")
             run = ("sh", "-c", f"cd {shlex.quote(app_dir)} && python -m {dotted}")
