@@ -63,7 +63,7 @@ def analyze(
         settings=settings,
     )
     env = analyze_env(tree, facts, warnings=warnings, reach=reached)
-    layout = analyze_layout(tree, facts)
+    layout = analyze_layout(tree, facts, reach=reached)
     accelerator = analyze_accelerator(facts, imports.packages, reach=reached)
     system_packages = analyze_system_packages(imports.packages)
     if not tree.files:
