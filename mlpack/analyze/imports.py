@@ -458,7 +458,7 @@ def analyze_imports(
             Package(
                 name=dist,
                 specifier="",
-                source=locations[0],
+                source=chain[-1] if chain else locations[0],  # the use that decided
                 imports=imports,
                 optional=optional,
                 declared=False,
