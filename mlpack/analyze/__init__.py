@@ -34,7 +34,12 @@ def analyze(
     from mlpack.analyze.entrypoints import analyze_entrypoints
     from mlpack.analyze.envvars import analyze_env
     from mlpack.analyze.factcache import collect_facts
-    from mlpack.analyze.imports import analyze_imports, installed_evidence, repo_environments
+    from mlpack.analyze.imports import (
+        analyze_imports,
+        installed_evidence,
+        repo_environments,
+        with_launchers,
+    )
     from mlpack.analyze.layout import analyze_layout
     from mlpack.analyze.model import ProjectAnalysis
     from mlpack.analyze.python_version import detect_python
@@ -62,16 +67,17 @@ def analyze(
         reach=reached,
         settings=settings,
     )
+    packages = with_launchers(imports.packages, entrypoints, settings)
     env = analyze_env(tree, facts, warnings=warnings, reach=reached)
     layout = analyze_layout(tree, facts, reach=reached)
-    accelerator = analyze_accelerator(facts, imports.packages, reach=reached)
-    system_packages = analyze_system_packages(imports.packages)
+    accelerator = analyze_accelerator(facts, packages, reach=reached)
+    system_packages = analyze_system_packages(packages)
     if not tree.files:
         warnings.append(f"{root}: no files to analyse (empty repository?); using defaults")
     return ProjectAnalysis(
         root=str(root),
         python=python,
-        packages=imports.packages,
+        packages=packages,
         ambiguous=imports.ambiguous,
         env=env,
         layout=layout,

@@ -58,6 +58,7 @@ UTILITY_PREFIXES: Final = (
     "prepare", "prep", "convert", "export", "download", "preprocess", "eval", "bench", "config",
     "setup", "install", "check", "clean", "avg", "average", "hubconf", "util",
 )  # fmt: skip
+_HELPER_FOLDERS: Final = frozenset({"utils", "util", "helpers", "contrib", "extras", "misc"})
 STREAMLIT_COMMAND: Final = ("--server.address", "0.0.0.0", "--server.port", "8501")
 _EXCLUDED_PARTS: Final = ("tests/", "test/", "docs/", "doc/")
 _EXCLUDED_NAMES: Final = frozenset({"setup.py", "noxfile.py", "conftest.py", "fabfile.py"})
@@ -217,9 +218,7 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
             command = ("uvicorn", target, *HOST_PORT)
             if app_dir:
                 command = ("uvicorn", target, "--app-dir", app_dir, *HOST_PORT)
-        found.append(
-            (200 - 5 * _depth(path), _ep("inference", command, path, f"{path}:{line}", "serve"))
-        )
+        found.append((_app_score(path), _ep("inference", command, path, f"{path}:{line}", "serve")))
     if stem == "__main__":
         package = _module_path(path.rpartition("/")[0] + "/__init__.py", files)
         if package is not None and package[0] and facts.error is None:
@@ -260,6 +259,12 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
                 score -= 5  # no guard: a little less sure it is meant to be run
             found.append((score - 10 * _depth(path), _ep(kind, run, path, source, stem)))
     return found
+
+
+def _app_score(path: str) -> int:
+    """Apps rank first, less so deeper down, and least in a helpers folder (``utils/``)."""
+    helper = any(part in _HELPER_FOLDERS for part in path.split("/")[:-1])
+    return 200 - 10 * _depth(path) - (30 if helper else 0)
 
 
 def _ui_framework(facts: FileFacts) -> str | None:

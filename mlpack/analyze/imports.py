@@ -31,7 +31,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -51,6 +51,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from mlpack.analyze.model import Entrypoint
     from mlpack.analyze.pyfacts import FileFacts
     from mlpack.analyze.walk import RepoTree
 
@@ -472,6 +473,56 @@ def analyze_imports(
             f"undeclared: {dist} ({kind}imported as {', '.join(imports)} at {locations[0]})"
         )
     return ImportAnalysis(packages=tuple(packages), ambiguous=tuple(ambiguous))
+
+
+# The program an entrypoint's command starts -> the distribution that provides it.
+LAUNCHERS: Final = {
+    "uvicorn": "uvicorn",
+    "gunicorn": "gunicorn",
+    "hypercorn": "hypercorn",
+    "streamlit": "streamlit",
+    "torchrun": "torch",
+    "accelerate": "accelerate",
+    "deepspeed": "deepspeed",
+    "celery": "celery",
+}
+
+
+def with_launchers(
+    packages: tuple[Package, ...],
+    entrypoints: Iterable[Entrypoint],
+    settings: ImportSettings | None = None,
+) -> tuple[Package, ...]:
+    """Add the program that starts the first entrypoint of each kind (``uvicorn app.main:app``
+    needs uvicorn, which no file imports) to the runtime group.
+    """
+    exclude = settings.exclude if settings is not None else frozenset()
+    by_name = {p.name: p for p in packages}
+    kinds: set[str] = set()
+    for entry in entrypoints:
+        if entry.kind in kinds or area_of(entry.path) not in {None, "script"}:
+            continue
+        kinds.add(entry.kind)
+        dist = LAUNCHERS.get(entry.command[0]) if entry.command else None
+        if dist is None or dist in exclude:
+            continue
+        chain = (entry.source.split(", ")[0],)
+        found = by_name.get(dist)
+        if found is None:
+            by_name[dist] = Package(
+                name=dist,
+                specifier="",
+                source=chain[0],
+                imports=(),
+                optional=False,
+                declared=False,
+                used=False,
+                usage="runtime",
+                reached_from=chain,
+            )
+        elif found.usage != "runtime":
+            by_name[dist] = replace(found, usage="runtime", reached_from=chain)
+    return tuple(by_name[name] for name in sorted(by_name))
 
 
 @dataclass(frozen=True, kw_only=True)

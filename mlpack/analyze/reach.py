@@ -10,15 +10,18 @@ not a package (``python folder/script.py`` puts it on ``sys.path``), and every f
 to ``sys.path``. Importing ``a.b.c`` runs ``a/__init__.py`` and ``a/b/__init__.py`` too; ``from
 a import b`` may import the submodule ``a/b.py``. Relative imports resolve against the package.
 
-From the runtime roots (the first training and the first inference entrypoint outside tests,
-docs, examples, benchmarks and scripts; else the repository's own packages; else the first
-entrypoint of each kind), a walk over the edges that always run marks the *runtime* files: plain
+From the runtime roots (the first training and the first inference entrypoint in the project's
+code or its ``scripts/`` and ``tools/``, not in tests, docs, examples or benchmarks, and the
+data preparation scripts there, ``prepare*``/``preprocess*``/``download*``, which a training
+image runs first; every module of a ``src/`` package, or of every top-level package when no
+such entrypoint exists; else the first entrypoint of each kind), a walk over the edges that always run marks the *runtime* files: plain
 imports, and imports inside a function of a root (``def main(): from .cli import run``). A
 second walk that also takes optional edges (``try/except ImportError``, availability checks,
 imports inside functions of other modules) marks the *optional* files. Each third-party import
-then gets the group of the closest use: ``runtime`` (a plain module-level import in a runtime
-file), ``optional`` (a guarded import, an import inside a function, or a file only optional
-edges reach), else where the file lies (``AREAS``), ``script`` for other scripts (a ``__main__``
+then gets the group of the closest use: ``runtime`` (a plain import in a runtime file; inside
+a function only in a module beside the scripts, such as nanoGPT's ``model.py``), ``optional``
+(a guarded import, an import inside a function of a package's module: a feature its callers
+may never use, or a file only optional edges reach), else where the file lies (``AREAS``), ``script`` for other scripts (a ``__main__``
 guard or top-level code), ``optional`` for the rest of the project's code.
 """
 
@@ -72,6 +75,10 @@ DEV_FILES: Final = frozenset(
 )
 PROJECT_FILES: Final = ("pyproject.toml", "setup.py", "setup.cfg")
 _SOFT: Final = OPTIONAL | GUARDED
+# Where the entrypoints a project is run by live: its code, and its scripts/ and tools/ folders
+# (not examples, benchmarks, docs, tests or tooling).
+_RUNNABLE: Final = frozenset({None, "script"})
+_PREPARE: Final = ("prepare", "preprocess", "download")
 _PY_TOKEN: Final = re.compile(r"[\w./-]+\.py\b")
 
 
@@ -109,13 +116,14 @@ class Reach:
     optional: Mapping[str, tuple[str, ...]]
     roots: tuple[str, ...]
     scripts: frozenset[str] = frozenset()  # files that run as scripts (guard or top-level code)
+    packaged: frozenset[str] = frozenset()  # modules inside a package (its folder has __init__)
 
     def group_of(self, path: str, line: int, flags: int) -> tuple[Group, tuple[str, ...]]:
         """The group of one import at ``path:line`` and the chain that reaches it."""
         chain = self.runtime.get(path)
         if chain is not None:
             here = (*chain, f"{path}:{line}")
-            if flags & (_SOFT | LAZY):
+            if flags & _SOFT or (flags & LAZY and path in self.packaged):
                 return "optional", here
             return "runtime", here
         chain = self.optional.get(path)
@@ -222,31 +230,20 @@ class _Index:
 def runtime_roots(
     tree: RepoTree, entrypoints: Iterable[Entrypoint], facts: Mapping[str, FileFacts]
 ) -> tuple[str, ...]:
-    """The files the image runs first: entrypoints in project code, else the own packages."""
+    """The files the image runs first: the entrypoints, and a library's own packages."""
     files = tree.names()
     entries = list(entrypoints)
     chosen: list[str] = []
     kinds: set[str] = set()
     for entry in entries:
-        found = [f for f in _entry_files(tree, entry, files) if area_of(f) is None]
-        if found and entry.kind not in kinds:
+        found = [f for f in _entry_files(tree, entry, files) if area_of(f) in _RUNNABLE]
+        stem = entry.path.rpartition("/")[2].lower()
+        if found and (entry.kind not in kinds or stem.startswith(_PREPARE)):
             kinds.add(entry.kind)
             chosen.extend(found)
-    if not chosen:  # a library: every module of its own packages may be imported
-        packages = {
-            p.rpartition("/")[0]
-            for p in files
-            if p.endswith("/__init__.py")
-            and p.count("/") == (2 if p.startswith("src/") else 1)
-            and area_of(p) is None
-        }
-        chosen = [
-            p
-            for p in sorted(files)
-            if p.endswith(".py")
-            and "/".join(p.split("/")[: 2 if p.startswith("src/") else 1]) in packages
-            and area_of(p) is None
-        ]
+    # A library (a src/ layout, or no entrypoint to run at all): every module of its own
+    # packages may be imported by its users.
+    chosen.extend(_library_modules(files, src_only=bool(chosen)))
     if not chosen:
         for entry in entries:
             if entry.kind not in kinds:
@@ -255,6 +252,25 @@ def runtime_roots(
     if not chosen:
         chosen = [p for p in sorted(facts) if p.endswith(".py") and area_of(p) is None]
     return tuple(dict.fromkeys(chosen))
+
+
+def _library_modules(files: frozenset[str], *, src_only: bool) -> list[str]:
+    def package_of(path: str) -> str:
+        return "/".join(path.split("/")[: 2 if path.startswith("src/") else 1])
+
+    packages = {
+        p.rpartition("/")[0]
+        for p in files
+        if p.endswith("/__init__.py")
+        and p.count("/") == (2 if p.startswith("src/") else 1)
+        and area_of(p) is None
+        and (p.startswith("src/") or not src_only)
+    }
+    return [
+        p
+        for p in sorted(files)
+        if p.endswith(".py") and package_of(p) in packages and area_of(p) is None
+    ]
 
 
 def _entry_files(tree: RepoTree, entry: Entrypoint, files: frozenset[str]) -> list[str]:
@@ -295,6 +311,9 @@ def reach(
         optional=_walk(graph, roots, soft=True),
         roots=roots,
         scripts=frozenset(p for p, f in facts.items() if f.main or f.script),
+        packaged=frozenset(
+            p for p in facts if "/" in p and f"{p.rpartition('/')[0]}/__init__.py" in tree.names()
+        ),
     )
 
 

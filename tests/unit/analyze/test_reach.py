@@ -67,20 +67,24 @@ def test_guarded_and_lazy_imports_are_optional(tmp_path: Path) -> None:
     root = make_repo(
         tmp_path / "repo",
         {
-            "train.py": "import lib\n\nif __name__ == '__main__':\n    pass\n",
-            "lib.py": (
+            "train.py": "import model\nfrom pkg import lib\n\nif __name__ == '__main__':\n    pass\n",
+            # a module beside the scripts: its lazy imports run (nanoGPT's from_pretrained)
+            "model.py": "def from_pretrained():\n    from transformers import GPT2\n",
+            "pkg/__init__.py": "",
+            "pkg/lib.py": (
                 "import importlib.util\n"
                 "from extras import is_bnb_available\n"
                 "try:\n    import apex\nexcept ImportError:\n    apex = None\n"
                 "if is_bnb_available():\n    import bitsandbytes\n"
                 "if importlib.util.find_spec('deepspeed'):\n    import deepspeed\n"
-                "def export():\n    import onnx\n"
+                "def export():\n    import onnx\n"  # a package's feature
                 "import yaml\n"
             ),
             "extras.py": "def is_bnb_available():\n    return False\n",
         },
     )
     assert usage(run(root, tmp_path)) == {
+        "transformers": "runtime",
         "apex": "optional",
         "bitsandbytes": "optional",
         "deepspeed": "optional",
@@ -164,3 +168,33 @@ def test_json_has_group_and_reached_from(tmp_path: Path) -> None:
 )
 def test_area_of(path: str, group: str | None) -> None:
     assert area_of(path) == group
+
+
+def test_the_program_that_starts_the_app_is_runtime(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {"app/__init__.py": "", "app/main.py": "from fastapi import FastAPI\napp = FastAPI()\n"},
+    )
+    uvicorn = next(p for p in run(root, tmp_path).packages if p.name == "uvicorn")
+    # No file imports uvicorn, but `uvicorn app.main:app` cannot start without it.
+    assert (uvicorn.usage, uvicorn.declared, uvicorn.reached_from) == (
+        "runtime",
+        False,
+        ("app/main.py:2",),
+    )
+
+
+def test_data_preparation_scripts_are_roots(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "train.py": "import torch\nwhile True:\n    break\n",
+            "data/shakespeare/prepare.py": "import tiktoken\nprint(1)\n",
+            "tools/convert.py": "import onnx\nprint(1)\n",
+        },
+    )
+    assert usage(run(root, tmp_path)) == {
+        "torch": "runtime",
+        "tiktoken": "runtime",  # the training image prepares its data first
+        "onnx": "script",
+    }
