@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from mlpack.errors import AnalyzeError
 
 if TYPE_CHECKING:
+    from mlpack.analyze.analysis import ProjectAnalysis
     from mlpack.analyze.imports import ImportSettings
-    from mlpack.analyze.model import ProjectAnalysis
 
 __all__ = ["analyze"]
 
@@ -25,12 +25,13 @@ def analyze(
 ) -> ProjectAnalysis:
     """Analyse the repository at ``root``.
 
-    :param cache_dir: where per-file facts are cached (default
-        ``$XDG_CACHE_HOME/mlpack/analyze``); a missing or corrupt cache only costs time.
+    :param cache_dir: where per-file facts are cached (default ``<mlpack home>/cache/analyze``);
+        a missing or corrupt cache only costs time.
     :param settings: the user's ``ignore-imports``, ``import-map`` and ``exclude``.
     :raises AnalyzeError: when ``root`` is not a readable directory, or declared files conflict.
     """
     from mlpack.analyze.accelerators import analyze_accelerator, analyze_system_packages
+    from mlpack.analyze.analysis import ProjectAnalysis
     from mlpack.analyze.entrypoints import analyze_entrypoints
     from mlpack.analyze.envvars import analyze_env
     from mlpack.analyze.factcache import collect_facts
@@ -41,7 +42,6 @@ def analyze(
         with_launchers,
     )
     from mlpack.analyze.layout import analyze_layout
-    from mlpack.analyze.model import ProjectAnalysis
     from mlpack.analyze.python_version import detect_python
     from mlpack.analyze.reach import reach
     from mlpack.analyze.requirements import declared_requirements

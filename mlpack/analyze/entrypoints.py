@@ -35,7 +35,7 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from mlpack.analyze.model import Entrypoint, EntrypointKind
+from mlpack.analyze.analysis import Entrypoint, EntrypointKind
 from mlpack.analyze.reach import area_of
 
 if sys.version_info >= (3, 11):

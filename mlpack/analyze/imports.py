@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from packaging.utils import canonicalize_name
 
-from mlpack.analyze.model import Ambiguity, DeclaredRequirement, Package
+from mlpack.analyze.analysis import Ambiguity, DeclaredRequirement, Package
 from mlpack.analyze.pyfacts import GUARDED, NAMESPACE_ROOTS, OPTIONAL
 from mlpack.analyze.reach import GROUPS, Reach, area_of
 from mlpack.analyze.requirements import DEV_GROUPS
@@ -51,7 +51,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from mlpack.analyze.model import Entrypoint
+    from mlpack.analyze.analysis import Entrypoint
     from mlpack.analyze.pyfacts import FileFacts
     from mlpack.analyze.walk import RepoTree
 

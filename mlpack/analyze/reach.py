@@ -38,7 +38,7 @@ from mlpack.analyze.pyfacts import GUARDED, LAZY, OPTIONAL
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from mlpack.analyze.model import Entrypoint
+    from mlpack.analyze.analysis import Entrypoint
     from mlpack.analyze.pyfacts import FileFacts
     from mlpack.analyze.walk import RepoTree
 

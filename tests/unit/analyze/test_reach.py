@@ -13,7 +13,7 @@ from tests.unit.analyze.repo_helpers import make_repo, parse_mode  # noqa: F401 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mlpack.analyze.model import ProjectAnalysis
+    from mlpack.analyze.analysis import ProjectAnalysis
 
 
 def run(root: Path, tmp_path: Path) -> ProjectAnalysis:
