@@ -167,6 +167,25 @@ def test_curated_mapping(tmp_path: Path) -> None:
     assert len(import_map()) >= 150
 
 
+@pytest.mark.parametrize(
+    ("code", "python", "expected"),
+    [
+        ("import open_clip\nimport imwatermark\nimport st_keyup\n", "3.11",
+         ["invisible-watermark", "open-clip-torch", "streamlit-keyup"]),
+        ("import paddle\n", "3.11", ["paddlepaddle"]),  # PyPI's "paddle" is another project
+        ("import functorch\n", "3.11", ["torch"]),  # ships inside torch
+        ("import distutils.core\n", "3.12", ["setuptools"]),  # stdlib until 3.11
+        ("import distutils.core\n", "3.11", []),
+    ],
+)  # fmt: skip
+def test_names_the_index_gets_wrong(
+    tmp_path: Path, code: str, python: str, expected: list[str]
+) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": code})
+    result, _ = run(root, python=python)
+    assert names(result) == expected
+
+
 def test_ambiguity_is_reported_unless_declared_or_installed(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", {"a.py": "import cv2\n"})
     result, warnings = run(root)
