@@ -278,7 +278,7 @@ def _entry_files(tree: RepoTree, entry: Entrypoint, files: frozenset[str]) -> li
     if entry.path.endswith(".py"):
         return [entry.path]
     words = list(entry.command)
-    if not entry.path.endswith(".py") and entry.path in files:
+    if entry.path in files:
         try:
             text = (tree.root / entry.path).read_text(encoding="utf-8", errors="replace")
         except OSError:
