@@ -138,16 +138,23 @@ def module_graph(tree: RepoTree, facts: Mapping[str, FileFacts]) -> dict[str, li
     index = _Index(files, tree.dirs)
     shared = _shared_roots(tree, facts)
     graph: dict[str, list[Edge]] = {}
+    # The shared roots answer the same import the same way in every file (numpy, torch...).
+    from_shared: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for path, file_facts in facts.items():
         if not path.endswith(".py") and not path.endswith(".ipynb"):
             continue
-        roots = [*_own_roots(path, files), *shared]
+        own = _own_roots(path, files)
         edges: list[Edge] = []
         for module, line, flags, names in file_facts.imports:
             if module.startswith("."):
                 targets = index.relative(path, module, names)
             else:
-                targets = index.absolute(module, names, roots)
+                targets = index.absolute(module, names, own)
+                if not targets:
+                    key = (module, names)
+                    if key not in from_shared:
+                        from_shared[key] = index.absolute(module, names, shared)
+                    targets = from_shared[key]
             edges.extend((target, line, flags) for target in targets if target != path)
         graph[path] = edges
     return graph
