@@ -238,7 +238,7 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
             dotted = path[len(app_dir) + 1 : -3].replace("/", ".").removesuffix(".__init__")
             run = ("sh", "-c", f"cd {shlex.quote(app_dir)} && python -m {dotted}")
         if facts.serves or ui == "gradio":
-            score = 190 - 5 * _depth(path)
+            score = _app_score(path) - 10
             found.append((score, _ep("inference", run, path, source, stem)))
         else:
             lowered = stem.lower()

@@ -297,3 +297,18 @@ def test_inference_example_lists_each_command_once(tmp_path: Path) -> None:
         ),
         (("python", "-m", "app.main"), "app/main.py:60"),
     ]
+
+
+def test_an_app_in_a_helpers_folder_ranks_after_the_inference_script(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "detect.py": "def run(): ...\n" + MAIN,
+            "utils/__init__.py": "",
+            "utils/rest/api.py": "from flask import Flask\napp = Flask(__name__)\n"
+            "if __name__ == '__main__':\n    app.run()\n",
+        },
+    )
+    kinds = [(e.kind, e.path) for e in entrypoints_of(root)]
+    assert kinds[0] == ("inference", "detect.py")
+    assert ("inference", "utils/rest/api.py") in kinds[1:]
