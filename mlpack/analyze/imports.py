@@ -370,6 +370,7 @@ def analyze_imports(
     known = set(curated) | set(installed.provides)
     known.update(canonicalize_name(d.name).replace("-", "_") for d in declared)
     own = own_modules(tree, {k.split(".")[0] for k in known})
+    own |= {m for file_facts in facts.values() for m in file_facts.modules}
     siblings = _siblings(tree)
 
     uses: dict[str, _Use] = {}

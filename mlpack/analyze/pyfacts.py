@@ -99,6 +99,8 @@ class FileFacts:
       or ``"cwd:<rel>"`` for a literal relative path;
     - ``script``: line of the first column-0 statement that does work (a loop or a bare call):
       a script that runs without a ``__main__`` guard (0: none);
+    - ``modules``: module names a notebook writes with ``%%writefile name.py`` (the repository's
+      own modules once it ran; the cell's code is analysed as the notebook's);
     - ``env``: (name, line, literal default or None);
     - ``paths``: (literal path, line, mode) with mode "r", "w" or "p" (``from_pretrained``);
     - ``main``: line of ``if __name__ == "__main__"`` (0: none); ``serves``: line of a server
@@ -118,6 +120,7 @@ class FileFacts:
     cuda_optional: int = 0
     sys_path: tuple[str, ...] = ()
     script: int = 0
+    modules: tuple[str, ...] = ()
     error: str | None = None
 
     def to_json(self) -> list[Any]:
@@ -133,6 +136,7 @@ class FileFacts:
             self.cuda_optional,
             self.sys_path,
             self.script,
+            self.modules,
             self.error,
         ]
 
@@ -141,7 +145,7 @@ class FileFacts:
         """Rebuild facts from :meth:`to_json`'s form; raise ValueError when malformed."""
         try:
             (imports, env, paths, main, serves, apps, cuda, cuda_optional, sys_path, script,
-             error) = data  # fmt: skip
+             modules, error) = data  # fmt: skip
             return cls(
                 imports=tuple(
                     (str(m), int(n), int(f), tuple(str(x) for x in names))
@@ -156,6 +160,7 @@ class FileFacts:
                 cuda_optional=int(cuda_optional),
                 sys_path=tuple(str(p) for p in sys_path),
                 script=int(script),
+                modules=tuple(str(m) for m in modules),
                 error=None if error is None else str(error),
             )
         except (TypeError, ValueError) as exc:
@@ -270,6 +275,7 @@ def _notebook_facts(data: bytes) -> FileFacts:
     extractor = _Extractor()
     offset = 0
     bad: list[str] = []
+    written: list[str] = []
     number = 0
     for cell in cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
@@ -277,7 +283,10 @@ def _notebook_facts(data: bytes) -> FileFacts:
         number += 1
         raw = cell.get("source", cell.get("input", ""))
         source = "".join(raw) if isinstance(raw, list) else str(raw)
-        code = _strip_magics(source)
+        module = _written_module(source)
+        if module is not None:
+            written.append(module)
+        code = _strip_magics(source, python_file=module is not None)
         lines = source.count("\n") + 1
         if code is not None:
             tree = _parse(code)
@@ -290,7 +299,7 @@ def _notebook_facts(data: bytes) -> FileFacts:
                 except RecursionError:
                     bad.append(str(number))
         offset += lines
-    facts = extractor.facts()
+    facts = replace(extractor.facts(), modules=tuple(dict.fromkeys(written)))
     if bad:
         shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
         return replace(
@@ -299,11 +308,23 @@ def _notebook_facts(data: bytes) -> FileFacts:
     return facts
 
 
-def _strip_magics(source: str) -> str | None:
-    """Blank IPython magics and shell escapes (``%``, ``!``); None for non-Python cell magics."""
+def _written_module(source: str) -> str | None:
+    """``model`` for a cell that starts ``%%writefile model.py`` (or ``-a src/model.py``)."""
+    first = source.lstrip().split("\n", 1)[0].split()
+    if len(first) < 2 or first[0] != "%%writefile" or not first[-1].endswith(".py"):
+        return None
+    stem = first[-1].rpartition("/")[2][:-3]
+    return stem if stem.isidentifier() else None
+
+
+def _strip_magics(source: str, *, python_file: bool = False) -> str | None:
+    """Blank IPython magics and shell escapes (``%``, ``!``); None for non-Python cell magics.
+
+    ``python_file``: the cell writes a ``.py`` file; its body is Python the notebook runs later.
+    """
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
-        if lines[0].split()[0] not in _CELL_MAGIC_PYTHON:
+        if lines[0].split()[0] not in _CELL_MAGIC_PYTHON and not python_file:
             return None
         lines[0] = ""
     out = []

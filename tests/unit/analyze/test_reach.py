@@ -198,3 +198,15 @@ def test_data_preparation_scripts_are_roots(tmp_path: Path) -> None:
         "tiktoken": "runtime",  # the training image prepares its data first
         "onnx": "script",
     }
+
+
+def test_modules_a_notebook_writes_are_its_own(tmp_path: Path) -> None:
+    import json
+
+    cells = [
+        {"cell_type": "code", "source": "%%writefile model.py\nimport torch\nclass Net: ...\n"},
+        {"cell_type": "code", "source": "import model\nimport pandas\n"},
+    ]
+    root = make_repo(tmp_path / "repo", {"walkthrough.ipynb": json.dumps({"cells": cells})})
+    # model is the notebook's module, not a distribution; torch is what it imports.
+    assert usage(run(root, tmp_path)) == {"torch": "notebook", "pandas": "notebook"}
