@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 from mlpack.config import config_from_analysis, config_location, load_config
 from mlpack.errors import BuildError, ConfigError, LockError, MlpackError
+from mlpack.home import mlpack_home
 from mlpack.lock import stamp
 from mlpack.lock.inputs import LockInputs, inputs_from_config, stale_reason
 from mlpack.lock.locker import LockResult, lock
 from mlpack.lock.lockfile import dumps, read_lock
 from mlpack.lock.runner import ImageRunner
 from mlpack.lock.wheelhouse import Wheelhouse, fetch
-from mlpack.paths import CONFIG_FILE, LOCK_FILE, home_folder
+from mlpack.paths import CONFIG_FILE, LOCK_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -115,7 +116,7 @@ def lock_project(
         project_lock_inputs(root, resolver=resolver, platform=platform),
         lock_path(root),
         root=root,
-        home=home_folder(),
+        home=Path(mlpack_home()),
         base_resolver=StoreBaseResolver(),
         image_runner=embedded_image_runner,
         upgrade=upgrade and not packages,
@@ -152,7 +153,7 @@ def fetch_lock(root: Path, lock_file: Lock, *, ca_cert: Path | None = None) -> W
     locked = (lock_file.index_url, *lock_file.extra_index_urls)
     if indexes is not None and indexes.public().all != locked:
         indexes = None  # the config moved on: fetch from the lock's own (public) indexes
-    return fetch(lock_file, home=home_folder(), indexes=indexes, ca_cert=ca_cert)
+    return fetch(lock_file, home=Path(mlpack_home()), indexes=indexes, ca_cert=ca_cert)
 
 
 def project_config(root: Path, *, note: Callable[[str], None]) -> ProjectConfig:
@@ -183,7 +184,7 @@ def project_lock(
             inputs,
             Path(tmp) / LOCK_FILE,
             root=root,
-            home=home_folder(),
+            home=Path(mlpack_home()),
             base_resolver=StoreBaseResolver(),
             image_runner=embedded_image_runner,
         ).lock
@@ -268,7 +269,7 @@ def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path])
 
 def embedded_step_runner() -> StepRunner | None:
     """Build steps in a container of the base on the embedded runtime; None where it cannot run."""
-    from mlpack.runtime.base import Mount, RunConfig
+    from mlpack.runtime.protocol import Mount, RunConfig
     from mlpack.runtime.embedded import EmbeddedRuntime
 
     runtime = EmbeddedRuntime()

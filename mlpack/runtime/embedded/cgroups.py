@@ -6,11 +6,11 @@ import contextlib
 import os
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from mlpack.errors import ContainerError
-from mlpack.record import field, record
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -22,7 +22,7 @@ HINT_ROOT = (
 )
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Layout:
     """Where each controller lives on this host."""
 
@@ -108,7 +108,7 @@ def _self_path(hierarchy: str) -> str:
     return "/"
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Limits:
     """Requested limits; None means unlimited."""
 
@@ -145,7 +145,7 @@ class Limits:
         return tuple(out)
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Cgroup:
     """One container's cgroup directories (one per v1 hierarchy used, plus the v2 one)."""
 
