@@ -269,8 +269,8 @@ def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path])
 
 def embedded_step_runner() -> StepRunner | None:
     """Build steps in a container of the base on the embedded runtime; None where it cannot run."""
-    from mlpack.runtime.protocol import Mount, RunConfig
     from mlpack.runtime.embedded import EmbeddedRuntime
+    from mlpack.runtime.protocol import Mount, RunConfig
 
     runtime = EmbeddedRuntime()
     try:

@@ -62,6 +62,10 @@ def build(
         BackendName,
         typer.Option("--backend", help="embedded (default: no daemon) or docker (the SDK)."),
     ] = "embedded",
+    push: Annotated[
+        str | None,
+        typer.Option("--push", help="Push the image to this reference after the build."),
+    ] = None,
 ) -> None:
     """Build the project's image in the mlpack store, bit-for-bit reproducibly, with no daemon.
 
@@ -73,9 +77,10 @@ def build(
     started = time.monotonic()
     with using(_Notices()):
         result = build_project(path, tag=tag, frozen=frozen, backend=backend, note=_note)
+        pushed = _push(result, push) if push else None
     if as_json:
         # Plain print: rich would wrap long lines and break the JSON.
-        print(json.dumps(_as_json(result), ensure_ascii=False))
+        print(json.dumps({**_as_json(result), "pushed": pushed}, ensure_ascii=False))
         return
     for layer in result.layers:
         origin = "cached" if layer.cached else "built"
@@ -88,6 +93,16 @@ def build(
         f"{time.monotonic() - started:.1f} s",
         markup=False,
     )
+
+
+def _push(result: BuildResult, target: str) -> str:
+    """Push the built image with the registry client; return ``target@digest``."""
+    from mlpack.oci.registry import push
+    from mlpack.oci.store import Store
+
+    pushed = push(Store.default(), result.digest, target)
+    err.print(f"pushed {pushed.reference} ({pushed.digest})", markup=False)
+    return f"{pushed.reference}@{pushed.digest}"
 
 
 def render(

@@ -77,6 +77,7 @@ def test_build_json_is_one_object_with_layers_base_first(
     assert [x["role"] for x in doc["layers"]] == ["base", "code"]
     assert [x["cached"] for x in doc["layers"]] == [True, False]
     assert doc["backend"] == "embedded"
+    assert doc["pushed"] is None
     assert seen["tag"] == "x/y:z"
     assert seen["frozen"] is False
 
