@@ -125,7 +125,9 @@ def select(root: Path, rules: IgnoreRules) -> tuple[CodeEntry, ...]:
     """Walk ``root`` (never following links) and return what the rules keep, sorted.
 
     Excluded folders are not descended into unless a ``!`` rule could reach inside them, so
-    a large ignored data folder costs nothing. Devices, FIFOs and sockets are left out.
+    a large ignored data folder costs nothing. Virtualenvs and conda environments (found by
+    their pyvenv.cfg or conda-meta/, whatever their names) and devices, FIFOs and sockets are
+    left out.
     """
     kept: list[CodeEntry] = []
     stack = [""]
@@ -140,6 +142,8 @@ def select(root: Path, rules: IgnoreRules) -> tuple[CodeEntry, ...]:
         for name, st in children:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if stat.S_ISDIR(st.st_mode):
+                if _is_virtualenv(root / rel):
+                    continue  # a virtualenv, whatever its name: never code
                 if not rules.excluded(rel):
                     kept.append(CodeEntry(rel=rel, kind="dir"))
                     stack.append(rel)
@@ -154,6 +158,10 @@ def select(root: Path, rules: IgnoreRules) -> tuple[CodeEntry, ...]:
                 link = os.readlink(root / rel)  # noqa: PTH115
                 kept.append(CodeEntry(rel=rel, kind="symlink", target=link))
     return tuple(sorted(_with_parents(kept), key=lambda e: e.rel.split("/")))
+
+
+def _is_virtualenv(path: Path) -> bool:
+    return (path / "pyvenv.cfg").is_file() or (path / "conda-meta").is_dir()
 
 
 def _with_parents(entries: list[CodeEntry]) -> list[CodeEntry]:

@@ -85,3 +85,13 @@ def test_an_unreadable_ignore_file_is_an_error(tmp_path: Path) -> None:
     (root / ".dockerignore").write_bytes(b"\xff\xfe")
     with pytest.raises(BuildError, match=r"\.dockerignore"):
         project_rules(root, ())
+
+
+def test_virtualenvs_are_left_out_whatever_their_name(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / "myenv" / "lib").mkdir(parents=True)
+    (root / "myenv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (root / "condaenv" / "conda-meta").mkdir(parents=True)
+    kept = {e.rel for e in select(root, IgnoreRules(()))}
+    assert not any(rel.startswith(("myenv", "condaenv")) for rel in kept)
+    assert "src/a.py" in kept
