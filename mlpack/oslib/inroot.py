@@ -32,7 +32,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections import deque
 
 from mlpack.oslib import linux
 
@@ -140,18 +139,18 @@ def _walk(rootfd: int, path: str, *, follow: bool, create: int | None, xdev: boo
     """The fallback: one component at a time; ``create`` is the mode of missing directories."""
     dev = os.fstat(rootfd).st_dev
     stack = [os.dup(rootfd)]
-    queue = deque(_parts(path))
+    todo = _parts(path)[::-1]  # a stack: the next component last
     links = 0
     try:
-        while queue:
-            comp = queue.popleft()
+        while todo:
+            comp = todo.pop()
             if comp == "..":
                 if len(stack) > 1:
                     os.close(stack.pop())
                 continue
             fd = _step(stack[-1], comp, create)
             st = os.fstat(fd)
-            if stat.S_ISLNK(st.st_mode) and (queue or follow):
+            if stat.S_ISLNK(st.st_mode) and (todo or follow):
                 os.close(fd)
                 links += 1
                 if links > MAX_SYMLINKS:
@@ -160,10 +159,10 @@ def _walk(rootfd: int, path: str, *, follow: bool, create: int | None, xdev: boo
                 if target.startswith("/"):
                     while len(stack) > 1:
                         os.close(stack.pop())
-                queue.extendleft(reversed(_parts(target)))
+                todo.extend(reversed(_parts(target)))
                 continue
             stack.append(fd)
-            if (queue or create is not None) and not stat.S_ISDIR(st.st_mode):
+            if (todo or create is not None) and not stat.S_ISDIR(st.st_mode):
                 raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), comp)
             if not xdev and st.st_dev != dev:
                 raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), comp)
