@@ -6,12 +6,10 @@ isolates all of mlpack's state, and removing that folder resets it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Literal
+from pathlib import Path
+from typing import Final, Literal
 
 from mlpack.home import mlpack_home
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 CONFIG_FILE: Final = "mlpack.toml"
 PYPROJECT_FILE: Final = "pyproject.toml"
@@ -26,14 +24,9 @@ Cache = Literal[
 ]
 
 
-def home_folder() -> Path:
-    """Mlpack's home (``mlpack.home.mlpack_home``) as a Path."""
-    return mlpack_home()
-
-
 def cache_folder(name: Cache, *, home: Path | None = None) -> Path:
     """The folder of cache ``name`` under ``home`` (default: mlpack's home)."""
-    return (home or home_folder()) / "cache" / name
+    return Path(home or mlpack_home(), "cache", name)
 
 
 def tools_folder(home: Path) -> Path:
