@@ -25,6 +25,9 @@ API (every returned fd is the caller's to close; errors are ``OSError`` with ``e
 * ``make(rootfd, path, *, directory, follow=True, mode) -> fd``: the path as a directory or an
   empty file, created if missing (parents with ``mkdirs``), an ``O_PATH`` fd; with
   ``follow=False`` an existing symlink leaf is refused (``ELOOP``) instead of followed.
+
+``kernel=False`` (on each) skips openat2 and always walks: the same answers, for tests of the
+fallback and for callers that must not depend on the kernel's resolution.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ def _parts(path: str) -> list[str]:
     return [p for p in path.split("/") if p not in ("", ".")]
 
 
-def _kernel(rootfd: int, path: str, flags: int, xdev: bool) -> int | None:
+def _kernel(rootfd: int, path: str, flags: int, xdev: bool, *, kernel: bool) -> int | None:
     """openat2 in-root, or None where this kernel or a seccomp filter refuses it."""
-    if not _openat2[0]:
+    if not (kernel and _openat2[0]):
         return None
     rel = "/".join(_parts(path)) or "."
     resolve = _RESOLVE | (0 if xdev else linux.RESOLVE_NO_XDEV)
@@ -61,12 +64,18 @@ def _kernel(rootfd: int, path: str, flags: int, xdev: bool) -> int | None:
 
 
 def resolve(
-    rootfd: int, path: str, flags: int = os.O_PATH, *, follow: bool = True, xdev: bool = True
+    rootfd: int,
+    path: str,
+    flags: int = os.O_PATH,
+    *,
+    follow: bool = True,
+    xdev: bool = True,
+    kernel: bool = True,
 ) -> int:
     """Open the existing ``path`` under ``rootfd`` with ``flags``, by the module's rule."""
     if not follow:
         flags |= os.O_NOFOLLOW
-    fd = _kernel(rootfd, path, flags, xdev)
+    fd = _kernel(rootfd, path, flags, xdev, kernel=kernel)
     if fd is not None:
         return fd
     fd = _walk(rootfd, path, follow=follow, create=None, xdev=xdev)
@@ -80,10 +89,12 @@ def resolve(
         os.close(fd)
 
 
-def mkdirs(rootfd: int, path: str, *, mode: int = 0o755, xdev: bool = True) -> int:
+def mkdirs(
+    rootfd: int, path: str, *, mode: int = 0o755, xdev: bool = True, kernel: bool = True
+) -> int:
     """``mkdir -p path`` under ``rootfd`` (dangling symlinks get their targets made)."""
     try:
-        fd = _kernel(rootfd, path, os.O_PATH | os.O_DIRECTORY, xdev)
+        fd = _kernel(rootfd, path, os.O_PATH | os.O_DIRECTORY, xdev, kernel=kernel)
     except FileNotFoundError:
         fd = None
     if fd is not None:
@@ -91,13 +102,21 @@ def mkdirs(rootfd: int, path: str, *, mode: int = 0o755, xdev: bool = True) -> i
     return _walk(rootfd, path, follow=True, create=mode, xdev=xdev)
 
 
-def make(rootfd: int, path: str, *, directory: bool, follow: bool = True, mode: int = 0o755) -> int:
+def make(
+    rootfd: int,
+    path: str,
+    *,
+    directory: bool,
+    follow: bool = True,
+    mode: int = 0o755,
+    kernel: bool = True,
+) -> int:
     """``path`` as a directory or an empty file (``mode``), created where missing."""
     for _ in range(MAX_SYMLINKS):
         head, _, leaf = path.rstrip("/").rpartition("/")
         if leaf in ("", "."):
-            return mkdirs(rootfd, head)
-        pfd = mkdirs(rootfd, head)
+            return mkdirs(rootfd, head, kernel=kernel)
+        pfd = mkdirs(rootfd, head, kernel=kernel)
         try:
             try:
                 _create(pfd, leaf, directory=directory, mode=mode)
