@@ -11,6 +11,7 @@ from typing import Literal
 
 from mlpack.errors import ContainerError
 from mlpack.record import field, record
+from mlpack.runtime.embedded import devices as dev
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -124,6 +125,8 @@ class Limits:
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     pids: int | None = None
+    # Device rules (devices.rules_of): applied whenever root runs a container, limits or not.
+    devices: tuple[dev.Rule, ...] = ()
 
     def wanted(self) -> tuple[Controller, ...]:
         """Controllers these limits need."""
@@ -307,10 +310,12 @@ def create(
             msg = "resource limits need cgroups, which rootless mode cannot write on this host"
             raise ContainerError(msg, hint=HINT_ROOT)
         return Cgroup(name=name, layout=layout, limits=limits)
-    if not limits.wanted() and not account:
+    if not limits.wanted() and not account and not limits.devices:
         return Cgroup(name=name, layout=layout, limits=limits)
     v1_dirs: list[tuple[str, Path]] = []
     wanted_v1: list[str] = [c for c in limits.wanted() if layout.backend(c) == "v1"]
+    if limits.devices and layout.v1_mount("devices") is not None:
+        wanted_v1.append("devices")
     if account:
         # Each cgroup.procs write costs an RCU grace period, so join only what is read back:
         # v1 memory for the peak, and cpuacct only when there is no cgroup2 cpu.stat.
@@ -330,7 +335,10 @@ def create(
         # Joint hierarchies (cpu,cpuacct) share one directory; list every controller in it.
         v1_dirs.extend((c, d) for c in mount.name.split(","))
     v2_dir = None
-    if layout.unified is not None:
+    # Device rules alone need the v2 directory only where no v1 devices hierarchy holds them.
+    if layout.unified is not None and (
+        limits.wanted() or account or layout.v1_mount("devices") is None
+    ):
         v2_ctrls = tuple(c for c in limits.wanted() if layout.backend(c) == "v2")
         if account and layout.backend("memory") == "v2" and "memory" not in v2_ctrls:
             v2_ctrls += ("memory",)
@@ -357,6 +365,8 @@ def create(
 
 def _apply(group: Cgroup, limits: Limits) -> None:
     """Write the limits, each to the hierarchy that enforces it, reading back what matters."""
+    if limits.devices:
+        _apply_devices(group, limits.devices)
     if "memory" in limits.wanted():
         _apply_memory(group, limits)
     if "cpu" in limits.wanted():
@@ -377,6 +387,20 @@ def _apply(group: Cgroup, limits: Limits) -> None:
             _write(d / "cpuset.cpus", limits.cpuset_cpus)
         if limits.cpuset_mems:
             _write(d / "cpuset.mems", limits.cpuset_mems)
+
+
+def _apply_devices(group: Cgroup, rules: tuple[dev.Rule, ...]) -> None:
+    """Deny all, then allow ``rules``: v1 devices files, else a BPF filter on the v2 directory."""
+    v1 = group._v1("devices")
+    if v1 is not None:
+        dev.apply_v1(v1, rules)
+    elif group.v2 is not None:
+        dev.attach_v2(group.v2, rules)
+    else:
+        msg = "device rules cannot be enforced: no devices cgroup and no cgroup2 mount"
+        raise ContainerError(
+            msg, hint="mount cgroup2 at /sys/fs/cgroup, or the v1 devices controller"
+        )
 
 
 def _apply_memory(group: Cgroup, limits: Limits) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
 from mlpack.record import replace as record_replace
-from mlpack.runtime.embedded import cgroups, state
+from mlpack.runtime.embedded import cgroups, devices, state
 from mlpack.runtime.embedded.launcher import Helper, Launch
 
 OCI_VERSION = "1.0.2"
@@ -71,6 +71,7 @@ def limits_of(config: dict[str, Any]) -> cgroups.Limits:
         cpuset_cpus=str(cpu["cpus"]) if cpu.get("cpus") else None,
         cpuset_mems=str(cpu["mems"]) if cpu.get("mems") else None,
         pids=positive(pids),
+        devices=devices.rules_of(config) if os.geteuid() == 0 else (),
     )
 
 

@@ -313,8 +313,8 @@ class EmbeddedRuntime:
             # Even a --read-only root gets an upper dir: mount targets (/etc/hosts, -v targets)
             # are created there, never in the shared image layers; the root is remounted
             # read-only after pivot_root.
-            os.mkdir(os.path.join(sd.path, "upper"))
-            os.mkdir(os.path.join(sd.path, "work"))
+            os.mkdir(os.path.join(sd.path, "upper"))  # its mode is the container's "/"
+            os.mkdir(os.path.join(sd.path, "work"), mode=0o700)
             overlay: Overlay | None = Overlay(
                 lower=image.layers,
                 upper=os.path.join(sd.path, "upper"),
@@ -357,16 +357,19 @@ class EmbeddedRuntime:
             )
             measured = self.account and not rootless
             wanted = (config.memory, config.cpus, config.pids_limit)
-            if measured or any(v is not None for v in wanted):
-                from mlpack.runtime.embedded import cgroups
+            if not rootless or any(v is not None for v in wanted):  # root: device rules (§6)
+                from mlpack.runtime.embedded import cgroups, devices
 
                 limits = cgroups.Limits(
-                    memory=config.memory, cpus=config.cpus, pids=config.pids_limit
+                    memory=config.memory,
+                    cpus=config.cpus,
+                    pids=config.pids_limit,
+                    devices=() if rootless else devices.rules_of(doc),
                 )
                 layout = cgroups.detect()  # one read of mountinfo; picks /sys/fs/cgroup's view
                 # Limits put the container in cgroups, which also measure it as a whole;
-                # without limits the supervisor's rusage of pid 1 is the measurement (and the
-                # cgroups module is not even imported).
+                # rootless without limits, the supervisor's rusage of pid 1 is the measurement
+                # (and the cgroups module is not even imported).
                 group = cgroups.create(layout, cid, limits, account=measured)
             st = state.ContainerState(
                 id=cid,
