@@ -601,16 +601,17 @@ class Rootfs:
             data = f"lowerdir={lower},upperdir={overlay['upper']},workdir={overlay['work']}"
             if self.userns:
                 data += ",userxattr"
+            flags = MS_NOSUID | MS_NODEV  # nothing the layers hold is setuid or a device (§6)
             try:
                 if overlay.get("volatile"):
                     # The upper dir is removed after the run: skip the sync of the host
                     # filesystem at unmount (Linux >= 5.10; older kernels mount without it).
                     try:
-                        mount("overlay", self.root, "overlay", 0, data + ",volatile")
+                        mount("overlay", self.root, "overlay", flags, data + ",volatile")
                     except Failure:
-                        mount("overlay", self.root, "overlay", 0, data)
+                        mount("overlay", self.root, "overlay", flags, data)
                 else:
-                    mount("overlay", self.root, "overlay", 0, data)
+                    mount("overlay", self.root, "overlay", flags, data)
             except Failure as exc:
                 msg = f"overlay: {exc}"  # the runtime falls back to a copy of the image
                 raise Failure(msg) from exc

@@ -303,12 +303,19 @@ def remove_cgroup_dir(path: str) -> None:
 
 
 def create_dir(root_dir: StrPath, container_id: str) -> StateDir:
-    """Make a new, private state directory; an existing id is an error."""
+    """Make a new, private state directory; an existing id is an error.
+
+    A container's directory holds its writable layer, where the container may leave setuid
+    files: it is the owner's alone (0700), and the directory of all containers is closed to
+    others (0710, as Docker's storage), so no other host user reaches those files (§6).
+    """
     root = os.fspath(root_dir)
-    os.makedirs(root, mode=0o711, exist_ok=True)
+    os.makedirs(root, mode=0o710, exist_ok=True)
+    if os.stat(root).st_mode & 0o7:  # made open by an older mlpack
+        os.chmod(root, 0o710)
     path = os.path.join(root, check_id(container_id))
     try:
-        os.mkdir(path, mode=0o711)
+        os.mkdir(path, mode=0o700)
     except FileExistsError as exc:
         msg = f"container {container_id} already exists"
         raise ContainerError(
