@@ -393,9 +393,9 @@ class EmbeddedRuntime:
                 devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 stdio = (devnull, None, None)
             if "hooks" in doc:  # hooks find the rootfs through the bundle's config.json
-                from mlpack import fastjson
+                from mlpack.oslib import jsoncodec
 
-                _write(os.path.join(sd.path, "config.json"), fastjson.dumps(doc))
+                _write(os.path.join(sd.path, "config.json"), jsoncodec.dumps(doc))
             launch = Launch(
                 container_id=cid,
                 bundle=sd.path,
