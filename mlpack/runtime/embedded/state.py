@@ -264,9 +264,8 @@ def create_dir(root_dir: StrPath, container_id: str) -> StateDir:
     others (0710, as Docker's storage), so no other host user reaches those files (§6).
     """
     root = os.fspath(root_dir)
+    # An existing root keeps its mode: it may be a --root the user chose (even /tmp).
     os.makedirs(root, mode=0o710, exist_ok=True)
-    if os.stat(root).st_mode & 0o7:  # made open by an older mlpack
-        os.chmod(root, 0o710)
     path = os.path.join(root, check_id(container_id))
     try:
         os.mkdir(path, mode=0o700)
