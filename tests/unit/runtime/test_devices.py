@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import struct
 import subprocess
 import sys
@@ -218,3 +219,32 @@ def test_v2_filter_attached_to_a_real_cgroup() -> None:
         assert all(int(v) == errno.EPERM for v in got.values()), got
     finally:
         d.rmdir()
+
+
+def test_cgroups_create_on_a_v2_layout_attaches_the_filter(tmp_path: Path) -> None:
+    """A pure-v2 host, played by the hybrid host's cgroup2 mount: no v1 devices hierarchy, so
+    ``cgroups.create`` must fall back to the BPF filter on the container's v2 directory.
+    """
+    unified = cgroups.detect().unified
+    if os.geteuid() != 0 or unified is None:
+        pytest.skip("needs root and a cgroup2 mount")
+    layout = cgroups.Layout(version="v2", unified=unified)
+    rules = devices.rules_of({})
+    loop = tmp_path / "loop0"  # checked before any driver: EPERM even where loop is absent
+    os.mknod(loop, stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    group = cgroups.create(layout, f"dev-{uuid.uuid4().hex[:8]}", cgroups.Limits(devices=rules))
+    try:
+        assert group.v1 == ()
+        assert group.v2 is not None
+        done = subprocess.run(
+            ["sh", "-c", f'echo $$ > {group.v2}/cgroup.procs && exec "$0" "$@"',
+             sys.executable, "-c", OPEN_EACH, "/dev/zero", str(loop)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert results(done.stdout) == {"/dev/zero": "0", str(loop): str(errno.EPERM)}
+    finally:
+        group.remove()
+
+
+def results(out: str) -> dict[str, str]:
+    return dict(line.split() for line in out.splitlines())
