@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlpack.analyze.model import ProjectAnalysis
+from mlpack.analyze.analysis import ProjectAnalysis
 from mlpack.cli.app import err, out
 
 

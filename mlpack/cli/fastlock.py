@@ -71,15 +71,17 @@ def dispatch(args: list[str]) -> int | None:
     if parsed is None:
         return None
     root, check, resolver = parsed
-    if resolver == "uv":
-        from mlpack.lock.stamp import LOCK_FILE, is_current
+    from pathlib import Path
 
-        if is_current(root, "check" if check else "lock"):
+    if resolver == "uv":
+        from mlpack.lock.stamp import is_current
+        from mlpack.paths import LOCK_FILE
+
+        if is_current(Path(root), "check" if check else "lock"):
             shown = LOCK_FILE if root == "." else f"{root.rstrip('/')}/{LOCK_FILE}"
             suffix = "" if check else " (inputs unchanged)"
             sys.stdout.write(f"{shown} is up to date{suffix}\n")
             return 0
-    from pathlib import Path
 
     from mlpack.errors import EXIT_INTERRUPTED, MlpackError
 
@@ -132,33 +134,6 @@ class _NoticePrinter:
         pass
 
 
-class _Memo:
-    """Records an up-to-date outcome for the no-op path (``mlpack.lock.stamp``).
-
-    The input bytes are fingerprinted before the config is read and again after the outcome;
-    only an unchanged pair is recorded, so a concurrent edit never records a wrong answer.
-    """
-
-    def __init__(self, root: Path) -> None:
-        from mlpack.lock import stamp
-
-        self.root = str(root)
-        self.inputs = stamp.inputs_key(self.root)
-        self.lock = stamp.lock_key(self.root)
-
-    def remember(self, mode: Literal["lock", "check"], *, written: bytes | None = None) -> None:
-        """Record ``mode`` as up to date; ``written``: the bytes this run wrote to the lock."""
-        import hashlib
-
-        from mlpack.lock import stamp
-
-        lock_now = stamp.lock_key(self.root)
-        expected = self.lock if written is None else hashlib.sha256(written).hexdigest()
-        if lock_now is None or lock_now != expected or stamp.inputs_key(self.root) != self.inputs:
-            return
-        stamp.record(self.root, mode, self.inputs, lock_now)
-
-
 def lock_command(
     root: Path,
     *,
@@ -175,42 +150,22 @@ def lock_command(
 
     Raises MlpackError (a stale lock under ``check`` is a LockError).
     """
-    from mlpack.config import load_config
-    from mlpack.errors import LockError
-    from mlpack.lock.locker import inputs_from_config, lock_path_for, stale_reason
+    from mlpack.pipeline import check_lock, lock_project
     from mlpack.progress import using
 
-    # The no-op memo serves only what the no-op path reads: no options besides --check.
-    memo = _Memo(root) if not upgrade and resolver == "uv" and platform is None else None
-    config = load_config(root)
-    inputs = inputs_from_config(config, resolver=resolver, platform=platform)
-    path = lock_path_for(root)
     if check:
-        reason = stale_reason(inputs, path)
-        if reason is not None:
-            raise LockError(f"mlpack.lock is stale: {reason}", hint="run `mlpack lock` and commit")
-        if memo is not None:
-            memo.remember("check")
-        say(f"{path} is up to date")
+        say(f"{check_lock(root, resolver=resolver, platform=platform)} is up to date")
         return
-    from mlpack.lock.locker import lock as run_lock
-
     with using(_NoticePrinter(note)):
-        result = run_lock(
-            inputs,
-            path,
-            root=root,
-            upgrade=upgrade and not packages,
-            upgrade_packages=packages,
+        result = lock_project(
+            root,
+            upgrade=upgrade,
+            packages=packages,
+            resolver=resolver,
+            platform=platform,
             ca_cert=ca_cert,
         )
-    if memo is not None:
-        if result.resolved:
-            from mlpack.lock.lockfile import dumps
-
-            memo.remember("lock", written=dumps(result.lock).encode("utf-8"))
-        else:
-            memo.remember("lock")
+    path = result.path
     if not result.resolved:
         say(f"{path} is up to date (inputs unchanged)")
         return

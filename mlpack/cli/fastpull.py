@@ -77,7 +77,7 @@ def dispatch(args: list[str]) -> int | None:
     from mlpack.progress import using
 
     try:
-        from mlpack.oci.model import Platform
+        from mlpack.oci.documents import Platform
         from mlpack.oci.registry import RegistryOptions, insecure_hosts, pull
         from mlpack.oci.store import Store
 

@@ -97,7 +97,7 @@ def _progress() -> Iterator[None]:
 def _options(
     ca_cert: Path | None, insecure: list[str] | None, platform: str = "linux/amd64"
 ) -> RegistryOptions:
-    from mlpack.oci.model import Platform
+    from mlpack.oci.documents import Platform
     from mlpack.oci.registry import RegistryOptions, insecure_hosts
 
     if ca_cert is not None and not ca_cert.is_file():
@@ -205,6 +205,11 @@ def prune_cmd() -> None:
         f"freed {_size(result.bytes_freed)} ({result.bytes_freed} bytes)",
         markup=False,
     )
+    for failure in result.failures:
+        err.print(f"warning: {failure}", markup=False)
+    if result.failures:
+        msg = f"prune could not finish {len(result.failures)} cleanup steps (the others ran)"
+        raise ImageError(msg, hint="see the warnings above; fix their cause and prune again")
 
 
 def store_check_cmd() -> None:

@@ -91,11 +91,11 @@ def why(
     ] = Path(),
 ) -> None:
     """Print the chains that brought PACKAGE into the lock (input -> ... -> PACKAGE)."""
-    from mlpack.lock.locker import lock_path_for
     from mlpack.lock.lockfile import read_lock
     from mlpack.lock.why import why as chains
+    from mlpack.pipeline import lock_path
 
-    lock_file = read_lock(lock_path_for(path))
+    lock_file = read_lock(lock_path(path))
     pkg = lock_file.package(package.lower().replace("_", "-"))
     for chain in chains(lock_file, package):
         source, *names = chain
@@ -117,23 +117,9 @@ def fetch(
 
     Later builds install from there and need no network for Python packages.
     """
-    from mlpack.config import load_config
-    from mlpack.lock.indexes import Indexes
-    from mlpack.lock.locker import inputs_from_config, lock_path_for, mlpack_home
-    from mlpack.lock.lockfile import read_lock
-    from mlpack.lock.wheelhouse import fetch as run_fetch
+    from mlpack.pipeline import fetch_project
 
-    lock_file = read_lock(lock_path_for(path))
-    # Credentials come from mlpack.toml / pip's configuration at fetch time, never the lock.
-    indexes: Indexes | None
-    try:
-        config = load_config(path)
-        indexes = inputs_from_config(config).indexes
-        if indexes.public().all != (lock_file.index_url, *lock_file.extra_index_urls):
-            indexes = None
-    except ConfigError:
-        indexes = None
-    house = run_fetch(lock_file, home=mlpack_home(), indexes=indexes, ca_cert=ca_cert)
+    house = fetch_project(path, ca_cert=ca_cert)
     out.print(
         f"{len(house.files)} files in {house.root} ({house.downloaded} downloaded now)",
         markup=False,
