@@ -11,14 +11,15 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.e2e.embedded_support import make_rootfs, require_root, run_cli
-from tests.unprivileged import run_as_nobody
 
 pytestmark = [pytest.mark.root]
 
@@ -138,40 +139,71 @@ def test_oci_bundle_device_rules_are_applied(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def open_home() -> Iterator[Path]:
-    """A store under world-searchable directories, so only the store's own modes protect it."""
+def open_top() -> Iterator[Path]:
+    """A directory every user can search, so only the store's own modes protect what is in it."""
     top = Path(tempfile.mkdtemp(prefix="mlpack-store-"))
     top.chmod(0o755)
     try:
-        yield top / "home"
+        yield top
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
 
+def reachable_by(uid: int, path: Path) -> bool:
+    """Whether host user ``uid`` can stat ``path`` (through every directory above it)."""
+    done = subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "stat", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 or "Permission denied" in done.stderr, done.stderr
+    return done.returncode == 0
+
+
 def test_setuid_file_in_a_kept_layer_is_out_of_other_users_reach(
-    rootfs: Path, open_home: Path
+    rootfs: Path, open_top: Path
 ) -> None:
+    home = open_top / "home"
     done = run_cli(
         ["run", "--keep", "--name", "suid", str(rootfs), "sh", "-c",
          "cp /bin/busybox /rootsh && chmod 4755 /rootsh && grep ' / / ' /proc/self/mountinfo"],
-        open_home,
+        home,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     root_opts = done.stdout.split()[5].split(",")
     assert "nosuid" in root_opts  # the writable layer honours no setuid bit, even inside
     assert "nodev" in root_opts
-    containers = open_home / "containers"
+    containers = home / "containers"
     planted = containers / "suid" / "upper" / "rootsh"
     assert planted.stat().st_mode & stat.S_ISUID  # the attack file is really there, setuid root
     assert stat.S_IMODE(containers.stat().st_mode) == 0o710
     assert stat.S_IMODE((containers / "suid").stat().st_mode) == 0o700
     assert stat.S_IMODE((containers / "suid" / "work").stat().st_mode) == 0o700
-    probe = run_as_nobody(
-        "import os, sys\n"
-        f"for p in ({str(planted)!r}, {str(containers / 'suid')!r}):\n"
-        "    try:\n"
-        "        os.stat(p); print(p, 'reachable')\n"
-        "    except PermissionError:\n"
-        "        print(p, 'denied')\n"
-    )
-    assert probe.stdout.split()[1::2] == ["denied", "denied"], probe.stdout
+    assert reachable_by(65534, home)  # the store's parent is open: its own modes must hold
+    assert not reachable_by(65534, containers / "suid")
+    assert not reachable_by(65534, planted)
+
+
+def test_rootless_container_gets_no_device_and_a_private_store(
+    rootfs: Path, open_top: Path
+) -> None:
+    """Rootless: the kernel refuses mknod in a user namespace and the layer is nodev; the
+    container's directory is its owner's alone.
+    """
+    require(shutil.which("setpriv") is not None, "setpriv (util-linux)")
+    image = make_rootfs(open_top / "rootfs", owner=65534)
+    (image / "opt").mkdir()
+    os.mknod(image / "opt" / "loop0", stat.S_IFBLK | 0o666, os.makedev(7, 0))
+    home = open_top / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    done = run_cli(
+        ["run", "--keep", "--name", "rl", str(image), "sh", "-c",
+         ("mknod /dev/x b 7 0 && echo made; head -c1 /opt/loop0 >/dev/null && echo opened; "
+         "echo x > /dev/null && echo null ok")],
+        home,
+        user=65534,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "null ok\n"  # no node made, the image's node not opened
+    assert stat.S_IMODE((home / "containers" / "rl").stat().st_mode) == 0o700
+    assert not reachable_by(65533, home / "containers" / "rl")
