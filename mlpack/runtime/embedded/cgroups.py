@@ -12,6 +12,7 @@ from typing import Literal
 from mlpack.errors import ContainerError
 from mlpack.record import field, record
 from mlpack.runtime.embedded import devices as dev
+from mlpack.runtime.embedded.cgroupfs import mount_types, self_path
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -45,24 +46,9 @@ class Layout:
         return None
 
 
-def _mount_types() -> dict[str, str]:
-    """Mount point -> filesystem type, from one read of /proc/self/mountinfo."""
-    types: dict[str, str] = {}
-    try:
-        text = Path("/proc/self/mountinfo").read_text()
-    except OSError:
-        return types
-    for line in text.splitlines():
-        pre, _, post = line.partition(" - ")
-        fields = pre.split()
-        if len(fields) > 4 and post:
-            types[fields[4]] = post.split()[0]
-    return types
-
-
 def detect(root: Path = CGROUP_ROOT) -> Layout:
     """Classify the host's layout by the filesystem types mounted under ``root`` (§6)."""
-    types = _mount_types()
+    types = mount_types()
     kind = types.get(str(root))
     if kind == "cgroup2":
         v2_ctrls = frozenset(_read(root / "cgroup.controllers").split())
@@ -98,15 +84,6 @@ def _write(path: Path, value: str) -> None:
     except OSError as exc:
         msg = f"cannot write {value!r} to {path}: {exc.strerror}"
         raise ContainerError(msg, hint=HINT_ROOT) from exc
-
-
-def _self_path(hierarchy: str) -> str:
-    """Return the caller's cgroup path in a hierarchy ("" for cgroup2, else a controller name)."""
-    for line in _read(Path("/proc/self/cgroup")).splitlines():
-        _, ctrls, path = line.split(":", 2)
-        if (hierarchy == "" and ctrls == "") or hierarchy in ctrls.split(","):
-            return path
-    return "/"
 
 
 @record
@@ -269,7 +246,7 @@ def _v1_dir(mount: Path, ctrl: str, name: str, path: str | None) -> Path:
     """The container's directory in one v1 hierarchy: OCI cgroupsPath (absolute: from the
     hierarchy's root; relative: under ours), else <ours>/mlpack/<id>.
     """
-    own = _self_path(ctrl).strip("/")
+    own = self_path(ctrl).strip("/")
     if path:
         return mount / path.strip("/") if path.startswith("/") else mount / own / path
     return mount / own / "mlpack" / name
@@ -343,7 +320,7 @@ def create(
         if account and layout.backend("memory") == "v2" and "memory" not in v2_ctrls:
             v2_ctrls += ("memory",)
         # A dedicated subtree under the root: v2 forbids processes in inner cgroups.
-        own = "" if layout.version == "v2" else _self_path("").strip("/")
+        own = "" if layout.version == "v2" else self_path("").strip("/")
         rel = f"{own}/mlpack/{name}".lstrip("/")
         if path:
             rel = path.strip("/") if path.startswith("/") else f"{own}/{path}".lstrip("/")
@@ -393,9 +370,9 @@ def _apply_devices(group: Cgroup, rules: tuple[dev.Rule, ...]) -> None:
     """Deny all, then allow ``rules``: v1 devices files, else a BPF filter on the v2 directory."""
     v1 = group._v1("devices")
     if v1 is not None:
-        dev.apply_v1(v1, rules)
+        dev.apply_v1(str(v1), rules)
     elif group.v2 is not None:
-        dev.attach_v2(group.v2, rules)
+        dev.attach_v2(str(group.v2), rules)
     else:
         msg = "device rules cannot be enforced: no devices cgroup and no cgroup2 mount"
         raise ContainerError(

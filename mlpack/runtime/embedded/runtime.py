@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Any, Self
 
     from mlpack.runtime.embedded.cgroups import Cgroup
+    from mlpack.runtime.embedded.devices import DeviceCgroup
     from mlpack.runtime.embedded.launcher import Helper
     from mlpack.runtime.embedded.spawn import HelperProcess
     from mlpack.runtime.embedded.spec import CapProfile, IdMap, ImageProcess
@@ -302,6 +303,7 @@ class EmbeddedRuntime:
         cid = state.check_id(config.name) if config.name else state.new_id()
         sd = state.create_dir(self.root, cid)
         group: Cgroup | None = None
+        devcg: DeviceCgroup | None = None  # root without limits: device rules alone (§6)
         helper: Helper | None = None
         pty: tuple[int, int] | None = None
         devnull = -1
@@ -359,7 +361,7 @@ class EmbeddedRuntime:
             )
             measured = self.account and not rootless
             wanted = (config.memory, config.cpus, config.pids_limit)
-            if not rootless or any(v is not None for v in wanted):  # root: device rules (§6)
+            if measured or any(v is not None for v in wanted):
                 from mlpack.runtime.embedded import cgroups, devices
 
                 limits = cgroups.Limits(
@@ -370,16 +372,25 @@ class EmbeddedRuntime:
                 )
                 layout = cgroups.detect()  # one read of mountinfo; picks /sys/fs/cgroup's view
                 # Limits put the container in cgroups, which also measure it as a whole;
-                # rootless without limits, the supervisor's rusage of pid 1 is the measurement
-                # (and the cgroups module is not even imported).
+                # without limits the supervisor's rusage of pid 1 is the measurement, and the
+                # cgroups module is not even imported (as root, the device rules alone need one
+                # cgroup, which devices.create_cgroup makes without it).
                 group = cgroups.create(layout, cid, limits, account=measured)
+            elif not rootless:
+                from mlpack.runtime.embedded import devices
+
+                devcg = devices.create_cgroup(cid, devices.rules_of(doc))
+            cg = group or devcg
+            cg_version = 2 if group and group.layout.version == "v2" else 1
+            if devcg is not None:
+                cg_version = devcg.version
             st = state.ContainerState(
                 id=cid,
                 bundle=sd.path,
                 created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 image=config.image,
                 command=tuple(doc["process"]["args"]),
-                cgroups=tuple(str(d) for d in group.dirs) if group else (),
+                cgroups=tuple(str(d) for d in cg.dirs) if cg else (),
                 name=config.name or "",
                 memory_limit=config.memory,
                 owner=os.getpid(),
@@ -404,8 +415,8 @@ class EmbeddedRuntime:
                 config=doc,
                 rootfs=rootfs,
                 overlay=overlay,
-                cgroup_procs=group.procs_files() if group else (),
-                cgroup_version=2 if group and group.layout.version == "v2" else 1,
+                cgroup_procs=cg.procs_files() if cg else (),
+                cgroup_version=cg_version,
                 seccomp_cache=os.path.join(mlpack_home(), "cache", "seccomp"),
                 stdio=stdio,
             )
@@ -478,8 +489,9 @@ class EmbeddedRuntime:
                     if fd >= 0:
                         os.close(fd)
             try:
-                if group is not None:
-                    group.remove()
+                for made in (group, devcg):
+                    if made is not None:
+                        made.remove()
             finally:
                 try:
                     if config.keep:

@@ -232,9 +232,6 @@ def _remove_run_layout(path: str) -> bool:
 
 def remove_cgroup_dir(path: str) -> None:
     """Kill what is left in one cgroup directory and remove it."""
-    import signal
-    import time
-
     for _ in range(50):
         if not os.path.exists(path):
             return
@@ -244,6 +241,9 @@ def remove_cgroup_dir(path: str) -> None:
             pass
         else:
             return
+        import signal  # only now: an empty cgroup is the usual case of a run's end (B1)
+        import time
+
         try:
             pids = _read_text(os.path.join(path, "cgroup.procs")).split()
         except OSError:
