@@ -207,3 +207,36 @@ def test_rootless_container_gets_no_device_and_a_private_store(
     assert done.stdout == "null ok\n"  # no node made, the image's node not opened
     assert stat.S_IMODE((home / "containers" / "rl").stat().st_mode) == 0o700
     assert not reachable_by(65533, home / "containers" / "rl")
+
+
+def test_a_cdi_gpu_opens_and_other_devices_do_not(rootfs: Path, tmp_path: Path) -> None:
+    """The device cgroup lets through exactly the nodes a CDI spec adds (``--gpus``)."""
+    from mlpack.runtime.base import Mount, RunConfig
+    from mlpack.runtime.embedded import EmbeddedRuntime
+
+    host = tmp_path / "nodes"
+    host.mkdir()
+    os.mknod(host / "gpu0", stat.S_IFCHR | 0o666, os.makedev(10, 229))  # opens with no driver setup
+    specs = tmp_path / "cdi"
+    specs.mkdir()
+    (specs / "fake.json").write_text(json.dumps({
+        "cdiVersion": "0.6.0",
+        "kind": "nvidia.com/gpu",
+        "devices": [{"name": "0", "containerEdits": {
+            "deviceNodes": [{"path": "/dev/fakegpu0", "hostPath": str(host / "gpu0")}]}}],
+    }))  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "log").touch()
+    script = (
+        "head -c0 /dev/fakegpu0 && echo gpu0 ok >> /out/log; "
+        "mknod /dev/disk b 7 0; head -c0 /dev/disk || echo disk refused >> /out/log"
+    )
+    result = EmbeddedRuntime(
+        root=tmp_path / "containers", cap_profile="docker", cdi_spec_dirs=(specs,)
+    ).run(RunConfig(
+        image=str(rootfs), command=("sh", "-c", script), gpus="nvidia.com/gpu=0",
+        mounts=(Mount(source=out, target="/out"),),
+    ))  # fmt: skip
+    assert result.exit_code == 0
+    assert (out / "log").read_text().split() == ["gpu0", "ok", "disk", "refused"]
