@@ -14,8 +14,9 @@ The rules go through one model of the kernel's v1 semantics (``Emulator``) and c
 - cgroup v2: a ``BPF_PROG_TYPE_CGROUP_DEVICE`` program attached to the container's cgroup; the
   instruction layout follows runc's ``devices/devicefilter.go``.
 A rootful run without limits gets its device cgroup from ``create_cgroup``, which needs neither
-pathlib nor the cgroups module (BENCHMARKS B1). Rootless containers get no device cgroup: the kernel refuses them device nodes of their own, and
-/dev holds only bind mounts of the host's default nodes.
+pathlib nor the cgroups module (BENCHMARKS B1). Rootless containers get no device cgroup: the
+kernel refuses them device nodes of their own, and /dev holds only bind mounts of the host's
+default nodes.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
     from typing import Any, Literal
 
     Kind = Literal["a", "c", "b"]
-KINDS: dict[Any, Kind] = {"a": "a", "b": "b", "c": "c"}
-NODE_KINDS: dict[Any, Kind] = {"b": "b", "c": "c", "u": "c"}  # linux.devices types with a rule
+KINDS: dict[str, Kind] = {"a": "a", "b": "b", "c": "c"}
+NODE_KINDS: dict[str, Kind] = {"b": "b", "c": "c", "u": "c"}  # linux.devices types with a rule
 WILDCARD = -1
 ACCESS = "rwm"
 HINT = "check linux.resources.devices: type a, b or c; access a subset of rwm; numeric major/minor"
@@ -92,7 +93,7 @@ def parse_rule(raw: Any) -> Rule:
     if not isinstance(raw, dict) or not isinstance(raw.get("allow"), bool):
         msg = f"device rule {raw!r} has no boolean 'allow'"
         raise ContainerError(msg, hint=HINT)
-    kind = KINDS.get(raw.get("type") or "a")
+    kind = _kind(KINDS, raw.get("type") or "a")
     access = raw.get("access") or ACCESS
     if kind is None:
         msg = f"device rule type {raw.get('type')!r} is not a, b or c"
@@ -116,11 +117,16 @@ def _node_rule(raw: Any) -> Rule | None:
         raise ContainerError(msg, hint="each device needs path, type, major and minor")
     if raw.get("type") == "p":
         return None
-    kind = NODE_KINDS.get(raw.get("type"))
-    if kind is None:
-        msg = f"linux.devices {raw.get('path')!r}: type {raw.get('type')!r} is not c, u, b or p"
+    kind = _kind(NODE_KINDS, raw.get("type"))
+    major, minor = raw.get("major"), raw.get("minor")
+    if kind is None or major is None or minor is None:  # never a wildcard: one node, one rule
+        msg = f"linux.devices {raw.get('path')!r} needs a type c, u, b or p, a major and a minor"
         raise ContainerError(msg, hint="use c (or u) for character, b for block, p for a FIFO")
-    return _allow(kind, _number(raw.get("major"), "major"), _number(raw.get("minor"), "minor"))
+    return _allow(kind, _number(major, "major"), _number(minor, "minor"))
+
+
+def _kind(kinds: dict[str, Kind], value: Any) -> Kind | None:
+    return kinds.get(value) if isinstance(value, str) else None
 
 
 def rules_of(config: dict[str, Any]) -> tuple[Rule, ...]:
@@ -170,11 +176,14 @@ class Emulator:
         if any(k != key and set(self.exceptions.get(k, "")) & set(rule.access) for k in wider):
             msg = f"device rule {rule.v1()!r} cannot narrow the wildcard rule before it"
             raise ContainerError(msg, hint="list the narrower rule before the wildcard one")
-        left = "".join(c for c in self.exceptions.get(key, "") if c not in rule.access)
-        if left:
-            self.exceptions[key] = left
-        else:
-            self.exceptions.pop(key, None)
+        # The rule takes its access from every exception it covers: a deny of c 1:* closes
+        # c 1:3 too (the kernel itself would only touch an exception with the same numbers).
+        for k in [k for k in self.exceptions if _covers(rule, k)]:
+            left = "".join(c for c in self.exceptions[k] if c not in rule.access)
+            if left:
+                self.exceptions[k] = left
+            else:
+                del self.exceptions[k]
 
     def rules(self) -> tuple[Rule, ...]:
         """The smallest equivalent list: the ``a`` reset, then each exception."""
@@ -185,6 +194,11 @@ class Emulator:
                 for (k, ma, mi), acc in self.exceptions.items()
             ),
         )
+
+
+def _covers(rule: Rule, key: tuple[Kind, int, int]) -> bool:
+    kind, major, minor = key
+    return kind == rule.kind and rule.major in (WILDCARD, major) and rule.minor in (WILDCARD, minor)
 
 
 def effective(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:

@@ -92,11 +92,26 @@ def test_rules_start_with_deny_all_and_end_with_runcs_defaults() -> None:
         {"allow": True, "type": "c", "major": -5},
         {"allow": True, "type": "c", "major": "1"},
         {"allow": True, "type": "c", "minor": 2**32},
+        {"allow": True, "type": ["c"]},
     ],
 )
 def test_bad_rules_are_refused(raw: dict[str, object]) -> None:
     with pytest.raises(ContainerError):
         devices.parse_rule(raw)
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"path": "/dev/x", "type": "c", "major": 10},  # no minor: never a c 10:* wildcard
+        {"path": "/dev/x", "type": "c"},
+        {"path": "/dev/x", "type": "s", "major": 1, "minor": 1},
+        "c 1:1",
+    ],
+)
+def test_bad_device_nodes_are_refused(node: object) -> None:
+    with pytest.raises(ContainerError):
+        devices.rules_of({"linux": {"devices": [node]}})
 
 
 def test_default_rules_in_v1_form() -> None:
@@ -117,6 +132,9 @@ def test_emulator_merges_resets_and_removes() -> None:
     assert everything == (Rule(kind="a", allow=True),)  # "a" resets, as the kernel does
     blacklist = devices.effective((Rule(kind="a", allow=True), deny_w))
     assert blacklist[1] == deny_w
+    deny_major = Rule(kind="c", major=1, minor=-1, access="rwm", allow=False)
+    closed = devices.effective((allow("c", 1, 3), allow("c", 5, 0), deny_major))
+    assert closed[1:] == (allow("c", 5, 0),)  # a deny of c 1:* closes c 1:3 as well
 
 
 def test_a_deny_inside_an_allowed_wildcard_is_refused() -> None:
