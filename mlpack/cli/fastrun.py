@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import NoReturn
 
-    from mlpack.runtime.base import RunConfig, RunResult
+    from mlpack.runtime.protocol import RunConfig, RunResult
 
 UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -257,7 +257,7 @@ def _pair(item: str) -> tuple[str, str]:
 def to_config(args: argparse.Namespace | SimpleNamespace) -> RunConfig:
     """The parsed flags as a RunConfig."""
     from mlpack.errors import ConfigError
-    from mlpack.runtime.base import Mount, RunConfig
+    from mlpack.runtime.protocol import Mount, RunConfig
 
     mounts = []
     for vol in args.volume:
@@ -414,7 +414,8 @@ def main_runtime(argv: Sequence[str]) -> int:
     from pathlib import Path
 
     from mlpack.errors import MlpackError
-    from mlpack.runtime.embedded import oci, state
+    from mlpack.runtime.embedded import lifecycle as oci
+    from mlpack.runtime.embedded import state
 
     args = runtime_parser().parse_args(list(argv))
     root = Path(args.root or state.oci_root())

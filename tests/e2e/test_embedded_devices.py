@@ -211,8 +211,8 @@ def test_rootless_container_gets_no_device_and_a_private_store(
 
 def test_a_cdi_gpu_opens_and_other_devices_do_not(rootfs: Path, tmp_path: Path) -> None:
     """The device cgroup lets through exactly the nodes a CDI spec adds (``--gpus``)."""
-    from mlpack.runtime.base import Mount, RunConfig
     from mlpack.runtime.embedded import EmbeddedRuntime
+    from mlpack.runtime.protocol import Mount, RunConfig
 
     host = tmp_path / "nodes"
     host.mkdir()

@@ -6,11 +6,11 @@ import contextlib
 import os
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from mlpack.errors import ContainerError
-from mlpack.record import field, record
 from mlpack.runtime.embedded import devices as dev
 from mlpack.runtime.embedded.cgroupfs import mount_types, self_path
 
@@ -24,7 +24,7 @@ HINT_ROOT = (
 )
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Layout:
     """Where each controller lives on this host."""
 
@@ -86,7 +86,7 @@ def _write(path: Path, value: str) -> None:
         raise ContainerError(msg, hint=HINT_ROOT) from exc
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Limits:
     """Requested limits; None means unlimited."""
 
@@ -125,7 +125,7 @@ class Limits:
         return tuple(out)
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Cgroup:
     """One container's cgroup directories (one per v1 hierarchy used, plus the v2 one)."""
 

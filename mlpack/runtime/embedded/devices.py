@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 
 from mlpack.errors import ContainerError
-from mlpack.record import record
 from mlpack.runtime.embedded import cgroupfs
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
@@ -40,7 +40,7 @@ ACCESS = "rwm"
 HINT = "check linux.resources.devices: type a, b or c; access a subset of rwm; numeric major/minor"
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Rule:
     """One device cgroup rule; a major or minor of -1 matches any number."""
 
@@ -365,7 +365,7 @@ def attach_v2(directory: str, rules: tuple[Rule, ...]) -> None:
             os.close(cg)
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class DeviceCgroup:
     """The one cgroup of a rootful run without limits: there for its device rules alone."""
 
