@@ -1,21 +1,18 @@
-# ruff: noqa: PTH119, PTH120, PTH123 - os.path and open(): pathlib is what this module avoids
 """The cgroup filesystems as /proc shows them to this process: what is mounted where, and which
-cgroup the process is in. ``os`` only: the device cgroup of a run without limits is made from
-these without importing the cgroups module (pathlib and typing cost ~10 ms of a ~25 ms
-container start, BENCHMARKS B1).
+cgroup the process is in. Shared by the cgroups module and by ``devices.create_cgroup``, which
+makes the device cgroup of a run without limits without importing the cgroups module.
 """
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-ROOT = "/sys/fs/cgroup"
+ROOT = Path("/sys/fs/cgroup")
 
 
 def _read(path: str) -> str:
     try:
-        with open(path) as f:
-            return f.read()
+        return Path(path).read_text()
     except OSError:
         return ""
 
@@ -40,10 +37,10 @@ def self_path(hierarchy: str) -> str:
     return "/"
 
 
-def v1_mount(types: dict[str, str], controller: str) -> str | None:
+def v1_mount(types: dict[str, str], controller: str) -> Path | None:
     """The v1 hierarchy under /sys/fs/cgroup that holds ``controller`` (``cpu,cpuacct``)."""
     for mount, kind in types.items():
-        name = os.path.basename(mount)
-        if kind == "cgroup" and os.path.dirname(mount) == ROOT and controller in name.split(","):
-            return mount
+        path = Path(mount)
+        if kind == "cgroup" and path.parent == ROOT and controller in path.name.split(","):
+            return path
     return None

@@ -370,9 +370,9 @@ def _apply_devices(group: Cgroup, rules: tuple[dev.Rule, ...]) -> None:
     """Deny all, then allow ``rules``: v1 devices files, else a BPF filter on the v2 directory."""
     v1 = group._v1("devices")
     if v1 is not None:
-        dev.apply_v1(str(v1), rules)
+        dev.apply_v1(v1, rules)
     elif group.v2 is not None:
-        dev.attach_v2(str(group.v2), rules)
+        dev.attach_v2(group.v2, rules)
     else:
         msg = "device rules cannot be enforced: no devices cgroup and no cgroup2 mount"
         raise ContainerError(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlpack.errors import ContainerError
@@ -29,18 +28,20 @@ from mlpack.runtime.embedded.launcher import Helper, Launch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from types import TracebackType
     from typing import Any, Self
 
     from mlpack.runtime.embedded.cgroups import Cgroup, Limits
     from mlpack.runtime.embedded.devices import DeviceCgroup, Rule
+    from mlpack.runtime.embedded.launcher import StrPath
     from mlpack.runtime.embedded.spawn import HelperProcess
 
 
 class Container:
     """A container being created, run, and (unless persisted) removed."""
 
-    def __init__(self, root: str, cid: str, *, keep_layer: bool = False) -> None:
+    def __init__(self, root: StrPath, cid: str, *, keep_layer: bool = False) -> None:
         """``keep_layer``: at exit keep the directory (its writable layer), as ``run --keep``."""
         self.root = root
         self.id = state.check_id(cid)
@@ -57,7 +58,7 @@ class Container:
     @property
     def path(self) -> Path:
         """The container's state directory (exists inside the ``with`` block)."""
-        return Path(self._dir().path)
+        return self._dir().path
 
     def __enter__(self) -> Self:
         self.dir = state.create_dir(self.root, self.id)
@@ -191,7 +192,7 @@ class Container:
             return
         if self.keep_layer:
             with contextlib.suppress(FileNotFoundError):
-                (Path(self.dir.path) / "rootfs").rmdir()
+                (self.dir.path / "rootfs").rmdir()
             return
         self.dir.remove()
 

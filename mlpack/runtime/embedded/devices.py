@@ -1,4 +1,3 @@
-# ruff: noqa: PTH103, PTH118, PTH123 - os.path and open(): the run path does without pathlib (B1)
 """Device access control: which device nodes a container may create and open (§6 Devices).
 
 Without it, a container with CAP_MKNOD (``--cap-profile docker``) can make a node for any host
@@ -13,8 +12,8 @@ The rules go through one model of the kernel's v1 semantics (``Emulator``) and c
   the config's order (``devices.list`` keeps it, which runtime-tools checks);
 - cgroup v2: a ``BPF_PROG_TYPE_CGROUP_DEVICE`` program attached to the container's cgroup; the
   instruction layout follows runc's ``devices/devicefilter.go``.
-A rootful run without limits gets its device cgroup from ``create_cgroup``, which needs neither
-pathlib nor the cgroups module (BENCHMARKS B1). Rootless containers get no device cgroup: the
+A rootful run without limits gets its device cgroup from ``create_cgroup``, without importing
+the cgroups module (BENCHMARKS B1). Rootless containers get no device cgroup: the
 kernel refuses them device nodes of their own, and /dev holds only bind mounts of the host's
 default nodes.
 """
@@ -24,15 +23,15 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ContainerError
 from mlpack.runtime.embedded import cgroupfs
 
-TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
-    from typing import Any, Literal
+    from pathlib import Path
 
-    Kind = Literal["a", "c", "b"]
+Kind = Literal["a", "c", "b"]
 KINDS: dict[str, Kind] = {"a": "a", "b": "b", "c": "c"}
 NODE_KINDS: dict[str, Kind] = {"b": "b", "c": "c", "u": "c"}  # linux.devices types with a rule
 WILDCARD = -1
@@ -209,28 +208,23 @@ def effective(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
     return emu.rules()
 
 
-def apply_v1(directory: str, rules: tuple[Rule, ...]) -> None:
+def apply_v1(directory: Path, rules: tuple[Rule, ...]) -> None:
     """Program a v1 devices cgroup: the reset, then each exception, then read the list back."""
     reset, *exceptions = effective(rules)
-    files = {
-        True: os.path.join(directory, "devices.allow"),
-        False: os.path.join(directory, "devices.deny"),
-    }
+    files = {True: directory / "devices.allow", False: directory / "devices.deny"}
     _write(files[reset.allow], "a")
     for rule in exceptions:
         _write(files[rule.allow], rule.v1())
     if not reset.allow:
-        with open(os.path.join(directory, "devices.list")) as f:
-            got = f.read().split("\n")
+        got = (directory / "devices.list").read_text().split("\n")
         if [r.v1() for r in exceptions] != [line for line in got if line]:
             msg = f"{directory}/devices.list does not match the rules written: {got}"
             raise ContainerError(msg, hint="a parent devices cgroup may allow less; check it")
 
 
-def _write(path: str, value: str) -> None:
+def _write(path: Path, value: str) -> None:
     try:
-        with open(path, "w") as f:
-            f.write(value)
+        path.write_text(value)
     except OSError as exc:
         msg = f"cannot write {value!r} to {path}: {exc.strerror}"
         raise ContainerError(msg, hint="a parent devices cgroup may allow less; check it") from exc
@@ -317,7 +311,7 @@ BPF_F_ALLOW_MULTI = 2
 SYS_BPF = {"x86_64": 321, "aarch64": 280}
 
 
-def attach_v2(directory: str, rules: tuple[Rule, ...]) -> None:
+def attach_v2(directory: Path, rules: tuple[Rule, ...]) -> None:
     """Load the filter and attach it to a cgroup2 directory (needs root; the attachment lives
     as long as the cgroup, so the program fd is closed at once).
     """
@@ -369,23 +363,23 @@ def attach_v2(directory: str, rules: tuple[Rule, ...]) -> None:
 class DeviceCgroup:
     """The one cgroup of a rootful run without limits: there for its device rules alone."""
 
-    path: str
+    path: Path
     version: int  # 2 on a cgroup2-only host (what the helper's cgroup namespace needs to know)
 
     @property
-    def dirs(self) -> tuple[str, ...]:
+    def dirs(self) -> tuple[Path, ...]:
         """The directories the container is in (cgroups.Cgroup's name for the same thing)."""
         return (self.path,)
 
     def procs_files(self) -> tuple[str, ...]:
         """The ``cgroup.procs`` file the container's pid 1 writes ``0`` into."""
-        return (os.path.join(self.path, "cgroup.procs"),)
+        return (str(self.path / "cgroup.procs"),)
 
     def remove(self) -> None:
         """Kill any straggler and remove the directory."""
         from mlpack.runtime.embedded.state import remove_cgroup_dir
 
-        remove_cgroup_dir(self.path)
+        remove_cgroup_dir(str(self.path))
 
 
 def create_cgroup(name: str, rules: tuple[Rule, ...]) -> DeviceCgroup:
@@ -394,22 +388,21 @@ def create_cgroup(name: str, rules: tuple[Rule, ...]) -> DeviceCgroup:
     """
     types = cgroupfs.mount_types()
     v1 = cgroupfs.v1_mount(types, "devices")
-    unified = next(
-        (m for m in (cgroupfs.ROOT, cgroupfs.ROOT + "/unified") if types.get(m) == "cgroup2"), None
-    )
+    roots = (cgroupfs.ROOT, cgroupfs.ROOT / "unified")
+    unified = next((m for m in roots if types.get(str(m)) == "cgroup2"), None)
     pure_v2 = unified == cgroupfs.ROOT
     if v1 is not None:
-        parent = os.path.join(v1, cgroupfs.self_path("devices").strip("/"))
+        parent = v1 / cgroupfs.self_path("devices").strip("/")
     elif unified is not None:
-        parent = os.path.join(unified, "" if pure_v2 else cgroupfs.self_path("").strip("/"))
+        parent = unified / ("" if pure_v2 else cgroupfs.self_path("").strip("/"))
     else:
         msg = "device rules cannot be enforced: no devices cgroup and no cgroup2 mount"
         raise ContainerError(
             msg, hint="mount cgroup2 at /sys/fs/cgroup, or the v1 devices controller"
         )
-    group = DeviceCgroup(path=os.path.join(parent, "mlpack", name), version=2 if pure_v2 else 1)
+    group = DeviceCgroup(path=parent / "mlpack" / name, version=2 if pure_v2 else 1)
     try:
-        os.makedirs(group.path)
+        group.path.mkdir(parents=True)
     except OSError as exc:
         msg = f"cannot create cgroup {group.path}: {exc.strerror}"
         raise ContainerError(msg, hint="run as root, or use --runtime docker") from exc

@@ -233,7 +233,7 @@ def _launch(
             exec_fifo=fifo,
             exec_fifo_fd=fifo_fd,
             detach=detach,
-            seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
+            seccomp_cache=mlpack_home() / "cache" / "seccomp",
             preserve_fds=preserve_fds,
             extra_fds=tuple(range(3, 3 + preserve_fds)),
             stdio=None if console is None else (console, console, console),

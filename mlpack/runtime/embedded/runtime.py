@@ -63,16 +63,15 @@ def resolve_image(image: str) -> ResolvedImage:
             raise ContainerError(msg, hint="give an image reference or an unpacked rootfs dir")
         root = str(Path(image).resolve())
         return ResolvedImage(layers=(root,), process=ImageProcess(), merged=lambda: root)
-    from mlpack.home import mlpack_home
     from mlpack.oci import memo
 
-    home = mlpack_home()
+    home = str(mlpack_home())
 
     def merged() -> Path:
         from mlpack.oci.snapshots import rootfs
         from mlpack.oci.store import Store
 
-        return rootfs(Store(Path(home)), image)
+        return rootfs(Store(mlpack_home()), image)
 
     hit = memo.lookup(home, image)
     if hit is not None:
@@ -81,7 +80,7 @@ def resolve_image(image: str) -> ResolvedImage:
     from mlpack.oci.store import Store
 
     identity = memo.index_identity(home)
-    store = Store(Path(home))
+    store = Store(mlpack_home())
     stored = store.image(image)
     layers = tuple(map(str, unpack(store, image)))
     memo.record(home, image, identity=identity, layers=layers, config=stored.config.raw)
@@ -397,7 +396,7 @@ class EmbeddedRuntime:
             config=doc,
             rootfs=rootfs,
             overlay=overlay,
-            seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
+            seccomp_cache=mlpack_home() / "cache" / "seccomp",
         )
 
     def _cdi(self, config: RunConfig) -> CdiEdits | None:
@@ -430,7 +429,7 @@ class EmbeddedRuntime:
 def _init_binary() -> str:
     from mlpack.runtime.embedded.init import init_binary
 
-    return str(init_binary(Path(mlpack_home(), "cache")))
+    return str(init_binary(mlpack_home() / "cache"))
 
 
 @dataclass(frozen=True, kw_only=True)
