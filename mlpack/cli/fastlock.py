@@ -19,7 +19,9 @@ TYPE_CHECKING = False  # not typing's: typing costs ~2 ms to import on the no-op
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
-    from typing import Literal
+
+    from mlpack.lock.lockdata import ResolverName
+    from mlpack.vocabulary import Platform
 
 _RESOLVERS = ("uv", "pip-tools")
 
@@ -140,8 +142,8 @@ def lock_command(
     check: bool,
     upgrade: bool,
     packages: tuple[str, ...],
-    resolver: Literal["uv", "pip-tools"],
-    platform: Literal["linux/amd64", "linux/arm64"] | None,
+    resolver: ResolverName,
+    platform: Platform | None,
     ca_cert: Path | None,
     say: Callable[[str], None],
     note: Callable[[str], None],

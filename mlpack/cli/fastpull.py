@@ -78,7 +78,8 @@ def dispatch(args: list[str]) -> int | None:
 
     try:
         from mlpack.oci.documents import Platform
-        from mlpack.oci.registry import RegistryOptions, insecure_hosts, pull
+        from mlpack.oci.registry import pull
+        from mlpack.oci.registry_config import RegistryOptions, insecure_hosts
         from mlpack.oci.store import Store
 
         if ca_cert is not None and not ca_cert.is_file():

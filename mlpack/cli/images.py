@@ -27,7 +27,7 @@ from mlpack.progress import using
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from mlpack.oci.registry import RegistryOptions
+    from mlpack.oci.registry_config import RegistryOptions
 
 CaCert = Annotated[
     Path | None,
@@ -98,7 +98,7 @@ def _options(
     ca_cert: Path | None, insecure: list[str] | None, platform: str = "linux/amd64"
 ) -> RegistryOptions:
     from mlpack.oci.documents import Platform
-    from mlpack.oci.registry import RegistryOptions, insecure_hosts
+    from mlpack.oci.registry_config import RegistryOptions, insecure_hosts
 
     if ca_cert is not None and not ca_cert.is_file():
         msg = f"--ca-cert {ca_cert} is not a file"

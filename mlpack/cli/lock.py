@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from mlpack.cli.app import err, out
 from mlpack.errors import ConfigError
-
-ResolverChoice = Literal["uv", "pip-tools"]
-PlatformChoice = Literal["linux/amd64", "linux/arm64"]
+from mlpack.lock.lockdata import ResolverName
+from mlpack.vocabulary import Platform
 
 
 def _split_args(args: list[str] | None, upgrade: bool) -> tuple[Path, tuple[str, ...]]:
@@ -46,11 +45,11 @@ def lock(
         typer.Option("--upgrade", help="Re-resolve to the newest versions (all, or PKG...)."),
     ] = False,
     resolver: Annotated[
-        ResolverChoice,
+        ResolverName,
         typer.Option("--resolver", help="uv (default; any target) or pip-tools (the reference)."),
     ] = "uv",
     platform: Annotated[
-        PlatformChoice | None,
+        Platform | None,
         typer.Option("--platform", help="Target platform (default: mlpack.toml's, linux/amd64)."),
     ] = None,
     ca_cert: Annotated[

@@ -210,3 +210,13 @@ def test_the_checker_sees_every_kind_of_import() -> None:
     assert "mlpack.lock.stamp" in {name for name, _ in imports_of("mlpack.pipeline")}
     assert layer_of("mlpack.cli.app") == len(LAYERS) - 1
     assert package_of("mlpack.runtime.embedded.helper") == "mlpack.runtime"
+
+
+def test_a_lower_package_importing_a_higher_one_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fake(module: str) -> tuple[tuple[str, int], ...]:
+        return (("mlpack.cli.app", 3), ("mlpack.errors", 4)) if module == "mlpack.oci.store" else ()
+
+    monkeypatch.setitem(globals(), "imports_of", fake)
+    assert _layer_violations("mlpack.oci") == ["mlpack.oci.store:3 imports mlpack.cli.app"]
