@@ -28,7 +28,7 @@ Cache = Literal[
 
 def cache_folder(name: Cache, *, home: Path | None = None) -> Path:
     """The folder of cache ``name`` under ``home`` (default: mlpack's home)."""
-    return Path(home or mlpack_home(), "cache", name)
+    return (home or mlpack_home()) / "cache" / name
 
 
 def tools_folder(home: Path) -> Path:
