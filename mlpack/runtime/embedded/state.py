@@ -129,8 +129,8 @@ class StateDir:
         return self.path.name
 
     def write(self, state: ContainerState) -> None:
-        """Atomically replace state.json."""
-        atomic_write(self.path / "state.json", jsoncodec.dumps(state.to_json()))
+        """Atomically replace state.json (not durable: it describes live processes)."""
+        atomic_write(self.path / "state.json", jsoncodec.dumps(state.to_json()), durable=False)
 
     def read(self) -> ContainerState:
         """Load state.json."""

@@ -7,7 +7,6 @@ so nothing an image plants makes a mount land outside the root. /dev is built fr
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 
@@ -343,8 +342,10 @@ class Rootfs:
             for name, kind, major, minor, mode, uid, gid in wanted:
                 self.device(name, kind, os.makedev(major, minor), mode, (uid, gid))
             for name, target in DEV_LINKS:
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.symlink(target, name, dir_fd=devfd)
+                except FileExistsError:
+                    pass
             console = self.req.get("console_fd")
             if isinstance(console, int):
                 # By path: the pts mount must be the copy in this mount namespace (an fd
@@ -362,8 +363,10 @@ class Rootfs:
         parent, _, leaf = name.rpartition("/")
         pfd = inroot.mkdirs(self.rootfd, "/dev/" + parent)
         try:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(leaf, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
             if self.userns:
                 flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC
                 os.close(os.open(leaf, flags, 0o600, dir_fd=pfd))
