@@ -5,7 +5,7 @@ input hash needs the validated config, which needs tomllib, packaging and the co
 So after the full command finds (or makes) ``mlpack.lock`` up to date it records a fingerprint
 of everything that decision read: the config file's bytes, the lock's bytes, pip's index
 settings (environment and pip.conf files), the project's real path and mlpack's own sources.
-The fast path (``mlpack/cli/fastlock.py``) recomputes the fingerprint with ``os`` alone and
+``mlpack lock`` (``mlpack/cli/lock.py``) first recomputes the fingerprint with ``os`` alone and
 answers only on an exact match; anything else runs the full command. Stdlib ``os`` and ``sys``
 only: this module is imported before anything else on that path.
 """
@@ -43,7 +43,6 @@ _SOURCES: Final = (
     "lock/torch.py",
     "lock/stamp.py",
     "cli/lock.py",
-    "cli/fastlock.py",
 )
 # What pip_indexes() reads from the environment.
 _ENV: Final = ("HOME", "VIRTUAL_ENV", "XDG_CONFIG_DIRS", "XDG_CONFIG_HOME")

@@ -1,4 +1,4 @@
-"""The no-op fast path of ``mlpack lock``: same answers as the full CLI, without typer or rich."""
+"""``mlpack lock`` on unchanged inputs answers from the no-op memo, without reading the config."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.cli.fastlock import _Memo, _pure_path, dispatch
+from mlpack.cli.lock import _Memo
 from mlpack.config import load_config
 from mlpack.lock import stamp
 from mlpack.lock.locker import inputs_from_config, lock
@@ -47,16 +47,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 MAIN = "from mlpack.cli import main; main()"
-TYPER = "import sys; from mlpack.cli.app import run_app; sys.exit(run_app(sys.argv[1:]))"
 
 
-def cli(cwd: Path, *args: str, code: str = MAIN) -> tuple[int, str, str, bool]:
-    """Run ``mlpack ARGS``: (exit code, stdout, stderr without import lines, heavy imports).
+def cli(cwd: Path, *args: str) -> tuple[int, str, str, bool]:
+    """Run ``mlpack ARGS``: (exit code, stdout, stderr without import lines, full path taken).
 
-    ``code=TYPER`` runs the typer application itself, skipping the fast paths.
+    The full path reads the config (``mlpack.config``); the memo answers without it.
     """
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code, *args],
+        [sys.executable, "-X", "importtime", "-c", MAIN, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -65,43 +64,41 @@ def cli(cwd: Path, *args: str, code: str = MAIN) -> tuple[int, str, str, bool]:
     lines = done.stderr.splitlines()
     imported = {line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import ")}
     rest = "".join(f"{line}\n" for line in lines if not line.startswith("import time:"))
-    heavy = any(m.split(".")[0] in ("typer", "rich", "packaging", "tomlkit") for m in imported)
-    return done.returncode, done.stdout, rest, heavy
+    return done.returncode, done.stdout, rest, "mlpack.config" in imported
 
 
 @pytest.mark.parametrize(
-    ("cwd_rel", "args"),
+    ("cwd_rel", "args", "shown"),
     [
-        (".", ("lock",)),
-        (".", ("lock", "--check")),
-        ("..", ("lock", "proj")),
-        ("..", ("lock", "./proj/", "--check")),
-        ("..", ("lock", "--check", "proj//")),
+        (".", ("lock",), "mlpack.lock is up to date (inputs unchanged)"),
+        (".", ("lock", "--check"), "mlpack.lock is up to date"),
+        ("..", ("lock", "proj"), "proj/mlpack.lock is up to date (inputs unchanged)"),
+        ("..", ("lock", "./proj/", "--check"), "proj/mlpack.lock is up to date"),
+        ("..", ("lock", "--check", "proj//"), "proj/mlpack.lock is up to date"),
     ],
 )
-def test_fast_and_full_paths_agree(project: Path, cwd_rel: str, args: tuple[str, ...]) -> None:
+def test_an_unchanged_relock_answers_from_the_memo(
+    project: Path, cwd_rel: str, args: tuple[str, ...], shown: str
+) -> None:
     cwd = (project / cwd_rel).resolve()
-    full = cli(cwd, *args, code=TYPER)  # the typer command answers, and records the memo
+    full = cli(cwd, *args)  # the first run reads everything, and records the memo
     assert full[3]
-    fast = cli(cwd, *args)
-    assert not fast[3], "the fast path imported typer, rich, packaging or tomlkit"
-    assert fast[:3] == full[:3]
-    assert fast[0] == 0
-    assert "is up to date" in fast[1]
+    memo = cli(cwd, *args)
+    assert not memo[3], "the memo did not answer"
+    assert memo[:3] == full[:3] == (0, shown + "\n", "")
 
 
 def test_a_changed_input_falls_back_and_reports_stale(project: Path) -> None:
     assert cli(project, "lock", "--check")[0] == 0
     assert not cli(project, "lock", "--check")[3]
     (project / "mlpack.toml").write_text(CONFIG.replace('"3"', '"4"'))
-    code, out, err, heavy = cli(project, "lock", "--check")
-    assert heavy
+    code, out, err, full = cli(project, "lock", "--check")
+    assert full
     assert code == 4
     assert out == ""
     assert err.startswith("error: mlpack.lock is stale: the environment variables changed")
-    assert cli(project, "lock", "--check", code=TYPER)[:3] == (code, out, err)
     (project / "mlpack.toml").write_text(CONFIG)  # back: the old stamp is good again
-    assert cli(project, "lock", "--check")[:3] == (0, "mlpack.lock is up to date\n", "")
+    assert cli(project, "lock", "--check")[:4] == (0, "mlpack.lock is up to date\n", "", False)
 
 
 def test_a_changed_lock_or_index_setting_falls_back(
@@ -121,25 +118,17 @@ def test_a_changed_lock_or_index_setting_falls_back(
     assert "mlpack.lock does not exist" in err
 
 
-def test_options_and_odd_arguments_go_to_the_full_cli(
-    project: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "extra", [["--platform", "linux/amd64"], ["--resolver", "pip-tools"], ["--upgrade"]]
+)
+def test_options_the_memo_did_not_record_are_checked_in_full(
+    project: Path, extra: list[str]
 ) -> None:
-    monkeypatch.chdir(project)
-    stamp.record(".", "lock", stamp.inputs_key("."), stamp.lock_key(".") or "")
-    assert dispatch(["lock"]) == 0
-    for args in (
-        ["lock", "--upgrade"],
-        ["lock", "--help"],
-        ["lock", "--resolver", "pip"],
-        ["lock", "--resolver"],
-        ["lock", "--platform", "linux/arm64"],
-        ["lock", "--ca-cert", "mlpack.toml"],
-        ["lock", "--debug"],
-        ["lock", "missing-folder"],
-        ["lock", ".", "numpy"],
-        ["lock", "--check", "--check"],
-    ):
-        assert dispatch(args) is None, args
+    stamp.record(
+        str(project), "check", stamp.inputs_key(str(project)), stamp.lock_key(str(project)) or ""
+    )
+    assert not cli(project, "lock", "--check")[3]
+    assert cli(project, "lock", "--check", *extra)[3]
 
 
 def test_the_memo_records_nothing_when_inputs_change_during_the_run(project: Path) -> None:
@@ -152,10 +141,3 @@ def test_the_memo_records_nothing_when_inputs_change_during_the_run(project: Pat
     memo.remember("check")
     assert stamp.is_current(str(project), "check")
     assert not stamp.is_current(str(project), "lock")  # each mode is recorded on its own
-
-
-@pytest.mark.parametrize(
-    "arg", [".", "./", "a", "a/", "a//b", "./a/./b/", "/", "/x/../y", "../a", "a/.."]
-)
-def test_pure_path_matches_pathlib(arg: str) -> None:
-    assert _pure_path(arg) == str(Path(arg))
