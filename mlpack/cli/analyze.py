@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mlpack.cli.output import note, say, table
+from mlpack.runtime.options import parse_path
 
 if TYPE_CHECKING:
     from mlpack.analyze.model import Package, ProjectAnalysis
@@ -17,7 +18,10 @@ if TYPE_CHECKING:
 
 def analyze(
     path: Annotated[
-        Path, typer.Argument(help="The repository to analyse (default: the current directory).")
+        Path,
+        typer.Argument(
+            parser=parse_path, help="The repository to analyse (default: the current directory)."
+        ),
     ] = Path(),
     as_json: Annotated[
         bool, typer.Option("--json", help="Print exactly one JSON object instead of a summary.")

@@ -86,10 +86,10 @@ def build(argv: list[str]) -> typer.Typer:
     app.callback()(_root)
     word = next((a for a in argv if not a.startswith("-")), None)
     if word in COMMANDS:
-        wanted = {COMMANDS[word]}
+        wanted = [COMMANDS[word]]
     else:  # only the root's help lists the commands; --version and errors need none
-        wanted = set(COMMANDS.values()) if "--help" in argv else set()
-    for name in sorted(wanted):
+        wanted = list(dict.fromkeys(COMMANDS.values())) if "--help" in argv else []
+    for name in wanted:
         importlib.import_module(f"mlpack.cli.{name}").register(app)
     return app
 

@@ -12,13 +12,19 @@ import typer
 
 from mlpack.cli.output import note, progress, say, table
 from mlpack.errors import ConfigError, ImageError
+from mlpack.runtime.options import parse_path
 
 if TYPE_CHECKING:
     from mlpack.oci.registry import RegistryOptions
 
 CaCert = Annotated[
     Path | None,
-    typer.Option("--ca-cert", help="CA certificate (PEM) to trust for the registry's TLS."),
+    typer.Option(
+        "--ca-cert",
+        parser=parse_path,
+        metavar="PEM",
+        help="CA certificate (PEM) to trust for the registry's TLS.",
+    ),
 ]
 Insecure = Annotated[
     list[str] | None,
@@ -146,7 +152,9 @@ def store_check_cmd() -> None:
 
 def export_cmd(
     image: Annotated[str, typer.Argument(help="Image in the local store (name or digest).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Tarball to write.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", parser=parse_path, help="Tarball to write.")
+    ],
     fmt: Annotated[
         str,
         typer.Option("--format", help="oci, docker, or both (an OCI layout with manifest.json)."),
@@ -166,7 +174,10 @@ def export_cmd(
 
 
 def import_cmd(
-    path: Annotated[Path, typer.Argument(help="OCI layout (dir or tar) or docker save tarball.")],
+    path: Annotated[
+        Path,
+        typer.Argument(parser=parse_path, help="OCI layout (dir or tar) or docker save tarball."),
+    ],
 ) -> None:
     """Import images from an OCI layout or a docker save tarball into the store."""
     from mlpack.oci.archive import import_archive

@@ -9,6 +9,7 @@ import typer
 
 from mlpack.cli.output import progress, say
 from mlpack.errors import ConfigError, LockError
+from mlpack.runtime.options import parse_path
 
 ResolverChoice = Literal["uv", "pip-tools"]
 PlatformChoice = Literal["linux/amd64", "linux/arm64"]
@@ -18,7 +19,7 @@ def _split_args(args: list[str] | None, upgrade: bool) -> tuple[Path, tuple[str,
     """``[PATH] [PKG ...]``: the first argument is the project when it is a folder."""
     items = list(args or [])
     root = Path()
-    if items and Path(items[0]).is_dir():
+    if items and parse_path(items[0]).is_dir():
         root = Path(items.pop(0))
     if items and not upgrade:
         msg = f"unexpected arguments {' '.join(items)!r} (no such folder)"
@@ -185,7 +186,7 @@ def _lock(
 def why(
     package: Annotated[str, typer.Argument(help="The package to explain.")],
     path: Annotated[
-        Path, typer.Argument(help="The project (default: current directory).")
+        Path, typer.Argument(parser=parse_path, help="The project (default: current directory).")
     ] = Path(),
 ) -> None:
     """Print the chains that brought PACKAGE into the lock (input -> ... -> PACKAGE)."""
@@ -204,11 +205,15 @@ def why(
 
 def fetch(
     path: Annotated[
-        Path, typer.Argument(help="The project (default: current directory).")
+        Path, typer.Argument(parser=parse_path, help="The project (default: current directory).")
     ] = Path(),
     ca_cert: Annotated[
         Path | None,
-        typer.Option("--ca-cert", help="Extra CA bundle (PEM) for a TLS-intercepting proxy."),
+        typer.Option(
+            "--ca-cert",
+            parser=parse_path,
+            help="Extra CA bundle (PEM) for a TLS-intercepting proxy.",
+        ),
     ] = None,
 ) -> None:
     """Download every pinned file for the target into the hash-checked wheelhouse.

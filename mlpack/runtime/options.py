@@ -92,8 +92,14 @@ def _check_components(path: str, option: str) -> None:
         raise ConfigError(msg, hint=f"give {option} a path without control characters")
     long = [p for p in path.split("/") if len(os.fsencode(p)) > NAME_MAX]
     if long:
-        msg = f"invalid {option}: the path component {long[0][:40]!r}... is too long"
+        msg = f"invalid {option}: the name {long[0][:40]!r}... in it is too long"
         raise ConfigError(msg, hint=f"each part of a path can have at most {NAME_MAX} bytes")
+
+
+def parse_path(text: str | os.PathLike[str]) -> Path:
+    """A host path from the command line that the kernel can look up (no ENAMETOOLONG)."""
+    _check_components(os.fspath(text), "path")
+    return Path(text)
 
 
 def parse_workdir(text: str) -> str:

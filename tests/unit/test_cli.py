@@ -192,6 +192,27 @@ def test_analyze_errors_are_an_error_and_a_hint(tmp_path: Path, extra: list[str]
     assert done.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["analyze", "/tmp/" + "a" * 300],
+        ["lock", "/tmp/" + "a" * 300],
+        ["why", "numpy", "/tmp/" + "a" * 300],
+        ["import", "/tmp/" + "a" * 300],
+        ["export", "img", "-o", "/tmp/" + "a" * 300],
+        ["pull", "--ca-cert", "/tmp/" + "a" * 300, "img"],
+    ],
+)
+def test_a_too_long_path_is_an_error_not_a_bug(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_app.run_app(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: invalid path: the name {'a' * 40!r}... in it is too long",
+        "hint: each part of a path can have at most 255 bytes",
+    ]
+
+
 def test_a_home_that_cannot_be_a_directory_is_refused(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

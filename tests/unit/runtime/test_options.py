@@ -56,6 +56,14 @@ def test_workdir_must_be_absolute() -> None:
             options.parse_workdir(text)
 
 
+def test_host_paths_that_cannot_be_looked_up_are_refused() -> None:
+    assert options.parse_path("a/b") == Path("a/b")
+    assert options.parse_path(Path()) == Path()
+    for text in ("/tmp/" + "x" * 256, "a\0b"):
+        with pytest.raises(ConfigError):
+            options.parse_path(text)
+
+
 def test_a_too_long_component_has_its_own_message() -> None:
     with pytest.raises(ConfigError, match="is too long") as err:
         options.parse_workdir("/" + "x" * 256)
