@@ -152,7 +152,7 @@ def run_pipreqs(tree: Path, *, debug: bool = False) -> Run:
 
 def run_mlpack(tree: Path, cache_home: Path) -> Run:
     """``mlpack analyze TREE --json`` as a fresh process, its cache under ``cache_home``."""
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+    env = {**os.environ, "MLPACK_HOME": str(cache_home)}
     return run_cmd([str(BIN / "mlpack"), "analyze", str(tree), "--json"], env=env, cwd=tree)
 
 
@@ -684,9 +684,7 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
             print("  WARNING: mlpack warm output differs from cold output (cache bug?)")
         cached = [p for p in state["cache"].rglob("*") if p.is_file()]
         size = sum(p.stat().st_size for p in cached) / 2**20
-        print(
-            f"  mlpack cache after cold+warm: {len(cached)} files, {size:.1f} MiB (XDG_CACHE_HOME)"
-        )
+        print(f"  mlpack cache after cold+warm: {len(cached)} files, {size:.1f} MiB (MLPACK_HOME)")
     for tool, failure in aborts.items():
         if failure:
             print(f"  {tool}: ABORT: {failure}")

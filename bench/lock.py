@@ -132,9 +132,11 @@ class Bench:
     def uv(self, project: Path, *extra: str) -> Callable[[], None]:
         from uv import find_uv_bin
 
+        from mlpack.lock.uv import uv_platform
+
         argv = [
             str(find_uv_bin()), "pip", "compile", "requirements.in", "-o", "uv.txt", "-q",
-            "--python-version", "3.11.2", "--python-platform", "x86_64-manylinux_2_36",
+            "--python-version", "3.11.2", "--python-platform", uv_platform("linux/amd64"),
             "--generate-hashes", "--no-python-downloads", "--index-url", INDEX, *extra,
         ]  # fmt: skip
 
@@ -262,15 +264,12 @@ def suite(
 def api_noop(project: Path, rounds: int) -> None:
     """The no-op in-process (no interpreter or CLI start), as B1 separates API from CLI."""
     sys.path.insert(0, str(ROOT))
-    from mlpack.config import load_config
-    from mlpack.lock.locker import inputs_from_config, lock
+    from mlpack.pipeline import lock_project
 
     t_noop = []
     for _ in range(rounds):
         start = time.perf_counter()
-        result = lock(
-            inputs_from_config(load_config(project)), project / "mlpack.lock", root=project
-        )
+        result = lock_project(project)
         t_noop.append(time.perf_counter() - start)
         assert not result.resolved
     t_noop.sort()

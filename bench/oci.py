@@ -21,11 +21,12 @@ from pathlib import Path
 from bench._stats import compare, format_line, interleave, timed
 from mlpack.base.debian import base_reference, build_debian_base, configured_mirror
 from mlpack.oci import mediatypes
-from mlpack.oci.layer_applier import remove_tree
+from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
-from mlpack.oci.model import Descriptor
 from mlpack.oci.registry import pull, push
+from mlpack.oci.snapshots import rootfs, unpack
 from mlpack.oci.store import Store
+from mlpack.oslib.fs import remove_tree
 
 SDE = 1_700_000_000
 GOAL_PULL = 1.0  # BENCHMARKS.md / issue: pull into an empty store <= 1.0x skopeo copy
@@ -140,14 +141,14 @@ def main() -> int:
                 remove_tree(store.root / sub)
                 (store.root / sub).mkdir()
             os.sync()
-            return timed(lambda: store.unpack(f"{repo}:1"))
+            return timed(lambda: unpack(store, f"{repo}:1"))
 
         def rootfs_mlpack() -> float:
             for sub in ("layers", "rootfs"):
                 remove_tree(store.root / sub)
                 (store.root / sub).mkdir()
             os.sync()
-            return timed(lambda: store.rootfs(f"{repo}:1"))
+            return timed(lambda: rootfs(store, f"{repo}:1"))
 
         def umoci() -> float:
             remove_tree(work / "bundle")

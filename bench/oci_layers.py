@@ -18,8 +18,9 @@ from pathlib import Path
 
 from bench._stats import compare, format_line, interleave, timed
 from mlpack.oci import mediatypes
-from mlpack.oci.layer_applier import apply_layer, remove_tree
+from mlpack.oci.layer_applier import apply_layer
 from mlpack.oci.layer_writer import write_layer
+from mlpack.oslib.fs import remove_tree
 
 SDE = 1_700_000_000
 GOAL_WRITE = 1.0  # BENCHMARKS.md B9: gzip write <= 1.0x `gzip -6`

@@ -139,6 +139,7 @@ def main() -> int:
         print("needs busybox-static (apt-get install busybox-static)", file=sys.stderr)
         return 2
 
+    from mlpack.oci.snapshots import unpack
     from mlpack.oci.store import Store
     from mlpack.runtime.base import RunConfig
     from mlpack.runtime.embedded import EmbeddedRuntime
@@ -148,7 +149,7 @@ def main() -> int:
         home = work / "home"
         image = busybox.store_image(Store(home))
         os.environ["MLPACK_HOME"] = str(home)
-        Store(home).unpack(image)  # "already unpacked" for every contender
+        unpack(Store(home), image)  # "already unpacked" for every contender
         # As installed by pip: bytecode compiled once (PYTHONDONTWRITEBYTECODE, set in some dev
         # shells, would otherwise make every start recompile what changed since).
         import compileall

@@ -17,6 +17,15 @@ from packaging.utils import canonicalize_name
 
 from mlpack.errors import ConfigError
 from mlpack.oslib.fs import atomic_write
+from mlpack.paths import CONFIG_FILE, PYPROJECT_FILE
+from mlpack.vocabulary import (
+    DEFAULT_PLATFORM,
+    PLATFORMS,
+    EnvSpec,
+    PackageSpec,
+    Platform,
+    as_platform,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,10 +33,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from mlpack.analyze.model import Package, ProjectAnalysis
+    from mlpack.analyze.analysis import Package, ProjectAnalysis
 
-CONFIG_FILE: Final = "mlpack.toml"
-PLATFORMS: Final = ("linux/amd64", "linux/arm64")
 KINDS: Final = ("training", "inference")
 _PY_RE: Final = re.compile(r"^3\.\d{1,2}$")
 _ENV_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -43,28 +50,6 @@ _DEP_KEYS: Final = frozenset(
 _LAYOUT_KEYS: Final = frozenset({"inputs", "outputs"})
 _ENTRY_KEYS: Final = frozenset({"kind", "command", "port"})
 _ENV_KEYS: Final = frozenset({"default", "secret"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class PackageSpec:
-    """One requirement for the image and who asked for it."""
-
-    requirement: str  # PEP 508
-    source: str  # "requirements.txt:3", "import: train.py:4", or "mlpack.toml" for user entries
-
-    @property
-    def name(self) -> str:
-        """Canonical distribution name."""
-        return canonicalize_name(Requirement(self.requirement).name)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EnvSpec:
-    """An environment variable the code reads; secrets are declared by name only."""
-
-    name: str
-    default: str | None
-    secret: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,7 +72,7 @@ class ProjectConfig:
     python: str
     python_source: str
     base: str | None
-    platform: str
+    platform: Platform
     packages: tuple[PackageSpec, ...]
     index_url: str | None
     extra_index_urls: tuple[str, ...]
@@ -108,7 +93,7 @@ def config_location(root: Path) -> tuple[Path, bool]:
     own = root / CONFIG_FILE
     if own.exists():
         return own, False
-    pyproject = root / "pyproject.toml"
+    pyproject = root / PYPROJECT_FILE
     if pyproject.is_file():
         try:
             data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
@@ -203,12 +188,13 @@ def _validate(data: dict[str, Any], *, root: Path, path: Path, where: str) -> Pr
     python_source = _str(data.get("python-source", CONFIG_FILE), where, "python-source")
     base_value = data.get("base")
     base = None if base_value in (None, "") else _str(base_value, where, "base")
-    platform = _str(data.get("platform", "linux/amd64"), where, "platform")
-    if platform not in PLATFORMS:
+    platform_text = _str(data.get("platform", DEFAULT_PLATFORM), where, "platform")
+    platform = as_platform(platform_text)
+    if platform is None:
         raise _fail(
             where,
             "platform",
-            f"{platform!r} is not supported",
+            f"{platform_text!r} is not supported",
             f"use one of {', '.join(PLATFORMS)}",
         )
 
@@ -371,7 +357,7 @@ def _analysis_document(analysis: ProjectAnalysis, name: str) -> dict[str, Any]:
         "name": name,
         "python": analysis.python.version,
         "python-source": analysis.python.source,
-        "platform": "linux/amd64",
+        "platform": DEFAULT_PLATFORM,
         "dependencies": {
             "packages": packages,
             "system": sorted({s.name for s in analysis.system_packages}),

@@ -134,8 +134,8 @@ def store_image(
     gives the variant with ENTRYPOINT_VARIANT's Entrypoint and Cmd.
     """
     from mlpack.oci import mediatypes
+    from mlpack.oci.documents import Descriptor
     from mlpack.oci.layer_writer import write_layer
-    from mlpack.oci.model import Descriptor
 
     ref = f"{DOCKER_REPO}:{tag or key()}" + ("-ep" if entrypoint else "")
     with contextlib.suppress(Exception):

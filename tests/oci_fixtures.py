@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import os
 import shutil
@@ -17,8 +18,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mlpack.oci import mediatypes
+from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
-from mlpack.oci.model import Descriptor
 from mlpack.oci.store import Store
 from tests.conftest import require
 
@@ -44,14 +45,13 @@ def add_tree_image(
     store: Store, trees: list[Path], ref: str, *, cmd: list[str] | None = None
 ) -> str:
     """Pack each tree as one layer and store an image named ``ref``; return its digest."""
-    store.prepare()
     layers, diff_ids = [], []
-    for i, tree in enumerate(trees):
-        tmp = store.root / "tmp" / f"fixture-{i}.tar.gz"
-        with tmp.open("wb") as fh:
-            digests = write_layer(tree, fh, source_date_epoch=SDE)
-        store.put_file(tmp, digest=digests.digest)
-        tmp.unlink()
+    for tree in trees:
+        with store.staging("fixture") as stage:
+            tmp = stage / "layer.tar.gz"
+            with tmp.open("wb") as fh:
+                digests = write_layer(tree, fh, source_date_epoch=SDE)
+            store.put_file(tmp, digest=digests.digest)
         layers.append(
             Descriptor(
                 media_type=mediatypes.OCI_LAYER_GZIP, digest=digests.digest, size=digests.size
@@ -67,6 +67,21 @@ def add_tree_image(
         "history": [{"created": CREATED, "created_by": f"layer {i}"} for i in range(len(trees))],
     }
     return store.add_image(config=config, layers=layers, ref=ref)
+
+
+def add_layer_image(store: Store, layer: bytes, ref: str) -> str:
+    """Store a one-layer image whose layer is the gzip'd tar ``layer``; return its digest."""
+    diff_id = hashlib.sha256(gzip.decompress(layer))  # test layers fit in memory
+    digest = store.put_bytes(layer)
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": CREATED,
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/true"]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff_id.hexdigest()]},
+    }
+    desc = Descriptor(media_type=mediatypes.OCI_LAYER_GZIP, digest=digest, size=len(layer))
+    return store.add_image(config=config, layers=(desc,), ref=ref)
 
 
 def busybox_image(store: Store, tmp: Path, ref: str = "test/busybox:1", extra: str = "hi") -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mlpack.errors import AnalyzeError
 
 if TYPE_CHECKING:
-    from mlpack.analyze.model import ProjectAnalysis
+    from mlpack.analyze.analysis import ProjectAnalysis
 
 __all__ = ["analyze"]
 
@@ -22,17 +22,17 @@ __all__ = ["analyze"]
 def analyze(root: Path, *, cache_dir: Path | None = None) -> ProjectAnalysis:
     """Analyse the repository at ``root``.
 
-    :param cache_dir: where per-file facts are cached (default
-        ``$XDG_CACHE_HOME/mlpack/analyze``); a missing or corrupt cache only costs time.
+    :param cache_dir: where per-file facts are cached (default ``<mlpack home>/cache/analyze``);
+        a missing or corrupt cache only costs time.
     :raises AnalyzeError: when ``root`` is not a readable directory, or declared files conflict.
     """
     from mlpack.analyze.accelerators import analyze_accelerator, analyze_system_packages
+    from mlpack.analyze.analysis import ProjectAnalysis
     from mlpack.analyze.entrypoints import analyze_entrypoints
     from mlpack.analyze.envvars import analyze_env
     from mlpack.analyze.factcache import collect_facts
     from mlpack.analyze.imports import analyze_imports, installed_evidence, repo_environments
     from mlpack.analyze.layout import analyze_layout
-    from mlpack.analyze.model import ProjectAnalysis
     from mlpack.analyze.python_version import detect_python
     from mlpack.analyze.requirements import declared_requirements
     from mlpack.analyze.walk import walk_repo

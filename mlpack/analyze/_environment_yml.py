@@ -16,7 +16,7 @@ ENVIRONMENT_FILES: Final = ("environment.yml", "environment.yaml")
 
 
 @dataclass(frozen=True, kw_only=True)
-class EnvEntry:
+class CondaDependency:
     """One entry of ``dependencies``: a conda match spec, or a line of its ``pip:`` list."""
 
     text: str
@@ -24,7 +24,7 @@ class EnvEntry:
     pip: bool
 
 
-def read_environment(root: Path, path: Path, *, warnings: list[str]) -> tuple[EnvEntry, ...]:
+def read_environment(root: Path, path: Path, *, warnings: list[str]) -> tuple[CondaDependency, ...]:
     """Return the entries of an environment file's ``dependencies`` (empty, warned, when bad)."""
     text = read_text(root, path, warnings=warnings)
     if text is None:
@@ -55,17 +55,21 @@ def read_environment(root: Path, path: Path, *, warnings: list[str]) -> tuple[En
     if not isinstance(deps, yaml.SequenceNode):
         warnings.append(f"{name}:{deps.start_mark.line + 1}: dependencies is not a list; not read")
         return ()
-    entries: list[EnvEntry] = []
+    entries: list[CondaDependency] = []
     for item in deps.value:
         if isinstance(item, yaml.ScalarNode):
-            entries.append(EnvEntry(text=str(item.value), line=item.start_mark.line + 1, pip=False))
+            entries.append(
+                CondaDependency(text=str(item.value), line=item.start_mark.line + 1, pip=False)
+            )
             continue
         pip = _value(item, "pip") if isinstance(item, yaml.MappingNode) else None
         if isinstance(pip, yaml.SequenceNode):
             for line in pip.value:
                 if isinstance(line, yaml.ScalarNode):
                     entries.append(
-                        EnvEntry(text=str(line.value), line=line.start_mark.line + 1, pip=True)
+                        CondaDependency(
+                            text=str(line.value), line=line.start_mark.line + 1, pip=True
+                        )
                     )
                 else:
                     warnings.append(f"{name}:{line.start_mark.line + 1}: pip entry is not text")

@@ -22,7 +22,7 @@ from packaging.utils import (
 
 from mlpack.analyze._declfile import inside, load_toml, read_text, rel
 from mlpack.analyze._setup_static import read_setup_cfg, read_setup_py
-from mlpack.analyze.model import DeclaredRequirement
+from mlpack.analyze.analysis import DeclaredRequirement
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from mlpack.analyze.model import Accelerator, Package, SystemPackage
+from mlpack.analyze.analysis import Accelerator, Package, SystemPackage
 
 if sys.version_info >= (3, 11):
     import tomllib

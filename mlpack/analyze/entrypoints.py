@@ -28,7 +28,7 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from mlpack.analyze.model import Entrypoint, EntrypointKind
+from mlpack.analyze.analysis import Entrypoint, EntrypointKind
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
-from mlpack.analyze.model import EnvVar
+from mlpack.analyze.analysis import EnvVar
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

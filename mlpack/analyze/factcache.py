@@ -1,7 +1,7 @@
 """The facts cache: each file's facts keyed by content hash, with a stat index to skip hashing.
 
-One JSON file per analysed root under the cache folder (default
-``$XDG_CACHE_HOME/mlpack/analyze``, else ``~/.cache/mlpack/analyze``) maps each relative path
+One JSON file per analysed root under the cache folder (default ``<mlpack home>/cache/analyze``,
+like every mlpack cache: ``mlpack.paths``) maps each relative path
 to its (size, mtime_ns, inode, content hash) and each content hash to its facts. A warm run with
 unchanged files reads no source at all; a touched but unchanged file is re-hashed, not re-parsed.
 The extractor's own source is part of the key, so a new mlpack never reuses stale facts. The file
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from mlpack.analyze import chunks, pyfacts
 from mlpack.analyze.pyfacts import FileFacts
+from mlpack.paths import cache_folder
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
@@ -36,12 +37,6 @@ SOURCE_SUFFIXES: Final = (".py", ".ipynb")
 PARALLEL_MIN_BYTES: Final = 4 * 2**20
 MAX_WORKERS: Final = 4
 MAX_REPOSITORIES: Final = 64  # cache files kept, one per analysed repository path
-
-
-def default_cache_dir() -> Path:
-    """Return ``$XDG_CACHE_HOME/mlpack/analyze`` (``~/.cache`` when the variable is unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlpack" / "analyze"
 
 
 def _extractor_version() -> str:
@@ -62,7 +57,7 @@ def collect_facts(
     several cores, forked helper processes share the parsing with this one (see
     ``PARALLEL_MIN_BYTES``).
     """
-    cache = _Cache(cache_dir or default_cache_dir(), tree.root)
+    cache = _Cache(cache_dir or cache_folder("analyze"), tree.root)
     sources = tree.with_suffix(*SOURCE_SUFFIXES)
     rep = reporter()
     rep.start("analyze: reading code", len(sources))

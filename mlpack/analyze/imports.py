@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from packaging.utils import canonicalize_name
 
-from mlpack.analyze.model import Ambiguity, DeclaredRequirement, Package
+from mlpack.analyze.analysis import Ambiguity, DeclaredRequirement, Package
 from mlpack.analyze.pyfacts import NAMESPACE_ROOTS
 
 if sys.version_info >= (3, 11):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from mlpack.analyze.model import LargeFile, Layout, PathUse
+from mlpack.analyze.analysis import LargeFile, Layout, PathUse
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

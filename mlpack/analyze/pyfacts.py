@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 MAX_SOURCE_BYTES: Final = 5 * 2**20  # larger .py files are generated data, not code
 MAX_NOTEBOOK_BYTES: Final = 50 * 2**20  # notebooks carry outputs (images); code is small
 TOO_DEEP: Final = "too deeply nested to parse, skipped"
+BINARY: Final = "binary content (null bytes), not parsed"
 # From this size on, only the statements that may hold a fact are parsed (see ``chunks``).
 FAST_MIN_BYTES: Final = 4 * 2**10
 
@@ -177,6 +178,10 @@ def _chunked_facts(data: bytes) -> FileFacts | None:
 
 def _parse(data: bytes | str) -> ast.Module | str:
     """Parse source (bytes honour PEP 263 coding cookies); return the tree or why not."""
+    # Tested before parsing: CPython up to 3.11.6 raises ValueError for a NUL byte, later ones
+    # a SyntaxError without a line number, which would read "syntax error at line None".
+    if (b"\x00" in data) if isinstance(data, bytes) else ("\x00" in data):
+        return BINARY
     try:
         return ast.parse(data)
     except SyntaxError as exc:
@@ -189,8 +194,6 @@ def _parse(data: bytes | str) -> ast.Module | str:
         elif _looks_like_python2(data):
             hint = " (Python 2 code?)"
         return f"syntax error at line {exc.lineno}{hint}, not parsed"
-    except ValueError:
-        return "binary content (null bytes), not parsed"
     except (RecursionError, MemoryError):
         return TOO_DEEP
 

@@ -17,7 +17,7 @@ from mlpack.analyze._constraints import (
 from mlpack.analyze._declfile import load_toml, read_text, toml_line, where
 from mlpack.analyze._environment_yml import ENVIRONMENT_FILES, read_environment
 from mlpack.analyze._setup_static import read_setup_cfg, read_setup_py
-from mlpack.analyze.model import PythonDecision
+from mlpack.analyze.analysis import PythonDecision
 from mlpack.errors import AnalyzeError
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlpack.analyze.model import PathUse, ProjectAnalysis
+    from mlpack.analyze.analysis import PathUse, ProjectAnalysis
 
 
 def _path_use(use: PathUse) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from mlpack.analyze._declfile import inside, load_toml, toml_line, where
 from mlpack.analyze._environment_yml import ENVIRONMENT_FILES, read_environment
 from mlpack.analyze._reqfile import RequirementsReader, merge_specifiers
 from mlpack.analyze._setup_static import SetupInfo, read_setup_cfg, read_setup_py
-from mlpack.analyze.model import DeclaredRequirement
+from mlpack.analyze.analysis import DeclaredRequirement
 from mlpack.errors import AnalyzeError
 
 if sys.version_info >= (3, 11):

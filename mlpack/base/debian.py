@@ -6,20 +6,20 @@ import contextlib
 import hashlib
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlpack.base import DEBIAN_SUITES, BaseImage
+from mlpack.base import DEBIAN_SUITES
 from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
+from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
-from mlpack.oci.model import Descriptor
 from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
+from mlpack.vocabulary import BaseImage
 
 if TYPE_CHECKING:
     from mlpack.oci.store import Store
@@ -202,12 +202,10 @@ def build_debian_base(
     rep = reporter()
     rep.notice(f"building a Debian {suite} + Python {python} base from {mirror} (about a minute)")
     store.prepare()
-    # Hold the shared gc lock for the whole build so prune cannot sweep the work dir.
-    with store.writing():
-        work = store.root / "tmp" / f"debian-{secrets.token_hex(8)}"
+    # Hold the shared gc lock for the whole build so prune cannot collect the new blobs.
+    with store.writing(), store.staging("debian") as work:
         rootfs = work / "rootfs"
         try:
-            work.mkdir(parents=True)
             _bootstrap(suite, mirror, rootfs, sde)
             packages = _packages(rootfs)
             _scrub(rootfs)
@@ -261,8 +259,6 @@ def build_debian_base(
         except OSError as exc:
             msg = f"building the Debian base failed: {exc}"
             raise ImageError(msg, hint="check free disk space under MLPACK_HOME") from exc
-        finally:
-            remove_tree(work)
     return BaseImage(reference=ref, digest=digest, provider="debian", python_full=python_full)
 
 

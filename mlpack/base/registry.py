@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlpack.base import BaseImage
 from mlpack.oci.registry import RegistryOptions, pull
+from mlpack.vocabulary import BaseImage
 
 if TYPE_CHECKING:
     from mlpack.oci.store import Store

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from mlpack.base import DEBIAN_SUITES, BaseImage
+from mlpack.base import DEBIAN_SUITES
 from mlpack.base.debian import build_debian_base
 from mlpack.base.registry import official_reference, python_version, registry_base
 from mlpack.errors import ImageError
 from mlpack.oci.reference import parse as parse_reference
 from mlpack.oci.registry import RegistryOptions, RegistryUnreachable, pull
 from mlpack.progress import reporter
+from mlpack.vocabulary import BaseImage
 
 if TYPE_CHECKING:
     from mlpack.oci.store import Store

@@ -13,7 +13,7 @@ from mlpack.cli.output import note, say, table
 from mlpack.runtime.options import parse_path
 
 if TYPE_CHECKING:
-    from mlpack.analyze.model import Package, ProjectAnalysis
+    from mlpack.analyze.analysis import Package, ProjectAnalysis
 
 
 def analyze(

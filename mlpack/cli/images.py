@@ -41,7 +41,7 @@ PlatformOpt = Annotated[
 def _options(
     ca_cert: Path | None, insecure: list[str] | None, platform: str = "linux/amd64"
 ) -> RegistryOptions:
-    from mlpack.oci.model import Platform
+    from mlpack.oci.documents import Platform
     from mlpack.oci.registry import RegistryOptions, insecure_hosts
 
     if ca_cert is not None and not ca_cert.is_file():
@@ -133,6 +133,11 @@ def prune_cmd() -> None:
         f"removed {result.blobs} blobs and {result.layers} unpacked trees; "
         f"freed {_size(result.bytes_freed)} ({result.bytes_freed} bytes)"
     )
+    for failure in result.failures:
+        note(f"warning: {failure}", style="warning")
+    if result.failures:
+        msg = f"prune could not finish {len(result.failures)} cleanup steps (the others ran)"
+        raise ImageError(msg, hint="see the warnings above; fix their cause and prune again")
 
 
 def store_check_cmd() -> None:

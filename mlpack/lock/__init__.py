@@ -6,19 +6,8 @@ TYPE_CHECKING = False  # not typing's: `mlpack lock` on unchanged inputs imports
 if TYPE_CHECKING:
     from typing import Any
 
-    from mlpack.lock.locker import (
-        BaseResolver,
-        LockInputs,
-        LockResult,
-        ResolvedBase,
-        inputs_from_config,
-        lock,
-        stale_reason,
-    )
-    from mlpack.lock.lockfile import LOCK_FILE, dumps, loads, read_lock, write_lock
-    from mlpack.lock.model import (
-        BaseRef,
-        EnvEntry,
+    from mlpack.lock.inputs import LockInputs, inputs_from_config, stale_reason
+    from mlpack.lock.lockdata import (
         Lock,
         LockedFile,
         LockedPackage,
@@ -26,24 +15,21 @@ if TYPE_CHECKING:
         Target,
         TorchDecision,
     )
-    from mlpack.lock.resolvers import InputRequirement, Resolver, ResolveRequest
+    from mlpack.lock.locker import BaseResolver, LockResult, lock
+    from mlpack.lock.lockfile import dumps, loads, read_lock, write_lock
+    from mlpack.lock.resolvers import Resolver, ResolveRequest
     from mlpack.lock.wheelhouse import FetchedFile, Wheelhouse, fetch
     from mlpack.lock.why import why
 
 __all__ = [
-    "LOCK_FILE",
-    "BaseRef",
     "BaseResolver",
-    "EnvEntry",
     "FetchedFile",
-    "InputRequirement",
     "Lock",
     "LockInputs",
     "LockResult",
     "LockedFile",
     "LockedPackage",
     "ResolveRequest",
-    "ResolvedBase",
     "Resolver",
     "SystemPackagePin",
     "Target",
@@ -63,13 +49,12 @@ __all__ = [
 # Lazy re-exports: `mlpack lock` on unchanged inputs must not pay for ssl, urllib and the
 # resolvers; each name is imported from its module on first use.
 _HOME = {
-    "LOCK_FILE": "lockfile", "dumps": "lockfile", "loads": "lockfile", "read_lock": "lockfile",
-    "write_lock": "lockfile", "BaseResolver": "locker", "LockInputs": "locker",
-    "LockResult": "locker", "ResolvedBase": "locker", "inputs_from_config": "locker",
-    "lock": "locker", "stale_reason": "locker", "BaseRef": "model", "EnvEntry": "model",
-    "Lock": "model", "LockedFile": "model", "LockedPackage": "model",
-    "SystemPackagePin": "model", "Target": "model", "TorchDecision": "model",
-    "InputRequirement": "resolvers", "Resolver": "resolvers", "ResolveRequest": "resolvers",
+    "dumps": "lockfile", "loads": "lockfile", "read_lock": "lockfile", "write_lock": "lockfile",
+    "BaseResolver": "locker", "LockResult": "locker", "lock": "locker",
+    "LockInputs": "inputs", "inputs_from_config": "inputs", "stale_reason": "inputs",
+    "Lock": "lockdata", "LockedFile": "lockdata", "LockedPackage": "lockdata",
+    "SystemPackagePin": "lockdata", "Target": "lockdata", "TorchDecision": "lockdata",
+    "Resolver": "resolvers", "ResolveRequest": "resolvers",
     "FetchedFile": "wheelhouse", "Wheelhouse": "wheelhouse", "fetch": "wheelhouse",
     "why": "why",
 }  # fmt: skip

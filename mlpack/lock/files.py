@@ -14,23 +14,24 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from mlpack.errors import LockError
 from mlpack.lock.indexes import IndexFile, list_files, strip_userinfo
 from mlpack.oslib.fs import atomic_write
+from mlpack.vocabulary import GLIBC_MINOR, MACHINES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
     from mlpack.lock.indexes import Indexes
+    from mlpack.vocabulary import Platform
 
-_ARCH: Final = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 SDIST_SUFFIXES: Final = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
 
 @cache
-def target_tags(python: str, platform: str) -> tuple[Tag, ...]:
-    """Wheel tags the target accepts, most preferred first (glibc 2.36, Debian bookworm)."""
+def target_tags(python: str, platform: Platform) -> tuple[Tag, ...]:
+    """Wheel tags the target accepts, most preferred first (the base images' glibc and older)."""
     major, minor = (int(x) for x in python.split(".")[:2])
-    arch = _ARCH[platform]
-    platforms = [f"manylinux_2_{v}_{arch}" for v in range(36, 16, -1)]
+    arch = MACHINES[platform]
+    platforms = [f"manylinux_2_{v}_{arch}" for v in range(GLIBC_MINOR, 16, -1)]
     platforms.append(f"manylinux2014_{arch}")
     if arch == "x86_64":
         platforms += [f"manylinux_2_{v}_{arch}" for v in range(16, 4, -1)]
@@ -47,7 +48,7 @@ def is_sdist(filename: str) -> bool:
     return filename.endswith(SDIST_SUFFIXES)
 
 
-def choose_file(names: tuple[str, ...], python: str, platform: str) -> str | None:
+def choose_file(names: tuple[str, ...], python: str, platform: Platform) -> str | None:
     """The file the target installs: the best-tagged wheel, else an sdist, else None."""
     rank = {tag: i for i, tag in enumerate(target_tags(python, platform))}
     best: tuple[int, str] | None = None

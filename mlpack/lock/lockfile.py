@@ -7,10 +7,8 @@ import sys
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from mlpack.errors import LockError
-from mlpack.lock.model import (
+from mlpack.lock.lockdata import (
     LOCK_FORMAT,
-    BaseRef,
-    EnvEntry,
     Lock,
     LockedFile,
     LockedPackage,
@@ -19,6 +17,8 @@ from mlpack.lock.model import (
     TorchDecision,
 )
 from mlpack.oslib.fs import atomic_write
+from mlpack.paths import LOCK_FILE
+from mlpack.vocabulary import BASE_PROVIDERS, BaseImage, EnvSpec, as_platform
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,7 +28,6 @@ else:  # pragma: no cover - exercised on 3.10 only
 if TYPE_CHECKING:
     from pathlib import Path
 
-LOCK_FILE: Final = "mlpack.lock"
 _HEADER: Final = (
     "# mlpack.lock: written by `mlpack lock`. Do not edit: change mlpack.toml and re-run it.\n"
     "# `mlpack lock --check` fails when the inputs changed; `mlpack why PKG` explains a pin.\n"
@@ -162,6 +161,14 @@ def _from_data(data: dict[str, Any]) -> Lock:
     base = cast("dict[str, Any]", data["base"])
     indexes = cast("dict[str, Any]", data["indexes"])
     torch_t = cast("dict[str, Any] | None", data.get("torch"))
+    platform = as_platform(str(target["platform"]))
+    if platform is None:
+        msg = f"platform {target['platform']!r} is not one mlpack targets"
+        raise ValueError(msg)
+    provider = next((p for p in BASE_PROVIDERS if p == base["provider"]), None)
+    if provider is None:
+        msg = f"base provider {base['provider']!r} is unknown"
+        raise ValueError(msg)
     packages = []
     for p in data.get("packages", []):
         files = tuple(
@@ -187,11 +194,12 @@ def _from_data(data: dict[str, Any]) -> Lock:
         input_hash=str(data["input-hash"]),
         resolver=data["resolver"],
         notes=tuple(str(n) for n in data.get("notes", [])),
-        target=Target(python=str(target["python"]), platform=target["platform"]),
-        base=BaseRef(
+        target=Target(python=str(target["python"]), platform=platform),
+        base=BaseImage(
             reference=str(base["reference"]),
             digest=str(base["digest"]),
-            provider=str(base["provider"]),
+            provider=provider,
+            python_full=str(target["python"]),
         ),
         index_url=str(indexes["index-url"]),
         extra_index_urls=tuple(str(u) for u in indexes.get("extra-index-urls", [])),
@@ -208,7 +216,7 @@ def _from_data(data: dict[str, Any]) -> Lock:
             for s in data.get("system-packages", [])
         ),
         env=tuple(
-            EnvEntry(name=str(e["name"]), default=_opt(e, "default"), secret=bool(e["secret"]))
+            EnvSpec(name=str(e["name"]), default=_opt(e, "default"), secret=bool(e["secret"]))
             for e in data.get("env", [])
         ),
         packages=tuple(packages),

@@ -19,32 +19,20 @@ from mlpack.lock.indexes import Indexes, redact
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mlpack.lock.model import ResolverName
+    from mlpack.lock.lockdata import ResolverName
+    from mlpack.vocabulary import PackageSpec, Platform
 
 INPUT_FILE: Final = "requirements.in"
 OUTPUT_FILE: Final = "requirements.txt"
 
 
 @dataclass(frozen=True, kw_only=True)
-class InputRequirement:
-    """One requirement to resolve and the declared file or import that asked for it."""
-
-    requirement: str  # PEP 508; VCS references already pinned to a commit
-    source: str
-
-    @property
-    def name(self) -> str:
-        """Canonical distribution name."""
-        return canonicalize_name(Requirement(self.requirement).name)
-
-
-@dataclass(frozen=True, kw_only=True)
 class ResolveRequest:
     """What a resolver needs; the same request gives the same lock with either resolver."""
 
-    requirements: tuple[InputRequirement, ...]
+    requirements: tuple[PackageSpec, ...]  # VCS references already pinned to a commit
     python: str  # the target's "3.11.2"
-    platform: str  # "linux/amd64"
+    platform: Platform
     indexes: Indexes
     workdir: Path  # an empty scratch folder
     previous: tuple[tuple[str, str], ...] = ()  # (name, version) pins to prefer
@@ -263,7 +251,7 @@ def tool_failure(request: ResolveRequest, stderr: str, *, tool: str) -> LockErro
     """Turn a failed resolve into one clear LockError (missing, unreachable, conflict, other)."""
     text = redact(stderr).strip()
     tail = "\n".join(line for line in text.splitlines()[-12:] if line.strip())
-    by_name: dict[str, list[InputRequirement]] = {}
+    by_name: dict[str, list[PackageSpec]] = {}
     for r in request.requirements:
         by_name.setdefault(r.name, []).append(r)
     for pattern in _MISSING:

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock.indexes import redact
+from mlpack.vocabulary import MACHINES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from mlpack.runtime.base import Runtime
-
-_ARCH: Final = {"linux/amd64": ("x86_64", "amd64"), "linux/arm64": ("aarch64", "arm64")}
+    from mlpack.vocabulary import Platform
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +40,17 @@ class Runner(Protocol):
         ...
 
 
+class ImageRunnerFactory(Protocol):
+    """Makes a runner inside ``image`` with ``tools`` mounted; ``mlpack.pipeline`` hands one over.
+
+    The lock stage names no container runtime: whoever composes the stages picks it.
+    """
+
+    def __call__(self, image: str, tools: Path) -> Runner:
+        """A runner for commands inside ``image``."""
+        ...
+
+
 class HostRunner:
     """Runs commands as host subprocesses."""
 
@@ -55,12 +66,13 @@ class HostRunner:
         return Completed(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
 
 
-def host_matches(python_minor: str, target_platform: str) -> bool:
+def host_matches(python_minor: str, target_platform: Platform) -> bool:
     """True when a host interpreter of ``python_minor`` resolves exactly as the target would."""
     machine = platform.machine().lower()
     return (
         sys.platform == "linux"
-        and machine in _ARCH.get(target_platform, ())
+        # uname says x86_64 on Linux; some systems say amd64, as OCI does.
+        and machine in (MACHINES[target_platform], target_platform.partition("/")[2])
         and (host_interpreter(python_minor) is not None)
     )
 

@@ -6,10 +6,11 @@ import re
 from typing import TYPE_CHECKING, Final
 
 from mlpack.lock.indexes import Indexes, strip_userinfo
-from mlpack.lock.model import TorchDecision
+from mlpack.lock.lockdata import TorchDecision
 
 if TYPE_CHECKING:
     from mlpack.lock.resolvers import Pin
+    from mlpack.vocabulary import Platform
 
 TORCH_INDEX: Final = "https://download.pytorch.org/whl/{variant}"
 TORCH_FAMILY: Final = frozenset({"torch", "torchvision", "torchaudio"})
@@ -82,7 +83,7 @@ def decide(
     cuda: bool,
     variant: str | None,
     indexes: Indexes,
-    platform: str,
+    platform: Platform,
 ) -> TorchDecision | None:
     """Describe the torch build in ``pins`` and why it is the one locked; None without torch."""
     by_name = {p.name: p for p in pins}

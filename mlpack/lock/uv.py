@@ -20,6 +20,7 @@ from mlpack.lock.resolvers import (
     write_inputs,
 )
 from mlpack.lock.runner import HostRunner, Runner
+from mlpack.vocabulary import GLIBC_MINOR, MACHINES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,13 +28,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from mlpack.lock.model import ResolverName
-
-# The glibc of the base images' Debian (bookworm: 2.36): wheels needing a newer one are refused.
-UV_PLATFORMS: Final = {
-    "linux/amd64": "x86_64-manylinux_2_36",
-    "linux/arm64": "aarch64-manylinux_2_36",
-}
+    from mlpack.lock.lockdata import ResolverName
+    from mlpack.vocabulary import Platform
 
 
 # uv settings that do not change what is resolved (cache, TLS, timeouts, auth helpers) are
@@ -60,6 +56,11 @@ def uv_binary() -> str:
         raise LockError(msg, hint="reinstall mlpack-env (it brings uv)") from exc
 
 
+def uv_platform(platform: Platform) -> str:
+    """Uv's ``--python-platform`` for ``platform``: its machine and the base images' glibc."""
+    return f"{MACHINES[platform]}-manylinux_2_{GLIBC_MINOR}"
+
+
 def uv_compile_args(request: ResolveRequest, *, quiet: bool = True) -> list[str]:
     """The ``uv pip compile`` argument list for ``request`` (shared with bench/lock.py)."""
     args = [
@@ -72,7 +73,7 @@ def uv_compile_args(request: ResolveRequest, *, quiet: bool = True) -> list[str]
         "--python-version",
         request.python,
         "--python-platform",
-        UV_PLATFORMS[request.platform],
+        uv_platform(request.platform),
         "--generate-hashes",
         "--annotation-style",
         "split",

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Final
 from mlpack.errors import LockError
 from mlpack.lock.files import choose_file, is_sdist, release_files
 from mlpack.lock.indexes import Indexes, make_request, redact, ssl_context, strip_userinfo
+from mlpack.paths import cache_folder, wheelhouse_folder
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mlpack.lock.model import Lock, LockedPackage
+    from mlpack.lock.lockdata import Lock, LockedPackage
 
 _CHUNK: Final = 1 << 20
 
@@ -56,7 +57,7 @@ class Wheelhouse:
 
 def wheelhouse_root(home: Path) -> Path:
     """The content-addressed cache under the mlpack home."""
-    return home / "wheelhouse" / "sha256"
+    return wheelhouse_folder(home) / "sha256"
 
 
 def cached_path(home: Path, sha256: str, filename: str) -> Path:
@@ -87,7 +88,7 @@ def fetch(
     Files already in the cache are not downloaded again, so a second fetch needs no network.
     """
     indexes = indexes or Indexes(index_url=lock.index_url, extra_index_urls=lock.extra_index_urls)
-    cache_root = home / "cache" / "index-files"
+    cache_root = cache_folder("index-files", home=home)
     plan: list[tuple[LockedPackage, str, str]] = []
     to_build: list[str] = []
     for pkg in lock.packages:

@@ -9,7 +9,7 @@ from packaging.utils import canonicalize_name
 from mlpack.errors import LockError
 
 if TYPE_CHECKING:
-    from mlpack.lock.model import Lock
+    from mlpack.lock.lockdata import Lock
 
 
 def why(lock: Lock, name: str, *, limit: int = 20) -> tuple[tuple[str, ...], ...]:

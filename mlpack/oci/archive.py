@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import errno
 import io
 import os
 import secrets
+import stat
 import tarfile
 import time
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
-from mlpack.oci.model import (
+from mlpack.oci.documents import (
     Descriptor,
     Index,
     Manifest,
@@ -140,13 +142,20 @@ def export_image(
 
 
 class _Source:
-    """Uniform read access to an OCI layout directory or an (OCI or docker-save) tarball."""
+    """Uniform read access to an OCI layout directory or an (OCI or docker-save) tarball.
+
+    A directory's files are opened under its dirfd, one component at a time, none of them
+    followed if it is a symlink: a symlink named like a blob or a layer would otherwise turn a
+    host file into an image blob, and ``mlpack push`` would upload it (issue 10 item 5).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tar: tarfile.TarFile | None = None
         self._members: dict[str, tarfile.TarInfo] = {}
+        self._dirfd: int | None = None
         if path.is_dir():
+            self._dirfd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             return
         try:
             self._tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed in close()
@@ -162,28 +171,65 @@ class _Source:
     def _norm(name: str) -> str:
         return str(PurePosixPath(name.lstrip("/")).as_posix()).removeprefix("./")
 
-    def has(self, name: str) -> bool:
-        if self._tar is None:
-            return (self.path / name).is_file()
-        return self._norm(name) in self._members
-
-    @contextlib.contextmanager
-    def open(self, name: str) -> Iterator[IO[bytes]]:
+    def _inside(self, name: str) -> str:
         norm = self._norm(name)
         if ".." in PurePosixPath(norm).parts:
             msg = f"the archive refers to {name!r}, outside itself"
             raise ImageError(msg, hint="the archive is malformed or hostile")
-        if self._tar is None:
-            try:
-                fh: IO[bytes] = (self.path / norm).open("rb")
-            except OSError as exc:
-                msg = f"{self.path} has no {norm}"
-                raise ImageError(msg, hint="the layout is incomplete") from exc
-            with fh:
+        return norm
+
+    def _open_fd(self, dirfd: int, norm: str) -> int:
+        """Open ``norm`` under ``dirfd`` read-only, refusing a symlink or a non-file anywhere."""
+        *parents, leaf = norm.split("/")
+        fd = os.dup(dirfd)
+        try:
+            for part in parents:
+                step = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd, old = os.open(part, step, dir_fd=fd), fd
+                os.close(old)
+            leaf_fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        except OSError as exc:
+            raise self._refusal(norm, exc) from exc
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(os.fstat(leaf_fd).st_mode):
+            os.close(leaf_fd)
+            msg = f"{self.path}: {norm} is not a regular file"
+            raise ImageError(msg, hint="an image directory holds only files and directories")
+        return leaf_fd
+
+    def _refusal(self, norm: str, exc: OSError) -> ImageError:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            msg = f"{self.path}: {norm} is, or lies under, a symlink; mlpack does not follow it"
+            return ImageError(
+                msg,
+                hint="an imported directory may not link out of itself; copy the files in "
+                "(cp -rL) or import a tarball",
+            )
+        msg = f"{self.path} has no {norm}"
+        return ImageError(msg, hint="the layout is incomplete")
+
+    def has(self, name: str) -> bool:
+        norm = self._inside(name)
+        if self._dirfd is None:
+            return norm in self._members
+        try:
+            os.close(self._open_fd(self._dirfd, norm))
+        except ImageError as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                return False
+            raise
+        return True
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[IO[bytes]]:
+        norm = self._inside(name)
+        if self._dirfd is not None:
+            with os.fdopen(self._open_fd(self._dirfd, norm), "rb") as fh:
                 yield fh
             return
         member = self._members.get(norm)
-        extracted = self._tar.extractfile(member) if member is not None else None
+        extracted = self._tar.extractfile(member) if self._tar and member else None
         if extracted is None:
             msg = f"the archive {self.path} has no file {norm}"
             raise ImageError(msg, hint="the archive is incomplete or truncated")
@@ -198,14 +244,11 @@ class _Source:
             raise ImageError(msg, hint="the archive is malformed")
         return data
 
-    def size(self, name: str) -> int:
-        if self._tar is None:
-            return (self.path / self._norm(name)).stat().st_size
-        return self._members[self._norm(name)].size
-
     def close(self) -> None:
         if self._tar is not None:
             self._tar.close()
+        if self._dirfd is not None:
+            os.close(self._dirfd)
 
 
 def _copy_blob(src: _Source, store: Store, desc: Descriptor) -> None:
@@ -287,14 +330,12 @@ def _import_docker(src: _Source, store: Store) -> list[ImportedImage]:
             kind = mediatypes.OCI_LAYER_GZIP if magic[:2] == b"\x1f\x8b" else mediatypes.OCI_LAYER
             if magic == b"\x28\xb5\x2f\xfd":
                 kind = mediatypes.OCI_LAYER_ZSTD
-            tmp = store.root / "tmp" / f"import-{secrets.token_hex(8)}"
-            try:
+            with store.staging("import") as stage:
+                tmp = stage / "layer"
                 with src.open(layer_name) as fh, tmp.open("wb") as dst:
                     while block := fh.read(_CHUNK):
                         dst.write(block)
                 digest = store.put_file(tmp)
-            finally:
-                tmp.unlink(missing_ok=True)
             layers.append(
                 Descriptor(
                     media_type=kind, digest=digest, size=store.blob_path(digest).stat().st_size

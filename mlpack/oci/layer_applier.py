@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import os
-import queue
 import stat
-import threading
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final, Literal
@@ -22,18 +18,24 @@ from typing import TYPE_CHECKING, BinaryIO, Final, Literal
 from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.digest import parse_digest
+from mlpack.oci.layer_stream import (
+    BlobReader,
+    Budget,
+    ExpansionLimit,
+    TarStream,
+    decompressor,
+    verify,
+)
 from mlpack.oci.tar_reader import TarMember, TarReader
+from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-_CHUNK: Final = 1 << 20
 _MAX_SYMLINKS: Final = 40  # the kernel's MAXSYMLINKS
 _MAX_CACHED_DIRS: Final = 64  # parent dirfds kept open while a layer applies
-_GZIP_MAGIC: Final = b"\x1f\x8b"
-_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 WHITEOUT_PREFIX: Final = ".wh."
 OPAQUE_MARKER: Final = ".wh..wh..opq"
 _HINT_HOSTILE: Final = "the layer is malformed or hostile; re-pull it or rebuild the image"
@@ -80,6 +82,7 @@ def apply_layer(
     rootless: bool | None = None,
     whiteout_mode: Literal["apply", "overlay"] = "apply",
     max_bytes: int = 64 << 30,
+    expansion: ExpansionLimit | None = None,
     max_entries: int = 2_000_000,
     keep_setid: bool = False,
     keep_file_caps: bool = False,
@@ -93,7 +96,9 @@ def apply_layer(
     Raises ImageError on any rejection; the root may then hold part of the layer, so callers
     apply into a staging directory and rename it into place only on success.
     ``rootless`` (default: euid != 0) skips chown and device nodes; ``whiteout_mode="overlay"``
-    writes overlayfs whiteouts instead of deleting (for per-layer lower directories).
+    writes overlayfs whiteouts instead of deleting (for per-layer lower directories). The
+    uncompressed stream may not exceed ``max_bytes``, the ``expansion`` limit (default
+    ``ExpansionLimit()``) or the free space of the root's filesystem.
     """
     if not media_type:
         msg = "layer descriptor has no mediaType"
@@ -110,8 +115,9 @@ def apply_layer(
     diff_algo = parse_digest(expected_diff_id)[0] if expected_diff_id else "sha256"
     if rootless is None:
         rootless = os.geteuid() != 0
-    compressed = _BlobReader(blob, expected_size=expected_size, algorithm=blob_algo)
-    tar_stream = _TarStream(_decompressor(compressed), algorithm=diff_algo, max_bytes=max_bytes)
+    compressed = BlobReader(blob, expected_size=expected_size, algorithm=blob_algo)
+    budget = Budget(root, compressed, max_bytes=max_bytes, expansion=expansion or ExpansionLimit())
+    tar_stream = TarStream(decompressor(compressed), algorithm=diff_algo, budget=budget)
     reader = TarReader(tar_stream, max_header_bytes=max_header_bytes, max_path_bytes=max_path_bytes)
     applier = _Applier(
         root,
@@ -131,7 +137,7 @@ def apply_layer(
             applier.apply(member, reader)
         tar_stream.drain()
         compressed.drain()
-        _verify(compressed, tar_stream, expected_digest, expected_size, expected_diff_id)
+        verify(compressed, tar_stream, expected_digest, expected_size, expected_diff_id)
         applier.finalize()
     except OSError as exc:  # reading the blob, or finishing directories
         msg = f"cannot apply layer onto {root}: {exc.strerror or exc}"
@@ -154,225 +160,6 @@ def apply_layer(
         bytes_written=applier.bytes_written,
         skipped=tuple(applier.skipped),
     )
-
-
-def _verify(
-    compressed: _BlobReader,
-    tar_stream: _TarStream,
-    expected_digest: str | None,
-    expected_size: int | None,
-    expected_diff_id: str | None,
-) -> None:
-    if expected_size is not None and compressed.count != expected_size:
-        msg = f"layer blob has {compressed.count} bytes, its descriptor says {expected_size}"
-        raise ImageError(msg, hint="the blob is truncated; re-pull it")
-    if expected_digest is not None and compressed.digest() != expected_digest:
-        msg = f"layer digest mismatch: expected {expected_digest}, got {compressed.digest()}"
-        raise ImageError(msg, hint="the blob is corrupt or was tampered with; re-pull it")
-    if expected_diff_id is not None and tar_stream.digest() != expected_diff_id:
-        msg = f"layer diff_id mismatch: expected {expected_diff_id}, got {tar_stream.digest()}"
-        raise ImageError(msg, hint="the image config does not match this layer; re-pull it")
-
-
-class _BlobReader:
-    """The compressed side: hash and count, and never read past ``expected_size + 1`` bytes."""
-
-    def __init__(self, raw: BinaryIO, *, expected_size: int | None, algorithm: str) -> None:
-        self._raw = raw
-        self._limit = expected_size
-        self._hash = hashlib.new(algorithm)
-        self._algorithm = algorithm
-        self.count = 0
-
-    def read(self, size: int) -> bytes:
-        if self._limit is not None:
-            size = min(size, self._limit + 1 - self.count)
-            if size <= 0:
-                return b""
-        data = self._raw.read(size)
-        if data:
-            self._hash.update(data)
-            self.count += len(data)
-            if self._limit is not None and self.count > self._limit:
-                msg = f"layer blob is larger than its descriptor's size ({self._limit} bytes)"
-                raise ImageError(msg, hint="the blob does not match the manifest; re-pull it")
-        return data
-
-    def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
-
-    def digest(self) -> str:
-        return f"{self._algorithm}:{self._hash.hexdigest()}"
-
-
-class _Source:
-    """Uncompressed bytes for the tar parser: ``read(n)`` gives at most ``n``, ``b""`` at end."""
-
-    def read(self, size: int) -> bytes:
-        raise NotImplementedError
-
-
-class _Plain(_Source):
-    def __init__(self, raw: _BlobReader, head: bytes) -> None:
-        self._raw = raw
-        self._head = head
-
-    def read(self, size: int) -> bytes:
-        if self._head:
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._raw.read(size)
-
-
-class _Gunzip(_Source):
-    """Multi-member gzip, decompressed with a bound on every output chunk (no bomb in memory)."""
-
-    def __init__(self, raw: _BlobReader, head: bytes) -> None:
-        self._raw = raw
-        self._d = zlib.decompressobj(31)
-        self._input = head
-
-    def read(self, size: int) -> bytes:
-        while True:
-            if self._d.eof:
-                rest = self._d.unused_data + self._input
-                self._input = b""
-                if not rest:
-                    rest = self._raw.read(_CHUNK)
-                    if not rest:
-                        return b""
-                if len(rest) < 2:
-                    rest += self._raw.read(1)
-                if rest[:2] != _GZIP_MAGIC:
-                    msg = "layer blob has trailing data after its gzip stream"
-                    raise ImageError(msg, hint=_HINT_HOSTILE)
-                self._d = zlib.decompressobj(31)
-                self._input = rest
-            data = self._d.unconsumed_tail or self._input
-            self._input = b""
-            if not data:
-                data = self._raw.read(_CHUNK)
-                if not data:
-                    msg = "layer blob ends inside its gzip stream (truncated)"
-                    raise ImageError(msg, hint="re-pull the layer")
-            try:
-                out = self._d.decompress(data, size)
-            except zlib.error as exc:
-                msg = f"layer blob is not valid gzip: {exc}"
-                raise ImageError(msg, hint=_HINT_HOSTILE) from exc
-            if out:
-                return out
-
-
-def _decompressor(raw: _BlobReader) -> _Source:
-    """Pick the decompressor from the stream's magic, as containerd does."""
-    head = b""
-    while len(head) < 4:
-        data = raw.read(4 - len(head))
-        if not data:
-            break
-        head += data
-    if head.startswith(_GZIP_MAGIC):
-        return _Gunzip(raw, head)
-    if head.startswith(_ZSTD_MAGIC):
-        msg = "zstd-compressed layers are not supported yet"
-        raise ImageError(msg, hint="re-push the image with gzip layers (mlpack's default)")
-    return _Plain(raw, head)
-
-
-class _TarStream:
-    """Hash (diff_id) and count the uncompressed tar; refuse more than ``max_bytes``.
-
-    A helper thread reads, hashes and decompresses the blob a chunk at a time (zlib and
-    hashlib release the GIL) while the caller creates files; a bounded queue caps the memory.
-    The tar parser's 512-byte header reads are served from the current chunk.
-    """
-
-    _DEPTH: Final = 8  # chunks decompressed ahead of the applier
-
-    def __init__(self, source: _Source, *, algorithm: str, max_bytes: int) -> None:
-        self._src = source
-        self._hash = hashlib.new(algorithm)
-        self._algorithm = algorithm
-        self._max = max_bytes
-        self._buf = b""
-        self._pos = 0
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._done = False
-        self.count = 0
-
-    def _produce(self) -> None:
-        item: bytes | BaseException
-        while not self._stop.is_set():
-            try:
-                data = self._src.read(_CHUNK)
-                if data:
-                    self.count += len(data)
-                    if self.count > self._max:
-                        msg = f"layer expands to more than {self._max} bytes (decompression bomb?)"
-                        raise ImageError(msg, hint="raise max_bytes only for layers you trust")
-                    self._hash.update(data)
-                item = data
-            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-                item = exc
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if not isinstance(item, bytes) or not item:
-                return
-
-    def _fill(self) -> bool:
-        if self._done:
-            return False
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._produce, name="layer-gunzip", daemon=True)
-            self._thread.start()
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        if not item:
-            self._done = True
-            self.close()  # the producer has finished: its hash and count are final
-            return False
-        self._buf = item
-        self._pos = 0
-        return True
-
-    def close(self) -> None:
-        """Stop the helper thread (on success it has already ended) and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def read(self, size: int, /) -> bytes:
-        pos = self._pos
-        if pos >= len(self._buf):
-            if not self._fill():
-                return b""
-            pos = 0
-        buf = self._buf
-        if pos == 0 and size >= len(buf):
-            self._pos = len(buf)
-            return buf
-        end = min(pos + size, len(buf))
-        self._pos = end
-        return buf[pos:end]
-
-    def drain(self) -> None:
-        """Read the padding after the end-of-archive blocks: the diff_id covers it."""
-        self._pos = len(self._buf)
-        while self._fill():
-            self._pos = len(self._buf)
-
-    def digest(self) -> str:
-        return f"{self._algorithm}:{self._hash.hexdigest()}"
 
 
 class _OpenHow(ctypes.Structure):
@@ -511,62 +298,6 @@ def _lstat(parent: int, name: str) -> os.stat_result | None:
         return None
 
 
-def _remove(parent: int, name: str, st: os.stat_result) -> None:
-    """Remove ``name`` under ``parent``; a directory recursively; never following links."""
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=parent)
-        return
-    # Iterative, fd-relative rmtree: only the current branch's fds stay open, and deep trees
-    # cannot hit the recursion limit.
-    stack = [(parent, name, *_open_for_removal(parent, name))]
-    try:
-        while stack:
-            pfd, dname, dfd, subdirs = stack[-1]
-            if subdirs:
-                sub = subdirs.pop()
-                stack.append((dfd, sub, *_open_for_removal(dfd, sub)))
-                continue
-            stack.pop()
-            os.close(dfd)
-            os.rmdir(dname, dir_fd=pfd)
-    finally:
-        for _, _, dfd, _ in stack:
-            os.close(dfd)
-
-
-def _open_for_removal(parent: int, name: str) -> tuple[int, list[str]]:
-    """Open a directory, unlink its non-directories, return its fd and subdirectories."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    dfd = os.open(name, flags, dir_fd=parent)
-    try:
-        if os.fstat(dfd).st_mode & 0o700 != 0o700:
-            os.fchmod(dfd, 0o700)  # rootless: a read-only directory must become writable
-        subdirs = []
-        with os.scandir(dfd) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.name)
-                else:
-                    os.unlink(entry.name, dir_fd=dfd)
-    except BaseException:
-        os.close(dfd)
-        raise
-    return dfd, subdirs
-
-
-def remove_tree(path: Path) -> None:
-    """Delete an unpacked tree, including read-only directories a rootless apply left."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    parent = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        _remove(parent, path.name, st)
-    finally:
-        os.close(parent)
-
-
 def _clean(name: str, what: str, member: TarMember) -> tuple[str, ...]:
     """Normalise an archive path; strip leading ``/`` and ``./``; reject ``..``."""
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
@@ -622,8 +353,8 @@ class _Applier:
         while self._retired:
             os.close(self._retired.pop())
 
-    def _remove(self, parent: int, name: str, st: os.stat_result) -> None:
-        _remove(parent, name, st)
+    def _remove(self, parent: int, name: str) -> None:
+        remove_tree(name, dir_fd=parent)
         self._invalidate()
 
     def _parent(self, parts: tuple[str, ...]) -> tuple[int, bool]:
@@ -715,8 +446,7 @@ class _Applier:
                 if existing is not None and stat.S_ISDIR(existing.st_mode):
                     owned = False  # a lower layer's directory: its owner may differ
                 else:
-                    if existing is not None:
-                        self._remove(pfd, name, existing)
+                    self._remove(pfd, name)
                     os.mkdir(name, 0o700, dir_fd=pfd)
             if not owned:
                 self._chown(pfd, name, member)
@@ -749,9 +479,8 @@ class _Applier:
             self._utime(pfd, name, member.mtime)
 
     def _clear(self, pfd: int, name: str) -> None:
-        existing = _lstat(pfd, name)
-        if existing is not None:
-            self._remove(pfd, name, existing)
+        if _lstat(pfd, name) is not None:
+            self._remove(pfd, name)
 
     def _file(
         self, member: TarMember, name: str, pfd: int, reader: TarReader, *, owned: bool
@@ -804,7 +533,7 @@ class _Applier:
             if existing is not None:
                 if (existing.st_dev, existing.st_ino) == (tst.st_dev, tst.st_ino):
                     return
-                self._remove(pfd, parts[-1], existing)
+                self._remove(pfd, parts[-1])
             os.link(target[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
             self._mark(parts)
         finally:
@@ -826,14 +555,10 @@ class _Applier:
         victim = (*parts[:-1], target)
         if victim in self._created:
             return  # a whiteout only hides lower layers' files, never this layer's own
-        existing = _lstat(pfd, target)
+        if _lstat(pfd, target) is not None:
+            self._remove(pfd, target)
         if self._overlay:
-            if existing is not None:
-                self._remove(pfd, target, existing)
             self._overlay_whiteout(pfd, target)
-            return
-        if existing is not None:
-            self._remove(pfd, target, existing)
 
     def _opaque(self, parent: tuple[str, ...], pfd: int) -> None:
         if self._overlay:
@@ -847,9 +572,7 @@ class _Applier:
                 names = [entry.name for entry in it]
             for child in names:
                 if (*parent, child) not in self._created:
-                    st = _lstat(fd, child)
-                    if st is not None:
-                        self._remove(fd, child, st)
+                    self._remove(fd, child)
         finally:
             os.close(fd)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from mlpack import fastjson
 from mlpack.fasthash import sha256_hex
+from mlpack.oslib import jsoncodec
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def lookup(home: str, ref: str) -> tuple[tuple[str, ...], dict[str, Any]] | None
         return None
     try:
         with open(_path(home, ref), "rb") as f:
-            doc = fastjson.loads(f.read())
+            doc = jsoncodec.loads(f.read())
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("version") != VERSION or doc.get("ref") != ref:
@@ -86,6 +86,6 @@ def record(
     path = Path(_path(home, ref))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, fastjson.dumps(doc))
+        atomic_write(path, jsoncodec.dumps(doc))
     except OSError:
         return

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, replace
 
 from mlpack.errors import ImageError
-from mlpack.oci.model import check_digest
+from mlpack.oci.documents import check_digest
 
 DOCKER_HUB = "docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})

@@ -17,7 +17,7 @@ import requests
 
 from mlpack.errors import ImageError
 from mlpack.oci import auth, jsonc, mediatypes
-from mlpack.oci.model import (
+from mlpack.oci.documents import (
     Descriptor,
     ImageConfig,
     Index,

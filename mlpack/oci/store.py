@@ -1,9 +1,12 @@
-"""The local image store: an OCI image layout of verified blobs, tags, and unpacked layers.
+"""The local image store: an OCI image layout of verified blobs and tags, its GC and check.
 
 Every write goes to ``tmp/`` first, is verified against its digest, then renamed into place, so a
 killed process leaves at most a ``*.partial`` file (resumable) and never a blob that passes as
 whole. ``fcntl.flock`` locks serialise writers of the same entry across processes; a shared
-``gc`` lock keeps ``prune`` from collecting blobs a concurrent pull has not tagged yet.
+``gc`` lock keeps ``prune`` from collecting blobs a concurrent pull has not tagged yet. A staging
+directory is held by an flock on itself, so the next command clears what a killed one left.
+The store's folders are private to its owner, as Docker keeps its storage 0700/0710: a blob, an
+unpacked layer or a container's writable layer is no business of another host user.
 """
 
 from __future__ import annotations
@@ -15,22 +18,33 @@ import hashlib
 import os
 import secrets
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
-from mlpack.oci.model import Descriptor, ImageConfig, Index, Manifest, check_digest
+from mlpack.oci.documents import (
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    chain_id,
+    check_digest,
+)
 from mlpack.oci.reference import parse as parse_reference
 from mlpack.oslib.fs import atomic_write, remove_tree
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
+    from mlpack.oci.layer_stream import ExpansionLimit
+
 _CHUNK = 1 << 20
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+# Folders only the store's owner may enter; ``containers`` holds the runtime's writable layers.
+_PRIVATE = ("blobs", "blobs/sha256", "layers", "rootfs", "tmp", "locks", "containers")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +84,7 @@ class PruneResult:
     blobs: int
     layers: int
     bytes_freed: int
+    failures: tuple[str, ...] = ()  # steps that failed (each reported, none stops the others)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,19 +105,8 @@ def _hex(digest: str) -> str:
     return check_digest(digest).removeprefix("sha256:")
 
 
-def chain_id(diff_ids: Iterable[str]) -> str:
-    """The OCI ChainID of layers ``diff_ids`` (image-spec config.md, "Layer ChainID")."""
-    chain = ""
-    for diff_id in diff_ids:
-        chain = (
-            diff_id
-            if not chain
-            else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
-        )
-    return chain
-
-
-def _disk_error(exc: OSError, where: Path) -> ImageError:
+def disk_error(exc: OSError, where: Path) -> ImageError:
+    """The ImageError for a failed write under ``where``: a full disk, or permissions."""
     if exc.errno == errno.ENOSPC:
         msg = f"no space left on the device holding {where}"
         return ImageError(
@@ -121,22 +125,79 @@ def _fsync_dir(path: Path) -> None:
 
 
 def tree_size(path: Path) -> int:
-    """Apparent bytes of the regular files under ``path``."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
+    """Apparent bytes of the regular files under ``path``, however deep (an image sets it).
+
+    One directory fd is open at a time and the walk climbs back through ``..`` (checking that it
+    lands where it came from), as ``oslib.fs.remove_tree`` does: no recursion, no fd per level.
+    """
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except NotADirectoryError:
+        st = os.lstat(path)
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    except OSError:
+        return 0
+    total, pending = _scan(fd)
+    stack: list[tuple[tuple[int, int], list[str]]] = []
+    while True:
+        if pending:
+            try:
+                child = os.open(pending.pop(), _DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                continue
+            here = os.fstat(fd)
+            stack.append(((here.st_dev, here.st_ino), pending))
+            os.close(fd)
+            fd = child
+            size, pending = _scan(fd)
+            total += size
+            continue
+        if not stack:
+            os.close(fd)
+            return total
+        identity, pending = stack.pop()
+        up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+        os.close(fd)
+        fd = up
+        here = os.fstat(fd)
+        if (here.st_dev, here.st_ino) != identity:  # moved while we walked: stop counting
+            os.close(fd)
+            return total
+
+
+def _scan(fd: int) -> tuple[int, list[str]]:
+    """Bytes of the regular files directly in ``fd``, and its subdirectories' names."""
+    size = 0
+    subdirs: list[str] = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
             with contextlib.suppress(OSError):
-                st = os.lstat(Path(dirpath, name))
-                if stat.S_ISREG(st.st_mode):
-                    total += st.st_size
-    return total
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.name)
+                elif entry.is_file(follow_symlinks=False):
+                    size += entry.stat(follow_symlinks=False).st_size
+    return size, subdirs
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` 0700 whatever the umask, or take group/other access off an existing one."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        path.mkdir(mode=0o700)
+        mode = path.stat().st_mode
+    if stat.S_IMODE(mode) != 0o700:
+        path.chmod(0o700)
 
 
 class Store:
     """Content-addressed blobs and named references under one root directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, expansion: ExpansionLimit | None = None) -> None:
         self.root = Path(root)
+        self._ready = False
+        # How far a layer may expand when unpacked here; None: MLPACK_MAX_LAYER_EXPANSION.
+        self.expansion = expansion
 
     @classmethod
     def default(cls) -> Store:
@@ -152,9 +213,14 @@ class Store:
         self._ensure()
 
     def _ensure(self) -> None:
+        """Lay out the store once per instance: private folders, stale staging cleared."""
+        if self._ready:
+            return
         try:
-            for sub in ("blobs/sha256", "layers", "rootfs", "tmp", "locks"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True)
+            for sub in _PRIVATE:
+                _private_dir(self.root / sub)
+            self._clear_staging(partials=False)
             layout = self.root / "oci-layout"
             if not layout.exists():
                 self._atomic_write(layout, OCI_LAYOUT)
@@ -162,7 +228,57 @@ class Store:
             if not index.exists():
                 self._atomic_write(index, jsonc.dumps(self._index_doc(())))
         except OSError as exc:
-            raise _disk_error(exc, self.root) from exc
+            raise disk_error(exc, self.root) from exc
+        self._ready = True
+
+    @contextlib.contextmanager
+    def staging(self, kind: str) -> Iterator[Path]:
+        """A fresh private directory under ``tmp/``, held by an flock while in use, then removed.
+
+        A process killed while it stages (kill -9 during an unpack) releases the flock with its
+        fds, so the next command that opens the store sees the directory as stale and removes it.
+        """
+        self._ensure()
+        while True:
+            path = self.root / "tmp" / f"{kind}-{secrets.token_hex(8)}"
+            try:
+                path.mkdir(mode=0o700)
+                fd = os.open(path, _DIR_FLAGS)
+            except OSError as exc:
+                raise disk_error(exc, self.root) from exc
+            if _try_lock(fd) and _same_inode(fd, path):
+                break
+            os.close(fd)  # a cleaner took it between mkdir and flock: try another name
+        try:
+            yield path
+        finally:
+            try:
+                remove_tree(path)
+            finally:
+                os.close(fd)
+
+    def _clear_staging(self, *, partials: bool) -> int:
+        """Remove what lies in ``tmp/`` and no live process holds; return the bytes freed.
+
+        Kept ``*.partial`` downloads resume a pull, so only ``prune`` (``partials``) takes them.
+        """
+        freed = 0
+        tmp = self.root / "tmp"
+        for path in sorted(tmp.iterdir()):
+            if path.name.endswith(".partial") and not partials:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                path.unlink(missing_ok=True)  # a symlink or a socket: nothing of ours
+                continue
+            try:
+                if _try_lock(fd):
+                    freed += tree_size(path)
+                    remove_tree(path)
+            finally:
+                os.close(fd)
+        return freed
 
     @contextlib.contextmanager
     def lock(self, name: str, *, shared: bool = False) -> Iterator[None]:
@@ -183,7 +299,7 @@ class Store:
         try:
             atomic_write(path, data)
         except OSError as exc:
-            raise _disk_error(exc, path) from exc
+            raise disk_error(exc, path) from exc
 
     # -- blobs ------------------------------------------------------------------------------
 
@@ -287,7 +403,7 @@ class Store:
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 partial.unlink(missing_ok=True)
-            raise _disk_error(exc, self.root) from exc
+            raise disk_error(exc, self.root) from exc
         return written, "sha256:" + hasher.hexdigest(), offset > 0
 
     def put_bytes(self, data: bytes) -> str:
@@ -400,7 +516,7 @@ class Store:
         try:
             path.parent.mkdir(exist_ok=True)
         except OSError as exc:
-            raise _disk_error(exc, path) from exc
+            raise disk_error(exc, path) from exc
         self._atomic_write(path, manifest_digest.encode())
 
     def _manifest_of(self, digest: str) -> str | None:
@@ -532,9 +648,13 @@ class Store:
         return blobs, diff_ids, chains
 
     def prune(self) -> PruneResult:
-        """Remove blobs, unpacked layers and merged trees no named image uses; leftovers in tmp."""
+        """Remove blobs, unpacked layers and merged trees no named image uses; leftovers in tmp.
+
+        Each step runs whatever the others did: one that fails (a tree that cannot be removed)
+        is reported in ``failures`` and the rest of the cleanup still happens.
+        """
         self._ensure()
-        freed = blobs_removed = layers_removed = 0
+        tally = _Tally()
         with self.lock("gc"), self.lock("index"):
             keep_blobs, keep_layers, keep_chains = self._reachable()
             indexes = self.root / "indexes"
@@ -545,31 +665,27 @@ class Store:
                         keep_blobs.add(f"sha256:{path.name}")
             for path in sorted((self.root / "blobs" / "sha256").iterdir()):
                 if f"sha256:{path.name}" not in keep_blobs:
-                    freed += path.stat().st_size
-                    path.unlink()
-                    blobs_removed += 1
+                    tally.run("blob", path, _unlink_counted, count="blobs")
             for sub, keep in (("layers", keep_layers), ("rootfs", keep_chains)):
                 for path in sorted((self.root / sub).iterdir()):
                     if f"sha256:{path.name}" not in keep:
-                        freed += tree_size(path)
-                        remove_tree(path)
-                        layers_removed += 1
-            for path in sorted((self.root / "tmp").iterdir()):
-                freed += tree_size(path) if path.is_dir() else path.stat().st_size
-                remove_tree(path)
+                        tally.run("unpacked tree", path, _remove_counted, count="layers")
+            tally.run("staging", self.root / "tmp", lambda _p: self._clear_staging(partials=True))
             # Per-entry lock files are only taken under the shared gc lock, which we hold
             # exclusively, so removing them cannot split a lock between two holders.
             for path in (self.root / "locks").glob("*-*.lock"):
-                path.unlink(missing_ok=True)
-            for path in maps:
-                if f"sha256:{path.name}" not in keep_blobs:
-                    path.unlink(missing_ok=True)
+                tally.run("lock file", path, _unlink_counted)
             origins = self.root / "origins"
-            if origins.is_dir():
-                for path in origins.iterdir():
-                    if f"sha256:{path.name}" not in keep_blobs:
-                        path.unlink(missing_ok=True)
-        return PruneResult(blobs=blobs_removed, layers=layers_removed, bytes_freed=freed)
+            records = [*maps, *(sorted(origins.iterdir()) if origins.is_dir() else [])]
+            for path in records:
+                if f"sha256:{path.name}" not in keep_blobs:
+                    tally.run("record", path, _unlink_counted)
+        return PruneResult(
+            blobs=tally.counts.get("blobs", 0),
+            layers=tally.counts.get("layers", 0),
+            bytes_freed=tally.freed,
+            failures=tuple(tally.failures),
+        )
 
     def check(self) -> CheckResult:
         """Re-hash every blob; report those whose bytes differ from their name, and missing ones."""
@@ -598,87 +714,52 @@ class Store:
                 )
         return CheckResult(checked=checked, corrupt=tuple(corrupt), missing=tuple(sorted(missing)))
 
-    # -- unpacking ----------------------------------------------------------------------------
 
-    def _stage_dir(self, kind: str) -> Path:
-        path = self.root / "tmp" / f"{kind}-{secrets.token_hex(8)}"
-        path.mkdir(parents=True)
-        return path
+class _Tally:
+    """Run prune's steps one by one: count what each freed, record (not raise) what failed."""
 
-    def unpack(self, ref_or_digest: str) -> tuple[Path, ...]:
-        """Apply each layer into its own directory (overlay whiteouts), bottom first.
+    def __init__(self) -> None:
+        self.freed = 0
+        self.counts: dict[str, int] = {}
+        self.failures: list[str] = []
 
-        Cached by diff_id under ``layers/<hex>``, so the directories can be overlayfs lowerdirs
-        shared by every image that has the layer.
-        """
-        img = self.image(ref_or_digest)
-        pairs = list(zip(img.manifest.layers, img.config.diff_ids, strict=True))
-        with self.writing():
-            # Layers are independent directories: decompression and file writes release the
-            # GIL, so applying them side by side uses more than one core.
-            workers = max(1, min(len(pairs), os.cpu_count() or 1, 4))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                return tuple(pool.map(lambda pair: self._unpack_layer(*pair), pairs))
-
-    def _apply(
-        self,
-        layer: Descriptor,
-        diff_id: str,
-        dest: Path,
-        *,
-        whiteout_mode: Literal["apply", "overlay"],
+    def run(
+        self, what: str, path: Path, step: Callable[[Path], int], *, count: str | None = None
     ) -> None:
-        """Apply one stored layer blob onto ``dest``, verifying digest, size and diff_id."""
-        from mlpack.oci.layer_applier import apply_layer
+        try:
+            self.freed += step(path)
+        except OSError as exc:
+            self.failures.append(f"cannot remove {what} {path}: {exc.strerror or exc}")
+            return
+        if count is not None:
+            self.counts[count] = self.counts.get(count, 0) + 1
 
-        with self.blob_path(layer.digest).open("rb") as blob:
-            apply_layer(
-                blob,
-                dest,
-                media_type=layer.media_type,
-                expected_digest=layer.digest,
-                expected_size=layer.size,
-                expected_diff_id=diff_id,
-                whiteout_mode=whiteout_mode,
-            )
 
-    def _unpack_layer(self, layer: Descriptor, diff_id: str) -> Path:
-        final = self.root / "layers" / _hex(diff_id)
-        if final.is_dir():
-            return final
-        with self.lock(f"layer-{_hex(diff_id)}"):
-            if final.is_dir():
-                return final
-            stage = self._stage_dir("layer")
-            try:
-                self._apply(layer, diff_id, stage, whiteout_mode="overlay")
-                stage.rename(final)
-            except OSError as exc:
-                raise _disk_error(exc, self.root) from exc
-            finally:
-                remove_tree(stage)
-        return final
+def _unlink_counted(path: Path) -> int:
+    size = path.lstat().st_size
+    path.unlink(missing_ok=True)
+    return size
 
-    def rootfs(self, ref_or_digest: str) -> Path:
-        """One merged tree of all layers (whiteouts applied), cached by chain id."""
-        img = self.image(ref_or_digest)
-        chain = chain_id(img.config.diff_ids)
-        if not chain:
-            msg = f"image {ref_or_digest} has no layers"
-            raise ImageError(msg, hint="an image needs at least one layer to run")
-        final = self.root / "rootfs" / _hex(chain)
-        if final.is_dir():
-            return final
-        with self.writing(), self.lock(f"rootfs-{_hex(chain)}"):
-            if final.is_dir():
-                return final
-            stage = self._stage_dir("rootfs")
-            try:
-                for layer, diff_id in zip(img.manifest.layers, img.config.diff_ids, strict=True):
-                    self._apply(layer, diff_id, stage, whiteout_mode="apply")
-                stage.rename(final)
-            except OSError as exc:
-                raise _disk_error(exc, self.root) from exc
-            finally:
-                remove_tree(stage)
-        return final
+
+def _remove_counted(path: Path) -> int:
+    size = tree_size(path)
+    remove_tree(path)
+    return size
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _same_inode(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the directory open as ``fd`` (a cleaner did not remove it)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)

@@ -1,7 +1,7 @@
 """A strict streaming tar header parser with caps, so a hostile layer cannot exhaust memory.
 
-It only parses: ustar, PAX (``x``/``g``) and GNU long names (``L``/``K``), nothing is written
-here. ``tarfile`` is not used: its stream mode reads a PAX header of any declared size into
+It only parses: ustar, PAX (``x``; a global ``g`` header is read and ignored, as moby's and Go's
+readers do) and GNU long names (``L``/``K``), nothing is written here. ``tarfile`` is not used: its stream mode reads a PAX header of any declared size into
 memory, and its extraction paths have a long CVE history (SECURITY-AND-ISOLATION.md §8).
 """
 
@@ -31,6 +31,11 @@ _TYPES: Final[dict[bytes, MemberType]] = {
     b"6": "fifo",
 }
 _HIGH_BYTES: Final = bytes(range(128, 256))
+# Owner ids a layer may carry: runc's range (uid_t -1 means "unchanged" to the kernel).
+MAX_ID: Final = 2**31 - 1
+# Modification times that fit a nanosecond timestamp (utimensat's signed 64-bit ns).
+_MAX_MTIME: Final = (2**63 - 1) // 10**9
+_MAX_DEV: Final = 2**32 - 1
 _HINT: Final = "the layer blob is corrupt or hostile; re-pull it or rebuild the image"
 
 
@@ -72,7 +77,6 @@ class TarReader:
         self._offset = 0  # bytes consumed from the stream
         self._pending = 0  # data + padding of the current member still unread
         self._data_left = 0
-        self._global: dict[str, bytes] = {}
         self._global_bytes = 0
         # One PAX header plus a GNU long name and long link: the most one member needs.
         self._max_ext = max_header_bytes + 2 * (max_path_bytes + 1)
@@ -164,7 +168,10 @@ class TarReader:
                 if typeflag == b"x":
                     pax.update(_parse_pax(body, start))
                 elif typeflag == b"g":
-                    self._global.update(_parse_pax(body, start))
+                    # Validated as Go's reader does, then ignored as moby's applier does: a
+                    # global ``path`` must not rename later entries (the layer would unpack
+                    # differently here than under Docker).
+                    _parse_pax(body, start)
                 elif typeflag == b"L":
                     long_name = body.split(b"\0", 1)[0]
                 else:
@@ -181,7 +188,7 @@ class TarReader:
                 block,
                 kind=kind,
                 size=size,
-                pax={**self._global, **pax},
+                pax=pax,
                 long_name=long_name,
                 long_link=long_link,
             )
@@ -221,6 +228,13 @@ class TarReader:
         mtime = _number(block[136:148], "mtime", start, signed=True)
         if "mtime" in pax:
             mtime = _pax_int(pax["mtime"].split(b".", 1)[0], "mtime", start, signed=True)
+        _in_range("uid", uid, 0, MAX_ID, start)
+        _in_range("gid", gid, 0, MAX_ID, start)
+        _in_range("mtime", mtime, -_MAX_MTIME, _MAX_MTIME, start)
+        devmajor = _number(block[329:337], "devmajor", start) if block[329] else 0
+        devminor = _number(block[337:345], "devminor", start) if block[337] else 0
+        _in_range("devmajor", devmajor, 0, _MAX_DEV, start)
+        _in_range("devminor", devminor, 0, _MAX_DEV, start)
         xattrs = tuple(
             sorted(
                 (key.removeprefix("SCHILY.xattr."), value)
@@ -240,8 +254,8 @@ class TarReader:
             size=data,
             mtime=mtime,
             linkname=link.decode("utf-8", "surrogateescape"),
-            devmajor=_number(block[329:337], "devmajor", start) if block[329] else 0,
-            devminor=_number(block[337:345], "devminor", start) if block[337] else 0,
+            devmajor=devmajor,
+            devminor=devminor,
             xattrs=xattrs,
             header_offset=start,
         )
@@ -267,8 +281,9 @@ def _verify_checksum(block: bytes, start: int) -> None:
 def _number(raw: bytes, what: str, start: int, *, signed: bool = False) -> int:
     """Decode a numeric header field: octal text, or GNU base-256 when the top bit is set."""
     if raw and raw[0] & 0x80:
-        value = int.from_bytes(raw[1:], "big") | ((raw[0] & 0x3F) << (8 * (len(raw) - 1)))
-        if raw[0] & 0x40:  # 0xff prefix: negative two's complement
+        # The bits after the marker bit are a two's complement number (Go's parseNumeric).
+        value = int.from_bytes(raw[1:], "big") | ((raw[0] & 0x7F) << (8 * (len(raw) - 1)))
+        if raw[0] & 0x40:
             value -= 1 << (8 * len(raw) - 1)
     else:
         text = raw.split(b"\0", 1)[0].strip(b" ")
@@ -281,6 +296,13 @@ def _number(raw: bytes, what: str, start: int, *, signed: bool = False) -> int:
         msg = f"layer tar header at offset {start} has a negative {what} ({value})"
         raise ImageError(msg, hint=_HINT)
     return value
+
+
+def _in_range(what: str, value: int, low: int, high: int, start: int) -> None:
+    """Refuse a number the kernel cannot take (it would end in OverflowError, not a message)."""
+    if not low <= value <= high:
+        msg = f"layer tar entry at offset {start} has an out-of-range {what} ({value})"
+        raise ImageError(msg, hint=f"{what} must lie in {low}..{high}; {_HINT}")
 
 
 def _pax_int(raw: bytes, what: str, start: int, *, signed: bool = False) -> int:

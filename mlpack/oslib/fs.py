@@ -54,8 +54,10 @@ def atomic_write(path: StrPath, data: bytes | str, *, mode: int | None = None) -
         raise
 
 
-def remove_tree(path: StrPath) -> None:
+def remove_tree(path: StrPath, *, dir_fd: int | None = None) -> None:
     """Remove ``path`` and everything under it, however deep, without following symlinks.
+
+    With ``dir_fd``, ``path`` is a name under that directory fd (the layer applier's parents).
 
     Why not ``shutil.rmtree``: it recurses on the Python stack (a container or an image controls
     the depth; 1,000 levels end in RecursionError) and gives up on mode-000 directories such as
@@ -65,11 +67,14 @@ def remove_tree(path: StrPath) -> None:
     """
     target = os.fspath(path)
     try:
-        st = os.lstat(target)
+        st = os.lstat(target, dir_fd=dir_fd)
     except FileNotFoundError:
         return
     if not stat.S_ISDIR(st.st_mode):
-        os.unlink(target)
+        os.unlink(target, dir_fd=dir_fd)
+        return
+    if dir_fd is not None:
+        _remove_dir(dir_fd, target)
         return
     head, name = os.path.split(os.path.normpath(os.path.abspath(target)))
     top = os.open(head or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

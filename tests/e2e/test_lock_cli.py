@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mlpack import pipeline
 from mlpack.cli.app import run_app
-from mlpack.lock import locker
 from mlpack.lock.resolvers import Pin, ResolveRequest
 from tests.unit.lock.fakes import FakeBase, http_server, make_wheel, write_simple_index
 
@@ -22,7 +22,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
         make_wheel(built, "helpers", "2.0"),
     ]
     write_simple_index(tmp_path / "srv" / "simple", wheels)
-    monkeypatch.setattr(locker, "DefaultBaseResolver", FakeBase)
+    monkeypatch.setattr(pipeline, "StoreBaseResolver", FakeBase)
     monkeypatch.setenv("MLPACK_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     with http_server(tmp_path / "srv") as url:

@@ -9,8 +9,9 @@ import pytest
 
 from mlpack.errors import LockError
 from mlpack.lock.indexes import Indexes
-from mlpack.lock.locker import LockInputs, lock
-from mlpack.lock.resolvers import InputRequirement
+from mlpack.lock.inputs import LockInputs
+from mlpack.lock.locker import lock
+from mlpack.vocabulary import PackageSpec
 from tests.conftest import require
 from tests.unit.lock.fakes import FakeBase, free_port, pypi_reachable
 
@@ -24,7 +25,7 @@ def _only_pypi(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def attempt(tmp_path: Path, *reqs: tuple[str, str], indexes: Indexes | None = None) -> LockError:
     inputs = LockInputs(
-        requirements=tuple(InputRequirement(requirement=r, source=s) for r, s in reqs),
+        requirements=tuple(PackageSpec(requirement=r, source=s) for r, s in reqs),
         python="3.11",
         platform="linux/amd64",
         indexes=indexes or Indexes(),

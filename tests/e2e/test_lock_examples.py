@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.lock.locker import LockInputs, lock, make_resolver
+from mlpack.lock.inputs import LockInputs
+from mlpack.lock.lockdata import ResolverName
+from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
-from mlpack.lock.model import ResolverName
-from mlpack.lock.resolvers import InputRequirement
+from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
+from mlpack.paths import tools_folder
+from mlpack.vocabulary import PackageSpec
 from tests.conftest import require
 from tests.unit.lock.fakes import FakeBase, pypi_reachable
 
@@ -24,13 +27,13 @@ pytestmark = pytest.mark.network
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def declared(example: str) -> tuple[InputRequirement, ...]:
+def declared(example: str) -> tuple[PackageSpec, ...]:
     """The example's declared requirements with file:line sources (what analyze reports)."""
     root = EXAMPLES / example
     reqs = root / "requirements.txt"
     if reqs.exists():
         return tuple(
-            InputRequirement(requirement=line.strip(), source=f"requirements.txt:{n}")
+            PackageSpec(requirement=line.strip(), source=f"requirements.txt:{n}")
             for n, line in enumerate(reqs.read_text().splitlines(), 1)
             if line.strip() and not line.lstrip().startswith("#")
         )
@@ -41,7 +44,7 @@ def declared(example: str) -> tuple[InputRequirement, ...]:
     for dep in deps:
         quoted = '"' + dep + '"'
         line = next(i for i, text_line in enumerate(lines, 1) if quoted in text_line)
-        out.append(InputRequirement(requirement=dep, source=f"pyproject.toml:{line}"))
+        out.append(PackageSpec(requirement=dep, source=f"pyproject.toml:{line}"))
     return tuple(out)
 
 
@@ -73,7 +76,9 @@ def test_uv_and_pip_tools_lock_the_same_packages(example: str, tmp_path: Path) -
             root=EXAMPLES / example,
             base_resolver=FakeBase(),
             home=home,
-            resolver=make_resolver(resolver, home=home, image="python:3.11-slim"),
+            resolver=make_resolver(
+                resolver, ResolverSetup(tools=tools_folder(home), image="python:3.11-slim")
+            ),
         )
         locks[resolver] = read_lock(out)
     uv, pt = locks["uv"], locks["pip-tools"]

@@ -9,8 +9,10 @@ import pytest
 
 from mlpack.lock import piptools
 from mlpack.lock.indexes import Indexes
-from mlpack.lock.locker import LockInputs, lock
-from mlpack.lock.resolvers import InputRequirement
+from mlpack.lock.inputs import LockInputs
+from mlpack.lock.locker import lock
+from mlpack.pipeline import StoreBaseResolver, embedded_image_runner
+from mlpack.vocabulary import PackageSpec
 from tests.conftest import require
 from tests.unit.lock.fakes import pypi_reachable
 
@@ -29,13 +31,20 @@ def test_pip_tools_resolves_inside_the_base_image(
     home = cache / "lock-home" if cache.is_dir() else tmp_path / "home"
     monkeypatch.setenv("MLPACK_HOME", str(home))
     inputs = LockInputs(
-        requirements=(InputRequirement(requirement="anyio", source="requirements.txt:1"),),
+        requirements=(PackageSpec(requirement="anyio", source="requirements.txt:1"),),
         python="3.11",
         platform="linux/amd64",
         indexes=Indexes(),
         resolver="pip-tools",
     )
-    result = lock(inputs, tmp_path / "mlpack.lock", root=tmp_path, home=home)
+    result = lock(
+        inputs,
+        tmp_path / "mlpack.lock",
+        root=tmp_path,
+        home=home,
+        base_resolver=StoreBaseResolver(),
+        image_runner=embedded_image_runner,
+    )
     names = {p.name: p for p in result.lock.packages}
     assert {"anyio", "idna"} <= set(names)
     assert names["anyio"].via == ("requirements.txt:1",)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.lock.locker import LockInputs, lock
+from mlpack.lock.inputs import LockInputs
+from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
-from mlpack.lock.resolvers import InputRequirement
+from mlpack.vocabulary import PackageSpec
 from tests.conftest import require
 from tests.unit.lock.fakes import FakeBase, pypi_reachable
 
@@ -26,8 +27,8 @@ def _only_pypi(monkeypatch: pytest.MonkeyPatch) -> None:
 def lock_for(python: str, platform: str, tmp_path: Path) -> set[str]:
     inputs = LockInputs(
         requirements=(
-            InputRequirement(requirement="anyio", source="requirements.txt:1"),
-            InputRequirement(requirement="pytest", source="requirements-dev.txt:1"),
+            PackageSpec(requirement="anyio", source="requirements.txt:1"),
+            PackageSpec(requirement="pytest", source="requirements-dev.txt:1"),
         ),
         python=python,
         platform=platform,  # type: ignore[arg-type]

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from mlpack.lock.indexes import Indexes
-from mlpack.lock.locker import LockInputs, lock, make_resolver
+from mlpack.lock.inputs import LockInputs
+from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
-from mlpack.lock.resolvers import InputRequirement
+from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
+from mlpack.paths import tools_folder
+from mlpack.vocabulary import PackageSpec
 from tests.conftest import require
 from tests.unit.lock.fakes import (
     FakeBase,
@@ -43,7 +46,7 @@ def _no_pip_config(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def torch_inputs(indexes: Indexes, *, cuda: bool, resolver: str = "uv") -> LockInputs:
     return LockInputs(
-        requirements=(InputRequirement(requirement="torch", source="import: train.py:1"),),
+        requirements=(PackageSpec(requirement="torch", source="import: train.py:1"),),
         python="3.11",
         platform="linux/amd64",
         indexes=indexes,
@@ -66,7 +69,9 @@ def test_cpu_project_gets_cpu_wheels_from_the_configured_index(
         root=tmp_path,
         base_resolver=FakeBase(),
         home=home,
-        resolver=make_resolver(inputs.resolver, home=home, image="python:3.11-slim"),
+        resolver=make_resolver(
+            inputs.resolver, ResolverSetup(tools=tools_folder(home), image="python:3.11-slim")
+        ),
     )
     lock_file = read_lock(tmp_path / "mlpack.lock")
     torch = lock_file.package("torch")

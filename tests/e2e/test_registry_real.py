@@ -17,6 +17,7 @@ from mlpack.base.resolve import resolve_base
 from mlpack.errors import ImageError
 from mlpack.oci.archive import export_image, import_archive
 from mlpack.oci.registry import RegistryOptions, pull, push
+from mlpack.oci.snapshots import rootfs
 from mlpack.oci.store import Store
 from mlpack.progress import RecordingReporter, using
 from tests.conftest import require
@@ -80,7 +81,7 @@ def test_debian_base_image(base_store: Store) -> None:
     assert labels["org.mlpack.base.suite"] == "bookworm"
     assert "PYTHON_VERSION=3.11.2" in image.config.env
     assert image.config.created == "2023-11-14T22:13:20Z"
-    root = base_store.rootfs(BASE_REF)
+    root = rootfs(base_store, BASE_REF)
     assert (root / "usr" / "bin" / "python3.11").is_file()
     assert (root / "usr" / "lib" / "python3.11" / "venv").is_dir()
     assert (root / "etc" / "ssl" / "certs").is_dir()
@@ -340,7 +341,7 @@ def test_export_loads_and_runs_in_docker(base_store: Store, tmp_path: Path) -> N
         (imported,) = import_archive(other, saved)
         assert imported.reference == tag
         assert other.image(tag).config.diff_ids == tuple(diff_ids)
-        assert (other.rootfs(tag) / "usr" / "bin" / "python3.11").is_file()
+        assert (rootfs(other, tag) / "usr" / "bin" / "python3.11").is_file()
         assert other.check().ok
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)

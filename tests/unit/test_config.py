@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.analyze.model import (
+from mlpack.analyze.analysis import (
     Accelerator,
     Entrypoint,
     EnvVar,

@@ -17,6 +17,7 @@ import os
 from typing import TYPE_CHECKING
 
 from mlpack.errors import ContainerError
+from mlpack.oslib.fs import atomic_write
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -71,13 +72,7 @@ def init_binary(cache: Path) -> Path:
     if path.is_file() and path.stat().st_size == len(code):
         return path
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        f.write(code)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.chmod(0o555)
-    tmp.replace(path)
+    atomic_write(path, code, mode=0o555)
     return path
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from mlpack import fastjson
 from mlpack.errors import ContainerError
+from mlpack.oslib import jsoncodec
 from mlpack.record import record
 from mlpack.runtime.embedded.spawn import HelperProcess
 
@@ -176,7 +176,7 @@ class Helper:
         self.pid = 0
         self.started = False  # setup reached `until` (signals are relayed from then on)
         self.exited = False  # the supervisor reported the exit status
-        self._send(fastjson.dumps(request).encode())
+        self._send(jsoncodec.dumps(request).encode())
 
     def _send(self, data: bytes) -> None:
         try:
@@ -198,7 +198,7 @@ class Helper:
             if ch == b"\n":
                 break
             line += ch
-        doc = fastjson.loads(bytes(line))
+        doc = jsoncodec.loads(bytes(line))
         return doc if isinstance(doc, dict) else None
 
     def start(self, *, until: str = "pid") -> dict[str, Any]:

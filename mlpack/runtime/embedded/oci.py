@@ -17,6 +17,7 @@ from typing import Any
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
+from mlpack.oslib.fs import atomic_write
 from mlpack.record import replace as record_replace
 from mlpack.runtime.embedded import cgroups, state
 from mlpack.runtime.embedded.launcher import Helper, Launch
@@ -293,14 +294,8 @@ def create(
     )
     helper.close()  # the supervisor records exit.json itself once we are gone
     if pid_file is not None:
-        _write_pid(pid_file, st.pid)
+        atomic_write(pid_file, str(st.pid))
     return st
-
-
-def _write_pid(path: Path, pid: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(str(pid))
-    tmp.replace(path)
 
 
 def start(root: Path, cid: str) -> None:

@@ -74,21 +74,23 @@ def resolve_image(image: str) -> ResolvedImage:
     def merged() -> Path:
         from pathlib import Path
 
+        from mlpack.oci.snapshots import rootfs
         from mlpack.oci.store import Store
 
-        return Store(Path(home)).rootfs(image)
+        return rootfs(Store(Path(home)), image)
 
     hit = memo.lookup(home, image)
     if hit is not None:
         return ResolvedImage(layers=hit[0], process=ImageProcess.from_raw(hit[1]), merged=merged)
     from pathlib import Path
 
+    from mlpack.oci.snapshots import unpack
     from mlpack.oci.store import Store
 
     identity = memo.index_identity(home)
     store = Store(Path(home))
     stored = store.image(image)
-    layers = tuple(map(str, store.unpack(image)))
+    layers = tuple(map(str, unpack(store, image)))
     memo.record(home, image, identity=identity, layers=layers, config=stored.config.raw)
     return ResolvedImage(
         layers=layers, process=ImageProcess.from_raw(stored.config.raw), merged=merged
@@ -390,9 +392,9 @@ class EmbeddedRuntime:
                 devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 stdio = (devnull, None, None)
             if "hooks" in doc:  # hooks find the rootfs through the bundle's config.json
-                from mlpack import fastjson
+                from mlpack.oslib import jsoncodec
 
-                _write(os.path.join(sd.path, "config.json"), fastjson.dumps(doc))
+                _write(os.path.join(sd.path, "config.json"), jsoncodec.dumps(doc))
             launch = Launch(
                 container_id=cid,
                 bundle=sd.path,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from mlpack import fastjson
 from mlpack.errors import ContainerError
+from mlpack.oslib import jsoncodec
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
@@ -619,7 +619,7 @@ def compile_profile(profile: dict[str, Any], cache_dir: StrPath | None) -> bytes
 
     Cached on disk and, for a warm library process, in memory.
     """
-    text = fastjson.dumps(profile, sort_keys=True)
+    text = jsoncodec.dumps(profile, sort_keys=True)
     cache = None if cache_dir is None else os.fspath(cache_dir)
     memo = _MEMO.get((text, cache))
     if memo is not None:
@@ -652,9 +652,11 @@ def _compile_cached(profile: dict[str, Any], text: str, cache_dir: str | None) -
     ident = _lib_identity()
     lib = None if ident else _Lib()
     version = ident or (lib.version() if lib else "")
-    from mlpack.fasthash import sha256_hex
+    import hashlib
 
-    key = sha256_hex(f"{text}|{os.uname().machine}|{version}".encode())
+    from mlpack.oslib.fs import atomic_write
+
+    key = hashlib.sha256(f"{text}|{os.uname().machine}|{version}".encode()).hexdigest()
     path = os.path.join(cache_dir, f"{key}.bpf") if cache_dir else None  # noqa: PTH118
     if path is not None:
         try:
@@ -666,12 +668,7 @@ def _compile_cached(profile: dict[str, Any], text: str, cache_dir: str | None) -
     if path is not None and cache_dir is not None:
         try:
             os.makedirs(cache_dir, exist_ok=True)  # noqa: PTH103
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:  # noqa: PTH123
-                f.write(code)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # noqa: PTH105
+            atomic_write(path, code)
         except OSError:
             pass  # a cache that cannot be written only costs the next run a compile
     return code

@@ -1,4 +1,4 @@
-# ruff: noqa: PTH101, PTH102, PTH103, PTH105, PTH106, PTH108, PTH110, PTH112, PTH114, PTH116, PTH118, PTH119, PTH123, PTH208, SIM105
+# ruff: noqa: PTH102, PTH103, PTH106, PTH108, PTH110, PTH112, PTH116, PTH118, PTH119, PTH123, PTH208, SIM105
 """Container state directories: where they live, what they record, and stale cleanup.
 
 On the container start path (BENCHMARKS B1): os.path and str, no pathlib, json or typing.
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 
-from mlpack import fastjson
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
+from mlpack.oslib import jsoncodec
+from mlpack.oslib.fs import atomic_write, remove_tree
 from mlpack.record import asdict, field, fields, record
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
@@ -136,18 +137,13 @@ class StateDir:
         return os.path.basename(self.path)
 
     def write(self, state: ContainerState) -> None:
-        """Atomically replace state.json (rename; no fsync: it describes live processes,
-        which a crash of the machine ends anyway).
-        """
-        tmp = os.path.join(self.path, f".state.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(fastjson.dumps(state.to_json()))
-        os.replace(tmp, os.path.join(self.path, "state.json"))
+        """Atomically replace state.json."""
+        atomic_write(os.path.join(self.path, "state.json"), jsoncodec.dumps(state.to_json()))
 
     def read(self) -> ContainerState:
         """Load state.json."""
         try:
-            doc = fastjson.loads(_read_text(os.path.join(self.path, "state.json")))
+            doc = jsoncodec.loads(_read_text(os.path.join(self.path, "state.json")))
         except (OSError, ValueError) as exc:
             msg = f"container {self.id} has no readable state ({exc})"
             raise ContainerError(msg, hint="it may have been deleted; see mlpack ps") from exc
@@ -156,7 +152,7 @@ class StateDir:
     def exit_status(self) -> dict[str, Any] | None:
         """What the supervisor recorded when the container exited, if it did."""
         try:
-            doc = fastjson.loads(_read_text(os.path.join(self.path, "exit.json")))
+            doc = jsoncodec.loads(_read_text(os.path.join(self.path, "exit.json")))
         except (OSError, ValueError):
             return None
         return doc if isinstance(doc, dict) else None
@@ -184,12 +180,12 @@ class StateDir:
         for cg in cgroups:
             remove_cgroup_dir(cg)
         if not _remove_run_layout(self.path):
-            rmtree(self.path)
+            remove_tree(self.path)
 
 
 # What a container directory holds after a run that wrote nothing to its root filesystem (the
 # upper dir has only the mount targets of /etc/host*, overlayfs' work dir its volatile marker):
-# removed by name (~1 ms less than walking it twice); anything else falls back to rmtree.
+# removed by name (~1 ms less than walking it twice); anything else falls back to remove_tree.
 _ETC = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
 _VOLATILE = "work/work/incompat/volatile"
 _RUN_FILES: tuple[str, ...] = (
@@ -232,48 +228,6 @@ def _remove_run_layout(path: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def rmtree(tree: StrPath) -> None:
-    """Remove a tree without following symlinks (fd-relative), including overlayfs' mode-000
-    ``work/work`` directory; shutil is not imported on the run path (BENCHMARKS B1).
-    """
-    path = os.fspath(tree)
-    if not os.path.isdir(path) or os.path.islink(path):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        return
-    for _, dirnames, _files, dirfd in os.fwalk(path, topdown=True):
-        for name in dirnames:  # make every directory listable before descending into it
-            try:
-                fd = os.open(name, O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=dirfd)
-            except OSError:
-                continue
-            try:
-                os.chmod(f"/proc/self/fd/{fd}", 0o700)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-    for _, dirnames, filenames, dirfd in os.fwalk(path, topdown=False):
-        for name in filenames:
-            try:
-                os.unlink(name, dir_fd=dirfd)
-            except FileNotFoundError:
-                pass
-        for name in dirnames:
-            try:
-                os.rmdir(name, dir_fd=dirfd)
-            except NotADirectoryError:  # a symlink to a directory is listed as a directory
-                os.unlink(name, dir_fd=dirfd)
-            except FileNotFoundError:
-                pass
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
 
 
 def remove_cgroup_dir(path: str) -> None:
@@ -370,5 +324,5 @@ def cleanup_stale(root_dir: StrPath) -> tuple[str, ...]:
         except OSError:
             continue
         if os.path.isdir(p) and not os.path.exists(os.path.join(p, "state.json")) and not young:
-            rmtree(p)
+            remove_tree(p)
     return tuple(removed)

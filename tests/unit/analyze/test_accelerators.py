@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from mlpack.analyze.accelerators import analyze_accelerator, analyze_system_packages
+from mlpack.analyze.analysis import Accelerator, Package, SystemPackage
 from mlpack.analyze.factcache import collect_facts
-from mlpack.analyze.model import Accelerator, Package, SystemPackage
 from mlpack.analyze.walk import walk_repo
 from tests.unit.analyze.repo_helpers import make_repo, parse_mode  # noqa: F401  (fixture)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlpack.analyze import analyze, factcache, pyfacts
-from mlpack.analyze.model import ProjectAnalysis
+from mlpack.analyze.analysis import ProjectAnalysis
 from mlpack.errors import AnalyzeError
 from tests.unit.analyze.repo_helpers import make_repo
 
@@ -149,15 +149,15 @@ def test_unwritable_cache_costs_only_a_warning(tmp_path: Path) -> None:
     assert any(w.startswith("facts cache") for w in result.warnings)
 
 
-def test_default_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert factcache.default_cache_dir() == tmp_path / "xdg" / "mlpack" / "analyze"
+def test_default_cache_is_under_mlpack_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLPACK_HOME", str(tmp_path / "mlhome"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # no longer consulted
     root = make_repo(tmp_path / "repo", {"a.py": "import numpy\n"})
     analyze(root)
-    assert len(list((tmp_path / "xdg" / "mlpack" / "analyze").glob("facts-*.json"))) == 1
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert factcache.default_cache_dir() == tmp_path / "home" / ".cache" / "mlpack" / "analyze"
+    assert len(list((tmp_path / "mlhome" / "cache" / "analyze").glob("facts-*.json"))) == 1
+    assert not (tmp_path / "xdg").exists()
 
 
 def test_virtualenv_in_the_repo_is_evidence_not_code(tmp_path: Path) -> None:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlpack.analyze.analysis import Entrypoint
 from mlpack.analyze.entrypoints import analyze_entrypoints
 from mlpack.analyze.factcache import collect_facts
-from mlpack.analyze.model import Entrypoint
 from mlpack.analyze.walk import walk_repo
 from tests.unit.analyze.repo_helpers import make_repo
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from mlpack.analyze.analysis import EnvVar
 from mlpack.analyze.envvars import analyze_env, is_secret
 from mlpack.analyze.factcache import collect_facts
-from mlpack.analyze.model import EnvVar
 from mlpack.analyze.walk import walk_repo
 from tests.unit.analyze.repo_helpers import make_repo, parse_mode  # noqa: F401  (fixture)
 

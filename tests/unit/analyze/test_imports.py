@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from mlpack.analyze.analysis import DeclaredRequirement
 from mlpack.analyze.factcache import collect_facts
 from mlpack.analyze.imports import (
     ImportAnalysis,
@@ -15,7 +16,6 @@ from mlpack.analyze.imports import (
     repo_environments,
     stdlib_modules,
 )
-from mlpack.analyze.model import DeclaredRequirement
 from mlpack.analyze.walk import walk_repo
 from tests.unit.analyze.repo_helpers import make_repo
 

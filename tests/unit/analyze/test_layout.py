@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from mlpack.analyze.analysis import LargeFile, Layout, PathUse
 from mlpack.analyze.factcache import collect_facts
 from mlpack.analyze.layout import analyze_layout
-from mlpack.analyze.model import LargeFile, Layout, PathUse
 from mlpack.analyze.walk import walk_repo
 from tests.unit.analyze.repo_helpers import make_repo, parse_mode  # noqa: F401  (fixture)
 

@@ -20,7 +20,7 @@ from mlpack.analyze._constraints import (
     split_conda,
 )
 from mlpack.analyze._declfile import MAX_BYTES
-from mlpack.analyze.model import DeclaredRequirement
+from mlpack.analyze.analysis import DeclaredRequirement
 from mlpack.analyze.python_version import detect_python
 from mlpack.analyze.requirements import (
     DEV_GROUPS,

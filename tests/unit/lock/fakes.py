@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlpack.errors import ImageError
-from mlpack.lock.locker import ResolvedBase
-from mlpack.lock.model import ResolverName
+from mlpack.lock.lockdata import ResolverName
 from mlpack.lock.resolvers import Pin, ResolveRequest
+from mlpack.vocabulary import BaseImage
 
 PY_FULL = {"3.9": "3.9.2", "3.10": "3.10.13", "3.11": "3.11.2", "3.12": "3.12.8", "3.13": "3.13.1"}
 
@@ -29,14 +29,14 @@ class FakeBase:
     def __init__(self) -> None:
         self.calls = 0
 
-    def resolve(self, python: str, *, explicit: str | None) -> ResolvedBase:
+    def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
         self.calls += 1
         if python not in PY_FULL:
             raise ImageError(f"no base image provides Python {python}", hint="use 3.9-3.13")
-        return ResolvedBase(
+        return BaseImage(
             reference=explicit or f"python:{python}-slim",
             digest="sha256:" + "ab" * 32,
-            provider="fake",
+            provider="registry",
             python_full=PY_FULL[python],
         )
 

@@ -7,10 +7,11 @@ import pytest
 
 from mlpack.errors import LockError
 from mlpack.lock.indexes import Indexes
-from mlpack.lock.locker import LockInputs, lock, stale_reason
+from mlpack.lock.inputs import LockInputs, stale_reason
+from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
-from mlpack.lock.model import EnvEntry
-from mlpack.lock.resolvers import InputRequirement, Pin
+from mlpack.lock.resolvers import Pin
+from mlpack.vocabulary import EnvSpec, PackageSpec
 from tests.unit.lock.fakes import FakeBase, FakeResolver
 
 # Nothing listens on port 9 of loopback: index listings fail fast and are skipped.
@@ -26,13 +27,13 @@ PINS = (
 def inputs(**kw: object) -> LockInputs:
     base: dict[str, object] = {
         "requirements": (
-            InputRequirement(requirement="scikit-learn>=1.3", source="requirements.txt:2"),
-            InputRequirement(requirement="numpy", source="import: train.py:1"),
+            PackageSpec(requirement="scikit-learn>=1.3", source="requirements.txt:2"),
+            PackageSpec(requirement="numpy", source="import: train.py:1"),
         ),
         "python": "3.11",
         "platform": "linux/amd64",
         "indexes": Indexes(index_url=DEAD),
-        "env": (EnvEntry(name="API_TOKEN", default=None, secret=True),),
+        "env": (EnvSpec(name="API_TOKEN", default=None, secret=True),),
     }
     base.update(kw)
     return LockInputs(**base)  # type: ignore[arg-type]
@@ -57,7 +58,7 @@ def test_lock_records_target_base_and_why(tmp_path: Path) -> None:
     lock_file = read_lock(tmp_path / "mlpack.lock")
     assert lock_file.target.python == "3.11.2"
     assert lock_file.target.platform == "linux/amd64"
-    assert lock_file.base.provider == "fake"
+    assert lock_file.base.reference == "python:3.11-slim"  # what the fake resolver said
     assert lock_file.base.digest.startswith("sha256:")
     numpy = lock_file.package("numpy")
     assert numpy is not None
@@ -119,9 +120,7 @@ def test_credentials_reach_the_resolver_but_never_the_lock(tmp_path: Path) -> No
 
 
 def test_malformed_requirement_names_file_and_line(tmp_path: Path) -> None:
-    bad = inputs(
-        requirements=(InputRequirement(requirement="numpy>=>1", source="requirements.txt:7"),)
-    )
+    bad = inputs(requirements=(PackageSpec(requirement="numpy>=>1", source="requirements.txt:7"),))
     with pytest.raises(LockError, match=r"requirements.txt:7"):
         run(tmp_path, FakeResolver(PINS), bad)
     assert not (tmp_path / "mlpack.lock").exists()
@@ -159,9 +158,7 @@ def test_vcs_requirement_is_pinned_to_a_commit(tmp_path: Path) -> None:
     sha = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    req = InputRequirement(
-        requirement=f"mylib @ git+file://{repo}@main", source="requirements.txt:1"
-    )
+    req = PackageSpec(requirement=f"mylib @ git+file://{repo}@main", source="requirements.txt:1")
     pins = (Pin(name="mylib", version="", url=f"git+file://{repo}@{sha}", via=("-r",)),)
     resolver = FakeResolver(pins)
     run(tmp_path, resolver, inputs(requirements=(req,)))
@@ -171,16 +168,14 @@ def test_vcs_requirement_is_pinned_to_a_commit(tmp_path: Path) -> None:
     assert pkg.kind == "vcs"
     assert pkg.commit == sha
     assert pkg.build == "image"
-    bad = InputRequirement(
-        requirement=f"mylib @ git+file://{repo}@nope", source="requirements.txt:1"
-    )
+    bad = PackageSpec(requirement=f"mylib @ git+file://{repo}@nope", source="requirements.txt:1")
     with pytest.raises(LockError, match="no branch or tag 'nope'"):
         run(tmp_path, resolver, inputs(requirements=(bad,), python="3.12"))
 
 
 def test_local_path_is_project_relative_and_built_in_image(tmp_path: Path) -> None:
     (tmp_path / "libs" / "helper").mkdir(parents=True)
-    req = InputRequirement(requirement="helper @ file:libs/helper", source="requirements.txt:1")
+    req = PackageSpec(requirement="helper @ file:libs/helper", source="requirements.txt:1")
     url = (tmp_path / "libs" / "helper").as_uri()
     resolver = FakeResolver((Pin(name="helper", version="", url=url, via=("-r",)),))
     run(tmp_path, resolver, inputs(requirements=(req,)))
@@ -212,7 +207,7 @@ def test_stale_reason_names_a_new_requirement(tmp_path: Path) -> None:
     more = inputs(
         requirements=(
             *inputs().requirements,
-            InputRequirement(requirement="pandas", source="import: eval.py:3"),
+            PackageSpec(requirement="pandas", source="import: eval.py:3"),
         )
     )
     reason = stale_reason(more, tmp_path / "mlpack.lock")

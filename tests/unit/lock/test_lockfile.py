@@ -8,10 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlpack.errors import LockError
-from mlpack.lock.lockfile import dumps, loads, read_lock, write_lock
-from mlpack.lock.model import (
-    BaseRef,
-    EnvEntry,
+from mlpack.lock.lockdata import (
     Lock,
     LockedFile,
     LockedPackage,
@@ -19,6 +16,8 @@ from mlpack.lock.model import (
     Target,
     TorchDecision,
 )
+from mlpack.lock.lockfile import dumps, loads, read_lock, write_lock
+from mlpack.vocabulary import BaseImage, EnvSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,8 +52,8 @@ def sample(reverse: bool = False) -> Lock:
         ),
     ]
     env = [
-        EnvEntry(name="TOKEN", default=None, secret=True),
-        EnvEntry(name="EPOCHS", default="3", secret=False),
+        EnvSpec(name="TOKEN", default=None, secret=True),
+        EnvSpec(name="EPOCHS", default="3", secret=False),
     ]
     if reverse:
         packages.reverse()
@@ -63,7 +62,12 @@ def sample(reverse: bool = False) -> Lock:
         input_hash="sha256:" + "e" * 64,
         resolver="uv",
         target=Target(python="3.11.2", platform="linux/amd64"),
-        base=BaseRef(reference="python:3.11-slim", digest="sha256:" + "f" * 64, provider="debian"),
+        base=BaseImage(
+            reference="python:3.11-slim",
+            digest="sha256:" + "f" * 64,
+            provider="debian",
+            python_full="3.11.2",
+        ),
         index_url="https://pypi.org/simple",
         extra_index_urls=("https://download.pytorch.org/whl/cpu",),
         packages=tuple(packages),
@@ -105,7 +109,7 @@ def test_output_is_valid_sorted_toml() -> None:
 def test_secret_env_never_has_a_default() -> None:
     lock = sample()
     leaky = Lock(
-        **{**lock.__dict__, "env": (EnvEntry(name="TOKEN", default="hunter2", secret=True),)}
+        **{**lock.__dict__, "env": (EnvSpec(name="TOKEN", default="hunter2", secret=True),)}
     )
     assert "hunter2" not in dumps(leaky)
 
@@ -127,6 +131,26 @@ def test_unknown_format_is_refused() -> None:
         loads(dumps(sample()).replace("format = 1", "format = 99"))
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "why"),
+    [
+        ('platform = "linux/amd64"', 'platform = "windows/amd64"', "platform 'windows/amd64'"),
+        ('provider = "debian"', 'provider = "somewhere"', "base provider 'somewhere'"),
+    ],
+)
+def test_values_outside_the_vocabulary_are_refused(old: str, new: str, why: str) -> None:
+    text = dumps(sample())
+    assert old in text
+    with pytest.raises(LockError, match=why):
+        loads(text.replace(old, new))
+
+
+def test_the_base_carries_the_targets_python() -> None:
+    lock = loads(dumps(sample()))
+    assert lock.base.python_full == lock.target.python == "3.11.2"
+    assert lock.base == sample().base
+
+
 def test_control_characters_are_escaped() -> None:
     lock = sample()
     odd = Lock(**{**lock.__dict__, "notes": ("a\x7fb\u2028c\x00d\ttab",)})
@@ -140,7 +164,7 @@ def test_any_text_round_trips(text: str, name: str) -> None:
     odd = Lock(
         **{
             **lock.__dict__,
-            "env": (EnvEntry(name=name, default=text, secret=False),),
+            "env": (EnvSpec(name=name, default=text, secret=False),),
             "notes": (text,),
         }
     )

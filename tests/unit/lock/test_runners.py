@@ -9,10 +9,11 @@ from mlpack.errors import LockError
 from mlpack.lock import piptools
 from mlpack.lock.indexes import Indexes
 from mlpack.lock.piptools import PIP_VERSION, PIPTOOLS_VERSION, PipToolsResolver, piptools_args
-from mlpack.lock.resolvers import InputRequirement, ResolveRequest
+from mlpack.lock.resolvers import ResolveRequest
 from mlpack.lock.runner import IMAGE_CA, IMAGE_WORK, ImageRunner
 from mlpack.lock.uv import uv_compile_args, uv_env
 from mlpack.runtime.base import RunConfig, RunResult
+from mlpack.vocabulary import PackageSpec
 
 OUTPUT = "anyio==4.4.0 \\\n    --hash=sha256:" + "1" * 64 + "\n    # via -r requirements.in\n"
 
@@ -40,7 +41,7 @@ class FakeRuntime:
 
 def request(tmp_path: Path, **kw: object) -> ResolveRequest:
     base: dict[str, object] = {
-        "requirements": (InputRequirement(requirement="anyio", source="requirements.txt:1"),),
+        "requirements": (PackageSpec(requirement="anyio", source="requirements.txt:1"),),
         "python": "3.9.2",
         "platform": "linux/amd64",
         "indexes": Indexes(index_url="https://u:tok@idx.example/simple"),

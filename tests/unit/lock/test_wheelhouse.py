@@ -7,8 +7,9 @@ import pytest
 from mlpack.errors import LockError
 from mlpack.lock.files import choose_file, release_files
 from mlpack.lock.indexes import Indexes
-from mlpack.lock.model import BaseRef, Lock, LockedFile, LockedPackage, Target
+from mlpack.lock.lockdata import Lock, LockedFile, LockedPackage, Target
 from mlpack.lock.wheelhouse import cached_path, download, fetch
+from mlpack.vocabulary import BaseImage
 from tests.unit.lock.fakes import http_server, make_wheel, sha256_of, write_simple_index
 
 
@@ -61,7 +62,7 @@ def make_lock(hashes: dict[str, str], index_url: str, *, named: bool = True) -> 
         input_hash="sha256:x",
         resolver="uv",
         target=Target(python="3.11.2", platform="linux/amd64"),
-        base=BaseRef(reference="r", digest="d", provider="p"),
+        base=BaseImage(reference="r", digest="d", provider="registry", python_full="3.11.2"),
         index_url=index_url,
         packages=(
             pkg("alpha", "1.0"),

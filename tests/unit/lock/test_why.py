@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from mlpack.errors import LockError
-from mlpack.lock.model import BaseRef, Lock, LockedPackage, Target
+from mlpack.lock.lockdata import Lock, LockedPackage, Target
 from mlpack.lock.why import why
+from mlpack.vocabulary import BaseImage
 
 
 def lock_with(*packages: LockedPackage) -> Lock:
@@ -12,7 +13,7 @@ def lock_with(*packages: LockedPackage) -> Lock:
         input_hash="sha256:x",
         resolver="uv",
         target=Target(python="3.11.2", platform="linux/amd64"),
-        base=BaseRef(reference="r", digest="d", provider="p"),
+        base=BaseImage(reference="r", digest="d", provider="registry", python_full="3.11.2"),
         index_url="https://pypi.org/simple",
         packages=packages,
     )

@@ -12,6 +12,7 @@ import pytest
 
 from mlpack.errors import ImageError
 from mlpack.oci.archive import export_image, import_archive
+from mlpack.oci.snapshots import rootfs
 from mlpack.oci.store import Store
 from tests.conftest import require
 from tests.oci_fixtures import busybox_image, sha256_file
@@ -94,7 +95,7 @@ def test_import_docker_save_legacy_layout(image: tuple[Store, str], tmp_path: Pa
     got = other.image("legacy/app:2")
     assert got.config.diff_ids == img.config.diff_ids
     assert [x.digest for x in got.manifest.layers] == list(img.config.diff_ids)
-    assert (other.rootfs("legacy/app:2") / "hello.txt").read_text() == "hi\n"
+    assert (rootfs(other, "legacy/app:2") / "hello.txt").read_text() == "hi\n"
 
 
 def test_import_rejects_garbage_and_corruption(image: tuple[Store, str], tmp_path: Path) -> None:
@@ -140,3 +141,63 @@ def test_skopeo_and_umoci_accept_the_export(image: tuple[Store, str], tmp_path: 
         capture_output=True,
     )
     assert (tmp_path / "bundle" / "rootfs" / "hello.txt").read_text() == "hi\n"
+
+
+def _host_secret(tmp_path: Path, data: bytes) -> tuple[Path, str]:
+    """A file outside the imported directory, and the digest it would have as a blob."""
+    secret = tmp_path / "host" / "secret"
+    secret.parent.mkdir()
+    secret.write_bytes(data)
+    return secret, sha256_file(secret)
+
+
+def test_docker_save_directory_symlinks_are_refused(
+    image: tuple[Store, str], tmp_path: Path
+) -> None:
+    """A layer symlinked to a host file never becomes a blob (issue 10 item 5)."""
+    store, digest = image
+    img = store.image(digest)
+    secret, secret_digest = _host_secret(tmp_path, b"host secret\n" * 100)
+    (tmp_path / "hostdir").mkdir()
+    (tmp_path / "hostdir" / "layer.tar").symlink_to(secret)
+    for variant, layer in (("leaf", "l0/layer.tar"), ("parent", "ldir/layer.tar")):
+        src = tmp_path / f"save-{variant}"
+        (src / "l0").mkdir(parents=True)
+        (src / "l0" / "layer.tar").symlink_to(secret)
+        (src / "ldir").symlink_to(tmp_path / "hostdir")
+        shutil.copy(store.blob_path(img.manifest.config.digest), src / "config.json")
+        manifest = [{"Config": "config.json", "RepoTags": ["evil/app:1"], "Layers": [layer]}]
+        (src / "manifest.json").write_text(json.dumps(manifest))
+        other = Store(tmp_path / f"other-{variant}")
+        with pytest.raises(ImageError, match="symlink") as info:
+            import_archive(other, src)
+        assert "import a tarball" in info.value.hint
+        assert not other.has_blob(secret_digest)
+        assert other.images() == ()
+
+
+def test_oci_layout_directory_symlinks_are_refused(
+    image: tuple[Store, str], tmp_path: Path
+) -> None:
+    """A blob (or the blobs folder) symlinked out of an OCI layout is refused, not read."""
+    store, _ = image
+    good = tmp_path / "good.tar"
+    export_image(store, "test/bb:1", good, fmt="oci")
+    for variant in ("blob", "blobs-dir"):
+        out = tmp_path / f"layout-{variant}"
+        _untar(good, out)
+        blobs = out / "blobs" / "sha256"
+        layer = max(blobs.iterdir(), key=lambda p: p.stat().st_size)
+        host = tmp_path / f"host-{variant}"
+        host.mkdir()
+        if variant == "blob":
+            shutil.move(layer, host / layer.name)
+            layer.symlink_to(host / layer.name)
+        else:
+            shutil.move(blobs, host / "sha256")
+            blobs.symlink_to(host / "sha256")
+        other = Store(tmp_path / f"other-{variant}")
+        with pytest.raises(ImageError, match="symlink"):
+            import_archive(other, out)
+        assert not other.has_blob(f"sha256:{layer.name}")
+        assert other.images() == ()

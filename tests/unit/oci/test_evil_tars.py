@@ -6,7 +6,7 @@ import gzip
 import io
 import os
 import stat
-import zlib
+import subprocess
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -16,6 +16,7 @@ from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.digest import sha256_digest
 from mlpack.oci.layer_applier import apply_layer
+from mlpack.oci.layer_stream import ExpansionLimit
 from tests.conftest import require
 from tests.unit.oci._sandbox import (
     EVIL_DIR,
@@ -76,6 +77,9 @@ REJECTED = {
     "size_negative": "negative size",
     "size_past_end": "truncated",
     "bad_checksum": "checksum",
+    "pax_uid_huge": "out-of-range uid",
+    "pax_mtime_huge": "out-of-range mtime",
+    "mtime_negative_base256": r"out-of-range mtime \(-1237940039285380274899124224\)",
 }
 
 
@@ -91,6 +95,15 @@ def test_hardlinks_never_reach_the_real_sentinel(sb: Sandbox, name: str) -> None
     with untouched(sb), pytest.raises(ImageError, match="hard link"):
         sb.apply(local(sb, name))
     assert (sb.outside / "sentinel").stat().st_nlink == 1
+
+
+def test_global_pax_header_is_ignored(sb: Sandbox) -> None:
+    """moby and Go ignore a ``g`` header: its ``path`` renames nothing (issue 10 item 8)."""
+    with untouched(sb):
+        result = sb.apply(evil("pax_global_path"))
+    assert sorted(p.name for p in sb.root.iterdir()) == ["a", "b"]
+    assert (sb.root / "a").read_bytes() == b"1"
+    assert result.entries == 2
 
 
 def test_absolute_path_lands_inside_root(sb: Sandbox) -> None:
@@ -202,23 +215,51 @@ def test_xattr_allowlist(sb: Sandbox) -> None:
     assert not names & {"security.capability", "trusted.evil", "user.overlay.opaque"}
 
 
-def _gzip_bomb(expanded: int) -> bytes:
-    """A gzip'd tar whose one file is ``expanded`` zero bytes, built in a streaming way."""
-    header = corpus.header(b"zeros", size=expanded)
-    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
-    parts = [comp.compress(header)]
-    zeros = b"\0" * (1 << 20)
-    for _ in range(expanded // len(zeros)):
-        parts.append(comp.compress(zeros))
-    parts.append(comp.flush())
-    return b"".join(parts)
-
-
 def test_gzip_bomb_is_capped(sb: Sandbox) -> None:
-    bomb = _gzip_bomb(64 << 20)
+    bomb = corpus.gzip_bomb(64 << 20)
     assert len(bomb) < 128 << 10
     with untouched(sb), pytest.raises(ImageError, match="decompression bomb"):
         sb.apply(bomb, media_type=mediatypes.OCI_LAYER_GZIP, max_bytes=8 << 20)
+
+
+def test_gzip_bomb_is_stopped_by_the_expansion_ratio(tmp_path: Path) -> None:
+    """32 KiB that inflate to 32 MiB: over 10x plus a 1 MiB floor (issue 10 item 11)."""
+    bomb = corpus.gzip_bomb(32 << 20)
+    sb = make_sandbox(tmp_path / "a")
+    tight = ExpansionLimit(ratio=10, floor=1 << 20)
+    with untouched(sb), pytest.raises(ImageError, match="10x its") as info:
+        sb.apply(bomb, media_type=mediatypes.OCI_LAYER_GZIP, expansion=tight)
+    assert "MLPACK_MAX_LAYER_EXPANSION" in info.value.hint
+    roomy = ExpansionLimit(ratio=10_000, floor=1 << 20)
+    loose = make_sandbox(tmp_path / "b")
+    result = loose.apply(bomb, media_type=mediatypes.OCI_LAYER_GZIP, expansion=roomy)
+    assert (loose.root / "zeros").stat().st_size == 32 << 20
+    assert result.bytes_written == 32 << 20
+
+
+def test_expansion_ratio_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLPACK_MAX_LAYER_EXPANSION", "7")
+    assert ExpansionLimit.from_env() == ExpansionLimit(ratio=7)
+    monkeypatch.setenv("MLPACK_MAX_LAYER_EXPANSION", "lots")
+    with pytest.raises(ImageError, match="MLPACK_MAX_LAYER_EXPANSION"):
+        ExpansionLimit.from_env()
+    monkeypatch.delenv("MLPACK_MAX_LAYER_EXPANSION")
+    assert ExpansionLimit.from_env() == ExpansionLimit(ratio=100, floor=1 << 30)
+
+
+def test_layer_larger_than_the_free_space_is_stopped(tmp_path: Path) -> None:
+    """On a 24 MiB filesystem a 48 MiB layer stops with a clear error, not ENOSPC midway."""
+    require(os.geteuid() == 0, "root (to mount a small tmpfs)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)
+    try:
+        sb = make_sandbox(mnt / "base")
+        with pytest.raises(ImageError, match="free space of the filesystem") as info:
+            sb.apply(corpus.gzip_bomb(48 << 20), media_type=mediatypes.OCI_LAYER_GZIP)
+        assert "free disk space" in info.value.hint
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_entry_count_is_capped(sb: Sandbox) -> None:

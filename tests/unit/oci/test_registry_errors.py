@@ -12,7 +12,7 @@ import pytest
 
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
-from mlpack.oci.model import Platform
+from mlpack.oci.documents import Platform
 from mlpack.oci.registry import RegistryOptions, pull
 from mlpack.oci.store import Store
 

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tarfile
+import tempfile
 import textwrap
-from typing import TYPE_CHECKING
+import time
+from pathlib import Path
 
 import pytest
 
 from mlpack.errors import ImageError
-from mlpack.oci.store import Store, chain_id
+from mlpack.oci.documents import chain_id
+from mlpack.oci.layer_stream import ExpansionLimit
+from mlpack.oci.snapshots import rootfs, unpack
+from mlpack.oci.store import Store, tree_size
+from mlpack.oslib.fs import remove_tree as real_remove_tree
 from tests.conftest import require
-from tests.oci_fixtures import busybox_image, sha256_file
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from tests.oci_fixtures import add_layer_image, busybox_image, sha256_file
 
 
 def _digest(data: bytes) -> str:
@@ -74,7 +80,7 @@ def test_tag_resolve_images_remove_prune(store: Store, tmp_path: Path) -> None:
         store.remove("test/bb:2")
     store.remove("test/bb:1")
     assert store.prune().bytes_freed == 0  # still named test/bb:latest
-    store.unpack(digest)
+    unpack(store, digest)
     store.remove("test/bb:latest")
     blob_bytes = sum(p.stat().st_size for p in (store.root / "blobs" / "sha256").iterdir())
     result = store.prune()
@@ -103,14 +109,14 @@ def test_check_finds_corruption(store: Store, tmp_path: Path) -> None:
 
 def test_unpack_caches_by_diff_id_and_rootfs_merges(store: Store, tmp_path: Path) -> None:
     digest = busybox_image(store, tmp_path)
-    dirs = store.unpack(digest)
+    dirs = unpack(store, digest)
     config = store.image(digest).config
     assert [d.name for d in dirs] == [x[7:] for x in config.diff_ids]
     assert (dirs[1] / "hello.txt").read_text() == "hi\n"
-    assert store.unpack(digest) == dirs
+    assert unpack(store, digest) == dirs
     other = busybox_image(store, tmp_path, "test/other:1", extra="other")
-    assert store.unpack(other)[0] == dirs[0]  # shared base layer unpacked once
-    root = store.rootfs(digest)
+    assert unpack(store, other)[0] == dirs[0]  # shared base layer unpacked once
+    root = rootfs(store, digest)
     assert root.name == chain_id(config.diff_ids)[7:]
     assert (root / "bin" / "busybox").is_file()
     assert (root / "hello.txt").read_text() == "hi\n"
@@ -242,3 +248,173 @@ def test_bad_kept_partial_is_discarded_and_refetched(store: Store) -> None:
     assert offsets == [1000, 0]
     assert sha256_file(store.blob_path(digest)) == digest
     assert not store.partial_path(digest).exists()
+
+
+PRIVATE = ("blobs", "blobs/sha256", "layers", "rootfs", "tmp", "locks", "containers")
+
+
+def test_store_folders_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        store = Store(tmp_path / "store")
+        store.prepare()
+    finally:
+        os.umask(old)
+    for sub in PRIVATE:
+        assert stat.S_IMODE((store.root / sub).stat().st_mode) == 0o700, sub
+
+
+def test_an_existing_store_is_tightened_on_open(tmp_path: Path) -> None:
+    Store(tmp_path / "store").prepare()
+    for sub in PRIVATE:
+        (tmp_path / "store" / sub).chmod(0o755)
+    Store(tmp_path / "store").images()
+    for sub in PRIVATE:
+        assert stat.S_IMODE((tmp_path / "store" / sub).stat().st_mode) == 0o700, sub
+
+
+def test_other_users_cannot_read_blobs_or_unpacked_layers(tmp_path: Path) -> None:
+    """Issue 10 item 2: uid 65534 reads neither a blob nor a layer file of a root store."""
+    require(os.geteuid() == 0 and shutil.which("setpriv") is not None, "root and setpriv")
+    from tests.unprivileged import run_as_nobody
+
+    home = Path(tempfile.mkdtemp(prefix="mlpack-private-"))
+    try:
+        home.chmod(0o755)  # the store's own folders must be what keeps others out
+        store = Store(home / "store")
+        digest = busybox_image(store, tmp_path, "test/bb:1")
+        layer = unpack(store, digest)[-1] / "hello.txt"
+        blob = store.blob_path(store.image(digest).manifest.layers[-1].digest)
+        assert layer.read_text() == "hi\n"
+        probe = textwrap.dedent(
+            f"""
+            for path in ({str(blob)!r}, {str(layer)!r}):
+                try:
+                    open(path, "rb").read()
+                    print("READ", path)
+                except PermissionError:
+                    print("DENIED", path)
+            """
+        )
+        lines = run_as_nobody(probe).stdout.split()
+        assert lines == ["DENIED", str(blob), "DENIED", str(layer)]
+    finally:
+        shutil.rmtree(home)
+
+
+def _deep_layer(depth: int) -> bytes:
+    """A gzip'd layer whose tree is ``depth`` directories deep, a file at the bottom."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for level in range(1, depth + 1):
+            info = tarfile.TarInfo("/".join(["d"] * level))
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(info)
+        leaf = tarfile.TarInfo("/".join(["d"] * depth + ["leaf"]))
+        leaf.size = 5
+        tar.addfile(leaf, io.BytesIO(b"deep\n"))
+    return out.getvalue()
+
+
+def test_prune_after_a_1500_level_image(store: Store) -> None:
+    """Issue 10 item 4: a deep image unpacks, and prune removes it without a RecursionError."""
+    digest = add_layer_image(store, _deep_layer(1500), "test/deep:1")
+    layer = unpack(store, digest)[0]
+    merged = rootfs(store, digest)
+    assert (layer / "/".join(["d"] * 1500) / "leaf").read_text() == "deep\n"
+    assert tree_size(merged) == 5
+    store.remove("test/deep:1")
+    result = store.prune()
+    assert result.failures == ()
+    assert (result.blobs, result.layers) == (3, 2)
+    assert result.bytes_freed >= 10
+    assert not layer.exists()
+    assert not merged.exists()
+    assert store.check().ok
+
+
+def test_prune_steps_are_independent(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One tree that cannot be removed is reported; blobs, other trees and tmp still go."""
+    busybox_image(store, tmp_path, "test/bb:1")
+    dirs = unpack(store, "test/bb:1")
+    store.remove("test/bb:1")
+    (store.root / "tmp" / "leftover").write_bytes(b"x" * 100)
+    stuck = dirs[0]
+
+    def remove_tree(path: Path) -> None:
+        if Path(path) == stuck:
+            raise PermissionError(13, "Permission denied", str(path))
+        real_remove_tree(path)
+
+    monkeypatch.setattr("mlpack.oci.store.remove_tree", remove_tree)
+    result = store.prune()
+    assert len(result.failures) == 1
+    assert str(stuck) in result.failures[0]
+    assert "Permission denied" in result.failures[0]
+    assert stuck.exists()
+    assert not dirs[1].exists()
+    assert list((store.root / "blobs" / "sha256").iterdir()) == []
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def _wait_for_staging(store: Store, proc: subprocess.Popen[str], prefix: str) -> Path:
+    """The staging directory the child made (it then blocks on the FIFO blob)."""
+    tmp = store.root / "tmp"
+    while proc.poll() is None:
+        found = [p for p in tmp.iterdir() if p.name.startswith(prefix)]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    msg = f"the unpacking child exited early: {proc.communicate()}"
+    raise AssertionError(msg)
+
+
+def test_killed_unpack_leaves_no_staging_for_the_next_command(store: Store, tmp_path: Path) -> None:
+    """Issue 10 item 12: kill -9 mid-unpack; the next command clears what no process holds."""
+    digest = busybox_image(store, tmp_path, "test/bb:1")
+    blob = store.blob_path(store.image(digest).manifest.layers[0].digest)
+    blob.unlink()
+    os.mkfifo(blob)  # the child blocks inside its staging directory, reading this
+    child = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from mlpack.oci.snapshots import rootfs, unpack
+        from mlpack.oci.store import Store
+        (unpack if sys.argv[2] == "unpack" else rootfs)(Store(Path(sys.argv[1])), "test/bb:1")
+        """
+    )
+    procs = []
+    for how in ("unpack", "rootfs"):
+        proc = subprocess.Popen([sys.executable, "-c", child, str(store.root), how], text=True)
+        procs.append((proc, _wait_for_staging(store, proc, f"{how.replace('unpack', 'layer')}-")))
+    (procs[0][1] / "half-applied").write_bytes(b"x" * 4096)
+    procs[0][0].kill()  # kill -9 while it stages
+    procs[0][0].wait()
+    killed, live = procs[0][1], procs[1][1]
+    assert killed.exists()
+    Store(store.root).images()  # any command that opens the store
+    assert not killed.exists()
+    assert live.exists()  # still held by a live process: left alone
+    procs[1][0].kill()
+    procs[1][0].wait()
+    Store(store.root).images()
+    assert [p.name for p in (store.root / "tmp").iterdir()] == []
+
+
+def test_gzip_bomb_in_the_store_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Issue 10 item 11 at the store: the bound is the store's setting; no staging remains."""
+    from tests.unit.oci._sandbox import load_corpus
+
+    store = Store(tmp_path / "store", expansion=ExpansionLimit(ratio=10, floor=1 << 20))
+    digest = add_layer_image(store, load_corpus().gzip_bomb(32 << 20), "test/bomb:1")
+    with pytest.raises(ImageError, match="decompression bomb"):
+        unpack(store, digest)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        rootfs(store, digest)
+    assert list((store.root / "tmp").iterdir()) == []
+    assert list((store.root / "layers").iterdir()) == []
+    assert list((store.root / "rootfs").iterdir()) == []

@@ -78,3 +78,21 @@ def test_remove_tree_of_a_file_a_link_or_nothing(tmp_path: Path) -> None:
     remove_tree(tmp_path / "l")
     remove_tree(tmp_path / "missing")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_tree_under_a_directory_fd(tmp_path: Path) -> None:
+    """The layer applier removes a replaced entry by name under a parent fd, at any depth."""
+    script = (
+        "import os,sys; os.mkdir(sys.argv[1]); os.chdir(sys.argv[1])\n"
+        "for _ in range(1500):\n    os.mkdir('d'); os.chdir('d')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "victim")], check=True)
+    (tmp_path / "file").write_text("x")
+    parent = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        remove_tree("victim", dir_fd=parent)
+        remove_tree("file", dir_fd=parent)
+        remove_tree("absent", dir_fd=parent)
+    finally:
+        os.close(parent)
+    assert list(tmp_path.iterdir()) == []

@@ -65,20 +65,26 @@ def test_cleanup_removes_only_dead_runs(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "live"]
 
 
-def test_rmtree_handles_mode_000_and_never_follows_links(tmp_path: Path) -> None:
+def test_a_container_dir_with_a_deep_tree_and_links_out_is_removed(tmp_path: Path) -> None:
+    """A container controls its writable layer's depth (issue 10 item 4): no RecursionError."""
     outside = tmp_path / "outside"
-    outside.mkdir(mode=0o755)
-    outside.chmod(0o755)
+    outside.mkdir()
     (outside / "keep").write_text("x")
-    tree = tmp_path / "tree"
-    (tree / "work" / "work").mkdir(parents=True)
-    (tree / "work" / "work").chmod(0)
-    (tree / "link").symlink_to(outside)
-    (tree / "file").write_text("y")
-    state.rmtree(tree)
-    assert not tree.exists()
+    d = state.create_dir(tmp_path / "root", "deep")
+    d.write(state.ContainerState(id="deep", bundle="/b"))
+    fd = os.open(d.path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1200):
+            os.mkdir("d", dir_fd=fd)
+            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        os.symlink(outside, "link", dir_fd=fd)
+    finally:
+        os.close(fd)
+    d.remove()
+    assert not Path(d.path).exists()
     assert (outside / "keep").read_text() == "x"
-    assert outside.stat().st_mode & 0o777 == 0o755  # the link target was not chmodded
 
 
 def _usual_layout(d: Path) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _HINT = "the image is malformed; re-pull or rebuild it, or report the registry that served it"
@@ -307,3 +311,15 @@ def parse_manifest_or_index(data: bytes, media_type: str | None) -> Manifest | I
         msg = f"unsupported manifest media type {kind!r}"
         raise ImageError(msg, hint="mlpack reads OCI and Docker schema-2 images only")
     return Manifest.parse(data, media_type=kind)
+
+
+def chain_id(diff_ids: Iterable[str]) -> str:
+    """The OCI ChainID of layers ``diff_ids`` (image-spec config.md, "Layer ChainID")."""
+    chain = ""
+    for diff_id in diff_ids:
+        chain = (
+            diff_id
+            if not chain
+            else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        )
+    return chain

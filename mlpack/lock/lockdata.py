@@ -1,12 +1,14 @@
-"""The lock: what ``mlpack.lock`` holds, as frozen values (format in ``lockfile.py``)."""
+"""What ``mlpack.lock`` holds, as frozen values (the file format is in ``lockfile.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    from mlpack.vocabulary import BaseImage, EnvSpec, Platform
 
 LOCK_FORMAT: Final = 1
-Platform = Literal["linux/amd64", "linux/arm64"]
 ResolverName = Literal["uv", "pip-tools"]
 PackageKind = Literal["index", "vcs", "path", "url"]
 BuildWhere = Literal["wheel", "image"]
@@ -23,15 +25,6 @@ class Target:
     def python_minor(self) -> str:
         """The "3.11" form."""
         return ".".join(self.python.split(".")[:2])
-
-
-@dataclass(frozen=True, kw_only=True)
-class BaseRef:
-    """The base image the lock was made for, pinned by digest."""
-
-    reference: str
-    digest: str
-    provider: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,15 +73,6 @@ class SystemPackagePin:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EnvEntry:
-    """An environment variable the image declares; a secret never carries a default."""
-
-    name: str
-    default: str | None
-    secret: bool
-
-
-@dataclass(frozen=True, kw_only=True)
 class TorchDecision:
     """Which PyTorch build the lock chose, why, and what the host needs for it."""
 
@@ -106,12 +90,12 @@ class Lock:
     input_hash: str
     resolver: ResolverName
     target: Target
-    base: BaseRef
+    base: BaseImage  # its python_full is target.python
     index_url: str
     extra_index_urls: tuple[str, ...] = ()
     packages: tuple[LockedPackage, ...] = ()
     system_packages: tuple[SystemPackagePin, ...] = ()
-    env: tuple[EnvEntry, ...] = ()
+    env: tuple[EnvSpec, ...] = ()  # a secret never carries a default
     torch: TorchDecision | None = None
     notes: tuple[str, ...] = field(default=())
 

@@ -1,4 +1,4 @@
-"""mlpack.fastjson writes and reads what json does (it is json's own C accelerator)."""
+"""mlpack.oslib.jsoncodec writes and reads what json does (it is json's own C accelerator)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlpack import fastjson
+from mlpack.oslib import jsoncodec
 
 _FLOATS = st.floats(allow_nan=False, allow_infinity=False)
 DOCS: st.SearchStrategy[Any] = st.recursive(
@@ -22,20 +22,20 @@ DOCS: st.SearchStrategy[Any] = st.recursive(
 
 @given(DOCS, st.booleans())
 def test_same_text_as_json_and_round_trip(doc: Any, sort_keys: bool) -> None:
-    text = fastjson.dumps(doc, sort_keys=sort_keys)
+    text = jsoncodec.dumps(doc, sort_keys=sort_keys)
     assert text == json.dumps(doc, sort_keys=sort_keys)
-    assert fastjson.loads(text) == json.loads(text)
-    assert fastjson.loads(text.encode()) == json.loads(text)
+    assert jsoncodec.loads(text) == json.loads(text)
+    assert jsoncodec.loads(text.encode()) == json.loads(text)
 
 
 @pytest.mark.parametrize("bad", ["", " ", "[1,", "NaN", "[1] 2", "{'a': 1}", "[Infinity]"])
 def test_invalid_documents_raise_value_error(bad: str) -> None:
     with pytest.raises(ValueError):
-        fastjson.loads(bad)
+        jsoncodec.loads(bad)
 
 
 def test_nan_and_unknown_types_are_refused() -> None:
     with pytest.raises(ValueError):
-        fastjson.dumps([math.nan])
+        jsoncodec.dumps([math.nan])
     with pytest.raises(TypeError, match="not JSON serializable"):
-        fastjson.dumps({"a": object()})
+        jsoncodec.dumps({"a": object()})

@@ -1,0 +1,147 @@
+"""What decides a lock, and its hash: an unchanged hash makes a re-lock a no-op."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from mlpack.errors import LockError
+from mlpack.lock import torch as torch_mod
+from mlpack.lock.indexes import Indexes, choose_indexes
+from mlpack.lock.lockfile import loads
+from mlpack.lock.stamp import ALGORITHM
+from mlpack.vocabulary import PLATFORMS, as_platform
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mlpack.config import ProjectConfig
+    from mlpack.lock.lockdata import ResolverName
+    from mlpack.vocabulary import EnvSpec, PackageSpec, Platform
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockInputs:
+    """Everything that decides a lock; its hash makes an unchanged re-lock a no-op."""
+
+    requirements: tuple[PackageSpec, ...]
+    python: str  # "3.11"
+    platform: Platform
+    base: str | None = None
+    indexes: Indexes = field(default_factory=Indexes)
+    system_packages: tuple[str, ...] = ()
+    env: tuple[EnvSpec, ...] = ()
+    cuda: bool = False
+    torch_variant: str | None = None
+    resolver: ResolverName = "uv"
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the inputs, credentials stripped."""
+        public = self.indexes.public()
+        doc: dict[str, Any] = {
+            "algorithm": ALGORITHM,
+            "requirements": sorted([r.requirement, r.source] for r in self.requirements),
+            "python": self.python,
+            "platform": self.platform,
+            "base": self.base,
+            "indexes": [public.index_url, *public.extra_index_urls],
+            "system": sorted(self.system_packages),
+            "env": sorted([e.name, None if e.secret else e.default, e.secret] for e in self.env),
+            "cuda": self.cuda,
+            "torch_variant": self.torch_variant,
+            "resolver": self.resolver,
+        }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def inputs_from_config(
+    config: ProjectConfig, *, resolver: ResolverName = "uv", platform: str | None = None
+) -> LockInputs:
+    """The lock inputs of a project config (``platform`` overrides the config's)."""
+    chosen = as_platform(platform) if platform is not None else config.platform
+    if chosen is None:
+        msg = f"platform {platform!r} is not supported"
+        raise LockError(msg, hint=f"use one of {', '.join(PLATFORMS)}")
+    return LockInputs(
+        requirements=config.packages,
+        python=config.python,
+        platform=chosen,
+        base=config.base,
+        indexes=torch_mod.torch_indexes(
+            choose_indexes(config.index_url, config.extra_index_urls),
+            variant=config.torch_variant,
+        ),
+        system_packages=config.system_packages,
+        env=config.env,
+        cuda=config.cuda,
+        torch_variant=config.torch_variant,
+        resolver=resolver,
+    )
+
+
+def validate_requirements(requirements: tuple[PackageSpec, ...]) -> None:
+    """LockError naming the file and line of the first malformed requirement."""
+    for r in requirements:
+        try:
+            Requirement(r.requirement)
+        except InvalidRequirement as exc:
+            msg = f"malformed requirement {r.requirement!r} at {r.source}: {exc}"
+            raise LockError(msg, hint=f"fix line {r.source} (PEP 508 syntax)") from exc
+
+
+def stale_reason(inputs: LockInputs, lock_path: Path) -> str | None:
+    """None when ``lock_path`` was made from ``inputs``; else a one-line reason."""
+    if not lock_path.exists():
+        return f"{lock_path.name} does not exist"
+    try:
+        text = lock_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"{lock_path.name} cannot be read ({exc.strerror})"
+    # Fast path: find the hash line without parsing the whole file.
+    for line in text.splitlines()[:8]:
+        if line.startswith("input-hash = "):
+            recorded = json.loads(line.split("=", 1)[1].strip())
+            if recorded == inputs.digest():
+                return None
+            return f"{_what_changed(inputs, text)} since {lock_path.name} was written"
+    return f"{lock_path.name} has no input hash"
+
+
+def _what_changed(inputs: LockInputs, text: str) -> str:
+    """Name the first input that differs from what the lock records (best effort)."""
+    try:
+        old = loads(text)
+    except LockError:
+        return "the inputs changed"
+    public = inputs.indexes.public()
+    checks = (
+        (old.target.python_minor != inputs.python, f"python changed to {inputs.python}"),
+        (old.target.platform != inputs.platform, f"platform changed to {inputs.platform}"),
+        (old.resolver != inputs.resolver, f"the resolver changed to {inputs.resolver}"),
+        (
+            (old.index_url, *old.extra_index_urls) != public.all,
+            "the package indexes changed",
+        ),
+        (
+            sorted(p.name for p in old.system_packages) != sorted(set(inputs.system_packages)),
+            "the system packages changed",
+        ),
+        (
+            sorted((e.name, e.default, e.secret) for e in old.env)
+            != sorted((e.name, None if e.secret else e.default, e.secret) for e in inputs.env),
+            "the environment variables changed",
+        ),
+    )
+    for changed, why in checks:
+        if changed:
+            return why
+    locked = {v for p in old.packages for v in p.inputs}
+    for r in inputs.requirements:
+        if r.source not in locked:
+            return f"the requirements changed ({r.requirement} at {r.source})"
+    return "the requirements or settings changed"

@@ -1,0 +1,66 @@
+"""The values every stage shares: a requirement, an environment variable, a base image, a platform.
+
+Each concept has one type here, so config, lock, spec and build pass the same value along
+instead of copying it into a look-alike of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+# The image platforms mlpack targets, as OCI spells them (os/architecture).
+Platform = Literal["linux/amd64", "linux/arm64"]
+# The same platforms as the machine name of `uname -m` and of wheel platform tags.
+MACHINES: Final[Mapping[Platform, str]] = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+PLATFORMS: Final[tuple[Platform, ...]] = tuple(MACHINES)
+DEFAULT_PLATFORM: Final[Platform] = "linux/amd64"
+# The base images' glibc minor version (Debian bookworm: 2.36): wheels needing a newer one are
+# refused, since they would not load in the image.
+GLIBC_MINOR: Final = 36
+
+BaseProvider = Literal["registry", "debian", "explicit"]
+BASE_PROVIDERS: Final[tuple[BaseProvider, ...]] = ("registry", "debian", "explicit")
+
+
+def as_platform(text: str) -> Platform | None:
+    """``text`` as a target platform; None when mlpack does not build for it."""
+    return next((p for p in PLATFORMS if p == text), None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageSpec:
+    """One requirement for the image and who asked for it."""
+
+    requirement: str  # PEP 508; after locking, a VCS reference is pinned to a commit
+    source: str  # "requirements.txt:3", "import: train.py:4", or "mlpack.toml" for user entries
+
+    @property
+    def name(self) -> str:
+        """Canonical distribution name."""
+        return canonicalize_name(Requirement(self.requirement).name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvSpec:
+    """An environment variable the code reads; a secret is declared by name, never by value."""
+
+    name: str
+    default: str | None
+    secret: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseImage:
+    """The image a project is built on, pinned by digest, where it came from, and its Python."""
+
+    reference: str
+    digest: str
+    provider: BaseProvider
+    python_full: str  # "3.11.2": the base image's interpreter
