@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
@@ -11,7 +11,7 @@ from mlpack.cli.output import note, say
 from mlpack.runtime import options
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from mlpack.runtime.base import RunConfig, RunResult
     from mlpack.runtime.embedded.spawn import HelperProcess
@@ -37,22 +37,11 @@ def _prestart(runtime: str, tty: bool, interactive: bool) -> HelperProcess | Non
     return prestart(interactive=interactive)
 
 
-@contextmanager
-def _owning(process: HelperProcess | None) -> Iterator[list[HelperProcess | None]]:
-    """Hold a prestarted helper; stopped unless the block hands it on (sets the slot to None)."""
-    slot = [process]
-    try:
-        yield slot
-    finally:
-        if slot[0] is not None:
-            slot[0].discard()
-
-
 def _launch(
     config: RunConfig,
     runtime: str,
     cap_profile: Literal["default", "docker"],
-    slot: list[HelperProcess | None],
+    helper: HelperProcess | None,
 ) -> RunResult:
     if runtime == "docker":
         from mlpack.runtime.docker import DockerRuntime
@@ -61,8 +50,7 @@ def _launch(
             return docker.run(config)
     from mlpack.runtime.embedded import EmbeddedRuntime
 
-    handed, slot[0] = slot[0], None  # run_with owns it from here, whatever happens
-    return EmbeddedRuntime(cap_profile=cap_profile).run_with(config, process=handed)
+    return EmbeddedRuntime(cap_profile=cap_profile).run_with(config, process=helper)
 
 
 def _memory(text: str) -> int:
@@ -223,7 +211,10 @@ def run(
     from mlpack.runtime.base import RunConfig
 
     words = tuple(command or ())
-    with _owning(_prestart(runtime, tty, interactive)) as slot:
+    with ExitStack() as cleanup:
+        helper = _prestart(runtime, tty, interactive)
+        if helper is not None:
+            cleanup.callback(helper.discard)
         config = RunConfig(
             image=image,
             command=words[1:] if words[:1] == ("--",) else words,
@@ -246,8 +237,8 @@ def run(
             name=name,
             labels=_each(options.parse_label, label),
         )
-        code = _report(_launch(config, runtime, cap_profile, slot))
-    raise typer.Exit(code)
+        cleanup.pop_all()  # the runtime owns the helper from here, whatever happens
+    raise typer.Exit(_report(_launch(config, runtime, cap_profile, helper)))
 
 
 def runtime(ctx: typer.Context) -> None:
