@@ -27,7 +27,6 @@ STYLES: Final = {
     "error": "1;31",
     "hint": "33",
     "warning": "33",
-    "notice": "36",
     "ok": "32",
     "warn": "33",
     "fail": "1;31",
@@ -93,7 +92,7 @@ class _LineReporter:
 
     def notice(self, message: str) -> None:
         """Print one notice line."""
-        note(f"{self._prefix}{message}", style="notice")
+        note(f"{self._prefix}{message}")
 
     def start(self, task: str, total: int | None) -> None:
         """No bar."""
