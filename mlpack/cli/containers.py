@@ -243,9 +243,12 @@ def run(
 
 def runtime(ctx: typer.Context) -> None:
     """The OCI runtime command line (create, start, state, kill, delete, run): mlpack-runtime."""
+    from mlpack.cli.app import Flags
     from mlpack.cli.oci_runtime import run_runtime
 
-    raise typer.Exit(run_runtime(ctx.args, prog="mlpack runtime"))
+    flags = ctx.find_object(Flags)
+    debug = ["--debug"] if flags is not None and flags.debug else []
+    raise typer.Exit(run_runtime([*debug, *ctx.args], prog="mlpack runtime"))
 
 
 def ps(

@@ -236,6 +236,18 @@ def test_mlpack_runtime_is_forwarded(tmp_path: Path) -> None:
         assert done.stderr.startswith("error: container nope does not exist\nhint: ")
 
 
+def test_debug_reaches_the_forwarded_runtime(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [MLPACK, "--debug", "runtime", "--root", str(tmp_path), "state", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 7
+    assert "Traceback" in done.stderr
+    assert "error: container nope does not exist" in done.stderr
+
+
 def test_runtime_usage_errors_are_an_error_and_a_hint(tmp_path: Path) -> None:
     done = subprocess.run(
         [MLPACK, "runtime", "--root", str(tmp_path), "bogus"],
