@@ -223,6 +223,6 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export_cmd)
     app.command("import")(import_cmd)
     app.command("base")(base_cmd)
-    store_app = typer.Typer(help="Inspect the local image store.", no_args_is_help=True)
+    store_app = typer.Typer(help="Inspect the local image store.")
     store_app.command("check")(store_check_cmd)
     app.add_typer(store_app, name="store")

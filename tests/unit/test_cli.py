@@ -102,6 +102,7 @@ def test_error_text_is_printed_verbatim(capsys: pytest.CaptureFixture[str]) -> N
         (["run"], "Missing argument", "mlpack run"),
         (["lock", "--resolver", "pip"], "'pip' is not one of", "mlpack lock"),
         (["store", "nope"], "No such command 'nope'", "mlpack store"),
+        (["store"], "Missing command", "mlpack store"),
     ],
 )
 def test_usage_errors_are_an_error_and_a_hint_line(
