@@ -19,6 +19,8 @@ from mlpack.runtime.base import Mount
 MAX_ID: Final = 2**31 - 1  # runc's bound: (uid_t)-1 would mean "do not change" to setresuid
 NAME_MAX: Final = 255  # bytes in one path component (ENAMETOOLONG beyond)
 MIN_CPUS: Final = 0.01  # the kernel's minimal CFS quota (1 ms) at the default 100 ms period
+MAX_SIZE: Final = 2**63 - 1  # the kernel reads cgroup byte limits as signed 64-bit numbers
+MAX_PIDS: Final = 4_194_304  # PID_MAX_LIMIT on 64-bit Linux: pids.max refuses more
 
 # One rule for container names: Docker's characters, at most 64 so that a name can also be the
 # container's host name (HOST_NAME_MAX); the hint below states it to the user.
@@ -35,11 +37,11 @@ _SIZE: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([bkmgt]?)(?:i?b)?", re.IGNO
 def parse_size(text: str, *, option: str) -> int:
     """``512m``, ``2g``, ``1048576`` as bytes (Docker's binary units); more than zero."""
     match = _SIZE.fullmatch(text.strip())
-    size = int(float(match[1]) * _UNITS[match[2].lower()]) if match else 0
-    if size <= 0:
-        msg = f"invalid {option} {text!r}: not a positive size"
+    size = float(match[1]) * _UNITS[match[2].lower()] if match else 0.0
+    if not 1 <= size <= MAX_SIZE:  # also false for a number too long for a float (inf)
+        msg = f"invalid {option} {text!r}: not a size from 1 byte to 8 EiB"
         raise ConfigError(msg, hint=f"write a size such as {option} 512m or {option} 2g")
-    return size
+    return int(size)
 
 
 def human_size(size: int) -> str:
@@ -68,10 +70,11 @@ def parse_cpus(text: str, *, available: int | None = None) -> float:
 
 
 def parse_pids_limit(text: str) -> int:
-    """A positive whole number of processes."""
-    value = int(text) if text.strip().isdigit() else 0
-    if value <= 0:
-        msg = f"invalid --pids-limit {text!r}: not a positive whole number"
+    """A whole number of processes the kernel accepts as pids.max."""
+    digits = text.strip()
+    value = int(digits) if digits.isascii() and digits.isdigit() else 0
+    if not 1 <= value <= MAX_PIDS:
+        msg = f"invalid --pids-limit {text!r}: not a whole number from 1 to {MAX_PIDS}"
         raise ConfigError(msg, hint="give the most processes the container may have, e.g. 100")
     return value
 

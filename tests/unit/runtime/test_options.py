@@ -18,9 +18,11 @@ def test_sizes(text: str, size: int) -> None:
     assert options.parse_size(text, option="-m") == size
 
 
-@pytest.mark.parametrize("text", ["abc", "-5m", "0", "", "nan", "inf", "1e400", "5x"])
+@pytest.mark.parametrize(
+    "text", ["abc", "-5m", "0", "", "nan", "inf", "1e400", "5x", "9" * 400, "8388608t", "0.1"]
+)
 def test_bad_sizes(text: str) -> None:
-    with pytest.raises(ConfigError, match="not a positive size"):
+    with pytest.raises(ConfigError, match="not a size from 1 byte to 8 EiB"):
         options.parse_size(text, option="-m")
 
 
@@ -36,8 +38,9 @@ def test_cpus_range_is_dockers() -> None:
 
 def test_pids_limit() -> None:
     assert options.parse_pids_limit("100") == 100
-    for text in ("abc", "0", "-1", "1.5", ""):
-        with pytest.raises(ConfigError):
+    assert options.parse_pids_limit(str(options.MAX_PIDS)) == options.MAX_PIDS
+    for text in ("abc", "0", "-1", "1.5", "", "²", "9" * 30, str(options.MAX_PIDS + 1)):
+        with pytest.raises(ConfigError, match="not a whole number from 1 to"):
             options.parse_pids_limit(text)
 
 
