@@ -22,14 +22,10 @@ MIN_CPUS: Final = 0.01  # the kernel's minimal CFS quota (1 ms) at the default 1
 MAX_SIZE: Final = 2**63 - 1  # the kernel reads cgroup byte limits as signed 64-bit numbers
 MAX_PIDS: Final = 4_194_304  # PID_MAX_LIMIT on 64-bit Linux: pids.max refuses more
 
-# One rule for container names: Docker's characters, at most 64 so that a name can also be the
-# container's host name (HOST_NAME_MAX); the hint below states it to the user.
+# One rule for container names and host names: Docker's characters for names, at most 64 so
+# that a name can also be the container's host name (HOST_NAME_MAX); the hint states it.
 NAME_RULE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_HINT: Final = "use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
-# RFC 1123 host names: dot-separated labels of letters, digits and inner '-', 64 bytes in all.
-HOSTNAME_RULE: Final = re.compile(
-    r"(?=.{1,64}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
-)
 _UNITS: Final = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([bkmgt]?)(?:i?b)?", re.IGNORECASE)
 
@@ -123,12 +119,10 @@ def parse_name(text: str) -> str:
 
 
 def parse_hostname(text: str) -> str:
-    """An RFC 1123 host name that ``sethostname`` accepts."""
-    if HOSTNAME_RULE.fullmatch(text) is None:
+    """A host name for the container, by the same rule as names (``NAME_RULE``)."""
+    if NAME_RULE.fullmatch(text) is None:
         msg = f"invalid --hostname {text!r}"
-        raise ConfigError(
-            msg, hint="use at most 64 letters, digits, '-' and '.', e.g. --hostname trainer-1"
-        )
+        raise ConfigError(msg, hint=NAME_HINT)
     return text
 
 

@@ -88,15 +88,16 @@ def test_bad_names_get_the_rule_as_hint(name: str) -> None:
     assert err.value.hint == options.NAME_HINT
 
 
-@pytest.mark.parametrize("name", ["h", "trainer-1", "a.b.c", "x" * 64])
+@pytest.mark.parametrize("name", ["h", "trainer-1", "a.b.c", "x" * 64, "my_host"])
 def test_good_hostnames(name: str) -> None:
     assert options.parse_hostname(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "-a", "a-", "a..b", "a b", "x" * 65, "a_b"])
+@pytest.mark.parametrize("name", ["", "-a", ".a", "a b", "x" * 65, "a\nb", "a/b"])
 def test_bad_hostnames(name: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as err:
         options.parse_hostname(name)
+    assert err.value.hint == options.NAME_HINT
 
 
 def test_labels() -> None:
