@@ -75,10 +75,10 @@ def _bundle(work: Path, *, filtered: bool = True) -> Path:
     config["process"]["args"] = ["true"]
     config["process"]["terminal"] = False
     if filtered:
-        from mlpack.runtime.embedded import seccomp
+        from mlpack.runtime.seccomp_profile import default_profile
 
         bounding = config["process"]["capabilities"]["bounding"]
-        config["linux"]["seccomp"] = seccomp.default_profile(bounding)
+        config["linux"]["seccomp"] = default_profile(bounding)
     (bundle / "config.json").write_text(json.dumps(config))
     return bundle
 
@@ -141,8 +141,8 @@ def main() -> int:
 
     from mlpack.oci.snapshots import unpack
     from mlpack.oci.store import Store
-    from mlpack.runtime.base import RunConfig
     from mlpack.runtime.embedded import EmbeddedRuntime
+    from mlpack.runtime.protocol import RunConfig
 
     with tempfile.TemporaryDirectory(prefix="mlpack-b1-") as tmp:
         work = Path(tmp)

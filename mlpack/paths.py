@@ -24,14 +24,9 @@ Cache = Literal[
 ]
 
 
-def home_folder() -> Path:
-    """Mlpack's home (``mlpack.home.mlpack_home``) as a Path."""
-    return Path(mlpack_home())
-
-
 def cache_folder(name: Cache, *, home: Path | None = None) -> Path:
     """The folder of cache ``name`` under ``home`` (default: mlpack's home)."""
-    return (home or home_folder()) / "cache" / name
+    return Path(home or mlpack_home(), "cache", name)
 
 
 def tools_folder(home: Path) -> Path:

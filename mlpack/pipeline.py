@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 
 from mlpack.config import load_config
 from mlpack.errors import ConfigError, LockError
+from mlpack.home import mlpack_home
 from mlpack.lock import stamp
 from mlpack.lock.inputs import LockInputs, inputs_from_config, stale_reason
 from mlpack.lock.locker import LockResult, lock
 from mlpack.lock.lockfile import dumps, read_lock
 from mlpack.lock.runner import ImageRunner
 from mlpack.lock.wheelhouse import Wheelhouse, fetch
-from mlpack.paths import LOCK_FILE, home_folder
+from mlpack.paths import LOCK_FILE
 
 if TYPE_CHECKING:
     from mlpack.lock.indexes import Indexes
@@ -107,7 +108,7 @@ def lock_project(
         project_lock_inputs(root, resolver=resolver, platform=platform),
         lock_path(root),
         root=root,
-        home=home_folder(),
+        home=Path(mlpack_home()),
         base_resolver=StoreBaseResolver(),
         image_runner=embedded_image_runner,
         upgrade=upgrade and not packages,
@@ -140,4 +141,4 @@ def fetch_project(root: Path, *, ca_cert: Path | None = None) -> Wheelhouse:
     locked = (lock_file.index_url, *lock_file.extra_index_urls)
     if indexes is not None and indexes.public().all != locked:
         indexes = None  # the config moved on: fetch from the lock's own (public) indexes
-    return fetch(lock_file, home=home_folder(), indexes=indexes, ca_cert=ca_cert)
+    return fetch(lock_file, home=Path(mlpack_home()), indexes=indexes, ca_cert=ca_cert)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlpack.oci.registry import RegistryOptions, pull
+from mlpack.oci.registry import pull
 from mlpack.vocabulary import BaseImage
 
 if TYPE_CHECKING:
+    from mlpack.oci.registry_config import RegistryOptions
     from mlpack.oci.store import Store
 
 

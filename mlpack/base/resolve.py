@@ -10,11 +10,13 @@ from mlpack.base.debian import build_debian_base
 from mlpack.base.registry import official_reference, python_version, registry_base
 from mlpack.errors import ImageError
 from mlpack.oci.reference import parse as parse_reference
-from mlpack.oci.registry import RegistryOptions, RegistryUnreachable, pull
+from mlpack.oci.registry import pull
+from mlpack.oci.registry_errors import RegistryUnreachable
 from mlpack.progress import reporter
 from mlpack.vocabulary import BaseImage
 
 if TYPE_CHECKING:
+    from mlpack.oci.registry_config import RegistryOptions
     from mlpack.oci.store import Store
 
 

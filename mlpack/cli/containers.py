@@ -13,8 +13,8 @@ from mlpack.runtime import options
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from mlpack.runtime.base import RunConfig, RunResult
     from mlpack.runtime.embedded.spawn import HelperProcess
+    from mlpack.runtime.protocol import RunConfig, RunResult
 
 T = TypeVar("T")
 _FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -208,7 +208,7 @@ def run(
     ] = "embedded",
 ) -> None:
     """Run a command in a new container from an image (or a rootfs directory)."""
-    from mlpack.runtime.base import RunConfig
+    from mlpack.runtime.protocol import RunConfig
 
     words = tuple(command or ())
     with ExitStack() as cleanup:

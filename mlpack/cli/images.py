@@ -15,7 +15,7 @@ from mlpack.errors import ConfigError, ImageError
 from mlpack.runtime.options import parse_path
 
 if TYPE_CHECKING:
-    from mlpack.oci.registry import RegistryOptions
+    from mlpack.oci.registry_config import RegistryOptions
 
 CaCert = Annotated[
     Path | None,
@@ -42,7 +42,7 @@ def _options(
     ca_cert: Path | None, insecure: list[str] | None, platform: str = "linux/amd64"
 ) -> RegistryOptions:
     from mlpack.oci.documents import Platform
-    from mlpack.oci.registry import RegistryOptions, insecure_hosts
+    from mlpack.oci.registry_config import RegistryOptions, insecure_hosts
 
     if ca_cert is not None and not ca_cert.is_file():
         msg = f"--ca-cert {ca_cert} is not a file"

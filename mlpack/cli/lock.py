@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from mlpack.cli.output import progress, say
 from mlpack.errors import ConfigError
+from mlpack.lock.lockdata import ResolverName
 from mlpack.runtime.options import parse_path
-
-ResolverChoice = Literal["uv", "pip-tools"]
-PlatformChoice = Literal["linux/amd64", "linux/arm64"]
+from mlpack.vocabulary import Platform
 
 
 def _split_args(args: list[str] | None, upgrade: bool) -> tuple[Path, tuple[str, ...]]:
@@ -47,11 +46,11 @@ def lock(
         typer.Option("--upgrade", help="Re-resolve to the newest versions (all, or PKG...)."),
     ] = False,
     resolver: Annotated[
-        ResolverChoice,
+        ResolverName,
         typer.Option("--resolver", help="uv (default; any target) or pip-tools (the reference)."),
     ] = "uv",
     platform: Annotated[
-        PlatformChoice | None,
+        Platform | None,
         typer.Option("--platform", help="Target platform (default: mlpack.toml's, linux/amd64)."),
     ] = None,
     ca_cert: Annotated[

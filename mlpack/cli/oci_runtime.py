@@ -74,9 +74,9 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def _create(root: Path, args: argparse.Namespace) -> int:
-    from mlpack.runtime.embedded import oci
+    from mlpack.runtime.embedded import lifecycle
 
-    oci.create(
+    lifecycle.create(
         root,
         args.id,
         args.bundle,
@@ -88,9 +88,9 @@ def _create(root: Path, args: argparse.Namespace) -> int:
 
 
 def _run(root: Path, args: argparse.Namespace) -> int:
-    from mlpack.runtime.embedded import oci
+    from mlpack.runtime.embedded import lifecycle
 
-    return oci.run(
+    return lifecycle.run(
         root,
         args.id,
         args.bundle,
@@ -101,38 +101,38 @@ def _run(root: Path, args: argparse.Namespace) -> int:
 
 
 def _start(root: Path, args: argparse.Namespace) -> int:
-    from mlpack.runtime.embedded import oci
+    from mlpack.runtime.embedded import lifecycle
 
-    oci.start(root, args.id)
+    lifecycle.start(root, args.id)
     return 0
 
 
 def _state(root: Path, args: argparse.Namespace) -> int:
-    from mlpack.runtime.embedded import oci
+    from mlpack.runtime.embedded import lifecycle
 
-    sys.stdout.write(json.dumps(oci.oci_state(root, args.id), indent=2) + "\n")
+    sys.stdout.write(json.dumps(lifecycle.oci_state(root, args.id), indent=2) + "\n")
     return 0
 
 
 def _kill(root: Path, args: argparse.Namespace) -> int:
-    from mlpack.runtime.embedded import oci
+    from mlpack.runtime.embedded import lifecycle
 
-    oci.kill(root, args.id, oci.parse_signal(args.signal), all_=args.all)
+    lifecycle.kill(root, args.id, lifecycle.parse_signal(args.signal), all_=args.all)
     return 0
 
 
 def _delete(root: Path, args: argparse.Namespace) -> int:
-    from mlpack.runtime.embedded import oci
+    from mlpack.runtime.embedded import lifecycle
 
-    oci.delete(root, args.id, force=args.force)
+    lifecycle.delete(root, args.id, force=args.force)
     return 0
 
 
 def _list(root: Path, args: argparse.Namespace) -> int:
-    from mlpack.runtime.embedded import oci, state
+    from mlpack.runtime.embedded import lifecycle, state
 
     for d in state.list_dirs(root):
-        doc = oci.oci_state(root, d.id)
+        doc = lifecycle.oci_state(root, d.id)
         sys.stdout.write(f"{doc['id']}\t{doc['pid']}\t{doc['status']}\t{doc['bundle']}\n")
     return 0
 

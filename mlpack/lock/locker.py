@@ -94,8 +94,6 @@ def lock(
     if inputs.indexes.source not in ("mlpack.toml", "default"):
         urls = ", ".join(inputs.indexes.public().all)
         rep.notice(f"using the package indexes from {inputs.indexes.source}: {urls}")
-    # Both resolvers name the target's files through uv; the index is listed only for pins
-    # they could not name.
     job = _Job(
         inputs=inputs,
         previous=previous,
@@ -111,9 +109,12 @@ def lock(
     try:
         with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
             resolved = _base_and_pins(
-                job, Path(tmp), base_resolver=base_resolver, image_runner=image_runner,
+                job,
+                Path(tmp),
+                base_resolver=base_resolver,
+                image_runner=image_runner,
                 resolver=resolver,
-            )  # fmt: skip
+            )
         rep.finish("resolve")
         packages = locked_packages(
             resolved.pins,

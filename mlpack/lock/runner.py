@@ -19,7 +19,7 @@ from mlpack.vocabulary import MACHINES
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from mlpack.runtime.base import Runtime
+    from mlpack.runtime.protocol import Runtime
     from mlpack.vocabulary import Platform
 
 
@@ -115,7 +115,7 @@ class ImageRunner:
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> Completed:
         """Run ``argv`` in the image with ``cwd`` mounted at /mlpack/work."""
-        from mlpack.runtime.base import Mount, RunConfig
+        from mlpack.runtime.protocol import Mount, RunConfig
 
         mounts = [
             Mount(source=cwd, target=IMAGE_WORK),

@@ -1,17 +1,15 @@
 """Safe layer applier: unpack a layer blob onto a root directory without ever writing outside it.
 
 The rules are SECURITY-AND-ISOLATION.md §8-§9: every write is fd-relative under a root dirfd,
-parents resolve in-root (``openat2(RESOLVE_IN_ROOT)`` or a chroot-semantics walk), leaves never
+parents resolve in-root (``mlpack.oslib.inroot``, the helper's resolver too), leaves never
 follow symlinks, and digest, size and diff_id are checked while the blob streams by.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import stat
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final, Literal
 
@@ -27,14 +25,13 @@ from mlpack.oci.layer_stream import (
     verify,
 )
 from mlpack.oci.tar_reader import TarMember, TarReader
+from mlpack.oslib import inroot
 from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
-_MAX_SYMLINKS: Final = 40  # the kernel's MAXSYMLINKS
 _MAX_CACHED_DIRS: Final = 64  # parent dirfds kept open while a layer applies
 WHITEOUT_PREFIX: Final = ".wh."
 OPAQUE_MARKER: Final = ".wh..wh..opq"
@@ -51,12 +48,6 @@ _LAYER_TYPES: Final = frozenset(
 # fake whiteouts or redirects in an overlay mount), never security.selinux (host labels).
 _XATTR_NAMES: Final = frozenset({"system.posix_acl_access", "system.posix_acl_default"})
 _XATTR_DENY_PREFIXES: Final = ("user.overlay.", "user.rootlesscontainers")
-
-# openat2(2), Linux >= 5.6: resolution confined to the root by the kernel.
-_SYS_OPENAT2: Final = 437
-_RESOLVE_NO_XDEV: Final = 0x01
-_RESOLVE_NO_MAGICLINKS: Final = 0x02
-_RESOLVE_IN_ROOT: Final = 0x10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +80,6 @@ def apply_layer(
     keep_devices: bool = False,
     max_path_bytes: int = 4096,
     max_header_bytes: int = 64 << 10,
-    use_openat2: bool = True,
 ) -> ApplyResult:
     """Apply the layer in ``blob`` onto the existing directory ``root``.
 
@@ -126,7 +116,6 @@ def apply_layer(
         keep_setid=keep_setid,
         keep_file_caps=keep_file_caps,
         keep_devices=keep_devices and not rootless,
-        use_openat2=use_openat2,
     )
     try:
         for member in reader:
@@ -162,133 +151,32 @@ def apply_layer(
     )
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = (
-        ("flags", ctypes.c_uint64),
-        ("mode", ctypes.c_uint64),
-        ("resolve", ctypes.c_uint64),
-    )
-
-
-def _load_syscall() -> Callable[..., int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn: Callable[..., int] = libc.syscall
-    except (OSError, AttributeError):
-        return None
-    return fn
-
-
-_syscall = _load_syscall()
-
-
 class _Resolver:
-    """Open directories under a root dirfd with chroot semantics; nothing resolves outside."""
+    """Directories under the unpack root, resolved in-root by ``oslib.inroot`` (one rule)."""
 
-    def __init__(self, root: Path, *, use_openat2: bool) -> None:
+    def __init__(self, root: Path) -> None:
         try:
             self.fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             msg = f"cannot open the unpack root {root}: {exc.strerror}"
             raise ImageError(msg, hint="the root must be an existing directory") from exc
-        self.dev = os.fstat(self.fd).st_dev
-        self._openat2 = use_openat2 and _syscall is not None
 
     def close(self) -> None:
         os.close(self.fd)
 
-    def _try_openat2(self, rel: str) -> int | None:
-        """Return an O_PATH fd of ``rel``, None when openat2 cannot be used; raise OSError."""
-        if not self._openat2 or _syscall is None:
-            return None
-        how = _OpenHow(
-            flags=os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,  # parents: follow, in root
-            mode=0,
-            resolve=_RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS | _RESOLVE_NO_XDEV,
-        )
-        fd = _syscall(
-            ctypes.c_long(_SYS_OPENAT2),
-            ctypes.c_int(self.fd),
-            ctypes.c_char_p(os.fsencode(rel)),
-            ctypes.byref(how),
-            ctypes.c_size_t(ctypes.sizeof(how)),
-        )
-        if fd >= 0:
-            return int(fd)
-        err = ctypes.get_errno()
-        if err in (errno.ENOSYS, errno.EPERM, errno.E2BIG):  # old kernel, seccomp filter
-            self._openat2 = False
-            return None
-        raise OSError(err, os.strerror(err), rel)
-
     def open_dir(self, parts: tuple[str, ...], *, create: bool) -> int:
-        """Return an O_PATH fd of the directory ``parts`` (created as needed when ``create``)."""
-        if not parts:
-            return os.dup(self.fd)
-        try:
-            fd = self._try_openat2("/".join(parts))
-        except FileNotFoundError:
-            if not create:
-                raise
-            fd = None
-        if fd is not None:
-            return fd
-        return self._walk(parts, create=create)
+        """Return an O_PATH fd of the directory ``parts`` (created as needed when ``create``).
 
-    def _walk(self, parts: tuple[str, ...], *, create: bool) -> int:
-        stack = [os.dup(self.fd)]
-        queue = deque(parts)
-        links = 0
-        try:
-            while queue:
-                comp = queue.popleft()
-                if comp in ("", "."):
-                    continue
-                if comp == "..":  # chroot semantics: ".." at the root stays at the root
-                    if len(stack) > 1:
-                        os.close(stack.pop())
-                    continue
-                cur = stack[-1]
-                flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-                try:
-                    fd = os.open(comp, flags, dir_fd=cur)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    os.mkdir(comp, 0o755, dir_fd=cur)
-                    _chmod_dir(cur, comp, 0o755)
-                    fd = os.open(comp, flags, dir_fd=cur)
-                st = os.fstat(fd)
-                if stat.S_ISLNK(st.st_mode):
-                    os.close(fd)
-                    links += 1
-                    if links > _MAX_SYMLINKS:
-                        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "/".join(parts))
-                    target = os.readlink(comp, dir_fd=cur)
-                    if target.startswith("/"):  # absolute links resolve from the root
-                        while len(stack) > 1:
-                            os.close(stack.pop())
-                    queue.extendleft(reversed(target.split("/")))
-                    continue
-                if not stat.S_ISDIR(st.st_mode):
-                    os.close(fd)
-                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), comp)
-                if st.st_dev != self.dev:
-                    os.close(fd)
-                    raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), comp)
-                stack.append(fd)
-            return stack.pop()
-        finally:
-            for fd in stack:
-                os.close(fd)
-
-
-def _chmod_dir(parent: int, name: str, mode: int) -> None:
-    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-    try:
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
+        ``xdev=False``: a layer never reaches across a mount point inside its root.
+        """
+        path = "/".join(parts)
+        if create:
+            return inroot.mkdirs(self.fd, path, xdev=False)
+        fd = inroot.resolve(self.fd, path, xdev=False)
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        return fd
 
 
 def _lstat(parent: int, name: str) -> os.stat_result | None:
@@ -319,9 +207,8 @@ class _Applier:
         keep_setid: bool,
         keep_file_caps: bool,
         keep_devices: bool,
-        use_openat2: bool,
     ) -> None:
-        self._resolver = _Resolver(root, use_openat2=use_openat2)
+        self._resolver = _Resolver(root)
         self._rootless = rootless
         self._overlay = whiteout_mode == "overlay"
         self._keep_setid = keep_setid

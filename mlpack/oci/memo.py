@@ -11,9 +11,9 @@ references are not memoized: which manifest an index digest means is kept outsid
 
 from __future__ import annotations
 
+import hashlib
 import os
 
-from mlpack.fasthash import sha256_hex
 from mlpack.oslib import jsoncodec
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
@@ -24,7 +24,7 @@ VERSION = 1
 
 
 def _path(home: str, ref: str) -> str:
-    return os.path.join(home, "cache", "run", sha256_hex(ref.encode()) + ".json")
+    return os.path.join(home, "cache", "run", hashlib.sha256(ref.encode()).hexdigest() + ".json")
 
 
 def index_identity(home: str) -> list[int] | None:

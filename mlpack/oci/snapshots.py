@@ -74,7 +74,12 @@ def _unpack_layer(store: Store, layer: Descriptor, diff_id: str, expansion: Expa
 
 
 def _publish(store: Store, stage: Path, final: Path) -> None:
+    """Rename a finished tree into place; its root becomes the container's ``/`` (0755).
+
+    The staging directory was made 0700; ``layers/`` and ``rootfs/`` keep others out.
+    """
     try:
+        stage.chmod(0o755)
         stage.rename(final)
     except OSError as exc:
         raise disk_error(exc, store.root) from exc

@@ -137,44 +137,44 @@ def tree_size(path: Path) -> int:
         return st.st_size if stat.S_ISREG(st.st_mode) else 0
     except OSError:
         return 0
-    total, pending = _scan(fd)
-    stack: list[tuple[tuple[int, int], list[str]]] = []
-    while True:
-        if pending:
-            try:
-                child = os.open(pending.pop(), _DIR_FLAGS, dir_fd=fd)
-            except OSError:
+    try:
+        total, pending = _scan(fd)
+        stack: list[tuple[tuple[int, int], list[str]]] = []
+        while pending or stack:
+            if pending:
+                try:
+                    child = os.open(pending.pop(), _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue
+                here = os.fstat(fd)
+                stack.append(((here.st_dev, here.st_ino), pending))
+                os.close(fd)
+                fd = child
+                size, pending = _scan(fd)
+                total += size
                 continue
+            identity, pending = stack.pop()
+            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = up
             here = os.fstat(fd)
-            stack.append(((here.st_dev, here.st_ino), pending))
-            os.close(fd)
-            fd = child
-            size, pending = _scan(fd)
-            total += size
-            continue
-        if not stack:
-            os.close(fd)
-            return total
-        identity, pending = stack.pop()
-        up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            if (here.st_dev, here.st_ino) != identity:  # moved while we walked: stop counting
+                break
+        return total
+    finally:
         os.close(fd)
-        fd = up
-        here = os.fstat(fd)
-        if (here.st_dev, here.st_ino) != identity:  # moved while we walked: stop counting
-            os.close(fd)
-            return total
 
 
 def _scan(fd: int) -> tuple[int, list[str]]:
     """Bytes of the regular files directly in ``fd``, and its subdirectories' names."""
     size = 0
     subdirs: list[str] = []
-    with os.scandir(fd) as entries:
+    with contextlib.suppress(OSError), os.scandir(fd) as entries:  # unreadable: counts 0
         for entry in entries:
-            with contextlib.suppress(OSError):
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.name)
-                elif entry.is_file(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):  # removed meanwhile
                     size += entry.stat(follow_symlinks=False).st_size
     return size, subdirs
 
@@ -220,7 +220,9 @@ class Store:
             self.root.mkdir(parents=True, exist_ok=True)
             for sub in _PRIVATE:
                 _private_dir(self.root / sub)
-            self._clear_staging(partials=False)
+            for path in self._staged(partials=False):
+                with contextlib.suppress(OSError):  # prune reports what cannot be removed
+                    _remove_if_stale(path)
             layout = self.root / "oci-layout"
             if not layout.exists():
                 self._atomic_write(layout, OCI_LAYOUT)
@@ -257,28 +259,13 @@ class Store:
             finally:
                 os.close(fd)
 
-    def _clear_staging(self, *, partials: bool) -> int:
-        """Remove what lies in ``tmp/`` and no live process holds; return the bytes freed.
+    def _staged(self, *, partials: bool) -> list[Path]:
+        """What lies in ``tmp/``: staging, and with ``partials`` (for prune) kept downloads.
 
-        Kept ``*.partial`` downloads resume a pull, so only ``prune`` (``partials``) takes them.
+        A ``*.partial`` file resumes an interrupted pull, so opening the store leaves it.
         """
-        freed = 0
-        tmp = self.root / "tmp"
-        for path in sorted(tmp.iterdir()):
-            if path.name.endswith(".partial") and not partials:
-                continue
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:
-                path.unlink(missing_ok=True)  # a symlink or a socket: nothing of ours
-                continue
-            try:
-                if _try_lock(fd):
-                    freed += tree_size(path)
-                    remove_tree(path)
-            finally:
-                os.close(fd)
-        return freed
+        entries = sorted((self.root / "tmp").iterdir())
+        return [p for p in entries if partials or not p.name.endswith(".partial")]
 
     @contextlib.contextmanager
     def lock(self, name: str, *, shared: bool = False) -> Iterator[None]:
@@ -670,7 +657,8 @@ class Store:
                 for path in sorted((self.root / sub).iterdir()):
                     if f"sha256:{path.name}" not in keep:
                         tally.run("unpacked tree", path, _remove_counted, count="layers")
-            tally.run("staging", self.root / "tmp", lambda _p: self._clear_staging(partials=True))
+            for path in self._staged(partials=True):
+                tally.run("staging", path, _remove_if_stale)
             # Per-entry lock files are only taken under the shared gc lock, which we hold
             # exclusively, so removing them cannot split a lock between two holders.
             for path in (self.root / "locks").glob("*-*.lock"):
@@ -745,6 +733,25 @@ def _remove_counted(path: Path) -> int:
     size = tree_size(path)
     remove_tree(path)
     return size
+
+
+def _remove_if_stale(path: Path) -> int:
+    """Remove ``path`` unless a live process holds its flock; return the bytes freed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENXIO):
+            raise
+        path.unlink()  # a symlink or a socket: nothing mlpack stages
+        return 0
+    try:
+        if not _try_lock(fd):
+            return 0
+        size = tree_size(path)
+        remove_tree(path)
+        return size
+    finally:
+        os.close(fd)
 
 
 def _try_lock(fd: int) -> bool:

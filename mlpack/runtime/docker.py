@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from mlpack.errors import ConfigError, ContainerError
-from mlpack.runtime.base import RunConfig, RunResult
 from mlpack.runtime.dockersock import docker_host, require_docker
+from mlpack.runtime.protocol import RunConfig, RunResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,7 +36,7 @@ def _seccomp_profile() -> str:
     """The embedded runtime's default profile as JSON (Docker accepts the OCI form)."""
     import json
 
-    from mlpack.runtime.embedded.seccomp import default_profile
+    from mlpack.runtime.seccomp_profile import default_profile
 
     return json.dumps(default_profile([f"CAP_{c}" for c in DEFAULT_CAPS]), sort_keys=True)
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,41 +20,6 @@ from mlpack.runtime.dockersock import probe_socket
 
 Status = Literal["ok", "warn", "fail", "info"]
 PR_GET_SECCOMP: Final = 21
-
-# Run in a child as `python -I -S -c PROBE MODE`: only ctypes and os, exit status says the result.
-_PROBE: Final = r"""
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
-mode = sys.argv[1]
-uid, gid = os.geteuid(), os.getegid()
-def fail(what):
-    err = ctypes.get_errno()
-    sys.stderr.write(f"{what}: {os.strerror(err)}\n")
-    sys.exit(1)
-flags = CLONE_NEWUSER | (CLONE_NEWNS if mode.startswith("overlay") else 0)
-if mode == "overlay-root":
-    flags = CLONE_NEWNS
-if libc.unshare(flags) != 0:
-    fail("unshare")
-if flags & CLONE_NEWUSER:
-    with open("/proc/self/setgroups", "w") as f:
-        f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"0 {uid} 1")
-    with open("/proc/self/gid_map", "w") as f:
-        f.write(f"0 {gid} 1")
-if mode.startswith("overlay"):
-    base = sys.argv[2]
-    if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC | MS_PRIVATE
-        fail("make / private")
-    opts = f"lowerdir={base}/l,upperdir={base}/u,workdir={base}/w"
-    if mode == "overlay-userns":
-        opts += ",userxattr"
-    if libc.mount(b"overlay", f"{base}/m".encode(), b"overlay", 0, opts.encode()) != 0:
-        fail("mount overlay")
-sys.exit(0)
-"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,18 +52,30 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _probe(mode: str, *args: str) -> tuple[bool, str]:
+def _probe(mode: str, base: str | None = None) -> tuple[bool, str]:
+    """Run the real container helper up to its namespaces (and an overlay mount in ``base``).
+
+    ``userns``: a user namespace mapping only the caller, as a rootless container gets it;
+    ``overlay-userns``: plus a mount namespace and overlayfs with ``userxattr``;
+    ``overlay-root``: a mount namespace and overlayfs, no user namespace.
+    """
+    from mlpack.errors import ContainerError
+    from mlpack.runtime.embedded.launcher import Overlay, probe
+
+    spaces = [{"type": "mount"}] if mode.startswith("overlay") else []
+    linux: dict[str, object] = {"namespaces": spaces}
+    if mode != "overlay-root":
+        spaces.append({"type": "user"})
+        linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    overlay = None
+    if base is not None:
+        overlay = Overlay(lower=(f"{base}/l",), upper=f"{base}/u", work=f"{base}/w")
     try:
-        proc = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _PROBE, mode, *args],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, str(exc)
-    return proc.returncode == 0, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+        probe({"linux": linux}, overlay=overlay, mountpoint=f"{base}/m" if base else "/")
+    except ContainerError as exc:
+        return False, exc.message.removeprefix("container setup failed: ")
+    return True, ""
 
 
 def check_userns() -> Check:

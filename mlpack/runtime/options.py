@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from mlpack.errors import ConfigError
-from mlpack.runtime.base import Mount
+from mlpack.runtime.protocol import Mount
 
 MAX_ID: Final = 2**31 - 1  # runc's bound: (uid_t)-1 would mean "do not change" to setresuid
 NAME_MAX: Final = 255  # bytes in one path component (ENAMETOOLONG beyond)

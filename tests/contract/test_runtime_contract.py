@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mlpack.runtime.base import Mount, RunConfig, RunResult, Runtime
+from mlpack.runtime.protocol import Mount, RunConfig, RunResult, Runtime
 from tests import busybox
 from tests.conftest import require
 

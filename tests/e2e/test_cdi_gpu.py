@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.runtime.base import RunConfig
+from mlpack.runtime.protocol import RunConfig
 from tests import busybox
 from tests.conftest import require
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mlpack.errors import ContainerError
-from mlpack.runtime.base import RunConfig
 from mlpack.runtime.embedded import EmbeddedRuntime, cgroups
+from mlpack.runtime.protocol import RunConfig
 from tests.e2e.embedded_support import make_rootfs, require_root, run_cli
 
 pytestmark = [pytest.mark.root]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.runtime.base import Mount
+from mlpack.runtime.protocol import Mount
 from tests.conftest import require
 from tests.e2e.embedded_support import make_rootfs, require_root, run_cli
 
@@ -231,8 +231,8 @@ def test_gpu_cdi_edits_and_scrubbed_create_container_hook(rootfs: Path, tmp_path
     import json
     import shutil as sh_
 
-    from mlpack.runtime.base import RunConfig
     from mlpack.runtime.embedded import EmbeddedRuntime
+    from mlpack.runtime.protocol import RunConfig
 
     require_root()
     require(sh_.which("python3") is not None, "python3 on the host, for the fake hook")

@@ -16,7 +16,8 @@ import pytest
 from mlpack.base.resolve import resolve_base
 from mlpack.errors import ImageError
 from mlpack.oci.archive import export_image, import_archive
-from mlpack.oci.registry import RegistryOptions, pull, push
+from mlpack.oci.registry import pull, push
+from mlpack.oci.registry_config import RegistryOptions
 from mlpack.oci.snapshots import rootfs
 from mlpack.oci.store import Store
 from mlpack.progress import RecordingReporter, using

@@ -7,11 +7,11 @@ import errno
 import os
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from mlpack.errors import ContainerError
-from mlpack.record import field, record
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -24,7 +24,7 @@ HINT_ROOT = (
 HINT_VALUE = "the kernel refused the value: raise the limit (e.g. --cpus 0.01 or more)"
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Layout:
     """Where each controller lives on this host."""
 
@@ -112,7 +112,7 @@ def _self_path(hierarchy: str) -> str:
     return "/"
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Limits:
     """Requested limits; None means unlimited."""
 
@@ -149,7 +149,7 @@ class Limits:
         return tuple(out)
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Cgroup:
     """One container's cgroup directories (one per v1 hierarchy used, plus the v2 one)."""
 

@@ -7,10 +7,10 @@ On the container start path (BENCHMARKS B1): no pathlib, json, contextlib or typ
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from mlpack.errors import ContainerError
 from mlpack.oslib import jsoncodec
-from mlpack.record import record
 from mlpack.runtime.embedded.spawn import HelperProcess
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
@@ -26,7 +26,7 @@ def _str(path: StrPath | None) -> str | None:
     return None if path is None else os.fspath(path)
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Overlay:
     """Lower dirs (bottom first), and the upper and work dirs of the writable layer (if any)."""
 
@@ -38,7 +38,7 @@ class Overlay:
     volatile: bool = False
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Launch:
     """One container to start: its OCI config plus what only the runtime knows."""
 
@@ -59,6 +59,7 @@ class Launch:
     # prestart/createRuntime hooks, run by the caller with pid 1's host pid while it waits.
     runtime_hooks: Callable[[int], None] | None = None
     extra_fds: tuple[int, ...] = ()
+    probe: bool = False  # stop after the namespaces (and the overlay mount): mlpack doctor
 
 
 def subid_range(kind: str, user: str, uid: int) -> tuple[int, int] | None:
@@ -153,6 +154,7 @@ class Helper:
             "preserve_fds": launch.preserve_fds,
             "id": launch.container_id,
             "bundle": _str(launch.bundle) or "",
+            "probe": launch.probe,
         }
         if launch.overlay is not None:
             ov = launch.overlay
@@ -316,7 +318,26 @@ class Helper:
         self.ctl_w = self.proc.ctl_w = -1
 
 
+def probe(config: dict[str, Any], *, overlay: Overlay | None = None, mountpoint: str = "/") -> None:
+    """Have a helper enter ``config``'s namespaces (id maps written as for a container) and
+    mount ``overlay`` on ``mountpoint``, then exit: ContainerError with its reason if it cannot.
+    """
+    helper = Helper(Launch(config=config, rootfs=mountpoint, overlay=overlay, probe=True))
+    try:
+        helper.start(until="probe")
+    finally:
+        helper.close()
+        helper.proc.wait()
+
+
 def _hint(text: str) -> str:
+    if "not mapped in this rootless container" in text:
+        return (
+            "run as root, or give a root filesystem that your user owns "
+            "(images pulled with mlpack pull as this user are unpacked as yours)"
+        )
+    if "is outside 0..2147483647" in text:
+        return "use uids and gids between 0 and 2147483647 (runc and Docker refuse others)"
     if "not found in the container's PATH" in text:
         return "check the command name, or give an absolute path inside the image"
     if "overlay" in text:

@@ -1,41 +1,38 @@
-# ruff: noqa: PTH102, PTH110, PTH112, PTH118, PTH123, SIM105
-"""EmbeddedRuntime: prepare a container, hand it to the helper, follow it, clean up.
+"""EmbeddedRuntime: ``mlpack run`` and the library API of the embedded runtime.
 
-The library process never creates namespaces itself (SECURITY-AND-ISOLATION.md §1): it writes
-an OCI config, spawns ``helper.py`` under ``python -I -S``, writes the user namespace's id maps,
-and follows the helper to the exit status, then removes the cgroups and the writable layer.
+An image becomes an OCI config (``spec``) and a ``Container`` (the launch path that the OCI
+runtime operations share): the library process never creates namespaces itself
+(SECURITY-AND-ISOLATION.md §1), the helper does, under ``python -I -S``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
-from mlpack.record import record
-from mlpack.record import replace as record_replace
-from mlpack.runtime.base import RunConfig, RunResult
+from mlpack.oslib import jsoncodec
+from mlpack.oslib.fs import atomic_write
+from mlpack.runtime.protocol import RunConfig, RunResult
 
-TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
-    import signal
     from collections.abc import Callable
     from os import PathLike
-    from pathlib import Path
-    from typing import Any, Self
 
+    from mlpack.runtime.cdi import CdiEdits
     from mlpack.runtime.embedded.cgroups import Cgroup
-    from mlpack.runtime.embedded.launcher import Helper
+    from mlpack.runtime.embedded.container import Container
+    from mlpack.runtime.embedded.launcher import Helper, Launch
     from mlpack.runtime.embedded.spawn import HelperProcess
     from mlpack.runtime.embedded.spec import CapProfile, IdMap, ImageProcess
 
     StrPath = str | PathLike[str]
-else:
-    try:  # the C module: signal.py wraps it in enums (enum, functools: ~2 ms per start)
-        import _signal as signal
-    except ImportError:  # pragma: no cover - not CPython
-        import signal
 
 RELAYED = (
     signal.SIGINT,
@@ -47,7 +44,7 @@ RELAYED = (
 )
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class ResolvedImage:
     """What a container is made from: layer dirs (bottom first) and the image's process."""
 
@@ -60,11 +57,11 @@ def resolve_image(image: str) -> ResolvedImage:
     """A directory is used as a root filesystem; anything else is looked up in the store."""
     from mlpack.runtime.embedded.spec import ImageProcess
 
-    if image.startswith(("/", "./", "../")) or os.path.isdir(image):
-        if not os.path.isdir(image):
+    if image.startswith(("/", "./", "../")) or Path(image).is_dir():
+        if not Path(image).is_dir():
             msg = f"root filesystem {image} is not a directory"
             raise ContainerError(msg, hint="give an image reference or an unpacked rootfs dir")
-        root = os.path.realpath(image)
+        root = str(Path(image).resolve())
         return ResolvedImage(layers=(root,), process=ImageProcess(), merged=lambda: root)
     from mlpack.home import mlpack_home
     from mlpack.oci import memo
@@ -72,8 +69,6 @@ def resolve_image(image: str) -> ResolvedImage:
     home = mlpack_home()
 
     def merged() -> Path:
-        from pathlib import Path
-
         from mlpack.oci.snapshots import rootfs
         from mlpack.oci.store import Store
 
@@ -82,8 +77,6 @@ def resolve_image(image: str) -> ResolvedImage:
     hit = memo.lookup(home, image)
     if hit is not None:
         return ResolvedImage(layers=hit[0], process=ImageProcess.from_raw(hit[1]), merged=merged)
-    from pathlib import Path
-
     from mlpack.oci.snapshots import unpack
     from mlpack.oci.store import Store
 
@@ -139,43 +132,34 @@ def id_maps(userns: bool) -> tuple[tuple[IdMap, ...], tuple[IdMap, ...]]:
 
 
 def _which(tool: str) -> bool:
-    return any(
-        os.access(os.path.join(d, tool), os.X_OK)
-        for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-    )
+    import shutil
+
+    return shutil.which(tool) is not None
 
 
 def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    return Path(path).read_text(encoding="utf-8")
 
 
-def _write(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
-def write_etc_files(d: StrPath, hostname: str, network: str) -> tuple[tuple[str, str], ...]:
+def write_etc_files(d: Path, hostname: str, network: str) -> tuple[tuple[str, str], ...]:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf for the container (host copies: no DNS
     config of the image is trusted over the host's).
     """
-    etc = os.path.join(d, "etc")
-    os.mkdir(etc)
-    _write(os.path.join(etc, "hostname"), hostname + "\n")
+    etc = d / "etc"
+    etc.mkdir()
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     hosts += f"127.0.1.1\t{hostname}\n"
     if network == "host":
-        try:
+        with contextlib.suppress(OSError):
             hosts = _read("/etc/hosts")
-        except OSError:
-            pass
-    _write(os.path.join(etc, "hosts"), hosts)
     try:
         resolv = _read("/etc/resolv.conf")
     except OSError:
         resolv = ""
-    _write(os.path.join(etc, "resolv.conf"), resolv)
-    return tuple((f"/etc/{n}", os.path.join(etc, n)) for n in ("hostname", "hosts", "resolv.conf"))
+    files = {"hostname": hostname + "\n", "hosts": hosts, "resolv.conf": resolv}
+    for name, text in files.items():
+        (etc / name).write_text(text, encoding="utf-8")
+    return tuple((f"/etc/{n}", str(etc / n)) for n in files)
 
 
 class relaying:
@@ -260,7 +244,7 @@ class EmbeddedRuntime:
 
     def check_available(self) -> None:
         """Raise ContainerError when this kernel cannot run containers for this user."""
-        if not os.path.exists("/proc/self/ns/user"):
+        if not Path("/proc/self/ns/user").exists():
             msg = "this kernel has no user namespaces"
             raise ContainerError(msg, hint="use --runtime docker, or a kernel with CONFIG_USER_NS")
         if os.geteuid() != 0:
@@ -288,208 +272,159 @@ class EmbeddedRuntime:
         ``process``: a helper started earlier by ``spawn.prestart`` for this config (not for a
         tty); it is used for the container, or stopped if the run fails before that.
         """
-        from mlpack.runtime.embedded import spec, state
-        from mlpack.runtime.embedded.launcher import Helper, Launch, Overlay
+        from mlpack.runtime.embedded import state
+        from mlpack.runtime.embedded.container import Container
 
         try:
             self.check_available()
             state.cleanup_stale(self.root)
             image = resolve_image(config.image)
+            cid = state.check_id(config.name) if config.name else state.new_id()
         except BaseException:
             if process is not None:
                 process.discard()
             raise
-        cid = state.check_id(config.name) if config.name else state.new_id()
-        sd = state.create_dir(self.root, cid)
-        group: Cgroup | None = None
-        helper: Helper | None = None
-        pty: tuple[int, int] | None = None
-        devnull = -1
-        try:
-            rootless = os.geteuid() != 0
-            uid_map, gid_map = id_maps(rootless)
-            hostname = config.hostname or cid
-            etc = write_etc_files(sd.path, hostname, config.network)
-            rootfs = os.path.join(sd.path, "rootfs")
-            os.mkdir(rootfs)
+        with Container(self.root, cid, keep_layer=config.keep) as box:
+            box.adopt(process)
+            launch = self._prepare(box, image, config)
+            stdio: tuple[int | None, int | None, int | None] | None = None
+            pty: int | None = None
+            if config.tty:
+                pty, replica = (box.own_fd(fd) for fd in os.openpty())
+                stdio = (replica, replica, replica)
+            elif not config.interactive:  # as docker run without -i: stdin is /dev/null
+                stdio = (box.own_fd(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)), None, None)
+            launch = replace(launch, stdio=stdio)
+            # The handlers are in place before the container can run: a program that prints
+            # and is signalled at once must find them (a signal before "created" aborts).
+            with relaying(box.spawn(launch, process)) as relay:
+                try:
+                    box.created()
+                except ContainerError as exc:
+                    if launch.overlay is None or "overlay" not in exc.message:
+                        raise
+                    from mlpack.progress import reporter
+
+                    reporter().notice("overlayfs is not allowed here; copying the image instead")
+                    copy_rootfs(image.merged(), launch.rootfs)
+                    relay.helper = box.spawn(replace(launch, overlay=None))
+                    box.created()
+                for fd in stdio or ():
+                    box.close_fd(fd)  # the helper has its own copies (a pty must see EOF)
+                if on_start is not None:
+                    on_start(cid)
+                if pty is not None:
+                    from mlpack.runtime.embedded.tty import relay as relay_tty
+
+                    relay_tty(pty, relay.helper)
+                final = box.wait()
+            return self._result(cid, config, box.group, final)
+
+    def _prepare(self, box: Container, image: ResolvedImage, config: RunConfig) -> Launch:
+        """The container's files, OCI config, cgroups and state record; its Launch."""
+        from mlpack.runtime.embedded import spec, state
+        from mlpack.runtime.embedded.launcher import Launch, Overlay
+
+        rootless = os.geteuid() != 0
+        uid_map, gid_map = id_maps(rootless)
+        hostname = config.hostname or box.id
+        etc = write_etc_files(box.path, hostname, config.network)
+        rootfs = box.path / "rootfs"
+        for sub in ("rootfs", "upper", "work"):
             # Even a --read-only root gets an upper dir: mount targets (/etc/hosts, -v targets)
             # are created there, never in the shared image layers; the root is remounted
             # read-only after pivot_root.
-            os.mkdir(os.path.join(sd.path, "upper"))
-            os.mkdir(os.path.join(sd.path, "work"))
-            overlay: Overlay | None = Overlay(
-                lower=image.layers,
-                upper=os.path.join(sd.path, "upper"),
-                work=os.path.join(sd.path, "work"),
-                volatile=not config.keep,  # a kept upper dir is synced as usual
-            )
-            if not self.overlay:
-                copy_rootfs(image.merged(), rootfs)
-                overlay = None
-            cdi = None
-            if config.gpus:
-                from mlpack.runtime.cdi import resolve_cdi
+            (box.path / sub).mkdir()
+        overlay: Overlay | None = Overlay(
+            lower=image.layers,
+            upper=box.path / "upper",
+            work=box.path / "work",
+            volatile=not config.keep,  # a kept upper dir is synced as usual
+        )
+        if not self.overlay:
+            copy_rootfs(image.merged(), rootfs)
+            overlay = None
+        doc = spec.build_config(
+            image.process,
+            config,
+            spec.SpecOptions(
+                rootfs=str(rootfs),
+                hostname=hostname,
+                userns=rootless,
+                uid_map=uid_map,
+                gid_map=gid_map,
+                cap_profile=self.cap_profile,
+                etc_files=etc,
+                cdi=self._cdi(config),
+                init_binary=_init_binary() if config.init else None,
+            ),
+        )
+        # Limits put the container in cgroups, which also measure it as a whole; without
+        # limits the supervisor's rusage of pid 1 is the measurement.
+        account = self.account and not rootless
+        if account or any(v is not None for v in (config.memory, config.cpus, config.pids_limit)):
+            from mlpack.runtime.embedded import cgroups
 
-                cdi = (
-                    resolve_cdi(config.gpus, spec_dirs=self.cdi_spec_dirs)
-                    if self.cdi_spec_dirs is not None
-                    else resolve_cdi(config.gpus)
-                )
-            init_path = None
-            if config.init:
-                from pathlib import Path
-
-                from mlpack.runtime.embedded.init import init_binary
-
-                init_path = str(init_binary(Path(mlpack_home(), "cache")))
-            doc = spec.build_config(
-                image.process,
-                config,
-                spec.SpecOptions(
-                    rootfs=rootfs,
-                    hostname=hostname,
-                    userns=rootless,
-                    uid_map=uid_map,
-                    gid_map=gid_map,
-                    cap_profile=self.cap_profile,
-                    etc_files=etc,
-                    cdi=cdi,
-                    init_binary=init_path,
-                ),
-            )
-            measured = self.account and not rootless
-            wanted = (config.memory, config.cpus, config.pids_limit)
-            if measured or any(v is not None for v in wanted):
-                from mlpack.runtime.embedded import cgroups
-
-                limits = cgroups.Limits(
-                    memory=config.memory, cpus=config.cpus, pids=config.pids_limit
-                )
-                layout = cgroups.detect()  # one read of mountinfo; picks /sys/fs/cgroup's view
-                # Limits put the container in cgroups, which also measure it as a whole;
-                # without limits the supervisor's rusage of pid 1 is the measurement (and the
-                # cgroups module is not even imported).
-                group = cgroups.create(layout, cid, limits, account=measured)
-            st = state.ContainerState(
-                id=cid,
-                bundle=sd.path,
+            limits = cgroups.Limits(memory=config.memory, cpus=config.cpus, pids=config.pids_limit)
+            box.cgroups(limits, account=account)
+        box.record(
+            state.ContainerState(
+                id=box.id,
+                bundle=str(box.path),
                 created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 image=config.image,
                 command=tuple(doc["process"]["args"]),
-                cgroups=tuple(str(d) for d in group.dirs) if group else (),
                 name=config.name or "",
                 memory_limit=config.memory,
                 owner=os.getpid(),
                 owner_start=state.proc_start_time(os.getpid()),
                 extra={"keep": config.keep},
             )
-            sd.write(st)
-            stdio: tuple[int | None, int | None, int | None] | None = None
-            if config.tty:
-                pty = os.openpty()
-                stdio = (pty[1], pty[1], pty[1])
-            elif not config.interactive:  # as docker run without -i: stdin is /dev/null
-                devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                stdio = (devnull, None, None)
-            if "hooks" in doc:  # hooks find the rootfs through the bundle's config.json
-                from mlpack.oslib import jsoncodec
+        )
+        if "hooks" in doc:  # hooks find the rootfs through the bundle's config.json
+            atomic_write(box.path / "config.json", jsoncodec.dumps(doc))
+        return Launch(
+            bundle=box.path,
+            config=doc,
+            rootfs=rootfs,
+            overlay=overlay,
+            seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
+        )
 
-                _write(os.path.join(sd.path, "config.json"), jsoncodec.dumps(doc))
-            launch = Launch(
-                container_id=cid,
-                bundle=sd.path,
-                config=doc,
-                rootfs=rootfs,
-                overlay=overlay,
-                cgroup_procs=group.procs_files() if group else (),
-                cgroup_version=2 if group and group.layout.version == "v2" else 1,
-                seccomp_cache=os.path.join(mlpack_home(), "cache", "seccomp"),
-                stdio=stdio,
-            )
-            # The handlers are in place before the container can run: a program that prints
-            # and is signalled at once must find them (a signal before "created" aborts).
-            relay: relaying | None = None
-            try:
-                helper = Helper(launch, process)
-                process = None
-                relay = relaying(helper).__enter__()
-                try:
-                    helper.start(until="created")
-                except ContainerError as exc:
-                    if overlay is None or "overlay" not in exc.message:
-                        raise
-                    relay.__exit__()
-                    from mlpack.progress import reporter
+    def _cdi(self, config: RunConfig) -> CdiEdits | None:
+        if not config.gpus:
+            return None
+        from mlpack.runtime.cdi import resolve_cdi
 
-                    reporter().notice("overlayfs is not allowed here; copying the image instead")
-                    copy_rootfs(image.merged(), rootfs)
-                    helper = Helper(record_replace(launch, overlay=None))
-                    relay = relaying(helper).__enter__()
-                    helper.start(until="created")
-                if devnull >= 0:
-                    os.close(devnull)
-                    devnull = -1
-                sd.write(
-                    record_replace(
-                        st,
-                        pid=helper.pid,
-                        pid_start=state.proc_start_time(helper.pid),
-                        supervisor=helper.proc.pid,
-                        supervisor_start=state.proc_start_time(helper.proc.pid),
-                    )
-                )
-                if on_start is not None:
-                    on_start(cid)
-                if pty is not None:
-                    os.close(pty[1])
-                    pty = (pty[0], -1)
-                    from mlpack.runtime.embedded.tty import relay as relay_tty
+        if self.cdi_spec_dirs is not None:
+            return resolve_cdi(config.gpus, spec_dirs=self.cdi_spec_dirs)
+        return resolve_cdi(config.gpus)
 
-                    relay_tty(pty[0], helper)
-                final = helper.wait()
-            finally:
-                if relay is not None:
-                    relay.__exit__()
-            oom = group is not None and group.oom_kills() > 0
-            code = int(final["exit"])
-            peak = group.memory_peak() if group and group.dirs else None
-            cpu = group.cpu_time_us() if group and group.dirs else None
-            return RunResult(
-                container_id=cid,
-                exit_code=code,
-                signal=final.get("signal"),
-                oom_killed=oom,
-                memory_limit=config.memory,
-                memory_peak=peak if peak is not None else final.get("maxrss"),
-                cpu_time_us=cpu if cpu is not None else final.get("cpu_us"),
-            )
-        finally:
-            if process is not None:
-                process.discard()
-            if helper is not None and not helper.exited and helper.proc.poll() is None:
-                helper.kill()
-            if devnull >= 0:
-                os.close(devnull)
-            if pty is not None:
-                for fd in pty:
-                    if fd >= 0:
-                        os.close(fd)
-            try:
-                if group is not None:
-                    group.remove()
-            finally:
-                try:
-                    if config.keep:
-                        if os.path.isdir(os.path.join(sd.path, "rootfs")):
-                            os.rmdir(os.path.join(sd.path, "rootfs"))  # noqa: PTH106
-                    else:
-                        sd.remove()
-                finally:
-                    if helper is not None:  # it exits right after reporting: reap it last
-                        helper.proc.wait()
+    @staticmethod
+    def _result(
+        cid: str, config: RunConfig, group: Cgroup | None, final: dict[str, Any]
+    ) -> RunResult:
+        measured = group is not None and bool(group.dirs)
+        peak = group.memory_peak() if group is not None and measured else None
+        cpu = group.cpu_time_us() if group is not None and measured else None
+        return RunResult(
+            container_id=cid,
+            exit_code=int(final["exit"]),
+            signal=final.get("signal"),
+            oom_killed=group is not None and group.oom_kills() > 0,
+            memory_limit=config.memory,
+            memory_peak=peak if peak is not None else final.get("maxrss"),
+            cpu_time_us=cpu if cpu is not None else final.get("cpu_us"),
+        )
 
 
-@record
+def _init_binary() -> str:
+    from mlpack.runtime.embedded.init import init_binary
+
+    return str(init_binary(Path(mlpack_home(), "cache")))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ContainerInfo:
     """One row of ``mlpack ps``."""
 
@@ -542,21 +477,17 @@ def stop(container: str, *, timeout: float = 10.0, root: StrPath | None = None) 
     d = match[0]
     st = d.read()
     if state.alive(st.pid, st.pid_start):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(st.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while state.alive(st.pid, st.pid_start) and time.monotonic() < deadline:
             time.sleep(0.05)
         if state.alive(st.pid, st.pid_start):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(st.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     # The running `mlpack run` removes its own container; one whose owner died is ours.
     deadline = time.monotonic() + 5
-    while os.path.exists(d.path) and time.monotonic() < deadline:
+    while Path(d.path).exists() and time.monotonic() < deadline:
         if not state.alive(st.supervisor, st.supervisor_start):
             if not st.extra.get("keep"):
                 d.remove()

@@ -1,14 +1,13 @@
-# ruff: noqa: PTH116, PTH118, PTH120, SIM105
+# ruff: noqa: PTH118, PTH120, SIM105
 """Start the helper interpreter (``python -I -S helper.py``), ahead of its request if need be.
 
 Lean on purpose: the CLI imports this first thing on ``mlpack run`` (BENCHMARKS B1), so it
-imports only os, sys and struct.
+imports only os and sys.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 import sys
 
 from mlpack.errors import ContainerError
@@ -20,54 +19,22 @@ if TYPE_CHECKING:
 # The interpreter behind a virtual environment: the helper imports nothing from it (-I -S), and
 # skipping the venv's pyvenv.cfg lookup is a little less start-up work.
 PYTHON = getattr(sys, "_base_executable", "") or sys.executable
-HELPER = os.path.join(os.path.dirname(__file__), "helper.py")
-_PROGRAM: list[str] = []
+HELPER = os.path.join(os.path.dirname(__file__), "helper", "__main__.py")
 
 
-def helper_program() -> str:
-    """What the interpreter runs as the helper: its bytecode when fresh, else the source.
+def helper_argv() -> list[str]:
+    """``python -I -S helper/__main__.py`` with this interpreter's bytecode settings.
 
-    A script is compiled on every start (~8 ms for the helper); its .pyc in __pycache__,
-    checked against the source's mtime and size as the import system does, is not. The .pyc
-    is written where the import system would write it; where that fails the source runs.
+    ``-I`` ignores PYTHONDONTWRITEBYTECODE and PYTHONPYCACHEPREFIX, so they are passed on as
+    ``-B`` and ``-X pycache_prefix``: the helper's modules are cached where this process's
+    would be, or not at all.
     """
-    if _PROGRAM:
-        return _PROGRAM[0]
-    from importlib._bootstrap_external import MAGIC_NUMBER  # importlib.util costs ~2 ms
-
-    src = HELPER
-    pyc = f"{os.path.dirname(HELPER)}/__pycache__/helper.{sys.implementation.cache_tag}.pyc"
-    try:
-        st = os.stat(HELPER)
-    except OSError:
-        return src
-    want = MAGIC_NUMBER + struct.pack(
-        "<III", 0, int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF
-    )
-    program = src
-    try:
-        with open(pyc, "rb") as f:  # noqa: PTH123 - no pathlib on the hot path
-            fresh = f.read(16) == want
-    except OSError:
-        fresh = False
-    if not fresh:
-        import py_compile
-
-        try:
-            py_compile.compile(
-                src,
-                cfile=pyc,
-                doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP,
-            )
-            with open(pyc, "rb") as f:  # noqa: PTH123
-                fresh = f.read(16) == want
-        except (OSError, py_compile.PyCompileError):
-            fresh = False
-    if fresh:
-        program = pyc
-    _PROGRAM.append(program)
-    return program
+    argv = [PYTHON, "-I", "-S"]
+    if sys.dont_write_bytecode:
+        argv.append("-B")
+    if sys.pycache_prefix:
+        argv += ["-X", f"pycache_prefix={sys.pycache_prefix}"]
+    return [*argv, HELPER]
 
 
 class HelperProcess:
@@ -95,7 +62,7 @@ class HelperProcess:
         ]
         # dup2 of an fd onto itself clears its close-on-exec flag in the child only (glibc >= 2.29)
         actions += [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed]
-        argv = [PYTHON, "-I", "-S", helper_program(), str(ctl_r), str(st_w)]
+        argv = [*helper_argv(), str(ctl_r), str(st_w)]
         argv += [str(fd) for fd in keep_fds]
         try:
             self.pid = os.posix_spawn(

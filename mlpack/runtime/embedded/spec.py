@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from mlpack.errors import ConfigError
-from mlpack.record import record
-from mlpack.runtime.embedded import seccomp
+from mlpack.oslib.linux import MAX_ID
+from mlpack.runtime.seccomp_profile import default_profile
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
     from typing import Any, Literal
 
-    from mlpack.runtime.base import RunConfig
     from mlpack.runtime.cdi import CdiEdits
+    from mlpack.runtime.protocol import RunConfig
 
     CapProfile = Literal["default", "docker"]
 
@@ -55,7 +56,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM = str(1 << 30)  # 1 GiB without a memory limit (a cap, not an allocation), as docker.py
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class ImageProcess:
     """The process parts of an OCI image config (``config.Env`` … ``config.User``)."""
 
@@ -78,7 +79,7 @@ class ImageProcess:
         )
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class IdMap:
     """One line of a uid_map/gid_map."""
 
@@ -87,7 +88,7 @@ class IdMap:
     size: int
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class SpecOptions:
     """Runtime choices that are not part of RunConfig."""
 
@@ -303,10 +304,26 @@ def resources(run: RunConfig) -> dict[str, Any]:
     return res
 
 
+def check_user(user: str, *, origin: str) -> str:
+    """Refuse a numeric uid or gid outside 0..2147483647 in ``user[:group]``.
+
+    ``(uid_t)-1`` means "unchanged" to setresuid: uid 4294967295 would run as root (runc
+    refuses the same range). Names are resolved, and checked, in the image by the helper.
+    """
+    for kind, part in zip(("uid", "gid"), user.split(":", 1), strict=False):
+        if part.isdigit() and int(part) > MAX_ID:
+            msg = f"{origin} {user!r}: {kind} {part} is outside 0..{MAX_ID}"
+            raise ConfigError(msg, hint=f"use a {kind} between 0 and {MAX_ID}")
+    return user
+
+
 def build_config(image: ImageProcess, run: RunConfig, opts: SpecOptions) -> dict[str, Any]:
     """The whole OCI config.json document for one container."""
     args = process_args(image, run.command)
-    user = run.user if run.user is not None else image.user
+    if run.user is not None:
+        user = check_user(run.user, origin="user")
+    else:
+        user = check_user(image.user, origin="the image's User")
     root_user = _is_root(user)
     cdi = opts.cdi
     env = merge_env(
@@ -334,7 +351,7 @@ def build_config(image: ImageProcess, run: RunConfig, opts: SpecOptions) -> dict
         "resources": res,
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
-        "seccomp": seccomp.default_profile(caps["bounding"]),
+        "seccomp": default_profile(caps["bounding"]),
         "rootfsPropagation": "rslave",
     }
     if opts.cgroups_path:

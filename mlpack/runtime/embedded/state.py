@@ -7,12 +7,12 @@ On the container start path (BENCHMARKS B1): os.path and str, no pathlib, json o
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass, field, fields
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
 from mlpack.oslib import jsoncodec
 from mlpack.oslib.fs import atomic_write, remove_tree
-from mlpack.record import asdict, field, fields, record
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def alive(pid: int | None, start_time: int | None) -> bool:
     return start_time is None or int(fields[19]) == start_time
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class ContainerState:
     """What state.json records for one container."""
 
@@ -121,7 +121,7 @@ class ContainerState:
         doc["command"] = tuple(doc.get("command") or ())
         doc["cgroups"] = tuple(doc.get("cgroups") or ())
         doc["annotations"] = tuple((doc.get("annotations") or {}).items())
-        known = set(fields(cls))
+        known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in known})
 
 

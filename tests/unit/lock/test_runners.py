@@ -12,7 +12,7 @@ from mlpack.lock.piptools import PIP_VERSION, PIPTOOLS_VERSION, PipToolsResolver
 from mlpack.lock.resolvers import ResolveRequest
 from mlpack.lock.runner import IMAGE_CA, IMAGE_WORK, ImageRunner
 from mlpack.lock.uv import uv_compile_args, uv_env
-from mlpack.runtime.base import RunConfig, RunResult
+from mlpack.runtime.protocol import RunConfig, RunResult
 from mlpack.vocabulary import PackageSpec
 
 OUTPUT = "anyio==4.4.0 \\\n    --hash=sha256:" + "1" * 64 + "\n    # via -r requirements.in\n"

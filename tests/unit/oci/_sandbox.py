@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from mlpack.oci import mediatypes
 from mlpack.oci.layer_applier import ApplyResult, apply_layer
+from mlpack.oslib import inroot
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import ModuleType
+
+    import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 EVIL_DIR = REPO / "tests" / "fixtures" / "evil"
@@ -49,22 +52,30 @@ class Sandbox:
     base: Path  # the parent of root: must never change
     root: Path
     outside: Path  # a sentinel directory next to root
-    use_openat2: bool = True
 
     def apply(self, data: bytes, **kwargs: Any) -> ApplyResult:
         kwargs.setdefault("media_type", mediatypes.OCI_LAYER)
-        kwargs.setdefault("use_openat2", self.use_openat2)
         return apply_layer(io.BytesIO(data), self.root, **kwargs)
 
 
-def make_sandbox(base: Path, *, use_openat2: bool = True) -> Sandbox:
+def make_sandbox(base: Path) -> Sandbox:
     outside = base / "outside"
     outside.mkdir(parents=True)
     (outside / "sentinel").write_text("keep me")
     (base / "beside-root").write_text("keep me too")
     root = base / "root"
     root.mkdir()
-    return Sandbox(base=base, root=root, outside=outside, use_openat2=use_openat2)
+    return Sandbox(base=base, root=root, outside=outside)
+
+
+def sandbox_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandbox]:
+    """A sandbox under each in-root resolver path: the kernel's openat2, or the walk."""
+    saved = inroot._openat2[0]
+    inroot._openat2[0] = request.param == "openat2"
+    try:
+        yield make_sandbox(tmp_path / "base")
+    finally:
+        inroot._openat2[0] = saved
 
 
 def snapshot(base: Path, exclude: Path) -> dict[str, tuple[object, ...]]:

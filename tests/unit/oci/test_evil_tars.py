@@ -27,6 +27,7 @@ from tests.unit.oci._sandbox import (
     nobody_dir,
     readlink_raw,
     run_rootless,
+    sandbox_fixture,
     setpriv_available,
     untouched,
 )
@@ -35,10 +36,7 @@ corpus = load_corpus()
 COMMITTED = corpus.make_cases()
 
 
-@pytest.fixture(params=[True, False], ids=["openat2", "walk"])
-def sb(request: pytest.FixtureRequest, tmp_path: Path) -> Sandbox:
-    """A root beside a sentinel; parametrised over both in-root resolvers."""
-    return make_sandbox(tmp_path / "base", use_openat2=request.param)
+sb = pytest.fixture(params=["openat2", "walk"])(sandbox_fixture)
 
 
 def evil(name: str) -> bytes:

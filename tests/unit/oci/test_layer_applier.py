@@ -21,10 +21,10 @@ from tests.unit.oci._sandbox import (
     NOBODY,
     Sandbox,
     load_corpus,
-    make_sandbox,
     nobody_dir,
     readlink_raw,
     run_rootless,
+    sandbox_fixture,
     setpriv_available,
     tree_listing,
     untouched,
@@ -35,9 +35,7 @@ corpus = load_corpus()
 SDE = 1_600_000_000
 
 
-@pytest.fixture(params=[True, False], ids=["openat2", "walk"])
-def sb(request: pytest.FixtureRequest, tmp_path: Path) -> Sandbox:
-    return make_sandbox(tmp_path / "base", use_openat2=request.param)
+sb = pytest.fixture(params=["openat2", "walk"])(sandbox_fixture)
 
 
 def layer(tree: Path, **kwargs: Any) -> bytes:

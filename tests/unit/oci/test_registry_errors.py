@@ -13,7 +13,8 @@ import pytest
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
 from mlpack.oci.documents import Platform
-from mlpack.oci.registry import RegistryOptions, pull
+from mlpack.oci.registry import pull
+from mlpack.oci.registry_config import RegistryOptions
 from mlpack.oci.store import Store
 
 if TYPE_CHECKING:
@@ -355,7 +356,7 @@ def test_basic_auth_from_docker_config(
 
 
 def test_plain_http_only_for_loopback_or_listed_hosts() -> None:
-    from mlpack.oci.registry import RegistryClient
+    from mlpack.oci.registry_client import RegistryClient
 
     def allowed(host: str, insecure: frozenset[str] = frozenset()) -> bool:
         return RegistryClient(host, options=RegistryOptions(insecure=insecure))._allow_http()

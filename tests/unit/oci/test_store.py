@@ -121,6 +121,8 @@ def test_unpack_caches_by_diff_id_and_rootfs_merges(store: Store, tmp_path: Path
     assert (root / "bin" / "busybox").is_file()
     assert (root / "hello.txt").read_text() == "hi\n"
     assert list((store.root / "tmp").iterdir()) == []
+    # Each tree's root is the container's /: searchable by every user inside it.
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (*dirs, root)} == {0o755}
 
 
 _WORKER = textwrap.dedent(

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from mlpack.errors import ConfigError, ContainerError
-from mlpack.runtime.base import Mount, RunConfig
 from mlpack.runtime.docker import DEFAULT_CAPS, DockerRuntime, default_shm_size
 from mlpack.runtime.dockersock import probe_socket
+from mlpack.runtime.protocol import Mount, RunConfig
 from tests import busybox
 from tests.conftest import require
 
@@ -204,7 +204,7 @@ def test_ctrl_c_or_sigterm_stops_and_removes_the_container(
     script = tmp_path / "run.py"
     script.write_text(
         "from mlpack.runtime.docker import DockerRuntime\n"
-        "from mlpack.runtime.base import RunConfig\n"
+        "from mlpack.runtime.protocol import RunConfig\n"
         "try:\n"
         f"    DockerRuntime().run(RunConfig(image={image!r}, command=('sleep', '300'),"
         f" labels=(({key!r}, {value!r}),)))\n"

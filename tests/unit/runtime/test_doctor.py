@@ -139,3 +139,14 @@ def test_cli_prints_one_line_per_check(capsys: pytest.CaptureFixture[str]) -> No
         assert line.split()[0] in {"ok", "warn", "fail", "info"}
         assert f"{name}:" in line
     assert code == (0 if doc.doctor().ok else 1)
+
+
+def test_the_namespace_probe_is_the_real_container_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor runs the helper that containers run: break the helper and doctor sees it."""
+    from mlpack.runtime.embedded import spawn
+
+    assert doc._probe("userns") == (True, "")
+    monkeypatch.setattr(spawn, "HELPER", "/nonexistent/helper/__main__.py")
+    ok, why = doc._probe("userns")
+    assert not ok
+    assert why

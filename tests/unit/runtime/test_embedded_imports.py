@@ -1,43 +1,62 @@
-"""Import discipline: the helper's tiny import list, and no rich or docker on `mlpack run`."""
+"""Import discipline: the helper's import list and bytecode, no rich or docker on `mlpack run`."""
 
 from __future__ import annotations
 
-import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import mlpack.runtime.embedded.helper as helper_module
+import pytest
 
-# json and ctypes only where _json and _ctypes are missing; typing only under TYPE_CHECKING.
-ALLOWED = {"__future__", "os", "_ctypes", "ctypes", "_json", "json", "_signal", "struct"}
-ALLOWED |= {"errno", "sys", "select"}
+from mlpack.runtime.embedded import spawn
 
-
-def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
-    """Every node except those under `if TYPE_CHECKING:` (never executed)."""
-    out: list[ast.AST] = []
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        out.append(node)
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and ast.unparse(child.test) == "TYPE_CHECKING":
-                todo.extend(child.orelse)
-                continue
-            todo.append(child)
-    return out
+# The helper imports the standard library, mlpack.oslib and its own modules, nothing else.
+HELPER_OWN = ("mlpack.oslib", "mlpack.runtime.embedded.helper")
+PARENTS = {"mlpack", "mlpack.runtime", "mlpack.runtime.embedded"}
 
 
-def test_helper_imports_only_the_allowed_modules() -> None:
-    tree = ast.parse(Path(helper_module.__file__).read_text())
-    imported: set[str] = set()
-    for node in _runtime_nodes(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
-    assert imported <= ALLOWED, imported - ALLOWED
+def _helper_imports(argv: list[str]) -> set[str]:
+    """Every module the helper imports (-X importtime), up to its request: none comes."""
+    ctl_r, ctl_w = os.pipe()
+    st_r, st_w = os.pipe()
+    os.close(ctl_w)  # EOF instead of a request: the helper exits at once
+    try:
+        done = subprocess.run(
+            [argv[0], "-X", "importtime", *argv[1:], str(ctl_r), str(st_w)],
+            pass_fds=(ctl_r, st_w), capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    finally:
+        for fd in (ctl_r, st_r, st_w):
+            os.close(fd)
+    lines = done.stderr.splitlines()[1:]  # after the header line
+    return {line.rpartition("|")[2].strip() for line in lines if line.startswith("import time:")}
+
+
+def test_the_helper_imports_only_the_standard_library_and_oslib() -> None:
+    loaded = _helper_imports(spawn.helper_argv())
+    assert "mlpack.runtime.embedded.helper.supervisor" in loaded
+    ours = {m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names}
+    stray = {m for m in ours - PARENTS if not m.startswith(HELPER_OWN)}
+    assert not stray, stray
+    assert not {"json", "re", "pathlib", "typing"} & loaded
+
+
+def test_helper_argv_passes_on_the_bytecode_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-I hides PYTHONDONTWRITEBYTECODE/PYTHONPYCACHEPREFIX from the helper: they are flags."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+    assert "-B" in spawn.helper_argv()
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path))
+    argv = spawn.helper_argv()
+    assert "-B" not in argv
+    assert argv[argv.index("-X") + 1] == f"pycache_prefix={tmp_path}"
+    _helper_imports(argv)  # the interpreter honours it: the modules are cached under the prefix
+    cached = {p.name.split(".")[0] for p in tmp_path.rglob("*.pyc")}
+    assert {"supervisor", "pid1", "inroot", "jsoncodec"} <= cached
 
 
 def test_an_embedded_run_imports_no_docker_sdk_or_rich(tmp_path: Path) -> None:

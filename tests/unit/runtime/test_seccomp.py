@@ -9,6 +9,7 @@ import pytest
 
 from mlpack.errors import ContainerError
 from mlpack.runtime.embedded import seccomp
+from mlpack.runtime.seccomp_profile import default_profile
 from tests.conftest import require
 
 DEFAULT_CAPS = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
@@ -25,7 +26,7 @@ def allowed_unconditionally(profile: dict[str, object], name: str) -> bool:
 
 
 def test_default_denies_with_eperm() -> None:
-    profile = seccomp.default_profile(DEFAULT_CAPS)
+    profile = default_profile(DEFAULT_CAPS)
     assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
     assert profile["defaultErrnoRet"] == 1
 
@@ -35,17 +36,17 @@ def test_default_denies_with_eperm() -> None:
              "move_mount", "syslog", "sethostname", "pivot_root", "keyctl", "reboot"],
 )  # fmt: skip
 def test_admin_calls_denied_without_the_capability(name: str) -> None:
-    assert not allowed_unconditionally(seccomp.default_profile(DEFAULT_CAPS), name)
+    assert not allowed_unconditionally(default_profile(DEFAULT_CAPS), name)
 
 
 def test_sys_admin_opens_the_admin_calls() -> None:
-    profile = seccomp.default_profile((*DEFAULT_CAPS, "CAP_SYS_ADMIN"))
+    profile = default_profile((*DEFAULT_CAPS, "CAP_SYS_ADMIN"))
     for name in ("mount", "unshare", "setns", "clone", "clone3"):
         assert allowed_unconditionally(profile, name), name
 
 
 def test_clone_without_namespace_flags_and_clone3_enosys() -> None:
-    profile = seccomp.default_profile(DEFAULT_CAPS)
+    profile = default_profile(DEFAULT_CAPS)
     (clone,) = rules_for(profile, "clone")
     assert clone["args"] == [
         {"index": 0, "value": 0x7E020000, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}
@@ -55,7 +56,7 @@ def test_clone_without_namespace_flags_and_clone3_enosys() -> None:
 
 
 def test_vsock_and_personality() -> None:
-    profile = seccomp.default_profile(DEFAULT_CAPS)
+    profile = default_profile(DEFAULT_CAPS)
     (sock,) = rules_for(profile, "socket")
     assert sock["args"] == [{"index": 0, "value": 40, "valueTwo": 0, "op": "SCMP_CMP_NE"}]
     values = sorted(r["args"][0]["value"] for r in rules_for(profile, "personality"))  # type: ignore[index]
@@ -63,17 +64,17 @@ def test_vsock_and_personality() -> None:
 
 
 def test_ordinary_calls_allowed() -> None:
-    profile = seccomp.default_profile(DEFAULT_CAPS)
+    profile = default_profile(DEFAULT_CAPS)
     for name in ("read", "write", "execve", "openat", "mmap", "futex"):
         assert allowed_unconditionally(profile, name), name
 
 
 def test_ptrace_and_process_vm_need_cap_sys_ptrace() -> None:
     calls = ("ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd")
-    default = seccomp.default_profile(DEFAULT_CAPS)
+    default = default_profile(DEFAULT_CAPS)
     for name in calls:
         assert not allowed_unconditionally(default, name), name
-    traced = seccomp.default_profile((*DEFAULT_CAPS, "CAP_SYS_PTRACE"))
+    traced = default_profile((*DEFAULT_CAPS, "CAP_SYS_PTRACE"))
     for name in calls:
         assert allowed_unconditionally(traced, name), name
 
@@ -85,7 +86,7 @@ def have_libseccomp() -> bool:
 def test_compile_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(seccomp, "_MEMO", {})
     require(have_libseccomp(), "libseccomp2")
-    profile = seccomp.default_profile(DEFAULT_CAPS)
+    profile = default_profile(DEFAULT_CAPS)
     code = seccomp.compile_profile(profile, tmp_path)
     assert code
     assert len(code) % 8 == 0  # struct sock_filter is 8 bytes
@@ -96,7 +97,7 @@ def test_compile_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     seccomp._MEMO.clear()
     cached.write_bytes(b"\0" * 8)
     assert seccomp.compile_profile(profile, tmp_path) == b"\0" * 8
-    other = seccomp.default_profile((*DEFAULT_CAPS, "CAP_SYS_ADMIN"))
+    other = default_profile((*DEFAULT_CAPS, "CAP_SYS_ADMIN"))
     assert seccomp.compile_profile(other, tmp_path) != code
     assert len(list(tmp_path.iterdir())) == 2
 

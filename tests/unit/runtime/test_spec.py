@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from mlpack.errors import ConfigError
-from mlpack.runtime.base import Mount, RunConfig
 from mlpack.runtime.embedded import spec
 from mlpack.runtime.embedded.spec import IdMap, ImageProcess, SpecOptions
+from mlpack.runtime.protocol import Mount, RunConfig
 
 IMAGE = ImageProcess(
     env=("PATH=/opt/bin:/usr/bin", "LANG=C.UTF-8", "MODE=image"),

@@ -18,8 +18,9 @@ from typing import Any
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
 from mlpack.oslib.fs import atomic_write
-from mlpack.record import replace as record_replace
+from mlpack.oslib.linux import MAX_ID
 from mlpack.runtime.embedded import cgroups, state
+from mlpack.runtime.embedded.container import Container
 from mlpack.runtime.embedded.launcher import Helper, Launch
 
 OCI_VERSION = "1.0.2"
@@ -39,12 +40,23 @@ def load_bundle(bundle: Path) -> tuple[dict[str, Any], Path]:
         raise ContainerError(msg, hint="generate one with runc spec or mlpack's spec builder")
     # `process` is optional at create; a container without one fails at start (runtime-spec).
     config.setdefault("process", {})
+    check_process_user(config["process"].get("user") or {})
     root = (config.get("root") or {}).get("path") or "rootfs"
     rootfs = Path(root) if Path(root).is_absolute() else bundle / root
     if not rootfs.is_dir():
         msg = f"root filesystem {rootfs} is not a directory"
         raise ContainerError(msg, hint="unpack the image into the bundle (umoci unpack)")
     return config, rootfs.resolve()
+
+
+def check_process_user(user: dict[str, Any]) -> None:
+    """process.user's ids must be integers in 0..2147483647 (runc's range; -1 means root)."""
+    ids = [("uid", user.get("uid", 0)), ("gid", user.get("gid", 0))]
+    ids += [("additionalGids", g) for g in user.get("additionalGids") or ()]
+    for key, value in ids:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
+            msg = f"config.json process.user.{key} {value!r} is outside 0..{MAX_ID}"
+            raise ContainerError(msg, hint=f"use ids between 0 and {MAX_ID}, as runc requires")
 
 
 def limits_of(config: dict[str, Any]) -> cgroups.Limits:
@@ -173,92 +185,65 @@ def console_pty(config: dict[str, Any], socket_path: Path | None, *, detach: boo
 
 
 def _launch(
-    root: Path,
-    cid: str,
+    box: Container,
     bundle: Path,
     *,
     detach: bool,
     preserve_fds: int,
-    console_socket: Path | None = None,
-) -> tuple[state.StateDir, Helper, state.ContainerState]:
+    console_socket: Path | None,
+) -> tuple[Helper, state.ContainerState]:
+    """Create the container in ``box`` from ``bundle``, up to "created" (the one launch path)."""
     config, rootfs = load_bundle(bundle)
     replica = console_pty(config, console_socket, detach=detach)
-    try:
-        sd = state.create_dir(root, cid)
-    except BaseException:
-        if replica is not None:
-            os.close(replica)
-        raise
-    fifo_fd = None
-    try:
-        layout = cgroups.detect()
-        limits = limits_of(config)
-        group = None
-        if os.geteuid() == 0 or limits.wanted():
-            group = cgroups.create(
-                layout,
-                cid,
-                limits,
-                account=os.geteuid() == 0,
-                path=(config.get("linux") or {}).get("cgroupsPath") or None,
-            )
-        annotations = config.get("annotations") or {}
-        st = state.ContainerState(
-            id=cid,
-            bundle=str(bundle.resolve()),
+    console = None if replica is None else box.own_fd(replica)
+    bundle = bundle.resolve()
+    euid = os.geteuid()
+    box.cgroups(
+        limits_of(config),
+        account=euid == 0,
+        path=(config.get("linux") or {}).get("cgroupsPath") or None,
+    )
+    annotations = config.get("annotations") or {}
+    box.record(
+        state.ContainerState(
+            id=box.id,
+            bundle=str(bundle),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             command=tuple(config["process"].get("args") or ()),
-            cgroups=tuple(str(d) for d in group.dirs) if group else (),
             annotations=tuple((str(k), str(v)) for k, v in annotations.items()),
             kind="oci",
         )
-        sd.write(st)
-        fifo = None
-        if detach:
-            fifo = sd.fifo
-            os.mkfifo(fifo, 0o600)
-            os.chmod(fifo, 0o622)  # noqa: PTH101 - pid 1 opens it after setuid: writable by any uid, as runc's
-            root_ids = _host_root(config)
-            if root_ids is not None and os.geteuid() == 0:
-                os.chown(fifo, *root_ids)  # pid 1 opens it as the namespace's root (as runc)
-            fifo_fd = os.open(fifo, O_PATH | os.O_CLOEXEC)
-        helper = Helper(
-            Launch(
-                config=config,
-                rootfs=rootfs,
-                cgroup_procs=group.procs_files() if group else (),
-                cgroup_version=2 if layout.version == "v2" else 1,
-                state_dir=sd.path,
-                exec_fifo=fifo,
-                exec_fifo_fd=fifo_fd,
-                detach=detach,
-                seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
-                preserve_fds=preserve_fds,
-                extra_fds=tuple(range(3, 3 + preserve_fds)),
-                stdio=None if replica is None else (replica, replica, replica),
-                container_id=cid,
-                bundle=bundle.resolve(),
-                runtime_hooks=lambda pid: _runtime_hooks(cid, bundle.resolve(), config, pid),
-            )
-        )
-        helper.start(until="created")
-    except BaseException:
-        sd.remove()
-        raise
-    finally:
-        if fifo_fd is not None:
-            os.close(fifo_fd)
-        if replica is not None:  # the helper has its own copy as stdio
-            os.close(replica)
-    st = record_replace(
-        st,
-        pid=helper.pid,
-        pid_start=state.proc_start_time(helper.pid),
-        supervisor=helper.proc.pid,
-        supervisor_start=state.proc_start_time(helper.proc.pid),
     )
-    sd.write(st)
-    return sd, helper, st
+    fifo = fifo_fd = None
+    if detach:
+        fifo = box.path / "exec.fifo"
+        os.mkfifo(fifo, 0o600)
+        fifo.chmod(0o622)  # pid 1 opens it after setuid: writable by any uid, as runc's
+        root_ids = _host_root(config)
+        if root_ids is not None and euid == 0:
+            os.chown(fifo, *root_ids)  # pid 1 opens it as the namespace's root (as runc)
+        fifo_fd = box.own_fd(os.open(fifo, O_PATH | os.O_CLOEXEC))
+    cid = box.id
+    helper = box.spawn(
+        Launch(
+            config=config,
+            rootfs=rootfs,
+            state_dir=box.path,
+            exec_fifo=fifo,
+            exec_fifo_fd=fifo_fd,
+            detach=detach,
+            seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
+            preserve_fds=preserve_fds,
+            extra_fds=tuple(range(3, 3 + preserve_fds)),
+            stdio=None if console is None else (console, console, console),
+            bundle=bundle,
+            runtime_hooks=lambda pid: _runtime_hooks(cid, bundle, config, pid),
+        )
+    )
+    st = box.created()
+    for fd in (fifo_fd, console):
+        box.close_fd(fd)  # the helper has its own copies
+    return helper, st
 
 
 def _host_root(config: dict[str, Any]) -> tuple[int, int] | None:
@@ -289,10 +274,11 @@ def create(
     console_socket: Path | None = None,
 ) -> state.ContainerState:
     """Set the container up; pid 1 waits on exec.fifo until ``start``."""
-    _, helper, st = _launch(
-        root, cid, bundle, detach=True, preserve_fds=preserve_fds, console_socket=console_socket
-    )
-    helper.close()  # the supervisor records exit.json itself once we are gone
+    with Container(str(root), cid) as box:
+        _, st = _launch(
+            box, bundle, detach=True, preserve_fds=preserve_fds, console_socket=console_socket
+        )
+        box.persist()
     if pid_file is not None:
         atomic_write(pid_file, str(st.pid))
     return st
@@ -312,14 +298,16 @@ def start(root: Path, cid: str) -> None:
         raise ContainerError(msg, hint="the container may have been started already") from exc
     try:
         data = _read_start_byte(fd)
-        if data:
-            _wait_for_exec(fd)
+        failure = _wait_for_exec(fd) if data else b""
     finally:
         os.close(fd)
     Path(sd.fifo).unlink(missing_ok=True)
     if not data:
         msg = f"container {cid} did not start"
         raise ContainerError(msg, hint="its pid 1 exited before start; see mlpack runtime state")
+    if failure:
+        text = failure.decode(errors="replace").strip()
+        raise ContainerError(text, hint="the container is stopped; delete it and fix the config")
     _post(sd, "poststart", "running")
 
 
@@ -342,20 +330,24 @@ def _read_start_byte(fd: int, timeout: float = 5.0) -> bytes:
     return b""
 
 
-def _wait_for_exec(fd: int, timeout: float = 300.0) -> None:
+def _wait_for_exec(fd: int, timeout: float = 300.0) -> bytes:
     """Wait for EOF on the exec fifo: pid 1 holds it open close-on-exec until it execs (after
-    its startContainer hooks) or fails.
+    its startContainer hooks) or fails; what it wrote before EOF is why it failed.
     """
     import select
 
+    said = b""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         select.select([fd], [], [], 1.0)
         try:
-            if not os.read(fd, 64):
-                return
+            chunk = os.read(fd, 4096)
         except BlockingIOError:
             continue
+        if not chunk:
+            break
+        said += chunk
+    return said
 
 
 def _post(sd: state.StateDir, kind: str, status: str) -> None:
@@ -455,18 +447,17 @@ def run(
         create(root, cid, bundle, preserve_fds=preserve_fds, console_socket=console_socket)
         start(root, cid)
         return 0
-    sd, helper, _ = _launch(
-        root, cid, bundle, detach=False, preserve_fds=preserve_fds, console_socket=console_socket
-    )
-    try:
-        from mlpack.runtime.embedded import relaying
+    with Container(str(root), cid) as box:
+        helper, _ = _launch(
+            box, bundle, detach=False, preserve_fds=preserve_fds, console_socket=console_socket
+        )
+        sd = state.StateDir(str(box.path))
+        try:
+            from mlpack.runtime.embedded.runtime import relaying
 
-        with relaying(helper):
-            _post(sd, "poststart", "running")
-            final = helper.wait()
-        return int(final["exit"])
-    finally:
-        if helper.proc.poll() is None:
-            helper.kill()
-        _post(sd, "poststop", "stopped")
-        sd.remove()
+            with relaying(helper):
+                _post(sd, "poststart", "running")
+                final = box.wait()
+            return int(final["exit"])
+        finally:
+            _post(sd, "poststop", "stopped")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlpack.record import record
+from dataclasses import dataclass
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
@@ -14,7 +14,7 @@ else:
     Protocol = object  # the seam is for type checkers: a run needs no typing import (B1)
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class Mount:
     """A bind mount from the host into the container (``-v HOST:CONTAINER[:ro]``)."""
 
@@ -23,7 +23,7 @@ class Mount:
     read_only: bool = False
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """Everything a backend needs to run one container; the same meaning on every backend."""
 
@@ -49,7 +49,7 @@ class RunConfig:
     labels: tuple[tuple[str, str], ...] = ()
 
 
-@record
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     """How a container ended, with the resource peaks for the run record."""
 

@@ -1,0 +1,127 @@
+"""S, the supervisor: user and pid namespaces, fork pid 1, relay signals, report the exit.
+
+S stays in the host's mount namespace (SECURITY §1: no host process inside the container).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+from mlpack.oslib import jsoncodec, linux
+from mlpack.oslib.fs import atomic_write
+from mlpack.runtime.embedded.helper import pid1
+from mlpack.runtime.embedded.helper.channel import Channel, Failure, describe
+from mlpack.runtime.embedded.helper.namespaces import Namespaces
+from mlpack.runtime.embedded.helper.rootfs import Rootfs
+
+TYPE_CHECKING = False  # typing is not imported by the helper (mypy reads this as True)
+if TYPE_CHECKING:
+    from typing import Any
+
+FORWARDED = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCONT,
+    signal.SIGALRM,
+)
+
+
+def main() -> int:
+    """``CTL_FD STATUS_FD [KEEP_FD ...]``: close every other fd, then supervise.
+
+    The helper was spawned without closing the caller's other inheritable fds: only stdio, the
+    two pipes and the KEEP fds are meant for it.
+    """
+    ctl, status = int(sys.argv[1]), int(sys.argv[2])
+    keep = sorted({0, 1, 2, ctl, status, *(int(a) for a in sys.argv[3:])})
+    for low, high in zip(keep, [*keep[1:], 1 << 30], strict=True):
+        if high > low + 1:
+            os.closerange(low + 1, high)
+    return supervise(Channel(ctl, status))
+
+
+def supervise(chan: Channel) -> int:
+    """Read the request, enter the user and pid namespaces, fork pid 1 and follow it."""
+    line = chan.read_line()
+    if not line:  # started ahead of a request that never came: the caller failed first
+        return 0
+    req: dict[str, Any] = jsoncodec.loads(line)
+    chan.detached = bool(req.get("detach"))
+    if not chan.detached:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    try:
+        spaces = Namespaces(req["config"])
+        if spaces.new("user"):
+            linux.unshare(linux.CLONE_NEWUSER)
+            chan.ask({"userns": os.getpid()})  # the parent writes the id maps
+        else:
+            spaces.enter("user")  # joined by path, or none at all
+        spaces.enter("pid")
+        if req.get("probe"):
+            probe(req, spaces)
+            chan.send({"probe": True, "pid": os.getpid()})
+            return 0
+    except (Failure, OSError) as exc:
+        chan.send({"error": describe(exc)})
+        return 1
+    pid = os.fork()
+    if pid == 0:
+        try:
+            pid1.run(req, chan, spaces)
+        except BaseException as exc:  # noqa: BLE001 - report, never run a payload half-set-up
+            chan.send({"error": describe(exc)})
+        finally:
+            os._exit(1)
+    spaces.close()
+    os.close(chan.ctl)
+    chan.send({"pid": pid})
+    result = follow(pid)
+    state_dir = req.get("state_dir")
+    if state_dir:
+        atomic_write(os.path.join(state_dir, "exit.json"), jsoncodec.dumps(result))
+    chan.send(result)
+    return 0
+
+
+def probe(req: dict[str, Any], spaces: Namespaces) -> None:
+    """``mlpack doctor``: the namespaces as a container gets them, and an overlay mount."""
+    spaces.enter("mount")
+    overlay = req.get("overlay")
+    if isinstance(overlay, dict):
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE, None)
+        Rootfs(req, req["config"], userns="user" in spaces).overlay(overlay)
+
+
+def follow(pid: int) -> dict[str, Any]:
+    """Relay signals to pid 1 until it exits: its exit code, signal and resource usage."""
+
+    def relay(sig: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    for sig in FORWARDED:
+        signal.signal(sig, relay)
+    cpu_us = maxrss = None
+    try:
+        _, wstatus, usage = os.wait4(pid, 0)
+        # Without a cgroup these are the figures: pid 1 and the children it reaped.
+        cpu_us = int((usage.ru_utime + usage.ru_stime) * 1e6)
+        maxrss = usage.ru_maxrss * 1024
+    except ChildProcessError:
+        wstatus = 0
+    result: dict[str, Any]
+    if os.WIFSIGNALED(wstatus):
+        result = {"exit": 128 + os.WTERMSIG(wstatus), "signal": os.WTERMSIG(wstatus)}
+    else:
+        result = {"exit": os.waitstatus_to_exitcode(wstatus), "signal": None}
+    result["cpu_us"] = cpu_us
+    result["maxrss"] = maxrss
+    return result

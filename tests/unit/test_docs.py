@@ -1,0 +1,123 @@
+"""The docs hold to their rules: the README's contract lines, short README, live links, fresh copies."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTALL = (
+    "apt-get update && apt-get install -y python3-venv mmdebstrap && python3 -m venv /opt/mlpack"
+    " && /opt/mlpack/bin/pip install . && /opt/mlpack/bin/mlpack analyze --write"
+    " examples/training && /opt/mlpack/bin/mlpack lock examples/training"
+)
+TEST = "bash .ci/run"
+PAGES = sorted(
+    [
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        ROOT / "CONTRIBUTING.md",
+        ROOT / "bench" / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+    ]
+)
+_FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+_HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.MULTILINE)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    return {_slug(h) for h in _HEADING.findall(_FENCE.sub("", page.read_text(encoding="utf-8")))}
+
+
+def broken_links(page: Path) -> list[str]:
+    """Relative links (and their #anchors) in ``page`` that point at nothing."""
+    broken = []
+    for target in _LINK.findall(_FENCE.sub("", page.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in _anchors(dest)):
+            broken.append(target)
+    return broken
+
+
+def _gen() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_gen", ROOT / "docs" / "gen.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_opens_with_the_install_and_test_commands_word_for_word() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()[:20]
+    assert INSTALL in lines
+    assert TEST in lines
+    assert lines.index(INSTALL) < lines.index(TEST)
+
+
+def test_readme_stays_short() -> None:
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 220
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(page: Path) -> None:
+    assert broken_links(page) == []
+
+
+def test_a_missing_file_or_anchor_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "other.md").write_text("# Other\n\n## A `code`: heading\n")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Page\n\n[ok](other.md#a-code-heading) [gone](missing.md) [bad](other.md#nope)"
+        " [web](https://example.com/x) [self](#page)\n\n```\n[in code](nowhere.md)\n```\n"
+    )
+    assert broken_links(page) == ["missing.md", "other.md#nope"]
+
+
+def test_every_manual_page_is_listed_in_the_index() -> None:
+    index = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    listed = {Path(t).name for t in _LINK.findall(index)}
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"README.md"}
+    assert pages <= listed
+
+
+def test_generated_parts_match_their_sources() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "gen.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_stale_generated_part_is_rewritten() -> None:
+    gen = _gen()
+    text = "before\n<!-- gen:t -->\nold\n<!-- /gen:t -->\nafter\n"
+    assert gen.render(text, {"t": lambda: "new"}) == (
+        "before\n<!-- gen:t -->\nnew\n<!-- /gen:t -->\nafter\n"
+    )
+    with pytest.raises(ValueError, match="gen:u"):
+        gen.render(text, {"u": lambda: "x"})
+
+
+def test_exit_code_table_follows_the_error_classes() -> None:
+    table = _gen().exit_codes()
+    assert "| 4 | `LockError` |" in table
+    assert "| 70 |" in table
+    assert "| 130 |" in table
