@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Final, Literal
 
 from mlpack.errors import ConfigError
+from mlpack.oslib.linux import MAX_ID
 from mlpack.runtime.protocol import Mount
 
-MAX_ID: Final = 2**31 - 1  # runc's bound: (uid_t)-1 would mean "do not change" to setresuid
 NAME_MAX: Final = 255  # bytes in one path component (ENAMETOOLONG beyond)
 MIN_CPUS: Final = 0.01  # the kernel's minimal CFS quota (1 ms) at the default 100 ms period
 MAX_SIZE: Final = 2**63 - 1  # the kernel reads cgroup byte limits as signed 64-bit numbers
@@ -170,25 +170,18 @@ def parse_volume(text: str) -> Mount:
     return Mount(source=Path(parts[0]).absolute(), target=parts[1], read_only=read_only)
 
 
-def _check_id_part(part: str, text: str) -> None:
-    if not part or "\0" in part or "\n" in part:
-        msg = f"invalid --user {text!r}"
-        raise ConfigError(msg, hint="write -u USER[:GROUP], by name or number")
-    number = part.removeprefix("-")
-    if number.isdigit() and (part.startswith("-") or int(number) > MAX_ID):
-        msg = f"invalid --user {text!r}: {part} is not a valid user or group id"
-        raise ConfigError(msg, hint=f"ids go from 0 to {MAX_ID}")
-
-
 def parse_user(text: str) -> str:
-    """``USER[:GROUP]``: names (looked up in the image) or ids in 0..2147483647."""
+    """``USER[:GROUP]``: names (looked up in the image) or ids in 0..2147483647.
+
+    The id range is the runtime's rule (``spec.check_user``), checked here before any work.
+    """
+    from mlpack.runtime.embedded.spec import check_user
+
     parts = text.split(":")
-    if len(parts) > 2:
+    if len(parts) > 2 or any(not p or p.startswith("-") or not p.isprintable() for p in parts):
         msg = f"invalid --user {text!r}"
-        raise ConfigError(msg, hint="write -u USER[:GROUP], by name or number")
-    for part in parts:
-        _check_id_part(part, text)
-    return text
+        raise ConfigError(msg, hint=f"write -u USER[:GROUP], by name or by id (0 to {MAX_ID})")
+    return check_user(text, origin="--user")
 
 
 def check_home(home: str) -> str:

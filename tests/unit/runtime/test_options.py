@@ -143,18 +143,20 @@ def test_good_users(user: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "user", ["4294967295", "99999999999", "2147483648", "-1", "0:-1", "1:4294967295"]
+    ("user", "kind"),
+    [("4294967295", "uid"), ("99999999999", "uid"), ("2147483648", "uid"), ("1:4294967295", "gid")],
 )
-def test_ids_outside_runcs_range_are_refused(user: str) -> None:
-    with pytest.raises(ConfigError, match="is not a valid user or group id") as err:
+def test_ids_outside_runcs_range_are_refused(user: str, kind: str) -> None:
+    with pytest.raises(ConfigError, match=r"is outside 0\.\.2147483647") as err:
+        options.parse_user(user)
+    assert err.value.hint == f"use a {kind} between 0 and 2147483647"
+
+
+@pytest.mark.parametrize("user", ["", ":", "a:b:c", "a\nb", "0:", "-1", "0:-1"])
+def test_malformed_users(user: str) -> None:
+    with pytest.raises(ConfigError, match="invalid --user") as err:
         options.parse_user(user)
     assert "2147483647" in err.value.hint
-
-
-@pytest.mark.parametrize("user", ["", ":", "a:b:c", "a\nb", "0:"])
-def test_malformed_users(user: str) -> None:
-    with pytest.raises(ConfigError, match="invalid --user"):
-        options.parse_user(user)
 
 
 def test_home(tmp_path: Path) -> None:
