@@ -10,7 +10,6 @@ Both console scripts (``mlpack`` and ``mlpack-runtime``) run their work through 
 
 from __future__ import annotations
 
-import traceback
 from typing import TYPE_CHECKING, Final
 
 from mlpack import __version__
@@ -25,6 +24,8 @@ ISSUES_URL: Final = "https://github.com/mlpack-env/mlpack/issues"
 
 def bug_report(exc: BaseException) -> str:
     """The text shown for an unexpected exception: the traceback and where to report it."""
+    import traceback  # only on a failure: not on every successful container start
+
     return (
         "".join(traceback.format_exception(exc))
         + f"error: this is a bug in mlpack {__version__}; please report it with the traceback "
@@ -35,6 +36,8 @@ def bug_report(exc: BaseException) -> str:
 def report_error(exc: MlpackError, *, debug: bool) -> int:
     """Print the ``error:`` and ``hint:`` lines (after the traceback with ``debug``)."""
     if debug:
+        import traceback
+
         note("".join(traceback.format_exception(exc)).rstrip("\n"))
     note(f"error: {exc.message}", style="error")
     if exc.hint:
