@@ -26,6 +26,12 @@ def _each(parse: Callable[[str], T], values: list[str] | None) -> tuple[T, ...]:
     return tuple(parse(v) for v in values or ())
 
 
+def _env(files: list[str] | None, pairs: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """``--env-file`` lines first, then ``-e`` values, in order: later ones win in the image."""
+    from_files = [pair for path in files or () for pair in options.read_env_file(path)]
+    return (*from_files, *_each(options.parse_env, pairs))
+
+
 def _prestart(runtime: str, tty: bool, interactive: bool) -> HelperProcess | None:
     """Start the helper interpreter now, while this process prepares the container: ~10 ms
     off every start (BENCHMARKS B1). Not for a terminal, which the helper must be born on.
@@ -131,7 +137,7 @@ def run(
         ),
     ] = None,
     network: Annotated[
-        str,
+        Literal["none", "host"],
         typer.Option(
             "--network",
             parser=options.parse_network,
@@ -218,12 +224,12 @@ def run(
         config = RunConfig(
             image=image,
             command=words[1:] if words[:1] == ("--",) else words,
-            env=sum(_each(options.read_env_file, env_file), ()) + _each(options.parse_env, env),
+            env=_env(env_file, env),
             mounts=_each(options.parse_volume, volume),
             workdir=workdir,
             user=user,
             hostname=hostname,
-            network=network,  # type: ignore[arg-type]  # parse_network returns the Literal
+            network=network,
             memory=memory,
             cpus=cpus,
             pids_limit=pids_limit,
