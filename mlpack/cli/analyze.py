@@ -41,8 +41,9 @@ def analyze(
     """
     from mlpack.analyze import analyze as run_analysis
     from mlpack.analyze.report import to_json
+    from mlpack.config import import_settings
 
-    result = run_analysis(path)
+    result = run_analysis(path, settings=import_settings(path))
     if as_json:
         sys.stdout.write(json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n")
     else:
@@ -57,7 +58,11 @@ def analyze(
 
 
 def _package_row(p: Package) -> tuple[str, str, str, str]:
-    marks = (("undeclared", not p.declared), ("not imported", not p.used), ("optional", p.optional))
+    marks = (
+        ("undeclared", not p.declared),
+        ("not imported", not p.used),
+        (p.usage, p.usage != "runtime"),
+    )
     flags = [text for text, on in marks if on]
     name = p.name + (f" ({', '.join(flags)})" if flags else "")
     return (name, p.specifier or "-", p.source, ", ".join(p.imports) or "-")
@@ -80,8 +85,9 @@ def _summary(result: ProjectAnalysis) -> None:
         say(f"large   {big.path} ({big.size / 2**20:.1f} MiB)")
     for e in result.entrypoints:
         say(f"{e.kind} {' '.join(e.command)}  ({e.source})")
-    source = f"  ({result.accelerator.source})" if result.accelerator.source else ""
-    say(f"cuda {'needed' if result.accelerator.cuda else 'not needed'}{source}")
+    accel = result.accelerator
+    source = f"  ({accel.source})" if accel.source else ""
+    say(f"gpu {accel.level}: {'CUDA wheels' if accel.cuda else 'CPU wheels'}{source}")
     if result.system_packages:
         needed = ", ".join(f"{s.name} ({s.required_by})" for s in result.system_packages)
         say(f"system packages {needed}")
