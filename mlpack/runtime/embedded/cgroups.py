@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -22,6 +23,7 @@ HINT_ROOT = (
     "run as root, or drop the limit; rootless limits need a cgroup v2 host with a delegated "
     "scope (systemd-run --user --scope -p Delegate=yes)"
 )
+HINT_VALUE = "the kernel refused the value: raise the limit (e.g. --cpus 0.01 or more)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +85,9 @@ def _write(path: Path, value: str) -> None:
         path.write_text(value)
     except OSError as exc:
         msg = f"cannot write {value!r} to {path}: {exc.strerror}"
-        raise ContainerError(msg, hint=HINT_ROOT) from exc
+        # EINVAL is about the value (a CPU quota under 1 ms), not about who runs mlpack.
+        hint = HINT_VALUE if exc.errno == errno.EINVAL else HINT_ROOT
+        raise ContainerError(msg, hint=hint) from exc
 
 
 @dataclass(frozen=True, kw_only=True)
