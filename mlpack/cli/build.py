@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mlpack.build.protocol import BackendName, BuildResult
-from mlpack.cli.app import err, out
+from mlpack.cli.output import note, progress, say
 
 ProjectArg = Annotated[
     Path, typer.Argument(help="The project (default: the current directory).", show_default=False)
@@ -22,7 +22,7 @@ FrozenOpt = Annotated[
 
 
 def _note(text: str) -> None:
-    err.print(f"note: {text}", markup=False)
+    note(f"note: {text}")
 
 
 def _human(size: int) -> str:
@@ -72,26 +72,20 @@ def build(
     Analysis and locking run in memory when mlpack.toml or an up-to-date mlpack.lock is missing.
     """
     from mlpack.pipeline import build_project
-    from mlpack.progress import using
 
     started = time.monotonic()
-    with using(_Notices()):
+    with progress(notice_prefix="note: "):
         result = build_project(path, tag=tag, frozen=frozen, backend=backend, note=_note)
         pushed = _push(result, push) if push else None
     if as_json:
-        # Plain print: rich would wrap long lines and break the JSON.
-        print(json.dumps({**_as_json(result), "pushed": pushed}, ensure_ascii=False))
+        say(json.dumps({**_as_json(result), "pushed": pushed}, ensure_ascii=False))
         return
     for layer in result.layers:
         origin = "cached" if layer.cached else "built"
-        out.print(
-            f"  {layer.step:<10} {_human(layer.size):>10}  {origin:<6}  {layer.digest}",
-            markup=False,
-        )
-    out.print(
+        say(f"  {layer.step:<10} {_human(layer.size):>10}  {origin:<6}  {layer.digest}")
+    say(
         f"{result.reference}  {result.digest}  {_human(result.size)} in "
-        f"{time.monotonic() - started:.1f} s",
-        markup=False,
+        f"{time.monotonic() - started:.1f} s"
     )
 
 
@@ -101,7 +95,7 @@ def _push(result: BuildResult, target: str) -> str:
     from mlpack.oci.store import Store
 
     pushed = push(Store.default(), result.digest, target)
-    err.print(f"pushed {pushed.reference} ({pushed.digest})", markup=False)
+    note(f"pushed {pushed.reference} ({pushed.digest})")
     return f"{pushed.reference}@{pushed.digest}"
 
 
@@ -120,7 +114,7 @@ def render(
     from mlpack.pipeline import render_project
 
     for written in render_project(path, output, frozen=frozen, note=_note):
-        out.print(f"wrote {written}", markup=False)
+        say(f"wrote {written}")
 
 
 def verify(path: ProjectArg = Path(), *, frozen: FrozenOpt = False) -> None:
@@ -130,36 +124,18 @@ def verify(path: ProjectArg = Path(), *, frozen: FrozenOpt = False) -> None:
     files and fields; exits 1 then.
     """
     from mlpack.pipeline import verify_project
-    from mlpack.progress import using
 
-    with using(_Notices()):
+    with progress(notice_prefix="note: "):
         result = verify_project(path, frozen=frozen, note=_note)
     if result.identical:
-        out.print(f"identical {result.first}", markup=False)
+        say(f"identical {result.first}")
         return
-    out.print(f"different: {result.first} != {result.second}", markup=False)
+    say(f"different: {result.first} != {result.second}")
     for layer in result.layers:
-        out.print(f"  layer {layer.step}: {layer.first} != {layer.second}", markup=False)
+        say(f"  layer {layer.step}: {layer.first} != {layer.second}")
         for diff in layer.files:
-            out.print(f"    {diff.path}: {diff.field}", markup=False)
+            say(f"    {diff.path}: {diff.field}")
     raise typer.Exit(1)
-
-
-class _Notices:
-    """Shows the library's notices as they happen (a base build or a resolve takes a while)."""
-
-    def notice(self, message: str) -> None:
-        _note(message)
-
-    def start(self, task: str, total: int | None) -> None:
-        if task.startswith("layer "):
-            err.print(f"writing {task}", markup=False)
-
-    def advance(self, task: str, amount: int) -> None:
-        pass
-
-    def finish(self, task: str) -> None:
-        pass
 
 
 def register(app: typer.Typer) -> None:
