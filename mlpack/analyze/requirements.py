@@ -274,7 +274,7 @@ class _Collector:
                 uv["dev-dependencies"], "tool.uv", "dev-dependencies", "dev", lines, reader
             )
 
-    def _strings(  # noqa: PLR0917 - a private helper called with one fixed shape
+    def _strings(
         self,
         items: object,
         table: str,
