@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any, Self
 
     from mlpack.runtime.embedded.cgroups import Cgroup, Limits
+    from mlpack.runtime.embedded.devices import DeviceCgroup, Rule
     from mlpack.runtime.embedded.launcher import StrPath
     from mlpack.runtime.embedded.spawn import HelperProcess
 
@@ -47,6 +48,7 @@ class Container:
         self.keep_layer = keep_layer
         self.dir: state.StateDir | None = None
         self.group: Cgroup | None = None
+        self.device_group: DeviceCgroup | None = None  # root without limits: device rules alone
         self.helper: Helper | None = None
         self.prestarted: HelperProcess | None = None
         self.state: state.ContainerState | None = None
@@ -82,22 +84,34 @@ class Container:
         self.group = cgroups.create(cgroups.detect(), self.id, limits, account=account, path=path)
         return self.group
 
+    def device_cgroup(self, rules: tuple[Rule, ...]) -> None:
+        """The one cgroup a container without limits needs as root, for its device rules (§6),
+        made without the cgroups module (devices.create_cgroup; BENCHMARKS B1).
+        """
+        if rules and self.group is None:
+            from mlpack.runtime.embedded import devices
+
+            self.device_group = devices.create_cgroup(self.id, rules)
+
     def record(self, st: state.ContainerState) -> None:
         """Write state.json (with the cgroups made so far)."""
-        if self.group is not None:
-            st = replace(st, cgroups=tuple(str(d) for d in self.group.dirs))
+        made = self.group or self.device_group
+        if made is not None:
+            st = replace(st, cgroups=tuple(str(d) for d in made.dirs))
         self.state = st
         self._dir().write(st)
 
     def spawn(self, launch: Launch, process: HelperProcess | None = None) -> Helper:
         """Hand ``launch`` (completed with the cgroups) to a helper: ``process`` if given."""
         self.prestarted = None
-        group = self.group
+        group, devices = self.group, self.device_group
+        procs = group.procs_files() if group else devices.procs_files() if devices else ()
+        version = 2 if group and group.layout.version == "v2" else 1
         launch = replace(
             launch,
             container_id=self.id,
-            cgroup_procs=group.procs_files() if group else (),
-            cgroup_version=2 if group and group.layout.version == "v2" else 1,
+            cgroup_procs=procs,
+            cgroup_version=devices.version if devices else version,
         )
         self.helper = Helper(launch, process)
         return self.helper
@@ -169,8 +183,9 @@ class Container:
         self.fds.clear()
 
     def _remove_cgroups(self) -> None:
-        if self.group is not None:
-            self.group.remove()
+        for made in (self.group, self.device_group):
+            if made is not None:
+                made.remove()
 
     def _remove_dir(self) -> None:
         if self.dir is None:

@@ -333,7 +333,8 @@ class EmbeddedRuntime:
             # Even a --read-only root gets an upper dir: mount targets (/etc/hosts, -v targets)
             # are created there, never in the shared image layers; the root is remounted
             # read-only after pivot_root.
-            (box.path / sub).mkdir()
+            # work/ is the owner's alone; upper/'s mode is the container's "/" (overlayfs).
+            (box.path / sub).mkdir(mode=0o700 if sub == "work" else 0o777)
         overlay: Overlay | None = Overlay(
             lower=image.layers,
             upper=box.path / "upper",
@@ -359,13 +360,21 @@ class EmbeddedRuntime:
             ),
         )
         # Limits put the container in cgroups, which also measure it as a whole; without
-        # limits the supervisor's rusage of pid 1 is the measurement.
+        # limits the supervisor's rusage of pid 1 is the measurement. As root, the device rules
+        # need a cgroup either way (§6).
+        from mlpack.runtime.embedded import devices
+
         account = self.account and not rootless
+        rules = () if rootless else devices.rules_of(doc)
         if account or any(v is not None for v in (config.memory, config.cpus, config.pids_limit)):
             from mlpack.runtime.embedded import cgroups
 
-            limits = cgroups.Limits(memory=config.memory, cpus=config.cpus, pids=config.pids_limit)
+            limits = cgroups.Limits(
+                memory=config.memory, cpus=config.cpus, pids=config.pids_limit, devices=rules
+            )
             box.cgroups(limits, account=account)
+        else:
+            box.device_cgroup(rules)
         box.record(
             state.ContainerState(
                 id=box.id,

@@ -209,12 +209,18 @@ def remove_cgroup_dir(path: str) -> None:
 
 
 def create_dir(root_dir: StrPath, container_id: str) -> StateDir:
-    """Make a new, private state directory; an existing id is an error."""
+    """Make a new, private state directory; an existing id is an error.
+
+    A container's directory holds its writable layer, where the container may leave setuid
+    files: it is the owner's alone (0700), and the directory of all containers is closed to
+    others (0710, as Docker's storage), so no other host user reaches those files (§6).
+    An existing root keeps its mode: it may be a ``--root`` the user chose (even /tmp).
+    """
     root = Path(root_dir)
-    root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    root.mkdir(mode=0o710, parents=True, exist_ok=True)
     path = root / check_id(container_id)
     try:
-        path.mkdir(mode=0o711)
+        path.mkdir(mode=0o700)
     except FileExistsError as exc:
         msg = f"container {container_id} already exists"
         raise ContainerError(

@@ -188,16 +188,17 @@ class Rootfs:
         data = f"lowerdir={lower},upperdir={overlay['upper']},workdir={overlay['work']}"
         if self.userns:
             data += ",userxattr"
+        flags = MS_NOSUID | MS_NODEV  # nothing the layers hold is setuid or a device (§6)
         try:
             if overlay.get("volatile"):
                 # The upper dir is removed after the run: skip the sync of the host filesystem
                 # at unmount (Linux >= 5.10; older kernels mount without it).
                 try:
-                    linux.mount("overlay", self.root, "overlay", 0, data + ",volatile")
+                    linux.mount("overlay", self.root, "overlay", flags, data + ",volatile")
                     return
                 except OSError:
                     pass
-            linux.mount("overlay", self.root, "overlay", 0, data)
+            linux.mount("overlay", self.root, "overlay", flags, data)
         except OSError as exc:
             msg = f"overlay: {exc.strerror}"  # the runtime falls back to a copy of the image
             raise Failure(msg) from exc
