@@ -202,7 +202,7 @@ class Store:
         """The store in mlpack's home (mlpack.home: $MLPACK_HOME, else XDG_DATA_HOME/mlpack...)."""
         from mlpack.home import mlpack_home
 
-        return cls(Path(mlpack_home()))
+        return cls(mlpack_home())
 
     # -- layout and locks -------------------------------------------------------------------
 
