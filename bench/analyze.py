@@ -1,6 +1,7 @@
-"""B3/B3a: ``mlpack analyze`` against pipreqs, speed (cold and warm) and accuracy, side by side.
+"""B3/B3a/B3c: ``mlpack analyze`` against pipreqs, speed (cold and warm) and accuracy, side by side.
 
-Run: ``.venv/bin/python bench/analyze.py [--quick]``. See bench/README.md.
+Run: ``.venv/bin/python bench/analyze.py [--quick]``; the corpus of real repositories (B3c):
+``.venv/bin/python bench/analyze.py --corpus DIR``. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -915,6 +916,158 @@ def versions() -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# B3c: a corpus of real repositories, pinned by commit (bench/analyze_corpus.toml)
+
+CORPUS_FILE = Path(__file__).with_name("analyze_corpus.toml")
+# Every declaration format the analyzer reads, at any depth (subprojects too).
+CORPUS_HIDDEN = (*HIDDEN, "requirement*.txt", "requirements", "conda.yaml", "conda.yml")
+GOAL_F1_GAIN = 0.1  # mean F1 above pipreqs', and not below it on any kind of repository
+
+
+@dataclass(frozen=True, kw_only=True)
+class CorpusRepo:
+    """One repository of the corpus and, when it declares nothing, its README's install line."""
+
+    name: str  # owner/name
+    commit: str
+    kind: str
+    truth: tuple[str, ...] = ()
+
+    @property
+    def folder(self) -> str:
+        """Its folder under the corpus directory: ``owner+name``."""
+        return self.name.replace("/", "+")
+
+
+def load_corpus(path: Path = CORPUS_FILE) -> tuple[CorpusRepo, ...]:
+    """The corpus, in file order."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return tuple(
+        CorpusRepo(
+            name=r["name"],
+            commit=r["commit"],
+            kind=r["kind"],
+            truth=tuple(canonicalize_name(n) for n in r.get("truth", ())),
+        )
+        for r in data["repo"]
+    )
+
+
+def corpus_truth(root: Path, repo: CorpusRepo) -> frozenset[str]:
+    """What the repository declares as its main dependencies (registry names only)."""
+    if repo.truth:
+        return frozenset(repo.truth)
+    from mlpack.analyze.requirements import declared_requirements
+
+    declared = declared_requirements(root, warnings=[])
+    return frozenset(r.name for r in declared if r.group is None and r.url is None)
+
+
+def checked_out_commit(root: Path) -> str | None:
+    """The commit of a git checkout (None for a plain copy, which cannot be checked)."""
+    if not (root / ".git").exists():
+        return None
+    found = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return found.stdout.strip() or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CorpusResult:
+    """One repository's scores and times."""
+
+    repo: CorpusRepo
+    truth: frozenset[str]
+    mlpack: Score
+    pipreqs: Score
+    mlpack_s: float
+    pipreqs_s: float
+
+
+def bench_corpus_repo(repo: CorpusRepo, source: Path, work: Path) -> CorpusResult:
+    """Hide the declarations, then score mlpack's runtime group and pipreqs's imports."""
+    truth = corpus_truth(source, repo)
+    tree = work / repo.folder
+    shutil.copytree(source, tree, ignore=shutil.ignore_patterns(*CORPUS_HIDDEN, ".git"))
+    ml = run_mlpack(tree, work / "cache" / repo.folder)  # cold: a new, empty cache
+    if ml.returncode != 0:
+        msg = f"{repo.name}: mlpack analyze failed: {ml.failure}"
+        raise SystemExit(msg)
+    runtime = frozenset(
+        canonicalize_name(p["name"])
+        for p in json.loads(ml.stdout)["packages"]
+        if p.get("group") == "runtime"
+    )
+    pq = run_pipreqs(tree, debug=True)
+    if pq.returncode != 0:  # pipreqs stops at the first file ast cannot parse
+        clean, _ = parse_clean_copy(tree, work / f"{repo.folder}-clean")
+        pq = run_pipreqs(clean, debug=True)
+    expected = _single(truth)
+    return CorpusResult(
+        repo=repo,
+        truth=truth,
+        mlpack=score(runtime, expected),
+        pipreqs=score(pipreqs_mapped(pq), expected),
+        mlpack_s=ml.seconds,
+        pipreqs_s=pq.seconds,
+    )
+
+
+def print_corpus(results: Sequence[CorpusResult]) -> None:
+    """The per-repository table, the means, and the goals."""
+    print("\nB3c: runtime group vs declared main dependencies (declarations hidden)")
+    head = f"{'repository':38} {'kind':28} {'n':>3}  {'mlpack P/R/F1':>16}  {'pipreqs P/R/F1':>16}"
+    print(head + f"  {'mlpack':>7} {'pipreqs':>7}")
+    for r in results:
+        m, p = r.mlpack, r.pipreqs
+        print(
+            f"{r.repo.name:38} {r.repo.kind:28} {len(r.truth):3}  "
+            f"{m.precision:4.2f}/{m.recall:4.2f}/{m.f1:4.2f}  "
+            f"{p.precision:4.2f}/{p.recall:4.2f}/{p.f1:4.2f}  "
+            f"{r.mlpack_s:6.2f}s {r.pipreqs_s:6.2f}s"
+        )
+    for r in results:
+        print(
+            f"  {r.repo.name}: mlpack missed {_short(r.mlpack.missed)}; extra {_short(r.mlpack.extra)}"
+        )
+    if not results:
+        return
+    mean_m = sum(r.mlpack.f1 for r in results) / len(results)
+    mean_p = sum(r.pipreqs.f1 for r in results) / len(results)
+    verdict = "PASS" if mean_m >= mean_p + GOAL_F1_GAIN else "FAIL"
+    print(f"mean F1: mlpack {mean_m:.3f}, pipreqs {mean_p:.3f} (goal +{GOAL_F1_GAIN}): {verdict}")
+    kinds = sorted({r.repo.kind for r in results})
+    for kind in kinds:
+        of_kind = [r for r in results if r.repo.kind == kind]
+        km = sum(r.mlpack.f1 for r in of_kind) / len(of_kind)
+        kp = sum(r.pipreqs.f1 for r in of_kind) / len(of_kind)
+        print(f"  {kind}: mlpack {km:.3f}, pipreqs {kp:.3f}: {'PASS' if km >= kp else 'FAIL'}")
+    time_m = sum(r.mlpack_s for r in results)
+    time_p = sum(r.pipreqs_s for r in results)
+    print(f"time: mlpack {time_m:.2f} s, pipreqs {time_p:.2f} s, ratio {time_m / time_p:.2f}")
+
+
+def bench_corpus(corpus: Path, only: str | None) -> int:
+    """Run B3c over the corpus directory; missing repositories are named, not fatal."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mlpack-bench-corpus-") as tmp:
+        for repo in load_corpus():
+            if only and not repo.name.startswith(tuple(only.split(","))):
+                continue
+            source = corpus / repo.folder
+            if not source.is_dir():
+                print(f"{repo.name}: not in {corpus} (see bench/README.md, B3c); skipped")
+                continue
+            commit = checked_out_commit(source)
+            if commit is not None and commit != repo.commit:
+                print(f"{repo.name}: checked out at {commit}, not the pinned {repo.commit}")
+            results.append(bench_corpus_repo(repo, source, Path(tmp)))
+    print_corpus(results)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; exit 0 even when goals fail (the figures are the output)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -929,11 +1082,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--only", help="comma-separated tree names (prefix match)")
     parser.add_argument("--profile", action="store_true", help="cProfile mlpack on the large tree")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        help="B3c: score the runtime group on the real repositories of bench/analyze_corpus.toml, "
+        "checked out under this folder as owner+name",
+    )
     args = parser.parse_args(argv)
 
     global NETNS  # noqa: PLW0603
     NETNS = _netns_prefix()
     versions()
+    if args.corpus is not None:
+        return bench_corpus(args.corpus, args.only)
     with_mlpack = args.tool == "both"
     if with_mlpack:
         why = mlpack_available()

@@ -33,7 +33,10 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mlpack.analyze.analysis import Package, ProjectAnalysis
+    from mlpack.analyze.imports import ImportSettings
 
 KINDS: Final = ("training", "inference")
 _PY_RE: Final = re.compile(r"^3\.\d{1,2}$")
@@ -45,8 +48,11 @@ _TOP_KEYS: Final = frozenset(
      "entrypoints", "accelerator"}
 )  # fmt: skip
 _DEP_KEYS: Final = frozenset(
-    {"packages", "index-url", "extra-index-urls", "system", "torch-variant"}
-)
+    {"packages", "index-url", "extra-index-urls", "system", "torch-variant", "groups",
+     "ignore-imports", "import-map", "exclude"}
+)  # fmt: skip
+# Usage groups of inferred packages that go into the image unless ``dependencies.groups`` says.
+DEFAULT_GROUPS: Final = ("runtime",)
 _LAYOUT_KEYS: Final = frozenset({"inputs", "outputs"})
 _ENTRY_KEYS: Final = frozenset({"kind", "command", "port"})
 _ENV_KEYS: Final = frozenset({"default", "secret"})
@@ -83,6 +89,10 @@ class ProjectConfig:
     outputs: tuple[str, ...]
     entrypoints: tuple[EntrypointSpec, ...]
     cuda: bool
+    groups: tuple[str, ...] = DEFAULT_GROUPS  # usage groups whose inferred packages go in
+    ignore_imports: tuple[str, ...] = ()  # import names analysis leaves out
+    import_map: tuple[tuple[str, str], ...] = ()  # import name -> distribution
+    exclude: tuple[str, ...] = ()  # canonical distributions never added back
 
 
 def config_location(root: Path) -> tuple[Path, bool]:
@@ -232,6 +242,7 @@ def _validate(data: dict[str, Any], *, root: Path, path: Path, where: str) -> Pr
         deps.get("extra-index-urls", []), where, "dependencies.extra-index-urls"
     )
     system = _str_list(deps.get("system", []), where, "dependencies.system")
+    groups, ignore_imports, import_map, exclude = _analysis_keys(deps, where)
     torch_value = deps.get("torch-variant")
     torch_variant = (
         None if torch_value is None else _str(torch_value, where, "dependencies.torch-variant")
@@ -313,32 +324,94 @@ def _validate(data: dict[str, Any], *, root: Path, path: Path, where: str) -> Pr
         outputs=outputs,
         entrypoints=tuple(entrypoints),
         cuda=cuda,
+        groups=groups,
+        ignore_imports=ignore_imports,
+        import_map=import_map,
+        exclude=exclude,
     )
 
 
-def image_packages(analysis: ProjectAnalysis) -> tuple[Package, ...]:
+def _analysis_keys(
+    deps: dict[str, Any], where: str
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """``groups``, ``ignore-imports``, ``import-map`` and ``exclude`` of ``[dependencies]``."""
+    from mlpack.analyze.reach import GROUPS
+
+    groups = _str_list(deps.get("groups", list(DEFAULT_GROUPS)), where, "dependencies.groups")
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise _fail(
+            where, "dependencies.groups", f"has unknown groups {unknown}",
+            f"use some of {', '.join(GROUPS)}",
+        )  # fmt: skip
+    ignore = _str_list(deps.get("ignore-imports", []), where, "dependencies.ignore-imports")
+    raw_map = deps.get("import-map", {})
+    if not isinstance(raw_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw_map.items()
+    ):
+        raise _fail(
+            where, "dependencies.import-map", "must map import names to distribution names",
+            '[dependencies.import-map]\ncv2 = "opencv-python-headless"',
+        )  # fmt: skip
+    exclude = _str_list(deps.get("exclude", []), where, "dependencies.exclude")
+    return (
+        groups,
+        ignore,
+        tuple((k, canonicalize_name(v)) for k, v in sorted(raw_map.items())),
+        tuple(canonicalize_name(e) for e in exclude),
+    )
+
+
+def import_settings(root: Path) -> ImportSettings:
+    """The analysis settings of the project's config (defaults when it has none or is broken).
+
+    A broken config is reported by the stage that loads it; analysis only reads what it can.
+    """
+    from mlpack.analyze.imports import ImportSettings
+
+    path, in_pyproject = config_location(root)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        if in_pyproject:
+            data = data["tool"]["mlpack"]
+        deps = data.get("dependencies", {})
+        _groups, ignore, mapping, exclude = _analysis_keys(deps, path.name)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, AttributeError):
+        return ImportSettings()
+    return ImportSettings(
+        ignore_imports=frozenset(ignore), import_map=dict(mapping), exclude=frozenset(exclude)
+    )
+
+
+def image_packages(
+    analysis: ProjectAnalysis, groups: Iterable[str] = DEFAULT_GROUPS
+) -> tuple[Package, ...]:
     """The packages that go into the image, by evidence.
 
     Main declared dependencies always; a named group (extra, requirements-<x>.txt) only when the
-    code imports it and it is not a development group; undeclared imports unless every use is
-    optional (inside ``try/except ImportError``).
+    code imports it and it is not a development group; undeclared imports when their usage group
+    (``runtime``: the entrypoints import them) is one of ``groups``.
     """
     from mlpack.analyze.requirements import DEV_GROUPS
 
+    wanted = set(groups)
     chosen = []
     for package in analysis.packages:
         if package.declared:
             if package.group is None or (package.used and package.group not in DEV_GROUPS):
                 chosen.append(package)
-        elif not package.optional:
+        elif package.usage in wanted:
             chosen.append(package)
     return tuple(chosen)
 
 
-def _analysis_document(analysis: ProjectAnalysis, name: str) -> dict[str, Any]:
+def _analysis_document(
+    analysis: ProjectAnalysis, name: str, groups: Iterable[str] = DEFAULT_GROUPS
+) -> dict[str, Any]:
     """The settings ``analyze`` would write into an empty config, as plain data."""
     packages = [
-        {"requirement": _requirement_text(p), "source": p.source} for p in image_packages(analysis)
+        {"requirement": _requirement_text(p), "source": p.source}
+        for p in image_packages(analysis, groups)
     ]
     env = {
         v.name: ({"secret": True} if v.secret else ({"default": v.default} if v.default else {}))
@@ -446,19 +519,30 @@ def write_config(root: Path, analysis: ProjectAnalysis) -> tuple[Path, list[str]
     import tomlkit  # only writing needs it; every stage imports this module to read
 
     path, in_pyproject = config_location(root)
-    generated = _analysis_document(analysis, _default_name(root))
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    exclude: frozenset[str] = frozenset()
     if path.exists():
         try:
             doc = tomlkit.parse(path.read_text(encoding="utf-8"))
         except Exception as exc:  # tomlkit raises its own ParseError hierarchy
             msg = f"cannot update {path}: it is not valid TOML ({exc})"
             raise ConfigError(msg, hint="fix or remove the file, then run analyze --write") from exc
+        plain = doc.unwrap()
+        deps = (plain.get("tool", {}).get("mlpack", {}) if in_pyproject else plain).get(
+            "dependencies", {}
+        )
+        groups, _, _, excluded = _analysis_keys(deps, path.name)
+        exclude = frozenset(excluded)
     else:
         doc = tomlkit.document()
         doc.add(tomlkit.comment("mlpack project config: written by `mlpack analyze --write`."))
         doc.add(
             tomlkit.comment("Edit freely: re-running analyze --write only adds what is missing.")
         )
+    generated = _analysis_document(analysis, _default_name(root), groups)
+    generated["dependencies"]["packages"] = [
+        p for p in generated["dependencies"]["packages"] if _entry_name(p) not in exclude
+    ]
     if in_pyproject:
         target = doc["tool"]["mlpack"]
     else:

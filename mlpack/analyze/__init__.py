@@ -15,15 +15,19 @@ from mlpack.errors import AnalyzeError
 
 if TYPE_CHECKING:
     from mlpack.analyze.analysis import ProjectAnalysis
+    from mlpack.analyze.imports import ImportSettings
 
 __all__ = ["analyze"]
 
 
-def analyze(root: Path, *, cache_dir: Path | None = None) -> ProjectAnalysis:
+def analyze(
+    root: Path, *, cache_dir: Path | None = None, settings: ImportSettings | None = None
+) -> ProjectAnalysis:
     """Analyse the repository at ``root``.
 
     :param cache_dir: where per-file facts are cached (default ``<mlpack home>/cache/analyze``);
         a missing or corrupt cache only costs time.
+    :param settings: the user's ``ignore-imports``, ``import-map`` and ``exclude``.
     :raises AnalyzeError: when ``root`` is not a readable directory, or declared files conflict.
     """
     from mlpack.analyze.accelerators import analyze_accelerator, analyze_system_packages
@@ -31,9 +35,15 @@ def analyze(root: Path, *, cache_dir: Path | None = None) -> ProjectAnalysis:
     from mlpack.analyze.entrypoints import analyze_entrypoints
     from mlpack.analyze.envvars import analyze_env
     from mlpack.analyze.factcache import collect_facts
-    from mlpack.analyze.imports import analyze_imports, installed_evidence, repo_environments
+    from mlpack.analyze.imports import (
+        analyze_imports,
+        installed_evidence,
+        repo_environments,
+        with_launchers,
+    )
     from mlpack.analyze.layout import analyze_layout
     from mlpack.analyze.python_version import detect_python
+    from mlpack.analyze.reach import reach
     from mlpack.analyze.requirements import declared_requirements
     from mlpack.analyze.walk import walk_repo
 
@@ -45,6 +55,8 @@ def analyze(root: Path, *, cache_dir: Path | None = None) -> ProjectAnalysis:
     declared = declared_requirements(root, warnings=warnings)
     environments = repo_environments(root)
     installed = installed_evidence(environments or None)
+    entrypoints = analyze_entrypoints(tree, facts, warnings=warnings)
+    reached = reach(tree, facts, entrypoints)
     imports = analyze_imports(
         tree,
         facts,
@@ -52,18 +64,20 @@ def analyze(root: Path, *, cache_dir: Path | None = None) -> ProjectAnalysis:
         declared=declared,
         installed=installed,
         warnings=warnings,
+        reach=reached,
+        settings=settings,
     )
-    env = analyze_env(tree, facts, warnings=warnings)
-    layout = analyze_layout(tree, facts)
-    entrypoints = analyze_entrypoints(tree, facts, warnings=warnings)
-    accelerator = analyze_accelerator(facts, imports.packages)
-    system_packages = analyze_system_packages(imports.packages)
+    packages = with_launchers(imports.packages, entrypoints, settings)
+    env = analyze_env(tree, facts, warnings=warnings, reach=reached)
+    layout = analyze_layout(tree, facts, reach=reached)
+    accelerator = analyze_accelerator(facts, packages, reach=reached)
+    system_packages = analyze_system_packages(packages)
     if not tree.files:
         warnings.append(f"{root}: no files to analyse (empty repository?); using defaults")
     return ProjectAnalysis(
         root=str(root),
         python=python,
-        packages=imports.packages,
+        packages=packages,
         ambiguous=imports.ambiguous,
         env=env,
         layout=layout,

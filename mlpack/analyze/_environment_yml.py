@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     import yaml
 
-ENVIRONMENT_FILES: Final = ("environment.yml", "environment.yaml")
+ENVIRONMENT_FILES: Final = ("environment.yml", "environment.yaml", "conda.yaml", "conda.yml")
 
 
 @dataclass(frozen=True, kw_only=True)

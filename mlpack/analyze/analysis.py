@@ -59,7 +59,12 @@ class Package:
     extras: tuple[str, ...] = ()
     marker: str | None = None
     url: str | None = None
-    group: str | None = None
+    group: str | None = None  # the declared group (extra, dev group); None: main or inferred
+    # Where the code uses it (``mlpack.analyze.reach.GROUPS``): "runtime" when the entrypoints
+    # import it through the repository's own modules, else "optional", "test", "script"...
+    usage: str = "runtime"
+    # The import locations from the entrypoint to the import: ("train.py:3", "model.py:7").
+    reached_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,12 +125,21 @@ class Entrypoint:
     name: str  # short name: "train", "serve", ...
 
 
+AcceleratorLevel = Literal["required", "optional", "none"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Accelerator:
-    """Whether CUDA is needed, and which evidence said so."""
+    """How the code uses a GPU, and which evidence said so.
+
+    ``level``: ``required`` (unguarded GPU use), ``optional`` (only under an availability check:
+    ``"cuda" if torch.cuda.is_available() else "cpu"``) or ``none``. ``cuda`` is ``level ==
+    "required"``, the flag the lock reads to choose CUDA wheels.
+    """
 
     cuda: bool
     source: str | None  # "model.py:12" for `.cuda()`, or None when CPU-only
+    level: AcceleratorLevel = "none"
 
 
 @dataclass(frozen=True, kw_only=True)

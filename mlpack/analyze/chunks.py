@@ -35,6 +35,8 @@ WORDS: Final = (
     "cuda",  # also device="cuda", device_map="cuda:0": the literal holds the word
     "devices(",  # jax.devices, list_physical_devices
     "nccl",
+    "sys.path",  # sys.path.insert(0, ...): where the repository's own modules are found
+    "BaseSettings",  # pydantic settings classes: their fields are environment variables
 )
 # Words that only count when followed by one of their continuations (TensorFlow model files hold
 # thousands of ``tf.`` calls; only ``tf.device`` and ``tf.config`` can say "GPU").

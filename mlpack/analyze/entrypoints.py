@@ -3,11 +3,18 @@
 Found, without running anything:
 
 - web app objects at module level (``app = FastAPI()``, ``Starlette()`` -> uvicorn;
-  ``Flask(__name__)`` -> gunicorn), as ``module:variable`` (``--app-dir src`` under ``src/``);
+  ``Flask(__name__)`` -> gunicorn), as ``module:variable`` from their import root: the folder
+  above the outermost package (``--app-dir src``; ``--app-dir backend`` for
+  ``backend/app/main.py`` that imports ``app.*``, as ``cd backend && uvicorn app.main:app``);
 - scripts with ``if __name__ == "__main__":`` (training, or inference when they start a server
   with ``uvicorn.run``/``app.run``; ``python -m pkg.mod`` for a module inside a package, whose
   imports of its package would fail when run as a file) and packages with ``__main__.py``
-  (``python -m pkg``);
+  (``python -m pkg``); scripts outside packages that run code at the top level without a guard
+  (nanoGPT's ``train.py``);
+- Streamlit apps (``streamlit run app.py``) and Gradio apps (inference);
+- the kind comes from the name: serving, predicting, sampling, inferring, generating or
+  detecting is inference; preparing data, converting, exporting, downloading and evaluating
+  are utilities, ranked after training;
   tests, docs, ``setup.py``, ``noxfile.py`` and ``conftest.py`` are left out;
 - ``[project.scripts]`` console scripts;
 - ``Procfile`` lines (``web:`` is inference), ``Makefile`` targets named like training
@@ -29,6 +36,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.analysis import Entrypoint, EntrypointKind
+from mlpack.analyze.reach import area_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,6 +51,15 @@ if TYPE_CHECKING:
 
 TRAIN_WORDS: Final = ("train", "finetune", "fine_tune", "fine-tune", "pretrain", "fit")
 SERVE_WORDS: Final = ("serve", "server", "api", "inference", "predict", "web", "app", "service")
+# Word prefixes of scripts that use a model rather than train it.
+INFER_PREFIXES: Final = ("predict", "infer", "sampl", "generat", "detect", "serve", "server")
+# Word prefixes of utility scripts: ranked after training and inference.
+UTILITY_PREFIXES: Final = (
+    "prepare", "prep", "convert", "export", "download", "preprocess", "eval", "bench", "config",
+    "setup", "install", "check", "clean", "avg", "average", "hubconf", "util",
+)  # fmt: skip
+_HELPER_FOLDERS: Final = frozenset({"utils", "util", "helpers", "contrib", "extras", "misc"})
+STREAMLIT_COMMAND: Final = ("--server.address", "0.0.0.0", "--server.port", "8501")
 _EXCLUDED_PARTS: Final = ("tests/", "test/", "docs/", "doc/")
 _EXCLUDED_NAMES: Final = frozenset({"setup.py", "noxfile.py", "conftest.py", "fabfile.py"})
 _LAUNCH: Final = re.compile(
@@ -103,7 +120,8 @@ def _merged(ordered: Iterable[Entrypoint]) -> list[Entrypoint]:
 def _excluded(path: str) -> bool:
     name = path.rpartition("/")[2]
     return (
-        path.startswith(_EXCLUDED_PARTS)
+        area_of(path) == "dev"
+        or path.startswith(_EXCLUDED_PARTS)
         or any(f"/{p}" in path for p in _EXCLUDED_PARTS)
         or name in _EXCLUDED_NAMES
         or name.startswith("test_")
@@ -129,12 +147,39 @@ def _module_path(path: str, files: frozenset[str]) -> tuple[str, bool] | None:
     return ".".join(parts), in_src
 
 
+def _words(name: str) -> list[str]:
+    return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+
+
 def _kind_of(name: str) -> EntrypointKind:
-    """Inference when a word of the name says serving (``serve_model``, ``api``), else training."""
-    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
-    serving = any(w in SERVE_WORDS or w.startswith(("serve", "server")) for w in words)
+    """Inference when a word of the name says serving or using a model, else training."""
+    words = _words(name)
+    serving = any(w in SERVE_WORDS or w.startswith(INFER_PREFIXES) for w in words)
     training = any(w.startswith(TRAIN_WORDS) for w in words)
     return "inference" if serving and not training else "training"
+
+
+def _is_utility(name: str) -> bool:
+    words = _words(name)
+    return bool(words) and words[0].startswith(UTILITY_PREFIXES)
+
+
+def _import_root(path: str, facts: FileFacts, files: frozenset[str]) -> str:
+    """The folder the app's imports resolve from: above its outermost package.
+
+    ``backend/app/main.py`` (``backend/`` not a package) that imports ``app.*`` runs from
+    ``backend/``; one that imports ``backend.app.*`` runs from the root.
+    """
+    folder = path.rpartition("/")[0]
+    top = folder
+    while top and f"{top}/__init__.py" in files:
+        top = top.rpartition("/")[0]
+    if not top or top == folder:
+        return ""
+    first = top.split("/", 1)[0]
+    if any(m == first or m.startswith(f"{first}.") for m, *_ in facts.imports):
+        return ""
+    return top
 
 
 def _ep(
@@ -145,28 +190,35 @@ def _ep(
 
 def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tuple[int, Entrypoint]]:
     found: list[tuple[int, Entrypoint]] = []
-    if not (facts.apps or facts.main or path.rpartition("/")[2] == "__main__.py"):
+    folder = path.rpartition("/")[0]
+    script = facts.script if not folder or f"{folder}/__init__.py" not in files else 0
+    if not (facts.apps or facts.main or script or path.rpartition("/")[2] == "__main__.py"):
         return found  # most files: nothing that starts anything
     if _excluded(path) or path.endswith(".ipynb"):
         return found
     stem = path.rpartition("/")[2][:-3]
     module = _module_path(path, files)
+    ui = _ui_framework(facts)
+    if ui == "streamlit":
+        command: tuple[str, ...] = ("streamlit", "run", path, *STREAMLIT_COMMAND)
+        line = facts.main or script or 1
+        return [(185 - 5 * _depth(path), _ep("inference", command, path, f"{path}:{line}", stem))]
     for var, framework, line in facts.apps:
         if module is None:
             continue
-        dotted, in_src = module
+        app_dir = _import_root(path, facts, files)
+        dotted = path[len(app_dir) + 1 if app_dir else 0 : -3].replace("/", ".")
+        dotted = dotted.removesuffix(".__init__")
         target = f"{dotted}:{var}"
         if framework == "flask":
-            command: tuple[str, ...] = ("gunicorn", "--bind", "0.0.0.0:8000", target)
-            if in_src:
-                command = ("gunicorn", "--chdir", "src", "--bind", "0.0.0.0:8000", target)
+            command = ("gunicorn", "--bind", "0.0.0.0:8000", target)
+            if app_dir:
+                command = ("gunicorn", "--chdir", app_dir, "--bind", "0.0.0.0:8000", target)
         else:
             command = ("uvicorn", target, *HOST_PORT)
-            if in_src:
-                command = ("uvicorn", target, "--app-dir", "src", *HOST_PORT)
-        found.append(
-            (200 - 5 * _depth(path), _ep("inference", command, path, f"{path}:{line}", "serve"))
-        )
+            if app_dir:
+                command = ("uvicorn", target, "--app-dir", app_dir, *HOST_PORT)
+        found.append((_app_score(path), _ep("inference", command, path, f"{path}:{line}", "serve")))
     if stem == "__main__":
         package = _module_path(path.rpartition("/")[0] + "/__init__.py", files)
         if package is not None and package[0] and facts.error is None:
@@ -175,25 +227,53 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
             command = ("python", "-m", dotted)
             found.append((120 - 5 * _depth(path), _ep("training", command, path, path, name)))
         return found
-    if facts.main:
-        source = f"{path}:{facts.main}"
+    if facts.main or script:
+        source = f"{path}:{facts.main or script}"
         run = _script_command(path, module, files)
-        if facts.serves:
-            score = 190 - 5 * _depth(path)
+        app_dir = _import_root(path, facts, files) if run[:2] == ("python", "-m") else ""
+        own = path[len(app_dir) + 1 :].split("/", 1)[0]
+        if app_dir not in {"", "src"} and any(
+            m == own or m.startswith(f"{own}.") for m, *_ in facts.imports
+        ):  # the package imports itself by its name: it runs from its subproject folder
+            dotted = path[len(app_dir) + 1 : -3].replace("/", ".").removesuffix(".__init__")
+            run = ("sh", "-c", f"cd {shlex.quote(app_dir)} && python -m {dotted}")
+        if facts.serves or ui == "gradio":
+            score = _app_score(path) - 10
             found.append((score, _ep("inference", run, path, source, stem)))
         else:
             lowered = stem.lower()
+            kind = _kind_of(stem)
             if path == "train.py":
                 score = 200
-            elif lowered.startswith(TRAIN_WORDS):
+            elif any(w.startswith(TRAIN_WORDS) for w in _words(stem)):
                 score = 180
+            elif kind == "inference":
+                score = 170
             elif lowered in {"main", "run", "cli"}:
                 score = 150
+            elif _is_utility(stem):
+                score = 100
             else:
                 score = 120
-            kind = _kind_of(stem) if not lowered.startswith(TRAIN_WORDS) else "training"
+            if not facts.main:
+                score -= 5  # no guard: a little less sure it is meant to be run
             found.append((score - 10 * _depth(path), _ep(kind, run, path, source, stem)))
     return found
+
+
+def _app_score(path: str) -> int:
+    """Apps rank first, less so deeper down, and least in a helpers folder (``utils/``)."""
+    helper = any(part in _HELPER_FOLDERS for part in path.split("/")[:-1])
+    return 200 - 10 * _depth(path) - (30 if helper else 0)
+
+
+def _ui_framework(facts: FileFacts) -> str | None:
+    """``streamlit`` or ``gradio`` when the file imports one at module level."""
+    for module, _, flags, _ in facts.imports:
+        top = module.split(".", 1)[0]
+        if top in {"streamlit", "gradio"} and not flags:
+            return top
+    return None
 
 
 def _script_command(

@@ -8,6 +8,11 @@ program setting a variable, not reading one, and are left out. Names also come f
 non-empty). A real ``.env`` is never opened. Names containing KEY, TOKEN, SECRET, PASSWORD,
 PASSWD, CREDENTIAL or AUTH are ``secret``: their defaults are never reported. The code's own
 default wins over an example file's.
+
+With a reachability walk (``mlpack.analyze.reach``), only the code the entrypoints run counts: a
+variable read only in an example, a test or a script is not the project's, and a default set
+there (``CUDA_VISIBLE_DEVICES="0"`` in one demo) is not a project default. Fields of pydantic
+``BaseSettings`` classes are read as variables (``env_prefix`` + the field name, upper case).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.analyze.pyfacts import FileFacts
+    from mlpack.analyze.reach import Reach
     from mlpack.analyze.walk import RepoTree
 
 EXAMPLE_FILES: Final = (".env.example", ".env.sample", ".env.template")
@@ -37,13 +43,19 @@ def is_secret(name: str) -> bool:
 
 
 def analyze_env(
-    tree: RepoTree, facts: Mapping[str, FileFacts], *, warnings: list[str]
+    tree: RepoTree,
+    facts: Mapping[str, FileFacts],
+    *,
+    warnings: list[str],
+    reach: Reach | None = None,
 ) -> tuple[EnvVar, ...]:
     """Collect every variable read in code or listed in an example env file, sorted by name."""
     locations: dict[str, list[tuple[str, int]]] = {}
     code_defaults: dict[str, list[tuple[tuple[str, int], str]]] = {}
     example_defaults: dict[str, str] = {}
     for path, file_facts in facts.items():
+        if reach is not None and path not in reach.runtime and path not in reach.optional:
+            continue
         for name, line, literal in file_facts.env:
             if not _NAME.match(name):
                 continue

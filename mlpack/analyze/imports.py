@@ -31,7 +31,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -39,7 +39,9 @@ from typing import TYPE_CHECKING, Any, Final
 from packaging.utils import canonicalize_name
 
 from mlpack.analyze.analysis import Ambiguity, DeclaredRequirement, Package
-from mlpack.analyze.pyfacts import NAMESPACE_ROOTS
+from mlpack.analyze.pyfacts import GUARDED, NAMESPACE_ROOTS, OPTIONAL
+from mlpack.analyze.reach import GROUPS, Reach, area_of
+from mlpack.analyze.requirements import DEV_GROUPS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,6 +51,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from mlpack.analyze.analysis import Entrypoint
     from mlpack.analyze.pyfacts import FileFacts
     from mlpack.analyze.walk import RepoTree
 
@@ -86,7 +89,7 @@ GENERIC_LOCAL_NAMES: Final = frozenset(
 _JUNK_TOP_LEVELS: Final = frozenset(
     {"tests", "test", "docs", "doc", "examples", "example", "src", "scripts", "benchmarks"}
 )
-_TEST_PARTS: Final = ("tests/", "test/", "testing/")
+_SOFT: Final = OPTIONAL | GUARDED
 
 
 @cache
@@ -262,6 +265,22 @@ def repo_environments(root: Path) -> tuple[Path, ...]:
 class _Use:
     locations: list[tuple[str, int]] = field(default_factory=list)
     optional: list[bool] = field(default_factory=list)
+    flags: list[int] = field(default_factory=list)
+
+    def usage(self, reach: Reach | None) -> tuple[str, tuple[str, ...]]:
+        """The closest group of any use (runtime first) and the chain that reaches it."""
+        best: tuple[int, int, tuple[str, ...]] | None = None
+        for (path, line), flags in zip(self.locations, self.flags, strict=True):
+            if reach is None:
+                group = area_of(path) or ("optional" if flags & _SOFT else "runtime")
+                chain: tuple[str, ...] = ()
+            else:
+                group, chain = reach.group_of(path, line, flags)
+            rank = (GROUPS.index(group), len(chain), chain)
+            if best is None or rank < best:
+                best = rank
+        assert best is not None  # every _Use has a location
+        return GROUPS[best[0]], best[2]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -313,17 +332,6 @@ def _siblings(tree: RepoTree) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in result.items()}
 
 
-def _is_test_path(path: str) -> bool:
-    name = path.rpartition("/")[2]
-    return (
-        path.startswith(_TEST_PARTS)
-        or any(f"/{p}" in path for p in _TEST_PARTS)
-        or name.startswith("test_")
-        or name.endswith("_test.py")
-        or name == "conftest.py"
-    )
-
-
 def _fmt(locations: Iterable[tuple[str, int]]) -> tuple[str, ...]:
     return tuple(f"{p}:{n}" for p, n in sorted(set(locations)))
 
@@ -348,27 +356,38 @@ def analyze_imports(
     declared: tuple[DeclaredRequirement, ...],
     installed: InstalledEvidence,
     warnings: list[str],
+    reach: Reach | None = None,
+    settings: ImportSettings | None = None,
 ) -> ImportAnalysis:
-    """Map every third-party import to a distribution and merge with the declared ones."""
-    curated = import_map()
+    """Map every third-party import to a distribution and merge with the declared ones.
+
+    ``reach`` gives each package its usage group (without it: where the file lies);
+    ``settings`` are the user's ``ignore-imports``, ``import-map`` and ``exclude``.
+    """
+    settings = settings or ImportSettings()
+    curated = {**import_map(), **{k: (v,) for k, v in settings.import_map.items()}}
     stdlib = stdlib_modules(python_version) | {"__future__", "__main__", "builtins"}
     known = set(curated) | set(installed.provides)
     known.update(canonicalize_name(d.name).replace("-", "_") for d in declared)
     own = own_modules(tree, {k.split(".")[0] for k in known})
+    own |= {m for file_facts in facts.values() for m in file_facts.modules}
     siblings = _siblings(tree)
 
     uses: dict[str, _Use] = {}
     for path, file_facts in facts.items():
         folder = path.rpartition("/")[0]
         beside = siblings.get(folder, frozenset())
-        for module, line, optional in file_facts.imports:
+        for module, line, flags, _ in file_facts.imports:
             top = module.split(".")[0]
             if not top.isidentifier() or top in stdlib or top in own or top in beside:
+                continue
+            if settings.ignores(module):
                 continue
             key = _key_for(module, (curated, installed.provides))
             use = uses.setdefault(key, _Use())
             use.locations.append((path, line))
-            use.optional.append(optional)
+            use.optional.append(bool(flags & _SOFT))
+            use.flags.append(flags)
 
     providers = _declared_providers(declared, installed)
     main_decl: dict[str, DeclaredRequirement] = {}
@@ -383,7 +402,8 @@ def analyze_imports(
     ambiguous: list[Ambiguity] = []
     for key in sorted(uses):
         use = uses[key]
-        dist = _resolve(
+        mapped = settings.import_map.get(key) or settings.import_map.get(key.split(".")[0])
+        dist = mapped or _resolve(
             key,
             use,
             providers=providers,
@@ -398,13 +418,19 @@ def analyze_imports(
         merged = dist_uses.setdefault(dist, _Use())
         merged.locations.extend(use.locations)
         merged.optional.extend(use.optional)
+        merged.flags.extend(use.flags)
 
     packages: list[Package] = []
     for dist in sorted(set(chosen) | set(main_decl)):
+        if dist in settings.exclude:
+            continue
         req = main_decl.get(dist)
         dist_use = dist_uses.get(dist)
         imports = tuple(sorted(chosen.get(dist, ())))
+        usage, chain = dist_use.usage(reach) if dist_use is not None else ("runtime", ())
         if req is not None:
+            if dist_use is None and req.group is not None:
+                usage = "dev" if req.group in DEV_GROUPS else "optional"
             packages.append(
                 Package(
                     name=dist,
@@ -418,6 +444,8 @@ def analyze_imports(
                     marker=req.marker,
                     url=req.url,
                     group=req.group,
+                    usage=usage,
+                    reached_from=chain,
                 )
             )
             local = req.editable or (req.url or "").startswith(("file:", "."))
@@ -428,24 +456,88 @@ def analyze_imports(
             continue
         locations = _fmt(dist_use.locations)
         optional = all(dist_use.optional)
-        tests_only = all(_is_test_path(p) for p, _ in dist_use.locations)
         packages.append(
             Package(
                 name=dist,
                 specifier="",
-                source=locations[0],
+                source=chain[-1] if chain else locations[0],  # the use that decided
                 imports=imports,
                 optional=optional,
                 declared=False,
                 used=True,
-                group="test" if tests_only else None,
+                usage=usage,
+                reached_from=chain,
             )
         )
-        kind = "optional, " if optional else ""
+        kind = "" if usage == "runtime" else f"{usage}, "
         warnings.append(
             f"undeclared: {dist} ({kind}imported as {', '.join(imports)} at {locations[0]})"
         )
     return ImportAnalysis(packages=tuple(packages), ambiguous=tuple(ambiguous))
+
+
+# The program an entrypoint's command starts -> the distribution that provides it.
+LAUNCHERS: Final = {
+    "uvicorn": "uvicorn",
+    "gunicorn": "gunicorn",
+    "hypercorn": "hypercorn",
+    "streamlit": "streamlit",
+    "torchrun": "torch",
+    "accelerate": "accelerate",
+    "deepspeed": "deepspeed",
+    "celery": "celery",
+}
+
+
+def with_launchers(
+    packages: tuple[Package, ...],
+    entrypoints: Iterable[Entrypoint],
+    settings: ImportSettings | None = None,
+) -> tuple[Package, ...]:
+    """Add the program that starts the first entrypoint of each kind (``uvicorn app.main:app``
+    needs uvicorn, which no file imports) to the runtime group.
+    """
+    exclude = settings.exclude if settings is not None else frozenset()
+    by_name = {p.name: p for p in packages}
+    kinds: set[str] = set()
+    for entry in entrypoints:
+        if entry.kind in kinds or area_of(entry.path) not in {None, "script"}:
+            continue
+        kinds.add(entry.kind)
+        dist = LAUNCHERS.get(entry.command[0]) if entry.command else None
+        if dist is None or dist in exclude:
+            continue
+        chain = (entry.source.split(", ")[0],)
+        found = by_name.get(dist)
+        if found is None:
+            by_name[dist] = Package(
+                name=dist,
+                specifier="",
+                source=chain[0],
+                imports=(),
+                optional=False,
+                declared=False,
+                used=False,
+                usage="runtime",
+                reached_from=chain,
+            )
+        elif found.usage != "runtime":
+            by_name[dist] = replace(found, usage="runtime", reached_from=chain)
+    return tuple(by_name[name] for name in sorted(by_name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportSettings:
+    """The user's word on imports, from mlpack.toml's ``[dependencies]``."""
+
+    ignore_imports: frozenset[str] = frozenset()  # import names (dotted prefixes) to leave out
+    import_map: Mapping[str, str] = field(default_factory=dict)  # import name -> distribution
+    exclude: frozenset[str] = frozenset()  # canonical distribution names never to add
+
+    def ignores(self, module: str) -> bool:
+        """True when ``module`` or one of its dotted parents is ignored."""
+        parts = module.split(".")
+        return any(".".join(parts[:n]) in self.ignore_imports for n in range(1, len(parts) + 1))
 
 
 def _declared_providers(

@@ -12,12 +12,18 @@
   ``*_DIR``/``*_PATH``/``*_ROOT``/``*_FOLDER``/``*_FILE`` count too (``OUTPUT_DIR``,
   ``CHECKPOINT_DIR``, ``LOG_DIR``... as writes; others as reads). Absolute paths, URLs, ``~`` and ``..`` are
   left out, and so are reads of files shipped in the repository (they are code, not inputs).
+- Not folders: a file of the repository (``README.md``, written by a docs script), a version string (``1.0``,
+  ``v2.1.3``), a file mode (``Path(p).open("w")``) and, for reads, a hub id (``google/flan-t5``:
+  two parts, no extension, no such folder in the repository and not a usual input name).
+- With a reachability walk (``mlpack.analyze.reach``), only the code the entrypoints run counts:
+  the folders an example or a test writes are not the project's.
 - ``PathUse.kind`` comes from the folder's name, else "data" for reads and "outputs" for writes.
 - Large files: >= 10 MiB, or > 1 MiB with a weights/data extension.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.analysis import LargeFile, Layout, PathUse
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from mlpack.analyze.pyfacts import FileFacts
+    from mlpack.analyze.reach import Reach
     from mlpack.analyze.walk import RepoTree
 
 INPUT_FOLDERS: Final = {
@@ -60,6 +67,8 @@ OUTPUT_FOLDERS: Final = {
 # Variables such as OUTPUT_DIR="outputs" or DATA_PATH="data/train.csv" name folders too.
 _PATH_VARS: Final = ("_DIR", "_PATH", "_ROOT", "_FOLDER", "_FILE")
 _OUTPUT_VARS: Final = ("OUT", "SAVE", "CKPT", "CHECKPOINT", "LOG", "RUN", "ARTIFACT", "EXPORT")
+_VERSION: Final = re.compile(r"^v?\d+(\.\d+)+[\w.+-]*$")
+_EXTENSION: Final = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 LARGE_FILE_BYTES: Final = 10 * 2**20
 WEIGHT_FILE_BYTES: Final = 2**20
 WEIGHT_SUFFIXES: Final = (
@@ -100,7 +109,9 @@ WEIGHT_SUFFIXES: Final = (
 )
 
 
-def analyze_layout(tree: RepoTree, facts: Mapping[str, FileFacts]) -> Layout:
+def analyze_layout(
+    tree: RepoTree, facts: Mapping[str, FileFacts], *, reach: Reach | None = None
+) -> Layout:
     """Derive inputs, outputs, code and large files from folder names, code and file sizes."""
     files = tree.names()
     # Python packages at the root (and src/) are code; a data/ folder that merely holds a
@@ -114,6 +125,8 @@ def analyze_layout(tree: RepoTree, facts: Mapping[str, FileFacts]) -> Layout:
 
     uses: list[tuple[str, int, str, str]] = []  # (path, line, file, mode)
     for file, file_facts in facts.items():
+        if reach is not None and file not in reach.runtime and file not in reach.optional:
+            continue
         for raw, line, mode in file_facts.paths:
             uses.append((raw, line, file, mode))
         for name, line, default in file_facts.env:
@@ -127,6 +140,17 @@ def analyze_layout(tree: RepoTree, facts: Mapping[str, FileFacts]) -> Layout:
             continue
         top, slash, _ = path.partition("/")
         is_folder = bool(slash)
+        if _VERSION.match(path) or (not is_folder and top in files):
+            continue  # a version string, or a file shipped in the repository (README.md)
+        if (
+            mode != "w"
+            and path.count("/") == 1
+            and not _EXTENSION.search(path)
+            and top not in tree.dirs
+            and top not in INPUT_FOLDERS
+            and top not in OUTPUT_FOLDERS
+        ):
+            continue  # a hub id such as "google/flan-t5", not a local folder
         exists = top in tree.dirs or top in files or (tree.root / top).exists()
         if mode == "p" and not (
             raw.startswith(("./", "../")) or top in tree.dirs or top in INPUT_FOLDERS

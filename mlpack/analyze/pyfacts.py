@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ast
 import json
+import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from mlpack.analyze import chunks
@@ -27,6 +28,11 @@ BINARY: Final = "binary content (null bytes), not parsed"
 FAST_MIN_BYTES: Final = 4 * 2**10
 
 Mode = str  # "r" read, "w" write, "p" from_pretrained (local only when the folder exists)
+# Import flags: why an import may not run when its module does.
+OPTIONAL: Final = 1  # inside ``try``/``except ImportError``
+GUARDED: Final = 2  # under an availability check: ``if is_x_available():``, ``find_spec``
+LAZY: Final = 4  # inside a function body: runs only when the function is called
+Import = tuple[str, int, int, tuple[str, ...]]  # (module, line, flags, names of a from-import)
 
 _RECEIVER_CALLS: Final = frozenset(
     {"mkdir", "write_text", "write_bytes", "read_text", "read_bytes"}
@@ -66,6 +72,18 @@ _IMPORT_ERRORS: Final = frozenset(
     {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 )
 _CUDA_LITERAL: Final = re.compile(r"cuda(:\d+)?$")
+# A mode string passed to ``x.open(...)``: never a path.
+_FILE_MODE: Final = re.compile(r"[rwaxbtU+]{1,4}$")
+_AVAILABILITY: Final = re.compile(r"^(is_\w+_available|has_\w+|find_spec|find_loader)$")
+# A column-0 statement that does work when the file runs: a loop, a ``with`` or a bare call
+# (``main()``, ``torch.manual_seed(0)``) but not set-up calls that modules make too.
+_SCRIPT_LINE: Final = re.compile(
+    r"^(?:(?:async[ \t]+)?(?:for|while|with)\b[^\n]*:[ \t]*(?:#[^\n]*)?$"
+    r"|(?!(?:logging|warnings|sys|os|app|router|load_dotenv|register|setattr|mp|multiprocessing"
+    r"|torch\.backends|pd\.set_option|np\.set_printoptions|print_function)\b)"
+    r"[A-Za-z_][\w.]*\()",
+    re.MULTILINE,
+)
 _CELL_MAGIC_PYTHON: Final = frozenset({"%%time", "%%timeit", "%%capture", "%%prun"})
 
 
@@ -73,8 +91,16 @@ _CELL_MAGIC_PYTHON: Final = frozenset({"%%time", "%%timeit", "%%capture", "%%pru
 class FileFacts:
     """What one source file says, with 1-based line numbers.
 
-    - ``imports``: (dotted module, line, optional) for absolute imports, ``importlib`` and
-      ``__import__`` literals; relative and ``TYPE_CHECKING`` imports are left out;
+    - ``imports``: (dotted module, line, flags, names) for imports, ``importlib`` and
+      ``__import__`` literals; relative ones keep their dots (``..pkg``), ``names`` are what a
+      ``from`` import takes (a name may be a submodule); ``flags`` holds ``OPTIONAL``,
+      ``GUARDED`` and ``LAZY``; ``TYPE_CHECKING`` imports are left out;
+    - ``sys_path``: folders added to ``sys.path``, ``"file:<rel>"`` relative to the file's folder
+      or ``"cwd:<rel>"`` for a literal relative path;
+    - ``script``: line of the first column-0 statement that does work (a loop or a bare call):
+      a script that runs without a ``__main__`` guard (0: none);
+    - ``modules``: module names a notebook writes with ``%%writefile name.py`` (the repository's
+      own modules once it ran; the cell's code is analysed as the notebook's);
     - ``env``: (name, line, literal default or None);
     - ``paths``: (literal path, line, mode) with mode "r", "w" or "p" (``from_pretrained``);
     - ``main``: line of ``if __name__ == "__main__"`` (0: none); ``serves``: line of a server
@@ -84,7 +110,7 @@ class FileFacts:
     - ``error``: why the file was skipped, or None.
     """
 
-    imports: tuple[tuple[str, int, bool], ...] = ()
+    imports: tuple[Import, ...] = ()
     env: tuple[tuple[str, int, str | None], ...] = ()
     paths: tuple[tuple[str, int, Mode], ...] = ()
     main: int = 0
@@ -92,6 +118,9 @@ class FileFacts:
     apps: tuple[tuple[str, str, int], ...] = ()
     cuda: tuple[tuple[int, str], ...] = ()
     cuda_optional: int = 0
+    sys_path: tuple[str, ...] = ()
+    script: int = 0
+    modules: tuple[str, ...] = ()
     error: str | None = None
 
     def to_json(self) -> list[Any]:
@@ -105,6 +134,9 @@ class FileFacts:
             self.apps,
             self.cuda,
             self.cuda_optional,
+            self.sys_path,
+            self.script,
+            self.modules,
             self.error,
         ]
 
@@ -112,9 +144,13 @@ class FileFacts:
     def from_json(cls, data: Any) -> FileFacts:
         """Rebuild facts from :meth:`to_json`'s form; raise ValueError when malformed."""
         try:
-            imports, env, paths, main, serves, apps, cuda, cuda_optional, error = data
+            (imports, env, paths, main, serves, apps, cuda, cuda_optional, sys_path, script,
+             modules, error) = data  # fmt: skip
             return cls(
-                imports=tuple((str(m), int(n), bool(o)) for m, n, o in imports),
+                imports=tuple(
+                    (str(m), int(n), int(f), tuple(str(x) for x in names))
+                    for m, n, f, names in imports
+                ),
                 env=tuple((str(k), int(n), None if d is None else str(d)) for k, n, d in env),
                 paths=tuple((str(p), int(n), str(m)) for p, n, m in paths),
                 main=int(main),
@@ -122,6 +158,9 @@ class FileFacts:
                 apps=tuple((str(v), str(f), int(n)) for v, f, n in apps),
                 cuda=tuple((int(n), str(w)) for n, w in cuda),
                 cuda_optional=int(cuda_optional),
+                sys_path=tuple(str(p) for p in sys_path),
+                script=int(script),
+                modules=tuple(str(m) for m in modules),
                 error=None if error is None else str(error),
             )
         except (TypeError, ValueError) as exc:
@@ -135,6 +174,16 @@ def facts_for(path: str, data: bytes) -> FileFacts:
         return _notebook_facts(data)
     if len(data) > MAX_SOURCE_BYTES:
         return FileFacts(error=f"larger than {MAX_SOURCE_BYTES // 2**20} MiB, not parsed")
+    found = _source_facts(data)
+    if found.error is not None or found.main:
+        return found
+    match = _SCRIPT_LINE.search(data.decode("utf-8", "replace"))
+    if match is None:
+        return found
+    return replace(found, script=data.count(b"\n", 0, match.start()) + 1)
+
+
+def _source_facts(data: bytes) -> FileFacts:
     if len(data) >= FAST_MIN_BYTES:
         fast = _chunked_facts(data)
         if fast is not None:
@@ -226,6 +275,7 @@ def _notebook_facts(data: bytes) -> FileFacts:
     extractor = _Extractor()
     offset = 0
     bad: list[str] = []
+    written: list[str] = []
     number = 0
     for cell in cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
@@ -233,7 +283,10 @@ def _notebook_facts(data: bytes) -> FileFacts:
         number += 1
         raw = cell.get("source", cell.get("input", ""))
         source = "".join(raw) if isinstance(raw, list) else str(raw)
-        code = _strip_magics(source)
+        module = _written_module(source)
+        if module is not None:
+            written.append(module)
+        code = _strip_magics(source, python_file=module is not None)
         lines = source.count("\n") + 1
         if code is not None:
             tree = _parse(code)
@@ -246,28 +299,32 @@ def _notebook_facts(data: bytes) -> FileFacts:
                 except RecursionError:
                     bad.append(str(number))
         offset += lines
-    facts = extractor.facts()
+    facts = replace(extractor.facts(), modules=tuple(dict.fromkeys(written)))
     if bad:
         shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
-        return FileFacts(
-            imports=facts.imports,
-            env=facts.env,
-            paths=facts.paths,
-            main=facts.main,
-            serves=facts.serves,
-            apps=facts.apps,
-            cuda=facts.cuda,
-            cuda_optional=facts.cuda_optional,
-            error=f"code cell {shown} not valid Python, skipped (the rest was analysed)",
+        return replace(
+            facts, error=f"code cell {shown} not valid Python, skipped (the rest was analysed)"
         )
     return facts
 
 
-def _strip_magics(source: str) -> str | None:
-    """Blank IPython magics and shell escapes (``%``, ``!``); None for non-Python cell magics."""
+def _written_module(source: str) -> str | None:
+    """``model`` for a cell that starts ``%%writefile model.py`` (or ``-a src/model.py``)."""
+    first = source.lstrip().split("\n", 1)[0].split()
+    if len(first) < 2 or first[0] != "%%writefile" or not first[-1].endswith(".py"):
+        return None
+    stem = first[-1].rpartition("/")[2][:-3]
+    return stem if stem.isidentifier() else None
+
+
+def _strip_magics(source: str, *, python_file: bool = False) -> str | None:
+    """Blank IPython magics and shell escapes (``%``, ``!``); None for non-Python cell magics.
+
+    ``python_file``: the cell writes a ``.py`` file; its body is Python the notebook runs later.
+    """
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
-        if lines[0].split()[0] not in _CELL_MAGIC_PYTHON:
+        if lines[0].split()[0] not in _CELL_MAGIC_PYTHON and not python_file:
             return None
         lines[0] = ""
     out = []
@@ -386,11 +443,13 @@ class _Extractor(ast.NodeVisitor):
         # out when a GPU use is found (rare), not for every ``if``.
         self._conditions: list[ast.expr] = []
         self._scope = 0  # depth of def/class bodies
+        self._function = 0  # depth of def bodies
+        self._guarded = 0  # depth of if-bodies under an availability check
         self._os = {"os"}
         self._environ: set[str] = set()
         self._getenv: set[str] = set()
         self._app_vars: set[str] = set()
-        self.imports: list[tuple[str, int, bool]] = []
+        self.imports: list[Import] = []
         self.env: list[tuple[str, int, str | None]] = []
         self.paths: list[tuple[str, int, Mode]] = []
         self.main = 0
@@ -398,6 +457,7 @@ class _Extractor(ast.NodeVisitor):
         self.apps: list[tuple[str, str, int]] = []
         self.cuda: list[tuple[int, str]] = []
         self.cuda_optional = 0
+        self.sys_path: list[str] = []
 
     def visit(self, node: ast.AST) -> None:
         """Dispatch to ``visit_<Class>``, walk the children, or skip a leaf."""
@@ -445,29 +505,40 @@ class _Extractor(ast.NodeVisitor):
             apps=tuple(self.apps),
             cuda=tuple(self.cuda),
             cuda_optional=self.cuda_optional,
+            sys_path=tuple(dict.fromkeys(self.sys_path)),
         )
 
     def _line(self, node: ast.AST) -> int:
         return int(getattr(node, "lineno", 0)) + self.offset
 
     # --- imports ---
+    def _flags(self) -> int:
+        return (
+            (OPTIONAL if self._optional else 0)
+            | (GUARDED if self._guarded else 0)
+            | (LAZY if self._function else 0)
+        )
+
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self.imports.append((alias.name, self._line(node), self._optional > 0))
+            self.imports.append((alias.name, self._line(node), self._flags(), ()))
             if alias.name == "os":
                 self._os.add(alias.asname or "os")
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level or not node.module:
+        line, flags = self._line(node), self._flags()
+        names = tuple(alias.name for alias in node.names if alias.name != "*")
+        if node.level:
+            self.imports.append(("." * node.level + (node.module or ""), line, flags, names))
             return
-        line, optional = self._line(node), self._optional > 0
+        if not node.module:
+            return
         if node.module.split(".", 1)[0] in NAMESPACE_ROOTS:
             # `from google.cloud import storage` imports google.cloud.storage.
-            for alias in node.names:
-                if alias.name != "*":
-                    self.imports.append((f"{node.module}.{alias.name}", line, optional))
+            for name in names:
+                self.imports.append((f"{node.module}.{name}", line, flags, ()))
         else:
-            self.imports.append((node.module, line, optional))
+            self.imports.append((node.module, line, flags, names))
         if node.module == "os":
             for alias in node.names:
                 if alias.name == "environ":
@@ -506,25 +577,62 @@ class _Extractor(ast.NodeVisitor):
             self.main = self._line(node)
         self.visit(node.test)
         self._conditions.append(node.test)
+        guarded = _is_availability_check(node.test)
+        self._guarded += guarded
         for stmt in node.body:
             self.visit(stmt)
+        self._guarded -= guarded
         for stmt in node.orelse:
             self.visit(stmt)
         self._conditions.pop()
 
     def visit_IfExp(self, node: ast.IfExp) -> None:
+        if (
+            not self.cuda_optional
+            and _is_cuda_literal(node.body)
+            and _mentions_gpu_check(node.test)
+        ):
+            self.cuda_optional = self._line(node)  # "cuda" if torch.cuda.is_available() else ...
         self._conditions.append(node.test)
         self.generic_visit(node)
         self._conditions.pop()
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._function += 1
         self._visit_scope(node)
+        self._function -= 1
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self._function += 1
         self._visit_scope(node)
+        self._function -= 1
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        if any(_dotted(b).rpartition(".")[2] == "BaseSettings" for b in node.bases):
+            self._settings_fields(node)
         self._visit_scope(node)
+
+    def _settings_fields(self, node: ast.ClassDef) -> None:
+        """A pydantic ``BaseSettings`` class: each field is read from ``<env_prefix><NAME>``."""
+        prefix = ""
+        for stmt in node.body:
+            for sub in ast.walk(stmt):
+                keyword = isinstance(sub, ast.keyword) and sub.arg == "env_prefix"
+                assign = isinstance(sub, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "env_prefix" for t in sub.targets
+                )
+                if keyword or assign:
+                    prefix = _literal(getattr(sub, "value", None)) or prefix
+        for stmt in node.body:
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and not stmt.target.id.startswith("_")
+                and stmt.target.id != "model_config"
+                and "ClassVar" not in ast.unparse(stmt.annotation)
+            ):
+                name = (prefix + stmt.target.id).upper()
+                self.env.append((name, self._line(stmt), _literal(stmt.value)))
 
     def _visit_scope(self, node: ast.AST) -> None:
         self._scope += 1
@@ -611,7 +719,11 @@ class _Extractor(ast.NodeVisitor):
         func = node.func
         name = _dotted(func)
         last = name.rpartition(".")[2] if name else getattr(func, "attr", "")
-        if not self._env_call(node, func):
+        if name in {"sys.path.insert", "sys.path.append"} and node.args:
+            where = _sys_path_entry(node.args[-1])
+            if where is not None:
+                self.sys_path.append(where)
+        elif not self._env_call(node, func):
             self._dynamic_import(node, name)
             self._path_call(node, name, last)
             self._server_call(node, name, func)
@@ -624,7 +736,7 @@ class _Extractor(ast.NodeVisitor):
         if node.args and isinstance(node.args[0], ast.Constant):
             value = node.args[0].value
             if isinstance(value, str) and value and not value.startswith("."):
-                self.imports.append((value, self._line(node), self._optional > 0))
+                self.imports.append((value, self._line(node), self._flags(), ()))
 
     def _path_call(self, node: ast.Call, name: str, last: str) -> None:
         line = self._line(node)
@@ -638,7 +750,7 @@ class _Extractor(ast.NodeVisitor):
         if name in {"open", "io.open", "codecs.open"} or (last == "open" and name != "open"):
             if node.args:
                 path = _path_literal(node.args[0])
-                if path is not None:
+                if path is not None and not _FILE_MODE.match(path):
                     self.paths.append((path, line, _open_mode(node)))
             return
         if last in _RECEIVER_CALLS and isinstance(node.func, ast.Attribute):
@@ -792,3 +904,87 @@ def _looks_like_path(text: str) -> bool:
     if not text or len(text) > 300 or any(c in text for c in "\n\t ") or "://" in text:
         return False
     return "/" in text or bool(re.search(r"\.[A-Za-z0-9]{1,10}$", text))
+
+
+def _is_availability_check(test: ast.expr) -> bool:
+    """True for ``if is_x_available():``, ``if find_spec("x"):`` and their negation-free kin."""
+    for node in ast.walk(test):
+        if isinstance(node, ast.Call):
+            last = _dotted(node.func).rpartition(".")[2]
+            if _AVAILABILITY.match(last):
+                return True
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return False  # ``if not is_x_available(): raise``: the body is the fallback
+    return False
+
+
+def _sys_path_entry(node: ast.expr) -> str | None:
+    """``"file:<rel>"`` for a folder built from ``__file__``, ``"cwd:<rel>"`` for a literal."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return f"cwd:{posixpath.normpath(node.value)}" if node.value else None
+    rel = _file_relative(node)
+    if rel is None or rel == "<file>":
+        return None
+    return f"file:{rel}"
+
+
+def _file_relative(node: ast.expr) -> str | None:
+    """A path built from ``__file__``, relative to the file's folder (``"<file>"``: itself)."""
+    if isinstance(node, ast.Name):
+        return "<file>" if node.id == "__file__" else None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return None
+    if isinstance(node, ast.Attribute):
+        base = _file_relative(node.value)
+        if base is None:
+            return None
+        return _parent(base) if node.attr == "parent" else base
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
+        base = _file_relative(node.value.value)
+        index = node.slice
+        if (
+            base is None
+            or node.value.attr != "parents"
+            or not isinstance(index, ast.Constant)
+            or not isinstance(index.value, int)
+        ):
+            return None
+        for _ in range(index.value + 1):
+            base = _parent(base)
+        return base
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        base = _file_relative(node.left)
+        right = _literal(node.right)
+        return None if base is None or right is None else _join(base, right)
+    if isinstance(node, ast.Call) and node.args:
+        last = _dotted(node.func).rpartition(".")[2]
+        first = _file_relative(node.args[0])
+        if first is None:
+            return None
+        if last == "dirname":
+            return _parent(first)
+        if last == "join":
+            for arg in node.args[1:]:
+                part = _literal(arg)
+                if part is None:
+                    return None
+                first = _join(first, part)
+            return first
+        if last in {"abspath", "realpath", "normpath", "Path", "str", "resolve", "absolute"}:
+            return first
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in {"resolve", "absolute"}
+    ):
+        return _file_relative(node.func.value)
+    return None
+
+
+def _parent(rel: str) -> str:
+    return "." if rel == "<file>" else posixpath.normpath(f"{rel}/..")
+
+
+def _join(rel: str, part: str) -> str:
+    base = "." if rel == "<file>" else rel
+    return posixpath.normpath(f"{base}/{part}")

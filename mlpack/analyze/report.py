@@ -24,6 +24,16 @@ def to_json(analysis: ProjectAnalysis) -> dict[str, Any]:
                 "source": p.source,
                 "imports": list(p.imports),
                 "optional": p.optional,
+                "declared": p.declared,
+                "group": p.usage,
+                "reached_from": (
+                    {
+                        "entrypoint": p.reached_from[0].rpartition(":")[0],
+                        "chain": list(p.reached_from),
+                    }
+                    if p.reached_from
+                    else None
+                ),
             }
             for p in analysis.packages
         ],
@@ -46,7 +56,11 @@ def to_json(analysis: ProjectAnalysis) -> dict[str, Any]:
             {"kind": e.kind, "command": list(e.command), "path": e.path}
             for e in analysis.entrypoints
         ],
-        "accelerator": {"cuda": analysis.accelerator.cuda, "source": analysis.accelerator.source},
+        "accelerator": {
+            "level": analysis.accelerator.level,
+            "cuda": analysis.accelerator.cuda,
+            "source": analysis.accelerator.source,
+        },
         "system_packages": sorted({s.name for s in analysis.system_packages}),
         "warnings": list(analysis.warnings),
     }

@@ -1,9 +1,14 @@
 """Collect the packages a repository declares, from every dependency file format it may use.
 
 Files are read in this order (the first declaration of a package in a group keeps its source):
-``requirements*.txt`` and ``requirements/*.txt``, ``pyproject.toml``, ``Pipfile``, ``setup.cfg``,
-``setup.py`` (static AST only, never run) and ``environment.yml``. Nothing is ever executed,
-nothing outside the repository is read, and ``.env`` files are never opened.
+``requirements*.txt`` and ``requirement*.txt`` (singular too) and ``requirements/*.txt`` (a lone
+file there is the main one: ``requirements/pt2.txt``), ``pyproject.toml``, ``Pipfile``,
+``setup.cfg``, ``setup.py`` (static AST only, never run) and ``environment.yml`` (or
+``conda.yaml``, MLflow's name). Then the same files of each subproject: a top-level folder with
+its own ``pyproject.toml``, ``setup.py`` or ``setup.cfg`` (``backend/`` of a web app), outside
+tests, docs, examples, benchmarks and scripts; their sources keep the folder
+(``backend/pyproject.toml:12``). Nothing is ever executed, nothing outside the repository is
+read, and ``.env`` files are never opened.
 """
 
 from __future__ import annotations
@@ -74,8 +79,11 @@ DEV_GROUPS: Final[frozenset[str]] = frozenset(
 )
 
 # requirements files whose packages are the main dependencies (group None).
-_MAIN_FILES: Final = frozenset({"", "base", "main", "common", "core", "requirements"})
-_REQUIREMENTS_FILE: Final = re.compile(r"^requirements(?:[-_.](?P<group>.+))?\.txt$")
+_MAIN_FILES: Final = frozenset(
+    {"", "base", "main", "common", "core", "requirements", "requirement"}
+)
+_REQUIREMENTS_FILE: Final = re.compile(r"^requirements?(?:[-_.](?P<group>.+))?\.txt$")
+_PROJECT_FILES: Final = ("pyproject.toml", "setup.py", "setup.cfg")
 _PIPFILE_TABLES: Final = frozenset({"source", "requires", "pipenv", "scripts"})
 # Pipfile tables may carry PEP 508 marker variables as keys: {sys_platform = "== 'linux'"}.
 _MARKER_KEYS: Final = frozenset(
@@ -121,7 +129,28 @@ def declared_requirements(root: Path, *, warnings: list[str]) -> tuple[DeclaredR
     A package declared in several places keeps its first source; the specifiers are intersected.
     Bad files and lines become warnings (``"requirements.txt:7: ..."``), never exceptions.
     """
-    return _Collector(root, warnings).collect()
+    found = list(_Collector(root, warnings).collect())
+    for folder in subprojects(root):
+        for req in _Collector(root / folder, warnings).collect():
+            found.append(replace(req, source=f"{folder}/{req.source}"))
+    return tuple(found)
+
+
+def subprojects(root: Path) -> tuple[str, ...]:
+    """Top-level folders that are projects of their own (``backend/`` with a pyproject.toml)."""
+    from mlpack.analyze.reach import area_of  # the same areas as reachability
+
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return ()
+    return tuple(
+        f.name
+        for f in folders
+        if not f.name.startswith(".")
+        and area_of(f"{f.name}/x.py") is None
+        and any((f / name).is_file() for name in _PROJECT_FILES)
+    )
 
 
 def declared_indexes(root: Path, *, warnings: list[str] | None = None) -> tuple[str, ...]:
@@ -201,9 +230,11 @@ class _Collector:
             except OSError as exc:
                 self._warnings.append(f"requirements: cannot be listed ({exc.strerror}); skipped")
                 return found
-            for name in entries:
-                if name.endswith(".txt"):
-                    found.append((folder / name, requirements_group(name, folder=True)))
+            texts = [name for name in entries if name.endswith(".txt")]
+            for name in texts:
+                # A lone file is the main one, whatever its name (requirements/pt2.txt).
+                group = None if len(texts) == 1 else requirements_group(name, folder=True)
+                found.append((folder / name, group))
         return found
 
     # -- pyproject.toml ----------------------------------------------------------------------

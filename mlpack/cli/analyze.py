@@ -35,8 +35,9 @@ def analyze(
     """
     from mlpack.analyze import analyze as run_analysis
     from mlpack.analyze.report import to_json
+    from mlpack.config import import_settings
 
-    result = run_analysis(path)
+    result = run_analysis(path, settings=import_settings(path))
     if as_json:
         # Plain print: rich would wrap long lines and break the JSON.
         print(json.dumps(to_json(result), indent=2, ensure_ascii=False))
@@ -62,8 +63,8 @@ def _summary(result: ProjectAnalysis) -> None:
             flags.append("undeclared")
         if not p.used:
             flags.append("not imported")
-        if p.optional:
-            flags.append("optional")
+        if p.usage != "runtime":
+            flags.append(p.usage)
         name = p.name + (f" [dim]({', '.join(flags)})[/dim]" if flags else "")
         table.add_row(name, p.specifier or "-", p.source, ", ".join(p.imports) or "-")
     out.print(table)
@@ -80,9 +81,10 @@ def _summary(result: ProjectAnalysis) -> None:
         out.print(f"[bold]large[/bold]   {big.path} ({big.size / 2**20:.1f} MiB)")
     for e in result.entrypoints:
         out.print(f"[bold]{e.kind}[/bold] {' '.join(e.command)}  [dim]({e.source})[/dim]")
-    cuda = "needed" if result.accelerator.cuda else "not needed"
-    src = f"  [dim]({result.accelerator.source})[/dim]" if result.accelerator.source else ""
-    out.print(f"[bold]cuda[/bold] {cuda}{src}")
+    accel = result.accelerator
+    wheels = "CUDA wheels" if accel.cuda else "CPU wheels"
+    src = f"  [dim]({accel.source})[/dim]" if accel.source else ""
+    out.print(f"[bold]gpu[/bold] {accel.level}: {wheels}{src}")
     if result.system_packages:
         out.print(
             "[bold]system packages[/bold] "

@@ -161,7 +161,7 @@ def _analysis(tmp_path: Path, *, python: str = "3.11") -> ProjectAnalysis:
             pkg("scikit-learn", imports=("sklearn",)),
             pkg("pytest", group="dev"),
             pkg("rich", declared=False, source="train.py:3"),
-            pkg("ujson", declared=False, optional=True, source="train.py:5"),
+            pkg("ujson", declared=False, optional=True, usage="optional", source="train.py:5"),
         ),
         ambiguous=(),
         env=(
@@ -195,7 +195,7 @@ def test_write_creates_a_valid_config_without_secret_values(tmp_path: Path) -> N
     text = path.read_text()
     assert "hf_abc" not in text
     cfg = load_config(tmp_path)
-    # Main deps and non-optional undeclared imports go in; dev groups and optional imports don't.
+    # Main deps and runtime undeclared imports go in; dev groups and optional imports do not.
     assert [p.name for p in cfg.packages] == ["numpy", "scikit-learn", "rich"]
     assert cfg.packages[2].source == "train.py:3"
     assert {e.name: e.secret for e in cfg.env} == {"SEED": False, "HF_TOKEN": True}

@@ -55,7 +55,9 @@ def pkg(name: str, **kw: object) -> Package:
 @pytest.mark.usefixtures("parse_mode")
 def test_unconditional_gpu_use_needs_cuda(tmp_path: Path, code: str, line: int) -> None:
     root = make_repo(tmp_path / "repo", {"train.py": code})
-    assert accelerator_of(root) == Accelerator(cuda=True, source=f"train.py:{line}")
+    assert accelerator_of(root) == Accelerator(
+        cuda=True, source=f"train.py:{line}", level="required"
+    )
 
 
 @pytest.mark.usefixtures("parse_mode")
@@ -79,7 +81,8 @@ def test_availability_fallback_alone_is_cpu(tmp_path: Path) -> None:
             "tests/test_gpu.py": "import torch\ntorch.zeros(1).cuda()\n",
         },
     )
-    assert accelerator_of(root) == Accelerator(cuda=False, source=None)
+    # Guarded use only: the GPU is optional (with where it is used), a CPU image works.
+    assert accelerator_of(root) == Accelerator(cuda=False, source="train.py:3", level="optional")
 
 
 def test_cuda_packages(tmp_path: Path) -> None:
@@ -92,7 +95,9 @@ def test_cuda_packages(tmp_path: Path) -> None:
         pkg("jax", extras=("cuda12",)),
         pkg("cupy", imports=("cupy",), used=True),
     ):
-        assert accelerator_of(root, (package,)) == Accelerator(cuda=True, source=package.source)
+        assert accelerator_of(root, (package,)) == Accelerator(
+            cuda=True, source=package.source, level="required"
+        )
     # an optional extra does not make CUDA required
     dev = pkg("faiss-gpu", group="gpu", optional=True)
     assert accelerator_of(root, (dev,)).cuda is False

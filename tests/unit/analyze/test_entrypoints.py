@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mlpack.analyze.analysis import Entrypoint
 from mlpack.analyze.entrypoints import analyze_entrypoints
 from mlpack.analyze.factcache import collect_facts
@@ -38,9 +40,76 @@ def test_training_scripts_root_train_first(tmp_path: Path) -> None:
         ("training", ("python", "train.py"), "train.py:2", "train"),
         ("training", ("python", "finetune_lora.py"), "finetune_lora.py:2", "finetune_lora"),
         ("training", ("python", "scripts/train.py"), "scripts/train.py:2", "train-2"),
-        ("training", ("python", "evaluate.py"), "evaluate.py:2", "evaluate"),
         ("training", ("python", "-m", "pkg"), "pkg/__main__.py", "pkg"),
+        ("training", ("python", "evaluate.py"), "evaluate.py:2", "evaluate"),  # a utility
     ]
+
+
+def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            # nanoGPT: top-level code, no __main__ guard
+            "train.py": "import torch\nmodel = 1\nwhile True:\n    break\n",
+            "sample.py": "import torch\nprint(torch.zeros(1))\n",
+            "prepare.py": "import numpy\nfor i in range(3):\n    pass\n",
+            "model.py": "import torch\nclass GPT:\n    pass\n",
+            "pkg/__init__.py": "",
+            "pkg/registry.py": "register('x')\n",  # a package module's set-up call
+            "detect.py": "def run(): ...\n" + MAIN,
+        },
+    )
+    found = [(e.kind, e.command, e.source) for e in entrypoints_of(root)]
+    assert found == [
+        ("training", ("python", "train.py"), "train.py:3"),
+        ("inference", ("python", "detect.py"), "detect.py:2"),
+        ("inference", ("python", "sample.py"), "sample.py:2"),
+        ("training", ("python", "prepare.py"), "prepare.py:2"),
+    ]
+
+
+def test_streamlit_and_gradio_apps_are_inference(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "ui.py": "import streamlit as st\nst.title('x')\n",
+            "demo_app.py": "import gradio as gr\ndemo = gr.Interface()\n" + MAIN,
+        },
+    )
+    found = {e.path: (e.kind, e.command) for e in entrypoints_of(root)}
+    assert found == {
+        "ui.py": (
+            "inference",
+            ("streamlit", "run", "ui.py", "--server.address", "0.0.0.0", "--server.port", "8501"),
+        ),
+        "demo_app.py": ("inference", ("python", "demo_app.py")),
+    }
+
+
+@pytest.mark.parametrize(
+    ("imports", "expected"),
+    [
+        ("from app.core import db\n", ("uvicorn", "app.main:app", "--app-dir", "backend")),
+        ("from backend.app.core import db\n", ("uvicorn", "backend.app.main:app")),
+    ],
+)
+def test_web_app_import_root(tmp_path: Path, imports: str, expected: tuple[str, ...]) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "backend/app/__init__.py": "",
+            "backend/app/core/__init__.py": "",
+            "backend/app/core/db.py": "",
+            "backend/app/main.py": "from fastapi import FastAPI\n" + imports + "app = FastAPI()\n",
+            "backend/app/pre_start.py": imports + MAIN,
+        },
+    )
+    (first, second) = entrypoints_of(root)
+    assert first.command == (*expected, "--host", "0.0.0.0", "--port", "8000")
+    if "--app-dir" in expected:
+        assert second.command == ("sh", "-c", "cd backend && python -m app.pre_start")
+    else:
+        assert second.command == ("python", "-m", "backend.app.pre_start")
 
 
 def test_web_apps_first_for_inference(tmp_path: Path) -> None:
@@ -228,3 +297,18 @@ def test_inference_example_lists_each_command_once(tmp_path: Path) -> None:
         ),
         (("python", "-m", "app.main"), "app/main.py:60"),
     ]
+
+
+def test_an_app_in_a_helpers_folder_ranks_after_the_inference_script(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "detect.py": "def run(): ...\n" + MAIN,
+            "utils/__init__.py": "",
+            "utils/rest/api.py": "from flask import Flask\napp = Flask(__name__)\n"
+            "if __name__ == '__main__':\n    app.run()\n",
+        },
+    )
+    kinds = [(e.kind, e.path) for e in entrypoints_of(root)]
+    assert kinds[0] == ("inference", "detect.py")
+    assert ("inference", "utils/rest/api.py") in kinds[1:]

@@ -167,6 +167,25 @@ def test_curated_mapping(tmp_path: Path) -> None:
     assert len(import_map()) >= 150
 
 
+@pytest.mark.parametrize(
+    ("code", "python", "expected"),
+    [
+        ("import open_clip\nimport imwatermark\nimport st_keyup\n", "3.11",
+         ["invisible-watermark", "open-clip-torch", "streamlit-keyup"]),
+        ("import paddle\n", "3.11", ["paddlepaddle"]),  # PyPI's "paddle" is another project
+        ("import functorch\n", "3.11", ["torch"]),  # ships inside torch
+        ("import distutils.core\n", "3.12", ["setuptools"]),  # stdlib until 3.11
+        ("import distutils.core\n", "3.11", []),
+    ],
+)  # fmt: skip
+def test_names_the_index_gets_wrong(
+    tmp_path: Path, code: str, python: str, expected: list[str]
+) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": code})
+    result, _ = run(root, python=python)
+    assert names(result) == expected
+
+
 def test_ambiguity_is_reported_unless_declared_or_installed(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", {"a.py": "import cv2\n"})
     result, warnings = run(root)
@@ -243,7 +262,7 @@ def test_declared_beats_inferred_and_unused_declarations_warn(tmp_path: Path) ->
     )
     assert by_name["rich"].optional is True
     assert by_name["requests"].used is False
-    assert by_name["pytest"].group == "test"
+    assert (by_name["pytest"].group, by_name["pytest"].usage) == ("test", "dev")
     assert "undeclared: numpy (imported as numpy at a.py:2)" in warnings
     assert "undeclared: rich (optional, imported as rich at a.py:4)" in warnings
     assert "declared but never imported: requests (requirements.txt:2)" in warnings
@@ -260,8 +279,8 @@ def test_test_only_imports_get_the_test_group(tmp_path: Path) -> None:
         {"tests/test_a.py": "import pytest\nimport numpy\n", "a.py": "import numpy\n"},
     )
     result, _ = run(root)
-    groups = {p.name: p.group for p in result.packages}
-    assert groups == {"numpy": None, "pytest": "test"}
+    groups = {p.name: p.usage for p in result.packages}
+    assert groups == {"numpy": "runtime", "pytest": "test"}
 
 
 def test_suspicious_guesses_warn(tmp_path: Path) -> None:

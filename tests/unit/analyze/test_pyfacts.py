@@ -52,22 +52,26 @@ def test_imports_and_their_context() -> None:
             rel = importlib.import_module(".local", "pkg")
         """
     )
-    assert [(m, o) for m, _, o in found.imports] == [
-        ("os", False),
-        ("numpy", False),
-        ("google.protobuf.message", False),
-        ("sklearn.linear_model", False),
-        ("typing", False),
-        ("typing", False),
-        ("runtime_only_branch", False),
-        ("wandb", True),
-        ("ujson", True),
-        ("json", False),
-        ("must_have", False),
-        ("torch", False),
-        ("transformers", False),
-        ("yaml", False),
+    lazy = pyfacts.LAZY
+    assert [(m, f) for m, _, f, _ in found.imports] == [
+        ("os", 0),
+        ("numpy", 0),
+        ("google.protobuf.message", 0),
+        ("sklearn.linear_model", 0),
+        (".", 0),  # relative imports keep their dots: the module graph follows them
+        (".pkg", 0),
+        ("typing", 0),
+        ("typing", 0),
+        ("runtime_only_branch", 0),
+        ("wandb", pyfacts.OPTIONAL),
+        ("ujson", pyfacts.OPTIONAL),
+        ("json", 0),
+        ("must_have", 0),
+        ("torch", lazy),
+        ("transformers", lazy),
+        ("yaml", lazy),
     ]
+    assert found.imports[4][3] == ("sibling",)  # what a from-import takes
     assert found.imports[0][1] == 2  # line numbers are the file's
 
 
@@ -89,7 +93,7 @@ def test_docstrings_that_show_imports_are_not_imports() -> None:
             return os.environ["IN_CODE"]
         '''
     )
-    assert [m for m, _, _ in found.imports] == ["real"]
+    assert [m for m, *_ in found.imports] == ["real"]
     assert found.env == (("IN_CODE", 13, None),)
 
 
@@ -117,7 +121,7 @@ def test_declared_encoding_is_honoured() -> None:
     source = "# -*- coding: latin-1 -*-\nimport café_lib\nname = 'café'\n".encode("latin-1")
     result = facts_for("latin.py", source)
     assert result.error is None
-    assert [m for m, _, _ in result.imports] == ["café_lib"]
+    assert [m for m, *_ in result.imports] == ["café_lib"]
 
 
 def test_huge_source_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +153,7 @@ def test_notebook_code_cells_magics_and_bad_cells() -> None:
         ("code", "import os\nkey = os.environ['API_TOKEN']\n"),
     )
     result = facts_for("nb.ipynb", data)
-    assert [m for m, _, _ in result.imports] == ["pandas", "seaborn", "os"]
+    assert [m for m, *_ in result.imports] == ["pandas", "seaborn", "os"]
     # Lines count through the code cells joined in order, one blank line between cells.
     assert result.env == (("API_TOKEN", 16, None),)
     assert result.error == "code cell 4 not valid Python, skipped (the rest was analysed)"
@@ -163,7 +167,7 @@ def test_notebook_v3_worksheets() -> None:
     data = json.dumps(
         {"worksheets": [{"cells": [{"cell_type": "code", "input": ["import scipy\n"]}]}]}
     ).encode()
-    assert [m for m, _, _ in facts_for("old.ipynb", data).imports] == ["scipy"]
+    assert [m for m, *_ in facts_for("old.ipynb", data).imports] == ["scipy"]
 
 
 def test_facts_round_trip_through_json() -> None:
@@ -253,8 +257,8 @@ def test_chunked_parse_matches_whole_parse(key: str, monkeypatch: pytest.MonkeyP
     def line(marker: str) -> int:
         return next(i for i, text in enumerate(lines, 1) if marker in text)
 
-    assert [m for m, _, _ in whole.imports] == ["os", "numpy", "apex", "scipy"]
-    assert whole.imports[2][2] is True
+    assert [m for m, *_ in whole.imports] == ["os", "numpy", "apex", "scipy"]
+    assert whole.imports[2][2] == pyfacts.OPTIONAL | pyfacts.LAZY
     assert whole.cuda == ((line('return x.to("cuda")'), 'x.to("cuda")'),)
     assert whole.cuda_optional == line("x = x.cuda()")
     assert whole.env == (("SAVE_DIR", line("SAVE_DIR"), "outputs"),)
@@ -346,7 +350,7 @@ CHUNK_CASES: dict[str, tuple[str, Callable[[FileFacts], bool]]] = {
             "def f():\n    '''a \"\"\" b\n    import fake1\n    '''\n{filler}\n"
             '    s = """x \'\'\' y\nimport fake2\n"""\n    import real\n    return s\n'
         ),
-        lambda f: [m for m, _, _ in f.imports] == ["real"],
+        lambda f: [m for m, *_ in f.imports] == ["real"],
     ),
     "server start in a script": (
         (
@@ -395,7 +399,7 @@ BODY_CASES: dict[str, tuple[str, Callable[[FileFacts], bool]]] = {
             "    device: str = field(default='cuda', metadata={'help': 'cuda'})\n"
             "    import json\n"
         ),
-        lambda f: f.apps == () and [m for m, _, _ in f.imports] == ["json"],
+        lambda f: f.apps == () and [m for m, *_ in f.imports] == ["json"],
     ),
     "function body keeps its scope": (
         (
@@ -411,7 +415,7 @@ BODY_CASES: dict[str, tuple[str, Callable[[FileFacts], bool]]] = {
             "    except ImportError:\n        apex = None\n    if torch.cuda.is_available():\n"
             "        x = await x.cuda()\n    return x\n"
         ),
-        lambda f: f.imports[0][2] and f.cuda == () and f.cuda_optional > 0,
+        lambda f: bool(f.imports[0][2] & pyfacts.OPTIONAL) and f.cuda == () and f.cuda_optional > 0,
     ),
     "decorated methods": (
         (

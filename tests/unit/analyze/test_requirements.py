@@ -172,6 +172,43 @@ def test_requirement_files_at_the_root_and_in_the_folder(tmp_path: Path) -> None
     assert reqs["pandas", None].source == "requirements/base.txt:1"
 
 
+def test_singular_requirement_file_and_a_lone_file_in_the_folder(tmp_path: Path) -> None:
+    make(
+        tmp_path,
+        {"requirement.txt": "numpy\n", "requirements/pt2.txt": "torch>=2\nomegaconf\n"},
+    )
+    reqs, _ = declared(tmp_path)
+    # requirement.txt is the main file; a lone requirements/pt2.txt is too, not a group "pt2".
+    assert set(reqs) == {("numpy", None), ("torch", None), ("omegaconf", None)}
+    assert reqs["torch", None].source == "requirements/pt2.txt:1"
+
+
+def test_conda_yaml_is_an_environment_file(tmp_path: Path) -> None:
+    make(
+        tmp_path,
+        {"conda.yaml": "name: x\ndependencies:\n  - python=3.10\n  - pip:\n    - mlflow>=2\n"},
+    )
+    reqs, _ = declared(tmp_path)
+    assert reqs["mlflow", None].source == "conda.yaml:5"
+
+
+def test_subproject_declarations_keep_their_folder(tmp_path: Path) -> None:
+    make(
+        tmp_path,
+        {
+            "backend/pyproject.toml": (
+                '[project]\nname = "app"\ndependencies = ["fastapi>=0.110", "uvicorn"]\n'
+                '[dependency-groups]\ndev = ["pytest"]\n'
+            ),
+            "examples/demo/setup.py": "from setuptools import setup\nsetup(install_requires=['x'])\n",
+            "requirements.txt": "numpy\n",
+        },
+    )
+    reqs, _ = declared(tmp_path)
+    assert set(reqs) == {("numpy", None), ("fastapi", None), ("uvicorn", None), ("pytest", "dev")}
+    assert reqs["fastapi", None].source == "backend/pyproject.toml:3"
+
+
 def test_output_is_sorted_by_group_then_name(tmp_path: Path) -> None:
     make(
         tmp_path,

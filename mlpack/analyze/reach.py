@@ -1,0 +1,341 @@
+"""Reachability: which of the repository's own files the entrypoints run, and so which imports
+the image needs.
+
+The repository's module graph has one edge per import of a local module. An absolute import
+``a.b`` resolves against the import roots: the repository root, ``src/``, every subproject
+(a folder with its own ``pyproject.toml``, ``setup.py`` or ``setup.cfg``, such as ``backend/``),
+the folder above the outermost package of the importing file (``backend/`` for
+``backend/app/main.py`` importing ``app.core``), the importing script's own folder when it is
+not a package (``python folder/script.py`` puts it on ``sys.path``), and every folder a file adds
+to ``sys.path``. Importing ``a.b.c`` runs ``a/__init__.py`` and ``a/b/__init__.py`` too; ``from
+a import b`` may import the submodule ``a/b.py``. Relative imports resolve against the package.
+
+From the runtime roots (the first training and the first inference entrypoint in the project's
+code or its ``scripts/`` and ``tools/``, not in tests, docs, examples or benchmarks, and the
+data preparation scripts there, ``prepare*``/``preprocess*``/``download*``, which a training
+image runs first; every module of a ``src/`` package, or of every top-level package when no
+such entrypoint exists; else the first entrypoint of each kind), a walk over the edges that always run marks the *runtime* files: plain
+imports, and imports inside a function of a root (``def main(): from .cli import run``). A
+second walk that also takes optional edges (``try/except ImportError``, availability checks,
+imports inside functions of other modules) marks the *optional* files. Each third-party import
+then gets the group of the closest use: ``runtime`` (a plain import in a runtime file; inside
+a function only in a module beside the scripts, such as nanoGPT's ``model.py``), ``optional``
+(a guarded import, an import inside a function of a package's module: a feature its callers
+may never use, or a file only optional edges reach), else where the file lies (``AREAS``), ``script`` for other scripts (a ``__main__``
+guard or top-level code), ``optional`` for the rest of the project's code.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+from mlpack.analyze.pyfacts import GUARDED, LAZY, OPTIONAL
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from mlpack.analyze.analysis import Entrypoint
+    from mlpack.analyze.pyfacts import FileFacts
+    from mlpack.analyze.walk import RepoTree
+
+Group = Literal[
+    "runtime", "optional", "script", "examples", "benchmarks", "docs", "notebook", "test", "dev"
+]
+GROUPS: Final[tuple[Group, ...]] = (
+    "runtime", "optional", "script", "examples", "benchmarks", "docs", "notebook", "test", "dev",
+)  # fmt: skip
+# Folder names that say what the files below are for (any depth; the first one decides).
+AREAS: Final[dict[str, Group]] = {
+    "tests": "test",
+    "test": "test",
+    "testing": "test",
+    "docs": "docs",
+    "doc": "docs",
+    "examples": "examples",
+    "example": "examples",
+    "demo": "examples",
+    "demos": "examples",
+    "tutorials": "examples",
+    "tutorial": "examples",
+    "benchmarks": "benchmarks",
+    "benchmark": "benchmarks",
+    "bench": "benchmarks",
+    "scripts": "script",
+    "tools": "script",
+    "bin": "script",
+    "hooks": "dev",
+    "ci": "dev",
+}
+DEV_FILES: Final = frozenset(
+    {"setup.py", "noxfile.py", "tasks.py", "fabfile.py", "conftest.py", "hatch_build.py", "conf.py"}
+)
+PROJECT_FILES: Final = ("pyproject.toml", "setup.py", "setup.cfg")
+_SOFT: Final = OPTIONAL | GUARDED
+# Where the entrypoints a project is run by live: its code, and its scripts/ and tools/ folders
+# (not examples, benchmarks, docs, tests or tooling).
+_RUNNABLE: Final = frozenset({None, "script"})
+_PREPARE: Final = ("prepare", "preprocess", "download")
+_PY_TOKEN: Final = re.compile(r"[\w./-]+\.py\b")
+
+
+def area_of(path: str) -> Group | None:
+    """The group a file's place gives it (tests, docs, scripts...), or None for project code."""
+    parts = path.split("/")
+    name = parts[-1]
+    if name.endswith(".ipynb"):
+        return "notebook"
+    if (
+        name.startswith("test_")
+        or name.endswith("_test.py")
+        or (name == "conftest.py" and len(parts) > 1)
+    ):
+        return "test"
+    for part in parts[:-1]:
+        if part.startswith("."):
+            return "dev"  # .github/, .copier/, .circleci/: tooling
+        found = AREAS.get(part.lower())
+        if found is not None:
+            return found
+    if name in DEV_FILES:
+        return "dev"
+    return None
+
+
+Edge = tuple[str, int, int]  # (local file imported, line of the import, import flags)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reach:
+    """The files each walk reached, each with its chain of import locations from a root."""
+
+    runtime: Mapping[str, tuple[str, ...]]  # file -> ("train.py:12", "model.py:3", ...)
+    optional: Mapping[str, tuple[str, ...]]
+    roots: tuple[str, ...]
+    scripts: frozenset[str] = frozenset()  # files that run as scripts (guard or top-level code)
+    packaged: frozenset[str] = frozenset()  # modules inside a package (its folder has __init__)
+
+    def group_of(self, path: str, line: int, flags: int) -> tuple[Group, tuple[str, ...]]:
+        """The group of one import at ``path:line`` and the chain that reaches it."""
+        chain = self.runtime.get(path)
+        if chain is not None:
+            here = (*chain, f"{path}:{line}")
+            if flags & _SOFT or (flags & LAZY and path in self.packaged):
+                return "optional", here
+            return "runtime", here
+        chain = self.optional.get(path)
+        if chain is not None:
+            return "optional", (*chain, f"{path}:{line}")
+        return area_of(path) or ("script" if path in self.scripts else "optional"), ()
+
+
+def module_graph(tree: RepoTree, facts: Mapping[str, FileFacts]) -> dict[str, list[Edge]]:
+    """Return each file's edges to the repository's own modules it imports."""
+    files = tree.names()
+    index = _Index(files, tree.dirs)
+    shared = _shared_roots(tree, facts)
+    graph: dict[str, list[Edge]] = {}
+    # The shared roots answer the same import the same way in every file (numpy, torch...).
+    from_shared: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for path, file_facts in facts.items():
+        if not path.endswith(".py") and not path.endswith(".ipynb"):
+            continue
+        own = _own_roots(path, files)
+        edges: list[Edge] = []
+        for module, line, flags, names in file_facts.imports:
+            if module.startswith("."):
+                targets = index.relative(path, module, names)
+            else:
+                targets = index.absolute(module, names, own)
+                if not targets:
+                    key = (module, names)
+                    if key not in from_shared:
+                        from_shared[key] = index.absolute(module, names, shared)
+                    targets = from_shared[key]
+            edges.extend((target, line, flags) for target in targets if target != path)
+        graph[path] = edges
+    return graph
+
+
+def _shared_roots(tree: RepoTree, facts: Mapping[str, FileFacts]) -> list[str]:
+    """Roots for every file: the root, ``src/``, subprojects and ``sys.path`` insertions."""
+    roots = ["", "src"] if "src" in tree.dirs else [""]
+    for entry in tree.files:
+        folder, _, name = entry.path.rpartition("/")
+        if folder and name in PROJECT_FILES and area_of(entry.path) is None:
+            roots.append(folder)
+            if f"{folder}/src" in tree.dirs:
+                roots.append(f"{folder}/src")
+    for path, file_facts in facts.items():
+        folder = path.rpartition("/")[0]
+        for added in file_facts.sys_path:
+            kind, _, rel = added.partition(":")
+            base = folder if kind == "file" else ""
+            where = posixpath.normpath(posixpath.join(base, rel)) if rel else base
+            if where == ".":
+                where = ""
+            if not where.startswith(".."):
+                roots.append(where)
+    return list(dict.fromkeys(roots))
+
+
+def _own_roots(path: str, files: frozenset[str]) -> list[str]:
+    """The script's own folder, and the folder above its outermost package."""
+    folder = path.rpartition("/")[0]
+    top = folder
+    while top and f"{top}/__init__.py" in files:
+        top = top.rpartition("/")[0]
+    return list(dict.fromkeys((folder, top)))
+
+
+@dataclass(frozen=True)
+class _Index:
+    files: frozenset[str]
+    dirs: frozenset[str]
+
+    def module_file(self, base: str, dotted: str) -> str | None:
+        stem = posixpath.join(base, dotted.replace(".", "/"))
+        for candidate in (f"{stem}.py", f"{stem}/__init__.py"):
+            if candidate in self.files:
+                return candidate
+        return None
+
+    def resolve_in(self, base: str, module: str, names: tuple[str, ...]) -> list[str]:
+        """Files that ``from module import names`` runs below ``base`` (empty: not there)."""
+        parts = module.split(".") if module else []
+        found: list[str] = []
+        for size in range(1, len(parts) + 1):
+            target = self.module_file(base, ".".join(parts[:size]))
+            if target is not None:
+                found.append(target)
+            elif posixpath.join(base, *parts[:size]) not in self.dirs:
+                return found  # not a module, nor a namespace folder to go on in
+        for name in names:
+            target = self.module_file(base, f"{module}.{name}" if module else name)
+            if target is not None:
+                found.append(target)
+        return found
+
+    def absolute(self, module: str, names: tuple[str, ...], roots: Iterable[str]) -> list[str]:
+        for root in roots:
+            found = self.resolve_in(root, module, names)
+            if found:
+                return found
+        return []
+
+    def relative(self, path: str, module: str, names: tuple[str, ...]) -> list[str]:
+        level = len(module) - len(module.lstrip("."))
+        base = path.rpartition("/")[0]
+        for _ in range(level - 1):
+            base = base.rpartition("/")[0]
+        return self.resolve_in(base, module[level:], names)
+
+
+def runtime_roots(
+    tree: RepoTree, entrypoints: Iterable[Entrypoint], facts: Mapping[str, FileFacts]
+) -> tuple[str, ...]:
+    """The files the image runs first: the entrypoints, and a library's own packages."""
+    files = tree.names()
+    entries = list(entrypoints)
+    chosen: list[str] = []
+    kinds: set[str] = set()
+    for entry in entries:
+        found = [f for f in _entry_files(tree, entry, files) if area_of(f) in _RUNNABLE]
+        stem = entry.path.rpartition("/")[2].lower()
+        if found and (entry.kind not in kinds or stem.startswith(_PREPARE)):
+            kinds.add(entry.kind)
+            chosen.extend(found)
+    # A library (a src/ layout, or no entrypoint to run at all): every module of its own
+    # packages may be imported by its users.
+    chosen.extend(_library_modules(files, src_only=bool(chosen)))
+    if not chosen:
+        for entry in entries:
+            if entry.kind not in kinds:
+                kinds.add(entry.kind)
+                chosen.extend(_entry_files(tree, entry, files))
+    if not chosen:
+        chosen = [p for p in sorted(facts) if p.endswith(".py") and area_of(p) is None]
+    return tuple(dict.fromkeys(chosen))
+
+
+def _library_modules(files: frozenset[str], *, src_only: bool) -> list[str]:
+    def package_of(path: str) -> str:
+        return "/".join(path.split("/")[: 2 if path.startswith("src/") else 1])
+
+    packages = {
+        p.rpartition("/")[0]
+        for p in files
+        if p.endswith("/__init__.py")
+        and p.count("/") == (2 if p.startswith("src/") else 1)
+        and area_of(p) is None
+        and (p.startswith("src/") or not src_only)
+    }
+    return [
+        p
+        for p in sorted(files)
+        if p.endswith(".py") and package_of(p) in packages and area_of(p) is None
+    ]
+
+
+def _entry_files(tree: RepoTree, entry: Entrypoint, files: frozenset[str]) -> list[str]:
+    """The Python files an entrypoint starts (a shell script or Makefile names them)."""
+    if entry.path.endswith(".py"):
+        return [entry.path]
+    words = list(entry.command)
+    if entry.path in files:
+        try:
+            text = (tree.root / entry.path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        words.extend(_PY_TOKEN.findall(text[: 2**20]))
+    index = _Index(files, tree.dirs)
+    found: list[str] = []
+    for i, word in enumerate(words):
+        if word.endswith(".py"):
+            candidate = posixpath.normpath(word.removeprefix("./"))
+            if candidate in files:
+                found.append(candidate)
+        elif i and words[i - 1] == "-m":
+            target = index.absolute(word, (), ("", "src"))
+            found.extend(target[-1:])
+        elif ":" in word and not word.startswith("-"):
+            target = index.absolute(word.partition(":")[0], (), ("", "src"))
+            found.extend(target[-1:])
+    return found
+
+
+def reach(
+    tree: RepoTree, facts: Mapping[str, FileFacts], entrypoints: Iterable[Entrypoint]
+) -> Reach:
+    """Walk the module graph from the runtime roots."""
+    graph = module_graph(tree, facts)
+    roots = runtime_roots(tree, entrypoints, facts)
+    return Reach(
+        runtime=_walk(graph, roots, soft=False),
+        optional=_walk(graph, roots, soft=True),
+        roots=roots,
+        scripts=frozenset(p for p, f in facts.items() if f.main or f.script),
+        packaged=frozenset(
+            p for p in facts if "/" in p and f"{p.rpartition('/')[0]}/__init__.py" in tree.names()
+        ),
+    )
+
+
+def _walk(
+    graph: Mapping[str, list[Edge]], roots: Iterable[str], *, soft: bool
+) -> dict[str, tuple[str, ...]]:
+    roots = tuple(roots)
+    seen: dict[str, tuple[str, ...]] = dict.fromkeys(roots, ())
+    queue = deque(seen)
+    while queue:
+        here = queue.popleft()
+        for target, line, flags in graph.get(here, ()):
+            hard = not flags & _SOFT and (not flags & LAZY or here in roots)
+            if target in seen or not (hard or soft):
+                continue
+            seen[target] = (*seen[here], f"{here}:{line}")
+            queue.append(target)
+    return seen
