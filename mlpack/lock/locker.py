@@ -7,19 +7,22 @@ base resolver, and for pip-tools a way to run inside the base image. It imports 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from packaging.utils import canonicalize_name
 
+from mlpack.analyze.python_version import SUPPORTED_PYTHONS
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock.assemble import assemble, locked_packages
+from mlpack.lock.failure import ResolveFailure
 from mlpack.lock.files import Listings
 from mlpack.lock.inputs import validate_requirements
 from mlpack.lock.lockfile import loads, write_lock
 from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
 from mlpack.lock.resolvers import KnownFiles, Pin, Resolver, ResolveRequest
+from mlpack.lock.soft import drop_warning, pinned_hint, python_note, to_drop
 from mlpack.lock.speculate import EarlyResolve, guess_file, read_guess, write_guess
 from mlpack.lock.vcs import normalize
 from mlpack.paths import tools_folder
@@ -28,7 +31,7 @@ from mlpack.vocabulary import BaseImage, PackageSpec
 
 if TYPE_CHECKING:
     from mlpack.lock.inputs import LockInputs
-    from mlpack.lock.lockdata import Lock
+    from mlpack.lock.lockdata import DroppedPackage, Lock
     from mlpack.lock.runner import ImageRunnerFactory
     from mlpack.vocabulary import Platform
 
@@ -59,6 +62,8 @@ class _Resolved:
     pins: tuple[Pin, ...]
     requirements: tuple[PackageSpec, ...]
     commits: dict[str, str]
+    notes: tuple[str, ...] = ()
+    dropped: tuple[DroppedPackage, ...] = ()
 
 
 def lock(
@@ -108,7 +113,7 @@ def lock(
     listings = Listings(ca_cert=ca_cert)
     try:
         with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
-            resolved = _base_and_pins(
+            resolved = _resolve_soft(
                 job,
                 Path(tmp),
                 base_resolver=base_resolver,
@@ -135,6 +140,8 @@ def lock(
         base=resolved.base,
         packages=packages,
         pins=resolved.pins,
+        notes=resolved.notes,
+        dropped=resolved.dropped,
     )
     write_lock(lock_path, result)
     return LockResult(lock=result, path=lock_path, resolved=True)
@@ -182,6 +189,92 @@ class _Job:
             ca_cert=self.ca_cert,
             known_files=_known_files(previous, python_full, self.inputs.platform),
         )
+
+
+class NoBaseImage(LockError):
+    """No base image provides the Python version: an unpinned lock tries an older one."""
+
+
+def _resolve_soft(
+    job: _Job,
+    tmp: Path,
+    *,
+    base_resolver: BaseResolver,
+    image_runner: ImageRunnerFactory | None,
+    resolver: Resolver | None,
+) -> _Resolved:
+    """Pins for the newest Python that resolves, without the inferred names that cannot.
+
+    An inferred name the index lacks, or one an unsatisfiable resolution blames on every
+    Python, is dropped (one warning each) and the resolve starts again; a declared one fails.
+    """
+    inputs = job.inputs
+    pythons = (inputs.python, *inputs.fallback_pythons)
+    dropped: list[DroppedPackage] = []
+    tries = iter(range(1_000_000))
+    while True:
+        kept = tuple(r for r in inputs.requirements if all(d.source != r.source for d in dropped))
+        failures: list[tuple[str, ResolveFailure]] = []
+        gone: tuple[DroppedPackage, ...] = ()
+        for python in pythons:
+            workdir = tmp / f"try-{next(tries)}"
+            workdir.mkdir()
+            try:
+                resolved = _base_and_pins(
+                    replace(job, inputs=replace(inputs, python=python, requirements=kept)),
+                    workdir,
+                    base_resolver=base_resolver,
+                    image_runner=image_runner,
+                    resolver=resolver,
+                )
+            except NoBaseImage:
+                if python == pythons[-1]:
+                    raise
+                continue
+            except ResolveFailure as failure:
+                gone = to_drop(failure, kept) if failure.kind == "missing" else ()
+                if failure.kind != "conflict" and not gone:
+                    raise
+                if gone:
+                    break
+                failures.append((python, failure))
+                continue
+            notes: tuple[str, ...] = ()
+            if len(pythons) > 1:
+                notes = (python_note(python, tuple(failures)),)
+                reporter().notice(notes[0])
+            return replace(resolved, notes=notes, dropped=tuple(dropped))
+        if not gone and failures:
+            gone = to_drop(failures[0][1], kept)
+            if not gone:
+                raise _unsatisfiable(job, tmp, failures[0], resolver=resolver)
+        for entry in gone:
+            reporter().notice(drop_warning(entry, root=job.root))
+        dropped.extend(gone)
+
+
+def _unsatisfiable(
+    job: _Job, tmp: Path, first: tuple[str, ResolveFailure], *, resolver: Resolver | None
+) -> ResolveFailure:
+    """The newest Python's failure; for packages without wheels, the newest Python that works."""
+    python, failure = first
+    if not failure.no_wheels:
+        return failure
+    chosen = resolver or make_resolver("uv", ResolverSetup(tools=tools_folder(job.home), image=""))
+    tried = {python, *job.inputs.fallback_pythons}
+    works = None
+    for candidate in reversed(SUPPORTED_PYTHONS):
+        if candidate in tried:
+            continue
+        workdir = tmp / f"probe-{candidate}"
+        try:
+            chosen.resolve(job.request(candidate, workdir, job.inputs.requirements))
+        except LockError:
+            continue
+        works = candidate
+        break
+    failure.hint = pinned_hint(python, failure, works)
+    return failure
 
 
 def _base_and_pins(
@@ -272,7 +365,7 @@ def _resolve_base(inputs: LockInputs, resolver: BaseResolver) -> BaseImage:
         raise
     except MlpackError as exc:
         msg = f"no base image for Python {inputs.python}: {exc.message}"
-        raise LockError(
+        raise NoBaseImage(
             msg, hint=exc.hint or "pick a Python version a base image provides"
         ) from exc
 

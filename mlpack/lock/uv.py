@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Final
 from packaging.utils import canonicalize_name
 
 from mlpack.errors import LockError
+from mlpack.lock.failure import read_failure
 from mlpack.lock.resolvers import (
     Pin,
     ResolveRequest,
     parse_output,
     reuse_files,
-    tool_failure,
     write_inputs,
 )
 from mlpack.lock.runner import HostRunner, Runner
@@ -122,7 +122,7 @@ class UvResolver:
         write_inputs(request)
         done = self.runner.run(uv_compile_args(request), cwd=request.workdir, env=uv_env(request))
         if done.returncode != 0:
-            raise tool_failure(request, done.stderr, tool="uv")
+            raise read_failure(request, done.stderr, tool="uv")
         pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
         pins = reuse_files(pins, request.known_files)
         if all(p.files or p.url is not None for p in pins):
