@@ -556,6 +556,12 @@ def write_config(root: Path, analysis: ProjectAnalysis) -> tuple[Path, list[str]
     return path, notes
 
 
+def config_from_analysis(root: Path, analysis: ProjectAnalysis) -> ProjectConfig:
+    """The config ``analyze --write`` would write for ``root``, in memory (``lock`` without one)."""
+    data = _analysis_document(analysis, _default_name(root))
+    return _validate(data, root=root, path=root / CONFIG_FILE, where="the analysis")
+
+
 def _default_name(root: Path) -> str:
     name = re.sub(r"[^a-z0-9._-]+", "-", root.resolve().name.lower()).strip("-._")
     return name or "project"

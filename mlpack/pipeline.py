@@ -8,10 +8,11 @@ The CLI calls these functions and prints what they return.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlpack.config import load_config
+from mlpack.config import config_from_analysis, config_location, import_settings, load_config
 from mlpack.errors import ConfigError, LockError
 from mlpack.home import mlpack_home
 from mlpack.lock import stamp
@@ -20,9 +21,11 @@ from mlpack.lock.locker import LockResult, lock
 from mlpack.lock.lockfile import dumps, read_lock
 from mlpack.lock.runner import ImageRunner
 from mlpack.lock.wheelhouse import Wheelhouse, fetch
-from mlpack.paths import LOCK_FILE
+from mlpack.paths import CONFIG_FILE, LOCK_FILE
+from mlpack.progress import reporter
 
 if TYPE_CHECKING:
+    from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
     from mlpack.lock.lockdata import ResolverName
     from mlpack.lock.runner import Runner
@@ -73,8 +76,51 @@ def lock_is_current(root: Path, *, check: bool) -> bool:
 def project_lock_inputs(
     root: Path, *, resolver: ResolverName = "uv", platform: str | None = None
 ) -> LockInputs:
-    """The lock inputs of the project at ``root`` (its mlpack.toml)."""
-    return inputs_from_config(load_config(root), resolver=resolver, platform=platform)
+    """The lock inputs of the project at ``root``: its mlpack.toml, else its analysis."""
+    config = project_config(root)
+    python, fallback = python_choice(root, config)
+    return inputs_from_config(
+        replace(config, python=python),
+        resolver=resolver,
+        platform=platform,
+        fallback_pythons=fallback,
+    )
+
+
+def project_config(root: Path) -> ProjectConfig:
+    """The project's config; without one, what ``analyze --write`` would write, in memory."""
+    if has_config(root):
+        return load_config(root)
+    from mlpack.analyze import analyze
+
+    reporter().notice(
+        f"no {CONFIG_FILE} in {root}: using its analysis in memory "
+        "(`mlpack analyze --write` saves it for review)"
+    )
+    return config_from_analysis(root, analyze(root, settings=import_settings(root)))
+
+
+def has_config(root: Path) -> bool:
+    """True when ``root`` has mlpack.toml or a [tool.mlpack] table."""
+    return config_location(root)[0].exists()
+
+
+def python_choice(root: Path, config: ProjectConfig) -> tuple[str, tuple[str, ...]]:
+    """The Python to lock for first and the older ones to try, newest first.
+
+    A version the user wrote into the config, or a file pins, is kept as it is. One the
+    analysis chose (the default, or the newest a range such as ``>=3.8`` allows) is the lock's
+    to choose: the newest supported version for which the packages resolve with wheels.
+    """
+    from mlpack.analyze.python_version import DEFAULT_PYTHON, unpinned_versions
+
+    if config.python_source == CONFIG_FILE:
+        return config.python, ()
+    versions = unpinned_versions(root)
+    chosen_by_analysis = DEFAULT_PYTHON if config.python_source.startswith("rule:") else None
+    if not versions or config.python != (chosen_by_analysis or versions[0]):
+        return config.python, ()  # pinned by a file, or edited by hand
+    return versions[0], versions[1:]
 
 
 def check_lock(root: Path, *, resolver: ResolverName = "uv", platform: str | None = None) -> Path:
@@ -124,8 +170,8 @@ def _memo(
     root: Path, *, upgrade: bool, resolver: ResolverName, platform: str | None
 ) -> stamp.Memo | None:
     """The no-op memo serves only what ``lock_is_current`` reads: no options but ``check``."""
-    if upgrade or resolver != "uv" or platform is not None:
-        return None
+    if upgrade or resolver != "uv" or platform is not None or not has_config(root):
+        return None  # without a config the inputs are the code, which the memo does not read
     return stamp.Memo(root)
 
 

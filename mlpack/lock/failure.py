@@ -66,7 +66,7 @@ _UNREACHABLE: Final = (
 )
 _CONFLICT: Final = ("No solution found", "ResolutionImpossible", "conflict", "unsatisfiable")
 # uv's advice for its own configuration, which an mlpack user cannot set.
-_UV_ONLY: Final = ("tool.uv", "extra-build-dependencies", "`uv ", "uv pip install")
+_UV_ONLY: Final = ("tool.uv", "--no-build-isolation", "uv pip install")
 
 
 def read_failure(request: ResolveRequest, stderr: str, *, tool: str) -> ResolveFailure:
@@ -196,12 +196,12 @@ def _build(_request: ResolveRequest, text: str, tool: str) -> ResolveFailure | N
         return None
     failing = found.group(1)
     name = canonicalize_name(re.split(r"[=@<>!~ ]", failing, maxsplit=1)[0])
-    lines = [line for line in text.splitlines() if not any(m in line for m in _UV_ONLY)]
-    # The package and the first lines of its build error, then the end of the output.
+    lines = [line for line in without_uv_advice(text).splitlines() if line.strip()]
     start = next(i for i, line in enumerate(lines) if found.group(0) in line)
-    shown = lines[start : start + 12]
-    rest = [line for line in lines[start + 12 :] if line.strip()][-8:]
-    body = "\n".join(line for line in (*shown, *(["..."] if rest else []), *rest) if line.strip())
+    # The package and uv's causes, then the end of the build's output, where its error is.
+    head = lines[start : start + 3]
+    rest = lines[start + 3 :]
+    body = "\n".join([*head, *(["..."] if len(rest) > 8 else []), *rest[-8:]])
     msg = f"{tool} failed: {failing} could not be built from source:\n{body}"
     hint = (
         f"{name} has no wheel for this target and its build failed: pin a version that has "
@@ -210,6 +210,23 @@ def _build(_request: ResolveRequest, text: str, tool: str) -> ResolveFailure | N
     return ResolveFailure(msg, hint=hint, kind="build", package=name)
 
 
+def without_uv_advice(text: str) -> str:
+    """``text`` without uv's advice on uv's own settings, which an mlpack user cannot apply.
+
+    (``[tool.uv.extra-build-dependencies]``, ``--no-build-isolation``); the hint's first
+    sentence, which says what the build lacks, stays.
+    """
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("hint:") and any(m in "\n".join(lines[i:]) for m in _UV_ONLY):
+            first = line.split(". ", 1)[0].rstrip(".")
+            return "\n".join([*lines[:i], f"{first}."])
+    return text
+
+
 def _tail(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return "\n".join(line for line in lines[-12:] if not any(m in line for m in _UV_ONLY))
+    """The first line (what failed) and the last ones (why), without uv's own advice."""
+    lines = [line for line in without_uv_advice(text).splitlines() if line.strip()]
+    if len(lines) <= 12:
+        return "\n".join(lines)
+    return "\n".join([lines[0], "...", *lines[-11:]])

@@ -99,6 +99,9 @@ def lock(
     if inputs.indexes.source not in ("mlpack.toml", "default"):
         urls = ", ".join(inputs.indexes.public().all)
         rep.notice(f"using the package indexes from {inputs.indexes.source}: {urls}")
+        if inputs.indexes.machine_local:
+            local = ", ".join(inputs.indexes.machine_local)
+            rep.notice(f"also this machine's local indexes (not written into the lock): {local}")
     job = _Job(
         inputs=inputs,
         previous=previous,
