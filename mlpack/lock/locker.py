@@ -22,6 +22,7 @@ from mlpack.lock.inputs import validate_requirements
 from mlpack.lock.lockfile import loads, write_lock
 from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
 from mlpack.lock.resolvers import KnownFiles, Pin, Resolver, ResolveRequest
+from mlpack.lock.risks import source_build_warning, wrong_project_warnings
 from mlpack.lock.soft import drop_warning, pinned_hint, python_note, to_drop
 from mlpack.lock.speculate import EarlyResolve, guess_file, read_guess, write_guess
 from mlpack.lock.vcs import normalize
@@ -137,13 +138,18 @@ def lock(
         )
     finally:
         listings.close()
+    python = ".".join(resolved.base.python_full.split(".")[:2])
+    warnings = wrong_project_warnings(resolved.requirements, packages, python=python, root=root)
+    built = source_build_warning(packages, python=python)
+    for line in (*warnings, *([built] if built else [])):
+        rep.notice(line)
     result = assemble(
         inputs,
         resolver=resolved.resolver.name,
         base=resolved.base,
         packages=packages,
         pins=resolved.pins,
-        notes=resolved.notes,
+        notes=(*resolved.notes, *warnings, *([built] if built else [])),
         dropped=resolved.dropped,
     )
     write_lock(lock_path, result)
