@@ -229,6 +229,8 @@ def _resolve_soft(
             workdir = tmp / f"try-{next(tries)}"
             workdir.mkdir()
             try:
+                if len(pythons) > 1:
+                    _probe(job, workdir / "probe", python, kept, resolver=resolver)
                 resolved = _base_and_pins(
                     replace(job, inputs=replace(inputs, python=python, requirements=kept)),
                     workdir,
@@ -260,6 +262,21 @@ def _resolve_soft(
         for entry in gone:
             reporter().notice(drop_warning(entry, root=job.root))
         dropped.extend(gone)
+
+
+def _probe(
+    job: _Job,
+    workdir: Path,
+    python: str,
+    requirements: tuple[PackageSpec, ...],
+    *,
+    resolver: Resolver | None,
+) -> None:
+    """Resolve for Python X.Y without a base image: a version the packages do not resolve for
+    costs no base (a Debian build takes about a minute). ResolveFailure when they do not.
+    """
+    chosen = resolver or make_resolver("uv", ResolverSetup(tools=tools_folder(job.home), image=""))
+    chosen.resolve(job.request(python, workdir, _normalize(requirements, job.root)[0]))
 
 
 def _unsatisfiable(

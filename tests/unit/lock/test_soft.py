@@ -145,7 +145,8 @@ def test_the_newest_python_with_wheels_is_chosen_and_said(tmp_path: Path) -> Non
     )
     written = read_lock(tmp_path / "mlpack.lock")
     assert written.target.python_minor == "3.11"
-    assert [r.python_minor for r in resolver.requests] == ["3.13", "3.12", "3.11"]
+    # Probes for X.Y need no base image; the chosen one then resolves for the base's X.Y.Z.
+    assert [r.python for r in resolver.requests] == ["3.13", "3.12", "3.11", "3.11.2"]
     line = next(n for n in rep.notices if n.startswith("Python 3.11"))
     assert "3.13: no wheels for torch 2.0.1" in line
     assert written.notes == (line,)
