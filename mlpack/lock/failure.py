@@ -48,7 +48,8 @@ _MISSING: Final = (
     re.compile(r"Because there are no versions of ([A-Za-z0-9._-]+) and"),
 )
 _NO_WHEELS: Final = re.compile(
-    r"([A-Za-z0-9._-]+?)(?:==([^\s]+))? has no wheels with a matching Python (?:ABI|version) tag"
+    r"(?<![A-Za-z0-9._-])([A-Za-z][A-Za-z0-9._-]*)((?:[=<>!~]=?[^\s,]+,?)*) (?:has|have) no wheels "
+    r"with a matching Python (?:ABI|version) tag"
 )
 _BUILD: Final = re.compile(r"Failed to (?:download and )?build `([^`]+)`")
 _URL: Final = re.compile(r"(?:git\+)?https?://[^\s`'\"]+")
@@ -128,7 +129,11 @@ def _unreachable(request: ResolveRequest, text: str, tool: str) -> ResolveFailur
     index_hosts = {urllib.parse.urlsplit(u).hostname for u in indexes}
     last = _tail(text).splitlines()[-1] if text else ""
     if host is not None and host not in index_hosts:
-        msg = f"{tool} could not reach {host}: {last}"
+        asking = [
+            f"{r.requirement} ({r.source})" for r in request.requirements if host in r.requirement
+        ]
+        where = f" for {'; '.join(asking)}" if asking else ""
+        msg = f"{tool} could not reach {host}{where}: {last.strip()}"
         hint = f"check the network and the proxy (HTTPS_PROXY) for {host}, or the URL"
     else:
         msg = f"{tool} could not reach the package index ({', '.join(indexes)}): {last}"
@@ -160,14 +165,7 @@ def _conflict(request: ResolveRequest, text: str, _tool: str) -> ResolveFailure 
         if (m := re.search(rf"(?<![a-z0-9-]){re.escape(r.name)}(?![a-z0-9])", lowered))
     }
     involved = sorted(found, key=found.__getitem__)
-    no_wheels = tuple(
-        dict.fromkeys(
-            f"{canonicalize_name(m.group(1))} {m.group(2)}"
-            if m.group(2)
-            else canonicalize_name(m.group(1))
-            for m in _NO_WHEELS.finditer(text)
-        )
-    )
+    no_wheels = tuple(dict.fromkeys(_release(m) for m in _NO_WHEELS.finditer(text)))
     explanation = " ".join(
         line.strip().removeprefix("cause:").strip()
         for line in text.splitlines()
@@ -188,6 +186,14 @@ def _conflict(request: ResolveRequest, text: str, _tool: str) -> ResolveFailure 
         involved=tuple(dict.fromkeys(r.name for r in involved)),
         no_wheels=no_wheels,
     )
+
+
+def _release(found: re.Match[str]) -> str:
+    """``torch 2.0.1`` for ``torch==2.0.1``; ``tensorflow>=2.0,<=2.19`` as uv wrote it."""
+    name, spec = canonicalize_name(found.group(1)), found.group(2)
+    if spec.startswith("==") and "," not in spec:
+        return f"{name} {spec[2:]}"
+    return name + spec
 
 
 def _build(_request: ResolveRequest, text: str, tool: str) -> ResolveFailure | None:

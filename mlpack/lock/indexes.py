@@ -117,6 +117,7 @@ class IndexFile:
     filename: str
     url: str
     sha256: str | None
+    upload_time: str | None = None  # PEP 700 (JSON listings only)
 
 
 def _auth_header(url: str) -> tuple[str, dict[str, str]]:
@@ -178,7 +179,12 @@ def _parse_listing(body: bytes, content_type: str, base_url: str) -> tuple[Index
         for f in data.get("files", []):
             url = urllib.parse.urljoin(base_url, f["url"])
             files.append(
-                IndexFile(filename=f["filename"], url=url, sha256=f.get("hashes", {}).get("sha256"))
+                IndexFile(
+                    filename=f["filename"],
+                    url=url,
+                    sha256=f.get("hashes", {}).get("sha256"),
+                    upload_time=f.get("upload-time"),
+                )
             )
         return tuple(files)
     from html.parser import HTMLParser

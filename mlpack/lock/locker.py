@@ -22,7 +22,7 @@ from mlpack.lock.inputs import validate_requirements
 from mlpack.lock.lockfile import loads, write_lock
 from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
 from mlpack.lock.resolvers import KnownFiles, Pin, Resolver, ResolveRequest
-from mlpack.lock.risks import source_build_warning, wrong_project_warnings
+from mlpack.lock.risks import old_pin_warnings, source_build_warning, wrong_project_warnings
 from mlpack.lock.soft import drop_warning, pinned_hint, python_note, to_drop
 from mlpack.lock.speculate import EarlyResolve, guess_file, read_guess, write_guess
 from mlpack.lock.vcs import normalize
@@ -32,7 +32,7 @@ from mlpack.vocabulary import BaseImage, PackageSpec
 
 if TYPE_CHECKING:
     from mlpack.lock.inputs import LockInputs
-    from mlpack.lock.lockdata import DroppedPackage, Lock
+    from mlpack.lock.lockdata import DroppedPackage, Lock, LockedPackage
     from mlpack.lock.runner import ImageRunnerFactory
     from mlpack.vocabulary import Platform
 
@@ -138,10 +138,8 @@ def lock(
         )
     finally:
         listings.close()
-    python = ".".join(resolved.base.python_full.split(".")[:2])
-    warnings = wrong_project_warnings(resolved.requirements, packages, python=python, root=root)
-    built = source_build_warning(packages, python=python)
-    for line in (*warnings, *([built] if built else [])):
+    warnings = _warnings(resolved, packages, inputs=inputs, root=root, ca_cert=ca_cert)
+    for line in warnings:
         rep.notice(line)
     result = assemble(
         inputs,
@@ -149,11 +147,29 @@ def lock(
         base=resolved.base,
         packages=packages,
         pins=resolved.pins,
-        notes=(*resolved.notes, *warnings, *([built] if built else [])),
+        notes=(*resolved.notes, *warnings),
         dropped=resolved.dropped,
     )
     write_lock(lock_path, result)
     return LockResult(lock=result, path=lock_path, resolved=True)
+
+
+def _warnings(
+    resolved: _Resolved,
+    packages: tuple[LockedPackage, ...],
+    *,
+    inputs: LockInputs,
+    root: Path,
+    ca_cert: Path | None,
+) -> tuple[str, ...]:
+    """What resolved but may not be what the code needs: wrong projects, old pins, builds."""
+    python = ".".join(resolved.base.python_full.split(".")[:2])
+    built = source_build_warning(packages, python=python)
+    return (
+        *wrong_project_warnings(resolved.requirements, packages, python=python, root=root),
+        *old_pin_warnings(resolved.pins, index_url=inputs.indexes.index_url, ca_cert=ca_cert),
+        *([built] if built else []),
+    )
 
 
 def _previous(lock_path: Path) -> Lock | None:

@@ -61,6 +61,7 @@ class Pin:
     # (filename, sha256) of the target's files when the resolver knows them (uv does), so the
     # locker need not ask the index; empty: list them from the index.
     files: tuple[tuple[str, str], ...] = ()
+    uploaded: str | None = None  # ISO time of the release's newest file, when the resolver says
 
 
 KnownFiles = tuple[str, str, tuple[str, ...], tuple[tuple[str, str], ...]]

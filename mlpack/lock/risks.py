@@ -8,12 +8,16 @@ source. Neither fails a lock; both are worth one line before the build finds out
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from packaging.version import Version
 
+from mlpack.errors import LockError
+from mlpack.lock.indexes import list_files
 from mlpack.lock.inputs import is_inferred
 from mlpack.lock.soft import import_statement
 
@@ -24,9 +28,12 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 if TYPE_CHECKING:
     from mlpack.lock.lockdata import LockedPackage
+    from mlpack.lock.resolvers import Pin
     from mlpack.vocabulary import PackageSpec
 
 _TABLE: Final = Path(__file__).parent / "data" / "unrelated_projects.toml"
+# A pin this much older than the project's newest release is held back by something.
+_STALE: Final = timedelta(days=2 * 365)
 
 
 @cache
@@ -74,3 +81,46 @@ def source_build_warning(packages: tuple[LockedPackage, ...], *, python: str) ->
         f"{len(built)} package(s) have no wheel for Python {python} on this platform and will "
         f"be built from source in the image (slower, may need compilers): {', '.join(built)}"
     )
+
+
+def old_pin_warnings(
+    pins: tuple[Pin, ...], *, index_url: str, ca_cert: Path | None, now: datetime | None = None
+) -> tuple[str, ...]:
+    """One line per direct input pinned to a release years older than its project's newest.
+
+    Only pins already two years old are looked up on the index (one listing each, in parallel);
+    an index that does not answer, or lists no upload times, gives no warning.
+    """
+    today = now or datetime.now(timezone.utc)
+    old = [
+        (pin, _when(pin.uploaded))
+        for pin in pins
+        if "-r" in pin.via and pin.uploaded and today - _when(pin.uploaded) > _STALE
+    ]
+    if not old:
+        return ()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        newest = list(pool.map(lambda item: _newest(index_url, item[0].name, ca_cert), old))
+    out = []
+    for (pin, pinned), latest in zip(old, newest, strict=True):
+        if latest is not None and latest - pinned > _STALE:
+            out.append(
+                f"{pin.name} {pin.version} is from {pinned.year}, "
+                f"{(latest - pinned).days // 365} years older than its newest release "
+                f"({latest.year}): another pin or the Python version holds it back; check that "
+                "this is the project you mean"
+            )
+    return tuple(out)
+
+
+def _when(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _newest(index_url: str, project: str, ca_cert: Path | None) -> datetime | None:
+    try:
+        files = list_files(index_url, project, ca_cert=ca_cert, timeout=15)
+    except LockError:
+        return None
+    return max((_when(f.upload_time) for f in files if f.upload_time), default=None)

@@ -8,6 +8,7 @@ stays an error.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from mlpack.lock.inputs import is_inferred
@@ -37,7 +38,7 @@ def to_drop(
         return ()
     if failure.kind != "conflict":
         return ()
-    no_wheels = {entry.split(" ", 1)[0] for entry in failure.no_wheels}
+    no_wheels = {re.split(r"[ <>=!~]", entry, maxsplit=1)[0] for entry in failure.no_wheels}
     blamed = [n for n in failure.involved if n in no_wheels] + list(failure.involved)
     for name in blamed:
         named = tuple(r for r in requirements if r.name == name)

@@ -144,13 +144,17 @@ def pylock_args(request: ResolveRequest, *, offline: bool) -> list[str]:
     return args
 
 
-def pylock_files(request: ResolveRequest) -> dict[str, list[tuple[str, str]]]:
-    """(filename, sha256) per package from the workdir's pylock.toml; {} when unreadable."""
+# (filename, sha256, upload time or "") of one file in uv's pylock.toml
+PylockFile = tuple[str, str, str]
+
+
+def pylock_files(request: ResolveRequest) -> dict[str, list[PylockFile]]:
+    """The files per package from the workdir's pylock.toml; {} when unreadable."""
     try:
         data = tomllib.loads((request.workdir / "pylock.toml").read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
         return {}
-    files: dict[str, list[tuple[str, str]]] = {}
+    files: dict[str, list[PylockFile]] = {}
     for package in data.get("packages", []):
         name = canonicalize_name(str(package.get("name", "")))
         for entry in [*package.get("wheels", []), package.get("sdist") or {}]:
@@ -158,18 +162,25 @@ def pylock_files(request: ResolveRequest) -> dict[str, list[tuple[str, str]]]:
             sha = entry.get("hashes", {}).get("sha256")
             if url and sha:
                 filename = urllib.parse.unquote(str(url).rsplit("/", 1)[-1])
-                files.setdefault(name, []).append((filename, str(sha)))
+                uploaded = entry.get("upload-time")
+                when = uploaded.isoformat() if hasattr(uploaded, "isoformat") else ""
+                files.setdefault(name, []).append((filename, str(sha), when))
     return files
 
 
-def attach_files(pins: tuple[Pin, ...], files: dict[str, list[tuple[str, str]]]) -> tuple[Pin, ...]:
+def attach_files(pins: tuple[Pin, ...], files: dict[str, list[PylockFile]]) -> tuple[Pin, ...]:
     """``pins`` with the files whose hash they pin (a file of another version never matches)."""
-    return tuple(
-        replace(pin, files=tuple(sorted(f for f in files.get(pin.name, ()) if f[1] in pin.hashes)))
-        if pin.url is None and not pin.files
-        else pin
-        for pin in pins
-    )
+    out = []
+    for pin in pins:
+        if pin.url is None and not pin.files:
+            mine = [f for f in files.get(pin.name, ()) if f[1] in pin.hashes]
+            pin = replace(
+                pin,
+                files=tuple(sorted((n, h) for n, h, _ in mine)),
+                uploaded=max((w for _, _, w in mine), default="") or None,
+            )
+        out.append(pin)
+    return tuple(out)
 
 
 def with_target_files(

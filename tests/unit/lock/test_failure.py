@@ -89,7 +89,9 @@ def test_a_build_failure_names_the_package_and_its_error_without_uv_advice() -> 
 
 def test_an_unreachable_github_url_names_github_not_the_index() -> None:
     for text in (GITHUB, GIT):
-        failure = read_failure(request(("foo", "requirements.txt:1")), text, tool="uv")
+        asked = ("foo @ git+https://github.com/o/r", "requirements.txt:1")
+        failure = read_failure(request(asked), text, tool="uv")
+        assert "for foo @ git+https://github.com/o/r (requirements.txt:1)" in failure.message
         assert failure.kind == "unreachable"
         assert "could not reach github.com" in failure.message
         assert "package index" not in failure.message
@@ -150,3 +152,14 @@ def test_other_failures_show_what_failed_first_and_why_last() -> None:
     assert failure.kind == "other"
     assert "weird-pkg" in failure.message
     assert "line 29" in failure.message
+
+
+def test_a_range_without_wheels_is_named_as_uv_wrote_it() -> None:
+    text = (
+        "  cause: Because tensorflow>=2.0.0,<=2.19.0 has no wheels with a matching Python ABI "
+        "tag (e.g., `cp313`) and you require tensorflow>=2.0.0,<=2.19.0, we can conclude that "
+        "your requirements are unsatisfiable.\n"
+        "  cause: Because all versions of numpy have no wheels with a matching Python ABI tag\n"
+    )
+    failure = read_failure(request(("tensorflow>=2.0.0,<=2.19.0", "r.txt:1")), text, tool="uv")
+    assert failure.no_wheels == ("tensorflow>=2.0.0,<=2.19.0", "numpy")

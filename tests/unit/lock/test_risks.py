@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
+from mlpack.lock import risks
+from mlpack.lock.indexes import IndexFile
 from mlpack.lock.lockdata import LockedPackage
 from mlpack.lock.lockfile import read_lock
+from mlpack.lock.resolvers import Pin
 from mlpack.lock.risks import source_build_warning, unrelated_projects, wrong_project_warnings
 from mlpack.vocabulary import PackageSpec
 from tests.unit.lock.test_soft import ScriptedResolver, inputs, run
@@ -59,3 +65,49 @@ def test_the_lock_records_the_warnings_in_its_notes(tmp_path: Path) -> None:
     notes = read_lock(tmp_path / "mlpack.lock").notes
     assert any("NVIDIA apex is not on PyPI" in n for n in notes)
     assert any("NVIDIA apex is not on PyPI" in n for n in rep.notices)
+
+
+def test_a_direct_pin_years_behind_its_newest_release_is_warned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    listed: list[str] = []
+
+    def fake_list(index_url: str, project: str, **_kw: object) -> tuple[IndexFile, ...]:
+        listed.append(project)
+        return (
+            IndexFile(filename="a", url="u", sha256=None, upload_time="2017-12-04T23:47:36Z"),
+            IndexFile(filename="b", url="u", sha256=None, upload_time="2022-05-10T08:00:00Z"),
+        )
+
+    monkeypatch.setattr(risks, "list_files", fake_list)
+    now = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    pins = (
+        Pin(name="mxnet", version="1.0.0.post1", via=("-r",), uploaded="2017-12-04T23:47:36+00:00"),
+        Pin(name="numpy", version="2.3.0", via=("-r",), uploaded="2026-06-01T00:00:00+00:00"),
+        Pin(name="six", version="1.0", via=("mxnet",), uploaded="2010-01-01T00:00:00+00:00"),
+    )
+    lines = risks.old_pin_warnings(pins, index_url="https://index/simple", ca_cert=None, now=now)
+    assert listed == ["mxnet"]  # recent pins and dependencies are never looked up
+    assert len(lines) == 1
+    assert lines[0].startswith("mxnet 1.0.0.post1 is from 2017, 4 years older than its newest")
+
+
+def test_the_release_time_comes_from_uvs_pylock(tmp_path: Path) -> None:
+    from mlpack.lock.indexes import Indexes
+    from mlpack.lock.resolvers import ResolveRequest
+    from mlpack.lock.uv import attach_files, pylock_files
+
+    (tmp_path / "pylock.toml").write_text(
+        'lock-version = "1.0"\n[[packages]]\nname = "graphviz"\nversion = "0.8.4"\n'
+        'sdist = { url = "https://files/graphviz-0.8.4.zip", upload-time = 2018-07-01T13:46:00Z,'
+        ' hashes = { sha256 = "' + "a" * 64 + '" } }\n'
+    )
+    request = ResolveRequest(
+        requirements=(), python="3.11.2", platform="linux/amd64", indexes=Indexes(),
+        workdir=tmp_path,
+    )  # fmt: skip
+    pin = Pin(name="graphviz", version="0.8.4", hashes=("a" * 64,), via=("-r",))
+    (attached,) = attach_files((pin,), pylock_files(request))
+    assert attached.files == (("graphviz-0.8.4.zip", "a" * 64),)
+    assert attached.uploaded is not None
+    assert attached.uploaded.startswith("2018-07-01T13:46:00")
