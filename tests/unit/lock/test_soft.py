@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mlpack.errors import ImageError
 from mlpack.lock.failure import ResolveFailure, read_failure
 from mlpack.lock.indexes import Indexes
 from mlpack.lock.inputs import LockInputs, is_inferred
@@ -15,7 +16,7 @@ from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.resolvers import Pin, ResolveRequest
 from mlpack.progress import RecordingReporter, using
-from mlpack.vocabulary import PackageSpec
+from mlpack.vocabulary import BaseImage, PackageSpec
 from tests.unit.lock.fakes import FakeBase
 
 DEAD = "http://127.0.0.1:9/simple"
@@ -193,3 +194,23 @@ def test_a_relock_with_unchanged_inputs_keeps_the_dropped_table(tmp_path: Path) 
     run(tmp_path, inp, resolver)
     assert len(resolver.requests) == calls
     assert [d.name for d in read_lock(tmp_path / "mlpack.lock").dropped] == ["deeplearning"]
+
+
+def test_an_unpinned_python_without_a_base_image_takes_the_next(tmp_path: Path) -> None:
+    class NoNewest(FakeBase):
+        def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
+            if python == "3.13":
+                raise ImageError("no base image provides Python 3.13", hint="")
+            return super().resolve(python, explicit=explicit)
+
+    rep = RecordingReporter()
+    with using(rep):
+        lock(
+            inputs(("numpy", "requirements.txt:1"), fallback=("3.12",)),
+            tmp_path / "mlpack.lock",
+            root=tmp_path,
+            home=tmp_path / "home",
+            base_resolver=NoNewest(),
+            resolver=ScriptedResolver(),
+        )
+    assert read_lock(tmp_path / "mlpack.lock").target.python_minor == "3.12"
