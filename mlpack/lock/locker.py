@@ -259,7 +259,7 @@ def _resolve_soft(
                     raise
                 continue
             except ResolveFailure as failure:
-                gone = to_drop(failure, kept) if failure.kind == "missing" else ()
+                gone = to_drop(failure, kept) if failure.kind in ("missing", "build") else ()
                 if failure.kind != "conflict" and not gone:
                     raise
                 if gone:

@@ -26,14 +26,19 @@ def to_drop(
 ) -> tuple[DroppedPackage, ...]:
     """The inferred requirements ``failure`` blames, as dropped entries; () when none may go.
 
-    A missing name goes when every requirement naming it is inferred. For a conflict, one name
+    A missing name, or one whose build from source failed, goes when every requirement naming
+    it is inferred. For a conflict, one name
     per try (the resolver named it first, or it has no wheel for the target), so a package that
     merely took part (torch beside functorch) stays.
     """
-    if failure.kind == "missing" and failure.package is not None:
+    if failure.kind in ("missing", "build") and failure.package is not None:
         named = tuple(r for r in requirements if r.name == failure.package)
         if named and all(is_inferred(r) for r in named):
-            reason = "the package index has no project of this name"
+            reason = (
+                "the package index has no project of this name"
+                if failure.kind == "missing"
+                else "it has no wheel for the target and its build from source failed"
+            )
             return tuple(_dropped(r, reason) for r in named)
         return ()
     if failure.kind != "conflict":

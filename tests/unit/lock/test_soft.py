@@ -214,3 +214,17 @@ def test_an_unpinned_python_without_a_base_image_takes_the_next(tmp_path: Path) 
             resolver=ScriptedResolver(),
         )
     assert read_lock(tmp_path / "mlpack.lock").target.python_minor == "3.12"
+
+
+def test_an_inferred_package_whose_build_fails_is_dropped(tmp_path: Path) -> None:
+    class BuildFails(ScriptedResolver):
+        def resolve(self, request: ResolveRequest) -> tuple[Pin, ...]:
+            if any(r.name == "pycuda" for r in request.requirements):
+                text = "error: Failed to build `pycuda==2024.1`\n  cause: the build failed\n"
+                raise read_failure(request, text, tool="uv")
+            return super().resolve(request)
+
+    run(tmp_path, inputs(("numpy", "train.py:1"), ("pycuda", "train.py:2")), BuildFails())
+    written = read_lock(tmp_path / "mlpack.lock")
+    assert [d.name for d in written.dropped] == ["pycuda"]
+    assert "build from source failed" in written.dropped[0].reason
