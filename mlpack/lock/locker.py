@@ -23,7 +23,7 @@ from mlpack.lock.lockfile import loads, write_lock
 from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
 from mlpack.lock.resolvers import KnownFiles, Pin, Resolver, ResolveRequest
 from mlpack.lock.risks import old_pin_warnings, source_build_warning, wrong_project_warnings
-from mlpack.lock.soft import drop_warning, pinned_hint, python_note, to_drop
+from mlpack.lock.soft import drop_warning, pinned_hint, python_note, to_drop, why_not
 from mlpack.lock.speculate import EarlyResolve, guess_file, read_guess, write_guess
 from mlpack.lock.vcs import normalize
 from mlpack.paths import tools_folder
@@ -240,6 +240,7 @@ def _resolve_soft(
     while True:
         kept = tuple(r for r in inputs.requirements if all(d.source != r.source for d in dropped))
         failures: list[tuple[str, ResolveFailure]] = []
+        skipped: list[tuple[str, str]] = []  # (python, why not) for the note
         gone: tuple[DroppedPackage, ...] = ()
         for python in pythons:
             workdir = tmp / f"try-{next(tries)}"
@@ -254,9 +255,10 @@ def _resolve_soft(
                     image_runner=image_runner,
                     resolver=resolver,
                 )
-            except NoBaseImage:
+            except NoBaseImage as exc:
                 if python == pythons[-1]:
                     raise
+                skipped.append((python, f"no base image ({exc.message})"[:160]))
                 continue
             except ResolveFailure as failure:
                 gone = to_drop(failure, kept) if failure.kind in ("missing", "build") else ()
@@ -265,10 +267,11 @@ def _resolve_soft(
                 if gone:
                     break
                 failures.append((python, failure))
+                skipped.append((python, why_not(failure)))
                 continue
             notes: tuple[str, ...] = ()
             if len(pythons) > 1:
-                notes = (python_note(python, tuple(failures)),)
+                notes = (python_note(python, tuple(skipped)),)
                 reporter().notice(notes[0])
             return replace(resolved, notes=notes, dropped=tuple(dropped))
         if not gone and failures:

@@ -107,8 +107,8 @@ def old_pin_warnings(
             out.append(
                 f"{pin.name} {pin.version} is from {pinned.year}, "
                 f"{(latest - pinned).days // 365} years older than its newest release "
-                f"({latest.year}): another pin or the Python version holds it back; check that "
-                "this is the project you mean"
+                f"({latest.year}): a constraint or the Python version holds it back, or it is "
+                "not the project the code means"
             )
     return tuple(out)
 

@@ -84,15 +84,16 @@ def import_statement(root: Path, source: str) -> str | None:
     return None
 
 
-def python_note(chosen: str, tried: tuple[tuple[str, ResolveFailure], ...]) -> str:
+def python_note(chosen: str, skipped: tuple[tuple[str, str], ...]) -> str:
     """Which Python the lock chose among unpinned versions, and why not the newer ones."""
-    if not tried:
-        return f"Python {chosen}: the newest supported version the packages resolve for"
-    skipped = "; ".join(f"{python}: {_why_not(failure)}" for python, failure in tried)
-    return f"Python {chosen}: the newest supported version the packages resolve for ({skipped})"
+    note = f"Python {chosen}: the newest supported version the packages resolve for"
+    if not skipped:
+        return note
+    return f"{note} ({'; '.join(f'{python}: {why}' for python, why in skipped)})"
 
 
-def _why_not(failure: ResolveFailure) -> str:
+def why_not(failure: ResolveFailure) -> str:
+    """Why a Python version did not resolve, in a few words."""
     if failure.no_wheels:
         return f"no wheels for {', '.join(failure.no_wheels)}"
     return failure.message.splitlines()[0].removeprefix("the requirements conflict: ")[:160]

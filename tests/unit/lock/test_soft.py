@@ -214,6 +214,7 @@ def test_an_unpinned_python_without_a_base_image_takes_the_next(tmp_path: Path) 
             resolver=ScriptedResolver(),
         )
     assert read_lock(tmp_path / "mlpack.lock").target.python_minor == "3.12"
+    assert any("3.13: no base image" in n for n in rep.notices)
 
 
 def test_an_inferred_package_whose_build_fails_is_dropped(tmp_path: Path) -> None:
