@@ -6,10 +6,12 @@ isolates all of mlpack's state, and removing that folder resets it.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from mlpack.home import mlpack_home
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CONFIG_FILE: Final = "mlpack.toml"
 PYPROJECT_FILE: Final = "pyproject.toml"
@@ -26,7 +28,7 @@ Cache = Literal[
 
 def cache_folder(name: Cache, *, home: Path | None = None) -> Path:
     """The folder of cache ``name`` under ``home`` (default: mlpack's home)."""
-    return Path(home or mlpack_home(), "cache", name)
+    return (home or mlpack_home()) / "cache" / name
 
 
 def tools_folder(home: Path) -> Path:

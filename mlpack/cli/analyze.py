@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from mlpack.analyze.analysis import ProjectAnalysis
-from mlpack.cli.app import err, out
+from mlpack.cli.output import note, say, table
+from mlpack.runtime.options import parse_path
+
+if TYPE_CHECKING:
+    from mlpack.analyze.analysis import Package, ProjectAnalysis
 
 
 def analyze(
     path: Annotated[
-        Path, typer.Argument(help="The repository to analyse (default: the current directory).")
+        Path,
+        typer.Argument(
+            parser=parse_path, help="The repository to analyse (default: the current directory)."
+        ),
     ] = Path(),
     as_json: Annotated[
         bool, typer.Option("--json", help="Print exactly one JSON object instead of a summary.")
@@ -39,59 +45,54 @@ def analyze(
 
     result = run_analysis(path, settings=import_settings(path))
     if as_json:
-        # Plain print: rich would wrap long lines and break the JSON.
-        print(json.dumps(to_json(result), indent=2, ensure_ascii=False))
+        sys.stdout.write(json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n")
     else:
         _summary(result)
     if write:
         from mlpack.config import write_config
 
         config_path, notes = write_config(path, result)
-        for note in notes:
-            err.print(f"note: {note}", markup=False)
-        (err if as_json else out).print(f"wrote {config_path}", markup=False)
+        for text in notes:
+            note(f"note: {text}")
+        (note if as_json else say)(f"wrote {config_path}")
+
+
+def _package_row(p: Package) -> tuple[str, str, str, str]:
+    marks = (
+        ("undeclared", not p.declared),
+        ("not imported", not p.used),
+        (p.usage, p.usage != "runtime"),
+    )
+    flags = [text for text, on in marks if on]
+    name = p.name + (f" ({', '.join(flags)})" if flags else "")
+    return (name, p.specifier or "-", p.source, ", ".join(p.imports) or "-")
 
 
 def _summary(result: ProjectAnalysis) -> None:
-    out.print(f"[bold]python[/bold] {result.python.version}  [dim]({result.python.source})[/dim]")
-    table = Table(
-        "package", "specifier", "source", "imports", title="packages", title_justify="left"
-    )
-    for p in result.packages:
-        flags = []
-        if not p.declared:
-            flags.append("undeclared")
-        if not p.used:
-            flags.append("not imported")
-        if p.usage != "runtime":
-            flags.append(p.usage)
-        name = p.name + (f" [dim]({', '.join(flags)})[/dim]" if flags else "")
-        table.add_row(name, p.specifier or "-", p.source, ", ".join(p.imports) or "-")
-    out.print(table)
+    say(f"python {result.python.version}  ({result.python.source})")
+    header = ("package", "specifier", "source", "imports")
+    table(header, [_package_row(p) for p in result.packages], title="packages")
     if result.env:
-        env = Table("variable", "default", "read at", title="environment", title_justify="left")
-        for v in result.env:
-            default = "[red]secret[/red]" if v.secret else (v.default or "-")
-            env.add_row(v.name, default, ", ".join(v.locations[:3]))
-        out.print(env)
+        rows = [
+            (v.name, "secret" if v.secret else (v.default or "-"), ", ".join(v.locations[:3]))
+            for v in result.env
+        ]
+        table(("variable", "default", "read at"), rows, title="environment")
     layout = result.layout
-    out.print("[bold]inputs[/bold]  " + (", ".join(u.path for u in layout.inputs) or "-"))
-    out.print("[bold]outputs[/bold] " + (", ".join(u.path for u in layout.outputs) or "-"))
+    say("inputs  " + (", ".join(u.path for u in layout.inputs) or "-"))
+    say("outputs " + (", ".join(u.path for u in layout.outputs) or "-"))
     for big in layout.large_files:
-        out.print(f"[bold]large[/bold]   {big.path} ({big.size / 2**20:.1f} MiB)")
+        say(f"large   {big.path} ({big.size / 2**20:.1f} MiB)")
     for e in result.entrypoints:
-        out.print(f"[bold]{e.kind}[/bold] {' '.join(e.command)}  [dim]({e.source})[/dim]")
+        say(f"{e.kind} {' '.join(e.command)}  ({e.source})")
     accel = result.accelerator
-    wheels = "CUDA wheels" if accel.cuda else "CPU wheels"
-    src = f"  [dim]({accel.source})[/dim]" if accel.source else ""
-    out.print(f"[bold]gpu[/bold] {accel.level}: {wheels}{src}")
+    source = f"  ({accel.source})" if accel.source else ""
+    say(f"gpu {accel.level}: {'CUDA wheels' if accel.cuda else 'CPU wheels'}{source}")
     if result.system_packages:
-        out.print(
-            "[bold]system packages[/bold] "
-            + ", ".join(f"{s.name} ({s.required_by})" for s in result.system_packages)
-        )
+        needed = ", ".join(f"{s.name} ({s.required_by})" for s in result.system_packages)
+        say(f"system packages {needed}")
     for warning in result.warnings:
-        err.print(f"warning: {warning}", markup=False, style="yellow")
+        note(f"warning: {warning}", style="warning")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,50 +1,65 @@
-"""The typer application, the global options and the one error path."""
+"""The ``mlpack`` typer application: global options, command routing and the usage errors.
+
+Each command group lives in its own module with a ``register(app)`` function. Only the module
+of the command being run is imported (``COMMANDS``); help and unknown commands load them all.
+"""
 
 from __future__ import annotations
 
-import traceback
-from typing import Annotated
+import importlib
+from dataclasses import dataclass
+from typing import Annotated, Final
 
 import typer
-from rich.console import Console
 
 from mlpack import __version__
-from mlpack.cli import bug_report
-from mlpack.errors import EXIT_BUG, EXIT_INTERRUPTED, MlpackError
+from mlpack.cli.boundary import guarded
+from mlpack.cli.output import say
+from mlpack.errors import ConfigError
 
-# emoji=False: image tags such as `repo:100:` must print verbatim, never as rich emoji codes.
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+HELP: Final = "Package an ML repository into a reproducible image and run it, without a daemon."
+# command -> module under mlpack.cli that registers it
+COMMANDS: Final = {
+    "analyze": "analyze",
+    "lock": "lock",
+    "why": "lock",
+    "fetch": "lock",
+    "pull": "images",
+    "push": "images",
+    "images": "images",
+    "rmi": "images",
+    "prune": "images",
+    "export": "images",
+    "import": "images",
+    "base": "images",
+    "store": "images",
+    "run": "containers",
+    "ps": "containers",
+    "stop": "containers",
+    "doctor": "containers",
+    "runtime": "containers",
+}
 
-app = typer.Typer(
-    name="mlpack",
-    help="Package an ML repository into a reproducible image and run it, without a daemon.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
 
+@dataclass(kw_only=True)
+class Flags:
+    """The global options, as the root callback parsed them (the boundary reads ``debug``)."""
 
-class _State:
     debug: bool = False
-
-
-state = _State()
 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"mlpack {__version__}")
+        say(f"mlpack {__version__}")
         raise typer.Exit
 
 
-@app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks and debug detail on errors.")
     ] = False,
-    version: Annotated[
+    version: Annotated[  # handled by its eager callback
         bool,
         typer.Option(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -52,42 +67,59 @@ def _root(
     ] = False,
 ) -> None:
     """Package an ML repository into a reproducible image and run it, without a daemon."""
-    state.debug = debug
+    ctx.ensure_object(Flags).debug = debug
+    from mlpack.home import mlpack_home
+    from mlpack.runtime.options import check_home
+
+    check_home(mlpack_home())
 
 
-def _register() -> None:
-    # Each stage keeps its commands in its own module; they only compose library calls.
-    from mlpack.cli import analyze, containers, images, lock
+def build(argv: list[str]) -> typer.Typer:
+    """The application with the command ``argv`` names registered (all of them for help)."""
+    app = typer.Typer(
+        name="mlpack",
+        help=HELP,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_root)
+    word = next((a for a in argv if not a.startswith("-")), None)
+    if word in COMMANDS:
+        wanted = [COMMANDS[word]]
+    else:  # only the root's help lists the commands; --version and errors need none
+        wanted = list(dict.fromkeys(COMMANDS.values())) if "--help" in argv else []
+    for name in wanted:
+        importlib.import_module(f"mlpack.cli.{name}").register(app)
+    return app
 
-    for module in (analyze, images, lock, containers):
-        module.register(app)
+
+def _usage(exc: typer.TyperException) -> ConfigError:
+    """A usage error (unknown option, bad choice, missing argument) as an error and a hint."""
+    context = getattr(exc, "ctx", None)
+    where = context.command_path if context is not None else "mlpack"
+    return ConfigError(exc.format_message(), hint=f"see `{where} --help`")
 
 
-def report_error(exc: MlpackError) -> int:
-    """Print one ``error:`` line and one ``hint:`` line; return the stage's exit code."""
-    if state.debug:
-        err.print("".join(traceback.format_exception(exc)), markup=False)
-    err.print(f"error: {exc.message}", markup=False, style="bold red")
-    if exc.hint:
-        err.print(f"hint: {exc.hint}", markup=False, style="yellow")
-    return exc.exit_code
-
-
-def run_app(argv: list[str]) -> int:
-    """Run the CLI on ``argv`` and return the exit code instead of exiting."""
-    state.debug = "--debug" in argv
-    _register()
+def _invoke(app: typer.Typer, argv: list[str], flags: Flags) -> int:
+    command = typer.main.get_command(app)
     try:
-        # standalone mode: typer/click print usage errors and raise SystemExit themselves.
-        app(args=argv, prog_name="mlpack", standalone_mode=True)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except MlpackError as exc:
-        return report_error(exc)
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - anything else is a bug and is reported as one
-        err.print(bug_report(exc), markup=False, end="")
-        return EXIT_BUG
+        with command.make_context("mlpack", list(argv), obj=flags) as ctx:
+            command.invoke(ctx)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort as exc:  # click's word for Ctrl-C at a prompt
+        raise KeyboardInterrupt from exc
+    except typer.TyperException as exc:
+        raise _usage(exc) from exc
     return 0
+
+
+def run_app(argv: list[str], app: typer.Typer | None = None) -> int:
+    """Run ``mlpack ARGV`` and return the exit code (``app``: a prebuilt application)."""
+    flags = Flags()
+
+    def work() -> int:
+        return _invoke(build(argv) if app is None else app, argv, flags)
+
+    return guarded(work, debug=lambda: flags.debug)

@@ -1,33 +1,263 @@
-"""Commands for running containers (run, ps, stop, doctor, runtime)."""
+"""Commands for running containers (run, ps, stop, doctor) and ``runtime`` (the OCI CLI)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
 
-from mlpack.cli.app import out
+from mlpack.cli.output import note, say
+from mlpack.runtime import options
 
-_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
+    from mlpack.runtime.embedded.spawn import HelperProcess
+    from mlpack.runtime.protocol import RunConfig, RunResult
 
-def _run(ctx: typer.Context) -> None:
-    """Run a command in a new container (mlpack run --help for the flags)."""
-    from mlpack.cli.app import state
-    from mlpack.cli.fastrun import main_run
-
-    raise typer.Exit(main_run((["--debug"] if state.debug else []) + list(ctx.args)))
-
-
-def _runtime(ctx: typer.Context) -> None:
-    """The OCI runtime command line: create, start, state, kill, delete, run (see --help)."""
-    from mlpack.cli.app import state
-    from mlpack.cli.fastrun import main_runtime
-
-    raise typer.Exit(main_runtime((["--debug"] if state.debug else []) + list(ctx.args)))
+T = TypeVar("T")
+_FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+# After IMAGE, every word belongs to the container's command, options included.
+_RUN_SETTINGS = {"allow_interspersed_args": False}
 
 
-def _ps(
+def _each(parse: Callable[[str], T], values: list[str] | None) -> tuple[T, ...]:
+    return tuple(parse(v) for v in values or ())
+
+
+def _env(files: list[str] | None, pairs: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """``--env-file`` lines first, then ``-e`` values, in order: later ones win in the image."""
+    from_files = [pair for path in files or () for pair in options.read_env_file(path)]
+    return (*from_files, *_each(options.parse_env, pairs))
+
+
+def _prestart(runtime: str, tty: bool, interactive: bool) -> HelperProcess | None:
+    """Start the helper interpreter now, while this process prepares the container: ~10 ms
+    off every start (BENCHMARKS B1). Not for a terminal, which the helper must be born on.
+    """
+    if runtime != "embedded" or tty:
+        return None
+    from mlpack.runtime.embedded.spawn import prestart
+
+    return prestart(interactive=interactive)
+
+
+def _launch(
+    config: RunConfig,
+    runtime: str,
+    cap_profile: Literal["default", "docker"],
+    helper: HelperProcess | None,
+) -> RunResult:
+    if runtime == "docker":
+        from mlpack.runtime.docker import DockerRuntime
+
+        with DockerRuntime() as docker:
+            return docker.run(config)
+    from mlpack.runtime.embedded import EmbeddedRuntime
+
+    return EmbeddedRuntime(cap_profile=cap_profile).run_with(config, process=helper)
+
+
+def _memory(text: str) -> int:
+    return options.parse_size(text, option="--memory")
+
+
+def _shm_size(text: str) -> int:
+    return options.parse_size(text, option="--shm-size")
+
+
+def _report(result: RunResult) -> int:
+    """Say how the container ended when it did not simply exit; return the exit code."""
+    if result.oom_killed:
+        limit = f" (limit {options.human_size(result.memory_limit)})" if result.memory_limit else ""
+        note(f"killed: out of memory{limit}")
+    return result.exit_code
+
+
+def run(
+    image: Annotated[str, typer.Argument(help="Image in the mlpack store, or a rootfs directory.")],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Command and its arguments (default: the image's).", show_default=False
+        ),
+    ] = None,
+    *,
+    interactive: Annotated[
+        bool, typer.Option("-i", "--interactive", help="Keep stdin open.")
+    ] = False,
+    tty: Annotated[bool, typer.Option("-t", "--tty", help="Allocate a pseudo-terminal.")] = False,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-e",
+            "--env",
+            metavar="KEY[=VALUE]",
+            help="Set a variable (KEY alone: the host's value).",
+        ),
+    ] = None,
+    env_file: Annotated[
+        list[str] | None,
+        typer.Option("--env-file", metavar="FILE", help="Read KEY=VALUE lines from a file."),
+    ] = None,
+    volume: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-v", "--volume", metavar="HOST:CONTAINER[:ro]", help="Bind-mount a host path."
+        ),
+    ] = None,
+    workdir: Annotated[
+        str | None,
+        typer.Option(
+            "-w",
+            "--workdir",
+            parser=options.parse_workdir,
+            metavar="DIR",
+            help="Working directory (absolute).",
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "-u",
+            "--user",
+            parser=options.parse_user,
+            metavar="USER[:GROUP]",
+            help="USER[:GROUP], by name or id.",
+        ),
+    ] = None,
+    hostname: Annotated[
+        str | None,
+        typer.Option(
+            "--hostname",
+            parser=options.parse_hostname,
+            metavar="NAME",
+            help="Host name (default: the container id).",
+        ),
+    ] = None,
+    network: Annotated[
+        Literal["none", "host"],
+        typer.Option(
+            "--network",
+            parser=options.parse_network,
+            metavar="none|host",
+            help="none: loopback only; host: the host's network.",
+        ),
+    ] = "none",
+    memory: Annotated[
+        int | None,
+        typer.Option(
+            "-m", "--memory", parser=_memory, metavar="SIZE", help="Memory limit, e.g. 512m, 4g."
+        ),
+    ] = None,
+    cpus: Annotated[
+        float | None,
+        typer.Option(
+            "--cpus", parser=options.parse_cpus, metavar="CPUS", help="CPU quota, e.g. 0.5 or 2."
+        ),
+    ] = None,
+    pids_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--pids-limit",
+            parser=options.parse_pids_limit,
+            metavar="N",
+            help="Maximum number of processes.",
+        ),
+    ] = None,
+    shm_size: Annotated[
+        int | None,
+        typer.Option(
+            "--shm-size",
+            parser=_shm_size,
+            metavar="SIZE",
+            help="Size of /dev/shm (default: half the memory limit).",
+        ),
+    ] = None,
+    init: Annotated[
+        bool,
+        typer.Option(
+            "--init", help="Run a tiny init as pid 1 that reaps zombies and forwards signals."
+        ),
+    ] = False,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Mount the root filesystem read-only.")
+    ] = False,
+    gpus: Annotated[
+        str | None, typer.Option("--gpus", help="GPUs via CDI: all, a count, or device ids.")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the writable layer after exit.")
+    ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            parser=options.parse_name,
+            metavar="NAME",
+            help="Container name (also its id).",
+        ),
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", metavar="KEY=VALUE", help="Add a label.")
+    ] = None,
+    cap_profile: Annotated[
+        Literal["default", "docker"],
+        typer.Option("--cap-profile", help="Capabilities: runc's 3 (default) or Docker's 14."),
+    ] = "default",
+    runtime: Annotated[
+        Literal["embedded", "docker"],
+        typer.Option(
+            "--runtime", help="Backend: the embedded runtime (default) or a Docker engine."
+        ),
+    ] = "embedded",
+) -> None:
+    """Run a command in a new container from an image (or a rootfs directory)."""
+    from mlpack.runtime.protocol import RunConfig
+
+    words = tuple(command or ())
+    with ExitStack() as cleanup:
+        helper = _prestart(runtime, tty, interactive)
+        if helper is not None:
+            cleanup.callback(helper.discard)
+        config = RunConfig(
+            image=image,
+            command=words[1:] if words[:1] == ("--",) else words,
+            env=_env(env_file, env),
+            mounts=_each(options.parse_volume, volume),
+            workdir=workdir,
+            user=user,
+            hostname=hostname,
+            network=network,
+            memory=memory,
+            cpus=cpus,
+            pids_limit=pids_limit,
+            shm_size=shm_size,
+            tty=tty,
+            interactive=interactive,
+            init=init,
+            read_only=read_only,
+            gpus=gpus,
+            keep=keep,
+            name=name,
+            labels=_each(options.parse_label, label),
+        )
+        cleanup.pop_all()  # the runtime owns the helper from here, whatever happens
+    raise typer.Exit(_report(_launch(config, runtime, cap_profile, helper)))
+
+
+def runtime(ctx: typer.Context) -> None:
+    """The OCI runtime command line (create, start, state, kill, delete, run): mlpack-runtime."""
+    from mlpack.cli.app import Flags
+    from mlpack.cli.oci_runtime import run_runtime
+
+    flags = ctx.find_object(Flags)
+    debug = ["--debug"] if flags is not None and flags.debug else []
+    raise typer.Exit(run_runtime([*debug, *ctx.args], prog="mlpack runtime"))
+
+
+def ps(
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Also show stopped containers.")
     ] = False,
@@ -39,58 +269,49 @@ def _ps(
     rows = [r for r in list_containers() if all_ or r.status in ("running", "created")]
     if quiet:
         for r in rows:
-            out.print(r.id, markup=False)
+            say(r.id)
         return
-    out.print(
-        f"{'CONTAINER ID':<14}{'NAME':<16}{'IMAGE':<30}{'STATUS':<10}{'CREATED':<22}COMMAND",
-        markup=False,
-    )
+    say(f"{'CONTAINER ID':<14}{'NAME':<16}{'IMAGE':<30}{'STATUS':<10}{'CREATED':<22}COMMAND")
     for r in rows:
         cmd = " ".join(r.command)
         cmd = cmd if len(cmd) <= 40 else cmd[:37] + "..."
-        out.print(
-            f"{r.id:<14}{r.name:<16}{r.image[-29:]:<30}{r.status:<10}{r.created:<22}{cmd}",
-            markup=False,
-        )
+        say(f"{r.id:<14}{r.name:<16}{r.image[-29:]:<30}{r.status:<10}{r.created:<22}{cmd}")
 
 
-def _stop(
+def stop(
     containers: Annotated[list[str], typer.Argument(help="Container ids or names.")],
     time_: Annotated[
         float, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL.")
     ] = 10.0,
 ) -> None:
     """Stop running containers: SIGTERM to pid 1, then SIGKILL after --time seconds."""
-    from mlpack.runtime.embedded import stop
+    from mlpack.runtime.embedded import stop as stop_container
 
     for c in containers:
-        stop(c, timeout=time_)
-        out.print(c, markup=False)
+        stop_container(c, timeout=time_)
+        say(c)
 
 
-def _doctor() -> None:
+def doctor() -> None:
     """Check this host for the runtimes: namespaces, overlayfs, cgroups, seccomp, Docker, GPUs.
 
     One line per check: status, what was found, and the fix. Exits 1 only when something the
     default (embedded) runtime needs is missing.
     """
-    from mlpack.runtime.doctor import doctor
+    from mlpack.runtime.doctor import doctor as check_host
 
-    styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "info": "dim"}
-    report = doctor()
+    report = check_host()
     for check in report.checks:
         line = f"{check.status:<4}  {check.name}: {check.summary}"
-        if check.fix:
-            line += f" -> fix: {check.fix}"
-        out.print(line, markup=False, style=styles[check.status])
+        say(f"{line} -> fix: {check.fix}" if check.fix else line, style=check.status)
     if not report.ok:
         raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command("run", context_settings=_PASSTHROUGH, add_help_option=False)(_run)
-    app.command("runtime", context_settings=_PASSTHROUGH, add_help_option=False)(_runtime)
-    app.command("ps")(_ps)
-    app.command("stop")(_stop)
-    app.command("doctor")(_doctor)
+    app.command("run", context_settings=_RUN_SETTINGS)(run)
+    app.command("runtime", context_settings=_FORWARD, add_help_option=False)(runtime)
+    app.command("ps")(ps)
+    app.command("stop")(stop)
+    app.command("doctor")(doctor)

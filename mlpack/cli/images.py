@@ -5,33 +5,26 @@ pull, push, images, rmi, prune, store check, export, import, base.
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TransferSpeedColumn,
-)
 
-from mlpack.cli.app import err, out
+from mlpack.cli.output import note, progress, say, table
 from mlpack.errors import ConfigError, ImageError
-from mlpack.progress import using
+from mlpack.runtime.options import parse_path
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from mlpack.oci.registry_config import RegistryOptions
 
 CaCert = Annotated[
     Path | None,
-    typer.Option("--ca-cert", help="CA certificate (PEM) to trust for the registry's TLS."),
+    typer.Option(
+        "--ca-cert",
+        parser=parse_path,
+        metavar="PEM",
+        help="CA certificate (PEM) to trust for the registry's TLS.",
+    ),
 ]
 Insecure = Annotated[
     list[str] | None,
@@ -43,55 +36,6 @@ Insecure = Annotated[
 PlatformOpt = Annotated[
     str, typer.Option("--platform", help="Platform to select from a multi-platform image.")
 ]
-
-
-class _RichReporter:
-    """Feeds the library's reporter seam into rich progress bars on stderr."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-        self._tasks: dict[str, TaskID] = {}
-        self._lock = threading.Lock()
-
-    def notice(self, message: str) -> None:
-        """Print one notice line."""
-        self._progress.console.print(message, markup=False, style="cyan")
-
-    def start(self, task: str, total: int | None) -> None:
-        """Add a bar."""
-        with self._lock:
-            self._tasks[task] = self._progress.add_task(task, total=total)
-
-    def advance(self, task: str, amount: int) -> None:
-        """Move a bar."""
-        with self._lock:
-            task_id = self._tasks.get(task)
-        if task_id is not None:
-            self._progress.advance(task_id, amount)
-
-    def finish(self, task: str) -> None:
-        """Complete a bar."""
-        with self._lock:
-            task_id = self._tasks.pop(task, None)
-        if task_id is not None:
-            total = self._progress.tasks[task_id].total
-            if total is not None:
-                self._progress.update(task_id, completed=total)
-
-
-@contextmanager
-def _progress() -> Iterator[None]:
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal,
-    )
-    with progress, using(_RichReporter(progress)):
-        yield
 
 
 def _options(
@@ -130,12 +74,11 @@ def pull_cmd(
     from mlpack.oci.store import Store
 
     options = _options(ca_cert, insecure_registry, platform)
-    with _progress():
+    with progress():
         result = pull(reference, Store.default(), options=options)
-    # emoji=False: a tag like ":100" would otherwise print as an emoji (rich's ":100:" code).
-    out.print(f"{result.reference}: {result.digest}", markup=False, emoji=False)
+    say(f"{result.reference}: {result.digest}")
     if result.index_digest:
-        out.print(f"index: {result.index_digest}", markup=False, emoji=False)
+        say(f"index: {result.index_digest}")
 
 
 def push_cmd(
@@ -149,38 +92,24 @@ def push_cmd(
     from mlpack.oci.store import Store
 
     options = _options(ca_cert, insecure_registry)
-    with _progress():
+    with progress():
         result = push(Store.default(), image, reference, options=options)
-    out.print(
+    say(
         f"{result.reference}: {result.digest} ({result.blobs_uploaded} uploaded, "
         f"{result.blobs_skipped} already there, {result.blobs_mounted} mounted, "
-        f"{_size(result.bytes_sent)} sent)",
-        markup=False,
+        f"{_size(result.bytes_sent)} sent)"
     )
 
 
 def images_cmd() -> None:
     """List the images in the local store."""
-    from rich.table import Table
-
     from mlpack.oci.store import Store
 
-    header = ("REFERENCE", "DIGEST", "SIZE", "CREATED")
     rows = [
         (row.reference, row.digest[:19], _size(row.size), row.created)
         for row in Store.default().images()
     ]
-    if not out.is_terminal:
-        # Scripts read this: full references, never truncated to a table's width.
-        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-        for r in (header, *rows):
-            line = "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True))
-            out.print(line.rstrip(), markup=False)
-        return
-    table = Table(*header, box=None, pad_edge=False)
-    for r in rows:
-        table.add_row(*r)
-    out.print(table)
+    table(("REFERENCE", "DIGEST", "SIZE", "CREATED"), rows)
 
 
 def rmi_cmd(
@@ -192,7 +121,7 @@ def rmi_cmd(
     store = Store.default()
     for image in images:
         store.remove(image)
-        out.print(f"untagged: {image}", markup=False)
+        say(f"untagged: {image}")
 
 
 def prune_cmd() -> None:
@@ -200,13 +129,12 @@ def prune_cmd() -> None:
     from mlpack.oci.store import Store
 
     result = Store.default().prune()
-    out.print(
+    say(
         f"removed {result.blobs} blobs and {result.layers} unpacked trees; "
-        f"freed {_size(result.bytes_freed)} ({result.bytes_freed} bytes)",
-        markup=False,
+        f"freed {_size(result.bytes_freed)} ({result.bytes_freed} bytes)"
     )
     for failure in result.failures:
-        err.print(f"warning: {failure}", markup=False)
+        note(f"warning: {failure}", style="warning")
     if result.failures:
         msg = f"prune could not finish {len(result.failures)} cleanup steps (the others ran)"
         raise ImageError(msg, hint="see the warnings above; fix their cause and prune again")
@@ -218,18 +146,20 @@ def store_check_cmd() -> None:
 
     result = Store.default().check()
     for digest in result.corrupt:
-        err.print(f"corrupt: {digest}", markup=False)
+        note(f"corrupt: {digest}")
     for digest in result.missing:
-        err.print(f"missing: {digest}", markup=False)
+        note(f"missing: {digest}")
     if not result.ok:
         msg = f"the store has {len(result.corrupt)} corrupt and {len(result.missing)} missing blobs"
         raise ImageError(msg, hint="remove the affected images (mlpack rmi), prune, and pull again")
-    out.print(f"ok: {result.checked} blobs verified", markup=False)
+    say(f"ok: {result.checked} blobs verified")
 
 
 def export_cmd(
     image: Annotated[str, typer.Argument(help="Image in the local store (name or digest).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Tarball to write.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", parser=parse_path, help="Tarball to write.")
+    ],
     fmt: Annotated[
         str,
         typer.Option("--format", help="oci, docker, or both (an OCI layout with manifest.json)."),
@@ -245,18 +175,21 @@ def export_cmd(
         raise ConfigError(msg, hint="use oci, docker or both")
     chosen: Literal["oci", "docker", "both"] = fmt  # type: ignore[assignment]
     digest = export_image(Store.default(), image, output, fmt=chosen, tag=tag)
-    out.print(f"{output}: {digest}", markup=False)
+    say(f"{output}: {digest}")
 
 
 def import_cmd(
-    path: Annotated[Path, typer.Argument(help="OCI layout (dir or tar) or docker save tarball.")],
+    path: Annotated[
+        Path,
+        typer.Argument(parser=parse_path, help="OCI layout (dir or tar) or docker save tarball."),
+    ],
 ) -> None:
     """Import images from an OCI layout or a docker save tarball into the store."""
     from mlpack.oci.archive import import_archive
     from mlpack.oci.store import Store
 
     for image in import_archive(Store.default(), path):
-        out.print(f"{image.reference or '<none>'}: {image.digest}", markup=False)
+        say(f"{image.reference or '<none>'}: {image.digest}")
 
 
 def base_cmd(
@@ -272,12 +205,12 @@ def base_cmd(
     from mlpack.oci.store import Store
 
     options = _options(ca_cert, insecure_registry)
-    with _progress():
+    with progress():
         chosen = resolve_base(python, explicit=base, store=Store.default(), options=options)
-    out.print(f"provider:  {chosen.provider}", markup=False)
-    out.print(f"reference: {chosen.reference}", markup=False)
-    out.print(f"digest:    {chosen.digest}", markup=False)
-    out.print(f"python:    {chosen.python_full}", markup=False)
+    say(f"provider:  {chosen.provider}")
+    say(f"reference: {chosen.reference}")
+    say(f"digest:    {chosen.digest}")
+    say(f"python:    {chosen.python_full}")
 
 
 def register(app: typer.Typer) -> None:
@@ -290,6 +223,6 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export_cmd)
     app.command("import")(import_cmd)
     app.command("base")(base_cmd)
-    store_app = typer.Typer(help="Inspect the local image store.", no_args_is_help=True)
+    store_app = typer.Typer(help="Inspect the local image store.")
     store_app.command("check")(store_check_cmd)
     app.add_typer(store_app, name="store")

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-from mlpack.cli.app import err, out
+from mlpack.cli.output import progress, say
 from mlpack.errors import ConfigError
 from mlpack.lock.lockdata import ResolverName
+from mlpack.runtime.options import parse_path
 from mlpack.vocabulary import Platform
 
 
@@ -17,7 +18,7 @@ def _split_args(args: list[str] | None, upgrade: bool) -> tuple[Path, tuple[str,
     """``[PATH] [PKG ...]``: the first argument is the project when it is a folder."""
     items = list(args or [])
     root = Path()
-    if items and Path(items[0]).is_dir():
+    if items and parse_path(items[0]).is_dir():
         root = Path(items.pop(0))
     if items and not upgrade:
         msg = f"unexpected arguments {' '.join(items)!r} (no such folder)"
@@ -67,26 +68,40 @@ def lock(
     The lock pins every package with the sha256 of all its files and says why each one is
     there. Re-running with unchanged inputs does nothing (the input hash matches).
     """
-    from mlpack.cli.fastlock import lock_command
+    from mlpack.pipeline import check_lock, lock_is_current, lock_path, lock_project
 
     root, packages = _split_args(args, upgrade)
-    lock_command(
-        root,
-        check=check,
-        upgrade=upgrade,
-        packages=packages,
-        resolver=resolver,
-        platform=platform,
-        ca_cert=ca_cert,
-        say=lambda text: out.print(text, markup=False),
-        note=lambda text: err.print(text, markup=False),
+    # The no-op memo answers only what it recorded: no options besides --check.
+    plain = not upgrade and resolver == "uv" and platform is None and ca_cert is None
+    if plain and lock_is_current(root, check=check):
+        say(f"{lock_path(root)} is up to date" + ("" if check else " (inputs unchanged)"))
+        return
+    if check:
+        say(f"{check_lock(root, resolver=resolver, platform=platform)} is up to date")
+        return
+    with progress(notice_prefix="note: "):
+        result = lock_project(
+            root,
+            upgrade=upgrade,
+            packages=packages,
+            resolver=resolver,
+            platform=platform,
+            ca_cert=ca_cert,
+        )
+    if not result.resolved:
+        say(f"{result.path} is up to date (inputs unchanged)")
+        return
+    target = result.lock.target
+    say(
+        f"wrote {result.path}: {len(result.lock.packages)} packages for Python {target.python} "
+        f"on {target.platform} ({result.lock.resolver})"
     )
 
 
 def why(
     package: Annotated[str, typer.Argument(help="The package to explain.")],
     path: Annotated[
-        Path, typer.Argument(help="The project (default: current directory).")
+        Path, typer.Argument(parser=parse_path, help="The project (default: current directory).")
     ] = Path(),
 ) -> None:
     """Print the chains that brought PACKAGE into the lock (input -> ... -> PACKAGE)."""
@@ -98,18 +113,22 @@ def why(
     pkg = lock_file.package(package.lower().replace("_", "-"))
     for chain in chains(lock_file, package):
         source, *names = chain
-        out.print(f"{' -> '.join(names)}  (from {source})", markup=False)
+        say(f"{' -> '.join(names)}  (from {source})")
     if pkg is not None:
-        out.print(f"{pkg.name}=={pkg.version or pkg.url}", markup=False)
+        say(f"{pkg.name}=={pkg.version or pkg.url}")
 
 
 def fetch(
     path: Annotated[
-        Path, typer.Argument(help="The project (default: current directory).")
+        Path, typer.Argument(parser=parse_path, help="The project (default: current directory).")
     ] = Path(),
     ca_cert: Annotated[
         Path | None,
-        typer.Option("--ca-cert", help="Extra CA bundle (PEM) for a TLS-intercepting proxy."),
+        typer.Option(
+            "--ca-cert",
+            parser=parse_path,
+            help="Extra CA bundle (PEM) for a TLS-intercepting proxy.",
+        ),
     ] = None,
 ) -> None:
     """Download every pinned file for the target into the hash-checked wheelhouse.
@@ -119,12 +138,9 @@ def fetch(
     from mlpack.pipeline import fetch_project
 
     house = fetch_project(path, ca_cert=ca_cert)
-    out.print(
-        f"{len(house.files)} files in {house.root} ({house.downloaded} downloaded now)",
-        markup=False,
-    )
+    say(f"{len(house.files)} files in {house.root} ({house.downloaded} downloaded now)")
     if house.to_build:
-        out.print(f"built in the image: {', '.join(house.to_build)}", markup=False)
+        say(f"built in the image: {', '.join(house.to_build)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -229,7 +229,13 @@ class _Source:
                 yield fh
             return
         member = self._members.get(norm)
-        extracted = self._tar.extractfile(member) if self._tar and member else None
+        try:
+            # tarfile follows a link member only to another member (docker save links
+            # duplicate layers); a target outside the archive is a KeyError, never a host file.
+            extracted = self._tar.extractfile(member) if self._tar and member else None
+        except KeyError as exc:
+            msg = f"{self.path}: {norm} links to {exc.args[0]}, which is not in the archive"
+            raise ImageError(msg, hint="the archive is malformed or hostile") from exc
         if extracted is None:
             msg = f"the archive {self.path} has no file {norm}"
             raise ImageError(msg, hint="the archive is incomplete or truncated")

@@ -181,11 +181,9 @@ def _scan(fd: int) -> tuple[int, list[str]]:
 
 def _private_dir(path: Path) -> None:
     """Create ``path`` 0700 whatever the umask, or take group/other access off an existing one."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
+    with contextlib.suppress(FileExistsError):  # another process may open a new store too
         path.mkdir(mode=0o700)
-        mode = path.stat().st_mode
+    mode = path.stat().st_mode
     if stat.S_IMODE(mode) != 0o700:
         path.chmod(0o700)
 
@@ -204,7 +202,7 @@ class Store:
         """The store in mlpack's home (mlpack.home: $MLPACK_HOME, else XDG_DATA_HOME/mlpack...)."""
         from mlpack.home import mlpack_home
 
-        return cls(Path(mlpack_home()))
+        return cls(mlpack_home())
 
     # -- layout and locks -------------------------------------------------------------------
 
@@ -739,6 +737,8 @@ def _remove_if_stale(path: Path) -> int:
     """Remove ``path`` unless a live process holds its flock; return the bytes freed."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0  # another process cleared it first
     except OSError as exc:
         if exc.errno not in (errno.ELOOP, errno.ENXIO):
             raise

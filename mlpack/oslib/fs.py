@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -15,11 +14,15 @@ if TYPE_CHECKING:
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def atomic_write(path: StrPath, data: bytes | str, *, mode: int | None = None) -> None:
+def atomic_write(
+    path: StrPath, data: bytes | str, *, mode: int | None = None, durable: bool = True
+) -> None:
     """Write ``data`` beside ``path``, fsync it, then rename it over ``path``.
 
     A reader sees the old file or the new one, never half of either. The mode is kept from an
-    existing file, else ``mode`` or 0o644 (never the umask's choice).
+    existing file, else ``mode`` or 0o644 (never the umask's choice). ``durable=False`` skips
+    the fsync, for a file that only describes live processes (a crash of the machine ends them
+    anyway): ~1.5 ms each on a container's start path.
     """
     target = os.fspath(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -39,7 +42,8 @@ def atomic_write(path: StrPath, data: bytes | str, *, mode: int | None = None) -
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             try:
                 keep: int | None = os.stat(target).st_mode & 0o777
             except FileNotFoundError:
@@ -49,8 +53,10 @@ def atomic_write(path: StrPath, data: bytes | str, *, mode: int | None = None) -
             os.close(fd)
         os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
 
 

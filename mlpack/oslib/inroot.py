@@ -25,6 +25,9 @@ API (every returned fd is the caller's to close; errors are ``OSError`` with ``e
 * ``make(rootfd, path, *, directory, follow=True, mode) -> fd``: the path as a directory or an
   empty file, created if missing (parents with ``mkdirs``), an ``O_PATH`` fd; with
   ``follow=False`` an existing symlink leaf is refused (``ELOOP``) instead of followed.
+
+``kernel=False`` (on each) skips openat2 and always walks: the same answers, for tests of the
+fallback and for callers that must not depend on the kernel's resolution.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections import deque
 
 from mlpack.oslib import linux
 
@@ -46,9 +48,9 @@ def _parts(path: str) -> list[str]:
     return [p for p in path.split("/") if p not in ("", ".")]
 
 
-def _kernel(rootfd: int, path: str, flags: int, xdev: bool) -> int | None:
+def _kernel(rootfd: int, path: str, flags: int, xdev: bool, *, kernel: bool) -> int | None:
     """openat2 in-root, or None where this kernel or a seccomp filter refuses it."""
-    if not _openat2[0]:
+    if not (kernel and _openat2[0]):
         return None
     rel = "/".join(_parts(path)) or "."
     resolve = _RESOLVE | (0 if xdev else linux.RESOLVE_NO_XDEV)
@@ -62,12 +64,18 @@ def _kernel(rootfd: int, path: str, flags: int, xdev: bool) -> int | None:
 
 
 def resolve(
-    rootfd: int, path: str, flags: int = os.O_PATH, *, follow: bool = True, xdev: bool = True
+    rootfd: int,
+    path: str,
+    flags: int = os.O_PATH,
+    *,
+    follow: bool = True,
+    xdev: bool = True,
+    kernel: bool = True,
 ) -> int:
     """Open the existing ``path`` under ``rootfd`` with ``flags``, by the module's rule."""
     if not follow:
         flags |= os.O_NOFOLLOW
-    fd = _kernel(rootfd, path, flags, xdev)
+    fd = _kernel(rootfd, path, flags, xdev, kernel=kernel)
     if fd is not None:
         return fd
     fd = _walk(rootfd, path, follow=follow, create=None, xdev=xdev)
@@ -81,10 +89,12 @@ def resolve(
         os.close(fd)
 
 
-def mkdirs(rootfd: int, path: str, *, mode: int = 0o755, xdev: bool = True) -> int:
+def mkdirs(
+    rootfd: int, path: str, *, mode: int = 0o755, xdev: bool = True, kernel: bool = True
+) -> int:
     """``mkdir -p path`` under ``rootfd`` (dangling symlinks get their targets made)."""
     try:
-        fd = _kernel(rootfd, path, os.O_PATH | os.O_DIRECTORY, xdev)
+        fd = _kernel(rootfd, path, os.O_PATH | os.O_DIRECTORY, xdev, kernel=kernel)
     except FileNotFoundError:
         fd = None
     if fd is not None:
@@ -92,13 +102,21 @@ def mkdirs(rootfd: int, path: str, *, mode: int = 0o755, xdev: bool = True) -> i
     return _walk(rootfd, path, follow=True, create=mode, xdev=xdev)
 
 
-def make(rootfd: int, path: str, *, directory: bool, follow: bool = True, mode: int = 0o755) -> int:
+def make(
+    rootfd: int,
+    path: str,
+    *,
+    directory: bool,
+    follow: bool = True,
+    mode: int = 0o755,
+    kernel: bool = True,
+) -> int:
     """``path`` as a directory or an empty file (``mode``), created where missing."""
     for _ in range(MAX_SYMLINKS):
         head, _, leaf = path.rstrip("/").rpartition("/")
         if leaf in ("", "."):
-            return mkdirs(rootfd, head)
-        pfd = mkdirs(rootfd, head)
+            return mkdirs(rootfd, head, kernel=kernel)
+        pfd = mkdirs(rootfd, head, kernel=kernel)
         try:
             try:
                 _create(pfd, leaf, directory=directory, mode=mode)
@@ -140,18 +158,18 @@ def _walk(rootfd: int, path: str, *, follow: bool, create: int | None, xdev: boo
     """The fallback: one component at a time; ``create`` is the mode of missing directories."""
     dev = os.fstat(rootfd).st_dev
     stack = [os.dup(rootfd)]
-    queue = deque(_parts(path))
+    todo = _parts(path)[::-1]  # a stack: the next component last
     links = 0
     try:
-        while queue:
-            comp = queue.popleft()
+        while todo:
+            comp = todo.pop()
             if comp == "..":
                 if len(stack) > 1:
                     os.close(stack.pop())
                 continue
             fd = _step(stack[-1], comp, create)
             st = os.fstat(fd)
-            if stat.S_ISLNK(st.st_mode) and (queue or follow):
+            if stat.S_ISLNK(st.st_mode) and (todo or follow):
                 os.close(fd)
                 links += 1
                 if links > MAX_SYMLINKS:
@@ -160,10 +178,10 @@ def _walk(rootfd: int, path: str, *, follow: bool, create: int | None, xdev: boo
                 if target.startswith("/"):
                     while len(stack) > 1:
                         os.close(stack.pop())
-                queue.extendleft(reversed(_parts(target)))
+                todo.extend(reversed(_parts(target)))
                 continue
             stack.append(fd)
-            if (queue or create is not None) and not stat.S_ISDIR(st.st_mode):
+            if (todo or create is not None) and not stat.S_ISDIR(st.st_mode):
                 raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), comp)
             if not xdev and st.st_dev != dev:
                 raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), comp)

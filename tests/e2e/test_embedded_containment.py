@@ -221,3 +221,14 @@ def test_a_container_that_made_a_deep_tree_is_cleaned_up(image: Path, tmp_path: 
     assert done.returncode == 0, done.stderr
     assert run_cli(["ps"], home).returncode == 0
     assert list((home / "containers").iterdir()) == []
+
+
+def test_rootless_run_refuses_a_uid_out_of_range(nobody_home: Path) -> None:
+    image = make_rootfs(nobody_home / "rootfs", owner=65534)
+    home = nobody_home / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    done = run_cli(["run", "-u", "4294967295", str(image), "id", "-u"], home, user=65534)
+    assert done.returncode != 0
+    assert "is outside 0..2147483647" in done.stderr
+    assert done.stdout == ""

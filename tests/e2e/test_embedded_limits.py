@@ -126,17 +126,21 @@ def test_copy_fallback_without_overlayfs(rootfs: Path, tmp_path: Path) -> None:
 
 def test_unlimited_run_measured_without_cgroups(rootfs: Path, runtime: EmbeddedRuntime) -> None:
     script = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"
-    seen: list[set[str]] = []
+    seen: list[set[Path]] = []
     result = runtime.run_with(
         RunConfig(image=str(rootfs), command=("sh", "-c", script)),
-        on_start=lambda cid: seen.append({p.name for p in mlpack_dirs()} & {cid}),
+        on_start=lambda cid: seen.append({p for p in mlpack_dirs() if p.name == cid}),
     )
     assert result.exit_code == 0
     assert result.cpu_time_us is not None
     assert result.cpu_time_us > 0
     assert result.memory_peak is not None
     assert result.memory_peak > 0
-    assert seen == [set()]  # while it ran, no cgroup was made for a run without limits
+    # While it ran, its one cgroup was the one its device rules need (§6): none for limits.
+    layout = cgroups.detect()
+    (made,) = seen
+    assert len(made) == 1
+    assert made.pop().is_relative_to(layout.v1_mount("devices") or layout.unified or "/nowhere")
 
 
 def test_account_measures_unlimited_runs_in_cgroups(rootfs: Path, tmp_path: Path) -> None:

@@ -77,8 +77,8 @@ def test_a_warm_run_imports_nothing_heavy(stored: tuple[Path, str]) -> None:
     home, ref = stored
     code = (
         "import sys\n"
-        "from mlpack.cli import fastrun\n"
-        f"rc = fastrun.main_run(['--network', 'none', {ref!r}, 'true'])\n"
+        "from mlpack.cli.app import run_app\n"
+        f"rc = run_app(['run', '--network', 'none', {ref!r}, 'true'])\n"
         f"print(rc, sorted(m for m in sys.modules if m in {sorted(HEAVY_ON_RUN)!r}))\n"
     )
     env = {"MLPACK_HOME": str(home), "PATH": "/usr/bin:/bin"}

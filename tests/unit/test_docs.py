@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.util
 import re
 import subprocess
@@ -29,6 +31,7 @@ PAGES = sorted(
 )
 _FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+_PYTHON = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _HEADING = re.compile(r"^#{1,6} +(.+?) *$", re.MULTILINE)
 
 
@@ -52,6 +55,32 @@ def broken_links(page: Path) -> list[str]:
         if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in _anchors(dest)):
             broken.append(target)
     return broken
+
+
+def _has(module: ModuleType, name: str) -> bool:
+    """``from module import name`` works: an attribute, or a submodule of a package."""
+    if hasattr(module, name):
+        return True
+    return hasattr(module, "__path__") and (
+        importlib.util.find_spec(f"{module.__name__}.{name}") is not None
+    )
+
+
+def missing_names(page: Path) -> list[str]:
+    """Names that the ``python`` examples in ``page`` import from mlpack and that do not exist."""
+    missing = []
+    for block in _PYTHON.findall(page.read_text(encoding="utf-8")):
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mlpack"):
+                try:
+                    module = importlib.import_module(node.module or "")
+                except ImportError:
+                    missing.append(f"{node.module}")
+                    continue
+                missing += [
+                    f"{node.module}.{a.name}" for a in node.names if not _has(module, a.name)
+                ]
+    return missing
 
 
 def _gen() -> ModuleType:
@@ -87,6 +116,20 @@ def test_a_missing_file_or_anchor_is_reported(tmp_path: Path) -> None:
         " [web](https://example.com/x) [self](#page)\n\n```\n[in code](nowhere.md)\n```\n"
     )
     assert broken_links(page) == ["missing.md", "other.md#nope"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_examples_import_what_exists(page: Path) -> None:
+    assert missing_names(page) == []
+
+
+def test_an_example_importing_a_moved_name_is_reported(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\nfrom mlpack.errors import MlpackError, Gone\nfrom mlpack.nowhere import x\n"
+        "from mlpack import oci\n```\n"
+    )
+    assert missing_names(page) == ["mlpack.errors.Gone", "mlpack.nowhere"]
 
 
 def test_every_manual_page_is_listed_in_the_index() -> None:

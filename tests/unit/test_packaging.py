@@ -38,7 +38,10 @@ def test_wheel_contains_templates_and_typed_marker(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "mlpack/templates/dockerignore.j2" in names
     assert "mlpack/py.typed" in names
-    assert any(n.endswith("entry_points.txt") for n in names)
+    (entry_points,) = (n for n in names if n.endswith("entry_points.txt"))
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "mlpack = mlpack.cli:main" in scripts
+    assert "mlpack-runtime = mlpack.cli.oci_runtime:main" in scripts
 
 
 def test_installed_wheel_renders_a_template(wheel: Path, tmp_path: Path) -> None:
@@ -75,3 +78,11 @@ def test_installed_wheel_renders_a_template(wheel: Path, tmp_path: Path) -> None
     )
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith("mlpack ")
+    usage = subprocess.run(
+        [str(env_dir / "bin" / "mlpack-runtime"), "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert usage.returncode == 0, usage.stderr
+    assert usage.stdout.startswith("usage: mlpack-runtime")

@@ -1,13 +1,13 @@
 """The embedded runtime: runC's role in Python, through a single-threaded helper process.
 
-The package imports nothing itself: ``mlpack run`` imports ``spawn`` first thing to start the
-helper interpreter early (BENCHMARKS B1), and the rest of the runtime loads from ``runtime`` on
-first use of the names below.
+The package imports nothing itself, because the helper (``python -I -S``, standard library and
+``mlpack.oslib`` only) is a subpackage of it: the names below load from ``runtime`` on first use.
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
+TYPE_CHECKING = False  # the helper (python -I -S) imports this package: no typing (mypy: True)
+
 if TYPE_CHECKING:
     from mlpack.runtime.embedded.runtime import (
         ContainerInfo,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from mlpack.errors import ContainerError
+from mlpack.runtime.embedded import devices as dev
+from mlpack.runtime.embedded.cgroupfs import mount_types, self_path
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -20,6 +23,7 @@ HINT_ROOT = (
     "run as root, or drop the limit; rootless limits need a cgroup v2 host with a delegated "
     "scope (systemd-run --user --scope -p Delegate=yes)"
 )
+HINT_VALUE = "the kernel refused the value: raise the limit (e.g. --cpus 0.01 or more)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,24 +48,9 @@ class Layout:
         return None
 
 
-def _mount_types() -> dict[str, str]:
-    """Mount point -> filesystem type, from one read of /proc/self/mountinfo."""
-    types: dict[str, str] = {}
-    try:
-        text = Path("/proc/self/mountinfo").read_text()
-    except OSError:
-        return types
-    for line in text.splitlines():
-        pre, _, post = line.partition(" - ")
-        fields = pre.split()
-        if len(fields) > 4 and post:
-            types[fields[4]] = post.split()[0]
-    return types
-
-
 def detect(root: Path = CGROUP_ROOT) -> Layout:
     """Classify the host's layout by the filesystem types mounted under ``root`` (§6)."""
-    types = _mount_types()
+    types = mount_types()
     kind = types.get(str(root))
     if kind == "cgroup2":
         v2_ctrls = frozenset(_read(root / "cgroup.controllers").split())
@@ -96,16 +85,9 @@ def _write(path: Path, value: str) -> None:
         path.write_text(value)
     except OSError as exc:
         msg = f"cannot write {value!r} to {path}: {exc.strerror}"
-        raise ContainerError(msg, hint=HINT_ROOT) from exc
-
-
-def _self_path(hierarchy: str) -> str:
-    """Return the caller's cgroup path in a hierarchy ("" for cgroup2, else a controller name)."""
-    for line in _read(Path("/proc/self/cgroup")).splitlines():
-        _, ctrls, path = line.split(":", 2)
-        if (hierarchy == "" and ctrls == "") or hierarchy in ctrls.split(","):
-            return path
-    return "/"
+        # EINVAL is about the value (a CPU quota under 1 ms), not about who runs mlpack.
+        hint = HINT_VALUE if exc.errno == errno.EINVAL else HINT_ROOT
+        raise ContainerError(msg, hint=hint) from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,6 +106,8 @@ class Limits:
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     pids: int | None = None
+    # Device rules (devices.rules_of): applied whenever root runs a container, limits or not.
+    devices: tuple[dev.Rule, ...] = ()
 
     def wanted(self) -> tuple[Controller, ...]:
         """Controllers these limits need."""
@@ -266,7 +250,7 @@ def _v1_dir(mount: Path, ctrl: str, name: str, path: str | None) -> Path:
     """The container's directory in one v1 hierarchy: OCI cgroupsPath (absolute: from the
     hierarchy's root; relative: under ours), else <ours>/mlpack/<id>.
     """
-    own = _self_path(ctrl).strip("/")
+    own = self_path(ctrl).strip("/")
     if path:
         return mount / path.strip("/") if path.startswith("/") else mount / own / path
     return mount / own / "mlpack" / name
@@ -307,10 +291,12 @@ def create(
             msg = "resource limits need cgroups, which rootless mode cannot write on this host"
             raise ContainerError(msg, hint=HINT_ROOT)
         return Cgroup(name=name, layout=layout, limits=limits)
-    if not limits.wanted() and not account:
+    if not limits.wanted() and not account and not limits.devices:
         return Cgroup(name=name, layout=layout, limits=limits)
     v1_dirs: list[tuple[str, Path]] = []
     wanted_v1: list[str] = [c for c in limits.wanted() if layout.backend(c) == "v1"]
+    if limits.devices and layout.v1_mount("devices") is not None:
+        wanted_v1.append("devices")
     if account:
         # Each cgroup.procs write costs an RCU grace period, so join only what is read back:
         # v1 memory for the peak, and cpuacct only when there is no cgroup2 cpu.stat.
@@ -330,12 +316,15 @@ def create(
         # Joint hierarchies (cpu,cpuacct) share one directory; list every controller in it.
         v1_dirs.extend((c, d) for c in mount.name.split(","))
     v2_dir = None
-    if layout.unified is not None:
+    # Device rules alone need the v2 directory only where no v1 devices hierarchy holds them.
+    if layout.unified is not None and (
+        limits.wanted() or account or layout.v1_mount("devices") is None
+    ):
         v2_ctrls = tuple(c for c in limits.wanted() if layout.backend(c) == "v2")
         if account and layout.backend("memory") == "v2" and "memory" not in v2_ctrls:
             v2_ctrls += ("memory",)
         # A dedicated subtree under the root: v2 forbids processes in inner cgroups.
-        own = "" if layout.version == "v2" else _self_path("").strip("/")
+        own = "" if layout.version == "v2" else self_path("").strip("/")
         rel = f"{own}/mlpack/{name}".lstrip("/")
         if path:
             rel = path.strip("/") if path.startswith("/") else f"{own}/{path}".lstrip("/")
@@ -357,6 +346,8 @@ def create(
 
 def _apply(group: Cgroup, limits: Limits) -> None:
     """Write the limits, each to the hierarchy that enforces it, reading back what matters."""
+    if limits.devices:
+        _apply_devices(group, limits.devices)
     if "memory" in limits.wanted():
         _apply_memory(group, limits)
     if "cpu" in limits.wanted():
@@ -377,6 +368,20 @@ def _apply(group: Cgroup, limits: Limits) -> None:
             _write(d / "cpuset.cpus", limits.cpuset_cpus)
         if limits.cpuset_mems:
             _write(d / "cpuset.mems", limits.cpuset_mems)
+
+
+def _apply_devices(group: Cgroup, rules: tuple[dev.Rule, ...]) -> None:
+    """Deny all, then allow ``rules``: v1 devices files, else a BPF filter on the v2 directory."""
+    v1 = group._v1("devices")
+    if v1 is not None:
+        dev.apply_v1(v1, rules)
+    elif group.v2 is not None:
+        dev.attach_v2(group.v2, rules)
+    else:
+        msg = "device rules cannot be enforced: no devices cgroup and no cgroup2 mount"
+        raise ContainerError(
+            msg, hint="mount cgroup2 at /sys/fs/cgroup, or the v1 devices controller"
+        )
 
 
 def _apply_memory(group: Cgroup, limits: Limits) -> None:

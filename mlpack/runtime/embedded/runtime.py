@@ -63,16 +63,15 @@ def resolve_image(image: str) -> ResolvedImage:
             raise ContainerError(msg, hint="give an image reference or an unpacked rootfs dir")
         root = str(Path(image).resolve())
         return ResolvedImage(layers=(root,), process=ImageProcess(), merged=lambda: root)
-    from mlpack.home import mlpack_home
     from mlpack.oci import memo
 
-    home = mlpack_home()
+    home = str(mlpack_home())
 
     def merged() -> Path:
         from mlpack.oci.snapshots import rootfs
         from mlpack.oci.store import Store
 
-        return rootfs(Store(Path(home)), image)
+        return rootfs(Store(mlpack_home()), image)
 
     hit = memo.lookup(home, image)
     if hit is not None:
@@ -81,7 +80,7 @@ def resolve_image(image: str) -> ResolvedImage:
     from mlpack.oci.store import Store
 
     identity = memo.index_identity(home)
-    store = Store(Path(home))
+    store = Store(mlpack_home())
     stored = store.image(image)
     layers = tuple(map(str, unpack(store, image)))
     memo.record(home, image, identity=identity, layers=layers, config=stored.config.raw)
@@ -334,7 +333,8 @@ class EmbeddedRuntime:
             # Even a --read-only root gets an upper dir: mount targets (/etc/hosts, -v targets)
             # are created there, never in the shared image layers; the root is remounted
             # read-only after pivot_root.
-            (box.path / sub).mkdir()
+            # work/ is the owner's alone; upper/'s mode is the container's "/" (overlayfs).
+            (box.path / sub).mkdir(mode=0o700 if sub == "work" else 0o777)
         overlay: Overlay | None = Overlay(
             lower=image.layers,
             upper=box.path / "upper",
@@ -360,13 +360,21 @@ class EmbeddedRuntime:
             ),
         )
         # Limits put the container in cgroups, which also measure it as a whole; without
-        # limits the supervisor's rusage of pid 1 is the measurement.
+        # limits the supervisor's rusage of pid 1 is the measurement. As root, the device rules
+        # need a cgroup either way (§6).
+        from mlpack.runtime.embedded import devices
+
         account = self.account and not rootless
+        rules = () if rootless else devices.rules_of(doc)
         if account or any(v is not None for v in (config.memory, config.cpus, config.pids_limit)):
             from mlpack.runtime.embedded import cgroups
 
-            limits = cgroups.Limits(memory=config.memory, cpus=config.cpus, pids=config.pids_limit)
+            limits = cgroups.Limits(
+                memory=config.memory, cpus=config.cpus, pids=config.pids_limit, devices=rules
+            )
             box.cgroups(limits, account=account)
+        else:
+            box.device_cgroup(rules)
         box.record(
             state.ContainerState(
                 id=box.id,
@@ -388,7 +396,7 @@ class EmbeddedRuntime:
             config=doc,
             rootfs=rootfs,
             overlay=overlay,
-            seccomp_cache=Path(mlpack_home(), "cache", "seccomp"),
+            seccomp_cache=mlpack_home() / "cache" / "seccomp",
         )
 
     def _cdi(self, config: RunConfig) -> CdiEdits | None:
@@ -421,7 +429,7 @@ class EmbeddedRuntime:
 def _init_binary() -> str:
     from mlpack.runtime.embedded.init import init_binary
 
-    return str(init_binary(Path(mlpack_home(), "cache")))
+    return str(init_binary(mlpack_home() / "cache"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,25 +1,25 @@
-# ruff: noqa: PTH118, PTH120, SIM105
-"""Start the helper interpreter (``python -I -S helper.py``), ahead of its request if need be.
+"""Start the helper interpreter (``python -I -S helper/__main__.py``), ahead of its request.
 
-Lean on purpose: the CLI imports this first thing on ``mlpack run`` (BENCHMARKS B1), so it
-imports only os and sys.
+``mlpack run`` starts one first thing (``prestart``): its start overlaps the caller's own work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlpack.errors import ContainerError
 
-TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
     from typing import IO
 
 # The interpreter behind a virtual environment: the helper imports nothing from it (-I -S), and
 # skipping the venv's pyvenv.cfg lookup is a little less start-up work.
 PYTHON = getattr(sys, "_base_executable", "") or sys.executable
-HELPER = os.path.join(os.path.dirname(__file__), "helper", "__main__.py")
+HELPER = str(Path(__file__).with_name("helper") / "__main__.py")
 
 
 def helper_argv() -> list[str]:
@@ -116,20 +116,14 @@ class HelperProcess:
     def discard(self) -> None:
         """Stop a helper that will get no request (the caller failed first)."""
         if self.ctl_w >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self.ctl_w)  # EOF on the control pipe: the helper exits
-            except OSError:
-                pass
             self.ctl_w = -1
-        try:
+        with contextlib.suppress(OSError):
             self.status.close()
-        except OSError:
-            pass
         if self.wait(timeout=5) is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, 9)
-            except ProcessLookupError:
-                pass
             self.wait()
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mlpack.errors import ConfigError
 from mlpack.oslib.linux import MAX_ID
 from mlpack.runtime.seccomp_profile import default_profile
 
-TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
     from typing import Any, Literal
 

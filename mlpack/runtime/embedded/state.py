@@ -1,42 +1,39 @@
-# ruff: noqa: PTH102, PTH103, PTH106, PTH108, PTH110, PTH112, PTH116, PTH118, PTH119, PTH123, PTH208, SIM105
-"""Container state directories: where they live, what they record, and stale cleanup.
-
-On the container start path (BENCHMARKS B1): os.path and str, no pathlib, json or typing.
-"""
+"""Container state directories: where they live, what they record, and stale cleanup."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
 from mlpack.oslib import jsoncodec
 from mlpack.oslib.fs import atomic_write, remove_tree
 
-TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
     from os import PathLike
-    from typing import Any, Literal
 
     StrPath = str | PathLike[str]
 
-    Status = Literal["creating", "created", "running", "stopped"]
-
-O_PATH = getattr(os, "O_PATH", 0o10000000)
+Status = Literal["creating", "created", "running", "stopped"]
 
 
-def containers_root() -> str:
+def containers_root() -> Path:
     """Where ``mlpack run`` keeps per-container state and writable layers."""
-    return os.path.join(mlpack_home(), "containers")
+    return mlpack_home() / "containers"
 
 
-def oci_root() -> str:
+def oci_root() -> Path:
     """Default ``--root`` of ``mlpack runtime``: /run/mlpack as root, else the user's runtime dir."""
     if os.geteuid() == 0:
-        return "/run/mlpack"
+        return Path("/run/mlpack")
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(xdg, "mlpack") if xdg else f"/tmp/mlpack-{os.geteuid()}"
+    return Path(xdg, "mlpack") if xdg else Path(f"/tmp/mlpack-{os.geteuid()}")
 
 
 def new_id() -> str:
@@ -58,15 +55,10 @@ def check_id(container_id: str) -> str:
     return container_id
 
 
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
 def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat: tells a live process from a reused pid."""
     try:
-        text = _read_text(f"/proc/{pid}/stat")
+        text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     return int(text.rpartition(")")[2].split()[19])
@@ -77,7 +69,7 @@ def alive(pid: int | None, start_time: int | None) -> bool:
     if not pid:
         return False
     try:
-        text = _read_text(f"/proc/{pid}/stat")
+        text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
     fields = text.rpartition(")")[2].split()
@@ -128,22 +120,22 @@ class ContainerState:
 class StateDir:
     """One container's directory: state.json, exit.json, exec.fifo, upper/work, etc files."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: StrPath) -> None:
+        self.path = Path(path)
 
     @property
     def id(self) -> str:
         """The container id (the directory name)."""
-        return os.path.basename(self.path)
+        return self.path.name
 
     def write(self, state: ContainerState) -> None:
-        """Atomically replace state.json."""
-        atomic_write(os.path.join(self.path, "state.json"), jsoncodec.dumps(state.to_json()))
+        """Atomically replace state.json (not durable: it describes live processes)."""
+        atomic_write(self.path / "state.json", jsoncodec.dumps(state.to_json()), durable=False)
 
     def read(self) -> ContainerState:
         """Load state.json."""
         try:
-            doc = jsoncodec.loads(_read_text(os.path.join(self.path, "state.json")))
+            doc = jsoncodec.loads((self.path / "state.json").read_bytes())
         except (OSError, ValueError) as exc:
             msg = f"container {self.id} has no readable state ({exc})"
             raise ContainerError(msg, hint="it may have been deleted; see mlpack ps") from exc
@@ -152,15 +144,15 @@ class StateDir:
     def exit_status(self) -> dict[str, Any] | None:
         """What the supervisor recorded when the container exited, if it did."""
         try:
-            doc = jsoncodec.loads(_read_text(os.path.join(self.path, "exit.json")))
+            doc = jsoncodec.loads((self.path / "exit.json").read_bytes())
         except (OSError, ValueError):
             return None
         return doc if isinstance(doc, dict) else None
 
     @property
-    def fifo(self) -> str:
+    def fifo(self) -> Path:
         """The exec fifo ``create`` waits on until ``start`` reads it."""
-        return os.path.join(self.path, "exec.fifo")
+        return self.path / "exec.fifo"
 
     def status(self, state: ContainerState | None = None) -> Status:
         """Created while the fifo waits, running while pid 1 lives, else stopped."""
@@ -169,100 +161,66 @@ class StateDir:
             return "creating" if alive(st.supervisor, st.supervisor_start) else "stopped"
         if not alive(st.pid, st.pid_start):
             return "stopped"
-        return "created" if os.path.exists(self.fifo) else "running"
+        return "created" if self.fifo.exists() else "running"
 
     def remove(self) -> None:
-        """Remove the container's cgroups and its directory (writable layer included)."""
+        """Remove the container's cgroups and its directory (writable layer included).
+
+        Each step runs even when another failed (issue 10 item 4); the first error is raised.
+        """
         try:
             cgroups = self.read().cgroups
-        except (ContainerError, FileNotFoundError):
+        except ContainerError:
             cgroups = ()
+        first: OSError | None = None
         for cg in cgroups:
-            remove_cgroup_dir(cg)
-        if not _remove_run_layout(self.path):
+            try:
+                remove_cgroup_dir(cg)
+            except OSError as err:
+                first = first or err
+        try:
             remove_tree(self.path)
-
-
-# What a container directory holds after a run that wrote nothing to its root filesystem (the
-# upper dir has only the mount targets of /etc/host*, overlayfs' work dir its volatile marker):
-# removed by name (~1 ms less than walking it twice); anything else falls back to remove_tree.
-_ETC = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
-_VOLATILE = "work/work/incompat/volatile"
-_RUN_FILES: tuple[str, ...] = (
-    "state.json",
-    "config.json",
-    "exit.json",
-    *_ETC,
-    *(f"upper/{f}" for f in _ETC),
-)
-_RUN_FILES += (f"{_VOLATILE}/dirty",)
-_RUN_DIRS: tuple[str, ...] = (
-    "etc",
-    "rootfs",
-    "upper/etc",
-    "upper",
-    _VOLATILE,
-    "work/work/incompat",
-)
-_RUN_DIRS += ("work/work", "work")
-
-
-def _remove_run_layout(path: str) -> bool:
-    """Remove a container directory of the usual layout; False when it holds anything else."""
-    for name in _RUN_FILES:
-        try:
-            os.unlink(os.path.join(path, name))
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return False
-    for name in _RUN_DIRS:
-        try:
-            os.rmdir(os.path.join(path, name))
-        except FileNotFoundError:
-            pass
-        except OSError:  # not empty (the container wrote files), a mount still there...
-            return False
-    try:
-        os.rmdir(path)
-    except OSError:
-        return False
-    return True
+        except OSError as err:
+            first = first or err
+        if first is not None:
+            raise first
 
 
 def remove_cgroup_dir(path: str) -> None:
     """Kill what is left in one cgroup directory and remove it."""
-    import signal
-    import time
-
+    cgroup = Path(path)
     for _ in range(50):
-        if not os.path.exists(path):
-            return
         try:
-            os.rmdir(path)
+            cgroup.rmdir()
+        except FileNotFoundError:
+            return
         except OSError:
             pass
         else:
             return
         try:
-            pids = _read_text(os.path.join(path, "cgroup.procs")).split()
+            pids = (cgroup / "cgroup.procs").read_text().split()
         except OSError:
             pids = []
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.02)
 
 
 def create_dir(root_dir: StrPath, container_id: str) -> StateDir:
-    """Make a new, private state directory; an existing id is an error."""
-    root = os.fspath(root_dir)
-    os.makedirs(root, mode=0o711, exist_ok=True)
-    path = os.path.join(root, check_id(container_id))
+    """Make a new, private state directory; an existing id is an error.
+
+    A container's directory holds its writable layer, where the container may leave setuid
+    files: it is the owner's alone (0700), and the directory of all containers is closed to
+    others (0710, as Docker's storage), so no other host user reaches those files (§6).
+    An existing root keeps its mode: it may be a ``--root`` the user chose (even /tmp).
+    """
+    root = Path(root_dir)
+    root.mkdir(mode=0o710, parents=True, exist_ok=True)
+    path = root / check_id(container_id)
     try:
-        os.mkdir(path, mode=0o711)
+        path.mkdir(mode=0o700)
     except FileExistsError as exc:
         msg = f"container {container_id} already exists"
         raise ContainerError(
@@ -273,8 +231,8 @@ def create_dir(root_dir: StrPath, container_id: str) -> StateDir:
 
 def open_dir(root: StrPath, container_id: str) -> StateDir:
     """An existing container's state directory."""
-    path = os.path.join(os.fspath(root), check_id(container_id))
-    if not os.path.exists(os.path.join(path, "state.json")):
+    path = Path(root, check_id(container_id))
+    if not (path / "state.json").exists():
         msg = f"container {container_id} does not exist"
         raise ContainerError(msg, hint=f"list containers with mlpack ps (state in {root})")
     return StateDir(path)
@@ -282,20 +240,20 @@ def open_dir(root: StrPath, container_id: str) -> StateDir:
 
 def list_dirs(root_dir: StrPath) -> tuple[StateDir, ...]:
     """Every container directory under ``root_dir``."""
-    root = os.fspath(root_dir)
     try:
-        names = sorted(os.listdir(root))
+        paths = sorted(Path(root_dir).iterdir())
     except OSError:
         return ()
-    paths = [os.path.join(root, n) for n in names]
-    return tuple(StateDir(p) for p in paths if os.path.exists(os.path.join(p, "state.json")))
+    return tuple(StateDir(p) for p in paths if (p / "state.json").exists())
 
 
 def cleanup_stale(root_dir: StrPath) -> tuple[str, ...]:
-    """Remove ``run`` containers whose supervisor died (e.g. the CLI was SIGKILLed)."""
-    root = os.fspath(root_dir)
+    """Remove ``run`` containers whose supervisor died (e.g. the CLI was SIGKILLed).
+
+    One container that cannot be removed does not keep the others (issue 10 item 4).
+    """
     removed = []
-    for d in list_dirs(root):
+    for d in list_dirs(root_dir):
         try:
             st = d.read()
         except ContainerError:
@@ -307,22 +265,25 @@ def cleanup_stale(root_dir: StrPath) -> tuple[str, ...]:
             or alive(st.supervisor, st.supervisor_start)
             or alive(st.pid, st.pid_start)
         ):
-            d.remove()
-            removed.append(d.id)
-    # A directory without state.json is a run that died before recording any; skip young ones,
-    # which may belong to a run that is still starting.
-    import time
+            with contextlib.suppress(OSError):
+                d.remove()
+                removed.append(d.id)
+    _remove_unrecorded(Path(root_dir))
+    return tuple(removed)
 
+
+def _remove_unrecorded(root: Path) -> None:
+    """A directory without state.json is a run that died before recording any; young ones
+    may belong to a run that is still starting.
+    """
     try:
-        names = os.listdir(root)
+        entries = list(root.iterdir())
     except OSError:
-        names = []
-    for name in names:
-        p = os.path.join(root, name)
+        return
+    for p in entries:
         try:
-            young = time.time() - os.stat(p).st_mtime <= 300
+            young = time.time() - p.stat().st_mtime <= 300
+            if p.is_dir() and not (p / "state.json").exists() and not young:
+                remove_tree(p)
         except OSError:
             continue
-        if os.path.isdir(p) and not os.path.exists(os.path.join(p, "state.json")) and not young:
-            remove_tree(p)
-    return tuple(removed)

@@ -201,3 +201,27 @@ def test_oci_layout_directory_symlinks_are_refused(
             import_archive(other, out)
         assert not other.has_blob(f"sha256:{layer.name}")
         assert other.images() == ()
+
+
+def test_tarball_links_out_of_the_archive_are_refused(
+    image: tuple[Store, str], tmp_path: Path
+) -> None:
+    """A layer member that is a symlink to a host path: a clear error, not a KeyError."""
+    store, digest = image
+    secret, secret_digest = _host_secret(tmp_path, b"host secret\n" * 100)
+    src = tmp_path / "save"
+    src.mkdir()
+    shutil.copy(store.blob_path(store.image(digest).manifest.config.digest), src / "config.json")
+    (src / "manifest.json").write_text(
+        json.dumps([{"Config": "config.json", "RepoTags": ["evil/app:1"], "Layers": ["l.tar"]}])
+    )
+    (src / "l.tar").symlink_to(secret)
+    tar = tmp_path / "evil.tar"
+    with tarfile.open(tar, "w") as out:
+        for name in ("manifest.json", "config.json", "l.tar"):
+            out.add(src / name, arcname=name, recursive=False)
+    other = Store(tmp_path / "other")
+    with pytest.raises(ImageError, match="not in the archive"):
+        import_archive(other, tar)
+    assert not other.has_blob(secret_digest)
+    assert other.images() == ()

@@ -96,3 +96,11 @@ def test_remove_tree_under_a_directory_fd(tmp_path: Path) -> None:
     finally:
         os.close(parent)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_without_durability_still_replaces_whole(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    atomic_write(target, "one", durable=False)
+    atomic_write(target, "two", durable=False)
+    assert target.read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]

@@ -87,3 +87,18 @@ def test_rootless_without_limits_needs_no_cgroup(monkeypatch: pytest.MonkeyPatch
     assert group.dirs == ()
     with pytest.raises(ContainerError, match="rootless"):
         cgroups.create(HYBRID, "x", Limits(memory=64 << 20))
+
+
+@pytest.mark.parametrize(
+    ("errno_", "hint"), [(22, cgroups.HINT_VALUE), (13, cgroups.HINT_ROOT), (30, cgroups.HINT_ROOT)]
+)
+def test_a_refused_value_is_not_blamed_on_rootless_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, errno_: int, hint: str
+) -> None:
+    def refuse(self: Path, data: str) -> int:
+        raise OSError(errno_, os.strerror(errno_))
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    with pytest.raises(ContainerError) as err:
+        cgroups._write(tmp_path / "cpu.max", "10 100000")
+    assert err.value.hint == hint

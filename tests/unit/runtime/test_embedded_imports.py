@@ -1,4 +1,4 @@
-"""Import discipline: the helper's import list and bytecode, no typer/rich/docker on `mlpack run`."""
+"""Import discipline: the helper's import list and bytecode, no rich or docker on `mlpack run`."""
 
 from __future__ import annotations
 
@@ -59,13 +59,13 @@ def test_helper_argv_passes_on_the_bytecode_settings(
     assert {"supervisor", "pid1", "inroot", "jsoncodec"} <= cached
 
 
-def test_run_fast_path_imports_no_typer_rich_or_docker(tmp_path: Path) -> None:
+def test_an_embedded_run_imports_no_docker_sdk_or_rich(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from mlpack.cli import fastrun\n"
-        "rc = fastrun.main_run(['-m', '64m', '-e', 'A=1', '/nonexistent-rootfs-dir', 'true'])\n"
+        "from mlpack.cli.app import run_app\n"
+        "rc = run_app(['run', '-m', '64m', '-e', 'A=1', '/nonexistent-rootfs-dir', 'true'])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'typer', 'rich', 'docker', 'click', 'requests', 'jinja2', 'argparse', 'hashlib'})\n"
+        "{'rich', 'docker', 'requests', 'jinja2'})\n"
         "print(rc, heavy)\n"
     )
     done = subprocess.run(
@@ -74,20 +74,3 @@ def test_run_fast_path_imports_no_typer_rich_or_docker(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.stdout.strip() == "7 []", done.stdout + done.stderr
     assert "error: root filesystem /nonexistent-rootfs-dir is not a directory" in done.stderr
-
-
-def test_cli_main_dispatches_run_and_runtime_to_the_fast_path(tmp_path: Path) -> None:
-    code = (
-        "import sys\n"
-        "from mlpack.cli import main\n"
-        "try:\n"
-        "    main(['runtime', '--root', sys.argv[1], 'state', 'nope'])\n"
-        "except SystemExit as exc:\n"
-        "    print(exc.code, 'typer' in sys.modules)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
-        env={"MLPACK_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    assert done.stdout.strip() == "7 False"
-    assert "container nope does not exist" in done.stderr

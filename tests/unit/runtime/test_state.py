@@ -85,30 +85,3 @@ def test_a_container_dir_with_a_deep_tree_and_links_out_is_removed(tmp_path: Pat
     d.remove()
     assert not Path(d.path).exists()
     assert (outside / "keep").read_text() == "x"
-
-
-def _usual_layout(d: Path) -> None:
-    for sub in ("etc", "rootfs", "upper/etc", "work/work/incompat/volatile"):
-        (d / sub).mkdir(parents=True)
-    for name in ("hostname", "hosts", "resolv.conf"):
-        (d / "etc" / name).write_text("x")
-        (d / "upper" / "etc" / name).write_text("")
-    (d / "work/work/incompat/volatile/dirty").write_text("")
-    (d / "state.json").write_text("{}")
-
-
-def test_the_usual_layout_is_removed_by_name(tmp_path: Path) -> None:
-    d = tmp_path / "c"
-    _usual_layout(d)
-    assert state._remove_run_layout(str(d)) is True
-    assert not d.exists()
-
-
-def test_anything_else_falls_back_to_a_full_removal(tmp_path: Path) -> None:
-    d = state.create_dir(tmp_path, "c")
-    _usual_layout(Path(d.path))
-    (Path(d.path) / "upper" / "etc" / "written-by-the-container").write_text("y")
-    (Path(d.path) / "upper" / "data").mkdir()
-    assert state._remove_run_layout(d.path) is False
-    d.remove()
-    assert not Path(d.path).exists()

@@ -7,7 +7,6 @@ one ``error``, on STATUS_FD. The parent's side is ``launcher.Helper``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from mlpack.oslib import jsoncodec
@@ -34,15 +33,19 @@ class Channel:
         A detached container's parent (``create``) is gone after setup: an error goes to the
         exec fifo (``start`` reports it) and to stderr too.
         """
-        with contextlib.suppress(OSError):
+        try:
             os.write(self.status, jsoncodec.dumps(msg).encode() + b"\n")
+        except OSError:
+            pass
         if not (self.detached and self.created and "error" in msg):
             return
         text = f"container setup failed: {msg['error']}"
         for fd, data in ((self.fifo, text), (2, f"mlpack: {text}\n")):
             if fd >= 0:
-                with contextlib.suppress(OSError):
+                try:
                     os.write(fd, data.encode())
+                except OSError:
+                    pass
 
     def read_line(self) -> bytes:
         """One newline-terminated message from the parent (the rest is kept); b"" at EOF."""

@@ -8,14 +8,13 @@ startContainer hook, seccomp, execve) is written to the exec fifo, where ``start
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
 from mlpack.oslib import jsoncodec, linux
 from mlpack.runtime.embedded.helper import process
 from mlpack.runtime.embedded.helper.channel import Channel, Failure
 from mlpack.runtime.embedded.helper.rootfs import Rootfs, fdpath
+from mlpack.runtime.embedded.helper.sig import signal
 
 TYPE_CHECKING = False  # typing is not imported by the helper (mypy reads this as True)
 if TYPE_CHECKING:
@@ -141,8 +140,10 @@ def _run_hook(kind: str, hook: dict[str, Any], state: bytes) -> None:
         finally:
             os._exit(127)
     os.close(r)
-    with contextlib.suppress(OSError):
+    try:
         os.write(w, state)
+    except OSError:
+        pass
     os.close(w)
     pidfd = os.pidfd_open(pid)
     try:

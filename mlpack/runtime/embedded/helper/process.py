@@ -6,12 +6,11 @@ host NSS) and refused outside 0..2147483647: ``(uid_t)-1`` means "unchanged" to 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
 from mlpack.oslib import linux
 from mlpack.runtime.embedded.helper.channel import Failure
+from mlpack.runtime.embedded.helper.sig import signal
 
 TYPE_CHECKING = False  # typing is not imported by the helper (mypy reads this as True)
 if TYPE_CHECKING:
@@ -200,8 +199,10 @@ def cloexec_from(first: int) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd >= first:
-            with contextlib.suppress(OSError):
+            try:
                 os.set_inheritable(fd, False)
+            except OSError:
+                pass
 
 
 def execute(
@@ -215,8 +216,10 @@ def execute(
     cloexec_from(3 + int(req.get("preserve_fds") or 0))
     for sig in range(1, signal.NSIG):
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     if proc.get("noNewPrivileges"):
         load_seccomp(req.get("seccomp_bpf"))  # last, right before execve (§3)

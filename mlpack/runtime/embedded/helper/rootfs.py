@@ -7,7 +7,6 @@ so nothing an image plants makes a mount land outside the root. /dev is built fr
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 
@@ -189,16 +188,17 @@ class Rootfs:
         data = f"lowerdir={lower},upperdir={overlay['upper']},workdir={overlay['work']}"
         if self.userns:
             data += ",userxattr"
+        flags = MS_NOSUID | MS_NODEV  # nothing the layers hold is setuid or a device (§6)
         try:
             if overlay.get("volatile"):
                 # The upper dir is removed after the run: skip the sync of the host filesystem
                 # at unmount (Linux >= 5.10; older kernels mount without it).
                 try:
-                    linux.mount("overlay", self.root, "overlay", 0, data + ",volatile")
+                    linux.mount("overlay", self.root, "overlay", flags, data + ",volatile")
                     return
                 except OSError:
                     pass
-            linux.mount("overlay", self.root, "overlay", 0, data)
+            linux.mount("overlay", self.root, "overlay", flags, data)
         except OSError as exc:
             msg = f"overlay: {exc.strerror}"  # the runtime falls back to a copy of the image
             raise Failure(msg) from exc
@@ -342,8 +342,10 @@ class Rootfs:
             for name, kind, major, minor, mode, uid, gid in wanted:
                 self.device(name, kind, os.makedev(major, minor), mode, (uid, gid))
             for name, target in DEV_LINKS:
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.symlink(target, name, dir_fd=devfd)
+                except FileExistsError:
+                    pass
             console = self.req.get("console_fd")
             if isinstance(console, int):
                 # By path: the pts mount must be the copy in this mount namespace (an fd
@@ -361,8 +363,10 @@ class Rootfs:
         parent, _, leaf = name.rpartition("/")
         pfd = inroot.mkdirs(self.rootfd, "/dev/" + parent)
         try:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(leaf, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
             if self.userns:
                 flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC
                 os.close(os.open(leaf, flags, 0o600, dir_fd=pfd))

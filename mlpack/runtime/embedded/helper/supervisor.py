@@ -5,9 +5,7 @@ S stays in the host's mount namespace (SECURITY §1: no host process inside the 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 
 from mlpack.oslib import jsoncodec, linux
@@ -16,6 +14,7 @@ from mlpack.runtime.embedded.helper import pid1
 from mlpack.runtime.embedded.helper.channel import Channel, Failure, describe
 from mlpack.runtime.embedded.helper.namespaces import Namespaces
 from mlpack.runtime.embedded.helper.rootfs import Rootfs
+from mlpack.runtime.embedded.helper.sig import signal
 
 TYPE_CHECKING = False  # typing is not imported by the helper (mypy reads this as True)
 if TYPE_CHECKING:
@@ -104,8 +103,10 @@ def follow(pid: int) -> dict[str, Any]:
     """Relay signals to pid 1 until it exits: its exit code, signal and resource usage."""
 
     def relay(sig: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
     for sig in FORWARDED:
         signal.signal(sig, relay)

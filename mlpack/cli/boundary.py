@@ -1,0 +1,63 @@
+"""The CLI's one error boundary: what every command's failure looks like, and its exit code.
+
+- an MlpackError: one ``error:`` line (what failed and why), one ``hint:`` line (what to try),
+  the stage's exit code; ``--debug`` adds the traceback above them;
+- Ctrl-C: ``interrupted``, exit 130;
+- anything else is a bug: the traceback and where to report it, exit 70.
+
+Both console scripts (``mlpack`` and ``mlpack-runtime``) run their work through ``guarded``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from mlpack import __version__
+from mlpack.cli.output import note
+from mlpack.errors import EXIT_BUG, EXIT_INTERRUPTED, MlpackError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+ISSUES_URL: Final = "https://github.com/mlpack-env/mlpack/issues"
+
+
+def bug_report(exc: BaseException) -> str:
+    """The text shown for an unexpected exception: the traceback and where to report it."""
+    import traceback  # only on a failure: not on every successful container start
+
+    return (
+        "".join(traceback.format_exception(exc))
+        + f"error: this is a bug in mlpack {__version__}; please report it with the traceback "
+        f"above at {ISSUES_URL}"
+    )
+
+
+def report_error(exc: MlpackError, *, debug: bool) -> int:
+    """Print the ``error:`` and ``hint:`` lines (after the traceback with ``debug``)."""
+    if debug:
+        import traceback
+
+        note("".join(traceback.format_exception(exc)).rstrip("\n"))
+    note(f"error: {exc.message}", style="error")
+    if exc.hint:
+        note(f"hint: {exc.hint}", style="hint")
+    return exc.exit_code
+
+
+def guarded(work: Callable[[], int], *, debug: Callable[[], bool]) -> int:
+    """Run ``work`` and return its exit code, or the code of the failure it ended with.
+
+    ``debug`` is asked only after a failure: the command line that sets it is parsed by
+    ``work`` itself.
+    """
+    try:
+        return work()
+    except MlpackError as exc:
+        return report_error(exc, debug=debug())
+    except KeyboardInterrupt:
+        note("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug, reported as one
+        note(bug_report(exc))
+        return EXIT_BUG
