@@ -6,6 +6,7 @@ base resolver, and for pip-tools a way to run inside the base image. It imports 
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +32,8 @@ from mlpack.progress import reporter
 from mlpack.vocabulary import BaseImage, PackageSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mlpack.lock.inputs import LockInputs
     from mlpack.lock.lockdata import DroppedPackage, Lock, LockedPackage
     from mlpack.lock.runner import ImageRunnerFactory
@@ -233,54 +236,77 @@ def _resolve_soft(
     An inferred name the index lacks, or one an unsatisfiable resolution blames on every
     Python, is dropped (one warning each) and the resolve starts again; a declared one fails.
     """
-    inputs = job.inputs
-    pythons = (inputs.python, *inputs.fallback_pythons)
     dropped: list[DroppedPackage] = []
-    tries = iter(range(1_000_000))
+    counter = itertools.count()
     while True:
-        kept = tuple(r for r in inputs.requirements if all(d.source != r.source for d in dropped))
-        failures: list[tuple[str, ResolveFailure]] = []
-        skipped: list[tuple[str, str]] = []  # (python, why not) for the note
-        gone: tuple[DroppedPackage, ...] = ()
-        for python in pythons:
-            workdir = tmp / f"try-{next(tries)}"
-            workdir.mkdir()
-            try:
-                if len(pythons) > 1:
-                    _probe(job, workdir / "probe", python, kept, resolver=resolver)
-                resolved = _base_and_pins(
-                    replace(job, inputs=replace(inputs, python=python, requirements=kept)),
-                    workdir,
-                    base_resolver=base_resolver,
-                    image_runner=image_runner,
-                    resolver=resolver,
-                )
-            except NoBaseImage as exc:
-                if python == pythons[-1]:
-                    raise
-                skipped.append((python, f"no base image ({exc.message})"[:160]))
-                continue
-            except ResolveFailure as failure:
-                gone = to_drop(failure, kept) if failure.kind in ("missing", "build") else ()
-                if failure.kind != "conflict" and not gone:
-                    raise
-                if gone:
-                    break
-                failures.append((python, failure))
-                skipped.append((python, why_not(failure)))
-                continue
-            notes: tuple[str, ...] = ()
-            if len(pythons) > 1:
-                notes = (python_note(python, tuple(skipped)),)
-                reporter().notice(notes[0])
-            return replace(resolved, notes=notes, dropped=tuple(dropped))
-        if not gone and failures:
-            gone = to_drop(failures[0][1], kept)
-            if not gone:
-                raise _unsatisfiable(job, tmp, failures[0], resolver=resolver)
-        for entry in gone:
+        gone_keys = {(d.name, d.source) for d in dropped}
+        kept = tuple(r for r in job.inputs.requirements if (r.name, r.source) not in gone_keys)
+        outcome = _newest_python(
+            job,
+            kept,
+            tmp,
+            counter,
+            base_resolver=base_resolver,
+            image_runner=image_runner,
+            resolver=resolver,
+        )
+        if isinstance(outcome, _Resolved):
+            return replace(outcome, dropped=tuple(dropped))
+        for entry in outcome:
             reporter().notice(drop_warning(entry, root=job.root))
-        dropped.extend(gone)
+        dropped.extend(outcome)
+
+
+def _newest_python(
+    job: _Job,
+    kept: tuple[PackageSpec, ...],
+    tmp: Path,
+    counter: Iterator[int],
+    *,
+    base_resolver: BaseResolver,
+    image_runner: ImageRunnerFactory | None,
+    resolver: Resolver | None,
+) -> _Resolved | tuple[DroppedPackage, ...]:
+    """The resolve for the newest Python that works, or the inferred requirements to drop."""
+    pythons = (job.inputs.python, *job.inputs.fallback_pythons)
+    failures: list[tuple[str, ResolveFailure]] = []
+    skipped: list[tuple[str, str]] = []  # (python, why not) for the note
+    for python in pythons:
+        workdir = tmp / f"try-{next(counter)}"
+        workdir.mkdir()
+        try:
+            if len(pythons) > 1:
+                _probe(job, workdir / "probe", python, kept, resolver=resolver)
+            resolved = _base_and_pins(
+                replace(job, inputs=replace(job.inputs, python=python, requirements=kept)),
+                workdir,
+                base_resolver=base_resolver,
+                image_runner=image_runner,
+                resolver=resolver,
+            )
+        except NoBaseImage as exc:
+            if python == pythons[-1]:
+                raise
+            skipped.append((python, f"no base image ({exc.message})"[:160]))
+            continue
+        except ResolveFailure as failure:
+            gone = to_drop(failure, kept)
+            if gone and failure.kind != "conflict":
+                return gone  # missing or unbuildable on any Python: drop it first
+            if failure.kind != "conflict":
+                raise
+            failures.append((python, failure))
+            skipped.append((python, why_not(failure)))
+            continue
+        if len(pythons) == 1:
+            return resolved
+        note = python_note(python, tuple(skipped))
+        reporter().notice(note)
+        return replace(resolved, notes=(note,))
+    gone = to_drop(failures[0][1], kept)
+    if gone:
+        return gone
+    raise _unsatisfiable(job, tmp, failures[0], kept, resolver=resolver)
 
 
 def _probe(
@@ -299,7 +325,12 @@ def _probe(
 
 
 def _unsatisfiable(
-    job: _Job, tmp: Path, first: tuple[str, ResolveFailure], *, resolver: Resolver | None
+    job: _Job,
+    tmp: Path,
+    first: tuple[str, ResolveFailure],
+    kept: tuple[PackageSpec, ...],
+    *,
+    resolver: Resolver | None,
 ) -> ResolveFailure:
     """The newest Python's failure; for packages without wheels, the newest Python that works."""
     python, failure = first
@@ -313,7 +344,7 @@ def _unsatisfiable(
             continue
         workdir = tmp / f"probe-{candidate}"
         try:
-            chosen.resolve(job.request(candidate, workdir, job.inputs.requirements))
+            chosen.resolve(job.request(candidate, workdir, _normalize(kept, job.root)[0]))
         except LockError:
             continue
         works = candidate
