@@ -229,3 +229,12 @@ def test_an_inferred_package_whose_build_fails_is_dropped(tmp_path: Path) -> Non
     written = read_lock(tmp_path / "mlpack.lock")
     assert [d.name for d in written.dropped] == ["pycuda"]
     assert "build from source failed" in written.dropped[0].reason
+
+
+def test_dropping_one_name_of_an_import_line_keeps_the_other(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("import numpy, deeplearning\n")
+    resolver = ScriptedResolver(missing=frozenset({"deeplearning"}))
+    run(tmp_path, inputs(("numpy", "train.py:1"), ("deeplearning", "train.py:1")), resolver)
+    written = read_lock(tmp_path / "mlpack.lock")
+    assert [p.name for p in written.packages] == ["numpy"]
+    assert [d.name for d in written.dropped] == ["deeplearning"]
