@@ -170,7 +170,12 @@ def _warnings(
     built = source_build_warning(packages, python=python)
     return (
         *wrong_project_warnings(resolved.requirements, packages, python=python, root=root),
-        *old_pin_warnings(resolved.pins, index_url=inputs.indexes.index_url, ca_cert=ca_cert),
+        *old_pin_warnings(
+            resolved.pins,
+            resolved.requirements,
+            index_url=inputs.indexes.index_url,
+            ca_cert=ca_cert,
+        ),
         *([built] if built else []),
     )
 

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
 from mlpack.errors import LockError
@@ -84,18 +85,29 @@ def source_build_warning(packages: tuple[LockedPackage, ...], *, python: str) ->
 
 
 def old_pin_warnings(
-    pins: tuple[Pin, ...], *, index_url: str, ca_cert: Path | None, now: datetime | None = None
+    pins: tuple[Pin, ...],
+    requirements: tuple[PackageSpec, ...],
+    *,
+    index_url: str,
+    ca_cert: Path | None,
+    now: datetime | None = None,
 ) -> tuple[str, ...]:
-    """One line per direct input pinned to a release years older than its project's newest.
+    """One line per direct input the resolver settled years behind its project's newest release.
 
-    Only pins already two years old are looked up on the index (one listing each, in parallel);
-    an index that does not answer, or lists no upload times, gives no warning.
+    Only inputs the project left open above (``mxnet``, ``numpy>=1.20``: not ``bcrypt==4.0.1``
+    or ``fastapi<0.110``, which ask for the old release) and pins already two years old are
+    looked up on the index (one listing each, in parallel); an index that does not answer, or
+    lists no upload times, gives no warning.
     """
     today = now or datetime.now(timezone.utc)
+    capped = {r.name for r in requirements if _capped(r.requirement)}
     old = [
         (pin, _when(pin.uploaded))
         for pin in pins
-        if "-r" in pin.via and pin.uploaded and today - _when(pin.uploaded) > _STALE
+        if "-r" in pin.via
+        and pin.name not in capped
+        and pin.uploaded
+        and today - _when(pin.uploaded) > _STALE
     ]
     if not old:
         return ()
@@ -111,6 +123,17 @@ def old_pin_warnings(
                 "not the project the code means"
             )
     return tuple(out)
+
+
+def _capped(requirement: str) -> bool:
+    """True when ``requirement`` bounds the version from above (or is a URL)."""
+    try:
+        parsed = Requirement(requirement)
+    except InvalidRequirement:
+        return True
+    return parsed.url is not None or any(
+        s.operator in ("==", "===", "<", "<=", "~=") for s in parsed.specifier
+    )
 
 
 def _when(text: str) -> datetime:

@@ -81,13 +81,25 @@ def test_a_direct_pin_years_behind_its_newest_release_is_warned(
 
     monkeypatch.setattr(risks, "list_files", fake_list)
     now = datetime(2026, 12, 7, tzinfo=timezone.utc)
-    pins = (
+    pins: tuple[Pin, ...] = (
         Pin(name="mxnet", version="1.0.0.post1", via=("-r",), uploaded="2017-12-04T23:47:36+00:00"),
         Pin(name="numpy", version="2.3.0", via=("-r",), uploaded="2026-06-01T00:00:00+00:00"),
         Pin(name="six", version="1.0", via=("mxnet",), uploaded="2010-01-01T00:00:00+00:00"),
     )
-    lines = risks.old_pin_warnings(pins, index_url="https://index/simple", ca_cert=None, now=now)
-    assert listed == ["mxnet"]  # recent pins and dependencies are never looked up
+    asked = (
+        PackageSpec(requirement="mxnet", source="train.py:1"),
+        PackageSpec(requirement="numpy", source="requirements.txt:1"),
+        PackageSpec(requirement="bcrypt==4.0.1", source="requirements.txt:2"),
+    )
+    pins = (
+        *pins,
+        Pin(name="bcrypt", version="4.0.1", via=("-r",), uploaded="2022-01-01T00:00:00+00:00"),
+    )
+    lines = risks.old_pin_warnings(
+        pins, asked, index_url="https://index/simple", ca_cert=None, now=now
+    )
+    # Recent pins, dependencies and releases the project asked for are never looked up.
+    assert listed == ["mxnet"]
     assert len(lines) == 1
     assert lines[0].startswith("mxnet 1.0.0.post1 is from 2017, 4 years older than its newest")
 
