@@ -119,7 +119,7 @@ def test_python_is_the_locks_to_choose_only_when_nothing_pins_it(
     (tmp_path / "mlpack.toml").write_text(
         f'name = "p"\npython = "{config_python}"\npython-source = "{source}"\n'
     )
-    config = pipeline.project_config(tmp_path)
+    config = pipeline.project_config(tmp_path, note=lambda _: None)
     assert pipeline.python_choice(tmp_path, config) == expected
 
 
@@ -141,3 +141,19 @@ def test_machine_local_pip_indexes_resolve_but_stay_out_of_the_lock(
     text = (project / "mlpack.lock").read_text()
     assert "file://" not in text
     assert "https://mirror.example/simple" in text
+
+
+def test_build_finds_the_lock_of_an_unpinned_python_current(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "mlpack.toml").write_text(
+        CONFIG.replace('python = "3.11"', 'python = "3.11"\npython-source = "rule: default"')
+    )
+    resolver = FakeResolver((Pin(name="numpy", version="2.0.0", hashes=("b" * 64,), via=("-r",)),))
+    _fake_locking(monkeypatch, resolver)
+    assert pipeline.project_lock_inputs(project).fallback_pythons  # the lock chooses
+    pipeline.lock_project(project)
+    config = pipeline.project_config(project, note=lambda _: None)
+    # --frozen fails on a stale lock: lock and build must compute the same inputs.
+    frozen = pipeline.project_lock(project, config, frozen=True, note=lambda _: None)
+    assert frozen.target.python_minor == "3.13"
