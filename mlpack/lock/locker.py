@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from packaging.utils import canonicalize_name
 
-from mlpack.analyze.python_version import SUPPORTED_PYTHONS
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock.assemble import assemble, locked_packages
 from mlpack.lock.failure import ResolveFailure
@@ -341,6 +340,9 @@ def _unsatisfiable(
     python, failure = first
     if not failure.no_wheels:
         return failure
+    # Imported here: the no-op re-lock imports this module and never needs the analysis.
+    from mlpack.analyze.python_version import SUPPORTED_PYTHONS
+
     chosen = resolver or make_resolver("uv", ResolverSetup(tools=tools_folder(job.home), image=""))
     tried = {python, *job.inputs.fallback_pythons}
     works = None
