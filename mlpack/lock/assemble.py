@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from mlpack.lock.files import Listings
     from mlpack.lock.inputs import LockInputs
-    from mlpack.lock.lockdata import ResolverName
+    from mlpack.lock.lockdata import DroppedPackage, ResolverName
     from mlpack.lock.resolvers import Pin
     from mlpack.vocabulary import BaseImage, PackageSpec
 
@@ -39,6 +39,8 @@ def assemble(
     base: BaseImage,
     packages: tuple[LockedPackage, ...],
     pins: tuple[Pin, ...],
+    notes: tuple[str, ...] = (),
+    dropped: tuple[DroppedPackage, ...] = (),
 ) -> Lock:
     """The lock for ``inputs``: secrets keep no default, the torch build is decided here."""
     decision = torch_mod.decide(
@@ -64,6 +66,8 @@ def assemble(
         ),
         env=tuple(replace(e, default=None) if e.secret else e for e in inputs.env),
         torch=decision,
+        notes=notes,
+        dropped=dropped,
     )
 
 
