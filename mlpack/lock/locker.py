@@ -21,6 +21,7 @@ from mlpack.lock.lockfile import loads, write_lock
 from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
 from mlpack.lock.resolvers import KnownFiles, Pin, Resolver, ResolveRequest
 from mlpack.lock.speculate import EarlyResolve, guess_file, read_guess, write_guess
+from mlpack.lock.system import pin_system
 from mlpack.lock.vcs import normalize
 from mlpack.paths import tools_folder
 from mlpack.progress import reporter
@@ -87,6 +88,7 @@ def lock(
         previous is not None
         and previous.input_hash == inputs.digest()
         and not (upgrade or upgrade_packages)
+        and all(p.pinned for p in previous.system_packages)  # else: from before Debian pins
     ):
         return LockResult(lock=previous, path=lock_path, resolved=False)
 
@@ -115,6 +117,14 @@ def lock(
                 image_runner=image_runner,
                 resolver=resolver,
             )
+            system = pin_system(
+                inputs.system_packages,
+                base=resolved.base,
+                previous=previous,
+                upgrade=upgrade,
+                image_runner=image_runner,
+                workdir=Path(tmp) / "system",
+            )
         rep.finish("resolve")
         packages = locked_packages(
             resolved.pins,
@@ -135,6 +145,7 @@ def lock(
         base=resolved.base,
         packages=packages,
         pins=resolved.pins,
+        system=system,
     )
     write_lock(lock_path, result)
     return LockResult(lock=result, path=lock_path, resolved=True)

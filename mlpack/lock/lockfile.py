@@ -77,8 +77,7 @@ def dumps(lock: Lock) -> str:
         if t.min_driver is not None:
             out.append(f"min-driver = {_s(t.min_driver)}\n")
     for sp in sorted(lock.system_packages, key=lambda p: p.name):
-        out.append("\n[[system-packages]]\n")
-        out.append(f"name = {_s(sp.name)}\nversion = {_s(sp.version)}\n")
+        out.append(_system(sp))
     for env in sorted(lock.env, key=lambda e: e.name):
         out.append("\n[[env]]\n")
         out.append(f"name = {_s(env.name)}\n")
@@ -88,6 +87,20 @@ def dumps(lock: Lock) -> str:
     for pkg in sorted(lock.packages, key=lambda p: p.name):
         out.append(_package(pkg))
     return "".join(out)
+
+
+def _system(pin: SystemPackagePin) -> str:
+    lines = [
+        "\n[[system-packages]]\n",
+        f"name = {_s(pin.name)}\n",
+        f"version = {_s(pin.version)}\n",
+    ]
+    if pin.pinned:
+        lines.append(f"architecture = {_s(pin.architecture)}\n")
+        lines.append(f"requested = {'true' if pin.requested else 'false'}\n")
+    if pin.url:  # none: the base image has it
+        lines.append(f"url = {_s(pin.url)}\nsize = {pin.size}\nsha256 = {_s(pin.sha256)}\n")
+    return "".join(lines)
 
 
 def _package(pkg: LockedPackage) -> str:
@@ -212,7 +225,15 @@ def _from_data(data: dict[str, Any]) -> Lock:
             min_driver=_opt(torch_t, "min-driver"),
         ),
         system_packages=tuple(
-            SystemPackagePin(name=str(s["name"]), version=str(s.get("version", "")))
+            SystemPackagePin(
+                name=str(s["name"]),
+                version=str(s.get("version", "")),
+                architecture=str(s.get("architecture", "")),
+                url=str(s.get("url", "")),
+                size=int(s.get("size", 0)),
+                sha256=str(s.get("sha256", "")),
+                requested=bool(s.get("requested", True)),
+            )
             for s in data.get("system-packages", [])
         ),
         env=tuple(
