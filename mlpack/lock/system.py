@@ -32,6 +32,10 @@ APT_OPTIONS: Final = (
     "-o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 "
     "-o Acquire::ForceHash=SHA256 -o Acquire::Languages=none"
 )
+RUNTIME_HINT: Final = (
+    "apt runs inside the base image on the embedded runtime: lock as root or where user "
+    "namespaces are allowed"
+)
 SEPARATOR: Final = "--- installed ---"
 # The container's stdout: the would-be downloads, then the requested packages the base has.
 SCRIPT: Final = f"""set -eu
@@ -70,7 +74,7 @@ def pin_system(
         return kept
     if image_runner is None:
         msg = f"cannot pin the system packages ({', '.join(wanted)}): no way to run apt in the base"
-        raise LockError(msg, hint="lock where the embedded runtime works (root or user namespaces)")
+        raise LockError(msg, hint=RUNTIME_HINT)
     rep = reporter()
     rep.start("system packages", None)
     (workdir / "tools").mkdir(parents=True, exist_ok=True)
@@ -80,7 +84,7 @@ def pin_system(
         done = runner.run(("sh", "-c", SCRIPT, "sh", *wanted), cwd=workdir / "work", env={})
     except MlpackError as exc:
         msg = f"cannot pin the system packages ({', '.join(wanted)}): {exc.message}"
-        raise LockError(msg, hint=exc.hint or "check that the base image runs here") from exc
+        raise LockError(msg, hint=RUNTIME_HINT) from exc
     if done.returncode != 0:
         tail = " | ".join(line for line in done.stderr.splitlines()[-4:] if line.strip())
         msg = f"apt in the base image cannot install {shlex.join(wanted)}: {tail}"
