@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
 
 from mlpack.base.debian import scrub_rootfs
@@ -38,6 +39,7 @@ OUT: Final = "/mlpack-out"
 LOG: Final = "/mlpack-log"
 RELOCK: Final = "re-lock against the mirror's current versions: `mlpack lock --upgrade`"
 _CHUNK: Final = 1 << 20
+_WORKERS: Final = 8  # parallel downloads: a GUI or CUDA stack is dozens of .deb files
 # Mount targets, the kernel's filesystems and scratch space are never content.
 SCRIPT: Final = rf"""set -eu
 skip='^/$|^/(proc|sys|dev|run|tmp|mlpack-debs|mlpack-out|mlpack-log)(/|$)|^/etc/(hosts|hostname|resolv\.conf)$'
@@ -98,7 +100,8 @@ def fetch_debs(
     missing = [(p, path) for p, path in zip(pins, paths, strict=True) if not _intact(path, p)]
     rep = reporter()
     rep.start("system packages: download", len(missing))
-    for pin, path in missing:
+
+    def one(pin: SystemPackagePin, path: Path) -> None:
         path.unlink(missing_ok=True)  # a damaged copy: fetched again
         try:
             download(pin.url, path, sha256=pin.sha256, ca_cert=ca_cert)
@@ -109,6 +112,11 @@ def fetch_debs(
             msg = f"{pin.filename} from {pin.url} is not the {pin.size} bytes the lock says"
             raise BuildError(msg, hint="the mirror served different bytes; " + RELOCK)
         rep.advance("system packages: download", 1)
+
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(_WORKERS, len(missing))) as pool:
+            for future in [pool.submit(one, pin, path) for pin, path in missing]:
+                future.result()
     rep.finish("system packages: download")
     return paths
 
