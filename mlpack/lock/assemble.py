@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from mlpack.lock.files import Listings
     from mlpack.lock.inputs import LockInputs
-    from mlpack.lock.lockdata import ResolverName
+    from mlpack.lock.lockdata import DroppedPackage, ResolverName
     from mlpack.lock.resolvers import Pin
     from mlpack.vocabulary import BaseImage, PackageSpec
 
@@ -40,6 +40,8 @@ def assemble(
     packages: tuple[LockedPackage, ...],
     pins: tuple[Pin, ...],
     system: tuple[SystemPackagePin, ...] = (),
+    notes: tuple[str, ...] = (),
+    dropped: tuple[DroppedPackage, ...] = (),
 ) -> Lock:
     """The lock for ``inputs``: secrets keep no default, the torch build is decided here."""
     decision = torch_mod.decide(
@@ -63,6 +65,8 @@ def assemble(
         system_packages=system,
         env=tuple(replace(e, default=None) if e.secret else e for e in inputs.env),
         torch=decision,
+        notes=notes,
+        dropped=dropped,
     )
 
 

@@ -103,6 +103,20 @@ class TorchDecision:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DroppedPackage:
+    """An inferred package left out of the lock: the index lacks it or it cannot be resolved.
+
+    Recorded so a build, ``why`` and a reviewer see what the import asked for and why it is not
+    in the image.
+    """
+
+    name: str  # canonical
+    requirement: str
+    source: str  # the import that inferred it: "train.py:4"
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Lock:
     """Everything a build needs to reproduce the environment, and the hash of what made it."""
 
@@ -118,6 +132,7 @@ class Lock:
     env: tuple[EnvSpec, ...] = ()  # a secret never carries a default
     torch: TorchDecision | None = None
     notes: tuple[str, ...] = field(default=())
+    dropped: tuple[DroppedPackage, ...] = ()
 
     def package(self, name: str) -> LockedPackage | None:
         """The pin for canonical ``name``, if any."""

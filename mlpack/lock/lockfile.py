@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from mlpack.errors import LockError
 from mlpack.lock.lockdata import (
     LOCK_FORMAT,
+    DroppedPackage,
     Lock,
     LockedFile,
     LockedPackage,
@@ -86,6 +87,10 @@ def dumps(lock: Lock) -> str:
         out.append(f"secret = {'true' if env.secret else 'false'}\n")
     for pkg in sorted(lock.packages, key=lambda p: p.name):
         out.append(_package(pkg))
+    for gone in sorted(lock.dropped, key=lambda d: d.name):
+        out.append("\n[[dropped]]\n")
+        out.append(f"name = {_s(gone.name)}\nrequirement = {_s(gone.requirement)}\n")
+        out.append(f"source = {_s(gone.source)}\nreason = {_s(gone.reason)}\n")
     return "".join(out)
 
 
@@ -241,4 +246,13 @@ def _from_data(data: dict[str, Any]) -> Lock:
             for e in data.get("env", [])
         ),
         packages=tuple(packages),
+        dropped=tuple(
+            DroppedPackage(
+                name=str(d["name"]),
+                requirement=str(d["requirement"]),
+                source=str(d["source"]),
+                reason=str(d["reason"]),
+            )
+            for d in data.get("dropped", [])
+        ),
     )
