@@ -69,15 +69,17 @@ class Recording:
         self.network.append(network)
         return self.inner(image=image, argv=argv, mounts=mounts, readonly=readonly, network=network)
 
-    def output(self, image: str, script: str, work: Path, *, network: bool = False) -> str:
-        """What ``script`` writes to /out/result in a container of ``image``."""
+    def output(
+        self, image: str, script: str, work: Path, readonly: tuple[tuple[str, Path], ...] = ()
+    ) -> str:
+        """What ``script`` writes to /out/result in a container of ``image``, with no network."""
         work.mkdir()
         code = self.inner(
             image=image,
             argv=("sh", "-c", script),
             mounts=(("/out", work),),
-            readonly=(),
-            network=network,
+            readonly=readonly,
+            network=False,
         )
         assert code == 0
         return (work / "result").read_text()
@@ -131,6 +133,15 @@ def test_the_image_has_exactly_the_locked_deb_installed_offline(
         result.digest, "tail -n +3 /proc/net/dev | cut -d: -f1 > /out/result", tmp_path / "net"
     )
     assert interfaces.split() == ["lo"]
+    # The .deb folder is mounted read-only: the install cannot touch the cache's files.
+    probe = (
+        "touch /mlpack-debs/x 2>/dev/null && echo writable > /out/result || echo ro > /out/result"
+    )
+    cache = store.root / "cache" / "debs"
+    assert (
+        runner.output(result.digest, probe, tmp_path / "ro", (("/mlpack-debs", cache),)) == "ro\n"
+    )
+    assert not (cache / "x").exists()
     cached = store.root / "cache" / "debs" / gomp.sha256 / gomp.filename
     assert cached.stat().st_size == gomp.size
 
