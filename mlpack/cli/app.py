@@ -71,7 +71,7 @@ def _root(
     from mlpack.home import mlpack_home
     from mlpack.runtime.options import check_home
 
-    check_home(mlpack_home())
+    check_home(str(mlpack_home()))
 
 
 def build(argv: list[str]) -> typer.Typer:
