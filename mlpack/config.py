@@ -445,6 +445,13 @@ def _analysis_document(
     }
 
 
+def config_from_analysis(root: Path, analysis: ProjectAnalysis) -> ProjectConfig:
+    """The config ``analyze --write`` would create, in memory (a build without mlpack.toml)."""
+    path = root / CONFIG_FILE
+    document = _analysis_document(analysis, _default_name(root))
+    return _validate(document, root=root, path=path, where=f"{path.name} (from the analysis)")
+
+
 def _port_of(command: tuple[str, ...]) -> int:
     for flag in ("--port", "-p"):
         if flag in command:

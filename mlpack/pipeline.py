@@ -8,11 +8,12 @@ The CLI calls these functions and prints what they return.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlpack.config import load_config
-from mlpack.errors import ConfigError, LockError
+from mlpack.config import config_from_analysis, config_location, load_config
+from mlpack.errors import BuildError, ConfigError, LockError, MlpackError
 from mlpack.home import mlpack_home
 from mlpack.lock import stamp
 from mlpack.lock.inputs import LockInputs, inputs_from_config, stale_reason
@@ -20,13 +21,20 @@ from mlpack.lock.locker import LockResult, lock
 from mlpack.lock.lockfile import dumps, read_lock
 from mlpack.lock.runner import ImageRunner
 from mlpack.lock.wheelhouse import Wheelhouse, fetch
-from mlpack.paths import LOCK_FILE
+from mlpack.paths import CONFIG_FILE, LOCK_FILE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from mlpack.build.protocol import BackendName, Builder, BuildResult, StepRunner
+    from mlpack.build.verify import Verification
+    from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
-    from mlpack.lock.lockdata import ResolverName
+    from mlpack.lock.lockdata import Lock, ResolverName
+    from mlpack.lock.locker import BaseResolver
     from mlpack.lock.runner import Runner
     from mlpack.oci.store import Store
+    from mlpack.spec import ImageSpec
     from mlpack.vocabulary import BaseImage
 
 # Where Debian and most distributions keep the system's CA bundle.
@@ -131,7 +139,11 @@ def _memo(
 
 def fetch_project(root: Path, *, ca_cert: Path | None = None) -> Wheelhouse:
     """Download every file the project's lock pins for its target into the wheelhouse."""
-    lock_file = read_lock(lock_path(root))
+    return fetch_lock(root, read_lock(lock_path(root)), ca_cert=ca_cert)
+
+
+def fetch_lock(root: Path, lock_file: Lock, *, ca_cert: Path | None = None) -> Wheelhouse:
+    """Download every file ``lock_file`` pins into the wheelhouse, with the project's indexes."""
     # Credentials come from mlpack.toml / pip's configuration at fetch time, never the lock.
     indexes: Indexes | None
     try:
@@ -142,3 +154,173 @@ def fetch_project(root: Path, *, ca_cert: Path | None = None) -> Wheelhouse:
     if indexes is not None and indexes.public().all != locked:
         indexes = None  # the config moved on: fetch from the lock's own (public) indexes
     return fetch(lock_file, home=Path(mlpack_home()), indexes=indexes, ca_cert=ca_cert)
+
+
+def project_config(root: Path, *, note: Callable[[str], None]) -> ProjectConfig:
+    """The project's config; without one, the analysis's, in memory (said in one line)."""
+    if config_location(root)[0].exists():
+        return load_config(root)
+    from mlpack.analyze import analyze
+
+    note(f"no {CONFIG_FILE}: analysing the project in memory (`mlpack analyze --write` keeps it)")
+    return config_from_analysis(root, analyze(root))
+
+
+def project_lock(
+    root: Path, config: ProjectConfig, *, frozen: bool, note: Callable[[str], None]
+) -> Lock:
+    """The project's lock; when missing or stale, a fresh one in memory (or, ``frozen``, an error)."""
+    path = lock_path(root)
+    inputs = inputs_from_config(config)
+    reason = stale_reason(inputs, path)
+    if reason is None:
+        return read_lock(path)
+    if frozen:
+        msg = f"--frozen needs an up-to-date {LOCK_FILE}: {reason}"
+        raise LockError(msg, hint="run `mlpack lock` and commit it, or build without --frozen")
+    note(f"{reason}: locking in memory (`mlpack lock` keeps the lock)")
+    with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
+        return lock(
+            inputs,
+            Path(tmp) / LOCK_FILE,
+            root=root,
+            home=Path(mlpack_home()),
+            base_resolver=StoreBaseResolver(),
+            image_runner=embedded_image_runner,
+        ).lock
+
+
+def plan_project(
+    root: Path, *, frozen: bool, note: Callable[[str], None]
+) -> tuple[ImageSpec, Lock, ProjectConfig]:
+    """Config, lock and provenance of the project at ``root``, planned into an ImageSpec."""
+    from mlpack.provenance import read_provenance
+    from mlpack.spec import plan
+
+    config = project_config(root, note=note)
+    lock_file = project_lock(root, config, frozen=frozen, note=note)
+    return plan(lock_file, config, provenance=read_provenance(root)), lock_file, config
+
+
+def render_project(
+    root: Path, out: Path, *, frozen: bool, note: Callable[[str], None]
+) -> tuple[Path, ...]:
+    """Write the project's Dockerfile, .dockerignore and requirements files into ``out``."""
+    from mlpack.render import eject
+
+    spec, _, _ = plan_project(root, frozen=frozen, note=note)
+    return eject(spec, out)
+
+
+def ensure_base(
+    lock_file: Lock, config: ProjectConfig, store: Store, resolver: BaseResolver | None = None
+) -> None:
+    """Put the lock's base image into ``store`` (pulled or rebuilt) unless it is there."""
+    if store.has_blob(lock_file.base.digest):
+        return
+    resolver = resolver or StoreBaseResolver(store)
+    base = resolver.resolve(lock_file.target.python_minor, explicit=config.base)
+    if base.digest != lock_file.base.digest:
+        msg = (
+            f"the base image {lock_file.base.reference} is no longer {lock_file.base.digest} "
+            f"(now {base.digest})"
+        )
+        raise BuildError(msg, hint="re-lock against the current base: `mlpack lock --upgrade`")
+
+
+def build_project(
+    root: Path,
+    *,
+    tag: str | None = None,
+    frozen: bool = False,
+    backend: BackendName = "embedded",
+    note: Callable[[str], None],
+    store: Store | None = None,
+) -> BuildResult:
+    """Plan, fetch and build the project at ``root`` with ``backend``; tag the image."""
+    from mlpack.oci.store import Store
+
+    spec, lock_file, config = plan_project(root, frozen=frozen, note=note)
+    wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
+    store = store or Store.default()
+    ensure_base(lock_file, config, store)
+    return make_builder(backend, store, wheels).build(
+        spec, context=root, tag=tag or spec.default_tag
+    )
+
+
+def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path]) -> Builder:
+    """The builder registered under ``backend``, its prerequisites checked up front."""
+    if backend == "embedded":
+        from mlpack.build.embedded import EmbeddedBuilder
+
+        return EmbeddedBuilder(store, wheels=wheels, runner=embedded_step_runner())
+    import docker
+
+    from mlpack.build.docker import DockerBuilder
+    from mlpack.runtime.dockersock import docker_host, require_docker
+
+    require_docker()  # a missing socket, no permission and a hung engine each say their fix
+    client = docker.DockerClient(base_url=docker_host(), timeout=600)
+    builder = DockerBuilder(store, client=client, wheels=wheels)
+    builder.check_available()
+    return builder
+
+
+def embedded_step_runner() -> StepRunner | None:
+    """Build steps in a container of the base on the embedded runtime; None where it cannot run."""
+    from mlpack.runtime.embedded import EmbeddedRuntime
+    from mlpack.runtime.protocol import Mount, RunConfig
+
+    runtime = EmbeddedRuntime()
+    try:
+        runtime.check_available()
+    except MlpackError:
+        return None
+
+    def run(*, image: str, argv: tuple[str, ...], mounts: tuple[tuple[str, Path], ...]) -> int:
+        config = RunConfig(
+            image=image,
+            command=argv,
+            mounts=tuple(Mount(source=source, target=target) for target, source in mounts),
+            network="host",  # apt reaches the mirror; nothing else runs in this container
+            user="0:0",
+            env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
+        )
+        return runtime.run(config).exit_code
+
+    return run
+
+
+def verify_project(
+    root: Path, *, frozen: bool = False, note: Callable[[str], None]
+) -> Verification:
+    """Build the project, then again from scratch in a temporary store, and compare the two."""
+    from mlpack.build.embedded import EmbeddedBuilder
+    from mlpack.build.verify import compare
+    from mlpack.oci.store import Store
+
+    spec, lock_file, config = plan_project(root, frozen=frozen, note=note)
+    wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
+    store = Store.default()
+    ensure_base(lock_file, config, store)
+    tag = spec.default_tag
+    runner = embedded_step_runner()
+    first = EmbeddedBuilder(store, wheels=wheels, runner=runner).build(spec, context=root, tag=tag)
+    store.prepare()
+    with store.staging("verify") as tmp:
+        scratch = Store(tmp)
+        copy_image(store, scratch, spec.base_digest)
+        second = EmbeddedBuilder(scratch, wheels=wheels, runner=runner).build(
+            spec, context=root, tag=tag
+        )
+        return compare(store, first, scratch, second)
+
+
+def copy_image(source: Store, target: Store, digest: str) -> None:
+    """Copy one image's blobs (layers, config, manifest) into another store, untagged."""
+    image = source.image(digest)
+    for desc in (*image.manifest.layers, image.manifest.config):
+        target.put_file(source.blob_path(desc.digest), digest=desc.digest)
+    target.put_file(source.blob_path(image.digest), digest=image.digest)
+    target.add_untagged(image.digest)

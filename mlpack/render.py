@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from mlpack import __version__
+from mlpack.errors import BuildError
+from mlpack.oslib.fs import atomic_write
+
+if TYPE_CHECKING:
+    from mlpack.spec import ImageSpec
 
 
 def templates_dir() -> Path:
@@ -19,17 +25,79 @@ def templates_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
+def docker_quote(value: str) -> str:
+    r"""A double-quoted Dockerfile word: ``\``, ``"`` and ``$`` escaped (no variable expansion).
+
+    Not jinja2's ``tojson``: that escapes ``'<>&`` as ``\u00XX``, which Docker does not decode.
+    """
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def json_array(values: Any) -> str:
+    r"""A JSON array for the exec form of CMD and VOLUME (UTF-8, not ``\u`` escapes)."""
+    return json.dumps(list(values), ensure_ascii=False)
+
+
 def environment() -> jinja2.Environment:
     """A strict environment: an undefined variable is an error, never an empty string."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
         trim_blocks=False,
     )
+    env.filters["dquote"] = docker_quote
+    env.filters["json_array"] = json_array
+    return env
 
 
 def render_template(name: str, **context: Any) -> str:
     """Render ``templates/<name>`` with ``context`` (plus ``mlpack_version``)."""
     return environment().get_template(name).render(mlpack_version=__version__, **context)
+
+
+def render_dockerfile(spec: ImageSpec) -> str:
+    """The spec as a classic-builder Dockerfile (REPRODUCIBILITY.md §8)."""
+    from mlpack.spec import EJECT_DIR
+
+    venv = next((s.name for s in spec.steps if s.role == "interpreter"), "")
+    return render_template("Dockerfile.j2", spec=spec, venv_stage=venv, eject_dir=EJECT_DIR)
+
+
+def render_dockerignore(spec: ImageSpec) -> str:
+    """The code step's exclusions as a .dockerignore."""
+    from mlpack.spec import CodeStep
+
+    code = next((s for s in spec.steps if isinstance(s, CodeStep)), None)
+    return render_template("dockerignore.j2", excludes=code.excludes if code else ())
+
+
+def eject(spec: ImageSpec, out: Path) -> tuple[Path, ...]:
+    """Write Dockerfile, .dockerignore and .mlpack/requirements/<group>.txt into ``out``.
+
+    Returns the paths written. The requirements and the wheelhouse live under ``.mlpack/`` of
+    the build context, which the .dockerignore keeps out of the code layer (but not out of the
+    context: the builder stages COPY them, and the final stage never does).
+    """
+    from mlpack.spec import EJECT_DIR, WheelStep
+
+    files = {
+        "Dockerfile": render_dockerfile(spec),
+        ".dockerignore": render_dockerignore(spec),
+    }
+    for step in spec.steps:
+        if isinstance(step, WheelStep):
+            files[f"{EJECT_DIR}/requirements/{step.name}.txt"] = step.requirements()
+    written = []
+    try:
+        for rel, text in files.items():
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text.encode("utf-8"))
+            written.append(path)
+    except OSError as exc:
+        msg = f"cannot write the rendered files into {out}: {exc.strerror}"
+        raise BuildError(msg, hint="choose a writable folder with -o") from exc
+    return tuple(written)

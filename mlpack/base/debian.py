@@ -140,7 +140,8 @@ def _bootstrap(suite: str, mirror: str, root: Path, sde: int) -> None:
         raise ImageError(msg, hint="check that the Debian mirror is reachable (apt sources)")
 
 
-def _scrub(root: Path) -> None:
+def scrub_rootfs(root: Path) -> None:
+    """Delete what varies between runs of the same install (REPRODUCIBILITY.md §4 hygiene)."""
     for pattern in _SCRUB:
         for path in root.glob(pattern):
             if path.is_dir() and not path.is_symlink():
@@ -208,7 +209,7 @@ def build_debian_base(
         try:
             _bootstrap(suite, mirror, rootfs, sde)
             packages = _packages(rootfs)
-            _scrub(rootfs)
+            scrub_rootfs(rootfs)
             python_full = _python_full(packages, python)
             layer_file = work / "layer.tar.gz"
             with layer_file.open("wb") as fh:

@@ -38,6 +38,9 @@ COMMANDS: Final = {
     "stop": "containers",
     "doctor": "containers",
     "runtime": "containers",
+    "build": "build",
+    "render": "build",
+    "verify": "build",
 }
 
 

@@ -30,7 +30,8 @@ LAYERS: Final[tuple[tuple[str, ...], ...]] = (
     ("mlpack.oci", "mlpack.analyze"),
     ("mlpack.runtime", "mlpack.base", "mlpack.config"),
     ("mlpack.lock",),
-    ("mlpack.spec", "mlpack.render"),
+    ("mlpack.spec",),
+    ("mlpack.render", "mlpack.provenance"),  # both read an ImageSpec's types
     ("mlpack.build", "mlpack.deploy", "mlpack.runs"),
     ("mlpack.pipeline",),
     ("mlpack.cli",),

@@ -37,6 +37,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_contains_templates_and_typed_marker(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "mlpack/templates/dockerignore.j2" in names
+    assert "mlpack/templates/Dockerfile.j2" in names
     assert "mlpack/py.typed" in names
     (entry_points,) = (n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -62,7 +63,7 @@ def test_installed_wheel_renders_a_template(wheel: Path, tmp_path: Path) -> None
     code = (
         "import mlpack.render as r;"
         "print(r.templates_dir());"
-        "print(r.render_template('dockerignore.j2', outputs=['outputs'], mounted_inputs=['data']))"
+        "print(r.render_template('dockerignore.j2', excludes=['.git', '/outputs', '/data']))"
     )
     result = subprocess.run(
         [str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path
@@ -70,8 +71,8 @@ def test_installed_wheel_renders_a_template(wheel: Path, tmp_path: Path) -> None
     templates_at, rendered = result.stdout.split("\n", 1)
     assert templates_at.startswith(str(site_packages))
     assert templates_at.endswith("mlpack/templates")
-    assert "\noutputs\n" in rendered
-    assert "\ndata\n" in rendered
+    assert "\n/outputs\n" in rendered
+    assert "\n/data\n" in rendered
     assert ".git\n" in rendered
     version = subprocess.run(
         [str(env_dir / "bin" / "mlpack"), "--version"], check=False, capture_output=True, text=True

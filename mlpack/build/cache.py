@@ -1,0 +1,53 @@
+"""The build cache: a layer per step key, kept beside the store's blobs.
+
+A key is the sha256 of everything that decides a layer's bytes (the step's inputs, the layer
+recipe, installer's version, the compressor's identity); an entry names the layer blob, and it
+counts only while that blob is in the store, so ``prune`` never leaves a stale hit. Entries
+are written after their blob, atomically: an interrupted build leaves nothing half-valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from typing import TYPE_CHECKING, Final
+
+from mlpack.oci.layer_writer import LayerDigests
+from mlpack.oslib.fs import atomic_write
+
+if TYPE_CHECKING:
+    from mlpack.oci.store import Store
+
+# Bumped whenever how a step becomes a layer changes, so older entries stop matching.
+RECIPE: Final = "1"
+LEVEL: Final = 6
+
+
+def step_key(*parts: str) -> str:
+    """The cache key of a step from its inputs, with the recipe and compressor mixed in."""
+    doc = [RECIPE, "gzip", LEVEL, zlib.ZLIB_RUNTIME_VERSION, *parts]
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
+
+
+class BuildCache:
+    """Maps step keys to layers already in ``store``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.root = store.root / "build-cache"
+
+    def get(self, key: str) -> LayerDigests | None:
+        """The layer built for ``key``, if its blob is still in the store."""
+        try:
+            doc = json.loads((self.root / key).read_text(encoding="utf-8"))
+            layer = LayerDigests(diff_id=doc["diff_id"], digest=doc["digest"], size=doc["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return layer if self.store.has_blob(layer.digest) else None
+
+    def put(self, key: str, layer: LayerDigests) -> None:
+        """Remember ``layer`` (already stored) for ``key``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        doc = {"diff_id": layer.diff_id, "digest": layer.digest, "size": layer.size}
+        atomic_write(self.root / key, json.dumps(doc, sort_keys=True))

@@ -1,0 +1,69 @@
+"""The Builder seam: what every backend (embedded, docker) accepts and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mlpack.spec import ImageSpec, StepRole
+
+BackendName = Literal["embedded", "docker"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerResult:
+    """One layer of a built image, base layers included, and whether the cache served it."""
+
+    step: str  # "base", or the plan step's name
+    role: StepRole | None  # None for the base's layers
+    digest: str
+    diff_id: str
+    size: int
+    cached: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildResult:
+    """What a build produced: the tagged image and its layers, base first."""
+
+    backend: BackendName
+    reference: str
+    digest: str  # the manifest's
+    config_digest: str
+    platform: str
+    base: str  # reference@digest
+    layers: tuple[LayerResult, ...]
+    skipped: tuple[str, ...] = ()  # plan steps this backend could not execute (each noticed)
+
+    @property
+    def size(self) -> int:
+        """Compressed bytes of all layers."""
+        return sum(layer.size for layer in self.layers)
+
+
+class StepRunner(Protocol):
+    """Runs a command as root in a container of ``image`` with host folders mounted and the
+    host's network; returns its exit status. The pipeline hands one to the embedded builder for
+    steps that must execute in the image (apt), so the builder never imports a runtime.
+    """
+
+    def __call__(
+        self, *, image: str, argv: tuple[str, ...], mounts: tuple[tuple[str, Path], ...]
+    ) -> int:
+        """Run ``argv``; ``mounts`` are (container path, host folder) pairs, read-write."""
+        ...
+
+
+class Builder(Protocol):
+    """A build backend."""
+
+    name: str
+
+    def check_available(self) -> None:
+        """Raise BuildError naming the missing piece and the fix, before any work."""
+
+    def build(self, spec: ImageSpec, *, context: Path, tag: str) -> BuildResult:
+        """Build ``spec`` from the project folder ``context`` and tag the image ``tag``."""

@@ -1,0 +1,145 @@
+"""Commands for building images (build, render, verify)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlpack.build.protocol import BackendName, BuildResult
+from mlpack.cli.output import note, progress, say
+
+ProjectArg = Annotated[
+    Path, typer.Argument(help="The project (default: the current directory).", show_default=False)
+]
+FrozenOpt = Annotated[
+    bool,
+    typer.Option("--frozen", help="Fail when mlpack.lock is missing or stale (as in CI)."),
+]
+
+
+def _note(text: str) -> None:
+    note(f"note: {text}")
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _as_json(result: BuildResult) -> dict[str, object]:
+    return {
+        "image": result.reference,
+        "digest": result.digest,
+        "layers": [
+            {"digest": x.digest, "size": x.size, "role": x.role or "base", "cached": x.cached}
+            for x in result.layers
+        ],
+        "backend": result.backend,
+        "base": result.base,
+        "platform": result.platform,
+        "skipped": list(result.skipped),
+    }
+
+
+def build(
+    path: ProjectArg = Path(),
+    *,
+    tag: Annotated[
+        str | None,
+        typer.Option("--tag", "-t", help="Image name (default: localhost/<project>:<lock hash>)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    frozen: FrozenOpt = False,
+    backend: Annotated[
+        BackendName,
+        typer.Option("--backend", help="embedded (default: no daemon) or docker (the SDK)."),
+    ] = "embedded",
+    push: Annotated[
+        str | None,
+        typer.Option("--push", help="Push the image to this reference after the build."),
+    ] = None,
+) -> None:
+    """Build the project's image in the mlpack store, bit-for-bit reproducibly, with no daemon.
+
+    Analysis and locking run in memory when mlpack.toml or an up-to-date mlpack.lock is missing.
+    """
+    from mlpack.pipeline import build_project
+
+    started = time.monotonic()
+    with progress(notice_prefix="note: "):
+        result = build_project(path, tag=tag, frozen=frozen, backend=backend, note=_note)
+        pushed = _push(result, push) if push else None
+    if as_json:
+        say(json.dumps({**_as_json(result), "pushed": pushed}, ensure_ascii=False))
+        return
+    for layer in result.layers:
+        origin = "cached" if layer.cached else "built"
+        say(f"  {layer.step:<10} {_human(layer.size):>10}  {origin:<6}  {layer.digest}")
+    say(
+        f"{result.reference}  {result.digest}  {_human(result.size)} in "
+        f"{time.monotonic() - started:.1f} s"
+    )
+
+
+def _push(result: BuildResult, target: str) -> str:
+    """Push the built image with the registry client; return ``target@digest``."""
+    from mlpack.oci.registry import push
+    from mlpack.oci.store import Store
+
+    pushed = push(Store.default(), result.digest, target)
+    note(f"pushed {pushed.reference} ({pushed.digest})")
+    return f"{pushed.reference}@{pushed.digest}"
+
+
+def render(
+    path: ProjectArg = Path(),
+    *,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the files (created).")
+    ] = Path("mlpack-render"),
+    frozen: FrozenOpt = False,
+) -> None:
+    """Write the project's Dockerfile, .dockerignore and hash-checked requirements files.
+
+    The Dockerfile uses classic-builder syntax only, so any engine builds it (docker-py too).
+    """
+    from mlpack.pipeline import render_project
+
+    for written in render_project(path, output, frozen=frozen, note=_note):
+        say(f"wrote {written}")
+
+
+def verify(path: ProjectArg = Path(), *, frozen: FrozenOpt = False) -> None:
+    """Build the project, rebuild it from scratch in a temporary store, and compare.
+
+    Prints ``identical`` and the digest, or each differing layer with the first differing
+    files and fields; exits 1 then.
+    """
+    from mlpack.pipeline import verify_project
+
+    with progress(notice_prefix="note: "):
+        result = verify_project(path, frozen=frozen, note=_note)
+    if result.identical:
+        say(f"identical {result.first}")
+        return
+    say(f"different: {result.first} != {result.second}")
+    for layer in result.layers:
+        say(f"  layer {layer.step}: {layer.first} != {layer.second}")
+        for diff in layer.files:
+            say(f"    {diff.path}: {diff.field}")
+    raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command()(build)
+    app.command()(render)
+    app.command()(verify)
