@@ -29,6 +29,8 @@ from mlpack.oslib.fs import atomic_write
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from mlpack.oci.store import Store
+
 RUNS_DIR: Final = Path(".mlpack", "runs")
 DIGEST_CACHE: Final = Path(".mlpack", "digests.json")
 RECORD_FILE: Final = "run.json"
@@ -432,3 +434,71 @@ def run_env(
     for key, value in passed:
         recorded[key] = None if is_secret(key) else value
     return passed, tuple(sorted(recorded.items()))
+
+
+# -- what an image offers
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntryPoint:
+    """A named way to start an image, from its ``org.mlpack.entrypoint.*`` labels."""
+
+    name: str
+    kind: str
+    command: tuple[str, ...]
+    port: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageFacts:
+    """What a run needs to know of its image: digest, working directory, env, entrypoints."""
+
+    digest: str
+    workdir: str
+    env: tuple[tuple[str, str], ...]
+    entrypoints: tuple[EntryPoint, ...]
+    lock_hash: str | None
+
+    def entry(self, name: str | None, kind: str) -> EntryPoint | None:
+        """The entrypoint ``name``, else the first of ``kind`` (None when there is none)."""
+        if name is None:
+            return next((e for e in self.entrypoints if e.kind == kind), None)
+        found = next((e for e in self.entrypoints if e.name == name), None)
+        if found is None:
+            names = ", ".join(e.name for e in self.entrypoints) or "none"
+            msg = f"the image has no entrypoint {name!r} (it has: {names})"
+            raise RunError(msg, hint="pick one of those with --entry, or give a command")
+        return found
+
+
+def image_facts(reference: str, store: Store) -> ImageFacts:
+    """The facts of ``reference`` in ``store``; RunError when it is not there."""
+    from mlpack.errors import ImageError
+    from mlpack.spec import ENTRYPOINT_LABEL, LOCK_LABEL
+
+    try:
+        stored = store.image(reference)
+    except ImageError as exc:
+        msg = f"image {reference} is not in the store ({exc.message})"
+        raise RunError(msg, hint="build it again with `mlpack build`, or pull it") from exc
+    conf = stored.config.raw.get("config") or {}
+    labels = dict(stored.config.labels)
+    entries = []
+    for key, value in sorted(labels.items()):
+        if key.startswith(ENTRYPOINT_LABEL):
+            doc = json.loads(value)
+            entries.append(
+                EntryPoint(
+                    name=key.removeprefix(ENTRYPOINT_LABEL),
+                    kind=str(doc.get("kind", "")),
+                    command=tuple(doc.get("command") or ()),
+                    port=doc.get("port"),
+                )
+            )
+    return ImageFacts(
+        digest=stored.digest,
+        workdir=str(conf.get("WorkingDir") or "/"),
+        env=tuple((k, v) for k, _, v in (e.partition("=") for e in stored.config.env)),
+        entrypoints=tuple(entries),
+        lock_hash=labels.get(LOCK_LABEL),
+    )

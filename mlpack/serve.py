@@ -86,6 +86,11 @@ def _server_at(command: tuple[str, ...]) -> tuple[str, int] | None:
     return None
 
 
+def can_activate(command: tuple[str, ...]) -> bool:
+    """Whether ``command`` runs a server that can take the inherited socket."""
+    return _server_at(command) is not None
+
+
 def activate(command: tuple[str, ...]) -> Activation:
     """``command`` rewritten to serve on the inherited socket; ServeError for other servers."""
     found = _server_at(command)
