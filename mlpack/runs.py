@@ -119,7 +119,8 @@ def ended(
 
 def now_iso() -> str:
     """The current time as the records write it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 def host_name() -> str:

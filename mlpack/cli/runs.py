@@ -249,7 +249,7 @@ def runs(
             r.id,
             r.status,
             "" if r.exit_code is None else str(r.exit_code),
-            r.started,
+            r.started[:19],
             "" if r.duration_s is None else f"{r.duration_s:.1f}s",
             r.image_digest[7:19],
             str(len(r.outputs)),
@@ -301,6 +301,8 @@ def rerun(
             make_output_dir(fresh, owner)
             m = replace(m, source=str(fresh))
         mounts.append(m)
+    for key in sorted(k for k, v in old.env if v is None and k not in os.environ):
+        note(f"note: {key} was given at run time and is not recorded; not set here, so unset")
     env = tuple(
         (k, v if v is not None else os.environ[k])
         for k, v in old.env
