@@ -44,6 +44,7 @@ COMMANDS: Final = {
     "build": "build",
     "render": "build",
     "verify": "build",
+    "k8s": "k8s",
 }
 
 

@@ -1,0 +1,97 @@
+"""``mlpack k8s``: Kubernetes manifests for a project's (or an image's) pushed image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlpack.cli.output import note, say
+from mlpack.deploy.kubernetes import Options, Workload
+
+
+def render(
+    target: Annotated[
+        str, typer.Argument(help="Project folder (with mlpack.toml) or image reference.")
+    ] = ".",
+    *,
+    kind: Annotated[
+        str, typer.Option("--kind", help="job, pytorchjob (multi-node) or deployment (serving).")
+    ] = "job",
+    out: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Folder to write (default: stdout).")
+    ] = None,
+    image_ref: Annotated[
+        str | None,
+        typer.Option("--image-ref", help="The pushed image: REGISTRY/REPO@sha256:DIGEST."),
+    ] = None,
+    entry: Annotated[str | None, typer.Option("--entry", help="Entrypoint to run.")] = None,
+    cpu: Annotated[str | None, typer.Option("--cpu", help="CPU request = limit, e.g. 2.")] = None,
+    memory: Annotated[
+        str | None, typer.Option("--memory", help="Memory request = limit, e.g. 8Gi.")
+    ] = None,
+    gpus: Annotated[int, typer.Option("--gpus", help="nvidia.com/gpu per pod.")] = 0,
+    replicas: Annotated[
+        int, typer.Option("--replicas", help="Deployment replicas, or PyTorchJob nodes.")
+    ] = 1,
+    data_claim: Annotated[
+        str | None, typer.Option("--data-claim", help="PVC of the inputs (NAME-data).")
+    ] = None,
+    outputs_claim: Annotated[
+        str | None, typer.Option("--outputs-claim", help="PVC of the outputs (NAME-outputs).")
+    ] = None,
+    secret_name: Annotated[
+        str | None, typer.Option("--secret", help="Secret holding the secrets (NAME-secrets).")
+    ] = None,
+    health_path: Annotated[
+        str, typer.Option("--health-path", help="Path of the probes (deployment).")
+    ] = "/health",
+) -> None:
+    """Render a Job, a Kubeflow PyTorchJob, or a Deployment and Service, pinned by digest."""
+    from mlpack.deploy import kubernetes as k8s
+
+    options = Options(
+        kind=kind,  # type: ignore[arg-type]  # checked by check_options
+        cpu=cpu,
+        memory=memory,
+        gpus=gpus,
+        replicas=replicas,
+        data_claim=data_claim,
+        outputs_claim=outputs_claim,
+        secret_name=secret_name,
+        health_path=health_path,
+        entry=entry,
+    )
+    k8s.check_options(options)
+    files = k8s.render(_workload(target, image_ref, options), options)
+    if out is None:
+        say("---\n".join(files[name] for name in sorted(files)).rstrip("\n"))
+        return
+    for path in k8s.write(files, out):
+        note(f"wrote {path}")
+
+
+def _workload(target: str, image_ref: str | None, options: Options) -> Workload:
+    """The workload of a project folder, else of an image in the store."""
+    from mlpack.deploy import kubernetes as k8s
+
+    folder = Path(target)
+    if folder.is_dir():
+        from mlpack.config import load_config
+
+        return k8s.from_project(
+            load_config(folder), image_ref=image_ref, kind=options.kind, entry=options.entry
+        )
+    from mlpack.oci.store import Store
+
+    return k8s.from_image(
+        target, Store.default(), image_ref=image_ref, kind=options.kind, entry=options.entry
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``k8s`` command group to ``app``."""
+    group = typer.Typer(help="Kubernetes manifests for a pushed image.", no_args_is_help=True)
+    group.command("render")(render)
+    app.add_typer(group, name="k8s")

@@ -1,0 +1,1 @@
+"""Handing images to the engines clusters already have (Kubernetes, Slurm)."""
