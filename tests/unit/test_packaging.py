@@ -38,6 +38,7 @@ def test_wheel_contains_templates_and_typed_marker(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "mlpack/templates/dockerignore.j2" in names
     assert "mlpack/templates/Dockerfile.j2" in names
+    assert "mlpack/templates/k8s/job.yaml.j2" in names
     assert "mlpack/py.typed" in names
     (entry_points,) = (n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
