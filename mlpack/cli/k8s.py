@@ -90,8 +90,31 @@ def _workload(target: str, image_ref: str | None, options: Options) -> Workload:
     )
 
 
+def apply(
+    folder: Annotated[Path, typer.Argument(help="Folder of manifests `k8s render -o` wrote.")],
+    *,
+    namespace: Annotated[str, typer.Option("-n", "--namespace", help="Namespace.")] = "default",
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option("--kubeconfig", help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config)."),
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="Kubeconfig context (default: current).")
+    ] = None,
+) -> None:
+    """Apply rendered manifests server-side, after a server-side dry run of all of them."""
+    from mlpack.deploy import cluster
+
+    docs = cluster.load(folder)
+    api = cluster.client(cluster.kubeconfig_path(kubeconfig), context)
+    for done in cluster.apply(api, docs, namespace=namespace):
+        if not done.dry_run:
+            say(f"applied {done.kind}/{done.name} in {namespace}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``k8s`` command group to ``app``."""
     group = typer.Typer(help="Kubernetes manifests for a pushed image.", no_args_is_help=True)
     group.command("render")(render)
+    group.command("apply")(apply)
     app.add_typer(group, name="k8s")
