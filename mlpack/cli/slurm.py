@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlpack.cli.output import say
+
+if TYPE_CHECKING:
+    from mlpack.deploy.slurm import SlurmJob
 
 Image = Annotated[
     str,
@@ -51,7 +54,7 @@ Port = Annotated[int, typer.Option("--master-port", help="MASTER_PORT for the re
 JobId = Annotated[str, typer.Argument(metavar="JOB", help="Slurm job id, as submit printed.")]
 
 
-def _script(  # noqa: PLR0913 - one parameter per sbatch option
+def _job(  # noqa: PLR0913 - one parameter per sbatch option
     image: str,
     command: list[str] | None,
     *,
@@ -66,7 +69,8 @@ def _script(  # noqa: PLR0913 - one parameter per sbatch option
     job_name: str,
     mlpack: str,
     master_port: int,
-) -> str:
+) -> SlurmJob:
+    """The job the options describe, its image pinned; DeployError on bad options first."""
     from mlpack.deploy import slurm
     from mlpack.oci.store import Store
 
@@ -86,7 +90,7 @@ def _script(  # noqa: PLR0913 - one parameter per sbatch option
     )
     slurm.check(job)  # bad options fail before the store is read
     pinned = slurm.pinned_image(image, image_ref=image_ref, store=Store.default())
-    return slurm.render(replace(job, image=pinned))
+    return replace(job, image=pinned)
 
 
 def render_cmd(  # noqa: PLR0913
@@ -109,9 +113,10 @@ def render_cmd(  # noqa: PLR0913
     ] = None,
 ) -> None:
     """Write an sbatch script that runs IMAGE, pinned by digest, on every node."""
+    from mlpack.deploy import slurm
     from mlpack.oslib.fs import atomic_write
 
-    script = _script(
+    job = _job(
         image,
         command,
         nodes=nodes,
@@ -126,6 +131,7 @@ def render_cmd(  # noqa: PLR0913
         mlpack=mlpack,
         master_port=master_port,
     )
+    script = slurm.render(job)
     if output is None:
         say(script.rstrip("\n"))
     else:
@@ -151,7 +157,7 @@ def submit_cmd(  # noqa: PLR0913
     """Render the sbatch script and submit it; print the job id."""
     from mlpack.deploy import slurm
 
-    script = _script(
+    job = _job(
         image,
         command,
         nodes=nodes,
@@ -166,7 +172,8 @@ def submit_cmd(  # noqa: PLR0913
         mlpack=mlpack,
         master_port=master_port,
     )
-    say(slurm.submit(script, workdir=Path.cwd()))
+    slurm.check_gpus(job)
+    say(slurm.submit(slurm.render(job), workdir=Path.cwd()))
 
 
 def status_cmd(job: JobId) -> None:

@@ -124,6 +124,18 @@ def _slurm(argv: list[str], *, stdin: str | None = None) -> str:
     return done.stdout
 
 
+def check_gpus(job: SlurmJob) -> None:
+    """Refuse GPUs on a partition whose nodes have none, when ``sinfo`` can tell."""
+    if job.gpus_per_node == 0 or shutil.which("sinfo") is None:
+        return
+    where = [f"--partition={job.partition}"] if job.partition else []
+    gres = _slurm(["sinfo", "--noheader", "--format=%G", *where]).split()
+    if gres and not any("gpu" in g for g in gres):
+        part = job.partition or "the default partition"
+        msg = f"--gpus-per-node {job.gpus_per_node}: {part} has no GPUs (sinfo shows no gpu gres)"
+        raise DeployError(msg, hint="pick a GPU partition with --partition, or drop the option")
+
+
 def submit(script: str, *, workdir: Path) -> str:
     """Submit ``script`` with ``sbatch --parsable`` from ``workdir``; return the job id."""
     out = _slurm(["sbatch", "--parsable", f"--chdir={workdir}"], stdin=script)
@@ -166,8 +178,14 @@ def output_file(job_id: str) -> Path:
 
 
 def logs(job_id: str, *, output: Path | None = None) -> str:
-    """The job's output so far; ``output`` when Slurm no longer knows the job."""
-    path = output if output is not None else output_file(job_id)
+    """The job's output so far: ``output``, else where Slurm says, else the default name here."""
+    if output is not None:
+        path = output
+    else:
+        try:
+            path = output_file(job_id)
+        except DeployError:  # Slurm forgets finished jobs after MinJobAge
+            path = Path(OUTPUT_PATTERN.replace("%j", _job_id(job_id)))
     try:
         return path.read_text(errors="replace")
     except OSError as exc:

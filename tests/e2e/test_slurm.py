@@ -102,3 +102,21 @@ def test_unpullable_image_fails_with_the_reason_in_logs(image: str, tmp_path: Pa
     assert "error:" in logs.stdout
     assert "0" * 64 in logs.stdout
     assert "not found" in logs.stdout  # the registry's reason, from the pull step
+
+
+def _job_ids() -> set[str]:
+    done = subprocess.run(
+        ["squeue", "--noheader", "--states=all", "--format=%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(done.stdout.split())
+
+
+def test_gpus_on_a_partition_without_gpus_are_refused(image: str, tmp_path: Path) -> None:
+    before = _job_ids()
+    done = _mlpack(["slurm", "submit", image, "--gpus-per-node", "1"], cwd=tmp_path, home=tmp_path)
+    assert done.returncode == 8
+    assert "has no GPUs" in done.stderr
+    assert _job_ids() <= before  # nothing submitted

@@ -135,3 +135,14 @@ def test_submit_without_sbatch_is_one_clear_error(
 def test_bad_job_id_is_refused() -> None:
     with pytest.raises(DeployError, match="not a Slurm job id"):
         slurm.cancel("1; rm -rf /")
+
+
+def test_logs_fall_back_to_the_default_output_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no scontrol: Slurm cannot say where it went
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlpack-slurm-7.out").write_text("rank 0 done\n")
+    assert slurm.logs("7") == "rank 0 done\n"
+    with pytest.raises(DeployError, match="cannot read job 8's output"):
+        slurm.logs("8")
