@@ -9,8 +9,8 @@ cmd=$1 dir=$2
 conf=/etc/slurm/slurm.conf
 
 stop() {
-  for name in slurmd slurmctld munged; do
-    if [[ -f $dir/$name.pid ]]; then kill "$(cat "$dir/$name.pid")" 2>/dev/null || true; fi
+  for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" /run/munge/munged.pid; do
+    if [[ -f $pidfile ]]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
 }
 
@@ -27,7 +27,7 @@ start() {
   cpus=$(nproc)
   cat >"$conf" <<CONF
 ClusterName=mlpack-ci
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -46,11 +46,11 @@ SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
 MpiDefault=none
-NodeName=$host CPUs=$cpus State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
 CONF
   printf 'CgroupPlugin=cgroup/v1\nIgnoreSystemd=yes\nCgroupAutomount=no\n' >/etc/slurm/cgroup.conf
-  runuser -u munge -- /usr/sbin/munged --pid-file="$dir/munged.pid" --force
+  runuser -u munge -- /usr/sbin/munged --force  # its pid file: /run/munge/munged.pid
   /usr/sbin/slurmctld -i
   /usr/sbin/slurmd
   for _ in $(seq 1 60); do
