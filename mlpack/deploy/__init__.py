@@ -1,1 +1,1 @@
-"""Handing images to the engines clusters already have (Kubernetes, Slurm)."""
+"""Handing images to the engines clusters already have (Slurm, Kubernetes)."""
