@@ -222,3 +222,26 @@ def test_strict_validation_catches_an_unknown_field(tmp_path: Path) -> None:
     job["spec"]["template"]["spec"]["containers"][0]["runAsRoot"] = True
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(job, SUPPORTED[-1], strict=True)
+
+
+def test_stdout_is_one_yaml_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["k8s", "render", str(INFERENCE), "--kind", "deployment", "--image-ref", PUSHED]
+    assert cli_app.run_app(argv) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["kind"] for d in docs] == ["Deployment", "Service"]
+
+
+def test_a_deployment_needs_a_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    argv = ["k8s", "render", str(TRAINING), "--kind", "deployment", "--entry", "train"]
+    assert cli_app.run_app([*argv, "--image-ref", PUSHED, "-o", str(out)]) == 8
+    assert "declares no port" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_deployment_needs_an_inference_entrypoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["k8s", "render", str(TRAINING), "--kind", "deployment", "--image-ref", PUSHED]
+    assert cli_app.run_app(argv) == 8
+    assert "no inference entrypoint (it has: train)" in capsys.readouterr().err
