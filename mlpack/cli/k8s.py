@@ -84,9 +84,16 @@ def _workload(target: str, image_ref: str | None, options: Options) -> Workload:
             load_config(folder), image_ref=image_ref, kind=options.kind, entry=options.entry
         )
     from mlpack.oci.store import Store
+    from mlpack.runs import image_facts
 
+    facts = image_facts(target, Store.default())
     return k8s.from_image(
-        target, Store.default(), image_ref=image_ref, kind=options.kind, entry=options.entry
+        target,
+        image_ref=image_ref,
+        workdir=facts.workdir,
+        entrypoints=[(e.name, e.kind, e.command, e.port) for e in facts.entrypoints],
+        kind=options.kind,
+        entry=options.entry,
     )
 
 

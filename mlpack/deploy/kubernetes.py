@@ -21,10 +21,12 @@ import yaml
 from mlpack.errors import DeployError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mlpack.config import ProjectConfig
-    from mlpack.oci.store import Store
 
 Kind = Literal["job", "pytorchjob", "deployment"]
+Entry = tuple[str, str, tuple[str, ...], "int | None"]  # name, kind, command, port
 KINDS: Final[tuple[Kind, ...]] = ("job", "pytorchjob", "deployment")
 _UID: Final = 1000  # the image's user (mlpack.spec.USER), numeric so runAsNonRoot can check it
 _LABEL: Final = re.compile(r"[^a-z0-9-]+")
@@ -144,34 +146,36 @@ def from_project(
 
 
 def from_image(
-    image: str, store: Store, *, image_ref: str | None, kind: Kind, entry: str | None
+    image: str,
+    *,
+    image_ref: str | None,
+    workdir: str,
+    entrypoints: Sequence[Entry],
+    kind: Kind,
+    entry: str | None,
 ) -> Workload:
-    """The workload of a stored image: its entrypoints; the layout is the project's, not known."""
-    from mlpack.errors import RunError
+    """The workload of a stored image (its workdir and entrypoints from ``mlpack.runs``).
+
+    A bare image carries no layout, so it gets no claims and a writable root filesystem.
+    """
+    from mlpack.errors import ImageError
     from mlpack.oci.reference import parse
 
     try:
         ref = parse(image, default_tag=None)
-    except Exception as exc:  # an ImageError: not a reference at all
+    except ImageError as exc:
         msg = f"{image!r} is neither a project folder nor an image reference"
         raise DeployError(msg, hint="give a folder with mlpack.toml, or an image") from exc
     if image_ref is None and (ref.digest is None or ref.registry == "localhost"):
         raise _local_only(image)
-    from mlpack.runs import image_facts
-
-    try:
-        facts = image_facts(image, store)
-    except RunError as exc:
-        msg = f"image {image} is not in the local store, so its entrypoints are unknown"
-        raise DeployError(msg, hint=f"pull it first: `mlpack pull {image}`") from exc
     wanted = "inference" if kind == "deployment" else "training"
-    chosen = _entry([(e.name, e.kind, e.command, e.port) for e in facts.entrypoints], entry, wanted)
+    chosen = _entry(list(entrypoints), entry, wanted)
     return Workload(
         name=dns_label(ref.repository.rsplit("/", 1)[-1]),
         image=pinned(image_ref or image),
         command=chosen[2],
         port=chosen[3],
-        workdir=facts.workdir,
+        workdir=workdir,
         env=(),  # the image carries its defaults already
         secrets=(),
         inputs=(),
@@ -180,10 +184,7 @@ def from_image(
     )
 
 
-_Entry = tuple[str, str, tuple[str, ...], "int | None"]
-
-
-def _entry(entries: list[_Entry], name: str | None, kind: str) -> _Entry:
+def _entry(entries: list[Entry], name: str | None, kind: str) -> Entry:
     """The entrypoint ``name``, else the first of ``kind``; DeployError when there is none."""
     if name is not None:
         found = [e for e in entries if e[0] == name]
