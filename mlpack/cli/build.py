@@ -66,6 +66,10 @@ def build(
         str | None,
         typer.Option("--push", help="Push the image to this reference after the build."),
     ] = None,
+    platform: Annotated[
+        str | None,
+        typer.Option("--platform", help="Target OS/ARCH (default: mlpack.toml's, linux/amd64)."),
+    ] = None,
 ) -> None:
     """Build the project's image in the mlpack store, bit-for-bit reproducibly, with no daemon.
 
@@ -75,7 +79,9 @@ def build(
 
     started = time.monotonic()
     with progress(notice_prefix="note: "):
-        result = build_project(path, tag=tag, frozen=frozen, backend=backend, note=_note)
+        result = build_project(
+            path, tag=tag, frozen=frozen, backend=backend, note=_note, platform=platform
+        )
         pushed = _push(result, push) if push else None
     if as_json:
         say(json.dumps({**_as_json(result), "pushed": pushed}, ensure_ascii=False))
