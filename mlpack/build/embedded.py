@@ -8,6 +8,7 @@ build never leaves a half-written image under a name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,11 +25,12 @@ from mlpack.errors import BuildError, ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
+from mlpack.oslib.fs import NO_SPACE
 from mlpack.progress import reporter
 from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
     from mlpack.build.protocol import StepRunner
@@ -63,8 +65,13 @@ class EmbeddedBuilder:
         """Build ``spec`` from ``context`` (the project folder) and tag it ``tag``."""
         base = self._base(spec)
         self.store.prepare()
-        # A staging folder the store's cleaners leave alone while this process holds it.
-        with self.store.writing(), self.store.staging("build") as work:
+        # A staging folder the store's cleaners leave alone while this process holds it; it is
+        # removed on every way out (a full disk included) before the error is reported.
+        with (
+            _disk_space(self.store.root),
+            self.store.writing(),
+            self.store.staging("build") as work,
+        ):
             layers = [
                 LayerResult(step="base", role=None, digest=d.digest, diff_id=diff,
                             size=d.size, cached=True)
@@ -187,6 +194,20 @@ class _Recipe:
     fill: Callable[[], tuple[str, ...]]  # stages the tree; returns the paths to white out
     modes: Mapping[str, int] = field(default_factory=dict)
     preserve: bool = False  # keep the entries' modes and owners (a diff of the base's tree)
+
+
+@contextlib.contextmanager
+def _disk_space(root: Path) -> Iterator[None]:
+    """A full disk while building: one error naming the folder, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        msg = f"no space left on the device of {root} while building: {exc.strerror}"
+        raise BuildError(
+            msg, hint="free space (`mlpack prune`) or point MLPACK_HOME at a larger disk"
+        ) from exc
 
 
 def _no_whiteouts(fn: Callable[..., None], *args: Any) -> Callable[[], tuple[str, ...]]:

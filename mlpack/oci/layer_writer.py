@@ -19,6 +19,7 @@ from mlpack.progress import reporter
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
+    from io import FileIO
 
 BLOCK: Final = 512
 _CHUNK: Final = 1 << 20
@@ -438,6 +439,15 @@ def _pad(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % BLOCK)
 
 
+def _read_into(src: FileIO, view: memoryview | bytearray, entry: _Entry) -> int:
+    """Read from a staged file; a read error names the entry."""
+    try:
+        return src.readinto(view) or 0
+    except OSError as exc:
+        msg = f"cannot read {entry.path} for the layer: {exc.strerror}"
+        raise ImageError(msg, hint="check the staging tree's permissions") from exc
+
+
 def _copy_file(sink: _GzipSink, entry: _Entry) -> None:
     assert entry.source is not None  # only files have a source
     try:
@@ -446,20 +456,16 @@ def _copy_file(sink: _GzipSink, entry: _Entry) -> None:
         msg = f"cannot read {entry.path} for the layer: {exc.strerror}"
         raise ImageError(msg, hint="the staging tree changed while the layer was written") from exc
     remaining = entry.size
-    try:
-        with os.fdopen(fd, "rb", buffering=0) as src:
-            buf = bytearray(_CHUNK)
-            view = memoryview(buf)
-            while remaining:
-                n = src.readinto(view[: min(_CHUNK, remaining)])
-                if not n:
-                    break
-                sink.write(view[:n])
-                remaining -= n
-            grew = bool(src.read(1))
-    except OSError as exc:
-        msg = f"cannot read {entry.path} for the layer: {exc.strerror}"
-        raise ImageError(msg, hint="check the staging tree's permissions") from exc
+    with os.fdopen(fd, "rb", buffering=0) as src:
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while remaining:
+            n = _read_into(src, view[: min(_CHUNK, remaining)], entry)
+            if not n:
+                break
+            sink.write(view[:n])  # a write error (a full disk) is the caller's to report
+            remaining -= n
+        grew = bool(_read_into(src, bytearray(1), entry))
     if remaining or grew:
         msg = f"{entry.path} changed size while the layer was written"
         raise ImageError(msg, hint="do not modify the staging tree while a layer is written")

@@ -50,8 +50,11 @@ def make_wheel(dest: Path, name: str = "hello", version: str = "1.0") -> WheelPi
     return WheelPin(name=name, version=version, filename=filename, sha256=sha)
 
 
-def make_base(store: Store, tmp: Path) -> str:
-    """A one-layer linux/amd64 base (a file under /usr/bin) in ``store``; its digest."""
+def make_base(store: Store, tmp: Path, *, env: tuple[str, ...] = ()) -> str:
+    """A one-layer linux/amd64 base (a file under /usr/bin) in ``store``; its digest.
+
+    ``env`` adds to the config's Env (``PYTHON_VERSION=...`` makes it a base ``lock`` accepts).
+    """
     tree = tmp / "base-tree"
     (tree / "usr" / "bin").mkdir(parents=True, exist_ok=True)
     (tree / "usr" / "bin" / "python3").write_text("#!/bin/sh\n")
@@ -64,7 +67,7 @@ def make_base(store: Store, tmp: Path) -> str:
         "architecture": "amd64",
         "os": "linux",
         "created": CREATED,
-        "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "Cmd": ["python3"]},
+        "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8", *env], "Cmd": ["python3"]},
         "rootfs": {"type": "layers", "diff_ids": [digests.diff_id]},
         "history": [{"created": CREATED, "created_by": "base"}],
     }
