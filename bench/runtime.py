@@ -47,7 +47,6 @@ GOAL_CLI_DOCKER = 0.5
 GOAL_OCI_CLI_RUNC = 1.5
 GOAL_CLI_MINUS_FLOOR_CRUN = 1.0
 GOAL_LIBRARY_P50 = 0.030
-GOAL_OCI_RUNC = 1.5
 
 
 def _quiet(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], float]:
@@ -168,12 +167,6 @@ def main() -> int:
         unavailable: dict[str, str] = {}
         arms["mlpack CLI"] = _quiet([str(MLPACK), "run", "--network", "none", image, "true"], env)
         arms["python floor"] = _quiet([sys.executable, "-I", "-S", "-c", "pass"])
-
-        def oci_cli() -> float:
-            run_id = f"b1-{uuid.uuid4().hex[:12]}"
-            return _quiet([str(MLPACK), "runtime", "run", "--bundle", str(bundle), run_id], env)()
-
-        arms["mlpack runtime"] = oci_cli  # the OCI runtime CLI on runc's bundle
         runtime = EmbeddedRuntime()
         config = RunConfig(image=image, command=("true",), network="none")
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -231,17 +224,6 @@ def main() -> int:
                     "runc",
                     times["runc"],
                     goal=GOAL_OCI_CLI_RUNC,
-                )
-            )
-        if "runc" in times:
-            lines.append(
-                compare(
-                    "B1 OCI CLI run / runc",
-                    "mlpack",
-                    times["mlpack runtime"],
-                    "runc",
-                    times["runc"],
-                    goal=GOAL_OCI_RUNC,
                 )
             )
         if "docker" in times:

@@ -1,8 +1,9 @@
 """``mlpack doctor``: check what this host offers the runtimes, one finding per line with the fix.
 
-Each probe is cheap and side-effect free: namespace and mount probes run in a short-lived child
-interpreter (the calling process may have threads, and the kernel refuses ``unshare(CLONE_NEWUSER)``
-in a threaded process), and nothing outside a temporary directory is touched.
+Each probe is cheap and side-effect free: namespace and overlay probes run the container helper
+itself in its probe mode (the calling process may have threads, and the kernel refuses
+``unshare(CLONE_NEWUSER)`` in a threaded process; and a probe of anything else would not say
+whether containers start), and nothing outside a temporary directory is touched.
 """
 
 from __future__ import annotations

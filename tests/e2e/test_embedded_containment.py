@@ -232,3 +232,24 @@ def test_rootless_run_refuses_a_uid_out_of_range(nobody_home: Path) -> None:
     assert done.returncode != 0
     assert "is outside 0..2147483647" in done.stderr
     assert done.stdout == ""
+
+
+def test_a_user_namespace_path_is_joined(bundle: Path, tmp_path: Path) -> None:
+    require(shutil.which("unshare") is not None, "unshare (util-linux)")
+    holder = subprocess.Popen(["unshare", "--user", "--map-root-user", "sleep", "600"])
+    try:
+        deadline = 100
+        while (
+            Path(f"/proc/{holder.pid}/ns/user").readlink() == Path("/proc/self/ns/user").readlink()
+        ):
+            deadline -= 1
+            assert deadline, "unshare never entered its user namespace"
+            subprocess.run(["sleep", "0.05"], check=True)
+        runc_spec(bundle, ["readlink", "/proc/self/ns/user"])
+        _set_namespace(bundle, "user", f"/proc/{holder.pid}/ns/user")
+        done = rt(tmp_path / "state", "run", "--bundle", str(bundle), "c1")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == str(Path(f"/proc/{holder.pid}/ns/user").readlink())
+    finally:
+        holder.kill()
+        holder.wait()
