@@ -7,6 +7,7 @@ The CLI calls these functions and prints what they return.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -250,15 +251,17 @@ def build_project(
 
     :param platform: the target platform (default: the config's, else linux/amd64).
     """
+    from mlpack.build.sbom import attach_sbom
     from mlpack.oci.store import Store
 
     spec, lock_file, config = plan_project(root, frozen=frozen, note=note, platform=platform)
     wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
     store = store or Store.default()
     ensure_base(lock_file, config, store)
-    return make_builder(backend, store, wheels).build(
+    result = make_builder(backend, store, wheels).build(
         spec, context=root, tag=tag or spec.default_tag
     )
+    return dataclasses.replace(result, sbom=attach_sbom(store, result, spec, wheels))
 
 
 def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path]) -> Builder:

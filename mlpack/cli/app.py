@@ -41,6 +41,7 @@ COMMANDS: Final = {
     "build": "build",
     "render": "build",
     "verify": "build",
+    "sbom": "build",
 }
 
 

@@ -46,6 +46,7 @@ def _as_json(result: BuildResult) -> dict[str, object]:
         "base": result.base,
         "platform": result.platform,
         "skipped": list(result.skipped),
+        "sbom": result.sbom,
     }
 
 
@@ -144,8 +145,19 @@ def verify(path: ProjectArg = Path(), *, frozen: FrozenOpt = False) -> None:
     raise typer.Exit(1)
 
 
+def sbom(
+    image: Annotated[str, typer.Argument(help="The image: a name or a digest in the store.")],
+) -> None:
+    """Print the CycloneDX SBOM (JSON) that `mlpack build` attached to IMAGE."""
+    from mlpack.build.sbom import read_sbom
+    from mlpack.oci.store import Store
+
+    say(read_sbom(Store.default(), image).decode("utf-8"))
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command()(build)
+    app.command()(sbom)
     app.command()(render)
     app.command()(verify)

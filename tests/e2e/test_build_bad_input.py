@@ -167,11 +167,16 @@ def project(served: tuple[Path, str]) -> Project:
     return make_project(tmp, tmp / "home", url)
 
 
-def test_the_harness_builds(project: Project) -> None:
+def test_the_harness_builds_with_an_sbom(project: Project) -> None:
     proc = project.build()
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert [x["role"] for x in doc["layers"]] == ["base", "interpreter", "packages", "code"]
+    assert doc["sbom"].startswith("sha256:")
+    sbom = project.mlpack("sbom", TAG)
+    assert sbom.returncode == 0, sbom.stderr
+    purls = [c["purl"] for c in json.loads(sbom.stdout)["components"]]
+    assert purls == ["pkg:pypi/hello@1.0"]
 
 
 def test_an_unknown_platform_is_one_error_before_any_work(project: Project) -> None:
