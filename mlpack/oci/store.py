@@ -664,6 +664,11 @@ class Store:
                 )
         return blobs, diff_ids, chains
 
+    def _records(self, sub: str) -> list[Path]:
+        """The per-digest record files of ``sub`` (index maps, origins, referrers), sorted."""
+        folder = self.root / sub
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
     def prune(self) -> PruneResult:
         """Remove blobs, unpacked layers and merged trees no named image uses; leftovers in tmp.
 
@@ -674,8 +679,7 @@ class Store:
         tally = _Tally()
         with self.lock("gc"), self.lock("index"):
             keep_blobs, keep_layers, keep_chains = self._reachable()
-            indexes = self.root / "indexes"
-            maps = sorted(indexes.iterdir()) if indexes.is_dir() else []
+            maps = self._records("indexes")
             for path in maps:
                 with contextlib.suppress(OSError):
                     if path.read_text().strip() in keep_blobs:
@@ -693,11 +697,7 @@ class Store:
             # exclusively, so removing them cannot split a lock between two holders.
             for path in (self.root / "locks").glob("*-*.lock"):
                 tally.run("lock file", path, _unlink_counted)
-            records = [*maps]
-            for sub in ("origins", "referrers"):
-                folder = self.root / sub
-                records += sorted(folder.iterdir()) if folder.is_dir() else []
-            for path in records:
+            for path in [*maps, *self._records("origins"), *self._records("referrers")]:
                 if f"sha256:{path.name}" not in keep_blobs:
                     tally.run("record", path, _unlink_counted)
         return PruneResult(
