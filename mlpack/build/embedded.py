@@ -137,8 +137,9 @@ class EmbeddedBuilder:
             whiteouts = recipe.fill()
             with (work / f"{step.name}.tar.gz").open("wb") as fh:
                 layer = write_layer(
-                    staging, fh, source_date_epoch=LAYER_MTIME, level=LEVEL, modes=recipe.modes,
-                    whiteouts=whiteouts, preserve_metadata=recipe.preserve, on_special="skip",
+                    staging, fh, source_date_epoch=LAYER_MTIME, level=LEVEL, blocks=True,
+                    modes=recipe.modes, whiteouts=whiteouts, preserve_metadata=recipe.preserve,
+                    on_special="skip",
                 )  # fmt: skip
             self.store.put_file(work / f"{step.name}.tar.gz", digest=layer.digest)
             self.cache.put(recipe.key, layer)

@@ -10,6 +10,8 @@ import hashlib
 import os
 import stat
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Final, Literal
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 BLOCK: Final = 512
 _CHUNK: Final = 1 << 20
 _PAX_NAME: Final = b"././@PaxHeader"  # constant, like CPython; never a PID (dotnet/sdk#55689)
+# The parallel writer's block: pigz's default size. Part of the output's identity.
+PARALLEL_BLOCK: Final = 128 * 1024
+_WINDOW: Final = 32 * 1024  # deflate's window: what a block may refer back to
 _MAX_OCTAL_SIZE: Final = 8**11 - 1  # what the 12-byte ustar size field holds
 _MAX_OCTAL_ID: Final = 8**7 - 1  # what the 8-byte uid/gid fields hold
 WHITEOUT_PREFIX: Final = ".wh."
@@ -81,6 +86,7 @@ def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each 
     modes: Mapping[str, int] | None = None,
     on_special: Literal["error", "skip"] = "error",
     preserve_metadata: bool = False,
+    blocks: bool = False,
 ) -> LayerDigests:
     """Write ``tree`` as a gzip-compressed layer to ``out`` and return its digests.
 
@@ -93,6 +99,8 @@ def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each 
     ``preserve_metadata`` keeps each entry's exact permission bits and numeric uid/gid: only
     for re-packing a base rootfs (``/tmp`` 1777, setuid ``su``, ``/etc/shadow`` 0640 root:42),
     whose metadata then becomes an input of the layer.
+    ``blocks`` compresses in parallel, pigz's way (see ``_BlockGzipSink``): other bytes than the
+    single stream's, the same for any number of cores; a different compressor identity.
     """
     if not 0 <= level <= 9:
         msg = f"gzip level {level} is out of range"
@@ -110,7 +118,7 @@ def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each 
         on_special=on_special,
         preserve=preserve_metadata,
     )
-    sink = _GzipSink(out, level)
+    sink = _BlockGzipSink(out, level) if blocks else _GzipSink(out, level)
     for entry in entries:
         _write_entry(sink, entry)
     sink.write(b"\0" * (2 * BLOCK))
@@ -137,13 +145,20 @@ class _GzipSink:
             self._size += len(data)
 
     def write(self, data: bytes | memoryview) -> None:
+        self._account(data)
+        self._emit(self._compressor.compress(data))
+
+    def _account(self, data: bytes | memoryview) -> None:
+        """The uncompressed side: CRC32, ISIZE and the diff_id."""
         self._crc = zlib.crc32(data, self._crc)
         self._isize += len(data)
         self._diff.update(data)
-        self._emit(self._compressor.compress(data))
 
     def close(self) -> LayerDigests:
         self._emit(self._compressor.flush(zlib.Z_FINISH))
+        return self._finish()
+
+    def _finish(self) -> LayerDigests:
         trailer = (self._crc & 0xFFFFFFFF).to_bytes(4, "little")
         self._emit(trailer + (self._isize & 0xFFFFFFFF).to_bytes(4, "little"))
         return LayerDigests(
@@ -151,6 +166,62 @@ class _GzipSink:
             digest="sha256:" + self._blob.hexdigest(),
             size=self._size,
         )
+
+
+class _BlockGzipSink(_GzipSink):
+    """One gzip member deflated in parallel, as pigz does, with bytes that never depend on
+    the number of threads.
+
+    The tar stream is cut into fixed blocks of ``PARALLEL_BLOCK`` bytes. Each block is deflated
+    on its own, with the previous block's last 32 KiB as its dictionary (so matches still reach
+    back as far as one stream's would), and ends with a sync flush (byte-aligned, not final); the
+    last one finishes the stream. Concatenated in order, they are one valid deflate stream.
+    zlib releases the GIL while it deflates, so threads use every core; at most two blocks per
+    thread are in flight.
+    """
+
+    def __init__(self, out: BinaryIO, level: int, workers: int | None = None) -> None:
+        super().__init__(out, level)
+        self._level = level
+        self._workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="mlpack-deflate")
+        self._pending: deque[Future[bytes]] = deque()
+        self._buffer = bytearray()
+        self._window = b""
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._account(data)
+        self._buffer += data
+        while len(self._buffer) >= PARALLEL_BLOCK:
+            block = bytes(self._buffer[:PARALLEL_BLOCK])
+            del self._buffer[:PARALLEL_BLOCK]
+            self._submit(block, final=False)
+
+    def _submit(self, block: bytes, *, final: bool) -> None:
+        window, self._window = self._window, block[-_WINDOW:]
+        self._pending.append(self._pool.submit(_deflate_block, block, window, self._level, final))
+        while len(self._pending) > 2 * self._workers:
+            self._emit(self._pending.popleft().result())
+
+    def close(self) -> LayerDigests:
+        try:
+            self._submit(bytes(self._buffer), final=True)
+            while self._pending:
+                self._emit(self._pending.popleft().result())
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+        return self._finish()
+
+
+def _deflate_block(block: bytes, window: bytes, level: int, final: bool) -> bytes:
+    """Raw deflate of one block primed with ``window``; sync-flushed, or finished if ``final``."""
+    if window:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, window)
+    else:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY)
+    return compressor.compress(block) + compressor.flush(
+        zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
+    )
 
 
 def _collect(
