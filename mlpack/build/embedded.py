@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.build.protocol import StepRunner
+    from mlpack.oci.layer_writer import LayerDigests, Output
     from mlpack.oci.store import Store, StoredImage
     from mlpack.spec import ImageSpec, Step
 
@@ -132,18 +133,9 @@ class EmbeddedBuilder:
         layer = self.cache.get(recipe.key)
         hit = layer is not None
         if layer is None:
-            reporter().start(f"layer {step.name}", None)
             staging.mkdir()
-            whiteouts = recipe.fill()
-            with (work / f"{step.name}.tar.gz").open("wb") as fh:
-                layer = write_layer(
-                    staging, fh, source_date_epoch=LAYER_MTIME, level=LEVEL, blocks=True,
-                    modes=recipe.modes, whiteouts=whiteouts, preserve_metadata=recipe.preserve,
-                    on_special="skip",
-                )  # fmt: skip
-            self.store.put_file(work / f"{step.name}.tar.gz", digest=layer.digest)
+            layer = self._write(step.name, recipe, staging=staging, work=work)
             self.cache.put(recipe.key, layer)
-            reporter().finish(f"layer {step.name}")
         return LayerResult(
             step=step.name,
             role=step.role,
@@ -152,6 +144,25 @@ class EmbeddedBuilder:
             size=layer.size,
             cached=hit,
         )
+
+    def _write(self, name: str, recipe: _Recipe, *, staging: Path, work: Path) -> LayerDigests:
+        """Stage the step, pack its layer and put the blob into the store.
+
+        The layer's compressed bytes are reported as they are written (bytes and rate).
+        """
+        whiteouts = recipe.fill()
+        task = f"layer {name}"
+        reporter().start(task, None)
+        blob = work / f"{name}.tar.gz"
+        with blob.open("wb") as fh:
+            layer = write_layer(
+                staging, _Reported(fh, task), source_date_epoch=LAYER_MTIME, level=LEVEL,
+                blocks=True, modes=recipe.modes, whiteouts=whiteouts,
+                preserve_metadata=recipe.preserve, on_special="skip",
+            )  # fmt: skip
+        reporter().finish(task)
+        self.store.put_file(blob, digest=layer.digest)
+        return layer
 
     def _recipe(
         self, step: Step, *, spec: ImageSpec, context: Path, work: Path, staging: Path
@@ -178,13 +189,34 @@ class EmbeddedBuilder:
         )
 
     def _stage_wheels(self, step: WheelStep, staging: Path) -> None:
+        paths = []
         for pin in step.wheels:
             path = self.wheels.get(pin.sha256)
             if path is None:
                 msg = f"{pin.filename} ({pin.name}=={pin.version}) is not in the wheelhouse"
                 raise BuildError(msg, hint="run `mlpack fetch` (it downloads every pinned file)")
+            paths.append(path)
+        task = f"install {step.name}"
+        reporter().start(task, sum(p.stat().st_size for p in paths))
+        for pin, path in zip(step.wheels, paths, strict=True):
             verify(path, pin.sha256)
             install_wheel(path, staging=staging, prefix=step.prefix, python=step.python)
+            reporter().advance(task, path.stat().st_size)
+        reporter().finish(task)
+
+
+class _Reported:
+    """A layer's output file that reports each write's size to the task ``task``."""
+
+    def __init__(self, out: Output, task: str) -> None:
+        self._out = out
+        self._task = task
+
+    def write(self, data: bytes, /) -> object:
+        """Write ``data`` and report its size."""
+        written = self._out.write(data)
+        reporter().advance(self._task, len(data))
+        return written
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -94,6 +94,8 @@ def build(
         f"{result.reference}  {result.digest}  {_human(result.size)} in "
         f"{time.monotonic() - started:.1f} s"
     )
+    if result.sbom:
+        say(f"  sbom {result.sbom} (`mlpack sbom {result.reference}`)")
 
 
 def _push(result: BuildResult, target: str) -> str:

@@ -14,7 +14,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from mlpack.errors import ImageError
 from mlpack.progress import reporter
@@ -40,6 +40,13 @@ _RANK_WHITEOUT: Final = 1
 _RANK_ENTRY: Final = 2
 
 _Kind = Literal["dir", "file", "symlink", "hardlink"]
+
+
+class Output(Protocol):
+    """Where a layer's compressed bytes go: a binary file, or a wrapper that counts them."""
+
+    def write(self, data: bytes, /) -> object:
+        """Write all of ``data``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +83,7 @@ def gzip_header(level: int) -> bytes:
 
 def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each with a default
     tree: Path,
-    out: BinaryIO,
+    out: Output,
     *,
     source_date_epoch: int,
     clamp_mtime: bool = False,
@@ -128,7 +135,7 @@ def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each 
 class _GzipSink:
     """Tar bytes in; one gzip member out, with diff_id, digest and size computed on the way."""
 
-    def __init__(self, out: BinaryIO, level: int) -> None:
+    def __init__(self, out: Output, level: int) -> None:
         self._out = out
         self._compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY)
         self._crc = 0
@@ -180,7 +187,7 @@ class _BlockGzipSink(_GzipSink):
     thread are in flight.
     """
 
-    def __init__(self, out: BinaryIO, level: int, workers: int | None = None) -> None:
+    def __init__(self, out: Output, level: int, workers: int | None = None) -> None:
         super().__init__(out, level)
         self._level = level
         self._workers = workers or os.cpu_count() or 1
