@@ -99,12 +99,25 @@ def build(
 
 
 def _push(result: BuildResult, target: str) -> str:
-    """Push the built image with the registry client; return ``target@digest``."""
+    """Push the built image, then its SBOM, with the registry client; return ``target@digest``.
+
+    A registry that refuses the SBOM artifact leaves the image pushed: a notice says so.
+    """
+    from mlpack.build.sbom import push_sbom
+    from mlpack.errors import MlpackError
     from mlpack.oci.registry import push
     from mlpack.oci.store import Store
 
-    pushed = push(Store.default(), result.digest, target)
+    store = Store.default()
+    pushed = push(store, result.digest, target)
     note(f"pushed {pushed.reference} ({pushed.digest})")
+    if result.sbom:
+        try:
+            push_sbom(store, result.sbom, target)
+        except MlpackError as exc:
+            note(f"note: the registry did not take the SBOM ({exc.message}); the image is pushed")
+        else:
+            note(f"pushed the SBOM ({result.sbom})")
     return f"{pushed.reference}@{pushed.digest}"
 
 

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from mlpack.oci.store import Store
 from mlpack.vocabulary import BaseImage
 from tests.conftest import require
 from tests.e2e.embedded_support import MLPACK
+from tests.oci_fixtures import plain_registry
 from tests.unit.build.fakes import make_base
 from tests.unit.lock.fakes import http_server, sha256_of, write_simple_index
 
@@ -304,3 +306,20 @@ def test_kill_9_mid_build_leaves_nothing_tagged_and_the_next_build_works(
     project.assert_consistent_and_builds_again()
     # The next build's store cleared the dead build's staging.
     assert not list((project.home / "tmp").iterdir())
+
+
+def test_push_sends_the_sbom_by_digest_next_to_the_image(project: Project) -> None:
+    registry = plain_registry()
+    repo = f"mlpack-test/sbom-{os.getpid()}"
+    proc = project.build("--push", f"{registry}/{repo}:t")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert f"pushed the SBOM ({doc['sbom']})" in proc.stderr
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repo}/manifests/{doc['sbom']}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        manifest = json.loads(resp.read())
+    assert manifest["artifactType"] == "application/vnd.cyclonedx+json"
+    assert manifest["subject"]["digest"] == doc["digest"]
