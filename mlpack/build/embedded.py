@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 import installer
 
 from mlpack.build import context as code_context
-from mlpack.build import system
+from mlpack.build import emulation, system
 from mlpack.build.cache import LEVEL, BuildCache, step_key
 from mlpack.build.install import install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
@@ -173,9 +173,15 @@ class EmbeddedBuilder:
             assert self.runner is not None  # checked by _step
             # The layer is a diff against the base: the base digest is part of its key.
             key = step_key(step.key(), spec.base_digest, system.SCRIPT)
-            fill = partial(system.stage_system, step, self.runner, image=spec.base_digest,
-                           cache=cache_folder("debs", home=self.store.root), work=work,
-                           staging=staging)  # fmt: skip
+            install = partial(system.stage_system, step, self.runner, image=spec.base_digest,
+                              cache=cache_folder("debs", home=self.store.root), work=work,
+                              staging=staging)  # fmt: skip
+
+            def fill() -> tuple[str, ...]:
+                # Only a cache miss executes dpkg in the base: check that it can run here.
+                emulation.require_execution(spec.platform, "installing the system packages")
+                return install()
+
             return _Recipe(key=key, fill=fill, preserve=True)
         if isinstance(step, VenvStep):
             return _Recipe(key=step_key(step.key()), fill=_no_whiteouts(stage_venv, step, staging))

@@ -56,7 +56,12 @@ def make_wheel(
 
 
 def make_base(
-    store: Store, tmp: Path, *, env: tuple[str, ...] = (), files: Mapping[str, str] | None = None
+    store: Store,
+    tmp: Path,
+    *,
+    env: tuple[str, ...] = (),
+    files: Mapping[str, str] | None = None,
+    architecture: str = "amd64",
 ) -> str:
     """A one-layer linux/amd64 base (a file under /usr/bin) in ``store``; its digest.
 
@@ -75,7 +80,7 @@ def make_base(
         digests = write_layer(tree, fh, source_date_epoch=1)
     store.put_file(blob, digest=digests.digest)
     config = {
-        "architecture": "amd64",
+        "architecture": architecture,
         "os": "linux",
         "created": CREATED,
         "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8", *env], "Cmd": ["python3"]},
