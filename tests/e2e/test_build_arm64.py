@@ -86,10 +86,11 @@ def arm64_lock(lock: Lock, base: str) -> Lock:
     """The lock's pins, each with its cp311 aarch64 (or pure) wheel as PyPI lists it."""
     packages = []
     for pkg in lock.packages:
-        files = {
-            f.filename: f.sha256
+        files: dict[str, str] = {
+            f.filename: f.sha256 or ""
             for f in list_files(lock.index_url, pkg.name)
             if f.filename.endswith(".whl")
+            and f.sha256
             and str(parse_wheel_filename(f.filename)[1]) == pkg.version
         }
         chosen = choose_file(tuple(files), "3.11.2", "linux/arm64")
