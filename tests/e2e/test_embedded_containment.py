@@ -253,3 +253,15 @@ def test_a_user_namespace_path_is_joined(bundle: Path, tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_user_namespace_without_id_mappings_is_refused(bundle: Path, tmp_path: Path) -> None:
+    """At least one uid and one gid mapping (runc validate/rootless.go), never an unmapped run."""
+    runc_spec(bundle, ["cat", "/proc/self/uid_map"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["namespaces"].append({"type": "user"})
+    _write(bundle, config)
+    done = rt(tmp_path / "state", "run", "--bundle", str(bundle), "c1")
+    assert done.returncode != 0
+    assert "needs at least one uid and one gid mapping" in done.stderr
+    assert done.stdout == ""
