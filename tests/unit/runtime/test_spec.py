@@ -162,3 +162,24 @@ def test_image_process_from_raw_config() -> None:
         env=("A=1",), entrypoint=("/e",), cmd=("c",), working_dir="/w", user="u"
     )
     assert ImageProcess.from_raw({}) == ImageProcess()
+
+
+def test_cdi_device_nodes_are_nosuid_noexec_binds_and_libraries_read_only() -> None:
+    """§7: a CDI device node is bound nosuid,noexec and allowed in the device cgroup; a driver
+    library without options of its own is bound read-only, nosuid, nodev."""
+    from mlpack.runtime.cdi import CdiEdits, CdiMount, DeviceNode
+
+    edits = CdiEdits(
+        devices=("nvidia.com/gpu=0",),
+        device_nodes=(
+            DeviceNode(path="/dev/nvidia0", host_path="/dev/nvidia0", type="c", major=195, minor=0),
+        ),
+        mounts=(
+            CdiMount(host_path="/usr/lib/libcuda.so.1", container_path="/usr/lib/libcuda.so.1"),
+        ),
+    )
+    mounts, devices = spec.cdi_edits(edits)
+    node, library = mounts
+    assert node["options"] == ["bind", "nosuid", "noexec"]
+    assert {"ro", "nosuid", "nodev"} <= set(library["options"])
+    assert devices == [{"type": "c", "major": 195, "minor": 0, "access": "rwm", "allow": True}]
