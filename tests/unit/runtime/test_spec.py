@@ -183,3 +183,11 @@ def test_cdi_device_nodes_are_nosuid_noexec_binds_and_libraries_read_only() -> N
     assert node["options"] == ["bind", "nosuid", "noexec"]
     assert {"ro", "nosuid", "nodev"} <= set(library["options"])
     assert devices == [{"type": "c", "major": 195, "minor": 0, "access": "rwm", "allow": True}]
+
+
+@pytest.mark.parametrize("user", ["4294967295", "0:4294967295", "99999999999"])
+def test_an_image_user_out_of_range_is_refused(user: str) -> None:
+    """§6 Ids: an image config's User enters like -u; (uid_t)-1 would mean "unchanged", root."""
+    image = ImageProcess(env=(), entrypoint=(), cmd=("true",), working_dir="/", user=user)
+    with pytest.raises(ConfigError, match=r"the image's User .* is outside 0\.\.2147483647"):
+        spec.build_config(image, RunConfig(image="x"), SpecOptions(hostname="h", userns=False))
