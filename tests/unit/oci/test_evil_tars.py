@@ -423,3 +423,19 @@ def test_tarfile_reads_only_as_a_stream() -> None:
             mode = next((k.value for k in call.keywords if k.arg == "mode"), None)
             assert isinstance(mode, ast.Constant), at
             assert mode.value in ("r|", "w"), at
+
+
+def test_layers_are_decompressed_and_applied_in_process(
+    sb: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§9 "image content run on the host": no helper program (gzip, tar, unpigz) ever sees a
+    layer, so none of the image's bytes, env or labels can steer one."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a process was started: {args!r}")
+
+    for name in ("fork", "posix_spawn", "posix_spawnp", "execv", "execve", "system"):
+        monkeypatch.setattr(os, name, refuse)
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    sb.apply(gzip.compress(GOOD), media_type=mediatypes.OCI_LAYER_GZIP)
+    assert (sb.root / "f").read_bytes() == b"data"
