@@ -26,30 +26,40 @@ def to_drop(
 ) -> tuple[DroppedPackage, ...]:
     """The inferred requirements ``failure`` blames, as dropped entries; () when none may go.
 
-    A missing name, or one whose build from source failed, goes when every requirement naming
-    it is inferred. For a conflict, one name
+    A missing name, or one whose build from source failed (or that pulled in a dependency whose
+    build failed), goes when every requirement naming it is inferred. For a conflict, one name
     per try (the resolver named it first, or it has no wheel for the target), so a package that
     merely took part (torch beside functorch) stays.
     """
-    if failure.kind in ("missing", "build") and failure.package is not None:
-        named = tuple(r for r in requirements if r.name == failure.package)
-        if named and all(is_inferred(r) for r in named):
-            reason = (
-                "the package index has no project of this name"
-                if failure.kind == "missing"
-                else "it has no wheel for the target and its build from source failed"
-            )
-            return tuple(_dropped(r, reason) for r in named)
-        return ()
+    if failure.kind == "missing" and failure.package is not None:
+        reason = "the package index has no project of this name"
+        return _inferred_only(requirements, failure.package, reason)
+    if failure.kind == "build" and failure.package is not None:
+        reason = "it has no wheel for the target and its build from source failed"
+        gone = _inferred_only(requirements, failure.package, reason)
+        if gone or failure.needed_by is None:
+            return gone
+        reason = f"it needs {failure.package}, which has no wheel and failed to build from source"
+        return _inferred_only(requirements, failure.needed_by, reason)
     if failure.kind != "conflict":
         return ()
     no_wheels = {re.split(r"[ <>=!~]", entry, maxsplit=1)[0] for entry in failure.no_wheels}
     blamed = [n for n in failure.involved if n in no_wheels] + list(failure.involved)
+    reason = ("it makes the resolution unsatisfiable: " + failure.message.splitlines()[0])[:300]
     for name in blamed:
-        named = tuple(r for r in requirements if r.name == name)
-        if named and all(is_inferred(r) for r in named):
-            reason = "it makes the resolution unsatisfiable: " + failure.message.splitlines()[0]
-            return tuple(_dropped(r, reason[:300]) for r in named)
+        gone = _inferred_only(requirements, name, reason)
+        if gone:
+            return gone
+    return ()
+
+
+def _inferred_only(
+    requirements: tuple[PackageSpec, ...], name: str, reason: str
+) -> tuple[DroppedPackage, ...]:
+    """``name``'s requirements as dropped entries when every one of them is inferred."""
+    named = tuple(r for r in requirements if r.name == name)
+    if named and all(is_inferred(r) for r in named):
+        return tuple(_dropped(r, reason) for r in named)
     return ()
 
 

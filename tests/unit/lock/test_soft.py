@@ -238,3 +238,22 @@ def test_dropping_one_name_of_an_import_line_keeps_the_other(tmp_path: Path) -> 
     written = read_lock(tmp_path / "mlpack.lock")
     assert [p.name for p in written.packages] == ["numpy"]
     assert [d.name for d in written.dropped] == ["deeplearning"]
+
+
+def test_an_inferred_package_whose_dependency_fails_to_build_is_dropped(tmp_path: Path) -> None:
+    class DependencyFails(ScriptedResolver):
+        def resolve(self, request: ResolveRequest) -> tuple[Pin, ...]:
+            if any(r.name == "apex" for r in request.requirements):
+                text = (
+                    "error: Failed to build `cryptacular==1.6.2`\n  cause: the build failed\n"
+                    "hint: `cryptacular` (v1.6.2) was included because `apex` (v0.9.10.dev0) "
+                    "depends on `cryptacular`\n"
+                )
+                raise read_failure(request, text, tool="uv")
+            return super().resolve(request)
+
+    run(tmp_path, inputs(("numpy", "train.py:1"), ("apex", "train.py:2")), DependencyFails())
+    written = read_lock(tmp_path / "mlpack.lock")
+    assert [p.name for p in written.packages] == ["numpy"]
+    assert [d.name for d in written.dropped] == ["apex"]
+    assert "needs cryptacular" in written.dropped[0].reason
