@@ -257,3 +257,31 @@ def test_an_inferred_package_whose_dependency_fails_to_build_is_dropped(tmp_path
     assert [p.name for p in written.packages] == ["numpy"]
     assert [d.name for d in written.dropped] == ["apex"]
     assert "needs cryptacular" in written.dropped[0].reason
+
+
+def test_one_missing_name_has_the_others_looked_up_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlpack.lock import soft
+    from mlpack.lock.indexes import IndexFile
+
+    on_index = {"numpy"}
+
+    def fake_list(url: str, project: str, **_kw: object) -> tuple[IndexFile, ...]:
+        return (IndexFile(filename="x", url="u", sha256=None),) if project in on_index else ()
+
+    monkeypatch.setattr(soft, "list_files", fake_list)
+    resolver = ScriptedResolver(missing=frozenset({"deeplearning", "transformers-old"}))
+    run(
+        tmp_path,
+        inputs(
+            ("numpy", "train.py:1"),
+            ("deeplearning", "train.py:2"),
+            ("transformers-old", "convert.py:3"),
+            ("cv2", "requirements.txt:4"),  # declared: never dropped, whatever the index says
+        ),
+        resolver,
+    )
+    written = read_lock(tmp_path / "mlpack.lock")
+    assert sorted(d.name for d in written.dropped) == ["deeplearning", "transformers-old"]
+    assert len(resolver.requests) == 2  # one failed resolve, one good one
