@@ -321,12 +321,22 @@ def embedded_step_runner() -> StepRunner | None:
     except MlpackError:
         return None
 
-    def run(*, image: str, argv: tuple[str, ...], mounts: tuple[tuple[str, Path], ...]) -> int:
+    def run(
+        *,
+        image: str,
+        argv: tuple[str, ...],
+        mounts: tuple[tuple[str, Path], ...],
+        readonly: tuple[tuple[str, Path], ...],
+        network: bool,
+    ) -> int:
         config = RunConfig(
             image=image,
             command=argv,
-            mounts=tuple(Mount(source=source, target=target) for target, source in mounts),
-            network="host",  # apt reaches the mirror; nothing else runs in this container
+            mounts=(
+                *(Mount(source=source, target=target) for target, source in mounts),
+                *(Mount(source=s, target=t, read_only=True) for t, s in readonly),
+            ),
+            network="host" if network else "none",
             user="0:0",
             env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
         )

@@ -39,6 +39,7 @@ def assemble(
     base: BaseImage,
     packages: tuple[LockedPackage, ...],
     pins: tuple[Pin, ...],
+    system: tuple[SystemPackagePin, ...] = (),
     notes: tuple[str, ...] = (),
     dropped: tuple[DroppedPackage, ...] = (),
 ) -> Lock:
@@ -61,9 +62,7 @@ def assemble(
         index_url=public.index_url,
         extra_index_urls=public.extra_index_urls,
         packages=packages,
-        system_packages=tuple(
-            SystemPackagePin(name=n) for n in sorted(set(inputs.system_packages))
-        ),
+        system_packages=system,
         env=tuple(replace(e, default=None) if e.secret else e for e in inputs.env),
         torch=decision,
         notes=notes,

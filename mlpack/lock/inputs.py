@@ -157,7 +157,8 @@ def _what_changed(inputs: LockInputs, text: str) -> str:
             "the package indexes changed",
         ),
         (
-            sorted(p.name for p in old.system_packages) != sorted(set(inputs.system_packages)),
+            sorted(p.name for p in old.system_packages if p.requested)
+            != sorted(set(inputs.system_packages)),
             "the system packages changed",
         ),
         (

@@ -66,10 +66,30 @@ class LockedPackage:
 
 @dataclass(frozen=True, kw_only=True)
 class SystemPackagePin:
-    """A Debian package for the image; ``version`` is empty until a snapshot pins it."""
+    """A Debian package of the image, pinned to the exact ``.deb`` the build installs.
+
+    Resolved inside the base image at lock time, dependencies included (``requested`` is False
+    for those). A package the base already has carries no ``url``: the base, pinned by digest,
+    provides it. An empty ``version`` is a lock from before system packages were pinned.
+    """
 
     name: str
     version: str = ""
+    architecture: str = ""
+    url: str = ""
+    size: int = 0
+    sha256: str = ""
+    requested: bool = True
+
+    @property
+    def pinned(self) -> bool:
+        """True when the lock knows this package's exact version."""
+        return bool(self.version)
+
+    @property
+    def filename(self) -> str:
+        """Apt's name for the file: ``name_version_arch.deb``, an epoch's colon as ``%3a``."""
+        return f"{self.name}_{self.version.replace(':', '%3a')}_{self.architecture}.deb"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,6 +25,7 @@ from mlpack.lock.resolvers import KnownFiles, Pin, Resolver, ResolveRequest
 from mlpack.lock.risks import old_pin_warnings, source_build_warning, wrong_project_warnings
 from mlpack.lock.soft import also_missing, drop_warning, pinned_hint, python_note, to_drop, why_not
 from mlpack.lock.speculate import EarlyResolve, guess_file, read_guess, write_guess
+from mlpack.lock.system import pin_system
 from mlpack.lock.vcs import normalize
 from mlpack.paths import tools_folder
 from mlpack.progress import reporter
@@ -95,6 +96,7 @@ def lock(
         previous is not None
         and previous.input_hash == inputs.digest()
         and not (upgrade or upgrade_packages)
+        and all(p.pinned for p in previous.system_packages)  # else: from before Debian pins
     ):
         return LockResult(lock=previous, path=lock_path, resolved=False)
 
@@ -126,6 +128,14 @@ def lock(
                 image_runner=image_runner,
                 resolver=resolver,
             )
+            system = pin_system(
+                inputs.system_packages,
+                base=resolved.base,
+                previous=previous,
+                upgrade=upgrade,
+                image_runner=image_runner,
+                workdir=Path(tmp) / "system",
+            )
         rep.finish("resolve")
         packages = locked_packages(
             resolved.pins,
@@ -149,6 +159,7 @@ def lock(
         base=resolved.base,
         packages=packages,
         pins=resolved.pins,
+        system=system,
         notes=(*resolved.notes, *warnings),
         dropped=resolved.dropped,
     )

@@ -57,6 +57,7 @@ class Launch:
     # prestart/createRuntime hooks, run by the caller with pid 1's host pid while it waits.
     runtime_hooks: Callable[[int], None] | None = None
     extra_fds: tuple[int, ...] = ()
+    pass_fds: tuple[int, ...] = ()  # the caller's fds that become 3, 4, ... in the container
     probe: bool = False  # stop after the namespaces (and the overlay mount): mlpack doctor
 
 
@@ -147,7 +148,7 @@ class Helper:
             "state_dir": _str(launch.state_dir),
             "exec_fifo": _str(launch.exec_fifo),
             "exec_fifo_fd": launch.exec_fifo_fd,
-            "preserve_fds": launch.preserve_fds,
+            "preserve_fds": launch.preserve_fds or len(launch.pass_fds),
             "id": launch.container_id,
             "bundle": _str(launch.bundle) or "",
             "probe": launch.probe,
@@ -167,7 +168,9 @@ class Helper:
                 *launch.extra_fds,
                 *(() if launch.exec_fifo_fd is None else (launch.exec_fifo_fd,)),
             )
-            process = HelperProcess(stdio=launch.stdio or (None, None, None), keep_fds=keep)
+            process = HelperProcess(
+                stdio=launch.stdio or (None, None, None), keep_fds=keep, pass_fds=launch.pass_fds
+            )
         self.proc = process
         self.ctl_w = process.ctl_w
         self.status = process.status

@@ -293,7 +293,7 @@ class EmbeddedRuntime:
                 stdio = (replica, replica, replica)
             elif not config.interactive:  # as docker run without -i: stdin is /dev/null
                 stdio = (box.own_fd(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)), None, None)
-            launch = replace(launch, stdio=stdio)
+            launch = replace(launch, stdio=stdio, pass_fds=config.fds)
             # The handlers are in place before the container can run: a program that prints
             # and is signalled at once must find them (a signal before "created" aborts).
             with relaying(box.spawn(launch, process)) as relay:
