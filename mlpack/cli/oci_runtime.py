@@ -20,6 +20,8 @@ from mlpack.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from mlpack.runtime.embedded.spawn import HelperProcess
+
 PROG = "mlpack-runtime"
 
 
@@ -73,7 +75,19 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     return p
 
 
+def _prestart(args: argparse.Namespace) -> HelperProcess | None:
+    """The helper, started before the runtime's own imports and setup overlap its start; not
+    for a console socket (the pty made later is its stdio).
+    """
+    if args.console_socket is not None:
+        return None
+    from mlpack.runtime.embedded.spawn import prestart
+
+    return prestart(interactive=True, keep_fds=tuple(range(3, 3 + args.preserve_fds)))
+
+
 def _create(root: Path, args: argparse.Namespace) -> int:
+    process = _prestart(args)
     from mlpack.runtime.embedded import lifecycle
 
     lifecycle.create(
@@ -83,11 +97,13 @@ def _create(root: Path, args: argparse.Namespace) -> int:
         pid_file=args.pid_file,
         preserve_fds=args.preserve_fds,
         console_socket=args.console_socket,
+        process=process,
     )
     return 0
 
 
 def _run(root: Path, args: argparse.Namespace) -> int:
+    process = _prestart(args)
     from mlpack.runtime.embedded import lifecycle
 
     return lifecycle.run(
@@ -97,6 +113,7 @@ def _run(root: Path, args: argparse.Namespace) -> int:
         detach=args.detach,
         preserve_fds=args.preserve_fds,
         console_socket=args.console_socket,
+        process=process,
     )
 
 

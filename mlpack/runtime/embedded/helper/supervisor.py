@@ -57,6 +57,7 @@ def supervise(chan: Channel) -> int:
     if not chan.detached:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     try:
+        fifo = open_fifo(req)
         spaces = Namespaces(req["config"])
         if spaces.new("user"):
             linux.unshare(linux.CLONE_NEWUSER)
@@ -74,13 +75,15 @@ def supervise(chan: Channel) -> int:
     pid = os.fork()
     if pid == 0:
         try:
-            pid1.run(req, chan, spaces)
+            pid1.run(req, chan, spaces, fifo)
         except BaseException as exc:  # noqa: BLE001 - report, never run a payload half-set-up
             chan.send({"error": describe(exc)})
         finally:
             os._exit(1)
     spaces.close()
     os.close(chan.ctl)
+    if fifo >= 0:
+        os.close(fifo)
     chan.send({"pid": pid})
     result = follow(pid)
     state_dir = req.get("state_dir")
@@ -88,6 +91,15 @@ def supervise(chan: Channel) -> int:
         atomic_write(os.path.join(state_dir, "exit.json"), jsoncodec.dumps(result))
     chan.send(result)
     return 0
+
+
+def open_fifo(req: dict[str, Any]) -> int:
+    """An O_PATH fd of ``create``'s exec fifo, opened as the caller before any namespace or id
+    changes (the state dir may not be searchable by the namespace's root; only the fifo is
+    chowned to it, as runc does); pid 1 inherits it. -1 without a fifo (``run``).
+    """
+    path = req.get("exec_fifo")
+    return os.open(str(path), os.O_PATH | os.O_CLOEXEC) if path else -1
 
 
 def probe(req: dict[str, Any], spaces: Namespaces) -> None:
