@@ -8,7 +8,6 @@ the status from that fifo and pid 1's liveness; ``delete`` removes cgroups and s
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
+from mlpack.oslib import jsoncodec
 from mlpack.oslib.fs import atomic_write
 from mlpack.oslib.linux import MAX_ID
 from mlpack.runtime.embedded import cgroups, devices, state
@@ -33,7 +33,7 @@ SIGNALS = {s.name.removeprefix("SIG"): int(s) for s in signal.Signals}
 def load_bundle(bundle: Path) -> tuple[dict[str, Any], Path]:
     """Read ``config.json`` and resolve the root filesystem path."""
     try:
-        config = json.loads((bundle / "config.json").read_text())
+        config = jsoncodec.loads((bundle / "config.json").read_bytes())
     except (OSError, ValueError) as exc:
         msg = f"cannot read {bundle / 'config.json'}: {exc}"
         raise ContainerError(msg, hint="--bundle must be a directory holding config.json") from exc
@@ -117,7 +117,7 @@ def run_hooks(
                 done = subprocess.run(
                     [str(a) for a in hook.get("args") or [path]],
                     executable=path,
-                    input=json.dumps(doc).encode(),
+                    input=jsoncodec.dumps(doc).encode(),
                     env=env,
                     cwd="/",
                     capture_output=True,
@@ -195,8 +195,9 @@ def _launch(
     preserve_fds: int,
     console_socket: Path | None,
     process: HelperProcess | None,
-) -> tuple[Helper, state.ContainerState]:
-    """Create the container in ``box`` from ``bundle``, up to "created" (the one launch path).
+) -> tuple[Helper, state.ContainerState, dict[str, Any]]:
+    """Create the container in ``box`` from ``bundle``, up to "created" (the one launch path);
+    the helper, the state record and the bundle's config.
 
     ``process``: a helper started ahead (``spawn.prestart``) with the caller's stdio and the
     preserved fds; not for a console socket, whose pty becomes the helper's stdio.
@@ -250,7 +251,7 @@ def _launch(
     )
     st = box.created()
     box.close_fd(console)  # the helper has its own copy
-    return helper, st
+    return helper, st, config
 
 
 def _host_root(config: dict[str, Any]) -> tuple[int, int] | None:
@@ -283,7 +284,7 @@ def create(
 ) -> state.ContainerState:
     """Set the container up; pid 1 waits on exec.fifo until ``start``."""
     with Container(str(root), cid) as box:
-        _, st = _launch(
+        _, st, _ = _launch(
             box,
             bundle,
             detach=True,
@@ -367,9 +368,14 @@ def _post(sd: state.StateDir, kind: str, status: str) -> None:
     """Poststart / poststop hooks, from the bundle's config.json; failures are notices."""
     st = sd.read()
     try:
-        config = json.loads((Path(st.bundle) / "config.json").read_text())
+        config = jsoncodec.loads((Path(st.bundle) / "config.json").read_bytes())
     except (OSError, ValueError):
         return
+    _post_hooks(config, st, kind, status)
+
+
+def _post_hooks(config: dict[str, Any], st: state.ContainerState, kind: str, status: str) -> None:
+    """Poststart / poststop hooks of ``config``; failures are notices."""
     if (config.get("hooks") or {}).get(kind):
         doc = _state_doc(st.id, Path(st.bundle), config, status, st.pid)
         run_hooks(config, (kind,), doc, fatal=False)
@@ -472,7 +478,7 @@ def run(
         start(root, cid)
         return 0
     with Container(str(root), cid) as box:
-        helper, _ = _launch(
+        helper, st, config = _launch(
             box,
             bundle,
             detach=False,
@@ -480,11 +486,10 @@ def run(
             console_socket=console_socket,
             process=process,
         )
-        sd = state.StateDir(str(box.path))
         try:
             with relaying(helper):
-                _post(sd, "poststart", "running")
+                _post_hooks(config, st, "poststart", "running")
                 final = box.wait()
             return int(final["exit"])
         finally:
-            _post(sd, "poststop", "stopped")
+            _post_hooks(config, st, "poststop", "stopped")

@@ -88,7 +88,7 @@ def supervise(chan: Channel) -> int:
     result = follow(pid)
     state_dir = req.get("state_dir")
     if state_dir:
-        atomic_write(os.path.join(state_dir, "exit.json"), jsoncodec.dumps(result))
+        atomic_write(os.path.join(state_dir, "exit.json"), jsoncodec.dumps(result), durable=False)
     chan.send(result)
     return 0
 
