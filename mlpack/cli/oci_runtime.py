@@ -76,10 +76,11 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def _prestart(args: argparse.Namespace) -> HelperProcess | None:
-    """The helper, started before the runtime's own imports and setup overlap its start; not
-    for a console socket (the pty made later is its stdio).
+    """For ``create`` and ``run``, the helper, started first thing after parsing: the
+    runtime's imports and setup overlap its start. Not for a console socket (the pty made
+    later is its stdio).
     """
-    if args.console_socket is not None:
+    if args.op not in ("create", "run") or args.console_socket is not None:
         return None
     from mlpack.runtime.embedded.spawn import prestart
 
@@ -87,7 +88,6 @@ def _prestart(args: argparse.Namespace) -> HelperProcess | None:
 
 
 def _create(root: Path, args: argparse.Namespace) -> int:
-    process = _prestart(args)
     from mlpack.runtime.embedded import lifecycle
 
     lifecycle.create(
@@ -97,13 +97,12 @@ def _create(root: Path, args: argparse.Namespace) -> int:
         pid_file=args.pid_file,
         preserve_fds=args.preserve_fds,
         console_socket=args.console_socket,
-        process=process,
+        process=args.helper,
     )
     return 0
 
 
 def _run(root: Path, args: argparse.Namespace) -> int:
-    process = _prestart(args)
     from mlpack.runtime.embedded import lifecycle
 
     return lifecycle.run(
@@ -113,7 +112,7 @@ def _run(root: Path, args: argparse.Namespace) -> int:
         detach=args.detach,
         preserve_fds=args.preserve_fds,
         console_socket=args.console_socket,
-        process=process,
+        process=args.helper,
     )
 
 
@@ -172,10 +171,11 @@ def run_runtime(argv: Sequence[str], prog: str = PROG) -> int:
     parsed: list[argparse.Namespace] = []
 
     def work() -> int:
-        from mlpack.runtime.embedded import state
-
         parsed.append(parser(prog).parse_args(list(argv)))
         args = parsed[0]
+        args.helper = _prestart(args)
+        from mlpack.runtime.embedded import state
+
         return OPERATIONS[args.op](Path(args.root or state.oci_root()), args)
 
     return guarded(work, debug=lambda: bool(parsed) and parsed[0].debug)
