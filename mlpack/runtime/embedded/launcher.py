@@ -9,7 +9,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from mlpack.errors import ContainerError
 from mlpack.oslib import jsoncodec
@@ -203,42 +203,51 @@ class Helper:
         """
         reached: dict[str, Any] | None = None
         try:
-            while True:
-                msg = self.message()
-                if msg is None:
-                    self.proc.wait()
-                    msg = {"error": f"the container helper exited with {self.proc.returncode}"}
-                if "error" in msg:
-                    self.close()
-                    text = str(msg["error"])
-                    raise ContainerError(f"container setup failed: {text}", hint=_hint(text))
-                if "userns" in msg:
-                    write_id_maps(int(msg["userns"]), self.launch.config)
-                    self._send(b"ok")
-                    continue
-                if "hooks" in msg:
-                    answer = b"ok"
-                    try:
-                        if self.launch.runtime_hooks is not None:
-                            self.launch.runtime_hooks(int(msg["pid"]))
-                    except ContainerError as exc:
-                        answer = exc.message.encode().replace(b"\n", b" ") or b"hook failed"
-                    self._send(answer)
-                    continue
+            while reached is None or not self.pid:  # S's pid and C's news race on the pipe
+                msg = self._setup_message()
                 if "pid" in msg:
                     self.pid = int(msg["pid"])
                 if until in msg:
                     reached = msg
-                if reached is not None and self.pid:  # S's pid and C's news race on the pipe
-                    self.started = True
-                    if "created" in reached:
-                        self._send(b"ok")  # pid 1 may run the program: signals now forward
-                    return reached
+            self.started = True
+            if "created" in reached:
+                self._send(b"ok")  # pid 1 may run the program: signals now forward
+            return reached
         except BaseException:
             self.kill()
             raise
         finally:
             self._close_ctl()
+
+    def _setup_message(self) -> dict[str, Any]:
+        """The next progress message, after answering the helper's questions on the way (the
+        id maps, the runtime's hooks); ContainerError for a failure.
+        """
+        while True:
+            msg = self.message()
+            if msg is None:
+                self.proc.wait()
+                msg = {"error": f"the container helper exited with {self.proc.returncode}"}
+            if "error" in msg:
+                self.close()
+                text = str(msg["error"])
+                raise ContainerError(f"container setup failed: {text}", hint=_hint(text))
+            if "userns" in msg:
+                write_id_maps(int(msg["userns"]), self.launch.config)
+                self._send(b"ok")
+            elif "hooks" in msg:
+                self._send(self._runtime_hooks(int(msg["pid"])))
+            else:
+                return msg
+
+    def _runtime_hooks(self, pid: int) -> bytes:
+        """Run prestart/createRuntime hooks for pid 1 at ``pid``: b"ok", or why they failed."""
+        try:
+            if self.launch.runtime_hooks is not None:
+                self.launch.runtime_hooks(pid)
+        except ContainerError as exc:
+            return exc.message.encode().replace(b"\n", b" ") or b"hook failed"
+        return b"ok"
 
     def wait(self) -> dict[str, Any]:
         """Block until the container exits; its exit code and signal.
@@ -375,20 +384,34 @@ def probe(config: dict[str, Any], *, overlay: Overlay | None = None, mountpoint:
         helper.proc.wait()
 
 
-def _hint(text: str) -> str:
-    if "not mapped in this rootless container" in text:
-        return (
+HINTS: Final = (
+    (
+        ("not mapped in this rootless container",),
+        (
             "run as root, or give a root filesystem that your user owns "
             "(images pulled with mlpack pull as this user are unpacked as yours)"
-        )
-    if "is outside 0..2147483647" in text:
-        return "use uids and gids between 0 and 2147483647 (runc and Docker refuse others)"
-    if "not found in the container's PATH" in text:
-        return "check the command name, or give an absolute path inside the image"
-    if "overlay" in text:
-        return "overlayfs is not allowed here; rerun as root or on a kernel >= 5.11"
-    if "user" in text and "not found" in text:
-        return "use a numeric --user uid[:gid], or one listed in the image's /etc/passwd"
-    if "working directory" in text:
-        return "check --workdir: it must exist inside the image"
+        ),
+    ),
+    (
+        ("is outside 0..2147483647",),
+        "use uids and gids between 0 and 2147483647 (runc and Docker refuse others)",
+    ),
+    (
+        ("not found in the container's PATH",),
+        "check the command name, or give an absolute path inside the image",
+    ),
+    (("overlay",), "overlayfs is not allowed here; rerun as root or on a kernel >= 5.11"),
+    (
+        ("user", "not found"),
+        "use a numeric --user uid[:gid], or one listed in the image's /etc/passwd",
+    ),
+    (("working directory",), "check --workdir: it must exist inside the image"),
+)
+
+
+def _hint(text: str) -> str:
+    """The hint for a helper's failure: the first of HINTS whose words are all in ``text``."""
+    for words, hint in HINTS:
+        if all(w in text for w in words):
+            return hint
     return "rerun with --debug for details"

@@ -86,8 +86,6 @@ class _Lib:
 
     def compile(self, profile: dict[str, Any]) -> bytes:
         """Compile an OCI seccomp object into the raw BPF program."""
-        import ctypes
-
         lib = self.lib
         default = _action(
             profile.get("defaultAction", "SCMP_ACT_ERRNO"), profile.get("defaultErrnoRet")
@@ -98,44 +96,55 @@ class _Lib:
             raise ContainerError(msg, hint="check the profile's defaultAction")
         try:
             for arch in profile.get("architectures") or ():
-                token = lib.seccomp_arch_resolve_name(
-                    arch.removeprefix("SCMP_ARCH_").lower().encode()
-                )
-                if token and lib.seccomp_arch_add(ctx, token) not in (0, -17):  # -EEXIST: native
-                    msg = f"seccomp: architecture {arch} could not be added"
-                    raise ContainerError(msg, hint="remove it from the profile's architectures")
+                self._add_arch(ctx, arch)
             for rule in profile.get("syscalls") or ():
                 action = _action(rule["action"], rule.get("errnoRet"))
-                if action == default:  # libseccomp refuses these (EACCES); runc skips them
-                    continue
-                args = rule.get("args") or []
-                # libseccomp cannot AND two conditions on one argument: like runc, such a rule
-                # becomes one rule per condition (OR), as Docker's old profiles mean it.
-                indexes = [int(a["index"]) for a in args]
-                groups = [[a] for a in args] if len(set(indexes)) < len(indexes) else [args]
-                for group in groups or [[]]:
-                    arr = (ctypes.c_byte * (24 * max(len(group), 1)))()
-                    for i, arg in enumerate(group):
-                        ctypes.memmove(ctypes.addressof(arr) + 24 * i, _pack_arg(arg), 24)
-                    for name in rule["names"]:
-                        nr = lib.seccomp_syscall_resolve_name(name.encode())
-                        if nr == -1:  # __NR_SCMP_ERROR: unknown on every arch of this filter
-                            continue
-                        ret = lib.seccomp_rule_add_array(ctx, action, nr, len(group), arr)
-                        if ret < 0 and ret != -17:
-                            msg = f"seccomp: rule for {name} rejected ({os.strerror(-ret)})"
-                            raise ContainerError(msg, hint="check the profile's rule for it")
-            fd = os.memfd_create("mlpack-seccomp", os.MFD_CLOEXEC)
-            try:
-                if lib.seccomp_export_bpf(ctx, fd) < 0:
-                    msg = "seccomp_export_bpf failed"
-                    raise ContainerError(msg, hint="report this with your libseccomp version")
-                size = os.lseek(fd, 0, os.SEEK_END)
-                return os.pread(fd, size, 0)
-            finally:
-                os.close(fd)
+                if action != default:  # libseccomp refuses these (EACCES); runc skips them
+                    self._add_rule(ctx, action, rule)
+            return self._export(ctx)
         finally:
             lib.seccomp_release(ctx)
+
+    def _add_arch(self, ctx: int, arch: str) -> None:
+        token = self.lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower().encode())
+        if token and self.lib.seccomp_arch_add(ctx, token) not in (0, -17):  # -EEXIST: native
+            msg = f"seccomp: architecture {arch} could not be added"
+            raise ContainerError(msg, hint="remove it from the profile's architectures")
+
+    def _add_rule(self, ctx: int, action: int, rule: dict[str, Any]) -> None:
+        """One profile rule: its action for each of its syscalls, under its argument tests.
+
+        libseccomp cannot AND two conditions on one argument: like runc, such a rule becomes
+        one rule per condition (OR), as Docker's old profiles mean it.
+        """
+        import ctypes
+
+        args = rule.get("args") or []
+        indexes = [int(a["index"]) for a in args]
+        groups = [[a] for a in args] if len(set(indexes)) < len(indexes) else [args]
+        for group in groups or [[]]:
+            arr = (ctypes.c_byte * (24 * max(len(group), 1)))()
+            for i, arg in enumerate(group):
+                ctypes.memmove(ctypes.addressof(arr) + 24 * i, _pack_arg(arg), 24)
+            for name in rule["names"]:
+                nr = self.lib.seccomp_syscall_resolve_name(name.encode())
+                if nr == -1:  # __NR_SCMP_ERROR: unknown on every arch of this filter
+                    continue
+                ret = self.lib.seccomp_rule_add_array(ctx, action, nr, len(group), arr)
+                if ret < 0 and ret != -17:
+                    msg = f"seccomp: rule for {name} rejected ({os.strerror(-ret)})"
+                    raise ContainerError(msg, hint="check the profile's rule for it")
+
+    def _export(self, ctx: int) -> bytes:
+        fd = os.memfd_create("mlpack-seccomp", os.MFD_CLOEXEC)
+        try:
+            if self.lib.seccomp_export_bpf(ctx, fd) < 0:
+                msg = "seccomp_export_bpf failed"
+                raise ContainerError(msg, hint="report this with your libseccomp version")
+            size = os.lseek(fd, 0, os.SEEK_END)
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
 
 
 def _pack_arg(arg: dict[str, Any]) -> bytes:

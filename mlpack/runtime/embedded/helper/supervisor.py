@@ -84,6 +84,9 @@ def supervise(chan: Channel) -> int:
     os.close(chan.ctl)
     if fifo >= 0:
         os.close(fifo)
+    # Relaying starts before the parent learns the pid: it lets pid 1 run the program only
+    # after that (its ack of "created"), so no signal finds S without its handlers.
+    relay_to(pid)
     chan.send({"pid": pid})
     result = follow(pid)
     state_dir = req.get("state_dir")
@@ -111,8 +114,8 @@ def probe(req: dict[str, Any], spaces: Namespaces) -> None:
         Rootfs(req, req["config"], userns="user" in spaces).overlay(overlay)
 
 
-def follow(pid: int) -> dict[str, Any]:
-    """Relay signals to pid 1 until it exits: its exit code, signal and resource usage."""
+def relay_to(pid: int) -> None:
+    """Relay the FORWARDED signals to ``pid`` from now on."""
 
     def relay(sig: int, _frame: object) -> None:
         try:
@@ -122,6 +125,10 @@ def follow(pid: int) -> dict[str, Any]:
 
     for sig in FORWARDED:
         signal.signal(sig, relay)
+
+
+def follow(pid: int) -> dict[str, Any]:
+    """Wait for pid 1 to exit: its exit code, signal and resource usage."""
     cpu_us = maxrss = None
     try:
         _, wstatus, usage = os.wait4(pid, 0)
