@@ -181,61 +181,17 @@ def _requirement(text: str, where: str, field: str) -> str:
 
 
 def _validate(data: dict[str, Any], *, root: Path, path: Path, where: str) -> ProjectConfig:
+    """Check the tables one by one, in a fixed order: a file always gives the same first error."""
     _check_keys(data, _TOP_KEYS, where, "")
-    name = _str(data.get("name", root.resolve().name.lower()), where, "name")
-    if not _NAME_RE.match(name):
-        raise _fail(
-            where, "name", f"{name!r} is not a valid image name", "use lowercase a-z, 0-9, . _ -"
-        )
-    python = _str(data.get("python", ""), where, "python")
-    if not _PY_RE.match(python):
-        raise _fail(
-            where,
-            "python",
-            f'must be a version like "3.11", not {python!r}',
-            'set python = "3.11" (major.minor; the patch level comes from the base image)',
-        )
+    name = _name(data, root, where)
+    python = _python(data, where)
     python_source = _str(data.get("python-source", CONFIG_FILE), where, "python-source")
     base_value = data.get("base")
     base = None if base_value in (None, "") else _str(base_value, where, "base")
-    platform_text = _str(data.get("platform", DEFAULT_PLATFORM), where, "platform")
-    platform = as_platform(platform_text)
-    if platform is None:
-        raise _fail(
-            where,
-            "platform",
-            f"{platform_text!r} is not supported",
-            f"use one of {', '.join(PLATFORMS)}",
-        )
-
+    platform = _platform(data, where)
     deps = _table(data, "dependencies", where)
     _check_keys(deps, _DEP_KEYS, where, "dependencies.")
-    packages: list[PackageSpec] = []
-    raw_packages = deps.get("packages", [])
-    if not isinstance(raw_packages, list):
-        raise _fail(where, "dependencies.packages", "must be a list", 'packages = ["numpy"]')
-    for i, item in enumerate(raw_packages):
-        field = f"dependencies.packages[{i}]"
-        if isinstance(item, str):
-            packages.append(
-                PackageSpec(requirement=_requirement(item, where, field), source=CONFIG_FILE)
-            )
-        elif isinstance(item, dict) and "requirement" in item:
-            extra = set(item) - {"requirement", "source"}
-            if extra:
-                raise _fail(
-                    where, field, f"has unknown keys {sorted(extra)}", "use requirement and source"
-                )
-            req = _requirement(_str(item["requirement"], where, field), where, field)
-            source = _str(item.get("source", CONFIG_FILE), where, f"{field}.source")
-            packages.append(PackageSpec(requirement=req, source=source))
-        else:
-            raise _fail(
-                where,
-                field,
-                'must be a requirement string or { requirement = "...", source = "..." }',
-                'e.g. packages = ["numpy>=1.24"]',
-            )
+    packages = _packages(deps, where)
     index_url_value = deps.get("index-url")
     index_url = None if index_url_value is None else _str(index_url_value, where, "index-url")
     extra_index = _str_list(
@@ -247,32 +203,130 @@ def _validate(data: dict[str, Any], *, root: Path, path: Path, where: str) -> Pr
     torch_variant = (
         None if torch_value is None else _str(torch_value, where, "dependencies.torch-variant")
     )
+    env = tuple(_env_spec(n, s, where) for n, s in _table(data, "env", where).items())
+    inputs, outputs = _layout(data, where)
+    entrypoints = tuple(
+        _entrypoint(n, s, where) for n, s in _table(data, "entrypoints", where).items()
+    )
+    return ProjectConfig(
+        root=root,
+        config_path=path,
+        name=name,
+        python=python,
+        python_source=python_source,
+        base=base,
+        platform=platform,
+        packages=packages,
+        index_url=index_url,
+        extra_index_urls=extra_index,
+        system_packages=system,
+        torch_variant=torch_variant,
+        env=env,
+        inputs=inputs,
+        outputs=outputs,
+        entrypoints=entrypoints,
+        cuda=_cuda(data, where),
+        groups=groups,
+        ignore_imports=ignore_imports,
+        import_map=import_map,
+        exclude=exclude,
+    )
 
-    env: list[EnvSpec] = []
-    for env_name, spec in _table(data, "env", where).items():
-        field = f"env.{env_name}"
-        if not _ENV_RE.match(env_name):
-            raise _fail(where, field, "is not a valid variable name", "use letters, digits and _")
-        if not isinstance(spec, dict):
+
+def _name(data: dict[str, Any], root: Path, where: str) -> str:
+    """The image name: the folder's name unless set, and always a valid reference component."""
+    name = _str(data.get("name", root.resolve().name.lower()), where, "name")
+    if not _NAME_RE.match(name):
+        raise _fail(
+            where, "name", f"{name!r} is not a valid image name", "use lowercase a-z, 0-9, . _ -"
+        )
+    return name
+
+
+def _python(data: dict[str, Any], where: str) -> str:
+    """``major.minor`` only: the base image decides the patch level."""
+    python = _str(data.get("python", ""), where, "python")
+    if not _PY_RE.match(python):
+        raise _fail(
+            where,
+            "python",
+            f'must be a version like "3.11", not {python!r}',
+            'set python = "3.11" (major.minor; the patch level comes from the base image)',
+        )
+    return python
+
+
+def _platform(data: dict[str, Any], where: str) -> Platform:
+    """One of the platforms mlpack builds for."""
+    platform_text = _str(data.get("platform", DEFAULT_PLATFORM), where, "platform")
+    platform = as_platform(platform_text)
+    if platform is None:
+        raise _fail(
+            where,
+            "platform",
+            f"{platform_text!r} is not supported",
+            f"use one of {', '.join(PLATFORMS)}",
+        )
+    return platform
+
+
+def _packages(deps: dict[str, Any], where: str) -> tuple[PackageSpec, ...]:
+    """``dependencies.packages``: PEP 508 strings or ``{ requirement, source }`` tables."""
+    raw_packages = deps.get("packages", [])
+    if not isinstance(raw_packages, list):
+        raise _fail(where, "dependencies.packages", "must be a list", 'packages = ["numpy"]')
+    return tuple(
+        _package(item, where, f"dependencies.packages[{i}]") for i, item in enumerate(raw_packages)
+    )
+
+
+def _package(item: object, where: str, field: str) -> PackageSpec:
+    """One package entry; a plain string's source is the config file itself."""
+    if isinstance(item, str):
+        return PackageSpec(requirement=_requirement(item, where, field), source=CONFIG_FILE)
+    if isinstance(item, dict) and "requirement" in item:
+        extra = set(item) - {"requirement", "source"}
+        if extra:
             raise _fail(
-                where, field, "must be a table", f'write {env_name} = {{ default = "..." }}'
+                where, field, f"has unknown keys {sorted(extra)}", "use requirement and source"
             )
-        _check_keys(spec, _ENV_KEYS, where, f"{field}.")
-        secret = spec.get("secret", False)
-        if not isinstance(secret, bool):
-            raise _fail(where, f"{field}.secret", "must be true or false", "secret = true")
-        default = spec.get("default")
-        if default is not None:
-            default = _str(default, where, f"{field}.default")
-            if secret:
-                raise _fail(
-                    where,
-                    f"{field}.default",
-                    "is set on a secret variable",
-                    "secrets are declared by name only; pass the value at run time with -e",
-                )
-        env.append(EnvSpec(name=env_name, default=default, secret=secret))
+        req = _requirement(_str(item["requirement"], where, field), where, field)
+        source = _str(item.get("source", CONFIG_FILE), where, f"{field}.source")
+        return PackageSpec(requirement=req, source=source)
+    raise _fail(
+        where,
+        field,
+        'must be a requirement string or { requirement = "...", source = "..." }',
+        'e.g. packages = ["numpy>=1.24"]',
+    )
 
+
+def _env_spec(env_name: str, spec: object, where: str) -> EnvSpec:
+    """One ``[env]`` entry; a secret is declared by name only, so it may carry no default."""
+    field = f"env.{env_name}"
+    if not _ENV_RE.match(env_name):
+        raise _fail(where, field, "is not a valid variable name", "use letters, digits and _")
+    if not isinstance(spec, dict):
+        raise _fail(where, field, "must be a table", f'write {env_name} = {{ default = "..." }}')
+    _check_keys(spec, _ENV_KEYS, where, f"{field}.")
+    secret = spec.get("secret", False)
+    if not isinstance(secret, bool):
+        raise _fail(where, f"{field}.secret", "must be true or false", "secret = true")
+    default = spec.get("default")
+    if default is not None:
+        default = _str(default, where, f"{field}.default")
+        if secret:
+            raise _fail(
+                where,
+                f"{field}.default",
+                "is set on a secret variable",
+                "secrets are declared by name only; pass the value at run time with -e",
+            )
+    return EnvSpec(name=env_name, default=default, secret=secret)
+
+
+def _layout(data: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Input and output folders, which must stay inside the project (they become mounts)."""
     layout = _table(data, "layout", where)
     _check_keys(layout, _LAYOUT_KEYS, where, "layout.")
     inputs = _str_list(layout.get("inputs", []), where, "layout.inputs")
@@ -282,53 +336,35 @@ def _validate(data: dict[str, Any], *, root: Path, path: Path, where: str) -> Pr
             raise _fail(
                 where, "layout", f"path {rel!r} leaves the project", "use paths inside the repo"
             )
+    return inputs, outputs
 
-    entrypoints: list[EntrypointSpec] = []
-    for entry_name, spec in _table(data, "entrypoints", where).items():
-        field = f"entrypoints.{entry_name}"
-        if not isinstance(spec, dict):
-            raise _fail(where, field, "must be a table", f"write it as [entrypoints.{entry_name}]")
-        _check_keys(spec, _ENTRY_KEYS, where, f"{field}.")
-        kind = spec.get("kind", "training")
-        if kind not in KINDS:
-            raise _fail(where, f"{field}.kind", f"is {kind!r}", "use training or inference")
-        command = _str_list(spec.get("command", []), where, f"{field}.command")
-        if not command:
-            raise _fail(where, f"{field}.command", "is empty", 'command = ["python", "train.py"]')
-        port = spec.get("port")
-        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
-            raise _fail(where, f"{field}.port", "must be a port number", "port = 8000")
-        entrypoints.append(EntrypointSpec(name=entry_name, kind=kind, command=command, port=port))
 
+def _entrypoint(entry_name: str, spec: object, where: str) -> EntrypointSpec:
+    """One ``[entrypoints.NAME]`` table: a kind, a non-empty command and an optional port."""
+    field = f"entrypoints.{entry_name}"
+    if not isinstance(spec, dict):
+        raise _fail(where, field, "must be a table", f"write it as [entrypoints.{entry_name}]")
+    _check_keys(spec, _ENTRY_KEYS, where, f"{field}.")
+    kind = spec.get("kind", "training")
+    if kind not in KINDS:
+        raise _fail(where, f"{field}.kind", f"is {kind!r}", "use training or inference")
+    command = _str_list(spec.get("command", []), where, f"{field}.command")
+    if not command:
+        raise _fail(where, f"{field}.command", "is empty", 'command = ["python", "train.py"]')
+    port = spec.get("port")
+    if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+        raise _fail(where, f"{field}.port", "must be a port number", "port = 8000")
+    return EntrypointSpec(name=entry_name, kind=kind, command=command, port=port)
+
+
+def _cuda(data: dict[str, Any], where: str) -> bool:
+    """``accelerator.cuda``, the one flag the lock reads to choose CUDA wheels."""
     accel = _table(data, "accelerator", where)
     _check_keys(accel, frozenset({"cuda"}), where, "accelerator.")
     cuda = accel.get("cuda", False)
     if not isinstance(cuda, bool):
         raise _fail(where, "accelerator.cuda", "must be true or false", "cuda = false")
-
-    return ProjectConfig(
-        root=root,
-        config_path=path,
-        name=name,
-        python=python,
-        python_source=python_source,
-        base=base,
-        platform=platform,
-        packages=tuple(packages),
-        index_url=index_url,
-        extra_index_urls=extra_index,
-        system_packages=system,
-        torch_variant=torch_variant,
-        env=tuple(env),
-        inputs=inputs,
-        outputs=outputs,
-        entrypoints=tuple(entrypoints),
-        cuda=cuda,
-        groups=groups,
-        ignore_imports=ignore_imports,
-        import_map=import_map,
-        exclude=exclude,
-    )
+    return cuda
 
 
 def _analysis_keys(
@@ -490,24 +526,30 @@ def merge_into(existing: dict[str, Any], generated: dict[str, Any]) -> list[str]
             continue
         current = existing[key]
         if isinstance(value, dict) and isinstance(current, dict):
-            if key in {"env", "entrypoints"}:
+            if key in {"env", "entrypoints"}:  # named entries: add the new names only
                 for sub, sub_value in value.items():
                     if sub not in current:
                         current[sub] = sub_value
             else:
                 notes.extend(merge_into(current, value))
-        elif key == "packages" and isinstance(current, list):
-            have = {_entry_name(item) for item in current}
-            for item in value:
-                if _entry_name(item) not in have:
-                    current.append(item)
-        elif isinstance(value, list) and isinstance(current, list):
-            for item in value:
-                if item not in current:
-                    current.append(item)
+        elif isinstance(current, list) and (key == "packages" or isinstance(value, list)):
+            _add_missing(key, current, value)
         elif current != value:
             notes.append(f"kept {key} = {current!r} (analysis suggests {value!r})")
     return notes
+
+
+def _add_missing(key: str, current: list[Any], value: list[Any]) -> None:
+    """Append the items ``current`` lacks; packages match by name, whatever their versions."""
+    if key == "packages":
+        have = {_entry_name(item) for item in current}
+        for item in value:
+            if _entry_name(item) not in have:
+                current.append(item)
+    else:
+        for item in value:
+            if item not in current:
+                current.append(item)
 
 
 def _entry_name(item: object) -> str:

@@ -63,5 +63,17 @@ class DeployError(MlpackError):
     exit_code = 8
 
 
+class RunError(MlpackError):
+    """A recorded run cannot be found, repeated as recorded, or compared."""
+
+    exit_code = 9
+
+
+class ServeError(MlpackError):
+    """A service could not be published, started or made healthy."""
+
+    exit_code = 10
+
+
 EXIT_BUG = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in mlpack.
 EXIT_INTERRUPTED = 130

@@ -20,6 +20,7 @@ LOCK_FILE: Final = "mlpack.lock"
 # The caches under <home>/cache, one folder each; deleting any of them only costs time.
 Cache = Literal[
     "analyze",  # per-file facts of analysed repositories (analyze.factcache)
+    "debs",  # the lock's Debian packages by sha256, verified (build.system)
     "index-files",  # package index listings of pinned releases (lock.files)
     "lock-base-python",  # the last base Python X.Y.Z per lock setting (lock.speculate)
     "lock-ok",  # the no-op re-lock memo (lock.stamp)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlpack.config import config_from_analysis, config_location, load_config
+from mlpack.config import config_from_analysis, config_location, import_settings, load_config
 from mlpack.errors import BuildError, ConfigError, LockError, MlpackError
 from mlpack.home import mlpack_home
 from mlpack.lock import stamp
@@ -22,6 +23,7 @@ from mlpack.lock.lockfile import dumps, read_lock
 from mlpack.lock.runner import ImageRunner
 from mlpack.lock.wheelhouse import Wheelhouse, fetch
 from mlpack.paths import CONFIG_FILE, LOCK_FILE
+from mlpack.progress import reporter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -81,8 +83,49 @@ def lock_is_current(root: Path, *, check: bool) -> bool:
 def project_lock_inputs(
     root: Path, *, resolver: ResolverName = "uv", platform: str | None = None
 ) -> LockInputs:
-    """The lock inputs of the project at ``root`` (its mlpack.toml)."""
-    return inputs_from_config(load_config(root), resolver=resolver, platform=platform)
+    """The lock inputs of the project at ``root``: its mlpack.toml, else its analysis."""
+    config = project_config(root, note=reporter().notice)
+    return config_lock_inputs(root, config, resolver=resolver, platform=platform)
+
+
+def config_lock_inputs(
+    root: Path,
+    config: ProjectConfig,
+    *,
+    resolver: ResolverName = "uv",
+    platform: str | None = None,
+) -> LockInputs:
+    """The lock inputs of ``config`` (``lock`` and ``build`` agree on them, so on staleness)."""
+    python, fallback = python_choice(root, config)
+    return inputs_from_config(
+        replace(config, python=python),
+        resolver=resolver,
+        platform=platform,
+        fallback_pythons=fallback,
+    )
+
+
+def has_config(root: Path) -> bool:
+    """True when ``root`` has mlpack.toml or a [tool.mlpack] table."""
+    return config_location(root)[0].exists()
+
+
+def python_choice(root: Path, config: ProjectConfig) -> tuple[str, tuple[str, ...]]:
+    """The Python to lock for first and the older ones to try, newest first.
+
+    A version the user wrote into the config, or a file pins, is kept as it is. One the
+    analysis chose (the default, or the newest a range such as ``>=3.8`` allows) is the lock's
+    to choose: the newest supported version for which the packages resolve with wheels.
+    """
+    from mlpack.analyze.python_version import DEFAULT_PYTHON, unpinned_versions
+
+    if config.python_source == CONFIG_FILE:
+        return config.python, ()
+    versions = unpinned_versions(root)
+    chosen_by_analysis = DEFAULT_PYTHON if config.python_source.startswith("rule:") else None
+    if not versions or config.python != (chosen_by_analysis or versions[0]):
+        return config.python, ()  # pinned by a file, or edited by hand
+    return versions[0], versions[1:]
 
 
 def check_lock(root: Path, *, resolver: ResolverName = "uv", platform: str | None = None) -> Path:
@@ -132,8 +175,8 @@ def _memo(
     root: Path, *, upgrade: bool, resolver: ResolverName, platform: str | None
 ) -> stamp.Memo | None:
     """The no-op memo serves only what ``lock_is_current`` reads: no options but ``check``."""
-    if upgrade or resolver != "uv" or platform is not None:
-        return None
+    if upgrade or resolver != "uv" or platform is not None or not has_config(root):
+        return None  # without a config the inputs are the code, which the memo does not read
     return stamp.Memo(root)
 
 
@@ -158,12 +201,12 @@ def fetch_lock(root: Path, lock_file: Lock, *, ca_cert: Path | None = None) -> W
 
 def project_config(root: Path, *, note: Callable[[str], None]) -> ProjectConfig:
     """The project's config; without one, the analysis's, in memory (said in one line)."""
-    if config_location(root)[0].exists():
+    if has_config(root):
         return load_config(root)
     from mlpack.analyze import analyze
 
     note(f"no {CONFIG_FILE}: analysing the project in memory (`mlpack analyze --write` keeps it)")
-    return config_from_analysis(root, analyze(root))
+    return config_from_analysis(root, analyze(root, settings=import_settings(root)))
 
 
 def project_lock(
@@ -171,7 +214,7 @@ def project_lock(
 ) -> Lock:
     """The project's lock; when missing or stale, a fresh one in memory (or, ``frozen``, an error)."""
     path = lock_path(root)
-    inputs = inputs_from_config(config)
+    inputs = config_lock_inputs(root, config)
     reason = stale_reason(inputs, path)
     if reason is None:
         return read_lock(path)
@@ -278,12 +321,22 @@ def embedded_step_runner() -> StepRunner | None:
     except MlpackError:
         return None
 
-    def run(*, image: str, argv: tuple[str, ...], mounts: tuple[tuple[str, Path], ...]) -> int:
+    def run(
+        *,
+        image: str,
+        argv: tuple[str, ...],
+        mounts: tuple[tuple[str, Path], ...],
+        readonly: tuple[tuple[str, Path], ...],
+        network: bool,
+    ) -> int:
         config = RunConfig(
             image=image,
             command=argv,
-            mounts=tuple(Mount(source=source, target=target) for target, source in mounts),
-            network="host",  # apt reaches the mirror; nothing else runs in this container
+            mounts=(
+                *(Mount(source=source, target=target) for target, source in mounts),
+                *(Mount(source=s, target=t, read_only=True) for t, s in readonly),
+            ),
+            network="host" if network else "none",
             user="0:0",
             env=(("LC_ALL", "C.UTF-8"), ("TZ", "UTC")),
         )

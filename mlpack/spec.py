@@ -21,7 +21,7 @@ from mlpack.errors import BuildError
 
 if TYPE_CHECKING:
     from mlpack.config import ProjectConfig
-    from mlpack.lock.lockdata import Lock, LockedPackage
+    from mlpack.lock.lockdata import Lock, LockedPackage, SystemPackagePin
 
 StepRole = Literal["system", "interpreter", "heavy", "packages", "code"]
 PREFIX: Final = "/opt/venv"
@@ -91,15 +91,20 @@ class WheelPin:
 
 @dataclass(frozen=True, kw_only=True)
 class SystemStep:
-    """Debian packages installed on the base (the lock's exact versions when it has them)."""
+    """Debian packages installed on the base: the lock's exact ``.deb`` files, by hash."""
 
     name: str = "system"
     role: StepRole = "system"
-    packages: tuple[tuple[str, str], ...]  # (name, version); version "" when not pinned yet
+    debs: tuple[SystemPackagePin, ...]  # dependencies included; none the base already has
+
+    @property
+    def packages(self) -> tuple[tuple[str, str], ...]:
+        """(name, version) of every package the step installs."""
+        return tuple((d.name, d.version) for d in self.debs)
 
     def key(self) -> str:
         """The inputs that decide this layer (the base digest is added by the builder)."""
-        return json.dumps(["system", list(self.packages)])
+        return json.dumps(["system", sorted([d.name, d.version, d.sha256] for d in self.debs)])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,9 +221,9 @@ def plan(lock: Lock, config: ProjectConfig, *, provenance: Provenance | None = N
     _refuse_source_builds(lock)
     wheel_steps = _wheel_steps(lock, python)
     steps: list[Step] = []
-    if lock.system_packages:
-        pins = tuple((p.name, p.version) for p in lock.system_packages)
-        steps.append(SystemStep(packages=pins))
+    debs = _system_debs(lock)
+    if debs:
+        steps.append(SystemStep(debs=debs))
     steps.append(VenvStep(prefix=PREFIX, python=python))
     steps.extend(wheel_steps)
     outputs = tuple(_clean(p) for p in config.outputs)
@@ -269,6 +274,15 @@ def _refuse_source_builds(lock: Lock) -> None:
     if pending:
         msg = f"building packages from source is not supported yet: {', '.join(pending)}"
         raise BuildError(msg, hint="pin versions that publish wheels for the target, then re-lock")
+
+
+def _system_debs(lock: Lock) -> tuple[SystemPackagePin, ...]:
+    """The ``.deb`` files the system step installs; BuildError for a lock without Debian pins."""
+    unpinned = [p.name for p in lock.system_packages if not p.pinned]
+    if unpinned:
+        msg = f"mlpack.lock names system packages without pinned versions: {', '.join(unpinned)}"
+        raise BuildError(msg, hint="re-lock to pin their .deb files: `mlpack lock`")
+    return tuple(p for p in lock.system_packages if p.url)
 
 
 def _pick(pkg: LockedPackage, lock: Lock) -> WheelPin:

@@ -62,6 +62,10 @@ def inside(root: Path, path: Path) -> bool:
         return False
 
 
+class _Skipped(Exception):
+    """A file that must not be read; the message is the warning that says why."""
+
+
 def read_text(root: Path, path: Path, *, warnings: list[str]) -> str | None:
     """Return the text of ``path``, or ``None`` (with a warning) when it must not be read.
 
@@ -69,46 +73,52 @@ def read_text(root: Path, path: Path, *, warnings: list[str]) -> str | None:
     that is not a regular file, files over ``MAX_BYTES``, binary and non-UTF-8 content.
     """
     name = rel(root, path)
-    if path.name == ".env" or path.name.startswith(".env."):
-        warnings.append(f"{name}: .env files hold secrets; mlpack never reads them")
+    try:
+        _check_readable(root, path, name)
+        data = _read_regular(path, name)
+    except _Skipped as skipped:
+        warnings.append(str(skipped))
         return None
+    return _decode(name, data, warnings)
+
+
+def _check_readable(root: Path, path: Path, name: str) -> None:
+    """Refuse, before opening, secrets, escapes from the repository, non-files and big files."""
+    if path.name == ".env" or path.name.startswith(".env."):
+        raise _Skipped(f"{name}: .env files hold secrets; mlpack never reads them")
     if not inside(root, path):
         what = "a symlink leading" if path.is_symlink() else "a path"
-        warnings.append(f"{name}: {what} outside the repository; not followed")
-        return None
+        raise _Skipped(f"{name}: {what} outside the repository; not followed")
     try:
         st = path.stat()
     except FileNotFoundError:
-        warnings.append(f"{name}: not found (or a dangling symlink); skipped")
-        return None
+        raise _Skipped(f"{name}: not found (or a dangling symlink); skipped") from None
     except OSError as exc:
-        warnings.append(f"{name}: cannot be read ({exc.strerror}); skipped")
-        return None
+        raise _Skipped(f"{name}: cannot be read ({exc.strerror}); skipped") from None
     if not stat.S_ISREG(st.st_mode):
         kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
-        warnings.append(f"{name}: is {kind}, not a regular file; skipped")
-        return None
+        raise _Skipped(f"{name}: is {kind}, not a regular file; skipped")
     if st.st_size > MAX_BYTES:
-        warnings.append(f"{name}: {st.st_size} bytes, over the {MAX_BYTES} byte limit; skipped")
-        return None
+        raise _Skipped(f"{name}: {st.st_size} bytes, over the {MAX_BYTES} byte limit; skipped")
+
+
+def _read_regular(path: Path, name: str) -> bytes:
+    """Read at most ``MAX_BYTES``, refusing a file that stopped being a regular file or grew."""
     try:
         # O_NONBLOCK: if the file was swapped for a FIFO after the stat, open must not hang.
         flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(path.resolve(), flags)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                warnings.append(f"{name}: changed while being read; skipped")
-                return None
+                raise _Skipped(f"{name}: changed while being read; skipped")
             data = _read_at_most(fd, MAX_BYTES + 1)
         finally:
             os.close(fd)
     except OSError as exc:
-        warnings.append(f"{name}: cannot be read ({exc.strerror}); skipped")
-        return None
+        raise _Skipped(f"{name}: cannot be read ({exc.strerror}); skipped") from None
     if len(data) > MAX_BYTES:
-        warnings.append(f"{name}: over the {MAX_BYTES} byte limit; skipped")
-        return None
-    return _decode(name, data, warnings)
+        raise _Skipped(f"{name}: over the {MAX_BYTES} byte limit; skipped")
+    return data
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:

@@ -30,25 +30,11 @@ def read_environment(root: Path, path: Path, *, warnings: list[str]) -> tuple[Co
     if text is None:
         return ()
     name = rel(root, path)
-    import yaml  # only here: most repositories have no environment file (and it costs start-up)
-
-    try:
-        # compose, not load: nodes keep their line numbers, and no object is ever constructed.
-        document = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        warnings.append(f"{name}{at}: invalid YAML ({problem}); not read")
-        return ()
-    except RecursionError:
-        warnings.append(f"{name}: nested too deeply to parse; not read")
-        return ()
+    document = _compose(text, name, warnings)
     if document is None:
         return ()
-    if not isinstance(document, yaml.MappingNode):
-        warnings.append(f"{name}: not a conda environment file (no top-level mapping); not read")
-        return ()
+    import yaml
+
     deps = _value(document, "dependencies")
     if deps is None:
         return ()
@@ -57,25 +43,53 @@ def read_environment(root: Path, path: Path, *, warnings: list[str]) -> tuple[Co
         return ()
     entries: list[CondaDependency] = []
     for item in deps.value:
-        if isinstance(item, yaml.ScalarNode):
-            entries.append(
-                CondaDependency(text=str(item.value), line=item.start_mark.line + 1, pip=False)
-            )
-            continue
-        pip = _value(item, "pip") if isinstance(item, yaml.MappingNode) else None
-        if isinstance(pip, yaml.SequenceNode):
-            for line in pip.value:
-                if isinstance(line, yaml.ScalarNode):
-                    entries.append(
-                        CondaDependency(
-                            text=str(line.value), line=line.start_mark.line + 1, pip=True
-                        )
-                    )
-                else:
-                    warnings.append(f"{name}:{line.start_mark.line + 1}: pip entry is not text")
-        else:
-            warnings.append(f"{name}:{item.start_mark.line + 1}: unexpected dependency entry")
+        entries += _entries(item, name, warnings)
     return tuple(entries)
+
+
+def _compose(text: str, name: str, warnings: list[str]) -> yaml.MappingNode | None:
+    """The document's node tree, or None (warned unless empty) when it is unusable.
+
+    ``compose``, not ``load``: nodes keep their line numbers, and no object is ever constructed.
+    """
+    import yaml  # only here: most repositories have no environment file (and it costs start-up)
+
+    try:
+        document = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        warnings.append(f"{name}{at}: invalid YAML ({problem}); not read")
+        return None
+    except RecursionError:
+        warnings.append(f"{name}: nested too deeply to parse; not read")
+        return None
+    if document is not None and not isinstance(document, yaml.MappingNode):
+        warnings.append(f"{name}: not a conda environment file (no top-level mapping); not read")
+        return None
+    return document
+
+
+def _entries(item: yaml.Node, name: str, warnings: list[str]) -> list[CondaDependency]:
+    """One item of ``dependencies``: a conda spec, or a ``pip:`` list of requirement lines."""
+    import yaml
+
+    if isinstance(item, yaml.ScalarNode):
+        return [CondaDependency(text=str(item.value), line=item.start_mark.line + 1, pip=False)]
+    pip = _value(item, "pip") if isinstance(item, yaml.MappingNode) else None
+    if not isinstance(pip, yaml.SequenceNode):
+        warnings.append(f"{name}:{item.start_mark.line + 1}: unexpected dependency entry")
+        return []
+    entries = []
+    for line in pip.value:
+        if isinstance(line, yaml.ScalarNode):
+            entries.append(
+                CondaDependency(text=str(line.value), line=line.start_mark.line + 1, pip=True)
+            )
+        else:
+            warnings.append(f"{name}:{line.start_mark.line + 1}: pip entry is not text")
+    return entries
 
 
 def _value(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:

@@ -142,18 +142,53 @@ def read_setup_py(root: Path, path: Path, *, warnings: list[str]) -> SetupInfo |
     if text is None:
         return None
     name = rel(root, path)
-    try:
-        module = ast.parse(text, filename=name)
-    except SyntaxError as exc:
-        warnings.append(f"{name}:{exc.lineno or 0}: syntax error ({exc.msg}); not read")
-        return None
-    except (RecursionError, MemoryError, ValueError):
-        warnings.append(f"{name}: too deeply nested or invalid to parse; not read")
+    module = _parse(text, name, warnings)
+    if module is None:
         return None
     call = _find_setup_call(module)
     if call is None:
         return SetupInfo()
     evaluator = _Evaluator(module)
+    project: str | None = None
+    python: SetupValue | None = None
+    install: tuple[SetupValue, ...] = ()
+    extras: list[tuple[str, tuple[SetupValue, ...]]] = []
+    for key, value in _setup_keywords(call, evaluator, name, warnings):
+        try:
+            if key == "name":
+                project = evaluator.string(value).text
+            elif key == "python_requires":
+                python = evaluator.string(value)
+            elif key == "install_requires":
+                install = evaluator.strings(value)
+            elif key == "extras_require":
+                pairs = evaluator.mapping(value)
+                extras = []
+                _read_extras(evaluator, value, pairs, extras)
+        except _Dynamic as exc:
+            if key != "name":
+                line = exc.line or value.lineno
+                warnings.append(f"{name}:{line}: {key} is not a literal; {_NOT_RUN}")
+    return SetupInfo(
+        name=project, python_requires=python, install_requires=install, extras_require=tuple(extras)
+    )
+
+
+def _parse(text: str, name: str, warnings: list[str]) -> ast.Module | None:
+    """The module's syntax tree, or None (warned) when it does not parse."""
+    try:
+        return ast.parse(text, filename=name)
+    except SyntaxError as exc:
+        warnings.append(f"{name}:{exc.lineno or 0}: syntax error ({exc.msg}); not read")
+    except (RecursionError, MemoryError, ValueError):
+        warnings.append(f"{name}: too deeply nested or invalid to parse; not read")
+    return None
+
+
+def _setup_keywords(
+    call: ast.Call, evaluator: _Evaluator, name: str, warnings: list[str]
+) -> list[tuple[str, ast.expr]]:
+    """The keyword arguments of ``setup()``, those of ``setup(**{...})`` with a literal dict too."""
     keywords: list[tuple[str, ast.expr]] = []
     for kw in call.keywords:
         if kw.arg is not None:
@@ -165,34 +200,20 @@ def read_setup_py(root: Path, path: Path, *, warnings: list[str]) -> SetupInfo |
                     keywords.append((dict_key.value, dict_value))
         except _Dynamic as exc:
             warnings.append(f"{name}:{exc.line}: setup(**...) is not a literal dict; {_NOT_RUN}")
-    project: str | None = None
-    python: SetupValue | None = None
-    install: tuple[SetupValue, ...] = ()
-    extras: list[tuple[str, tuple[SetupValue, ...]]] = []
-    for key, value in keywords:
-        try:
-            if key == "name":
-                project = evaluator.string(value).text
-            elif key == "python_requires":
-                python = evaluator.string(value)
-            elif key == "install_requires":
-                install = evaluator.strings(value)
-            elif key == "extras_require":
-                pairs = evaluator.mapping(value)
-                extras = []
-                for extra_key, extra_value in pairs:
-                    if extra_key is None:
-                        raise _Dynamic(value)
-                    extras.append(
-                        (evaluator.string(extra_key).text, evaluator.strings(extra_value))
-                    )
-        except _Dynamic as exc:
-            if key != "name":
-                line = exc.line or value.lineno
-                warnings.append(f"{name}:{line}: {key} is not a literal; {_NOT_RUN}")
-    return SetupInfo(
-        name=project, python_requires=python, install_requires=install, extras_require=tuple(extras)
-    )
+    return keywords
+
+
+def _read_extras(
+    evaluator: _Evaluator,
+    value: ast.expr,
+    pairs: list[tuple[ast.expr | None, ast.expr]],
+    extras: list[tuple[str, tuple[SetupValue, ...]]],
+) -> None:
+    """Append ``extras_require``'s literal extras in order, up to the first one that is not."""
+    for extra_key, extra_value in pairs:
+        if extra_key is None:
+            raise _Dynamic(value)
+        extras.append((evaluator.string(extra_key).text, evaluator.strings(extra_value)))
 
 
 def _cfg_line(lines: Sequence[str], section: str, key: str, value: str | None = None) -> int | None:

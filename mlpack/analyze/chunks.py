@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Final
 
@@ -225,9 +225,7 @@ def chunks(text: str) -> list[Chunk]:
     candidates = sorted(i for i in (line_of(p) for p in _trigger_positions(text)) if not masked[i])
     if not candidates:
         return []
-    defs: list[tuple[int, int]] | None = None  # found on first need: most files never need it
-    def_lines: list[int] = []
-    ends: dict[int, int] = {}
+    defs: _Defs | None = None  # found on first need: most files never need them
     chosen: set[tuple[int, int, int, str]] = set()
     for i in candidates:
         k = bisect.bisect_right(boundaries, i) - 1
@@ -236,24 +234,50 @@ def chunks(text: str) -> list[Chunk]:
         span = (start, end, 0, "")
         if end - start > LONG_STATEMENT:
             if defs is None:
-                defs = _def_lines(text, line_of, masked)
-                def_lines = [d[0] for d in defs]
-            found = _innermost_def(
-                text,
-                starts=starts,
-                masked=masked,
-                lines=lines,
-                defs=defs,
-                def_lines=def_lines,
-                ends=ends,
-                line=i,
-                floor=start,
+                headers = _def_lines(text, line_of, masked)
+                defs = _Defs(headers=headers, lines=[d[0] for d in headers])
+            span = _narrow(
+                text, starts=starts, masked=masked, lines=lines, defs=defs, span=span, line=i
             )
-            if found is not None:
-                span = (*found, "")
-            if span[1] - span[0] > LONG_STATEMENT:
-                span = _body_statement(lines, masked, span, i) or span
         chosen.add(span)
+    return _assemble(chosen, lines)
+
+
+@dataclass(kw_only=True)
+class _Defs:
+    """A file's def/class headers ``(line, indent)``, and the block ends computed so far."""
+
+    headers: list[tuple[int, int]]
+    lines: list[int]  # the header lines alone, for bisect
+    ends: dict[int, int] = field(default_factory=dict)
+
+
+def _narrow(
+    text: str,
+    *,
+    starts: list[int],
+    masked: bytearray,
+    lines: list[str],
+    defs: _Defs,
+    span: tuple[int, int, int, str],
+    line: int,
+) -> tuple[int, int, int, str]:
+    """Narrow a long statement to the innermost def/class around ``line``.
+
+    One still too long is narrowed to the statement of its body that holds ``line``.
+    """
+    found = _innermost_def(
+        text, starts=starts, masked=masked, lines=lines, defs=defs, line=line, floor=span[0]
+    )
+    if found is not None:
+        span = (*found, "")
+    if span[1] - span[0] > LONG_STATEMENT:
+        span = _body_statement(lines, masked, span, line) or span
+    return span
+
+
+def _assemble(chosen: set[tuple[int, int, int, str]], lines: list[str]) -> list[Chunk]:
+    """The chunks in file order: nested spans dropped, adjacent top-level statements joined."""
     result: list[Chunk] = []
     covered_until = -1
     for start, end, indent, wrapped in sorted(chosen, key=lambda s: (s[0], -s[1])):
@@ -264,10 +288,10 @@ def chunks(text: str) -> list[Chunk]:
             result.append(Chunk(start, end, indent, text, wrapped=True))
             covered_until = max(covered_until, end)
             continue
+        first = start
         if result and indent == 0 and result[-1].indent == 0 and result[-1].end == start:
-            prev = result.pop()  # adjacent top-level statements: parse them together
-            start = prev.start
-        result.append(Chunk(start, end, indent, _dedent(lines[start:end], indent)))
+            first = result.pop().start  # adjacent top-level statements: parse them together
+        result.append(Chunk(first, end, indent, _dedent(lines[first:end], indent)))
         covered_until = max(covered_until, end)
     return result
 
@@ -284,6 +308,26 @@ def _body_statement(
     statement that does not parse still makes the caller parse the whole file.
     """
     start, end, indent, _ = span
+    found = _def_header(lines, masked, start, indent, line)
+    if found is None:
+        return None
+    header, wrapper = found
+    body = _body_indent(lines, masked, header, line, indent)
+    if body < 0:
+        return None
+    first = _statement_start(lines, masked, header, line, body)
+    if first < 0:
+        return None
+    return (first, _statement_end(lines, masked, first, end, body), body, wrapper)
+
+
+def _def_header(
+    lines: list[str], masked: bytearray, start: int, indent: int, line: int
+) -> tuple[int, str] | None:
+    """The last header line of the def/class at ``start`` (after its decorators) and wrapper.
+
+    The wrapper is the line its body statements parse under; None when unsure.
+    """
     header, wrapper = -1, ""
     for h in range(start, min(line, start + LONG_STATEMENT)):
         text = lines[h]
@@ -299,19 +343,22 @@ def _body_statement(
     if header < 0 or "\t" in lines[header][:indent]:
         return None
     header = _header_end(lines, masked, header, line)
-    if header < 0:
-        return None
-    body = -1
+    return None if header < 0 else (header, wrapper)
+
+
+def _body_indent(lines: list[str], masked: bytearray, header: int, line: int, indent: int) -> int:
+    """The indent of the body's first line, or -1 when unsure (tabs, or not indented)."""
     for j in range(header + 1, line + 1):
         stripped = lines[j].lstrip(" ")
         if masked[j] or not stripped or stripped[0] == "#":
             continue
         body = len(lines[j]) - len(stripped)
-        if stripped[0] == "\t" or body <= indent:
-            return None
-        break
-    if body < 0:
-        return None
+        return -1 if stripped[0] == "\t" or body <= indent else body
+    return -1
+
+
+def _statement_start(lines: list[str], masked: bytearray, header: int, line: int, body: int) -> int:
+    """The first line (decorators included) of the body statement holding ``line``, or -1."""
     first = -1
     for j in range(line, header, -1):
         stripped = lines[j].lstrip(" \t")
@@ -319,14 +366,19 @@ def _body_statement(
             continue
         level = len(lines[j]) - len(stripped)
         if level < body:
-            return None
+            return -1
         if level == body and _starts_statement(stripped):
             first = j
             break
     if first < 0:
-        return None
+        return -1
     while first - 1 > header and not masked[first - 1] and lines[first - 1][body:].startswith("@"):
         first -= 1
+    return first
+
+
+def _statement_end(lines: list[str], masked: bytearray, first: int, end: int, body: int) -> int:
+    """The line after the body statement that starts at ``first`` (at most ``end``)."""
     j = first + 1
     if lines[first][body:].startswith("@"):  # through the decorated def/class line
         while j < end and (masked[j] or _level(lines[j], body) != body or lines[j][body] == "@"):
@@ -341,7 +393,7 @@ def _body_statement(
             ):
                 break
         j += 1
-    return (first, min(j, end), body, wrapper)
+    return min(j, end)
 
 
 def _header_end(lines: list[str], masked: bytearray, header: int, line: int) -> int:
@@ -382,16 +434,15 @@ def _innermost_def(
     starts: list[int],
     masked: bytearray,
     lines: list[str],
-    defs: list[tuple[int, int]],
-    def_lines: list[int],
-    ends: dict[int, int],
+    defs: _Defs,
     line: int,
     floor: int,
 ) -> tuple[int, int, int] | None:
     """The innermost def/class that encloses ``line`` (with its decorators), or None."""
+    def_lines, ends = defs.lines, defs.ends
     k = bisect.bisect_right(def_lines, line) - 1
     while k >= 0 and def_lines[k] > floor:
-        j, indent = defs[k]
+        j, indent = defs.headers[k]
         k -= 1
         if indent == 0:
             continue
@@ -471,6 +522,22 @@ def _masked_lines(text: str, starts: list[int], count: int) -> bytearray:
 
 def _trigger_positions(text: str) -> list[int]:
     """Offsets of every place that may hold a fact (a superset; the parser decides)."""
+    found = _word_positions(text)
+    os_words = _env_positions(text, found)
+    for word, continuations in PREFIXED_WORDS:
+        pos = text.find(word)
+        while pos >= 0:
+            if text.startswith(continuations, pos):
+                found.append(pos)
+            pos = text.find(word, pos + len(word))
+    _literal_positions(text, found)
+    if os_words:  # only where environ or getenv occurs can an alias of it exist
+        _alias_positions(text, found)
+    return found
+
+
+def _word_positions(text: str) -> list[int]:
+    """Offsets of the trigger words; server starts only matter in a script with a guard."""
     found: list[int] = []
     seen: set[str] = set()  # the words found: server starts depend on __main__
     words: tuple[str, ...] = WORDS
@@ -482,10 +549,17 @@ def _trigger_positions(text: str) -> list[int]:
             while pos >= 0:
                 found.append(pos)
                 pos = text.find(word, pos + len(word))
-        # Server starts only matter in a script: a second round only when it has a guard.
+        # A second round only when the file has a guard.
         words = MAIN_WORDS if words is WORDS and "__main__" in seen else ()
-    # environ and getenv in one search for the "env" they share (about 1 in 10^5 characters).
-    os_words = False  # only where one of them occurs can an alias of it exist
+    return found
+
+
+def _env_positions(text: str, found: list[int]) -> bool:
+    """Add the offsets of environ and getenv; True when there was one.
+
+    One search for the "env" they share (about 1 in 10^5 characters).
+    """
+    os_words = False
     pos = text.find("env")
     while pos >= 0:
         if text.startswith("environ", pos):
@@ -495,12 +569,15 @@ def _trigger_positions(text: str) -> list[int]:
             found.append(pos - 3)
             os_words = True
         pos = text.find("env", pos + 3)
-    for word, continuations in PREFIXED_WORDS:
-        pos = text.find(word)
-        while pos >= 0:
-            if text.startswith(continuations, pos):
-                found.append(pos)
-            pos = text.find(word, pos + len(word))
+    return os_words
+
+
+def _literal_positions(text: str, found: list[int]) -> None:
+    """Add path calls and keywords with a literal argument.
+
+    ``open("x")``, ``output_dir="x"``, and ``torch.save(obj, "path")`` or
+    ``joblib.dump(obj, "path")`` (a literal later on the line).
+    """
     for pattern, names in ((_LITERAL_ARG, PATH_CALLS), (_LITERAL_KW, PATH_KEYWORDS)):
         for match in pattern.finditer(text):
             pos = end = match.start()
@@ -508,7 +585,6 @@ def _trigger_positions(text: str) -> list[int]:
                 end -= 1
             if text.endswith(names, max(0, end - 24), end):
                 found.append(pos)
-    # torch.save(obj, "path"), joblib.dump(obj, "path"): a literal later on the line.
     for word in ("save(", "dump("):
         pos = text.find(word)
         while pos >= 0:
@@ -517,13 +593,13 @@ def _trigger_positions(text: str) -> list[int]:
             if '"' in rest or "'" in rest:
                 found.append(pos)
             pos = text.find(word, pos + 1)
-    # `from os import environ as E`: uses of E carry no trigger word of their own.
-    aliases = (
-        {alias for pattern in _OS_ALIASES for alias in pattern.findall(text)} if os_words else ()
-    )
+
+
+def _alias_positions(text: str, found: list[int]) -> None:
+    """`from os import environ as E`: add the uses of E, which carry no trigger word."""
+    aliases = {alias for pattern in _OS_ALIASES for alias in pattern.findall(text)}
     for alias in aliases:
         found.extend(m.start() for m in re.finditer(rf"\b{re.escape(alias)}\b", text))
-    return found
 
 
 def _def_lines(

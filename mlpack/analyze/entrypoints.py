@@ -189,13 +189,13 @@ def _ep(
 
 
 def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tuple[int, Entrypoint]]:
-    found: list[tuple[int, Entrypoint]] = []
+    """The entrypoints one file defines, each with its score (a higher score ranks first)."""
     folder = path.rpartition("/")[0]
     script = facts.script if not folder or f"{folder}/__init__.py" not in files else 0
     if not (facts.apps or facts.main or script or path.rpartition("/")[2] == "__main__.py"):
-        return found  # most files: nothing that starts anything
+        return []  # most files: nothing that starts anything
     if _excluded(path) or path.endswith(".ipynb"):
-        return found
+        return []
     stem = path.rpartition("/")[2][:-3]
     module = _module_path(path, files)
     ui = _ui_framework(facts)
@@ -203,13 +203,30 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
         command: tuple[str, ...] = ("streamlit", "run", path, *STREAMLIT_COMMAND)
         line = facts.main or script or 1
         return [(185 - 5 * _depth(path), _ep("inference", command, path, f"{path}:{line}", stem))]
+    found = _apps(path, facts, files) if module is not None else []
+    if stem == "__main__":
+        return found + _package_main(path, facts, files)
+    if facts.main or script:
+        source = f"{path}:{facts.main or script}"
+        run = _script_run(path, facts, files, module)
+        if facts.serves or ui == "gradio":
+            found.append((_app_score(path) - 10, _ep("inference", run, path, source, stem)))
+        else:
+            kind = _kind_of(stem)
+            score = _script_score(path, stem, kind, guarded=bool(facts.main))
+            found.append((score, _ep(kind, run, path, source, stem)))
+    return found
+
+
+def _apps(path: str, facts: FileFacts, files: frozenset[str]) -> list[tuple[int, Entrypoint]]:
+    """Web apps defined at module level, served from their import root."""
+    found = []
     for var, framework, line in facts.apps:
-        if module is None:
-            continue
         app_dir = _import_root(path, facts, files)
         dotted = path[len(app_dir) + 1 if app_dir else 0 : -3].replace("/", ".")
         dotted = dotted.removesuffix(".__init__")
         target = f"{dotted}:{var}"
+        command: tuple[str, ...]
         if framework == "flask":
             command = ("gunicorn", "--bind", "0.0.0.0:8000", target)
             if app_dir:
@@ -219,46 +236,55 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
             if app_dir:
                 command = ("uvicorn", target, "--app-dir", app_dir, *HOST_PORT)
         found.append((_app_score(path), _ep("inference", command, path, f"{path}:{line}", "serve")))
-    if stem == "__main__":
-        package = _module_path(path.rpartition("/")[0] + "/__init__.py", files)
-        if package is not None and package[0] and facts.error is None:
-            dotted = package[0]
-            name = dotted.rpartition(".")[2]
-            command = ("python", "-m", dotted)
-            found.append((120 - 5 * _depth(path), _ep("training", command, path, path, name)))
-        return found
-    if facts.main or script:
-        source = f"{path}:{facts.main or script}"
-        run = _script_command(path, module, files)
-        app_dir = _import_root(path, facts, files) if run[:2] == ("python", "-m") else ""
-        own = path[len(app_dir) + 1 :].split("/", 1)[0]
-        if app_dir not in {"", "src"} and any(
-            m == own or m.startswith(f"{own}.") for m, *_ in facts.imports
-        ):  # the package imports itself by its name: it runs from its subproject folder
-            dotted = path[len(app_dir) + 1 : -3].replace("/", ".").removesuffix(".__init__")
-            run = ("sh", "-c", f"cd {shlex.quote(app_dir)} && python -m {dotted}")
-        if facts.serves or ui == "gradio":
-            score = _app_score(path) - 10
-            found.append((score, _ep("inference", run, path, source, stem)))
-        else:
-            lowered = stem.lower()
-            kind = _kind_of(stem)
-            if path == "train.py":
-                score = 200
-            elif any(w.startswith(TRAIN_WORDS) for w in _words(stem)):
-                score = 180
-            elif kind == "inference":
-                score = 170
-            elif lowered in {"main", "run", "cli"}:
-                score = 150
-            elif _is_utility(stem):
-                score = 100
-            else:
-                score = 120
-            if not facts.main:
-                score -= 5  # no guard: a little less sure it is meant to be run
-            found.append((score - 10 * _depth(path), _ep(kind, run, path, source, stem)))
     return found
+
+
+def _package_main(
+    path: str, facts: FileFacts, files: frozenset[str]
+) -> list[tuple[int, Entrypoint]]:
+    """A package's ``__main__.py``: ``python -m pkg``."""
+    package = _module_path(path.rpartition("/")[0] + "/__init__.py", files)
+    if package is None or not package[0] or facts.error is not None:
+        return []
+    dotted = package[0]
+    name = dotted.rpartition(".")[2]
+    command = ("python", "-m", dotted)
+    return [(120 - 5 * _depth(path), _ep("training", command, path, path, name))]
+
+
+def _script_run(
+    path: str, facts: FileFacts, files: frozenset[str], module: tuple[str, bool] | None
+) -> tuple[str, ...]:
+    """The command that runs a script; a subproject's package runs from its own folder."""
+    run = _script_command(path, module, files)
+    app_dir = _import_root(path, facts, files) if run[:2] == ("python", "-m") else ""
+    own = path[len(app_dir) + 1 :].split("/", 1)[0]
+    if app_dir not in {"", "src"} and any(
+        m == own or m.startswith(f"{own}.") for m, *_ in facts.imports
+    ):  # the package imports itself by its name: it runs from its subproject folder
+        dotted = path[len(app_dir) + 1 : -3].replace("/", ".").removesuffix(".__init__")
+        run = ("sh", "-c", f"cd {shlex.quote(app_dir)} && python -m {dotted}")
+    return run
+
+
+def _script_score(path: str, stem: str, kind: EntrypointKind, *, guarded: bool) -> int:
+    """Rank by name: a root ``train.py``, then training, inference, ``main``, other, utilities."""
+    lowered = stem.lower()
+    if path == "train.py":
+        score = 200
+    elif any(w.startswith(TRAIN_WORDS) for w in _words(stem)):
+        score = 180
+    elif kind == "inference":
+        score = 170
+    elif lowered in {"main", "run", "cli"}:
+        score = 150
+    elif _is_utility(stem):
+        score = 100
+    else:
+        score = 120
+    if not guarded:
+        score -= 5  # no guard: a little less sure it is meant to be run
+    return score - 10 * _depth(path)
 
 
 def _app_score(path: str) -> int:

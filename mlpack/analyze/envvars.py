@@ -55,7 +55,7 @@ def analyze_env(
     example_defaults: dict[str, str] = {}
     for path, file_facts in facts.items():
         if reach is not None and path not in reach.runtime and path not in reach.optional:
-            continue
+            continue  # a variable only an example, a test or a script reads is not the project's
         for name, line, literal in file_facts.env:
             if not _NAME.match(name):
                 continue
@@ -69,24 +69,28 @@ def analyze_env(
                 locations.setdefault(name, []).append((rel, line))
                 if value and name not in example_defaults:
                     example_defaults[name] = value
-    result = []
-    for name in sorted(locations):
-        secret = is_secret(name)
-        default: str | None = None
-        if not secret:
-            if name in code_defaults:
-                default = min(code_defaults[name])[1]
-            else:
-                default = example_defaults.get(name)
-        result.append(
-            EnvVar(
-                name=name,
-                default=default,
-                secret=secret,
-                locations=tuple(f"{p}:{n}" for p, n in sorted(set(locations[name]))),
-            )
+    return tuple(
+        EnvVar(
+            name=name,
+            default=_default(name, code_defaults, example_defaults),
+            secret=is_secret(name),
+            locations=tuple(f"{p}:{n}" for p, n in sorted(set(locations[name]))),
         )
-    return tuple(result)
+        for name in sorted(locations)
+    )
+
+
+def _default(
+    name: str,
+    code_defaults: Mapping[str, list[tuple[tuple[str, int], str]]],
+    example_defaults: Mapping[str, str],
+) -> str | None:
+    """The code's first default beats an example file's; a secret never shows one."""
+    if is_secret(name):
+        return None
+    if name in code_defaults:
+        return min(code_defaults[name])[1]
+    return example_defaults.get(name)
 
 
 def _read_example(path: Path, rel: str, warnings: list[str]) -> list[tuple[str, int, str]]:

@@ -366,13 +366,60 @@ def analyze_imports(
     """
     settings = settings or ImportSettings()
     curated = {**import_map(), **{k: (v,) for k, v in settings.import_map.items()}}
+    uses = _third_party_uses(
+        tree,
+        facts,
+        python_version=python_version,
+        declared=declared,
+        installed=installed,
+        curated=curated,
+        settings=settings,
+    )
+    main_decl = _main_declarations(declared)
+    ambiguous: list[Ambiguity] = []
+    chosen, dist_uses = _choose(
+        uses,
+        settings=settings,
+        providers=_declared_providers(declared, installed),
+        installed=installed,
+        curated=curated,
+        ambiguous=ambiguous,
+        warnings=warnings,
+    )
+    packages: list[Package] = []
+    for dist in sorted(set(chosen) | set(main_decl)):
+        if dist in settings.exclude:
+            continue
+        req = main_decl.get(dist)
+        dist_use = dist_uses.get(dist)
+        imports = tuple(sorted(chosen.get(dist, ())))
+        if req is not None:
+            packages.append(_declared_package(dist, req, dist_use, imports, reach, warnings))
+        elif dist_use is not None:  # every dist is declared or imported
+            packages.append(_inferred_package(dist, dist_use, imports, reach, warnings))
+    return ImportAnalysis(packages=tuple(packages), ambiguous=tuple(ambiguous))
+
+
+def _third_party_uses(
+    tree: RepoTree,
+    facts: Mapping[str, FileFacts],
+    *,
+    python_version: str,
+    declared: tuple[DeclaredRequirement, ...],
+    installed: InstalledEvidence,
+    curated: Mapping[str, tuple[str, ...]],
+    settings: ImportSettings,
+) -> dict[str, _Use]:
+    """Every import that is not the standard library, the repository's own, or ignored.
+
+    Keyed by the longest dotted name that some mapping knows (``google.protobuf``).
+    """
     stdlib = stdlib_modules(python_version) | {"__future__", "__main__", "builtins"}
     known = set(curated) | set(installed.provides)
     known.update(canonicalize_name(d.name).replace("-", "_") for d in declared)
     own = own_modules(tree, {k.split(".")[0] for k in known})
     own |= {m for file_facts in facts.values() for m in file_facts.modules}
     siblings = _siblings(tree)
-
     uses: dict[str, _Use] = {}
     for path, file_facts in facts.items():
         folder = path.rpartition("/")[0]
@@ -388,18 +435,38 @@ def analyze_imports(
             use.locations.append((path, line))
             use.optional.append(bool(flags & _SOFT))
             use.flags.append(flags)
+    return uses
 
-    providers = _declared_providers(declared, installed)
+
+def _main_declarations(
+    declared: tuple[DeclaredRequirement, ...],
+) -> dict[str, DeclaredRequirement]:
+    """One declaration per distribution: the first, unless a later one is a main dependency."""
     main_decl: dict[str, DeclaredRequirement] = {}
     for declaration in declared:
         name = canonicalize_name(declaration.name)
         current = main_decl.get(name)
         if current is None or (current.group is not None and declaration.group is None):
             main_decl[name] = declaration
+    return main_decl
 
-    chosen: dict[str, list[str]] = {}  # dist -> import keys
+
+def _choose(
+    uses: Mapping[str, _Use],
+    *,
+    settings: ImportSettings,
+    providers: Mapping[str, list[str]],
+    installed: InstalledEvidence,
+    curated: Mapping[str, tuple[str, ...]],
+    ambiguous: list[Ambiguity],
+    warnings: list[str],
+) -> tuple[dict[str, list[str]], dict[str, _Use]]:
+    """The distribution of each import key: the user's ``import-map`` first, then evidence.
+
+    Returns the import keys of each distribution and the uses of all of its keys together.
+    """
+    chosen: dict[str, list[str]] = {}
     dist_uses: dict[str, _Use] = {}
-    ambiguous: list[Ambiguity] = []
     for key in sorted(uses):
         use = uses[key]
         mapped = settings.import_map.get(key) or settings.import_map.get(key.split(".")[0])
@@ -419,61 +486,62 @@ def analyze_imports(
         merged.locations.extend(use.locations)
         merged.optional.extend(use.optional)
         merged.flags.extend(use.flags)
+    return chosen, dist_uses
 
-    packages: list[Package] = []
-    for dist in sorted(set(chosen) | set(main_decl)):
-        if dist in settings.exclude:
-            continue
-        req = main_decl.get(dist)
-        dist_use = dist_uses.get(dist)
-        imports = tuple(sorted(chosen.get(dist, ())))
-        usage, chain = dist_use.usage(reach) if dist_use is not None else ("runtime", ())
-        if req is not None:
-            if dist_use is None and req.group is not None:
-                usage = "dev" if req.group in DEV_GROUPS else "optional"
-            packages.append(
-                Package(
-                    name=dist,
-                    specifier=req.specifier,
-                    source=req.source,
-                    imports=imports,
-                    optional=req.group is not None,
-                    declared=True,
-                    used=dist_use is not None,
-                    extras=req.extras,
-                    marker=req.marker,
-                    url=req.url,
-                    group=req.group,
-                    usage=usage,
-                    reached_from=chain,
-                )
-            )
-            local = req.editable or (req.url or "").startswith(("file:", "."))
-            if dist_use is None and req.group is None and not local and not is_runtime_only(dist):
-                warnings.append(f"declared but never imported: {dist} ({req.source})")
-            continue
-        if dist_use is None:  # pragma: no cover - every dist is declared or imported
-            continue
-        locations = _fmt(dist_use.locations)
-        optional = all(dist_use.optional)
-        packages.append(
-            Package(
-                name=dist,
-                specifier="",
-                source=chain[-1] if chain else locations[0],  # the use that decided
-                imports=imports,
-                optional=optional,
-                declared=False,
-                used=True,
-                usage=usage,
-                reached_from=chain,
-            )
-        )
-        kind = "" if usage == "runtime" else f"{usage}, "
-        warnings.append(
-            f"undeclared: {dist} ({kind}imported as {', '.join(imports)} at {locations[0]})"
-        )
-    return ImportAnalysis(packages=tuple(packages), ambiguous=tuple(ambiguous))
+
+def _declared_package(
+    dist: str,
+    req: DeclaredRequirement,
+    dist_use: _Use | None,
+    imports: tuple[str, ...],
+    reach: Reach | None,
+    warnings: list[str],
+) -> Package:
+    """A declared distribution; an unused main one is warned about unless it works unimported."""
+    usage, chain = dist_use.usage(reach) if dist_use is not None else ("runtime", ())
+    if dist_use is None and req.group is not None:
+        usage = "dev" if req.group in DEV_GROUPS else "optional"
+    local = req.editable or (req.url or "").startswith(("file:", "."))
+    if dist_use is None and req.group is None and not local and not is_runtime_only(dist):
+        warnings.append(f"declared but never imported: {dist} ({req.source})")
+    return Package(
+        name=dist,
+        specifier=req.specifier,
+        source=req.source,
+        imports=imports,
+        optional=req.group is not None,
+        declared=True,
+        used=dist_use is not None,
+        extras=req.extras,
+        marker=req.marker,
+        url=req.url,
+        group=req.group,
+        usage=usage,
+        reached_from=chain,
+    )
+
+
+def _inferred_package(
+    dist: str, dist_use: _Use, imports: tuple[str, ...], reach: Reach | None, warnings: list[str]
+) -> Package:
+    """A distribution that only imports name; its source is the use that decided its group."""
+    usage, chain = dist_use.usage(reach)
+    locations = _fmt(dist_use.locations)
+    kind = "" if usage == "runtime" else f"{usage}, "
+    warnings.append(
+        f"undeclared: {dist} ({kind}imported as {', '.join(imports)} at {locations[0]})"
+    )
+    return Package(
+        name=dist,
+        specifier="",
+        source=chain[-1] if chain else locations[0],  # the use that decided
+        imports=imports,
+        optional=all(dist_use.optional),
+        declared=False,
+        used=True,
+        usage=usage,
+        reached_from=chain,
+    )
 
 
 # The program an entrypoint's command starts -> the distribution that provides it.
@@ -578,6 +646,28 @@ def _resolve(
         if name in providers:
             return providers[name][0]
     locations = _fmt(use.locations)
+    picked = _from_evidence(key, top, installed, curated)
+    if isinstance(picked, str):
+        return picked
+    if picked:
+        return _ambiguous(key, picked, locations, ambiguous, warnings)
+    if top in NAMESPACE_ROOTS and key not in curated:
+        warnings.append(
+            f"unknown: no evidence says which distribution provides {key} "
+            f"(a namespace package; declare it) at {locations[0]}"
+        )
+        return None
+    return _guess(top, locations, warnings)
+
+
+def _from_evidence(
+    key: str, top: str, installed: InstalledEvidence, curated: Mapping[str, tuple[str, ...]]
+) -> str | tuple[str, ...]:
+    """What installed metadata, else the curated table, says provides ``key``.
+
+    One distribution, the candidates when several remain, or ``()`` when neither knows it.
+    Installed metadata wins; the table only narrows its candidates.
+    """
     candidates = curated.get(key) or (curated.get(top) if top == key else None)
     found = installed.provides.get(key) or (installed.provides.get(top) if top == key else None)
     if found:
@@ -587,17 +677,14 @@ def _resolve(
             narrowed = [c for c in candidates if c in found]
             if len(narrowed) == 1 or (len(candidates) == 1 and narrowed):
                 return narrowed[0]
-        return _ambiguous(key, tuple(found), locations, ambiguous, warnings)
+        return tuple(found)
     if candidates:
-        if len(candidates) == 1:
-            return candidates[0]
-        return _ambiguous(key, candidates, locations, ambiguous, warnings)
-    if top in NAMESPACE_ROOTS and key not in curated:
-        warnings.append(
-            f"unknown: no evidence says which distribution provides {key} "
-            f"(a namespace package; declare it) at {locations[0]}"
-        )
-        return None
+        return candidates[0] if len(candidates) == 1 else tuple(candidates)
+    return ()
+
+
+def _guess(top: str, locations: tuple[str, ...], warnings: list[str]) -> str:
+    """The import name as a distribution name; warned when it looks like a local module."""
     guess = canonicalize_name(top.strip("_")) if top.strip("_") else top
     if top.startswith("_") or len(top) <= 2 or top != top.lower() or top in GENERIC_LOCAL_NAMES:
         warnings.append(

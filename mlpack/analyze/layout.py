@@ -122,64 +122,19 @@ def analyze_layout(
     code_dirs.add("src")
     inputs: dict[str, PathUse] = {}
     outputs: dict[str, PathUse] = {}
-
-    uses: list[tuple[str, int, str, str]] = []  # (path, line, file, mode)
-    for file, file_facts in facts.items():
-        if reach is not None and file not in reach.runtime and file not in reach.optional:
+    for raw, line, file, mode in _path_uses(facts, reach):
+        top = _local_folder(raw, mode, tree, files)
+        if top is None or top in code_dirs:
             continue
-        for raw, line, mode in file_facts.paths:
-            uses.append((raw, line, file, mode))
-        for name, line, default in file_facts.env:
-            upper = name.upper()
-            if default and upper.endswith(_PATH_VARS):
-                mode = "w" if any(w in upper for w in _OUTPUT_VARS) else "r"
-                uses.append((default, line, file, mode))
-    for raw, line, file, mode in sorted(uses, key=lambda u: (u[2], u[1], u[0])):
-        path = _normalize(raw)
-        if path is None:
-            continue
-        top, slash, _ = path.partition("/")
-        is_folder = bool(slash)
-        if _VERSION.match(path) or (not is_folder and top in files):
-            continue  # a version string, or a file shipped in the repository (README.md)
-        if (
-            mode != "w"
-            and path.count("/") == 1
-            and not _EXTENSION.search(path)
-            and top not in tree.dirs
-            and top not in INPUT_FOLDERS
-            and top not in OUTPUT_FOLDERS
-        ):
-            continue  # a hub id such as "google/flan-t5", not a local folder
         exists = top in tree.dirs or top in files or (tree.root / top).exists()
-        if mode == "p" and not (
-            raw.startswith(("./", "../")) or top in tree.dirs or top in INPUT_FOLDERS
-        ):
-            continue  # a hub id such as "org/model", not a local folder
-        if top in code_dirs:
-            continue
         source = f"{file}:{line}"
-        if mode == "w":
+        if mode == "w" or top in OUTPUT_FOLDERS:
             kind = OUTPUT_FOLDERS.get(top) or INPUT_FOLDERS.get(top) or "outputs"
             outputs.setdefault(top, PathUse(path=top, kind=kind, source=source, exists=exists))
-            continue
-        if top in OUTPUT_FOLDERS:
-            outputs.setdefault(
-                top, PathUse(path=top, kind=OUTPUT_FOLDERS[top], source=source, exists=exists)
-            )
-            continue
-        if not is_folder and top in files:
-            continue  # a file shipped with the code
-        kind = INPUT_FOLDERS.get(top, "data")
-        inputs.setdefault(top, PathUse(path=top, kind=kind, source=source, exists=exists))
-
-    for name, kind in INPUT_FOLDERS.items():
-        if name not in inputs and name not in code_dirs and (tree.root / name).is_dir():
-            inputs[name] = PathUse(path=name, kind=kind, source="rule: folder exists", exists=True)
-    for name, kind in OUTPUT_FOLDERS.items():
-        if name not in outputs and (tree.root / name).is_dir():
-            outputs[name] = PathUse(path=name, kind=kind, source="rule: folder exists", exists=True)
-
+        else:
+            kind = INPUT_FOLDERS.get(top, "data")
+            inputs.setdefault(top, PathUse(path=top, kind=kind, source=source, exists=exists))
+    _add_existing_folders(tree, inputs, outputs, code_dirs)
     large = [
         LargeFile(path=f.path, size=f.size)
         for f in tree.files
@@ -192,6 +147,69 @@ def analyze_layout(
         code=code_paths(tree),
         large_files=tuple(large),
     )
+
+
+def _path_uses(
+    facts: Mapping[str, FileFacts], reach: Reach | None
+) -> list[tuple[str, int, str, str]]:
+    """(path, line, file, mode) of each literal path and ``DATA_DIR``-style default.
+
+    Only the code the entrypoints run counts; sorted, so a folder's source is its first use.
+    """
+    uses: list[tuple[str, int, str, str]] = []
+    for file, file_facts in facts.items():
+        if reach is not None and file not in reach.runtime and file not in reach.optional:
+            continue
+        for raw, line, mode in file_facts.paths:
+            uses.append((raw, line, file, mode))
+        for name, line, default in file_facts.env:
+            upper = name.upper()
+            if default and upper.endswith(_PATH_VARS):
+                mode = "w" if any(w in upper for w in _OUTPUT_VARS) else "r"
+                uses.append((default, line, file, mode))
+    return sorted(uses, key=lambda u: (u[2], u[1], u[0]))
+
+
+def _local_folder(raw: str, mode: str, tree: RepoTree, files: frozenset[str]) -> str | None:
+    """The top folder of a path the code uses.
+
+    None for a version string, a file shipped in the repository (README.md) or a hub id.
+    """
+    path = _normalize(raw)
+    if path is None:
+        return None
+    top, slash, _ = path.partition("/")
+    if _VERSION.match(path) or (not slash and top in files):
+        return None
+    if (
+        mode != "w"
+        and path.count("/") == 1
+        and not _EXTENSION.search(path)
+        and top not in tree.dirs
+        and top not in INPUT_FOLDERS
+        and top not in OUTPUT_FOLDERS
+    ):
+        return None  # a hub id such as "google/flan-t5", not a local folder
+    if mode == "p" and not (
+        raw.startswith(("./", "../")) or top in tree.dirs or top in INPUT_FOLDERS
+    ):
+        return None  # a hub id such as "org/model", not a local folder
+    return top
+
+
+def _add_existing_folders(
+    tree: RepoTree,
+    inputs: dict[str, PathUse],
+    outputs: dict[str, PathUse],
+    code_dirs: set[str],
+) -> None:
+    """Conventional folders (``data/``, ``outputs/``...) count when they exist, used or not."""
+    for name, kind in INPUT_FOLDERS.items():
+        if name not in inputs and name not in code_dirs and (tree.root / name).is_dir():
+            inputs[name] = PathUse(path=name, kind=kind, source="rule: folder exists", exists=True)
+    for name, kind in OUTPUT_FOLDERS.items():
+        if name not in outputs and (tree.root / name).is_dir():
+            outputs[name] = PathUse(path=name, kind=kind, source="rule: folder exists", exists=True)
 
 
 def code_paths(tree: RepoTree) -> tuple[str, ...]:

@@ -257,6 +257,33 @@ def _looks_like_python2(data: bytes | str) -> bool:
 
 
 def _notebook_facts(data: bytes) -> FileFacts:
+    """Facts of a notebook's code cells; a location's line counts through the cells joined."""
+    cells = _code_cells(data)
+    if isinstance(cells, FileFacts):
+        return cells
+    extractor = _Extractor()
+    offset = 0
+    bad: list[str] = []
+    written: list[str] = []
+    for number, source in enumerate(cells, 1):
+        module = _written_module(source)
+        if module is not None:
+            written.append(module)
+        code = _strip_magics(source, python_file=module is not None)
+        if code is not None and not _extract_cell(extractor, code, offset):
+            bad.append(str(number))
+        offset += source.count("\n") + 1
+    facts = replace(extractor.facts(), modules=tuple(dict.fromkeys(written)))
+    if bad:
+        shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+        return replace(
+            facts, error=f"code cell {shown} not valid Python, skipped (the rest was analysed)"
+        )
+    return facts
+
+
+def _code_cells(data: bytes) -> list[str] | FileFacts:
+    """The sources of the code cells in order, or the facts of a notebook that is unreadable."""
     if len(data) > MAX_NOTEBOOK_BYTES:
         return FileFacts(error=f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB, not parsed")
     try:
@@ -272,40 +299,25 @@ def _notebook_facts(data: bytes) -> FileFacts:
             for sheet in sheets:
                 if isinstance(sheet, dict) and isinstance(sheet.get("cells"), list):
                     cells.extend(sheet["cells"])
-    extractor = _Extractor()
-    offset = 0
-    bad: list[str] = []
-    written: list[str] = []
-    number = 0
+    sources = []
     for cell in cells:
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
-            continue
-        number += 1
-        raw = cell.get("source", cell.get("input", ""))
-        source = "".join(raw) if isinstance(raw, list) else str(raw)
-        module = _written_module(source)
-        if module is not None:
-            written.append(module)
-        code = _strip_magics(source, python_file=module is not None)
-        lines = source.count("\n") + 1
-        if code is not None:
-            tree = _parse(code)
-            if isinstance(tree, str):
-                bad.append(str(number))
-            else:
-                extractor.offset = offset
-                try:
-                    extractor.visit(tree)
-                except RecursionError:
-                    bad.append(str(number))
-        offset += lines
-    facts = replace(extractor.facts(), modules=tuple(dict.fromkeys(written)))
-    if bad:
-        shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
-        return replace(
-            facts, error=f"code cell {shown} not valid Python, skipped (the rest was analysed)"
-        )
-    return facts
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            raw = cell.get("source", cell.get("input", ""))
+            sources.append("".join(raw) if isinstance(raw, list) else str(raw))
+    return sources
+
+
+def _extract_cell(extractor: _Extractor, code: str, offset: int) -> bool:
+    """Add one cell's facts at its line offset; False when the cell is not valid Python."""
+    tree = _parse(code)
+    if isinstance(tree, str):
+        return False
+    extractor.offset = offset
+    try:
+        extractor.visit(tree)
+    except RecursionError:
+        return False
+    return True
 
 
 def _written_module(source: str) -> str | None:
@@ -362,32 +374,43 @@ def _path_literal(node: ast.expr) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.JoinedStr):
-        head = ""
-        for value in node.values:
-            if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                head += value.value
-            else:
-                break
-        folder = head.rpartition("/")[0]
-        return f"{folder}/" if folder else None
+        return _fstring_folder(node)
     if isinstance(node, ast.Call):
-        name = _dotted(node.func)
-        if name.endswith(("Path", "PurePath")) and node.args:
-            return _path_literal(node.args[0])
-        if name in {"os.path.join", "path.join", "join"}:
-            parts: list[str] = []
-            for arg in node.args:
-                lit = _path_literal(arg)
-                if lit is None:
-                    break
-                parts.append(lit)
-            return "/".join(parts) or None
+        return _path_call_literal(node)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
         left = _path_literal(node.left)
         right = _path_literal(node.right)
         if left is not None and right is not None:
             return f"{left}/{right}"
         return left
+    return None
+
+
+def _fstring_folder(node: ast.JoinedStr) -> str | None:
+    """The folder of an f-string's literal head: ``f"data/{name}.csv"`` -> ``data/``."""
+    head = ""
+    for value in node.values:
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            head += value.value
+        else:
+            break
+    folder = head.rpartition("/")[0]
+    return f"{folder}/" if folder else None
+
+
+def _path_call_literal(node: ast.Call) -> str | None:
+    """``Path("x")`` and ``os.path.join("a", "b")`` with literal arguments (a literal prefix)."""
+    name = _dotted(node.func)
+    if name.endswith(("Path", "PurePath")) and node.args:
+        return _path_literal(node.args[0])
+    if name in {"os.path.join", "path.join", "join"}:
+        parts: list[str] = []
+        for arg in node.args:
+            lit = _path_literal(arg)
+            if lit is None:
+                break
+            parts.append(lit)
+        return "/".join(parts) or None
     return None
 
 
@@ -740,25 +763,8 @@ class _Extractor(ast.NodeVisitor):
 
     def _path_call(self, node: ast.Call, name: str, last: str) -> None:
         line = self._line(node)
-        if last == "open" and isinstance(node.func, ast.Attribute):
-            receiver = _path_literal(node.func.value)
-            if receiver is not None:  # Path("x").open("w")
-                mode_arg = _literal(node.args[0]) if node.args else None
-                mode = "w" if mode_arg and any(c in mode_arg for c in "wax+") else "r"
-                self.paths.append((receiver, line, mode))
-                return
-        if name in {"open", "io.open", "codecs.open"} or (last == "open" and name != "open"):
-            if node.args:
-                path = _path_literal(node.args[0])
-                if path is not None and not _FILE_MODE.match(path):
-                    self.paths.append((path, line, _open_mode(node)))
+        if self._opened_path(node, name, last, line):
             return
-        if last in _RECEIVER_CALLS and isinstance(node.func, ast.Attribute):
-            path = _path_literal(node.func.value)
-            if path is not None:
-                mode = "r" if last.startswith("read") else "w"
-                self.paths.append((path, line, mode))
-                return
         if last == "from_pretrained" and node.args:
             path = _path_literal(node.args[0])
             if path is not None:
@@ -780,6 +786,31 @@ class _Extractor(ast.NodeVisitor):
                 if path is not None and _looks_like_path(path):
                     self.paths.append((path, line, "w" if kw.arg in chunks.WRITE_KEYWORDS else "r"))
 
+    def _opened_path(self, node: ast.Call, name: str, last: str, line: int) -> bool:
+        """Record ``open(p)``, ``Path(p).open("w")`` and ``Path(p).read_text()``-style calls.
+
+        True when the call was one of these, so nothing else in it is a path.
+        """
+        if last == "open" and isinstance(node.func, ast.Attribute):
+            receiver = _path_literal(node.func.value)
+            if receiver is not None:  # Path("x").open("w")
+                mode_arg = _literal(node.args[0]) if node.args else None
+                mode = "w" if mode_arg and any(c in mode_arg for c in "wax+") else "r"
+                self.paths.append((receiver, line, mode))
+                return True
+        if name in {"open", "io.open", "codecs.open"} or (last == "open" and name != "open"):
+            if node.args:
+                path = _path_literal(node.args[0])
+                if path is not None and not _FILE_MODE.match(path):
+                    self.paths.append((path, line, _open_mode(node)))
+            return True
+        if last in _RECEIVER_CALLS and isinstance(node.func, ast.Attribute):
+            path = _path_literal(node.func.value)
+            if path is not None:
+                self.paths.append((path, line, "r" if last.startswith("read") else "w"))
+                return True
+        return False
+
     def _server_call(self, node: ast.Call, name: str, func: ast.expr) -> None:
         if self.serves:
             return
@@ -792,51 +823,71 @@ class _Extractor(ast.NodeVisitor):
             self.serves = self._line(node)
 
     def _cuda_call(self, node: ast.Call, name: str, last: str) -> None:
-        what = ""
-        if last == "cuda" and isinstance(node.func, ast.Attribute) and name != "torch.cuda":
-            what = ".cuda()"
-        elif name.startswith("torch.cuda."):
-            sub = name.split(".")[2]
-            if sub not in _CUDA_HARMLESS:
-                what = name
-        elif name in {"torch.device", "device"} or last == "to":
-            if node.args and _is_cuda_literal(node.args[0]):
-                what = f'{name or last}("cuda")'
-        elif name in {"tf.device", "tensorflow.device"} and node.args:
-            lit = _literal(node.args[0])
-            if lit is not None and "gpu" in lit.lower():
-                what = name
-        elif name.startswith(("tf.config.", "tensorflow.config.")) and (
-            "memory_growth" in name
-            or any(_literal(a) is not None and str(_literal(a)).upper() == "GPU" for a in node.args)
-        ):
-            what = name
-        elif name in {"jax.devices", "jax.local_devices"} and node.args:
-            lit = _literal(node.args[0])
-            if lit is not None and lit.lower() in {"gpu", "cuda"}:
-                what = name
-        elif last == "init_process_group" and any(
-            _literal(a) == "nccl" for a in [*node.args[:1], *(k.value for k in node.keywords)]
-        ):
-            what = "nccl process group"
-        if not what:
-            for kw in node.keywords:
-                if kw.arg in {"device", "device_map"} and _is_cuda_literal(kw.value):
-                    what = f'{kw.arg}="cuda"'
-                    break
-        if not what and last == "add_argument" and node.args:
-            # parser.add_argument("--device", default="cuda"): the script runs on a GPU unless
-            # told otherwise.
-            flag = _literal(node.args[0]) or ""
-            for kw in node.keywords:
-                if kw.arg == "default" and "device" in flag and _is_cuda_literal(kw.value):
-                    what = "--device default cuda"
+        what = _gpu_use(node, name, last)
         if not what:
             return
         if any(_mentions_gpu_check(test) for test in self._conditions):
             self.cuda_optional = self.cuda_optional or self._line(node)
         else:
             self.cuda.append((self._line(node), what))
+
+
+def _gpu_use(node: ast.Call, name: str, last: str) -> str:
+    """What in this call uses a GPU ("" for nothing): the call, a ``device=`` or a flag default."""
+    what = _torch_gpu_call(node, name, last)
+    if what is None:
+        what = _other_gpu_call(node, name, last)
+    return what or _gpu_keyword(node, last)
+
+
+def _torch_gpu_call(node: ast.Call, name: str, last: str) -> str | None:
+    """``.cuda()``, a ``torch.cuda`` call other than queries, or ``.to("cuda")``.
+
+    None when the call has none of these shapes; "" when it has one but uses no GPU.
+    """
+    if last == "cuda" and isinstance(node.func, ast.Attribute) and name != "torch.cuda":
+        return ".cuda()"
+    if name.startswith("torch.cuda."):
+        return name if name.split(".")[2] not in _CUDA_HARMLESS else ""
+    if name in {"torch.device", "device"} or last == "to":
+        return f'{name or last}("cuda")' if node.args and _is_cuda_literal(node.args[0]) else ""
+    return None
+
+
+def _other_gpu_call(node: ast.Call, name: str, last: str) -> str:
+    """TensorFlow and JAX GPU devices, and an NCCL process group."""
+    if name in {"tf.device", "tensorflow.device"} and node.args:
+        lit = _literal(node.args[0])
+        return name if lit is not None and "gpu" in lit.lower() else ""
+    if name.startswith(("tf.config.", "tensorflow.config.")) and (
+        "memory_growth" in name
+        or any(_literal(a) is not None and str(_literal(a)).upper() == "GPU" for a in node.args)
+    ):
+        return name
+    if name in {"jax.devices", "jax.local_devices"} and node.args:
+        lit = _literal(node.args[0])
+        return name if lit is not None and lit.lower() in {"gpu", "cuda"} else ""
+    if last == "init_process_group" and any(
+        _literal(a) == "nccl" for a in [*node.args[:1], *(k.value for k in node.keywords)]
+    ):
+        return "nccl process group"
+    return ""
+
+
+def _gpu_keyword(node: ast.Call, last: str) -> str:
+    """``device="cuda"``, ``device_map="cuda"`` or ``add_argument("--device", default="cuda")``.
+
+    With such a flag default the script runs on a GPU unless told otherwise.
+    """
+    for kw in node.keywords:
+        if kw.arg in {"device", "device_map"} and _is_cuda_literal(kw.value):
+            return f'{kw.arg}="cuda"'
+    if last == "add_argument" and node.args:
+        flag = _literal(node.args[0]) or ""
+        for kw in node.keywords:
+            if kw.arg == "default" and "device" in flag and _is_cuda_literal(kw.value):
+                return "--device default cuda"
+    return ""
 
 
 def _generic(extractor: _Extractor, node: ast.AST) -> None:
@@ -932,31 +983,49 @@ def _file_relative(node: ast.expr) -> str | None:
     """A path built from ``__file__``, relative to the file's folder (``"<file>"``: itself)."""
     if isinstance(node, ast.Name):
         return "<file>" if node.id == "__file__" else None
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return None
     if isinstance(node, ast.Attribute):
         base = _file_relative(node.value)
-        if base is None:
-            return None
-        return _parent(base) if node.attr == "parent" else base
+        return _parent(base) if base is not None and node.attr == "parent" else base
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
-        base = _file_relative(node.value.value)
-        index = node.slice
-        if (
-            base is None
-            or node.value.attr != "parents"
-            or not isinstance(index, ast.Constant)
-            or not isinstance(index.value, int)
-        ):
-            return None
-        for _ in range(index.value + 1):
-            base = _parent(base)
-        return base
+        return _file_parents(node, node.value)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
         base = _file_relative(node.left)
         right = _literal(node.right)
         return None if base is None or right is None else _join(base, right)
-    if isinstance(node, ast.Call) and node.args:
+    if isinstance(node, ast.Call):
+        return _file_relative_call(node)
+    return None
+
+
+def _joined(first: str, args: list[ast.expr]) -> str | None:
+    """``os.path.join(<file-relative>, "a", "b")``: None when a part is not a literal."""
+    for arg in args:
+        part = _literal(arg)
+        if part is None:
+            return None
+        first = _join(first, part)
+    return first
+
+
+def _file_parents(node: ast.Subscript, value: ast.Attribute) -> str | None:
+    """``Path(__file__).parents[N]``."""
+    base = _file_relative(value.value)
+    index = node.slice
+    if (
+        base is None
+        or value.attr != "parents"
+        or not isinstance(index, ast.Constant)
+        or not isinstance(index.value, int)
+    ):
+        return None
+    for _ in range(index.value + 1):
+        base = _parent(base)
+    return base
+
+
+def _file_relative_call(node: ast.Call) -> str | None:
+    """``os.path.dirname/join/abspath(...)``, ``Path(...)``, ``str(...)``, ``.resolve()``."""
+    if node.args:
         last = _dotted(node.func).rpartition(".")[2]
         first = _file_relative(node.args[0])
         if first is None:
@@ -964,19 +1033,10 @@ def _file_relative(node: ast.expr) -> str | None:
         if last == "dirname":
             return _parent(first)
         if last == "join":
-            for arg in node.args[1:]:
-                part = _literal(arg)
-                if part is None:
-                    return None
-                first = _join(first, part)
-            return first
+            return _joined(first, node.args[1:])
         if last in {"abspath", "realpath", "normpath", "Path", "str", "resolve", "absolute"}:
             return first
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in {"resolve", "absolute"}
-    ):
+    if isinstance(node.func, ast.Attribute) and node.func.attr in {"resolve", "absolute"}:
         return _file_relative(node.func.value)
     return None
 

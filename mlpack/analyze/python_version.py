@@ -99,6 +99,17 @@ def detect_python(root: Path, *, warnings: list[str]) -> PythonDecision:
     return PythonDecision(version=version, source=deciding.source, constraints=seen)
 
 
+def unpinned_versions(root: Path) -> tuple[str, ...]:
+    """The supported versions the project's declarations allow, newest first; () when pinned.
+
+    ``mlpack lock`` takes the newest of these for which the packages resolve with wheels.
+    """
+    found = [c for reader in _READERS for c in reader(root, [])]
+    if any(c.exact is not None for c in found):
+        return ()
+    return tuple(v for v in reversed(SUPPORTED_PYTHONS) if all(c.allows(v) for c in found))
+
+
 def _conflict(first: _Constraint, second: _Constraint) -> None:
     msg = f"conflicting Python versions: {first.describe()} but {second.describe()}"
     hint = (

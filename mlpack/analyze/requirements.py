@@ -274,7 +274,7 @@ class _Collector:
                 uv["dev-dependencies"], "tool.uv", "dev-dependencies", "dev", lines, reader
             )
 
-    def _strings(  # noqa: PLR0917 - a private helper called with one fixed shape
+    def _strings(
         self,
         items: object,
         table: str,
@@ -309,23 +309,8 @@ class _Collector:
     def _poetry(self, poetry: dict[str, Any], lines: Sequence[str]) -> None:
         if isinstance(poetry.get("name"), str):
             self._project_names.add(canonicalize_name(poetry["name"]))
-        extras = poetry.get("extras") if isinstance(poetry.get("extras"), dict) else {}
-        assert isinstance(extras, dict)
-        extra_of: dict[str, str] = {}
-        for extra, names in extras.items():
-            for name in names if isinstance(names, list) else []:
-                if isinstance(name, str):
-                    extra_of.setdefault(canonicalize_name(name), extra)
-        tables: list[tuple[str, str | None, object]] = [
-            ("tool.poetry.dependencies", None, poetry.get("dependencies")),
-            ("tool.poetry.dev-dependencies", "dev", poetry.get("dev-dependencies")),
-        ]
-        poetry_groups = poetry.get("group")
-        if isinstance(poetry_groups, dict):
-            for group, body in poetry_groups.items():
-                deps = body.get("dependencies") if isinstance(body, dict) else None
-                tables.append((f"tool.poetry.group.{group}.dependencies", group, deps))
-        for table, group, deps in tables:
+        extra_of = _poetry_extra_of(poetry)
+        for table, group, deps in _poetry_tables(poetry):
             if deps is None:
                 continue
             if not isinstance(deps, dict):
@@ -612,3 +597,29 @@ class _Collector:
                     f"{first.source}: {merged.name}{first.specifier}; no version satisfies both"
                 )
                 return
+
+
+def _poetry_extra_of(poetry: dict[str, Any]) -> dict[str, str]:
+    """Each optional dependency's first extra (canonical names): Poetry's ``[extras]`` table."""
+    extras = poetry.get("extras") if isinstance(poetry.get("extras"), dict) else {}
+    assert isinstance(extras, dict)
+    extra_of: dict[str, str] = {}
+    for extra, names in extras.items():
+        for name in names if isinstance(names, list) else []:
+            if isinstance(name, str):
+                extra_of.setdefault(canonicalize_name(name), extra)
+    return extra_of
+
+
+def _poetry_tables(poetry: dict[str, Any]) -> list[tuple[str, str | None, object]]:
+    """(table name, group, table) for the main, the old dev and every named Poetry group."""
+    tables: list[tuple[str, str | None, object]] = [
+        ("tool.poetry.dependencies", None, poetry.get("dependencies")),
+        ("tool.poetry.dev-dependencies", "dev", poetry.get("dev-dependencies")),
+    ]
+    poetry_groups = poetry.get("group")
+    if isinstance(poetry_groups, dict):
+        for group, body in poetry_groups.items():
+            deps = body.get("dependencies") if isinstance(body, dict) else None
+            tables.append((f"tool.poetry.group.{group}.dependencies", group, deps))
+    return tables

@@ -116,46 +116,54 @@ def walk_repo(root: Path, *, warnings: list[str]) -> RepoTree:
             )
             continue
         dirs.add(rel_dir.rstrip("/"))
-        names = {e.name for e in entries}
-        local = list(ignores)
-        for ignore_name in IGNORE_FILES:
-            if ignore_name in names:
-                rel = rel_dir + ignore_name
-                loaded = _load_ignore(folder / ignore_name, rel_dir, rel, warnings)
-                if loaded is not None:
-                    local.append(loaded)
-        active = tuple(local)
+        active = _folder_ignores(folder, rel_dir, {e.name for e in entries}, ignores, warnings)
         subdirs: list[str] = []
         for entry in entries:
-            rel = rel_dir + entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                warnings.append(f"{rel}: cannot stat, skipped ({exc.strerror})")
-                continue
-            mode = st.st_mode
-            if stat.S_ISLNK(mode):
-                _check_link(root, Path(entry.path), rel, warnings)
-                continue
-            if stat.S_ISDIR(mode):
-                if entry.name in SKIPPED_DIRS or _is_environment(entry.path):
-                    continue
-                if _ignored(active, rel, is_dir=True):
-                    continue
-                subdirs.append(rel + "/")
-                continue
-            if not stat.S_ISREG(mode):
-                warnings.append(f"{rel}: not a regular file (socket, FIFO or device), skipped")
-                continue
-            if _ignored(active, rel, is_dir=False):
-                continue
-            files.append(
-                FileEntry(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
-            )
+            found = _visit(root, entry, rel_dir + entry.name, active, warnings)
+            if isinstance(found, FileEntry):
+                files.append(found)
+            elif found is not None:
+                subdirs.append(found)
         # Reverse so that popping visits folders in sorted order (stable warnings order).
         stack.extend((sub, active) for sub in reversed(subdirs))
     files.sort(key=lambda f: f.path)
     return RepoTree(root=root, files=tuple(files), dirs=frozenset(dirs))
+
+
+def _folder_ignores(
+    folder: Path, rel_dir: str, names: set[str], ignores: tuple[_Ignore, ...], warnings: list[str]
+) -> tuple[_Ignore, ...]:
+    """The ignore rules in force inside ``folder``: its parents' plus its own ignore files."""
+    local = list(ignores)
+    for ignore_name in IGNORE_FILES:
+        if ignore_name in names:
+            loaded = _load_ignore(folder / ignore_name, rel_dir, rel_dir + ignore_name, warnings)
+            if loaded is not None:
+                local.append(loaded)
+    return tuple(local)
+
+
+def _visit(
+    root: Path, entry: os.DirEntry[str], rel: str, active: tuple[_Ignore, ...], warnings: list[str]
+) -> FileEntry | str | None:
+    """A file to analyse, a folder to walk (``rel/``), or None for what is skipped or ignored."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError as exc:
+        warnings.append(f"{rel}: cannot stat, skipped ({exc.strerror})")
+        return None
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        _check_link(root, Path(entry.path), rel, warnings)
+    elif stat.S_ISDIR(mode):
+        skipped = entry.name in SKIPPED_DIRS or _is_environment(entry.path)
+        if not skipped and not _ignored(active, rel, is_dir=True):
+            return rel + "/"
+    elif not stat.S_ISREG(mode):
+        warnings.append(f"{rel}: not a regular file (socket, FIFO or device), skipped")
+    elif not _ignored(active, rel, is_dir=False):
+        return FileEntry(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+    return None
 
 
 def _is_environment(path: str) -> bool:

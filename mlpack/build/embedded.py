@@ -24,6 +24,7 @@ from mlpack.errors import BuildError, ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
+from mlpack.paths import cache_folder
 from mlpack.progress import reporter
 from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
 
@@ -154,7 +155,8 @@ class EmbeddedBuilder:
             # The layer is a diff against the base: the base digest is part of its key.
             key = step_key(step.key(), spec.base_digest, system.SCRIPT)
             fill = partial(system.stage_system, step, self.runner, image=spec.base_digest,
-                           work=work, staging=staging)  # fmt: skip
+                           cache=cache_folder("debs", home=self.store.root), work=work,
+                           staging=staging)  # fmt: skip
             return _Recipe(key=key, fill=fill, preserve=True)
         if isinstance(step, VenvStep):
             return _Recipe(key=step_key(step.key()), fill=_no_whiteouts(stage_venv, step, staging))

@@ -45,15 +45,23 @@ class BuildResult:
 
 
 class StepRunner(Protocol):
-    """Runs a command as root in a container of ``image`` with host folders mounted and the
-    host's network; returns its exit status. The pipeline hands one to the embedded builder for
-    steps that must execute in the image (apt), so the builder never imports a runtime.
+    """Runs a command as root in a container of ``image`` with host folders mounted; returns
+    its exit status. The pipeline hands one to the embedded builder for steps that must execute
+    in the image (dpkg), so the builder never imports a runtime.
     """
 
     def __call__(
-        self, *, image: str, argv: tuple[str, ...], mounts: tuple[tuple[str, Path], ...]
+        self,
+        *,
+        image: str,
+        argv: tuple[str, ...],
+        mounts: tuple[tuple[str, Path], ...],
+        readonly: tuple[tuple[str, Path], ...],
+        network: bool,
     ) -> int:
-        """Run ``argv``; ``mounts`` are (container path, host folder) pairs, read-write."""
+        """Run ``argv``; ``mounts`` and ``readonly`` are (container path, host folder) pairs;
+        ``network``: the host's network, else none at all.
+        """
         ...
 
 

@@ -1,69 +1,85 @@
-"""The system-packages step: apt-get inside the base image, captured as one layer.
+"""The system-packages step: the lock's exact ``.deb`` files, installed by dpkg with no network.
 
-The step runs in a container of the base (the embedded runtime, handed in by the pipeline as a
-``StepRunner``): it lists the filesystem, installs the packages, and tars exactly the entries
-created or changed since (by ctime) plus the list of deleted paths, into a mounted folder. The
-host applies that tar with the safe layer applier, removes what varies between runs (logs, apt
-lists and caches, ldconfig's aux-cache, dpkg backups: REPRODUCIBILITY.md §4), and the layer
-writer packs it with the entries' own modes and owners and a fixed mtime. Until the lock pins
-Debian versions and .deb hashes, a rebuild from scratch can pick newer packages: the build cache
-(keyed by the base digest and the package list) is what keeps rebuilds identical.
+The host fetches every file the lock pins (size and SHA-256 verified, cached by hash under the
+mlpack home), and a container of the base (the embedded runtime, handed in by the pipeline as
+a ``StepRunner``) installs them all in one ``dpkg -i``, so dpkg orders their configuration,
+with the files mounted read-only and no network: nothing but those bytes can reach the layer.
+The container lists the filesystem before and after and tars the entries created or changed
+(by ctime) plus the list of deleted paths into a mounted folder. The host applies that tar with
+the safe layer applier, removes what varies between runs (logs, dpkg backups, ldconfig's
+aux-cache: REPRODUCIBILITY.md §4), and the layer writer packs it with the entries' own modes
+and owners and a fixed mtime.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
 
 from mlpack.base.debian import scrub_rootfs
-from mlpack.errors import BuildError
+from mlpack.errors import BuildError, LockError
+from mlpack.lock.wheelhouse import download
 from mlpack.oci import mediatypes
 from mlpack.oci.layer_applier import apply_layer
+from mlpack.progress import reporter
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.build.protocol import StepRunner
+    from mlpack.lock.lockdata import SystemPackagePin
     from mlpack.spec import SystemStep
 
+DEBS: Final = "/mlpack-debs"
 OUT: Final = "/mlpack-out"
 LOG: Final = "/mlpack-log"
-# apt's download methods drop to the _apt user with setgroups(), which a container without
-# CAP_SETGID refuses; the step is root in its own container anyway. Mount targets, the
-# kernel's filesystems and scratch space are never content.
+RELOCK: Final = "re-lock against the mirror's current versions: `mlpack lock --upgrade`"
+_CHUNK: Final = 1 << 20
+_WORKERS: Final = 8  # parallel downloads: a GUI or CUDA stack is dozens of .deb files
+# Mount targets, the kernel's filesystems and scratch space are never content.
 SCRIPT: Final = rf"""set -eu
-opts="-o APT::Sandbox::User=root -o Dpkg::Use-Pty=0"
-skip='^/$|^/(proc|sys|dev|run|tmp|mlpack-out|mlpack-log)(/|$)|^/etc/(hosts|hostname|resolv\.conf)$'
+skip='^/$|^/(proc|sys|dev|run|tmp|mlpack-debs|mlpack-out|mlpack-log)(/|$)|^/etc/(hosts|hostname|resolv\.conf)$'
 find / -xdev 2>/dev/null | grep -Ev "$skip" | LC_ALL=C sort > {LOG}/before
 touch /tmp/.mlpack-stamp
 sleep 1
-{{ apt-get $opts update && DEBIAN_FRONTEND=noninteractive \
-   apt-get $opts install -y --no-install-recommends "$@"; }} > {LOG}/apt.log 2>&1
+DEBIAN_FRONTEND=noninteractive dpkg --install "$@" > {LOG}/dpkg.log 2>&1
 find / -xdev 2>/dev/null | grep -Ev "$skip" | LC_ALL=C sort > {LOG}/after
 LC_ALL=C comm -23 {LOG}/before {LOG}/after > {LOG}/deleted
 find / -xdev -cnewer /tmp/.mlpack-stamp 2>/dev/null | grep -Ev "$skip" | LC_ALL=C sort \
   > {LOG}/changed
-tar --no-recursion --numeric-owner -cf {OUT}/changes.tar -T {LOG}/changed 2>> {LOG}/apt.log
+tar --no-recursion --numeric-owner -cf {OUT}/changes.tar -T {LOG}/changed 2>> {LOG}/dpkg.log
 """
 
 
 def stage_system(
-    step: SystemStep, runner: StepRunner, *, image: str, work: Path, staging: Path
+    step: SystemStep, runner: StepRunner, *, image: str, cache: Path, work: Path, staging: Path
 ) -> tuple[str, ...]:
-    """Install ``step``'s packages in ``image``; fill ``staging``; return the deleted paths."""
-    out, log = work / "system-out", work / "system-log"
-    out.mkdir()
-    log.mkdir()
-    packages = tuple(f"{name}={version}" if version else name for name, version in step.packages)
+    """Install ``step``'s .deb files in ``image``; fill ``staging``; return the deleted paths.
+
+    :param cache: the verified .deb files by sha256 (downloaded here when missing).
+    """
+    debs, out, log = work / "system-debs", work / "system-out", work / "system-log"
+    for folder in (debs, out, log):
+        folder.mkdir()
+    for pin, path in zip(step.debs, fetch_debs(step.debs, cache=cache), strict=True):
+        _link(path, debs / pin.filename)
     code = runner(
         image=image,
-        argv=("sh", "-c", SCRIPT, "sh", *packages),
+        argv=("sh", "-c", SCRIPT, "sh", *(f"{DEBS}/{pin.filename}" for pin in step.debs)),
         mounts=((OUT, out), (LOG, log)),
+        readonly=((DEBS, debs),),
+        network=False,
     )
     if code != 0:
-        msg = f"installing the system packages {', '.join(packages)} failed (exit {code})"
-        raise BuildError(f"{msg}: {_tail(log / 'apt.log')}", hint=_hint(packages))
+        names = ", ".join(f"{n}={v}" for n, v in step.packages)
+        msg = f"installing the system packages {names} failed (exit {code})"
+        raise BuildError(f"{msg}: {_tail(log / 'dpkg.log')}", hint=RELOCK)
     with (out / "changes.tar").open("rb") as fh:
-        # The base's own apt may install setuid helpers: keep the bits, as the package does.
+        # A package may install setuid helpers: keep the bits, as the package does.
         apply_layer(fh, staging, media_type=mediatypes.OCI_LAYER, keep_setid=True)
     scrub_rootfs(staging)
     deleted = [line.lstrip("/") for line in (log / "deleted").read_text().splitlines() if line]
@@ -72,16 +88,79 @@ def stage_system(
     return tuple(p for p in deleted if p.rpartition("/")[0] not in gone)
 
 
+def fetch_debs(
+    pins: tuple[SystemPackagePin, ...], *, cache: Path, ca_cert: Path | None = None
+) -> tuple[Path, ...]:
+    """The verified file of each pin, downloaded into ``cache/<sha256>/`` when not there.
+
+    BuildError naming the package and version when the mirror no longer has it, and naming
+    the file when its size or SHA-256 is not what the lock says.
+    """
+    paths = tuple(cache / pin.sha256 / pin.filename for pin in pins)
+    missing = [(p, path) for p, path in zip(pins, paths, strict=True) if not _intact(path, p)]
+    rep = reporter()
+    rep.start("system packages: download", len(missing))
+
+    def one(pin: SystemPackagePin, path: Path) -> None:
+        path.unlink(missing_ok=True)  # a damaged copy: fetched again
+        try:
+            download(pin.url, path, sha256=pin.sha256, ca_cert=ca_cert)
+        except LockError as exc:
+            raise _fetch_error(pin, exc) from exc
+        if not _intact(path, pin):
+            path.unlink(missing_ok=True)
+            msg = f"{pin.filename} from {pin.url} is not the {pin.size} bytes the lock says"
+            raise BuildError(msg, hint="the mirror served different bytes; " + RELOCK)
+        rep.advance("system packages: download", 1)
+
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(_WORKERS, len(missing))) as pool:
+            for future in [pool.submit(one, pin, path) for pin, path in missing]:
+                future.result()
+    rep.finish("system packages: download")
+    return paths
+
+
+def _intact(path: Path, pin: SystemPackagePin) -> bool:
+    """True when ``path`` has the pin's size and SHA-256."""
+    try:
+        if path.stat().st_size != pin.size:
+            return False
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return False
+    return digest.hexdigest() == pin.sha256
+
+
+def _fetch_error(pin: SystemPackagePin, exc: LockError) -> BuildError:
+    cause = exc.__cause__
+    if isinstance(cause, urllib.error.HTTPError):
+        cause.close()  # it holds the response's socket
+    if isinstance(cause, urllib.error.HTTPError) and cause.code in (404, 410):
+        msg = (
+            f"the Debian package {pin.name} {pin.version} ({pin.architecture}) has left the "
+            f"mirror: {pin.url} answered {cause.code}"
+        )
+        return BuildError(msg, hint=RELOCK)
+    if cause is None:  # the bytes arrived, with another hash
+        return BuildError(exc.message, hint="the mirror served different bytes; " + RELOCK)
+    return BuildError(exc.message, hint="check the network and the Debian mirror, then rebuild")
+
+
+def _link(source: Path, dest: Path) -> None:
+    """``dest`` as a hard link to the cached file, or a copy across filesystems."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
 def _tail(path: Path, lines: int = 5) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return "(no apt log)"
+        return "(no dpkg log)"
     return " | ".join(line for line in text.splitlines()[-lines:] if line.strip())
-
-
-def _hint(packages: tuple[str, ...]) -> str:
-    pinned = [p for p in packages if "=" in p]
-    if pinned:
-        return "a pinned version may have left the mirror: re-lock with `mlpack lock --upgrade`"
-    return "check the package names in mlpack.toml and that the Debian mirror is reachable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
@@ -75,8 +76,20 @@ def _report(result: RunResult) -> int:
     return result.exit_code
 
 
+def _is_rootfs(path: Path) -> bool:
+    """A directory holding a root filesystem (bin and etc) rather than a project."""
+    return (path / "etc").is_dir() and (path / "bin").exists()
+
+
 def run(
-    image: Annotated[str, typer.Argument(help="Image in the mlpack store, or a rootfs directory.")],
+    image: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[PATH|IMAGE]",
+            help="A project folder (built, then its training entrypoint run and recorded), "
+            "or an image in the mlpack store (default: the current folder).",
+        ),
+    ] = None,
     command: Annotated[
         list[str] | None,
         typer.Argument(
@@ -209,16 +222,44 @@ def run(
     runtime: Annotated[
         Literal["embedded", "docker"],
         typer.Option(
-            "--runtime", help="Backend: the embedded runtime (default) or a Docker engine."
+            "--runtime",
+            "--backend",
+            help="Backend: the embedded runtime (default) or a Docker engine.",
         ),
     ] = "embedded",
+    rootfs: Annotated[
+        Path | None,
+        typer.Option("--rootfs", metavar="DIR", help="Run from an unpacked root filesystem."),
+    ] = None,
+    entry: Annotated[
+        str | None, typer.Option("--entry", help="A project's entrypoint to run, by name.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", metavar="DIR", help="A project's data folder.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", metavar="DIR", help="A project's output folder."),
+    ] = None,
+    deterministic_env: Annotated[
+        bool,
+        typer.Option(
+            "--deterministic-env/--no-deterministic-env",
+            help="Set PYTHONHASHSEED=0 in a project run (default on).",
+        ),
+    ] = True,
 ) -> None:
-    """Run a command in a new container from an image (or a rootfs directory)."""
+    """Run a project (build, run its training entrypoint, record the run) or an image."""
     from mlpack.runtime.protocol import RunConfig
 
     words = tuple(command or ())
+    if rootfs is not None:
+        words = (image, *words) if image is not None else words
+        image = str(rootfs)
+    image = image or "."
+    project = rootfs is None and Path(image).is_dir() and not _is_rootfs(Path(image))
     with ExitStack() as cleanup:
-        helper = _prestart(runtime, tty, interactive)
+        helper = None if project else _prestart(runtime, tty, interactive)
         if helper is not None:
             cleanup.callback(helper.discard)
         config = RunConfig(
@@ -243,6 +284,20 @@ def run(
             name=name,
             labels=_each(options.parse_label, label),
         )
+        if project:
+            from mlpack.cli.runs import run_project
+
+            raise typer.Exit(
+                run_project(
+                    image,
+                    config,
+                    entry=entry,
+                    data=data,
+                    output=output,
+                    deterministic=deterministic_env,
+                    backend=runtime,
+                )
+            )
         cleanup.pop_all()  # the runtime owns the helper from here, whatever happens
     raise typer.Exit(_report(_launch(config, runtime, cap_profile, helper)))
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from mlpack.lock.files import Listings
     from mlpack.lock.inputs import LockInputs
-    from mlpack.lock.lockdata import ResolverName
+    from mlpack.lock.lockdata import DroppedPackage, ResolverName
     from mlpack.lock.resolvers import Pin
     from mlpack.vocabulary import BaseImage, PackageSpec
 
@@ -39,6 +39,9 @@ def assemble(
     base: BaseImage,
     packages: tuple[LockedPackage, ...],
     pins: tuple[Pin, ...],
+    system: tuple[SystemPackagePin, ...] = (),
+    notes: tuple[str, ...] = (),
+    dropped: tuple[DroppedPackage, ...] = (),
 ) -> Lock:
     """The lock for ``inputs``: secrets keep no default, the torch build is decided here."""
     decision = torch_mod.decide(
@@ -59,11 +62,11 @@ def assemble(
         index_url=public.index_url,
         extra_index_urls=public.extra_index_urls,
         packages=packages,
-        system_packages=tuple(
-            SystemPackagePin(name=n) for n in sorted(set(inputs.system_packages))
-        ),
+        system_packages=system,
         env=tuple(replace(e, default=None) if e.secret else e for e in inputs.env),
         torch=decision,
+        notes=notes,
+        dropped=dropped,
     )
 
 

@@ -38,11 +38,25 @@ class Indexes:
         """Every URL, the primary first."""
         return (self.index_url, *self.extra_index_urls)
 
+    @property
+    def machine_local(self) -> tuple[str, ...]:
+        """Extra ``file://`` indexes from this machine's pip configuration (not the project's).
+
+        They serve the resolve (a local mirror, a wheel cache) but mean nothing on another
+        machine, so the lock neither records them nor goes stale when they change.
+        """
+        if self.source == "mlpack.toml":
+            return ()
+        return tuple(u for u in self.extra_index_urls if u.startswith("file:"))
+
     def public(self) -> Indexes:
-        """The same indexes without userinfo: what the lock and logs may show."""
+        """The project's indexes without userinfo: what the lock and logs may show."""
+        local = self.machine_local
         return Indexes(
             index_url=strip_userinfo(self.index_url),
-            extra_index_urls=tuple(strip_userinfo(u) for u in self.extra_index_urls),
+            extra_index_urls=tuple(
+                strip_userinfo(u) for u in self.extra_index_urls if u not in local
+            ),
             source=self.source,
         )
 
@@ -103,6 +117,7 @@ class IndexFile:
     filename: str
     url: str
     sha256: str | None
+    upload_time: str | None = None  # PEP 700 (JSON listings only)
 
 
 def _auth_header(url: str) -> tuple[str, dict[str, str]]:
@@ -164,7 +179,12 @@ def _parse_listing(body: bytes, content_type: str, base_url: str) -> tuple[Index
         for f in data.get("files", []):
             url = urllib.parse.urljoin(base_url, f["url"])
             files.append(
-                IndexFile(filename=f["filename"], url=url, sha256=f.get("hashes", {}).get("sha256"))
+                IndexFile(
+                    filename=f["filename"],
+                    url=url,
+                    sha256=f.get("hashes", {}).get("sha256"),
+                    upload_time=f.get("upload-time"),
+                )
             )
         return tuple(files)
     from html.parser import HTMLParser

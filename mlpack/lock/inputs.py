@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -29,7 +29,10 @@ class LockInputs:
     """Everything that decides a lock; its hash makes an unchanged re-lock a no-op."""
 
     requirements: tuple[PackageSpec, ...]
-    python: str  # "3.11"
+    python: str  # "3.11": the version tried first
+    # Older versions the lock may choose, newest first, when ``python`` is not pinned: the
+    # lock takes the newest for which the packages resolve (with wheels). Empty: pinned.
+    fallback_pythons: tuple[str, ...] = ()
     platform: Platform
     base: str | None = None
     indexes: Indexes = field(default_factory=Indexes)
@@ -46,6 +49,7 @@ class LockInputs:
             "algorithm": ALGORITHM,
             "requirements": sorted([r.requirement, r.source] for r in self.requirements),
             "python": self.python,
+            "fallback-pythons": list(self.fallback_pythons),
             "platform": self.platform,
             "base": self.base,
             "indexes": [public.index_url, *public.extra_index_urls],
@@ -60,9 +64,17 @@ class LockInputs:
 
 
 def inputs_from_config(
-    config: ProjectConfig, *, resolver: ResolverName = "uv", platform: str | None = None
+    config: ProjectConfig,
+    *,
+    resolver: ResolverName = "uv",
+    platform: str | None = None,
+    fallback_pythons: tuple[str, ...] = (),
 ) -> LockInputs:
-    """The lock inputs of a project config (``platform`` overrides the config's)."""
+    """The lock inputs of a project config (``platform`` overrides the config's).
+
+    :param fallback_pythons: older versions to try, newest first, when the config's Python was
+        not pinned by the project (see ``LockInputs.fallback_pythons``).
+    """
     chosen = as_platform(platform) if platform is not None else config.platform
     if chosen is None:
         msg = f"platform {platform!r} is not supported"
@@ -70,6 +82,7 @@ def inputs_from_config(
     return LockInputs(
         requirements=config.packages,
         python=config.python,
+        fallback_pythons=fallback_pythons,
         platform=chosen,
         base=config.base,
         indexes=torch_mod.torch_indexes(
@@ -82,6 +95,22 @@ def inputs_from_config(
         torch_variant=config.torch_variant,
         resolver=resolver,
     )
+
+
+# Files an inferred requirement's source never names: declarations written in Python.
+_DECLARING_SCRIPTS: Final = frozenset({"setup.py", "noxfile.py", "conanfile.py"})
+
+
+def is_inferred(spec: PackageSpec) -> bool:
+    """True when ``spec`` came from an import in the code rather than a declaration.
+
+    Analysis records an inferred package's first import as its source (``train.py:4``, older
+    configs ``import: train.py:4``); a declared one names its file (``requirements.txt:3``).
+    """
+    if spec.source.startswith("import"):
+        return True
+    name = spec.source.rsplit(":", 1)[0].rsplit("/", 1)[-1]
+    return name.endswith((".py", ".pyw", ".ipynb")) and name not in _DECLARING_SCRIPTS
 
 
 def validate_requirements(requirements: tuple[PackageSpec, ...]) -> None:
@@ -128,7 +157,8 @@ def _what_changed(inputs: LockInputs, text: str) -> str:
             "the package indexes changed",
         ),
         (
-            sorted(p.name for p in old.system_packages) != sorted(set(inputs.system_packages)),
+            sorted(p.name for p in old.system_packages if p.requested)
+            != sorted(set(inputs.system_packages)),
             "the system packages changed",
         ),
         (

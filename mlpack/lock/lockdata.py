@@ -66,10 +66,30 @@ class LockedPackage:
 
 @dataclass(frozen=True, kw_only=True)
 class SystemPackagePin:
-    """A Debian package for the image; ``version`` is empty until a snapshot pins it."""
+    """A Debian package of the image, pinned to the exact ``.deb`` the build installs.
+
+    Resolved inside the base image at lock time, dependencies included (``requested`` is False
+    for those). A package the base already has carries no ``url``: the base, pinned by digest,
+    provides it. An empty ``version`` is a lock from before system packages were pinned.
+    """
 
     name: str
     version: str = ""
+    architecture: str = ""
+    url: str = ""
+    size: int = 0
+    sha256: str = ""
+    requested: bool = True
+
+    @property
+    def pinned(self) -> bool:
+        """True when the lock knows this package's exact version."""
+        return bool(self.version)
+
+    @property
+    def filename(self) -> str:
+        """Apt's name for the file: ``name_version_arch.deb``, an epoch's colon as ``%3a``."""
+        return f"{self.name}_{self.version.replace(':', '%3a')}_{self.architecture}.deb"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +100,20 @@ class TorchDecision:
     reason: str
     cuda_runtime: str | None = None  # "12.4": the CUDA runtime the wheels bring
     min_driver: str | None = None  # the host driver that runtime needs
+
+
+@dataclass(frozen=True, kw_only=True)
+class DroppedPackage:
+    """An inferred package left out of the lock: the index lacks it or it cannot be resolved.
+
+    Recorded so a build, ``why`` and a reviewer see what the import asked for and why it is not
+    in the image.
+    """
+
+    name: str  # canonical
+    requirement: str
+    source: str  # the import that inferred it: "train.py:4"
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +132,7 @@ class Lock:
     env: tuple[EnvSpec, ...] = ()  # a secret never carries a default
     torch: TorchDecision | None = None
     notes: tuple[str, ...] = field(default=())
+    dropped: tuple[DroppedPackage, ...] = ()
 
     def package(self, name: str) -> LockedPackage | None:
         """The pin for canonical ``name``, if any."""

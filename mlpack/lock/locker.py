@@ -6,8 +6,9 @@ base resolver, and for pip-tools a way to run inside the base image. It imports 
 
 from __future__ import annotations
 
+import itertools
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,20 +16,26 @@ from packaging.utils import canonicalize_name
 
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock.assemble import assemble, locked_packages
+from mlpack.lock.failure import ResolveFailure
 from mlpack.lock.files import Listings
 from mlpack.lock.inputs import validate_requirements
 from mlpack.lock.lockfile import loads, write_lock
 from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
 from mlpack.lock.resolvers import KnownFiles, Pin, Resolver, ResolveRequest
+from mlpack.lock.risks import old_pin_warnings, source_build_warning, wrong_project_warnings
+from mlpack.lock.soft import drop_warning, pinned_hint, python_note, to_drop, why_not
 from mlpack.lock.speculate import EarlyResolve, guess_file, read_guess, write_guess
+from mlpack.lock.system import pin_system
 from mlpack.lock.vcs import normalize
 from mlpack.paths import tools_folder
 from mlpack.progress import reporter
 from mlpack.vocabulary import BaseImage, PackageSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mlpack.lock.inputs import LockInputs
-    from mlpack.lock.lockdata import Lock
+    from mlpack.lock.lockdata import DroppedPackage, Lock, LockedPackage
     from mlpack.lock.runner import ImageRunnerFactory
     from mlpack.vocabulary import Platform
 
@@ -59,6 +66,8 @@ class _Resolved:
     pins: tuple[Pin, ...]
     requirements: tuple[PackageSpec, ...]
     commits: dict[str, str]
+    notes: tuple[str, ...] = ()
+    dropped: tuple[DroppedPackage, ...] = ()
 
 
 def lock(
@@ -87,6 +96,7 @@ def lock(
         previous is not None
         and previous.input_hash == inputs.digest()
         and not (upgrade or upgrade_packages)
+        and all(p.pinned for p in previous.system_packages)  # else: from before Debian pins
     ):
         return LockResult(lock=previous, path=lock_path, resolved=False)
 
@@ -94,6 +104,9 @@ def lock(
     if inputs.indexes.source not in ("mlpack.toml", "default"):
         urls = ", ".join(inputs.indexes.public().all)
         rep.notice(f"using the package indexes from {inputs.indexes.source}: {urls}")
+        if inputs.indexes.machine_local:
+            local = ", ".join(inputs.indexes.machine_local)
+            rep.notice(f"also this machine's local indexes (not written into the lock): {local}")
     job = _Job(
         inputs=inputs,
         previous=previous,
@@ -108,12 +121,20 @@ def lock(
     listings = Listings(ca_cert=ca_cert)
     try:
         with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
-            resolved = _base_and_pins(
+            resolved = _resolve_soft(
                 job,
                 Path(tmp),
                 base_resolver=base_resolver,
                 image_runner=image_runner,
                 resolver=resolver,
+            )
+            system = pin_system(
+                inputs.system_packages,
+                base=resolved.base,
+                previous=previous,
+                upgrade=upgrade,
+                image_runner=image_runner,
+                workdir=Path(tmp) / "system",
             )
         rep.finish("resolve")
         packages = locked_packages(
@@ -129,15 +150,44 @@ def lock(
         )
     finally:
         listings.close()
+    warnings = _warnings(resolved, packages, inputs=inputs, root=root, ca_cert=ca_cert)
+    for line in warnings:
+        rep.notice(line)
     result = assemble(
         inputs,
         resolver=resolved.resolver.name,
         base=resolved.base,
         packages=packages,
         pins=resolved.pins,
+        system=system,
+        notes=(*resolved.notes, *warnings),
+        dropped=resolved.dropped,
     )
     write_lock(lock_path, result)
     return LockResult(lock=result, path=lock_path, resolved=True)
+
+
+def _warnings(
+    resolved: _Resolved,
+    packages: tuple[LockedPackage, ...],
+    *,
+    inputs: LockInputs,
+    root: Path,
+    ca_cert: Path | None,
+) -> tuple[str, ...]:
+    """What resolved but may not be what the code needs: wrong projects, old pins, builds."""
+    python = ".".join(resolved.base.python_full.split(".")[:2])
+    built = source_build_warning(packages, python=python)
+    return (
+        *wrong_project_warnings(resolved.requirements, packages, python=python, root=root),
+        *old_pin_warnings(
+            resolved.pins,
+            resolved.requirements,
+            index_url=inputs.indexes.index_url,
+            ca_cert=ca_cert,
+        ),
+        *([built] if built else []),
+    )
 
 
 def _previous(lock_path: Path) -> Lock | None:
@@ -182,6 +232,143 @@ class _Job:
             ca_cert=self.ca_cert,
             known_files=_known_files(previous, python_full, self.inputs.platform),
         )
+
+
+class NoBaseImage(LockError):
+    """No base image provides the Python version: an unpinned lock tries an older one."""
+
+
+def _resolve_soft(
+    job: _Job,
+    tmp: Path,
+    *,
+    base_resolver: BaseResolver,
+    image_runner: ImageRunnerFactory | None,
+    resolver: Resolver | None,
+) -> _Resolved:
+    """Pins for the newest Python that resolves, without the inferred names that cannot.
+
+    An inferred name the index lacks, or one an unsatisfiable resolution blames on every
+    Python, is dropped (one warning each) and the resolve starts again; a declared one fails.
+    """
+    dropped: list[DroppedPackage] = []
+    counter = itertools.count()
+    while True:
+        gone_keys = {(d.name, d.source) for d in dropped}
+        kept = tuple(r for r in job.inputs.requirements if (r.name, r.source) not in gone_keys)
+        outcome = _newest_python(
+            job,
+            kept,
+            tmp,
+            counter,
+            base_resolver=base_resolver,
+            image_runner=image_runner,
+            resolver=resolver,
+        )
+        if isinstance(outcome, _Resolved):
+            return replace(outcome, dropped=tuple(dropped))
+        for entry in outcome:
+            reporter().notice(drop_warning(entry, root=job.root))
+        dropped.extend(outcome)
+
+
+def _newest_python(
+    job: _Job,
+    kept: tuple[PackageSpec, ...],
+    tmp: Path,
+    counter: Iterator[int],
+    *,
+    base_resolver: BaseResolver,
+    image_runner: ImageRunnerFactory | None,
+    resolver: Resolver | None,
+) -> _Resolved | tuple[DroppedPackage, ...]:
+    """The resolve for the newest Python that works, or the inferred requirements to drop."""
+    pythons = (job.inputs.python, *job.inputs.fallback_pythons)
+    failures: list[tuple[str, ResolveFailure]] = []
+    skipped: list[tuple[str, str]] = []  # (python, why not) for the note
+    for python in pythons:
+        workdir = tmp / f"try-{next(counter)}"
+        workdir.mkdir()
+        try:
+            if len(pythons) > 1:
+                _probe(job, workdir / "probe", python, kept, resolver=resolver)
+            resolved = _base_and_pins(
+                replace(job, inputs=replace(job.inputs, python=python, requirements=kept)),
+                workdir,
+                base_resolver=base_resolver,
+                image_runner=image_runner,
+                resolver=resolver,
+            )
+        except NoBaseImage as exc:
+            if python == pythons[-1]:
+                raise
+            skipped.append((python, f"no base image ({exc.message})"[:160]))
+            continue
+        except ResolveFailure as failure:
+            gone = to_drop(failure, kept)
+            if gone and failure.kind != "conflict":
+                return gone  # missing or unbuildable on any Python: drop it first
+            if failure.kind != "conflict":
+                raise
+            failures.append((python, failure))
+            skipped.append((python, why_not(failure)))
+            continue
+        if len(pythons) == 1:
+            return resolved
+        note = python_note(python, tuple(skipped))
+        reporter().notice(note)
+        return replace(resolved, notes=(note,))
+    gone = to_drop(failures[0][1], kept)
+    if gone:
+        return gone
+    raise _unsatisfiable(job, tmp, failures[0], kept, resolver=resolver)
+
+
+def _probe(
+    job: _Job,
+    workdir: Path,
+    python: str,
+    requirements: tuple[PackageSpec, ...],
+    *,
+    resolver: Resolver | None,
+) -> None:
+    """Resolve for Python X.Y without a base image: a version the packages do not resolve for
+    costs no base (a Debian build takes about a minute). ResolveFailure when they do not.
+    """
+    chosen = resolver or make_resolver("uv", ResolverSetup(tools=tools_folder(job.home), image=""))
+    chosen.resolve(job.request(python, workdir, _normalize(requirements, job.root)[0]))
+
+
+def _unsatisfiable(
+    job: _Job,
+    tmp: Path,
+    first: tuple[str, ResolveFailure],
+    kept: tuple[PackageSpec, ...],
+    *,
+    resolver: Resolver | None,
+) -> ResolveFailure:
+    """The newest Python's failure; for packages without wheels, the newest Python that works."""
+    python, failure = first
+    if not failure.no_wheels:
+        return failure
+    # Imported here: the no-op re-lock imports this module and never needs the analysis.
+    from mlpack.analyze.python_version import SUPPORTED_PYTHONS
+
+    chosen = resolver or make_resolver("uv", ResolverSetup(tools=tools_folder(job.home), image=""))
+    tried = {python, *job.inputs.fallback_pythons}
+    works = None
+    for candidate in reversed(SUPPORTED_PYTHONS):
+        if candidate in tried:
+            continue
+        workdir = tmp / f"probe-{candidate}"
+        try:
+            chosen.resolve(job.request(candidate, workdir, _normalize(kept, job.root)[0]))
+        except LockError:
+            continue
+        works = candidate
+        break
+    failure.hint = pinned_hint(python, failure, works)
+    return failure
 
 
 def _base_and_pins(
@@ -272,7 +459,7 @@ def _resolve_base(inputs: LockInputs, resolver: BaseResolver) -> BaseImage:
         raise
     except MlpackError as exc:
         msg = f"no base image for Python {inputs.python}: {exc.message}"
-        raise LockError(
+        raise NoBaseImage(
             msg, hint=exc.hint or "pick a Python version a base image provides"
         ) from exc
 

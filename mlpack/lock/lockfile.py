@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from mlpack.errors import LockError
 from mlpack.lock.lockdata import (
     LOCK_FORMAT,
+    DroppedPackage,
     Lock,
     LockedFile,
     LockedPackage,
@@ -77,8 +78,7 @@ def dumps(lock: Lock) -> str:
         if t.min_driver is not None:
             out.append(f"min-driver = {_s(t.min_driver)}\n")
     for sp in sorted(lock.system_packages, key=lambda p: p.name):
-        out.append("\n[[system-packages]]\n")
-        out.append(f"name = {_s(sp.name)}\nversion = {_s(sp.version)}\n")
+        out.append(_system(sp))
     for env in sorted(lock.env, key=lambda e: e.name):
         out.append("\n[[env]]\n")
         out.append(f"name = {_s(env.name)}\n")
@@ -87,7 +87,25 @@ def dumps(lock: Lock) -> str:
         out.append(f"secret = {'true' if env.secret else 'false'}\n")
     for pkg in sorted(lock.packages, key=lambda p: p.name):
         out.append(_package(pkg))
+    for gone in sorted(lock.dropped, key=lambda d: d.name):
+        out.append("\n[[dropped]]\n")
+        out.append(f"name = {_s(gone.name)}\nrequirement = {_s(gone.requirement)}\n")
+        out.append(f"source = {_s(gone.source)}\nreason = {_s(gone.reason)}\n")
     return "".join(out)
+
+
+def _system(pin: SystemPackagePin) -> str:
+    lines = [
+        "\n[[system-packages]]\n",
+        f"name = {_s(pin.name)}\n",
+        f"version = {_s(pin.version)}\n",
+    ]
+    if pin.pinned:
+        lines.append(f"architecture = {_s(pin.architecture)}\n")
+        lines.append(f"requested = {'true' if pin.requested else 'false'}\n")
+    if pin.url:  # none: the base image has it
+        lines.append(f"url = {_s(pin.url)}\nsize = {pin.size}\nsha256 = {_s(pin.sha256)}\n")
+    return "".join(lines)
 
 
 def _package(pkg: LockedPackage) -> str:
@@ -212,7 +230,15 @@ def _from_data(data: dict[str, Any]) -> Lock:
             min_driver=_opt(torch_t, "min-driver"),
         ),
         system_packages=tuple(
-            SystemPackagePin(name=str(s["name"]), version=str(s.get("version", "")))
+            SystemPackagePin(
+                name=str(s["name"]),
+                version=str(s.get("version", "")),
+                architecture=str(s.get("architecture", "")),
+                url=str(s.get("url", "")),
+                size=int(s.get("size", 0)),
+                sha256=str(s.get("sha256", "")),
+                requested=bool(s.get("requested", True)),
+            )
             for s in data.get("system-packages", [])
         ),
         env=tuple(
@@ -220,4 +246,13 @@ def _from_data(data: dict[str, Any]) -> Lock:
             for e in data.get("env", [])
         ),
         packages=tuple(packages),
+        dropped=tuple(
+            DroppedPackage(
+                name=str(d["name"]),
+                requirement=str(d["requirement"]),
+                source=str(d["source"]),
+                reason=str(d["reason"]),
+            )
+            for d in data.get("dropped", [])
+        ),
     )

@@ -14,12 +14,12 @@ import subprocess
 from typing import TYPE_CHECKING, Final
 
 from mlpack.errors import LockError
+from mlpack.lock.failure import read_failure
 from mlpack.lock.resolvers import (
     Pin,
     ResolveRequest,
     parse_output,
     reuse_files,
-    tool_failure,
     write_inputs,
 )
 from mlpack.lock.runner import (
@@ -135,7 +135,7 @@ class PipToolsResolver:
             raise
         if done.returncode != 0:
             _stop(names)
-            raise tool_failure(request, done.stderr, tool="pip-compile")
+            raise read_failure(request, done.stderr, tool="pip-compile")
         pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
         pins = reuse_files(pins, request.known_files)
         if names is not None and names.wait() == 0:

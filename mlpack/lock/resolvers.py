@@ -14,11 +14,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from mlpack.errors import LockError
-from mlpack.lock.indexes import Indexes, redact
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mlpack.lock.indexes import Indexes
     from mlpack.lock.lockdata import ResolverName
     from mlpack.vocabulary import PackageSpec, Platform
 
@@ -61,6 +61,7 @@ class Pin:
     # (filename, sha256) of the target's files when the resolver knows them (uv does), so the
     # locker need not ask the index; empty: list them from the index.
     files: tuple[tuple[str, str], ...] = ()
+    uploaded: str | None = None  # ISO time of the release's newest file, when the resolver says
 
 
 KnownFiles = tuple[str, str, tuple[str, ...], tuple[tuple[str, str], ...]]
@@ -202,100 +203,3 @@ def _via_items(text: str) -> list[str]:
         else:
             items.append(canonicalize_name(part.split("[", 1)[0].split(" ", 1)[0]))
     return items
-
-
-_IMPORT_HINTS: Final = {
-    "sklearn": "scikit-learn",
-    "cv2": "opencv-python-headless",
-    "pil": "pillow",
-    "yaml": "pyyaml",
-    "bs4": "beautifulsoup4",
-    "attr": "attrs",
-    "dateutil": "python-dateutil",
-    "dotenv": "python-dotenv",
-    "skimage": "scikit-image",
-    "google-protobuf": "protobuf",
-    "jwt": "pyjwt",
-    "magic": "python-magic",
-    "serial": "pyserial",
-    "kafka": "kafka-python",
-    "hydra": "hydra-core",
-    "mpl-toolkits": "matplotlib",
-    "tensorflow-gpu": "tensorflow",
-    "faiss": "faiss-cpu",
-    "fitz": "pymupdf",
-    "docx": "python-docx",
-    "crypto": "pycryptodome",
-    "lightgbm-": "lightgbm",
-}
-
-_MISSING: Final = (
-    re.compile(r"Because ([A-Za-z0-9._-]+) was not found in the package registry"),
-    re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)"),
-    re.compile(r"Because there are no versions of ([A-Za-z0-9._-]+) and"),
-)
-_UNREACHABLE: Final = (
-    "Failed to fetch",
-    "error sending request",
-    "Max retries exceeded",
-    "NewConnectionError",
-    "Connection refused",
-    "Name or service not known",
-    "Temporary failure in name resolution",
-    "No route to host",
-)
-_CONFLICT: Final = ("No solution found", "ResolutionImpossible", "conflict", "unsatisfiable")
-
-
-def tool_failure(request: ResolveRequest, stderr: str, *, tool: str) -> LockError:
-    """Turn a failed resolve into one clear LockError (missing, unreachable, conflict, other)."""
-    text = redact(stderr).strip()
-    tail = "\n".join(line for line in text.splitlines()[-12:] if line.strip())
-    by_name: dict[str, list[PackageSpec]] = {}
-    for r in request.requirements:
-        by_name.setdefault(r.name, []).append(r)
-    for pattern in _MISSING:
-        found = pattern.search(text)
-        if found is None:
-            continue
-        name = canonicalize_name(found.group(1))
-        inputs = by_name.get(name, [])
-        where = ", ".join(r.source for r in inputs) or "a dependency"
-        hint = "check the spelling, or the index that should provide it"
-        if any(r.source.startswith("import") for r in inputs):
-            guess = _IMPORT_HINTS.get(name)
-            hint = (
-                f"it came from an import; the distribution is probably `{guess}`: add "
-                f'packages = ["{guess}"] to mlpack.toml and remove "{name}"'
-                if guess
-                else "it came from an import whose distribution has another name; declare the "
-                "right one in mlpack.toml [dependencies] packages"
-            )
-        msg = f"package {name!r} (asked for by {where}) does not exist on the index"
-        return LockError(msg, hint=hint)
-    if any(marker in text for marker in _UNREACHABLE) and "No solution" not in text:
-        urls = ", ".join(request.indexes.public().all)
-        msg = f"{tool} could not reach the package index ({urls}): {tail.splitlines()[-1]}"
-        return LockError(
-            msg, hint="check the network, the proxy (HTTPS_PROXY) and --ca-cert, or the URL"
-        )
-    if any(marker in text for marker in _CONFLICT):
-        lowered = text.lower().replace("_", "-")
-        sides = [
-            f"{r.requirement} ({r.source})"
-            for r in request.requirements
-            if re.search(rf"(?<![a-z0-9-]){re.escape(r.name)}(?![a-z0-9])", lowered)
-        ]
-        explanation = " ".join(
-            line.strip().removeprefix("cause:").strip()
-            for line in text.splitlines()
-            if line.strip() and not line.strip().startswith(("error:", "ERROR:", "Traceback"))
-        )
-        if len(explanation) > 1200:
-            explanation = "..." + explanation[-1200:]
-        msg = f"the requirements conflict: {explanation}"
-        if sides:
-            msg += f"\ninputs involved: {'; '.join(sides)}"
-        return LockError(msg, hint="relax one of the constraints named above in its input file")
-    msg = f"{tool} failed:\n{tail}"
-    return LockError(msg, hint="read the resolver's message above; --debug shows more")

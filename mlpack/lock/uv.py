@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Final
 from packaging.utils import canonicalize_name
 
 from mlpack.errors import LockError
+from mlpack.lock.failure import read_failure
 from mlpack.lock.resolvers import (
     Pin,
     ResolveRequest,
     parse_output,
     reuse_files,
-    tool_failure,
     write_inputs,
 )
 from mlpack.lock.runner import HostRunner, Runner
@@ -91,6 +91,11 @@ def uv_compile_args(request: ResolveRequest, *, quiet: bool = True) -> list[str]
         args.append("--quiet")
     for url in request.indexes.extra_index_urls:
         args += ["--extra-index-url", url]
+    if request.indexes.machine_local:
+        # uv takes a package only from the first index that has it; a partial local mirror
+        # would hide the index's newer releases. pip, whose configuration named the mirror,
+        # picks the best version across all indexes.
+        args += ["--index-strategy", "unsafe-best-match"]
     if request.upgrade:
         args.append("--upgrade")
     for name in request.upgrade_packages:
@@ -122,7 +127,7 @@ class UvResolver:
         write_inputs(request)
         done = self.runner.run(uv_compile_args(request), cwd=request.workdir, env=uv_env(request))
         if done.returncode != 0:
-            raise tool_failure(request, done.stderr, tool="uv")
+            raise read_failure(request, done.stderr, tool="uv")
         pins = parse_output((request.workdir / "requirements.txt").read_text(encoding="utf-8"))
         pins = reuse_files(pins, request.known_files)
         if all(p.files or p.url is not None for p in pins):
@@ -139,13 +144,17 @@ def pylock_args(request: ResolveRequest, *, offline: bool) -> list[str]:
     return args
 
 
-def pylock_files(request: ResolveRequest) -> dict[str, list[tuple[str, str]]]:
-    """(filename, sha256) per package from the workdir's pylock.toml; {} when unreadable."""
+# (filename, sha256, upload time or "") of one file in uv's pylock.toml
+PylockFile = tuple[str, str, str]
+
+
+def pylock_files(request: ResolveRequest) -> dict[str, list[PylockFile]]:
+    """The files per package from the workdir's pylock.toml; {} when unreadable."""
     try:
         data = tomllib.loads((request.workdir / "pylock.toml").read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
         return {}
-    files: dict[str, list[tuple[str, str]]] = {}
+    files: dict[str, list[PylockFile]] = {}
     for package in data.get("packages", []):
         name = canonicalize_name(str(package.get("name", "")))
         for entry in [*package.get("wheels", []), package.get("sdist") or {}]:
@@ -153,18 +162,25 @@ def pylock_files(request: ResolveRequest) -> dict[str, list[tuple[str, str]]]:
             sha = entry.get("hashes", {}).get("sha256")
             if url and sha:
                 filename = urllib.parse.unquote(str(url).rsplit("/", 1)[-1])
-                files.setdefault(name, []).append((filename, str(sha)))
+                uploaded = entry.get("upload-time")
+                when = uploaded.isoformat() if hasattr(uploaded, "isoformat") else ""
+                files.setdefault(name, []).append((filename, str(sha), when))
     return files
 
 
-def attach_files(pins: tuple[Pin, ...], files: dict[str, list[tuple[str, str]]]) -> tuple[Pin, ...]:
+def attach_files(pins: tuple[Pin, ...], files: dict[str, list[PylockFile]]) -> tuple[Pin, ...]:
     """``pins`` with the files whose hash they pin (a file of another version never matches)."""
-    return tuple(
-        replace(pin, files=tuple(sorted(f for f in files.get(pin.name, ()) if f[1] in pin.hashes)))
-        if pin.url is None and not pin.files
-        else pin
-        for pin in pins
-    )
+    out = []
+    for pin in pins:
+        if pin.url is None and not pin.files:
+            mine = [f for f in files.get(pin.name, ()) if f[1] in pin.hashes]
+            pin = replace(
+                pin,
+                files=tuple(sorted((n, h) for n, h, _ in mine)),
+                uploaded=max((w for _, _, w in mine), default="") or None,
+            )
+        out.append(pin)
+    return tuple(out)
 
 
 def with_target_files(

@@ -20,6 +20,14 @@ def why(lock: Lock, name: str, *, limit: int = 20) -> tuple[tuple[str, ...], ...
     """
     target = canonicalize_name(name)
     by_name = {p.name: p for p in lock.packages}
+    dropped = next((d for d in lock.dropped if d.name == target), None)
+    if target not in by_name and dropped is not None:
+        msg = f"{name} is not in mlpack.lock: the lock left it out ({dropped.reason})"
+        hint = (
+            f"it was inferred from the import at {dropped.source}; declare the distribution "
+            "that provides it, or list the import in [dependencies] ignore-imports"
+        )
+        raise LockError(msg, hint=hint)
     if target not in by_name:
         msg = f"{name} is not in mlpack.lock"
         close = [p for p in by_name if target in p or p in target]

@@ -62,7 +62,7 @@ class ApplyResult:
     skipped: tuple[str, ...]
 
 
-def apply_layer(
+def apply_layer(  # noqa: PLR0913  one keyword-only knob per policy, each with a safe default
     blob: BinaryIO,
     root: Path,
     *,
@@ -326,35 +326,13 @@ class _Applier:
         # Create first and look at what is there only when the name is taken (EEXIST): in a
         # fresh tree that saves an lstat per entry. Nothing here follows a symlink at the leaf.
         if member.type == "dir":
-            try:
-                os.mkdir(name, 0o700, dir_fd=pfd)
-            except FileExistsError:
-                existing = _lstat(pfd, name)
-                if existing is not None and stat.S_ISDIR(existing.st_mode):
-                    owned = False  # a lower layer's directory: its owner may differ
-                else:
-                    self._remove(pfd, name)
-                    os.mkdir(name, 0o700, dir_fd=pfd)
-            if not owned:
-                self._chown(pfd, name, member)
-            self._dirs[parts] = (self._mode(member), member.mtime)
-            self._mark(parts)
+            self._dir(member, parts, pfd, owned=owned)
             return
         self._mark(parts)
         if member.type == "file":
             self._file(member, name, pfd, reader, owned=owned)
         elif member.type == "symlink":
-            if not member.linkname or "\0" in member.linkname:
-                msg = f"layer entry {'/'.join(parts)!r} is a symlink with an empty target"
-                raise ImageError(msg, hint=_HINT_HOSTILE)
-            try:
-                os.symlink(member.linkname, name, dir_fd=pfd)  # target stored verbatim
-            except FileExistsError:
-                self._clear(pfd, name)
-                os.symlink(member.linkname, name, dir_fd=pfd)
-            if not owned:
-                self._chown(pfd, name, member)
-            self._utime(pfd, name, member.mtime)
+            self._symlink(member, parts, pfd, owned=owned)
         else:  # devices and FIFOs, rootful with keep_devices
             self._clear(pfd, name)
             kind = {"chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK}.get(
@@ -364,6 +342,38 @@ class _Applier:
             os.mknod(name, kind | self._mode(member), dev, dir_fd=pfd)
             self._chown(pfd, name, member)
             self._utime(pfd, name, member.mtime)
+
+    def _dir(self, member: TarMember, parts: tuple[str, ...], pfd: int, *, owned: bool) -> None:
+        """Create (or keep) a directory at 0700: ``finalize`` sets its mode and mtime last."""
+        name = parts[-1]
+        try:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            existing = _lstat(pfd, name)
+            if existing is not None and stat.S_ISDIR(existing.st_mode):
+                owned = False  # a lower layer's directory: its owner may differ
+            else:
+                self._remove(pfd, name)
+                os.mkdir(name, 0o700, dir_fd=pfd)
+        if not owned:
+            self._chown(pfd, name, member)
+        self._dirs[parts] = (self._mode(member), member.mtime)
+        self._mark(parts)
+
+    def _symlink(self, member: TarMember, parts: tuple[str, ...], pfd: int, *, owned: bool) -> None:
+        """Create a symlink with its target verbatim: it is resolved only inside the container."""
+        name = parts[-1]
+        if not member.linkname or "\0" in member.linkname:
+            msg = f"layer entry {'/'.join(parts)!r} is a symlink with an empty target"
+            raise ImageError(msg, hint=_HINT_HOSTILE)
+        try:
+            os.symlink(member.linkname, name, dir_fd=pfd)
+        except FileExistsError:
+            self._clear(pfd, name)
+            os.symlink(member.linkname, name, dir_fd=pfd)
+        if not owned:
+            self._chown(pfd, name, member)
+        self._utime(pfd, name, member.mtime)
 
     def _clear(self, pfd: int, name: str) -> None:
         if _lstat(pfd, name) is not None:

@@ -68,7 +68,7 @@ def gzip_header(level: int) -> bytes:
     return b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes((xfl, 255))
 
 
-def write_layer(
+def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each with a default
     tree: Path,
     out: BinaryIO,
     *,
@@ -172,75 +172,15 @@ def _collect(
     if not stat.S_ISDIR(top.st_mode):
         msg = f"layer tree {tree} is not a directory"
         raise ImageError(msg, hint="pass the staging directory whose contents form the layer")
-
-    def mtime_of(st: os.stat_result) -> int:
-        return max(0, min(int(st.st_mtime), sde)) if clamp else sde
-
+    entries = _TreeEntries(tree, sde=sde, clamp=clamp, modes=modes, preserve=preserve)
     keyed: dict[tuple[tuple[int, bytes], ...], _Entry] = {}
-    first_link: dict[tuple[int, int], str] = {}
     skipped: list[str] = []
     walked: list[tuple[str, os.stat_result]] = list(_walk(str(tree), ""))
     # Hard links: the first path in sort order carries the data, so sort before deciding.
     walked.sort(key=lambda item: _sort_key(item[0]))
     for rel, st in walked:
-        name = rel.rsplit("/", 1)[-1]
-        if name.startswith(WHITEOUT_PREFIX):
-            msg = f"layer tree {tree} contains {rel!r}, a name reserved for whiteouts"
-            raise ImageError(msg, hint="rename the file; '.wh.' names delete files in images")
-        override = modes.get(rel)
-        if preserve and override is None and not stat.S_ISLNK(st.st_mode):
-            override = stat.S_IMODE(st.st_mode)
-        uid, gid = (st.st_uid, st.st_gid) if preserve else (0, 0)
-        if stat.S_ISDIR(st.st_mode):
-            entry = _Entry(
-                path=rel,
-                kind="dir",
-                mode=_mode(override, 0o755),
-                mtime=mtime_of(st),
-                uid=uid,
-                gid=gid,
-            )
-        elif stat.S_ISLNK(st.st_mode):
-            # Path.readlink() would normalise the target; it must stay verbatim.
-            target = os.readlink(tree / rel)  # noqa: PTH115
-            _check_utf8(target, tree)
-            entry = _Entry(
-                path=rel,
-                kind="symlink",
-                mode=0o777,
-                mtime=mtime_of(st),
-                linkname=target,
-                uid=uid,
-                gid=gid,
-            )
-        elif stat.S_ISREG(st.st_mode):
-            default = 0o755 if st.st_mode & 0o111 else 0o644
-            mode = _mode(override, default)
-            ident = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and ident in first_link:
-                entry = _Entry(
-                    path=rel,
-                    kind="hardlink",
-                    mode=mode,
-                    mtime=mtime_of(st),
-                    linkname=first_link[ident],
-                    uid=uid,
-                    gid=gid,
-                )
-            else:
-                if st.st_nlink > 1:
-                    first_link[ident] = rel
-                entry = _Entry(
-                    path=rel,
-                    kind="file",
-                    mode=mode,
-                    mtime=mtime_of(st),
-                    size=st.st_size,
-                    source=tree / rel,
-                    uid=uid,
-                    gid=gid,
-                )
-        else:
+        entry = entries.entry(rel, st)
+        if entry is None:
             what = _special_kind(st.st_mode)
             if on_special == "skip":
                 skipped.append(rel)
@@ -258,6 +198,86 @@ def _collect(
     if unknown:
         msg = f"mode overrides name paths that are not in the layer tree: {', '.join(unknown)}"
         raise ImageError(msg, hint="modes keys are paths relative to the tree, e.g. 'tmp'")
+    _add_whiteouts(keyed, whiteouts, opaque_dirs, sde=sde)
+    return [keyed[k] for k in sorted(keyed)]
+
+
+class _TreeEntries:
+    """Turns what the walk saw into tar entries: normalised metadata, hard links detected."""
+
+    def __init__(
+        self, tree: Path, *, sde: int, clamp: bool, modes: dict[str, int], preserve: bool
+    ) -> None:
+        self._tree = tree
+        self._sde = sde
+        self._clamp = clamp
+        self._modes = modes
+        self._preserve = preserve
+        self._first_link: dict[tuple[int, int], str] = {}
+
+    def _mtime(self, st: os.stat_result) -> int:
+        return max(0, min(int(st.st_mtime), self._sde)) if self._clamp else self._sde
+
+    def entry(self, rel: str, st: os.stat_result) -> _Entry | None:
+        """The entry for ``rel``; None for a device, FIFO or socket (the caller decides)."""
+        name = rel.rsplit("/", 1)[-1]
+        if name.startswith(WHITEOUT_PREFIX):
+            msg = f"layer tree {self._tree} contains {rel!r}, a name reserved for whiteouts"
+            raise ImageError(msg, hint="rename the file; '.wh.' names delete files in images")
+        override = self._modes.get(rel)
+        if self._preserve and override is None and not stat.S_ISLNK(st.st_mode):
+            override = stat.S_IMODE(st.st_mode)
+        uid, gid = (st.st_uid, st.st_gid) if self._preserve else (0, 0)
+        mtime = self._mtime(st)
+        if stat.S_ISDIR(st.st_mode):
+            mode = _mode(override, 0o755)
+            return _Entry(path=rel, kind="dir", mode=mode, mtime=mtime, uid=uid, gid=gid)
+        if stat.S_ISLNK(st.st_mode):
+            # Path.readlink() would normalise the target; it must stay verbatim.
+            target = os.readlink(self._tree / rel)  # noqa: PTH115
+            _check_utf8(target, self._tree)
+            return _Entry(
+                path=rel, kind="symlink", mode=0o777, mtime=mtime, linkname=target, uid=uid, gid=gid
+            )
+        if stat.S_ISREG(st.st_mode):
+            mode = _mode(override, 0o755 if st.st_mode & 0o111 else 0o644)
+            return self._file(rel, st, mode=mode, mtime=mtime, owner=(uid, gid))
+        return None
+
+    def _file(
+        self, rel: str, st: os.stat_result, *, mode: int, mtime: int, owner: tuple[int, int]
+    ) -> _Entry:
+        """A regular file, or a hard link to the first path (in sort order) of the same inode."""
+        uid, gid = owner
+        ident = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and ident in self._first_link:
+            link = self._first_link[ident]
+            return _Entry(
+                path=rel, kind="hardlink", mode=mode, mtime=mtime, linkname=link, uid=uid, gid=gid
+            )
+        if st.st_nlink > 1:
+            self._first_link[ident] = rel
+        source = self._tree / rel
+        return _Entry(
+            path=rel,
+            kind="file",
+            mode=mode,
+            mtime=mtime,
+            size=st.st_size,
+            source=source,
+            uid=uid,
+            gid=gid,
+        )
+
+
+def _add_whiteouts(
+    keyed: dict[tuple[tuple[int, bytes], ...], _Entry],
+    whiteouts: tuple[str, ...],
+    opaque_dirs: tuple[str, ...],
+    *,
+    sde: int,
+) -> None:
+    """Add ``.wh.`` and opaque markers to ``keyed``, with explicit entries for their parents."""
     for raw, marker in [(w, None) for w in whiteouts] + [(d, OPAQUE_MARKER) for d in opaque_dirs]:
         rel = _clean_rel(raw)
         parent, _, base = rel.rpartition("/")
@@ -278,7 +298,6 @@ def _collect(
             elif keyed[dkey].kind != "dir":
                 msg = f"whiteout {raw!r} needs {dir_rel!r} to be a directory in the layer"
                 raise ImageError(msg, hint="a whiteout's parent cannot be a file of the same layer")
-    return [keyed[k] for k in sorted(keyed)]
 
 
 def _walk(root: str, prefix: str) -> Iterator[tuple[str, os.stat_result]]:

@@ -18,7 +18,7 @@ from mlpack.oslib import jsoncodec
 
 TYPE_CHECKING = False  # typing is not imported on the run path (mypy reads this as True)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeGuard
 
 VERSION = 1
 
@@ -50,18 +50,21 @@ def lookup(home: str, ref: str) -> tuple[tuple[str, ...], dict[str, Any]] | None
             doc = jsoncodec.loads(f.read())
     except (OSError, ValueError):
         return None
+    if not _valid(doc, ref, index_identity(home)):
+        return None
+    return tuple(doc["layers"]), doc["config"]
+
+
+def _valid(doc: object, ref: str, identity: list[int] | None) -> TypeGuard[dict[str, Any]]:
+    """A memo counts only for this version and ref, the same index.json, and layers still there."""
     if not isinstance(doc, dict) or doc.get("version") != VERSION or doc.get("ref") != ref:
-        return None
-    identity = index_identity(home)
-    layers = doc.get("layers")
-    config = doc.get("config")
+        return False
     if identity is None or doc.get("index") != identity:
-        return None
+        return False
+    layers, config = doc.get("layers"), doc.get("config")
     if not isinstance(layers, list) or not isinstance(config, dict):
-        return None
-    if not all(isinstance(d, str) and os.path.isdir(d) for d in layers):
-        return None
-    return tuple(layers), config
+        return False
+    return all(isinstance(d, str) and os.path.isdir(d) for d in layers)
 
 
 def record(

@@ -7,7 +7,7 @@ memory, and its extraction paths have a long CVE history (SECURITY-AND-ISOLATION
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from mlpack.errors import ImageError
@@ -37,6 +37,16 @@ MAX_ID: Final = 2**31 - 1
 _MAX_MTIME: Final = (2**63 - 1) // 10**9
 _MAX_DEV: Final = 2**32 - 1
 _HINT: Final = "the layer blob is corrupt or hostile; re-pull it or rebuild the image"
+
+
+@dataclass(kw_only=True)
+class _Extensions:
+    """The extended headers read so far for the next member, and their bytes all together."""
+
+    pax: dict[str, bytes] = field(default_factory=dict)
+    size: int = 0
+    long_name: bytes | None = None
+    long_link: bytes | None = None
 
 
 class Readable(Protocol):
@@ -129,19 +139,13 @@ class TarReader:
             return None
         self._skip(self._pending)
         self._pending = self._data_left = 0
-        pax: dict[str, bytes] = {}
-        ext_bytes = 0  # extended headers of this member, all together
-        long_name: bytes | None = None
-        long_link: bytes | None = None
+        ext = _Extensions()
         while True:
             start = self._offset
-            first = self._src.read(BLOCK)
-            block = first + (self._read_exact(BLOCK - len(first), "a header") if first else b"")
-            if first:
-                self._offset += len(first)
+            block = self._header_block()
             if not block or block == b"\0" * BLOCK:
                 # End of archive (two zero blocks; a bare EOF is tolerated like Go and tarfile).
-                if pax or long_name is not None or long_link is not None:
+                if ext.pax or ext.long_name is not None or ext.long_link is not None:
                     msg = f"layer tar ends after an extended header at offset {start}"
                     raise ImageError(msg, hint=_HINT)
                 self.ended = True
@@ -150,32 +154,7 @@ class TarReader:
             typeflag = block[156:157]
             size = _number(block[124:136], "size", start)
             if typeflag in (b"x", b"g", b"L", b"K"):
-                cap = self._max_header if typeflag in (b"x", b"g") else self._max_path + 1
-                if size > cap:
-                    msg = (
-                        f"layer tar has a {size}-byte extended header at offset {start} "
-                        f"(limit {cap})"
-                    )
-                    raise ImageError(msg, hint="raise max_header_bytes only for trusted layers")
-                ext_bytes += size
-                if typeflag == b"g":
-                    self._global_bytes += size
-                if ext_bytes > self._max_ext or self._global_bytes > self._max_header:
-                    msg = f"layer tar has too many extended headers before offset {start}"
-                    raise ImageError(msg, hint="raise max_header_bytes only for trusted layers")
-                body = self._read_exact(size, "an extended header")
-                self._skip(-size % BLOCK)
-                if typeflag == b"x":
-                    pax.update(_parse_pax(body, start))
-                elif typeflag == b"g":
-                    # Validated as Go's reader does, then ignored as moby's applier does: a
-                    # global ``path`` must not rename later entries (the layer would unpack
-                    # differently here than under Docker).
-                    _parse_pax(body, start)
-                elif typeflag == b"L":
-                    long_name = body.split(b"\0", 1)[0]
-                else:
-                    long_link = body.split(b"\0", 1)[0]
+                self._read_extension(ext, typeflag, size, start)
                 continue
             kind = _TYPES.get(typeflag)
             if kind is None:
@@ -188,10 +167,45 @@ class TarReader:
                 block,
                 kind=kind,
                 size=size,
-                pax=pax,
-                long_name=long_name,
-                long_link=long_link,
+                pax=ext.pax,
+                long_name=ext.long_name,
+                long_link=ext.long_link,
             )
+
+    def _header_block(self) -> bytes:
+        """The next 512-byte header, or ``b""`` at a bare end of file (a partial one is an error)."""
+        first = self._src.read(BLOCK)
+        if not first:
+            return b""
+        rest = self._read_exact(BLOCK - len(first), "a header")
+        self._offset += len(first)
+        return first + rest
+
+    def _read_extension(self, ext: _Extensions, typeflag: bytes, size: int, start: int) -> None:
+        """Read one PAX or GNU extended header into ``ext``, within the caps on header bytes."""
+        cap = self._max_header if typeflag in (b"x", b"g") else self._max_path + 1
+        if size > cap:
+            msg = f"layer tar has a {size}-byte extended header at offset {start} (limit {cap})"
+            raise ImageError(msg, hint="raise max_header_bytes only for trusted layers")
+        ext.size += size
+        if typeflag == b"g":
+            self._global_bytes += size
+        if ext.size > self._max_ext or self._global_bytes > self._max_header:
+            msg = f"layer tar has too many extended headers before offset {start}"
+            raise ImageError(msg, hint="raise max_header_bytes only for trusted layers")
+        body = self._read_exact(size, "an extended header")
+        self._skip(-size % BLOCK)
+        if typeflag == b"x":
+            ext.pax.update(_parse_pax(body, start))
+        elif typeflag == b"g":
+            # Validated as Go's reader does, then ignored as moby's applier does: a global
+            # ``path`` must not rename later entries (the layer would unpack differently here
+            # than under Docker).
+            _parse_pax(body, start)
+        elif typeflag == b"L":
+            ext.long_name = body.split(b"\0", 1)[0]
+        else:
+            ext.long_link = body.split(b"\0", 1)[0]
 
     def _member(
         self,

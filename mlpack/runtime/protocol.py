@@ -47,6 +47,9 @@ class RunConfig:
     keep: bool = False  # keep the container's writable layer after exit
     name: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    # Open fds of the caller, handed to the container's process as fds 3, 4, ... (socket
+    # activation: the listening socket of ``mlpack serve``, with LISTEN_FDS or ``uvicorn --fd``).
+    fds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

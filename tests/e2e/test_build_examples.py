@@ -73,11 +73,18 @@ def runner_for(store: Store) -> StepRunner:
     require(inner is not None, "the embedded runtime")
     assert inner is not None
 
-    def run(*, image: str, argv: tuple[str, ...], mounts: tuple[tuple[str, Path], ...]) -> int:
+    def run(
+        *,
+        image: str,
+        argv: tuple[str, ...],
+        mounts: tuple[tuple[str, Path], ...],
+        readonly: tuple[tuple[str, Path], ...],
+        network: bool,
+    ) -> int:
         old = os.environ.get("MLPACK_HOME")
         os.environ["MLPACK_HOME"] = str(store.root)
         try:
-            return inner(image=image, argv=argv, mounts=mounts)
+            return inner(image=image, argv=argv, mounts=mounts, readonly=readonly, network=network)
         finally:
             if old is None:
                 del os.environ["MLPACK_HOME"]
@@ -89,7 +96,7 @@ def runner_for(store: Store) -> StepRunner:
 
 def build(root: Path, store: Store) -> BuildResult:
     """The embedded build of ``root``; apt runs in the base through the embedded runtime."""
-    require(mirror_reachable(), "the Debian mirror (apt installs libgomp1)")
+    require(mirror_reachable(), "the Debian mirror (the pinned libgomp1 .deb)")
     spec, wheels = spec_and_wheels(root, store)
     builder = EmbeddedBuilder(store, wheels=wheels, runner=runner_for(store))
     return builder.build(spec, context=root, tag=TAG)

@@ -52,11 +52,11 @@ def test_unreachable_index(tmp_path: Path) -> None:
 
 
 @pytest.mark.network
-def test_missing_package_from_an_import_suggests_the_distribution(tmp_path: Path) -> None:
+def test_a_declared_import_name_suggests_the_distribution(tmp_path: Path) -> None:
     require(pypi_reachable(), "the Python package index")
-    err = attempt(tmp_path, ("cv2", "import: train.py:4"))
+    err = attempt(tmp_path, ("cv2", "requirements.txt:4"))
     assert "'cv2'" in err.message
-    assert "import: train.py:4" in err.message
+    assert "requirements.txt:4" in err.message
     assert "opencv-python" in err.hint
 
 

@@ -99,7 +99,7 @@ def test_error_text_is_printed_verbatim(capsys: pytest.CaptureFixture[str]) -> N
         ([], "Missing command", "mlpack"),
         (["ps", "--bogus"], "No such option: --bogus", "mlpack ps"),
         (["run", "--runtime", "podman", "img"], "'podman' is not one of", "mlpack run"),
-        (["run"], "Missing argument", "mlpack run"),
+        (["rerun"], "Missing argument", "mlpack rerun"),
         (["lock", "--resolver", "pip"], "'pip' is not one of", "mlpack lock"),
         (["store", "nope"], "No such command 'nope'", "mlpack store"),
         (["store"], "Missing command", "mlpack store"),

@@ -139,6 +139,15 @@ def test_every_manual_page_is_listed_in_the_index() -> None:
     assert pages <= listed
 
 
+def test_every_command_has_a_manual_page() -> None:
+    """Each command the CLI routes is named in the manual's index of command pages."""
+    from mlpack.cli.app import COMMANDS
+
+    index = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    named = {c for c in COMMANDS if re.search(rf"`(mlpack )?{c}[` ]", index)}
+    assert set(COMMANDS) - named == set()
+
+
 def test_generated_parts_match_their_sources() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "docs" / "gen.py"), "--check"],

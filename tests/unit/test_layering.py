@@ -32,7 +32,7 @@ LAYERS: Final[tuple[tuple[str, ...], ...]] = (
     ("mlpack.lock",),
     ("mlpack.spec",),
     ("mlpack.render", "mlpack.provenance"),  # both read an ImageSpec's types
-    ("mlpack.build", "mlpack.deploy", "mlpack.runs"),
+    ("mlpack.build", "mlpack.deploy", "mlpack.runs", "mlpack.serve"),
     ("mlpack.pipeline",),
     ("mlpack.cli",),
 )  # fmt: skip

@@ -58,6 +58,7 @@ class Launch:
     # prestart/createRuntime hooks, run by the caller with pid 1's host pid while it waits.
     runtime_hooks: Callable[[int], None] | None = None
     extra_fds: tuple[int, ...] = ()
+    pass_fds: tuple[int, ...] = ()  # the caller's fds that become 3, 4, ... in the container
     probe: bool = False  # stop after the namespaces (and the overlay mount): mlpack doctor
 
 
@@ -147,7 +148,7 @@ class Helper:
             "detach": launch.detach,
             "state_dir": _str(launch.state_dir),
             "exec_fifo": _str(launch.exec_fifo),
-            "preserve_fds": launch.preserve_fds,
+            "preserve_fds": launch.preserve_fds or len(launch.pass_fds),
             "id": launch.container_id,
             "bundle": _str(launch.bundle) or "",
             "probe": launch.probe,
@@ -164,7 +165,9 @@ class Helper:
             request["console_fd"] = 0
         if process is None:
             stdio = launch.stdio or (None, None, None)
-            process = HelperProcess(stdio=stdio, keep_fds=launch.extra_fds)
+            process = HelperProcess(
+                stdio=stdio, keep_fds=launch.extra_fds, pass_fds=launch.pass_fds
+            )
         self.proc = process
         self.ctl_w = process.ctl_w
         self.status = process.status

@@ -207,14 +207,14 @@ class EmbeddedRuntime:
 
         ``process``: a helper started earlier by ``spawn.prestart`` for this config (not for a
         tty); it is used for the container, or stopped if the run fails before that. Without
-        one, and without a tty, one is started here first thing: its start overlaps the
-        image lookup and the container's preparation (the library's p50, BENCHMARKS B1).
+        one, and without a tty or fds to pass, one is started here first thing: its start
+        overlaps the image lookup and the container's preparation (the library's p50, B1).
         """
         from mlpack.runtime.embedded import state
         from mlpack.runtime.embedded.container import Container
         from mlpack.runtime.embedded.launcher import relaying
 
-        if process is None and not config.tty:
+        if process is None and not config.tty and not config.fds:
             from mlpack.runtime.embedded.spawn import prestart
 
             process = prestart(interactive=config.interactive)
@@ -238,7 +238,7 @@ class EmbeddedRuntime:
                 stdio = (replica, replica, replica)
             elif not config.interactive:  # as docker run without -i: stdin is /dev/null
                 stdio = (box.own_fd(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)), None, None)
-            launch = replace(launch, stdio=stdio)
+            launch = replace(launch, stdio=stdio, pass_fds=config.fds)
             # The handlers are in place before the container can run: a program that prints
             # and is signalled at once must find them (a signal before "created" aborts).
             with relaying(box.spawn(launch, process)) as relay:

@@ -44,7 +44,8 @@ class HelperProcess:
     Its start (~10 ms of interpreter and imports) then overlaps the caller's own work: the
     CLI spawns one first thing (BENCHMARKS B1). It waits on the control pipe until ``Helper``
     sends the request; posix_spawn (no ``subprocess`` import on the run path) passes only
-    the pipes and ``keep_fds`` (as themselves), and the helper closes any other fd it finds.
+    the pipes and ``keep_fds`` (as themselves) and ``pass_fds`` (as 3, 4, ...), and the helper
+    closes any other fd it finds.
     """
 
     def __init__(
@@ -52,14 +53,24 @@ class HelperProcess:
         *,
         stdio: tuple[int | None, int | None, int | None] = (None, None, None),
         keep_fds: tuple[int, ...] = (),
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.stdio = stdio
-        self.keep_fds = keep_fds
         ctl_r, self.ctl_w = os.pipe()
         st_r, st_w = os.pipe()
-        passed = (ctl_r, st_w, *keep_fds)
+        copies: tuple[int, ...] = ()
+        if pass_fds:  # every fd handed on moves above 3..3+n, where no dup2 below lands
+            ctl_r, st_w, *moved = _lift((ctl_r, st_w, *keep_fds, *pass_fds), 3 + len(pass_fds))
+            copies = tuple(moved)
+            keep_fds = (*copies[: len(keep_fds)], *range(3, 3 + len(pass_fds)))
+        self.keep_fds = keep_fds
+        passed = (ctl_r, st_w, *(fd for fd in keep_fds if fd >= 3 + len(pass_fds)))
         actions = [
             (os.POSIX_SPAWN_DUP2, src, dst) for dst, src in enumerate(stdio) if src is not None
+        ]
+        actions += [
+            (os.POSIX_SPAWN_DUP2, src, 3 + i)
+            for i, src in enumerate(copies[-len(pass_fds) :] if pass_fds else ())
         ]
         # dup2 of an fd onto itself clears its close-on-exec flag in the child only (glibc >= 2.29)
         actions += [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed]
@@ -77,8 +88,8 @@ class HelperProcess:
                 msg, hint="check that the Python interpreter still exists"
             ) from exc
         finally:
-            os.close(ctl_r)
-            os.close(st_w)
+            for fd in (ctl_r, st_w, *copies):
+                os.close(fd)
         self.status: IO[bytes] = os.fdopen(st_r, "rb", buffering=0)
         self.returncode: int | None = None
 
@@ -126,6 +137,16 @@ class HelperProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, 9)
             self.wait()
+
+
+def _lift(fds: tuple[int, ...], floor: int) -> list[int]:
+    """Copies of ``fds`` numbered ``floor`` or above; the first two (the pipes) are moved."""
+    from fcntl import F_DUPFD_CLOEXEC, fcntl
+
+    copies = [fcntl(fd, F_DUPFD_CLOEXEC, floor) for fd in fds]
+    for fd in fds[:2]:
+        os.close(fd)
+    return copies
 
 
 def prestart(*, interactive: bool, keep_fds: tuple[int, ...] = ()) -> HelperProcess:

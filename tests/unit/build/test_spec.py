@@ -10,7 +10,7 @@ import pytest
 
 from mlpack.config import ProjectConfig, load_config
 from mlpack.errors import BuildError
-from mlpack.lock.lockdata import Lock, LockedFile, LockedPackage
+from mlpack.lock.lockdata import Lock, LockedFile, LockedPackage, SystemPackagePin
 from mlpack.lock.lockfile import read_lock
 from mlpack.spec import CodeStep, Provenance, SystemStep, VenvStep, WheelStep, plan
 
@@ -43,7 +43,8 @@ def test_training_plan_orders_layers_and_sets_the_config(tmp_path: Path) -> None
     assert [s.role for s in spec.steps] == ["system", "interpreter", "packages", "code"]
     system, venv, wheels, code = spec.steps
     assert isinstance(system, SystemStep)
-    assert system.packages == (("libgomp1", ""),)
+    assert system.packages == (("libgomp1", "12.2.0-14+deb12u1"),)
+    assert [d.sha256[:8] for d in system.debs] == ["48fec46b"]
     assert isinstance(venv, VenvStep)
     assert venv.prefix == "/opt/venv"
     assert venv.python == "3.11.2"
@@ -72,6 +73,19 @@ def test_secrets_are_declared_by_name_never_by_value(tmp_path: Path) -> None:
     spec = plan(lock, config)
     assert spec.secret_env == ("WANDB_API_KEY",)
     assert "WANDB_API_KEY" not in dict(spec.env)
+
+
+def test_a_lock_without_debian_pins_is_refused_and_base_packages_need_no_step(
+    tmp_path: Path,
+) -> None:
+    lock, config = example("training", tmp_path)
+    unpinned = dataclasses.replace(lock, system_packages=(SystemPackagePin(name="libgomp1"),))
+    with pytest.raises(BuildError, match="without pinned versions: libgomp1") as info:
+        plan(unpinned, config)
+    assert "mlpack lock" in info.value.hint
+    in_base = SystemPackagePin(name="python3", version="3.11.2-1+b1", architecture="amd64")
+    spec = plan(dataclasses.replace(lock, system_packages=(in_base,)), config)
+    assert not any(isinstance(s, SystemStep) for s in spec.steps)
 
 
 def test_inference_plan_exposes_the_port_and_serves_by_default(tmp_path: Path) -> None:

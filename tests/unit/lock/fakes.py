@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 from mlpack.errors import ImageError
 from mlpack.lock.lockdata import ResolverName
 from mlpack.lock.resolvers import Pin, ResolveRequest
+from mlpack.lock.runner import Completed
 from mlpack.vocabulary import BaseImage
 
 PY_FULL = {"3.9": "3.9.2", "3.10": "3.10.13", "3.11": "3.11.2", "3.12": "3.12.8", "3.13": "3.13.1"}
@@ -147,3 +148,28 @@ def pypi_reachable() -> bool:
             return True
     except OSError:
         return False
+
+
+# What `apt-get install --print-uris` printed in the bookworm base for libgomp1 (SHA256 forced).
+PRINT_URIS = (
+    "'http://deb.debian.org/debian/pool/main/g/gcc-12/libgomp1_12.2.0-14%2bdeb12u1_amd64.deb' "
+    "libgomp1_12.2.0-14+deb12u1_amd64.deb 115772 "
+    "SHA256:48fec46bda7f5b1638b9e959889bfbc20491247d402d120bb152687eb48143d7\n"
+)
+
+
+@dataclass
+class FakeAptImage:
+    """An image runner factory whose container answers the system-pin script like apt would."""
+
+    stdout: str = PRINT_URIS + "--- installed ---\n"
+    returncode: int = 0
+    calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    def __call__(self, image: str, tools: Path) -> FakeAptImage:
+        self.calls.append((image, ()))
+        return self
+
+    def run(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> Completed:
+        self.calls[-1] = (self.calls[-1][0], tuple(argv[4:]))
+        return Completed(returncode=self.returncode, stdout=self.stdout, stderr="E: no such pkg\n")

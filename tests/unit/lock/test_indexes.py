@@ -63,3 +63,30 @@ def test_mlpack_toml_wins_over_pip(clean_pip_env: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("PIP_INDEX_URL")
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     assert choose_indexes(None, ()).index_url == PYPI
+
+
+def test_machine_local_indexes_resolve_best_match_but_are_not_public(tmp_path: Path) -> None:
+    from mlpack.lock.resolvers import ResolveRequest
+    from mlpack.lock.uv import uv_compile_args
+
+    local = Indexes(
+        extra_index_urls=("file:///opt/pypi/simple", "https://mirror.example/simple"),
+        source="pip configuration",
+    )
+    assert local.machine_local == ("file:///opt/pypi/simple",)
+    assert local.public().all == ("https://pypi.org/simple", "https://mirror.example/simple")
+    declared = Indexes(extra_index_urls=("file:///srv/simple",), source="mlpack.toml")
+    assert declared.machine_local == ()  # the project named it: it is the project's
+    assert declared.public().extra_index_urls == ("file:///srv/simple",)
+
+    def args(indexes: Indexes) -> list[str]:
+        return uv_compile_args(
+            ResolveRequest(
+                requirements=(), python="3.11.2", platform="linux/amd64", indexes=indexes,
+                workdir=tmp_path,
+            )
+        )  # fmt: skip
+
+    assert "file:///opt/pypi/simple" in args(local)
+    assert args(local)[args(local).index("--index-strategy") + 1] == "unsafe-best-match"
+    assert "--index-strategy" not in args(declared)

@@ -12,7 +12,7 @@ from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.resolvers import Pin
 from mlpack.vocabulary import EnvSpec, PackageSpec
-from tests.unit.lock.fakes import FakeBase, FakeResolver
+from tests.unit.lock.fakes import FakeAptImage, FakeBase, FakeResolver
 
 # Nothing listens on port 9 of loopback: index listings fail fast and are skipped.
 DEAD = "http://127.0.0.1:9/simple"
@@ -192,10 +192,10 @@ def test_relock_keeps_the_base_until_upgrade(tmp_path: Path) -> None:
     base = FakeBase()
     run(tmp_path, resolver, base=base)
     more = inputs(system_packages=("libgomp1",))
-    run(tmp_path, resolver, more, base=base)
+    run(tmp_path, resolver, more, base=base, image_runner=FakeAptImage())
     assert len(resolver.requests) == 2
     assert base.calls == 1  # same Python and base setting: the locked base is kept
-    run(tmp_path, resolver, more, base=base, upgrade=True)
+    run(tmp_path, resolver, more, base=base, upgrade=True, image_runner=FakeAptImage())
     assert base.calls == 2
     run(tmp_path, resolver, inputs(python="3.12"), base=base)
     assert base.calls == 3

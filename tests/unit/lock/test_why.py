@@ -51,3 +51,20 @@ def test_cycles_terminate() -> None:
         LockedPackage(name="b", version="1", via=("pkg:a",)),
     )
     assert why(cyclic, "b") == (("req.txt:1", "a", "b"),)
+
+
+def test_a_dropped_package_says_why_the_lock_left_it_out() -> None:
+    from dataclasses import replace
+
+    from mlpack.lock.lockdata import DroppedPackage
+
+    gone = DroppedPackage(
+        name="habana-frameworks",
+        requirement="habana-frameworks",
+        source="examples/hpu.py:26",
+        reason="the package index has no project of this name",
+    )
+    with pytest.raises(LockError) as caught:
+        why(replace(LOCK, dropped=(gone,)), "habana_frameworks")
+    assert "left it out (the package index has no project" in caught.value.message
+    assert "examples/hpu.py:26" in caught.value.hint

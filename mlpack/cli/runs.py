@@ -1,0 +1,344 @@
+"""Project runs and services: ``run PROJECT``, ``runs``, ``rerun`` and ``serve``.
+
+``mlpack run`` (containers.py) hands a project directory to ``run_project`` here: build when
+the image is not up to date, mount the analysed layout, run the training entrypoint, stream
+and save the log, and write the run record (mlpack.runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from mlpack.cli.output import note, say, table
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
+
+    from mlpack.runs import ImageFacts, MountRecord, RunRecord
+    from mlpack.runtime.protocol import Mount, RunConfig, RunResult
+
+Backend = Literal["embedded", "docker"]
+
+
+@contextlib.contextmanager
+def teed(log: Path) -> Iterator[None]:
+    """Copy everything written to fds 1 and 2 (ours and the container's) into ``log`` too."""
+    import sys
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sink = log.open("ab")
+    guard = threading.Lock()
+    pumps, saved = [], []
+    for fd in (1, 2):
+        stream = sys.stdout if fd == 1 else sys.stderr
+        stream.flush()
+        read, write = os.pipe()
+        saved.append(os.dup(fd))
+        os.dup2(write, fd)
+        os.close(write)
+        pump = threading.Thread(target=_pump, args=(read, saved[-1], sink, guard), daemon=True)
+        pump.start()
+        pumps.append(pump)
+    try:
+        yield
+    finally:
+        for fd, old in zip((1, 2), saved, strict=True):
+            (sys.stdout if fd == 1 else sys.stderr).flush()
+            os.dup2(old, fd)  # closes our write end: the pump sees EOF once the container's go
+        for pump in pumps:
+            pump.join(timeout=5)
+        for old in saved:
+            os.close(old)
+        sink.close()
+
+
+def _pump(read: int, out: int, sink: BinaryIO, guard: threading.Lock) -> None:
+    with contextlib.suppress(OSError):
+        while data := os.read(read, 65536):
+            with contextlib.suppress(OSError):
+                os.write(out, data)
+            with guard:
+                sink.write(data)
+                sink.flush()
+    os.close(read)
+
+
+def _launch(config: RunConfig, backend: Backend) -> RunResult:
+    if backend == "docker":
+        from mlpack.runtime.docker import DockerRuntime
+
+        with DockerRuntime() as docker:
+            return docker.run(config)
+    from mlpack.runtime.embedded import EmbeddedRuntime
+
+    return EmbeddedRuntime(account=os.geteuid() == 0).run(config)
+
+
+def _to_mounts(mounts: tuple[MountRecord, ...]) -> tuple[Mount, ...]:
+    from mlpack.runtime.protocol import Mount
+
+    return tuple(
+        Mount(source=Path(m.source), target=m.target, read_only=m.read_only) for m in mounts
+    )
+
+
+def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) -> RunRecord:
+    """Run ``config`` with its output streamed and saved; the record written before and after."""
+    from dataclasses import replace
+
+    from mlpack.runs import RunStore, ended, output_digests
+
+    store = RunStore(root)
+    record = replace(record, owner=os.getpid())
+    store.write(record)
+    note(f"run {record.id}: {' '.join(record.command) or '(the image command)'}")
+    started = time.monotonic()
+    with teed(store.log_path(record.id)):
+        result = _launch(config, backend)
+    record = ended(
+        replace(record, outputs=output_digests(record.mounts)),
+        exit_code=result.exit_code,
+        signal=result.signal,
+        oom_killed=result.oom_killed,
+        duration_s=time.monotonic() - started,
+        memory_peak=result.memory_peak,
+        cpu_time_us=result.cpu_time_us,
+    )
+    store.write(record)
+    how = "killed: out of memory" if result.oom_killed else f"exit {result.exit_code}"
+    note(
+        f"run {record.id} {record.status} ({how}) in {record.duration_s:.1f}s; "
+        f"{len(record.outputs)} output files; record {store.folder(record.id)}"
+    )
+    return record
+
+
+def _build(root: Path) -> str:
+    """Build the project (a cache hit when nothing changed); the image digest."""
+    from mlpack.cli.build import _note
+    from mlpack.cli.output import progress
+    from mlpack.pipeline import build_project
+
+    with progress(notice_prefix="note: "):
+        return build_project(root, note=_note).digest
+
+
+def project_image(target: str, *, kind: str) -> tuple[Path | None, ImageFacts]:
+    """A project directory (built first) or an image reference, and the image's facts."""
+    from mlpack.oci.store import Store
+    from mlpack.runs import image_facts
+
+    path = Path(target)
+    root = path.resolve() if path.is_dir() else None
+    image = _build(path) if root is not None else target
+    facts = image_facts(image, Store.default())
+    if root is not None and not facts.entrypoints:
+        note(f"note: the project declares no {kind} entrypoint: the image's command runs")
+    return root, facts
+
+
+def run_project(
+    target: str,
+    base: RunConfig,
+    *,
+    entry: str | None,
+    data: Path | None,
+    output: Path | None,
+    deterministic: bool,
+    backend: Backend,
+) -> int:
+    """``mlpack run PROJECT``: build, mount the layout, run, record; the exit code.
+
+    ``base``: the run options as given (``-e``, ``-v``, limits); the image, command, env,
+    mounts and user are filled in here.
+    """
+    from dataclasses import replace
+
+    from mlpack.cli.build import _note
+    from mlpack.pipeline import project_config
+    from mlpack.runs import (
+        MountRecord,
+        RunRecord,
+        RunStore,
+        git_state,
+        host_name,
+        input_mounts,
+        layout_mounts,
+        now_iso,
+        output_owner,
+        run_env,
+    )
+
+    root, facts = project_image(target, kind="training")
+    assert root is not None
+    config = project_config(root, note=_note)
+    chosen = facts.entry(entry, "training")
+    words = base.command or (chosen.command if chosen else ())
+    owner = output_owner()
+    store = RunStore(root)
+    mounts = layout_mounts(
+        root,
+        workdir=facts.workdir,
+        inputs=config.inputs,
+        outputs=config.outputs,
+        data=data,
+        output=output,
+        owner=owner,
+    )
+    volumes = tuple(
+        MountRecord(source=str(v.source), target=v.target, read_only=v.read_only)
+        for v in base.mounts
+    )
+    taken = {v.target for v in volumes}
+    mounts = input_mounts(
+        (*(m for m in mounts if m.target not in taken), *volumes), store.digest_cache()
+    )
+    passed, recorded = run_env(facts.env, base.env, deterministic=deterministic)
+    commit, dirty = git_state(root)
+    record = RunRecord(
+        id=store.new_id(),
+        project=str(root),
+        image=target,
+        image_digest=facts.digest,
+        command=words,
+        env=recorded,
+        mounts=mounts,
+        backend=backend,
+        host=host_name(),
+        started=now_iso(),
+        lock_hash=facts.lock_hash,
+        git_commit=commit,
+        git_dirty=dirty,
+    )
+    run = replace(
+        base,
+        image=facts.digest,
+        command=words,
+        env=passed,
+        mounts=_to_mounts(mounts),
+        user=base.user or f"{owner[0]}:{owner[1]}",
+    )
+    return execute(record, run, backend, root).exit_code or 0
+
+
+def runs(
+    path: Annotated[Path, typer.Argument(help="The project folder.")] = Path(),
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
+) -> None:
+    """List the recorded runs of a project, oldest first."""
+    import json
+    from dataclasses import asdict
+
+    from mlpack.runs import RunStore
+
+    records = RunStore(path.resolve()).all()
+    if as_json:
+        say(json.dumps([asdict(r) for r in records], indent=2))
+        return
+    rows = [
+        (
+            r.id,
+            r.status,
+            "" if r.exit_code is None else str(r.exit_code),
+            r.started[:19],
+            "" if r.duration_s is None else f"{r.duration_s:.1f}s",
+            r.image_digest[7:19],
+            str(len(r.outputs)),
+            " ".join(r.command)[:40],
+        )
+        for r in records
+    ]
+    table(("ID", "STATUS", "EXIT", "STARTED", "TIME", "IMAGE", "OUTPUTS", "COMMAND"), rows)
+
+
+def rerun(
+    run_id: Annotated[str, typer.Argument(metavar="ID", help="A run id (a unique prefix).")],
+    path: Annotated[Path, typer.Option("--project", help="The project folder.")] = Path(),
+    *,
+    backend: Annotated[
+        Backend, typer.Option("--backend", help="embedded (default) or docker.")
+    ] = "embedded",
+) -> None:
+    """Run a recorded run again: same image digest, command, env and inputs; compare outputs.
+
+    Refuses when an input changed or the image is gone. The outputs go to fresh folders under
+    the new run's record; the exit code is 1 when any output file differs.
+    """
+    from dataclasses import replace
+
+    from mlpack.oci.store import Store
+    from mlpack.runs import (
+        RunStore,
+        check_inputs,
+        compare_outputs,
+        host_name,
+        image_facts,
+        make_output_dir,
+        now_iso,
+        output_owner,
+    )
+    from mlpack.runtime.protocol import RunConfig
+
+    store = RunStore(path.resolve())
+    old = store.load(run_id)
+    image_facts(old.image_digest, Store.default())  # RunError when the image is gone
+    check_inputs(old, store.digest_cache())
+    new_id = store.new_id()
+    owner = output_owner()
+    mounts = []
+    for i, m in enumerate(old.mounts):
+        if not m.read_only:
+            fresh = store.folder(new_id) / "outputs" / str(i)
+            make_output_dir(fresh, owner)
+            m = replace(m, source=str(fresh))
+        mounts.append(m)
+    for key in sorted(k for k, v in old.env if v is None and k not in os.environ):
+        note(f"note: {key} was given at run time and is not recorded; not set here, so unset")
+    env = tuple(
+        (k, v if v is not None else os.environ[k])
+        for k, v in old.env
+        if v is not None or k in os.environ
+    )
+    record = replace(
+        old,
+        id=new_id,
+        mounts=tuple(mounts),
+        outputs=(),
+        status="running",
+        started=now_iso(),
+        host=host_name(),
+        backend=backend,
+        rerun_of=old.id,
+    )
+    config = RunConfig(
+        image=old.image_digest,
+        command=old.command,
+        env=env,
+        mounts=_to_mounts(record.mounts),
+        user=f"{owner[0]}:{owner[1]}",
+    )
+    done = execute(record, config, backend, store.project)
+    rows = compare_outputs(old.outputs, done.outputs)
+    for file, verdict in rows:
+        say(f"{verdict:<10} {file}")
+    same = all(v == "identical" for _, v in rows)
+    say(f"outputs {'identical' if same else 'differ'} to run {old.id}")
+    raise typer.Exit(done.exit_code or (0 if same else 1))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("runs")(runs)
+    app.command("rerun")(rerun)
+    from mlpack.cli.serve import serve
+
+    app.command("serve")(serve)

@@ -1,0 +1,107 @@
+"""What a failed resolve lets the lock do: drop an inferred name, or take an older Python.
+
+Static analysis guesses a distribution from an import; the index is the judge. An inferred
+name the index lacks, or one that makes the resolution unsatisfiable, is left out with a warning
+(and recorded in the lock) instead of failing the lock. A declared one is the user's word: it
+stays an error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from mlpack.lock.inputs import is_inferred
+from mlpack.lock.lockdata import DroppedPackage
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mlpack.lock.failure import ResolveFailure
+    from mlpack.vocabulary import PackageSpec
+
+
+def to_drop(
+    failure: ResolveFailure, requirements: tuple[PackageSpec, ...]
+) -> tuple[DroppedPackage, ...]:
+    """The inferred requirements ``failure`` blames, as dropped entries; () when none may go.
+
+    A missing name, or one whose build from source failed, goes when every requirement naming
+    it is inferred. For a conflict, one name
+    per try (the resolver named it first, or it has no wheel for the target), so a package that
+    merely took part (torch beside functorch) stays.
+    """
+    if failure.kind in ("missing", "build") and failure.package is not None:
+        named = tuple(r for r in requirements if r.name == failure.package)
+        if named and all(is_inferred(r) for r in named):
+            reason = (
+                "the package index has no project of this name"
+                if failure.kind == "missing"
+                else "it has no wheel for the target and its build from source failed"
+            )
+            return tuple(_dropped(r, reason) for r in named)
+        return ()
+    if failure.kind != "conflict":
+        return ()
+    no_wheels = {re.split(r"[ <>=!~]", entry, maxsplit=1)[0] for entry in failure.no_wheels}
+    blamed = [n for n in failure.involved if n in no_wheels] + list(failure.involved)
+    for name in blamed:
+        named = tuple(r for r in requirements if r.name == name)
+        if named and all(is_inferred(r) for r in named):
+            reason = "it makes the resolution unsatisfiable: " + failure.message.splitlines()[0]
+            return tuple(_dropped(r, reason[:300]) for r in named)
+    return ()
+
+
+def _dropped(spec: PackageSpec, reason: str) -> DroppedPackage:
+    return DroppedPackage(
+        name=spec.name, requirement=spec.requirement, source=spec.source, reason=reason
+    )
+
+
+def drop_warning(dropped: DroppedPackage, *, root: Path) -> str:
+    """One line naming the import and its file, and why its package is left out."""
+    statement = import_statement(root, dropped.source)
+    what = f"`{statement}` at {dropped.source}" if statement else f"an import at {dropped.source}"
+    return (
+        f"left out {dropped.name!r} (inferred from {what}): {dropped.reason}; declare the right "
+        "distribution, or list the import in [dependencies] ignore-imports"
+    )
+
+
+def import_statement(root: Path, source: str) -> str | None:
+    """The import line ``source`` (``path.py:N``) points at, stripped; None when unreadable."""
+    path, _, line = source.removeprefix("import:").strip().rpartition(":")
+    if not line.isdigit() or not path.endswith((".py", ".pyw")):
+        return None
+    try:
+        with (root / path).open(encoding="utf-8", errors="replace") as handle:
+            for number, text in enumerate(handle, 1):
+                if number == int(line):
+                    return text.strip()[:120] or None
+    except OSError:
+        return None
+    return None
+
+
+def python_note(chosen: str, skipped: tuple[tuple[str, str], ...]) -> str:
+    """Which Python the lock chose among unpinned versions, and why not the newer ones."""
+    note = f"Python {chosen}: the newest supported version the packages resolve for"
+    if not skipped:
+        return note
+    return f"{note} ({'; '.join(f'{python}: {why}' for python, why in skipped)})"
+
+
+def why_not(failure: ResolveFailure) -> str:
+    """Why a Python version did not resolve, in a few words."""
+    if failure.no_wheels:
+        return f"no wheels for {', '.join(failure.no_wheels)}"
+    return failure.message.splitlines()[0].removeprefix("the requirements conflict: ")[:160]
+
+
+def pinned_hint(python: str, failure: ResolveFailure, works: str | None) -> str:
+    """The hint for a pinned Python that cannot resolve: which packages, and what would work."""
+    lacking = f"no wheels for {', '.join(failure.no_wheels)} on Python {python}"
+    if works is None:
+        return f"{lacking}, nor does another supported Python resolve: pin versions that have them"
+    return f'{lacking}; Python {works} resolves: set python = "{works}" in mlpack.toml'

@@ -1,0 +1,287 @@
+"""examples/training run as a project (built, trained, recorded, rerun) and examples/inference
+served by socket activation, end to end on the embedded runtime.
+
+The projects carry the fixture mlpack.toml and mlpack.lock (tests/fixtures/render), the lock
+re-pointed at THE test base; wheels come from the wheelhouse under $MLPACK_CI_CACHE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mlpack.oci.store import Store
+from mlpack.serve import open_listener
+from tests.conftest import require
+from tests.e2e.embedded_support import MLPACK, make_rootfs
+from tests.oci_fixtures import CACHE, debian_base
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "render"
+FLOWERS = {
+    "instances": [
+        {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+        {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3},
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Site:
+    home: Path
+    training: Path
+    inference: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", ""), "MLPACK_HOME": str(self.home), **extra}
+
+    def mlpack(
+        self, *args: str, timeout: float = 600, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*MLPACK, *args],
+            capture_output=True,
+            text=True,
+            env=self.env(**extra),
+            check=False,
+            timeout=timeout,
+        )
+
+
+def _project(dest: Path, example: str, base_digest: str) -> Path:
+    shutil.copytree(REPO / "examples" / example, dest)
+    shutil.copy(FIXTURES / example / "mlpack.toml", dest / "mlpack.toml")
+    text = (FIXTURES / example / "mlpack.lock").read_text()
+    text = re.sub(r'(\[base\][^\[]*?digest = ")sha256:[0-9a-f]+', rf"\g<1>{base_digest}", text)
+    (dest / "mlpack.lock").write_text(text)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    require(os.geteuid() == 0, "root (the embedded runtime and the test base)")
+    wheels = CACHE / "build-home" / "wheelhouse"
+    require(wheels.is_dir(), f"the CI wheelhouse {wheels}")
+    top = tmp_path_factory.mktemp("runs")
+    home = top / "home"
+    store = Store(home)
+    digest = store.image(debian_base(store)).digest
+    (home / "wheelhouse").symlink_to(wheels)
+    return Site(
+        home=home,
+        training=_project(top / "training", "training", digest),
+        inference=_project(top / "inference", "inference", digest),
+    )
+
+
+def _runs(site: Site, project: Path) -> list[dict[str, object]]:
+    done = site.mlpack("runs", str(project), "--json")
+    assert done.returncode == 0, done.stderr
+    runs: list[dict[str, object]] = json.loads(done.stdout)
+    return runs
+
+
+def test_run_trains_records_and_a_rerun_reproduces_the_outputs(site: Site) -> None:
+    done = site.mlpack("run", "-e", "WANDB_API_KEY=s3cr3t-value", str(site.training))
+    assert done.returncode == 0, done.stderr
+    outputs = site.training / "outputs"
+    metrics = json.loads((outputs / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.8
+    assert metrics["tracking"] == "wandb"  # the secret reached the run...
+    # Created by mlpack for the invoking user: root without sudo gets the image's user.
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in (outputs, outputs / "model.json")} == {
+        (1000, 1000)
+    }
+    [record] = _runs(site, site.training)
+    assert record["status"] == "succeeded"
+    assert record["command"] == ["python", "train.py"]
+    assert str(record["image_digest"]).startswith("sha256:")
+    assert str(record["lock_hash"]).startswith("sha256:")
+    mounts = {m["target"]: m for m in record["mounts"]}  # type: ignore[attr-defined]
+    assert mounts["/app/data"]["read_only"]
+    assert mounts["/app/data"]["digest"]
+    assert not mounts["/app/outputs"]["read_only"]
+    assert dict(record["env"])["PYTHONHASHSEED"] == "0"  # type: ignore[call-overload]
+    assert dict(record["env"])["WANDB_API_KEY"] is None  # type: ignore[call-overload]
+    assert {p for p, _ in record["outputs"]} == {  # type: ignore[attr-defined]
+        "/app/outputs/metrics.json",
+        "/app/outputs/model.joblib",
+        "/app/outputs/model.json",
+    }
+    folder = site.training / ".mlpack" / "runs" / str(record["id"])
+    assert "s3cr3t-value" not in (folder / "run.json").read_text()  # ...and was never stored
+    log = folder / "log"
+    assert '"test_accuracy"' in log.read_text()
+
+    again = site.mlpack(  # a secret comes from the environment of the rerun
+        "rerun", str(record["id"])[:15], "--project", str(site.training),
+        WANDB_API_KEY="s3cr3t-value",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "identical  /app/outputs/model.json" in again.stdout
+    assert f"outputs identical to run {record['id']}" in again.stdout
+
+    (site.training / "data" / "flowers.csv").write_text(
+        (site.training / "data" / "flowers.csv").read_text() + "\n"
+    )
+    refused = site.mlpack("rerun", str(record["id"]), "--project", str(site.training))
+    assert refused.returncode == 9
+    assert "input" in refused.stderr
+    assert "changed since run" in refused.stderr
+
+
+def test_outputs_belong_to_the_sudo_user(site: Site, tmp_path: Path) -> None:
+    out = tmp_path / "mine" / "out"
+    done = site.mlpack(
+        "run", "--output", str(out), "-e", "EPOCHS=2", str(site.training),
+        SUDO_UID="4321", SUDO_GID="4322",
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr  # two epochs may miss the accuracy bar
+    for made in (out.parent, out, out / "model.json"):
+        assert (made.stat().st_uid, made.stat().st_gid) == (4321, 4322)
+
+
+def test_an_oom_killed_run_is_recorded_as_such(site: Site) -> None:
+    hog = "x = bytearray(1 << 30); print(len(x))"
+    done = site.mlpack("run", "-m", "64m", str(site.training), "--", "python", "-c", hog)
+    assert done.returncode != 0
+    assert "oom-killed" in done.stderr
+    assert "out of memory" in done.stderr
+    assert _runs(site, site.training)[-1]["status"] == "oom-killed"
+
+
+def test_a_cli_killed_mid_run_leaves_an_interrupted_record(site: Site) -> None:
+    with subprocess.Popen(
+        [*MLPACK, "run", str(site.training), "--", "sleep", "60"],
+        env=site.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("run ") and "sleep 60" in line:
+                break
+        time.sleep(1)  # the container starts
+        proc.kill()
+    assert _runs(site, site.training)[-1]["status"] == "interrupted"
+    left = site.mlpack("ps", "-q").stdout.split()
+    assert left  # the container outlived its CLI: `mlpack stop` ends it and cleans up
+    for cid in left:
+        assert site.mlpack("stop", "-t", "1", cid).returncode == 0
+    assert site.mlpack("ps", "-a", "-q").stdout.split() == []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def trained(site: Site) -> Path:
+    outputs = site.training / "outputs"
+    if not (outputs / "model.json").exists():
+        assert site.mlpack("run", str(site.training)).returncode == 0
+    return outputs
+
+
+def test_serve_answers_predict_on_localhost_and_stops_on_sigterm(site: Site, trained: Path) -> None:
+    port = free_port()
+    with subprocess.Popen(
+        [*MLPACK, "serve", str(site.inference), "--port", str(port),
+         "-v", f"{trained}:/app/models:ro"],
+        env=site.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            # uvicorn's access log shares stdout: the URL line follows the first /health
+            lines = (proc.stdout.readline() for _ in range(50))
+            assert any(line.startswith(f"serving http://127.0.0.1:{port}") for line in lines)
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/predict",
+                data=json.dumps(FLOWERS).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                body = json.loads(answer.read())
+            assert [p["label"] for p in body["predictions"]] == ["setosa", "virginica"]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+            assert "Shutting down" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    open_listener("127.0.0.1", port).close()  # nothing listens there any more
+
+
+def test_serve_names_a_port_in_use_before_anything_starts(site: Site) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        start = time.monotonic()
+        done = site.mlpack("serve", str(site.inference), "--port", str(port))
+    assert done.returncode == 10
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert time.monotonic() - start < 60  # nothing was built or started
+
+
+def test_a_server_that_exits_is_reported_with_its_log(site: Site) -> None:
+    done = site.mlpack(
+        "serve", str(site.inference), "--port", str(free_port()),
+        "--", "uvicorn", "no_such_module:app",
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "exited" in done.stderr
+    assert "no_such_module" in done.stderr
+
+
+def test_the_listening_socket_is_fd_3_in_the_container(tmp_path: Path) -> None:
+    require(os.geteuid() == 0, "root")
+    from mlpack.runtime.embedded import EmbeddedRuntime
+    from mlpack.runtime.protocol import RunConfig
+
+    root = make_rootfs(tmp_path / "rootfs")
+    out = tmp_path / "out"
+    out.mkdir()
+    busy = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]  # fd 3 is taken here
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        from mlpack.runtime.protocol import Mount
+
+        result = EmbeddedRuntime(root=tmp_path / "state").run(
+            RunConfig(
+                image=str(root),
+                command=("sh", "-c", "readlink /proc/self/fd/3 > /out/fd3"),
+                mounts=(Mount(source=out, target="/out"),),
+                fds=(listener.fileno(),),
+            )
+        )
+        inode = os.fstat(listener.fileno()).st_ino
+    finally:
+        listener.close()
+        for fd in busy:
+            os.close(fd)
+    assert result.exit_code == 0
+    assert (out / "fd3").read_text().strip() == f"socket:[{inode}]"
