@@ -195,9 +195,9 @@ def _launch(
     preserve_fds: int,
     console_socket: Path | None,
     process: HelperProcess | None,
-) -> tuple[Helper, state.ContainerState, dict[str, Any]]:
-    """Create the container in ``box`` from ``bundle``, up to "created" (the one launch path);
-    the helper, the state record and the bundle's config.
+) -> tuple[Helper, dict[str, Any]]:
+    """Create the container in ``box`` from ``bundle`` up to a helper that has the request (the
+    one launch path; ``box.created()`` follows it to "created"): the helper and the config.
 
     ``process``: a helper started ahead (``spawn.prestart``) with the caller's stdio and the
     preserved fds; not for a console socket, whose pty becomes the helper's stdio.
@@ -249,9 +249,8 @@ def _launch(
         ),
         None if console is not None else process,
     )
-    st = box.created()
     box.close_fd(console)  # the helper has its own copy
-    return helper, st, config
+    return helper, config
 
 
 def _host_root(config: dict[str, Any]) -> tuple[int, int] | None:
@@ -284,7 +283,7 @@ def create(
 ) -> state.ContainerState:
     """Set the container up; pid 1 waits on exec.fifo until ``start``."""
     with Container(str(root), cid) as box:
-        _, st, _ = _launch(
+        _launch(
             box,
             bundle,
             detach=True,
@@ -292,6 +291,7 @@ def create(
             console_socket=console_socket,
             process=process,
         )
+        st = box.created()
         box.persist()
     if pid_file is not None:
         atomic_write(pid_file, str(st.pid))
@@ -478,7 +478,7 @@ def run(
         start(root, cid)
         return 0
     with Container(str(root), cid) as box:
-        helper, st, config = _launch(
+        helper, config = _launch(
             box,
             bundle,
             detach=False,
@@ -486,10 +486,13 @@ def run(
             console_socket=console_socket,
             process=process,
         )
-        try:
-            with relaying(helper):
+        # Signals are relayed before pid 1 may run the program (a signal before "created"
+        # aborts the setup), as for ``mlpack run``.
+        with relaying(helper):
+            st = box.created()
+            try:
                 _post_hooks(config, st, "poststart", "running")
                 final = box.wait()
-            return int(final["exit"])
-        finally:
-            _post_hooks(config, st, "poststop", "stopped")
+            finally:
+                _post_hooks(config, st, "poststop", "stopped")
+        return int(final["exit"])
