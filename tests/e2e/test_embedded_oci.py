@@ -469,3 +469,16 @@ def test_console_socket_with_create_and_start(bundle: Path, tmp_path: Path) -> N
     assert b"detached-tty-ok" in got[1]
     wait_until_stopped(root, "t4", timeout=10)
     assert rt(root, "delete", "t4").returncode == 0
+
+
+def test_only_the_preserved_fds_reach_the_container(bundle: Path, tmp_path: Path) -> None:
+    """--preserve-fds 1 passes fd 3 and nothing above it (CVE-2024-21626: no leaked fd)."""
+    runc_spec(bundle, ["sh", "-c", "ls /proc/$$/fd; true"])
+    argv = [*MLPACK, "runtime", "--root", str(tmp_path / "state"), "run", "--preserve-fds", "1",
+            "--bundle", str(bundle), "fds"]  # fmt: skip
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" 3</etc/hostname 4</etc/passwd', "sh", *argv],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(int(fd) for fd in done.stdout.split()) == [0, 1, 2, 3]
