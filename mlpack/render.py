@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["dquote"] = docker_quote
     env.filters["json_array"] = json_array
+    env.filters["q"] = shlex.quote  # POSIX shell quoting, for the Slurm batch script
     return env
 
 

@@ -45,6 +45,7 @@ COMMANDS: Final = {
     "render": "build",
     "verify": "build",
     "sbom": "build",
+    "slurm": "slurm",
 }
 
 

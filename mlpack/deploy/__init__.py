@@ -1,0 +1,1 @@
+"""Rendering and submitting mlpack images to cluster schedulers (Slurm; Kubernetes to come)."""

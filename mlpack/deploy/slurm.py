@@ -1,0 +1,200 @@
+"""Slurm: render an sbatch script that runs a digest-pinned image on every node, and drive sbatch.
+
+The nodes need no daemon: each pulls the image from a registry into its own store once and runs
+it with the embedded runtime, so the script pins the registry reference by digest and never
+relies on a local tag. Slurm's commands (sbatch, squeue, sacct, scancel) are the only interface
+to the cluster; a missing command or a refusal is a DeployError, never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlpack.errors import DeployError, MlpackError
+from mlpack.oci.reference import DOCKER_HUB
+from mlpack.oci.reference import parse as parse_reference
+from mlpack.render import render_template
+
+if TYPE_CHECKING:
+    from mlpack.oci.store import Store
+
+TEMPLATE = "slurm/sbatch.sh.j2"
+OUTPUT_PATTERN = "mlpack-slurm-%j.out"
+_TIME = re.compile(r"^(\d+-)?\d+(:\d+){0,2}$|^\d+$")
+_JOB_ID = re.compile(r"^\d+(_\d+)?$")
+_PUSH_HINT = "push it to a registry the nodes reach (`mlpack push IMAGE REGISTRY/NAME:TAG`), "
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmJob:
+    """Everything the sbatch script says; rendering it is a pure function of these fields."""
+
+    image: str  # registry reference pinned by digest
+    nodes: int
+    ntasks_per_node: int = 1
+    gpus_per_node: int = 0
+    partition: str | None = None
+    time: str | None = None
+    command: tuple[str, ...] = ()
+    mounts: tuple[str, ...] = ()
+    insecure: tuple[str, ...] = ()
+    job_name: str = "mlpack"
+    output: str = OUTPUT_PATTERN
+    mlpack: str = "mlpack"
+    master_port: int = 29500
+
+
+def check(job: SlurmJob) -> None:
+    """Reject what Slurm would reject later, or worse, accept and misrun."""
+    if job.nodes < 1:
+        raise DeployError(f"--nodes {job.nodes}: a job needs at least one node", hint="--nodes 1")
+    if job.ntasks_per_node < 1:
+        msg = f"--ntasks-per-node {job.ntasks_per_node}: each node needs at least one task"
+        raise DeployError(msg, hint="--ntasks-per-node 1 (one per GPU for training)")
+    if job.gpus_per_node < 0:
+        raise DeployError(f"--gpus-per-node {job.gpus_per_node} is negative", hint="0 or more")
+    if job.time is not None and not _TIME.match(job.time):
+        msg = f"--time {job.time!r} is not a Slurm time limit"
+        raise DeployError(msg, hint="minutes, or [D-]HH:MM:SS, e.g. 30 or 1-00:00:00")
+    for mount in job.mounts:
+        host = mount.split(":", 1)[0]
+        if ":" not in mount or not host.startswith("/"):
+            msg = f"--mount {mount!r} is not HOST:CONTAINER with an absolute host path"
+            raise DeployError(msg, hint="e.g. --mount /shared/data:/data:ro")
+    if not 0 < job.master_port < 65536:
+        raise DeployError(f"--master-port {job.master_port} is out of range", hint="1-65535")
+
+
+def pinned_image(image: str, *, image_ref: str | None, store: Store) -> str:
+    """The registry reference, pinned by digest, that the nodes pull for ``image``.
+
+    ``REF@sha256:...`` is used as given. With ``image_ref`` the local image's digest pins that
+    registry name (the image must have been pushed there). A registry tag is pinned to the
+    digest the local store recorded for it. A bare local name is an error: nodes cannot reach
+    this machine's store.
+    """
+    try:
+        ref = parse_reference(image)
+        if ref.digest is not None and image_ref is None:
+            return str(ref)
+        if image_ref is not None:
+            target = parse_reference(image_ref, default_tag=None)
+            return str(target.with_digest(store.resolve(image)))
+        if image.split("/", 1)[0] != ref.registry or ref.registry == DOCKER_HUB:
+            msg = f"{image} names an image in this machine's store, which the nodes cannot reach"
+            raise DeployError(msg, hint=_PUSH_HINT + "then pass --image-ref REGISTRY/NAME")
+        return str(ref.with_digest(store.resolve(image)))
+    except DeployError:
+        raise
+    except MlpackError as exc:
+        raise DeployError(exc.message, hint=exc.hint) from exc
+
+
+def render(job: SlurmJob) -> str:
+    """The sbatch script for ``job``: deterministic text, the same for the same job."""
+    check(job)
+    return render_template(TEMPLATE, job=job)
+
+
+def _command(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        msg = f"`{name}` is not on PATH: this machine is not a Slurm submit host"
+        raise DeployError(msg, hint="run on a login node, or install Slurm's client commands")
+    return found
+
+
+def _slurm(argv: list[str], *, stdin: str | None = None) -> str:
+    """Run a Slurm command; its refusal (stderr) becomes the error's message."""
+    exe = _command(argv[0])
+    try:
+        done = subprocess.run(
+            [exe, *argv[1:]], input=stdin, capture_output=True, text=True, check=False
+        )
+    except OSError as exc:
+        raise DeployError(f"cannot run {argv[0]}: {exc}", hint="check the Slurm install") from exc
+    if done.returncode != 0:
+        reason = done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}"
+        raise DeployError(f"{argv[0]} failed: {reason}", hint="see the Slurm error above")
+    return done.stdout
+
+
+def check_gpus(job: SlurmJob) -> None:
+    """Refuse GPUs on a partition whose nodes have none, when ``sinfo`` can tell."""
+    if job.gpus_per_node == 0 or shutil.which("sinfo") is None:
+        return
+    where = [f"--partition={job.partition}"] if job.partition else []
+    gres = _slurm(["sinfo", "--noheader", "--format=%G", *where]).split()
+    if gres and not any("gpu" in g for g in gres):
+        part = job.partition or "the default partition"
+        msg = f"--gpus-per-node {job.gpus_per_node}: {part} has no GPUs (sinfo shows no gpu gres)"
+        raise DeployError(msg, hint="pick a GPU partition with --partition, or drop the option")
+
+
+def submit(script: str, *, workdir: Path) -> str:
+    """Submit ``script`` with ``sbatch --parsable`` from ``workdir``; return the job id."""
+    out = _slurm(["sbatch", "--parsable", f"--chdir={workdir}"], stdin=script)
+    job_id = out.strip().split(";", 1)[0]
+    if not _JOB_ID.match(job_id):
+        raise DeployError(f"sbatch printed no job id: {out!r}", hint="check the Slurm logs")
+    return job_id
+
+
+def _job_id(job_id: str) -> str:
+    if not _JOB_ID.match(job_id):
+        raise DeployError(f"{job_id!r} is not a Slurm job id", hint="e.g. 42, as submit printed")
+    return job_id
+
+
+def state(job_id: str) -> str:
+    """The job's state: squeue while it is queued or running, sacct after, else UNKNOWN."""
+    out = _slurm(
+        ["squeue", "--noheader", "--states=all", "--format=%T", f"--jobs={_job_id(job_id)}"]
+    )
+    if out.strip():
+        return out.split()[0]
+    if shutil.which("sacct") is not None:
+        try:
+            acct = _slurm(["sacct", "--noheader", "-X", "--format=State", f"--jobs={job_id}"])
+        except DeployError:
+            acct = ""
+        if acct.strip():
+            return acct.split()[0]
+    return "UNKNOWN"
+
+
+def output_file(job_id: str) -> Path:
+    """The job's output file, as scontrol reports it (the script's --output, expanded)."""
+    out = _slurm(["scontrol", "show", "job", _job_id(job_id)])
+    found = re.search(r"\bStdOut=(\S+)", out)
+    if found is None:
+        raise DeployError(f"Slurm reports no output file for job {job_id}", hint="")
+    return Path(found.group(1))
+
+
+def logs(job_id: str, *, output: Path | None = None) -> str:
+    """The job's output so far: ``output``, else where Slurm says, else the default name here."""
+    if output is not None:
+        path = output
+    else:
+        try:
+            path = output_file(job_id)
+        except DeployError:  # Slurm forgets finished jobs after MinJobAge
+            path = Path(OUTPUT_PATTERN.replace("%j", _job_id(job_id)))
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        msg = f"cannot read job {job_id}'s output {path}: {exc.strerror}"
+        raise DeployError(
+            msg, hint="the job may not have started yet; see `mlpack slurm status`"
+        ) from exc
+
+
+def cancel(job_id: str) -> None:
+    """Cancel the job (scancel)."""
+    _slurm(["scancel", _job_id(job_id)])
