@@ -45,6 +45,7 @@ COMMANDS: Final = {
     "render": "build",
     "verify": "build",
     "k8s": "k8s",
+    "sbom": "build",
     "slurm": "slurm",
 }
 

@@ -90,6 +90,35 @@ def _to_mounts(mounts: tuple[MountRecord, ...]) -> tuple[Mount, ...]:
     )
 
 
+def backend_image(digest: str, backend: Backend) -> str:
+    """The image as ``backend`` names it: the store's digest, or in a Docker engine the config
+    digest (its image id), loaded there from the store when the engine lacks it.
+    """
+    if backend == "embedded":
+        return digest
+    import tempfile
+
+    import docker
+
+    from mlpack.oci.archive import export_image
+    from mlpack.oci.store import Store
+    from mlpack.runtime.docker import DockerRuntime
+
+    store = Store.default()
+    image_id = store.image(digest).manifest.config.digest
+    with DockerRuntime() as engine:
+        client = engine.client()
+        try:
+            client.images.get(image_id)
+        except docker.errors.ImageNotFound:
+            with tempfile.TemporaryDirectory() as tmp:
+                archive = Path(tmp) / "image.tar"
+                export_image(store, digest, archive, fmt="docker")
+                with archive.open("rb") as fh:
+                    client.images.load(fh)
+    return image_id
+
+
 def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) -> RunRecord:
     """Run ``config`` with its output streamed and saved; the record written before and after."""
     from dataclasses import replace
@@ -220,7 +249,7 @@ def run_project(
     )
     run = replace(
         base,
-        image=facts.digest,
+        image=backend_image(facts.digest, backend),
         command=words,
         env=passed,
         mounts=_to_mounts(mounts),
@@ -320,7 +349,7 @@ def rerun(
         rerun_of=old.id,
     )
     config = RunConfig(
-        image=old.image_digest,
+        image=backend_image(old.image_digest, backend),
         command=old.command,
         env=env,
         mounts=_to_mounts(record.mounts),

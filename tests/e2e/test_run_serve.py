@@ -285,3 +285,25 @@ def test_the_listening_socket_is_fd_3_in_the_container(tmp_path: Path) -> None:
             os.close(fd)
     assert result.exit_code == 0
     assert (out / "fd3").read_text().strip() == f"socket:[{inode}]"
+
+
+@pytest.mark.parametrize("backend", ["embedded", "docker"])
+def test_both_backends_run_the_project_and_rerun_it_identically(
+    site: Site, tmp_path: Path, backend: str
+) -> None:
+    from mlpack.runtime.dockersock import probe_socket
+
+    require(probe_socket().ok, "a running Docker engine (dockerd)")  # one of the two runs
+    out = tmp_path / "out"
+    done = site.mlpack("run", "--backend", backend, "--output", str(out), str(site.training))
+    assert done.returncode == 0, done.stderr
+    record = _runs(site, site.training)[-1]
+    assert record["backend"] == backend
+    assert record["status"] == "succeeded"
+    assert (out / "model.json").stat().st_uid == 1000
+    other = "docker" if backend == "embedded" else "embedded"
+    again = site.mlpack(
+        "rerun", str(record["id"]), "--project", str(site.training), "--backend", other
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"outputs identical to run {record['id']}" in again.stdout

@@ -16,8 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = (
     "apt-get update && apt-get install -y python3-venv mmdebstrap && python3 -m venv /opt/mlpack"
-    " && /opt/mlpack/bin/pip install . && /opt/mlpack/bin/mlpack analyze --write"
-    " examples/training && /opt/mlpack/bin/mlpack lock examples/training"
+    " && /opt/mlpack/bin/pip install . && /opt/mlpack/bin/mlpack build examples/training"
+    " && /opt/mlpack/bin/mlpack run examples/training"
+    " && /opt/mlpack/bin/mlpack serve examples/inference"
 )
 TEST = "bash .ci/run"
 PAGES = sorted(
