@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from mlpack.lock.indexes import Indexes
     from mlpack.vocabulary import PackageSpec
 
+_NO_SUCH_PROJECT: Final = "the package index has no project of this name"
+
 
 def to_drop(
     failure: ResolveFailure, requirements: tuple[PackageSpec, ...]
@@ -54,9 +56,6 @@ def to_drop(
         if gone:
             return gone
     return ()
-
-
-_NO_SUCH_PROJECT: Final = "the package index has no project of this name"
 
 
 def also_missing(

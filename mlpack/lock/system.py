@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote
 
@@ -121,7 +122,13 @@ def parse_pins(stdout: str, requested: tuple[str, ...]) -> tuple[SystemPackagePi
         name, version, arch = [*rest.split("|"), "", ""][:3]
         if status.startswith("ii") and name in requested and name not in pins:
             pins[name] = SystemPackagePin(name=name, version=version, architecture=arch)
-    missing = [n for n in requested if n not in pins]
+    for name in requested:
+        # Debian 13 renamed libraries for 64-bit time_t (libglib2.0-0 -> libglib2.0-0t64); apt
+        # installs the new name for the old one, which the analysis's table and users still use.
+        renamed = pins.get(f"{name}t64")
+        if name not in pins and renamed is not None:
+            pins[renamed.name] = replace(renamed, requested=True)
+    missing = [n for n in requested if n not in pins and f"{n}t64" not in pins]
     if missing:
         msg = f"apt neither installs nor finds {', '.join(missing)} in the base image"
         raise LockError(msg, hint="name the Debian package itself, not a virtual one")

@@ -159,3 +159,14 @@ def test_a_lock_from_before_debian_pins_is_relocked(tmp_path: Path) -> None:
     assert lock(more, tmp_path / "mlpack.lock", **kw).resolved  # type: ignore[arg-type]
     assert read_lock(tmp_path / "mlpack.lock").system_packages[0].sha256 == GOMP_SHA
     assert not lock(more, tmp_path / "mlpack.lock", **kw).resolved  # type: ignore[arg-type]
+
+
+def test_a_library_debian_13_renamed_for_64_bit_time_is_found_by_its_old_name() -> None:
+    line = (
+        "'http://deb.debian.org/debian/pool/main/g/glib2.0/libglib2.0-0t64_2.84.4-3_amd64.deb' "
+        "libglib2.0-0t64_2.84.4-3_amd64.deb 1520000 SHA256:" + "c" * 64 + "\n"
+    )
+    pins = parse_pins(line + "--- installed ---\n", ("libglib2.0-0",))
+    assert [(p.name, p.requested) for p in pins] == [("libglib2.0-0t64", True)]
+    with pytest.raises(LockError, match=r"libglib2\.0-1"):
+        parse_pins(line + "--- installed ---\n", ("libglib2.0-1",))
