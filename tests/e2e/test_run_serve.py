@@ -226,10 +226,14 @@ def test_serve_answers_predict_on_localhost_and_stops_on_sigterm(site: Site, tra
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=60) == 0
             assert "Shutting down" in proc.stderr.read()
-        finally:
+        finally:  # SIGTERM first: a SIGKILLed CLI leaves its container running
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     open_listener("127.0.0.1", port).close()  # nothing listens there any more
 
 
