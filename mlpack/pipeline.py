@@ -7,6 +7,7 @@ The CLI calls these functions and prints what they return.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import replace
@@ -210,11 +211,19 @@ def project_config(root: Path, *, note: Callable[[str], None]) -> ProjectConfig:
 
 
 def project_lock(
-    root: Path, config: ProjectConfig, *, frozen: bool, note: Callable[[str], None]
+    root: Path,
+    config: ProjectConfig,
+    *,
+    frozen: bool,
+    note: Callable[[str], None],
+    platform: str | None = None,
 ) -> Lock:
-    """The project's lock; when missing or stale, a fresh one in memory (or, ``frozen``, an error)."""
+    """The project's lock; when missing or stale, a fresh one in memory (or, ``frozen``, an error).
+
+    :param platform: the target platform (default: the config's); a lock for another one is stale.
+    """
     path = lock_path(root)
-    inputs = config_lock_inputs(root, config)
+    inputs = config_lock_inputs(root, config, platform=platform)
     reason = stale_reason(inputs, path)
     if reason is None:
         return read_lock(path)
@@ -234,14 +243,14 @@ def project_lock(
 
 
 def plan_project(
-    root: Path, *, frozen: bool, note: Callable[[str], None]
+    root: Path, *, frozen: bool, note: Callable[[str], None], platform: str | None = None
 ) -> tuple[ImageSpec, Lock, ProjectConfig]:
     """Config, lock and provenance of the project at ``root``, planned into an ImageSpec."""
     from mlpack.provenance import read_provenance
     from mlpack.spec import plan
 
     config = project_config(root, note=note)
-    lock_file = project_lock(root, config, frozen=frozen, note=note)
+    lock_file = project_lock(root, config, frozen=frozen, note=note, platform=platform)
     return plan(lock_file, config, provenance=read_provenance(root)), lock_file, config
 
 
@@ -279,17 +288,23 @@ def build_project(
     backend: BackendName = "embedded",
     note: Callable[[str], None],
     store: Store | None = None,
+    platform: str | None = None,
 ) -> BuildResult:
-    """Plan, fetch and build the project at ``root`` with ``backend``; tag the image."""
+    """Plan, fetch and build the project at ``root`` with ``backend``; tag the image.
+
+    :param platform: the target platform (default: the config's, else linux/amd64).
+    """
+    from mlpack.build.sbom import attach_sbom
     from mlpack.oci.store import Store
 
-    spec, lock_file, config = plan_project(root, frozen=frozen, note=note)
+    spec, lock_file, config = plan_project(root, frozen=frozen, note=note, platform=platform)
     wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
     store = store or Store.default()
     ensure_base(lock_file, config, store)
-    return make_builder(backend, store, wheels).build(
+    result = make_builder(backend, store, wheels).build(
         spec, context=root, tag=tag or spec.default_tag
     )
+    return dataclasses.replace(result, sbom=attach_sbom(store, result, spec, wheels))
 
 
 def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path]) -> Builder:

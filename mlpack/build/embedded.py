@@ -8,6 +8,7 @@ build never leaves a half-written image under a name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 import installer
 
 from mlpack.build import context as code_context
-from mlpack.build import system
+from mlpack.build import emulation, system
 from mlpack.build.cache import LEVEL, BuildCache, step_key
 from mlpack.build.install import install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
@@ -24,15 +25,17 @@ from mlpack.errors import BuildError, ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
+from mlpack.oslib.fs import NO_SPACE
 from mlpack.paths import cache_folder
 from mlpack.progress import reporter
 from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
     from mlpack.build.protocol import StepRunner
+    from mlpack.oci.layer_writer import LayerDigests, Output
     from mlpack.oci.store import Store, StoredImage
     from mlpack.spec import ImageSpec, Step
 
@@ -64,8 +67,13 @@ class EmbeddedBuilder:
         """Build ``spec`` from ``context`` (the project folder) and tag it ``tag``."""
         base = self._base(spec)
         self.store.prepare()
-        # A staging folder the store's cleaners leave alone while this process holds it.
-        with self.store.writing(), self.store.staging("build") as work:
+        # A staging folder the store's cleaners leave alone while this process holds it; it is
+        # removed on every way out (a full disk included) before the error is reported.
+        with (
+            _disk_space(self.store.root),
+            self.store.writing(),
+            self.store.staging("build") as work,
+        ):
             layers = [
                 LayerResult(step="base", role=None, digest=d.digest, diff_id=diff,
                             size=d.size, cached=True)
@@ -126,17 +134,9 @@ class EmbeddedBuilder:
         layer = self.cache.get(recipe.key)
         hit = layer is not None
         if layer is None:
-            reporter().start(f"layer {step.name}", None)
             staging.mkdir()
-            whiteouts = recipe.fill()
-            with (work / f"{step.name}.tar.gz").open("wb") as fh:
-                layer = write_layer(
-                    staging, fh, source_date_epoch=LAYER_MTIME, level=LEVEL, modes=recipe.modes,
-                    whiteouts=whiteouts, preserve_metadata=recipe.preserve, on_special="skip",
-                )  # fmt: skip
-            self.store.put_file(work / f"{step.name}.tar.gz", digest=layer.digest)
+            layer = self._write(step.name, recipe, staging=staging, work=work)
             self.cache.put(recipe.key, layer)
-            reporter().finish(f"layer {step.name}")
         return LayerResult(
             step=step.name,
             role=step.role,
@@ -146,6 +146,25 @@ class EmbeddedBuilder:
             cached=hit,
         )
 
+    def _write(self, name: str, recipe: _Recipe, *, staging: Path, work: Path) -> LayerDigests:
+        """Stage the step, pack its layer and put the blob into the store.
+
+        The layer's compressed bytes are reported as they are written (bytes and rate).
+        """
+        whiteouts = recipe.fill()
+        task = f"layer {name}"
+        reporter().start(task, None)
+        blob = work / f"{name}.tar.gz"
+        with blob.open("wb") as fh:
+            layer = write_layer(
+                staging, _Reported(fh, task), source_date_epoch=LAYER_MTIME, level=LEVEL,
+                blocks=True, modes=recipe.modes, whiteouts=whiteouts,
+                preserve_metadata=recipe.preserve, on_special="skip",
+            )  # fmt: skip
+        reporter().finish(task)
+        self.store.put_file(blob, digest=layer.digest)
+        return layer
+
     def _recipe(
         self, step: Step, *, spec: ImageSpec, context: Path, work: Path, staging: Path
     ) -> _Recipe:
@@ -154,9 +173,15 @@ class EmbeddedBuilder:
             assert self.runner is not None  # checked by _step
             # The layer is a diff against the base: the base digest is part of its key.
             key = step_key(step.key(), spec.base_digest, system.SCRIPT)
-            fill = partial(system.stage_system, step, self.runner, image=spec.base_digest,
-                           cache=cache_folder("debs", home=self.store.root), work=work,
-                           staging=staging)  # fmt: skip
+            install = partial(system.stage_system, step, self.runner, image=spec.base_digest,
+                              cache=cache_folder("debs", home=self.store.root), work=work,
+                              staging=staging)  # fmt: skip
+
+            def fill() -> tuple[str, ...]:
+                # Only a cache miss executes dpkg in the base: check that it can run here.
+                emulation.require_execution(spec.platform, "installing the system packages")
+                return install()
+
             return _Recipe(key=key, fill=fill, preserve=True)
         if isinstance(step, VenvStep):
             return _Recipe(key=step_key(step.key()), fill=_no_whiteouts(stage_venv, step, staging))
@@ -172,13 +197,34 @@ class EmbeddedBuilder:
         )
 
     def _stage_wheels(self, step: WheelStep, staging: Path) -> None:
+        paths = []
         for pin in step.wheels:
             path = self.wheels.get(pin.sha256)
             if path is None:
                 msg = f"{pin.filename} ({pin.name}=={pin.version}) is not in the wheelhouse"
                 raise BuildError(msg, hint="run `mlpack fetch` (it downloads every pinned file)")
+            paths.append(path)
+        task = f"install {step.name}"
+        reporter().start(task, sum(p.stat().st_size for p in paths))
+        for pin, path in zip(step.wheels, paths, strict=True):
             verify(path, pin.sha256)
             install_wheel(path, staging=staging, prefix=step.prefix, python=step.python)
+            reporter().advance(task, path.stat().st_size)
+        reporter().finish(task)
+
+
+class _Reported:
+    """A layer's output file that reports each write's size to the task ``task``."""
+
+    def __init__(self, out: Output, task: str) -> None:
+        self._out = out
+        self._task = task
+
+    def write(self, data: bytes, /) -> object:
+        """Write ``data`` and report its size."""
+        written = self._out.write(data)
+        reporter().advance(self._task, len(data))
+        return written
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +235,20 @@ class _Recipe:
     fill: Callable[[], tuple[str, ...]]  # stages the tree; returns the paths to white out
     modes: Mapping[str, int] = field(default_factory=dict)
     preserve: bool = False  # keep the entries' modes and owners (a diff of the base's tree)
+
+
+@contextlib.contextmanager
+def _disk_space(root: Path) -> Iterator[None]:
+    """A full disk while building: one error naming the folder, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        msg = f"no space left on the device of {root} while building: {exc.strerror}"
+        raise BuildError(
+            msg, hint="free space (`mlpack prune`) or point MLPACK_HOME at a larger disk"
+        ) from exc
 
 
 def _no_whiteouts(fn: Callable[..., None], *args: Any) -> Callable[[], tuple[str, ...]]:

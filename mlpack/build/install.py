@@ -19,6 +19,7 @@ from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 
 from mlpack.errors import BuildError
+from mlpack.oslib.fs import NO_SPACE
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,8 +58,14 @@ def install_wheel(wheel: Path, *, staging: Path, prefix: str, python: str) -> No
                 destdir=str(staging),
             )
             install(source, destination, additional_metadata={"INSTALLER": INSTALLER_NAME})
-    except (InstallerError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        msg = f"cannot install {wheel.name}: {exc}"
-        raise BuildError(
-            msg, hint="remove it from the wheelhouse and re-run `mlpack fetch`"
-        ) from exc
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise  # the builder reports a full disk, with the folder that filled up
+        raise _cannot_install(wheel, exc) from exc
+    except (InstallerError, zipfile.BadZipFile, ValueError) as exc:
+        raise _cannot_install(wheel, exc) from exc
+
+
+def _cannot_install(wheel: Path, exc: Exception) -> BuildError:
+    msg = f"cannot install {wheel.name}: {exc}"
+    return BuildError(msg, hint="remove it from the wheelhouse and re-run `mlpack fetch`")

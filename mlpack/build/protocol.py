@@ -37,6 +37,7 @@ class BuildResult:
     base: str  # reference@digest
     layers: tuple[LayerResult, ...]
     skipped: tuple[str, ...] = ()  # plan steps this backend could not execute (each noticed)
+    sbom: str | None = None  # the digest of the SBOM artifact referring to the image
 
     @property
     def size(self) -> int:

@@ -44,6 +44,7 @@ COMMANDS: Final = {
     "build": "build",
     "render": "build",
     "verify": "build",
+    "sbom": "build",
     "slurm": "slurm",
 }
 

@@ -46,6 +46,7 @@ def _as_json(result: BuildResult) -> dict[str, object]:
         "base": result.base,
         "platform": result.platform,
         "skipped": list(result.skipped),
+        "sbom": result.sbom,
     }
 
 
@@ -66,6 +67,10 @@ def build(
         str | None,
         typer.Option("--push", help="Push the image to this reference after the build."),
     ] = None,
+    platform: Annotated[
+        str | None,
+        typer.Option("--platform", help="Target OS/ARCH (default: mlpack.toml's, linux/amd64)."),
+    ] = None,
 ) -> None:
     """Build the project's image in the mlpack store, bit-for-bit reproducibly, with no daemon.
 
@@ -75,7 +80,9 @@ def build(
 
     started = time.monotonic()
     with progress(notice_prefix="note: "):
-        result = build_project(path, tag=tag, frozen=frozen, backend=backend, note=_note)
+        result = build_project(
+            path, tag=tag, frozen=frozen, backend=backend, note=_note, platform=platform
+        )
         pushed = _push(result, push) if push else None
     if as_json:
         say(json.dumps({**_as_json(result), "pushed": pushed}, ensure_ascii=False))
@@ -87,15 +94,30 @@ def build(
         f"{result.reference}  {result.digest}  {_human(result.size)} in "
         f"{time.monotonic() - started:.1f} s"
     )
+    if result.sbom:
+        say(f"  sbom {result.sbom} (`mlpack sbom {result.reference}`)")
 
 
 def _push(result: BuildResult, target: str) -> str:
-    """Push the built image with the registry client; return ``target@digest``."""
+    """Push the built image, then its SBOM, with the registry client; return ``target@digest``.
+
+    A registry that refuses the SBOM artifact leaves the image pushed: a notice says so.
+    """
+    from mlpack.build.sbom import push_sbom
+    from mlpack.errors import MlpackError
     from mlpack.oci.registry import push
     from mlpack.oci.store import Store
 
-    pushed = push(Store.default(), result.digest, target)
+    store = Store.default()
+    pushed = push(store, result.digest, target)
     note(f"pushed {pushed.reference} ({pushed.digest})")
+    if result.sbom:
+        try:
+            push_sbom(store, result.sbom, target)
+        except MlpackError as exc:
+            note(f"note: the registry did not take the SBOM ({exc.message}); the image is pushed")
+        else:
+            note(f"pushed the SBOM ({result.sbom})")
     return f"{pushed.reference}@{pushed.digest}"
 
 
@@ -138,8 +160,19 @@ def verify(path: ProjectArg = Path(), *, frozen: FrozenOpt = False) -> None:
     raise typer.Exit(1)
 
 
+def sbom(
+    image: Annotated[str, typer.Argument(help="The image: a name or a digest in the store.")],
+) -> None:
+    """Print the CycloneDX SBOM (JSON) that `mlpack build` attached to IMAGE."""
+    from mlpack.build.sbom import read_sbom
+    from mlpack.oci.store import Store
+
+    say(read_sbom(Store.default(), image).decode("utf-8"))
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command()(build)
+    app.command()(sbom)
     app.command()(render)
     app.command()(verify)

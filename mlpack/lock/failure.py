@@ -34,12 +34,14 @@ class ResolveFailure(LockError):
         package: str | None = None,
         involved: tuple[str, ...] = (),
         no_wheels: tuple[str, ...] = (),
+        needed_by: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.kind: FailureKind = kind
         self.package = package  # the missing or failing distribution (canonical)
         self.involved = involved  # canonical names of the requirements the message names
         self.no_wheels = no_wheels  # "torch 2.0.1": releases without a wheel for this Python
+        self.needed_by = needed_by  # the direct requirement that pulled ``package`` in
 
 
 _MISSING: Final = (
@@ -52,6 +54,7 @@ _NO_WHEELS: Final = re.compile(
     r"with a matching Python (?:ABI|version) tag"
 )
 _BUILD: Final = re.compile(r"Failed to (?:download and )?build `([^`]+)`")
+_INCLUDED: Final = re.compile(r"was included because `([^`]+)`(?: \(v[^)]*\))? depends on")
 _URL: Final = re.compile(r"(?:git\+)?https?://[^\s`'\"]+")
 _HOST_ERROR: Final = re.compile(r"Could not resolve host: ([A-Za-z0-9.-]+)")
 _UNREACHABLE: Final = (
@@ -208,12 +211,17 @@ def _build(_request: ResolveRequest, text: str, tool: str) -> ResolveFailure | N
     head = lines[start : start + 3]
     rest = lines[start + 3 :]
     body = "\n".join([*head, *(["..."] if len(rest) > 8 else []), *rest[-8:]])
-    msg = f"{tool} failed: {failing} could not be built from source:\n{body}"
+    root = _INCLUDED.search(text)
+    needed_by = None
+    if root is not None and not root.group(1).startswith("-"):
+        needed_by = canonicalize_name(root.group(1))
+    by = f" (needed by {needed_by})" if needed_by else ""
+    msg = f"{tool} failed: {failing}{by} could not be built from source:\n{body}"
     hint = (
         f"{name} has no wheel for this target and its build failed: pin a version that has "
         "wheels, add the build's system libraries ([dependencies] system), or pick another Python"
     )
-    return ResolveFailure(msg, hint=hint, kind="build", package=name)
+    return ResolveFailure(msg, hint=hint, kind="build", package=name, needed_by=needed_by)
 
 
 def without_uv_advice(text: str) -> str:

@@ -23,7 +23,7 @@ from mlpack.lock.lockfile import loads, write_lock
 from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
 from mlpack.lock.resolvers import KnownFiles, Pin, Resolver, ResolveRequest
 from mlpack.lock.risks import old_pin_warnings, source_build_warning, wrong_project_warnings
-from mlpack.lock.soft import drop_warning, pinned_hint, python_note, to_drop, why_not
+from mlpack.lock.soft import also_missing, drop_warning, pinned_hint, python_note, to_drop, why_not
 from mlpack.lock.speculate import EarlyResolve, guess_file, read_guess, write_guess
 from mlpack.lock.system import pin_system
 from mlpack.lock.vcs import normalize
@@ -306,8 +306,11 @@ def _newest_python(
             continue
         except ResolveFailure as failure:
             gone = to_drop(failure, kept)
+            if gone and failure.kind == "missing":
+                missing = frozenset(g.name for g in gone)
+                return (*gone, *_also_missing(job, kept, missing))
             if gone and failure.kind != "conflict":
-                return gone  # missing or unbuildable on any Python: drop it first
+                return gone  # unbuildable on any Python: drop it first
             if failure.kind != "conflict":
                 raise
             failures.append((python, failure))
@@ -322,6 +325,13 @@ def _newest_python(
     if gone:
         return gone
     raise _unsatisfiable(job, tmp, failures[0], kept, resolver=resolver)
+
+
+def _also_missing(
+    job: _Job, kept: tuple[PackageSpec, ...], missing: frozenset[str]
+) -> tuple[DroppedPackage, ...]:
+    """The other inferred names no index has (so one resolve drops them all)."""
+    return also_missing(kept, job.inputs.indexes, ca_cert=job.ca_cert, known_missing=missing)
 
 
 def _probe(

@@ -9,15 +9,19 @@ stays an error.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
+from mlpack.errors import LockError
+from mlpack.lock.indexes import list_files
 from mlpack.lock.inputs import is_inferred
 from mlpack.lock.lockdata import DroppedPackage
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from mlpack.lock.failure import ResolveFailure
+    from mlpack.lock.indexes import Indexes
     from mlpack.vocabulary import PackageSpec
 
 
@@ -26,30 +30,79 @@ def to_drop(
 ) -> tuple[DroppedPackage, ...]:
     """The inferred requirements ``failure`` blames, as dropped entries; () when none may go.
 
-    A missing name, or one whose build from source failed, goes when every requirement naming
-    it is inferred. For a conflict, one name
+    A missing name, or one whose build from source failed (or that pulled in a dependency whose
+    build failed), goes when every requirement naming it is inferred. For a conflict, one name
     per try (the resolver named it first, or it has no wheel for the target), so a package that
     merely took part (torch beside functorch) stays.
     """
-    if failure.kind in ("missing", "build") and failure.package is not None:
-        named = tuple(r for r in requirements if r.name == failure.package)
-        if named and all(is_inferred(r) for r in named):
-            reason = (
-                "the package index has no project of this name"
-                if failure.kind == "missing"
-                else "it has no wheel for the target and its build from source failed"
-            )
-            return tuple(_dropped(r, reason) for r in named)
-        return ()
+    if failure.kind == "missing" and failure.package is not None:
+        return _inferred_only(requirements, failure.package, _NO_SUCH_PROJECT)
+    if failure.kind == "build" and failure.package is not None:
+        reason = "it has no wheel for the target and its build from source failed"
+        gone = _inferred_only(requirements, failure.package, reason)
+        if gone or failure.needed_by is None:
+            return gone
+        reason = f"it needs {failure.package}, which has no wheel and failed to build from source"
+        return _inferred_only(requirements, failure.needed_by, reason)
     if failure.kind != "conflict":
         return ()
     no_wheels = {re.split(r"[ <>=!~]", entry, maxsplit=1)[0] for entry in failure.no_wheels}
     blamed = [n for n in failure.involved if n in no_wheels] + list(failure.involved)
+    reason = ("it makes the resolution unsatisfiable: " + failure.message.splitlines()[0])[:300]
     for name in blamed:
-        named = tuple(r for r in requirements if r.name == name)
-        if named and all(is_inferred(r) for r in named):
-            reason = "it makes the resolution unsatisfiable: " + failure.message.splitlines()[0]
-            return tuple(_dropped(r, reason[:300]) for r in named)
+        gone = _inferred_only(requirements, name, reason)
+        if gone:
+            return gone
+    return ()
+
+
+_NO_SUCH_PROJECT: Final = "the package index has no project of this name"
+
+
+def also_missing(
+    requirements: tuple[PackageSpec, ...],
+    indexes: Indexes,
+    *,
+    ca_cert: Path | None,
+    known_missing: frozenset[str],
+) -> tuple[DroppedPackage, ...]:
+    """The other inferred names no index has, found at once (one listing each, in parallel).
+
+    The resolver stops at the first unknown name; asking the indexes for the rest saves a
+    resolve per name. A name an index cannot be asked about counts as present.
+    """
+    names = sorted({r.name for r in requirements if is_inferred(r)} - known_missing)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        present = list(pool.map(lambda n: _on_some_index(n, indexes, ca_cert), names))
+    return tuple(
+        entry
+        for name, found in zip(names, present, strict=True)
+        if not found
+        for entry in _inferred_only(requirements, name, _NO_SUCH_PROJECT)
+    )
+
+
+def _on_some_index(name: str, indexes: Indexes, ca_cert: Path | None) -> bool:
+    for url in indexes.all:
+        if url.startswith("file:"):
+            if (Path(urllib.parse.urlsplit(url).path) / name).exists():
+                return True
+            continue
+        try:
+            if list_files(url, name, ca_cert=ca_cert, timeout=15):
+                return True
+        except LockError:
+            return True
+    return False
+
+
+def _inferred_only(
+    requirements: tuple[PackageSpec, ...], name: str, reason: str
+) -> tuple[DroppedPackage, ...]:
+    """``name``'s requirements as dropped entries when every one of them is inferred."""
+    named = tuple(r for r in requirements if r.name == name)
+    if named and all(is_inferred(r) for r in named):
+        return tuple(_dropped(r, reason) for r in named)
     return ()
 
 

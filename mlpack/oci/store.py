@@ -488,6 +488,33 @@ class Store:
                 return
             self._write_entries([*entries, self.manifest_descriptor(manifest_digest)])
 
+    def _referrers_file(self, subject: str) -> Path:
+        return self.root / "referrers" / _hex(subject)
+
+    def add_referrer(self, subject: str, artifact: str) -> None:
+        """Keep the stored manifest ``artifact`` (an SBOM, a signature) as ``subject``'s referrer.
+
+        It lives as long as the image does, and stays out of ``images``' listing.
+        """
+        path = self._referrers_file(subject)
+        with self.lock("index"):
+            known = self.referrers(subject)
+            if artifact in known:
+                return
+            try:
+                path.parent.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise disk_error(exc, path) from exc
+            self._atomic_write(path, "".join(f"{d}\n" for d in sorted({*known, artifact})).encode())
+
+    def referrers(self, subject: str) -> tuple[str, ...]:
+        """The stored manifests that refer to ``subject`` (see ``add_referrer``)."""
+        try:
+            text = self._referrers_file(subject).read_text()
+        except OSError:
+            return ()
+        return tuple(d for d in text.split() if self.has_blob(d))
+
     def _index_map(self, index_digest: str) -> Path:
         return self.root / "indexes" / _hex(index_digest)
 
@@ -613,11 +640,16 @@ class Store:
             if digest in blobs or not self.has_blob(digest):
                 continue
             blobs.add(digest)
+            pending.extend(self.referrers(digest))
             try:
                 data = self.read_blob(digest)
                 doc = jsonc.loads(data, what="manifest")
                 if "manifests" in doc:
                     pending.extend(m.digest for m in Index.parse(data).manifests)
+                    continue
+                if doc.get("artifactType"):  # a referrer (an SBOM): its blobs, no image config
+                    parts = (doc.get("config"), *(doc.get("layers") or ()))
+                    blobs.update(str(d.get("digest")) for d in parts if isinstance(d, dict))
                     continue
                 manifest = Manifest.parse(data)
             except ImageError:
@@ -632,6 +664,11 @@ class Store:
                 )
         return blobs, diff_ids, chains
 
+    def _records(self, sub: str) -> list[Path]:
+        """The per-digest record files of ``sub`` (index maps, origins, referrers), sorted."""
+        folder = self.root / sub
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
     def prune(self) -> PruneResult:
         """Remove blobs, unpacked layers and merged trees no named image uses; leftovers in tmp.
 
@@ -642,8 +679,7 @@ class Store:
         tally = _Tally()
         with self.lock("gc"), self.lock("index"):
             keep_blobs, keep_layers, keep_chains = self._reachable()
-            indexes = self.root / "indexes"
-            maps = sorted(indexes.iterdir()) if indexes.is_dir() else []
+            maps = self._records("indexes")
             for path in maps:
                 with contextlib.suppress(OSError):
                     if path.read_text().strip() in keep_blobs:
@@ -661,9 +697,7 @@ class Store:
             # exclusively, so removing them cannot split a lock between two holders.
             for path in (self.root / "locks").glob("*-*.lock"):
                 tally.run("lock file", path, _unlink_counted)
-            origins = self.root / "origins"
-            records = [*maps, *(sorted(origins.iterdir()) if origins.is_dir() else [])]
-            for path in records:
+            for path in [*maps, *self._records("origins"), *self._records("referrers")]:
                 if f"sha256:{path.name}" not in keep_blobs:
                     tally.run("record", path, _unlink_counted)
         return PruneResult(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -11,6 +12,8 @@ if TYPE_CHECKING:
 
     StrPath = str | PathLike[str]
 
+# The errnos of a full disk (or quota): callers report them as such, never as a bad input.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

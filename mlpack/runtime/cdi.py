@@ -245,22 +245,33 @@ def _select(gpus: str, devices: tuple[CdiDevice, ...], kind: str) -> tuple[CdiDe
     want = gpus.strip()
     if want.startswith("device="):
         want = want[len("device=") :].strip("\"'")
-    named = {d.name: d for d in devices}
-    available = ", ".join(d.name for d in devices)
     if want == "all":
+        named = {d.name: d for d in devices}
         if "all" in named:
             return (named["all"],)
         return tuple(d for d in devices if d.name != "all")
     if want.isdigit() and "," not in want and not gpus.startswith("device="):
-        count = int(want)
-        indexed = sorted((d for d in devices if d.name.isdigit()), key=lambda d: int(d.name))
-        if count < 1:
-            msg = f"--gpus {gpus}: a GPU count must be at least 1"
-            raise ConfigError(msg, hint="leave --gpus out to run without GPUs")
-        if count > len(indexed):
-            msg = f"--gpus {gpus}: {count} GPUs requested, the CDI specs list {len(indexed)}"
-            raise ContainerError(msg, hint=f"available devices: {available}")
-        return tuple(indexed[:count])
+        return _first(gpus, int(want), devices)
+    return _named(gpus, want, devices, kind)
+
+
+def _first(gpus: str, count: int, devices: tuple[CdiDevice, ...]) -> tuple[CdiDevice, ...]:
+    """``--gpus N``: the first N devices with numeric names, in index order."""
+    indexed = sorted((d for d in devices if d.name.isdigit()), key=lambda d: int(d.name))
+    if count < 1:
+        msg = f"--gpus {gpus}: a GPU count must be at least 1"
+        raise ConfigError(msg, hint="leave --gpus out to run without GPUs")
+    if count > len(indexed):
+        msg = f"--gpus {gpus}: {count} GPUs requested, the CDI specs list {len(indexed)}"
+        raise ContainerError(msg, hint=f"available devices: {_names(devices)}")
+    return tuple(indexed[:count])
+
+
+def _named(
+    gpus: str, want: str, devices: tuple[CdiDevice, ...], kind: str
+) -> tuple[CdiDevice, ...]:
+    """``--gpus device=A,B`` or ``--gpus kind=A``: each name once, in the order given."""
+    named = {d.name: d for d in devices}
     chosen: list[CdiDevice] = []
     for item in (part.strip() for part in want.split(",")):
         if not item:
@@ -276,8 +287,8 @@ def _select(gpus: str, devices: tuple[CdiDevice, ...], kind: str) -> tuple[CdiDe
             msg = f"--gpus {gpus}: no CDI device named {name!r} of kind {kind}"
             raise ContainerError(
                 msg,
-                hint=f"available devices: {available}; regenerate the spec if a GPU was added "
-                f"({GENERATE_HINT})",
+                hint=f"available devices: {_names(devices)}; regenerate the spec if a GPU was "
+                f"added ({GENERATE_HINT})",
             )
         if dev not in chosen:
             chosen.append(dev)
@@ -285,6 +296,10 @@ def _select(gpus: str, devices: tuple[CdiDevice, ...], kind: str) -> tuple[CdiDe
         msg = f"--gpus {gpus!r} names no device"
         raise ConfigError(msg, hint="use all, a count, or device names/UUIDs separated by commas")
     return tuple(chosen)
+
+
+def _names(devices: tuple[CdiDevice, ...]) -> str:
+    return ", ".join(d.name for d in devices)
 
 
 def merge_edits(devices: tuple[CdiDevice, ...]) -> CdiEdits:

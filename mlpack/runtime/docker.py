@@ -23,7 +23,7 @@ from mlpack.runtime.dockersock import docker_host, require_docker
 from mlpack.runtime.protocol import RunConfig, RunResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import docker
     from docker.models.containers import Container
@@ -273,61 +273,25 @@ class DockerRuntime:
         sel.register(sock, selectors.EVENT_READ, "container")
         if interactive:
             sel.register(self.stdin_fd, selectors.EVENT_READ, "stdin")
-        winch: tuple[int, int] | None = None
-        previous: Any = None
-        if (
-            tty
-            and on_resize is not None
-            and os.isatty(self.stdout_fd)
-            and threading.current_thread() is threading.main_thread()
-        ):
-            winch = os.pipe()
-            os.set_blocking(winch[1], False)
-            wake = winch[1]
-
-            def _on_winch(_signum: int, _frame: Any) -> None:
-                with contextlib.suppress(OSError):
-                    os.write(wake, b"w")
-
-            previous = signal.signal(signal.SIGWINCH, _on_winch)
-            sel.register(winch[0], selectors.EVENT_READ, "winch")
+        resize = on_resize if tty and os.isatty(self.stdout_fd) else None
         buf = b""
         try:
-            while True:
-                for key, _ in sel.select():
-                    if key.data == "winch" and winch is not None and on_resize is not None:
-                        os.read(winch[0], 512)
-                        on_resize()
-                        continue
-                    if key.data == "stdin":
-                        data = os.read(self.stdin_fd, 65536)
-                        if data:
-                            sock.sendall(data)
-                        else:  # EOF on our stdin: close the container's stdin
-                            sel.unregister(self.stdin_fd)
-                            with contextlib.suppress(OSError):
-                                sock.shutdown(socket.SHUT_WR)
-                        continue
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        return
-                    if tty:
-                        _write_all(self.stdout_fd, chunk)
-                        continue
-                    buf += chunk
-                    # Docker's stream framing: [type, 0, 0, 0, size (big-endian u32)] + payload.
-                    while len(buf) >= 8:
-                        kind, size = struct.unpack(">BxxxL", buf[:8])
-                        if len(buf) < 8 + size:
-                            break
-                        payload, buf = buf[8 : 8 + size], buf[8 + size :]
-                        _write_all(self.stderr_fd if kind == 2 else self.stdout_fd, payload)
+            with _winch_pipe(sel, resize):
+                while True:
+                    for key, _ in sel.select():
+                        if key.data == "winch" and resize is not None:
+                            os.read(key.fd, 512)
+                            resize()
+                        elif key.data == "stdin":
+                            self._stdin_to(sock, sel)
+                        elif (chunk := sock.recv(65536)) and tty:
+                            _write_all(self.stdout_fd, chunk)
+                        elif chunk:
+                            buf = self._demux(buf + chunk)
+                        else:
+                            return
         finally:
             sel.close()
-            if winch is not None:
-                signal.signal(signal.SIGWINCH, previous)
-                os.close(winch[0])
-                os.close(winch[1])
             # Close the HTTP response that owns the upgraded connection, then the socket.
             with contextlib.suppress(OSError, ValueError):
                 response = getattr(attached, "_response", None)
@@ -335,6 +299,56 @@ class DockerRuntime:
                     response.close()
                 attached.close()
             sock.close()
+
+    def _stdin_to(self, sock: socket.socket, sel: selectors.BaseSelector) -> None:
+        """Pass what our stdin has to the container; at EOF, close the container's stdin."""
+        data = os.read(self.stdin_fd, 65536)
+        if data:
+            sock.sendall(data)
+            return
+        sel.unregister(self.stdin_fd)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+    def _demux(self, buf: bytes) -> bytes:
+        """Write the complete frames of ``buf`` to stdout or stderr; the incomplete rest.
+
+        Docker's stream framing: [type, 0, 0, 0, size (big-endian u32)] + payload.
+        """
+        while len(buf) >= 8:
+            kind, size = struct.unpack(">BxxxL", buf[:8])
+            if len(buf) < 8 + size:
+                break
+            payload, buf = buf[8 : 8 + size], buf[8 + size :]
+            _write_all(self.stderr_fd if kind == 2 else self.stdout_fd, payload)
+        return buf
+
+
+@contextlib.contextmanager
+def _winch_pipe(
+    sel: selectors.BaseSelector, on_resize: Callable[[], None] | None
+) -> Iterator[None]:
+    """While inside, SIGWINCH writes to a pipe registered in ``sel`` as "winch" (only from the
+    main thread, and only with ``on_resize``): the handler never calls the engine itself.
+    """
+    if on_resize is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read, wake = os.pipe()
+    os.set_blocking(wake, False)
+
+    def _on_winch(_signum: int, _frame: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.write(wake, b"w")
+
+    previous = signal.signal(signal.SIGWINCH, _on_winch)
+    sel.register(read, selectors.EVENT_READ, "winch")
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
+        os.close(read)
+        os.close(wake)
 
 
 def _term_as_interrupt() -> Any:

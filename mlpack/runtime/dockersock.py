@@ -55,6 +55,21 @@ def probe_socket(address: str | None = None, *, timeout: float = 3.0) -> SocketS
             message=f"DOCKER_HOST={address} is not a unix socket; the SDK will connect to it",
         )
     path = address[len("unix://") :]
+    wrong = _check_path(path)
+    if wrong is not None:
+        return wrong
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        refused = _connect(sock, path, timeout)
+        reply = refused if refused is not None else _ping(sock, path, timeout)
+    finally:
+        sock.close()
+    return reply if isinstance(reply, SocketStatus) else _verdict(path, reply)
+
+
+def _check_path(path: str) -> SocketStatus | None:
+    """What is wrong with the socket's path before connecting, if anything."""
     try:
         st = Path(path).stat()
     except FileNotFoundError:
@@ -74,46 +89,56 @@ def probe_socket(address: str | None = None, *, timeout: float = 3.0) -> SocketS
             message=f"{path} exists but is not a socket",
             hint="remove the stray file and restart dockerd, or set DOCKER_HOST to the engine",
         )
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    return None
+
+
+def _connect(sock: socket.socket, path: str, timeout: float) -> SocketStatus | None:
+    """Connect ``sock`` to ``path``; what went wrong, if anything."""
     try:
-        try:
-            sock.connect(path)
-        except PermissionError:
-            return _permission(path)
-        except ConnectionRefusedError:
-            return SocketStatus(
-                state="refused",
-                address=path,
-                message=f"nothing is listening on {path} (a stale socket left by a stopped dockerd)",
-                hint="start the engine (`sudo systemctl start docker` or `dockerd`); "
-                "if it refuses to start, remove the stale socket first",
-            )
-        except TimeoutError:
+        sock.connect(path)
+    except PermissionError:
+        return _permission(path)
+    except ConnectionRefusedError:
+        return SocketStatus(
+            state="refused",
+            address=path,
+            message=f"nothing is listening on {path} (a stale socket left by a stopped dockerd)",
+            hint="start the engine (`sudo systemctl start docker` or `dockerd`); "
+            "if it refuses to start, remove the stale socket first",
+        )
+    except TimeoutError:
+        return _timeout(path, timeout)
+    except OSError as exc:
+        if exc.errno == errno.EAGAIN:  # the listen backlog is full: the engine is swamped
             return _timeout(path, timeout)
-        except OSError as exc:
-            if exc.errno == errno.EAGAIN:  # the listen backlog is full: the engine is swamped
-                return _timeout(path, timeout)
-            raise
-        try:
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            reply = b""
-            while len(reply) < 65536:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                reply += chunk
-        except TimeoutError:
-            return _timeout(path, timeout)
-        except OSError as exc:
-            return SocketStatus(
-                state="not_docker",
-                address=path,
-                message=f"{path} accepted a connection but then failed: {exc.strerror}",
-                hint="check the dockerd log; set DOCKER_HOST if the engine listens elsewhere",
-            )
-    finally:
-        sock.close()
+        raise
+    return None
+
+
+def _ping(sock: socket.socket, path: str, timeout: float) -> bytes | SocketStatus:
+    """The raw answer to ``GET /_ping`` (up to 64 KiB), or what went wrong."""
+    try:
+        sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        reply = b""
+        while len(reply) < 65536:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    except TimeoutError:
+        return _timeout(path, timeout)
+    except OSError as exc:
+        return SocketStatus(
+            state="not_docker",
+            address=path,
+            message=f"{path} accepted a connection but then failed: {exc.strerror}",
+            hint="check the dockerd log; set DOCKER_HOST if the engine listens elsewhere",
+        )
+    return reply
+
+
+def _verdict(path: str, reply: bytes) -> SocketStatus:
+    """A Docker engine answers /_ping with 200 and "OK"; anything else holds the socket."""
     head, _, body = reply.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}

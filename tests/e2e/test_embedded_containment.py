@@ -253,3 +253,49 @@ def test_a_user_namespace_path_is_joined(bundle: Path, tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_user_namespace_without_id_mappings_is_refused(bundle: Path, tmp_path: Path) -> None:
+    """At least one uid and one gid mapping (runc validate/rootless.go), never an unmapped run."""
+    runc_spec(bundle, ["cat", "/proc/self/uid_map"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["namespaces"].append({"type": "user"})
+    _write(bundle, config)
+    done = rt(tmp_path / "state", "run", "--bundle", str(bundle), "c1")
+    assert done.returncode != 0
+    assert "needs at least one uid and one gid mapping" in done.stderr
+    assert done.stdout == ""
+
+
+def test_masking_refuses_a_dev_null_that_is_not_the_null_device(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """CVE-2025-31133: a config whose /dev/null is another device (here zero) must not get it
+    bound over /proc/kcore and the other masked files."""
+    runc_spec(bundle, ["sh", "-c", "head -c4 /proc/kcore | wc -c"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["devices"] = [
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 5, "fileMode": 438}
+    ]
+    _write(bundle, config)
+    done = rt(tmp_path / "state", "run", "--bundle", str(bundle), "c1")
+    assert done.returncode != 0, done.stdout
+    assert "/dev/null is not the null device" in done.stderr
+
+
+def test_a_sysctl_is_never_written_outside_procfs(bundle: Path, tmp_path: Path) -> None:
+    """CVE-2024-45310: a mount over /proc/sys must not redirect a sysctl write to a host file."""
+    fake = tmp_path / "fake-sys"
+    (fake / "net" / "ipv4").mkdir(parents=True)
+    (fake / "net" / "ipv4" / "ip_forward").write_text("0\n")
+    runc_spec(bundle, ["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["mounts"].append(
+        {"destination": "/proc/sys", "type": "bind", "source": str(fake), "options": ["rbind"]}
+    )
+    config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    _write(bundle, config)
+    done = rt(tmp_path / "state", "run", "--bundle", str(bundle), "c1")
+    assert done.returncode != 0
+    assert "is not on procfs" in done.stderr
+    assert (fake / "net" / "ipv4" / "ip_forward").read_text() == "0\n"

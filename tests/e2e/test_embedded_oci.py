@@ -134,6 +134,49 @@ def test_run_returns_the_exit_status(bundle: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "state" / "c3").exists()
 
 
+def test_without_namespaces_state_gives_the_created_init_pid(bundle: Path, tmp_path: Path) -> None:
+    """runtime-tools' linux_ns_itype: no namespace listed, so the container shares ours (no
+    mount namespace: a chroot without /proc). ``state`` after ``create`` gives pid 1's host pid,
+    whose namespaces are this process's; ``start`` then runs the program.
+    """
+    runc_spec(bundle, ["sh", "-c", "echo started > /marker"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["namespaces"] = []
+    config.pop("hostname", None)
+    (bundle / "config.json").write_text(json.dumps(config))
+    root = tmp_path / "state"
+    assert rt_detached(root, "create", "--bundle", str(bundle), "c5") == 0
+    state = json.loads(rt(root, "state", "c5").stdout)
+    assert state["status"] == "created"
+    assert state["pid"] > 0
+    for ns in ("mnt", "pid", "net", "uts", "ipc"):
+        theirs = Path(f"/proc/{state['pid']}/ns/{ns}").readlink()
+        assert theirs == Path(f"/proc/self/ns/{ns}").readlink()
+    assert rt(root, "start", "c5").returncode == 0
+    wait_until_stopped(root, "c5")
+    assert (bundle / "rootfs" / "marker").read_text() == "started\n"
+    assert rt(root, "delete", "c5").returncode == 0
+
+
+def test_run_relays_a_signal_sent_as_soon_as_the_program_speaks(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """The program runs only once the runtime forwards signals: a SIGTERM sent right after its
+    first line reaches its trap (exit 3), it does not abort the runtime (130) or go astray.
+    """
+    runc_spec(bundle, ["sh", "-c", "trap 'exit 3' TERM; echo ready; while :; do sleep 0.1; done"])
+    proc = subprocess.Popen(
+        [*MLPACK, "runtime", "--root", str(tmp_path / "state"), "run", "-b", str(bundle), "c6"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(15)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert not (tmp_path / "state" / "c6").exists()
+
+
 def parse(text: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     for line in text.splitlines():
@@ -426,3 +469,16 @@ def test_console_socket_with_create_and_start(bundle: Path, tmp_path: Path) -> N
     assert b"detached-tty-ok" in got[1]
     wait_until_stopped(root, "t4", timeout=10)
     assert rt(root, "delete", "t4").returncode == 0
+
+
+def test_only_the_preserved_fds_reach_the_container(bundle: Path, tmp_path: Path) -> None:
+    """--preserve-fds 1 passes fd 3 and nothing above it (CVE-2024-21626: no leaked fd)."""
+    runc_spec(bundle, ["sh", "-c", "ls /proc/$$/fd; true"])
+    argv = [*MLPACK, "runtime", "--root", str(tmp_path / "state"), "run", "--preserve-fds", "1",
+            "--bundle", str(bundle), "fds"]  # fmt: skip
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" 3</etc/hostname 4</etc/passwd', "sh", *argv],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(int(fd) for fd in done.stdout.split()) == [0, 1, 2, 3]

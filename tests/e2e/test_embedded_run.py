@@ -371,3 +371,21 @@ def test_rootless_with_a_subordinate_range(nobody_dir: Path, subid_user: tuple[s
     assert rows[1] == ["1", first_start("/etc/subuid"), "65535"]
     assert rows[2] == ["0", str(uid), "1"]
     assert rows[3] == ["1", first_start("/etc/subgid"), "65535"]
+
+
+def test_rootless_single_mapping_denies_setgroups_and_foreign_chown(nobody_dir: Path) -> None:
+    """runc ToRootless(): setgroups is denied before gid_map is written, and with one mapped id
+    a chown to any other id fails."""
+    require(shutil.which("setpriv") is not None, "setpriv (util-linux)")
+    image = make_rootfs(nobody_dir / "rootfs", owner=65534)
+    home = nobody_dir / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    done = run_cli(
+        ["run", str(image), "sh", "-c",
+         "cat /proc/self/setgroups; touch /f; chown 1000 /f 2>/dev/null; echo chown=$?"],
+        home,
+        user=65534,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["deny", "chown=1"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,112 @@ def test_volume_target_through_an_image_symlink_stays_in_root(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout == "data"
     assert list(victim.iterdir()) == []  # nothing was created on the host side
+
+
+# The rules below are those of §4/§5 that the probes above do not reach (docs/security-tests.md).
+
+INSIDE = (
+    "cat /proc/self/mountinfo; echo ==; cat /proc/1/stat; echo; echo ==; env; echo ==; "
+    "ulimit -n; echo ==; for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done; echo ==; "
+    "touch /sys/fs/cgroup/x 2>/dev/null; echo cg=$?; touch /sys/kernel/x 2>/dev/null; echo sys=$?"
+)
+
+
+@pytest.fixture(scope="module")
+def inside(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """One container's view of its mounts, session, env, limits, /dev links and /sys."""
+    home = tmp_path_factory.mktemp("inside") / "home"
+    code, out, err = sh(rootfs, home, INSIDE)
+    assert code == 0, err
+    sections = out.split("==\n")
+    assert str(home) not in sections[2]  # nothing of the host's environment (MLPACK_HOME, HOME)
+    return sections
+
+
+def mount_options(mountinfo: str) -> dict[str, tuple[set[str], list[str]]]:
+    """mount point -> (per-mount and super options, optional fields) from /proc/self/mountinfo."""
+    found: dict[str, tuple[set[str], list[str]]] = {}
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        options = set(fields[5].split(",")) | set(right.split()[2].split(","))
+        found[fields[4]] = (options, fields[6:])
+    return found
+
+
+def test_no_mount_is_shared_with_the_host(rootfs: Path, tmp_path: Path) -> None:
+    """MS_SLAVE|MS_REC on / right after unshare: even a volume from a shared host mount joins
+    no peer group, so nothing mounted in the container can propagate to the host."""
+    require(shutil.which("mount") is not None, "mount (util-linux)")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(shared)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(shared)], check=True)
+        assert (
+            "shared:" in mount_options(Path("/proc/self/mountinfo").read_text())[str(shared)][1][0]
+        )
+        code, out, err = sh(
+            rootfs, tmp_path / "home", "cat /proc/self/mountinfo", "-v", f"{shared}:/data"
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(shared)], check=True)
+    assert code == 0, err
+    mounts = mount_options(out)
+    assert {"nosuid", "nodev"} <= mounts["/data"][0]  # user mounts are nosuid,nodev
+    for point, (_, optional) in mounts.items():
+        assert not any(tag.startswith("shared:") for tag in optional), point
+
+
+def test_proc_dev_shm_and_sys_mount_flags(inside: list[str]) -> None:
+    mounts = mount_options(inside[0])
+    assert {"nosuid", "nodev", "noexec"} <= mounts["/proc"][0]
+    assert {"nosuid", "nodev", "noexec"} <= mounts["/dev/shm"][0]
+    assert {"nosuid", "mode=755"} <= mounts["/dev"][0]
+    assert {"ptmxmode=666", "mode=620"} <= mounts["/dev/pts"][0]
+    assert "/dev/mqueue" in mounts
+    assert "ro" in mounts["/sys"][0]
+    assert "ro" in mounts["/sys/fs/cgroup"][0]
+    assert inside[5].split() == ["cg=1", "sys=1"]  # /sys and /sys/fs/cgroup refuse writes
+
+
+def test_payload_leads_its_own_session(inside: list[str]) -> None:
+    """setsid() for every payload (TIOCSTI, CVE-2017-5226): pid 1 is its session's leader."""
+    after_comm = inside[1].rpartition(")")[2].split()
+    assert after_comm[2:4] == ["1", "1"]  # pgrp, session
+
+
+def test_env_is_the_images_and_nofile_is_1024(inside: list[str]) -> None:
+    names = {line.partition("=")[0] for line in inside[2].splitlines()}
+    assert "MLPACK_HOME" not in names
+    assert inside[3].split() == ["1024"]
+
+
+def test_dev_links(inside: list[str]) -> None:
+    assert inside[4].split() == [
+        "pts/ptmx", "/proc/self/fd", "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2",
+    ]  # fmt: skip
+
+
+def test_the_library_process_never_enters_a_namespace(rootfs: Path, tmp_path: Path) -> None:
+    """A run from this (threaded) process leaves its namespaces as they were: only the helper
+    unshares, never the caller (§1)."""
+    import threading
+
+    from mlpack.runtime.embedded import EmbeddedRuntime
+    from mlpack.runtime.protocol import RunConfig
+
+    kinds = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup")
+    before = {k: str(Path(f"/proc/self/ns/{k}").readlink()) for k in kinds}
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()  # the caller is multithreaded, as the CLI is
+    try:
+        result = EmbeddedRuntime(root=tmp_path / "containers").run(
+            RunConfig(image=str(rootfs), command=("true",), memory=64 << 20)
+        )
+    finally:
+        stop.set()
+        worker.join()
+    assert result.exit_code == 0
+    assert {k: str(Path(f"/proc/self/ns/{k}").readlink()) for k in kinds} == before

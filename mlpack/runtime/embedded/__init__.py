@@ -9,12 +9,12 @@ from __future__ import annotations
 TYPE_CHECKING = False  # the helper (python -I -S) imports this package: no typing (mypy: True)
 
 if TYPE_CHECKING:
+    from mlpack.runtime.embedded.launcher import relaying
     from mlpack.runtime.embedded.runtime import (
         ContainerInfo,
         EmbeddedRuntime,
         ResolvedImage,
         list_containers,
-        relaying,
         stop,
     )
 
@@ -29,6 +29,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    if name == "relaying":
+        from mlpack.runtime.embedded import launcher
+
+        return launcher.relaying
     if name in __all__:
         from mlpack.runtime.embedded import runtime
 

@@ -293,7 +293,22 @@ def create(
         return Cgroup(name=name, layout=layout, limits=limits)
     if not limits.wanted() and not account and not limits.devices:
         return Cgroup(name=name, layout=layout, limits=limits)
-    v1_dirs: list[tuple[str, Path]] = []
+    v1_dirs = _make_v1(layout, name, limits, account=account, path=path)
+    v2_dir = _make_v2(layout, name, limits, account=account, path=path)
+    group = Cgroup(name=name, layout=layout, v2=v2_dir, v1=v1_dirs, limits=limits)
+    try:
+        _apply(group, limits)
+    except BaseException:
+        with contextlib.suppress(ContainerError):
+            group.remove()
+        raise
+    return group
+
+
+def _make_v1(
+    layout: Layout, name: str, limits: Limits, *, account: bool, path: str | None
+) -> tuple[tuple[str, Path], ...]:
+    """The v1 directories the limits, device rules and accounting need: (controller, dir)."""
     wanted_v1: list[str] = [c for c in limits.wanted() if layout.backend(c) == "v1"]
     if limits.devices and layout.v1_mount("devices") is not None:
         wanted_v1.append("devices")
@@ -302,6 +317,7 @@ def create(
         # v1 memory for the peak, and cpuacct only when there is no cgroup2 cpu.stat.
         acct = ("memory",) if layout.unified is not None else ("memory", "cpuacct")
         wanted_v1 += [c for c in acct if layout.v1_mount(c) is not None and c not in wanted_v1]
+    v1_dirs: list[tuple[str, Path]] = []
     seen: set[Path] = set()
     for v1_ctrl in wanted_v1:
         mount = layout.v1_mount(v1_ctrl)
@@ -315,33 +331,35 @@ def create(
             _mkdir(d)
         # Joint hierarchies (cpu,cpuacct) share one directory; list every controller in it.
         v1_dirs.extend((c, d) for c in mount.name.split(","))
-    v2_dir = None
-    # Device rules alone need the v2 directory only where no v1 devices hierarchy holds them.
-    if layout.unified is not None and (
+    return tuple(v1_dirs)
+
+
+def _make_v2(
+    layout: Layout, name: str, limits: Limits, *, account: bool, path: str | None
+) -> Path | None:
+    """The cgroup2 directory, with its controllers enabled above it, where one is needed.
+
+    Device rules alone need it only where no v1 devices hierarchy holds them.
+    """
+    if layout.unified is None or not (
         limits.wanted() or account or layout.v1_mount("devices") is None
     ):
-        v2_ctrls = tuple(c for c in limits.wanted() if layout.backend(c) == "v2")
-        if account and layout.backend("memory") == "v2" and "memory" not in v2_ctrls:
-            v2_ctrls += ("memory",)
-        # A dedicated subtree under the root: v2 forbids processes in inner cgroups.
-        own = "" if layout.version == "v2" else self_path("").strip("/")
-        rel = f"{own}/mlpack/{name}".lstrip("/")
-        if path:
-            rel = path.strip("/") if path.startswith("/") else f"{own}/{path}".lstrip("/")
-        parent_rel = rel.rpartition("/")[0]
-        _mkdir(layout.unified / parent_rel)
-        if v2_ctrls:
-            _enable_v2(layout.unified, parent_rel, v2_ctrls)
-        v2_dir = layout.unified / rel
-        _mkdir(v2_dir)
-    group = Cgroup(name=name, layout=layout, v2=v2_dir, v1=tuple(v1_dirs), limits=limits)
-    try:
-        _apply(group, limits)
-    except BaseException:
-        with contextlib.suppress(ContainerError):
-            group.remove()
-        raise
-    return group
+        return None
+    v2_ctrls = tuple(c for c in limits.wanted() if layout.backend(c) == "v2")
+    if account and layout.backend("memory") == "v2" and "memory" not in v2_ctrls:
+        v2_ctrls += ("memory",)
+    # A dedicated subtree under the root: v2 forbids processes in inner cgroups.
+    own = "" if layout.version == "v2" else self_path("").strip("/")
+    rel = f"{own}/mlpack/{name}".lstrip("/")
+    if path:
+        rel = path.strip("/") if path.startswith("/") else f"{own}/{path}".lstrip("/")
+    parent_rel = rel.rpartition("/")[0]
+    _mkdir(layout.unified / parent_rel)
+    if v2_ctrls:
+        _enable_v2(layout.unified, parent_rel, v2_ctrls)
+    v2_dir = layout.unified / rel
+    _mkdir(v2_dir)
+    return v2_dir
 
 
 def _apply(group: Cgroup, limits: Limits) -> None:

@@ -102,7 +102,11 @@ class Container:
         self._dir().write(st)
 
     def spawn(self, launch: Launch, process: HelperProcess | None = None) -> Helper:
-        """Hand ``launch`` (completed with the cgroups) to a helper: ``process`` if given."""
+        """Hand ``launch`` (completed with the cgroups) to a helper: ``process`` if given (a
+        helper started ahead and not used is stopped now).
+        """
+        if self.prestarted is not None and self.prestarted is not process:
+            self.prestarted.discard()
         self.prestarted = None
         group, devices = self.group, self.device_group
         procs = group.procs_files() if group else devices.procs_files() if devices else ()

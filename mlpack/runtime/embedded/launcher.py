@@ -1,12 +1,15 @@
-"""Send the helper an OCI config, write its id maps, and follow it to the exit status."""
+"""Send the helper an OCI config, write its id maps, follow it to the exit status, and relay
+the caller's signals to it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from mlpack.errors import ContainerError
 from mlpack.oslib import jsoncodec
@@ -15,7 +18,6 @@ from mlpack.runtime.embedded.spawn import HelperProcess
 if TYPE_CHECKING:
     from collections.abc import Callable
     from os import PathLike
-    from typing import Any
 
     StrPath = str | PathLike[str]
 
@@ -51,7 +53,6 @@ class Launch:
     seccomp_cache: StrPath | None = None
     stdio: tuple[int | None, int | None, int | None] | None = None  # the container's 0, 1, 2
     preserve_fds: int = 0
-    exec_fifo_fd: int | None = None  # an O_PATH fd of exec_fifo, passed to the helper
     container_id: str = ""
     bundle: StrPath | None = None  # holds config.json, for hooks
     # prestart/createRuntime hooks, run by the caller with pid 1's host pid while it waits.
@@ -147,7 +148,6 @@ class Helper:
             "detach": launch.detach,
             "state_dir": _str(launch.state_dir),
             "exec_fifo": _str(launch.exec_fifo),
-            "exec_fifo_fd": launch.exec_fifo_fd,
             "preserve_fds": launch.preserve_fds or len(launch.pass_fds),
             "id": launch.container_id,
             "bundle": _str(launch.bundle) or "",
@@ -164,12 +164,9 @@ class Helper:
         if launch.stdio is not None and (config.get("process") or {}).get("terminal"):
             request["console_fd"] = 0
         if process is None:
-            keep = (
-                *launch.extra_fds,
-                *(() if launch.exec_fifo_fd is None else (launch.exec_fifo_fd,)),
-            )
+            stdio = launch.stdio or (None, None, None)
             process = HelperProcess(
-                stdio=launch.stdio or (None, None, None), keep_fds=keep, pass_fds=launch.pass_fds
+                stdio=stdio, keep_fds=launch.extra_fds, pass_fds=launch.pass_fds
             )
         self.proc = process
         self.ctl_w = process.ctl_w
@@ -209,40 +206,51 @@ class Helper:
         """
         reached: dict[str, Any] | None = None
         try:
-            while True:
-                msg = self.message()
-                if msg is None:
-                    self.proc.wait()
-                    msg = {"error": f"the container helper exited with {self.proc.returncode}"}
-                if "error" in msg:
-                    self.close()
-                    text = str(msg["error"])
-                    raise ContainerError(f"container setup failed: {text}", hint=_hint(text))
-                if "userns" in msg:
-                    write_id_maps(int(msg["userns"]), self.launch.config)
-                    self._send(b"ok")
-                    continue
-                if "hooks" in msg:
-                    answer = b"ok"
-                    try:
-                        if self.launch.runtime_hooks is not None:
-                            self.launch.runtime_hooks(int(msg["pid"]))
-                    except ContainerError as exc:
-                        answer = exc.message.encode().replace(b"\n", b" ") or b"hook failed"
-                    self._send(answer)
-                    continue
+            while reached is None or not self.pid:  # S's pid and C's news race on the pipe
+                msg = self._setup_message()
                 if "pid" in msg:
                     self.pid = int(msg["pid"])
                 if until in msg:
                     reached = msg
-                if reached is not None and self.pid:  # S's pid and C's news race on the pipe
-                    self.started = True
-                    return reached
+            self.started = True
+            if "created" in reached:
+                self._send(b"ok")  # pid 1 may run the program: signals now forward
+            return reached
         except BaseException:
             self.kill()
             raise
         finally:
             self._close_ctl()
+
+    def _setup_message(self) -> dict[str, Any]:
+        """The next progress message, after answering the helper's questions on the way (the
+        id maps, the runtime's hooks); ContainerError for a failure.
+        """
+        while True:
+            msg = self.message()
+            if msg is None:
+                self.proc.wait()
+                msg = {"error": f"the container helper exited with {self.proc.returncode}"}
+            if "error" in msg:
+                self.close()
+                text = str(msg["error"])
+                raise ContainerError(f"container setup failed: {text}", hint=_hint(text))
+            if "userns" in msg:
+                write_id_maps(int(msg["userns"]), self.launch.config)
+                self._send(b"ok")
+            elif "hooks" in msg:
+                self._send(self._runtime_hooks(int(msg["pid"])))
+            else:
+                return msg
+
+    def _runtime_hooks(self, pid: int) -> bytes:
+        """Run prestart/createRuntime hooks for pid 1 at ``pid``: b"ok", or why they failed."""
+        try:
+            if self.launch.runtime_hooks is not None:
+                self.launch.runtime_hooks(pid)
+        except ContainerError as exc:
+            return exc.message.encode().replace(b"\n", b" ") or b"hook failed"
+        return b"ok"
 
     def wait(self) -> dict[str, Any]:
         """Block until the container exits; its exit code and signal.
@@ -273,16 +281,12 @@ class Helper:
 
     def kill_container(self) -> None:
         """SIGKILL the container's pid 1 (safe in a signal handler or timer thread)."""
-        import signal
-
         if self.pid and not self.exited:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """SIGKILL the supervisor and the container (pid 1's death ends its pid namespace)."""
-        import signal
-
         if self.exited:  # nothing left to kill; pid 1's number may belong to another process
             self.proc.wait()
             self.close()
@@ -307,6 +311,70 @@ class Helper:
         self.ctl_w = self.proc.ctl_w = -1
 
 
+RELAYED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+class relaying:
+    """Forward the caller's signals to the supervisor while the container runs.
+
+    Only the main thread can set handlers; from another thread nothing is relayed.
+    """
+
+    def __init__(self, helper: Helper) -> None:
+        self.helper = helper
+        self.previous: dict[int, Any] = {}
+        self.interrupts = 0
+
+    def forward(self, sig: int, _frame: object) -> None:
+        """The handler: relay ``sig``; on Ctrl-C, stop the container."""
+        helper = self.helper
+        if not helper.started:  # still setting up: abort (the caller's cleanup runs)
+            raise KeyboardInterrupt
+        helper.signal(sig)
+        if sig != signal.SIGINT:
+            return
+        # Ctrl-C stops the container. The kernel drops SIGINT at a pid 1 that has no handler
+        # for it, so such a program is killed at once, as SIGINT would kill it elsewhere; one
+        # that handles it gets to finish (say, save a checkpoint) until a second Ctrl-C.
+        self.interrupts += 1
+        if self.interrupts >= 2 or not _catches(helper.pid, signal.SIGINT):
+            helper.kill_container()
+
+    def __enter__(self) -> Self:
+        for relayed in RELAYED:
+            try:
+                self.previous[relayed] = signal.signal(relayed, self.forward)
+            except ValueError:  # not the main thread
+                break
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for num, handler in self.previous.items():
+            signal.signal(num, handler)
+        self.previous.clear()
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether ``pid`` has a handler for ``sig`` or ignores it (SigCgt/SigIgn in its status)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    bit = 1 << (sig - 1)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigCgt", "SigIgn") and int(value.strip(), 16) & bit:
+            return True
+    return False
+
+
 def probe(config: dict[str, Any], *, overlay: Overlay | None = None, mountpoint: str = "/") -> None:
     """Have a helper enter ``config``'s namespaces (id maps written as for a container) and
     mount ``overlay`` on ``mountpoint``, then exit: ContainerError with its reason if it cannot.
@@ -319,20 +387,34 @@ def probe(config: dict[str, Any], *, overlay: Overlay | None = None, mountpoint:
         helper.proc.wait()
 
 
-def _hint(text: str) -> str:
-    if "not mapped in this rootless container" in text:
-        return (
+HINTS: Final = (
+    (
+        ("not mapped in this rootless container",),
+        (
             "run as root, or give a root filesystem that your user owns "
             "(images pulled with mlpack pull as this user are unpacked as yours)"
-        )
-    if "is outside 0..2147483647" in text:
-        return "use uids and gids between 0 and 2147483647 (runc and Docker refuse others)"
-    if "not found in the container's PATH" in text:
-        return "check the command name, or give an absolute path inside the image"
-    if "overlay" in text:
-        return "overlayfs is not allowed here; rerun as root or on a kernel >= 5.11"
-    if "user" in text and "not found" in text:
-        return "use a numeric --user uid[:gid], or one listed in the image's /etc/passwd"
-    if "working directory" in text:
-        return "check --workdir: it must exist inside the image"
+        ),
+    ),
+    (
+        ("is outside 0..2147483647",),
+        "use uids and gids between 0 and 2147483647 (runc and Docker refuse others)",
+    ),
+    (
+        ("not found in the container's PATH",),
+        "check the command name, or give an absolute path inside the image",
+    ),
+    (("overlay",), "overlayfs is not allowed here; rerun as root or on a kernel >= 5.11"),
+    (
+        ("user", "not found"),
+        "use a numeric --user uid[:gid], or one listed in the image's /etc/passwd",
+    ),
+    (("working directory",), "check --workdir: it must exist inside the image"),
+)
+
+
+def _hint(text: str) -> str:
+    """The hint for a helper's failure: the first of HINTS whose words are all in ``text``."""
+    for words, hint in HINTS:
+        if all(w in text for w in words):
+            return hint
     return "rerun with --debug for details"

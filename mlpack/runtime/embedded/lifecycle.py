@@ -8,30 +8,32 @@ the status from that fifo and pid 1's liveness; ``delete`` removes cgroups and s
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
+from mlpack.oslib import jsoncodec
 from mlpack.oslib.fs import atomic_write
 from mlpack.oslib.linux import MAX_ID
 from mlpack.runtime.embedded import cgroups, devices, state
 from mlpack.runtime.embedded.container import Container
-from mlpack.runtime.embedded.launcher import Helper, Launch
+from mlpack.runtime.embedded.launcher import Helper, Launch, relaying
+
+if TYPE_CHECKING:
+    from mlpack.runtime.embedded.spawn import HelperProcess
 
 OCI_VERSION = "1.0.2"
-O_PATH = getattr(os, "O_PATH", 0o10000000)
 SIGNALS = {s.name.removeprefix("SIG"): int(s) for s in signal.Signals}
 
 
 def load_bundle(bundle: Path) -> tuple[dict[str, Any], Path]:
     """Read ``config.json`` and resolve the root filesystem path."""
     try:
-        config = json.loads((bundle / "config.json").read_text())
+        config = jsoncodec.loads((bundle / "config.json").read_bytes())
     except (OSError, ValueError) as exc:
         msg = f"cannot read {bundle / 'config.json'}: {exc}"
         raise ContainerError(msg, hint="--bundle must be a directory holding config.json") from exc
@@ -115,7 +117,7 @@ def run_hooks(
                 done = subprocess.run(
                     [str(a) for a in hook.get("args") or [path]],
                     executable=path,
-                    input=json.dumps(doc).encode(),
+                    input=jsoncodec.dumps(doc).encode(),
                     env=env,
                     cwd="/",
                     capture_output=True,
@@ -192,8 +194,15 @@ def _launch(
     detach: bool,
     preserve_fds: int,
     console_socket: Path | None,
-) -> tuple[Helper, state.ContainerState]:
-    """Create the container in ``box`` from ``bundle``, up to "created" (the one launch path)."""
+    process: HelperProcess | None,
+) -> tuple[Helper, dict[str, Any]]:
+    """Create the container in ``box`` from ``bundle`` up to a helper that has the request (the
+    one launch path; ``box.created()`` follows it to "created"): the helper and the config.
+
+    ``process``: a helper started ahead (``spawn.prestart``) with the caller's stdio and the
+    preserved fds; not for a console socket, whose pty becomes the helper's stdio.
+    """
+    box.adopt(process)
     config, rootfs = load_bundle(bundle)
     replica = console_pty(config, console_socket, detach=detach)
     console = None if replica is None else box.own_fd(replica)
@@ -215,7 +224,7 @@ def _launch(
             kind="oci",
         )
     )
-    fifo = fifo_fd = None
+    fifo = None
     if detach:
         fifo = box.path / "exec.fifo"
         os.mkfifo(fifo, 0o600)
@@ -223,7 +232,6 @@ def _launch(
         root_ids = _host_root(config)
         if root_ids is not None and euid == 0:
             os.chown(fifo, *root_ids)  # pid 1 opens it as the namespace's root (as runc)
-        fifo_fd = box.own_fd(os.open(fifo, O_PATH | os.O_CLOEXEC))
     cid = box.id
     helper = box.spawn(
         Launch(
@@ -231,7 +239,6 @@ def _launch(
             rootfs=rootfs,
             state_dir=box.path,
             exec_fifo=fifo,
-            exec_fifo_fd=fifo_fd,
             detach=detach,
             seccomp_cache=mlpack_home() / "cache" / "seccomp",
             preserve_fds=preserve_fds,
@@ -239,12 +246,11 @@ def _launch(
             stdio=None if console is None else (console, console, console),
             bundle=bundle,
             runtime_hooks=lambda pid: _runtime_hooks(cid, bundle, config, pid),
-        )
+        ),
+        None if console is not None else process,
     )
-    st = box.created()
-    for fd in (fifo_fd, console):
-        box.close_fd(fd)  # the helper has its own copies
-    return helper, st
+    box.close_fd(console)  # the helper has its own copy
+    return helper, config
 
 
 def _host_root(config: dict[str, Any]) -> tuple[int, int] | None:
@@ -273,12 +279,19 @@ def create(
     pid_file: Path | None = None,
     preserve_fds: int = 0,
     console_socket: Path | None = None,
+    process: HelperProcess | None = None,
 ) -> state.ContainerState:
     """Set the container up; pid 1 waits on exec.fifo until ``start``."""
     with Container(str(root), cid) as box:
-        _, st = _launch(
-            box, bundle, detach=True, preserve_fds=preserve_fds, console_socket=console_socket
+        _launch(
+            box,
+            bundle,
+            detach=True,
+            preserve_fds=preserve_fds,
+            console_socket=console_socket,
+            process=process,
         )
+        st = box.created()
         box.persist()
     if pid_file is not None:
         atomic_write(pid_file, str(st.pid))
@@ -355,9 +368,14 @@ def _post(sd: state.StateDir, kind: str, status: str) -> None:
     """Poststart / poststop hooks, from the bundle's config.json; failures are notices."""
     st = sd.read()
     try:
-        config = json.loads((Path(st.bundle) / "config.json").read_text())
+        config = jsoncodec.loads((Path(st.bundle) / "config.json").read_bytes())
     except (OSError, ValueError):
         return
+    _post_hooks(config, st, kind, status)
+
+
+def _post_hooks(config: dict[str, Any], st: state.ContainerState, kind: str, status: str) -> None:
+    """Poststart / poststop hooks of ``config``; failures are notices."""
     if (config.get("hooks") or {}).get(kind):
         doc = _state_doc(st.id, Path(st.bundle), config, status, st.pid)
         run_hooks(config, (kind,), doc, fatal=False)
@@ -442,23 +460,39 @@ def run(
     detach: bool = False,
     preserve_fds: int = 0,
     console_socket: Path | None = None,
+    process: HelperProcess | None = None,
 ) -> int:
-    """Create + start; without ``detach``, wait and delete, returning the exit status."""
+    """Create + start; without ``detach``, wait and delete, returning the exit status.
+
+    ``process``: a helper started ahead (``spawn.prestart``), as for ``create``.
+    """
     if detach:
-        create(root, cid, bundle, preserve_fds=preserve_fds, console_socket=console_socket)
+        create(
+            root,
+            cid,
+            bundle,
+            preserve_fds=preserve_fds,
+            console_socket=console_socket,
+            process=process,
+        )
         start(root, cid)
         return 0
     with Container(str(root), cid) as box:
-        helper, _ = _launch(
-            box, bundle, detach=False, preserve_fds=preserve_fds, console_socket=console_socket
+        helper, config = _launch(
+            box,
+            bundle,
+            detach=False,
+            preserve_fds=preserve_fds,
+            console_socket=console_socket,
+            process=process,
         )
-        sd = state.StateDir(str(box.path))
-        try:
-            from mlpack.runtime.embedded.runtime import relaying
-
-            with relaying(helper):
-                _post(sd, "poststart", "running")
+        # Signals are relayed before pid 1 may run the program (a signal before "created"
+        # aborts the setup), as for ``mlpack run``.
+        with relaying(helper):
+            st = box.created()
+            try:
+                _post_hooks(config, st, "poststart", "running")
                 final = box.wait()
-            return int(final["exit"])
-        finally:
-            _post(sd, "poststop", "stopped")
+            finally:
+                _post_hooks(config, st, "poststop", "stopped")
+        return int(final["exit"])

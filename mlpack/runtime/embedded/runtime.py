@@ -13,7 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
@@ -28,20 +28,11 @@ if TYPE_CHECKING:
     from mlpack.runtime.cdi import CdiEdits
     from mlpack.runtime.embedded.cgroups import Cgroup
     from mlpack.runtime.embedded.container import Container
-    from mlpack.runtime.embedded.launcher import Helper, Launch
+    from mlpack.runtime.embedded.launcher import Launch
     from mlpack.runtime.embedded.spawn import HelperProcess
     from mlpack.runtime.embedded.spec import CapProfile, IdMap, ImageProcess
 
     StrPath = str | PathLike[str]
-
-RELAYED = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,60 +152,6 @@ def write_etc_files(d: Path, hostname: str, network: str) -> tuple[tuple[str, st
     return tuple((f"/etc/{n}", str(etc / n)) for n in files)
 
 
-class relaying:
-    """Forward the caller's signals to the supervisor while the container runs.
-
-    Only the main thread can set handlers; from another thread nothing is relayed.
-    """
-
-    def __init__(self, helper: Helper) -> None:
-        self.helper = helper
-        self.previous: dict[int, Any] = {}
-        self.interrupts = 0
-
-    def forward(self, sig: int, _frame: object) -> None:
-        """The handler: relay ``sig``; on Ctrl-C, stop the container."""
-        helper = self.helper
-        if not helper.started:  # still setting up: abort (the caller's cleanup runs)
-            raise KeyboardInterrupt
-        helper.signal(sig)
-        if sig != signal.SIGINT:
-            return
-        # Ctrl-C stops the container. The kernel drops SIGINT at a pid 1 that has no handler
-        # for it, so such a program is killed at once, as SIGINT would kill it elsewhere; one
-        # that handles it gets to finish (say, save a checkpoint) until a second Ctrl-C.
-        self.interrupts += 1
-        if self.interrupts >= 2 or not _catches(helper.pid, signal.SIGINT):
-            helper.kill_container()
-
-    def __enter__(self) -> Self:
-        for relayed in RELAYED:
-            try:
-                self.previous[relayed] = signal.signal(relayed, self.forward)
-            except ValueError:  # not the main thread
-                break
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for num, handler in self.previous.items():
-            signal.signal(num, handler)
-        self.previous.clear()
-
-
-def _catches(pid: int, sig: int) -> bool:
-    """Whether ``pid`` has a handler for ``sig`` or ignores it (SigCgt/SigIgn in its status)."""
-    try:
-        text = _read(f"/proc/{pid}/status")
-    except OSError:
-        return False
-    bit = 1 << (sig - 1)
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("SigCgt", "SigIgn") and int(value.strip(), 16) & bit:
-            return True
-    return False
-
-
 class EmbeddedRuntime:
     """Runs containers on this machine without a daemon."""
 
@@ -269,10 +206,18 @@ class EmbeddedRuntime:
         """``run``, calling ``on_start(container_id)`` once the container is running.
 
         ``process``: a helper started earlier by ``spawn.prestart`` for this config (not for a
-        tty); it is used for the container, or stopped if the run fails before that.
+        tty); it is used for the container, or stopped if the run fails before that. Without
+        one, and without a tty or fds to pass, one is started here first thing: its start
+        overlaps the image lookup and the container's preparation (the library's p50, B1).
         """
         from mlpack.runtime.embedded import state
         from mlpack.runtime.embedded.container import Container
+        from mlpack.runtime.embedded.launcher import relaying
+
+        if process is None and not config.tty and not config.fds:
+            from mlpack.runtime.embedded.spawn import prestart
+
+            process = prestart(interactive=config.interactive)
 
         try:
             self.check_available()

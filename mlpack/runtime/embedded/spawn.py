@@ -1,6 +1,7 @@
 """Start the helper interpreter (``python -I -S helper/__main__.py``), ahead of its request.
 
-``mlpack run`` starts one first thing (``prestart``): its start overlaps the caller's own work.
+``mlpack run`` and ``mlpack-runtime create``/``run`` start one first thing (``prestart``): its
+start overlaps the caller's own work (imports, the bundle, the cgroups).
 """
 
 from __future__ import annotations
@@ -148,14 +149,16 @@ def _lift(fds: tuple[int, ...], floor: int) -> list[int]:
     return copies
 
 
-def prestart(*, interactive: bool) -> HelperProcess:
-    """A helper for a ``run`` without a terminal, started before the container is prepared.
+def prestart(*, interactive: bool, keep_fds: tuple[int, ...] = ()) -> HelperProcess:
+    """A helper for a container without a terminal, started before the container is prepared.
 
-    Its stdin is /dev/null unless ``interactive`` (as ``docker run`` without ``-i``).
+    Its stdin is /dev/null unless ``interactive`` (as ``docker run`` without ``-i``); it keeps
+    ``keep_fds`` (``mlpack-runtime --preserve-fds``).
     """
     devnull = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return HelperProcess(stdio=(None if devnull < 0 else devnull, None, None))
+        stdio = (None if devnull < 0 else devnull, None, None)
+        return HelperProcess(stdio=stdio, keep_fds=keep_fds)
     finally:
         if devnull >= 0:
             os.close(devnull)

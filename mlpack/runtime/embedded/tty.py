@@ -14,6 +14,8 @@ import tty
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mlpack.runtime.embedded.launcher import Helper
 
 
@@ -27,44 +29,59 @@ def copy_winsize(src: int, dst: int) -> None:
 def relay(master: int, helper: Helper) -> None:
     """Copy stdin to the pty and the pty to stdout until the container closes it."""
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
-    interactive = os.isatty(stdin)
-    saved = termios.tcgetattr(stdin) if interactive else None
-    main = threading.current_thread() is threading.main_thread()
-    old_winch = None
-    if interactive:
-        copy_winsize(stdin, master)
-        tty.setraw(stdin)
-        if main:
-            old_winch = signal.signal(signal.SIGWINCH, lambda *_: copy_winsize(stdin, master))
     readers = [master, stdin]
-    try:
+    with _raw(stdin, master):
         while True:
             try:
                 ready, _, _ = select.select(readers, [], [])
             except InterruptedError:
                 continue
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: every slave end is closed, the container is gone
-                    data = b""
-                if not data:
-                    return
-                _write_all(stdout, data)
-            if stdin in ready:
-                data = os.read(stdin, 65536)
-                if not data:
-                    readers.remove(stdin)
-                    _write_all(master, b"\x04")  # EOF on our stdin: ^D to the container
-                else:
-                    _write_all(master, data)
+            if master in ready and not _pty_to(master, stdout):
+                return
+            if stdin in ready and not _stdin_to(stdin, master):
+                readers.remove(stdin)
             if helper.proc.poll() is not None and master not in ready:
                 return
+
+
+@contextlib.contextmanager
+def _raw(stdin: int, master: int) -> Iterator[None]:
+    """A terminal on stdin in raw mode, its size given to the pty now and on every SIGWINCH
+    (from the main thread); restored at the end. Nothing to do without a terminal.
+    """
+    if not os.isatty(stdin):
+        yield
+        return
+    saved = termios.tcgetattr(stdin)
+    copy_winsize(stdin, master)
+    tty.setraw(stdin)
+    old_winch = None
+    if threading.current_thread() is threading.main_thread():
+        old_winch = signal.signal(signal.SIGWINCH, lambda *_: copy_winsize(stdin, master))
+    try:
+        yield
     finally:
-        if saved is not None:
-            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         if old_winch is not None:
             signal.signal(signal.SIGWINCH, old_winch)
+
+
+def _pty_to(master: int, stdout: int) -> bool:
+    """Copy what the pty has to stdout; False once the container closed it."""
+    try:
+        data = os.read(master, 65536)
+    except OSError:  # EIO: every slave end is closed, the container is gone
+        data = b""
+    if data:
+        _write_all(stdout, data)
+    return bool(data)
+
+
+def _stdin_to(stdin: int, master: int) -> bool:
+    """Copy what stdin has to the pty; at EOF send ^D to the container and return False."""
+    data = os.read(stdin, 65536)
+    _write_all(master, data or b"\x04")
+    return bool(data)
 
 
 def _write_all(fd: int, data: bytes) -> None:

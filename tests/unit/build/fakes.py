@@ -13,6 +13,7 @@ from mlpack.oci.layer_writer import write_layer
 from mlpack.spec import CodeStep, ImageSpec, VenvStep, WheelPin, WheelStep
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from mlpack.oci.store import Store
@@ -20,12 +21,16 @@ if TYPE_CHECKING:
 CREATED = "2023-11-14T22:13:20Z"
 
 
-def make_wheel(dest: Path, name: str = "hello", version: str = "1.0") -> WheelPin:
-    """A pure-Python wheel with a module and a console script ``<name>``."""
+def make_wheel(
+    dest: Path, name: str = "hello", version: str = "1.0", *, metadata: str = ""
+) -> WheelPin:
+    """A pure-Python wheel with a module and a console script ``<name>``; ``metadata`` adds
+    lines to its METADATA (e.g. ``License-Expression: MIT``).
+    """
     files = {
         f"{name}/__init__.py": b"def main():\n    print('hello')\n",
         f"{name}-{version}.dist-info/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{metadata}".encode()
         ),
         f"{name}-{version}.dist-info/WHEEL": (
             b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
@@ -50,21 +55,35 @@ def make_wheel(dest: Path, name: str = "hello", version: str = "1.0") -> WheelPi
     return WheelPin(name=name, version=version, filename=filename, sha256=sha)
 
 
-def make_base(store: Store, tmp: Path) -> str:
-    """A one-layer linux/amd64 base (a file under /usr/bin) in ``store``; its digest."""
+def make_base(
+    store: Store,
+    tmp: Path,
+    *,
+    env: tuple[str, ...] = (),
+    files: Mapping[str, str] | None = None,
+    architecture: str = "amd64",
+) -> str:
+    """A one-layer linux/amd64 base (a file under /usr/bin) in ``store``; its digest.
+
+    ``env`` adds to the config's Env (``PYTHON_VERSION=...`` makes it a base ``lock`` accepts);
+    ``files`` adds files (relative path: text) to its layer.
+    """
     tree = tmp / "base-tree"
     (tree / "usr" / "bin").mkdir(parents=True, exist_ok=True)
     (tree / "usr" / "bin" / "python3").write_text("#!/bin/sh\n")
+    for rel, text in (files or {}).items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(text)
     store.prepare()
     blob = tmp / "base.tar.gz"
     with blob.open("wb") as fh:
         digests = write_layer(tree, fh, source_date_epoch=1)
     store.put_file(blob, digest=digests.digest)
     config = {
-        "architecture": "amd64",
+        "architecture": architecture,
         "os": "linux",
         "created": CREATED,
-        "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "Cmd": ["python3"]},
+        "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8", *env], "Cmd": ["python3"]},
         "rootfs": {"type": "layers", "diff_ids": [digests.diff_id]},
         "history": [{"created": CREATED, "created_by": "base"}],
     }

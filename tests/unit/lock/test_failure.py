@@ -163,3 +163,16 @@ def test_a_range_without_wheels_is_named_as_uv_wrote_it() -> None:
     )
     failure = read_failure(request(("tensorflow>=2.0.0,<=2.19.0", "r.txt:1")), text, tool="uv")
     assert failure.no_wheels == ("tensorflow>=2.0.0,<=2.19.0", "numpy")
+
+
+def test_a_build_failure_names_the_requirement_that_pulled_the_package_in() -> None:
+    text = (
+        "error: Failed to build `cryptacular==1.6.2`\n"
+        "hint: `cryptacular` (v1.6.2) was included because `apex` (v0.9.10.dev0) depends on "
+        "`cryptacular`\n"
+    )
+    failure = read_failure(request(("apex", "requirements.txt:1")), text, tool="uv")
+    assert failure.kind == "build"
+    assert failure.package == "cryptacular"
+    assert failure.needed_by == "apex"
+    assert failure.message.startswith("uv failed: cryptacular==1.6.2 (needed by apex)")

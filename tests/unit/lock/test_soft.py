@@ -238,3 +238,50 @@ def test_dropping_one_name_of_an_import_line_keeps_the_other(tmp_path: Path) -> 
     written = read_lock(tmp_path / "mlpack.lock")
     assert [p.name for p in written.packages] == ["numpy"]
     assert [d.name for d in written.dropped] == ["deeplearning"]
+
+
+def test_an_inferred_package_whose_dependency_fails_to_build_is_dropped(tmp_path: Path) -> None:
+    class DependencyFails(ScriptedResolver):
+        def resolve(self, request: ResolveRequest) -> tuple[Pin, ...]:
+            if any(r.name == "apex" for r in request.requirements):
+                text = (
+                    "error: Failed to build `cryptacular==1.6.2`\n  cause: the build failed\n"
+                    "hint: `cryptacular` (v1.6.2) was included because `apex` (v0.9.10.dev0) "
+                    "depends on `cryptacular`\n"
+                )
+                raise read_failure(request, text, tool="uv")
+            return super().resolve(request)
+
+    run(tmp_path, inputs(("numpy", "train.py:1"), ("apex", "train.py:2")), DependencyFails())
+    written = read_lock(tmp_path / "mlpack.lock")
+    assert [p.name for p in written.packages] == ["numpy"]
+    assert [d.name for d in written.dropped] == ["apex"]
+    assert "needs cryptacular" in written.dropped[0].reason
+
+
+def test_one_missing_name_has_the_others_looked_up_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlpack.lock import soft
+    from mlpack.lock.indexes import IndexFile
+
+    on_index = {"numpy"}
+
+    def fake_list(url: str, project: str, **_kw: object) -> tuple[IndexFile, ...]:
+        return (IndexFile(filename="x", url="u", sha256=None),) if project in on_index else ()
+
+    monkeypatch.setattr(soft, "list_files", fake_list)
+    resolver = ScriptedResolver(missing=frozenset({"deeplearning", "transformers-old"}))
+    run(
+        tmp_path,
+        inputs(
+            ("numpy", "train.py:1"),
+            ("deeplearning", "train.py:2"),
+            ("transformers-old", "convert.py:3"),
+            ("cv2", "requirements.txt:4"),  # declared: never dropped, whatever the index says
+        ),
+        resolver,
+    )
+    written = read_lock(tmp_path / "mlpack.lock")
+    assert sorted(d.name for d in written.dropped) == ["deeplearning", "transformers-old"]
+    assert len(resolver.requests) == 2  # one failed resolve, one good one

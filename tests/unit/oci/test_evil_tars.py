@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import io
 import os
@@ -31,6 +32,7 @@ from tests.unit.oci._sandbox import (
     setpriv_available,
     untouched,
 )
+from tests.unit.source_scan import called_name, calls
 
 corpus = load_corpus()
 COMMITTED = corpus.make_cases()
@@ -403,3 +405,37 @@ def test_endless_extended_headers_are_capped(sb: Sandbox) -> None:
     )
     with untouched(sb), pytest.raises(ImageError, match="too many extended headers"):
         sb.apply(many_globals * 5 + corpus.end())
+
+
+def test_nothing_extracts_with_tarfile() -> None:
+    """§8: never ``tarfile``'s ``extractall``/``extract``, with a filter or without."""
+    assert [at for at, call in calls() if called_name(call) in ("extractall", "extract")] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gap: oci/archive.py opens an imported tarball with tarfile mode 'r:*' (random access)",
+)
+def test_tarfile_reads_only_as_a_stream() -> None:
+    """§8: ``tarfile`` may only parse headers as a stream (``r|``), or write."""
+    for at, call in calls():
+        if called_name(call) == "open" and ast.unparse(call.func).startswith("tarfile."):
+            mode = next((k.value for k in call.keywords if k.arg == "mode"), None)
+            assert isinstance(mode, ast.Constant), at
+            assert mode.value in ("r|", "w"), at
+
+
+def test_layers_are_decompressed_and_applied_in_process(
+    sb: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§9 "image content run on the host": no helper program (gzip, tar, unpigz) ever sees a
+    layer, so none of the image's bytes, env or labels can steer one."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a process was started: {args!r}")
+
+    for name in ("fork", "posix_spawn", "posix_spawnp", "execv", "execve", "system"):
+        monkeypatch.setattr(os, name, refuse)
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    sb.apply(gzip.compress(GOOD), media_type=mediatypes.OCI_LAYER_GZIP)
+    assert (sb.root / "f").read_bytes() == b"data"

@@ -102,3 +102,20 @@ def test_a_refused_value_is_not_blamed_on_rootless_mode(
     with pytest.raises(ContainerError) as err:
         cgroups._write(tmp_path / "cpu.max", "10 100000")
     assert err.value.hint == hint
+
+
+@pytest.mark.parametrize(
+    ("swap", "swap_max"), [(None, "0"), (96 << 20, str(32 << 20)), (-1, "max")]
+)
+def test_v2_files_take_runcs_conversions(tmp_path: Path, swap: int | None, swap_max: str) -> None:
+    """§6 v2: memory.swap.max is OCI's memory+swap minus memory (-1: max), cpu.max is
+    "<quota> <period>", cpu.weight is runc's 2..262144 -> 1..10000 mapping of the shares."""
+    (tmp_path / "memory.swap.max").write_text("max")
+    group = cgroups.Cgroup(name="x", layout=V2, v2=tmp_path)
+    limits = Limits(memory=64 << 20, memory_swap=swap, cpus=0.5, cpu_shares=1024)
+    cgroups._apply_memory(group, limits)
+    cgroups._apply_cpu(group, limits)
+    assert (tmp_path / "memory.max").read_text() == str(64 << 20)
+    assert (tmp_path / "memory.swap.max").read_text() == swap_max
+    assert (tmp_path / "cpu.max").read_text() == "50000 100000"
+    assert (tmp_path / "cpu.weight").read_text() == "39"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlpack.runtime.embedded import spawn
+from tests.unit.source_scan import calls
 
 # The helper imports the standard library, mlpack.oslib and its own modules, nothing else.
 HELPER_OWN = ("mlpack.oslib", "mlpack.runtime.embedded.helper")
@@ -74,3 +76,14 @@ def test_an_embedded_run_imports_no_docker_sdk_or_rich(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.stdout.strip() == "7 []", done.stdout + done.stderr
     assert "error: root filesystem /nonexistent-rootfs-dir is not a directory" in done.stderr
+
+
+def test_no_subprocess_uses_preexec_fn_or_keeps_fds() -> None:
+    """§1: ``preexec_fn`` is unsafe in a threaded process, and a helper inherits only the fds
+    it is given (``close_fds`` left at its default, ``pass_fds`` explicit)."""
+    for at, call in calls():
+        for keyword in call.keywords:
+            assert keyword.arg != "preexec_fn", at
+            if keyword.arg == "close_fds":
+                assert isinstance(keyword.value, ast.Constant), at
+                assert keyword.value.value is True, at

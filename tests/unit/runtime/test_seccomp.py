@@ -91,15 +91,36 @@ def test_compile_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert code
     assert len(code) % 8 == 0  # struct sock_filter is 8 bytes
     (cached,) = tmp_path.iterdir()
-    assert cached.read_bytes() == code
+    source, sep, stored = cached.read_bytes().partition(b"\0")
+    assert sep
+    assert stored == code
+    assert source.startswith(b'{"')  # the profile's JSON text, then arch and version
     # A second compile is a cache read: prove it by planting different bytes under the key.
     assert seccomp.compile_profile(profile, tmp_path) == code  # the in-process memo
     seccomp._MEMO.clear()
-    cached.write_bytes(b"\0" * 8)
+    cached.write_bytes(source + b"\0" + b"\0" * 8)
     assert seccomp.compile_profile(profile, tmp_path) == b"\0" * 8
     other = default_profile((*DEFAULT_CAPS, "CAP_SYS_ADMIN"))
     assert seccomp.compile_profile(other, tmp_path) != code
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_a_cache_entry_for_another_source_is_never_used(tmp_path: Path) -> None:
+    """The file name is only a digest: an entry under it (a CRC-32 collision, or a planted
+    file) whose source is not this profile's is recompiled over, never loaded.
+    """
+    require(have_libseccomp(), "libseccomp2")
+    profile = default_profile(DEFAULT_CAPS)
+    seccomp._MEMO.clear()
+    code = seccomp.compile_profile(profile, tmp_path)
+    (cached,) = tmp_path.iterdir()
+    source = cached.read_bytes().partition(b"\0")[0]
+    # No source, another source under the same name, and no separator at all.
+    for planted in (b"\0" * 8, source[:-1] + b"X\0" + b"\0" * 8, source):
+        cached.write_bytes(planted)
+        seccomp._MEMO.clear()
+        assert seccomp.compile_profile(profile, tmp_path) == code
+        assert cached.read_bytes() == source + b"\0" + code  # rewritten with the real BPF
 
 
 def test_unsupported_action_is_an_error() -> None:

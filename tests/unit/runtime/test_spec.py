@@ -162,3 +162,32 @@ def test_image_process_from_raw_config() -> None:
         env=("A=1",), entrypoint=("/e",), cmd=("c",), working_dir="/w", user="u"
     )
     assert ImageProcess.from_raw({}) == ImageProcess()
+
+
+def test_cdi_device_nodes_are_nosuid_noexec_binds_and_libraries_read_only() -> None:
+    """§7: a CDI device node is bound nosuid,noexec and allowed in the device cgroup; a driver
+    library without options of its own is bound read-only, nosuid, nodev."""
+    from mlpack.runtime.cdi import CdiEdits, CdiMount, DeviceNode
+
+    edits = CdiEdits(
+        devices=("nvidia.com/gpu=0",),
+        device_nodes=(
+            DeviceNode(path="/dev/nvidia0", host_path="/dev/nvidia0", type="c", major=195, minor=0),
+        ),
+        mounts=(
+            CdiMount(host_path="/usr/lib/libcuda.so.1", container_path="/usr/lib/libcuda.so.1"),
+        ),
+    )
+    mounts, devices = spec.cdi_edits(edits)
+    node, library = mounts
+    assert node["options"] == ["bind", "nosuid", "noexec"]
+    assert {"ro", "nosuid", "nodev"} <= set(library["options"])
+    assert devices == [{"type": "c", "major": 195, "minor": 0, "access": "rwm", "allow": True}]
+
+
+@pytest.mark.parametrize("user", ["4294967295", "0:4294967295", "99999999999"])
+def test_an_image_user_out_of_range_is_refused(user: str) -> None:
+    """§6 Ids: an image config's User enters like -u; (uid_t)-1 would mean "unchanged", root."""
+    image = ImageProcess(env=(), entrypoint=(), cmd=("true",), working_dir="/", user=user)
+    with pytest.raises(ConfigError, match=r"the image's User .* is outside 0\.\.2147483647"):
+        spec.build_config(image, RunConfig(image="x"), SpecOptions(hostname="h", userns=False))

@@ -25,17 +25,55 @@ if TYPE_CHECKING:
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def run(req: dict[str, Any], chan: Channel, spaces: Namespaces) -> None:
-    """Everything up to execve; raises (Failure, OSError) on the first step that fails."""
+def run(req: dict[str, Any], chan: Channel, spaces: Namespaces, fifo: int) -> None:
+    """Everything up to execve; raises (Failure, OSError) on the first step that fails.
+
+    ``fifo``: an O_PATH fd of ``create``'s exec fifo (``supervisor.open_fifo``), or -1.
+    """
     config: dict[str, Any] = req["config"]
     if not req.get("detach"):
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     host_pid = int(os.readlink("/proc/self"))  # /proc is the host's until pivot_root
+    join(req, spaces)
+    userns = "user" in spaces
+    rootfs = Rootfs(req, config, userns) if "mount" in spaces else None
+    if rootfs is not None:
+        rootfs.build()
+    hooks: dict[str, Any] = config.get("hooks") or {}
+    if hooks.get("prestart") or hooks.get("createRuntime"):
+        chan.ask({"hooks": "createRuntime", "pid": host_pid})  # run by the parent, its ns
+    run_hooks(req, config, "createContainer", "creating", host_pid)
+    spaces.close()
+    kernel = process.Kernel(userns=userns)
+    fds = -1
+    if rootfs is not None:
+        rootfs.pivot()
+    else:  # no mount namespace (runc accepts it): the host's mount table is never touched
+        if fifo >= 0:  # the chroot has no /proc: the fifo is reopened through this one
+            fds = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.chroot(str(req["rootfs"]))
+        os.chdir("/")
+    creds = process.Credentials(config)
+    process.drop_privileges(config, creds, kernel, seccomp_bpf=req.get("seccomp_bpf"))
+    cwd = process.enter_cwd(config)
+    program, args = process.command(config, creds, cwd)
+    # The parent acknowledges "created" once it knows pid 1's host pid: its signal handlers
+    # forward from then on, so the program never runs before a signal can reach it.
+    chan.ask({"created": True})
+    chan.created = True
+    if fifo >= 0:
+        wait_for_start(chan, fifo, fds)
+    run_hooks(req, config, "startContainer", "created", host_pid)
+    process.execute(req, config, program, args, creds.env)
+
+
+def join(req: dict[str, Any], spaces: Namespaces) -> None:
+    """Join the cgroups, become the user namespace's root, then enter the other namespaces."""
+    config: dict[str, Any] = req["config"]
     for procs in req.get("cgroup_procs") or ():
         with open(procs, "w") as f:
             f.write("0")
-    userns = "user" in spaces
-    if userns:
+    if "user" in spaces:
         # Become the namespace's root, after joining the cgroups (which needs the host id we
         # started as): that id may be unmapped (a rootful range map), and files created by an
         # unmapped id fail with EOVERFLOW.
@@ -53,47 +91,24 @@ def run(req: dict[str, Any], chan: Channel, spaces: Namespaces) -> None:
         linux.sethostname(str(config["hostname"]))
     if spaces.new("network"):
         linux.loopback_up()
-    fifo = _fifo(req)
-    rootfs = Rootfs(req, config, userns) if "mount" in spaces else None
-    if rootfs is not None:
-        rootfs.build()
-    hooks: dict[str, Any] = config.get("hooks") or {}
-    if hooks.get("prestart") or hooks.get("createRuntime"):
-        chan.ask({"hooks": "createRuntime", "pid": host_pid})  # run by the parent, its ns
-    run_hooks(req, config, "createContainer", "creating", host_pid)
-    spaces.close()
-    kernel = process.Kernel(userns=userns)
-    if rootfs is not None:
-        rootfs.pivot()
-    else:  # no mount namespace (runc accepts it): the host's mount table is never touched
-        os.chroot(str(req["rootfs"]))
-        os.chdir("/")
-    creds = process.Credentials(config)
-    process.drop_privileges(config, creds, kernel, seccomp_bpf=req.get("seccomp_bpf"))
-    cwd = process.enter_cwd(config)
-    program, args = process.command(config, creds, cwd)
-    chan.send({"created": True})
-    chan.created = True
-    if fifo >= 0:
-        # The fifo is mode 0622 (as runc's): the user program's uid may write to it.
-        chan.fifo = os.open(fdpath(fifo), os.O_WRONLY | os.O_CLOEXEC)  # until `start` reads
-        os.write(chan.fifo, b"0")
-        # Left open, close-on-exec: `start` sees EOF once the program runs, or reads why it
-        # did not; it runs poststart hooks after the exec, as runtime-spec orders them.
-        os.close(fifo)
-    run_hooks(req, config, "startContainer", "created", host_pid)
-    process.execute(req, config, program, args, creds.env)
 
 
-def _fifo(req: dict[str, Any]) -> int:
-    """An O_PATH fd of ``create``'s exec fifo (opened by the parent: the state dir may not be
-    searchable by the namespace's root; only the fifo is chowned to it, as runc does).
+def wait_for_start(chan: Channel, fifo: int, fds: int) -> None:
+    """Block opening the exec fifo for writing until ``start`` opens it for reading.
+
+    It is reopened through ``/proc/self/fd``: the container's /proc, or ``fds`` (that
+    directory, opened before a chroot without /proc). The fifo is mode 0622 (as runc's):
+    the user program's uid may write to it.
     """
-    if isinstance(req.get("exec_fifo_fd"), int):
-        return int(req["exec_fifo_fd"])
-    if req.get("exec_fifo"):
-        return os.open(str(req["exec_fifo"]), os.O_PATH | os.O_CLOEXEC)
-    return -1
+    if fds >= 0:
+        chan.fifo = os.open(str(fifo), os.O_WRONLY | os.O_CLOEXEC, dir_fd=fds)
+        os.close(fds)
+    else:
+        chan.fifo = os.open(fdpath(fifo), os.O_WRONLY | os.O_CLOEXEC)
+    os.write(chan.fifo, b"0")
+    # Left open, close-on-exec: `start` sees EOF once the program runs, or reads why it did
+    # not; it runs poststart hooks after the exec, as runtime-spec orders them.
+    os.close(fifo)
 
 
 def run_hooks(

@@ -57,6 +57,7 @@ def supervise(chan: Channel) -> int:
     if not chan.detached:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     try:
+        fifo = open_fifo(req)
         spaces = Namespaces(req["config"])
         if spaces.new("user"):
             linux.unshare(linux.CLONE_NEWUSER)
@@ -74,20 +75,34 @@ def supervise(chan: Channel) -> int:
     pid = os.fork()
     if pid == 0:
         try:
-            pid1.run(req, chan, spaces)
+            pid1.run(req, chan, spaces, fifo)
         except BaseException as exc:  # noqa: BLE001 - report, never run a payload half-set-up
             chan.send({"error": describe(exc)})
         finally:
             os._exit(1)
     spaces.close()
     os.close(chan.ctl)
+    if fifo >= 0:
+        os.close(fifo)
+    # Relaying starts before the parent learns the pid: it lets pid 1 run the program only
+    # after that (its ack of "created"), so no signal finds S without its handlers.
+    relay_to(pid)
     chan.send({"pid": pid})
     result = follow(pid)
     state_dir = req.get("state_dir")
     if state_dir:
-        atomic_write(os.path.join(state_dir, "exit.json"), jsoncodec.dumps(result))
+        atomic_write(os.path.join(state_dir, "exit.json"), jsoncodec.dumps(result), durable=False)
     chan.send(result)
     return 0
+
+
+def open_fifo(req: dict[str, Any]) -> int:
+    """An O_PATH fd of ``create``'s exec fifo, opened as the caller before any namespace or id
+    changes (the state dir may not be searchable by the namespace's root; only the fifo is
+    chowned to it, as runc does); pid 1 inherits it. -1 without a fifo (``run``).
+    """
+    path = req.get("exec_fifo")
+    return os.open(str(path), os.O_PATH | os.O_CLOEXEC) if path else -1
 
 
 def probe(req: dict[str, Any], spaces: Namespaces) -> None:
@@ -99,8 +114,8 @@ def probe(req: dict[str, Any], spaces: Namespaces) -> None:
         Rootfs(req, req["config"], userns="user" in spaces).overlay(overlay)
 
 
-def follow(pid: int) -> dict[str, Any]:
-    """Relay signals to pid 1 until it exits: its exit code, signal and resource usage."""
+def relay_to(pid: int) -> None:
+    """Relay the FORWARDED signals to ``pid`` from now on."""
 
     def relay(sig: int, _frame: object) -> None:
         try:
@@ -110,6 +125,10 @@ def follow(pid: int) -> dict[str, Any]:
 
     for sig in FORWARDED:
         signal.signal(sig, relay)
+
+
+def follow(pid: int) -> dict[str, Any]:
+    """Wait for pid 1 to exit: its exit code, signal and resource usage."""
     cpu_us = maxrss = None
     try:
         _, wstatus, usage = os.wait4(pid, 0)
