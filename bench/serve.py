@@ -71,7 +71,6 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, limit: flo
         if proc.poll() is not None:
             break
         time.sleep(0.01)
-    proc.kill()
     raise SystemExit(f"{log.stem}: not healthy (exit {proc.poll()}); its log:\n{log.read_text()}")
 
 
@@ -213,9 +212,9 @@ def main() -> None:
                 port = free_port()
                 t0 = time.perf_counter()
                 proc = arms[name](port)
-                wait_healthy(port, proc, where / f"{name}.log")
-                up = time.perf_counter() - t0
-                try:
+                try:  # stopped whatever happens: a docker container outlives its CLI
+                    wait_healthy(port, proc, where / f"{name}.log")
+                    up = time.perf_counter() - t0
                     rps, tail = load(port, requests, args.concurrency, body)
                 finally:
                     stop(name, port, proc)

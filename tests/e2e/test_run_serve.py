@@ -226,10 +226,14 @@ def test_serve_answers_predict_on_localhost_and_stops_on_sigterm(site: Site, tra
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=60) == 0
             assert "Shutting down" in proc.stderr.read()
-        finally:
+        finally:  # SIGTERM first: a SIGKILLed CLI leaves its container running
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     open_listener("127.0.0.1", port).close()  # nothing listens there any more
 
 
@@ -307,3 +311,16 @@ def test_both_backends_run_the_project_and_rerun_it_identically(
     )
     assert again.returncode == 0, again.stderr
     assert f"outputs identical to run {record['id']}" in again.stdout
+
+
+def test_a_root_filesystem_runs_behind_rootfs(tmp_path: Path) -> None:
+    require(os.geteuid() == 0, "root")
+    root = make_rootfs(tmp_path / "rootfs")
+    env = {"PATH": os.environ.get("PATH", ""), "MLPACK_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [*MLPACK, "run", "--rootfs", str(root), "echo", "from", "the", "rootfs"],
+        capture_output=True, text=True, env=env, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "from the rootfs\n"
+    assert not (root / ".mlpack").exists()  # not taken for a project: nothing recorded
