@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
 import calendar
 import contextlib
 import errno
+import gzip
 import io
+import lzma
 import os
+import posixpath
 import secrets
 import stat
 import tarfile
@@ -25,11 +29,13 @@ from mlpack.oci.documents import (
     check_digest,
     parse_manifest_or_index,
 )
+from mlpack.oci.layer_stream import ExpansionLimit
 from mlpack.oci.reference import parse as parse_reference
 from mlpack.oci.store import OCI_LAYOUT
+from mlpack.oci.tar_reader import Readable, TarMember, TarReader
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from mlpack.oci.store import Store
 
@@ -141,42 +147,163 @@ def export_image(
     return stored.digest
 
 
-class _Source:
-    """Uniform read access to an OCI layout directory or an (OCI or docker-save) tarball.
+_HOSTILE = "the archive is malformed or hostile"
+_NOT_AN_ARCHIVE = "pass an OCI layout directory or a tarball from export or docker save"
+# ``docker save | gzip`` and the like: the compressions tarfile's ``r:*`` read before.
+_DECOMPRESS: dict[bytes, Callable[[Path], contextlib.AbstractContextManager[Readable]]] = {
+    b"\x1f\x8b": gzip.GzipFile,
+    b"BZh": bz2.BZ2File,
+    b"\xfd7zXZ": lzma.LZMAFile,
+}
+_MAX_LINK_HOPS = 32
 
-    A directory's files are opened under its dirfd, one component at a time, none of them
-    followed if it is a symlink: a symlink named like a blob or a layer would otherwise turn a
-    host file into an image blob, and ``mlpack push`` would upload it (issue 10 item 5).
+
+def _member_name(path: Path, raw: str) -> str:
+    """The archive-relative name of a member; an absolute name or a ``..`` is refused."""
+    norm = _Source.norm(raw)
+    if raw.startswith("/") or ".." in PurePosixPath(norm).parts:
+        msg = f"{path}: the member {raw!r} would lie outside the archive"
+        raise ImageError(msg, hint=_HOSTILE)
+    return norm
+
+
+def _create(stage_fd: int, norm: str) -> int:
+    """Create ``norm`` under ``stage_fd`` for writing: new (O_EXCL), never through a symlink."""
+    *parents, leaf = norm.split("/")
+    fd = os.dup(stage_fd)
+    try:
+        for part in parents:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o700, dir_fd=fd)
+            step = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd, old = os.open(part, step, dir_fd=fd), fd
+            os.close(old)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(leaf, flags, 0o600, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _link_target(path: Path, norm: str, member: TarMember) -> str:
+    """The member a link names: a symlink relative to its folder, a hardlink to the root."""
+    base = posixpath.dirname(norm) if member.type == "symlink" else ""
+    target = posixpath.normpath(posixpath.join(base, member.linkname))
+    if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
+        msg = f"{path}: {norm} links to {member.linkname}, which is not in the archive"
+        raise ImageError(msg, hint=_HOSTILE)
+    return target
+
+
+def _resolve(path: Path, links: dict[str, str], files: set[str]) -> dict[str, str]:
+    """Each link's final regular-file member (links are never materialised, only aliased)."""
+    out: dict[str, str] = {}
+    for name, first in links.items():
+        target = first
+        for _ in range(_MAX_LINK_HOPS):
+            if target not in links:
+                break
+            target = links[target]
+        if target not in files:
+            msg = f"{path}: {name} links to {first}, which is not in the archive"
+            raise ImageError(msg, hint=_HOSTILE)
+        out[name] = target
+    return out
+
+
+class _Unpacker:
+    """Stage a tarball's members under a directory fd: files only; links are kept as aliases.
+
+    The files' bytes are capped at ``MLPACK_MAX_LAYER_EXPANSION`` times the tarball's size (plus
+    its floor), so a compressed bomb stops here instead of filling the store's disk.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, stage_fd: int, reader: TarReader) -> None:
         self.path = path
-        self._tar: tarfile.TarFile | None = None
-        self._members: dict[str, tarfile.TarInfo] = {}
-        self._dirfd: int | None = None
-        if path.is_dir():
-            self._dirfd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._fd = stage_fd
+        self._reader = reader
+        self.links: dict[str, str] = {}
+        self.files: set[str] = set()
+        limit = ExpansionLimit.from_env()
+        self._left = limit.floor + limit.ratio * path.stat().st_size
+
+    def stage(self, member: TarMember) -> None:
+        norm = _member_name(self.path, member.name)
+        if norm in self.files or norm in self.links:
+            msg = f"{self.path}: the member {norm} appears twice"
+            raise ImageError(msg, hint=_HOSTILE)
+        if member.type == "dir":
+            return  # folders are made as their files need them
+        if member.type in ("symlink", "hardlink"):
+            self.links[norm] = _link_target(self.path, norm, member)
             return
-        try:
-            self._tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed in close()
-            for member in self._tar.getmembers():
-                self._members[self._norm(member.name)] = member
-        except (OSError, tarfile.TarError) as exc:
-            msg = f"cannot read the archive {path}: {exc}"
-            raise ImageError(
-                msg, hint="pass an OCI layout directory or a tarball from export or docker save"
-            ) from exc
+        if member.type != "file":
+            msg = f"{self.path}: {norm} is a {member.type}; an image archive holds only files"
+            raise ImageError(msg, hint=_HOSTILE)
+        self._left -= member.size
+        if self._left < 0:
+            msg = f"{self.path} expands to more than its size allows (decompression bomb?)"
+            raise ImageError(msg, hint="raise MLPACK_MAX_LAYER_EXPANSION only for files you trust")
+        with os.fdopen(_create(self._fd, norm), "wb") as out:
+            for chunk in self._reader.read_data():
+                out.write(chunk)
+        self.files.add(norm)
+
+
+def _unpack(path: Path, stage: Path) -> dict[str, str]:
+    """Read the tarball ``path`` once, as a stream, into ``stage``; return its link aliases.
+
+    mlpack's own header parser reads it (``tarfile`` parses no archive, SECURITY-AND-ISOLATION.md
+    §8); only regular files and folders are written, each created new under the staging
+    directory's fd without following a symlink.
+    """
+    stage_fd = os.open(stage, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with path.open("rb") as raw:
+            head = raw.read(8)
+        opener = next((f for m, f in _DECOMPRESS.items() if head.startswith(m)), None)
+        with opener(path) if opener else path.open("rb") as stream:
+            reader = TarReader(stream)
+            unpacker = _Unpacker(path, stage_fd, reader)
+            for member in reader:
+                unpacker.stage(member)
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        msg = f"cannot read the archive {path}: {exc}"
+        raise ImageError(msg, hint=_NOT_AN_ARCHIVE) from exc
+    except ImageError as exc:
+        if not exc.message.startswith("layer tar"):
+            raise
+        msg = f"cannot read the archive {path}: {exc.message.removeprefix('layer ')}"
+        raise ImageError(msg, hint=_NOT_AN_ARCHIVE) from exc
+    finally:
+        os.close(stage_fd)
+    return _resolve(path, unpacker.links, unpacker.files)
+
+
+class _Source:
+    """Read access to an OCI layout or docker-save directory (a tarball is first staged as one).
+
+    Files are opened under the directory's fd, one component at a time, none of them followed
+    if it is a symlink: a symlink named like a blob or a layer would otherwise turn a host file
+    into an image blob, and ``mlpack push`` would upload it (issue 10 item 5).
+    """
+
+    def __init__(
+        self, root: Path, *, shown: Path | None = None, aliases: dict[str, str] | None = None
+    ) -> None:
+        self.path = shown or root
+        self._aliases = aliases or {}
+        self._dirfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     @staticmethod
-    def _norm(name: str) -> str:
+    def norm(name: str) -> str:
         return str(PurePosixPath(name.lstrip("/")).as_posix()).removeprefix("./")
 
     def _inside(self, name: str) -> str:
-        norm = self._norm(name)
+        norm = self.norm(name)
         if ".." in PurePosixPath(norm).parts:
             msg = f"the archive refers to {name!r}, outside itself"
-            raise ImageError(msg, hint="the archive is malformed or hostile")
-        return norm
+            raise ImageError(msg, hint=_HOSTILE)
+        return self._aliases.get(norm, norm)
 
     def _open_fd(self, dirfd: int, norm: str) -> int:
         """Open ``norm`` under ``dirfd`` read-only, refusing a symlink or a non-file anywhere."""
@@ -210,11 +337,8 @@ class _Source:
         return ImageError(msg, hint="the layout is incomplete")
 
     def has(self, name: str) -> bool:
-        norm = self._inside(name)
-        if self._dirfd is None:
-            return norm in self._members
         try:
-            os.close(self._open_fd(self._dirfd, norm))
+            os.close(self._open_fd(self._dirfd, self._inside(name)))
         except ImageError as exc:
             if isinstance(exc.__cause__, FileNotFoundError):
                 return False
@@ -223,24 +347,8 @@ class _Source:
 
     @contextlib.contextmanager
     def open(self, name: str) -> Iterator[IO[bytes]]:
-        norm = self._inside(name)
-        if self._dirfd is not None:
-            with os.fdopen(self._open_fd(self._dirfd, norm), "rb") as fh:
-                yield fh
-            return
-        member = self._members.get(norm)
-        try:
-            # tarfile follows a link member only to another member (docker save links
-            # duplicate layers); a target outside the archive is a KeyError, never a host file.
-            extracted = self._tar.extractfile(member) if self._tar and member else None
-        except KeyError as exc:
-            msg = f"{self.path}: {norm} links to {exc.args[0]}, which is not in the archive"
-            raise ImageError(msg, hint="the archive is malformed or hostile") from exc
-        if extracted is None:
-            msg = f"the archive {self.path} has no file {norm}"
-            raise ImageError(msg, hint="the archive is incomplete or truncated")
-        with extracted:
-            yield extracted
+        with os.fdopen(self._open_fd(self._dirfd, self._inside(name)), "rb") as fh:
+            yield fh
 
     def read(self, name: str, *, limit: int = 16 << 20) -> bytes:
         with self.open(name) as fh:
@@ -251,10 +359,7 @@ class _Source:
         return data
 
     def close(self) -> None:
-        if self._tar is not None:
-            self._tar.close()
-        if self._dirfd is not None:
-            os.close(self._dirfd)
+        os.close(self._dirfd)
 
 
 def _copy_blob(src: _Source, store: Store, desc: Descriptor) -> None:
@@ -368,20 +473,21 @@ def import_archive(
     if not path.exists():
         msg = f"{path} does not exist"
         raise ImageError(msg, hint="pass the path of an image tarball or OCI layout directory")
-    src = _Source(path)
-    try:
-        with store.writing():
-            if src.has("index.json"):
-                images = _import_oci(
-                    src, store, platform or Platform(os="linux", architecture="amd64")
-                )
-            elif src.has("manifest.json"):
-                images = _import_docker(src, store)
-            else:
-                msg = f"{path} is neither an OCI layout nor a docker save archive"
-                raise ImageError(msg, hint="expected index.json or manifest.json at the top level")
-    finally:
-        src.close()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(store.writing())
+        if path.is_dir():
+            src = _Source(path)
+        else:
+            stage = stack.enter_context(store.staging("archive"))
+            src = _Source(stage, shown=path, aliases=_unpack(path, stage))
+        stack.callback(src.close)
+        if src.has("index.json"):
+            images = _import_oci(src, store, platform or Platform(os="linux", architecture="amd64"))
+        elif src.has("manifest.json"):
+            images = _import_docker(src, store)
+        else:
+            msg = f"{path} is neither an OCI layout nor a docker save archive"
+            raise ImageError(msg, hint="expected index.json or manifest.json at the top level")
     for image in images:
         check_digest(image.digest)
     return tuple(images)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import shutil
 import subprocess
@@ -12,6 +14,7 @@ import pytest
 
 from mlpack.errors import ImageError
 from mlpack.oci.archive import export_image, import_archive
+from mlpack.oci.layer_stream import ExpansionLimit
 from mlpack.oci.snapshots import rootfs
 from mlpack.oci.store import Store
 from tests.conftest import require
@@ -225,3 +228,111 @@ def test_tarball_links_out_of_the_archive_are_refused(
         import_archive(other, tar)
     assert not other.has_blob(secret_digest)
     assert other.images() == ()
+
+
+def test_tarball_import_reads_one_stream_without_tarfile(
+    image: tuple[Store, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§8: an imported tarball (plain or gzipped) is parsed by mlpack's own stream reader only;
+    tarfile is never asked to read it, and nothing of it stays in the store's staging area."""
+    store, digest = image
+    tar = tmp_path / "x.tar"
+    export_image(store, "test/bb:1", tar, fmt="both")
+    gz = tmp_path / "x.tar.gz"
+    gz.write_bytes(gzip.compress(tar.read_bytes()))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tarfile read the archive")
+
+    monkeypatch.setattr(tarfile, "open", refuse)
+    monkeypatch.setattr(tarfile.TarFile, "__init__", refuse)
+    for i, path in enumerate((tar, gz)):
+        other = Store(tmp_path / f"other{i}")
+        (imported,) = import_archive(other, path)
+        assert imported.digest == digest
+        assert other.check().ok
+        assert list((other.root / "tmp").iterdir()) == []
+
+
+def _tar_of(path: Path, members: list[tuple[str, bytes | str, bytes]]) -> Path:
+    """A tarball of (name, type, content-or-link-target) members, names written as given."""
+    with tarfile.open(path, "w") as out:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind if isinstance(kind, bytes) else kind.encode()
+            if info.type == tarfile.REGTYPE:
+                info.size = len(data)
+                out.addfile(info, io.BytesIO(data))
+            else:
+                info.linkname = data.decode()
+                out.addfile(info)
+    return path
+
+
+def test_tarball_links_inside_the_archive_are_aliases(
+    image: tuple[Store, str], tmp_path: Path
+) -> None:
+    """docker save links a repeated layer to its first copy: read as that member, never made
+    a link on disk (a symlink relative to its folder, a hardlink to the archive root)."""
+    store, digest = image
+    img = store.image(digest)
+    layer = img.manifest.layers[0]
+    raw = gzip.decompress(store.blob_path(layer.digest).read_bytes())
+    config = store.blob_path(img.manifest.config.digest).read_bytes()
+    doc = [{"Config": "c.json", "RepoTags": ["links/app:1"], "Layers": ["a/l.tar", "b/l.tar"]}]
+    tar = _tar_of(
+        tmp_path / "links.tar",
+        [
+            ("manifest.json", tarfile.REGTYPE, json.dumps(doc).encode()),
+            ("c.json", tarfile.REGTYPE, config),
+            ("0/layer.tar", tarfile.REGTYPE, raw),
+            ("a/l.tar", tarfile.SYMTYPE, b"../0/layer.tar"),
+            ("b/l.tar", tarfile.LNKTYPE, b"a/l.tar"),
+        ],
+    )
+    other = Store(tmp_path / "other")
+    (imported,) = import_archive(other, tar)
+    got = other.image(imported.digest)
+    assert [x.digest for x in got.manifest.layers] == [img.config.diff_ids[0]] * 2
+
+
+@pytest.mark.parametrize(
+    ("members", "error"),
+    [
+        ([("../escape", tarfile.REGTYPE, b"x")], "outside the archive"),
+        ([("/abs", tarfile.REGTYPE, b"x")], "outside the archive"),
+        ([("a", tarfile.REGTYPE, b"x"), ("./a", tarfile.REGTYPE, b"y")], "appears twice"),
+        ([("l", tarfile.SYMTYPE, b"../../etc/passwd")], "not in the archive"),
+        ([("l", tarfile.LNKTYPE, b"missing")], "not in the archive"),
+        ([("l", tarfile.SYMTYPE, b"l")], "not in the archive"),
+        ([("f", tarfile.FIFOTYPE, b"")], "holds only files"),
+    ],
+)
+def test_hostile_tarball_members_are_refused(
+    tmp_path: Path, members: list[tuple[str, bytes, bytes]], error: str
+) -> None:
+    """Names outside the archive, duplicates, dangling or looping links, special files: each a
+    clear error; nothing is written outside the staging area and no image is added."""
+    tar = _tar_of(tmp_path / "evil.tar", [("manifest.json", tarfile.REGTYPE, b"[]"), *members])
+    other = Store(tmp_path / "store" / "nested")
+    with pytest.raises(ImageError, match=error):
+        import_archive(other, tar)
+    assert not (tmp_path / "escape").exists()
+    assert not (tmp_path / "store" / "escape").exists()
+    assert other.images() == ()
+    assert list((other.root / "tmp").iterdir()) == []
+
+
+def test_compressed_tarball_bomb_stops_before_filling_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gzipped tarball whose members inflate past the expansion limit is refused mid-stream."""
+    monkeypatch.setattr(ExpansionLimit, "from_env", classmethod(lambda cls: cls(ratio=10, floor=0)))
+    plain = _tar_of(tmp_path / "bomb.tar", [("manifest.json", tarfile.REGTYPE, b"\0" * (4 << 20))])
+    bomb = tmp_path / "bomb.tar.gz"
+    bomb.write_bytes(gzip.compress(plain.read_bytes()))
+    assert bomb.stat().st_size * 10 < 4 << 20
+    other = Store(tmp_path / "other")
+    with pytest.raises(ImageError, match="decompression bomb"):
+        import_archive(other, bomb)
+    assert list((other.root / "tmp").iterdir()) == []
