@@ -209,13 +209,23 @@ class ImageSpec:
     @property
     def default_tag(self) -> str:
         """``localhost/<project>:<short lock hash>``."""
-        return f"localhost/{self.name}:{self.lock_hash[:12]}"
+        return local_tag(self.name, self.lock_hash)
+
+
+def lock_hash(lock: Lock) -> str:
+    """The sha256 hex of the lock's canonical text: the image's identity for ``local_tag``."""
+    from mlpack.lock.lockfile import dumps
+
+    return hashlib.sha256(dumps(lock).encode("utf-8")).hexdigest()
+
+
+def local_tag(name: str, lock_hash: str) -> str:
+    """``localhost/<project>:<short lock hash>``: where ``mlpack build`` stores it by default."""
+    return f"localhost/{name}:{lock_hash[:12]}"
 
 
 def plan(lock: Lock, config: ProjectConfig, *, provenance: Provenance | None = None) -> ImageSpec:
     """Plan the image for ``lock`` and ``config``; pure: the same inputs give the same spec."""
-    from mlpack.lock.lockfile import dumps
-
     prov = provenance or Provenance()
     python = lock.target.python
     _refuse_source_builds(lock)
@@ -239,7 +249,7 @@ def plan(lock: Lock, config: ProjectConfig, *, provenance: Provenance | None = N
         Entrypoint(name=e.name, kind=e.kind, command=e.command, port=e.port)
         for e in config.entrypoints
     )
-    lock_hash = hashlib.sha256(dumps(lock).encode("utf-8")).hexdigest()
+    digest = lock_hash(lock)
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(prov.source_date_epoch))
     env = (
         ("VIRTUAL_ENV", PREFIX),
@@ -261,9 +271,9 @@ def plan(lock: Lock, config: ProjectConfig, *, provenance: Provenance | None = N
         cmd=_default_command(entrypoints),
         ports=tuple(sorted({e.port for e in entrypoints if e.port is not None})),
         volumes=tuple(f"{WORKDIR}/{p}" for p in (*inputs, *outputs)),
-        labels=_labels(config.name, entrypoints, lock_hash, created, prov),
+        labels=_labels(config.name, entrypoints, digest, created, prov),
         secret_env=tuple(e.name for e in lock.env if e.secret),
-        lock_hash=lock_hash,
+        lock_hash=digest,
         created=created,
     )
 

@@ -24,7 +24,10 @@ def render(
     ] = None,
     image_ref: Annotated[
         str | None,
-        typer.Option("--image-ref", help="The pushed image: REGISTRY/REPO@sha256:DIGEST."),
+        typer.Option(
+            "--image-ref",
+            help="Where it was pushed: REGISTRY/REPO (pinned to the local digest) or @sha256:...",
+        ),
     ] = None,
     entry: Annotated[str | None, typer.Option("--entry", help="Entrypoint to run.")] = None,
     cpu: Annotated[str | None, typer.Option("--cpu", help="CPU request = limit, e.g. 2.")] = None,
@@ -75,26 +78,44 @@ def render(
 def _workload(target: str, image_ref: str | None, options: Options) -> Workload:
     """The workload of a project folder, else of an image in the store."""
     from mlpack.deploy import kubernetes as k8s
+    from mlpack.oci.store import Store
 
+    store = Store.default()
     folder = Path(target)
     if folder.is_dir():
         from mlpack.config import load_config
 
+        config = load_config(folder)
         return k8s.from_project(
-            load_config(folder), image_ref=image_ref, kind=options.kind, entry=options.entry
+            config,
+            image=_project_image(folder, config.name),
+            image_ref=image_ref,
+            store=store,
+            kind=options.kind,
+            entry=options.entry,
         )
-    from mlpack.oci.store import Store
     from mlpack.runs import image_facts
 
-    facts = image_facts(target, Store.default())
+    facts = image_facts(target, store)
     return k8s.from_image(
         target,
         image_ref=image_ref,
+        store=store,
         workdir=facts.workdir,
         entrypoints=[(e.name, e.kind, e.command, e.port) for e in facts.entrypoints],
         kind=options.kind,
         entry=options.entry,
     )
+
+
+def _project_image(folder: Path, name: str) -> str:
+    """The tag ``mlpack build`` gave the project's image (its lock's hash; none before a lock)."""
+    from mlpack.lock.lockfile import read_lock
+    from mlpack.pipeline import lock_path
+    from mlpack.spec import local_tag, lock_hash
+
+    path = lock_path(folder)
+    return local_tag(name, lock_hash(read_lock(path))) if path.is_file() else f"localhost/{name}"
 
 
 def apply(

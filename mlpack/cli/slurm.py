@@ -72,6 +72,7 @@ def _job(  # noqa: PLR0913 - one parameter per sbatch option
 ) -> SlurmJob:
     """The job the options describe, its image pinned; DeployError on bad options first."""
     from mlpack.deploy import slurm
+    from mlpack.deploy.images import pinned
     from mlpack.oci.store import Store
 
     job = slurm.SlurmJob(
@@ -89,8 +90,7 @@ def _job(  # noqa: PLR0913 - one parameter per sbatch option
         master_port=master_port,
     )
     slurm.check(job)  # bad options fail before the store is read
-    pinned = slurm.pinned_image(image, image_ref=image_ref, store=Store.default())
-    return replace(job, image=pinned)
+    return replace(job, image=pinned(image, image_ref=image_ref, store=Store.default()))
 
 
 def render_cmd(  # noqa: PLR0913

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import yaml
 
+from mlpack.deploy.images import pinned
 from mlpack.errors import DeployError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from mlpack.config import ProjectConfig
+    from mlpack.oci.store import Store
 
 Kind = Literal["job", "pytorchjob", "deployment"]
 Entry = tuple[str, str, tuple[str, ...], "int | None"]  # name, kind, command, port
@@ -85,34 +87,6 @@ def check_options(options: Options) -> None:
         raise DeployError(msg, hint="write e.g. --health-path /health")
 
 
-def pinned(reference: str) -> str:
-    """``registry/repo@sha256:...`` from ``reference``; DeployError unless it names a digest."""
-    from mlpack.errors import ImageError
-    from mlpack.oci.reference import parse
-
-    try:
-        ref = parse(reference, default_tag=None)
-    except ImageError as exc:
-        msg = f"image reference {reference!r} is not valid ({exc.message})"
-        raise DeployError(msg, hint="write REGISTRY/REPO@sha256:DIGEST") from exc
-    if ref.digest is None or ref.registry == "localhost":
-        msg = f"image reference {reference!r} is not pinned to a digest in a registry"
-        raise DeployError(msg, hint=_push_hint(reference))
-    return f"{ref.name}@{ref.digest}"
-
-
-def _push_hint(image: str) -> str:
-    return (
-        f"push it first: `mlpack push {image} REGISTRY/REPO:TAG`, then render with "
-        "--image-ref REGISTRY/REPO@sha256:DIGEST (the digest push printed)"
-    )
-
-
-def _local_only(image: str) -> DeployError:
-    msg = f"image {image} exists only in the local store; a cluster cannot pull it from there"
-    return DeployError(msg, hint=_push_hint(image))
-
-
 def dns_label(text: str) -> str:
     """A DNS-1123 label (lowercase alphanumerics and '-', at most 63) for object names."""
     label = _LABEL.sub("-", text.lower()).strip("-")[:63].strip("-")
@@ -120,20 +94,24 @@ def dns_label(text: str) -> str:
 
 
 def from_project(
-    config: ProjectConfig, *, image_ref: str | None, kind: Kind, entry: str | None
+    config: ProjectConfig,
+    *,
+    image: str,
+    image_ref: str | None,
+    store: Store,
+    kind: Kind,
+    entry: str | None,
 ) -> Workload:
-    """The workload of a project: its layout, env and secrets from the config."""
+    """The workload of a project (``image``: its local build) from the config's layout and env."""
     from mlpack.spec import WORKDIR
 
-    if image_ref is None:  # `mlpack build` tags localhost/NAME:LOCKHASH, in the store only
-        raise _local_only(f"localhost/{config.name}:TAG")
     wanted = "inference" if kind == "deployment" else "training"
     chosen = _entry(
         [(e.name, e.kind, e.command, e.port) for e in config.entrypoints], entry, wanted
     )
     return Workload(
         name=dns_label(config.name),
-        image=pinned(image_ref),
+        image=pinned(image, image_ref=image_ref, store=store),
         command=chosen[2],
         port=chosen[3],
         workdir=WORKDIR,
@@ -149,6 +127,7 @@ def from_image(
     image: str,
     *,
     image_ref: str | None,
+    store: Store,
     workdir: str,
     entrypoints: Sequence[Entry],
     kind: Kind,
@@ -166,13 +145,11 @@ def from_image(
     except ImageError as exc:
         msg = f"{image!r} is neither a project folder nor an image reference"
         raise DeployError(msg, hint="give a folder with mlpack.toml, or an image") from exc
-    if image_ref is None and (ref.digest is None or ref.registry == "localhost"):
-        raise _local_only(image)
     wanted = "inference" if kind == "deployment" else "training"
     chosen = _entry(list(entrypoints), entry, wanted)
     return Workload(
         name=dns_label(ref.repository.rsplit("/", 1)[-1]),
-        image=pinned(image_ref or image),
+        image=pinned(image, image_ref=image_ref, store=store),
         command=chosen[2],
         port=chosen[3],
         workdir=workdir,

@@ -13,21 +13,14 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from mlpack.errors import DeployError, MlpackError
-from mlpack.oci.reference import DOCKER_HUB
-from mlpack.oci.reference import parse as parse_reference
+from mlpack.errors import DeployError
 from mlpack.render import render_template
-
-if TYPE_CHECKING:
-    from mlpack.oci.store import Store
 
 TEMPLATE = "slurm/sbatch.sh.j2"
 OUTPUT_PATTERN = "mlpack-slurm-%j.out"
 _TIME = re.compile(r"^(\d+-)?\d+(:\d+){0,2}$|^\d+$")
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
-_PUSH_HINT = "push it to a registry the nodes reach (`mlpack push IMAGE REGISTRY/NAME:TAG`), "
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,31 +61,6 @@ def check(job: SlurmJob) -> None:
             raise DeployError(msg, hint="e.g. --mount /shared/data:/data:ro")
     if not 0 < job.master_port < 65536:
         raise DeployError(f"--master-port {job.master_port} is out of range", hint="1-65535")
-
-
-def pinned_image(image: str, *, image_ref: str | None, store: Store) -> str:
-    """The registry reference, pinned by digest, that the nodes pull for ``image``.
-
-    ``REF@sha256:...`` is used as given. With ``image_ref`` the local image's digest pins that
-    registry name (the image must have been pushed there). A registry tag is pinned to the
-    digest the local store recorded for it. A bare local name is an error: nodes cannot reach
-    this machine's store.
-    """
-    try:
-        ref = parse_reference(image)
-        if ref.digest is not None and image_ref is None:
-            return str(ref)
-        if image_ref is not None:
-            target = parse_reference(image_ref, default_tag=None)
-            return str(target.with_digest(store.resolve(image)))
-        if image.split("/", 1)[0] != ref.registry or ref.registry == DOCKER_HUB:
-            msg = f"{image} names an image in this machine's store, which the nodes cannot reach"
-            raise DeployError(msg, hint=_PUSH_HINT + "then pass --image-ref REGISTRY/NAME")
-        return str(ref.with_digest(store.resolve(image)))
-    except DeployError:
-        raise
-    except MlpackError as exc:
-        raise DeployError(exc.message, hint=exc.hint) from exc
 
 
 def render(job: SlurmJob) -> str:

@@ -15,10 +15,12 @@ import yaml
 from kubernetes_validate.utils import all_versions, major_minor
 
 from mlpack.cli import app as cli_app
+from mlpack.config import load_config
 from mlpack.deploy import kubernetes as k8s
 from mlpack.errors import DeployError
+from mlpack.lock.lockfile import read_lock
 from mlpack.oci.store import Store
-from mlpack.spec import ENTRYPOINT_LABEL
+from mlpack.spec import ENTRYPOINT_LABEL, local_tag, lock_hash
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 TRAINING = FIXTURES / "render" / "training"
@@ -153,7 +155,7 @@ def test_output_is_deterministic(tmp_path: Path) -> None:
         (["--kind", "cronjob"], "unknown kind 'cronjob'"),
         (["--gpus", "-1"], "GPU count -1 is negative"),
         (["--cpu", "lots"], "not a Kubernetes quantity"),
-        (["--image-ref", "127.0.0.1:5000/app:1"], "not pinned to a digest"),
+        (["--image-ref", "localhost/app@" + DIGEST], "exists only in the local store"),
     ],
 )
 def test_bad_input_is_one_clear_error_and_writes_nothing(
@@ -177,7 +179,22 @@ def test_project_without_image_ref_says_push_first(
     assert not out.exists()
 
 
-def _stored(home: Path, ref: str) -> None:
+def test_image_ref_without_digest_pins_the_projects_local_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLPACK_HOME", str(tmp_path / "home"))
+    lock = read_lock(TRAINING / "mlpack.lock")
+    config = load_config(TRAINING)
+    digest = _stored(tmp_path / "home", local_tag(config.name, lock_hash(lock)))
+    out = tmp_path / "out"
+    argv = ["k8s", "render", str(TRAINING), "--image-ref", "127.0.0.1:5000/app", "-o", str(out)]
+    assert cli_app.run_app(argv) == 0
+    [job] = [yaml.safe_load(p.read_text()) for p in out.iterdir()]
+    [box] = job["spec"]["template"]["spec"]["containers"]
+    assert box["image"] == f"127.0.0.1:5000/app@{digest}"
+
+
+def _stored(home: Path, ref: str) -> str:
     entry = {"kind": "training", "command": ["python", "train.py"]}
     config = {
         "architecture": "amd64",
@@ -188,7 +205,7 @@ def _stored(home: Path, ref: str) -> None:
         },
         "rootfs": {"type": "layers", "diff_ids": []},
     }
-    Store(home).add_image(config=config, layers=(), ref=ref)
+    return Store(home).add_image(config=config, layers=(), ref=ref)
 
 
 def test_image_only_in_the_local_store_says_push_first(

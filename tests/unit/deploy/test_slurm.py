@@ -10,7 +10,6 @@ import pytest
 from mlpack.cli import app as cli_app
 from mlpack.deploy import slurm
 from mlpack.errors import DeployError
-from mlpack.oci.store import Store
 
 DIGEST = "sha256:" + "ab" * 32
 PINNED = f"127.0.0.1:5000/team/train:1@{DIGEST}"
@@ -87,22 +86,6 @@ def test_rendered_script_is_valid_bash() -> None:
 def test_bad_options_are_refused(changes: dict[str, object], words: str) -> None:
     with pytest.raises(DeployError, match=words.replace("-", r"\-").replace("'", "'")):
         slurm.render(_job(**changes))
-
-
-def test_pinned_reference_is_used_as_given(tmp_path: Path) -> None:
-    assert slurm.pinned_image(PINNED, image_ref=None, store=Store(tmp_path)) == PINNED
-
-
-def test_local_only_image_says_to_push(tmp_path: Path) -> None:
-    with pytest.raises(DeployError, match="cannot reach") as info:
-        slurm.pinned_image("mytrain:1", image_ref=None, store=Store(tmp_path))
-    assert "mlpack push" in info.value.hint
-    assert "--image-ref" in info.value.hint
-
-
-def test_unknown_image_with_image_ref_is_a_deploy_error(tmp_path: Path) -> None:
-    with pytest.raises(DeployError, match="no image named"):
-        slurm.pinned_image("mytrain:1", image_ref="127.0.0.1:5000/x", store=Store(tmp_path))
 
 
 def test_cli_render_nodes_zero_writes_nothing(
