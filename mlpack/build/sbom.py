@@ -16,13 +16,13 @@ It is attached as an OCI 1.1 artifact: a manifest with ``artifactType``, the emp
 from __future__ import annotations
 
 import email.parser
-import tarfile
 import zipfile
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from mlpack import __version__
 from mlpack.oci import jsonc, mediatypes
+from mlpack.oci.layer_stream import stored_layer
 from mlpack.spec import WheelStep
 
 if TYPE_CHECKING:
@@ -203,12 +203,12 @@ def _dpkg_packages(store: Store, result: BuildResult) -> list[dict[str, str]]:
 
 
 def _member_text(blob: Path, name: str) -> str | None:
-    """One regular file's text from a gzip'd layer, streamed (None when absent)."""
-    with tarfile.open(blob, mode="r|*") as tar:
-        for member in tar:
-            if member.name.removeprefix("./") == name and member.isfile():
-                handle = tar.extractfile(member)
-                return handle.read().decode("utf-8", errors="replace") if handle else None
+    """One regular file's text from a stored layer, streamed by mlpack's tar reader (None if absent)."""
+    with blob.open("rb") as raw:
+        reader = stored_layer(raw)
+        for member in reader:
+            if member.name.removeprefix("./") == name and member.type == "file":
+                return b"".join(reader.read_data()).decode("utf-8", errors="replace")
     return None
 
 

@@ -7,11 +7,11 @@ content differ are named (REPRODUCIBILITY.md §9).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import tarfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
+
+from mlpack.oci.layer_stream import stored_layer
 
 if TYPE_CHECKING:
     from mlpack.build.protocol import BuildResult
@@ -73,13 +73,17 @@ def compare(
 def layer_files(store: Store, digest: str) -> dict[str, tuple[object, ...]]:
     """Every entry of a stored gzip layer: path -> the fields of ``_FIELDS``, content hashed."""
     entries: dict[str, tuple[object, ...]] = {}
-    with gzip.open(store.blob_path(digest)) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
-        for member in tar:
+    with store.blob_path(digest).open("rb") as raw:
+        reader = stored_layer(raw)
+        for member in reader:
             content = b""
-            if member.isfile():
-                data = tar.extractfile(member)
-                content = hashlib.sha256(data.read() if data else b"").digest()
-            entries[member.name] = (
+            if member.type == "file":
+                digest_of = hashlib.sha256()
+                for chunk in reader.read_data():
+                    digest_of.update(chunk)
+                content = digest_of.digest()
+            name = member.name.rstrip("/") if member.type == "dir" else member.name
+            entries[name] = (
                 member.type,
                 member.mode,
                 member.uid,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 from mlpack.errors import ImageError
+from mlpack.oci.tar_reader import TarReader
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -177,6 +178,15 @@ def decompressor(raw: BlobReader) -> _Source:
         msg = "zstd-compressed layers are not supported yet"
         raise ImageError(msg, hint="re-push the image with gzip layers (mlpack's default)")
     return _Plain(raw, head)
+
+
+def stored_layer(raw: BinaryIO) -> TarReader:
+    """A tar reader over a stored layer blob (gzip or plain), to list or read it without unpacking.
+
+    The blob is already verified in the store, so it is not hashed against a descriptor here, and
+    nothing is written, so no disk budget applies; the reader's caps still bound each header.
+    """
+    return TarReader(decompressor(BlobReader(raw, expected_size=None, algorithm="sha256")))
 
 
 class Budget:

@@ -433,11 +433,13 @@ def test_tarfile_reads_only_as_a_stream() -> None:
 
 
 def test_image_archives_are_never_parsed_with_tarfile() -> None:
-    """§8 CVE-2024-6232: an imported image tarball (mlpack/oci/) is read by ``tar_reader``
-    only; ``tarfile`` there writes the export, so that CVE's header parser never sees it."""
-    oci = [(at, mode) for at, mode in _tarfile_modes() if at.startswith("mlpack/oci/")]
-    assert oci == [(at, "w") for at, _ in oci]
-    assert any(at.startswith("mlpack/oci/archive.py:") for at, _ in oci)
+    """§8 CVE-2024-6232: no archive anywhere in mlpack/ (imported tarball, pulled or stored
+    layer) is read by ``tarfile``: ``tar_reader`` parses them all, and ``tarfile`` only writes
+    (the export, the docker build context), so that CVE's header parser never sees one."""
+    modes = _tarfile_modes()
+    assert modes == [(at, "w") for at, _ in modes]
+    assert any(at.startswith("mlpack/oci/archive.py:") for at, _ in modes)
+    assert [at for at, call in calls() if called_name(call) == "extractfile"] == []
 
 
 def test_layers_are_decompressed_and_applied_in_process(
