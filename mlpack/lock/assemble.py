@@ -109,7 +109,7 @@ def _direct(
     )
 
 
-def locked_packages(
+def locked_packages(  # noqa: PLR0913  every input of one lock, keyword-only
     pins: tuple[Pin, ...],
     *,
     requirements: tuple[PackageSpec, ...],

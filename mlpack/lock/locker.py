@@ -70,7 +70,7 @@ class _Resolved:
     dropped: tuple[DroppedPackage, ...] = ()
 
 
-def lock(
+def lock(  # noqa: PLR0913  the library entry point: one keyword-only seam or option each
     inputs: LockInputs,
     lock_path: Path,
     *,

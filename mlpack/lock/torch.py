@@ -90,23 +90,7 @@ def decide(
     torch = by_name.get("torch")
     if torch is None:
         return None
-    _, _, local = torch.version.partition("+")
-    runtime: str | None = None
-    locked: str
-    if local == "cpu":
-        locked = "cpu"
-    elif (m := _LOCAL_CU.match(local)) is not None:
-        runtime = f"{m.group(1)}.{m.group(2)}"
-        locked = local
-    else:
-        runtime_pin = next((p for n, p in by_name.items() if _CUDA_RUNTIME_PKG.match(n)), None)
-        if runtime_pin is not None:
-            runtime = _minor(runtime_pin.version)
-            locked = "cu" + runtime.replace(".", "")
-        else:
-            locked = "cpu"
-    cpu_index = next((u for u in indexes.all if index_variant(u) == "cpu"), None)
-    nvidia = sorted(n for n in by_name if n.startswith("nvidia-"))
+    locked, runtime = _locked_variant(torch, by_name)
     pinned = f"torch=={torch.version}"
     if variant is not None:
         why = f"torch-variant = {variant!r} in mlpack.toml"
@@ -114,19 +98,16 @@ def decide(
         why = "the analysis found CUDA use (accelerator.cuda = true)"
     else:
         why = "no CUDA use was found (accelerator.cuda = false)"
+    cpu_index = next((u for u in indexes.all if index_variant(u) == "cpu"), None)
+    nvidia = sum(1 for n in by_name if n.startswith("nvidia-"))
     if locked == "cpu":
-        if platform == "linux/arm64" and cpu_index is None:
-            reason = f"{why}; the index's linux/arm64 build is CPU-only ({pinned})"
-        elif cpu_index is not None:
-            reason = f"{why}; CPU-only wheels from {strip_userinfo(cpu_index)} ({pinned})"
-        else:
-            reason = f"{why}; {pinned} carries no CUDA runtime"
+        reason = _cpu_reason(why, pinned, platform=platform, cpu_index=cpu_index)
     elif cuda or (variant is not None and variant != "cpu"):
-        reason = f"{why}; {pinned} brings CUDA {runtime} ({len(nvidia)} nvidia-* packages)"
+        reason = f"{why}; {pinned} brings CUDA {runtime} ({nvidia} nvidia-* packages)"
     else:
         reason = (
             f"{why}, but no CPU-only index is configured, so the default index's CUDA build "
-            f"was locked ({pinned}, {len(nvidia)} nvidia-* packages); add "
+            f"was locked ({pinned}, {nvidia} nvidia-* packages); add "
             f'extra-index-urls = ["{TORCH_INDEX.format(variant="cpu")}"] or '
             'torch-variant = "cpu" to [dependencies] for CPU-only wheels'
         )
@@ -140,3 +121,30 @@ def decide(
         cuda_runtime=runtime,
         min_driver=driver[0] if driver else None,
     )
+
+
+def _locked_variant(torch: Pin, by_name: dict[str, Pin]) -> tuple[str, str | None]:
+    """The variant the torch pin is (``cpu`` or ``cuXY``) and its CUDA runtime minor, if any.
+
+    The local version label says it when present (``+cpu``, ``+cu121``); the default index's
+    wheels carry none, and then the ``nvidia-cuda-runtime-*`` pin tells the CUDA build.
+    """
+    _, _, local = torch.version.partition("+")
+    if local == "cpu":
+        return "cpu", None
+    if (m := _LOCAL_CU.match(local)) is not None:
+        return local, f"{m.group(1)}.{m.group(2)}"
+    runtime_pin = next((p for n, p in by_name.items() if _CUDA_RUNTIME_PKG.match(n)), None)
+    if runtime_pin is None:
+        return "cpu", None
+    runtime = _minor(runtime_pin.version)
+    return "cu" + runtime.replace(".", ""), runtime
+
+
+def _cpu_reason(why: str, pinned: str, *, platform: Platform, cpu_index: str | None) -> str:
+    """Why a CPU-only torch was locked, naming where its wheels come from."""
+    if platform == "linux/arm64" and cpu_index is None:
+        return f"{why}; the index's linux/arm64 build is CPU-only ({pinned})"
+    if cpu_index is not None:
+        return f"{why}; CPU-only wheels from {strip_userinfo(cpu_index)} ({pinned})"
+    return f"{why}; {pinned} carries no CUDA runtime"
