@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -362,13 +363,32 @@ def test_prune_steps_are_independent(
     assert list((store.root / "tmp").iterdir()) == []
 
 
+def _held(path: Path) -> bool:
+    """Whether a live process holds the flock on ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def _wait_for_staging(store: Store, proc: subprocess.Popen[str], prefix: str) -> Path:
-    """The staging directory the child made (it then blocks on the FIFO blob)."""
+    """The staging directory the child made and holds (it then blocks on the FIFO blob).
+
+    A directory not yet flocked may still be taken by another process's cleaner (its maker then
+    picks a new name), so only a held one counts.
+    """
     tmp = store.root / "tmp"
     while proc.poll() is None:
-        found = [p for p in tmp.iterdir() if p.name.startswith(prefix)]
-        if found:
-            return found[0]
+        held = [p for p in tmp.iterdir() if p.name.startswith(prefix) and _held(p)]
+        if held:
+            return held[0]
         time.sleep(0.05)
     msg = f"the unpacking child exited early: {proc.communicate()}"
     raise AssertionError(msg)
@@ -389,22 +409,29 @@ def test_killed_unpack_leaves_no_staging_for_the_next_command(store: Store, tmp_
         (unpack if sys.argv[2] == "unpack" else rootfs)(Store(Path(sys.argv[1])), "test/bb:1")
         """
     )
-    procs = []
-    for how in ("unpack", "rootfs"):
-        proc = subprocess.Popen([sys.executable, "-c", child, str(store.root), how], text=True)
-        procs.append((proc, _wait_for_staging(store, proc, f"{how.replace('unpack', 'layer')}-")))
-    (procs[0][1] / "half-applied").write_bytes(b"x" * 4096)
-    procs[0][0].kill()  # kill -9 while it stages
-    procs[0][0].wait()
-    killed, live = procs[0][1], procs[1][1]
-    assert killed.exists()
-    Store(store.root).images()  # any command that opens the store
-    assert not killed.exists()
-    assert live.exists()  # still held by a live process: left alone
-    procs[1][0].kill()
-    procs[1][0].wait()
-    Store(store.root).images()
-    assert [p.name for p in (store.root / "tmp").iterdir()] == []
+    running: list[subprocess.Popen[str]] = []
+    try:
+        staged = []
+        for how in ("unpack", "rootfs"):
+            proc = subprocess.Popen([sys.executable, "-c", child, str(store.root), how], text=True)
+            running.append(proc)
+            staged.append(_wait_for_staging(store, proc, f"{how.replace('unpack', 'layer')}-"))
+        killed, live = staged
+        (killed / "half-applied").write_bytes(b"x" * 4096)
+        running[0].kill()  # kill -9 while it stages
+        running[0].wait()
+        assert killed.exists()
+        Store(store.root).images()  # any command that opens the store
+        assert not killed.exists()
+        assert live.exists()  # still held by a live process: left alone
+        running[1].kill()
+        running[1].wait()
+        Store(store.root).images()
+        assert [p.name for p in (store.root / "tmp").iterdir()] == []
+    finally:
+        for proc in running:  # never leave a child blocked on the FIFO behind a failure
+            proc.kill()
+            proc.wait()
 
 
 def test_gzip_bomb_in_the_store_leaves_nothing_behind(tmp_path: Path) -> None:
