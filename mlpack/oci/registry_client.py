@@ -32,6 +32,11 @@ _TIMEOUT: Final = (15, 120)
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
+def manifest_ref(repo: str, selector: str) -> str:
+    """``repo@sha256:...`` for a digest, ``repo:tag`` for a tag (a tag never holds a colon)."""
+    return f"{repo}@{selector}" if ":" in selector else f"{repo}:{selector}"
+
+
 class RegistryClient:
     """A session with one registry: scheme detection, auth challenges, and the API calls."""
 
@@ -222,7 +227,7 @@ class RegistryClient:
             "GET",
             f"/v2/{repo}/manifests/{selector}",
             scope=f"repository:{repo}:pull",
-            what=f"manifest {repo}:{selector}",
+            what=f"manifest {manifest_ref(repo, selector)}",
             headers={"Accept": mediatypes.MANIFEST_ACCEPT},
             stream=True,
         )
@@ -394,7 +399,7 @@ class RegistryClient:
             "PUT",
             f"/v2/{repo}/manifests/{tag}",
             scope=f"repository:{repo}:pull,push",
-            what=f"manifest {repo}:{tag}",
+            what=f"manifest {manifest_ref(repo, tag)}",
             ok=(201, 200),
             data=data,
             headers={"Content-Type": media_type},

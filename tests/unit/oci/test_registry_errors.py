@@ -210,8 +210,19 @@ def test_odd_statuses_give_one_clear_error(
 
 def test_unknown_tag(fake: tuple[FakeRegistry, str], store: Store) -> None:
     _, addr = fake
-    with pytest.raises(ImageError, match="not found"):
+    with pytest.raises(ImageError, match="not found") as info:
         pull(f"{addr}/lib/app:missing", store)
+    assert "manifest lib/app:missing:" in info.value.message
+
+
+def test_unknown_digest_is_named_with_an_at_sign(
+    fake: tuple[FakeRegistry, str], store: Store
+) -> None:
+    _, addr = fake
+    digest = "sha256:" + "0" * 64
+    with pytest.raises(ImageError, match="not found") as info:
+        pull(f"{addr}/lib/app@{digest}", store)
+    assert f"manifest lib/app@{digest}:" in info.value.message
 
 
 def test_corrupted_blob_is_rejected_and_not_kept(
