@@ -62,7 +62,8 @@ def test_explicit_base_without_python_version_uses_the_projects_and_says_so(
 ) -> None:
     store = Store(tmp_path / "s")
     busybox_image(store, tmp_path, "my/base:1")  # its config has no PYTHON_VERSION
-    with using(RecordingReporter()) as rep:
+    rep = RecordingReporter()
+    with using(rep):
         chosen = resolve_base("3.12", explicit="my/base:1", store=store)
     assert chosen.python_full == "3.12"
     assert any("does not declare PYTHON_VERSION" in n for n in rep.notices)
