@@ -41,11 +41,6 @@ class FetchedFile:
     sha256: str
     path: Path
 
-    @property
-    def is_wheel(self) -> bool:
-        """True for wheels (installed directly); False for sdists (built in the image)."""
-        return self.filename.endswith(".whl")
-
 
 @dataclass(frozen=True, kw_only=True)
 class Wheelhouse:
