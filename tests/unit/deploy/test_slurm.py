@@ -282,3 +282,18 @@ def test_cli_project_unknown_entry_is_refused_before_anything_leaves(
     assert cli_app.run_app(["slurm", "render", str(tmp_path), *args]) != 0
     assert "no entrypoint 'nope'" in capsys.readouterr().err
     assert not shared.exists()
+
+
+def test_cli_project_pushed_already_is_pinned_on_its_registry_name(
+    home: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest = _stored(home, "localhost/proj:1")
+    monkeypatch.setattr(
+        "mlpack.cli.runs.project_image", lambda target, kind: (Path(target), _facts(digest))
+    )
+    out = tmp_path / "job.sh"
+    args = ["--image-ref", "127.0.0.1:5000/team/proj", "-o", str(out)]
+    assert cli_app.run_app(["slurm", "render", str(tmp_path), *args]) == 0
+    script = out.read_text()
+    assert f"IMAGE=127.0.0.1:5000/team/proj@{digest}\n" in script
+    assert '"$MLPACK" pull "$IMAGE"' in script
