@@ -138,6 +138,7 @@ def test_gpus_on_a_partition_without_gpus_are_refused(image: str, tmp_path: Path
 
 def test_image_from_a_shared_folder_needs_no_registry(tmp_path: Path) -> None:
     """The image is only in the submitter's store; the node's own store imports it by digest."""
+    require(os.geteuid() == 0, "root")
     require(_cluster_idle(), "a Slurm cluster with an idle node (.ci/slurm.sh)")
     require(busybox.available(), "busybox-static (/bin/busybox)")
     submitter, node = tmp_path / "submitter", tmp_path / "node"
