@@ -297,3 +297,18 @@ def test_cli_project_pushed_already_is_pinned_on_its_registry_name(
     script = out.read_text()
     assert f"IMAGE=127.0.0.1:5000/team/proj@{digest}\n" in script
     assert '"$MLPACK" pull "$IMAGE"' in script
+
+
+def test_cli_import_by_digest_checks_the_digest_and_the_layout(
+    home: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digest = _stored(home, "localhost/mytrain:1")
+    tarball = tmp_path / "image.tar"
+    assert (
+        cli_app.run_app(["export", "localhost/mytrain:1", "-o", str(tarball), "--format", "docker"])
+        == 0
+    )
+    assert cli_app.run_app(["import", str(tarball), "--digest", "nope"]) != 0
+    assert "is not a sha256 digest" in capsys.readouterr().err
+    assert cli_app.run_app(["import", str(tarball), "--digest", digest]) != 0
+    assert "is not an OCI layout" in capsys.readouterr().err
