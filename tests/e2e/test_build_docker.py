@@ -117,7 +117,8 @@ def test_the_docker_backend_builds_offline_what_the_embedded_builder_does(
                 assert (folder / "model.joblib").stat().st_size > 0
         else:
             for runtime in ("embedded", "docker"):
-                stdout = run_image(store, tag, runtime, ["python", "-c", PREDICT], [])
+                models = [f"{root / 'models'}:/app/models:ro"]  # an input: not in the image
+                stdout = run_image(store, tag, runtime, ["python", "-c", PREDICT], models)
                 (prediction,) = json.loads(stdout)["predictions"]
                 assert prediction["label"] == "setosa", runtime
     finally:
