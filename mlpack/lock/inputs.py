@@ -33,6 +33,8 @@ class LockInputs:
     # Older versions the lock may choose, newest first, when ``python`` is not pinned: the
     # lock takes the newest for which the packages resolve (with wheels). Empty: pinned.
     fallback_pythons: tuple[str, ...] = ()
+    # The declarations that allowed those versions, for the note (explains; not in the digest).
+    python_allowed_by: str = ""
     platform: Platform
     base: str | None = None
     indexes: Indexes = field(default_factory=Indexes)
@@ -69,11 +71,13 @@ def inputs_from_config(
     resolver: ResolverName = "uv",
     platform: str | None = None,
     fallback_pythons: tuple[str, ...] = (),
+    python_allowed_by: str = "",
 ) -> LockInputs:
     """The lock inputs of a project config (``platform`` overrides the config's).
 
     :param fallback_pythons: older versions to try, newest first, when the config's Python was
         not pinned by the project (see ``LockInputs.fallback_pythons``).
+    :param python_allowed_by: the declarations that allowed them, for the lock's note.
     """
     chosen = as_platform(platform) if platform is not None else config.platform
     if chosen is None:
@@ -83,6 +87,7 @@ def inputs_from_config(
         requirements=config.packages,
         python=config.python,
         fallback_pythons=fallback_pythons,
+        python_allowed_by=python_allowed_by,
         platform=chosen,
         base=config.base,
         indexes=torch_mod.torch_indexes(
