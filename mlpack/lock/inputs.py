@@ -14,6 +14,7 @@ from mlpack.lock import torch as torch_mod
 from mlpack.lock.indexes import Indexes, choose_indexes
 from mlpack.lock.lockfile import loads
 from mlpack.lock.stamp import ALGORITHM
+from mlpack.lock.system import same_names
 from mlpack.vocabulary import PLATFORMS, as_platform
 
 if TYPE_CHECKING:
@@ -162,8 +163,9 @@ def _what_changed(inputs: LockInputs, text: str) -> str:
             "the package indexes changed",
         ),
         (
-            sorted(p.name for p in old.system_packages if p.requested)
-            != sorted(set(inputs.system_packages)),
+            not same_names(
+                (p.name for p in old.system_packages if p.requested), inputs.system_packages
+            ),
             "the system packages changed",
         ),
         (
