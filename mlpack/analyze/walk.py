@@ -212,15 +212,18 @@ def _load_ignore(path: Path, base: str, rel: str, warnings: list[str]) -> _Ignor
 
 def _any_pattern(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:
     """One regex that matches where some pattern of ``spec`` does; None when it cannot be made."""
-    sources = [
-        getattr(getattr(p, "regex", None), "pattern", None)
-        for p in spec.patterns
-        if p.include is not None
-    ]
-    if not sources or not all(isinstance(text, str) for text in sources):
+    sources: list[str] = []
+    for pattern in spec.patterns:
+        text = getattr(getattr(pattern, "regex", None), "pattern", None)
+        if pattern.include is None:
+            continue  # a blank line or a comment
+        if not isinstance(text, str):
+            return None
+        # The patterns' named groups (pathspec marks a folder match with one) would clash.
+        sources.append(f"(?:{re.sub(r'[(][?]P<[^>]*>', '(?:', text)})")
+    if not sources:
         return None
-    # The patterns' named groups (pathspec marks a folder match with one) would clash.
-    joined = "|".join(f"(?:{re.sub(r'[(][?]P<[^>]*>', '(?:', text)})" for text in sources)
+    joined = "|".join(sources)
     try:
         return re.compile(joined)
     except re.error:
