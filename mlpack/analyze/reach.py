@@ -30,7 +30,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 from mlpack.analyze.pyfacts import GUARDED, LAZY, OPTIONAL
@@ -195,6 +195,16 @@ def _own_roots(path: str, files: frozenset[str]) -> list[str]:
 class _Index:
     files: frozenset[str]
     dirs: frozenset[str]
+    # folder -> the names a module path may go on with there: its folders and .py stems. Most
+    # imports name another distribution (torch, numpy): one lookup rejects them at each root.
+    names: dict[str, set[str]] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names: dict[str, set[str]] = {}
+        for path in (*self.dirs, *(f.removesuffix(".py") for f in self.files if f.endswith(".py"))):
+            folder, _, name = path.rpartition("/")
+            names.setdefault(folder, set()).add(name)
+        object.__setattr__(self, "names", names)
 
     def module_file(self, base: str, dotted: str) -> str | None:
         stem = posixpath.join(base, dotted.replace(".", "/"))
@@ -206,6 +216,8 @@ class _Index:
     def resolve_in(self, base: str, module: str, names: tuple[str, ...]) -> list[str]:
         """Files that ``from module import names`` runs below ``base`` (empty: not there)."""
         parts = module.split(".") if module else []
+        if parts and parts[0] not in self.names.get(base, ()):
+            return []
         found: list[str] = []
         for size in range(1, len(parts) + 1):
             target = self.module_file(base, ".".join(parts[:size]))
