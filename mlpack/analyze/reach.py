@@ -30,7 +30,8 @@ from __future__ import annotations
 import posixpath
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Final, Literal
 
 from mlpack.analyze.pyfacts import GUARDED, LAZY, OPTIONAL
@@ -195,16 +196,18 @@ def _own_roots(path: str, files: frozenset[str]) -> list[str]:
 class _Index:
     files: frozenset[str]
     dirs: frozenset[str]
-    # folder -> the names a module path may go on with there: its folders and .py stems. Most
-    # imports name another distribution (torch, numpy): one lookup rejects them at each root.
-    names: dict[str, set[str]] = field(init=False, compare=False)
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def names(self) -> dict[str, set[str]]:
+        """Folder -> the names a module path may go on with there: its folders and .py stems.
+
+        Most imports name another distribution (torch, numpy): one lookup rejects them.
+        """
         names: dict[str, set[str]] = {}
         for path in (*self.dirs, *(f.removesuffix(".py") for f in self.files if f.endswith(".py"))):
             folder, _, name = path.rpartition("/")
             names.setdefault(folder, set()).add(name)
-        object.__setattr__(self, "names", names)
+        return names
 
     def module_file(self, base: str, dotted: str) -> str | None:
         stem = posixpath.join(base, dotted.replace(".", "/"))
