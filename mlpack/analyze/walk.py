@@ -53,6 +53,7 @@ SKIPPED_DIRS: Final[frozenset[str]] = frozenset(
 # A folder holding one of these is an environment, not project code (pipreqs #420, #214).
 ENV_MARKERS: Final[tuple[str, ...]] = ("pyvenv.cfg", "conda-meta")
 IGNORE_FILES: Final[tuple[str, ...]] = (".gitignore", ".mlpackignore")
+_ANY_DEPTH: Final = "^(?:.+/)?"  # how pathspec starts a pattern that matches at any depth
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,8 +212,12 @@ def _load_ignore(path: Path, base: str, rel: str, warnings: list[str]) -> _Ignor
 
 
 def _any_pattern(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:
-    """One regex that matches where some pattern of ``spec`` does; None when it cannot be made."""
-    sources: list[str] = []
+    """One regex that matches where some pattern of ``spec`` does; None when it cannot be made.
+
+    Most patterns match at any depth (``^(?:.+/)?name``): that prefix is tried once for all.
+    """
+    anywhere: list[str] = []
+    others: list[str] = []
     for pattern in spec.patterns:
         text = getattr(getattr(pattern, "regex", None), "pattern", None)
         if pattern.include is None:
@@ -220,12 +225,15 @@ def _any_pattern(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:
         if not isinstance(text, str):
             return None
         # The patterns' named groups (pathspec marks a folder match with one) would clash.
-        sources.append(f"(?:{re.sub(r'[(][?]P<[^>]*>', '(?:', text)})")
-    if not sources:
-        return None
-    joined = "|".join(sources)
+        text = re.sub(r"[(][?]P<[^>]*>", "(?:", text)
+        if text.startswith(_ANY_DEPTH):
+            anywhere.append(f"(?:{text.removeprefix(_ANY_DEPTH)})")
+        else:
+            others.append(f"(?:{text})")
+    if anywhere:
+        others.append(f"{_ANY_DEPTH}(?:{'|'.join(anywhere)})")
     try:
-        return re.compile(joined)
+        return re.compile("|".join(others)) if others else None
     except re.error:
         return None
 
