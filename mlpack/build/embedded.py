@@ -192,22 +192,7 @@ class EmbeddedBuilder:
         if isinstance(step, VenvStep):
             return _Recipe(key=step_key(step.key()), fill=_no_whiteouts(stage_venv, step, staging))
         if isinstance(step, WheelStep):
-            if not self._compiles(spec):
-                key = step_key(step.key(), installer.__version__, "no-bytecode")
-                return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
-            # The .pyc bytes are the base interpreter's: the base digest is part of the key.
-            python = spec.interpreter
-            key = step_key(step.key(), installer.__version__, bytecode.MODE, bytecode.SCRIPT,
-                           bytecode.HASH_SEED, spec.base_digest, python)  # fmt: skip
-
-            def stage_and_compile() -> tuple[str, ...]:
-                assert self.runner is not None  # checked by _compiles
-                self._stage_wheels(step, staging)
-                bytecode.compile_step(step, self.runner, image=spec.base_digest, python=python,
-                                      staging=staging)  # fmt: skip
-                return ()
-
-            return _Recipe(key=key, fill=stage_and_compile)
+            return self._wheel_recipe(step, spec=spec, staging=staging)
         rules = code_context.project_rules(context, (*step.excludes, f"/{EJECT_DIR}"))
         entries = code_context.select(context, rules)
         return _Recipe(
@@ -215,6 +200,25 @@ class EmbeddedBuilder:
             fill=_no_whiteouts(stage_code, step, context, entries, staging),
             modes={f"{step.workdir.strip('/')}/{d}": 0o777 for d in step.writable_dirs},
         )
+
+    def _wheel_recipe(self, step: WheelStep, *, spec: ImageSpec, staging: Path) -> _Recipe:
+        """Install the step's wheels, then compile their bytecode where the image's Python runs."""
+        runner = self.runner if self._compiles(spec) else None
+        if runner is None:
+            key = step_key(step.key(), installer.__version__, "no-bytecode")
+            return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
+        # The .pyc bytes are the base interpreter's: the base digest is part of the key.
+        python = spec.interpreter
+        key = step_key(step.key(), installer.__version__, bytecode.MODE, bytecode.SCRIPT,
+                       bytecode.HASH_SEED, spec.base_digest, python)  # fmt: skip
+
+        def stage_and_compile() -> tuple[str, ...]:
+            self._stage_wheels(step, staging)
+            bytecode.compile_step(step, runner, image=spec.base_digest, python=python,
+                                  staging=staging)  # fmt: skip
+            return ()
+
+        return _Recipe(key=key, fill=stage_and_compile)
 
     def _compiles(self, spec: ImageSpec) -> bool:
         """Whether the wheel layers get bytecode: the image's Python must run here."""
