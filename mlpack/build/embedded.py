@@ -28,7 +28,7 @@ from mlpack.oci.layer_writer import write_layer
 from mlpack.oslib.fs import NO_SPACE
 from mlpack.paths import cache_folder
 from mlpack.progress import reporter
-from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
+from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep, commands
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -178,7 +178,7 @@ class EmbeddedBuilder:
         if isinstance(step, SystemStep):
             assert self.runner is not None  # checked by _step
             # The layer is a diff against the base: the base digest is part of its key.
-            key = step_key(step.key(), spec.base_digest, system.SCRIPT)
+            key = step_key(step.key(), spec.base_digest, commands.SYSTEM_SCRIPT)
             install = partial(system.stage_system, step, self.runner, image=spec.base_digest,
                               cache=cache_folder("debs", home=self.store.root), work=work,
                               staging=staging)  # fmt: skip
@@ -209,8 +209,8 @@ class EmbeddedBuilder:
             return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
         # The .pyc bytes are the base interpreter's: the base digest is part of the key.
         python = spec.interpreter
-        key = step_key(step.key(), installer.__version__, bytecode.MODE, bytecode.SCRIPT,
-                       bytecode.HASH_SEED, spec.base_digest, python)  # fmt: skip
+        key = step_key(step.key(), installer.__version__, commands.BYTECODE_MODE,
+                       commands.COMPILE_SCRIPT, commands.HASH_SEED, spec.base_digest, python)  # fmt: skip
 
         def stage_and_compile() -> tuple[str, ...]:
             self._stage_wheels(step, staging)
