@@ -28,7 +28,7 @@ from mlpack.oci.layer_writer import write_layer
 from mlpack.oslib.fs import NO_SPACE
 from mlpack.paths import cache_folder
 from mlpack.progress import reporter
-from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
+from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep, commands
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -178,7 +178,7 @@ class EmbeddedBuilder:
         if isinstance(step, SystemStep):
             assert self.runner is not None  # checked by _step
             # The layer is a diff against the base: the base digest is part of its key.
-            key = step_key(step.key(), spec.base_digest, system.SCRIPT)
+            key = step_key(step.key(), spec.base_digest, commands.SYSTEM_SCRIPT)
             install = partial(system.stage_system, step, self.runner, image=spec.base_digest,
                               cache=cache_folder("debs", home=self.store.root), work=work,
                               staging=staging)  # fmt: skip
@@ -192,22 +192,7 @@ class EmbeddedBuilder:
         if isinstance(step, VenvStep):
             return _Recipe(key=step_key(step.key()), fill=_no_whiteouts(stage_venv, step, staging))
         if isinstance(step, WheelStep):
-            if not self._compiles(spec):
-                key = step_key(step.key(), installer.__version__, "no-bytecode")
-                return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
-            # The .pyc bytes are the base interpreter's: the base digest is part of the key.
-            python = spec.interpreter
-            key = step_key(step.key(), installer.__version__, bytecode.MODE, bytecode.SCRIPT,
-                           bytecode.HASH_SEED, spec.base_digest, python)  # fmt: skip
-
-            def stage_and_compile() -> tuple[str, ...]:
-                assert self.runner is not None  # checked by _compiles
-                self._stage_wheels(step, staging)
-                bytecode.compile_step(step, self.runner, image=spec.base_digest, python=python,
-                                      staging=staging)  # fmt: skip
-                return ()
-
-            return _Recipe(key=key, fill=stage_and_compile)
+            return self._wheel_recipe(step, spec=spec, staging=staging)
         rules = code_context.project_rules(context, (*step.excludes, f"/{EJECT_DIR}"))
         entries = code_context.select(context, rules)
         return _Recipe(
@@ -215,6 +200,25 @@ class EmbeddedBuilder:
             fill=_no_whiteouts(stage_code, step, context, entries, staging),
             modes={f"{step.workdir.strip('/')}/{d}": 0o777 for d in step.writable_dirs},
         )
+
+    def _wheel_recipe(self, step: WheelStep, *, spec: ImageSpec, staging: Path) -> _Recipe:
+        """Install the step's wheels, then compile their bytecode where the image's Python runs."""
+        runner = self.runner if self._compiles(spec) else None
+        if runner is None:
+            key = step_key(step.key(), installer.__version__, "no-bytecode")
+            return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
+        # The .pyc bytes are the base interpreter's: the base digest is part of the key.
+        python = spec.interpreter
+        key = step_key(step.key(), installer.__version__, commands.BYTECODE_MODE,
+                       commands.COMPILE_SCRIPT, commands.HASH_SEED, spec.base_digest, python)  # fmt: skip
+
+        def stage_and_compile() -> tuple[str, ...]:
+            self._stage_wheels(step, staging)
+            bytecode.compile_step(step, runner, image=spec.base_digest, python=python,
+                                  staging=staging)  # fmt: skip
+            return ()
+
+        return _Recipe(key=key, fill=stage_and_compile)
 
     def _compiles(self, spec: ImageSpec) -> bool:
         """Whether the wheel layers get bytecode: the image's Python must run here."""
