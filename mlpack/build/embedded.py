@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.build.protocol import StepRunner
-    from mlpack.oci.layer_writer import LayerDigests, Output
+    from mlpack.oci.layer_compression import LayerDigests, Output
     from mlpack.oci.store import Store, StoredImage
     from mlpack.spec import ImageSpec, Step
 

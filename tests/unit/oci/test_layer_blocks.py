@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import random
 import subprocess
 import tarfile
 from typing import TYPE_CHECKING
 
-from mlpack.oci import layer_writer
-from mlpack.oci.layer_writer import PARALLEL_BLOCK, write_layer
+from mlpack.oci import layer_compression
+from mlpack.oci.layer_compression import PARALLEL_BLOCK
+from mlpack.oci.layer_writer import write_layer
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,7 +31,7 @@ def tree(root: Path) -> Path:
     return root
 
 
-def write(root: Path, **kw: object) -> tuple[bytes, layer_writer.LayerDigests]:
+def write(root: Path, **kw: object) -> tuple[bytes, layer_compression.LayerDigests]:
     out = io.BytesIO()
     digests = write_layer(root, out, source_date_epoch=1, **kw)  # type: ignore[arg-type]
     return out.getvalue(), digests
@@ -60,7 +60,7 @@ def test_the_bytes_do_not_depend_on_the_number_of_threads(
     root = tree(tmp_path / "t")
     seen = set()
     for cores in (1, 3, 16):
-        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        monkeypatch.setattr(layer_compression, "_workers", lambda cores=cores: cores)
         seen.add(write(root, blocks=True)[0])
     assert len(seen) == 1
 
