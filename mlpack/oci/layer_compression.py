@@ -10,6 +10,7 @@ buffer where it has one (the parallel gzip one), so a 1 GB layer is not copied a
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import zlib
@@ -17,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
@@ -25,8 +26,8 @@ from mlpack.oci import mediatypes
 if TYPE_CHECKING:
     from types import ModuleType
 
-Compression = Literal["gzip", "zstd"]
-COMPRESSIONS: Final[tuple[Compression, ...]] = ("gzip", "zstd")
+    from mlpack.vocabulary import Compression
+
 
 # The parallel gzip block: pigz's default size. Part of the output's identity.
 PARALLEL_BLOCK: Final = 128 * 1024
@@ -251,6 +252,8 @@ class _BlockGzipSink:
         self._workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="mlpack-deflate")
         self._ordered = ThreadPoolExecutor(1, thread_name_prefix="mlpack-layer-out")
+        # The output is written from that thread in the caller's context (its progress reporter).
+        self._context = contextvars.copy_context()
         self._pending: deque[Future[None]] = deque()
         self._task = bytearray(_TASK)
         self._view = memoryview(self._task)
@@ -288,7 +291,8 @@ class _BlockGzipSink:
         if len(task) >= _WINDOW:
             self._window = bytes(task[-_WINDOW:])
         deflated = self._pool.submit(_deflate_task, task, window, self._level, final)
-        self._pending.append(self._ordered.submit(self._absorb, task, deflated))
+        absorb = self._ordered.submit(self._context.run, self._absorb, task, deflated)
+        self._pending.append(absorb)
         self._task = bytearray(_TASK)
         self._view = memoryview(self._task)
         self._fill = 0

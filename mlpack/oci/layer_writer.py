@@ -21,7 +21,8 @@ from mlpack.progress import reporter
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
-    from mlpack.oci.layer_compression import Compression, LayerDigests, Output, Sink
+    from mlpack.oci.layer_compression import LayerDigests, Output, Sink
+    from mlpack.vocabulary import Compression
 
 BLOCK: Final = 512
 _PAX_NAME: Final = b"././@PaxHeader"  # constant, like CPython; never a PID (dotnet/sdk#55689)

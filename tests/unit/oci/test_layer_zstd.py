@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import zstandard
 
-from mlpack.errors import ImageError
+from mlpack.build.embedded import EmbeddedBuilder
+from mlpack.config import load_config
+from mlpack.errors import BuildError, ConfigError, ImageError
 from mlpack.oci import layer_compression, mediatypes
 from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_compression import MEDIA_TYPES, identity
@@ -23,7 +25,9 @@ from mlpack.oci.layer_writer import write_layer
 from mlpack.oci.registry import pull, push
 from mlpack.oci.snapshots import rootfs
 from mlpack.oci.store import Store
+from mlpack.pipeline import make_builder
 from tests.oci_fixtures import CREATED, plain_registry
+from tests.unit.build.fakes import make_base, make_project, make_spec, make_wheel
 from tests.unit.oci._sandbox import load_corpus, make_sandbox, untouched
 
 if TYPE_CHECKING:
@@ -234,3 +238,42 @@ def test_skippable_frames_and_several_frames_are_one_stream(tmp_path: Path) -> N
     blob = skippable + compressor.compress(raw[:half]) + compressor.compress(raw[half:])
     result = make_sandbox(tmp_path / "a").apply(blob, media_type=mediatypes.OCI_LAYER_ZSTD)
     assert result.diff_id == digests.diff_id
+
+
+def test_the_embedded_builder_writes_zstd_layers_on_request(tmp_path: Path) -> None:
+    """`mlpack build --compression zstd`: the built layers are zstd, the base's stay as they
+    were, the diff_ids (the image ID) match a gzip build's, and the cache keeps them apart."""
+    store = Store(tmp_path / "store")
+    (tmp_path / "wheels").mkdir()
+    pin = make_wheel(tmp_path / "wheels")
+    spec = make_spec(make_base(store, tmp_path), (pin,))
+    project = make_project(tmp_path / "proj")
+    wheels = {pin.sha256: tmp_path / "wheels" / pin.filename}
+    results = {
+        name: EmbeddedBuilder(store, wheels=wheels, compression=name).build(
+            spec, context=project, tag=f"localhost/demo:{name}"
+        )
+        for name in ("gzip", "zstd", "gzip")
+    }
+    gz, zst = store.image("localhost/demo:gzip"), store.image("localhost/demo:zstd")
+    base = len(gz.manifest.layers) - len(spec.steps)
+    assert [d.media_type for d in zst.manifest.layers[base:]] == [mediatypes.OCI_LAYER_ZSTD] * 3
+    assert zst.manifest.layers[:base] == gz.manifest.layers[:base]
+    assert zst.config.diff_ids == gz.config.diff_ids
+    for desc in zst.manifest.layers[base:]:
+        assert store.blob_path(desc.digest).read_bytes()[:4] == ZSTD_MAGIC
+    assert not any(x.cached for x in results["zstd"].layers[base:])  # not gzip's cache entries
+    assert all(x.cached for x in results["gzip"].layers)  # the second gzip build: all hits
+
+
+def test_compression_comes_from_the_config(tmp_path: Path) -> None:
+    (tmp_path / "mlpack.toml").write_text('name = "demo"\npython = "3.11"\ncompression = "zstd"\n')
+    assert load_config(tmp_path).compression == "zstd"
+    (tmp_path / "mlpack.toml").write_text('name = "demo"\npython = "3.11"\ncompression = "lz4"\n')
+    with pytest.raises(ConfigError, match="not gzip or zstd"):
+        load_config(tmp_path)
+
+
+def test_the_docker_backend_refuses_zstd(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="docker backend writes gzip"):
+        make_builder("docker", Store(tmp_path / "store"), {}, "zstd")
