@@ -19,8 +19,10 @@ from mlpack.errors import ConfigError
 from mlpack.oslib.fs import atomic_write
 from mlpack.paths import CONFIG_FILE, PYPROJECT_FILE
 from mlpack.vocabulary import (
+    COMPRESSIONS,
     DEFAULT_PLATFORM,
     PLATFORMS,
+    Compression,
     EnvSpec,
     PackageSpec,
     Platform,
@@ -45,7 +47,7 @@ _NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 _TOP_KEYS: Final = frozenset(
     {"name", "python", "python-source", "base", "platform", "dependencies", "env", "layout",
-     "entrypoints", "accelerator"}
+     "entrypoints", "accelerator", "compression"}
 )  # fmt: skip
 _DEP_KEYS: Final = frozenset(
     {"packages", "index-url", "extra-index-urls", "system", "torch-variant", "groups",
@@ -93,6 +95,7 @@ class ProjectConfig:
     ignore_imports: tuple[str, ...] = ()  # import names analysis leaves out
     import_map: tuple[tuple[str, str], ...] = ()  # import name -> distribution
     exclude: tuple[str, ...] = ()  # canonical distributions never added back
+    compression: Compression = "gzip"  # of the layers the embedded builder writes
 
 
 def config_location(root: Path) -> tuple[Path, bool]:
@@ -230,7 +233,18 @@ def _validate(data: dict[str, Any], *, root: Path, path: Path, where: str) -> Pr
         ignore_imports=ignore_imports,
         import_map=import_map,
         exclude=exclude,
+        compression=_compression(data, where),
     )
+
+
+def _compression(data: dict[str, Any], where: str) -> Compression:
+    value = _str(data.get("compression", "gzip"), where, "compression")
+    if value not in COMPRESSIONS:
+        raise _fail(
+            where, "compression", f"is {value!r}, not gzip or zstd",
+            'gzip reads everywhere; zstd (compression = "zstd") needs Docker 23+ or containerd',
+        )  # fmt: skip
+    return value
 
 
 def _name(data: dict[str, Any], root: Path, where: str) -> str:

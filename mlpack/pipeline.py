@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from mlpack.lock.runner import Runner
     from mlpack.oci.store import Store
     from mlpack.spec import ImageSpec
-    from mlpack.vocabulary import BaseImage
+    from mlpack.vocabulary import BaseImage, Compression
 
 # Where Debian and most distributions keep the system's CA bundle.
 _SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -292,10 +292,12 @@ def build_project(
     note: Callable[[str], None],
     store: Store | None = None,
     platform: str | None = None,
+    compression: Compression | None = None,
 ) -> BuildResult:
     """Plan, fetch and build the project at ``root`` with ``backend``; tag the image.
 
     :param platform: the target platform (default: the config's, else linux/amd64).
+    :param compression: of the layers the embedded builder writes (default: the config's).
     """
     from mlpack.build.sbom import attach_sbom
     from mlpack.oci.store import Store
@@ -304,18 +306,26 @@ def build_project(
     wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
     store = store or Store.default()
     ensure_base(lock_file, config, store)
-    result = make_builder(backend, store, wheels).build(
-        spec, context=root, tag=tag or spec.default_tag
-    )
+    builder = make_builder(backend, store, wheels, compression or config.compression)
+    result = builder.build(spec, context=root, tag=tag or spec.default_tag)
     return dataclasses.replace(result, sbom=attach_sbom(store, result, spec, wheels))
 
 
-def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path]) -> Builder:
+def make_builder(
+    backend: BackendName,
+    store: Store,
+    wheels: Mapping[str, Path],
+    compression: Compression = "gzip",
+) -> Builder:
     """The builder registered under ``backend``, its prerequisites checked up front."""
     if backend == "embedded":
         from mlpack.build.embedded import EmbeddedBuilder
 
-        return EmbeddedBuilder(store, wheels=wheels, runner=embedded_step_runner())
+        runner = embedded_step_runner()
+        return EmbeddedBuilder(store, wheels=wheels, runner=runner, compression=compression)
+    if compression != "gzip":
+        msg = f"the docker backend writes gzip layers, not {compression}"
+        raise BuildError(msg, hint="build zstd layers with the embedded backend (the default)")
     import docker
 
     from mlpack.build.docker import DockerBuilder

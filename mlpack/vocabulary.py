@@ -25,6 +25,10 @@ DEFAULT_PLATFORM: Final[Platform] = "linux/amd64"
 # refused, since they would not load in the image.
 GLIBC_MINOR: Final = 36
 
+# How the embedded builder compresses layers: gzip (every engine reads it) or zstd (opt-in).
+Compression = Literal["gzip", "zstd"]
+COMPRESSIONS: Final[tuple[Compression, ...]] = ("gzip", "zstd")
+
 BaseProvider = Literal["registry", "debian", "explicit"]
 BASE_PROVIDERS: Final[tuple[BaseProvider, ...]] = ("registry", "debian", "explicit")
 
