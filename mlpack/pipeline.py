@@ -76,11 +76,6 @@ def lock_path(root: Path) -> Path:
     return root / LOCK_FILE
 
 
-def lock_is_current(root: Path, *, check: bool) -> bool:
-    """True when the no-op memo says ``root``'s lock is up to date (reads bytes only)."""
-    return stamp.is_current(root, "check" if check else "lock")
-
-
 def project_lock_inputs(
     root: Path, *, resolver: ResolverName = "uv", platform: str | None = None
 ) -> LockInputs:
@@ -175,7 +170,7 @@ def lock_project(
 def _memo(
     root: Path, *, upgrade: bool, resolver: ResolverName, platform: str | None
 ) -> stamp.Memo | None:
-    """The no-op memo serves only what ``lock_is_current`` reads: no options but ``check``."""
+    """The no-op memo serves only what ``stamp.is_current`` reads: no options but ``check``."""
     if upgrade or resolver != "uv" or platform is not None or not has_config(root):
         return None  # without a config the inputs are the code, which the memo does not read
     return stamp.Memo(root)

@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -44,6 +41,11 @@ class PackageSpec:
     @property
     def name(self) -> str:
         """Canonical distribution name."""
+        # packaging is imported here, not at the top: the CLI's option types come from this
+        # module, and `mlpack lock` on unchanged inputs needs no requirement parser.
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+
         return canonicalize_name(Requirement(self.requirement).name)
 
 
