@@ -90,7 +90,7 @@ def supervise(chan: Channel) -> int:
     chan.send({"pid": pid})
     result = follow(pid)
     state_dir = req.get("state_dir")
-    if state_dir:
+    if state_dir and chan.detached:  # the parent of a run gets the result below; `create`'s is gone
         atomic_write(os.path.join(state_dir, "exit.json"), jsoncodec.dumps(result), durable=False)
     chan.send(result)
     return 0
