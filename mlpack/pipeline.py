@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from mlpack.build.verify import Verification
     from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
-    from mlpack.lock.lockdata import Lock, ResolverName
+    from mlpack.lock.lockdata import Lock
     from mlpack.lock.locker import BaseResolver
     from mlpack.lock.runner import Runner
     from mlpack.oci.store import Store
     from mlpack.spec import ImageSpec
-    from mlpack.vocabulary import BaseImage
+    from mlpack.vocabulary import BaseImage, ResolverName
 
 # Where Debian and most distributions keep the system's CA bundle.
 _SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"

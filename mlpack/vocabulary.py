@@ -22,6 +22,9 @@ DEFAULT_PLATFORM: Final[Platform] = "linux/amd64"
 # refused, since they would not load in the image.
 GLIBC_MINOR: Final = 36
 
+# The resolvers a lock can be made with: uv (the default, any target) or pip-tools (the reference).
+ResolverName = Literal["uv", "pip-tools"]
+
 BaseProvider = Literal["registry", "debian", "explicit"]
 BASE_PROVIDERS: Final[tuple[BaseProvider, ...]] = ("registry", "debian", "explicit")
 

@@ -9,10 +9,9 @@ import typer
 
 from mlpack.cli.output import progress, say
 from mlpack.errors import ConfigError
-from mlpack.lock.lockdata import ResolverName
 from mlpack.paths import LOCK_FILE
 from mlpack.runtime.options import parse_path
-from mlpack.vocabulary import Platform
+from mlpack.vocabulary import Platform, ResolverName
 
 
 def _split_args(args: list[str] | None, upgrade: bool) -> tuple[Path, tuple[str, ...]]:
