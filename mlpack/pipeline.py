@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from mlpack.build.verify import Verification
     from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
-    from mlpack.lock.lockdata import Lock, ResolverName
+    from mlpack.lock.lockdata import Lock
     from mlpack.lock.locker import BaseResolver
     from mlpack.lock.runner import Runner
     from mlpack.oci.store import Store
     from mlpack.spec import ImageSpec
-    from mlpack.vocabulary import BaseImage, Compression
+    from mlpack.vocabulary import BaseImage, Compression, ResolverName
 
 # Where Debian and most distributions keep the system's CA bundle.
 _SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -74,11 +74,6 @@ def embedded_image_runner(image: str, tools: Path) -> Runner:
 def lock_path(root: Path) -> Path:
     """Where a project's lock lives."""
     return root / LOCK_FILE
-
-
-def lock_is_current(root: Path, *, check: bool) -> bool:
-    """True when the no-op memo says ``root``'s lock is up to date (reads bytes only)."""
-    return stamp.is_current(root, "check" if check else "lock")
 
 
 def project_lock_inputs(
@@ -178,7 +173,7 @@ def lock_project(
 def _memo(
     root: Path, *, upgrade: bool, resolver: ResolverName, platform: str | None
 ) -> stamp.Memo | None:
-    """The no-op memo serves only what ``lock_is_current`` reads: no options but ``check``."""
+    """The no-op memo serves only what ``stamp.is_current`` reads: no options but ``check``."""
     if upgrade or resolver != "uv" or platform is not None or not has_config(root):
         return None  # without a config the inputs are the code, which the memo does not read
     return stamp.Memo(root)
