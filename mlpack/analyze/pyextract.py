@@ -11,7 +11,7 @@ import ast
 import re
 from typing import TYPE_CHECKING, Any, Final
 
-from mlpack.analyze import chunks
+from mlpack.analyze import triggers
 from mlpack.analyze.pyexpr import (
     dotted,
     is_availability_check,
@@ -416,8 +416,8 @@ class Extractor(ast.NodeVisitor):
             path = path_literal(node.args[0])
             if path is not None:
                 self.paths.append((path, line, "p"))
-        elif last in chunks.WRITE_CALLS or last in chunks.READ_CALLS:
-            mode = "w" if last in chunks.WRITE_CALLS else "r"
+        elif last in triggers.WRITE_CALLS or last in triggers.READ_CALLS:
+            mode = "w" if last in triggers.WRITE_CALLS else "r"
             if last in {"copy", "copyfile", "copytree"}:
                 args = node.args[1:2]  # the destination
             else:
@@ -428,10 +428,12 @@ class Extractor(ast.NodeVisitor):
                     self.paths.append((path, line, mode))
                     break
         for kw in node.keywords:
-            if kw.arg in chunks.WRITE_KEYWORDS or kw.arg in chunks.READ_KEYWORDS:
+            if kw.arg in triggers.WRITE_KEYWORDS or kw.arg in triggers.READ_KEYWORDS:
                 path = path_literal(kw.value)
                 if path is not None and looks_like_path(path):
-                    self.paths.append((path, line, "w" if kw.arg in chunks.WRITE_KEYWORDS else "r"))
+                    self.paths.append(
+                        (path, line, "w" if kw.arg in triggers.WRITE_KEYWORDS else "r")
+                    )
 
     def _opened_path(self, node: ast.Call, name: str, last: str, line: int) -> bool:
         """Record ``open(p)``, ``Path(p).open("w")`` and ``Path(p).read_text()``-style calls.
