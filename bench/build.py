@@ -73,13 +73,15 @@ def main() -> int:
     import docker
 
     client = docker.from_env()
-    base_id = DockerBuilder(store, client=client, wheels=wheels).load_base(spec)
+    docker_builder = DockerBuilder(store, client=client, wheels=wheels)
+    base_id = docker_builder.load_base(spec)
+    debs = docker_builder.fetch_debs(spec)
     client.close()
     edit = root / "bench_edit.py"
 
     def context() -> bytes:
         buf = io.BytesIO()
-        write_context(spec, root, wheels, buf)
+        write_context(spec, root, wheels, buf, debs=debs)
         data = buf.getvalue()
         naive = io.BytesIO()
         with (

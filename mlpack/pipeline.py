@@ -97,12 +97,15 @@ def config_lock_inputs(
     platform: str | None = None,
 ) -> LockInputs:
     """The lock inputs of ``config`` (``lock`` and ``build`` agree on them, so on staleness)."""
+    from mlpack.analyze.python_version import python_allowance
+
     python, fallback = python_choice(root, config)
     return inputs_from_config(
         replace(config, python=python),
         resolver=resolver,
         platform=platform,
         fallback_pythons=fallback,
+        python_allowed_by=python_allowance(root) if fallback else "",
     )
 
 

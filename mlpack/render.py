@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from mlpack.errors import BuildError
 from mlpack.oslib.fs import atomic_write
 
 if TYPE_CHECKING:
-    from mlpack.spec import ImageSpec
+    from mlpack.spec import ImageSpec, WheelStep
 
 
 def templates_dir() -> Path:
@@ -62,10 +63,34 @@ def render_template(name: str, **context: Any) -> str:
 
 def render_dockerfile(spec: ImageSpec) -> str:
     """The spec as a classic-builder Dockerfile (REPRODUCIBILITY.md §8)."""
+    from mlpack.base.debian import SCRUB
+    from mlpack.build import system
     from mlpack.spec import EJECT_DIR
 
     venv = next((s.name for s in spec.steps if s.role == "interpreter"), "")
-    return render_template("Dockerfile.j2", spec=spec, venv_stage=venv, eject_dir=EJECT_DIR)
+    return render_template(
+        "Dockerfile.j2",
+        spec=spec,
+        venv_stage=venv,
+        eject_dir=EJECT_DIR,
+        compile_command=partial(compile_command, spec),
+        debs_dir=system.DEBS,
+        out_dir=system.OUT,
+        log_dir=system.LOG,
+        install=system.INSTALL,
+        checksums=system.CHECKSUMS,
+        scrub=SCRUB,
+    )
+
+
+def compile_command(spec: ImageSpec, step: WheelStep, staged: str) -> str:
+    """The shell command that compiles ``step``'s site-packages staged under ``staged`` (the
+    same script and interpreter as the embedded builder, so the same .pyc bytes).
+    """
+    from mlpack.build.bytecode import compile_argv
+
+    folder = staged + step.site_packages.removeprefix(step.prefix)
+    return shlex.join(compile_argv(spec.interpreter, folder, step.site_packages))
 
 
 def render_dockerignore(spec: ImageSpec) -> str:
@@ -76,28 +101,43 @@ def render_dockerignore(spec: ImageSpec) -> str:
     return render_template("dockerignore.j2", excludes=code.excludes if code else ())
 
 
+def context_files(spec: ImageSpec) -> dict[str, bytes]:
+    """The files under ``.mlpack/`` that the Dockerfile's builder stages read, by context path
+    (the fetched wheels and .deb files aside): requirements per wheel step, the system stage's
+    install script and checksums.
+    """
+    from mlpack.build import system
+    from mlpack.spec import EJECT_DIR, SystemStep, WheelStep
+
+    files: dict[str, bytes] = {}
+    for step in spec.steps:
+        if isinstance(step, WheelStep):
+            files[f"{EJECT_DIR}/requirements/{step.name}.txt"] = step.requirements().encode()
+        elif isinstance(step, SystemStep):
+            for name, data in system.context_files(step).items():
+                files[f"{EJECT_DIR}/debs/{name}"] = data
+    return files
+
+
 def eject(spec: ImageSpec, out: Path) -> tuple[Path, ...]:
-    """Write Dockerfile, .dockerignore and .mlpack/requirements/<group>.txt into ``out``.
+    """Write Dockerfile, .dockerignore, .mlpack/requirements/<group>.txt and the system stage's
+    .mlpack/debs/ script and checksums into ``out``.
 
     Returns the paths written. The requirements and the wheelhouse live under ``.mlpack/`` of
     the build context, which the .dockerignore keeps out of the code layer (but not out of the
     context: the builder stages COPY them, and the final stage never does).
     """
-    from mlpack.spec import EJECT_DIR, WheelStep
-
     files = {
-        "Dockerfile": render_dockerfile(spec),
-        ".dockerignore": render_dockerignore(spec),
+        "Dockerfile": render_dockerfile(spec).encode("utf-8"),
+        ".dockerignore": render_dockerignore(spec).encode("utf-8"),
+        **context_files(spec),
     }
-    for step in spec.steps:
-        if isinstance(step, WheelStep):
-            files[f"{EJECT_DIR}/requirements/{step.name}.txt"] = step.requirements()
     written = []
     try:
-        for rel, text in files.items():
+        for rel, data in files.items():
             path = out / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, text.encode("utf-8"))
+            atomic_write(path, data)
             written.append(path)
     except OSError as exc:
         msg = f"cannot write the rendered files into {out}: {exc.strerror}"

@@ -52,6 +52,18 @@ class MountRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TaskPlacement:
+    """Where a run sat in a cluster job (one Slurm task of several): its rank and its peers'."""
+
+    job_id: str
+    rank: int
+    local_rank: int
+    world_size: int
+    node: str
+    master_addr: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunRecord:
     """Everything needed to repeat a run and to tell whether the repeat matched."""
 
@@ -77,6 +89,7 @@ class RunRecord:
     outputs: tuple[tuple[str, str], ...] = ()  # container path -> sha256 digest
     owner: int = field(default=0, compare=False)  # pid of the mlpack process while running
     rerun_of: str | None = None
+    task: TaskPlacement | None = None  # set when the run is one task of a cluster job
 
     def to_json(self) -> str:
         """The record as run.json text (stable key order)."""
@@ -90,6 +103,8 @@ class RunRecord:
         doc["command"] = tuple(doc["command"])
         doc["env"] = tuple((k, v) for k, v in doc["env"])
         doc["outputs"] = tuple((k, v) for k, v in doc["outputs"])
+        if doc.get("task") is not None:
+            doc["task"] = TaskPlacement(**doc["task"])
         return cls(**doc)
 
 
@@ -126,6 +141,25 @@ def now_iso() -> str:
 def host_name() -> str:
     """The host name, for the record."""
     return socket.gethostname()
+
+
+def task_placement(environ: dict[str, str] | None = None) -> TaskPlacement | None:
+    """The run's place in a Slurm job, from the variables ``srun`` sets (None outside one).
+
+    The master address is the one the job's script exported for torchrun (``MASTER_ADDR``).
+    """
+    env = os.environ if environ is None else environ
+    ids = [env.get(k, "") for k in ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS")]
+    if not env.get("SLURM_JOB_ID") or not all(i.isdigit() for i in ids):
+        return None
+    return TaskPlacement(
+        job_id=env["SLURM_JOB_ID"],
+        rank=int(ids[0]),
+        local_rank=int(ids[1]),
+        world_size=int(ids[2]),
+        node=env.get("SLURMD_NODENAME") or host_name(),
+        master_addr=env.get("MASTER_ADDR") or None,
+    )
 
 
 # -- digests

@@ -207,6 +207,12 @@ class ImageSpec:
     created: str  # SDE as YYYY-MM-DDTHH:MM:SSZ
 
     @property
+    def interpreter(self) -> str:
+        """The base's python3: the venv links to it, and it compiles the bytecode."""
+        home = next((s.home for s in self.steps if isinstance(s, VenvStep)), VenvStep.home)
+        return f"{home}/python3"
+
+    @property
     def default_tag(self) -> str:
         """``localhost/<project>:<short lock hash>``."""
         return local_tag(self.name, self.lock_hash)

@@ -30,8 +30,9 @@ def analyze(
     :param settings: the user's ``ignore-imports``, ``import-map`` and ``exclude``.
     :raises AnalyzeError: when ``root`` is not a readable directory, or declared files conflict.
     """
-    from mlpack.analyze.accelerators import analyze_accelerator, analyze_system_packages
+    from mlpack.analyze.accelerators import analyze_accelerator
     from mlpack.analyze.analysis import ProjectAnalysis
+    from mlpack.analyze.debian import analyze_system_packages
     from mlpack.analyze.entrypoints import analyze_entrypoints
     from mlpack.analyze.envvars import analyze_env
     from mlpack.analyze.factcache import collect_facts

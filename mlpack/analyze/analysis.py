@@ -37,15 +37,6 @@ class DeclaredRequirement:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ImportUse:
-    """One third-party top-level import found in the code."""
-
-    module: str  # top-level import name, e.g. "sklearn"
-    locations: tuple[str, ...]  # "train.py:3", sorted
-    optional: bool  # every use sits in try/except ImportError (or ModuleNotFoundError)
-
-
-@dataclass(frozen=True, kw_only=True)
 class Package:
     """A distribution the image needs, with its provenance."""
 

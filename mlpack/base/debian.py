@@ -30,7 +30,7 @@ KEY_LABEL = "org.mlpack.base.key"
 PACKAGES_LABEL = "org.mlpack.base.packages"
 _ARCH = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm", "i386": "386", "ppc64el": "ppc64le"}
 # REPRODUCIBILITY §4 hygiene: files that hold build time, inode numbers or caches.
-_SCRUB = (
+SCRUB = (
     "var/log/*",
     "var/cache/ldconfig/aux-cache",
     "var/lib/apt/lists/*",
@@ -142,7 +142,7 @@ def _bootstrap(suite: str, mirror: str, root: Path, sde: int) -> None:
 
 def scrub_rootfs(root: Path) -> None:
     """Delete what varies between runs of the same install (REPRODUCIBILITY.md §4 hygiene)."""
-    for pattern in _SCRUB:
+    for pattern in SCRUB:
         for path in root.glob(pattern):
             if path.is_dir() and not path.is_symlink():
                 remove_tree(path)

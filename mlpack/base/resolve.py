@@ -20,18 +20,28 @@ if TYPE_CHECKING:
     from mlpack.oci.store import Store
 
 
-def _explicit(text: str, store: Store, options: RegistryOptions | None) -> BaseImage:
+def _explicit(text: str, python: str, store: Store, options: RegistryOptions | None) -> BaseImage:
+    """The user's base, pinned; its Python from ``PYTHON_VERSION``, else the project's ``python``.
+
+    An image that does not say its Python (most non-official images) would otherwise give the
+    resolver an empty target version; the project's choice is the best word left, and said.
+    """
     ref = parse_reference(text)
     try:
         digest = store.resolve(text)
     except ImageError:
         digest = pull(text, store, options=options).digest
-    image = store.image(digest)
+    full = python_version(store.image(digest).config.env, "")
+    if not full:
+        reporter().notice(
+            f"base {text} does not declare PYTHON_VERSION; locking for Python {python} "
+            "(set python = ... in mlpack.toml if the image has another)"
+        )
     return BaseImage(
         reference=str(ref.with_tag(ref.tag)) if ref.tag else str(ref),
         digest=digest,
         provider="explicit",
-        python_full=python_version(image.config.env, ""),
+        python_full=full or python,
     )
 
 
@@ -44,7 +54,7 @@ def resolve_base(
 ) -> BaseImage:
     """Return the base for ``python`` (X.Y) per ARCHITECTURE decision 1, fetched into ``store``."""
     if explicit:
-        return _explicit(explicit, store, options)
+        return _explicit(explicit, python, store, options)
     try:
         return registry_base(python, store, options=options)
     except RegistryUnreachable as exc:

@@ -3,7 +3,10 @@
 docker-py has no BuildKit (docker/docker-py#2230), so this is the classic builder: the
 template uses its syntax only. The build context is assembled here rather than by the engine:
 the project files the code layer would hold (the same ignore rules as the embedded builder),
-the Dockerfile and the hash-checked wheelhouse under ``.mlpack/``, which the code stage deletes.
+the Dockerfile, the hash-checked wheelhouse and the lock's .deb files (fetched and verified on
+the host, as the embedded builder does) under ``.mlpack/``, which the code stage deletes. The
+build runs with ``network_mode="none"``: no step reaches a network, so no step needs a
+credential or a CA bundle (which the classic builder could not pass as a secret anyway).
 The base goes from the store into the engine by digest, and the built image comes back into
 the store, so ``mlpack run`` and ``mlpack push`` see it as they see an embedded build.
 The result is content-reproducible, not bit-for-bit (moby/moby#43124: layer mtimes and
@@ -19,11 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from mlpack.build import context as code_context
+from mlpack.build import system
 from mlpack.build.protocol import BuildResult, LayerResult
 from mlpack.errors import BuildError, ImageError
 from mlpack.oci.archive import export_image, import_archive
-from mlpack.render import render_dockerfile
-from mlpack.spec import EJECT_DIR, CodeStep, WheelStep
+from mlpack.paths import cache_folder
+from mlpack.render import context_files, render_dockerfile
+from mlpack.spec import EJECT_DIR, CodeStep, SystemStep, WheelStep
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,8 +65,9 @@ class DockerBuilder:
     def build(self, spec: ImageSpec, *, context: Path, tag: str) -> BuildResult:
         """Build ``spec`` in the engine from ``context``; tag it there and in the store."""
         base_id = self.load_base(spec)
+        debs = self.fetch_debs(spec)
         with tempfile.TemporaryFile() as ctx:
-            write_context(spec, context, self.wheels, ctx)
+            write_context(spec, context, self.wheels, ctx, debs=debs)
             ctx.seek(0)
             self._run_build(ctx, tag=tag, base_id=base_id)
         digest = self._into_store(tag)
@@ -83,6 +89,15 @@ class DockerBuilder:
                     self.client.images.load(fh)
         return config_id
 
+    def fetch_debs(self, spec: ImageSpec) -> dict[str, Path]:
+        """The system step's .deb files by sha256: fetched and verified on the host, as the
+        embedded builder does (the build itself has no network).
+        """
+        cache = cache_folder("debs", home=self.store.root)
+        pins = tuple(pin for s in spec.steps if isinstance(s, SystemStep) for pin in s.debs)
+        paths = system.fetch_debs(pins, cache=cache) if pins else ()
+        return {pin.sha256: path for pin, path in zip(pins, paths, strict=True)}
+
     def _run_build(self, ctx: Any, *, tag: str, base_id: str) -> None:
         import docker
 
@@ -92,6 +107,7 @@ class DockerBuilder:
             for chunk in self.client.api.build(
                 fileobj=ctx, custom_context=True, dockerfile=DOCKERFILE, tag=tag, rm=True,
                 forcerm=True, decode=True, buildargs={"BASE_IMAGE": base_id},
+                network_mode="none",
             ):  # fmt: skip
                 text = str(chunk.get("stream", ""))
                 if text.startswith("Step "):
@@ -123,8 +139,18 @@ class DockerBuilder:
         return digest
 
 
-def write_context(spec: ImageSpec, project: Path, wheels: Mapping[str, Path], out: Any) -> None:
-    """Write the build context tar: project files, the Dockerfile, requirements and wheels."""
+def write_context(
+    spec: ImageSpec,
+    project: Path,
+    wheels: Mapping[str, Path],
+    out: Any,
+    *,
+    debs: Mapping[str, Path],
+) -> None:
+    """Write the build context tar: project files, the Dockerfile, what its builder stages read
+    under ``.mlpack/`` (requirements, the system stage's script and checksums), the wheels and
+    the .deb files (both by sha256).
+    """
     code = next((s for s in spec.steps if isinstance(s, CodeStep)), None)
     excludes = (*code.excludes, f"/{EJECT_DIR}") if code else (f"/{EJECT_DIR}",)
     entries = code_context.select(project, code_context.project_rules(project, excludes))
@@ -132,22 +158,26 @@ def write_context(spec: ImageSpec, project: Path, wheels: Mapping[str, Path], ou
         for entry in entries:
             tar.addfile(*_member(project, entry))
         _add_bytes(tar, DOCKERFILE, render_dockerfile(spec).encode())
+        for name, data in context_files(spec).items():
+            _add_bytes(tar, name, data)
         for step in spec.steps:
-            if not isinstance(step, WheelStep):
-                continue
-            _add_bytes(
-                tar, f"{EJECT_DIR}/requirements/{step.name}.txt", step.requirements().encode()
-            )
-            for pin in step.wheels:
-                path = wheels.get(pin.sha256)
-                if path is None:
-                    msg = f"{pin.filename} ({pin.name}=={pin.version}) is not in the wheelhouse"
-                    raise BuildError(msg, hint="run `mlpack fetch`")
-                info = tarfile.TarInfo(f"{EJECT_DIR}/wheels/{step.name}/{pin.filename}")
-                info.size = path.stat().st_size
-                info.mode = 0o644
-                with path.open("rb") as fh:
-                    tar.addfile(info, fh)
+            if isinstance(step, WheelStep):
+                for pin in step.wheels:
+                    path = wheels.get(pin.sha256)
+                    if path is None:
+                        msg = f"{pin.filename} ({pin.name}=={pin.version}) is not in the wheelhouse"
+                        raise BuildError(msg, hint="run `mlpack fetch`")
+                    _add_file(tar, f"{EJECT_DIR}/wheels/{step.name}/{pin.filename}", path)
+            elif isinstance(step, SystemStep):
+                for deb in step.debs:
+                    _add_file(tar, f"{EJECT_DIR}/debs/{deb.filename}", debs[deb.sha256])
+
+
+def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = path.stat().st_size, 0o644
+    with path.open("rb") as fh:
+        tar.addfile(info, fh)
 
 
 def _member(project: Path, entry: code_context.CodeEntry) -> tuple[tarfile.TarInfo, Any]:
@@ -173,8 +203,9 @@ def _result(spec: ImageSpec, store: Store, digest: str, tag: str) -> BuildResult
     """The stored image's layers, named after the plan's steps.
 
     The classic builder's history says ``COPY dir:<hash> in /opt/venv/``, not which stage it
-    came from, so layers are matched in plan order: apt is the system step, copies into the
-    prefix are the venv and wheel steps in turn, the copy into the workdir is the code.
+    came from, so layers are matched in plan order: the copy into ``/`` is the system step,
+    copies into the prefix are the venv and wheel steps in turn, the copy into the workdir is
+    the code.
     """
     image = store.image(digest)
     base_ids = store.image(spec.base_digest).config.diff_ids
@@ -191,12 +222,12 @@ def _result(spec: ImageSpec, store: Store, digest: str, tag: str) -> BuildResult
                                       size=desc.size, cached=True))  # fmt: skip
             continue
         step: Step | None = None
-        if "apt-get" in created_by:
-            step = by_role.get("system")
-        elif f" in {spec.prefix}/" in created_by:
+        if f" in {spec.prefix}/" in created_by:
             step = next(into_prefix, None)
         elif f" in {spec.workdir}/" in created_by:
             step = by_role.get("code")
+        elif created_by.rstrip().endswith(" in /"):
+            step = by_role.get("system")
         name, role = (step.name, step.role) if step else ("docker", None)
         layers.append(
             LayerResult(step=name, role=role, digest=desc.digest, diff_id=diff, size=desc.size,

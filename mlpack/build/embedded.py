@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import installer
 
+from mlpack.build import bytecode, emulation, system
 from mlpack.build import context as code_context
-from mlpack.build import emulation, system
 from mlpack.build.cache import LEVEL, BuildCache, step_key
 from mlpack.build.install import install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
@@ -80,6 +80,12 @@ class EmbeddedBuilder:
                 for d, diff in zip(base.manifest.layers, base.config.diff_ids, strict=True)
             ]  # fmt: skip
             skipped: list[str] = []
+            if not self._compiles(spec) and any(isinstance(s, WheelStep) for s in spec.steps):
+                reporter().notice(
+                    "no bytecode compiled into the image: compiling needs the image's own Python "
+                    "running on the embedded runtime (root or user namespaces, and the target "
+                    "platform or its qemu handler); each container start compiles what it imports"
+                )
             for step in spec.steps:
                 built = self._step(step, spec=spec, context=context, work=work)
                 if built is None:
@@ -186,8 +192,22 @@ class EmbeddedBuilder:
         if isinstance(step, VenvStep):
             return _Recipe(key=step_key(step.key()), fill=_no_whiteouts(stage_venv, step, staging))
         if isinstance(step, WheelStep):
-            key = step_key(step.key(), installer.__version__)
-            return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
+            if not self._compiles(spec):
+                key = step_key(step.key(), installer.__version__, "no-bytecode")
+                return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
+            # The .pyc bytes are the base interpreter's: the base digest is part of the key.
+            python = spec.interpreter
+            key = step_key(step.key(), installer.__version__, bytecode.MODE, bytecode.SCRIPT,
+                           bytecode.HASH_SEED, spec.base_digest, python)  # fmt: skip
+
+            def stage_and_compile() -> tuple[str, ...]:
+                assert self.runner is not None  # checked by _compiles
+                self._stage_wheels(step, staging)
+                bytecode.compile_step(step, self.runner, image=spec.base_digest, python=python,
+                                      staging=staging)  # fmt: skip
+                return ()
+
+            return _Recipe(key=key, fill=stage_and_compile)
         rules = code_context.project_rules(context, (*step.excludes, f"/{EJECT_DIR}"))
         entries = code_context.select(context, rules)
         return _Recipe(
@@ -195,6 +215,10 @@ class EmbeddedBuilder:
             fill=_no_whiteouts(stage_code, step, context, entries, staging),
             modes={f"{step.workdir.strip('/')}/{d}": 0o777 for d in step.writable_dirs},
         )
+
+    def _compiles(self, spec: ImageSpec) -> bool:
+        """Whether the wheel layers get bytecode: the image's Python must run here."""
+        return self.runner is not None and emulation.can_execute(spec.platform)
 
     def _stage_wheels(self, step: WheelStep, staging: Path) -> None:
         paths = []

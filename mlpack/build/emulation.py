@@ -31,12 +31,22 @@ def emulator_registered(machine: str, *, binfmt: Path | None = None) -> bool:
         return False
 
 
+def can_execute(platform: str, *, binfmt: Path | None = None) -> bool:
+    """Whether this host runs programs of ``platform``: natively or through a qemu handler."""
+    machine = MACHINES.get(platform)  # type: ignore[call-overload]
+    return (
+        machine is None
+        or machine == host_machine()
+        or emulator_registered(machine, binfmt=binfmt or BINFMT)
+    )
+
+
 def require_execution(platform: str, what: str, *, binfmt: Path | None = None) -> None:
     """Raise BuildError when ``what`` must run programs of ``platform`` and this host cannot."""
     binfmt = binfmt or BINFMT
-    machine = MACHINES.get(platform)  # type: ignore[call-overload]
-    if machine is None or machine == host_machine() or emulator_registered(machine, binfmt=binfmt):
+    if can_execute(platform, binfmt=binfmt):
         return
+    machine = MACHINES[platform]  # type: ignore[index]
     msg = (
         f"{what} must run {platform} programs in the base, and this {host_machine()} host "
         f"cannot: no qemu-{machine} handler is registered with binfmt_misc ({binfmt})"

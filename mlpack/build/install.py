@@ -5,7 +5,8 @@ the scheme is computed for the in-image prefix and the interpreter is the image'
 start with ``#!/opt/venv/bin/python`` and no host path reaches the layer
 (REPRODUCIBILITY.md §5). installer writes RECORD in wheel order with every file's hash, so the
 result is deterministic per wheel; INSTALLER is fixed and direct_url.json is never written.
-No bytecode is compiled: the image carries none for now (see ``BYTECODE``).
+Nothing is compiled here, by the host's Python: the image's own interpreter compiles the
+bytecode afterwards (``mlpack.build.bytecode``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 INSTALLER_NAME: Final = b"mlpack\n"
-# No .pyc in the image yet: always reproducible, at the cost of compiling on import in each
-# container (the image's user cannot write __pycache__ under the prefix). Measured on
-# examples/training (numpy, scipy, sklearn, yaml, joblib; 2 shared cores): importing them takes
-# 3.6-6.2 s without bytecode and 1.0-1.4 s with it, so unchecked-hash compilation with the
-# image's interpreter (REPRODUCIBILITY.md §5) is the next step, checked by `mlpack verify`.
-BYTECODE: Final = "none"
 
 
 def scheme(prefix: str, python: str, distribution: str) -> dict[str, str]:

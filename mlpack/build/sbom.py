@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import email.parser
 import zipfile
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from mlpack import __version__
+from mlpack.errors import BuildError
 from mlpack.oci import jsonc, mediatypes
 from mlpack.oci.layer_stream import stored_layer
 from mlpack.spec import WheelStep
@@ -31,12 +33,18 @@ if TYPE_CHECKING:
 
     from mlpack.build.protocol import BuildResult
     from mlpack.oci.store import Store
+    from mlpack.oci.tar_reader import TarReader
     from mlpack.spec import ImageSpec, WheelPin
 
 ARTIFACT_TYPE: Final = "application/vnd.cyclonedx+json"
 EMPTY_CONFIG: Final = b"{}"
 EMPTY_MEDIA_TYPE: Final = "application/vnd.oci.empty.v1+json"
 _DPKG_STATUS: Final = "var/lib/dpkg/status"
+_DOC: Final = "usr/share/doc/"
+STATUS_CAP: Final = 64 << 20  # a large desktop system's status is a few MiB
+COPYRIGHT_CAP: Final = 64 << 10
+_MAX_LICENCES: Final = 64  # per package
+_MAX_LICENCE_NAME: Final = 200
 _LICENSE_CLASSIFIER: Final = "License :: "
 _PURL_SAFE: Final = ".-_~"  # purl percent-encodes the rest of a version (":" of an epoch, "+")
 
@@ -117,7 +125,9 @@ def sbom_document(
     """The CycloneDX 1.5 document of the image ``result`` (no time, no serial: deterministic)."""
     pins = [pin for step in spec.steps if isinstance(step, WheelStep) for pin in step.wheels]
     components = [_python_component(pin, wheels.get(pin.sha256)) for pin in pins]
-    components += [_debian_component(fields) for fields in _dpkg_packages(store, result)]
+    components += [
+        _debian_component(fields, licences) for fields, licences in _dpkg_packages(store, result)
+    ]
     components.sort(key=lambda c: (c["purl"], c["bom-ref"]))
     name, _, _ = result.reference.rpartition(":")
     return {
@@ -192,24 +202,93 @@ def licenses_of(metadata: str) -> list[dict[str, Any]]:
     return [{"license": {"name": n}} for n in names]
 
 
-def _dpkg_packages(store: Store, result: BuildResult) -> list[dict[str, str]]:
-    """The installed packages of the topmost dpkg status in the system or base layers."""
-    candidates = [x for x in result.layers if x.role in (None, "system")]
-    for layer in reversed(candidates):
-        text = _member_text(store.blob_path(layer.digest), _DPKG_STATUS)
-        if text is not None:
-            return [p for p in parse_dpkg_status(text) if "installed" in p.get("Status", "")]
-    return []
+@dataclass(frozen=True, kw_only=True)
+class DebianFacts:
+    """What the image's layers say about its Debian packages: dpkg's status, and the licences
+    named in each doc folder's copyright file (a folder may link to another package's).
+    """
+
+    status: str | None
+    licences: Mapping[str, tuple[str, ...]]  # doc folder name -> licence names
+    links: Mapping[str, str]  # doc folder name -> the folder it links to
+
+    def licences_of(self, package: str) -> tuple[str, ...]:
+        """The licences of ``package``'s copyright file, through one doc-folder link."""
+        if package in self.licences:
+            return self.licences[package]
+        target = self.links.get(package, "").removeprefix("/" + _DOC).strip("/")
+        return self.licences.get(target, ()) if "/" not in target else ()
 
 
-def _member_text(blob: Path, name: str) -> str | None:
-    """One regular file's text from a stored layer, streamed by mlpack's tar reader (None if absent)."""
-    with blob.open("rb") as raw:
-        reader = stored_layer(raw)
-        for member in reader:
-            if member.name.removeprefix("./") == name and member.type == "file":
-                return b"".join(reader.read_data()).decode("utf-8", errors="replace")
-    return None
+def _dpkg_packages(
+    store: Store, result: BuildResult
+) -> list[tuple[dict[str, str], tuple[str, ...]]]:
+    """The installed packages of the topmost dpkg status in the system or base layers, each
+    with the licences its copyright file names.
+    """
+    facts = debian_facts(store, result)
+    packages = parse_dpkg_status(facts.status or "")
+    return [
+        (p, facts.licences_of(p["Package"])) for p in packages if "installed" in p.get("Status", "")
+    ]
+
+
+def debian_facts(store: Store, result: BuildResult) -> DebianFacts:
+    """Read the base and system layers, bottom to top (an upper layer's file wins), once each.
+
+    Every read is capped: the status file by ``STATUS_CAP`` (an error beyond it: a partial
+    list would be a wrong SBOM), each copyright file's head by ``COPYRIGHT_CAP`` (DEP-5's
+    ``Files`` paragraphs, which name the licences, come before the licence texts).
+    """
+    status: str | None = None
+    licences: dict[str, tuple[str, ...]] = {}
+    links: dict[str, str] = {}
+    for layer in (x for x in result.layers if x.role in (None, "system")):
+        with store.blob_path(layer.digest).open("rb") as raw:
+            reader = stored_layer(raw)
+            for member in reader:
+                name = member.name.removeprefix("./")
+                folder, _, leaf = name.removeprefix(_DOC).partition("/")
+                if name == _DPKG_STATUS and member.type == "file":
+                    if member.size > STATUS_CAP:
+                        msg = (
+                            f"the dpkg status file of layer {layer.digest} is {member.size} "
+                            f"bytes, over the SBOM's limit of {STATUS_CAP}"
+                        )
+                        raise BuildError(msg, hint="check the base image's /var/lib/dpkg/status")
+                    status = _head(reader, STATUS_CAP)
+                elif not name.startswith(_DOC) or "/" in leaf:
+                    continue
+                elif leaf == "copyright" and member.type == "file":
+                    licences[folder] = dep5_licences(_head(reader, COPYRIGHT_CAP))
+                elif not leaf and member.type == "symlink":
+                    links[folder] = member.linkname
+    return DebianFacts(status=status, licences=licences, links=links)
+
+
+def _head(reader: TarReader, cap: int) -> str:
+    """The current member's first ``cap`` bytes as text; the reader skips the rest."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in reader.read_data():
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= cap:
+            break
+    return b"".join(parts)[:cap].decode("utf-8", errors="replace")
+
+
+def dep5_licences(text: str) -> tuple[str, ...]:
+    """The licence names of a machine-readable (DEP-5) copyright file's ``License:`` fields,
+    sorted and deduplicated; () when it has none (a free-form file).
+    """
+    names = set()
+    for line in text.splitlines():
+        if line[:8].lower() == "license:":
+            name = line[8:].strip()
+            if name and len(name) <= _MAX_LICENCE_NAME:
+                names.add(name)
+    return tuple(sorted(names))[:_MAX_LICENCES]
 
 
 def parse_dpkg_status(text: str) -> list[dict[str, str]]:
@@ -226,8 +305,13 @@ def parse_dpkg_status(text: str) -> list[dict[str, str]]:
     return packages
 
 
-def _debian_component(fields: Mapping[str, str]) -> dict[str, Any]:
+def _debian_component(fields: Mapping[str, str], licences: tuple[str, ...]) -> dict[str, Any]:
     name, version, arch = fields["Package"], fields.get("Version", ""), fields.get("Architecture")
     purl = f"pkg:deb/debian/{name}@{quote(version, safe=_PURL_SAFE)}"
     purl += f"?arch={arch}" if arch else ""
-    return {"type": "library", "bom-ref": purl, "name": name, "version": version, "purl": purl}
+    component: dict[str, Any] = {
+        "type": "library", "bom-ref": purl, "name": name, "version": version, "purl": purl,
+    }  # fmt: skip
+    if licences:
+        component["licenses"] = [{"license": {"name": n}} for n in licences]
+    return component

@@ -9,6 +9,9 @@ The container lists the filesystem before and after and tars the entries created
 the safe layer applier, removes what varies between runs (logs, dpkg backups, ldconfig's
 aux-cache: REPRODUCIBILITY.md §4), and the layer writer packs it with the entries' own modes
 and owners and a fixed mtime.
+
+The Docker backend runs the same script on the same files in the Dockerfile's system stage
+(``context_files``), so both builders install one pin the same way, offline.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 DEBS: Final = "/mlpack-debs"
 OUT: Final = "/mlpack-out"
 LOG: Final = "/mlpack-log"
+INSTALL: Final = "install.sh"  # SCRIPT, as the Dockerfile's system stage runs it
+CHECKSUMS: Final = "SHA256SUMS"
 RELOCK: Final = "re-lock against the mirror's current versions: `mlpack lock --upgrade`"
 _CHUNK: Final = 1 << 20
 _WORKERS: Final = 8  # parallel downloads: a GUI or CUDA stack is dozens of .deb files
@@ -53,6 +58,14 @@ find / -xdev -cnewer /tmp/.mlpack-stamp 2>/dev/null | grep -Ev "$skip" | LC_ALL=
   > {LOG}/changed
 tar --no-recursion --numeric-owner -cf {OUT}/changes.tar -T {LOG}/changed 2>> {LOG}/dpkg.log
 """
+
+
+def context_files(step: SystemStep) -> dict[str, bytes]:
+    """What the Dockerfile's system stage needs beside the .deb files (under ``.mlpack/debs/``):
+    this module's install script, and the checksums it verifies them against before dpkg.
+    """
+    sums = "".join(f"{pin.sha256}  {pin.filename}\n" for pin in step.debs)
+    return {INSTALL: SCRIPT.encode(), CHECKSUMS: sums.encode()}
 
 
 def stage_system(

@@ -237,6 +237,14 @@ def run(
     data: Annotated[
         Path | None, typer.Option("--data", metavar="DIR", help="A project's data folder.")
     ] = None,
+    project_image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            metavar="IMAGE",
+            help="Run a project with this stored image instead of building it (Slurm tasks).",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", metavar="DIR", help="A project's output folder."),
@@ -258,6 +266,11 @@ def run(
         image = str(rootfs)
     image = image or "."
     project = rootfs is None and Path(image).is_dir() and not _is_rootfs(Path(image))
+    if project_image is not None and not project:
+        from mlpack.errors import RunError
+
+        msg = f"--image {project_image}: {image} is not a project folder"
+        raise RunError(msg, hint="--image runs a project folder with a built image; else drop it")
     with ExitStack() as cleanup:
         helper = None if project else _prestart(runtime, tty, interactive)
         if helper is not None:
@@ -296,6 +309,7 @@ def run(
                     output=output,
                     deterministic=deterministic_env,
                     backend=runtime,
+                    image=project_image,
                 )
             )
         cleanup.pop_all()  # the runtime owns the helper from here, whatever happens

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from mlpack.vocabulary import Platform
 
 TORCH_INDEX: Final = "https://download.pytorch.org/whl/{variant}"
-TORCH_FAMILY: Final = frozenset({"torch", "torchvision", "torchaudio"})
 
 # CUDA runtime -> minimum Linux host driver (NVIDIA CUDA Toolkit release notes, table 3,
 # "Toolkit Driver Version"). Minor-version compatibility lets older 12.x drivers (>= 525.60.13)

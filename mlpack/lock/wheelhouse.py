@@ -7,9 +7,9 @@ interrupted fetch leaves nothing that passes as complete.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from mlpack.lock.lockdata import Lock, LockedPackage
 
 _CHUNK: Final = 1 << 20
+# A write that failed for the disk, not the network: said as such, with its own hint.
+_DISK_ERRORS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,11 +40,6 @@ class FetchedFile:
     filename: str
     sha256: str
     path: Path
-
-    @property
-    def is_wheel(self) -> bool:
-        """True for wheels (installed directly); False for sdists (built in the image)."""
-        return self.filename.endswith(".whl")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,8 +121,13 @@ def fetch(
         )  # fmt: skip
         url = next((f.url for f in listed if f.sha256 == sha), None)
         if url is None:
-            msg = f"no index lists {filename} ({pkg.name}=={pkg.version})"
-            raise LockError(msg, hint="check the index URLs in mlpack.lock, then re-run fetch")
+            msg = (
+                f"{filename} ({pkg.name}=={pkg.version}) has left the index: no index lists it now"
+            )
+            raise LockError(
+                msg,
+                hint=f"re-lock it: `mlpack lock --upgrade-package {pkg.name}`, then build again",
+            )
         index = next((i for i in indexes.all if _same_host(i, url)), None)
         download(url, cached_path(home, sha, filename), sha256=sha, auth_from=index,
                  ca_cert=ca_cert)  # fmt: skip
@@ -170,11 +172,11 @@ def download(
     ca_cert: Path | None = None,
 ) -> None:
     """Stream ``url`` to ``dest`` through a ``.partial`` file; rename only after the hash matched."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}-{id(dest)}")
     digest = hashlib.sha256()
     request = make_request(url, auth_from=auth_from)
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         with (
             urllib.request.urlopen(request, timeout=120, context=ssl_context(ca_cert)) as response,
             partial.open("wb") as out,
@@ -193,7 +195,12 @@ def download(
                 msg, hint="the index served different bytes; check it or re-lock deliberately"
             )
         partial.replace(dest)
-    except (urllib.error.URLError, OSError) as exc:
+    except OSError as exc:
+        if exc.errno in _DISK_ERRORS:
+            msg = f"cannot write {dest.name} to {dest.parent}: {exc.strerror}"
+            raise LockError(
+                msg, hint="free space on that disk (or set MLPACK_HOME elsewhere), then retry"
+            ) from exc
         reason = getattr(exc, "reason", exc)
         msg = f"cannot download {dest.name} from {strip_userinfo(url)}: {redact(str(reason))}"
         raise LockError(msg, hint="check the network and re-run `mlpack fetch`") from exc

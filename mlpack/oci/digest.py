@@ -1,14 +1,12 @@
-"""Content digests: ``sha256:<hex>`` strings, their validation, and hashing while streaming."""
+"""Content digests: ``sha256:<hex>`` strings and their validation."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from typing import BinaryIO, Final
+from typing import Final
 
 from mlpack.errors import ImageError
-
-Bytes = bytes | bytearray | memoryview
 
 # OCI image-spec descriptor.md: algorithm ":" encoded; only sha256 and sha512 are registered,
 # and their encodings are lowercase hex of a fixed length.
@@ -40,75 +38,3 @@ def parse_digest(digest: str) -> tuple[str, str]:
         msg = f"malformed {algo} digest {digest!r}: expected {want} lowercase hex digits"
         raise ImageError(msg, hint="check the manifest or the digest given on the command line")
     return algo, hexpart
-
-
-class HashingReader:
-    """Wrap a binary stream; hash and count every byte read through it."""
-
-    def __init__(self, raw: BinaryIO, *, algorithm: str = "sha256") -> None:
-        self._raw = raw
-        self._hash = hashlib.new(algorithm)
-        self._algorithm = algorithm
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        """Read up to ``size`` bytes (all when negative), hashing them."""
-        data = self._raw.read(size)
-        if data:
-            self._hash.update(data)
-            self.count += len(data)
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        """Read into ``buffer``, hashing what was read."""
-        view = memoryview(buffer).cast("B")
-        data = self._raw.read(len(view))
-        n = len(data)
-        view[:n] = data
-        if n:
-            self._hash.update(data)
-            self.count += n
-        return n
-
-    def readable(self) -> bool:
-        """Report that the wrapper can be read."""
-        return True
-
-    def digest(self) -> str:
-        """Return ``<algo>:<hex>`` of the bytes read so far."""
-        return f"{self._algorithm}:{self._hash.hexdigest()}"
-
-
-class HashingWriter:
-    """Wrap a binary sink; hash and count every byte written through it."""
-
-    def __init__(self, raw: BinaryIO | None = None, *, algorithm: str = "sha256") -> None:
-        self._raw = raw
-        self._hash = hashlib.new(algorithm)
-        self._algorithm = algorithm
-        self.count = 0
-
-    def write(self, data: Bytes) -> int:
-        """Write ``data`` to the sink (if any) and hash it."""
-        view = memoryview(data).cast("B")
-        if self._raw is not None:
-            written = 0
-            while written < len(view):
-                # An unbuffered (raw) file may write less than asked.
-                written += self._raw.write(view[written:])
-        self._hash.update(view)
-        self.count += len(view)
-        return len(view)
-
-    def writable(self) -> bool:
-        """Report that the wrapper can be written."""
-        return True
-
-    def flush(self) -> None:
-        """Flush the sink."""
-        if self._raw is not None:
-            self._raw.flush()
-
-    def digest(self) -> str:
-        """Return ``<algo>:<hex>`` of the bytes written so far."""
-        return f"{self._algorithm}:{self._hash.hexdigest()}"

@@ -1,4 +1,4 @@
-"""GPU access through the Container Device Interface: read CDI specs, resolve ``--gpus``, run hooks.
+"""GPU access through the Container Device Interface: read CDI specs, resolve ``--gpus``, vet hooks.
 
 CDI (github.com/cncf-tags/container-device-interface) is how NVIDIA's toolkit describes what a
 container needs for a GPU: device nodes, driver libraries to bind-mount, environment variables and
@@ -31,7 +31,6 @@ GENERATE_HINT: Final = (
 )
 # Hooks run on the host with root's privileges, so their environment is fixed, never inherited.
 HOOK_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_HOOK_TIMEOUT: Final = 30
 # NVIDIA Container Toolkit releases that fix the hook CVEs of SECURITY §7: CVE-2024-0132 (TOCTOU,
 # fixed in 1.16.2), CVE-2025-23266 "NVIDIAScape" and CVE-2025-23267 (both fixed in 1.17.8).
 FIXED_TOOLKIT: Final = (1, 17, 8)
@@ -529,39 +528,3 @@ def check_hook(hook: Hook) -> None:
             hint=f"upgrade nvidia-container-toolkit to >= {'.'.join(map(str, FIXED_TOOLKIT))} "
             "and regenerate the spec (`nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)",
         )
-
-
-def run_hook(hook: Hook, state_json: str | bytes) -> None:
-    """Run one CDI hook on the host: scrubbed env, cwd ``/``, OCI state on stdin, a timeout.
-
-    The embedded runtime calls this at createContainer time with the container's state JSON.
-    """
-    check_hook(hook)
-    data = state_json.encode() if isinstance(state_json, str) else state_json
-    timeout = hook.timeout if hook.timeout and hook.timeout > 0 else DEFAULT_HOOK_TIMEOUT
-    argv = list(hook.args) if hook.args else [hook.path]
-    try:
-        proc = subprocess.run(  # an absolute path from a root-owned CDI spec
-            argv,
-            executable=hook.path,
-            input=data,
-            env=hook_env(hook),
-            cwd="/",
-            capture_output=True,
-            timeout=timeout,
-            close_fds=True,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        msg = f"the CDI {hook.hook_name} hook {hook.path} did not finish within {timeout} s"
-        raise ContainerError(msg, hint="check the NVIDIA driver and toolkit on the host") from exc
-    except OSError as exc:
-        msg = f"cannot run the CDI {hook.hook_name} hook {hook.path}: {exc.strerror}"
-        raise ContainerError(msg, hint=GENERATE_HINT) from exc
-    if proc.returncode != 0:
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        msg = (
-            f"the CDI {hook.hook_name} hook {' '.join(argv)} failed with exit code "
-            f"{proc.returncode}" + (f": {' | '.join(tail)}" if tail else "")
-        )
-        raise ContainerError(msg, hint="check the NVIDIA driver and toolkit on the host")

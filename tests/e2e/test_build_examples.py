@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from mlpack.build import bytecode
 from mlpack.build.embedded import EmbeddedBuilder
 from mlpack.build.protocol import BuildResult, StepRunner
 from mlpack.config import load_config
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.wheelhouse import cached_path, fetch
+from mlpack.oci.layer_stream import stored_layer
 from mlpack.oci.store import Store
 from mlpack.pipeline import embedded_step_runner
 from mlpack.spec import ImageSpec, Provenance, plan
@@ -137,6 +139,21 @@ def test_training_runs_in_the_built_image_and_writes_its_outputs(tmp_path: Path)
                           capture_output=True, text=True, env=env, check=False, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Package: libgomp1" in proc.stdout
+    # The packages layer carries bytecode from the image's Python, unchecked-hash (PEP 552).
+    pyc = packages_pyc(store, result, "yaml/__pycache__/__init__.cpython-311.pyc")
+    assert int.from_bytes(pyc[4:8], "little") == bytecode.UNCHECKED_HASH_FLAGS
+
+
+def packages_pyc(store: Store, result: BuildResult, rel: str) -> bytes:
+    """One .pyc of the packages layer, read with mlpack's tar reader."""
+    digest = next(x.digest for x in result.layers if x.step == "packages")
+    name = f"opt/venv/lib/python3.11/site-packages/{rel}"
+    with store.blob_path(digest).open("rb") as raw:
+        reader = stored_layer(raw)
+        for member in reader:
+            if member.name.removeprefix("./") == name:
+                return b"".join(reader.read_data())
+    raise AssertionError(f"{name} is not in the packages layer")
 
 
 @pytest.mark.usefixtures("root_required")

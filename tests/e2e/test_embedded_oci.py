@@ -354,6 +354,31 @@ def test_lifecycle_hooks_run_in_order_with_state(bundle: Path, tmp_path: Path) -
     assert states["poststop"]["status"] == "stopped"
 
 
+@pytest.mark.parametrize(
+    ("script", "timeout", "why"),
+    [("exit 3", None, "exited with 3"), ("exec sleep 30", 1, "timed out")],
+)
+def test_a_failing_or_hanging_create_container_hook_fails_create_with_why(
+    bundle: Path, tmp_path: Path, script: str, timeout: int | None, why: str
+) -> None:
+    hook = tmp_path / "bad-hook"
+    hook.write_text(f"#!/bin/sh\n{script}\n")
+    hook.chmod(0o755)
+    runc_spec(bundle, ["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    entry: dict[str, object] = {"path": str(hook), "args": ["bad-hook"]}
+    if timeout is not None:
+        entry["timeout"] = timeout
+    config["hooks"] = {"createContainer": [entry]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    root = tmp_path / "state"
+    done = rt(root, "create", "--bundle", str(bundle), "badhook")
+    assert done.returncode != 0
+    assert f"createContainer hook {hook}" in done.stderr
+    assert why in done.stderr
+    assert not (root / "badhook").exists()
+
+
 def test_create_fails_when_a_capability_is_outside_the_bounding_set(
     bundle: Path, tmp_path: Path
 ) -> None:

@@ -121,6 +121,14 @@ def test_python_is_the_locks_to_choose_only_when_nothing_pins_it(
     )
     config = pipeline.project_config(tmp_path, note=lambda _: None)
     assert pipeline.python_choice(tmp_path, config) == expected
+    # The lock's note names the file that allowed the choice.
+    allowed_by = pipeline.config_lock_inputs(tmp_path, config).python_allowed_by
+    if expected[1] and files:
+        assert allowed_by == "pyproject.toml:2 requires-python >=3.10"
+    elif expected[1]:
+        assert allowed_by == "no file pins a Python version"
+    else:
+        assert allowed_by == ""
 
 
 def test_machine_local_pip_indexes_resolve_but_stay_out_of_the_lock(

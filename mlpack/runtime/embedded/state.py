@@ -141,14 +141,6 @@ class StateDir:
             raise ContainerError(msg, hint="it may have been deleted; see mlpack ps") from exc
         return ContainerState.from_json(doc)
 
-    def exit_status(self) -> dict[str, Any] | None:
-        """What the supervisor recorded when the container exited, if it did."""
-        try:
-            doc = jsoncodec.loads((self.path / "exit.json").read_bytes())
-        except (OSError, ValueError):
-            return None
-        return doc if isinstance(doc, dict) else None
-
     @property
     def fifo(self) -> Path:
         """The exec fifo ``create`` waits on until ``start`` reads it."""

@@ -62,11 +62,12 @@ def make_base(
     env: tuple[str, ...] = (),
     files: Mapping[str, str] | None = None,
     architecture: str = "amd64",
+    links: Mapping[str, str] | None = None,
 ) -> str:
     """A one-layer linux/amd64 base (a file under /usr/bin) in ``store``; its digest.
 
     ``env`` adds to the config's Env (``PYTHON_VERSION=...`` makes it a base ``lock`` accepts);
-    ``files`` adds files (relative path: text) to its layer.
+    ``files`` adds files (relative path: text) to its layer, ``links`` symlinks (path: target).
     """
     tree = tmp / "base-tree"
     (tree / "usr" / "bin").mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,9 @@ def make_base(
     for rel, text in (files or {}).items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         (tree / rel).write_text(text)
+    for rel, target in (links or {}).items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).symlink_to(target)
     store.prepare()
     blob = tmp / "base.tar.gz"
     with blob.open("wb") as fh:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tarfile
 from pathlib import Path
@@ -9,10 +10,13 @@ from typing import Any
 
 import pytest
 
+from mlpack.build import system
 from mlpack.build.docker import DOCKERFILE, DockerBuilder, write_context
 from mlpack.errors import BuildError, ImageError
 from mlpack.oci.store import Store
+from mlpack.spec import SystemStep
 from tests.unit.build.fakes import make_base, make_project, make_spec, make_wheel
+from tests.unit.build.test_system import cached, deb
 
 
 class FakeImages:
@@ -62,7 +66,7 @@ def setup(tmp_path: Path) -> tuple[Store, dict[str, Path], Any, Path]:
 def test_the_context_holds_code_dockerfile_and_wheelhouse_but_no_secret(tmp_path: Path) -> None:
     _, wheels, spec, project = setup(tmp_path)
     buf = io.BytesIO()
-    write_context(spec, project, wheels, buf)
+    write_context(spec, project, wheels, buf, debs={})
     buf.seek(0)
     with tarfile.open(fileobj=buf) as tar:
         names = set(tar.getnames())
@@ -91,5 +95,43 @@ def test_a_failing_step_is_named_with_the_tail_of_its_log(tmp_path: Path) -> Non
     assert client.images.loaded == 1  # the base went from the store into the engine
     assert client.api.kwargs["buildargs"]["BASE_IMAGE"].startswith("sha256:")
     assert client.api.kwargs["dockerfile"] == DOCKERFILE
+    assert client.api.kwargs["network_mode"] == "none"  # no step reaches a network
     with pytest.raises(ImageError):
         store.resolve("x:y")  # nothing tagged
+
+
+def test_the_locked_debs_go_into_the_context_and_dpkg_installs_them_offline(
+    tmp_path: Path,
+) -> None:
+    store, wheels, spec, project = setup(tmp_path)
+    libx = deb("libx1", "1:1.2-3", b"libx deb")
+    cached(store, (libx, b"libx deb"))
+    spec = dataclasses.replace(spec, steps=(SystemStep(debs=(libx,)), *spec.steps))
+    client = FakeClient([{"error": "stop here"}])
+    with pytest.raises(BuildError):
+        DockerBuilder(store, client=client, wheels=wheels).build(spec, context=project, tag="x:y")
+    with tarfile.open(fileobj=io.BytesIO(client.api.context)) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    assert files[".mlpack/debs/libx1_1%3a1.2-3_amd64.deb"] == b"libx deb"
+    assert files[".mlpack/debs/install.sh"] == system.SCRIPT.encode()
+    assert (
+        files[".mlpack/debs/SHA256SUMS"] == f"{libx.sha256}  libx1_1%3a1.2-3_amd64.deb\n".encode()
+    )
+    dockerfile = files[DOCKERFILE].decode()
+    assert "apt-get" not in dockerfile  # no package index: the exact files, by dpkg
+    assert "sha256sum --check --quiet SHA256SUMS" in dockerfile
+    assert "sh /mlpack-debs/install.sh /mlpack-debs/libx1_1%3a1.2-3_amd64.deb" in dockerfile
+    final = dockerfile.rsplit("\nFROM ", 1)[1]
+    assert "COPY --from=system /layer/ /" in final
+    assert "/debs" not in final  # the .deb files never reach the image
+
+
+def test_a_deb_whose_bytes_differ_from_the_lock_never_reaches_the_engine(tmp_path: Path) -> None:
+    store, wheels, spec, project = setup(tmp_path)
+    libx = deb("libx1", "1.0", b"libx deb")
+    cached(store, (libx, b"tampered"))  # a damaged cache entry: fetched again, and unreachable
+    spec = dataclasses.replace(spec, steps=(SystemStep(debs=(libx,)), *spec.steps))
+    client = FakeClient([])
+    with pytest.raises(BuildError, match="libx1"):
+        DockerBuilder(store, client=client, wheels=wheels).build(spec, context=project, tag="x:y")
+    assert client.api.context == b""

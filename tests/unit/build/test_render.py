@@ -63,17 +63,32 @@ def test_dockerfile_uses_classic_builder_syntax_and_hash_checked_installs(
     assert final.index("COPY --from=packages") < final.index("COPY --from=code /app/")
     # The code stage deletes what render added to the context before the final stage copies it.
     assert "COPY . /app/\nRUN rm -rf /app/.mlpack" in text
+    # Bytecode by the image's Python, unchecked-hash, named for the in-image prefix.
+    assert "env PYTHONHASHSEED=0 /usr/bin/python3 -s -B -c " in text
+    assert "UNCHECKED_HASH" in text
+    assert " /layer/lib/python3.11/site-packages /opt/venv/lib/python3.11/site-packages" in text
+    assert "--no-compile" in text  # pip's own (timestamped) compile stays off
 
 
 def test_eject_writes_one_hash_checked_requirements_file_per_group(tmp_path: Path) -> None:
     spec = spec_of("training", tmp_path)
     written = eject(spec, tmp_path / "out")
     names = sorted(p.relative_to(tmp_path / "out").as_posix() for p in written)
-    assert names == [".dockerignore", ".mlpack/requirements/packages.txt", "Dockerfile"]
+    assert names == [
+        ".dockerignore",
+        ".mlpack/debs/SHA256SUMS",
+        ".mlpack/debs/install.sh",
+        ".mlpack/requirements/packages.txt",
+        "Dockerfile",
+    ]
     lines = (tmp_path / "out/.mlpack/requirements/packages.txt").read_text().splitlines()
     lock = read_lock(FIXTURES / "training" / "mlpack.lock")
     assert len(lines) == len(lock.packages)
     assert all(re.fullmatch(r"\S+==\S+ --hash=sha256:[0-9a-f]{64}", line) for line in lines)
+    # The system stage checks the .deb files the user downloads against the lock's hashes.
+    (pin,) = lock.system_packages
+    sums = (tmp_path / "out/.mlpack/debs/SHA256SUMS").read_text()
+    assert sums == f"{pin.sha256}  {pin.filename}\n"
 
 
 def test_secret_names_never_get_a_value_in_the_dockerfile(tmp_path: Path) -> None:

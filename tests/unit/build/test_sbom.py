@@ -7,15 +7,19 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from mlpack.build import sbom
 from mlpack.build.embedded import EmbeddedBuilder
 from mlpack.build.sbom import (
     ARTIFACT_TYPE,
+    COPYRIGHT_CAP,
     attach_sbom,
+    dep5_licences,
     licenses_of,
     parse_dpkg_status,
     read_sbom,
+    sbom_document,
 )
-from mlpack.errors import ImageError
+from mlpack.errors import BuildError, ImageError
 from mlpack.oci import jsonc
 from mlpack.oci.store import Store
 from tests.unit.build.fakes import make_base, make_project, make_spec, make_wheel
@@ -35,13 +39,35 @@ STATUS = (
 )
 
 
-def built(tmp: Path) -> tuple[Store, BuildResult, ImageSpec, dict[str, Path]]:
+# A machine-readable (DEP-5) copyright file, as libc6 ships one: licences in Files paragraphs,
+# their texts in standalone License paragraphs at the end.
+LIBC6_COPYRIGHT = (
+    "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+    "Files: *\nCopyright: 1991-2023 Free Software Foundation, Inc.\nLicense: LGPL-2.1+\n\n"
+    "Files: debian/*\nCopyright: 1998-2023 Debian\nLicense: GPL-2+\n\n"
+    "License: LGPL-2.1+\n This library is free software...\n"
+)
+DOCS = {
+    "usr/share/doc/libc6/copyright": LIBC6_COPYRIGHT,
+    # tzdata's folder links to another package's, as Debian's multiarch libraries do.
+    "usr/share/doc/tzdata-legal/copyright": "Format: x\n\nFiles: *\nLicense: public-domain\n",
+}
+
+
+def built(
+    tmp: Path, *, files: dict[str, str] | None = None
+) -> tuple[Store, BuildResult, ImageSpec, dict[str, Path]]:
     store = Store(tmp / "store")
     wheels_dir = tmp / "wheels"
     wheels_dir.mkdir(parents=True, exist_ok=True)
     pin = make_wheel(wheels_dir, metadata="License-Expression: MIT\n")
     path = wheels_dir / pin.filename
-    base = make_base(store, tmp, files={"var/lib/dpkg/status": STATUS})
+    base = make_base(
+        store,
+        tmp,
+        files={"var/lib/dpkg/status": STATUS, **DOCS, **(files or {})},
+        links={"usr/share/doc/tzdata": "tzdata-legal"},
+    )
     wheels = {pin.sha256: path}
     spec = make_spec(base, (pin,))
     result = EmbeddedBuilder(store, wheels=wheels).build(
@@ -65,8 +91,13 @@ def test_the_sbom_lists_python_and_debian_packages_with_hashes_and_licences(
     hello = by_purl["pkg:pypi/hello@1.0"]
     assert hello["hashes"] == [{"alg": "SHA-256", "content": spec.steps[1].wheels[0].sha256}]  # type: ignore[union-attr]
     assert hello["licenses"] == [{"expression": "MIT"}]
-    assert "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64" in by_purl
-    assert "pkg:deb/debian/tzdata@2024a-0%2Bdeb12u1?arch=all" in by_purl
+    libc6 = by_purl["pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64"]
+    assert libc6["licenses"] == [
+        {"license": {"name": "GPL-2+"}},
+        {"license": {"name": "LGPL-2.1+"}},
+    ]
+    tzdata = by_purl["pkg:deb/debian/tzdata@2024a-0%2Bdeb12u1?arch=all"]
+    assert tzdata["licenses"] == [{"license": {"name": "public-domain"}}]  # through the link
     assert not any("gone" in purl for purl in by_purl)  # deinstalled: not in the image
 
 
@@ -129,3 +160,26 @@ def test_dpkg_status_stanzas() -> None:
     packages = parse_dpkg_status(STATUS)
     assert [p["Package"] for p in packages] == ["libc6", "gone", "tzdata"]
     assert packages[0]["Description"] == "GNU C Library"
+
+
+def test_only_the_head_of_a_copyright_file_is_read(tmp_path: Path) -> None:
+    huge = "Files: *\nLicense: early\n\n" + "x" * (2 * COPYRIGHT_CAP) + "\nLicense: late\n"
+    store, result, spec, wheels = built(tmp_path, files={"usr/share/doc/libc6/copyright": huge})
+    doc = sbom_document(store, result, spec, wheels)
+    libc6 = next(c for c in doc["components"] if c["name"] == "libc6")
+    assert libc6["licenses"] == [{"license": {"name": "early"}}]
+
+
+def test_a_dpkg_status_over_the_cap_is_an_error_not_a_partial_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, result, spec, wheels = built(tmp_path)
+    monkeypatch.setattr(sbom, "STATUS_CAP", len(STATUS) - 1)
+    with pytest.raises(BuildError, match="dpkg status file of layer sha256:"):
+        sbom_document(store, result, spec, wheels)
+
+
+def test_dep5_licence_fields() -> None:
+    assert dep5_licences(LIBC6_COPYRIGHT) == ("GPL-2+", "LGPL-2.1+")
+    assert dep5_licences("This package was debianized by ...\nSee /usr/share/common-licenses") == ()
+    assert dep5_licences("License: " + "x" * 500 + "\n") == ()  # a name, not a text

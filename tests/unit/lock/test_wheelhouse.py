@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from mlpack.lock.indexes import Indexes
 from mlpack.lock.lockdata import Lock, LockedFile, LockedPackage, Target
 from mlpack.lock.wheelhouse import cached_path, download, fetch
 from mlpack.vocabulary import BaseImage
+from tests.conftest import require
 from tests.unit.lock.fakes import http_server, make_wheel, sha256_of, write_simple_index
 
 
@@ -138,3 +142,35 @@ def test_release_listing_is_cached(index, tmp_path: Path) -> None:  # type: igno
         "alpha", "1.0", alpha, indexes=Indexes(index_url=url), cache_root=cache
     )
     assert cached == files
+
+
+def test_a_file_gone_from_the_index_says_how_to_relock(tmp_path: Path) -> None:
+    locked = make_wheel(tmp_path / "then", "alpha", "1.0")
+    rebuilt = make_wheel(tmp_path / "now", "alpha", "1.0", tag="py2.py3-none-any")
+    root = tmp_path / "srv"
+    write_simple_index(root / "simple", [rebuilt])  # the locked file was deleted and replaced
+    with http_server(root) as url:
+        lock = make_lock({locked.name: sha256_of(locked)}, url + "/simple")
+        alpha_only = Lock(**{**vars(lock), "packages": lock.packages[:1]})
+        with pytest.raises(LockError, match="has left the index") as caught:
+            fetch(alpha_only, home=tmp_path / "home")
+    assert caught.value.hint is not None
+    assert "mlpack lock --upgrade-package alpha" in caught.value.hint
+
+
+def test_a_full_disk_is_not_called_a_network_error(tmp_path: Path) -> None:
+    require(os.geteuid() == 0 and shutil.which("mount") is not None, "root (to mount a tmpfs)")
+    big = tmp_path / "srv2"
+    big.mkdir()
+    (big / "big.whl").write_bytes(os.urandom(2 << 20))
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], check=True)
+    try:
+        with http_server(big) as served, pytest.raises(LockError, match="No space left") as caught:
+            download(served + "/big.whl", mnt / "w" / "big.whl", sha256="0" * 64)
+        assert caught.value.hint is not None
+        assert "free space" in caught.value.hint
+        assert [p.name for p in (mnt / "w").iterdir()] == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -11,6 +11,7 @@ from mlpack.base.registry import official_reference, python_version
 from mlpack.base.resolve import resolve_base
 from mlpack.errors import ImageError
 from mlpack.oci.store import Store
+from mlpack.progress import RecordingReporter, using
 from tests.oci_fixtures import busybox_image
 
 if TYPE_CHECKING:
@@ -54,3 +55,15 @@ def test_explicit_base_wins_and_is_pinned(tmp_path: Path) -> None:
     assert chosen.provider == "explicit"
     assert chosen.digest == digest
     assert chosen.reference == "docker.io/my/base:1"
+
+
+def test_explicit_base_without_python_version_uses_the_projects_and_says_so(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "s")
+    busybox_image(store, tmp_path, "my/base:1")  # its config has no PYTHON_VERSION
+    rep = RecordingReporter()
+    with using(rep):
+        chosen = resolve_base("3.12", explicit="my/base:1", store=store)
+    assert chosen.python_full == "3.12"
+    assert any("does not declare PYTHON_VERSION" in n for n in rep.notices)

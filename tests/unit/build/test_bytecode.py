@@ -1,0 +1,141 @@
+"""Bytecode in the wheel layers: compiled by the image's Python (here played by a fake runner
+that runs the very same command with the host's 3.11), unchecked-hash, deterministic."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import io
+import marshal
+import os
+import subprocess
+import sys
+import tarfile
+from typing import TYPE_CHECKING
+
+import pytest
+
+from mlpack.build import bytecode
+from mlpack.build.embedded import EmbeddedBuilder
+from mlpack.errors import BuildError
+from mlpack.oci.store import Store
+from mlpack.progress import RecordingReporter, using
+from mlpack.render import compile_command
+from mlpack.spec import WheelStep
+from tests.unit.build.fakes import make_base, make_project, make_spec, make_wheel
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mlpack.build.protocol import BuildResult
+
+SITE = "opt/venv/lib/python3.11/site-packages"
+PYC = f"{SITE}/hello/__pycache__/__init__.{sys.implementation.cache_tag}.pyc"
+
+
+class FakePython:
+    """Plays the container: runs the command's interpreter part on the host, on the mount."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def __call__(
+        self,
+        *,
+        image: str,
+        argv: tuple[str, ...],
+        mounts: tuple[tuple[str, Path], ...],
+        readonly: tuple[tuple[str, Path], ...],
+        network: bool,
+    ) -> int:
+        assert not network
+        assert not readonly
+        self.calls.append((image, argv))
+        env, seed, _python, *flags_and_script, folder, in_image = argv
+        assert (env, seed) == ("env", "PYTHONHASHSEED=0")
+        host = dict(mounts)[folder]
+        return subprocess.run(
+            [sys.executable, *flags_and_script, str(host), in_image],
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            check=False,
+        ).returncode
+
+
+def build(
+    tmp: Path, runner: FakePython | None, store: Store | None = None
+) -> tuple[Store, BuildResult]:
+    store = store or Store(tmp / "store")
+    (tmp / "wheels").mkdir(parents=True, exist_ok=True)
+    pin = make_wheel(tmp / "wheels")
+    spec = make_spec(make_base(store, tmp), (pin,))
+    builder = EmbeddedBuilder(store, wheels={pin.sha256: tmp / "wheels" / pin.filename},
+                              runner=runner)  # fmt: skip
+    project = make_project(tmp / "proj") if not (tmp / "proj").exists() else tmp / "proj"
+    return store, builder.build(spec, context=project, tag="localhost/demo:pyc")
+
+
+def files(store: Store, result: BuildResult, step: str) -> dict[str, bytes]:
+    digest = next(x.digest for x in result.layers if x.step == step)
+    with tarfile.open(
+        fileobj=io.BytesIO(gzip.decompress(store.blob_path(digest).read_bytes()))
+    ) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def test_installed_packages_get_unchecked_hash_bytecode_for_their_in_image_path(
+    tmp_path: Path,
+) -> None:
+    python = FakePython()
+    store, result = build(tmp_path, python)
+    layer = files(store, result, "packages")
+    pyc = layer[PYC]
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(pyc[4:8], "little") == bytecode.UNCHECKED_HASH_FLAGS
+    source = layer[f"{SITE}/hello/__init__.py"]
+    assert pyc[8:16] == importlib.util.source_hash(source)  # the source's hash, no mtime
+    code = marshal.loads(pyc[16:])
+    assert code.co_filename == f"/{SITE}/hello/__init__.py"  # the image's path, not staging's
+    # The base's interpreter compiled it, in a container of the base, without network.
+    ((image, argv),) = python.calls
+    assert image == store.image("localhost/base:1").digest
+    assert argv[2] == "/usr/bin/python3"
+    assert "UNCHECKED_HASH" in argv[6]
+    # The code layer carries no bytecode.
+    assert not [n for n in files(store, result, "code") if n.endswith(".pyc")]
+
+
+def test_bytecode_layers_are_identical_across_builds(tmp_path: Path) -> None:
+    _, one = build(tmp_path / "a", FakePython())
+    _, two = build(tmp_path / "b", FakePython())
+    assert [x.digest for x in one.layers] == [x.digest for x in two.layers]
+
+
+def test_layers_with_and_without_bytecode_never_share_a_cache_entry(tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    with using(reporter):
+        store, plain = build(tmp_path, None)
+    assert PYC not in files(store, plain, "packages")
+    assert any("no bytecode" in n for n in reporter.notices)
+    _, compiled = build(tmp_path, FakePython(), store)
+    packages = next(x for x in compiled.layers if x.step == "packages")
+    assert not packages.cached
+    assert PYC in files(store, compiled, "packages")
+
+
+def test_a_failing_compile_names_the_layer(tmp_path: Path) -> None:
+    def broken(**_: object) -> int:
+        return 127
+
+    with pytest.raises(BuildError, match="bytecode of the packages layer"):
+        build(tmp_path, broken)  # type: ignore[arg-type]
+
+
+def test_the_dockerfile_compiles_the_same_way() -> None:
+    spec = make_spec("sha256:" + "0" * 64, ())
+    step = next(s for s in spec.steps if isinstance(s, WheelStep))
+    command = compile_command(spec, step, "/layer")
+    assert command.startswith("env PYTHONHASHSEED=0 /usr/bin/python3 -s -B -c ")
+    assert command.endswith(
+        " /layer/lib/python3.11/site-packages /opt/venv/lib/python3.11/site-packages"
+    )
+    assert bytecode.SCRIPT in command
