@@ -443,11 +443,12 @@ def logs(
     service = ServiceStore().get(name)
     with open(service.log, "rb") as log:  # noqa: PTH123 - read as it grows
         while True:
+            running = follow and service.alive()  # before the read: its last lines are read
             data = log.read(65536)
             if data:
                 sys.stdout.buffer.write(data)
                 sys.stdout.buffer.flush()
-            elif follow and service.alive():
+            elif running:
                 time.sleep(0.2)
             else:
                 return

@@ -184,13 +184,13 @@ def _supervise(
     config: RunConfig,
     listener: socket.socket,
     settings: _Settings,
-    record: tuple[ServiceStore, Service],
+    record: tuple[ServiceStore, str],
     on_healthy: Callable[[str], None],
 ) -> int:
     """Run the server, restarting it under ``--restart``, until it stops; the exit code."""
     from mlpack.serve.backends import published, server_for
 
-    store, service = record
+    store, name = record
     server = server_for(settings.backend, settings.stop_timeout)
     with published(
         config,
@@ -205,10 +205,10 @@ def _supervise(
             result = _serve_once(server, wired.config, watch)
             code = _ended(watch, result, attempt)
             if code is not None:
-                store.update(service, status="exited", container="")
+                store.update(name, status="exited", container="")
                 return code
             attempt += 1
-            service = store.update(service, restarts=attempt, status="restarting")
+            store.update(name, restarts=attempt, status="restarting")
 
 
 def _base_config(
@@ -263,7 +263,7 @@ class _Report:
             self.fd = None
 
 
-def _detach(run: Callable[[_Report], int], log: Path) -> str | None:
+def _detach(run: Callable[[_Report], int], log: Path, listener: socket.socket) -> str | None:
     """Fork the supervisor (a session of its own, output to ``log``); its first report.
 
     The supervisor is a fork, not a new program: it keeps the listening socket this process
@@ -287,6 +287,7 @@ def _detach(run: Callable[[_Report], int], log: Path) -> str | None:
             sys.stderr.flush()
             os._exit(code)
     os.close(write)
+    listener.close()  # the supervisor's now (with --network host: the server's to bind)
     with os.fdopen(read, "rb") as answer:
         line = answer.readline().decode().strip()
     return line or None
@@ -312,32 +313,30 @@ def _start(
     if not detach:
 
         def healthy(cid: str) -> None:
-            store.update(store.get(service.name), container=cid, status="running")
+            store.update(service.name, container=cid, status="running")
             say(f"serving {where} (container {cid[:12]})")
 
         try:
             with teed(log):
-                return _supervise(config, listener, settings, (store, service), healthy)
+                return _supervise(config, listener, settings, (store, service.name), healthy)
         finally:
             store.remove(service.name)
 
     def supervise(report: _Report) -> int:
         from mlpack.runtime.embedded.state import proc_start_time
 
-        mine = replace(
-            service, supervisor=os.getpid(), supervisor_start=proc_start_time(os.getpid())
+        store.update(
+            service.name, supervisor=os.getpid(), supervisor_start=proc_start_time(os.getpid())
         )
-        store.write(mine)
 
         def healthy(cid: str) -> None:
-            store.update(store.get(service.name), container=cid, status="running")
+            store.update(service.name, container=cid, status="running")
             say(f"serving {where} (container {cid[:12]})")
             report.healthy(where, cid)
 
-        return _supervise(config, listener, settings, (store, mine), healthy)
+        return _supervise(config, listener, settings, (store, service.name), healthy)
 
-    answer = _detach(supervise, log)
-    listener.close()
+    answer = _detach(supervise, log, listener)
     if answer is None:
         note(f"error: the server of {service.name} is not running; its log ends:")
         note(tail(str(log)))
@@ -396,6 +395,15 @@ def serve(
     name: Annotated[
         str | None, typer.Option("--name", help="The service's name (default: serve-PORT).")
     ] = None,
+    network: Annotated[
+        Literal["none", "host"],
+        typer.Option(
+            "--network",
+            parser=options.parse_network,
+            metavar="none|host",
+            help="none: loopback only (default); host: the server binds the host's port itself.",
+        ),
+    ] = "none",
     container_port: Annotated[
         int,
         typer.Option(
@@ -423,6 +431,7 @@ def serve(
         _base_config(root, facts, words, volumes, owner),
         image=backend_image(facts.digest, backend),
         env=given,
+        network=network,
         memory=options.parse_size(memory, option="--memory") if memory else None,
         cpus=options.parse_cpus(cpus) if cpus else None,
     )

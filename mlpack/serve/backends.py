@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mlpack.runtime.protocol import Mount
-from mlpack.serve import activate, can_activate
+from mlpack.serve import activate, bind, can_activate
 from mlpack.serve.forward import COURIER_DIR, Courier, Forwarder, courier_command
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class Published:
 
     config: RunConfig
     forwarder: Forwarder | None
-    how: str  # "socket" or "forward", for the user
+    how: str  # "socket", "forward" or "host"
 
 
 @contextlib.contextmanager
@@ -127,7 +127,20 @@ def published(
     container_port: int,
     owner: tuple[int, int],
 ) -> Iterator[Published]:
-    """``config`` (its command the server's) wired to ``listener`` for ``backend``."""
+    """``config`` (its command the server's) wired to ``listener`` for ``backend``.
+
+    With ``--network host`` the server binds the port itself: ``listener`` only proved the port
+    free and is closed here.
+    """
+    if config.network == "host":
+        host, port = listener.getsockname()[:2]
+        listener.close()
+        yield Published(
+            config=replace(config, command=bind(config.command, host, port)),
+            forwarder=None,
+            how="host",
+        )
+        return
     if not can_activate(config.command):
         forwarder = Forwarder(listener, container_port)
         try:

@@ -100,9 +100,9 @@ class ServiceStore:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write(self._path(service.name), json.dumps(asdict(service), indent=1).encode())
 
-    def update(self, service: Service, **changes: object) -> Service:
-        """``service`` with ``changes``, saved."""
-        changed = replace(service, **changes)  # type: ignore[arg-type]
+    def update(self, name: str, **changes: object) -> Service:
+        """The record named ``name`` with ``changes``, saved (one writer: its supervisor)."""
+        changed = replace(self.get(name), **changes)  # type: ignore[arg-type]
         self.write(changed)
         return changed
 

@@ -164,13 +164,18 @@ def test_detach_ps_logs_stop(site: Site, trained: Path, backend: str) -> None:
         log = site.mlpack("logs", name)
         assert log.returncode == 0
         assert '"POST /predict HTTP/1.1" 200' in log.stdout  # uvicorn's access line
-        stopped = site.mlpack("stop", name)
-        assert stopped.returncode == 0, stopped.stderr
+        with subprocess.Popen(
+            [*MLPACK, "logs", "-f", name], env=site.env(), stdout=subprocess.PIPE, text=True
+        ) as follower:
+            stopped = site.mlpack("stop", name)
+            assert stopped.returncode == 0, stopped.stderr
+            followed, _ = follower.communicate(timeout=60)  # -f ends with the service
     finally:
         _stop_all(site, name)
+    assert '"POST /predict HTTP/1.1" 200' in followed
+    assert "Shutting down" in followed  # the server's graceful stop, followed live
     assert _port_is_free(port)
     assert _service_row(site, name) == []
-    assert "Shutting down" in (site.inference / ".mlpack" / "serve" / f"{name}.log").read_text()
     if backend == "embedded":  # its state, cgroup and mounts are gone with it
         assert site.mlpack("ps", "-a", "-q").stdout.split() == []
         assert not list(Path("/sys/fs/cgroup").glob(f"**/*{container}*"))
@@ -251,6 +256,24 @@ def test_a_server_that_cannot_take_a_socket_is_forwarded(
         assert _get(port, "/hello.txt") == b"hello through the forwarder\n"
         # The server's namespace has loopback only: nothing on the host listens on 8123.
         assert _port_is_free(8123)
+    finally:
+        _stop_all(site, name)
+    assert _port_is_free(port)
+
+
+def test_network_host_lets_the_server_bind_the_port_itself(
+    site: Site, trained: Path, backend: str
+) -> None:
+    port, name = free_port(), f"host-net-{backend}"
+    done = site.mlpack(
+        "serve", "--detach", "--name", name, "--backend", backend, "--network", "host",
+        str(site.inference), "--port", str(port), "-v", f"{trained}:/app/models:ro",
+    )  # fmt: skip
+    try:
+        assert done.returncode == 0, done.stderr
+        assert _predict(port) == ["setosa", "virginica"]
+        log = site.mlpack("logs", name).stdout
+        assert f"Uvicorn running on http://127.0.0.1:{port}" in log  # bound by uvicorn itself
     finally:
         _stop_all(site, name)
     assert _port_is_free(port)

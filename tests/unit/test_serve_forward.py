@@ -100,7 +100,7 @@ def test_a_live_service_keeps_its_name_and_a_dead_one_gives_it_up(tmp_path: Path
     assert store.get("web").alive()
     with pytest.raises(ServeError, match="a service named 'web' is running"):
         store.claim(mine)
-    dead = store.update(mine, supervisor=2**22 + 1)  # no such pid
+    dead = store.update("web", supervisor=2**22 + 1)  # no such pid
     assert dead.shown_status() == "exited"
     store.claim(mine)  # a dead supervisor's record is taken over
     assert [s.name for s in store.all()] == ["web"]
