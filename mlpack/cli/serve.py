@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from mlpack.cli.output import note, say
+from mlpack.cli.runs import Backend
 from mlpack.runtime import options
 
 if TYPE_CHECKING:
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from mlpack.runtime.protocol import Mount, RunConfig, RunResult
     from mlpack.serve.backends import DockerServer, EmbeddedServer, Published
     from mlpack.serve.services import Service, ServiceStore
-
-Backend = Literal["embedded", "docker"]
 
 
 def _restart_limit(text: str) -> int:
