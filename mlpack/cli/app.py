@@ -39,6 +39,7 @@ COMMANDS: Final = {
     "serve": "runs",
     "ps": "containers",
     "stop": "containers",
+    "logs": "containers",
     "doctor": "containers",
     "runtime": "containers",
     "build": "build",
