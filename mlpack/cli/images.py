@@ -213,7 +213,13 @@ def base_cmd(
 
     options = _options(ca_cert, insecure_registry)
     with progress():
-        chosen = resolve_base(python, explicit=base, store=Store.default(), options=options)
+        chosen = resolve_base(
+            python,
+            explicit=base,
+            store=Store.default(),
+            platform="linux/amd64",
+            options=options,
+        )
     say(f"provider:  {chosen.provider}")
     say(f"reference: {chosen.reference}")
     say(f"digest:    {chosen.digest}")

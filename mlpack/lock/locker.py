@@ -43,8 +43,11 @@ if TYPE_CHECKING:
 class BaseResolver(Protocol):
     """Finds the base image for a Python version (``mlpack.pipeline`` hands one over)."""
 
-    def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
-        """Return the pinned base; raise MlpackError when no base provides ``python``."""
+    def resolve(self, python: str, *, explicit: str | None, platform: Platform) -> BaseImage:
+        """Return the pinned base for ``platform``; MlpackError when none provides ``python``.
+
+        A base of another architecture never serves: the image would not run on the target.
+        """
         ...
 
 
@@ -464,7 +467,7 @@ def _reused_base(inputs: LockInputs, previous: Lock | None, *, upgrade: bool) ->
 
 def _resolve_base(inputs: LockInputs, resolver: BaseResolver) -> BaseImage:
     try:
-        return resolver.resolve(inputs.python, explicit=inputs.base)
+        return resolver.resolve(inputs.python, explicit=inputs.base, platform=inputs.platform)
     except LockError:
         raise
     except MlpackError as exc:
