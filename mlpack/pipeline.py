@@ -73,6 +73,14 @@ def embedded_image_runner(image: str, tools: Path) -> Runner:
     )
 
 
+def store_rootfs(image: str) -> Path:
+    """The merged files of ``image`` in the default store (where the lock's bases go)."""
+    from mlpack.oci.snapshots import rootfs
+    from mlpack.oci.store import Store
+
+    return rootfs(Store.default(), image)
+
+
 def lock_path(root: Path) -> Path:
     """Where a project's lock lives."""
     return root / LOCK_FILE
@@ -168,6 +176,7 @@ def lock_project(
         home=Path(mlpack_home()),
         base_resolver=StoreBaseResolver(),
         image_runner=embedded_image_runner,
+        base_rootfs=store_rootfs,
         upgrade=upgrade and not packages,
         upgrade_packages=packages,
         ca_cert=ca_cert,
@@ -244,6 +253,7 @@ def project_lock(
             home=Path(mlpack_home()),
             base_resolver=StoreBaseResolver(),
             image_runner=embedded_image_runner,
+            base_rootfs=store_rootfs,
         ).lock
 
 

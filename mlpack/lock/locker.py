@@ -34,6 +34,7 @@ from mlpack.vocabulary import BaseImage, PackageSpec
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from mlpack.lock.host_apt import RootfsFactory
     from mlpack.lock.inputs import LockInputs
     from mlpack.lock.lockdata import DroppedPackage, Lock, LockedPackage
     from mlpack.lock.runner import ImageRunnerFactory
@@ -81,6 +82,7 @@ def lock(  # noqa: PLR0913  the library entry point: one keyword-only seam or op
     home: Path,
     base_resolver: BaseResolver,
     image_runner: ImageRunnerFactory | None = None,
+    base_rootfs: RootfsFactory | None = None,
     resolver: Resolver | None = None,
     upgrade: bool = False,
     upgrade_packages: tuple[str, ...] = (),
@@ -89,6 +91,8 @@ def lock(  # noqa: PLR0913  the library entry point: one keyword-only seam or op
     """Write ``lock_path`` for ``inputs``; a no-op (no resolve) when they are unchanged.
 
     :param image_runner: runs pip-tools inside the base image when the host lacks its Python.
+    :param base_rootfs: the base's files, for pinning a foreign base's Debian packages with
+        the host's apt where the base cannot run here.
     :param resolver: use this resolver instead of the one ``inputs`` name.
 
     Nothing is written unless every step succeeded: the lock is replaced atomically.
@@ -134,9 +138,11 @@ def lock(  # noqa: PLR0913  the library entry point: one keyword-only seam or op
             system = pin_system(
                 inputs.system_packages,
                 base=resolved.base,
+                platform=inputs.platform,
                 previous=previous,
                 upgrade=upgrade,
                 image_runner=image_runner,
+                base_rootfs=base_rootfs,
                 workdir=Path(tmp) / "system",
             )
         rep.finish("resolve")
