@@ -47,6 +47,11 @@ def _explicit(
     digest = stored_for(store, text, platform)
     if digest is None:
         digest = pull(text, store, options=for_platform(options, platform)).digest
+        config = store.image(digest).config
+        if f"{config.os}/{config.architecture}" != platform:
+            # A single-platform image is what it is: the registry had no other to choose.
+            msg = f"base {text} is {config.os}/{config.architecture}, not {platform}"
+            raise ImageError(msg, hint=f"set base = ... to an image for {platform}")
     full = python_version(store.image(digest).config.env, "")
     if not full:
         reporter().notice(

@@ -228,3 +228,20 @@ def test_an_unpacked_base_needs_mmdebstrap(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ImageError, match="arm64"):
         debian._command("extract", "arm64", "bookworm", "http://m", tmp_path)
+
+
+def test_an_explicit_single_platform_base_of_another_arch_is_refused_at_lock_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path / "s")
+    digest = add_tree_image(store, [_tree(tmp_path)], "my/base:1")  # amd64 only
+
+    def pull(text: str, _store: Store, *, options: Any) -> PullResult:
+        return PullResult(reference=text, digest=digest, index_digest=None,
+                          layers_fetched=0, bytes_fetched=0)  # fmt: skip
+
+    monkeypatch.setattr(resolve, "pull", pull)
+    with pytest.raises(ImageError, match="is linux/amd64, not linux/arm64"):
+        resolve.resolve_base("3.11", explicit="my/base:1", store=store, platform="linux/arm64")
+    chosen = resolve.resolve_base("3.11", explicit="my/base:1", store=store, platform="linux/amd64")
+    assert chosen.digest == digest
