@@ -9,7 +9,7 @@ import pytest
 
 from mlpack.errors import LockError
 from mlpack.lock import system
-from mlpack.lock.host_apt import HostAptRunner, apt_config
+from mlpack.lock.host_apt import HostAptRunner, apt_config, rooted_sources
 from mlpack.lock.runner import Completed
 from mlpack.lock.system import parse_pins, pin_system
 from mlpack.progress import RecordingReporter, using
@@ -29,9 +29,31 @@ def test_apt_is_pointed_at_the_bases_arch_status_sources_and_keys(tmp_path: Path
     assert 'APT::Architecture "arm64";' in text
     assert 'APT::Architectures { "arm64"; };' in text
     assert 'Dir::State::status "/r/var/lib/dpkg/status";' in text
-    assert 'Dir::Etc::sourcelist "/r/etc/apt/sources.list";' in text
+    assert f'Dir::Etc::sourcelist "{tmp_path}/sources.list";' in text
     assert 'Dir::Etc::trustedparts "/r/etc/apt/trusted.gpg.d";' in text
     assert f'Dir::State::lists "{tmp_path}/lists";' in text
+
+
+def test_the_sources_trust_the_bases_own_keyring(tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc/apt/sources.list.d").mkdir(parents=True)
+    (rootfs / "usr/share/keyrings").mkdir(parents=True)
+    (rootfs / "usr/share/keyrings/debian-archive-keyring.pgp").write_bytes(b"key")
+    (rootfs / "etc/apt/sources.list").write_text(
+        "deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.pgp] http://d/debian trixie main\n"
+        "deb [signed-by=/usr/share/keyrings/absent.gpg] http://x/debian trixie main\n"
+    )
+    (rootfs / "etc/apt/sources.list.d/debian.sources").write_text(
+        "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp\n"
+    )
+    rooted_sources(rootfs, tmp_path / "state")
+    key = rootfs / "usr/share/keyrings/debian-archive-keyring.pgp"
+    one_line = (tmp_path / "state/sources.list").read_text()
+    assert f"signed-by={key}]" in one_line
+    assert "signed-by=/usr/share/keyrings/absent.gpg]" in one_line  # not in the base: kept
+    deb822 = (tmp_path / "state/sources.list.d/debian.sources").read_text()
+    assert f"Signed-By: {key}\n" in deb822
 
 
 def test_the_host_runner_hands_apt_and_dpkg_query_the_base(tmp_path: Path) -> None:
