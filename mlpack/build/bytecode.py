@@ -16,51 +16,22 @@ written for another Python) are skipped, as pip does. The code layer is not comp
 small, a user may bind-mount over it (unchecked bytecode would then be stale), and compiling it
 would add a container start to every code-only rebuild.
 
-The Dockerfile runs the same script (``SCRIPT``) after pip, so both builders ship the same
-``.pyc`` bytes.
+The command is ``mlpack.spec.commands.compile_argv``: the Dockerfile runs the same one after
+pip, so both builders ship the same ``.pyc`` bytes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from mlpack.errors import BuildError
+from mlpack.spec.commands import compile_argv
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.build.protocol import StepRunner
     from mlpack.spec import WheelStep
-
-MODE: Final = "unchecked-hash"
-HASH_SEED: Final = "0"
-# argv: the folder to compile, the folder it will be at in the image (co_filename's prefix).
-SCRIPT: Final = (
-    "import compileall,py_compile,sys;"
-    "compileall.compile_dir(sys.argv[1],ddir=sys.argv[2],quiet=1,workers=1,"
-    "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)"
-)
-# In a .pyc header, the flags word after the magic number: bit 0 "hash-based", bit 1
-# "check the source" (PEP 552). Unchecked-hash is 1.
-UNCHECKED_HASH_FLAGS: Final = 1
-
-
-def compile_argv(python: str, folder: str, in_image: str) -> tuple[str, ...]:
-    """The command that compiles ``folder`` as if at ``in_image`` with the interpreter ``python``.
-
-    ``-s``: no user site; ``-B``: the stdlib modules it imports write no bytecode of their own.
-    """
-    return (
-        "env",
-        f"PYTHONHASHSEED={HASH_SEED}",
-        python,
-        "-s",
-        "-B",
-        "-c",
-        SCRIPT,
-        folder,
-        in_image,
-    )
 
 
 def compile_step(

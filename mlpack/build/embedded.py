@@ -22,22 +22,23 @@ from mlpack.build.cache import LEVEL, BuildCache, step_key
 from mlpack.build.install import install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
 from mlpack.errors import BuildError, ImageError
-from mlpack.oci import mediatypes
 from mlpack.oci.documents import Descriptor
+from mlpack.oci.layer_compression import MEDIA_TYPES, identity
 from mlpack.oci.layer_writer import write_layer
 from mlpack.oslib.fs import NO_SPACE
 from mlpack.paths import cache_folder
 from mlpack.progress import reporter
-from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
+from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep, commands
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
     from mlpack.build.protocol import StepRunner
-    from mlpack.oci.layer_writer import LayerDigests, Output
+    from mlpack.oci.layer_compression import LayerDigests, Output
     from mlpack.oci.store import Store, StoredImage
     from mlpack.spec import ImageSpec, Step
+    from mlpack.vocabulary import Compression
 
 _CHUNK: Final = 1 << 20
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -53,11 +54,17 @@ class EmbeddedBuilder:
     name = "embedded"
 
     def __init__(
-        self, store: Store, *, wheels: Mapping[str, Path], runner: StepRunner | None = None
+        self,
+        store: Store,
+        *,
+        wheels: Mapping[str, Path],
+        runner: StepRunner | None = None,
+        compression: Compression = "gzip",
     ) -> None:
         self.store = store
         self.wheels = wheels
         self.runner = runner
+        self.compression = compression  # of the layers it writes (the base's are reused as is)
         self.cache = BuildCache(store)
 
     def check_available(self) -> None:
@@ -97,7 +104,7 @@ class EmbeddedBuilder:
                 Descriptor(media_type=d.media_type, digest=d.digest, size=d.size)
                 for d in base.manifest.layers
             ] + [
-                Descriptor(media_type=mediatypes.OCI_LAYER_GZIP, digest=x.digest, size=x.size)
+                Descriptor(media_type=MEDIA_TYPES[self.compression], digest=x.digest, size=x.size)
                 for x in layers[len(base.manifest.layers) :]
             ]
             digest = self.store.add_image(config=config, layers=descriptors, ref=tag)
@@ -137,12 +144,14 @@ class EmbeddedBuilder:
             return None
         staging = work / step.name
         recipe = self._recipe(step, spec=spec, context=context, work=work, staging=staging)
-        layer = self.cache.get(recipe.key)
+        # The compressor decides the blob's bytes: its identity is part of the key.
+        key = step_key(recipe.key, identity(self.compression, level=LEVEL))
+        layer = self.cache.get(key)
         hit = layer is not None
         if layer is None:
             staging.mkdir()
             layer = self._write(step.name, recipe, staging=staging, work=work)
-            self.cache.put(recipe.key, layer)
+            self.cache.put(key, layer)
         return LayerResult(
             step=step.name,
             role=step.role,
@@ -163,8 +172,9 @@ class EmbeddedBuilder:
         blob = work / f"{name}.tar.gz"
         with blob.open("wb") as fh:
             layer = write_layer(
-                staging, _Reported(fh, task), source_date_epoch=LAYER_MTIME, level=LEVEL,
-                blocks=True, modes=recipe.modes, whiteouts=whiteouts,
+                staging, _Reported(fh, task), source_date_epoch=LAYER_MTIME,
+                level=LEVEL if self.compression == "gzip" else None,
+                compression=self.compression, blocks=True, modes=recipe.modes, whiteouts=whiteouts,
                 preserve_metadata=recipe.preserve, on_special="skip",
             )  # fmt: skip
         reporter().finish(task)
@@ -178,7 +188,7 @@ class EmbeddedBuilder:
         if isinstance(step, SystemStep):
             assert self.runner is not None  # checked by _step
             # The layer is a diff against the base: the base digest is part of its key.
-            key = step_key(step.key(), spec.base_digest, system.SCRIPT)
+            key = step_key(step.key(), spec.base_digest, commands.SYSTEM_SCRIPT)
             install = partial(system.stage_system, step, self.runner, image=spec.base_digest,
                               cache=cache_folder("debs", home=self.store.root), work=work,
                               staging=staging)  # fmt: skip
@@ -192,22 +202,7 @@ class EmbeddedBuilder:
         if isinstance(step, VenvStep):
             return _Recipe(key=step_key(step.key()), fill=_no_whiteouts(stage_venv, step, staging))
         if isinstance(step, WheelStep):
-            if not self._compiles(spec):
-                key = step_key(step.key(), installer.__version__, "no-bytecode")
-                return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
-            # The .pyc bytes are the base interpreter's: the base digest is part of the key.
-            python = spec.interpreter
-            key = step_key(step.key(), installer.__version__, bytecode.MODE, bytecode.SCRIPT,
-                           bytecode.HASH_SEED, spec.base_digest, python)  # fmt: skip
-
-            def stage_and_compile() -> tuple[str, ...]:
-                assert self.runner is not None  # checked by _compiles
-                self._stage_wheels(step, staging)
-                bytecode.compile_step(step, self.runner, image=spec.base_digest, python=python,
-                                      staging=staging)  # fmt: skip
-                return ()
-
-            return _Recipe(key=key, fill=stage_and_compile)
+            return self._wheel_recipe(step, spec=spec, staging=staging)
         rules = code_context.project_rules(context, (*step.excludes, f"/{EJECT_DIR}"))
         entries = code_context.select(context, rules)
         return _Recipe(
@@ -215,6 +210,25 @@ class EmbeddedBuilder:
             fill=_no_whiteouts(stage_code, step, context, entries, staging),
             modes={f"{step.workdir.strip('/')}/{d}": 0o777 for d in step.writable_dirs},
         )
+
+    def _wheel_recipe(self, step: WheelStep, *, spec: ImageSpec, staging: Path) -> _Recipe:
+        """Install the step's wheels, then compile their bytecode where the image's Python runs."""
+        runner = self.runner if self._compiles(spec) else None
+        if runner is None:
+            key = step_key(step.key(), installer.__version__, "no-bytecode")
+            return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
+        # The .pyc bytes are the base interpreter's: the base digest is part of the key.
+        python = spec.interpreter
+        key = step_key(step.key(), installer.__version__, commands.BYTECODE_MODE,
+                       commands.COMPILE_SCRIPT, commands.HASH_SEED, spec.base_digest, python)  # fmt: skip
+
+        def stage_and_compile() -> tuple[str, ...]:
+            self._stage_wheels(step, staging)
+            bytecode.compile_step(step, runner, image=spec.base_digest, python=python,
+                                  staging=staging)  # fmt: skip
+            return ()
+
+        return _Recipe(key=key, fill=stage_and_compile)
 
     def _compiles(self, spec: ImageSpec) -> bool:
         """Whether the wheel layers get bytecode: the image's Python must run here."""

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mlpack.build import bytecode
 from mlpack.build.embedded import EmbeddedBuilder
 from mlpack.errors import BuildError
 from mlpack.oci.store import Store
 from mlpack.progress import RecordingReporter, using
 from mlpack.render import compile_command
-from mlpack.spec import WheelStep
+from mlpack.spec import WheelStep, commands
 from tests.unit.build.fakes import make_base, make_project, make_spec, make_wheel
 
 if TYPE_CHECKING:
@@ -90,7 +89,7 @@ def test_installed_packages_get_unchecked_hash_bytecode_for_their_in_image_path(
     layer = files(store, result, "packages")
     pyc = layer[PYC]
     assert pyc[:4] == importlib.util.MAGIC_NUMBER
-    assert int.from_bytes(pyc[4:8], "little") == bytecode.UNCHECKED_HASH_FLAGS
+    assert int.from_bytes(pyc[4:8], "little") == commands.UNCHECKED_HASH_FLAGS
     source = layer[f"{SITE}/hello/__init__.py"]
     assert pyc[8:16] == importlib.util.source_hash(source)  # the source's hash, no mtime
     code = marshal.loads(pyc[16:])
@@ -138,4 +137,4 @@ def test_the_dockerfile_compiles_the_same_way() -> None:
     assert command.endswith(
         " /layer/lib/python3.11/site-packages /opt/venv/lib/python3.11/site-packages"
     )
-    assert bytecode.SCRIPT in command
+    assert commands.COMPILE_SCRIPT in command

@@ -11,12 +11,11 @@ from mlpack.errors import ImageError
 from mlpack.lock.failure import ResolveFailure, read_failure
 from mlpack.lock.indexes import Indexes
 from mlpack.lock.inputs import LockInputs, is_inferred
-from mlpack.lock.lockdata import ResolverName
 from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.resolvers import Pin, ResolveRequest
 from mlpack.progress import RecordingReporter, using
-from mlpack.vocabulary import BaseImage, PackageSpec
+from mlpack.vocabulary import BaseImage, PackageSpec, ResolverName
 from tests.unit.lock.fakes import FakeBase
 
 DEAD = "http://127.0.0.1:9/simple"
