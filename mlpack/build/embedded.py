@@ -142,7 +142,7 @@ class EmbeddedBuilder:
         if layer is None:
             staging.mkdir()
             layer = self._write(step.name, recipe, staging=staging, work=work)
-            self.cache.put(recipe.key, layer)
+            self.cache.put(recipe.stored_key() if recipe.stored_key else recipe.key, layer)
         return LayerResult(
             step=step.name,
             role=step.role,
@@ -202,23 +202,28 @@ class EmbeddedBuilder:
         )
 
     def _wheel_recipe(self, step: WheelStep, *, spec: ImageSpec, staging: Path) -> _Recipe:
-        """Install the step's wheels, then compile their bytecode where the image's Python runs."""
+        """Install the step's wheels, then compile their bytecode where the image's Python runs.
+
+        A compile that fails leaves the layer as it is without bytecode, cached under that key.
+        """
+        plain = step_key(step.key(), installer.__version__, "no-bytecode")
         runner = self.runner if self._compiles(spec) else None
         if runner is None:
-            key = step_key(step.key(), installer.__version__, "no-bytecode")
-            return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
+            return _Recipe(key=plain, fill=_no_whiteouts(self._stage_wheels, step, staging))
         # The .pyc bytes are the base interpreter's: the base digest is part of the key.
         python = spec.interpreter
         key = step_key(step.key(), installer.__version__, commands.BYTECODE_MODE,
-                       commands.COMPILE_SCRIPT, commands.HASH_SEED, spec.base_digest, python)  # fmt: skip
+                       commands.COMPILE_SCRIPT, spec.base_digest, python)  # fmt: skip
+        compiled: list[bool] = []
 
         def stage_and_compile() -> tuple[str, ...]:
             self._stage_wheels(step, staging)
-            bytecode.compile_step(step, runner, image=spec.base_digest, python=python,
-                                  staging=staging)  # fmt: skip
+            compiled.append(bytecode.compile_step(step, runner, image=spec.base_digest,
+                                                  python=python, staging=staging))  # fmt: skip
             return ()
 
-        return _Recipe(key=key, fill=stage_and_compile)
+        return _Recipe(key=key, fill=stage_and_compile,
+                       stored_key=lambda: key if all(compiled) else plain)  # fmt: skip
 
     def _compiles(self, spec: ImageSpec) -> bool:
         """Whether the wheel layers get bytecode: the image's Python must run here."""
@@ -263,6 +268,7 @@ class _Recipe:
     fill: Callable[[], tuple[str, ...]]  # stages the tree; returns the paths to white out
     modes: Mapping[str, int] = field(default_factory=dict)
     preserve: bool = False  # keep the entries' modes and owners (a diff of the base's tree)
+    stored_key: Callable[[], str] | None = None  # the key the layer is cached under, if not key
 
 
 @contextlib.contextmanager
