@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlpack.errors import MlpackError
 from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
 from mlpack.spec.commands import compile_argv
@@ -41,26 +42,32 @@ def compile_step(
     """Compile the step's staged site-packages in a container of ``image`` (no network).
 
     The staged folder is mounted where it will be in the image, so the code objects name the
-    in-image paths. False, with a notice and no ``.pyc`` left behind, when the interpreter did
-    not run or failed: bytecode only speeds up the start, the image is whole without it.
+    in-image paths. False, with a notice and no ``.pyc`` left behind, when the container did not
+    start or the interpreter failed: bytecode only speeds up the start, the image is whole
+    without it (and a full disk is reported by the layer write that follows).
     """
     site = staging / step.site_packages.strip("/")
     if not site.is_dir():
         return True
     before = set(site.rglob("__pycache__"))
-    code = runner(
-        image=image,
-        argv=compile_argv(python, step.site_packages, step.site_packages),
-        mounts=((step.site_packages, site),),
-        readonly=(),
-        network=False,
-    )
-    if code == 0:
-        return True
+    try:
+        code = runner(
+            image=image,
+            argv=compile_argv(python, step.site_packages, step.site_packages),
+            mounts=((step.site_packages, site),),
+            readonly=(),
+            network=False,
+        )
+    except MlpackError as exc:  # the container did not start (a full disk, a broken base)
+        why = f"the container for {python} did not start: {exc.message}"
+    else:
+        if code == 0:
+            return True
+        why = f"{python} in the base exited with {code} while compiling it"
     for cache in set(site.rglob("__pycache__")) - before:
         remove_tree(cache)
     reporter().notice(
-        f"no bytecode in the {step.name} layer: {python} in the base exited with {code} "
-        "while compiling it; each container start compiles what it imports"
+        f"no bytecode in the {step.name} layer: {why}; each container start compiles what it "
+        "imports"
     )
     return False

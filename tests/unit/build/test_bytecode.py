@@ -14,6 +14,7 @@ import tarfile
 from typing import TYPE_CHECKING
 
 from mlpack.build.embedded import EmbeddedBuilder
+from mlpack.errors import ImageError
 from mlpack.oci.store import Store
 from mlpack.progress import RecordingReporter, using
 from mlpack.render import compile_command
@@ -146,3 +147,14 @@ def test_the_dockerfile_compiles_the_same_way() -> None:
         " /layer/lib/python3.11/site-packages /opt/venv/lib/python3.11/site-packages"
     )
     assert commands.COMPILE_SCRIPT in command
+
+
+def test_a_container_that_does_not_start_leaves_the_layer_without_bytecode(tmp_path: Path) -> None:
+    def no_room(**_: object) -> int:
+        raise ImageError("layer does not fit in the free space", hint="free disk space")
+
+    reporter = RecordingReporter()
+    with using(reporter):
+        store, result = build(tmp_path, no_room)  # type: ignore[arg-type]
+    assert PYC not in files(store, result, "packages")
+    assert any("did not start: layer does not fit" in n for n in reporter.notices)
