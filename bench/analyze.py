@@ -92,9 +92,13 @@ Verdict = Literal["PASS", "FAIL", "TIE", "n/a"]
 
 @dataclass(frozen=True, kw_only=True)
 class Run:
-    """One tool invocation: wall time, exit status, output, peak RSS."""
+    """One tool invocation: wall time, CPU time (its helpers' too), exit status, output, peak RSS.
+
+    On a shared machine the wall time measures the neighbours as well; the CPU time does not.
+    """
 
     seconds: float
+    cpu_seconds: float
     returncode: int
     stdout: str
     stderr: str
@@ -137,6 +141,7 @@ def run_cmd(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: P
         err.seek(0)
         return Run(
             seconds=seconds,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
             returncode=proc.returncode,
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
@@ -696,11 +701,13 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
     warmups = 1 if quick else 3
     if with_mlpack and not any(aborts.values()):
         problems: list[str] = []
+        cpu: dict[str, list[float]] = {"cold": [], "pipreqs": [], "warm": []}
 
         def checked(label: str, run: Run, expected: str) -> float:
             # A failed or divergent timed run would make a fast ratio meaningless.
             if run.returncode != 0 or run.stdout != expected:
                 problems.append(f"{label}: exit {run.returncode}, output differs")
+            cpu[label].append(run.cpu_seconds)
             return run.seconds
 
         def cold() -> float:
@@ -738,6 +745,13 @@ def bench_tree(tree: Tree, *, quick: bool, with_mlpack: bool, work: Path) -> Tre
         )
         for c in comparisons:
             print("  " + format_line(c), flush=True)
+        medians = {label: median(values) for label, values in cpu.items()}
+        print(
+            f"  CPU (medians): mlpack cold {medians['cold']:.2f} s, warm {medians['warm']:.3f} s, "
+            f"pipreqs {medians['pipreqs']:.2f} s; cold/pipreqs "
+            f"{medians['cold'] / medians['pipreqs']:.3f}, warm/pipreqs "
+            f"{medians['warm'] / medians['pipreqs']:.3f}; {load_average()}"
+        )
         if problems:
             print(f"  WARNING: {len(problems)} timed runs failed or differed: {problems[:3]}")
         print(
@@ -896,6 +910,12 @@ def profile(tree: Tree, work: Path) -> None:
     )
 
 
+def load_average() -> str:
+    """The machine's load, printed with the timings it disturbs."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 def versions() -> None:
     """Print what ran where."""
     mlpack = run_cmd([str(BIN / "mlpack"), "--version"], cwd=REPO).stdout.strip() or "unavailable"
@@ -911,7 +931,7 @@ def versions() -> None:
     )
     print(
         f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
-        f"kernel {platform.release()}; network: "
+        f"kernel {platform.release()}, {load_average()}; network: "
         + ("none (unshare -n) for both tools" if NETNS else "not isolated (pipreqs --use-local)")
     )
 
@@ -984,6 +1004,8 @@ class CorpusResult:
     pipreqs: Score
     mlpack_s: float
     pipreqs_s: float
+    mlpack_cpu: float
+    pipreqs_cpu: float
 
 
 def bench_corpus_repo(repo: CorpusRepo, source: Path, work: Path) -> CorpusResult:
@@ -1012,6 +1034,8 @@ def bench_corpus_repo(repo: CorpusRepo, source: Path, work: Path) -> CorpusResul
         pipreqs=score(pipreqs_mapped(pq), expected),
         mlpack_s=ml.seconds,
         pipreqs_s=pq.seconds,
+        mlpack_cpu=ml.cpu_seconds,
+        pipreqs_cpu=pq.cpu_seconds,
     )
 
 
@@ -1046,7 +1070,13 @@ def print_corpus(results: Sequence[CorpusResult]) -> None:
         print(f"  {kind}: mlpack {km:.3f}, pipreqs {kp:.3f}: {'PASS' if km >= kp else 'FAIL'}")
     time_m = sum(r.mlpack_s for r in results)
     time_p = sum(r.pipreqs_s for r in results)
-    print(f"time: mlpack {time_m:.2f} s, pipreqs {time_p:.2f} s, ratio {time_m / time_p:.2f}")
+    cpu_m = sum(r.mlpack_cpu for r in results)
+    cpu_p = sum(r.pipreqs_cpu for r in results)
+    print(
+        f"time: mlpack {time_m:.2f} s, pipreqs {time_p:.2f} s, ratio {time_m / time_p:.2f} "
+        f"(goal <= {GOAL_COLD}); CPU: mlpack {cpu_m:.2f} s, pipreqs {cpu_p:.2f} s, "
+        f"ratio {cpu_m / cpu_p:.2f}; {load_average()}"
+    )
 
 
 def bench_corpus(corpus: Path, only: str | None) -> int:
@@ -1118,7 +1148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for tree in trees:
             results.append(bench_tree(tree, quick=args.quick, with_mlpack=with_mlpack, work=work))
         print_summary(results)
-        print(f"\nbench wall time {time.perf_counter() - started:.0f} s")
+        print(f"\nbench wall time {time.perf_counter() - started:.0f} s; {load_average()}")
         if args.profile and with_mlpack:
             large = [t for t in trees if t.name.startswith(LARGE_TREE)]
             profile(large[0] if large else trees[-1], work)

@@ -19,8 +19,10 @@ from mlpack.errors import ConfigError
 from mlpack.oslib.fs import atomic_write
 from mlpack.paths import CONFIG_FILE, PYPROJECT_FILE
 from mlpack.vocabulary import (
+    COMPRESSIONS,
     DEFAULT_PLATFORM,
     PLATFORMS,
+    Compression,
     EnvSpec,
     PackageSpec,
     Platform,
@@ -45,7 +47,7 @@ _NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 _TOP_KEYS: Final = frozenset(
     {"name", "python", "python-source", "base", "platform", "dependencies", "env", "layout",
-     "entrypoints", "accelerator"}
+     "entrypoints", "accelerator", "compression"}
 )  # fmt: skip
 _DEP_KEYS: Final = frozenset(
     {"packages", "index-url", "extra-index-urls", "system", "torch-variant", "groups",
@@ -93,6 +95,7 @@ class ProjectConfig:
     ignore_imports: tuple[str, ...] = ()  # import names analysis leaves out
     import_map: tuple[tuple[str, str], ...] = ()  # import name -> distribution
     exclude: tuple[str, ...] = ()  # canonical distributions never added back
+    compression: Compression = "gzip"  # of the layers the embedded builder writes
 
 
 def config_location(root: Path) -> tuple[Path, bool]:
@@ -230,7 +233,18 @@ def _validate(data: dict[str, Any], *, root: Path, path: Path, where: str) -> Pr
         ignore_imports=ignore_imports,
         import_map=import_map,
         exclude=exclude,
+        compression=_compression(data, where),
     )
+
+
+def _compression(data: dict[str, Any], where: str) -> Compression:
+    value = _str(data.get("compression", "gzip"), where, "compression")
+    if value not in COMPRESSIONS:
+        raise _fail(
+            where, "compression", f"is {value!r}, not gzip or zstd",
+            'gzip reads everywhere; zstd (compression = "zstd") needs Docker 23+ or containerd',
+        )  # fmt: skip
+    return value
 
 
 def _name(data: dict[str, Any], root: Path, where: str) -> str:
@@ -540,16 +554,19 @@ def merge_into(existing: dict[str, Any], generated: dict[str, Any]) -> list[str]
 
 
 def _add_missing(key: str, current: list[Any], value: list[Any]) -> None:
-    """Append the items ``current`` lacks; packages match by name, whatever their versions."""
-    if key == "packages":
-        have = {_entry_name(item) for item in current}
-        for item in value:
-            if _entry_name(item) not in have:
-                current.append(item)
-    else:
-        for item in value:
-            if item not in current:
-                current.append(item)
+    """Append the items ``current`` lacks; packages match by name, whatever their versions,
+    and Debian packages by name in either release's spelling (``libglib2.0-0``, ``...0t64``).
+    """
+    from mlpack.analyze.debian import debian13_name
+
+    name_of = {"packages": _entry_name, "system": debian13_name}.get(key)
+    for item in value:
+        if name_of is None:
+            missing = item not in current
+        else:
+            missing = name_of(item) not in {name_of(have) for have in current}
+        if missing:
+            current.append(item)
 
 
 def _entry_name(item: object) -> str:

@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from mlpack.build.verify import Verification
     from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
-    from mlpack.lock.lockdata import Lock, ResolverName
+    from mlpack.lock.lockdata import Lock
     from mlpack.lock.locker import BaseResolver
     from mlpack.lock.runner import Runner
     from mlpack.oci.store import Store
     from mlpack.spec import ImageSpec
-    from mlpack.vocabulary import BaseImage
+    from mlpack.vocabulary import BaseImage, Compression, ResolverName
 
 # Where Debian and most distributions keep the system's CA bundle.
 _SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -76,11 +76,6 @@ def lock_path(root: Path) -> Path:
     return root / LOCK_FILE
 
 
-def lock_is_current(root: Path, *, check: bool) -> bool:
-    """True when the no-op memo says ``root``'s lock is up to date (reads bytes only)."""
-    return stamp.is_current(root, "check" if check else "lock")
-
-
 def project_lock_inputs(
     root: Path, *, resolver: ResolverName = "uv", platform: str | None = None
 ) -> LockInputs:
@@ -97,12 +92,15 @@ def config_lock_inputs(
     platform: str | None = None,
 ) -> LockInputs:
     """The lock inputs of ``config`` (``lock`` and ``build`` agree on them, so on staleness)."""
+    from mlpack.analyze.python_version import python_allowance
+
     python, fallback = python_choice(root, config)
     return inputs_from_config(
         replace(config, python=python),
         resolver=resolver,
         platform=platform,
         fallback_pythons=fallback,
+        python_allowed_by=python_allowance(root) if fallback else "",
     )
 
 
@@ -175,7 +173,7 @@ def lock_project(
 def _memo(
     root: Path, *, upgrade: bool, resolver: ResolverName, platform: str | None
 ) -> stamp.Memo | None:
-    """The no-op memo serves only what ``lock_is_current`` reads: no options but ``check``."""
+    """The no-op memo serves only what ``stamp.is_current`` reads: no options but ``check``."""
     if upgrade or resolver != "uv" or platform is not None or not has_config(root):
         return None  # without a config the inputs are the code, which the memo does not read
     return stamp.Memo(root)
@@ -289,10 +287,12 @@ def build_project(
     note: Callable[[str], None],
     store: Store | None = None,
     platform: str | None = None,
+    compression: Compression | None = None,
 ) -> BuildResult:
     """Plan, fetch and build the project at ``root`` with ``backend``; tag the image.
 
     :param platform: the target platform (default: the config's, else linux/amd64).
+    :param compression: of the layers the embedded builder writes (default: the config's).
     """
     from mlpack.build.sbom import attach_sbom
     from mlpack.oci.store import Store
@@ -301,18 +301,26 @@ def build_project(
     wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
     store = store or Store.default()
     ensure_base(lock_file, config, store)
-    result = make_builder(backend, store, wheels).build(
-        spec, context=root, tag=tag or spec.default_tag
-    )
+    builder = make_builder(backend, store, wheels, compression or config.compression)
+    result = builder.build(spec, context=root, tag=tag or spec.default_tag)
     return dataclasses.replace(result, sbom=attach_sbom(store, result, spec, wheels))
 
 
-def make_builder(backend: BackendName, store: Store, wheels: Mapping[str, Path]) -> Builder:
+def make_builder(
+    backend: BackendName,
+    store: Store,
+    wheels: Mapping[str, Path],
+    compression: Compression = "gzip",
+) -> Builder:
     """The builder registered under ``backend``, its prerequisites checked up front."""
     if backend == "embedded":
         from mlpack.build.embedded import EmbeddedBuilder
 
-        return EmbeddedBuilder(store, wheels=wheels, runner=embedded_step_runner())
+        runner = embedded_step_runner()
+        return EmbeddedBuilder(store, wheels=wheels, runner=runner, compression=compression)
+    if compression != "gzip":
+        msg = f"the docker backend writes gzip layers, not {compression}"
+        raise BuildError(msg, hint="build zstd layers with the embedded backend (the default)")
     import docker
 
     from mlpack.build.docker import DockerBuilder

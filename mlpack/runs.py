@@ -52,6 +52,18 @@ class MountRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TaskPlacement:
+    """Where a run sat in a cluster job (one Slurm task of several): its rank and its peers'."""
+
+    job_id: str
+    rank: int
+    local_rank: int
+    world_size: int
+    node: str
+    master_addr: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunRecord:
     """Everything needed to repeat a run and to tell whether the repeat matched."""
 
@@ -77,6 +89,7 @@ class RunRecord:
     outputs: tuple[tuple[str, str], ...] = ()  # container path -> sha256 digest
     owner: int = field(default=0, compare=False)  # pid of the mlpack process while running
     rerun_of: str | None = None
+    task: TaskPlacement | None = None  # set when the run is one task of a cluster job
 
     def to_json(self) -> str:
         """The record as run.json text (stable key order)."""
@@ -90,6 +103,8 @@ class RunRecord:
         doc["command"] = tuple(doc["command"])
         doc["env"] = tuple((k, v) for k, v in doc["env"])
         doc["outputs"] = tuple((k, v) for k, v in doc["outputs"])
+        if doc.get("task") is not None:
+            doc["task"] = TaskPlacement(**doc["task"])
         return cls(**doc)
 
 
@@ -126,6 +141,25 @@ def now_iso() -> str:
 def host_name() -> str:
     """The host name, for the record."""
     return socket.gethostname()
+
+
+def task_placement(environ: dict[str, str] | None = None) -> TaskPlacement | None:
+    """The run's place in a Slurm job, from the variables ``srun`` sets (None outside one).
+
+    The master address is the one the job's script exported for torchrun (``MASTER_ADDR``).
+    """
+    env = os.environ if environ is None else environ
+    ids = [env.get(k, "") for k in ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS")]
+    if not env.get("SLURM_JOB_ID") or not all(i.isdigit() for i in ids):
+        return None
+    return TaskPlacement(
+        job_id=env["SLURM_JOB_ID"],
+        rank=int(ids[0]),
+        local_rank=int(ids[1]),
+        world_size=int(ids[2]),
+        node=env.get("SLURMD_NODENAME") or host_name(),
+        master_addr=env.get("MASTER_ADDR") or None,
+    )
 
 
 # -- digests
@@ -383,10 +417,35 @@ def output_owner(environ: dict[str, str] | None = None) -> tuple[int, int]:
 def make_output_dir(path: Path, owner: tuple[int, int]) -> None:
     """Create ``path`` and any missing parents, owned by ``owner`` (an existing one is kept)."""
     missing = [p for p in (path, *path.parents) if not p.exists()]
-    for folder in reversed(missing):
-        folder.mkdir()
-        if os.getuid() == 0:
-            os.chown(folder, *owner)
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            if os.getuid() == 0:
+                os.chown(folder, *owner)
+    except OSError as exc:
+        msg = f"cannot create the output folder {path}: {exc.strerror}"
+        raise RunError(msg, hint="choose a writable folder with --output (or -v)") from exc
+
+
+def check_writable_outputs(mounts: tuple[MountRecord, ...]) -> None:
+    """RunError, before anything runs, for an output folder on a read-only or full filesystem:
+    a run that can only fail at its end is refused at its start.
+    """
+    for m in mounts:
+        if m.read_only:
+            continue
+        fs = os.statvfs(m.source)
+        if fs.f_flag & os.ST_RDONLY:
+            msg = f"the output folder {m.source} ({m.target}) is on a read-only filesystem"
+            raise RunError(msg, hint="choose a writable folder with --output (or -v)")
+        if fs.f_bavail == 0:
+            msg = f"the output folder {m.source} ({m.target}) is on a full filesystem"
+            raise RunError(msg, hint="free space there, or choose another folder with --output")
+
+
+def full_outputs(mounts: tuple[MountRecord, ...]) -> tuple[str, ...]:
+    """The output folders whose filesystem has no space left (after a failed run: the why)."""
+    return tuple(m.source for m in mounts if not m.read_only and os.statvfs(m.source).f_bavail == 0)
 
 
 def layout_mounts(

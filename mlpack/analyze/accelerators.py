@@ -1,4 +1,4 @@
-"""CUDA need and the Debian packages the chosen distributions load at run time.
+"""CUDA need: whether the image needs CUDA wheels, and which evidence says so.
 
 Rule: CUDA is *needed* when code outside tests uses a GPU unconditionally: ``.cuda()``,
 ``torch.device("cuda")``, ``.to("cuda")``, ``device="cuda"``/``device_map="cuda"``, a
@@ -16,17 +16,9 @@ code the entrypoints run (and optional paths) counts; without one, all code outs
 from __future__ import annotations
 
 import re
-import sys
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from mlpack.analyze.analysis import Accelerator, Package, SystemPackage
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from mlpack.analyze.analysis import Accelerator, Package
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -69,20 +61,3 @@ def analyze_accelerator(
         path, line = min(guarded)
         return Accelerator(cuda=False, source=f"{path}:{line}", level="optional")
     return Accelerator(cuda=False, source=None)
-
-
-@cache
-def system_libs() -> dict[str, tuple[str, ...]]:
-    """Return distribution -> Debian runtime packages (``data/system_libs.toml``)."""
-    text = (Path(__file__).parent / "data" / "system_libs.toml").read_text(encoding="utf-8")
-    return {k: tuple(v) for k, v in tomllib.loads(text)["packages"].items()}
-
-
-def analyze_system_packages(packages: Iterable[Package]) -> tuple[SystemPackage, ...]:
-    """Return the Debian packages the given distributions need, one per name, sorted."""
-    table = system_libs()
-    chosen: dict[str, str] = {}
-    for package in sorted(packages, key=lambda p: p.name):
-        for deb in table.get(package.name, ()):
-            chosen.setdefault(deb, package.name)
-    return tuple(SystemPackage(name=n, required_by=chosen[n]) for n in sorted(chosen))

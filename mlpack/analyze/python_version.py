@@ -38,6 +38,7 @@ class _Constraint:
     text: str
     exact: str | None = None  # "3.10" for a pin
     alternatives: tuple[SpecifierSet, ...] = ()  # a range: the union of these sets
+    key: str = ""  # the setting that holds a range: "requires-python", "python_requires"...
 
     def allows(self, version: str) -> bool:
         if self.exact is not None:
@@ -110,6 +111,18 @@ def unpinned_versions(root: Path) -> tuple[str, ...]:
     return tuple(v for v in reversed(SUPPORTED_PYTHONS) if all(c.allows(v) for c in found))
 
 
+def python_allowance(root: Path) -> str:
+    """Which declarations let the lock choose among Python versions, in words for its note.
+
+    ``"pyproject.toml:4 requires-python >=3.9"``; ``"no file pins a Python version"`` when
+    none declares a range.
+    """
+    found = [c for reader in _READERS for c in reader(root, []) if c.exact is None]
+    if not found:
+        return "no file pins a Python version"
+    return ", ".join(" ".join(filter(None, (c.source, c.key, c.text))) for c in found)
+
+
 def _conflict(first: _Constraint, second: _Constraint) -> None:
     msg = f"conflicting Python versions: {first.describe()} but {second.describe()}"
     hint = (
@@ -127,13 +140,13 @@ def _exact(source: str, text: str, warnings: list[str]) -> list[_Constraint]:
     return [_Constraint(source=source, text=text.strip(), exact=f"{match[1]}.{match[2]}")]
 
 
-def _range(source: str, text: str, warnings: list[str]) -> list[_Constraint]:
+def _range(source: str, text: str, warnings: list[str], *, key: str) -> list[_Constraint]:
     try:
         spec = SpecifierSet(text)
     except InvalidSpecifier:
         warnings.append(f"{source}: {text!r} is not a valid version specifier; ignored")
         return []
-    return [_Constraint(source=source, text=text.strip(), alternatives=(spec,))]
+    return [_Constraint(source=source, text=text.strip(), alternatives=(spec,), key=key)]
 
 
 def _first_line(text: str) -> tuple[int, str] | None:
@@ -197,7 +210,7 @@ def _pyproject(root: Path, warnings: list[str]) -> list[_Constraint]:
         value = project["requires-python"]
         source = where("pyproject.toml", toml_line(lines, "project", "requires-python"))
         if isinstance(value, str):
-            out.extend(_range(source, value, warnings))
+            out.extend(_range(source, value, warnings, key="requires-python"))
         else:
             warnings.append(f"{source}: requires-python is not a string; ignored")
     tool = doc.get("tool")
@@ -214,7 +227,7 @@ def _pyproject(root: Path, warnings: list[str]) -> list[_Constraint]:
         except ConstraintError as exc:
             warnings.append(f"{source}: {exc}; ignored")
             return out
-        out.append(_Constraint(source=source, text=value, alternatives=alternatives))
+        out.append(_Constraint(source=source, text=value, alternatives=alternatives, key="python"))
     return out
 
 
@@ -229,7 +242,7 @@ def _setup(root: Path, warnings: list[str]) -> list[_Constraint]:
             continue
         if info.python_requires is not None:
             source = where(filename, info.python_requires.line)
-            out.extend(_range(source, info.python_requires.text, warnings))
+            out.extend(_range(source, info.python_requires.text, warnings, key="python_requires"))
     return out
 
 

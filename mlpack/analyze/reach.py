@@ -31,6 +31,7 @@ import posixpath
 import re
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Final, Literal
 
 from mlpack.analyze.pyfacts import GUARDED, LAZY, OPTIONAL
@@ -196,6 +197,18 @@ class _Index:
     files: frozenset[str]
     dirs: frozenset[str]
 
+    @cached_property
+    def names(self) -> dict[str, set[str]]:
+        """Folder -> the names a module path may go on with there: its folders and .py stems.
+
+        Most imports name another distribution (torch, numpy): one lookup rejects them.
+        """
+        names: dict[str, set[str]] = {}
+        for path in (*self.dirs, *(f.removesuffix(".py") for f in self.files if f.endswith(".py"))):
+            folder, _, name = path.rpartition("/")
+            names.setdefault(folder, set()).add(name)
+        return names
+
     def module_file(self, base: str, dotted: str) -> str | None:
         stem = posixpath.join(base, dotted.replace(".", "/"))
         for candidate in (f"{stem}.py", f"{stem}/__init__.py"):
@@ -206,6 +219,8 @@ class _Index:
     def resolve_in(self, base: str, module: str, names: tuple[str, ...]) -> list[str]:
         """Files that ``from module import names`` runs below ``base`` (empty: not there)."""
         parts = module.split(".") if module else []
+        if parts and parts[0] not in self.names.get(base, ()):
+            return []
         found: list[str] = []
         for size in range(1, len(parts) + 1):
             target = self.module_file(base, ".".join(parts[:size]))

@@ -18,6 +18,7 @@ Nothing is opened here except the ignore files; the facts stage reads file conte
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from functools import cached_property
@@ -52,6 +53,7 @@ SKIPPED_DIRS: Final[frozenset[str]] = frozenset(
 # A folder holding one of these is an environment, not project code (pipreqs #420, #214).
 ENV_MARKERS: Final[tuple[str, ...]] = ("pyvenv.cfg", "conda-meta")
 IGNORE_FILES: Final[tuple[str, ...]] = (".gitignore", ".mlpackignore")
+_ANY_DEPTH: Final = "^(?:.+/)?"  # how pathspec starts a pattern that matches at any depth
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +94,9 @@ class _Ignore:
 
     base: str  # "" for the root, else "sub/dir/"
     spec: pathspec.GitIgnoreSpec
+    # Every pattern in one regex: most paths match none, which one search tells, where the
+    # spec tries each pattern in turn (most of a walk's time with a 100-line .gitignore).
+    any_pattern: re.Pattern[str] | None
 
 
 def walk_repo(root: Path, *, warnings: list[str]) -> RepoTree:
@@ -203,14 +208,44 @@ def _load_ignore(path: Path, base: str, rel: str, warnings: list[str]) -> _Ignor
     except (ValueError, TypeError) as exc:
         warnings.append(f"{rel}: invalid pattern, file not applied ({exc})")
         return None
-    return _Ignore(base=base, spec=spec)
+    return _Ignore(base=base, spec=spec, any_pattern=_any_pattern(spec))
+
+
+def _any_pattern(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:
+    """One regex that matches where some pattern of ``spec`` does; None when it cannot be made.
+
+    Most patterns match at any depth (``^(?:.+/)?name``): that prefix is tried once for all.
+    """
+    anywhere: list[str] = []
+    others: list[str] = []
+    for pattern in spec.patterns:
+        text = getattr(getattr(pattern, "regex", None), "pattern", None)
+        if pattern.include is None:
+            continue  # a blank line or a comment
+        if not isinstance(text, str):
+            return None
+        # The patterns' named groups (pathspec marks a folder match with one) would clash.
+        text = re.sub(r"[(][?]P<[^>]*>", "(?:", text)
+        if text.startswith(_ANY_DEPTH):
+            anywhere.append(f"(?:{text.removeprefix(_ANY_DEPTH)})")
+        else:
+            others.append(f"(?:{text})")
+    if anywhere:
+        others.append(f"{_ANY_DEPTH}(?:{'|'.join(anywhere)})")
+    try:
+        return re.compile("|".join(others)) if others else None
+    except re.error:
+        return None
 
 
 def _ignored(ignores: Iterable[_Ignore], rel: str, *, is_dir: bool) -> bool:
     """Apply git's precedence: the deepest ignore file with a matching pattern decides."""
     for ignore in reversed(tuple(ignores)):
         sub = rel[len(ignore.base) :] if ignore.base else rel
-        result = ignore.spec.check_file(sub + "/" if is_dir else sub)
+        sub = sub + "/" if is_dir else sub
+        if ignore.any_pattern is not None and ignore.any_pattern.match(sub) is None:
+            continue
+        result = ignore.spec.check_file(sub)
         if result.include is not None:
             return bool(result.include)
     return False

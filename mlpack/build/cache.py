@@ -13,7 +13,7 @@ import json
 import zlib
 from typing import TYPE_CHECKING, Final
 
-from mlpack.oci.layer_writer import PARALLEL_BLOCK, LayerDigests
+from mlpack.oci.layer_compression import PARALLEL_BLOCK, LayerDigests
 from mlpack.oslib.fs import atomic_write
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from mlpack.build.cache import LEVEL, BuildCache, step_key
 from mlpack.build.install import install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
 from mlpack.errors import BuildError, ImageError
-from mlpack.oci import mediatypes
 from mlpack.oci.documents import Descriptor
+from mlpack.oci.layer_compression import MEDIA_TYPES, identity
 from mlpack.oci.layer_writer import write_layer
 from mlpack.oslib.fs import NO_SPACE
 from mlpack.paths import cache_folder
@@ -35,9 +35,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.build.protocol import StepRunner
-    from mlpack.oci.layer_writer import LayerDigests, Output
+    from mlpack.oci.layer_compression import LayerDigests, Output
     from mlpack.oci.store import Store, StoredImage
     from mlpack.spec import ImageSpec, Step
+    from mlpack.vocabulary import Compression
 
 _CHUNK: Final = 1 << 20
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -53,11 +54,17 @@ class EmbeddedBuilder:
     name = "embedded"
 
     def __init__(
-        self, store: Store, *, wheels: Mapping[str, Path], runner: StepRunner | None = None
+        self,
+        store: Store,
+        *,
+        wheels: Mapping[str, Path],
+        runner: StepRunner | None = None,
+        compression: Compression = "gzip",
     ) -> None:
         self.store = store
         self.wheels = wheels
         self.runner = runner
+        self.compression = compression  # of the layers it writes (the base's are reused as is)
         self.cache = BuildCache(store)
 
     def check_available(self) -> None:
@@ -97,7 +104,7 @@ class EmbeddedBuilder:
                 Descriptor(media_type=d.media_type, digest=d.digest, size=d.size)
                 for d in base.manifest.layers
             ] + [
-                Descriptor(media_type=mediatypes.OCI_LAYER_GZIP, digest=x.digest, size=x.size)
+                Descriptor(media_type=MEDIA_TYPES[self.compression], digest=x.digest, size=x.size)
                 for x in layers[len(base.manifest.layers) :]
             ]
             digest = self.store.add_image(config=config, layers=descriptors, ref=tag)
@@ -137,12 +144,13 @@ class EmbeddedBuilder:
             return None
         staging = work / step.name
         recipe = self._recipe(step, spec=spec, context=context, work=work, staging=staging)
-        layer = self.cache.get(recipe.key)
+        layer = self.cache.get(self._compressed(recipe.key))
         hit = layer is not None
         if layer is None:
             staging.mkdir()
             layer = self._write(step.name, recipe, staging=staging, work=work)
-            self.cache.put(recipe.stored_key() if recipe.stored_key else recipe.key, layer)
+            stored = recipe.stored_key() if recipe.stored_key else recipe.key
+            self.cache.put(self._compressed(stored), layer)
         return LayerResult(
             step=step.name,
             role=step.role,
@@ -151,6 +159,10 @@ class EmbeddedBuilder:
             size=layer.size,
             cached=hit,
         )
+
+    def _compressed(self, key: str) -> str:
+        """A recipe's key with the compressor's identity: it decides the blob's bytes."""
+        return step_key(key, identity(self.compression, level=LEVEL))
 
     def _write(self, name: str, recipe: _Recipe, *, staging: Path, work: Path) -> LayerDigests:
         """Stage the step, pack its layer and put the blob into the store.
@@ -163,8 +175,9 @@ class EmbeddedBuilder:
         blob = work / f"{name}.tar.gz"
         with blob.open("wb") as fh:
             layer = write_layer(
-                staging, _Reported(fh, task), source_date_epoch=LAYER_MTIME, level=LEVEL,
-                blocks=True, modes=recipe.modes, whiteouts=whiteouts,
+                staging, _Reported(fh, task), source_date_epoch=LAYER_MTIME,
+                level=LEVEL if self.compression == "gzip" else None,
+                compression=self.compression, blocks=True, modes=recipe.modes, whiteouts=whiteouts,
                 preserve_metadata=recipe.preserve, on_special="skip",
             )  # fmt: skip
         reporter().finish(task)

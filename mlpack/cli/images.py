@@ -183,12 +183,19 @@ def import_cmd(
         Path,
         typer.Argument(parser=parse_path, help="OCI layout (dir or tar) or docker save tarball."),
     ],
+    digest: Annotated[
+        str | None,
+        typer.Option("--digest", metavar="sha256:...", help="Only this image of an OCI layout."),
+    ] = None,
 ) -> None:
     """Import images from an OCI layout or a docker save tarball into the store."""
     from mlpack.oci.archive import import_archive
+    from mlpack.oci.documents import check_digest
     from mlpack.oci.store import Store
 
-    for image in import_archive(Store.default(), path):
+    if digest is not None:
+        check_digest(digest)
+    for image in import_archive(Store.default(), path, digest=digest):
         say(f"{image.reference or '<none>'}: {image.digest}")
 
 

@@ -123,8 +123,9 @@ def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) 
     """Run ``config`` with its output streamed and saved; the record written before and after."""
     from dataclasses import replace
 
-    from mlpack.runs import RunStore, ended, output_digests
+    from mlpack.runs import RunStore, check_writable_outputs, ended, full_outputs, output_digests
 
+    check_writable_outputs(record.mounts)
     store = RunStore(root)
     record = replace(record, owner=os.getpid())
     store.write(record)
@@ -142,6 +143,9 @@ def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) 
         cpu_time_us=result.cpu_time_us,
     )
     store.write(record)
+    for full in full_outputs(record.mounts) if record.exit_code else ():
+        note(f"error: the output folder {full} is full: no space left on its filesystem")
+        note("hint: what the run wrote there is kept (digests in the record); free space, rerun")
     how = "killed: out of memory" if result.oom_killed else f"exit {result.exit_code}"
     note(
         f"run {record.id} {record.status} ({how}) in {record.duration_s:.1f}s; "
@@ -160,14 +164,19 @@ def _build(root: Path) -> str:
         return build_project(root, note=_note).digest
 
 
-def project_image(target: str, *, kind: str) -> tuple[Path | None, ImageFacts]:
-    """A project directory (built first) or an image reference, and the image's facts."""
+def project_image(
+    target: str, *, kind: str, image: str | None = None
+) -> tuple[Path | None, ImageFacts]:
+    """A project directory (built first, unless ``image`` is given to run it with) or an image
+    reference, and the image's facts.
+    """
     from mlpack.oci.store import Store
     from mlpack.runs import image_facts
 
     path = Path(target)
     root = path.resolve() if path.is_dir() else None
-    image = _build(path) if root is not None else target
+    if image is None:
+        image = _build(path) if root is not None else target
     facts = image_facts(image, Store.default())
     if root is not None and not facts.entrypoints:
         note(f"note: the project declares no {kind} entrypoint: the image's command runs")
@@ -183,11 +192,13 @@ def run_project(
     output: Path | None,
     deterministic: bool,
     backend: Backend,
+    image: str | None = None,
 ) -> int:
     """``mlpack run PROJECT``: build, mount the layout, run, record; the exit code.
 
     ``base``: the run options as given (``-e``, ``-v``, limits); the image, command, env,
-    mounts and user are filled in here.
+    mounts and user are filled in here. ``image``: run the project with this stored image
+    instead of building it (a Slurm task runs the image its job pinned).
     """
     from dataclasses import replace
 
@@ -204,9 +215,10 @@ def run_project(
         now_iso,
         output_owner,
         run_env,
+        task_placement,
     )
 
-    root, facts = project_image(target, kind="training")
+    root, facts = project_image(target, kind="training", image=image)
     assert root is not None
     config = project_config(root, note=_note)
     chosen = facts.entry(entry, "training")
@@ -235,7 +247,7 @@ def run_project(
     record = RunRecord(
         id=store.new_id(),
         project=str(root),
-        image=target,
+        image=image or target,
         image_digest=facts.digest,
         command=words,
         env=recorded,
@@ -246,6 +258,7 @@ def run_project(
         lock_hash=facts.lock_hash,
         git_commit=commit,
         git_dirty=dirty,
+        task=task_placement(),
     )
     run = replace(
         base,
@@ -281,12 +294,13 @@ def runs(
             r.started[:19],
             "" if r.duration_s is None else f"{r.duration_s:.1f}s",
             r.image_digest[7:19],
+            "" if r.task is None else f"{r.task.rank}/{r.task.world_size}",
             str(len(r.outputs)),
             " ".join(r.command)[:40],
         )
         for r in records
     ]
-    table(("ID", "STATUS", "EXIT", "STARTED", "TIME", "IMAGE", "OUTPUTS", "COMMAND"), rows)
+    table(("ID", "STATUS", "EXIT", "STARTED", "TIME", "IMAGE", "RANK", "OUTPUTS", "COMMAND"), rows)
 
 
 def rerun(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mlpack.cli.output import say
+from mlpack.cli.output import note, progress, say
+from mlpack.errors import DeployError
 
 if TYPE_CHECKING:
     from mlpack.deploy.slurm import SlurmJob
@@ -16,7 +17,9 @@ if TYPE_CHECKING:
 Image = Annotated[
     str,
     typer.Argument(
-        metavar="IMAGE", help="REGISTRY/NAME@sha256:..., a registry tag, or a local image."
+        metavar="PATH|IMAGE",
+        help="A project folder (built when stale, run as `mlpack run PROJECT`), "
+        "REGISTRY/NAME@sha256:..., a registry tag, or a local image.",
     ),
 ]
 Command = Annotated[
@@ -38,6 +41,35 @@ ImageRef = Annotated[
         help="Where a local IMAGE was pushed: the nodes pull it from there, by its digest.",
     ),
 ]
+Push = Annotated[
+    str | None,
+    typer.Option(
+        "--push", metavar="REGISTRY/NAME:TAG", help="Push the image there first; nodes pull it."
+    ),
+]
+ImageDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--image-dir",
+        metavar="DIR",
+        help="Export the image to this shared folder (an OCI layout); nodes import it from there.",
+    ),
+]
+Entry = Annotated[
+    str | None, typer.Option("--entry", help="A project's entrypoint (default: its training one).")
+]
+Data = Annotated[
+    Path | None,
+    typer.Option(
+        "--data", metavar="DIR", help="A project's data folder, on the shared filesystem."
+    ),
+]
+Outputs = Annotated[
+    Path | None,
+    typer.Option(
+        "--outputs", metavar="DIR", help="A project's output folder, on the shared filesystem."
+    ),
+]
 Mounts = Annotated[
     list[str] | None,
     typer.Option("--mount", "-v", metavar="HOST:CONTAINER[:ro]", help="Data or output path."),
@@ -54,27 +86,42 @@ Port = Annotated[int, typer.Option("--master-port", help="MASTER_PORT for the re
 JobId = Annotated[str, typer.Argument(metavar="JOB", help="Slurm job id, as submit printed.")]
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Source:
+    """Where the nodes get the image: at most one of a registry name, a push, a shared folder."""
+
+    image_ref: str | None
+    push: str | None
+    image_dir: Path | None
+    insecure: tuple[str, ...]
+
+
 def _job(  # noqa: PLR0913 - one parameter per sbatch option
-    image: str,
+    target: str,
     command: list[str] | None,
     *,
+    source: _Source,
+    entry: str | None,
+    data: Path | None,
+    outputs: Path | None,
     nodes: int,
     ntasks_per_node: int,
     gpus_per_node: int,
     partition: str | None,
     time: str | None,
-    image_ref: str | None,
     mount: list[str] | None,
-    insecure_registry: list[str] | None,
     job_name: str,
     mlpack: str,
     master_port: int,
 ) -> SlurmJob:
-    """The job the options describe, its image pinned; DeployError on bad options first."""
-    from mlpack.deploy import slurm
-    from mlpack.deploy.images import pinned
-    from mlpack.oci.store import Store
+    """The job the options describe, its image pinned; DeployError on bad options first.
 
+    A project folder is built first when its image is stale (the build ``mlpack run`` does),
+    then its image goes where ``source`` says.
+    """
+    from mlpack.deploy import slurm
+
+    project = Path(target).resolve() if Path(target).is_dir() else None
     job = slurm.SlurmJob(
         image="",
         nodes=nodes,
@@ -84,17 +131,66 @@ def _job(  # noqa: PLR0913 - one parameter per sbatch option
         time=time,
         command=tuple(command or ()),
         mounts=tuple(mount or ()),
-        insecure=tuple(insecure_registry or ()),
+        insecure=source.insecure,
         job_name=job_name,
         mlpack=mlpack,
         master_port=master_port,
+        project=None if project is None else str(project),
+        entry=entry,
+        data=None if data is None else str(data.resolve()),
+        outputs=None if outputs is None else str(outputs.resolve()),
+        image_dir=None if source.image_dir is None else str(source.image_dir.resolve()),
     )
-    slurm.check(job)  # bad options fail before the store is read
-    return replace(job, image=pinned(image, image_ref=image_ref, store=Store.default()))
+    slurm.check(job)  # bad options fail before anything is built, pushed or exported
+    if sum(x is not None for x in (source.image_ref, source.push, source.image_dir)) > 1:
+        msg = "--image-ref, --push and --image-dir each say where the nodes get the image"
+        raise DeployError(msg, hint="pass one of them")
+    local = target
+    if project is not None:
+        from mlpack.cli.runs import project_image
+
+        _, facts = project_image(target, kind="training")
+        facts.entry(entry, "training")  # an unknown --entry fails here, before a push
+        local = facts.digest
+    return replace(job, image=_placed(local, source, project=project))
+
+
+def _placed(image: str, source: _Source, *, project: Path | None) -> str:
+    """Put the local ``image`` where ``source`` says; what the script names it by."""
+    from mlpack.deploy.images import pinned
+    from mlpack.oci.store import Store
+
+    store = Store.default()
+    if source.image_dir is not None:
+        from mlpack.pipeline import copy_image
+
+        digest = store.resolve(image)
+        copy_image(store, Store(source.image_dir.resolve()), digest)
+        note(f"exported {digest} to {source.image_dir}")
+        return digest
+    if source.push is not None:
+        from mlpack.cli.images import _options
+        from mlpack.oci.reference import parse as parse_reference
+        from mlpack.oci.registry import push
+
+        with progress():
+            pushed = push(store, image, source.push, options=_options(None, list(source.insecure)))
+        return str(parse_reference(source.push).with_digest(pushed.digest))
+    if project is not None and source.image_ref is None:
+        msg = f"the image of {project} ({image[:19]}) exists only in the local store"
+        hint = f"the nodes cannot read this machine's store: {_OTHER_WAYS}"
+        raise DeployError(msg, hint=hint)
+    return pinned(image, image_ref=source.image_ref, store=store, other_ways=_OTHER_WAYS)
+
+
+_OTHER_WAYS = (
+    "pass --push REGISTRY/NAME:TAG to push it first, "
+    "or --image-dir DIR to export it to a folder the nodes share"
+)
 
 
 def render_cmd(  # noqa: PLR0913
-    image: Image,
+    target: Image,
     command: Command = None,
     *,
     nodes: Nodes = 1,
@@ -103,6 +199,11 @@ def render_cmd(  # noqa: PLR0913
     partition: Partition = None,
     time: Time = None,
     image_ref: ImageRef = None,
+    push: Push = None,
+    image_dir: ImageDir = None,
+    entry: Entry = None,
+    data: Data = None,
+    outputs: Outputs = None,
     mount: Mounts = None,
     insecure_registry: Insecure = None,
     job_name: JobName = "mlpack",
@@ -112,21 +213,28 @@ def render_cmd(  # noqa: PLR0913
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write here.")
     ] = None,
 ) -> None:
-    """Write an sbatch script that runs IMAGE, pinned by digest, on every node."""
+    """Write an sbatch script that runs a project or an image, pinned by digest, on every node."""
     from mlpack.deploy import slurm
     from mlpack.oslib.fs import atomic_write
 
     job = _job(
-        image,
+        target,
         command,
+        source=_Source(
+            image_ref=image_ref,
+            push=push,
+            image_dir=image_dir,
+            insecure=tuple(insecure_registry or ()),
+        ),
+        entry=entry,
+        data=data,
+        outputs=outputs,
         nodes=nodes,
         ntasks_per_node=ntasks_per_node,
         gpus_per_node=gpus_per_node,
         partition=partition,
         time=time,
-        image_ref=image_ref,
         mount=mount,
-        insecure_registry=insecure_registry,
         job_name=job_name,
         mlpack=mlpack,
         master_port=master_port,
@@ -139,7 +247,7 @@ def render_cmd(  # noqa: PLR0913
 
 
 def submit_cmd(  # noqa: PLR0913
-    image: Image,
+    target: Image,
     command: Command = None,
     *,
     nodes: Nodes = 1,
@@ -148,6 +256,11 @@ def submit_cmd(  # noqa: PLR0913
     partition: Partition = None,
     time: Time = None,
     image_ref: ImageRef = None,
+    push: Push = None,
+    image_dir: ImageDir = None,
+    entry: Entry = None,
+    data: Data = None,
+    outputs: Outputs = None,
     mount: Mounts = None,
     insecure_registry: Insecure = None,
     job_name: JobName = "mlpack",
@@ -158,16 +271,23 @@ def submit_cmd(  # noqa: PLR0913
     from mlpack.deploy import slurm
 
     job = _job(
-        image,
+        target,
         command,
+        source=_Source(
+            image_ref=image_ref,
+            push=push,
+            image_dir=image_dir,
+            insecure=tuple(insecure_registry or ()),
+        ),
+        entry=entry,
+        data=data,
+        outputs=outputs,
         nodes=nodes,
         ntasks_per_node=ntasks_per_node,
         gpus_per_node=gpus_per_node,
         partition=partition,
         time=time,
-        image_ref=image_ref,
         mount=mount,
-        insecure_registry=insecure_registry,
         job_name=job_name,
         mlpack=mlpack,
         master_port=master_port,

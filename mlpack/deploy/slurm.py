@@ -1,9 +1,11 @@
 """Slurm: render an sbatch script that runs a digest-pinned image on every node, and drive sbatch.
 
-The nodes need no daemon: each pulls the image from a registry into its own store once and runs
-it with the embedded runtime, so the script pins the registry reference by digest and never
-relies on a local tag. Slurm's commands (sbatch, squeue, sacct, scancel) are the only interface
-to the cluster; a missing command or a refusal is a DeployError, never a traceback.
+The nodes need no daemon: each brings the image into its own store once, pulled from a registry
+or imported from an OCI layout on a shared filesystem, and runs it with the embedded runtime, so
+the script names the image by digest and never relies on a local tag. A project folder on the
+shared filesystem is run as ``mlpack run PROJECT`` runs it (its layout mounted, one run record
+per task). Slurm's commands (sbatch, squeue, sacct, scancel) are the only interface to the
+cluster; a missing command or a refusal is a DeployError, never a traceback.
 """
 
 from __future__ import annotations
@@ -27,8 +29,13 @@ _JOB_ID = re.compile(r"^\d+(_\d+)?$")
 class SlurmJob:
     """Everything the sbatch script says; rendering it is a pure function of these fields."""
 
-    image: str  # registry reference pinned by digest
+    image: str  # registry reference pinned by digest; with image_dir, the bare digest
     nodes: int
+    image_dir: str | None = None  # a shared OCI layout the nodes import the image from
+    project: str | None = None  # a project folder on the shared filesystem, run as a project
+    entry: str | None = None  # the project's entrypoint (default: its training one)
+    data: str | None = None  # replaces the project's data folder (``mlpack run --data``)
+    outputs: str | None = None  # replaces its first output folder (``mlpack run --output``)
     ntasks_per_node: int = 1
     gpus_per_node: int = 0
     partition: str | None = None
@@ -61,6 +68,21 @@ def check(job: SlurmJob) -> None:
             raise DeployError(msg, hint="e.g. --mount /shared/data:/data:ro")
     if not 0 < job.master_port < 65536:
         raise DeployError(f"--master-port {job.master_port} is out of range", hint="1-65535")
+    paths = (
+        ("--image-dir", job.image_dir),
+        ("a project folder", job.project),
+        ("--data", job.data),
+        ("--outputs", job.outputs),
+    )
+    for name, path in paths:
+        if path is not None and not path.startswith("/"):
+            msg = f"{name} {path!r} is not absolute: the nodes could not find it"
+            raise DeployError(msg, hint="a path on the filesystem the nodes share")
+    project_only = (("--entry", job.entry), ("--data", job.data), ("--outputs", job.outputs))
+    for name, value in project_only:
+        if value is not None and job.project is None:
+            msg = f"{name} {value}: it applies to a project folder, not to an image"
+            raise DeployError(msg, hint="pass a project folder, or the command after --")
 
 
 def render(job: SlurmJob) -> str:

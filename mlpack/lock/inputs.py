@@ -14,14 +14,14 @@ from mlpack.lock import torch as torch_mod
 from mlpack.lock.indexes import Indexes, choose_indexes
 from mlpack.lock.lockfile import loads
 from mlpack.lock.stamp import ALGORITHM
+from mlpack.lock.system import same_names
 from mlpack.vocabulary import PLATFORMS, as_platform
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.config import ProjectConfig
-    from mlpack.lock.lockdata import ResolverName
-    from mlpack.vocabulary import EnvSpec, PackageSpec, Platform
+    from mlpack.vocabulary import EnvSpec, PackageSpec, Platform, ResolverName
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +33,8 @@ class LockInputs:
     # Older versions the lock may choose, newest first, when ``python`` is not pinned: the
     # lock takes the newest for which the packages resolve (with wheels). Empty: pinned.
     fallback_pythons: tuple[str, ...] = ()
+    # The declarations that allowed those versions, for the note (explains; not in the digest).
+    python_allowed_by: str = ""
     platform: Platform
     base: str | None = None
     indexes: Indexes = field(default_factory=Indexes)
@@ -69,11 +71,13 @@ def inputs_from_config(
     resolver: ResolverName = "uv",
     platform: str | None = None,
     fallback_pythons: tuple[str, ...] = (),
+    python_allowed_by: str = "",
 ) -> LockInputs:
     """The lock inputs of a project config (``platform`` overrides the config's).
 
     :param fallback_pythons: older versions to try, newest first, when the config's Python was
         not pinned by the project (see ``LockInputs.fallback_pythons``).
+    :param python_allowed_by: the declarations that allowed them, for the lock's note.
     """
     chosen = as_platform(platform) if platform is not None else config.platform
     if chosen is None:
@@ -83,6 +87,7 @@ def inputs_from_config(
         requirements=config.packages,
         python=config.python,
         fallback_pythons=fallback_pythons,
+        python_allowed_by=python_allowed_by,
         platform=chosen,
         base=config.base,
         indexes=torch_mod.torch_indexes(
@@ -157,8 +162,9 @@ def _what_changed(inputs: LockInputs, text: str) -> str:
             "the package indexes changed",
         ),
         (
-            sorted(p.name for p in old.system_packages if p.requested)
-            != sorted(set(inputs.system_packages)),
+            not same_names(
+                (p.name for p in old.system_packages if p.requested), inputs.system_packages
+            ),
             "the system packages changed",
         ),
         (

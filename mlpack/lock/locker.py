@@ -318,7 +318,7 @@ def _newest_python(
             continue
         if len(pythons) == 1:
             return resolved
-        note = python_note(python, tuple(skipped))
+        note = python_note(python, tuple(skipped), job.inputs.python_allowed_by)
         reporter().notice(note)
         return replace(resolved, notes=(note,))
     gone = to_drop(failures[0][1], kept)

@@ -136,9 +136,10 @@ def import_statement(root: Path, source: str) -> str | None:
     return None
 
 
-def python_note(chosen: str, skipped: tuple[tuple[str, str], ...]) -> str:
-    """Which Python the lock chose among unpinned versions, and why not the newer ones."""
-    note = f"Python {chosen}: the newest supported version the packages resolve for"
+def python_note(chosen: str, skipped: tuple[tuple[str, str], ...], allowed_by: str) -> str:
+    """Which Python the lock chose among unpinned versions, what allowed it, and why not newer."""
+    note = f"Python {chosen}: the newest supported version the packages resolve with wheels for"
+    note += f"; {allowed_by}" if allowed_by else ""
     if not skipped:
         return note
     return f"{note} ({'; '.join(f'{python}: {why}' for python, why in skipped)})"

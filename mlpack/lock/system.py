@@ -4,22 +4,25 @@ apt inside the base (``mlpack.pipeline`` hands the locker a way to run there, wi
 network and its CA bundle mounted read-only) lists what ``apt-get install`` would download:
 every package and dependency the base lacks, each with its URL, size and SHA-256. The build
 fetches exactly those files and installs them with no network, so a rebuild from scratch
-installs the same bytes, or fails naming the version that left the mirror.
+installs the same bytes, or fails naming the version that left the mirror. A package Debian 13
+renamed (``mlpack.analyze.debian``) is asked for by both names: apt installs the one the base's
+release has.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote
 
+from mlpack.analyze.debian import debian13_name, spellings
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock.lockdata import SystemPackagePin
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from mlpack.lock.lockdata import Lock
@@ -39,8 +42,22 @@ RUNTIME_HINT: Final = (
 )
 SEPARATOR: Final = "--- installed ---"
 # The container's stdout: the would-be downloads, then the requested packages the base has.
+# An argument "a|b" is one package as two Debian releases name it: the first that this release
+# has as a real package (not a name another one only provides) is installed.
 SCRIPT: Final = f"""set -eu
 apt-get {APT_OPTIONS} -q update >&2
+names=
+for spelled in "$@"; do
+  name=${{spelled%%|*}}
+  for candidate in $(echo "$spelled" | tr '|' ' '); do
+    if apt-cache show --no-all-versions "$candidate" 2>/dev/null | grep -q '^Package:'; then
+      name=$candidate
+      break
+    fi
+  done
+  names="$names $name"
+done
+set -- $names
 apt-get {APT_OPTIONS} install -qq --print-uris -y --no-install-recommends "$@"
 echo '{SEPARATOR}'
 dpkg-query -W -f='${{db:Status-Abbrev}}|${{Package}}|${{Version}}|${{Architecture}}\\n' "$@" \\
@@ -82,7 +99,8 @@ def pin_system(
     (workdir / "work").mkdir(parents=True, exist_ok=True)
     try:
         runner = image_runner(base.digest, workdir / "tools")
-        done = runner.run(("sh", "-c", SCRIPT, "sh", *wanted), cwd=workdir / "work", env={})
+        spelled = tuple("|".join(spellings(name)) for name in wanted)
+        done = runner.run(("sh", "-c", SCRIPT, "sh", *spelled), cwd=workdir / "work", env={})
     except MlpackError as exc:
         msg = f"cannot pin the system packages ({', '.join(wanted)}): {exc.message}"
         raise LockError(msg, hint=RUNTIME_HINT) from exc
@@ -100,10 +118,14 @@ def _reusable(
     if previous is None or previous.base.digest != base.digest:
         return None
     pins = previous.system_packages
-    requested = tuple(sorted(p.name for p in pins if p.requested))
-    if requested != wanted or not all(p.pinned for p in pins):
+    if not same_names((p.name for p in pins if p.requested), wanted):
         return None
-    return pins
+    return pins if all(p.pinned for p in pins) else None
+
+
+def same_names(pinned: Iterable[str], wanted: Iterable[str]) -> bool:
+    """True when the pinned requested packages are the wanted ones, in either release's names."""
+    return sorted({debian13_name(n) for n in pinned}) == sorted({debian13_name(n) for n in wanted})
 
 
 def parse_pins(stdout: str, requested: tuple[str, ...]) -> tuple[SystemPackagePin, ...]:
@@ -112,23 +134,18 @@ def parse_pins(stdout: str, requested: tuple[str, ...]) -> tuple[SystemPackagePi
     LockError when a line is not what apt prints or a hash is not SHA-256.
     """
     downloads, _, installed = stdout.partition(SEPARATOR)
+    spelled = tuple(s for name in requested for s in spellings(name))
     pins: dict[str, SystemPackagePin] = {}
     for line in downloads.splitlines():
         if line.strip():
-            pin = parse_uri_line(line, requested)
+            pin = parse_uri_line(line, spelled)
             pins[pin.name] = pin
     for line in installed.splitlines():
         status, _, rest = line.partition("|")
         name, version, arch = [*rest.split("|"), "", ""][:3]
-        if status.startswith("ii") and name in requested and name not in pins:
+        if status.startswith("ii") and name in spelled and name not in pins:
             pins[name] = SystemPackagePin(name=name, version=version, architecture=arch)
-    for name in requested:
-        # Debian 13 renamed libraries for 64-bit time_t (libglib2.0-0 -> libglib2.0-0t64); apt
-        # installs the new name for the old one, which the analysis's table and users still use.
-        renamed = pins.get(f"{name}t64")
-        if name not in pins and renamed is not None:
-            pins[renamed.name] = replace(renamed, requested=True)
-    missing = [n for n in requested if n not in pins and f"{n}t64" not in pins]
+    missing = [n for n in requested if not pins.keys() & set(spellings(n))]
     if missing:
         msg = f"apt neither installs nor finds {', '.join(missing)} in the base image"
         raise LockError(msg, hint="name the Debian package itself, not a virtual one")

@@ -375,15 +375,21 @@ def _copy_blob(src: _Source, store: Store, desc: Descriptor) -> None:
     store.ingest(chunks(), digest=desc.digest, size=desc.size)
 
 
-def _import_oci(src: _Source, store: Store, platform: Platform) -> list[ImportedImage]:
+def _import_oci(
+    src: _Source, store: Store, platform: Platform, only: str | None
+) -> list[ImportedImage]:
     index = Index.parse(src.read("index.json"))
+    entries = [e for e in index.manifests if only is None or e.digest == only]
+    if not entries:
+        msg = f"{src.path} holds no image {only}"
+        raise ImageError(msg, hint="export the image there again (mlpack slurm render --image-dir)")
     legacy_tags: list[str] = []
     if src.has("manifest.json"):
         with contextlib.suppress(ImageError, TypeError, AttributeError):
             doc = jsonc.loads(src.read("manifest.json"), what="manifest.json")
             legacy_tags = [t for entry in doc for t in (entry.get("RepoTags") or [])]
     out: list[ImportedImage] = []
-    for entry in index.manifests:
+    for entry in entries:
         desc = entry
         _copy_blob(src, store, desc)
         document = parse_manifest_or_index(store.read_blob(desc.digest), desc.media_type)
@@ -467,9 +473,13 @@ def _import_docker(src: _Source, store: Store) -> list[ImportedImage]:
 
 
 def import_archive(
-    store: Store, path: Path, *, platform: Platform | None = None
+    store: Store, path: Path, *, platform: Platform | None = None, digest: str | None = None
 ) -> tuple[ImportedImage, ...]:
-    """Import every image in an OCI layout (directory or tar) or a ``docker save`` tarball."""
+    """Import every image in an OCI layout (directory or tar) or a ``docker save`` tarball.
+
+    ``digest``: only the manifest of that digest, from an OCI layout (a shared folder of many
+    images, as Slurm nodes read them); each blob is verified against its digest on the way in.
+    """
     if not path.exists():
         msg = f"{path} does not exist"
         raise ImageError(msg, hint="pass the path of an image tarball or OCI layout directory")
@@ -482,7 +492,11 @@ def import_archive(
             src = _Source(stage, shown=path, aliases=_unpack(path, stage))
         stack.callback(src.close)
         if src.has("index.json"):
-            images = _import_oci(src, store, platform or Platform(os="linux", architecture="amd64"))
+            default = Platform(os="linux", architecture="amd64")
+            images = _import_oci(src, store, platform or default, digest)
+        elif digest is not None:
+            msg = f"{path} is not an OCI layout: an image cannot be picked from it by digest"
+            raise ImageError(msg, hint="import it without --digest")
         elif src.has("manifest.json"):
             images = _import_docker(src, store)
         else:

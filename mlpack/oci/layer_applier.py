@@ -96,7 +96,8 @@ def apply_layer(  # noqa: PLR0913  one keyword-only knob per policy, each with a
     if media_type not in _LAYER_TYPES:
         msg = f"unsupported layer media type {media_type!r}"
         raise ImageError(
-            msg, hint="mlpack applies OCI/Docker tar, tar+gzip layers (no foreign layers)"
+            msg,
+            hint="mlpack applies OCI/Docker tar, tar+gzip and tar+zstd layers (no foreign layers)",
         )
     if expected_size is not None and expected_size < 0:
         msg = f"layer descriptor has a negative size ({expected_size})"

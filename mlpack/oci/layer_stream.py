@@ -1,4 +1,5 @@
-"""Verified, bounded layer bytes: the blob hashed and size-checked, gunzipped, the tar hashed.
+"""Verified, bounded layer bytes: the blob hashed and size-checked, decompressed (gzip or
+zstd), the tar hashed.
 
 The compressed side never reads past its descriptor's size; the uncompressed side is hashed
 (the diff_id) and budgeted (max bytes, expansion ratio, free disk space) while a helper thread
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 from mlpack.errors import ImageError
+from mlpack.oci.layer_compression import zstandard, zstd_reader_limits
 from mlpack.oci.tar_reader import TarReader
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 _CHUNK: Final = 1 << 20
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+_SKIPPABLE_MAGIC: Final = 0x184D2A50  # to 0x184D2A5F (RFC 8878 §3.1.2)
 _HINT_HOSTILE: Final = "the layer is malformed or hostile; re-pull it or rebuild the image"
 
 
@@ -164,6 +167,119 @@ class _Gunzip(_Source):
                 return out
 
 
+class _Unzstd(_Source):
+    """zstd frames, one after another, read a bounded chunk at a time (no bomb in memory).
+
+    zstd's reader never returns more than asked for, and refuses windows past 128 MiB (the
+    memory one stream may take). It takes a stream cut short inside a frame for a clean end,
+    so the frame headers are followed on the way in (``_ZstdFrames``) to tell the two apart.
+    """
+
+    def __init__(self, raw: BlobReader, head: bytes) -> None:
+        zstd = zstandard()
+        self._error: type[Exception] = zstd.ZstdError
+        self._frames = _ZstdFrames()
+        self._reader = zstd.ZstdDecompressor(**zstd_reader_limits()).stream_reader(
+            _Observed(_Plain(raw, head), self._frames), read_size=_CHUNK, read_across_frames=True
+        )
+
+    def read(self, size: int) -> bytes:
+        try:
+            data: bytes = self._reader.read(size)
+        except self._error as exc:
+            msg = f"layer blob is not valid zstd: {exc}"
+            raise ImageError(msg, hint=_HINT_HOSTILE) from exc
+        if not data and not self._frames.complete:
+            msg = "layer blob ends inside its zstd stream (truncated)"
+            raise ImageError(msg, hint="re-pull the layer")
+        return data
+
+
+class _Observed(_Source):
+    """Compressed bytes on their way to zstd's reader, shown to the frame follower."""
+
+    def __init__(self, source: _Source, frames: _ZstdFrames) -> None:
+        self._source = source
+        self._frames = frames
+
+    def read(self, size: int) -> bytes:
+        data = self._source.read(size)
+        self._frames.feed(data)
+        return data
+
+
+class _ZstdFrames:
+    """Follows zstd's frame and block headers (RFC 8878 §3.1) without decoding the blocks, so
+    the end of the stream can be checked to fall between two frames.
+    """
+
+    def __init__(self) -> None:
+        self._state = "magic"
+        self._want = 4  # bytes of the header being read
+        self._header = bytearray()
+        self._skip = 0  # bytes of block content (or a skippable frame) still to pass over
+        self._checksum = False
+        self.frames = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether what was fed so far is whole frames, at least one."""
+        return self.frames > 0 and self._state == "magic" and not self._header and not self._skip
+
+    def feed(self, data: bytes) -> None:
+        """Follow the headers in the next compressed bytes."""
+        pos = 0
+        while pos < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - pos)
+                self._skip -= step
+                pos += step
+                continue
+            step = min(self._want - len(self._header), len(data) - pos)
+            self._header += data[pos : pos + step]
+            pos += step
+            if len(self._header) == self._want:
+                header = bytes(self._header)
+                self._header.clear()
+                self._parse(header)
+
+    def _parse(self, header: bytes) -> None:
+        value = int.from_bytes(header, "little")
+        if self._state == "magic":
+            if header == _ZSTD_MAGIC:
+                self._state, self._want = "descriptor", 1
+            elif value >> 4 == _SKIPPABLE_MAGIC >> 4:
+                self._state, self._want = "skippable", 4
+            else:
+                msg = "layer blob is not valid zstd: data after its frames is not a zstd frame"
+                raise ImageError(msg, hint=_HINT_HOSTILE)
+        elif self._state == "descriptor":
+            single = bool(value & 0x20)
+            self._checksum = bool(value & 0x04)
+            size_bytes = (1 if single else 0, 2, 4, 8)[value >> 6]
+            rest = (0 if single else 1) + (0, 1, 2, 4)[value & 0x03] + size_bytes
+            self._state, self._want = ("header", rest) if rest else ("block", 3)
+        elif self._state == "header":
+            self._state, self._want = "block", 3
+        elif self._state == "block":
+            kind, size = (value >> 1) & 0x03, value >> 3
+            self._skip = 1 if kind == 1 else size  # an RLE block stores one byte
+            if value & 1:  # the frame's last block
+                self._end_frame(checksum=self._checksum)
+        elif self._state == "checksum":
+            self._end_frame(checksum=False)
+        else:  # skippable: the frame's length, then that many bytes
+            self._skip = value
+            self._end_frame(checksum=False)
+
+    def _end_frame(self, *, checksum: bool) -> None:
+        if checksum:
+            self._state, self._want = "checksum", 4
+            return
+        self.frames += 1
+        self._state, self._want = "magic", 4
+
+
 def decompressor(raw: BlobReader) -> _Source:
     """Pick the decompressor from the stream's magic, as containerd does."""
     head = b""
@@ -174,14 +290,13 @@ def decompressor(raw: BlobReader) -> _Source:
         head += data
     if head.startswith(_GZIP_MAGIC):
         return _Gunzip(raw, head)
-    if head.startswith(_ZSTD_MAGIC):
-        msg = "zstd-compressed layers are not supported yet"
-        raise ImageError(msg, hint="re-push the image with gzip layers (mlpack's default)")
+    if head == _ZSTD_MAGIC or int.from_bytes(head, "little") >> 4 == _SKIPPABLE_MAGIC >> 4:
+        return _Unzstd(raw, head)
     return _Plain(raw, head)
 
 
 def stored_layer(raw: BinaryIO) -> TarReader:
-    """A tar reader over a stored layer blob (gzip or plain), to list or read it without unpacking.
+    """A tar reader over a stored layer blob (gzip, zstd or plain), to list or read it without unpacking.
 
     The blob is already verified in the store, so it is not hashed against a descriptor here, and
     nothing is written, so no disk budget applies; the reader's caps still bound each header.

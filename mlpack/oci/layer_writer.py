@@ -1,34 +1,31 @@
-"""Deterministic layer writer: a directory tree to tar+gzip bytes that depend only on its content.
+"""Deterministic layer writer: a directory tree to tar+gzip (or zstd) bytes that depend only on
+its content.
 
-The rules are REPRODUCIBILITY.md §1-§2: mlpack writes its own tar headers and its own gzip member,
-so host metadata (owners, umask, mtimes, readdir order, the time of day) never reaches a layer.
+The rules are REPRODUCIBILITY.md §1-§2: mlpack writes its own tar headers and its own gzip member
+(``layer_compression``), so host metadata (owners, umask, mtimes, readdir order, the time of day)
+never reaches a layer.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
-import zlib
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal
 
 from mlpack.errors import ImageError
+from mlpack.oci.layer_compression import open_sink
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
-    from io import FileIO
+
+    from mlpack.oci.layer_compression import LayerDigests, Output, Sink
+    from mlpack.vocabulary import Compression
 
 BLOCK: Final = 512
-_CHUNK: Final = 1 << 20
 _PAX_NAME: Final = b"././@PaxHeader"  # constant, like CPython; never a PID (dotnet/sdk#55689)
-# The parallel writer's block: pigz's default size. Part of the output's identity.
-PARALLEL_BLOCK: Final = 128 * 1024
-_WINDOW: Final = 32 * 1024  # deflate's window: what a block may refer back to
 _MAX_OCTAL_SIZE: Final = 8**11 - 1  # what the 12-byte ustar size field holds
 _MAX_OCTAL_ID: Final = 8**7 - 1  # what the 8-byte uid/gid fields hold
 WHITEOUT_PREFIX: Final = ".wh."
@@ -40,22 +37,6 @@ _RANK_WHITEOUT: Final = 1
 _RANK_ENTRY: Final = 2
 
 _Kind = Literal["dir", "file", "symlink", "hardlink"]
-
-
-class Output(Protocol):
-    """Where a layer's compressed bytes go: a binary file, or a wrapper that counts them."""
-
-    def write(self, data: bytes, /) -> object:
-        """Write all of ``data``."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class LayerDigests:
-    """Identity of a written layer: diff_id (uncompressed), digest and size (compressed)."""
-
-    diff_id: str
-    digest: str
-    size: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,31 +52,22 @@ class _Entry:
     source: Path | None = None  # host path of a regular file's data
 
 
-def gzip_header(level: int) -> bytes:
-    """Return the fixed 10-byte gzip header mlpack writes for ``level``.
-
-    FLG 0 and MTIME 0 so nothing about the host or the time leaks in; XFL follows zlib's own
-    rule for the level; OS is 255 ("unknown") whatever the platform (python/cpython#112346).
-    """
-    xfl = 2 if level == 9 else (4 if level < 2 else 0)
-    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes((xfl, 255))
-
-
 def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each with a default
     tree: Path,
     out: Output,
     *,
     source_date_epoch: int,
     clamp_mtime: bool = False,
-    level: int = 6,
+    level: int | None = None,
     whiteouts: Iterable[str] = (),
     opaque_dirs: Iterable[str] = (),
     modes: Mapping[str, int] | None = None,
     on_special: Literal["error", "skip"] = "error",
     preserve_metadata: bool = False,
     blocks: bool = False,
+    compression: Compression = "gzip",
 ) -> LayerDigests:
-    """Write ``tree`` as a gzip-compressed layer to ``out`` and return its digests.
+    """Write ``tree`` as a compressed layer to ``out`` and return its digests.
 
     The bytes depend only on the tree's names, contents, link targets and exec bits, on
     ``source_date_epoch`` (and with ``clamp_mtime`` the files' mtimes, clamped to it), the
@@ -103,15 +75,15 @@ def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each 
     (written as ``.wh.<name>``); ``opaque_dirs`` get a ``.wh..wh..opq`` marker; ``modes`` maps
     relative paths to exact modes (the only way to get setuid/setgid/sticky bits);
     ``on_special`` decides what a device, FIFO or socket in the tree does.
+    ``compression`` is gzip (``level`` 0-9, default 6) or zstd (level pinned; opt-in, for
+    registries and engines that take ``tar+zstd`` layers).
     ``preserve_metadata`` keeps each entry's exact permission bits and numeric uid/gid: only
     for re-packing a base rootfs (``/tmp`` 1777, setuid ``su``, ``/etc/shadow`` 0640 root:42),
     whose metadata then becomes an input of the layer.
-    ``blocks`` compresses in parallel, pigz's way (see ``_BlockGzipSink``): other bytes than the
-    single stream's, the same for any number of cores; a different compressor identity.
+    ``blocks`` deflates gzip in parallel, pigz's way (``layer_compression``): other bytes than
+    the single stream's, the same for any number of cores; a different compressor identity.
+    zstd always compresses on every core, with the same bytes for any number of them.
     """
-    if not 0 <= level <= 9:
-        msg = f"gzip level {level} is out of range"
-        raise ImageError(msg, hint="use a level from 0 to 9 (6 is the default)")
     if source_date_epoch < 0 or source_date_epoch > _MAX_OCTAL_SIZE:
         msg = f"SOURCE_DATE_EPOCH {source_date_epoch} cannot be stored in a tar header"
         raise ImageError(msg, hint="set SOURCE_DATE_EPOCH to a non-negative Unix time")
@@ -125,110 +97,14 @@ def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each 
         on_special=on_special,
         preserve=preserve_metadata,
     )
-    sink = _BlockGzipSink(out, level) if blocks else _GzipSink(out, level)
-    for entry in entries:
-        _write_entry(sink, entry)
-    sink.write(b"\0" * (2 * BLOCK))
-    return sink.close()
-
-
-class _GzipSink:
-    """Tar bytes in; one gzip member out, with diff_id, digest and size computed on the way."""
-
-    def __init__(self, out: Output, level: int) -> None:
-        self._out = out
-        self._compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY)
-        self._crc = 0
-        self._isize = 0
-        self._diff = hashlib.sha256()
-        self._blob = hashlib.sha256()
-        self._size = 0
-        self._emit(gzip_header(level))
-
-    def _emit(self, data: bytes) -> None:
-        if data:
-            self._out.write(data)
-            self._blob.update(data)
-            self._size += len(data)
-
-    def write(self, data: bytes | memoryview) -> None:
-        self._account(data)
-        self._emit(self._compressor.compress(data))
-
-    def _account(self, data: bytes | memoryview) -> None:
-        """The uncompressed side: CRC32, ISIZE and the diff_id."""
-        self._crc = zlib.crc32(data, self._crc)
-        self._isize += len(data)
-        self._diff.update(data)
-
-    def close(self) -> LayerDigests:
-        self._emit(self._compressor.flush(zlib.Z_FINISH))
-        return self._finish()
-
-    def _finish(self) -> LayerDigests:
-        trailer = (self._crc & 0xFFFFFFFF).to_bytes(4, "little")
-        self._emit(trailer + (self._isize & 0xFFFFFFFF).to_bytes(4, "little"))
-        return LayerDigests(
-            diff_id="sha256:" + self._diff.hexdigest(),
-            digest="sha256:" + self._blob.hexdigest(),
-            size=self._size,
-        )
-
-
-class _BlockGzipSink(_GzipSink):
-    """One gzip member deflated in parallel, as pigz does, with bytes that never depend on
-    the number of threads.
-
-    The tar stream is cut into fixed blocks of ``PARALLEL_BLOCK`` bytes. Each block is deflated
-    on its own, with the previous block's last 32 KiB as its dictionary (so matches still reach
-    back as far as one stream's would), and ends with a sync flush (byte-aligned, not final); the
-    last one finishes the stream. Concatenated in order, they are one valid deflate stream.
-    zlib releases the GIL while it deflates, so threads use every core; at most two blocks per
-    thread are in flight.
-    """
-
-    def __init__(self, out: Output, level: int, workers: int | None = None) -> None:
-        super().__init__(out, level)
-        self._level = level
-        self._workers = workers or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="mlpack-deflate")
-        self._pending: deque[Future[bytes]] = deque()
-        self._buffer = bytearray()
-        self._window = b""
-
-    def write(self, data: bytes | memoryview) -> None:
-        self._account(data)
-        self._buffer += data
-        while len(self._buffer) >= PARALLEL_BLOCK:
-            block = bytes(self._buffer[:PARALLEL_BLOCK])
-            del self._buffer[:PARALLEL_BLOCK]
-            self._submit(block, final=False)
-
-    def _submit(self, block: bytes, *, final: bool) -> None:
-        window, self._window = self._window, block[-_WINDOW:]
-        self._pending.append(self._pool.submit(_deflate_block, block, window, self._level, final))
-        while len(self._pending) > 2 * self._workers:
-            self._emit(self._pending.popleft().result())
-
-    def close(self) -> LayerDigests:
-        try:
-            self._submit(bytes(self._buffer), final=True)
-            while self._pending:
-                self._emit(self._pending.popleft().result())
-        finally:
-            self._pool.shutdown(cancel_futures=True)
-        return self._finish()
-
-
-def _deflate_block(block: bytes, window: bytes, level: int, final: bool) -> bytes:
-    """Raw deflate of one block primed with ``window``; sync-flushed, or finished if ``final``."""
-    if window:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, window)
-    else:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY)
-    return compressor.compress(block) + compressor.flush(
-        zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
-    )
+    sink = open_sink(out, compression, level=level, blocks=blocks)
+    try:
+        for entry in entries:
+            _write_entry(sink, entry)
+        sink.write(b"\0" * (2 * BLOCK))
+        return sink.close()
+    finally:
+        sink.shutdown()
 
 
 def _collect(
@@ -487,7 +363,7 @@ def _fits_ustar(value: bytes) -> bool:
     return len(value) <= 100 and value.isascii()
 
 
-def _write_entry(sink: _GzipSink, entry: _Entry) -> None:
+def _write_entry(sink: Sink, entry: _Entry) -> None:
     name = entry.path + "/" if entry.kind == "dir" else entry.path
     name_b = name.encode()
     link_b = entry.linkname.encode()
@@ -536,34 +412,29 @@ def _pad(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % BLOCK)
 
 
-def _read_into(src: FileIO, view: memoryview | bytearray, entry: _Entry) -> int:
-    """Read from a staged file; a read error names the entry."""
-    try:
-        return src.readinto(view) or 0
-    except OSError as exc:
-        msg = f"cannot read {entry.path} for the layer: {exc.strerror}"
-        raise ImageError(msg, hint="check the staging tree's permissions") from exc
-
-
-def _copy_file(sink: _GzipSink, entry: _Entry) -> None:
+def _copy_file(sink: Sink, entry: _Entry) -> None:
+    """The file's bytes, exactly ``entry.size`` of them (a file that changed size is an error)."""
     assert entry.source is not None  # only files have a source
     try:
         fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         msg = f"cannot read {entry.path} for the layer: {exc.strerror}"
         raise ImageError(msg, hint="the staging tree changed while the layer was written") from exc
-    remaining = entry.size
-    with os.fdopen(fd, "rb", buffering=0) as src:
-        buf = bytearray(_CHUNK)
-        view = memoryview(buf)
-        while remaining:
-            n = _read_into(src, view[: min(_CHUNK, remaining)], entry)
-            if not n:
-                break
-            sink.write(view[:n])  # a write error (a full disk) is the caller's to report
-            remaining -= n
-        grew = bool(_read_into(src, bytearray(1), entry))
-    if remaining or grew:
+
+    def read(view: memoryview) -> int:
+        try:
+            return os.readv(fd, [view])
+        except OSError as exc:
+            msg = f"cannot read {entry.path} for the layer: {exc.strerror}"
+            raise ImageError(msg, hint="check the staging tree's permissions") from exc
+
+    try:
+        # A write error (a full disk) is the caller's to report.
+        copied = sink.read_from(read, entry.size)
+        grew = copied == entry.size and bool(read(memoryview(bytearray(1))))
+    finally:
+        os.close(fd)
+    if copied != entry.size or grew:
         msg = f"{entry.path} changed size while the layer was written"
         raise ImageError(msg, hint="do not modify the staging tree while a layer is written")
     sink.write(b"\0" * (-entry.size % BLOCK))

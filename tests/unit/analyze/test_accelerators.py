@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.analyze.accelerators import analyze_accelerator, analyze_system_packages
-from mlpack.analyze.analysis import Accelerator, Package, SystemPackage
+from mlpack.analyze.accelerators import analyze_accelerator
+from mlpack.analyze.analysis import Accelerator, Package
 from mlpack.analyze.factcache import collect_facts
 from mlpack.analyze.walk import walk_repo
 from tests.unit.analyze.repo_helpers import make_repo, parse_mode  # noqa: F401  (fixture)
@@ -101,14 +101,3 @@ def test_cuda_packages(tmp_path: Path) -> None:
     # an optional extra does not make CUDA required
     dev = pkg("faiss-gpu", group="gpu", optional=True)
     assert accelerator_of(root, (dev,)).cuda is False
-
-
-def test_system_packages_for_resolved_distributions() -> None:
-    packages = (pkg("opencv-python"), pkg("scikit-learn"), pkg("lightgbm"), pkg("soundfile"))
-    assert analyze_system_packages(packages) == (
-        SystemPackage(name="libgl1", required_by="opencv-python"),
-        SystemPackage(name="libglib2.0-0", required_by="opencv-python"),
-        SystemPackage(name="libgomp1", required_by="lightgbm"),
-        SystemPackage(name="libsndfile1", required_by="soundfile"),
-    )
-    assert analyze_system_packages((pkg("requests"),)) == ()

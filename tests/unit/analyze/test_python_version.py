@@ -6,7 +6,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mlpack.analyze.python_version import DEFAULT_PYTHON, SUPPORTED_PYTHONS, detect_python
+from mlpack.analyze.python_version import (
+    DEFAULT_PYTHON,
+    SUPPORTED_PYTHONS,
+    detect_python,
+    python_allowance,
+)
 from mlpack.errors import AnalyzeError
 
 if TYPE_CHECKING:
@@ -283,3 +288,26 @@ def test_setup_py_is_never_executed(tmp_path: Path) -> None:
     )
     assert detect_python(tmp_path, warnings=[]).version == "3.13"
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("pyproject.toml", '[project]\nname = "p"\nrequires-python = ">=3.9"\n',
+         "pyproject.toml:3 requires-python >=3.9"),
+        ("setup.py", 'from setuptools import setup\nsetup(python_requires=">=3.8")\n',
+         "setup.py:2 python_requires >=3.8"),
+        ("pyproject.toml", '[tool.poetry.dependencies]\npython = "^3.10"\n',
+         "pyproject.toml:2 python ^3.10"),
+        ("environment.yml", "dependencies:\n  - python>=3.10\n", "environment.yml:2 python>=3.10"),
+    ],
+)  # fmt: skip
+def test_the_allowance_names_the_file_and_setting_of_the_range(
+    tmp_path: Path, name: str, text: str, expected: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    assert python_allowance(tmp_path) == expected
+
+
+def test_without_a_range_the_allowance_says_no_file_pins_python(tmp_path: Path) -> None:
+    assert python_allowance(tmp_path) == "no file pins a Python version"

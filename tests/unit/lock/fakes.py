@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlpack.errors import ImageError
-from mlpack.lock.lockdata import ResolverName
 from mlpack.lock.resolvers import Pin, ResolveRequest
 from mlpack.lock.runner import Completed
-from mlpack.vocabulary import BaseImage
+from mlpack.vocabulary import BaseImage, ResolverName
 
 PY_FULL = {"3.9": "3.9.2", "3.10": "3.10.13", "3.11": "3.11.2", "3.12": "3.12.8", "3.13": "3.13.1"}
 

@@ -11,12 +11,11 @@ from mlpack.errors import ImageError
 from mlpack.lock.failure import ResolveFailure, read_failure
 from mlpack.lock.indexes import Indexes
 from mlpack.lock.inputs import LockInputs, is_inferred
-from mlpack.lock.lockdata import ResolverName
 from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.resolvers import Pin, ResolveRequest
 from mlpack.progress import RecordingReporter, using
-from mlpack.vocabulary import BaseImage, PackageSpec
+from mlpack.vocabulary import BaseImage, PackageSpec, ResolverName
 from tests.unit.lock.fakes import FakeBase
 
 DEAD = "http://127.0.0.1:9/simple"
@@ -73,6 +72,7 @@ def inputs(
         requirements=tuple(PackageSpec(requirement=r, source=s) for r, s in specs),
         python=python,
         fallback_pythons=fallback,
+        python_allowed_by="pyproject.toml:3 requires-python >=3.9" if fallback else "",
         platform="linux/amd64",
         indexes=Indexes(index_url=DEAD),
     )
@@ -150,6 +150,7 @@ def test_the_newest_python_with_wheels_is_chosen_and_said(tmp_path: Path) -> Non
     assert [r.python for r in resolver.requests] == ["3.13", "3.12", "3.11", "3.11.2"]
     line = next(n for n in rep.notices if n.startswith("Python 3.11"))
     assert "3.13: no wheels for torch 2.0.1" in line
+    assert "resolve with wheels for; pyproject.toml:3 requires-python >=3.9" in line
     assert written.notes == (line,)
     assert written.dropped == ()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from mlpack.errors import LockError
 from mlpack.lock.lockdata import Lock, SystemPackagePin, Target
 from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import dumps, loads, read_lock, write_lock
-from mlpack.lock.system import parse_pins, parse_uri_line, pin_system
+from mlpack.lock.system import SCRIPT, parse_pins, parse_uri_line, pin_system
 from mlpack.vocabulary import BaseImage
 from tests.unit.lock.fakes import PRINT_URIS, FakeAptImage, FakeBase, FakeResolver
 from tests.unit.lock.test_locker import PINS, inputs
@@ -161,12 +162,68 @@ def test_a_lock_from_before_debian_pins_is_relocked(tmp_path: Path) -> None:
     assert not lock(more, tmp_path / "mlpack.lock", **kw).resolved  # type: ignore[arg-type]
 
 
-def test_a_library_debian_13_renamed_for_64_bit_time_is_found_by_its_old_name() -> None:
-    line = (
-        "'http://deb.debian.org/debian/pool/main/g/glib2.0/libglib2.0-0t64_2.84.4-3_amd64.deb' "
-        "libglib2.0-0t64_2.84.4-3_amd64.deb 1520000 SHA256:" + "c" * 64 + "\n"
+def _glib_line(name: str) -> str:
+    return (
+        f"'http://deb.debian.org/debian/pool/main/g/glib2.0/{name}_2.84.4-3_amd64.deb' "
+        f"{name}_2.84.4-3_amd64.deb 1520000 SHA256:" + "c" * 64 + "\n"
     )
-    pins = parse_pins(line + "--- installed ---\n", ("libglib2.0-0",))
-    assert [(p.name, p.requested) for p in pins] == [("libglib2.0-0t64", True)]
+
+
+@pytest.mark.parametrize(
+    ("requested", "installed"),
+    [
+        ("libglib2.0-0", "libglib2.0-0t64"),  # a Debian 12 name on a Debian 13 base
+        ("libglib2.0-0t64", "libglib2.0-0"),  # the analysis's Debian 13 name on a Debian 12 base
+        ("libglib2.0-0t64", "libglib2.0-0t64"),
+    ],
+)
+def test_a_package_debian_13_renamed_is_found_by_either_name(
+    requested: str, installed: str
+) -> None:
+    pins = parse_pins(_glib_line(installed) + "--- installed ---\n", (requested,))
+    assert [(p.name, p.requested) for p in pins] == [(installed, True)]
+
+
+def test_a_name_that_is_no_spelling_of_the_installed_package_is_missing() -> None:
     with pytest.raises(LockError, match=r"libglib2\.0-1"):
-        parse_pins(line + "--- installed ---\n", ("libglib2.0-1",))
+        parse_pins(_glib_line("libglib2.0-0t64") + "--- installed ---\n", ("libglib2.0-1",))
+
+
+def test_apt_is_asked_for_both_spellings_and_pins_stay_across_them(tmp_path: Path) -> None:
+    apt = FakeAptImage(stdout=_glib_line("libglib2.0-0") + "--- installed ---\n")
+    first = pin_system(
+        ("libglib2.0-0t64",), base=BASE, previous=None, upgrade=False, image_runner=apt,
+        workdir=tmp_path,
+    )  # fmt: skip
+    assert apt.calls == [(BASE.digest, ("libglib2.0-0t64|libglib2.0-0",))]
+    kw = {"previous": sample(first), "image_runner": apt, "workdir": tmp_path}
+    assert pin_system(("libglib2.0-0t64",), base=BASE, upgrade=False, **kw) == first  # type: ignore[arg-type]
+    assert pin_system(("libglib2.0-0",), base=BASE, upgrade=False, **kw) == first  # type: ignore[arg-type]
+    assert len(apt.calls) == 1
+
+
+def _stub(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("release_has", "installed"),
+    [("libglib2.0-0", "libglib2.0-0"), ("libglib2.0-0t64", "libglib2.0-0t64")],
+)
+def test_the_apt_script_installs_the_spelling_the_release_has(
+    tmp_path: Path, release_has: str, installed: str
+) -> None:
+    """The script in a shell, with apt stubbed: a Debian 12 or 13 archive."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "installed"
+    _stub(bin_dir, "apt-cache", f'[ "$3" = "{release_has}" ] && echo "Package: $3"\nexit 0\n')
+    _stub(bin_dir, "apt-get", f'[ "$1" = update ] || echo "$@" > {log}\n')
+    _stub(bin_dir, "dpkg-query", "exit 1\n")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    argv = ["sh", "-c", SCRIPT, "sh", "libglib2.0-0t64|libglib2.0-0", "libgomp1"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().split()[-2:] == [installed, "libgomp1"]

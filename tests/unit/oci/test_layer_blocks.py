@@ -8,15 +8,22 @@ import os
 import random
 import subprocess
 import tarfile
-from typing import TYPE_CHECKING
+import zlib
+from typing import TYPE_CHECKING, Any
 
-from mlpack.oci import layer_writer
-from mlpack.oci.layer_writer import PARALLEL_BLOCK, write_layer
+import pytest
+
+from mlpack.errors import ImageError
+from mlpack.oci import layer_compression, layer_writer
+from mlpack.oci.layer_compression import PARALLEL_BLOCK
+from mlpack.oci.layer_writer import write_layer
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pytest
+# ``tree``'s layer from the parallel compressor, recorded with zlib 1.2.13.
+GOLDEN_DIGEST = "sha256:6ac20e2455238be9fca41bd7a82562ae4ec43987ab4da99dd4c975d6dcca5fd2"
+GOLDEN_SIZE = 720761
 
 
 def tree(root: Path) -> Path:
@@ -31,7 +38,7 @@ def tree(root: Path) -> Path:
     return root
 
 
-def write(root: Path, **kw: object) -> tuple[bytes, layer_writer.LayerDigests]:
+def write(root: Path, **kw: object) -> tuple[bytes, layer_compression.LayerDigests]:
     out = io.BytesIO()
     digests = write_layer(root, out, source_date_epoch=1, **kw)  # type: ignore[arg-type]
     return out.getvalue(), digests
@@ -60,7 +67,7 @@ def test_the_bytes_do_not_depend_on_the_number_of_threads(
     root = tree(tmp_path / "t")
     seen = set()
     for cores in (1, 3, 16):
-        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        monkeypatch.setattr(layer_compression, "_workers", lambda cores=cores: cores)
         seen.add(write(root, blocks=True)[0])
     assert len(seen) == 1
 
@@ -69,3 +76,63 @@ def test_an_empty_tree_is_a_valid_member(tmp_path: Path) -> None:
     (tmp_path / "e").mkdir()
     data, _ = write(tmp_path / "e", blocks=True)
     assert gzip.decompress(data) == b"\0" * 1024
+
+
+def test_the_bytes_do_not_depend_on_the_task_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks are batched into tasks for the threads; the batching never shows in the output,
+    also when the stream ends on a block boundary (an empty final block, wherever it falls)."""
+    root = tree(tmp_path / "t")
+    exact = tmp_path / "exact"
+    exact.mkdir()
+    # 512 (header) + data + 1024 (end of archive) = exactly two blocks
+    (exact / "f").write_bytes(random.Random(3).randbytes(2 * PARALLEL_BLOCK - 1536))
+    for src in (root, exact):
+        seen = set()
+        for blocks_per_task in (1, 2, 3, 8):
+            monkeypatch.setattr(layer_compression, "_TASK", blocks_per_task * PARALLEL_BLOCK)
+            seen.add(write(src, blocks=True)[0])
+        assert len(seen) == 1
+        assert gzip.decompress(seen.pop()) == gzip.decompress(write(src)[0])
+
+
+def test_golden_parallel_digest(tmp_path: Path) -> None:
+    """The parallel compressor's identity is pinned: a change of its bytes must be deliberate
+    (and change ``layer_compression.identity``, which keys the build cache)."""
+    root = tree(tmp_path / "t")
+    _, digests = write(root, blocks=True)
+    assert layer_compression.identity("gzip") == "gzip-6-blocks-131072-mem8-zlib" + (
+        zlib.ZLIB_RUNTIME_VERSION
+    )
+    if zlib.ZLIB_RUNTIME_VERSION == "1.2.13":
+        assert (digests.digest, digests.size) == (GOLDEN_DIGEST, GOLDEN_SIZE)
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"blocks": True}, {"compression": "zstd"}], ids=["stream", "blocks", "zstd"]
+)
+@pytest.mark.parametrize("change", ["grow", "shrink", "unreadable"])
+def test_a_file_that_changes_while_it_is_written_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kw: dict[str, object], change: str
+) -> None:
+    root = tree(tmp_path / "t")
+    target = root / "pkg" / "noise.bin"
+    collect = layer_writer._collect
+
+    def then_change(*args: Any, **kwargs: Any) -> Any:
+        entries = collect(*args, **kwargs)
+        if change == "grow":
+            with target.open("ab") as fh:
+                fh.write(b"more")
+        elif change == "shrink":
+            os.truncate(target, 100)
+        else:  # the file became a directory: opening works, reading fails
+            target.unlink()
+            target.mkdir()
+        return entries
+
+    monkeypatch.setattr(layer_writer, "_collect", then_change)
+    match = "cannot read pkg/noise.bin" if change == "unreadable" else "changed size"
+    with pytest.raises(ImageError, match=match):
+        write(root, **kw)

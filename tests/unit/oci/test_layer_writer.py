@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.layer_applier import apply_layer
-from mlpack.oci.layer_writer import LayerDigests, gzip_header, write_layer
+from mlpack.oci.layer_compression import LayerDigests, gzip_header
+from mlpack.oci.layer_writer import write_layer
 from tests.conftest import require
 from tests.unit.oci._sandbox import readlink_raw, tree_listing
 
