@@ -33,11 +33,16 @@ tar --no-recursion --numeric-owner -cf {OUT}/changes.tar -T {LOG}/changed 2>> {L
 """
 
 # Bytecode (PEP 552 unchecked-hash: the source's hash in the header, never an mtime). argv: the
-# folder to compile, then the folder it will be at in the image (co_filename's prefix).
+# folder to compile, then the folder it will be at in the image (co_filename's prefix). Set and
+# frozenset constants are marshalled in hash order, so the script re-executes itself with
+# PYTHONHASHSEED=0 (a distroless base has no `env` to set it); one line, for a Dockerfile RUN.
 BYTECODE_MODE: Final = "unchecked-hash"
-HASH_SEED: Final = "0"  # set and frozenset constants are marshalled in hash order
+HASH_SEED: Final = "0"
 COMPILE_SCRIPT: Final = (
-    "import compileall,py_compile,sys;"
+    "import os,sys;"
+    f'os.environ.get("PYTHONHASHSEED")=="{HASH_SEED}" or os.execve(sys.executable,sys.orig_argv,'
+    f'{{**os.environ,"PYTHONHASHSEED":"{HASH_SEED}"}});'
+    "import compileall,py_compile;"
     "compileall.compile_dir(sys.argv[1],ddir=sys.argv[2],quiet=1,workers=1,"
     "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)"
 )
@@ -61,8 +66,7 @@ def compile_argv(python: str, folder: str, in_image: str) -> tuple[str, ...]:
     One process, files in sorted order: parallel workers would make the bytes depend on which
     process compiled what (REPRODUCIBILITY.md §5).
     """
-    return ("env", f"PYTHONHASHSEED={HASH_SEED}", python, "-s", "-B", "-c", COMPILE_SCRIPT,
-            folder, in_image)  # fmt: skip
+    return (python, "-s", "-B", "-c", COMPILE_SCRIPT, folder, in_image)
 
 
 def compile_command(python: str, folder: str, in_image: str) -> str:
