@@ -30,7 +30,7 @@ Config targets: many training codebases build their models from YAML configs thr
 (``target: pkg.models.diffusion.DiffusionEngine`` for latent-diffusion's
 ``instantiate_from_config``, Hydra's ``_target_``, Lightning CLI's ``class_path``), imported with
 ``importlib`` at run time, so no ``import`` statement leads there. A ``target``, ``_target_`` or
-``class_path`` value in a ``.yaml``/``.yml``/``.json`` file of the project (not in tests, docs,
+``class_path`` value in a ``.yaml``/``.yml`` file of the project (not in tests, docs,
 examples or benchmarks) that names one of the repository's own modules makes that module a
 runtime root, reached from the config line. Names of other distributions are left alone: a
 config may name a class of an unpublished package, and the imports decide the packages.
@@ -92,7 +92,7 @@ _SOFT: Final = OPTIONAL | GUARDED
 _RUNNABLE: Final = frozenset({None, "script"})
 _PREPARE: Final = ("prepare", "preprocess", "download")
 _PY_TOKEN: Final = re.compile(r"[\w./-]+\.py\b")
-CONFIG_SUFFIXES: Final = (".yaml", ".yml", ".json")
+CONFIG_SUFFIXES: Final = (".yaml", ".yml")  # JSON holds data and results far more than configs
 MAX_CONFIG_BYTES: Final = 2**18  # larger ones are data, not configs
 _CONFIG_KEYS: Final = (b"target", b"class_path")
 _CONFIG_TARGET: Final = re.compile(

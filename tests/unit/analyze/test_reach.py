@@ -231,7 +231,7 @@ def test_modules_named_by_config_targets_are_runtime(tmp_path: Path) -> None:
             "  params:\n    data:\n      - target: 'pkg.data.Loader'\n"
             "    other:\n      target: torch.nn.Identity\n",
             "configs/hydra.yaml": "_target_: pkg.hydra_model.Net\n",
-            "configs/cli.json": '{"model": {"class_path": "pkg.cli_model.Net"}}\n',
+            "configs/cli.yaml": "model: {class_path: pkg.cli_model.Net, init_args: {}}\n",
             "examples/demo.yaml": "target: pkg.examples_only.Demo\n",
         },
     )
