@@ -30,10 +30,11 @@ Config targets: many training codebases build their models from YAML configs thr
 (``target: pkg.models.diffusion.DiffusionEngine`` for latent-diffusion's
 ``instantiate_from_config``, Hydra's ``_target_``, Lightning CLI's ``class_path``), imported with
 ``importlib`` at run time, so no ``import`` statement leads there. A ``target``, ``_target_`` or
-``class_path`` value in a ``.yaml``/``.yml`` file of the project (not in tests, docs,
-examples or benchmarks) that names one of the repository's own modules (not one of those either)
-makes that module a runtime root, reached from the config line. Names of other distributions are left alone: a
-config may name a class of an unpublished package, and the imports decide the packages.
+``class_path`` value in a ``.yaml``/``.yml`` file of the project (not in tests, docs, examples or
+benchmarks) that names one of the repository's own modules (not one of those either) makes that
+module a runtime root, reached from the config line, after the entrypoints' walk (their chains
+win). Names of other distributions are left alone: a config may name a class of an unpublished
+package, and the imports decide the packages.
 """
 
 from __future__ import annotations
