@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from mlpack.lock.runner import Runner
     from mlpack.oci.store import Store
     from mlpack.spec import ImageSpec
-    from mlpack.vocabulary import BaseImage, Compression, ResolverName
+    from mlpack.vocabulary import BaseImage, Compression, Platform, ResolverName
 
 # Where Debian and most distributions keep the system's CA bundle.
 _SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -51,13 +51,15 @@ class StoreBaseResolver:
         """:param store: where base images go (default: the store in mlpack's home)."""
         self._store = store
 
-    def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
-        """The pinned base for Python ``python`` (X.Y), or the ``explicit`` reference."""
+    def resolve(self, python: str, *, explicit: str | None, platform: Platform) -> BaseImage:
+        """The pinned base for Python ``python`` (X.Y) on ``platform``, or ``explicit``'s."""
         # Imported here: a lock that keeps its base never loads the registry client or store.
         from mlpack.base.resolve import resolve_base
         from mlpack.oci.store import Store
 
-        return resolve_base(python, explicit=explicit, store=self._store or Store.default())
+        return resolve_base(
+            python, explicit=explicit, store=self._store or Store.default(), platform=platform
+        )
 
 
 def embedded_image_runner(image: str, tools: Path) -> Runner:
@@ -69,6 +71,14 @@ def embedded_image_runner(image: str, tools: Path) -> Runner:
     return ImageRunner(
         EmbeddedRuntime(), image, tools_dir=tools, ca_bundle=ca if ca.exists() else None
     )
+
+
+def store_rootfs(image: str) -> Path:
+    """The merged files of ``image`` in the default store (where the lock's bases go)."""
+    from mlpack.oci.snapshots import rootfs
+    from mlpack.oci.store import Store
+
+    return rootfs(Store.default(), image)
 
 
 def lock_path(root: Path) -> Path:
@@ -161,6 +171,7 @@ def lock_project(
         home=Path(mlpack_home()),
         base_resolver=StoreBaseResolver(),
         image_runner=embedded_image_runner,
+        base_rootfs=store_rootfs,
         upgrade=upgrade and not packages,
         upgrade_packages=packages,
         ca_cert=ca_cert,
@@ -237,6 +248,7 @@ def project_lock(
             home=Path(mlpack_home()),
             base_resolver=StoreBaseResolver(),
             image_runner=embedded_image_runner,
+            base_rootfs=store_rootfs,
         ).lock
 
 
@@ -269,7 +281,9 @@ def ensure_base(
     if store.has_blob(lock_file.base.digest):
         return
     resolver = resolver or StoreBaseResolver(store)
-    base = resolver.resolve(lock_file.target.python_minor, explicit=config.base)
+    base = resolver.resolve(
+        lock_file.target.python_minor, explicit=config.base, platform=lock_file.target.platform
+    )
     if base.digest != lock_file.base.digest:
         msg = (
             f"the base image {lock_file.base.reference} is no longer {lock_file.base.digest} "

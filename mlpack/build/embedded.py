@@ -198,7 +198,10 @@ class EmbeddedBuilder:
 
             def fill() -> tuple[str, ...]:
                 # Only a cache miss executes dpkg in the base: check that it can run here.
-                emulation.require_execution(spec.platform, "installing the system packages")
+                names = ", ".join(f"{n}={v}" for n, v in step.packages)
+                emulation.require_execution(
+                    spec.platform, f"installing the system packages {names}"
+                )
                 return install()
 
             return _Recipe(key=key, fill=fill, preserve=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from mlpack.errors import ServeError
 from mlpack.runtime.protocol import Mount
 from mlpack.serve import activate, bind, can_activate
 from mlpack.serve.forward import COURIER_DIR, Courier, Forwarder, courier_command
@@ -142,6 +143,14 @@ def published(
         )
         return
     if not can_activate(config.command):
+        if os.geteuid() != 0:
+            msg = f"cannot forward the port to {' '.join(config.command)!r} without root"
+            raise ServeError(
+                msg,
+                hint="forwarding joins the server's network namespace (setns, root only): "
+                "serve with uvicorn, gunicorn or hypercorn (they take the socket), "
+                "or use --network host",
+            )
         forwarder = Forwarder(listener, container_port)
         try:
             yield Published(config=config, forwarder=forwarder, how="forward")

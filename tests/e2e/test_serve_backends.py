@@ -95,6 +95,13 @@ def _stop_all(site: Site, *names: str) -> None:
         site.mlpack("stop", "-t", "2", name)
 
 
+def _docker_has(container: str) -> bool:
+    listed = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--no-trunc"], capture_output=True, text=True, check=True
+    ).stdout
+    return any(line.startswith(container) for line in listed.split())
+
+
 def test_serve_answers_predict_and_stops_gracefully(
     site: Site, trained: Path, backend: str
 ) -> None:
@@ -181,27 +188,27 @@ def test_detach_ps_logs_stop(site: Site, trained: Path, backend: str) -> None:
         assert not list(Path("/sys/fs/cgroup").glob(f"**/*{container}*"))
         assert container not in Path("/proc/self/mountinfo").read_text()
     else:
-        left = subprocess.run(
-            ["docker", "ps", "-a", "-q", "--no-trunc"], capture_output=True, text=True, check=True
-        ).stdout
-        assert container not in left
+        assert not _docker_has(container)
 
 
-def test_stop_cleans_up_after_a_killed_supervisor(site: Site, trained: Path) -> None:
-    port = free_port()
+def test_stop_cleans_up_after_a_killed_supervisor(site: Site, trained: Path, backend: str) -> None:
+    port, name = free_port(), f"orphan-{backend}"
     done = site.mlpack(
-        "serve", "--detach", "--name", "orphan", str(site.inference), "--port", str(port),
-        "-v", f"{trained}:/app/models:ro",
+        "serve", "--detach", "--name", name, "--backend", backend, str(site.inference),
+        "--port", str(port), "-v", f"{trained}:/app/models:ro",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     from mlpack.serve.services import ServiceStore
 
-    service = ServiceStore(site.home / "services").get("orphan")
-    os.kill(service.supervisor, signal.SIGKILL)
-    _until(lambda: _service_row(site, "orphan")[3:4] == ["exited"], "the service shows exited")
-    assert site.mlpack("stop", "orphan").returncode == 0
-    assert _service_row(site, "orphan") == []
-    assert site.mlpack("ps", "-a", "-q").stdout.split() == []  # the container too
+    service = ServiceStore(site.home / "services").get(name)
+    os.kill(service.supervisor, signal.SIGKILL)  # the server outlives it
+    _until(lambda: _service_row(site, name)[3:4] == ["exited"], "the service shows exited")
+    assert site.mlpack("stop", name).returncode == 0
+    assert _service_row(site, name) == []
+    if backend == "embedded":
+        assert site.mlpack("ps", "-a", "-q").stdout.split() == []  # the container too
+    else:
+        assert not _docker_has(service.container)
     assert _port_is_free(port)
 
 

@@ -107,3 +107,41 @@ def test_a_live_service_keeps_its_name_and_a_dead_one_gives_it_up(tmp_path: Path
     store.remove("web")
     with pytest.raises(ServeError, match="no service named 'web'"):
         store.get("web")
+
+
+def test_forwarding_without_root_is_refused_with_the_alternatives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlpack.runtime.protocol import RunConfig
+    from mlpack.serve.backends import published
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    listener = open_listener("127.0.0.1", 0)
+    config = RunConfig(image="img", command=("python", "-m", "http.server"))
+    try:
+        with (
+            pytest.raises(ServeError, match="without root") as refused,
+            published(config, listener, backend="embedded", container_port=8000, owner=(1, 1)),
+        ):
+            pass
+    finally:
+        listener.close()
+    assert "uvicorn" in refused.value.hint
+    assert "--network host" in refused.value.hint
+
+
+@pytest.mark.parametrize("text", ["always", "on-failure:x", "on-failure:-1", ""])
+def test_an_invalid_restart_policy_is_refused(text: str) -> None:
+    from mlpack.cli.serve import _restart_limit
+    from mlpack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="invalid --restart"):
+        _restart_limit(text)
+
+
+def test_restart_policies_give_their_limits() -> None:
+    from mlpack.cli.serve import _restart_limit
+
+    assert _restart_limit("no") == 0
+    assert _restart_limit("on-failure:2") == 2
+    assert _restart_limit("on-failure") > 1000
