@@ -49,6 +49,10 @@ GOAL_CLI_MINUS_FLOOR_CRUN = 1.0
 GOAL_LIBRARY_P50 = 0.030
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def _quiet(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], float]:
     def arm() -> float:
         def once() -> None:
@@ -202,9 +206,11 @@ def main() -> int:
         print(
             f"B1 start+exit `true`: {platform.node()} kernel {platform.release()}, "
             f"{os.cpu_count()} cpus, python {platform.python_version()}; "
-            f"{args.rounds} rounds after {args.warmups} warm-ups, interleaved"
+            f"{args.rounds} rounds after {args.warmups} warm-ups, interleaved; "
+            f"load average {_load()}"
         )
         times = interleave(arms, rounds=args.rounds, warmups=args.warmups)
+        print(f"  load average after: {_load()} (other jobs on the machine widen the intervals)")
         for name in arms:
             med = statistics.median(times[name])
             print(f"  {name:<16} median {format_seconds(med):>9}")

@@ -1,5 +1,6 @@
 """Serving load: examples/inference under `mlpack serve` (embedded, socket activation), under
-`docker run -p` of the same image, and run directly on the host; plus start-to-healthy times.
+`mlpack serve --backend docker` (the socket handed over by the courier), under `docker run -p`
+of the same image, and run directly on the host; plus start-to-healthy times.
 
 Run as root, with a Docker engine and ApacheBench (`ab`, Debian's apache2-utils):
 
@@ -145,12 +146,17 @@ def starters(
             cwd=project, env=env, stdout=out("host"), stderr=subprocess.STDOUT,
         )  # fmt: skip
 
-    def embedded(port: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [*MLPACK, "serve", str(project), "--port", str(port), "-v", f"{model}:/app/models:ro",
-             "--", *SERVER, "--port", "8000"],
-            stdout=out("embedded"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    def mlpack(backend: str) -> Starter:
+        def start(port: int) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [*MLPACK, "serve", "--backend", backend, str(project), "--port", str(port),
+                 "-v", f"{model}:/app/models:ro", "--", *SERVER, "--port", "8000"],
+                stdout=out(arm[backend]), stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+        return start
+
+    arm = {"embedded": "embedded", "docker": "mlpack-docker"}
 
     def docker(port: int) -> subprocess.Popen[bytes]:
         published = () if net else ("-p", f"127.0.0.1:{port}:8000")
@@ -162,7 +168,12 @@ def starters(
             stdout=out("docker"), stderr=subprocess.STDOUT,
         )  # fmt: skip
 
-    return {"host": host, "embedded": embedded, "docker": docker}
+    return {
+        "host": host,
+        "embedded": mlpack("embedded"),
+        "mlpack-docker": mlpack("docker"),
+        "docker": docker,
+    }
 
 
 def stop(name: str, port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -222,7 +233,7 @@ def main() -> None:
                     per_req[name].append(1 / rps)
                     p99[name].append(tail)
                     start[name].append(up)
-                    print(f"round {round_} {name:<8} {rps:8.0f} req/s  p99 {tail * 1000:5.1f} ms"
+                    print(f"round {round_} {name:<13} {rps:8.0f} req/s  p99 {tail * 1000:5.1f} ms"
                           f"  healthy after {up:.2f}s", flush=True)  # fmt: skip
     print(f"\nab -k -n {requests} -c {args.concurrency} POST /predict; time per request = 1/rps")
     lines = [
@@ -233,8 +244,12 @@ def main() -> None:
                 per_req["docker"], goal=1.0),
         compare("p99 embedded/docker", "embedded", p99["embedded"], "docker", p99["docker"],
                 goal=1.0),
+        compare("time/request mlpack-docker/docker", "mlpack-docker", per_req["mlpack-docker"],
+                "docker", per_req["docker"], goal=1.0),
         compare("start-to-healthy embedded/docker", "embedded", start["embedded"], "docker",
                 start["docker"], goal=None),
+        compare("start-to-healthy mlpack-docker/docker", "mlpack-docker", start["mlpack-docker"],
+                "docker", start["docker"], goal=None),
     ]  # fmt: skip
     for line in lines:
         print(format_line(line))

@@ -554,16 +554,19 @@ def merge_into(existing: dict[str, Any], generated: dict[str, Any]) -> list[str]
 
 
 def _add_missing(key: str, current: list[Any], value: list[Any]) -> None:
-    """Append the items ``current`` lacks; packages match by name, whatever their versions."""
-    if key == "packages":
-        have = {_entry_name(item) for item in current}
-        for item in value:
-            if _entry_name(item) not in have:
-                current.append(item)
-    else:
-        for item in value:
-            if item not in current:
-                current.append(item)
+    """Append the items ``current`` lacks; packages match by name, whatever their versions,
+    and Debian packages by name in either release's spelling (``libglib2.0-0``, ``...0t64``).
+    """
+    from mlpack.analyze.debian import debian13_name
+
+    name_of = {"packages": _entry_name, "system": debian13_name}.get(key)
+    for item in value:
+        if name_of is None:
+            missing = item not in current
+        else:
+            missing = name_of(item) not in {name_of(have) for have in current}
+        if missing:
+            current.append(item)
 
 
 def _entry_name(item: object) -> str:

@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     from mlpack.build.verify import Verification
     from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
-    from mlpack.lock.lockdata import Lock, ResolverName
+    from mlpack.lock.lockdata import Lock
     from mlpack.lock.locker import BaseResolver
     from mlpack.lock.runner import Runner
     from mlpack.oci.store import Store
     from mlpack.spec import ImageSpec
-    from mlpack.vocabulary import BaseImage, Compression
+    from mlpack.vocabulary import BaseImage, Compression, Platform, ResolverName
 
 # Where Debian and most distributions keep the system's CA bundle.
 _SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -51,13 +51,15 @@ class StoreBaseResolver:
         """:param store: where base images go (default: the store in mlpack's home)."""
         self._store = store
 
-    def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
-        """The pinned base for Python ``python`` (X.Y), or the ``explicit`` reference."""
+    def resolve(self, python: str, *, explicit: str | None, platform: Platform) -> BaseImage:
+        """The pinned base for Python ``python`` (X.Y) on ``platform``, or ``explicit``'s."""
         # Imported here: a lock that keeps its base never loads the registry client or store.
         from mlpack.base.resolve import resolve_base
         from mlpack.oci.store import Store
 
-        return resolve_base(python, explicit=explicit, store=self._store or Store.default())
+        return resolve_base(
+            python, explicit=explicit, store=self._store or Store.default(), platform=platform
+        )
 
 
 def embedded_image_runner(image: str, tools: Path) -> Runner:
@@ -71,14 +73,17 @@ def embedded_image_runner(image: str, tools: Path) -> Runner:
     )
 
 
+def store_rootfs(image: str) -> Path:
+    """The merged files of ``image`` in the default store (where the lock's bases go)."""
+    from mlpack.oci.snapshots import rootfs
+    from mlpack.oci.store import Store
+
+    return rootfs(Store.default(), image)
+
+
 def lock_path(root: Path) -> Path:
     """Where a project's lock lives."""
     return root / LOCK_FILE
-
-
-def lock_is_current(root: Path, *, check: bool) -> bool:
-    """True when the no-op memo says ``root``'s lock is up to date (reads bytes only)."""
-    return stamp.is_current(root, "check" if check else "lock")
 
 
 def project_lock_inputs(
@@ -166,6 +171,7 @@ def lock_project(
         home=Path(mlpack_home()),
         base_resolver=StoreBaseResolver(),
         image_runner=embedded_image_runner,
+        base_rootfs=store_rootfs,
         upgrade=upgrade and not packages,
         upgrade_packages=packages,
         ca_cert=ca_cert,
@@ -178,7 +184,7 @@ def lock_project(
 def _memo(
     root: Path, *, upgrade: bool, resolver: ResolverName, platform: str | None
 ) -> stamp.Memo | None:
-    """The no-op memo serves only what ``lock_is_current`` reads: no options but ``check``."""
+    """The no-op memo serves only what ``stamp.is_current`` reads: no options but ``check``."""
     if upgrade or resolver != "uv" or platform is not None or not has_config(root):
         return None  # without a config the inputs are the code, which the memo does not read
     return stamp.Memo(root)
@@ -242,6 +248,7 @@ def project_lock(
             home=Path(mlpack_home()),
             base_resolver=StoreBaseResolver(),
             image_runner=embedded_image_runner,
+            base_rootfs=store_rootfs,
         ).lock
 
 
@@ -274,7 +281,9 @@ def ensure_base(
     if store.has_blob(lock_file.base.digest):
         return
     resolver = resolver or StoreBaseResolver(store)
-    base = resolver.resolve(lock_file.target.python_minor, explicit=config.base)
+    base = resolver.resolve(
+        lock_file.target.python_minor, explicit=config.base, platform=lock_file.target.platform
+    )
     if base.digest != lock_file.base.digest:
         msg = (
             f"the base image {lock_file.base.reference} is no longer {lock_file.base.digest} "

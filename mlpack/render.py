@@ -64,8 +64,7 @@ def render_template(name: str, **context: Any) -> str:
 def render_dockerfile(spec: ImageSpec) -> str:
     """The spec as a classic-builder Dockerfile (REPRODUCIBILITY.md §8)."""
     from mlpack.base.debian import SCRUB
-    from mlpack.build import system
-    from mlpack.spec import EJECT_DIR
+    from mlpack.spec import EJECT_DIR, commands
 
     venv = next((s.name for s in spec.steps if s.role == "interpreter"), "")
     return render_template(
@@ -74,11 +73,11 @@ def render_dockerfile(spec: ImageSpec) -> str:
         venv_stage=venv,
         eject_dir=EJECT_DIR,
         compile_command=partial(compile_command, spec),
-        debs_dir=system.DEBS,
-        out_dir=system.OUT,
-        log_dir=system.LOG,
-        install=system.INSTALL,
-        checksums=system.CHECKSUMS,
+        debs_dir=commands.DEBS,
+        out_dir=commands.OUT,
+        log_dir=commands.LOG,
+        install=commands.INSTALL,
+        checksums=commands.CHECKSUMS,
         scrub=SCRUB,
     )
 
@@ -87,10 +86,10 @@ def compile_command(spec: ImageSpec, step: WheelStep, staged: str) -> str:
     """The shell command that compiles ``step``'s site-packages staged under ``staged`` (the
     same script and interpreter as the embedded builder, so the same .pyc bytes).
     """
-    from mlpack.build.bytecode import compile_argv
+    from mlpack.spec.commands import compile_command as command
 
     folder = staged + step.site_packages.removeprefix(step.prefix)
-    return shlex.join(compile_argv(spec.interpreter, folder, step.site_packages))
+    return command(spec.interpreter, folder, step.site_packages)
 
 
 def render_dockerignore(spec: ImageSpec) -> str:
@@ -106,15 +105,17 @@ def context_files(spec: ImageSpec) -> dict[str, bytes]:
     (the fetched wheels and .deb files aside): requirements per wheel step, the system stage's
     install script and checksums.
     """
-    from mlpack.build import system
     from mlpack.spec import EJECT_DIR, SystemStep, WheelStep
+    from mlpack.spec.commands import system_files
 
     files: dict[str, bytes] = {}
     for step in spec.steps:
         if isinstance(step, WheelStep):
             files[f"{EJECT_DIR}/requirements/{step.name}.txt"] = step.requirements().encode()
         elif isinstance(step, SystemStep):
-            for name, data in system.context_files(step).items():
+            for name, data in system_files(
+                tuple((d.filename, d.sha256) for d in step.debs)
+            ).items():
                 files[f"{EJECT_DIR}/debs/{name}"] = data
     return files
 

@@ -417,10 +417,35 @@ def output_owner(environ: dict[str, str] | None = None) -> tuple[int, int]:
 def make_output_dir(path: Path, owner: tuple[int, int]) -> None:
     """Create ``path`` and any missing parents, owned by ``owner`` (an existing one is kept)."""
     missing = [p for p in (path, *path.parents) if not p.exists()]
-    for folder in reversed(missing):
-        folder.mkdir()
-        if os.getuid() == 0:
-            os.chown(folder, *owner)
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            if os.getuid() == 0:
+                os.chown(folder, *owner)
+    except OSError as exc:
+        msg = f"cannot create the output folder {path}: {exc.strerror}"
+        raise RunError(msg, hint="choose a writable folder with --output (or -v)") from exc
+
+
+def check_writable_outputs(mounts: tuple[MountRecord, ...]) -> None:
+    """RunError, before anything runs, for an output folder on a read-only or full filesystem:
+    a run that can only fail at its end is refused at its start.
+    """
+    for m in mounts:
+        if m.read_only:
+            continue
+        fs = os.statvfs(m.source)
+        if fs.f_flag & os.ST_RDONLY:
+            msg = f"the output folder {m.source} ({m.target}) is on a read-only filesystem"
+            raise RunError(msg, hint="choose a writable folder with --output (or -v)")
+        if fs.f_bavail == 0:
+            msg = f"the output folder {m.source} ({m.target}) is on a full filesystem"
+            raise RunError(msg, hint="free space there, or choose another folder with --output")
+
+
+def full_outputs(mounts: tuple[MountRecord, ...]) -> tuple[str, ...]:
+    """The output folders whose filesystem has no space left (after a failed run: the why)."""
+    return tuple(m.source for m in mounts if not m.read_only and os.statvfs(m.source).f_bavail == 0)
 
 
 def layout_mounts(

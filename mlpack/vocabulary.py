@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -28,6 +25,9 @@ GLIBC_MINOR: Final = 36
 # How the embedded builder compresses layers: gzip (every engine reads it) or zstd (opt-in).
 Compression = Literal["gzip", "zstd"]
 COMPRESSIONS: Final[tuple[Compression, ...]] = ("gzip", "zstd")
+
+# The resolvers a lock can be made with: uv (the default, any target) or pip-tools (the reference).
+ResolverName = Literal["uv", "pip-tools"]
 
 BaseProvider = Literal["registry", "debian", "explicit"]
 BASE_PROVIDERS: Final[tuple[BaseProvider, ...]] = ("registry", "debian", "explicit")
@@ -48,6 +48,11 @@ class PackageSpec:
     @property
     def name(self) -> str:
         """Canonical distribution name."""
+        # packaging is imported here, not at the top: the CLI's option types come from this
+        # module, and `mlpack lock` on unchanged inputs needs no requirement parser.
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+
         return canonicalize_name(Requirement(self.requirement).name)
 
 

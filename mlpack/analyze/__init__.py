@@ -36,12 +36,8 @@ def analyze(
     from mlpack.analyze.entrypoints import analyze_entrypoints
     from mlpack.analyze.envvars import analyze_env
     from mlpack.analyze.factcache import collect_facts
-    from mlpack.analyze.imports import (
-        analyze_imports,
-        installed_evidence,
-        repo_environments,
-        with_launchers,
-    )
+    from mlpack.analyze.imports import analyze_imports, with_launchers
+    from mlpack.analyze.installed import installed_evidence, repo_environments
     from mlpack.analyze.layout import analyze_layout
     from mlpack.analyze.python_version import detect_python
     from mlpack.analyze.reach import reach

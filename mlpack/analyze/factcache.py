@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from mlpack.analyze import chunks, pyfacts
+from mlpack.analyze import chunks, pyexpr, pyextract, pyfacts, triggers
 from mlpack.analyze.pyfacts import FileFacts
 from mlpack.oslib.fs import atomic_write
 from mlpack.paths import cache_folder
@@ -42,7 +42,7 @@ MAX_REPOSITORIES: Final = 64  # cache files kept, one per analysed repository pa
 def _extractor_version() -> str:
     """Key the cache on the extractor's code and the parser's version."""
     digest = hashlib.sha256(f"{CACHE_FORMAT}:{sys.version_info[:2]}".encode())
-    for module in (pyfacts, chunks):
+    for module in (pyfacts, pyextract, pyexpr, chunks, triggers):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()[:32]
 

@@ -14,7 +14,9 @@ From the runtime roots (the first training and the first inference entrypoint in
 code or its ``scripts/`` and ``tools/``, not in tests, docs, examples or benchmarks, and the
 data preparation scripts there, ``prepare*``/``preprocess*``/``download*``, which a training
 image runs first; every module of a ``src/`` package, or of every top-level package when no
-such entrypoint exists; else the first entrypoint of each kind), a walk over the edges that always run marks the *runtime* files: plain
+such entrypoint exists; else the first entrypoint of each kind; and the modules the project's
+configuration files name as classes to instantiate, see below), a walk over the edges that
+always run marks the *runtime* files: plain
 imports, and imports inside a function of a root (``def main(): from .cli import run``). A
 second walk that also takes optional edges (``try/except ImportError``, availability checks,
 imports inside functions of other modules) marks the *optional* files. Each third-party import
@@ -23,6 +25,15 @@ a function only in a module beside the scripts, such as nanoGPT's ``model.py``),
 (a guarded import, an import inside a function of a package's module: a feature its callers
 may never use, or a file only optional edges reach), else where the file lies (``AREAS``), ``script`` for other scripts (a ``__main__``
 guard or top-level code), ``optional`` for the rest of the project's code.
+
+Config targets: many training codebases build their models from YAML configs through a string
+(``target: pkg.models.diffusion.DiffusionEngine`` for latent-diffusion's
+``instantiate_from_config``, Hydra's ``_target_``, Lightning CLI's ``class_path``), imported with
+``importlib`` at run time, so no ``import`` statement leads there. A ``target``, ``_target_`` or
+``class_path`` value in a ``.yaml``/``.yml``/``.json`` file of the project (not in tests, docs,
+examples or benchmarks) that names one of the repository's own modules makes that module a
+runtime root, reached from the config line. Names of other distributions are left alone: a
+config may name a class of an unpublished package, and the imports decide the packages.
 """
 
 from __future__ import annotations
@@ -81,6 +92,14 @@ _SOFT: Final = OPTIONAL | GUARDED
 _RUNNABLE: Final = frozenset({None, "script"})
 _PREPARE: Final = ("prepare", "preprocess", "download")
 _PY_TOKEN: Final = re.compile(r"[\w./-]+\.py\b")
+CONFIG_SUFFIXES: Final = (".yaml", ".yml", ".json")
+MAX_CONFIG_BYTES: Final = 2**18  # larger ones are data, not configs
+_CONFIG_KEYS: Final = (b"target", b"class_path")
+_CONFIG_TARGET: Final = re.compile(
+    r"""(?:^|[{,])[ \t-]*["']?(?:_target_|target|class_path)["']?[ \t]*:[ \t]*["']?"""
+    r"""([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?=["'\s,}#]|$)""",
+    re.MULTILINE,
+)
 
 
 def area_of(path: str) -> Group | None:
@@ -328,9 +347,10 @@ def reach(
     """Walk the module graph from the runtime roots."""
     graph = module_graph(tree, facts)
     roots = runtime_roots(tree, entrypoints, facts)
+    targets = config_targets(tree, _shared_roots(tree, facts))
     return Reach(
-        runtime=_walk(graph, roots, soft=False),
-        optional=_walk(graph, roots, soft=True),
+        runtime=_walk(graph, roots, targets, soft=False),
+        optional=_walk(graph, roots, targets, soft=True),
         roots=roots,
         scripts=frozenset(p for p, f in facts.items() if f.main or f.script),
         packaged=frozenset(
@@ -339,13 +359,49 @@ def reach(
     )
 
 
-def _walk(
-    graph: Mapping[str, list[Edge]], roots: Iterable[str], *, soft: bool
-) -> dict[str, tuple[str, ...]]:
+def config_targets(tree: RepoTree, roots: Iterable[str]) -> dict[str, str]:
+    """The own modules the project's configs name as targets -> the first ``config:line``."""
+    index = _Index(tree.names(), tree.dirs)
     roots = tuple(roots)
+    found: dict[str, str] = {}
+    for entry in tree.with_suffix(*CONFIG_SUFFIXES):
+        if entry.size > MAX_CONFIG_BYTES or area_of(entry.path) not in _RUNNABLE:
+            continue
+        try:
+            data = (tree.root / entry.path).read_bytes()
+        except OSError:
+            continue  # unreadable: the walk warned about what it could not list
+        if not any(key in data for key in _CONFIG_KEYS):
+            continue
+        text = data.decode("utf-8", "replace")
+        for match in _CONFIG_TARGET.finditer(text):
+            module, _, name = match.group(1).rpartition(".")
+            where = f"{entry.path}:{text.count(chr(10), 0, match.start()) + 1}"
+            for target in index.absolute(module, (name,), roots):
+                found.setdefault(target, where)
+    return found
+
+
+def _walk(
+    graph: Mapping[str, list[Edge]],
+    roots: tuple[str, ...],
+    targets: Mapping[str, str],
+    *,
+    soft: bool,
+) -> dict[str, tuple[str, ...]]:
+    """Walk from the entry ``roots``, then from the config ``targets`` they did not reach (so a
+    file's chain starts at an entrypoint where one leads there); lazy imports run in roots only.
+    """
     seen: dict[str, tuple[str, ...]] = dict.fromkeys(roots, ())
     queue = deque(seen)
-    while queue:
+    later = deque((target, (where,)) for target, where in targets.items())
+    while queue or later:
+        if not queue:
+            target, chain = later.popleft()
+            if target not in seen:
+                seen[target] = chain
+                queue.append(target)
+            continue
         here = queue.popleft()
         for target, line, flags in graph.get(here, ()):
             hard = not flags & _SOFT and (not flags & LAZY or here in roots)

@@ -17,18 +17,25 @@ from mlpack.errors import ImageError
 from mlpack.oci import mediatypes
 from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_writer import write_layer
+from mlpack.oslib.binfmt import INSTALL_HINT, can_run, host_machine
 from mlpack.oslib.fs import remove_tree
 from mlpack.progress import reporter
-from mlpack.vocabulary import BaseImage
+from mlpack.vocabulary import MACHINES, PLATFORMS, BaseImage
 
 if TYPE_CHECKING:
     from mlpack.oci.store import Store
+    from mlpack.vocabulary import Platform
 
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
+# A foreign base without emulation is only unpacked (mmdebstrap --variant=extract): nothing of
+# the Essential set or apt comes along, and nothing can be installed later without emulation.
+# So it also carries what minbase's apt would have brought (libstdc++6, the archive keys the
+# lock's host-side apt trusts) and the OpenMP runtime that ML wheels load (libgomp1).
+EXTRACT_PACKAGES = (*PACKAGES, "libstdc++6", "libgomp1", "debian-archive-keyring")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 KEY_LABEL = "org.mlpack.base.key"
 PACKAGES_LABEL = "org.mlpack.base.packages"
-_ARCH = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm", "i386": "386", "ppc64el": "ppc64le"}
+VARIANT_LABEL = "org.mlpack.base.variant"
 # REPRODUCIBILITY §4 hygiene: files that hold build time, inode numbers or caches.
 SCRUB = (
     "var/log/*",
@@ -79,65 +86,89 @@ def _sde() -> int:
     return int(raw) if raw.isdigit() else 1
 
 
-def base_reference(python: str) -> str:
-    """The store name of the Debian base for ``python``."""
-    return f"localhost/mlpack-base/python:{python}-{suite_for(python)}"
+def base_reference(python: str, platform: Platform = "linux/amd64") -> str:
+    """The store name of the Debian base for ``python`` on ``platform`` (amd64: no suffix)."""
+    arch = debian_arch(platform)
+    suffix = "" if arch == "amd64" else f"-{arch}"
+    return f"localhost/mlpack-base/python:{python}-{suite_for(python)}{suffix}"
+
+
+def debian_arch(platform: Platform) -> str:
+    """Debian's name of ``platform``'s architecture (for linux/amd64 and linux/arm64, OCI's)."""
+    return platform.partition("/")[2]
+
+
+def host_platform() -> Platform:
+    """The platform of this machine; linux/amd64 when mlpack does not build for it."""
+    machine = host_machine()
+    return next((p for p in PLATFORMS if MACHINES[p] == machine), "linux/amd64")
 
 
 # Bumped whenever the way the rootfs is made or packed changes, so cached bases are rebuilt.
 _RECIPE = "2"
 
 
-def _key(suite: str, mirror: str, sde: int, arch: str) -> str:
-    text = "\n".join((_RECIPE, suite, mirror, str(sde), arch, *PACKAGES))
+def _key(suite: str, mirror: str, sde: int, arch: str, variant: str) -> str:
+    """The base's inputs; the architecture is one, so no base serves another architecture."""
+    packages = PACKAGES if variant == "minbase" else (*EXTRACT_PACKAGES, f"variant={variant}")
+    text = "\n".join((_RECIPE, suite, mirror, str(sde), arch, *packages))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _host_arch() -> str:
-    try:
-        out = subprocess.run(
-            ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        out = "amd64"
-    return out
+def variant_for(platform: Platform, *, binfmt: Path | None = None) -> str:
+    """``minbase`` when this host runs ``platform``'s programs (natively or through a
+    registered qemu handler), else ``extract``: unpacked, nothing executed.
+    """
+    return "minbase" if can_run(MACHINES[platform], binfmt=binfmt) else "extract"
 
 
-def _bootstrap(suite: str, mirror: str, root: Path, sde: int) -> None:
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(sde), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+def _command(variant: str, arch: str, suite: str, mirror: str, root: Path) -> list[str]:
+    """The mmdebstrap (else, natively, debootstrap) command that makes ``root``."""
     tool = shutil.which("mmdebstrap")
+    packages = ",".join(PACKAGES if variant == "minbase" else EXTRACT_PACKAGES)
     if tool is not None:
         mode = "root" if os.geteuid() == 0 else "unshare"
-        cmd = [
-            tool,
-            "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
-            f"--mode={mode}",
-            "--format=directory",
-            "--quiet",
-            suite,
-            str(root),
-            mirror,
-        ]
-    elif (tool := shutil.which("debootstrap")) is not None and os.geteuid() == 0:
-        cmd = [
-            tool,
-            "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
-            suite,
-            str(root),
-            mirror,
-        ]
-    else:
-        msg = "the debian base provider needs mmdebstrap (or debootstrap as root)"
-        raise ImageError(msg, hint="apt-get install mmdebstrap, or set base = ... in mlpack.toml")
+        # extract: keep the .deb files, whose control data become the dpkg status (_unpacked).
+        keep = ["--skip=cleanup/apt/cache"] if variant == "extract" else []
+        return [tool, f"--variant={variant}", f"--arch={arch}", f"--include={packages}",
+                *keep, f"--mode={mode}", "--format=directory", "--quiet",
+                suite, str(root), mirror]  # fmt: skip
+    if variant == "minbase" and (tool := shutil.which("debootstrap")) and os.geteuid() == 0:
+        return [tool, "--variant=minbase", f"--arch={arch}", f"--include={packages}",
+                suite, str(root), mirror]  # fmt: skip
+    msg = "the debian base provider needs mmdebstrap (or debootstrap as root)"
+    if variant == "extract":
+        msg = f"an unpacked {arch} Debian base needs mmdebstrap"
+    raise ImageError(msg, hint="apt-get install mmdebstrap, or set base = ... in mlpack.toml")
+
+
+def _bootstrap(suite: str, mirror: str, root: Path, sde: int, *, arch: str, variant: str) -> None:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(sde), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+    cmd = _command(variant, arch, suite, mirror, root)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         msg = (
-            f"{Path(cmd[0]).name} failed to build a {suite} rootfs from {mirror}: {' '.join(tail)}"
+            f"{Path(cmd[0]).name} failed to build a {suite} {arch} rootfs from {mirror}: "
+            f"{' '.join(tail)}"
         )
         raise ImageError(msg, hint="check that the Debian mirror is reachable (apt sources)")
+
+
+def _unpacked(root: Path) -> None:
+    """Write the dpkg status of an extracted rootfs from its kept ``.deb`` files.
+
+    extract runs no dpkg, so the status would be empty and apt (the lock's system packages,
+    resolved on the host against this status) would think the base has nothing. Each package
+    is recorded as ``unpacked``: its files are there, its maintainer scripts never ran.
+    """
+    stanzas = []
+    for deb in sorted((root / "var/cache/apt/archives").glob("*.deb")):
+        fields = subprocess.run(
+            ["dpkg-deb", "--field", str(deb)], capture_output=True, text=True, check=True
+        ).stdout.rstrip("\n")
+        stanzas.append(f"{fields}\nStatus: install ok unpacked\n")
+    (root / "var/lib/dpkg/status").write_text("\n".join(stanzas), encoding="utf-8")
 
 
 def scrub_rootfs(root: Path) -> None:
@@ -182,15 +213,25 @@ def _python_full(packages: tuple[str, ...], python: str) -> str:
 
 
 def build_debian_base(
-    python: str, store: Store, *, mirror: str | None = None, sde: int | None = None
+    python: str,
+    store: Store,
+    *,
+    platform: Platform | None = None,
+    mirror: str | None = None,
+    sde: int | None = None,
 ) -> BaseImage:
-    """Build (or reuse, keyed by its inputs) the Debian base for ``python`` in ``store``."""
+    """Build (or reuse, keyed by its inputs) the Debian base for ``python`` in ``store``.
+
+    :param platform: the target (default: this host's). Where this host cannot run its
+        programs, the rootfs is unpacked, not configured (``variant_for``), and a notice says so.
+    """
+    platform = platform or host_platform()
     suite = suite_for(python)
     mirror = mirror or configured_mirror()
     sde = _sde() if sde is None else sde
-    arch = _host_arch()
-    key = _key(suite, mirror, sde, arch)
-    ref = base_reference(python)
+    arch, variant = debian_arch(platform), variant_for(platform)
+    key = _key(suite, mirror, sde, arch, variant)
+    ref = base_reference(python, platform)
     with contextlib.suppress(ImageError):
         existing = store.image(ref)
         if existing.config.label(KEY_LABEL) == key:
@@ -201,66 +242,103 @@ def build_debian_base(
                 python_full=_env_python(existing.config.env) or python,
             )
     rep = reporter()
-    rep.notice(f"building a Debian {suite} + Python {python} base from {mirror} (about a minute)")
+    rep.notice(
+        f"building a Debian {suite} + Python {python} {arch} base from {mirror} (about a minute)"
+    )
+    if variant == "extract":
+        rep.notice(
+            f"this {host_machine()} host cannot run {platform} programs (no qemu-"
+            f"{MACHINES[platform]} handler in binfmt_misc): the base is unpacked, not "
+            f"configured, and its maintainer scripts never run ({INSTALL_HINT} to configure it)"
+        )
     store.prepare()
     # Hold the shared gc lock for the whole build so prune cannot collect the new blobs.
     with store.writing(), store.staging("debian") as work:
-        rootfs = work / "rootfs"
         try:
-            _bootstrap(suite, mirror, rootfs, sde)
-            packages = _packages(rootfs)
-            scrub_rootfs(rootfs)
-            python_full = _python_full(packages, python)
-            layer_file = work / "layer.tar.gz"
-            with layer_file.open("wb") as fh:
-                digests = write_layer(
-                    rootfs,
-                    fh,
-                    source_date_epoch=sde,
-                    clamp_mtime=True,
-                    on_special="skip",
-                    # A base rootfs's modes and owners are content: /tmp 1777, setuid su,
-                    # /etc/shadow 0640 root:shadow.
-                    preserve_metadata=True,
-                )
-            store.put_file(layer_file, digest=digests.digest)
-            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sde))
-            config = {
-                "architecture": _ARCH.get(arch, arch),
-                "os": "linux",
-                "created": created,
-                "config": {
-                    "Env": [
-                        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                        "LANG=C.UTF-8",
-                        f"PYTHON_VERSION={python_full}",
-                    ],
-                    "Cmd": ["python3"],
-                    "Labels": {
-                        KEY_LABEL: key,
-                        "org.mlpack.base.provider": "debian",
-                        "org.mlpack.base.suite": suite,
-                        "org.mlpack.base.mirror": mirror,
-                        PACKAGES_LABEL: " ".join(packages),
-                        mediatypes.CREATED_ANNOTATION: created,
-                    },
-                },
-                "rootfs": {"type": "layers", "diff_ids": [digests.diff_id]},
-                "history": [
-                    {
-                        "created": created,
-                        "created_by": f"mmdebstrap --variant=minbase --include={','.join(PACKAGES)} {suite}",
-                    }
-                ],
-            }
-            layer = Descriptor(
-                media_type=mediatypes.OCI_LAYER_GZIP, digest=digests.digest, size=digests.size
-            )
-            digest = store.add_image(config=config, layers=(layer,), ref=ref)
+            digest, python_full = _make(
+                work, store, suite=suite, mirror=mirror, sde=sde, python=python,
+                platform=platform, variant=variant, key=key, ref=ref,
+            )  # fmt: skip
         except OSError as exc:
             msg = f"building the Debian base failed: {exc}"
             raise ImageError(msg, hint="check free disk space under MLPACK_HOME") from exc
     return BaseImage(reference=ref, digest=digest, provider="debian", python_full=python_full)
+
+
+def _make(  # noqa: PLR0913  one keyword per input of the image
+    work: Path,
+    store: Store,
+    *,
+    suite: str,
+    mirror: str,
+    sde: int,
+    python: str,
+    platform: Platform,
+    variant: str,
+    key: str,
+    ref: str,
+) -> tuple[str, str]:
+    """Bootstrap, scrub and pack the rootfs in ``work``; store the image; (digest, Python)."""
+    arch = debian_arch(platform)
+    # amd64 minbase images stay byte for byte what they were before other platforms existed.
+    extra = {} if variant == "minbase" else {VARIANT_LABEL: variant}
+    arch_flag = "" if arch == "amd64" else f" --arch={arch}"
+    rootfs = work / "rootfs"
+    _bootstrap(suite, mirror, rootfs, sde, arch=arch, variant=variant)
+    if variant == "extract":
+        _unpacked(rootfs)
+    packages = _packages(rootfs)
+    scrub_rootfs(rootfs)
+    python_full = _python_full(packages, python)
+    layer_file = work / "layer.tar.gz"
+    with layer_file.open("wb") as fh:
+        digests = write_layer(
+            rootfs,
+            fh,
+            source_date_epoch=sde,
+            clamp_mtime=True,
+            on_special="skip",
+            # A base rootfs's modes and owners are content: /tmp 1777, setuid su,
+            # /etc/shadow 0640 root:shadow.
+            preserve_metadata=True,
+        )
+    store.put_file(layer_file, digest=digests.digest)
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sde))
+    config = {
+        "architecture": arch,
+        "os": "linux",
+        "created": created,
+        "config": {
+            "Env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "LANG=C.UTF-8",
+                f"PYTHON_VERSION={python_full}",
+            ],
+            "Cmd": ["python3"],
+            "Labels": {
+                KEY_LABEL: key,
+                **extra,
+                "org.mlpack.base.provider": "debian",
+                "org.mlpack.base.suite": suite,
+                "org.mlpack.base.mirror": mirror,
+                PACKAGES_LABEL: " ".join(packages),
+                mediatypes.CREATED_ANNOTATION: created,
+            },
+        },
+        "rootfs": {"type": "layers", "diff_ids": [digests.diff_id]},
+        "history": [
+            {
+                "created": created,
+                "created_by": f"mmdebstrap --variant={variant}{arch_flag} "
+                f"--include={','.join(PACKAGES if variant == 'minbase' else EXTRACT_PACKAGES)} "
+                f"{suite}",
+            }
+        ],
+    }
+    layer = Descriptor(
+        media_type=mediatypes.OCI_LAYER_GZIP, digest=digests.digest, size=digests.size
+    )
+    return store.add_image(config=config, layers=(layer,), ref=ref), python_full
 
 
 def _env_python(env: tuple[str, ...]) -> str | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from mlpack.oci.documents import Platform as OciPlatform
 from mlpack.oci.registry import pull
+from mlpack.oci.registry_config import RegistryOptions
 from mlpack.vocabulary import BaseImage
 
 if TYPE_CHECKING:
-    from mlpack.oci.registry_config import RegistryOptions
     from mlpack.oci.store import Store
+    from mlpack.vocabulary import Platform
 
 
 def official_reference(python: str) -> str:
@@ -25,12 +28,17 @@ def python_version(env: tuple[str, ...], fallback: str) -> str:
     return fallback
 
 
+def for_platform(options: RegistryOptions | None, platform: Platform) -> RegistryOptions:
+    """``options`` that select ``platform``'s manifest from a multi-platform index."""
+    return replace(options or RegistryOptions(), platform=OciPlatform.parse(platform))
+
+
 def registry_base(
-    python: str, store: Store, *, options: RegistryOptions | None = None
+    python: str, store: Store, *, platform: Platform, options: RegistryOptions | None = None
 ) -> BaseImage:
-    """Pull ``python:X.Y-slim`` (through MLPACK_REGISTRY_MIRROR when set); return it pinned."""
+    """Pull ``python:X.Y-slim`` for ``platform`` (through MLPACK_REGISTRY_MIRROR when set)."""
     ref = official_reference(python)
-    result = pull(ref, store, options=options)
+    result = pull(ref, store, options=for_platform(options, platform))
     image = store.image(result.digest)
     return BaseImage(
         reference=ref,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 from mlpack.base import DEBIAN_SUITES
 from mlpack.base.debian import build_debian_base
-from mlpack.base.registry import official_reference, python_version, registry_base
+from mlpack.base.registry import for_platform, official_reference, python_version, registry_base
 from mlpack.errors import ImageError
 from mlpack.oci.reference import parse as parse_reference
 from mlpack.oci.registry import pull
@@ -18,19 +17,41 @@ from mlpack.vocabulary import BaseImage
 if TYPE_CHECKING:
     from mlpack.oci.registry_config import RegistryOptions
     from mlpack.oci.store import Store
+    from mlpack.vocabulary import Platform
 
 
-def _explicit(text: str, python: str, store: Store, options: RegistryOptions | None) -> BaseImage:
+def stored_for(store: Store, text: str, platform: Platform) -> str | None:
+    """The digest of the image stored as ``text`` when it is ``platform``'s, else None.
+
+    A name in the store points at the last platform pulled or built under it: an image of
+    another architecture must never serve as this platform's base.
+    """
+    try:
+        image = store.image(text)
+    except ImageError:
+        return None
+    os_, _, arch = platform.partition("/")
+    ok = (image.config.os, image.config.architecture) == (os_, arch)
+    return image.digest if ok else None
+
+
+def _explicit(
+    text: str, python: str, store: Store, options: RegistryOptions | None, platform: Platform
+) -> BaseImage:
     """The user's base, pinned; its Python from ``PYTHON_VERSION``, else the project's ``python``.
 
     An image that does not say its Python (most non-official images) would otherwise give the
     resolver an empty target version; the project's choice is the best word left, and said.
     """
     ref = parse_reference(text)
-    try:
-        digest = store.resolve(text)
-    except ImageError:
-        digest = pull(text, store, options=options).digest
+    digest = stored_for(store, text, platform)
+    if digest is None:
+        digest = pull(text, store, options=for_platform(options, platform)).digest
+        config = store.image(digest).config
+        if f"{config.os}/{config.architecture}" != platform:
+            # A single-platform image is what it is: the registry had no other to choose.
+            msg = f"base {text} is {config.os}/{config.architecture}, not {platform}"
+            raise ImageError(msg, hint=f"set base = ... to an image for {platform}")
     full = python_version(store.image(digest).config.env, "")
     if not full:
         reporter().notice(
@@ -50,22 +71,25 @@ def resolve_base(
     *,
     explicit: str | None = None,
     store: Store,
+    platform: Platform,
     options: RegistryOptions | None = None,
 ) -> BaseImage:
-    """Return the base for ``python`` (X.Y) per ARCHITECTURE decision 1, fetched into ``store``."""
+    """Return the base for ``python`` (X.Y) on ``platform`` per ARCHITECTURE decision 1,
+    fetched into ``store``.
+    """
     if explicit:
-        return _explicit(explicit, python, store, options)
+        return _explicit(explicit, python, store, options, platform)
     try:
-        return registry_base(python, store, options=options)
+        return registry_base(python, store, platform=platform, options=options)
     except RegistryUnreachable as exc:
-        # Offline: a previously pulled official image still serves.
-        with contextlib.suppress(ImageError):
-            image = store.image(official_reference(python))
+        # Offline: a previously pulled official image of this platform still serves.
+        digest = stored_for(store, official_reference(python), platform)
+        if digest is not None:
             return BaseImage(
                 reference=official_reference(python),
-                digest=image.digest,
+                digest=digest,
                 provider="registry",
-                python_full=python_version(image.config.env, python),
+                python_full=python_version(store.image(digest).config.env, python),
             )
         if python not in DEBIAN_SUITES:
             msg = f"no registry is reachable for python:{python}-slim, and no Debian suite has Python {python}"
@@ -76,4 +100,4 @@ def resolve_base(
             f"no registry reachable ({exc.message}); using the debian base provider for "
             f"Python {python}"
         )
-        return build_debian_base(python, store)
+        return build_debian_base(python, store, platform=platform)

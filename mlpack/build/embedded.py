@@ -28,7 +28,7 @@ from mlpack.oci.layer_writer import write_layer
 from mlpack.oslib.fs import NO_SPACE
 from mlpack.paths import cache_folder
 from mlpack.progress import reporter
-from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep
+from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep, commands
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -144,14 +144,13 @@ class EmbeddedBuilder:
             return None
         staging = work / step.name
         recipe = self._recipe(step, spec=spec, context=context, work=work, staging=staging)
-        # The compressor decides the blob's bytes: its identity is part of the key.
-        key = step_key(recipe.key, identity(self.compression, level=LEVEL))
-        layer = self.cache.get(key)
+        layer = self.cache.get(self._compressed(recipe.key))
         hit = layer is not None
         if layer is None:
             staging.mkdir()
             layer = self._write(step.name, recipe, staging=staging, work=work)
-            self.cache.put(key, layer)
+            stored = recipe.stored_key() if recipe.stored_key else recipe.key
+            self.cache.put(self._compressed(stored), layer)
         return LayerResult(
             step=step.name,
             role=step.role,
@@ -160,6 +159,10 @@ class EmbeddedBuilder:
             size=layer.size,
             cached=hit,
         )
+
+    def _compressed(self, key: str) -> str:
+        """A recipe's key with the compressor's identity: it decides the blob's bytes."""
+        return step_key(key, identity(self.compression, level=LEVEL))
 
     def _write(self, name: str, recipe: _Recipe, *, staging: Path, work: Path) -> LayerDigests:
         """Stage the step, pack its layer and put the blob into the store.
@@ -188,36 +191,24 @@ class EmbeddedBuilder:
         if isinstance(step, SystemStep):
             assert self.runner is not None  # checked by _step
             # The layer is a diff against the base: the base digest is part of its key.
-            key = step_key(step.key(), spec.base_digest, system.SCRIPT)
+            key = step_key(step.key(), spec.base_digest, commands.SYSTEM_SCRIPT)
             install = partial(system.stage_system, step, self.runner, image=spec.base_digest,
                               cache=cache_folder("debs", home=self.store.root), work=work,
                               staging=staging)  # fmt: skip
 
             def fill() -> tuple[str, ...]:
                 # Only a cache miss executes dpkg in the base: check that it can run here.
-                emulation.require_execution(spec.platform, "installing the system packages")
+                names = ", ".join(f"{n}={v}" for n, v in step.packages)
+                emulation.require_execution(
+                    spec.platform, f"installing the system packages {names}"
+                )
                 return install()
 
             return _Recipe(key=key, fill=fill, preserve=True)
         if isinstance(step, VenvStep):
             return _Recipe(key=step_key(step.key()), fill=_no_whiteouts(stage_venv, step, staging))
         if isinstance(step, WheelStep):
-            if not self._compiles(spec):
-                key = step_key(step.key(), installer.__version__, "no-bytecode")
-                return _Recipe(key=key, fill=_no_whiteouts(self._stage_wheels, step, staging))
-            # The .pyc bytes are the base interpreter's: the base digest is part of the key.
-            python = spec.interpreter
-            key = step_key(step.key(), installer.__version__, bytecode.MODE, bytecode.SCRIPT,
-                           bytecode.HASH_SEED, spec.base_digest, python)  # fmt: skip
-
-            def stage_and_compile() -> tuple[str, ...]:
-                assert self.runner is not None  # checked by _compiles
-                self._stage_wheels(step, staging)
-                bytecode.compile_step(step, self.runner, image=spec.base_digest, python=python,
-                                      staging=staging)  # fmt: skip
-                return ()
-
-            return _Recipe(key=key, fill=stage_and_compile)
+            return self._wheel_recipe(step, spec=spec, staging=staging)
         rules = code_context.project_rules(context, (*step.excludes, f"/{EJECT_DIR}"))
         entries = code_context.select(context, rules)
         return _Recipe(
@@ -225,6 +216,30 @@ class EmbeddedBuilder:
             fill=_no_whiteouts(stage_code, step, context, entries, staging),
             modes={f"{step.workdir.strip('/')}/{d}": 0o777 for d in step.writable_dirs},
         )
+
+    def _wheel_recipe(self, step: WheelStep, *, spec: ImageSpec, staging: Path) -> _Recipe:
+        """Install the step's wheels, then compile their bytecode where the image's Python runs.
+
+        A compile that fails leaves the layer as it is without bytecode, cached under that key.
+        """
+        plain = step_key(step.key(), installer.__version__, "no-bytecode")
+        runner = self.runner if self._compiles(spec) else None
+        if runner is None:
+            return _Recipe(key=plain, fill=_no_whiteouts(self._stage_wheels, step, staging))
+        # The .pyc bytes are the base interpreter's: the base digest is part of the key.
+        python = spec.interpreter
+        key = step_key(step.key(), installer.__version__, commands.BYTECODE_MODE,
+                       commands.COMPILE_SCRIPT, spec.base_digest, python)  # fmt: skip
+        compiled: list[bool] = []
+
+        def stage_and_compile() -> tuple[str, ...]:
+            self._stage_wheels(step, staging)
+            compiled.append(bytecode.compile_step(step, runner, image=spec.base_digest,
+                                                  python=python, staging=staging))  # fmt: skip
+            return ()
+
+        return _Recipe(key=key, fill=stage_and_compile,
+                       stored_key=lambda: key if all(compiled) else plain)  # fmt: skip
 
     def _compiles(self, spec: ImageSpec) -> bool:
         """Whether the wheel layers get bytecode: the image's Python must run here."""
@@ -269,6 +284,7 @@ class _Recipe:
     fill: Callable[[], tuple[str, ...]]  # stages the tree; returns the paths to white out
     modes: Mapping[str, int] = field(default_factory=dict)
     preserve: bool = False  # keep the entries' modes and owners (a diff of the base's tree)
+    stored_key: Callable[[], str] | None = None  # the key the layer is cached under, if not key
 
 
 @contextlib.contextmanager

@@ -8,37 +8,20 @@ through a qemu-user handler registered with binfmt_misc (qemu-user-static regist
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING
 
 from mlpack.errors import BuildError
+from mlpack.oslib.binfmt import BINFMT, INSTALL_HINT, can_run, host_machine
 from mlpack.vocabulary import MACHINES
 
-BINFMT: Final = Path("/proc/sys/fs/binfmt_misc")
-
-
-def host_machine() -> str:
-    """The kernel's machine name ("x86_64", "aarch64")."""
-    return os.uname().machine
-
-
-def emulator_registered(machine: str, *, binfmt: Path | None = None) -> bool:
-    """Whether binfmt_misc (default: the kernel's) has an enabled qemu handler for ``machine``."""
-    try:
-        return ((binfmt or BINFMT) / f"qemu-{machine}").read_text().startswith("enabled")
-    except OSError:
-        return False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def can_execute(platform: str, *, binfmt: Path | None = None) -> bool:
     """Whether this host runs programs of ``platform``: natively or through a qemu handler."""
     machine = MACHINES.get(platform)  # type: ignore[call-overload]
-    return (
-        machine is None
-        or machine == host_machine()
-        or emulator_registered(machine, binfmt=binfmt or BINFMT)
-    )
+    return machine is None or can_run(machine, host=host_machine(), binfmt=binfmt or BINFMT)
 
 
 def require_execution(platform: str, what: str, *, binfmt: Path | None = None) -> None:
@@ -53,6 +36,6 @@ def require_execution(platform: str, what: str, *, binfmt: Path | None = None) -
     )
     raise BuildError(
         msg,
-        hint="install qemu-user-static (it registers the handlers), or build on a "
-        f"{platform} host; a lock of wheels only needs no emulation",
+        hint=f"{INSTALL_HINT} (it registers the handlers), or build on a {platform} host; "
+        "a lock of wheels only needs no emulation",
     )

@@ -10,8 +10,8 @@ the safe layer applier, removes what varies between runs (logs, dpkg backups, ld
 aux-cache: REPRODUCIBILITY.md §4), and the layer writer packs it with the entries' own modes
 and owners and a fixed mtime.
 
-The Docker backend runs the same script on the same files in the Dockerfile's system stage
-(``context_files``), so both builders install one pin the same way, offline.
+The script is ``mlpack.spec.commands.SYSTEM_SCRIPT``: the Dockerfile's system stage runs the
+same one on the same files, so both builders install one pin the same way, offline.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from mlpack.lock.wheelhouse import download
 from mlpack.oci import mediatypes
 from mlpack.oci.layer_applier import apply_layer
 from mlpack.progress import reporter
+from mlpack.spec.commands import DEBS, LOG, OUT, SYSTEM_SCRIPT
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,35 +38,9 @@ if TYPE_CHECKING:
     from mlpack.lock.lockdata import SystemPackagePin
     from mlpack.spec import SystemStep
 
-DEBS: Final = "/mlpack-debs"
-OUT: Final = "/mlpack-out"
-LOG: Final = "/mlpack-log"
-INSTALL: Final = "install.sh"  # SCRIPT, as the Dockerfile's system stage runs it
-CHECKSUMS: Final = "SHA256SUMS"
 RELOCK: Final = "re-lock against the mirror's current versions: `mlpack lock --upgrade`"
 _CHUNK: Final = 1 << 20
 _WORKERS: Final = 8  # parallel downloads: a GUI or CUDA stack is dozens of .deb files
-# Mount targets, the kernel's filesystems and scratch space are never content.
-SCRIPT: Final = rf"""set -eu
-skip='^/$|^/(proc|sys|dev|run|tmp|mlpack-debs|mlpack-out|mlpack-log)(/|$)|^/etc/(hosts|hostname|resolv\.conf)$'
-find / -xdev 2>/dev/null | grep -Ev "$skip" | LC_ALL=C sort > {LOG}/before
-touch /tmp/.mlpack-stamp
-sleep 1
-DEBIAN_FRONTEND=noninteractive dpkg --install "$@" > {LOG}/dpkg.log 2>&1
-find / -xdev 2>/dev/null | grep -Ev "$skip" | LC_ALL=C sort > {LOG}/after
-LC_ALL=C comm -23 {LOG}/before {LOG}/after > {LOG}/deleted
-find / -xdev -cnewer /tmp/.mlpack-stamp 2>/dev/null | grep -Ev "$skip" | LC_ALL=C sort \
-  > {LOG}/changed
-tar --no-recursion --numeric-owner -cf {OUT}/changes.tar -T {LOG}/changed 2>> {LOG}/dpkg.log
-"""
-
-
-def context_files(step: SystemStep) -> dict[str, bytes]:
-    """What the Dockerfile's system stage needs beside the .deb files (under ``.mlpack/debs/``):
-    this module's install script, and the checksums it verifies them against before dpkg.
-    """
-    sums = "".join(f"{pin.sha256}  {pin.filename}\n" for pin in step.debs)
-    return {INSTALL: SCRIPT.encode(), CHECKSUMS: sums.encode()}
 
 
 def stage_system(
@@ -82,7 +57,7 @@ def stage_system(
         _link(path, debs / pin.filename)
     code = runner(
         image=image,
-        argv=("sh", "-c", SCRIPT, "sh", *(f"{DEBS}/{pin.filename}" for pin in step.debs)),
+        argv=("sh", "-c", SYSTEM_SCRIPT, "sh", *(f"{DEBS}/{pin.filename}" for pin in step.debs)),
         mounts=((OUT, out), (LOG, log)),
         readonly=((DEBS, debs),),
         network=False,

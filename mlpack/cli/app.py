@@ -39,6 +39,7 @@ COMMANDS: Final = {
     "serve": "runs",
     "ps": "containers",
     "stop": "containers",
+    "logs": "containers",
     "doctor": "containers",
     "runtime": "containers",
     "build": "build",
@@ -100,7 +101,24 @@ def build(argv: list[str]) -> typer.Typer:
         wanted = list(dict.fromkeys(COMMANDS.values())) if "--help" in argv else []
     for name in wanted:
         importlib.import_module(f"mlpack.cli.{name}").register(app)
+    if word in COMMANDS:
+        _keep_only(app, word)
     return app
+
+
+def _keep_only(app: typer.Typer, word: str) -> None:
+    """Drop the commands other than ``word`` that its module registered: typer inspects the
+    signature of every registered command when it builds the command line (milliseconds each),
+    and ``mlpack WORD ...`` runs only one of them.
+    """
+    from typer.main import get_command_name
+
+    app.registered_commands = [
+        c
+        for c in app.registered_commands
+        if (c.name or (c.callback and get_command_name(c.callback.__name__))) == word
+    ]
+    app.registered_groups = [g for g in app.registered_groups if g.name == word]
 
 
 def _usage(exc: typer.TyperException) -> ConfigError:

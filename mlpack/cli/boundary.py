@@ -6,6 +6,8 @@
 - anything else is a bug: the traceback and where to report it, exit 70.
 
 Both console scripts (``mlpack`` and ``mlpack-runtime``) run their work through ``guarded``.
+The output module is imported only when there is something to say: ``mlpack-runtime`` says
+nothing on success (BENCHMARKS B1).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from mlpack import __version__
-from mlpack.cli.output import note
 from mlpack.errors import EXIT_BUG, EXIT_INTERRUPTED, MlpackError
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ def bug_report(exc: BaseException) -> str:
 
 def report_error(exc: MlpackError, *, debug: bool) -> int:
     """Print the ``error:`` and ``hint:`` lines (after the traceback with ``debug``)."""
+    from mlpack.cli.output import note
+
     if debug:
         import traceback
 
@@ -56,8 +59,12 @@ def guarded(work: Callable[[], int], *, debug: Callable[[], bool]) -> int:
     except MlpackError as exc:
         return report_error(exc, debug=debug())
     except KeyboardInterrupt:
+        from mlpack.cli.output import note
+
         note("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - anything else is a bug, reported as one
+        from mlpack.cli.output import note
+
         note(bug_report(exc))
         return EXIT_BUG

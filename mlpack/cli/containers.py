@@ -326,13 +326,38 @@ def runtime(ctx: typer.Context) -> None:
     raise typer.Exit(run_runtime([*debug, *ctx.args], prog="mlpack runtime"))
 
 
+def _services(all_: bool) -> None:
+    """The services of ``mlpack serve`` (running ones; ``all_``: exited ones too)."""
+    from mlpack.cli.output import table
+    from mlpack.serve import url
+    from mlpack.serve.services import ServiceStore
+
+    found = [(s, s.shown_status()) for s in ServiceStore().all()]
+    rows = [
+        (
+            s.name,
+            s.image[-29:],
+            url(s.host, s.port),
+            status,
+            str(s.restarts),
+            s.backend,
+            s.container[:12],
+        )
+        for s, status in found
+        if all_ or status != "exited"
+    ]
+    if rows:
+        table(("SERVICE", "IMAGE", "URL", "STATUS", "RESTARTS", "BACKEND", "CONTAINER"), rows)
+        say("")
+
+
 def ps(
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Also show stopped containers.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print ids.")] = False,
 ) -> None:
-    """List containers started by mlpack run (stale ones are cleaned up first)."""
+    """List services (mlpack serve) and containers (stale ones are cleaned up first)."""
     from mlpack.runtime.embedded import list_containers
 
     rows = [r for r in list_containers() if all_ or r.status in ("running", "created")]
@@ -340,6 +365,7 @@ def ps(
         for r in rows:
             say(r.id)
         return
+    _services(all_)
     say(f"{'CONTAINER ID':<14}{'NAME':<16}{'IMAGE':<30}{'STATUS':<10}{'CREATED':<22}COMMAND")
     for r in rows:
         cmd = " ".join(r.command)
@@ -347,18 +373,85 @@ def ps(
         say(f"{r.id:<14}{r.name:<16}{r.image[-29:]:<30}{r.status:<10}{r.created:<22}{cmd}")
 
 
+def _stop_service(name: str, timeout: float) -> bool:
+    """Stop the service ``name`` if there is one: its supervisor gets SIGTERM (the server's
+    graceful stop, SIGKILL after its --stop-timeout); a supervisor that does not end in
+    ``timeout`` more seconds is killed, and its container stopped and cleaned up here.
+    """
+    from mlpack.errors import ServeError
+    from mlpack.serve.backends import server_for
+    from mlpack.serve.services import ServiceStore
+
+    store = ServiceStore()
+    try:
+        service = store.get(name)
+    except ServeError:
+        return False
+    if service.alive():
+        _end(service.supervisor, timeout + 10, alive=service.alive)
+    if service.container:  # its supervisor died without cleaning up
+        server_for("docker" if service.backend == "docker" else "embedded", timeout).stop(
+            service.container, timeout
+        )
+    store.remove(name)
+    return True
+
+
+def _end(pid: int, timeout: float, *, alive: Callable[[], bool]) -> None:
+    """SIGTERM ``pid``; SIGKILL when it still runs after ``timeout`` seconds."""
+    import os
+    import signal
+    import time
+
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive():
+        os.kill(pid, signal.SIGKILL)
+        while alive():
+            time.sleep(0.05)
+
+
 def stop(
-    containers: Annotated[list[str], typer.Argument(help="Container ids or names.")],
+    containers: Annotated[list[str], typer.Argument(help="Service names or container ids.")],
     time_: Annotated[
         float, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL.")
     ] = 10.0,
 ) -> None:
-    """Stop running containers: SIGTERM to pid 1, then SIGKILL after --time seconds."""
+    """Stop services or containers: SIGTERM to pid 1, then SIGKILL after --time seconds."""
     from mlpack.runtime.embedded import stop as stop_container
 
     for c in containers:
-        stop_container(c, timeout=time_)
+        if not _stop_service(c, time_):
+            stop_container(c, timeout=time_)
         say(c)
+
+
+def logs(
+    name: Annotated[str, typer.Argument(help="A service name (mlpack ps).")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the service ends.")
+    ] = False,
+) -> None:
+    """Print a service's log (the server's output, its access lines, restarts)."""
+    import sys
+    import time
+
+    from mlpack.serve.services import ServiceStore
+
+    service = ServiceStore().get(name)
+    with open(service.log, "rb") as log:  # noqa: PTH123 - read as it grows
+        while True:
+            running = follow and service.alive()  # before the read: its last lines are read
+            data = log.read(65536)
+            if data:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            elif running:
+                time.sleep(0.2)
+            else:
+                return
 
 
 def doctor() -> None:
@@ -383,4 +476,5 @@ def register(app: typer.Typer) -> None:
     app.command("runtime", context_settings=_FORWARD, add_help_option=False)(runtime)
     app.command("ps")(ps)
     app.command("stop")(stop)
+    app.command("logs")(logs)
     app.command("doctor")(doctor)

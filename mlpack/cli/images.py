@@ -206,14 +206,24 @@ def base_cmd(
     ] = None,
     ca_cert: CaCert = None,
     insecure_registry: Insecure = None,
+    platform: Annotated[
+        str, typer.Option("--platform", help="Target platform: linux/amd64 or linux/arm64.")
+    ] = "linux/amd64",
 ) -> None:
     """Show (and prefetch) the base image a build for this Python version would use."""
     from mlpack.base.resolve import resolve_base
     from mlpack.oci.store import Store
+    from mlpack.vocabulary import PLATFORMS, as_platform
 
+    target = as_platform(platform)
+    if target is None:
+        msg = f"platform {platform!r} is not supported"
+        raise ConfigError(msg, hint=f"use one of {', '.join(PLATFORMS)}")
     options = _options(ca_cert, insecure_registry)
     with progress():
-        chosen = resolve_base(python, explicit=base, store=Store.default(), options=options)
+        chosen = resolve_base(
+            python, explicit=base, store=Store.default(), platform=target, options=options
+        )
     say(f"provider:  {chosen.provider}")
     say(f"reference: {chosen.reference}")
     say(f"digest:    {chosen.digest}")

@@ -123,8 +123,9 @@ def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) 
     """Run ``config`` with its output streamed and saved; the record written before and after."""
     from dataclasses import replace
 
-    from mlpack.runs import RunStore, ended, output_digests
+    from mlpack.runs import RunStore, check_writable_outputs, ended, full_outputs, output_digests
 
+    check_writable_outputs(record.mounts)
     store = RunStore(root)
     record = replace(record, owner=os.getpid())
     store.write(record)
@@ -142,6 +143,9 @@ def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) 
         cpu_time_us=result.cpu_time_us,
     )
     store.write(record)
+    for full in full_outputs(record.mounts) if record.exit_code else ():
+        note(f"error: the output folder {full} is full: no space left on its filesystem")
+        note("hint: what the run wrote there is kept (digests in the record); free space, rerun")
     how = "killed: out of memory" if result.oom_killed else f"exit {result.exit_code}"
     note(
         f"run {record.id} {record.status} ({how}) in {record.duration_s:.1f}s; "

@@ -58,6 +58,18 @@ ImageDir = Annotated[
 Entry = Annotated[
     str | None, typer.Option("--entry", help="A project's entrypoint (default: its training one).")
 ]
+Data = Annotated[
+    Path | None,
+    typer.Option(
+        "--data", metavar="DIR", help="A project's data folder, on the shared filesystem."
+    ),
+]
+Outputs = Annotated[
+    Path | None,
+    typer.Option(
+        "--outputs", metavar="DIR", help="A project's output folder, on the shared filesystem."
+    ),
+]
 Mounts = Annotated[
     list[str] | None,
     typer.Option("--mount", "-v", metavar="HOST:CONTAINER[:ro]", help="Data or output path."),
@@ -90,6 +102,8 @@ def _job(  # noqa: PLR0913 - one parameter per sbatch option
     *,
     source: _Source,
     entry: str | None,
+    data: Path | None,
+    outputs: Path | None,
     nodes: int,
     ntasks_per_node: int,
     gpus_per_node: int,
@@ -123,6 +137,8 @@ def _job(  # noqa: PLR0913 - one parameter per sbatch option
         master_port=master_port,
         project=None if project is None else str(project),
         entry=entry,
+        data=None if data is None else str(data.resolve()),
+        outputs=None if outputs is None else str(outputs.resolve()),
         image_dir=None if source.image_dir is None else str(source.image_dir.resolve()),
     )
     slurm.check(job)  # bad options fail before anything is built, pushed or exported
@@ -186,6 +202,8 @@ def render_cmd(  # noqa: PLR0913
     push: Push = None,
     image_dir: ImageDir = None,
     entry: Entry = None,
+    data: Data = None,
+    outputs: Outputs = None,
     mount: Mounts = None,
     insecure_registry: Insecure = None,
     job_name: JobName = "mlpack",
@@ -209,6 +227,8 @@ def render_cmd(  # noqa: PLR0913
             insecure=tuple(insecure_registry or ()),
         ),
         entry=entry,
+        data=data,
+        outputs=outputs,
         nodes=nodes,
         ntasks_per_node=ntasks_per_node,
         gpus_per_node=gpus_per_node,
@@ -239,6 +259,8 @@ def submit_cmd(  # noqa: PLR0913
     push: Push = None,
     image_dir: ImageDir = None,
     entry: Entry = None,
+    data: Data = None,
+    outputs: Outputs = None,
     mount: Mounts = None,
     insecure_registry: Insecure = None,
     job_name: JobName = "mlpack",
@@ -258,6 +280,8 @@ def submit_cmd(  # noqa: PLR0913
             insecure=tuple(insecure_registry or ()),
         ),
         entry=entry,
+        data=data,
+        outputs=outputs,
         nodes=nodes,
         ntasks_per_node=ntasks_per_node,
         gpus_per_node=gpus_per_node,

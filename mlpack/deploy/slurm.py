@@ -34,6 +34,8 @@ class SlurmJob:
     image_dir: str | None = None  # a shared OCI layout the nodes import the image from
     project: str | None = None  # a project folder on the shared filesystem, run as a project
     entry: str | None = None  # the project's entrypoint (default: its training one)
+    data: str | None = None  # replaces the project's data folder (``mlpack run --data``)
+    outputs: str | None = None  # replaces its first output folder (``mlpack run --output``)
     ntasks_per_node: int = 1
     gpus_per_node: int = 0
     partition: str | None = None
@@ -66,13 +68,21 @@ def check(job: SlurmJob) -> None:
             raise DeployError(msg, hint="e.g. --mount /shared/data:/data:ro")
     if not 0 < job.master_port < 65536:
         raise DeployError(f"--master-port {job.master_port} is out of range", hint="1-65535")
-    for name, path in (("--image-dir", job.image_dir), ("a project folder", job.project)):
+    paths = (
+        ("--image-dir", job.image_dir),
+        ("a project folder", job.project),
+        ("--data", job.data),
+        ("--outputs", job.outputs),
+    )
+    for name, path in paths:
         if path is not None and not path.startswith("/"):
             msg = f"{name} {path!r} is not absolute: the nodes could not find it"
             raise DeployError(msg, hint="a path on the filesystem the nodes share")
-    if job.entry is not None and job.project is None:
-        msg = f"--entry {job.entry}: entrypoints are a project's; an image runs its command"
-        raise DeployError(msg, hint="pass a project folder, or the command after --")
+    project_only = (("--entry", job.entry), ("--data", job.data), ("--outputs", job.outputs))
+    for name, value in project_only:
+        if value is not None and job.project is None:
+            msg = f"{name} {value}: it applies to a project folder, not to an image"
+            raise DeployError(msg, hint="pass a project folder, or the command after --")
 
 
 def render(job: SlurmJob) -> str:

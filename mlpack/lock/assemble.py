@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
     from mlpack.lock.files import Listings
     from mlpack.lock.inputs import LockInputs
-    from mlpack.lock.lockdata import DroppedPackage, ResolverName
+    from mlpack.lock.lockdata import DroppedPackage
     from mlpack.lock.resolvers import Pin
-    from mlpack.vocabulary import BaseImage, PackageSpec
+    from mlpack.vocabulary import BaseImage, PackageSpec, ResolverName
 
 
 def assemble(

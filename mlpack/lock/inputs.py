@@ -21,8 +21,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.config import ProjectConfig
-    from mlpack.lock.lockdata import ResolverName
-    from mlpack.vocabulary import EnvSpec, PackageSpec, Platform
+    from mlpack.vocabulary import EnvSpec, PackageSpec, Platform, ResolverName
 
 
 @dataclass(frozen=True, kw_only=True)

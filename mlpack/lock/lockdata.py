@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
-    from mlpack.vocabulary import BaseImage, EnvSpec, Platform
+    from mlpack.vocabulary import BaseImage, EnvSpec, Platform, ResolverName
 
 LOCK_FORMAT: Final = 1
-ResolverName = Literal["uv", "pip-tools"]
 PackageKind = Literal["index", "vcs", "path", "url"]
 BuildWhere = Literal["wheel", "image"]
 

@@ -34,6 +34,7 @@ from mlpack.vocabulary import BaseImage, PackageSpec
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from mlpack.lock.host_apt import RootfsFactory
     from mlpack.lock.inputs import LockInputs
     from mlpack.lock.lockdata import DroppedPackage, Lock, LockedPackage
     from mlpack.lock.runner import ImageRunnerFactory
@@ -43,8 +44,11 @@ if TYPE_CHECKING:
 class BaseResolver(Protocol):
     """Finds the base image for a Python version (``mlpack.pipeline`` hands one over)."""
 
-    def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
-        """Return the pinned base; raise MlpackError when no base provides ``python``."""
+    def resolve(self, python: str, *, explicit: str | None, platform: Platform) -> BaseImage:
+        """Return the pinned base for ``platform``; MlpackError when none provides ``python``.
+
+        A base of another architecture never serves: the image would not run on the target.
+        """
         ...
 
 
@@ -78,6 +82,7 @@ def lock(  # noqa: PLR0913  the library entry point: one keyword-only seam or op
     home: Path,
     base_resolver: BaseResolver,
     image_runner: ImageRunnerFactory | None = None,
+    base_rootfs: RootfsFactory | None = None,
     resolver: Resolver | None = None,
     upgrade: bool = False,
     upgrade_packages: tuple[str, ...] = (),
@@ -86,6 +91,8 @@ def lock(  # noqa: PLR0913  the library entry point: one keyword-only seam or op
     """Write ``lock_path`` for ``inputs``; a no-op (no resolve) when they are unchanged.
 
     :param image_runner: runs pip-tools inside the base image when the host lacks its Python.
+    :param base_rootfs: the base's files, for pinning a foreign base's Debian packages with
+        the host's apt where the base cannot run here.
     :param resolver: use this resolver instead of the one ``inputs`` name.
 
     Nothing is written unless every step succeeded: the lock is replaced atomically.
@@ -131,9 +138,11 @@ def lock(  # noqa: PLR0913  the library entry point: one keyword-only seam or op
             system = pin_system(
                 inputs.system_packages,
                 base=resolved.base,
+                platform=inputs.platform,
                 previous=previous,
                 upgrade=upgrade,
                 image_runner=image_runner,
+                base_rootfs=base_rootfs,
                 workdir=Path(tmp) / "system",
             )
         rep.finish("resolve")
@@ -464,7 +473,7 @@ def _reused_base(inputs: LockInputs, previous: Lock | None, *, upgrade: bool) ->
 
 def _resolve_base(inputs: LockInputs, resolver: BaseResolver) -> BaseImage:
     try:
-        return resolver.resolve(inputs.python, explicit=inputs.base)
+        return resolver.resolve(inputs.python, explicit=inputs.base, platform=inputs.platform)
     except LockError:
         raise
     except MlpackError as exc:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from mlpack.lock.lockdata import ResolverName
+    from mlpack.vocabulary import ResolverName
 
 PIP_VERSION: Final = "26.3"
 PIPTOOLS_VERSION: Final = "7.6.2"

@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
-    from mlpack.lock.lockdata import ResolverName
     from mlpack.lock.resolvers import Resolver
     from mlpack.lock.runner import ImageRunnerFactory
+    from mlpack.vocabulary import ResolverName
 
 
 @dataclass(frozen=True, kw_only=True)

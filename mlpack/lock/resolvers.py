@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.lock.indexes import Indexes
-    from mlpack.lock.lockdata import ResolverName
-    from mlpack.vocabulary import PackageSpec, Platform
+    from mlpack.vocabulary import PackageSpec, Platform, ResolverName
 
 INPUT_FILE: Final = "requirements.in"
 OUTPUT_FILE: Final = "requirements.txt"

@@ -18,16 +18,20 @@ from urllib.parse import unquote
 
 from mlpack.analyze.debian import debian13_name, spellings
 from mlpack.errors import LockError, MlpackError
+from mlpack.lock.host_apt import HostAptRunner
 from mlpack.lock.lockdata import SystemPackagePin
+from mlpack.oslib.binfmt import INSTALL_HINT, can_run
 from mlpack.progress import reporter
+from mlpack.vocabulary import MACHINES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
+    from mlpack.lock.host_apt import RootfsFactory
     from mlpack.lock.lockdata import Lock
-    from mlpack.lock.runner import ImageRunnerFactory
-    from mlpack.vocabulary import BaseImage
+    from mlpack.lock.runner import ImageRunnerFactory, Runner
+    from mlpack.vocabulary import BaseImage, Platform
 
 # apt's download methods drop to the _apt user with setgroups(), which a container without
 # CAP_SETGID refuses. ForceHash makes --print-uris print SHA256 (it picks MD5Sum otherwise);
@@ -74,15 +78,19 @@ def pin_system(
     names: tuple[str, ...],
     *,
     base: BaseImage,
+    platform: Platform,
     previous: Lock | None,
     upgrade: bool,
     image_runner: ImageRunnerFactory | None,
+    base_rootfs: RootfsFactory | None = None,
     workdir: Path,
 ) -> tuple[SystemPackagePin, ...]:
     """The pins of ``names`` and their dependencies for ``base``.
 
     The previous lock's pins are kept while the base digest and the names are unchanged (a
-    requirements edit does not move Debian packages), unless ``upgrade``.
+    requirements edit does not move Debian packages), unless ``upgrade``. A base whose
+    programs this host cannot run (another architecture, no qemu handler) is asked through
+    the host's apt (``mlpack.lock.host_apt``) in ``base_rootfs``'s files.
     """
     wanted = tuple(sorted(set(names)))
     if not wanted:
@@ -90,7 +98,8 @@ def pin_system(
     kept = _reusable(previous, wanted, base) if not upgrade else None
     if kept is not None:
         return kept
-    if image_runner is None:
+    host_apt = _host_apt(wanted, base, platform, base_rootfs, workdir)
+    if host_apt is None and image_runner is None:
         msg = f"cannot pin the system packages ({', '.join(wanted)}): no way to run apt in the base"
         raise LockError(msg, hint=RUNTIME_HINT)
     rep = reporter()
@@ -98,7 +107,10 @@ def pin_system(
     (workdir / "tools").mkdir(parents=True, exist_ok=True)
     (workdir / "work").mkdir(parents=True, exist_ok=True)
     try:
-        runner = image_runner(base.digest, workdir / "tools")
+        runner = host_apt
+        if runner is None and image_runner is not None:
+            runner = image_runner(base.digest, workdir / "tools")
+        assert runner is not None  # one of the two, checked above
         spelled = tuple("|".join(spellings(name)) for name in wanted)
         done = runner.run(("sh", "-c", SCRIPT, "sh", *spelled), cwd=workdir / "work", env={})
     except MlpackError as exc:
@@ -109,7 +121,31 @@ def pin_system(
         msg = f"apt in the base image cannot install {shlex.join(wanted)}: {tail}"
         raise LockError(msg, hint="check the names in mlpack.toml (`apt-cache search` in Debian)")
     rep.finish("system packages")
-    return parse_pins(done.stdout, wanted)
+    pins = parse_pins(done.stdout, wanted)
+    foreign = [f"{p.name}={p.version}" for p in pins if p.url]
+    if foreign and not can_run(MACHINES[platform]):
+        rep.notice(
+            f"building this {platform} image installs {', '.join(foreign)} with dpkg in the base, "
+            f"which needs emulation here: {INSTALL_HINT}, or remove them from mlpack.toml"
+        )
+    return pins
+
+
+def _host_apt(
+    wanted: tuple[str, ...],
+    base: BaseImage,
+    platform: Platform,
+    base_rootfs: RootfsFactory | None,
+    workdir: Path,
+) -> Runner | None:
+    """The host's apt on the base's files where this host cannot run the base; else None."""
+    if can_run(MACHINES[platform]):
+        return None
+    if base_rootfs is None:
+        msg = f"cannot pin the {platform} system packages ({', '.join(wanted)}) on this host"
+        raise LockError(msg, hint=f"{INSTALL_HINT}, or lock on a {platform} host")
+    arch = platform.partition("/")[2]
+    return HostAptRunner(base_rootfs(base.digest), arch=arch, state=workdir / "apt")
 
 
 def _reusable(
@@ -143,7 +179,8 @@ def parse_pins(stdout: str, requested: tuple[str, ...]) -> tuple[SystemPackagePi
     for line in installed.splitlines():
         status, _, rest = line.partition("|")
         name, version, arch = [*rest.split("|"), "", ""][:3]
-        if status.startswith("ii") and name in spelled and name not in pins:
+        # iU: unpacked, as in a foreign base made without emulation; its files are there.
+        if status.startswith(("ii", "iU")) and name in spelled and name not in pins:
             pins[name] = SystemPackagePin(name=name, version=version, architecture=arch)
     missing = [n for n in requested if not pins.keys() & set(spellings(n))]
     if missing:

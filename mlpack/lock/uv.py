@@ -28,8 +28,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from mlpack.lock.lockdata import ResolverName
-    from mlpack.vocabulary import Platform
+    from mlpack.vocabulary import Platform, ResolverName
 
 
 # uv settings that do not change what is resolved (cache, TLS, timeouts, auth helpers) are

@@ -66,8 +66,16 @@ class DockerRuntime:
         stdout_fd: int = 1,
         stderr_fd: int = 2,
         timeout: float = 3.0,
+        stop_timeout: float = 10.0,
+        sig_proxy: bool = False,
     ) -> None:
+        """``stop_timeout``: seconds from SIGTERM to SIGKILL when Ctrl-C or SIGTERM stops a run.
+        ``sig_proxy``: pass SIGINT and SIGTERM on to the container instead (``docker run``'s
+        default), so the run streams the program's own shutdown and ends with its exit code.
+        """
         self.base_url = base_url
+        self.stop_timeout = stop_timeout
+        self.sig_proxy = sig_proxy
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.stderr_fd = stderr_fd
@@ -157,26 +165,22 @@ class DockerRuntime:
 
     def run(self, config: RunConfig) -> RunResult:
         """Create, attach, start, stream, wait, measure and remove one container."""
+        return self.run_with(config)
+
+    def run_with(
+        self, config: RunConfig, *, on_start: Callable[[str], None] | None = None
+    ) -> RunResult:
+        """``run``, calling ``on_start(container_id)`` once the container is running."""
         import docker
 
         client = self.client()
-        try:
-            container = client.containers.create(**self.create_kwargs(config))
-            container_id = str(container.id)
-        except docker.errors.ImageNotFound as exc:
-            msg = f"image {config.image!r} is not in the Docker engine"
-            raise ContainerError(
-                msg,
-                hint="load it: `mlpack export IMAGE -o image.tar && docker load -i image.tar`, "
-                "or `docker pull` it",
-            ) from exc
-        except docker.errors.APIError as exc:
-            raise _api_error(config, exc, stage="create") from exc
+        container = self._create(client, config)
+        container_id = str(container.id)
         done = threading.Event()
         sampler: _Sampler | None = None
         status: dict[str, Any] = {}
         exited = False
-        previous_term = _term_as_interrupt()
+        previous = {} if self.sig_proxy else _term_as_interrupt()
         try:
             sock = client.api.attach_socket(
                 container_id,
@@ -193,6 +197,10 @@ class DockerRuntime:
                 raise _api_error(config, exc, stage="start") from exc
             sampler = _Sampler(container, done)
             sampler.start()
+            if self.sig_proxy:
+                previous = _proxy_signals(client, container_id)
+            if on_start is not None:
+                on_start(container_id)
             if config.tty:
                 self._resize(client, container_id)
             with self._raw_terminal(config):
@@ -211,11 +219,11 @@ class DockerRuntime:
             # Ctrl-C or SIGTERM: stop the container (SIGTERM, then SIGKILL), remove it, and let
             # the CLI say so; the engine would otherwise keep it running after we are gone.
             with contextlib.suppress(docker.errors.DockerException):
-                container.stop(timeout=10)
+                container.stop(timeout=round(self.stop_timeout))
             raise
         finally:
-            if previous_term is not None:
-                signal.signal(signal.SIGTERM, previous_term)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             done.set()
             if not config.keep or not exited:
                 with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
@@ -232,6 +240,21 @@ class DockerRuntime:
             memory_peak=sampler.memory_peak,
             cpu_time_us=sampler.cpu_time_us,
         )
+
+    def _create(self, client: docker.DockerClient, config: RunConfig) -> Container:
+        import docker
+
+        try:
+            return client.containers.create(**self.create_kwargs(config))
+        except docker.errors.ImageNotFound as exc:
+            msg = f"image {config.image!r} is not in the Docker engine"
+            raise ContainerError(
+                msg,
+                hint="load it: `mlpack export IMAGE -o image.tar && docker load -i image.tar`, "
+                "or `docker pull` it",
+            ) from exc
+        except docker.errors.APIError as exc:
+            raise _api_error(config, exc, stage="create") from exc
 
     def _resize(self, client: docker.DockerClient, container_id: str) -> None:
         if os.isatty(self.stdout_fd):
@@ -351,15 +374,34 @@ def _winch_pipe(
         os.close(wake)
 
 
-def _term_as_interrupt() -> Any:
-    """Make SIGTERM raise KeyboardInterrupt (main thread only); return the previous handler."""
+def _term_as_interrupt() -> dict[int, Any]:
+    """Make SIGTERM raise KeyboardInterrupt (main thread only); the previous handler."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
     def _raise(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, _raise)
+    return {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise)}
+
+
+def _proxy_signals(client: docker.DockerClient, container_id: str) -> dict[int, Any]:
+    """Pass SIGINT and SIGTERM on to the container (main thread only); the previous handlers.
+
+    The engine is called from a thread: a handler runs between two bytecodes of the main
+    thread, which may be inside a call to the engine itself.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def _quiet_kill(signum: int) -> None:
+        with contextlib.suppress(Exception):
+            client.api.kill(container_id, signal=signum)
+
+    def _forward(signum: int, _frame: Any) -> None:
+        threading.Thread(target=_quiet_kill, args=(signum,), daemon=True).start()
+
+    return {sig: signal.signal(sig, _forward) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _write_all(fd: int, data: bytes) -> None:

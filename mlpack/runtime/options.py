@@ -11,11 +11,12 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from mlpack.errors import ConfigError
-from mlpack.oslib.linux import MAX_ID
-from mlpack.runtime.protocol import Mount
+
+if TYPE_CHECKING:
+    from mlpack.runtime.protocol import Mount
 
 NAME_MAX: Final = 255  # bytes in one path component (ENAMETOOLONG beyond)
 MIN_CPUS: Final = 0.01  # the kernel's minimal CFS quota (1 ms) at the default 100 ms period
@@ -167,6 +168,9 @@ def parse_volume(text: str) -> Mount:
     _check_components(parts[0], "--volume")
     _check_components(parts[1], "--volume")
     read_only = len(parts) == 3 and parts[2] == "ro"
+    # Imported here: every command checks MLPACK_HOME with this module, only run parses -v.
+    from mlpack.runtime.protocol import Mount
+
     return Mount(source=Path(parts[0]).absolute(), target=parts[1], read_only=read_only)
 
 
@@ -175,6 +179,7 @@ def parse_user(text: str) -> str:
 
     The id range is the runtime's rule (``spec.check_user``), checked here before any work.
     """
+    from mlpack.oslib.linux import MAX_ID
     from mlpack.runtime.embedded.spec import check_user
 
     parts = text.split(":")

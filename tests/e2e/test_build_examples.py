@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from mlpack.build import bytecode
 from mlpack.build.embedded import EmbeddedBuilder
 from mlpack.build.protocol import BuildResult, StepRunner
 from mlpack.config import load_config
@@ -26,7 +25,7 @@ from mlpack.lock.wheelhouse import cached_path, fetch
 from mlpack.oci.layer_stream import stored_layer
 from mlpack.oci.store import Store
 from mlpack.pipeline import embedded_step_runner
-from mlpack.spec import ImageSpec, Provenance, plan
+from mlpack.spec import ImageSpec, Provenance, commands, plan
 from tests.conftest import require
 from tests.e2e.embedded_support import MLPACK
 from tests.oci_fixtures import CACHE, debian_base
@@ -141,7 +140,7 @@ def test_training_runs_in_the_built_image_and_writes_its_outputs(tmp_path: Path)
     assert "Package: libgomp1" in proc.stdout
     # The packages layer carries bytecode from the image's Python, unchecked-hash (PEP 552).
     pyc = packages_pyc(store, result, "yaml/__pycache__/__init__.cpython-311.pyc")
-    assert int.from_bytes(pyc[4:8], "little") == bytecode.UNCHECKED_HASH_FLAGS
+    assert int.from_bytes(pyc[4:8], "little") == commands.UNCHECKED_HASH_FLAGS
 
 
 def packages_pyc(store: Store, result: BuildResult, rel: str) -> bytes:

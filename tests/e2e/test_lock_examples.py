@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from mlpack.lock.inputs import LockInputs
-from mlpack.lock.lockdata import ResolverName
 from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
 from mlpack.paths import tools_folder
-from mlpack.vocabulary import PackageSpec
+from mlpack.vocabulary import PackageSpec, ResolverName
 from tests.conftest import require
 from tests.unit.lock.fakes import FakeBase, pypi_reachable
 

@@ -249,7 +249,7 @@ def test_registry_provider_through_mirror(
     pushed = push(base_store, BASE_REF, f"{registry}/library/python:3.11-slim")
     monkeypatch.setenv("MLPACK_REGISTRY_MIRROR", f"http://{registry}")
     store = Store(tmp_path / "s")
-    chosen = resolve_base("3.11", store=store)
+    chosen = resolve_base("3.11", store=store, platform="linux/amd64")
     assert chosen.provider == "registry"
     assert chosen.digest == pushed.digest
     assert chosen.reference == "docker.io/library/python:3.11-slim"
@@ -266,7 +266,12 @@ def test_registry_provider_through_mirror(
     assert cli.returncode == 0, cli.stderr
     assert "provider:  registry" in cli.stdout
     assert pushed.digest in cli.stdout
-    explicit = resolve_base("3.11", explicit=f"{registry}/library/python:3.11-slim", store=store)
+    explicit = resolve_base(
+        "3.11",
+        explicit=f"{registry}/library/python:3.11-slim",
+        store=store,
+        platform="linux/amd64",
+    )
     assert explicit.provider == "explicit"
     assert explicit.digest == pushed.digest
 
@@ -286,13 +291,13 @@ def test_debian_provider_when_no_registry_is_reachable(
     copy_image(base_store, store, BASE_REF)  # built once per session; reused when inputs match
     rep = RecordingReporter()
     with using(rep):
-        chosen = resolve_base("3.11", store=store)
+        chosen = resolve_base("3.11", store=store, platform="linux/amd64")
     assert chosen.provider == "debian"
     assert chosen.python_full == "3.11.2"
     assert chosen.digest == base_store.resolve(BASE_REF)
     assert any("debian base provider" in n for n in rep.notices)
     with pytest.raises(ImageError, match=r"no Debian suite has Python 3\.9"):
-        resolve_base("3.9", store=store)
+        resolve_base("3.9", store=store, platform="linux/amd64")
 
 
 @pytest.mark.docker

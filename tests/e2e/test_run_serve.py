@@ -1,5 +1,6 @@
-"""examples/training run as a project (built, trained, recorded, rerun) and examples/inference
-served by socket activation, end to end on the embedded runtime.
+"""examples/training run as a project (built, trained, recorded, rerun; its faults: OOM, a killed
+CLI, a full or read-only output disk), end to end on the embedded runtime. The fixtures here
+are shared with test_serve_backends.py, which serves examples/inference on both backends.
 
 The projects carry the fixture mlpack.toml and mlpack.lock (tests/fixtures/render), the lock
 re-pointed at THE test base; wheels come from the wheelhouse under $MLPACK_CI_CACHE.
@@ -11,18 +12,16 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
-import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mlpack.oci.store import Store
-from mlpack.serve import open_listener
 from tests.conftest import require
 from tests.e2e.embedded_support import MLPACK, make_rootfs
 from tests.oci_fixtures import CACHE, debian_base
@@ -184,6 +183,56 @@ def test_a_cli_killed_mid_run_leaves_an_interrupted_record(site: Site) -> None:
     assert site.mlpack("ps", "-a", "-q").stdout.split() == []
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of 8 KiB: room for two of the training's three outputs."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_outputs_on_a_full_disk_fail_clearly_and_keep_what_was_written(
+    site: Site, small_disk: Path
+) -> None:
+    out = small_disk / "out"
+    done = site.mlpack("run", "--output", str(out), str(site.training))
+    assert done.returncode != 0
+    assert "No space left on device" in done.stderr  # the program's own error, streamed
+    assert f"error: the output folder {out} is full" in done.stderr
+    record = _runs(site, site.training)[-1]
+    assert record["status"] == "failed"
+    kept = {p.name for p in out.iterdir() if p.stat().st_size}
+    assert kept  # what was written before the disk filled is still there...
+    recorded = {Path(p).name for p, _ in record["outputs"]}  # type: ignore[attr-defined]
+    assert kept <= recorded  # ...and in the record, with its digest
+    refused = site.mlpack("run", "--output", str(out), str(site.training))  # full from the start
+    assert refused.returncode == 9
+    assert f"the output folder {out} (/app/outputs) is on a full filesystem" in refused.stderr
+
+
+def test_outputs_on_a_read_only_disk_are_refused_before_the_run(
+    site: Site, small_disk: Path
+) -> None:
+    out = small_disk / "out"
+    out.mkdir()
+    (out / "earlier.txt").write_text("kept\n")
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    runs_before = len(_runs(site, site.training))
+    done = site.mlpack("run", "--output", str(out), str(site.training))
+    assert done.returncode == 9
+    assert f"the output folder {out} (/app/outputs) is on a read-only filesystem" in done.stderr
+    assert "hint: choose a writable folder" in done.stderr
+    assert len(_runs(site, site.training)) == runs_before  # nothing ran
+    assert (out / "earlier.txt").read_text() == "kept\n"
+    missing = site.mlpack("run", "--output", str(small_disk / "new"), str(site.training))
+    assert missing.returncode == 9
+    assert f"cannot create the output folder {small_disk / 'new'}" in missing.stderr
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -197,66 +246,6 @@ def trained(site: Site) -> Path:
     if not (outputs / "model.json").exists():
         assert site.mlpack("run", str(site.training)).returncode == 0
     return outputs
-
-
-def test_serve_answers_predict_on_localhost_and_stops_on_sigterm(site: Site, trained: Path) -> None:
-    port = free_port()
-    with subprocess.Popen(
-        [*MLPACK, "serve", str(site.inference), "--port", str(port),
-         "-v", f"{trained}:/app/models:ro"],
-        env=site.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            assert proc.stderr is not None
-            # uvicorn's access log shares stdout: the URL line follows the first /health
-            lines = (proc.stdout.readline() for _ in range(50))
-            assert any(line.startswith(f"serving http://127.0.0.1:{port}") for line in lines)
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/predict",
-                data=json.dumps(FLOWERS).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                body = json.loads(answer.read())
-            assert [p["label"] for p in body["predictions"]] == ["setosa", "virginica"]
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=60) == 0
-            assert "Shutting down" in proc.stderr.read()
-        finally:  # SIGTERM first: a SIGKILLed CLI leaves its container running
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-    open_listener("127.0.0.1", port).close()  # nothing listens there any more
-
-
-def test_serve_names_a_port_in_use_before_anything_starts(site: Site) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        start = time.monotonic()
-        done = site.mlpack("serve", str(site.inference), "--port", str(port))
-    assert done.returncode == 10
-    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
-    assert time.monotonic() - start < 60  # nothing was built or started
-
-
-def test_a_server_that_exits_is_reported_with_its_log(site: Site) -> None:
-    done = site.mlpack(
-        "serve", str(site.inference), "--port", str(free_port()),
-        "--", "uvicorn", "no_such_module:app",
-    )  # fmt: skip
-    assert done.returncode != 0
-    assert "exited" in done.stderr
-    assert "no_such_module" in done.stderr
 
 
 def test_the_listening_socket_is_fd_3_in_the_container(tmp_path: Path) -> None:

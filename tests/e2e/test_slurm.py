@@ -237,7 +237,7 @@ def test_two_tasks_of_a_project_write_two_records_with_one_master(
     job, state = _run_job(
         [
             str(project), "--ntasks-per-node", "2", "--image-dir", str(tmp_path / "shared"),
-            "--", "python", "-c", probe,
+            "--outputs", str(tmp_path / "outs"), "--", "python", "-c", probe,
         ],
         tmp_path,
         home=home,
@@ -254,6 +254,9 @@ def test_two_tasks_of_a_project_write_two_records_with_one_master(
     assert [(t["job_id"], t["rank"], t["world_size"]) for t in tasks] == [(job, 0, 2), (job, 1, 2)]
     assert len({t["master_addr"] for t in tasks}) == 1
     assert {r["status"] for r in records} == {"succeeded"}
+    for r in records:  # --outputs replaced the project's output folder, as `mlpack run --output`
+        mounts = {m["target"]: m["source"] for m in r["mounts"]}  # type: ignore[attr-defined]
+        assert mounts["/app/outputs"] == str(tmp_path / "outs")
     listed = _mlpack(["runs", str(project)], cwd=project, home=home).stdout
     assert "0/2" in listed
     assert "1/2" in listed

@@ -20,7 +20,7 @@ from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock, write_lock
 from mlpack.oci.store import Store
 from mlpack.pipeline import embedded_image_runner
-from mlpack.vocabulary import BaseImage
+from mlpack.vocabulary import BaseImage, Platform
 from tests.conftest import require
 from tests.e2e.test_build_examples import (
     FIXTURES,
@@ -41,7 +41,9 @@ class TheTestBase:
     def __init__(self, digest: str) -> None:
         self.digest = digest
 
-    def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
+    def resolve(
+        self, python: str, *, explicit: str | None, platform: Platform = "linux/amd64"
+    ) -> BaseImage:
         return BaseImage(
             reference=base_reference(python),
             digest=self.digest,

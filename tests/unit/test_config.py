@@ -235,3 +235,10 @@ def test_merge_adds_only_missing_items() -> None:
     assert merge_into(existing, generated) == []
     assert existing == {"env": {"A": {}, "B": {}}, "layout": {"inputs": ["data", "configs"]}}
     assert tomllib.loads("a = 1")["a"] == 1
+
+
+def test_merge_keeps_a_debian_package_written_in_the_other_releases_name() -> None:
+    existing: dict[str, object] = {"dependencies": {"system": ["libglib2.0-0"]}}
+    generated: dict[str, object] = {"dependencies": {"system": ["libgl1", "libglib2.0-0t64"]}}
+    merge_into(existing, generated)
+    assert existing == {"dependencies": {"system": ["libglib2.0-0", "libgl1"]}}

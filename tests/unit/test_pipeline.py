@@ -10,6 +10,7 @@ import pytest
 
 from mlpack import pipeline
 from mlpack.errors import LockError
+from mlpack.lock import stamp
 from mlpack.lock.locker import LockResult
 from mlpack.lock.locker import lock as real_lock
 from mlpack.lock.resolvers import Pin
@@ -56,13 +57,13 @@ def test_lock_then_check_then_the_memo(project: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(
         pipeline, "lock", lambda *a, **kw: real_lock(*a, **kw, resolver=FakeResolver(pins))
     )
-    assert not pipeline.lock_is_current(project, check=False)
+    assert not stamp.is_current(project, "lock")
     assert pipeline.lock_project(project).resolved
-    assert pipeline.lock_is_current(project, check=False)  # recorded after the write
+    assert stamp.is_current(project, "lock")  # recorded after the write
     assert pipeline.check_lock(project) == project / "mlpack.lock"
-    assert pipeline.lock_is_current(project, check=True)
+    assert stamp.is_current(project, "check")
     (project / "mlpack.toml").write_text(CONFIG.replace("numpy", "pandas"))
-    assert not pipeline.lock_is_current(project, check=True)
+    assert not stamp.is_current(project, "check")
     with pytest.raises(LockError, match=r"mlpack\.lock is stale: the requirements"):
         pipeline.check_lock(project)
 
@@ -92,7 +93,7 @@ def test_without_a_config_the_lock_uses_the_analysis_in_memory(
     assert asked == {"numpy": "train.py:1"}  # test-only imports never reach the lock
     assert any("no mlpack.toml" in n and "in memory" in n for n in rep.notices)
     # No config: the memo (which reads only config bytes) never answers for the code.
-    assert not pipeline.lock_is_current(proj, check=False)
+    assert not stamp.is_current(proj, "lock")
     assert pipeline.check_lock(proj) == proj / "mlpack.lock"
 
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from mlpack.errors import ServeError
-from mlpack.serve import activate, open_listener, probe, url, wait_healthy
+from mlpack.serve import activate, bind, open_listener, probe, url, wait_healthy
 
 
 @pytest.mark.parametrize(
@@ -95,3 +95,26 @@ def test_probe_accepts_a_server_that_answers() -> None:
 def test_urls_name_an_address_a_client_can_use() -> None:
     assert url("0.0.0.0", 8000) == "http://127.0.0.1:8000"
     assert url("::1", 80) == "http://[::1]:80"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ("uvicorn", "app:app", "--host", "0.0.0.0", "--port", "8000"),
+            ("uvicorn", "app:app", "--host", "127.0.0.1", "--port", "9000"),
+        ),
+        (
+            ("gunicorn", "-b", "0.0.0.0:8000", "app:app"),
+            ("gunicorn", "app:app", "--bind", "127.0.0.1:9000"),
+        ),
+        (
+            ("python", "-m", "http.server", "8000"),
+            ("python", "-m", "http.server", "8000"),
+        ),
+    ],
+)
+def test_with_network_host_servers_are_rewritten_to_bind_the_port(
+    command: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    assert bind(command, "127.0.0.1", 9000) == expected

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from mlpack.errors import ContainerError
 from mlpack.runtime.embedded import state
-from mlpack.runtime.embedded.launcher import Helper, Launch
+from mlpack.runtime.embedded.launcher import Helper, Launch, helper_process
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -109,15 +109,22 @@ class Container:
             self.prestarted.discard()
         self.prestarted = None
         group, devices = self.group, self.device_group
-        procs = group.procs_files() if group else devices.procs_files() if devices else ()
+        if devices is not None:
+            # The supervisor joins the device cgroup from here, before it has the request: the
+            # kernel's wait in a move (an RCU grace period, ~10 ms on a cgroup v1 hierarchy)
+            # overlaps the helper's start, and pid 1 is born in the cgroup (BENCHMARKS B1).
+            process = process or helper_process(launch)
+            self.prestarted = process  # stopped at exit until the Helper below has it
+            devices.add(process.pid)
         version = 2 if group and group.layout.version == "v2" else 1
         launch = replace(
             launch,
             container_id=self.id,
-            cgroup_procs=procs,
+            cgroup_procs=group.procs_files() if group else (),
             cgroup_version=devices.version if devices else version,
         )
         self.helper = Helper(launch, process)
+        self.prestarted = None
         return self.helper
 
     def adopt(self, process: HelperProcess | None) -> None:
@@ -155,9 +162,8 @@ class Container:
         tb: TracebackType | None,
     ) -> None:
         steps: list[Callable[[], None]] = [self._stop_helpers, self._close_fds]
-        if not self.persisted:
-            steps += [self._remove_cgroups, self._remove_dir]
-        steps.append(self._reap)
+        if not self.persisted:  # a cgroup is removed once empty: after the supervisor in it
+            steps += [self._reap, self._remove_cgroups, self._remove_dir]
         first: BaseException | None = None
         for step in steps:
             try:
@@ -202,7 +208,7 @@ class Container:
 
     def _reap(self) -> None:
         if self.helper is not None and not self.persisted:
-            self.helper.proc.wait()  # it exits right after reporting: reaped last
+            self.helper.proc.wait()  # it exits right after reporting
 
     def _dir(self) -> state.StateDir:
         if self.dir is None:

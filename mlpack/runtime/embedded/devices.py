@@ -371,9 +371,13 @@ class DeviceCgroup:
         """The directories the container is in (cgroups.Cgroup's name for the same thing)."""
         return (self.path,)
 
-    def procs_files(self) -> tuple[str, ...]:
-        """The ``cgroup.procs`` file the container's pid 1 writes ``0`` into."""
-        return (str(self.path / "cgroup.procs"),)
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (the container's supervisor, before it forks pid 1) in."""
+        try:
+            (self.path / "cgroup.procs").write_text(str(pid))
+        except OSError as exc:
+            msg = f"cannot join cgroup {self.path}: {exc.strerror}"
+            raise ContainerError(msg, hint="run as root, or use --runtime docker") from exc
 
     def remove(self) -> None:
         """Kill any straggler and remove the directory."""

@@ -124,6 +124,12 @@ def write_id_maps(pid: int, config: dict[str, Any]) -> None:
             raise ContainerError(msg, hint="check your ranges in /etc/subuid and /etc/subgid")
 
 
+def helper_process(launch: Launch) -> HelperProcess:
+    """A new helper interpreter with ``launch``'s stdio and fds, waiting for its request."""
+    stdio = launch.stdio or (None, None, None)
+    return HelperProcess(stdio=stdio, keep_fds=launch.extra_fds, pass_fds=launch.pass_fds)
+
+
 class Helper:
     """A running helper: its process, the status pipe, and the container's host pid."""
 
@@ -164,10 +170,7 @@ class Helper:
         if launch.stdio is not None and (config.get("process") or {}).get("terminal"):
             request["console_fd"] = 0
         if process is None:
-            stdio = launch.stdio or (None, None, None)
-            process = HelperProcess(
-                stdio=stdio, keep_fds=launch.extra_fds, pass_fds=launch.pass_fds
-            )
+            process = helper_process(launch)
         self.proc = process
         self.ctl_w = process.ctl_w
         self.status = process.status

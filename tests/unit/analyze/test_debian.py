@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import tomllib
+from packaging.utils import canonicalize_name
+
+from mlpack.analyze import debian
 from mlpack.analyze.analysis import Package, SystemPackage
 from mlpack.analyze.debian import analyze_system_packages, debian13_name, spellings, system_libs
 
@@ -43,3 +50,25 @@ def test_no_debian_12_name_is_left_in_the_table_of_needs() -> None:
     needed = {deb for debs in system_libs().values() for deb in debs}
     assert not needed & old_names
     assert all(debian13_name(deb) == deb for deb in needed)
+
+
+def test_the_table_is_well_formed() -> None:
+    """Names a Debian package may have; every rename is of a package some distribution needs.
+
+    (That the names exist in trixie and bookworm was checked against the mirror's Packages
+    indexes, see the data file's header; unit tests stay offline.)
+    """
+    deb_name = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+    table = system_libs()
+    needed = {deb for debs in table.values() for deb in debs}
+    assert all(canonicalize_name(dist) == dist for dist in table)
+    assert all(debs and len(set(debs)) == len(debs) for debs in table.values())
+    assert all(deb_name.fullmatch(deb) for deb in needed)
+    renamed = {new for new in needed if spellings(new) != (new,)}
+    for new in renamed:
+        assert deb_name.fullmatch(spellings(new)[1])
+        assert spellings(new)[1] not in needed  # the old name is never the need itself
+    assert {"libaio1t64", "libzbar0t64", "libvips42t64", "libgdal36"} <= renamed
+    data = tomllib.loads((Path(debian.__file__).parent / "data" / "system_libs.toml").read_text())
+    assert set(data) == {"packages", "debian12"}
+    assert set(data["debian12"]) == renamed  # no rename of a package nothing needs

@@ -8,14 +8,12 @@ from mlpack.analyze.analysis import DeclaredRequirement
 from mlpack.analyze.factcache import collect_facts
 from mlpack.analyze.imports import (
     ImportAnalysis,
-    InstalledEvidence,
     analyze_imports,
     import_map,
-    installed_evidence,
     is_runtime_only,
-    repo_environments,
     stdlib_modules,
 )
+from mlpack.analyze.installed import InstalledEvidence, installed_evidence, repo_environments
 from mlpack.analyze.walk import walk_repo
 from tests.unit.analyze.repo_helpers import make_repo
 

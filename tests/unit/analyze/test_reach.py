@@ -210,3 +210,52 @@ def test_modules_a_notebook_writes_are_its_own(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", {"walkthrough.ipynb": json.dumps({"cells": cells})})
     # model is the notebook's module, not a distribution; torch is what it imports.
     assert usage(run(root, tmp_path)) == {"torch": "notebook", "pandas": "notebook"}
+
+
+@pytest.mark.usefixtures("parse_mode")
+def test_modules_named_by_config_targets_are_runtime(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            # instantiate_from_config: the class comes from a YAML string, not an import
+            "train.py": "import importlib\nimport yaml\n\nif __name__ == '__main__':\n    pass\n",
+            "pkg/__init__.py": "",
+            "pkg/sampling.py": "import scipy\nfrom .utils import helper\n",
+            "pkg/utils.py": "import tqdm\n",
+            "pkg/data.py": "import webdataset\n",
+            "pkg/hydra_model.py": "import einops\n",
+            "pkg/cli_model.py": "import timm\n",
+            "pkg/unused.py": "import xformers\n",
+            "pkg/examples_only.py": "import gradio\n",
+            "configs/model.yaml": "model:\n  target: pkg.sampling.EulerSampler  # the sampler\n"
+            "  params:\n    data:\n      - target: 'pkg.data.Loader'\n"
+            "    other:\n      target: torch.nn.Identity\n",
+            "configs/hydra.yaml": "_target_: pkg.hydra_model.Net\n",
+            "configs/cli.json": '{"model": {"class_path": "pkg.cli_model.Net"}}\n',
+            "examples/demo.yaml": "target: pkg.examples_only.Demo\n",
+        },
+    )
+    result = run(root, tmp_path)
+    groups = usage(result)
+    assert groups["scipy"] == groups["tqdm"] == groups["webdataset"] == "runtime"
+    assert groups["einops"] == groups["timm"] == "runtime"
+    assert groups["xformers"] == "optional"  # no config names it
+    assert groups["gradio"] == "optional"  # only an example's config names it
+    tqdm = next(p for p in result.packages if p.name == "tqdm")
+    assert tqdm.reached_from == ("configs/model.yaml:2", "pkg/sampling.py:2", "pkg/utils.py:1")
+
+
+@pytest.mark.usefixtures("parse_mode")
+def test_an_entrypoint_chain_wins_over_a_config_target(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "train.py": "import app\n\nif __name__ == '__main__':\n    pass\n",
+            "app.py": "from pkg import model\n",
+            "pkg/__init__.py": "",
+            "pkg/model.py": "import torch\n",
+            "configs/model.yaml": "target: pkg.model.Net\n",
+        },
+    )
+    torch = next(p for p in run(root, tmp_path).packages if p.name == "torch")
+    assert torch.reached_from == ("train.py:1", "app.py:1", "pkg/model.py:1")

@@ -13,15 +13,12 @@ import sys
 import tarfile
 from typing import TYPE_CHECKING
 
-import pytest
-
-from mlpack.build import bytecode
 from mlpack.build.embedded import EmbeddedBuilder
-from mlpack.errors import BuildError
+from mlpack.errors import ImageError
 from mlpack.oci.store import Store
 from mlpack.progress import RecordingReporter, using
 from mlpack.render import compile_command
-from mlpack.spec import WheelStep
+from mlpack.spec import WheelStep, commands
 from tests.unit.build.fakes import make_base, make_project, make_spec, make_wheel
 
 if TYPE_CHECKING:
@@ -51,13 +48,12 @@ class FakePython:
         assert not network
         assert not readonly
         self.calls.append((image, argv))
-        env, seed, _python, *flags_and_script, folder, in_image = argv
-        assert (env, seed) == ("env", "PYTHONHASHSEED=0")
+        _python, *flags_and_script, folder, in_image = argv
         host = dict(mounts)[folder]
+        # A random seed outside: the script itself re-executes with PYTHONHASHSEED=0.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
         return subprocess.run(
-            [sys.executable, *flags_and_script, str(host), in_image],
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            check=False,
+            [sys.executable, *flags_and_script, str(host), in_image], env=env, check=False
         ).returncode
 
 
@@ -90,7 +86,7 @@ def test_installed_packages_get_unchecked_hash_bytecode_for_their_in_image_path(
     layer = files(store, result, "packages")
     pyc = layer[PYC]
     assert pyc[:4] == importlib.util.MAGIC_NUMBER
-    assert int.from_bytes(pyc[4:8], "little") == bytecode.UNCHECKED_HASH_FLAGS
+    assert int.from_bytes(pyc[4:8], "little") == commands.UNCHECKED_HASH_FLAGS
     source = layer[f"{SITE}/hello/__init__.py"]
     assert pyc[8:16] == importlib.util.source_hash(source)  # the source's hash, no mtime
     code = marshal.loads(pyc[16:])
@@ -98,8 +94,9 @@ def test_installed_packages_get_unchecked_hash_bytecode_for_their_in_image_path(
     # The base's interpreter compiled it, in a container of the base, without network.
     ((image, argv),) = python.calls
     assert image == store.image("localhost/base:1").digest
-    assert argv[2] == "/usr/bin/python3"
-    assert "UNCHECKED_HASH" in argv[6]
+    assert argv[0] == "/usr/bin/python3"
+    assert "UNCHECKED_HASH" in argv[4]
+    assert 'os.execve(sys.executable,sys.orig_argv,{**os.environ,"PYTHONHASHSEED":"0"})' in argv[4]
     # The code layer carries no bytecode.
     assert not [n for n in files(store, result, "code") if n.endswith(".pyc")]
 
@@ -122,20 +119,42 @@ def test_layers_with_and_without_bytecode_never_share_a_cache_entry(tmp_path: Pa
     assert PYC in files(store, compiled, "packages")
 
 
-def test_a_failing_compile_names_the_layer(tmp_path: Path) -> None:
-    def broken(**_: object) -> int:
+def test_a_base_whose_python_does_not_run_gets_a_layer_without_bytecode(tmp_path: Path) -> None:
+    def broken(*, mounts: tuple[tuple[str, Path], ...], **_: object) -> int:
+        (site,) = (host for _, host in mounts)
+        (site / "hello" / "__pycache__").mkdir()  # a partial compile, then a failure
+        (site / "hello" / "__pycache__" / "half.pyc").write_bytes(b"x")
         return 127
 
-    with pytest.raises(BuildError, match="bytecode of the packages layer"):
-        build(tmp_path, broken)  # type: ignore[arg-type]
+    reporter = RecordingReporter()
+    with using(reporter):
+        store, failed = build(tmp_path / "a", broken)  # type: ignore[arg-type]
+    assert not [n for n in files(store, failed, "packages") if "__pycache__" in n]
+    assert any("no bytecode in the packages layer" in n and "127" in n for n in reporter.notices)
+    # The very layer of a build that compiles nothing, cached under that layer's key.
+    _, plain = build(tmp_path / "b", None)
+    assert [x.digest for x in failed.layers] == [x.digest for x in plain.layers]
+    _, again = build(tmp_path / "a", None, store)
+    assert next(x for x in again.layers if x.step == "packages").cached
 
 
 def test_the_dockerfile_compiles_the_same_way() -> None:
     spec = make_spec("sha256:" + "0" * 64, ())
     step = next(s for s in spec.steps if isinstance(s, WheelStep))
     command = compile_command(spec, step, "/layer")
-    assert command.startswith("env PYTHONHASHSEED=0 /usr/bin/python3 -s -B -c ")
+    assert command.startswith("/usr/bin/python3 -s -B -c ")
     assert command.endswith(
         " /layer/lib/python3.11/site-packages /opt/venv/lib/python3.11/site-packages"
     )
-    assert bytecode.SCRIPT in command
+    assert commands.COMPILE_SCRIPT in command
+
+
+def test_a_container_that_does_not_start_leaves_the_layer_without_bytecode(tmp_path: Path) -> None:
+    def no_room(**_: object) -> int:
+        raise ImageError("layer does not fit in the free space", hint="free disk space")
+
+    reporter = RecordingReporter()
+    with using(reporter):
+        store, result = build(tmp_path, no_room)  # type: ignore[arg-type]
+    assert PYC not in files(store, result, "packages")
+    assert any("did not start: layer does not fit" in n for n in reporter.notices)

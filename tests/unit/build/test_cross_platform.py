@@ -13,6 +13,7 @@ from mlpack.build.embedded import EmbeddedBuilder
 from mlpack.errors import BuildError, ImageError
 from mlpack.lock.lockdata import SystemPackagePin
 from mlpack.oci.store import Store
+from mlpack.oslib import binfmt as binfmt_misc
 from mlpack.spec import ImageSpec, SystemStep
 from mlpack.vocabulary import MACHINES
 from tests.unit.build.fakes import make_base, make_project, make_spec, make_wheel
@@ -78,7 +79,7 @@ def test_a_registered_handler_lets_the_step_run(
     (binfmt / "qemu-aarch64").write_text("enabled\ninterpreter /usr/bin/qemu-aarch64-static\n")
     monkeypatch.setattr(emulation, "host_machine", lambda: "x86_64")
     monkeypatch.setattr(emulation, "BINFMT", binfmt)
-    assert emulation.emulator_registered("aarch64", binfmt=binfmt)
+    assert binfmt_misc.emulator_registered("aarch64", binfmt=binfmt)
     emulation.require_execution("linux/arm64", "x", binfmt=binfmt)  # no error
     (binfmt / "qemu-aarch64").write_text("disabled\n")
     with pytest.raises(BuildError):
@@ -86,6 +87,6 @@ def test_a_registered_handler_lets_the_step_run(
 
 
 def test_the_host_platform_needs_no_emulation(tmp_path: Path) -> None:
-    machine = emulation.host_machine()
+    machine = binfmt_misc.host_machine()
     platform = next(p for p, m in MACHINES.items() if m == machine)
     emulation.require_execution(platform, "x", binfmt=tmp_path / "none")

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from mlpack.build import system
 from mlpack.build.docker import DOCKERFILE, DockerBuilder, write_context
 from mlpack.errors import BuildError, ImageError
 from mlpack.oci.store import Store
-from mlpack.spec import SystemStep
+from mlpack.spec import SystemStep, commands
 from tests.unit.build.fakes import make_base, make_project, make_spec, make_wheel
 from tests.unit.build.test_system import cached, deb
 
@@ -113,7 +112,7 @@ def test_the_locked_debs_go_into_the_context_and_dpkg_installs_them_offline(
     with tarfile.open(fileobj=io.BytesIO(client.api.context)) as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
     assert files[".mlpack/debs/libx1_1%3a1.2-3_amd64.deb"] == b"libx deb"
-    assert files[".mlpack/debs/install.sh"] == system.SCRIPT.encode()
+    assert files[".mlpack/debs/install.sh"] == commands.SYSTEM_SCRIPT.encode()
     assert (
         files[".mlpack/debs/SHA256SUMS"] == f"{libx.sha256}  libx1_1%3a1.2-3_amd64.deb\n".encode()
     )

@@ -13,7 +13,7 @@ from mlpack.config import load_config
 from mlpack.errors import BuildError, LockError
 from mlpack.lock.lockfile import read_lock
 from mlpack.oci.store import Store
-from mlpack.vocabulary import BaseImage
+from mlpack.vocabulary import BaseImage, Platform
 from tests.unit.build.fakes import make_base
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "render"
@@ -51,7 +51,9 @@ class FakeResolver:
         self.digest = digest
         self.asked: list[tuple[str, str | None]] = []
 
-    def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
+    def resolve(
+        self, python: str, *, explicit: str | None, platform: Platform = "linux/amd64"
+    ) -> BaseImage:
         self.asked.append((python, explicit))
         return BaseImage(reference="x", digest=self.digest, provider="debian", python_full="3.11.2")
 

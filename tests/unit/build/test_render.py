@@ -64,7 +64,8 @@ def test_dockerfile_uses_classic_builder_syntax_and_hash_checked_installs(
     # The code stage deletes what render added to the context before the final stage copies it.
     assert "COPY . /app/\nRUN rm -rf /app/.mlpack" in text
     # Bytecode by the image's Python, unchecked-hash, named for the in-image prefix.
-    assert "env PYTHONHASHSEED=0 /usr/bin/python3 -s -B -c " in text
+    assert "&& /usr/bin/python3 -s -B -c " in text
+    assert '"PYTHONHASHSEED":"0"' in text
     assert "UNCHECKED_HASH" in text
     assert " /layer/lib/python3.11/site-packages /opt/venv/lib/python3.11/site-packages" in text
     assert "--no-compile" in text  # pip's own (timestamped) compile stays off

@@ -144,6 +144,8 @@ def test_render_project_from_an_image_dir_imports_by_digest_and_runs_the_project
             image_dir="/shared/images",
             project="/shared/proj",
             entry="train",
+            data="/shared/data set",
+            outputs="/shared/out",
             command=("--epochs", "2"),
         )
     )
@@ -151,7 +153,10 @@ def test_render_project_from_an_image_dir_imports_by_digest_and_runs_the_project
     step = 'srun --nodes=2 --ntasks=2 --ntasks-per-node=1 "$MLPACK" import "$IMAGE_DIR"'
     assert f'{step} --digest "$IMAGE"\n' in script
     assert " pull " not in script  # no registry involved
-    assert '--image "$IMAGE" --entry train "$PROJECT" --epochs 2\n' in script
+    run = (
+        '--image "$IMAGE" --entry train --data \'/shared/data set\' --output /shared/out "$PROJECT"'
+    )
+    assert f"{run} --epochs 2\n" in script
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
@@ -160,7 +165,9 @@ def test_render_project_from_an_image_dir_imports_by_digest_and_runs_the_project
     [
         ({"image_dir": "images"}, "--image-dir 'images' is not absolute"),
         ({"project": "proj"}, "a project folder 'proj' is not absolute"),
-        ({"entry": "train"}, "entrypoints are a project's"),
+        ({"entry": "train"}, "--entry train: it applies to a project folder"),
+        ({"data": "/shared/data"}, "--data /shared/data: it applies to a project folder"),
+        ({"project": "/p", "outputs": "out"}, "--outputs 'out' is not absolute"),
     ],
 )
 def test_bad_sources_are_refused(changes: dict[str, object], words: str) -> None:

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlpack.errors import ImageError
-from mlpack.lock.lockdata import ResolverName
 from mlpack.lock.resolvers import Pin, ResolveRequest
 from mlpack.lock.runner import Completed
-from mlpack.vocabulary import BaseImage
+from mlpack.vocabulary import BaseImage, Platform, ResolverName
 
 PY_FULL = {"3.9": "3.9.2", "3.10": "3.10.13", "3.11": "3.11.2", "3.12": "3.12.8", "3.13": "3.13.1"}
 
@@ -29,9 +28,13 @@ class FakeBase:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.platforms: list[Platform] = []
 
-    def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
+    def resolve(
+        self, python: str, *, explicit: str | None, platform: Platform = "linux/amd64"
+    ) -> BaseImage:
         self.calls += 1
+        self.platforms.append(platform)
         if python not in PY_FULL:
             raise ImageError(f"no base image provides Python {python}", hint="use 3.9-3.13")
         return BaseImage(

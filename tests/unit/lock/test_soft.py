@@ -11,12 +11,11 @@ from mlpack.errors import ImageError
 from mlpack.lock.failure import ResolveFailure, read_failure
 from mlpack.lock.indexes import Indexes
 from mlpack.lock.inputs import LockInputs, is_inferred
-from mlpack.lock.lockdata import ResolverName
 from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.resolvers import Pin, ResolveRequest
 from mlpack.progress import RecordingReporter, using
-from mlpack.vocabulary import BaseImage, PackageSpec
+from mlpack.vocabulary import BaseImage, PackageSpec, Platform, ResolverName
 from tests.unit.lock.fakes import FakeBase
 
 DEAD = "http://127.0.0.1:9/simple"
@@ -200,7 +199,9 @@ def test_a_relock_with_unchanged_inputs_keeps_the_dropped_table(tmp_path: Path) 
 
 def test_an_unpinned_python_without_a_base_image_takes_the_next(tmp_path: Path) -> None:
     class NoNewest(FakeBase):
-        def resolve(self, python: str, *, explicit: str | None) -> BaseImage:
+        def resolve(
+            self, python: str, *, explicit: str | None, platform: Platform = "linux/amd64"
+        ) -> BaseImage:
             if python == "3.13":
                 raise ImageError("no base image provides Python 3.13", hint="")
             return super().resolve(python, explicit=explicit)

@@ -13,11 +13,13 @@ from mlpack.lock.lockdata import Lock, SystemPackagePin, Target
 from mlpack.lock.locker import lock
 from mlpack.lock.lockfile import dumps, loads, read_lock, write_lock
 from mlpack.lock.system import SCRIPT, parse_pins, parse_uri_line, pin_system
-from mlpack.vocabulary import BaseImage
+from mlpack.oslib.binfmt import host_machine
+from mlpack.vocabulary import MACHINES, PLATFORMS, BaseImage
 from tests.unit.lock.fakes import PRINT_URIS, FakeAptImage, FakeBase, FakeResolver
 from tests.unit.lock.test_locker import PINS, inputs
 
 GOMP_SHA = "48fec46bda7f5b1638b9e959889bfbc20491247d402d120bb152687eb48143d7"
+HOST = next(p for p in PLATFORMS if MACHINES[p] == host_machine())
 BASE = BaseImage(
     reference="localhost/mlpack-base/python:3.11-bookworm",
     digest="sha256:" + "ab" * 32,
@@ -108,7 +110,13 @@ def test_the_lock_round_trips_every_pin_field() -> None:
 def test_pin_system_runs_apt_in_the_base_by_digest(tmp_path: Path) -> None:
     apt = FakeAptImage()
     pins = pin_system(
-        ("libgomp1",), base=BASE, previous=None, upgrade=False, image_runner=apt, workdir=tmp_path
+        ("libgomp1",),
+        base=BASE,
+        platform=HOST,
+        previous=None,
+        upgrade=False,
+        image_runner=apt,
+        workdir=tmp_path,
     )
     assert [(p.name, p.sha256) for p in pins] == [("libgomp1", GOMP_SHA)]
     assert apt.calls == [(BASE.digest, ("libgomp1",))]
@@ -117,22 +125,28 @@ def test_pin_system_runs_apt_in_the_base_by_digest(tmp_path: Path) -> None:
 def test_pins_are_kept_while_base_and_names_are_unchanged(tmp_path: Path) -> None:
     apt = FakeAptImage()
     first = pin_system(
-        ("libgomp1",), base=BASE, previous=None, upgrade=False, image_runner=apt, workdir=tmp_path
+        ("libgomp1",),
+        base=BASE,
+        platform=HOST,
+        previous=None,
+        upgrade=False,
+        image_runner=apt,
+        workdir=tmp_path,
     )
     previous = sample(first)
     kw = {"previous": previous, "image_runner": apt, "workdir": tmp_path}
-    assert pin_system(("libgomp1",), base=BASE, upgrade=False, **kw) == first  # type: ignore[arg-type]
+    assert pin_system(("libgomp1",), base=BASE, platform=HOST, upgrade=False, **kw) == first  # type: ignore[arg-type]
     assert len(apt.calls) == 1
-    pin_system(("libgomp1",), base=BASE, upgrade=True, **kw)  # type: ignore[arg-type]
+    pin_system(("libgomp1",), base=BASE, platform=HOST, upgrade=True, **kw)  # type: ignore[arg-type]
     newer = dataclasses.replace(BASE, digest="sha256:" + "cd" * 32)
-    pin_system(("libgomp1",), base=newer, upgrade=False, **kw)  # type: ignore[arg-type]
+    pin_system(("libgomp1",), base=newer, platform=HOST, upgrade=False, **kw)  # type: ignore[arg-type]
     assert len(apt.calls) == 3
 
 
 def test_apt_failing_in_the_base_names_the_packages(tmp_path: Path) -> None:
     with pytest.raises(LockError, match="cannot install nope") as info:
         pin_system(
-            ("nope",), base=BASE, previous=None, upgrade=False,
+            ("nope",), base=BASE, platform=HOST, previous=None, upgrade=False,
             image_runner=FakeAptImage(returncode=100), workdir=tmp_path,
         )  # fmt: skip
     assert "E: no such pkg" in info.value.message
@@ -141,7 +155,7 @@ def test_apt_failing_in_the_base_names_the_packages(tmp_path: Path) -> None:
 def test_without_a_runner_system_packages_cannot_be_locked(tmp_path: Path) -> None:
     with pytest.raises(LockError, match="cannot pin the system packages"):
         pin_system(
-            ("libgomp1",), base=BASE, previous=None, upgrade=False, image_runner=None,
+            ("libgomp1",), base=BASE, platform=HOST, previous=None, upgrade=False, image_runner=None,
             workdir=tmp_path,
         )  # fmt: skip
 
@@ -192,13 +206,13 @@ def test_a_name_that_is_no_spelling_of_the_installed_package_is_missing() -> Non
 def test_apt_is_asked_for_both_spellings_and_pins_stay_across_them(tmp_path: Path) -> None:
     apt = FakeAptImage(stdout=_glib_line("libglib2.0-0") + "--- installed ---\n")
     first = pin_system(
-        ("libglib2.0-0t64",), base=BASE, previous=None, upgrade=False, image_runner=apt,
+        ("libglib2.0-0t64",), base=BASE, platform=HOST, previous=None, upgrade=False, image_runner=apt,
         workdir=tmp_path,
     )  # fmt: skip
     assert apt.calls == [(BASE.digest, ("libglib2.0-0t64|libglib2.0-0",))]
     kw = {"previous": sample(first), "image_runner": apt, "workdir": tmp_path}
-    assert pin_system(("libglib2.0-0t64",), base=BASE, upgrade=False, **kw) == first  # type: ignore[arg-type]
-    assert pin_system(("libglib2.0-0",), base=BASE, upgrade=False, **kw) == first  # type: ignore[arg-type]
+    assert pin_system(("libglib2.0-0t64",), base=BASE, platform=HOST, upgrade=False, **kw) == first  # type: ignore[arg-type]
+    assert pin_system(("libglib2.0-0",), base=BASE, platform=HOST, upgrade=False, **kw) == first  # type: ignore[arg-type]
     assert len(apt.calls) == 1
 
 

@@ -51,7 +51,7 @@ def test_python_version_from_env() -> None:
 def test_explicit_base_wins_and_is_pinned(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
     digest = busybox_image(store, tmp_path, "my/base:1")
-    chosen = resolve_base("3.11", explicit="my/base:1", store=store)
+    chosen = resolve_base("3.11", explicit="my/base:1", store=store, platform="linux/amd64")
     assert chosen.provider == "explicit"
     assert chosen.digest == digest
     assert chosen.reference == "docker.io/my/base:1"
@@ -64,6 +64,6 @@ def test_explicit_base_without_python_version_uses_the_projects_and_says_so(
     busybox_image(store, tmp_path, "my/base:1")  # its config has no PYTHON_VERSION
     rep = RecordingReporter()
     with using(rep):
-        chosen = resolve_base("3.12", explicit="my/base:1", store=store)
+        chosen = resolve_base("3.12", explicit="my/base:1", store=store, platform="linux/amd64")
     assert chosen.python_full == "3.12"
     assert any("does not declare PYTHON_VERSION" in n for n in rep.notices)

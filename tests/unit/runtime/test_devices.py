@@ -280,7 +280,13 @@ def test_create_cgroup_puts_the_rules_where_cgroups_create_would() -> None:
         assert hierarchy is not None
         assert group.path.is_relative_to(hierarchy)
         assert group.path.parts[-2:] == ("mlpack", name)
-        assert group.procs_files() == (f"{group.path}/cgroup.procs",)
+        child = subprocess.Popen(["sleep", "30"])
+        try:  # the supervisor is moved in before it forks pid 1
+            group.add(child.pid)
+            assert (group.path / "cgroup.procs").read_text().split() == [str(child.pid)]
+        finally:
+            child.kill()
+            child.wait()
         assert group.version == (2 if layout.version == "v2" else 1)
         if layout.v1_mount("devices"):
             assert "c 1:3 rwm" in (group.path / "devices.list").read_text()

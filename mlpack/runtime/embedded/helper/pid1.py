@@ -25,21 +25,29 @@ if TYPE_CHECKING:
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def run(req: dict[str, Any], chan: Channel, spaces: Namespaces, fifo: int) -> None:
+def run(req: dict[str, Any], chan: Channel, spaces: Namespaces, fifo: int, joined: int) -> None:
     """Everything up to execve; raises (Failure, OSError) on the first step that fails.
 
     ``fifo``: an O_PATH fd of ``create``'s exec fifo (``supervisor.open_fifo``), or -1.
+    ``joined``: the pipe on which S says this process is in its cgroups, or -1 (none to join).
     """
     config: dict[str, Any] = req["config"]
     if not req.get("detach"):
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     host_pid = int(os.readlink("/proc/self"))  # /proc is the host's until pivot_root
+    hooks: dict[str, Any] = config.get("hooks") or {}
+    # In its cgroups before anything can see them: a cgroup namespace is rooted where this
+    # process is when it is made, hooks may look. With a user namespace, before this process
+    # takes its root's ids: on cgroup v1 a writer other than root moves only its own uid's.
+    observed = ("prestart", "createRuntime", "createContainer")
+    if "cgroup" in spaces or "user" in spaces or any(hooks.get(k) for k in observed):
+        wait_for_cgroups(joined)
+        joined = -1
     join(req, spaces)
     userns = "user" in spaces
     rootfs = Rootfs(req, config, userns) if "mount" in spaces else None
     if rootfs is not None:
         rootfs.build()
-    hooks: dict[str, Any] = config.get("hooks") or {}
     if hooks.get("prestart") or hooks.get("createRuntime"):
         chan.ask({"hooks": "createRuntime", "pid": host_pid})  # run by the parent, its ns
     run_hooks(req, config, "createContainer", "creating", host_pid)
@@ -57,6 +65,7 @@ def run(req: dict[str, Any], chan: Channel, spaces: Namespaces, fifo: int) -> No
     process.drop_privileges(config, creds, kernel, seccomp_bpf=req.get("seccomp_bpf"))
     cwd = process.enter_cwd(config)
     program, args = process.command(config, creds, cwd)
+    wait_for_cgroups(joined)  # the program never runs outside them
     # The parent acknowledges "created" once it knows pid 1's host pid: its signal handlers
     # forward from then on, so the program never runs before a signal can reach it.
     chan.ask({"created": True})
@@ -67,16 +76,24 @@ def run(req: dict[str, Any], chan: Channel, spaces: Namespaces, fifo: int) -> No
     process.execute(req, config, program, args, creds.env)
 
 
+def wait_for_cgroups(joined: int) -> None:
+    """Wait until S has moved this process into its cgroups (``supervisor.join_cgroups``):
+    EOF on ``joined``, or the reason it could not. -1: nothing to wait for.
+    """
+    if joined < 0:
+        return
+    said = b""
+    while chunk := os.read(joined, 4096):
+        said += chunk
+    os.close(joined)
+    if said:
+        raise Failure(said.decode(errors="replace"))
+
+
 def join(req: dict[str, Any], spaces: Namespaces) -> None:
-    """Join the cgroups, become the user namespace's root, then enter the other namespaces."""
+    """Become the user namespace's root, then enter the other namespaces."""
     config: dict[str, Any] = req["config"]
-    for procs in req.get("cgroup_procs") or ():
-        with open(procs, "w") as f:
-            f.write("0")
     if "user" in spaces:
-        # Become the namespace's root, after joining the cgroups (which needs the host id we
-        # started as): that id may be unmapped (a rootful range map), and files created by an
-        # unmapped id fail with EOVERFLOW.
         with open("/proc/self/setgroups") as f:
             if f.read().strip() == "allow":
                 os.setgroups([])

@@ -6,6 +6,7 @@ S stays in the host's mount namespace (SECURITY §1: no host process inside the 
 from __future__ import annotations
 
 import os
+import resource  # noqa: F401 - os.wait4's struct_rusage: loaded here, not once pid 1 has exited
 import sys
 
 from mlpack.oslib import jsoncodec, linux
@@ -69,31 +70,66 @@ def supervise(chan: Channel) -> int:
             probe(req, spaces)
             chan.send({"probe": True, "pid": os.getpid()})
             return 0
+        joined, join_w = os.pipe() if req.get("cgroup_procs") else (-1, -1)
     except (Failure, OSError) as exc:
         chan.send({"error": describe(exc)})
         return 1
-    pid = os.fork()
-    if pid == 0:
-        try:
-            pid1.run(req, chan, spaces, fifo)
-        except BaseException as exc:  # noqa: BLE001 - report, never run a payload half-set-up
-            chan.send({"error": describe(exc)})
-        finally:
-            os._exit(1)
+    pid = fork_pid1(req, chan, spaces, (fifo, joined, join_w))
     spaces.close()
     os.close(chan.ctl)
-    if fifo >= 0:
-        os.close(fifo)
+    for fd in (fifo, joined):
+        if fd >= 0:
+            os.close(fd)
     # Relaying starts before the parent learns the pid: it lets pid 1 run the program only
     # after that (its ack of "created"), so no signal finds S without its handlers.
     relay_to(pid)
     chan.send({"pid": pid})
+    if join_w >= 0:
+        join_cgroups(req, pid, join_w)
     result = follow(pid)
     state_dir = req.get("state_dir")
-    if state_dir:
+    if state_dir and chan.detached:  # the parent of a run gets the result below; `create`'s is gone
         atomic_write(os.path.join(state_dir, "exit.json"), jsoncodec.dumps(result), durable=False)
     chan.send(result)
     return 0
+
+
+def fork_pid1(
+    req: dict[str, Any], chan: Channel, spaces: Namespaces, fds: tuple[int, int, int]
+) -> int:
+    """Fork pid 1, which runs ``pid1.run`` and never returns here; its pid.
+
+    ``fds``: the exec fifo (or -1), and the read and write ends of the pipe on which S says
+    that pid 1 is in its cgroups (-1, -1 without cgroups to join).
+    """
+    fifo, joined, join_w = fds
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if join_w >= 0:
+                os.close(join_w)
+            pid1.run(req, chan, spaces, fifo, joined)
+        except BaseException as exc:  # noqa: BLE001 - report, never run a payload half-set-up
+            chan.send({"error": describe(exc)})
+        finally:
+            os._exit(1)
+    return pid
+
+
+def join_cgroups(req: dict[str, Any], pid: int, done: int) -> None:
+    """Move pid 1 into its cgroups while it sets up, then close ``done`` (having written why,
+    if a move failed): pid 1 waits for that before anything can observe its cgroups
+    (``pid1.wait_for_cgroups``). A move waits for an RCU grace period in the kernel (~10 ms
+    on a cgroup v1 hierarchy), which now overlaps pid 1's namespaces and mounts.
+    """
+    try:
+        for procs in req["cgroup_procs"]:
+            with open(procs, "w") as f:
+                f.write(str(pid))
+    except OSError as exc:
+        os.write(done, describe(exc).encode())
+    finally:
+        os.close(done)
 
 
 def open_fifo(req: dict[str, Any]) -> int:

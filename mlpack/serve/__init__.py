@@ -119,6 +119,21 @@ def activate(command: tuple[str, ...]) -> Activation:
     )
 
 
+def bind(command: tuple[str, ...], host: str, port: int) -> tuple[str, ...]:
+    """``command`` rewritten to bind HOST:PORT itself (``--network host``); other servers as
+    given (their own options choose where they listen).
+    """
+    found = _server_at(command)
+    if found is None:
+        return command
+    server, at = found
+    head, args = command[: at + 1], command[at + 1 :]
+    if server == "uvicorn":
+        return (*head, *_strip(args, _UVICORN_BIND), "--host", host, "--port", str(port))
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return (*head, *_strip(args, _GUNICORN_BIND), "--bind", address)
+
+
 def probe(host: str, port: int, path: str, *, timeout: float = 2.0) -> bool:
     """Whether the server answers ``GET path`` with a status below 500.
 
