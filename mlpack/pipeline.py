@@ -396,14 +396,17 @@ def verify_project(
     ensure_base(lock_file, config, store)
     tag = spec.default_tag
     runner = embedded_step_runner()
-    first = EmbeddedBuilder(store, wheels=wheels, runner=runner).build(spec, context=root, tag=tag)
+    compression = config.compression  # what `mlpack build` writes for this project
+    first = EmbeddedBuilder(store, wheels=wheels, runner=runner, compression=compression).build(
+        spec, context=root, tag=tag
+    )
     store.prepare()
     with store.staging("verify") as tmp:
         scratch = Store(tmp)
         copy_image(store, scratch, spec.base_digest)
-        second = EmbeddedBuilder(scratch, wheels=wheels, runner=runner).build(
-            spec, context=root, tag=tag
-        )
+        second = EmbeddedBuilder(
+            scratch, wheels=wheels, runner=runner, compression=compression
+        ).build(spec, context=root, tag=tag)
         return compare(store, first, scratch, second)
 
 

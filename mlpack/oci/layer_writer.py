@@ -71,7 +71,7 @@ def write_layer(  # noqa: PLR0913  one keyword-only knob per layer option, each 
 
     The bytes depend only on the tree's names, contents, link targets and exec bits, on
     ``source_date_epoch`` (and with ``clamp_mtime`` the files' mtimes, clamped to it), the
-    level and zlib's version. ``whiteouts`` are relative paths deleted from lower layers
+    compressor, its level and its library's version. ``whiteouts`` are relative paths deleted from lower layers
     (written as ``.wh.<name>``); ``opaque_dirs`` get a ``.wh..wh..opq`` marker; ``modes`` maps
     relative paths to exact modes (the only way to get setuid/setgid/sticky bits);
     ``on_special`` decides what a device, FIFO or socket in the tree does.
