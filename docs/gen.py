@@ -46,6 +46,7 @@ def exit_codes() -> str:
         (errors.EXIT_BUG, "", "an unexpected exception: a bug in mlpack (please report it)")
     )
     rows.append((errors.EXIT_INTERRUPTED, "", "interrupted (Ctrl-C)"))
+    rows.append((errors.EXIT_BROKEN_PIPE, "", "the reader of the output went away (`| head`)"))
     lines = ["| Code | Error | Meaning |", "| --- | --- | --- |"]
     lines += [f"| {code} | {name} | {_cell(text)} |" for code, name, text in sorted(rows)]
     return "\n".join(lines)

@@ -77,3 +77,4 @@ class ServeError(MlpackError):
 
 EXIT_BUG = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in mlpack.
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 128 + 13  # as if killed by SIGPIPE: the reader of the output went away

@@ -3,6 +3,8 @@
 - an MlpackError: one ``error:`` line (what failed and why), one ``hint:`` line (what to try),
   the stage's exit code; ``--debug`` adds the traceback above them;
 - Ctrl-C: ``interrupted``, exit 130;
+- the reader of our output went away (``mlpack images | head``): nothing more, exit 141 as a
+  process killed by SIGPIPE, which is what shells and ``set -o pipefail`` expect;
 - anything else is a bug: the traceback and where to report it, exit 70.
 
 Both console scripts (``mlpack`` and ``mlpack-runtime``) run their work through ``guarded``.
@@ -12,10 +14,11 @@ nothing on success (BENCHMARKS B1).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Final
 
 from mlpack import __version__
-from mlpack.errors import EXIT_BUG, EXIT_INTERRUPTED, MlpackError
+from mlpack.errors import EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, MlpackError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,9 +58,14 @@ def guarded(work: Callable[[], int], *, debug: Callable[[], bool]) -> int:
     ``work`` itself.
     """
     try:
-        return work()
+        code = work()
+        sys.stdout.flush()  # here, not at exit: a reader gone away is then seen below
+        return code
     except MlpackError as exc:
         return report_error(exc, debug=debug())
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         from mlpack.cli.output import note
 
@@ -68,3 +76,14 @@ def guarded(work: Callable[[], int], *, debug: Callable[[], bool]) -> int:
 
         note(bug_report(exc))
         return EXIT_BUG
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)

@@ -260,3 +260,21 @@ def test_runtime_usage_errors_are_an_error_and_a_hint(tmp_path: Path) -> None:
     lines = done.stderr.splitlines()
     assert lines[0].startswith("error: argument op: invalid choice: 'bogus'")
     assert lines[1] == "hint: see `mlpack runtime --help`"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """``mlpack analyze --json . | true``: exit 141 as SIGPIPE would, no traceback."""
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [MLPACK, "analyze", "--json", str(repo / "examples" / "training")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "MLPACK_HOME": "/nonexistent-mlpack-home", "COLUMNS": "80"},
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()  # the reader goes away before anything is written
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141
+    assert err == ""
