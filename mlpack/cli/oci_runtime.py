@@ -166,6 +166,17 @@ OPERATIONS: dict[str, Callable[[Path, argparse.Namespace], int]] = {
 }
 
 
+def _say_no_pivot_is_ignored() -> None:
+    """The ``--no-pivot`` of runc (MS_MOVE + chroot, escapable by a process that can chroot) is not
+    offered: the container gets ``pivot_root`` as always, and the caller is told so.
+    """
+    from mlpack.cli.output import note
+
+    note(
+        "notice: --no-pivot is ignored: mlpack always uses pivot_root (the old root is unreachable)"
+    )
+
+
 def run_runtime(argv: Sequence[str], prog: str = PROG) -> int:
     """Run ``mlpack-runtime ARGV`` and return the exit code."""
     parsed: list[argparse.Namespace] = []
@@ -174,6 +185,8 @@ def run_runtime(argv: Sequence[str], prog: str = PROG) -> int:
         parsed.append(parser(prog).parse_args(list(argv)))
         args = parsed[0]
         args.helper = _prestart(args)
+        if getattr(args, "no_pivot", False):
+            _say_no_pivot_is_ignored()
         from mlpack.runtime.embedded import state
 
         return OPERATIONS[args.op](Path(args.root or state.oci_root()), args)

@@ -309,6 +309,15 @@ def test_sysctl_is_written_before_proc_sys_turns_read_only(bundle: Path, tmp_pat
     assert done.stdout.split() == ["1", "ro"]
 
 
+def test_no_pivot_is_not_taken_silently(bundle: Path, tmp_path: Path) -> None:
+    """runc's --no-pivot (MS_MOVE + chroot) is not offered: the run says so and pivots anyway."""
+    runc_spec(bundle, ["sh", "-c", "test -d /proc/1/root/proc && echo pivoted"])
+    done = rt(tmp_path / "state", "run", "--no-pivot", "--bundle", str(bundle), "nopivot")
+    assert done.returncode == 0, done.stderr
+    assert "--no-pivot is ignored: mlpack always uses pivot_root" in done.stderr
+    assert done.stdout.split() == ["pivoted"]
+
+
 def test_lifecycle_hooks_run_in_order_with_state(bundle: Path, tmp_path: Path) -> None:
     log = tmp_path / "hooks.log"
     hook = tmp_path / "hook.sh"
