@@ -30,10 +30,11 @@ Config targets: many training codebases build their models from YAML configs thr
 (``target: pkg.models.diffusion.DiffusionEngine`` for latent-diffusion's
 ``instantiate_from_config``, Hydra's ``_target_``, Lightning CLI's ``class_path``), imported with
 ``importlib`` at run time, so no ``import`` statement leads there. A ``target``, ``_target_`` or
-``class_path`` value in a ``.yaml``/``.yml``/``.json`` file of the project (not in tests, docs,
-examples or benchmarks) that names one of the repository's own modules makes that module a
-runtime root, reached from the config line. Names of other distributions are left alone: a
-config may name a class of an unpublished package, and the imports decide the packages.
+``class_path`` value in a ``.yaml``/``.yml`` file of the project (not in tests, docs, examples or
+benchmarks) that names one of the repository's own modules (not one of those either) makes that
+module a runtime root, reached from the config line, after the entrypoints' walk (their chains
+win). Names of other distributions are left alone: a config may name a class of an unpublished
+package, and the imports decide the packages.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ _SOFT: Final = OPTIONAL | GUARDED
 _RUNNABLE: Final = frozenset({None, "script"})
 _PREPARE: Final = ("prepare", "preprocess", "download")
 _PY_TOKEN: Final = re.compile(r"[\w./-]+\.py\b")
-CONFIG_SUFFIXES: Final = (".yaml", ".yml", ".json")
+CONFIG_SUFFIXES: Final = (".yaml", ".yml")  # JSON holds data and results far more than configs
 MAX_CONFIG_BYTES: Final = 2**18  # larger ones are data, not configs
 _CONFIG_KEYS: Final = (b"target", b"class_path")
 _CONFIG_TARGET: Final = re.compile(
@@ -378,7 +379,8 @@ def config_targets(tree: RepoTree, roots: Iterable[str]) -> dict[str, str]:
             module, _, name = match.group(1).rpartition(".")
             where = f"{entry.path}:{text.count(chr(10), 0, match.start()) + 1}"
             for target in index.absolute(module, (name,), roots):
-                found.setdefault(target, where)
+                if area_of(target) in _RUNNABLE:  # not a test helper or an example
+                    found.setdefault(target, where)
     return found
 
 

@@ -148,7 +148,7 @@ class Cgroup:
         return tuple(dict.fromkeys(seen))
 
     def procs_files(self) -> tuple[str, ...]:
-        """The ``cgroup.procs`` files the container's pid 1 writes ``0`` into."""
+        """The ``cgroup.procs`` files the supervisor moves pid 1 into (``join_cgroups``)."""
         return tuple(str(d / "cgroup.procs") for d in self.dirs)
 
     def _v1(self, controller: str) -> Path | None:

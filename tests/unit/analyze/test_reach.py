@@ -231,8 +231,11 @@ def test_modules_named_by_config_targets_are_runtime(tmp_path: Path) -> None:
             "  params:\n    data:\n      - target: 'pkg.data.Loader'\n"
             "    other:\n      target: torch.nn.Identity\n",
             "configs/hydra.yaml": "_target_: pkg.hydra_model.Net\n",
-            "configs/cli.json": '{"model": {"class_path": "pkg.cli_model.Net"}}\n',
+            "configs/cli.yaml": "model: {class_path: pkg.cli_model.Net, init_args: {}}\n",
             "examples/demo.yaml": "target: pkg.examples_only.Demo\n",
+            "tests/fakes.py": "import pytest\n",
+            "configs/fake_model.yaml": "target: tests.fakes.FakeNet\n",
+            "configs/deploy.yaml": "target: production\nversion: 1.2.3\n",  # not a module
         },
     )
     result = run(root, tmp_path)
@@ -241,6 +244,7 @@ def test_modules_named_by_config_targets_are_runtime(tmp_path: Path) -> None:
     assert groups["einops"] == groups["timm"] == "runtime"
     assert groups["xformers"] == "optional"  # no config names it
     assert groups["gradio"] == "optional"  # only an example's config names it
+    assert groups["pytest"] == "test"  # a config may name a test helper: still a test's
     tqdm = next(p for p in result.packages if p.name == "tqdm")
     assert tqdm.reached_from == ("configs/model.yaml:2", "pkg/sampling.py:2", "pkg/utils.py:1")
 

@@ -78,7 +78,8 @@ def run(req: dict[str, Any], chan: Channel, spaces: Namespaces, fifo: int, joine
 
 def wait_for_cgroups(joined: int) -> None:
     """Wait until S has moved this process into its cgroups (``supervisor.join_cgroups``):
-    EOF on ``joined``, or the reason it could not. -1: nothing to wait for.
+    "ok" on ``joined``, else the reason it could not. Anything but "ok", EOF included (S
+    died), is a failure: the program never runs outside its cgroups. -1: nothing to wait for.
     """
     if joined < 0:
         return
@@ -86,8 +87,8 @@ def wait_for_cgroups(joined: int) -> None:
     while chunk := os.read(joined, 4096):
         said += chunk
     os.close(joined)
-    if said:
-        raise Failure(said.decode(errors="replace"))
+    if said != b"ok":
+        raise Failure(said.decode(errors="replace") or "the supervisor went away")
 
 
 def join(req: dict[str, Any], spaces: Namespaces) -> None:

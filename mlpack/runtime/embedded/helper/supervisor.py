@@ -117,8 +117,8 @@ def fork_pid1(
 
 
 def join_cgroups(req: dict[str, Any], pid: int, done: int) -> None:
-    """Move pid 1 into its cgroups while it sets up, then close ``done`` (having written why,
-    if a move failed): pid 1 waits for that before anything can observe its cgroups
+    """Move pid 1 into its cgroups while it sets up, then write "ok" (or why a move failed)
+    to ``done`` and close it: pid 1 waits for that before anything can observe its cgroups
     (``pid1.wait_for_cgroups``). A move waits for an RCU grace period in the kernel (~10 ms
     on a cgroup v1 hierarchy), which now overlaps pid 1's namespaces and mounts.
     """
@@ -126,10 +126,14 @@ def join_cgroups(req: dict[str, Any], pid: int, done: int) -> None:
         for procs in req["cgroup_procs"]:
             with open(procs, "w") as f:
                 f.write(str(pid))
+        said = b"ok"
     except OSError as exc:
-        os.write(done, describe(exc).encode())
-    finally:
-        os.close(done)
+        said = describe(exc).encode()
+    try:
+        os.write(done, said)
+    except OSError:  # pid 1 is gone already: follow() reports how it ended
+        pass
+    os.close(done)
 
 
 def open_fifo(req: dict[str, Any]) -> int:
