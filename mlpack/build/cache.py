@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from typing import TYPE_CHECKING, Final
 
-from mlpack.oci.layer_compression import PARALLEL_BLOCK, LayerDigests
+from mlpack.oci.layer_compression import LayerDigests
 from mlpack.oslib.fs import atomic_write
 
 if TYPE_CHECKING:
@@ -21,16 +20,12 @@ if TYPE_CHECKING:
 
 # Bumped whenever how a step becomes a layer changes, so older entries stop matching.
 RECIPE: Final = "1"
-LEVEL: Final = 6
-# Built layers are deflated in parallel blocks (layer_writer's ``blocks``): other bytes than a
-# single stream's, so the block size is part of the compressor's identity.
-COMPRESSOR: Final = f"gzip-blocks-{PARALLEL_BLOCK}"
+LEVEL: Final = 6  # gzip level of built layers
 
 
 def step_key(*parts: str) -> str:
-    """The cache key of a step from its inputs, with the recipe and compressor mixed in."""
-    doc = [RECIPE, COMPRESSOR, LEVEL, zlib.ZLIB_RUNTIME_VERSION, *parts]
-    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
+    """The cache key of a step from its inputs (the builder adds the compressor's identity)."""
+    return hashlib.sha256(json.dumps([RECIPE, *parts]).encode()).hexdigest()
 
 
 class BuildCache:
