@@ -22,6 +22,7 @@ from mlpack.build.protocol import BuildResult, StepRunner
 from mlpack.config import load_config
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.wheelhouse import cached_path, fetch
+from mlpack.oci import mediatypes
 from mlpack.oci.layer_stream import stored_layer
 from mlpack.oci.store import Store
 from mlpack.pipeline import embedded_step_runner
@@ -188,3 +189,25 @@ def test_a_code_only_change_changes_only_the_code_layer(tmp_path: Path) -> None:
     ]
     assert changed == ["code"]
     assert [x.cached for x in after.layers] == [True, True, True, True, False]
+
+
+@pytest.mark.usefixtures("root_required")
+def test_a_zstd_build_writes_zstd_layers_that_the_runtime_runs(tmp_path: Path) -> None:
+    """``--compression zstd``: every layer the build writes is tar+zstd (the base's stay as
+    pulled), and the embedded runtime unpacks them into a working image.
+    """
+    require(mirror_reachable(), "the Debian mirror (the pinned libgomp1 .deb)")
+    store = Store(tmp_path / "home")
+    root = project(tmp_path / "training")
+    spec, wheels = spec_and_wheels(root, store)
+    builder = EmbeddedBuilder(store, wheels=wheels, runner=runner_for(store), compression="zstd")
+    result = builder.build(spec, context=root, tag=TAG)
+    layers = store.image(result.digest).manifest.layers
+    assert layers[0].media_type == mediatypes.OCI_LAYER_GZIP  # the base, reused as it is
+    assert {x.media_type for x in layers[1:]} == {mediatypes.OCI_LAYER_ZSTD}
+    check = "import numpy, sklearn, yaml; print('imports ok')"
+    env = {"PATH": os.environ.get("PATH", ""), "MLPACK_HOME": str(store.root)}
+    proc = subprocess.run([*MLPACK, "run", TAG, "python", "-c", check],
+                          capture_output=True, text=True, env=env, check=False, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "imports ok"
