@@ -16,15 +16,17 @@ It is attached as an OCI 1.1 artifact: a manifest with ``artifactType``, the emp
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from mlpack import __version__
-from mlpack.errors import BuildError
+from mlpack.errors import BuildError, ImageError
 from mlpack.oci import jsonc, mediatypes
 from mlpack.oci.layer_stream import stored_layer
+from mlpack.oslib.fs import atomic_write
 from mlpack.spec import WheelStep
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ COPYRIGHT_CAP: Final = 64 << 10
 _MAX_LICENCES: Final = 64  # per package
 _MAX_LICENCE_NAME: Final = 200
 _LICENSE_CLASSIFIER: Final = "License :: "
+_FACTS_RECIPE: Final = "1"  # bumped when what debian_facts reads from a layer changes
 _PURL_SAFE: Final = ".-_~"  # purl percent-encodes the rest of a version (":" of an epoch, "+")
 
 
@@ -234,7 +237,34 @@ def _dpkg_packages(
 
 
 def debian_facts(store: Store, result: BuildResult) -> DebianFacts:
-    """Read the base and system layers, bottom to top (an upper layer's file wins), once each.
+    """The Debian facts of the base and system layers, read once per set of layer digests.
+
+    Layers are content-addressed, so what was read from them stays true: a rebuild that keeps
+    them (a code or dependency change, an unchanged image) takes the facts from the build
+    cache instead of decompressing the base again (~1.3 s for a Debian base).
+    """
+    layers = tuple(x.digest for x in result.layers if x.role in (None, "system"))
+    key = hashlib.sha256(jsonc.dumps([_FACTS_RECIPE, *layers])).hexdigest()
+    path = store.root / "build-cache" / f"debian-facts-{key}"
+    try:
+        doc = jsonc.loads(path.read_bytes(), what="cached Debian facts")
+        return DebianFacts(
+            status=doc["status"],
+            licences={k: tuple(v) for k, v in doc["licences"].items()},
+            links=dict(doc["links"]),
+        )
+    except (OSError, ImageError, KeyError, TypeError, AttributeError):
+        pass  # not cached yet, or unreadable: read the layers
+    facts = read_debian_facts(store, layers)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, jsonc.dumps(
+        {"status": facts.status, "licences": dict(facts.licences), "links": dict(facts.links)}
+    ), durable=False)  # fmt: skip
+    return facts
+
+
+def read_debian_facts(store: Store, layers: tuple[str, ...]) -> DebianFacts:
+    """Read ``layers`` (base and system), bottom to top (an upper layer's file wins), once each.
 
     Every read is capped: the status file by ``STATUS_CAP`` (an error beyond it: a partial
     list would be a wrong SBOM), each copyright file's head by ``COPYRIGHT_CAP`` (DEP-5's
@@ -243,8 +273,8 @@ def debian_facts(store: Store, result: BuildResult) -> DebianFacts:
     status: str | None = None
     licences: dict[str, tuple[str, ...]] = {}
     links: dict[str, str] = {}
-    for layer in (x for x in result.layers if x.role in (None, "system")):
-        with store.blob_path(layer.digest).open("rb") as raw:
+    for digest in layers:
+        with store.blob_path(digest).open("rb") as raw:
             reader = stored_layer(raw)
             for member in reader:
                 name = member.name.removeprefix("./")
@@ -252,7 +282,7 @@ def debian_facts(store: Store, result: BuildResult) -> DebianFacts:
                 if name == _DPKG_STATUS and member.type == "file":
                     if member.size > STATUS_CAP:
                         msg = (
-                            f"the dpkg status file of layer {layer.digest} is {member.size} "
+                            f"the dpkg status file of layer {digest} is {member.size} "
                             f"bytes, over the SBOM's limit of {STATUS_CAP}"
                         )
                         raise BuildError(msg, hint="check the base image's /var/lib/dpkg/status")

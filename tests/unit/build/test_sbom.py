@@ -183,3 +183,25 @@ def test_dep5_licence_fields() -> None:
     assert dep5_licences(LIBC6_COPYRIGHT) == ("GPL-2+", "LGPL-2.1+")
     assert dep5_licences("This package was debianized by ...\nSee /usr/share/common-licenses") == ()
     assert dep5_licences("License: " + "x" * 500 + "\n") == ()  # a name, not a text
+
+
+def test_debian_facts_are_read_from_the_layers_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild that keeps the base and system layers does not decompress them again."""
+    store, result, spec, wheels = built(tmp_path)
+    first = sbom_document(store, result, spec, wheels)
+    reads: list[tuple[str, ...]] = []
+    real = sbom.read_debian_facts
+
+    def counting(store: Store, layers: tuple[str, ...]) -> sbom.DebianFacts:
+        reads.append(layers)
+        return real(store, layers)
+
+    monkeypatch.setattr(sbom, "read_debian_facts", counting)
+    assert sbom_document(store, result, spec, wheels) == first
+    assert reads == []  # the cached facts, keyed by the layers' digests
+    for entry in (store.root / "build-cache").glob("debian-facts-*"):
+        entry.write_bytes(b"{not json")
+    assert sbom_document(store, result, spec, wheels) == first  # a torn entry is re-read
+    assert len(reads) == 1
