@@ -209,13 +209,23 @@ def fetch_lock(root: Path, lock_file: Lock, *, ca_cert: Path | None = None) -> W
     return fetch(lock_file, home=Path(mlpack_home()), indexes=indexes, ca_cert=ca_cert)
 
 
+# Projects this process said it analyses in memory: a command asks for a project's config at
+# each stage (lock, plan, layout); the analysis runs each time (its fact cache makes the
+# repeats cheap, and a long-lived caller sees an edited tree), the line is said once.
+_SAID_IN_MEMORY: set[Path] = set()
+
+
 def project_config(root: Path, *, note: Callable[[str], None]) -> ProjectConfig:
     """The project's config; without one, the analysis's, in memory (said in one line)."""
     if has_config(root):
         return load_config(root)
     from mlpack.analyze import analyze
 
-    note(f"no {CONFIG_FILE}: analysing the project in memory (`mlpack analyze --write` keeps it)")
+    if root.resolve() not in _SAID_IN_MEMORY:
+        _SAID_IN_MEMORY.add(root.resolve())
+        note(
+            f"no {CONFIG_FILE}: analysing the project in memory (`mlpack analyze --write` keeps it)"
+        )
     return config_from_analysis(root, analyze(root, settings=import_settings(root)))
 
 

@@ -36,6 +36,11 @@ def test_without_mlpack_toml_the_analysis_serves_in_memory(tmp_path: Path) -> No
     assert len(notes) == 1
     assert "analysing the project in memory" in notes[0]
     assert not (root / "mlpack.toml").exists()
+    # The next stage of the same command analyses again (an edit is seen), said once.
+    (root / "train.py").write_text("import numpy\nimport yaml\n")
+    again = pipeline.project_config(root, note=notes.append)
+    assert [p.name for p in again.packages] == ["numpy", "pyyaml"]
+    assert len(notes) == 1
 
 
 def test_frozen_refuses_a_stale_lock_with_the_reason(tmp_path: Path) -> None:
