@@ -14,7 +14,26 @@ stop() {
   done
 }
 
+# Idle within a minute, else the daemons' logs and a failure.
+wait_idle() {
+  for _ in $(seq 1 60); do
+    if sinfo --noheader --format=%t 2>/dev/null | grep -qx idle; then return 0; fi
+    sleep 1
+  done
+  sinfo >&2 || true
+  tail -n 20 "$dir/slurmctld.log" "$dir/slurmd.log" >&2 || true
+  echo "slurm did not become idle" >&2
+  return 1
+}
+
 start() {
+  # A cluster already running here (a developer's) is used as it is, as .ci/run does with a
+  # running Docker engine or registry: a second slurmctld could not bind its ports.
+  if pgrep -x slurmctld >/dev/null; then
+    echo "slurmctld already runs here: using it"
+    wait_idle
+    return
+  fi
   mkdir -p "$dir/spool/ctld" "$dir/spool/d" /etc/slurm /etc/munge /run/munge /var/log/munge /var/lib/munge
   chown munge:munge /etc/munge /run/munge /var/log/munge /var/lib/munge
   if [[ ! -s /etc/munge/munge.key ]]; then
@@ -53,14 +72,7 @@ CONF
   runuser -u munge -- /usr/sbin/munged --force  # its pid file: /run/munge/munged.pid
   /usr/sbin/slurmctld -i
   /usr/sbin/slurmd
-  for _ in $(seq 1 60); do
-    if sinfo --noheader --format=%t 2>/dev/null | grep -qx idle; then return 0; fi
-    sleep 1
-  done
-  sinfo >&2 || true
-  tail -n 20 "$dir/slurmctld.log" "$dir/slurmd.log" >&2 || true
-  echo "slurm did not become idle" >&2
-  return 1
+  wait_idle
 }
 
 "$cmd"
