@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from mlpack import __version__
+from mlpack.build.cache import BuildCache
 from mlpack.errors import BuildError, ImageError
 from mlpack.oci import jsonc, mediatypes
 from mlpack.oci.layer_stream import stored_layer
@@ -245,7 +246,7 @@ def debian_facts(store: Store, result: BuildResult) -> DebianFacts:
     """
     layers = tuple(x.digest for x in result.layers if x.role in (None, "system"))
     key = hashlib.sha256(jsonc.dumps([_FACTS_RECIPE, *layers])).hexdigest()
-    path = store.root / "build-cache" / f"debian-facts-{key}"
+    path = BuildCache(store).root / f"debian-facts-{key}"
     try:
         doc = jsonc.loads(path.read_bytes(), what="cached Debian facts")
         return DebianFacts(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 from mlpack.errors import LockError
 from mlpack.lock.files import choose_file, is_sdist, release_files
 from mlpack.lock.indexes import Indexes, make_request, redact, ssl_context, strip_userinfo
+from mlpack.oslib.fs import NO_SPACE
 from mlpack.paths import cache_folder, wheelhouse_folder
 from mlpack.progress import reporter
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 _CHUNK: Final = 1 << 20
 # A write that failed for the disk, not the network: said as such, with its own hint.
-_DISK_ERRORS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_DISK_ERRORS: Final = NO_SPACE | {errno.EROFS}
 
 
 @dataclass(frozen=True, kw_only=True)
