@@ -68,8 +68,8 @@ class FileFacts:
 
     - ``imports``: (dotted module, line, flags, names) for imports, ``importlib`` and
       ``__import__`` literals; relative ones keep their dots (``..pkg``), ``names`` are what a
-      ``from`` import takes (a name may be a submodule); ``flags`` holds ``OPTIONAL``,
-      ``GUARDED`` and ``LAZY``; ``TYPE_CHECKING`` imports are left out;
+      ``from`` import takes (a name may be a submodule; ``*`` for a star import); ``flags``
+      holds ``OPTIONAL``, ``GUARDED`` and ``LAZY``; ``TYPE_CHECKING`` imports are left out;
     - ``sys_path``: folders added to ``sys.path``, ``"file:<rel>"`` relative to the file's folder
       or ``"cwd:<rel>"`` for a literal relative path;
     - ``script``: line of the first column-0 statement that does work (a loop or a bare call):
