@@ -33,7 +33,7 @@ from mlpack.oci.documents import (
     check_digest,
 )
 from mlpack.oci.reference import parse as parse_reference
-from mlpack.oslib.fs import atomic_write, remove_tree
+from mlpack.oslib.fs import NO_SPACE, atomic_write, remove_tree
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -106,8 +106,8 @@ def _hex(digest: str) -> str:
 
 
 def disk_error(exc: OSError, where: Path) -> ImageError:
-    """The ImageError for a failed write under ``where``: a full disk, or permissions."""
-    if exc.errno == errno.ENOSPC:
+    """The ImageError for a failed write under ``where``: a full disk (or quota), or permissions."""
+    if exc.errno in NO_SPACE:
         msg = f"no space left on the device holding {where}"
         return ImageError(
             msg, hint="free disk space (mlpack prune) or set MLPACK_HOME to a larger disk"
@@ -386,7 +386,7 @@ class Store:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+            if exc.errno in NO_SPACE:
                 partial.unlink(missing_ok=True)
             raise disk_error(exc, self.root) from exc
         return written, "sha256:" + hasher.hexdigest(), offset > 0
