@@ -12,11 +12,12 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlpack.cli.output import note, say, table
+from mlpack.vocabulary import Backend
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
     from mlpack.runs import ImageFacts, MountRecord, RunRecord
     from mlpack.runtime.protocol import Mount, RunConfig, RunResult
-
-Backend = Literal["embedded", "docker"]
 
 
 @contextlib.contextmanager

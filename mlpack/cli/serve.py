@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from mlpack.cli.output import note, say
-from mlpack.cli.runs import Backend
 from mlpack.runtime import options
+from mlpack.vocabulary import Backend
 
 if TYPE_CHECKING:
     import socket
