@@ -9,7 +9,6 @@ build never leaves a half-written image under a name.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
@@ -22,6 +21,7 @@ from mlpack.build.cache import LEVEL, BuildCache, step_key
 from mlpack.build.install import install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
 from mlpack.errors import BuildError, ImageError
+from mlpack.oci.digest import file_digest
 from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_compression import MEDIA_TYPES, identity
 from mlpack.oci.layer_writer import write_layer
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from mlpack.spec import ImageSpec, Step
     from mlpack.vocabulary import Compression
 
-_CHUNK: Final = 1 << 20
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -158,6 +157,7 @@ class EmbeddedBuilder:
             diff_id=layer.diff_id,
             size=layer.size,
             cached=hit,
+            pyc_dropped=() if hit else recipe.pyc_dropped(),
         )
 
     def _compressed(self, key: str) -> str:
@@ -220,7 +220,8 @@ class EmbeddedBuilder:
     def _wheel_recipe(self, step: WheelStep, *, spec: ImageSpec, staging: Path) -> _Recipe:
         """Install the step's wheels, then compile their bytecode where the image's Python runs.
 
-        A compile that fails leaves the layer as it is without bytecode, cached under that key.
+        A compile that fails leaves the layer as it is without bytecode, cached under that key;
+        the .pyc that two compiles disagree on are left out of the layer, which keeps its key.
         """
         plain = step_key(step.key(), installer.__version__, "no-bytecode")
         runner = self.runner if self._compiles(spec) else None
@@ -229,8 +230,9 @@ class EmbeddedBuilder:
         # The .pyc bytes are the base interpreter's: the base digest is part of the key.
         python = spec.interpreter
         key = step_key(step.key(), installer.__version__, commands.BYTECODE_MODE,
-                       commands.COMPILE_SCRIPT, spec.base_digest, python)  # fmt: skip
-        compiled: list[bool] = []
+                       commands.COMPILE_SCRIPT, bytecode.RULES, spec.base_digest,
+                       python)  # fmt: skip
+        compiled: list[bytecode.Bytecode] = []
 
         def stage_and_compile() -> tuple[str, ...]:
             self._stage_wheels(step, staging)
@@ -239,7 +241,8 @@ class EmbeddedBuilder:
             return ()
 
         return _Recipe(key=key, fill=stage_and_compile,
-                       stored_key=lambda: key if all(compiled) else plain)  # fmt: skip
+                       stored_key=lambda: key if all(c.compiled for c in compiled) else plain,
+                       pyc_dropped=lambda: tuple(p for c in compiled for p in c.dropped))  # fmt: skip
 
     def _compiles(self, spec: ImageSpec) -> bool:
         """Whether the wheel layers get bytecode: the image's Python must run here."""
@@ -285,6 +288,7 @@ class _Recipe:
     modes: Mapping[str, int] = field(default_factory=dict)
     preserve: bool = False  # keep the entries' modes and owners (a diff of the base's tree)
     stored_key: Callable[[], str] | None = None  # the key the layer is cached under, if not key
+    pyc_dropped: Callable[[], tuple[str, ...]] = tuple  # after fill: .pyc left out (unstable)
 
 
 @contextlib.contextmanager
@@ -311,14 +315,9 @@ def _no_whiteouts(fn: Callable[..., None], *args: Any) -> Callable[[], tuple[str
 
 def verify(path: Path, sha256: str) -> None:
     """Re-check a wheelhouse file against the lock before installing it."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_CHUNK):
-            digest.update(block)
-    if digest.hexdigest() != sha256:
-        msg = (
-            f"{path.name} in the wheelhouse has sha256 {digest.hexdigest()}, the lock says {sha256}"
-        )
+    digest = file_digest(path).removeprefix("sha256:")
+    if digest != sha256:
+        msg = f"{path.name} in the wheelhouse has sha256 {digest}, the lock says {sha256}"
         raise BuildError(msg, hint=f"delete {path} and re-run `mlpack fetch`")
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.spec import ImageSpec, StepRole
-
-BackendName = Literal["embedded", "docker"]
+    from mlpack.vocabulary import Backend
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,13 +22,15 @@ class LayerResult:
     diff_id: str
     size: int
     cached: bool
+    # .pyc left out because two compiles gave different bytes (in-image paths; this build's)
+    pyc_dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
 class BuildResult:
     """What a build produced: the tagged image and its layers, base first."""
 
-    backend: BackendName
+    backend: Backend
     reference: str
     digest: str  # the manifest's
     config_digest: str

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from mlpack.build.protocol import BackendName, BuildResult
+from mlpack.build.protocol import BuildResult
 from mlpack.cli.output import note, progress, say
-from mlpack.vocabulary import Compression
+from mlpack.vocabulary import Backend, Compression
 
 ProjectArg = Annotated[
     Path, typer.Argument(help="The project (default: the current directory).", show_default=False)
@@ -40,7 +40,13 @@ def _as_json(result: BuildResult) -> dict[str, object]:
         "image": result.reference,
         "digest": result.digest,
         "layers": [
-            {"digest": x.digest, "size": x.size, "role": x.role or "base", "cached": x.cached}
+            {
+                "digest": x.digest,
+                "size": x.size,
+                "role": x.role or "base",
+                "cached": x.cached,
+                "pyc_dropped": list(x.pyc_dropped),
+            }
             for x in result.layers
         ],
         "backend": result.backend,
@@ -61,7 +67,7 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     frozen: FrozenOpt = False,
     backend: Annotated[
-        BackendName,
+        Backend,
         typer.Option("--backend", help="embedded (default: no daemon) or docker (the SDK)."),
     ] = "embedded",
     push: Annotated[
