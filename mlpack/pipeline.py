@@ -29,7 +29,7 @@ from mlpack.progress import reporter
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from mlpack.build.protocol import BackendName, Builder, BuildResult, StepRunner
+    from mlpack.build.protocol import Builder, BuildResult, StepRunner
     from mlpack.build.verify import Verification
     from mlpack.config import ProjectConfig
     from mlpack.lock.indexes import Indexes
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from mlpack.lock.runner import Runner
     from mlpack.oci.store import Store
     from mlpack.spec import ImageSpec
-    from mlpack.vocabulary import BaseImage, Compression, Platform, ResolverName
+    from mlpack.vocabulary import Backend, BaseImage, Compression, Platform, ResolverName
 
 # Where Debian and most distributions keep the system's CA bundle.
 _SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -307,7 +307,7 @@ def build_project(
     *,
     tag: str | None = None,
     frozen: bool = False,
-    backend: BackendName = "embedded",
+    backend: Backend = "embedded",
     note: Callable[[str], None],
     store: Store | None = None,
     platform: str | None = None,
@@ -331,7 +331,7 @@ def build_project(
 
 
 def make_builder(
-    backend: BackendName,
+    backend: Backend,
     store: Store,
     wheels: Mapping[str, Path],
     compression: Compression = "gzip",

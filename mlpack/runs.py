@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from mlpack.errors import RunError
+from mlpack.oci.digest import file_digest
 from mlpack.oslib.fs import atomic_write
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ RUNS_DIR: Final = Path(".mlpack", "runs")
 DIGEST_CACHE: Final = Path(".mlpack", "digests.json")
 RECORD_FILE: Final = "run.json"
 LOG_FILE: Final = "log"
-_CHUNK: Final = 1 << 20
 
 Status = Literal["running", "succeeded", "failed", "oom-killed", "interrupted"]
 Comparison = Literal["identical", "changed", "missing", "new"]
@@ -194,15 +194,6 @@ class DigestCache:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(self.path, json.dumps(self.entries, sort_keys=True), durable=False)
             self.dirty = False
-
-
-def file_digest(path: Path) -> str:
-    """``sha256:<hex>`` of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return f"sha256:{h.hexdigest()}"
 
 
 def walk_files(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:

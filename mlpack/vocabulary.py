@@ -29,6 +29,9 @@ COMPRESSIONS: Final[tuple[Compression, ...]] = ("gzip", "zstd")
 # The resolvers a lock can be made with: uv (the default, any target) or pip-tools (the reference).
 ResolverName = Literal["uv", "pip-tools"]
 
+# Where images are built and run: mlpack's own daemonless backends, or a Docker engine.
+Backend = Literal["embedded", "docker"]
+
 BaseProvider = Literal["registry", "debian", "explicit"]
 BASE_PROVIDERS: Final[tuple[BaseProvider, ...]] = ("registry", "debian", "explicit")
 

@@ -9,7 +9,6 @@ build never leaves a half-written image under a name.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
@@ -22,6 +21,7 @@ from mlpack.build.cache import LEVEL, BuildCache, step_key
 from mlpack.build.install import install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
 from mlpack.errors import BuildError, ImageError
+from mlpack.oci.digest import file_digest
 from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_compression import MEDIA_TYPES, identity
 from mlpack.oci.layer_writer import write_layer
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from mlpack.spec import ImageSpec, Step
     from mlpack.vocabulary import Compression
 
-_CHUNK: Final = 1 << 20
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -316,14 +315,9 @@ def _no_whiteouts(fn: Callable[..., None], *args: Any) -> Callable[[], tuple[str
 
 def verify(path: Path, sha256: str) -> None:
     """Re-check a wheelhouse file against the lock before installing it."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_CHUNK):
-            digest.update(block)
-    if digest.hexdigest() != sha256:
-        msg = (
-            f"{path.name} in the wheelhouse has sha256 {digest.hexdigest()}, the lock says {sha256}"
-        )
+    digest = file_digest(path).removeprefix("sha256:")
+    if digest != sha256:
+        msg = f"{path.name} in the wheelhouse has sha256 {digest}, the lock says {sha256}"
         raise BuildError(msg, hint=f"delete {path} and re-run `mlpack fetch`")
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mlpack.spec import ImageSpec, StepRole
-
-BackendName = Literal["embedded", "docker"]
+    from mlpack.vocabulary import Backend
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +30,7 @@ class LayerResult:
 class BuildResult:
     """What a build produced: the tagged image and its layers, base first."""
 
-    backend: BackendName
+    backend: Backend
     reference: str
     digest: str  # the manifest's
     config_digest: str

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from mlpack.build.protocol import BackendName, BuildResult
+from mlpack.build.protocol import BuildResult
 from mlpack.cli.output import note, progress, say
-from mlpack.vocabulary import Compression
+from mlpack.vocabulary import Backend, Compression
 
 ProjectArg = Annotated[
     Path, typer.Argument(help="The project (default: the current directory).", show_default=False)
@@ -67,7 +67,7 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     frozen: FrozenOpt = False,
     backend: Annotated[
-        BackendName,
+        Backend,
         typer.Option("--backend", help="embedded (default: no daemon) or docker (the SDK)."),
     ] = "embedded",
     push: Annotated[

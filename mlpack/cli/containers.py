@@ -10,6 +10,7 @@ import typer
 
 from mlpack.cli.output import note, say
 from mlpack.runtime import options
+from mlpack.vocabulary import Backend
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -220,7 +221,7 @@ def run(
         typer.Option("--cap-profile", help="Capabilities: runc's 3 (default) or Docker's 14."),
     ] = "default",
     runtime: Annotated[
-        Literal["embedded", "docker"],
+        Backend,
         typer.Option(
             "--runtime",
             "--backend",

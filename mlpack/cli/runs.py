@@ -12,11 +12,12 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlpack.cli.output import note, say, table
+from mlpack.vocabulary import Backend
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
     from mlpack.runs import ImageFacts, MountRecord, RunRecord
     from mlpack.runtime.protocol import Mount, RunConfig, RunResult
-
-Backend = Literal["embedded", "docker"]
 
 
 @contextlib.contextmanager
@@ -82,12 +81,46 @@ def _launch(config: RunConfig, backend: Backend) -> RunResult:
     return EmbeddedRuntime(account=os.geteuid() == 0).run(config)
 
 
-def _to_mounts(mounts: tuple[MountRecord, ...]) -> tuple[Mount, ...]:
+def to_mounts(mounts: tuple[MountRecord, ...]) -> tuple[Mount, ...]:
+    """Recorded mounts as the runtime takes them."""
     from mlpack.runtime.protocol import Mount
 
     return tuple(
         Mount(source=Path(m.source), target=m.target, read_only=m.read_only) for m in mounts
     )
+
+
+def project_mounts(
+    root: Path,
+    facts: ImageFacts,
+    volumes: tuple[Mount, ...],
+    *,
+    data: Path | None,
+    output: Path | None,
+    owner: tuple[int, int],
+) -> tuple[MountRecord, ...]:
+    """The project's layout mounted (``data``/``output`` replace its folders), less any
+    folder a ``-v`` mount replaces, then the ``-v`` mounts.
+    """
+    from mlpack.cli.build import _note
+    from mlpack.pipeline import project_config
+    from mlpack.runs import MountRecord, layout_mounts
+
+    config = project_config(root, note=_note)
+    layout = layout_mounts(
+        root,
+        workdir=facts.workdir,
+        inputs=config.inputs,
+        outputs=config.outputs,
+        data=data,
+        output=output,
+        owner=owner,
+    )
+    given = tuple(
+        MountRecord(source=str(v.source), target=v.target, read_only=v.read_only) for v in volumes
+    )
+    taken = {v.target for v in given}
+    return (*(m for m in layout if m.target not in taken), *given)
 
 
 def backend_image(digest: str, backend: Backend) -> str:
@@ -202,16 +235,12 @@ def run_project(
     """
     from dataclasses import replace
 
-    from mlpack.cli.build import _note
-    from mlpack.pipeline import project_config
     from mlpack.runs import (
-        MountRecord,
         RunRecord,
         RunStore,
         git_state,
         host_name,
         input_mounts,
-        layout_mounts,
         now_iso,
         output_owner,
         run_env,
@@ -220,28 +249,12 @@ def run_project(
 
     root, facts = project_image(target, kind="training", image=image)
     assert root is not None
-    config = project_config(root, note=_note)
     chosen = facts.entry(entry, "training")
     words = base.command or (chosen.command if chosen else ())
     owner = output_owner()
     store = RunStore(root)
-    mounts = layout_mounts(
-        root,
-        workdir=facts.workdir,
-        inputs=config.inputs,
-        outputs=config.outputs,
-        data=data,
-        output=output,
-        owner=owner,
-    )
-    volumes = tuple(
-        MountRecord(source=str(v.source), target=v.target, read_only=v.read_only)
-        for v in base.mounts
-    )
-    taken = {v.target for v in volumes}
-    mounts = input_mounts(
-        (*(m for m in mounts if m.target not in taken), *volumes), store.digest_cache()
-    )
+    layout = project_mounts(root, facts, base.mounts, data=data, output=output, owner=owner)
+    mounts = input_mounts(layout, store.digest_cache())
     passed, recorded = run_env(facts.env, base.env, deterministic=deterministic)
     commit, dirty = git_state(root)
     record = RunRecord(
@@ -265,7 +278,7 @@ def run_project(
         image=backend_image(facts.digest, backend),
         command=words,
         env=passed,
-        mounts=_to_mounts(mounts),
+        mounts=to_mounts(mounts),
         user=base.user or f"{owner[0]}:{owner[1]}",
     )
     return execute(record, run, backend, root).exit_code or 0
@@ -366,7 +379,7 @@ def rerun(
         image=backend_image(old.image_digest, backend),
         command=old.command,
         env=env,
-        mounts=_to_mounts(record.mounts),
+        mounts=to_mounts(record.mounts),
         user=f"{owner[0]}:{owner[1]}",
     )
     done = execute(record, config, backend, store.project)

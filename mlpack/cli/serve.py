@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from mlpack.cli.output import note, say
-from mlpack.cli.runs import Backend
 from mlpack.runtime import options
+from mlpack.vocabulary import Backend
 
 if TYPE_CHECKING:
     import socket
@@ -218,34 +218,14 @@ def _base_config(
     owner: tuple[int, int],
 ) -> RunConfig:
     """The server's container: its command, the project's layout mounted, as the owner."""
-    from mlpack.runtime.protocol import Mount, RunConfig
+    from mlpack.cli.runs import project_mounts, to_mounts
+    from mlpack.runtime.protocol import RunConfig
 
-    mounts: tuple[Mount, ...] = ()
     if root is not None:
-        from mlpack.pipeline import project_config
-        from mlpack.runs import layout_mounts
-
-        layout = project_config(root, note=lambda text: note(f"note: {text}"))
-        recorded = layout_mounts(
-            root,
-            workdir=facts.workdir,
-            inputs=layout.inputs,
-            outputs=layout.outputs,
-            data=None,
-            output=None,
-            owner=owner,
-        )
-        taken = {v.target for v in volumes}
-        mounts = tuple(
-            Mount(source=Path(m.source), target=m.target, read_only=m.read_only)
-            for m in recorded
-            if m.target not in taken
-        )
+        layout = project_mounts(root, facts, volumes, data=None, output=None, owner=owner)
+        volumes = to_mounts(layout)
     return RunConfig(
-        image=facts.digest,
-        command=command,
-        mounts=(*mounts, *volumes),
-        user=f"{owner[0]}:{owner[1]}",
+        image=facts.digest, command=command, mounts=volumes, user=f"{owner[0]}:{owner[1]}"
     )
 
 

@@ -1,10 +1,14 @@
-"""``mlpack slurm``: render and submit sbatch scripts, and follow the jobs (status, logs, cancel)."""
+"""``mlpack slurm``: render and submit sbatch scripts, and follow the jobs (status, logs, cancel).
 
-from __future__ import annotations
+No ``from __future__ import annotations``: ``_job_command`` hands typer ``_job``'s parameters as
+they are, so their annotations must be objects, not strings.
+"""
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -97,30 +101,36 @@ class _Source:
 
 
 def _job(  # noqa: PLR0913 - one parameter per sbatch option
-    target: str,
-    command: list[str] | None,
+    target: Image,
+    command: Command = None,
     *,
-    source: _Source,
-    entry: str | None,
-    data: Path | None,
-    outputs: Path | None,
-    nodes: int,
-    ntasks_per_node: int,
-    gpus_per_node: int,
-    partition: str | None,
-    time: str | None,
-    mount: list[str] | None,
-    job_name: str,
-    mlpack: str,
-    master_port: int,
-) -> SlurmJob:
+    nodes: Nodes = 1,
+    ntasks_per_node: Tasks = 1,
+    gpus_per_node: Gpus = 0,
+    partition: Partition = None,
+    time: Time = None,
+    image_ref: ImageRef = None,
+    push: Push = None,
+    image_dir: ImageDir = None,
+    entry: Entry = None,
+    data: Data = None,
+    outputs: Outputs = None,
+    mount: Mounts = None,
+    insecure_registry: Insecure = None,
+    job_name: JobName = "mlpack",
+    mlpack: Mlpack = "mlpack",
+    master_port: Port = 29500,
+) -> "SlurmJob":
     """The job the options describe, its image pinned; DeployError on bad options first.
 
     A project folder is built first when its image is stale (the build ``mlpack run`` does),
-    then its image goes where ``source`` says.
+    then its image goes where ``--image-ref``, ``--push`` or ``--image-dir`` say.
     """
     from mlpack.deploy import slurm
 
+    source = _Source(
+        image_ref=image_ref, push=push, image_dir=image_dir, insecure=tuple(insecure_registry or ())
+    )
     project = Path(target).resolve() if Path(target).is_dir() else None
     job = slurm.SlurmJob(
         image="",
@@ -139,10 +149,10 @@ def _job(  # noqa: PLR0913 - one parameter per sbatch option
         entry=entry,
         data=None if data is None else str(data.resolve()),
         outputs=None if outputs is None else str(outputs.resolve()),
-        image_dir=None if source.image_dir is None else str(source.image_dir.resolve()),
+        image_dir=None if image_dir is None else str(image_dir.resolve()),
     )
     slurm.check(job)  # bad options fail before anything is built, pushed or exported
-    if sum(x is not None for x in (source.image_ref, source.push, source.image_dir)) > 1:
+    if sum(x is not None for x in (image_ref, push, image_dir)) > 1:
         msg = "--image-ref, --push and --image-dir each say where the nodes get the image"
         raise DeployError(msg, hint="pass one of them")
     local = target
@@ -153,6 +163,23 @@ def _job(  # noqa: PLR0913 - one parameter per sbatch option
         facts.entry(entry, "training")  # an unknown --entry fails here, before a push
         local = facts.digest
     return replace(job, image=_placed(local, source, project=project))
+
+
+def _job_command(act: Callable[..., None]) -> Callable[..., None]:
+    """A command with ``_job``'s options, then ``act``'s own: it calls ``act(job, **own)``.
+
+    ``render`` and ``submit`` take the same sbatch options; typer reads them from the
+    signature made here, so they are written once, in ``_job``.
+    """
+    shared = tuple(inspect.signature(_job).parameters.values())
+    own = tuple(inspect.signature(act).parameters.values())[1:]
+
+    def command(**given: Any) -> None:
+        act(_job(**{p.name: given.pop(p.name) for p in shared}), **given)
+
+    command.__signature__ = inspect.Signature([*shared, *own])  # type: ignore[attr-defined]
+    command.__doc__ = act.__doc__
+    return command
 
 
 def _placed(image: str, source: _Source, *, project: Path | None) -> str:
@@ -189,26 +216,9 @@ _OTHER_WAYS = (
 )
 
 
-def render_cmd(  # noqa: PLR0913
-    target: Image,
-    command: Command = None,
+def render_cmd(
+    job: "SlurmJob",
     *,
-    nodes: Nodes = 1,
-    ntasks_per_node: Tasks = 1,
-    gpus_per_node: Gpus = 0,
-    partition: Partition = None,
-    time: Time = None,
-    image_ref: ImageRef = None,
-    push: Push = None,
-    image_dir: ImageDir = None,
-    entry: Entry = None,
-    data: Data = None,
-    outputs: Outputs = None,
-    mount: Mounts = None,
-    insecure_registry: Insecure = None,
-    job_name: JobName = "mlpack",
-    mlpack: Mlpack = "mlpack",
-    master_port: Port = 29500,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write here.")
     ] = None,
@@ -217,28 +227,6 @@ def render_cmd(  # noqa: PLR0913
     from mlpack.deploy import slurm
     from mlpack.oslib.fs import atomic_write
 
-    job = _job(
-        target,
-        command,
-        source=_Source(
-            image_ref=image_ref,
-            push=push,
-            image_dir=image_dir,
-            insecure=tuple(insecure_registry or ()),
-        ),
-        entry=entry,
-        data=data,
-        outputs=outputs,
-        nodes=nodes,
-        ntasks_per_node=ntasks_per_node,
-        gpus_per_node=gpus_per_node,
-        partition=partition,
-        time=time,
-        mount=mount,
-        job_name=job_name,
-        mlpack=mlpack,
-        master_port=master_port,
-    )
     script = slurm.render(job)
     if output is None:
         say(script.rstrip("\n"))
@@ -246,52 +234,10 @@ def render_cmd(  # noqa: PLR0913
         atomic_write(output, script.encode(), mode=0o755)
 
 
-def submit_cmd(  # noqa: PLR0913
-    target: Image,
-    command: Command = None,
-    *,
-    nodes: Nodes = 1,
-    ntasks_per_node: Tasks = 1,
-    gpus_per_node: Gpus = 0,
-    partition: Partition = None,
-    time: Time = None,
-    image_ref: ImageRef = None,
-    push: Push = None,
-    image_dir: ImageDir = None,
-    entry: Entry = None,
-    data: Data = None,
-    outputs: Outputs = None,
-    mount: Mounts = None,
-    insecure_registry: Insecure = None,
-    job_name: JobName = "mlpack",
-    mlpack: Mlpack = "mlpack",
-    master_port: Port = 29500,
-) -> None:
+def submit_cmd(job: "SlurmJob") -> None:
     """Render the sbatch script and submit it; print the job id."""
     from mlpack.deploy import slurm
 
-    job = _job(
-        target,
-        command,
-        source=_Source(
-            image_ref=image_ref,
-            push=push,
-            image_dir=image_dir,
-            insecure=tuple(insecure_registry or ()),
-        ),
-        entry=entry,
-        data=data,
-        outputs=outputs,
-        nodes=nodes,
-        ntasks_per_node=ntasks_per_node,
-        gpus_per_node=gpus_per_node,
-        partition=partition,
-        time=time,
-        mount=mount,
-        job_name=job_name,
-        mlpack=mlpack,
-        master_port=master_port,
-    )
     slurm.check_gpus(job)
     say(slurm.submit(slurm.render(job), workdir=Path.cwd()))
 
@@ -326,8 +272,8 @@ def cancel_cmd(job: JobId) -> None:
 def register(app: typer.Typer) -> None:
     """Add ``mlpack slurm`` and its subcommands to ``app``."""
     group = typer.Typer(help="Run images on a Slurm cluster.", no_args_is_help=True)
-    group.command("render")(render_cmd)
-    group.command("submit")(submit_cmd)
+    group.command("render")(_job_command(render_cmd))
+    group.command("submit")(_job_command(submit_cmd))
     group.command("status")(status_cmd)
     group.command("logs")(logs_cmd)
     group.command("cancel")(cancel_cmd)

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
-    from mlpack.lock.files import Listings
     from mlpack.lock.inputs import LockInputs
     from mlpack.lock.lockdata import DroppedPackage
     from mlpack.lock.resolvers import Pin
@@ -109,7 +108,7 @@ def _direct(
     )
 
 
-def locked_packages(  # noqa: PLR0913  every input of one lock, keyword-only
+def locked_packages(
     pins: tuple[Pin, ...],
     *,
     requirements: tuple[PackageSpec, ...],
@@ -119,7 +118,6 @@ def locked_packages(  # noqa: PLR0913  every input of one lock, keyword-only
     root: Path,
     home: Path,
     ca_cert: Path | None,
-    listings: Listings,
 ) -> tuple[LockedPackage, ...]:
     """Each pin with its files (named by the resolver, else by the index) and where it builds."""
     sources = _sources(requirements)
@@ -132,7 +130,6 @@ def locked_packages(  # noqa: PLR0913  every input of one lock, keyword-only
         indexes=inputs.indexes,
         cache_root=cache_folder("index-files", home=home),
         ca_cert=ca_cert,
-        listings=listings,
     )
     packages = []
     for pin in pins:

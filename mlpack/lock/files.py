@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING, Final
 
@@ -17,7 +17,6 @@ from mlpack.oslib.fs import atomic_write
 from mlpack.vocabulary import GLIBC_MINOR, MACHINES
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
     from pathlib import Path
 
     from mlpack.lock.indexes import Indexes
@@ -68,39 +67,6 @@ def choose_file(names: tuple[str, ...], python: str, platform: Platform) -> str 
     return sdists[0] if sdists else None
 
 
-class Listings:
-    """Index listings fetched in background threads, so they overlap the resolver's run.
-
-    ``prefetch`` starts fetching whole project listings (names known before resolving: the
-    direct requirements, the previous lock's pins); ``get`` waits for one or fetches it now.
-    """
-
-    def __init__(self, *, ca_cert: Path | None = None, workers: int = 8) -> None:
-        self.ca_cert = ca_cert
-        self._pool = ThreadPoolExecutor(max_workers=workers)
-        self._futures: dict[tuple[str, str], Future[tuple[IndexFile, ...]]] = {}
-
-    def prefetch(self, index: str, names: Iterable[str]) -> None:
-        """Start fetching ``names`` from ``index`` unless already started."""
-        for name in names:
-            key = (index, name)
-            if key not in self._futures:
-                self._futures[key] = self._pool.submit(
-                    list_files, index, name, ca_cert=self.ca_cert
-                )
-
-    def get(self, index: str, name: str) -> tuple[IndexFile, ...]:
-        """The listing of ``name`` on ``index`` (LockError when unreachable)."""
-        future = self._futures.get((index, name))
-        if future is None:
-            return list_files(index, name, ca_cert=self.ca_cert)
-        return future.result()
-
-    def close(self) -> None:
-        """Stop threads; pending prefetches are abandoned."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 def _cache_file(cache_root: Path, index: str, name: str, version: str) -> Path:
     key = hashlib.sha256(strip_userinfo(index).encode()).hexdigest()[:16]
     return cache_root / key / f"{name}-{version}.json"
@@ -114,7 +80,6 @@ def release_files(
     indexes: Indexes,
     cache_root: Path,
     ca_cert: Path | None = None,
-    listings: Listings | None = None,
 ) -> tuple[str, tuple[IndexFile, ...]]:
     """(index URL, files) of ``name==version`` whose sha256 is in ``hashes``.
 
@@ -132,10 +97,7 @@ def release_files(
         except (OSError, ValueError, TypeError):
             pass
     for index in indexes.all:
-        if listings is not None:
-            listed = listings.get(index, name)
-        else:
-            listed = list_files(index, name, ca_cert=ca_cert)
+        listed = list_files(index, name, ca_cert=ca_cert)
         files = tuple(f for f in listed if f.sha256 in wanted)
         if files:
             path = _cache_file(cache_root, index, name, version)
@@ -153,7 +115,6 @@ def name_files(
     cache_root: Path,
     ca_cert: Path | None = None,
     workers: int = 16,
-    listings: Listings | None = None,
 ) -> dict[str, tuple[str, tuple[IndexFile, ...]]]:
     """``release_files`` for many (name, version, hashes) at once, in parallel threads."""
 
@@ -169,7 +130,6 @@ def name_files(
                 indexes=indexes,
                 cache_root=cache_root,
                 ca_cert=ca_cert,
-                listings=listings,
             )
         except LockError:
             return name, (indexes.index_url, ())

@@ -17,7 +17,6 @@ from packaging.utils import canonicalize_name
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock.assemble import assemble, locked_packages
 from mlpack.lock.failure import ResolveFailure
-from mlpack.lock.files import Listings
 from mlpack.lock.inputs import validate_requirements
 from mlpack.lock.lockfile import loads, write_lock
 from mlpack.lock.resolver_registry import ResolverSetup, make_resolver
@@ -123,42 +122,37 @@ def lock(  # noqa: PLR0913  the library entry point: one keyword-only seam or op
         upgrade_packages=upgrade_packages,
         ca_cert=ca_cert,
     )
+    with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
+        resolved = _resolve_soft(
+            job,
+            Path(tmp),
+            base_resolver=base_resolver,
+            image_runner=image_runner,
+            resolver=resolver,
+        )
+        system = pin_system(
+            inputs.system_packages,
+            base=resolved.base,
+            platform=inputs.platform,
+            previous=previous,
+            upgrade=upgrade,
+            image_runner=image_runner,
+            base_rootfs=base_rootfs,
+            workdir=Path(tmp) / "system",
+        )
+    rep.finish("resolve")
     # Both resolvers name the target's files through uv; the index is listed only for pins
     # they could not name.
-    listings = Listings(ca_cert=ca_cert)
-    try:
-        with tempfile.TemporaryDirectory(prefix="mlpack-lock-") as tmp:
-            resolved = _resolve_soft(
-                job,
-                Path(tmp),
-                base_resolver=base_resolver,
-                image_runner=image_runner,
-                resolver=resolver,
-            )
-            system = pin_system(
-                inputs.system_packages,
-                base=resolved.base,
-                platform=inputs.platform,
-                previous=previous,
-                upgrade=upgrade,
-                image_runner=image_runner,
-                base_rootfs=base_rootfs,
-                workdir=Path(tmp) / "system",
-            )
-        rep.finish("resolve")
-        packages = locked_packages(
-            resolved.pins,
-            requirements=resolved.requirements,
-            commits=resolved.commits,
-            inputs=inputs,
-            base=resolved.base,
-            root=root,
-            home=home,
-            ca_cert=ca_cert,
-            listings=listings,
-        )
-    finally:
-        listings.close()
+    packages = locked_packages(
+        resolved.pins,
+        requirements=resolved.requirements,
+        commits=resolved.commits,
+        inputs=inputs,
+        base=resolved.base,
+        root=root,
+        home=home,
+        ca_cert=ca_cert,
+    )
     warnings = _warnings(resolved, packages, inputs=inputs, root=root, ca_cert=ca_cert)
     for line in warnings:
         rep.notice(line)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from mlpack.errors import ImageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # OCI image-spec descriptor.md: algorithm ":" encoded; only sha256 and sha512 are registered,
 # and their encodings are lowercase hex of a fixed length.
@@ -17,6 +20,15 @@ _DIGEST_RE: Final = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-
 def sha256_digest(data: bytes) -> str:
     """Return the OCI digest (``sha256:<hex>``) of ``data``."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """Return the OCI digest (``sha256:<hex>``) of a file's bytes, read in 1 MiB blocks."""
+    hasher = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            hasher.update(block)
+    return "sha256:" + hasher.hexdigest()
 
 
 def parse_digest(digest: str) -> tuple[str, str]:

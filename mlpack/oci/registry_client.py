@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
@@ -12,6 +11,7 @@ import requests
 
 from mlpack.errors import ImageError
 from mlpack.oci import auth, mediatypes
+from mlpack.oci.digest import sha256_digest
 from mlpack.oci.reference import host_only, is_loopback
 from mlpack.oci.registry_config import system_ca
 from mlpack.oci.registry_errors import RegistryUnreachable, TransferInterrupted, status_error, why
@@ -237,7 +237,7 @@ class RegistryClient:
             if len(data) > MAX_MANIFEST:
                 msg = f"the manifest of {repo}:{selector} is larger than {MAX_MANIFEST} bytes"
                 raise ImageError(msg, hint="the registry served something that is not a manifest")
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         if selector.startswith("sha256:") and digest != selector:
             msg = f"the registry served manifest {digest} when asked for {selector}"
             raise ImageError(msg, hint="the registry or a proxy corrupted the data; retry")
@@ -253,8 +253,7 @@ class RegistryClient:
             raise ImageError(
                 msg, hint="raise the cap with MLPACK_MAX_BLOB_SIZE if the image is trusted"
             )
-        if desc.urls:
-            pass  # never fetched: foreign URLs are ignored (CVE-2021-41190); the registry must serve it
+        # desc.urls is never fetched (foreign URLs are ignored, CVE-2021-41190): the registry serves it
         fetched = 0
 
         def fetch(offset: int) -> tuple[int, Iterable[bytes]]:
@@ -405,7 +404,7 @@ class RegistryClient:
             headers={"Content-Type": media_type},
         )
         self._sent(len(data))
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         served = resp.headers.get("Docker-Content-Digest")
         if served and served != digest:
             msg = f"the registry stored the manifest as {served}, expected {digest}"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
+from mlpack.oci.digest import file_digest, sha256_digest
 from mlpack.oci.documents import (
     Descriptor,
     ImageConfig,
@@ -33,7 +34,7 @@ from mlpack.oci.documents import (
     check_digest,
 )
 from mlpack.oci.reference import parse as parse_reference
-from mlpack.oslib.fs import atomic_write, remove_tree
+from mlpack.oslib.fs import NO_SPACE, atomic_write, remove_tree
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -106,8 +107,8 @@ def _hex(digest: str) -> str:
 
 
 def disk_error(exc: OSError, where: Path) -> ImageError:
-    """The ImageError for a failed write under ``where``: a full disk, or permissions."""
-    if exc.errno == errno.ENOSPC:
+    """The ImageError for a failed write under ``where``: a full disk (or quota), or permissions."""
+    if exc.errno in NO_SPACE:
         msg = f"no space left on the device holding {where}"
         return ImageError(
             msg, hint="free disk space (mlpack prune) or set MLPACK_HOME to a larger disk"
@@ -207,11 +208,9 @@ class Store:
     # -- layout and locks -------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Create the layout (oci-layout, index.json, blobs/, tmp/, ...) if it is missing."""
-        self._ensure()
-
-    def _ensure(self) -> None:
-        """Lay out the store once per instance: private folders, stale staging cleared."""
+        """Lay out the store once per instance (oci-layout, index.json, private blobs/, tmp/,
+        ...) where it is missing, and clear stale staging.
+        """
         if self._ready:
             return
         try:
@@ -238,7 +237,7 @@ class Store:
         A process killed while it stages (kill -9 during an unpack) releases the flock with its
         fds, so the next command that opens the store sees the directory as stale and removes it.
         """
-        self._ensure()
+        self.prepare()
         while True:
             path = self.root / "tmp" / f"{kind}-{secrets.token_hex(8)}"
             try:
@@ -268,7 +267,7 @@ class Store:
     @contextlib.contextmanager
     def lock(self, name: str, *, shared: bool = False) -> Iterator[None]:
         """Hold the inter-process lock ``locks/<name>.lock`` for the block."""
-        self._ensure()
+        self.prepare()
         fd = os.open(self.root / "locks" / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
@@ -303,7 +302,7 @@ class Store:
         except FileNotFoundError as exc:
             msg = f"blob {digest} is missing from the store"
             raise ImageError(msg, hint="pull or build the image again") from exc
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if sha256_digest(data) != digest:
             msg = f"blob {digest} in the store is corrupt"
             raise ImageError(msg, hint="run `mlpack store check`, then `mlpack rmi` and pull again")
         return data
@@ -332,7 +331,7 @@ class Store:
         final = self.blob_path(digest)
         if final.is_file():
             return final
-        self._ensure()
+        self.prepare()
         cap = size if size is not None else max_size
         with self.lock(f"blob-{_hex(digest)}"):
             if final.is_file():  # another process finished it while we waited
@@ -386,25 +385,20 @@ class Store:
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+            if exc.errno in NO_SPACE:
                 partial.unlink(missing_ok=True)
             raise disk_error(exc, self.root) from exc
         return written, "sha256:" + hasher.hexdigest(), offset > 0
 
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` as a blob and return its digest."""
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         self.ingest((data,), digest=digest, size=len(data))
         return digest
 
     def put_file(self, path: Path, *, digest: str | None = None) -> str:
         """Store a file's bytes as a blob (hashing it first when ``digest`` is not known)."""
-        if digest is None:
-            hasher = hashlib.sha256()
-            with path.open("rb") as fh:
-                while block := fh.read(_CHUNK):
-                    hasher.update(block)
-            digest = "sha256:" + hasher.hexdigest()
+        digest = digest or file_digest(path)
 
         def chunks() -> Iterator[bytes]:
             with path.open("rb") as fh:
@@ -421,7 +415,7 @@ class Store:
         return Index(media_type=mediatypes.OCI_INDEX, manifests=tuple(entries)).to_json()
 
     def _entries(self) -> tuple[Descriptor, ...]:
-        self._ensure()
+        self.prepare()
         data = (self.root / "index.json").read_bytes()
         return Index.parse(data).manifests
 
@@ -675,7 +669,7 @@ class Store:
         Each step runs whatever the others did: one that fails (a tree that cannot be removed)
         is reported in ``failures`` and the rest of the cleanup still happens.
         """
-        self._ensure()
+        self.prepare()
         tally = _Tally()
         with self.lock("gc"), self.lock("index"):
             keep_blobs, keep_layers, keep_chains = self._reachable()
@@ -709,16 +703,12 @@ class Store:
 
     def check(self) -> CheckResult:
         """Re-hash every blob; report those whose bytes differ from their name, and missing ones."""
-        self._ensure()
+        self.prepare()
         corrupt = []
         checked = 0
         for path in sorted((self.root / "blobs" / "sha256").iterdir()):
             checked += 1
-            hasher = hashlib.sha256()
-            with path.open("rb") as fh:
-                while block := fh.read(_CHUNK):
-                    hasher.update(block)
-            if hasher.hexdigest() != path.name:
+            if file_digest(path) != f"sha256:{path.name}":
                 corrupt.append(f"sha256:{path.name}")
         missing = set()
         for entry in self._entries():

@@ -72,7 +72,6 @@ class TarMember:
     devmajor: int
     devminor: int
     xattrs: tuple[tuple[str, bytes], ...]
-    header_offset: int
 
 
 class TarReader:
@@ -271,7 +270,6 @@ class TarReader:
             devmajor=devmajor,
             devminor=devminor,
             xattrs=xattrs,
-            header_offset=start,
         )
 
 

@@ -16,7 +16,7 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from mlpack.errors import ServeError
 from mlpack.runtime.protocol import Mount
@@ -28,8 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from mlpack.runtime.protocol import RunConfig, RunResult
-
-Backend = Literal["embedded", "docker"]
+    from mlpack.vocabulary import Backend
 
 
 class EmbeddedServer:

@@ -11,6 +11,7 @@ from mlpack.oslib.linux import MAX_ID
 from mlpack.runtime.seccomp_profile import default_profile
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any, Literal
 
     from mlpack.runtime.cdi import CdiEdits
@@ -149,79 +150,36 @@ def shm_size(run: RunConfig) -> str:
     return DEFAULT_SHM
 
 
+def _mount(destination: str, kind: str, source: str, options: Iterable[str]) -> dict[str, Any]:
+    """One entry of the OCI config's ``mounts`` (a list of its own, whatever ``options`` is)."""
+    return {"destination": destination, "type": kind, "source": source, "options": list(options)}
+
+
 def default_mounts(run: RunConfig, opts: SpecOptions) -> list[dict[str, Any]]:
     """proc, a fresh /dev, devpts, shm, mqueue, read-only sysfs and cgroup, /etc files."""
-    mounts: list[dict[str, Any]] = [
-        {
-            "destination": "/proc",
-            "type": "proc",
-            "source": "proc",
-            "options": ["nosuid", "noexec", "nodev"],
-        },
-        {
-            "destination": "/dev",
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-        },
-        {
-            "destination": "/dev/pts",
-            "type": "devpts",
-            "source": "devpts",
-            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-        },
-        {
-            "destination": "/dev/shm",
-            "type": "tmpfs",
-            "source": "shm",
-            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size(run)}"],
-        },
-        {
-            "destination": "/dev/mqueue",
-            "type": "mqueue",
-            "source": "mqueue",
-            "options": ["nosuid", "noexec", "nodev"],
-        },
-        {
-            "destination": "/sys",
-            "type": "sysfs",
-            "source": "sysfs",
-            "options": ["nosuid", "noexec", "nodev", "ro"],
-        },
-        {
-            "destination": "/sys/fs/cgroup",
-            "type": "cgroup",
-            "source": "cgroup",
-            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
-        },
-    ]
+    plain = ("nosuid", "noexec", "nodev")
+    mounts = [
+        _mount("/proc", "proc", "proc", plain),
+        _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        _mount(
+            "/dev/pts", "devpts", "devpts",
+            ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        ),
+        _mount("/dev/shm", "tmpfs", "shm", [*plain, "mode=1777", f"size={shm_size(run)}"]),
+        _mount("/dev/mqueue", "mqueue", "mqueue", plain),
+        _mount("/sys", "sysfs", "sysfs", [*plain, "ro"]),
+        _mount("/sys/fs/cgroup", "cgroup", "cgroup", [*plain, "relatime", "ro"]),
+    ]  # fmt: skip
     if opts.init_binary:
         mounts.append(
-            {
-                "destination": INIT_PATH,
-                "type": "bind",
-                "source": opts.init_binary,
-                "options": ["bind", "ro", "nosuid", "nodev"],
-            }
+            _mount(INIT_PATH, "bind", opts.init_binary, ["bind", "ro", "nosuid", "nodev"])
         )
     if run.read_only:
-        mounts.append(
-            {
-                "destination": "/tmp",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "nodev", "mode=1777"],
-            }
-        )
-    for dest, host in opts.etc_files:
-        mounts.append(
-            {
-                "destination": dest,
-                "type": "bind",
-                "source": host,
-                "options": ["rbind", "nosuid", "nodev", "noexec"],
-            }
-        )
+        mounts.append(_mount("/tmp", "tmpfs", "tmpfs", ["nosuid", "nodev", "mode=1777"]))
+    mounts += (
+        _mount(dest, "bind", host, ["rbind", "nosuid", "nodev", "noexec"])
+        for dest, host in opts.etc_files
+    )
     return mounts
 
 
@@ -236,14 +194,7 @@ def user_mounts(run: RunConfig) -> list[dict[str, Any]]:
             msg = f"mount source {m.source} does not exist"
             raise ConfigError(msg, hint="create it first, or fix the path before ':'")
         opts = ["rbind", "nosuid", "nodev"] + (["ro"] if m.read_only else [])
-        out.append(
-            {
-                "destination": m.target,
-                "type": "bind",
-                "source": str(m.source.resolve()),
-                "options": opts,
-            }
-        )
+        out.append(_mount(m.target, "bind", str(m.source.resolve()), opts))
     return out
 
 
@@ -252,14 +203,7 @@ def cdi_edits(edits: CdiEdits) -> tuple[list[dict[str, Any]], list[dict[str, Any
     mounts: list[dict[str, Any]] = []
     devices: list[dict[str, Any]] = []
     for node in edits.device_nodes:
-        mounts.append(
-            {
-                "destination": node.path,
-                "type": "bind",
-                "source": node.host_path,
-                "options": ["bind", "nosuid", "noexec"],
-            }
-        )
+        mounts.append(_mount(node.path, "bind", node.host_path, ["bind", "nosuid", "noexec"]))
         devices.append(
             {
                 "type": node.type,
@@ -271,14 +215,7 @@ def cdi_edits(edits: CdiEdits) -> tuple[list[dict[str, Any]], list[dict[str, Any
         )
     for m in edits.mounts:
         opts = list(m.options) or ["rbind", "nosuid", "nodev", "ro"]
-        mounts.append(
-            {
-                "destination": m.container_path,
-                "type": m.type or "bind",
-                "source": m.host_path,
-                "options": opts,
-            }
-        )
+        mounts.append(_mount(m.container_path, m.type or "bind", m.host_path, opts))
     return mounts, devices
 
 

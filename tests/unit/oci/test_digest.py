@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
 from mlpack.errors import ImageError
-from mlpack.oci.digest import parse_digest, sha256_digest
+from mlpack.oci.digest import file_digest, parse_digest, sha256_digest
 
 HEX = hashlib.sha256(b"abc").hexdigest()
 
 
 def test_sha256_digest() -> None:
     assert sha256_digest(b"abc") == "sha256:" + HEX
+
+
+def test_file_digest_reads_past_one_block(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 8193  # over 2 MiB: several reads
+    (tmp_path / "f").write_bytes(data)
+    assert file_digest(tmp_path / "f") == sha256_digest(data)
 
 
 def test_parse_valid() -> None:

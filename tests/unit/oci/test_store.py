@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import io
@@ -23,7 +24,7 @@ from mlpack.errors import ImageError
 from mlpack.oci.documents import chain_id
 from mlpack.oci.layer_stream import ExpansionLimit
 from mlpack.oci.snapshots import rootfs, unpack
-from mlpack.oci.store import Store, tree_size
+from mlpack.oci.store import Store, disk_error, tree_size
 from mlpack.oslib.fs import remove_tree as real_remove_tree
 from tests.conftest import require
 from tests.oci_fixtures import add_layer_image, busybox_image, sha256_file
@@ -447,3 +448,17 @@ def test_gzip_bomb_in_the_store_leaves_nothing_behind(tmp_path: Path) -> None:
     assert list((store.root / "tmp").iterdir()) == []
     assert list((store.root / "layers").iterdir()) == []
     assert list((store.root / "rootfs").iterdir()) == []
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_or_quota_is_one_error(tmp_path: Path, code: int) -> None:
+    """EDQUOT (a user's quota) is reported as a full disk, as ENOSPC is: mlpack.oslib.fs.NO_SPACE."""
+    error = disk_error(OSError(code, os.strerror(code)), tmp_path)
+    assert "no space left" in error.message
+    assert "MLPACK_HOME" in error.hint
+
+
+def test_any_other_write_error_points_at_permissions(tmp_path: Path) -> None:
+    error = disk_error(OSError(errno.EACCES, os.strerror(errno.EACCES)), tmp_path)
+    assert "cannot write to the image store" in error.message
+    assert "permissions" in error.hint
