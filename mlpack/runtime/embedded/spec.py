@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlpack.errors import ConfigError
-from mlpack.oslib.linux import MAX_ID
+from mlpack.oslib.linux import DEFAULT_PATH, MAX_ID
 from mlpack.runtime.seccomp_profile import default_profile
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ MASKED_PATHS = (
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 INIT_PATH = "/dev/init"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM = str(1 << 30)  # 1 GiB without a memory limit (a cap, not an allocation), as docker.py
 
 
