@@ -210,7 +210,6 @@ def resolve_cdi(
     kind: str = GPU_KIND,
     spec_dirs: tuple[Path, ...] | None = None,
     driver_file: Path = DRIVER_VERSION_FILE,
-    check_hooks: bool = True,
 ) -> CdiEdits:
     """Resolve ``--gpus all|N|ID[,ID...]`` into the merged container edits.
 
@@ -234,9 +233,8 @@ def resolve_cdi(
         raise ContainerError(msg, hint=GENERATE_HINT)
     chosen = _select(gpus, devices, kind)
     edits = merge_edits(chosen)
-    if check_hooks:
-        for hook in edits.hooks:
-            check_hook(hook)
+    for hook in edits.hooks:
+        check_hook(hook)
     return edits
 
 
