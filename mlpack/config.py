@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from mlpack.errors import ConfigError
 from mlpack.oslib.fs import atomic_write
 from mlpack.paths import CONFIG_FILE, PYPROJECT_FILE
@@ -174,6 +171,9 @@ def _str_list(value: object, where: str, field: str) -> tuple[str, ...]:
 
 
 def _requirement(text: str, where: str, field: str) -> str:
+    # packaging is imported where a requirement is checked: `analyze` reads only import settings.
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         Requirement(text)
     except InvalidRequirement as exc:
@@ -385,6 +385,8 @@ def _analysis_keys(
     deps: dict[str, Any], where: str
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]:
     """``groups``, ``ignore-imports``, ``import-map`` and ``exclude`` of ``[dependencies]``."""
+    from packaging.utils import canonicalize_name
+
     from mlpack.analyze.reach import GROUPS
 
     groups = _str_list(deps.get("groups", list(DEFAULT_GROUPS)), where, "dependencies.groups")
@@ -570,6 +572,9 @@ def _add_missing(key: str, current: list[Any], value: list[Any]) -> None:
 
 
 def _entry_name(item: object) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     text = item.get("requirement", "") if isinstance(item, dict) else str(item)
     try:
         return canonicalize_name(Requirement(str(text)).name)

@@ -63,7 +63,6 @@ def render_template(name: str, **context: Any) -> str:
 
 def render_dockerfile(spec: ImageSpec) -> str:
     """The spec as a classic-builder Dockerfile (REPRODUCIBILITY.md §8)."""
-    from mlpack.base.debian import SCRUB
     from mlpack.spec import EJECT_DIR, commands
 
     venv = next((s.name for s in spec.steps if s.role == "interpreter"), "")
@@ -78,7 +77,7 @@ def render_dockerfile(spec: ImageSpec) -> str:
         log_dir=commands.LOG,
         install=commands.INSTALL,
         checksums=commands.CHECKSUMS,
-        scrub=SCRUB,
+        deleted=commands.DELETED,
     )
 
 

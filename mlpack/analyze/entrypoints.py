@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.analysis import Entrypoint, EntrypointKind
-from mlpack.analyze.reach import area_of
+from mlpack.analyze.reach import ModuleIndex, area_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,8 +78,9 @@ def analyze_entrypoints(
     """Find every entrypoint and order them, most likely first."""
     found: list[tuple[int, Entrypoint]] = []
     files = tree.names()
+    index = ModuleIndex(files, tree.dirs)
     for path in sorted(facts):
-        found.extend(_from_facts(path, facts[path], files))
+        found.extend(_from_facts(path, facts, files, index))
     found.extend(_console_scripts(tree, files, warnings))
     found.extend(_procfile(tree, files, warnings))
     found.extend(_makefile(tree, files, warnings))
@@ -188,8 +189,11 @@ def _ep(
     return Entrypoint(kind=kind, command=command, path=path, source=source, name=name)
 
 
-def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tuple[int, Entrypoint]]:
+def _from_facts(
+    path: str, every: Mapping[str, FileFacts], files: frozenset[str], index: ModuleIndex
+) -> list[tuple[int, Entrypoint]]:
     """The entrypoints one file defines, each with its score (a higher score ranks first)."""
+    facts = every[path]
     folder = path.rpartition("/")[0]
     script = facts.script if not folder or f"{folder}/__init__.py" not in files else 0
     if not (facts.apps or facts.main or script or path.rpartition("/")[2] == "__main__.py"):
@@ -199,10 +203,14 @@ def _from_facts(path: str, facts: FileFacts, files: frozenset[str]) -> list[tupl
     stem = path.rpartition("/")[2][:-3]
     module = _module_path(path, files)
     ui = _ui_framework(facts)
-    if ui == "streamlit":
+    if ui == "streamlit" or (ui is None and _star_streamlit(path, every, index)):
         command: tuple[str, ...] = ("streamlit", "run", path, *STREAMLIT_COMMAND)
         line = facts.main or script or 1
-        return [(185 - 5 * _depth(path), _ep("inference", command, path, f"{path}:{line}", stem))]
+        # Evidence through a helper module is less specific: such an app ranks by its name.
+        score = 185 - 5 * _depth(path)
+        if ui is None:
+            score = _script_score(path, stem, "inference", guarded=bool(facts.main))
+        return [(score, _ep("inference", command, path, f"{path}:{line}", stem))]
     found = _apps(path, facts, files) if module is not None else []
     if stem == "__main__":
         return found + _package_main(path, facts, files)
@@ -300,6 +308,22 @@ def _ui_framework(facts: FileFacts) -> str | None:
         if top in {"streamlit", "gradio"} and not flags:
             return top
     return None
+
+
+def _star_streamlit(path: str, every: Mapping[str, FileFacts], index: ModuleIndex) -> bool:
+    """Whether a module-level star import of an own module brings in Streamlit's ``st``.
+
+    ``from helpers import *`` of a module that does ``import streamlit as st``
+    (Stability-AI/generative-models' demos).
+    """
+    for module, _, flags, names in every[path].imports:
+        if flags or "*" not in names:
+            continue
+        for target in index.targets(path, module, ())[-1:]:
+            star = every.get(target)
+            if star is not None and target != path and _ui_framework(star) == "streamlit":
+                return True
+    return False
 
 
 def _script_command(

@@ -187,9 +187,13 @@ class Extractor(ast.NodeVisitor):
                 self._os.add(alias.asname or "os")
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        """A from-import: relative ones keep their dots; namespace roots name the submodule."""
+        """A from-import: relative ones keep their dots; namespace roots name the submodule.
+
+        A star import keeps its ``*``: the names of the module it reads become the file's own
+        (``from helpers import *`` of a module that does ``import streamlit as st``).
+        """
         line, flags = self._line(node), self._flags()
-        names = tuple(alias.name for alias in node.names if alias.name != "*")
+        names = tuple(alias.name for alias in node.names)
         if node.level:
             self.imports.append(("." * node.level + (node.module or ""), line, flags, names))
             return
@@ -198,7 +202,8 @@ class Extractor(ast.NodeVisitor):
         if node.module.split(".", 1)[0] in NAMESPACE_ROOTS:
             # `from google.cloud import storage` imports google.cloud.storage.
             for name in names:
-                self.imports.append((f"{node.module}.{name}", line, flags, ()))
+                if name != "*":
+                    self.imports.append((f"{node.module}.{name}", line, flags, ()))
         else:
             self.imports.append((node.module, line, flags, names))
         if node.module == "os":

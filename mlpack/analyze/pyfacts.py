@@ -49,9 +49,11 @@ NAMESPACE_ROOTS: Final = frozenset(
     }
 )
 # A column-0 statement that does work when the file runs: a loop, a ``with`` or a bare call
-# (``main()``, ``torch.manual_seed(0)``) but not set-up calls that modules make too.
+# (``main()``, ``torch.manual_seed(0)``) but not set-up calls that modules make too. Searched
+# after a newline (the text gets one in front): a pattern that starts with a literal lets the
+# regex engine skip from line to line, where ``^`` would be tried at every character.
 _SCRIPT_LINE: Final = re.compile(
-    r"^(?:(?:async[ \t]+)?(?:for|while|with)\b[^\n]*:[ \t]*(?:#[^\n]*)?$"
+    r"\n(?:(?:async[ \t]+)?(?:for|while|with)\b[^\n]*:[ \t]*(?:#[^\n]*)?$"
     r"|(?!(?:logging|warnings|sys|os|app|router|load_dotenv|register|setattr|mp|multiprocessing"
     r"|torch\.backends|pd\.set_option|np\.set_printoptions|print_function)\b)"
     r"[A-Za-z_][\w.]*\()",
@@ -66,8 +68,8 @@ class FileFacts:
 
     - ``imports``: (dotted module, line, flags, names) for imports, ``importlib`` and
       ``__import__`` literals; relative ones keep their dots (``..pkg``), ``names`` are what a
-      ``from`` import takes (a name may be a submodule); ``flags`` holds ``OPTIONAL``,
-      ``GUARDED`` and ``LAZY``; ``TYPE_CHECKING`` imports are left out;
+      ``from`` import takes (a name may be a submodule; ``*`` for a star import); ``flags``
+      holds ``OPTIONAL``, ``GUARDED`` and ``LAZY``; ``TYPE_CHECKING`` imports are left out;
     - ``sys_path``: folders added to ``sys.path``, ``"file:<rel>"`` relative to the file's folder
       or ``"cwd:<rel>"`` for a literal relative path;
     - ``script``: line of the first column-0 statement that does work (a loop or a bare call):
@@ -150,10 +152,11 @@ def facts_for(path: str, data: bytes) -> FileFacts:
     found = _source_facts(data)
     if found.error is not None or found.main:
         return found
-    match = _SCRIPT_LINE.search(data.decode("utf-8", "replace"))
+    text = "\n" + data.decode("utf-8", "replace")
+    match = _SCRIPT_LINE.search(text)
     if match is None:
         return found
-    return replace(found, script=data.count(b"\n", 0, match.start()) + 1)
+    return replace(found, script=text.count("\n", 0, match.start() + 1))
 
 
 def _extractor() -> Extractor:

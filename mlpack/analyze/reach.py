@@ -156,7 +156,7 @@ class Reach:
 def module_graph(tree: RepoTree, facts: Mapping[str, FileFacts]) -> dict[str, list[Edge]]:
     """Return each file's edges to the repository's own modules it imports."""
     files = tree.names()
-    index = _Index(files, tree.dirs)
+    index = ModuleIndex(files, tree.dirs)
     shared = _shared_roots(tree, facts)
     graph: dict[str, list[Edge]] = {}
     # The shared roots answer the same import the same way in every file (numpy, torch...).
@@ -213,7 +213,9 @@ def _own_roots(path: str, files: frozenset[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Index:
+class ModuleIndex:
+    """The repository's files and folders, to find the files an import of its own modules runs."""
+
     files: frozenset[str]
     dirs: frozenset[str]
 
@@ -230,6 +232,7 @@ class _Index:
         return names
 
     def module_file(self, base: str, dotted: str) -> str | None:
+        """The file of module ``dotted`` below ``base``: ``x.py`` or ``x/__init__.py``."""
         stem = posixpath.join(base, dotted.replace(".", "/"))
         for candidate in (f"{stem}.py", f"{stem}/__init__.py"):
             if candidate in self.files:
@@ -255,13 +258,21 @@ class _Index:
         return found
 
     def absolute(self, module: str, names: tuple[str, ...], roots: Iterable[str]) -> list[str]:
+        """The files an absolute import runs, below the first of ``roots`` that has them."""
         for root in roots:
             found = self.resolve_in(root, module, names)
             if found:
                 return found
         return []
 
+    def targets(self, path: str, module: str, names: tuple[str, ...]) -> list[str]:
+        """The files one import of ``path`` runs, from its own roots, else the repository's."""
+        if module.startswith("."):
+            return self.relative(path, module, names)
+        return self.absolute(module, names, (*_own_roots(path, self.files), ""))
+
     def relative(self, path: str, module: str, names: tuple[str, ...]) -> list[str]:
+        """The files a relative import (``..pkg``) of ``path`` runs."""
         level = len(module) - len(module.lstrip("."))
         base = path.rpartition("/")[0]
         for _ in range(level - 1):
@@ -326,7 +337,7 @@ def _entry_files(tree: RepoTree, entry: Entrypoint, files: frozenset[str]) -> li
         except OSError:
             text = ""
         words.extend(_PY_TOKEN.findall(text[: 2**20]))
-    index = _Index(files, tree.dirs)
+    index = ModuleIndex(files, tree.dirs)
     found: list[str] = []
     for i, word in enumerate(words):
         if word.endswith(".py"):
@@ -362,7 +373,7 @@ def reach(
 
 def config_targets(tree: RepoTree, roots: Iterable[str]) -> dict[str, str]:
     """The own modules the project's configs name as targets -> the first ``config:line``."""
-    index = _Index(tree.names(), tree.dirs)
+    index = ModuleIndex(tree.names(), tree.dirs)
     roots = tuple(roots)
     found: dict[str, str] = {}
     for entry in tree.with_suffix(*CONFIG_SUFFIXES):

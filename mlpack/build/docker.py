@@ -28,7 +28,7 @@ from mlpack.errors import BuildError, ImageError
 from mlpack.oci.archive import export_image, import_archive
 from mlpack.paths import cache_folder
 from mlpack.render import context_files, render_dockerfile
-from mlpack.spec import EJECT_DIR, CodeStep, SystemStep, WheelStep
+from mlpack.spec import EJECT_DIR, CodeStep, SystemStep, WheelStep, commands
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from mlpack.spec import ImageSpec, Step
 
 DOCKERFILE: Final = f"{EJECT_DIR}/Dockerfile"
+_DELETES: Final = (
+    f"< {commands.LOG}/{commands.DELETED}"  # the final stage's RUN of dpkg's deletions
+)
 _TAIL: Final = 15  # log lines shown when a step fails
 
 
@@ -203,8 +206,9 @@ def _result(spec: ImageSpec, store: Store, digest: str, tag: str) -> BuildResult
     """The stored image's layers, named after the plan's steps.
 
     The classic builder's history says ``COPY dir:<hash> in /opt/venv/``, not which stage it
-    came from, so layers are matched in plan order: the copy into ``/`` is the system step,
-    copies into the prefix are the venv and wheel steps in turn, the copy into the workdir is
+    came from, so layers are matched in plan order: the copy into ``/`` and the RUN that
+    deletes what dpkg deleted are the system step's (two layers: a COPY cannot delete), copies
+    into the prefix are the venv and wheel steps in turn, the copy into the workdir is
     the code.
     """
     image = store.image(digest)
@@ -226,7 +230,7 @@ def _result(spec: ImageSpec, store: Store, digest: str, tag: str) -> BuildResult
             step = next(into_prefix, None)
         elif f" in {spec.workdir}/" in created_by:
             step = by_role.get("code")
-        elif created_by.rstrip().endswith(" in /"):
+        elif created_by.rstrip().endswith(" in /") or _DELETES in created_by:
             step = by_role.get("system")
         name, role = (step.name, step.role) if step else ("docker", None)
         layers.append(

@@ -156,6 +156,7 @@ class EmbeddedBuilder:
             diff_id=layer.diff_id,
             size=layer.size,
             cached=hit,
+            pyc_dropped=() if hit else recipe.pyc_dropped(),
         )
 
     def _compressed(self, key: str) -> str:
@@ -218,7 +219,8 @@ class EmbeddedBuilder:
     def _wheel_recipe(self, step: WheelStep, *, spec: ImageSpec, staging: Path) -> _Recipe:
         """Install the step's wheels, then compile their bytecode where the image's Python runs.
 
-        A compile that fails leaves the layer as it is without bytecode, cached under that key.
+        A compile that fails leaves the layer as it is without bytecode, cached under that key;
+        the .pyc that two compiles disagree on are left out of the layer, which keeps its key.
         """
         plain = step_key(step.key(), installer.__version__, "no-bytecode")
         runner = self.runner if self._compiles(spec) else None
@@ -227,8 +229,9 @@ class EmbeddedBuilder:
         # The .pyc bytes are the base interpreter's: the base digest is part of the key.
         python = spec.interpreter
         key = step_key(step.key(), installer.__version__, commands.BYTECODE_MODE,
-                       commands.COMPILE_SCRIPT, spec.base_digest, python)  # fmt: skip
-        compiled: list[bool] = []
+                       commands.COMPILE_SCRIPT, bytecode.RULES, spec.base_digest,
+                       python)  # fmt: skip
+        compiled: list[bytecode.Bytecode] = []
 
         def stage_and_compile() -> tuple[str, ...]:
             self._stage_wheels(step, staging)
@@ -237,7 +240,8 @@ class EmbeddedBuilder:
             return ()
 
         return _Recipe(key=key, fill=stage_and_compile,
-                       stored_key=lambda: key if all(compiled) else plain)  # fmt: skip
+                       stored_key=lambda: key if all(c.compiled for c in compiled) else plain,
+                       pyc_dropped=lambda: tuple(p for c in compiled for p in c.dropped))  # fmt: skip
 
     def _compiles(self, spec: ImageSpec) -> bool:
         """Whether the wheel layers get bytecode: the image's Python must run here."""
@@ -283,6 +287,7 @@ class _Recipe:
     modes: Mapping[str, int] = field(default_factory=dict)
     preserve: bool = False  # keep the entries' modes and owners (a diff of the base's tree)
     stored_key: Callable[[], str] | None = None  # the key the layer is cached under, if not key
+    pyc_dropped: Callable[[], tuple[str, ...]] = tuple  # after fill: .pyc left out (unstable)
 
 
 @contextlib.contextmanager

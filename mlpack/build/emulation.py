@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlpack.errors import BuildError
-from mlpack.oslib.binfmt import BINFMT, INSTALL_HINT, can_run, host_machine
+from mlpack.oslib.binfmt import BINFMT, can_run, host_machine, install_hint
 from mlpack.vocabulary import MACHINES
 
 if TYPE_CHECKING:
@@ -32,10 +32,11 @@ def require_execution(platform: str, what: str, *, binfmt: Path | None = None) -
     machine = MACHINES[platform]  # type: ignore[index]
     msg = (
         f"{what} must run {platform} programs in the base, and this {host_machine()} host "
-        f"cannot: no qemu-{machine} handler is registered with binfmt_misc ({binfmt})"
+        f"cannot: no qemu-{machine} handler with the F (fix-binary) flag, which containers "
+        f"need, is registered with binfmt_misc ({binfmt})"
     )
     raise BuildError(
         msg,
-        hint=f"{INSTALL_HINT} (it registers the handlers), or build on a {platform} host; "
+        hint=f"{install_hint(machine)}, or build on a {platform} host; "
         "a lock of wheels only needs no emulation",
     )

@@ -22,6 +22,8 @@ class LayerResult:
     diff_id: str
     size: int
     cached: bool
+    # .pyc left out because two compiles gave different bytes (in-image paths; this build's)
+    pyc_dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,13 +5,15 @@ mlpack home), and a container of the base (the embedded runtime, handed in by th
 a ``StepRunner``) installs them all in one ``dpkg -i``, so dpkg orders their configuration,
 with the files mounted read-only and no network: nothing but those bytes can reach the layer.
 The container lists the filesystem before and after and tars the entries created or changed
-(by ctime) plus the list of deleted paths into a mounted folder. The host applies that tar with
-the safe layer applier, removes what varies between runs (logs, dpkg backups, ldconfig's
-aux-cache: REPRODUCIBILITY.md §4), and the layer writer packs it with the entries' own modes
-and owners and a fixed mtime.
+(by ctime), less what varies between runs (logs, caches, dpkg backups, ldconfig's aux-cache,
+``__pycache__``: ``commands.HYGIENE``, REPRODUCIBILITY.md §4), plus the list of deleted paths,
+into mounted folders. The host applies that tar with the safe layer applier, the deleted paths
+become whiteouts, and the layer writer packs it with the entries' own modes and owners and a
+fixed mtime.
 
 The script is ``mlpack.spec.commands.SYSTEM_SCRIPT``: the Dockerfile's system stage runs the
-same one on the same files, so both builders install one pin the same way, offline.
+same one on the same files, hygiene included, and deletes the same paths in its final stage,
+so both builders install one pin the same way, offline, into the same files.
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
 
-from mlpack.base.debian import scrub_rootfs
 from mlpack.errors import BuildError, LockError
 from mlpack.lock.wheelhouse import download
 from mlpack.oci import mediatypes
 from mlpack.oci.layer_applier import apply_layer
 from mlpack.progress import reporter
-from mlpack.spec.commands import DEBS, LOG, OUT, SYSTEM_SCRIPT
+from mlpack.spec.commands import DEBS, DELETED, LOG, OUT, SYSTEM_SCRIPT
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -69,8 +70,7 @@ def stage_system(
     with (out / "changes.tar").open("rb") as fh:
         # A package may install setuid helpers: keep the bits, as the package does.
         apply_layer(fh, staging, media_type=mediatypes.OCI_LAYER, keep_setid=True)
-    scrub_rootfs(staging)
-    deleted = [line.lstrip("/") for line in (log / "deleted").read_text().splitlines() if line]
+    deleted = [line.lstrip("/") for line in (log / DELETED).read_text().splitlines() if line]
     gone = set(deleted)
     # Whiteout the top of each deleted tree only: its children go with it.
     return tuple(p for p in deleted if p.rpartition("/")[0] not in gone)

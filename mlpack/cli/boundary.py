@@ -15,13 +15,14 @@ nothing on success (BENCHMARKS B1).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Final
 
 from mlpack import __version__
 from mlpack.errors import EXIT_BROKEN_PIPE, EXIT_BUG, EXIT_INTERRUPTED, MlpackError
 
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Final
 
 ISSUES_URL: Final = "https://github.com/mlpack-env/mlpack/issues"
 

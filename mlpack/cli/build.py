@@ -31,7 +31,13 @@ def _as_json(result: BuildResult) -> dict[str, object]:
         "image": result.reference,
         "digest": result.digest,
         "layers": [
-            {"digest": x.digest, "size": x.size, "role": x.role or "base", "cached": x.cached}
+            {
+                "digest": x.digest,
+                "size": x.size,
+                "role": x.role or "base",
+                "cached": x.cached,
+                "pyc_dropped": list(x.pyc_dropped),
+            }
             for x in result.layers
         ],
         "backend": result.backend,

@@ -12,13 +12,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
 
 from mlpack.cli.boundary import guarded
 from mlpack.errors import ConfigError
 
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import NoReturn
 
     from mlpack.runtime.embedded.spawn import HelperProcess
 

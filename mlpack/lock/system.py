@@ -20,7 +20,7 @@ from mlpack.analyze.debian import debian13_name, spellings
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock.host_apt import HostAptRunner
 from mlpack.lock.lockdata import SystemPackagePin
-from mlpack.oslib.binfmt import INSTALL_HINT, can_run
+from mlpack.oslib.binfmt import can_run, install_hint
 from mlpack.progress import reporter
 from mlpack.vocabulary import MACHINES
 
@@ -126,7 +126,8 @@ def pin_system(
     if foreign and not can_run(MACHINES[platform]):
         rep.notice(
             f"building this {platform} image installs {', '.join(foreign)} with dpkg in the base, "
-            f"which needs emulation here: {INSTALL_HINT}, or remove them from mlpack.toml"
+            f"which needs emulation here: {install_hint(MACHINES[platform])}; or remove them "
+            "from mlpack.toml"
         )
     return pins
 
@@ -143,7 +144,9 @@ def _host_apt(
         return None
     if base_rootfs is None:
         msg = f"cannot pin the {platform} system packages ({', '.join(wanted)}) on this host"
-        raise LockError(msg, hint=f"{INSTALL_HINT}, or lock on a {platform} host")
+        raise LockError(
+            msg, hint=f"{install_hint(MACHINES[platform])}, or lock on a {platform} host"
+        )
     arch = platform.partition("/")[2]
     return HostAptRunner(base_rootfs(base.digest), arch=arch, state=workdir / "apt")
 

@@ -1,8 +1,8 @@
 """Layer compressors: tar bytes in, a compressed blob out, with diff_id, digest and size.
 
 Three compressors, each a fixed identity (REPRODUCIBILITY.md §2): one gzip stream (the default
-of ``write_layer``), gzip deflated in parallel blocks as pigz does (what ``mlpack build`` writes),
-and zstd (opt-in). The bytes of each depend only on the tar, its identity and the library
+of ``write_layer``, system zlib), gzip deflated in parallel blocks as pigz does (what ``mlpack
+build`` writes, with the zlib-ng that the pinned ``zlib-ng`` package bundles), and zstd (opt-in). The bytes of each depend only on the tar, its identity and the library
 versions, never on the number of cores. The layer writer feeds a compressor tar bytes with
 ``write`` and file contents with ``read_from``, which reads straight into the compressor's
 buffer where it has one (the parallel gzip one), so a 1 GB layer is not copied around in Python.
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 # The parallel gzip block: pigz's default size. Part of the output's identity.
 PARALLEL_BLOCK: Final = 128 * 1024
 _WINDOW: Final = 32 * 1024  # deflate's window: what a block may refer back to
-# pigz's memLevel (zlib's default): 12% less CPU than 9 on wheel contents, and no larger.
+# pigz's memLevel (zlib's default). zlib-ng's hash table does not depend on it; its pending
+# buffer (and so where a deflate block ends) does, so it is part of the identity.
 _BLOCK_MEM_LEVEL: Final = 8
 _STREAM_MEM_LEVEL: Final = 9  # the single stream's, as its golden digests were recorded
 # Bytes per task handed to a worker thread: a batch of blocks, so the pool's bookkeeping (and
@@ -102,6 +103,22 @@ def zstandard() -> ModuleType:
     return zstd
 
 
+def zlib_ng() -> ModuleType:
+    """The ``zlib_ng`` module: the parallel gzip writer's deflate, imported when it first runs.
+
+    zlib-ng deflates a torch-sized layer at level 6 in about a third of zlib's CPU (bench/README.md
+    B9p), for a 3-4 % larger output. Its bytes differ from zlib's and between zlib-ng versions,
+    so mlpack pins the package (which bundles its own zlib-ng, whatever the system has) and the
+    identity names the version.
+    """
+    try:
+        from zlib_ng import zlib_ng as module  # a compiled module small commands never need
+    except ImportError as exc:
+        msg = "gzip layers need the 'zlib-ng' package, which is not installed"
+        raise ImageError(msg, hint="reinstall mlpack (pip install mlpack-env) to get it") from exc
+    return module
+
+
 def identity(compression: Compression, *, level: int = 6, blocks: bool = True) -> str:
     """The compressor's identity: what, besides the tar, decides a blob's bytes.
 
@@ -114,9 +131,8 @@ def identity(compression: Compression, *, level: int = 6, blocks: bool = True) -
         return f"zstd-{ZSTD_LEVEL}-w{_ZSTD_WINDOW_LOG}-j{_ZSTD_JOB_SIZE}-mt-zstd{version}"
     if blocks:
         shape = f"blocks-{PARALLEL_BLOCK}-mem{_BLOCK_MEM_LEVEL}"
-    else:
-        shape = f"stream-mem{_STREAM_MEM_LEVEL}"
-    return f"gzip-{level}-{shape}-zlib{zlib.ZLIB_RUNTIME_VERSION}"
+        return f"gzip-{level}-{shape}-zlibng{zlib_ng().ZLIBNG_RUNTIME_VERSION}"
+    return f"gzip-{level}-stream-mem{_STREAM_MEM_LEVEL}-zlib{zlib.ZLIB_RUNTIME_VERSION}"
 
 
 def open_sink(out: Output, compression: Compression, *, level: int | None, blocks: bool) -> Sink:
@@ -238,9 +254,9 @@ class _BlockGzipSink:
     Tar bytes and file contents land directly in a task buffer of ``_TASK`` bytes (files are
     read into it, not copied through Python bytes). A full buffer is deflated, a block at a
     time, on a worker, while one ordered thread hashes the tar (diff_id, CRC32), then takes the
-    deflated tasks in stream order, writes them out and hashes them (the digest). zlib and
+    deflated tasks in stream order, writes them out and hashes them (the digest). zlib-ng and
     hashlib release the GIL, so the workers use every core and this thread only reads files;
-    at most two tasks per worker are in flight.
+    at most two tasks per worker are in flight. Deflate and CRC32 are zlib-ng's (``zlib_ng``).
     """
 
     def __init__(self, out: Output, level: int, workers: int) -> None:
@@ -249,6 +265,7 @@ class _BlockGzipSink:
         self._crc = 0
         self._isize = 0
         self._level = level
+        self._zlib = zlib_ng()
         self._workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="mlpack-deflate")
         self._ordered = ThreadPoolExecutor(1, thread_name_prefix="mlpack-layer-out")
@@ -290,7 +307,7 @@ class _BlockGzipSink:
         window = self._window
         if len(task) >= _WINDOW:
             self._window = bytes(task[-_WINDOW:])
-        deflated = self._pool.submit(_deflate_task, task, window, self._level, final)
+        deflated = self._pool.submit(_deflate_task, self._zlib, task, window, self._level, final)
         absorb = self._ordered.submit(self._context.run, self._absorb, task, deflated)
         self._pending.append(absorb)
         self._task = bytearray(_TASK)
@@ -301,7 +318,7 @@ class _BlockGzipSink:
 
     def _absorb(self, task: bytes | bytearray, deflated: Future[bytes]) -> None:
         """On the ordered thread: account for one task's tar bytes, then write its output."""
-        self._crc = zlib.crc32(task, self._crc)
+        self._crc = self._zlib.crc32(task, self._crc)  # 6x zlib's speed (PCLMULQDQ), same value
         self._isize += len(task)
         self._diff.update(task)
         self._blob.emit(deflated.result())
@@ -321,7 +338,11 @@ class _BlockGzipSink:
 
 
 def _deflate_task(
-    task: bytes | bytearray, window: bytes | memoryview, level: int, final: bool
+    deflate: ModuleType,
+    task: bytes | bytearray,
+    window: bytes | memoryview,
+    level: int,
+    final: bool,
 ) -> bytes:
     """Deflate the blocks of one task in order, each primed with the 32 KiB before it.
 
@@ -333,23 +354,28 @@ def _deflate_task(
     out = []
     for start in range(0, full, PARALLEL_BLOCK):
         block = view[start : start + PARALLEL_BLOCK]
-        out.append(_deflate_block(block, window, level, final=False))
+        out.append(_deflate_block(deflate, block, window, level, final=False))
         window = block[-_WINDOW:]
     if final:
-        out.append(_deflate_block(view[full:], window, level, final=True))
+        out.append(_deflate_block(deflate, view[full:], window, level, final=True))
     return b"".join(out)
 
 
 def _deflate_block(
-    block: bytes | memoryview, window: bytes | memoryview, level: int, *, final: bool
+    deflate: ModuleType,
+    block: bytes | memoryview,
+    window: bytes | memoryview,
+    level: int,
+    *,
+    final: bool,
 ) -> bytes:
     """Raw deflate of one block primed with ``window``; sync-flushed, or finished if ``final``."""
-    make: Callable[..., zlib._Compress] = zlib.compressobj
-    args = (level, zlib.DEFLATED, -15, _BLOCK_MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY)
-    compressor = make(*args, window) if window else make(*args)
-    return compressor.compress(block) + compressor.flush(
-        zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
+    args = (level, deflate.DEFLATED, -15, _BLOCK_MEM_LEVEL, deflate.Z_DEFAULT_STRATEGY)
+    compressor = deflate.compressobj(*args, window) if window else deflate.compressobj(*args)
+    data: bytes = compressor.compress(block) + compressor.flush(
+        deflate.Z_FINISH if final else deflate.Z_SYNC_FLUSH
     )
+    return data
 
 
 class _ZstdSink(_StreamSink):

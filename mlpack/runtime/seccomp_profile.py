@@ -7,7 +7,10 @@ Data and builder only, shared by both backends: the embedded runtime compiles it
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 # The allowlist of moby's profiles/seccomp/default.json (as shipped in containers-common for
 # Debian 12), without the calls moby grants only with a capability: those are in CAP_GATED

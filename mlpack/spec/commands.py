@@ -11,6 +11,8 @@ from __future__ import annotations
 import shlex
 from typing import Final
 
+from mlpack.base.debian import SCRUB
+
 # The system packages: the lock's .deb files under DEBS (read-only), dpkg's log and the file
 # lists under LOG, the tar of what dpkg created or changed under OUT.
 DEBS: Final = "/mlpack-debs"
@@ -18,6 +20,20 @@ OUT: Final = "/mlpack-out"
 LOG: Final = "/mlpack-log"
 INSTALL: Final = "install.sh"  # SYSTEM_SCRIPT, as the Dockerfile's system stage runs it
 CHECKSUMS: Final = "SHA256SUMS"
+DELETED: Final = "deleted"  # under LOG: the paths dpkg deleted, one a line
+
+
+def _ere(pattern: str) -> str:
+    """A SCRUB glob (relative to /, ``*`` within one name) as an anchored ERE for ``grep -E``:
+    the path and everything under it.
+    """
+    return "^/" + pattern.replace(".", r"\.").replace("*", "[^/]*") + "(/|$)"
+
+
+# What the step leaves that varies between runs (REPRODUCIBILITY.md §4): the base rootfs's
+# SCRUB list, the __pycache__ written during the step, /etc/machine-id (left absent, or the
+# base's). The script keeps them out of changes.tar, so both builders get a clean tree.
+HYGIENE: Final = "|".join((*map(_ere, SCRUB), "/__pycache__(/|$)", "^/etc/machine-id$"))
 # Mount targets, the kernel's filesystems and scratch space are never content.
 SYSTEM_SCRIPT: Final = rf"""set -eu
 skip='^/$|^/(proc|sys|dev|run|tmp|mlpack-debs|mlpack-out|mlpack-log)(/|$)|^/etc/(hosts|hostname|resolv\.conf)$'
@@ -26,9 +42,9 @@ touch /tmp/.mlpack-stamp
 sleep 1
 DEBIAN_FRONTEND=noninteractive dpkg --install "$@" > {LOG}/dpkg.log 2>&1
 find / -xdev 2>/dev/null | grep -Ev "$skip" | LC_ALL=C sort > {LOG}/after
-LC_ALL=C comm -23 {LOG}/before {LOG}/after > {LOG}/deleted
-find / -xdev -cnewer /tmp/.mlpack-stamp 2>/dev/null | grep -Ev "$skip" | LC_ALL=C sort \
-  > {LOG}/changed
+LC_ALL=C comm -23 {LOG}/before {LOG}/after > {LOG}/{DELETED}
+find / -xdev -cnewer /tmp/.mlpack-stamp 2>/dev/null | grep -Ev "$skip" | grep -Ev '{HYGIENE}' \
+  | LC_ALL=C sort > {LOG}/changed
 tar --no-recursion --numeric-owner -cf {OUT}/changes.tar -T {LOG}/changed 2>> {LOG}/dpkg.log
 """
 

@@ -9,16 +9,20 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from mlpack.errors import ContainerError
 from mlpack.runtime.embedded import devices as dev
 from mlpack.runtime.embedded.cgroupfs import mount_types, self_path
 
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Version = Literal["v1", "v2", "hybrid", "none"]
+    Controller = Literal["memory", "cpu", "pids", "cpuset"]
+
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-Version = Literal["v1", "v2", "hybrid", "none"]
-Controller = Literal["memory", "cpu", "pids", "cpuset"]
 HINT_ROOT = (
     "run as root, or drop the limit; rootless limits need a cgroup v2 host with a delegated "
     "scope (systemd-run --user --scope -p Delegate=yes)"

@@ -20,12 +20,12 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from mlpack.errors import ContainerError
 from mlpack.runtime.embedded import state
 from mlpack.runtime.embedded.launcher import Helper, Launch, helper_process
 
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path

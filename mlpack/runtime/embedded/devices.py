@@ -23,15 +23,17 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ContainerError
 from mlpack.runtime.embedded import cgroupfs
 
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any, Literal
 
-Kind = Literal["a", "c", "b"]
+    Kind = Literal["a", "c", "b"]
+
 KINDS: dict[str, Kind] = {"a": "a", "b": "b", "c": "c"}
 NODE_KINDS: dict[str, Kind] = {"b": "b", "c": "c", "u": "c"}  # linux.devices types with a rule
 WILDCARD = -1

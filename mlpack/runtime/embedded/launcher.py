@@ -9,15 +9,16 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Self
 
 from mlpack.errors import ContainerError
 from mlpack.oslib import jsoncodec
 from mlpack.runtime.embedded.spawn import HelperProcess
 
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from os import PathLike
+    from typing import Any, Final, Self
 
     StrPath = str | PathLike[str]
 

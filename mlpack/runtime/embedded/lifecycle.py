@@ -12,7 +12,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
@@ -23,7 +22,10 @@ from mlpack.runtime.embedded import cgroups, devices, state
 from mlpack.runtime.embedded.container import Container
 from mlpack.runtime.embedded.launcher import Helper, Launch, relaying
 
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
+    from typing import Any
+
     from mlpack.runtime.embedded.spawn import HelperProcess
 
 OCI_VERSION = "1.0.2"

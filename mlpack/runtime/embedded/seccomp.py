@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from mlpack.errors import ContainerError
 from mlpack.oslib import jsoncodec
 from mlpack.runtime.seccomp_profile import EPERM
 
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
     from os import PathLike
     from typing import Any, Final

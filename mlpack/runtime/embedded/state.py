@@ -8,19 +8,19 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
 
 from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
 from mlpack.oslib import jsoncodec
 from mlpack.oslib.fs import atomic_write, remove_tree
 
+TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
     from os import PathLike
+    from typing import Any, Literal
 
     StrPath = str | PathLike[str]
-
-Status = Literal["creating", "created", "running", "stopped"]
+    Status = Literal["creating", "created", "running", "stopped"]
 
 
 def containers_root() -> Path:

@@ -8,7 +8,7 @@ from mlpack.analyze.analysis import Entrypoint
 from mlpack.analyze.entrypoints import analyze_entrypoints
 from mlpack.analyze.factcache import collect_facts
 from mlpack.analyze.walk import walk_repo
-from tests.unit.analyze.repo_helpers import make_repo
+from tests.unit.analyze.repo_helpers import make_repo, parse_mode  # noqa: F401  (fixture)
 
 MAIN = 'if __name__ == "__main__":\n    main()\n'
 
@@ -84,6 +84,32 @@ def test_streamlit_and_gradio_apps_are_inference(tmp_path: Path) -> None:
         ),
         "demo_app.py": ("inference", ("python", "demo_app.py")),
     }
+
+
+@pytest.mark.usefixtures("parse_mode")
+def test_streamlit_reached_through_a_star_import_of_an_own_module(tmp_path: Path) -> None:
+    """``from helpers import *`` of a module that does ``import streamlit as st`` is an app."""
+    helpers = "import streamlit as st\nimport torch\n\ndef show(x):\n    st.write(x)\n"
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "scripts/__init__.py": "",
+            "scripts/demo/__init__.py": "",
+            "scripts/demo/streamlit_helpers.py": helpers,
+            "scripts/demo/sampling.py": "from scripts.demo.streamlit_helpers import *\n"
+            + 'if __name__ == "__main__":\n    st.title("x")\n',
+            "scripts/demo/video.py": "from .streamlit_helpers import *\n" + MAIN,
+            # A plain import, or a star import under a guard, brings no ``st``.
+            "train.py": "import scripts.demo.streamlit_helpers\n" + MAIN,
+            "guarded.py": "try:\n    from scripts.demo.streamlit_helpers import *\n"
+            "except ImportError:\n    pass\n" + MAIN,
+        },
+    )
+    found = {e.path: e.command[:2] for e in entrypoints_of(root)}
+    assert found["scripts/demo/sampling.py"] == ("streamlit", "run")
+    assert found["scripts/demo/video.py"] == ("streamlit", "run")
+    assert found["train.py"] == ("python", "train.py")
+    assert found["guarded.py"] == ("python", "guarded.py")
 
 
 @pytest.mark.parametrize(

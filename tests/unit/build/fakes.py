@@ -22,13 +22,20 @@ CREATED = "2023-11-14T22:13:20Z"
 
 
 def make_wheel(
-    dest: Path, name: str = "hello", version: str = "1.0", *, metadata: str = ""
+    dest: Path,
+    name: str = "hello",
+    version: str = "1.0",
+    *,
+    metadata: str = "",
+    modules: tuple[str, ...] = (),
 ) -> WheelPin:
-    """A pure-Python wheel with a module and a console script ``<name>``; ``metadata`` adds
-    lines to its METADATA (e.g. ``License-Expression: MIT``).
+    """A pure-Python wheel with a package and a console script ``<name>``; ``metadata`` adds
+    lines to its METADATA (e.g. ``License-Expression: MIT``), ``modules`` more modules to the
+    package.
     """
     files = {
         f"{name}/__init__.py": b"def main():\n    print('hello')\n",
+        **{f"{name}/{module}.py": f"NAME = {module!r}\n".encode() for module in modules},
         f"{name}-{version}.dist-info/METADATA": (
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{metadata}".encode()
         ),

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 SITE = "opt/venv/lib/python3.11/site-packages"
 PYC = f"{SITE}/hello/__pycache__/__init__.{sys.implementation.cache_tag}.pyc"
+STABLE = f"{SITE}/hello/__pycache__/stable.{sys.implementation.cache_tag}.pyc"
+RECORD = f"{SITE}/hello-1.0.dist-info/RECORD"
 
 
 class FakePython:
@@ -52,9 +54,24 @@ class FakePython:
         host = dict(mounts)[folder]
         # A random seed outside: the script itself re-executes with PYTHONHASHSEED=0.
         env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
-        return subprocess.run(
+        code = subprocess.run(
             [sys.executable, *flags_and_script, str(host), in_image], env=env, check=False
         ).returncode
+        self.after(host)
+        return code
+
+    def after(self, site: Path) -> None:
+        """What the compile does beyond the real script (nothing here)."""
+
+
+class FlakyPython(FakePython):
+    """A compiler whose output for hello/__init__.py differs at every run, as marshal's
+    ``FLAG_REF`` choice can (python/cpython#98819): the other modules stay deterministic.
+    """
+
+    def after(self, site: Path) -> None:
+        pyc = site / "hello" / "__pycache__" / f"__init__.{sys.implementation.cache_tag}.pyc"
+        pyc.write_bytes(pyc.read_bytes() + len(self.calls).to_bytes(1, "little"))
 
 
 def build(
@@ -62,7 +79,7 @@ def build(
 ) -> tuple[Store, BuildResult]:
     store = store or Store(tmp / "store")
     (tmp / "wheels").mkdir(parents=True, exist_ok=True)
-    pin = make_wheel(tmp / "wheels")
+    pin = make_wheel(tmp / "wheels", modules=("stable",))
     spec = make_spec(make_base(store, tmp), (pin,))
     builder = EmbeddedBuilder(store, wheels={pin.sha256: tmp / "wheels" / pin.filename},
                               runner=runner)  # fmt: skip
@@ -91,8 +108,9 @@ def test_installed_packages_get_unchecked_hash_bytecode_for_their_in_image_path(
     assert pyc[8:16] == importlib.util.source_hash(source)  # the source's hash, no mtime
     code = marshal.loads(pyc[16:])
     assert code.co_filename == f"/{SITE}/hello/__init__.py"  # the image's path, not staging's
-    # The base's interpreter compiled it, in a container of the base, without network.
-    ((image, argv),) = python.calls
+    # The base's interpreter compiled it, twice (a fresh container each time), without network.
+    (image, argv), second = python.calls
+    assert second == (image, argv)
     assert image == store.image("localhost/base:1").digest
     assert argv[0] == "/usr/bin/python3"
     assert "UNCHECKED_HASH" in argv[4]
@@ -105,6 +123,54 @@ def test_bytecode_layers_are_identical_across_builds(tmp_path: Path) -> None:
     _, one = build(tmp_path / "a", FakePython())
     _, two = build(tmp_path / "b", FakePython())
     assert [x.digest for x in one.layers] == [x.digest for x in two.layers]
+    assert all(x.pyc_dropped == () for x in one.layers)
+
+
+def test_the_record_lists_the_compiled_files_sorted_after_installers_rows(tmp_path: Path) -> None:
+    """As pip lists what it compiles (empty hash and size), so `pip uninstall` removes them."""
+    store_a, one = build(tmp_path / "a", FakePython())
+    store_b, two = build(tmp_path / "b", FakePython())
+    record = files(store_a, one, "packages")[RECORD]
+    assert record == files(store_b, two, "packages")[RECORD]
+    rows = record.decode().splitlines()
+    tag = sys.implementation.cache_tag
+    assert rows[-2:] == [
+        f"hello/__pycache__/__init__.{tag}.pyc,,",
+        f"hello/__pycache__/stable.{tag}.pyc,,",
+    ]
+    assert any(row.startswith("hello/__init__.py,sha256=") for row in rows[:-2])  # installer's
+    # Every .pyc of the layer is listed: nothing is left for a RECORD reader to miss.
+    layer = files(store_a, one, "packages")
+    listed = {f"{SITE}/{row.split(',')[0]}" for row in rows}
+    assert {n for n in layer if n.endswith(".pyc")} <= listed
+
+
+def test_a_layer_without_bytecode_lists_none_in_its_record(tmp_path: Path) -> None:
+    with using(RecordingReporter()):
+        store, plain = build(tmp_path, None)
+    assert b".pyc" not in files(store, plain, "packages")[RECORD]
+
+
+def test_a_pyc_whose_two_compiles_differ_is_left_out_and_reported(tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    with using(reporter):
+        store, result = build(tmp_path / "a", FlakyPython())
+    layer = files(store, result, "packages")
+    assert PYC not in layer  # the unstable one: that module compiles at each start
+    assert STABLE in layer  # the compiles agreed on the rest of the layer
+    rows = layer[RECORD].decode().splitlines()
+    assert f"hello/__pycache__/stable.{sys.implementation.cache_tag}.pyc,," in rows
+    assert not [row for row in rows if "__pycache__/__init__." in row]
+    packages = next(x for x in result.layers if x.step == "packages")
+    assert packages.pyc_dropped == (f"/{PYC}",)
+    assert any(
+        "1 .pyc left out of the packages layer" in n and f"/{PYC}" in n for n in reporter.notices
+    )
+    # The layer is cached as built: the next build reuses it, with the same digest.
+    _, again = build(tmp_path / "a", FlakyPython(), store)
+    cached = next(x for x in again.layers if x.step == "packages")
+    assert cached.cached
+    assert cached.digest == packages.digest
 
 
 def test_layers_with_and_without_bytecode_never_share_a_cache_entry(tmp_path: Path) -> None:

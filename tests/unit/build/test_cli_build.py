@@ -52,6 +52,9 @@ def test_build_json_is_one_object_with_layers_base_first(
     layers = (
         LayerResult(step="base", role=None, digest="sha256:" + "a" * 64, diff_id="sha256:" + "b" * 64,
                     size=10, cached=True),
+        LayerResult(step="packages", role="packages", digest="sha256:" + "7" * 64,
+                    diff_id="sha256:" + "8" * 64, size=7, cached=False,
+                    pyc_dropped=("/opt/venv/lib/python3.11/site-packages/x/__pycache__/a.pyc",)),
         LayerResult(step="code", role="code", digest="sha256:" + "c" * 64, diff_id="sha256:" + "d" * 64,
                     size=5, cached=False),
     )  # fmt: skip
@@ -74,8 +77,14 @@ def test_build_json_is_one_object_with_layers_base_first(
     assert cli_app.run_app(["build", "--json", "--tag", "x/y:z", str(tmp_path)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["image"] == "localhost/demo:abc"
-    assert [x["role"] for x in doc["layers"]] == ["base", "code"]
-    assert [x["cached"] for x in doc["layers"]] == [True, False]
+    assert [x["role"] for x in doc["layers"]] == ["base", "packages", "code"]
+    assert [x["cached"] for x in doc["layers"]] == [True, False, False]
+    # The bytecode fallback (two compiles disagreed) is said per layer.
+    assert [x["pyc_dropped"] for x in doc["layers"]] == [
+        [],
+        ["/opt/venv/lib/python3.11/site-packages/x/__pycache__/a.pyc"],
+        [],
+    ]
     assert doc["backend"] == "embedded"
     assert doc["pushed"] is None
     assert seen["tag"] == "x/y:z"

@@ -76,14 +76,20 @@ def test_a_registered_handler_lets_the_step_run(
 ) -> None:
     binfmt = tmp_path / "binfmt"
     binfmt.mkdir()
-    (binfmt / "qemu-aarch64").write_text("enabled\ninterpreter /usr/bin/qemu-aarch64-static\n")
+    handler = "{}\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: {}\noffset 0\n"
+    (binfmt / "qemu-aarch64").write_text(handler.format("enabled", "POF"))
     monkeypatch.setattr(emulation, "host_machine", lambda: "x86_64")
     monkeypatch.setattr(emulation, "BINFMT", binfmt)
     assert binfmt_misc.emulator_registered("aarch64", binfmt=binfmt)
     emulation.require_execution("linux/arm64", "x", binfmt=binfmt)  # no error
-    (binfmt / "qemu-aarch64").write_text("disabled\n")
+    (binfmt / "qemu-aarch64").write_text(handler.format("disabled", "POF"))
     with pytest.raises(BuildError):
         emulation.require_execution("linux/arm64", "x", binfmt=binfmt)
+    # Without F the kernel looks the emulator up in the container's root, where it is not.
+    (binfmt / "qemu-aarch64").write_text(handler.format("enabled", "PO"))
+    with pytest.raises(BuildError, match="F \\(fix-binary\\) flag") as info:
+        emulation.require_execution("linux/arm64", "x", binfmt=binfmt)
+    assert "/usr/lib/binfmt.d/qemu-aarch64.conf" in info.value.hint
 
 
 def test_the_host_platform_needs_no_emulation(tmp_path: Path) -> None:

@@ -120,9 +120,18 @@ def test_the_locked_debs_go_into_the_context_and_dpkg_installs_them_offline(
     assert "apt-get" not in dockerfile  # no package index: the exact files, by dpkg
     assert "sha256sum --check --quiet SHA256SUMS" in dockerfile
     assert "sh /mlpack-debs/install.sh /mlpack-debs/libx1_1%3a1.2-3_amd64.deb" in dockerfile
+    # The stage keeps the list of what dpkg deleted; the final stage deletes it all, as the
+    # embedded builder's whiteouts do (a COPY cannot delete), then the list.
+    assert "cp /mlpack-log/deleted /layer/mlpack-log/" in dockerfile
     final = dockerfile.rsplit("\nFROM ", 1)[1]
-    assert "COPY --from=system /layer/ /" in final
+    assert final.index("COPY --from=system /layer/ /") < final.index(
+        'do rm -rf "$path"; done < /mlpack-log/deleted \\\n && rm -rf /mlpack-log\n'
+    )
     assert "/debs" not in final  # the .deb files never reach the image
+    # The hygiene is the install script's alone (the embedded builder runs it too): the
+    # Dockerfile has no rule of its own.
+    assert "var/log" not in dockerfile
+    assert "__pycache__ -prune" not in dockerfile
 
 
 def test_a_deb_whose_bytes_differ_from_the_lock_never_reaches_the_engine(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from mlpack.lock.lockdata import SystemPackagePin
 from mlpack.oci.store import Store
 from mlpack.paths import cache_folder
 from mlpack.progress import RecordingReporter, using
-from mlpack.spec import ImageSpec, SystemStep
+from mlpack.spec import ImageSpec, SystemStep, commands
 from tests.unit.build.fakes import make_base, make_project, make_spec
 from tests.unit.lock.fakes import http_server
 
@@ -57,10 +58,7 @@ class FakeDpkg:
                 ("usr/bin/helper", 0o4755, b"#!/bin/sh\n"),
                 ("usr/lib/libx.so.1", 0o644, b"\x7fELF"),
                 ("var", 0o755, None),
-                ("var/log", 0o755, None),
-                ("var/log/dpkg.log", 0o644, b"2026-12-07 installed\n"),
-                ("var/lib/dpkg/status-old", 0o644, b"old"),
-                ("var/cache/ldconfig/aux-cache", 0o600, b"inodes"),
+                ("var/log", 0o755, None),  # its files: left out by the script's hygiene
             ):
                 info = tarfile.TarInfo(name)
                 info.mode, info.mtime = mode, 1765000000
@@ -123,14 +121,54 @@ def test_the_pinned_debs_are_installed_offline_into_a_clean_layer(tmp_path: Path
     members = layer_members(store, system.digest)
     assert members["usr/bin/helper"].mode == 0o4755  # a package's setuid bit is kept
     assert members["usr/lib/libx.so.1"].mtime == 1
-    # Hygiene: logs, dpkg backups and ldconfig's inode cache never reach the layer.
-    assert "var/log/dpkg.log" not in members
-    assert "var/lib/dpkg/status-old" not in members
-    assert "var/cache/ldconfig/aux-cache" not in members
+    assert "var/log" in members
     # Deletions are whiteouts, the top of a deleted tree only.
     assert "etc/.wh.old.conf" in members
     assert "etc/.wh.olddir" in members
     assert "etc/olddir/.wh.a" not in members
+
+
+# What dpkg leaves in a container that varies between runs, and what it installs.
+VARYING = (
+    "/var/log/dpkg.log",
+    "/var/log/apt/eipp.log.xz",
+    "/var/lib/dpkg/status-old",
+    "/var/cache/debconf/config.dat-old",
+    "/var/cache/ldconfig/aux-cache",
+    "/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease",
+    "/var/cache/apt/pkgcache.bin",
+    "/root/.cache",
+    "/root/.cache/pip/x",
+    "/root/.wget-hsts",
+    "/usr/lib/python3/dist-packages/yaml/__pycache__",
+    "/usr/lib/python3/dist-packages/yaml/__pycache__/x.cpython-311.pyc",
+    "/etc/machine-id",
+)
+KEPT = (
+    "/var/log",
+    "/var/cache/ldconfig",
+    "/var/lib/dpkg/status",
+    "/var/lib/dpkg/info/libx1:amd64.list",
+    "/usr/lib/x86_64-linux-gnu/libgomp.so.1",
+    "/etc/machine-id.d",
+    "/usr/share/doc/logrotate/var/log/x",
+)
+
+
+def test_the_install_script_leaves_what_varies_out_of_the_layer() -> None:
+    """Both builders run SYSTEM_SCRIPT, so its filter is the one hygiene rule of the step: the
+    base rootfs's SCRUB list (the same list), ``__pycache__`` and machine-id, run here through
+    the host's ``grep -E`` as the script runs it.
+    """
+    assert f"grep -Ev '{commands.HYGIENE}'" in commands.SYSTEM_SCRIPT
+    proc = subprocess.run(
+        ["grep", "-Ev", commands.HYGIENE],
+        input="".join(f"{p}\n" for p in (*VARYING, *KEPT)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.stdout.splitlines() == list(KEPT)
 
 
 def test_the_system_layer_is_cached_by_base_and_deb_hashes(tmp_path: Path) -> None:

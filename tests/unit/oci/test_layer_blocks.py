@@ -7,8 +7,8 @@ import io
 import os
 import random
 import subprocess
+import sys
 import tarfile
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,9 +21,11 @@ from mlpack.oci.layer_writer import write_layer
 if TYPE_CHECKING:
     from pathlib import Path
 
-# ``tree``'s layer from the parallel compressor, recorded with zlib 1.2.13.
-GOLDEN_DIGEST = "sha256:6ac20e2455238be9fca41bd7a82562ae4ec43987ab4da99dd4c975d6dcca5fd2"
-GOLDEN_SIZE = 720761
+# ``tree``'s layer from the parallel compressor, recorded with zlib-ng 2.3.3 (the pinned zlib-ng
+# 1.1.0 package) on x86_64. With zlib 1.2.13 it was sha256:6ac20e24..., 720761 bytes.
+ZLIB_NG = "2.3.3"
+GOLDEN_DIGEST = "sha256:fdc3a3e696a5360c8625dbca2b4935b7415343e5fc5fec2340b2ece8f005ead1"
+GOLDEN_SIZE = 720334
 
 
 def tree(root: Path) -> Path:
@@ -102,11 +104,21 @@ def test_golden_parallel_digest(tmp_path: Path) -> None:
     (and change ``layer_compression.identity``, which keys the build cache)."""
     root = tree(tmp_path / "t")
     _, digests = write(root, blocks=True)
-    assert layer_compression.identity("gzip") == "gzip-6-blocks-131072-mem8-zlib" + (
-        zlib.ZLIB_RUNTIME_VERSION
-    )
-    if zlib.ZLIB_RUNTIME_VERSION == "1.2.13":
-        assert (digests.digest, digests.size) == (GOLDEN_DIGEST, GOLDEN_SIZE)
+    version = layer_compression.zlib_ng().ZLIBNG_RUNTIME_VERSION
+    assert layer_compression.identity("gzip") == f"gzip-6-blocks-131072-mem8-zlibng{version}"
+    assert version == ZLIB_NG  # the version pyproject.toml pins
+    assert (digests.digest, digests.size) == (GOLDEN_DIGEST, GOLDEN_SIZE)
+
+
+def test_the_parallel_writer_without_zlib_ng_is_an_error_that_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "zlib_ng", None)  # import zlib_ng now raises ImportError
+    root = tree(tmp_path / "t")
+    with pytest.raises(ImageError, match="'zlib-ng' package") as info:
+        write(root, blocks=True)
+    assert "pip install" in info.value.hint
+    assert write(root)[1].size > 0  # the single stream (system zlib) does not need it
 
 
 @pytest.mark.parametrize(

@@ -87,3 +87,19 @@ def test_no_subprocess_uses_preexec_fn_or_keeps_fds() -> None:
             if keyword.arg == "close_fds":
                 assert isinstance(keyword.value, ast.Constant), at
                 assert keyword.value.value is True, at
+
+
+def test_the_oci_runtime_start_path_imports_no_typing() -> None:
+    """`mlpack-runtime run`'s modules annotate without importing typing (~2.4 ms of CPU, B1)."""
+    code = (
+        "import sys\n"
+        "from mlpack.cli import oci_runtime\n"
+        "oci_runtime.parser().parse_args(['run', '--bundle', '/b', 'id'])\n"
+        "from mlpack.runtime.embedded import lifecycle, seccomp, spawn\n"
+        "print(sorted(m for m in sys.modules if m == 'typing' or m.startswith('mlpack.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[3])  # fmt: skip
+    loaded = done.stdout
+    assert "mlpack.runtime.embedded.lifecycle" in loaded
+    assert "'typing'" not in loaded
