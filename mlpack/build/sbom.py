@@ -112,8 +112,6 @@ def push_sbom(store: Store, artifact: str, target: str) -> str:
 
 def read_sbom(store: Store, image: str) -> bytes:
     """The CycloneDX document attached to ``image`` (a reference or digest) in ``store``."""
-    from mlpack.errors import ImageError
-
     digest = store.resolve(image)
     for referrer in store.referrers(digest):
         doc = jsonc.loads(store.read_blob(referrer), what="manifest")
