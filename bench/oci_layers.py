@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from bench._stats import compare, format_line, interleave, median
 from mlpack.oci import mediatypes
 from mlpack.oci.layer_applier import apply_layer
-from mlpack.oci.layer_compression import zstandard
+from mlpack.oci.layer_compression import zlib_ng, zstandard
 from mlpack.oci.layer_writer import write_layer
 from mlpack.oslib.fs import remove_tree
 
@@ -163,6 +163,7 @@ def heavy(tree: Path, work: Path, *, rounds: int, warmups: int) -> list[Comparis
     if "zstd" in arms:
         sizes += [("mlpack zstd", zst), ("tar|zstd", zstd_out)]
     print("sizes: " + ", ".join(f"{n} {p.stat().st_size / 1e6:.1f} MB" for n, p in sizes))
+    print(f"size blocks / tar|pigz -6: {blocks.stat().st_size / pigz_out.stat().st_size:.4f}")
     cpu = {name: meter.kept(name, rounds) for name in arms}
     print("CPU s (median): " + ", ".join(f"{n} {median(c):.1f}" for n, c in cpu.items()))
     lines = [
@@ -286,6 +287,7 @@ def main() -> int:
     zstd = zstandard()
     versions = (
         f"python {platform.python_version()}  zlib {zlib.ZLIB_RUNTIME_VERSION}  "
+        f"zlib-ng {zlib_ng().ZLIBNG_RUNTIME_VERSION}  "
         f"zstd {'.'.join(map(str, zstd.ZSTD_VERSION))}  cores {len(os.sched_getaffinity(0))}"
     )
     work = Path(tempfile.mkdtemp(prefix="mlpack-bench-layers-"))

@@ -387,7 +387,6 @@ def compare_outputs(
 
 # -- what a project run mounts and sets
 
-IMAGE_USER: Final = (1000, 1000)  # mlpack images run as 1000:1000 (spec.USER)
 DETERMINISTIC_ENV: Final = (("PYTHONHASHSEED", "0"),)
 
 
@@ -396,13 +395,15 @@ def output_owner(environ: dict[str, str] | None = None) -> tuple[int, int]:
 
     Under sudo that is SUDO_UID/SUDO_GID; a root shell without sudo gets the image's user.
     """
+    from mlpack.spec import USER_ID
+
     env = os.environ if environ is None else environ
     sudo = env.get("SUDO_UID", ""), env.get("SUDO_GID", "")
     if sudo[0].isdigit() and sudo[1].isdigit() and int(sudo[0]) != 0:
         return int(sudo[0]), int(sudo[1])
     if os.getuid() != 0:
         return os.getuid(), os.getgid()
-    return IMAGE_USER
+    return USER_ID, USER_ID
 
 
 def make_output_dir(path: Path, owner: tuple[int, int]) -> None:

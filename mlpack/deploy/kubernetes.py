@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 Kind = Literal["job", "pytorchjob", "deployment"]
 Entry = tuple[str, str, tuple[str, ...], "int | None"]  # name, kind, command, port
 KINDS: Final[tuple[Kind, ...]] = ("job", "pytorchjob", "deployment")
-_UID: Final = 1000  # the image's user (mlpack.spec.USER), numeric so runAsNonRoot can check it
 _LABEL: Final = re.compile(r"[^a-z0-9-]+")
 _QUANTITY: Final = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
@@ -210,7 +209,11 @@ def _render_one(template: str, context: dict[str, Any]) -> str:
 
 
 def pod_spec(workload: Workload, options: Options) -> dict[str, Any]:
-    """The pod: one container, its mounts, and the restricted security context."""
+    """The pod: one container, its mounts, and the restricted security context (the image's
+    user by number, so that runAsNonRoot can check it).
+    """
+    from mlpack.spec import USER_ID
+
     volumes, mounts = _volumes(workload, options)
     container: dict[str, Any] = {
         "name": "pytorch" if options.kind == "pytorchjob" else "main",  # Kubeflow requires it
@@ -236,10 +239,10 @@ def pod_spec(workload: Workload, options: Options) -> dict[str, Any]:
         "containers": [container],
         "restartPolicy": {"job": "Never", "pytorchjob": "OnFailure"}.get(options.kind, "Always"),
         "securityContext": {
-            "fsGroup": _UID,
-            "runAsGroup": _UID,
+            "fsGroup": USER_ID,
+            "runAsGroup": USER_ID,
             "runAsNonRoot": True,
-            "runAsUser": _UID,
+            "runAsUser": USER_ID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumes": volumes,

@@ -86,9 +86,8 @@ def test_streamlit_and_gradio_apps_are_inference(tmp_path: Path) -> None:
     }
 
 
-def test_streamlit_reached_through_a_star_import_of_an_own_module(
-    tmp_path: Path, parse_mode: str
-) -> None:
+@pytest.mark.usefixtures("parse_mode")
+def test_streamlit_reached_through_a_star_import_of_an_own_module(tmp_path: Path) -> None:
     """``from helpers import *`` of a module that does ``import streamlit as st`` is an app."""
     helpers = "import streamlit as st\nimport torch\n\ndef show(x):\n    st.write(x)\n"
     root = make_repo(
