@@ -1,6 +1,6 @@
 """B4 / B4-noop: `mlpack lock` against bare `uv pip compile` and bare `pip-compile`, same inputs.
 
-Run: .venv/bin/python bench/lock.py [--quick] [--rounds N] [--large-pip-compile]
+Run: .venv/bin/python bench/lock.py [--quick] [--rounds N] [--large-pip-compile] [--noop-only]
 
 Sets: the two examples (always) and a large ML set (unless --quick). Cold = empty uv/pip caches
 and mlpack's index-listing cache, no mlpack.lock (so mlpack also resolves the base image from
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -182,8 +183,19 @@ def arms_warm(arms: dict[str, Callable[[], None]]) -> dict[str, Callable[[], flo
 
 
 def suite(
+    bench: Bench, label: str, project: Path, *, rounds: int, pip_compile: bool, noop_only: bool
+) -> list[Comparison]:
+    out: list[Comparison] = []
+    if not noop_only:
+        out += resolves(bench, label, project, rounds=rounds, pip_compile=pip_compile)
+    out.append(noop(bench, label, project, rounds=rounds))
+    return out
+
+
+def resolves(
     bench: Bench, label: str, project: Path, *, rounds: int, pip_compile: bool
 ) -> list[Comparison]:
+    """B4: cold and warm locks against uv (and pip-compile)."""
     out: list[Comparison] = []
     contenders = {
         "mlpack": bench.mlpack(project),
@@ -243,10 +255,27 @@ def suite(
             )
         for c in out[first:]:
             print(format_line(c), flush=True)
-    # B4-noop: a re-lock with unchanged inputs against a real (warm) resolve.
+    return out
+
+
+def noop(bench: Bench, label: str, project: Path, *, rounds: int) -> Comparison:
+    """B4-noop: a re-lock with unchanged inputs against a real (warm) resolve, in wall time
+    and, for information, in CPU time (the command and everything it runs, from wait4).
+    """
     bench.mlpack(project)()
-    noop = {"noop": bench.mlpack_noop(project), "resolve": bench.mlpack(project)}
-    times = interleave(arms_warm(noop), rounds=rounds, warmups=1)
+    cpu: dict[str, list[float]] = {"noop": [], "resolve": []}
+
+    def with_cpu(name: str, fn: Callable[[], None]) -> Callable[[], float]:
+        def arm() -> float:
+            before = _children_cpu()
+            seconds = timed(fn)
+            cpu[name].append(_children_cpu() - before)
+            return seconds
+
+        return arm
+
+    arms = {"noop": bench.mlpack_noop(project), "resolve": bench.mlpack(project)}
+    times = interleave({k: with_cpu(k, fn) for k, fn in arms.items()}, rounds=rounds, warmups=1)
     # The "resolve" arm deletes the lock and writes it again, so each "noop" round finds one.
     c = compare(
         f"B4-noop {label} no-op/real resolve",
@@ -257,8 +286,17 @@ def suite(
         goal=0.1,  # BENCHMARKS B4-noop, issue 9
     )
     print(format_line(c), flush=True)
-    out.append(c)
-    return out
+    of_cpu = compare(
+        f"B4-noop {label} CPU", "noop", cpu["noop"][1:], "resolve", cpu["resolve"][1:], goal=None
+    )
+    print(format_line(of_cpu), flush=True)
+    return c
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every child this process has reaped (and of their reaped children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def api_noop(project: Path, rounds: int) -> None:
@@ -282,6 +320,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--large-pip-compile", action="store_true",
                         help="also time pip-compile on the large set (about 9 min cold)")  # fmt: skip
+    parser.add_argument("--noop-only", action="store_true",
+                        help="only B4-noop: the unchanged re-lock against a real resolve")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mlpack-bench-lock-") as tmp:
         bench = Bench(Path(tmp))
@@ -298,15 +338,15 @@ def main() -> None:
             project = Path(tmp) / label
             make_project(project, requirements)
             bench.run([MLPACK, "lock", str(project)], project)  # base resolved once, into the store
-            if label != "ml-large":  # create the pinned pip-tools venv outside the timings
+            if label != "ml-large" and not args.noop_only:  # the pip-tools venv, untimed
                 bench.mlpack(project, "--resolver", "pip-tools")()
             large = label == "ml-large"
-            if large and args.large_pip_compile:
+            if large and args.large_pip_compile and not args.noop_only:
                 bench.clear_caches()
                 seconds = timed(bench.pip_compile(project))
                 print(f"B4 {label} cold pip-compile (one run) {seconds:.1f} s", flush=True)
             suite(bench, label, project, rounds=max(3, args.rounds // 2) if large else args.rounds,
-                  pip_compile=not large)  # fmt: skip
+                  pip_compile=not large, noop_only=args.noop_only)  # fmt: skip
             api_noop(project, 20)
 
 

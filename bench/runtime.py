@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -53,12 +54,27 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _quiet(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], float]:
+def _children_cpu() -> float:
+    """CPU seconds of every child this process has reaped (and of their reaped children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _quiet(
+    argv: list[str], env: dict[str, str] | None = None, cpu: list[float] | None = None
+) -> Callable[[], float]:
+    """An arm running ``argv`` with its output discarded; ``cpu`` gets each run's CPU seconds
+    (the command, its helpers and its container, as wait4 reports them).
+    """
+
     def arm() -> float:
         def once() -> None:
+            before = _children_cpu()
             proc = subprocess.run(
                 argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False
             )
+            if cpu is not None:
+                cpu.append(_children_cpu() - before)
             if proc.returncode != 0:
                 msg = f"{argv[0]} failed ({proc.returncode}): {proc.stderr.decode()[-300:]}"
                 raise RuntimeError(msg)
@@ -91,8 +107,8 @@ def _bundle(work: Path, *, filtered: bool = True) -> Path:
     return bundle
 
 
-def _oci_arm(tool: str, bundle: Path) -> Callable[[], float] | str:
-    """A runc/crun arm, or the reason it cannot run on this host."""
+def _oci_arm(tool: str, bundle: Path, cpu: list[float]) -> Callable[[], float] | str:
+    """A runc/crun arm (its CPU seconds into ``cpu``), or the reason it cannot run here."""
     path = shutil.which(tool)
     if path is None:
         return "not installed"
@@ -105,7 +121,7 @@ def _oci_arm(tool: str, bundle: Path) -> Callable[[], float] | str:
         return (probe.stderr.strip().splitlines() or ["failed"])[-1][:120]
 
     def arm() -> float:
-        return _quiet(argv())()
+        return _quiet(argv(), cpu=cpu)()
 
     return arm
 
@@ -190,11 +206,12 @@ def main() -> int:
             return seconds
 
         arms["mlpack library"] = library
+        cpu: dict[str, list[float]] = {"runc": [], "mlpack-runtime": [], "crun": []}
         for name, made in (
-            ("runc", _oci_arm("runc", bundle)),
-            ("mlpack-runtime", _oci_arm(str(MLPACK_RUNTIME), bundle)),
-            ("runc, no filter", _oci_arm("runc", _bundle(work, filtered=False))),
-            ("crun", _oci_arm("crun", bundle)),
+            ("runc", _oci_arm("runc", bundle, cpu["runc"])),
+            ("mlpack-runtime", _oci_arm(str(MLPACK_RUNTIME), bundle, cpu["mlpack-runtime"])),
+            ("runc, no filter", _oci_arm("runc", _bundle(work, filtered=False), [])),
+            ("crun", _oci_arm("crun", bundle, cpu["crun"])),
             ("docker", _docker_arm("docker")),
             ("podman", _docker_arm("podman")),
         ):
@@ -213,7 +230,9 @@ def main() -> int:
         print(f"  load average after: {_load()} (other jobs on the machine widen the intervals)")
         for name in arms:
             med = statistics.median(times[name])
-            print(f"  {name:<16} median {format_seconds(med):>9}")
+            used = cpu.get(name, [])[args.warmups :]
+            of_cpu = f", CPU {format_seconds(statistics.median(used)):>9}" if used else ""
+            print(f"  {name:<16} median {format_seconds(med):>9}{of_cpu}")
         for name, why in unavailable.items():
             print(f"  {name:<16} unavailable: {why}")
         cli = times["mlpack CLI"]
@@ -230,6 +249,18 @@ def main() -> int:
                     "runc",
                     times["runc"],
                     goal=GOAL_OCI_CLI_RUNC,
+                )
+            )
+            # CPU, for information: on a shared machine the wall time also measures the
+            # neighbours, the CPU time hardly does. The warm-up rounds' figures are dropped.
+            lines.append(
+                compare(
+                    "B1 OCI CLI / runc, CPU",
+                    "mlpack-runtime",
+                    cpu["mlpack-runtime"][args.warmups :],
+                    "runc",
+                    cpu["runc"][args.warmups :],
+                    goal=None,
                 )
             )
         if "docker" in times:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from mlpack.oci.store import Store
+    from mlpack.vocabulary import EntrypointSpec
 
 RUNS_DIR: Final = Path(".mlpack", "runs")
 DIGEST_CACHE: Final = Path(".mlpack", "digests.json")
@@ -387,7 +388,6 @@ def compare_outputs(
 
 # -- what a project run mounts and sets
 
-IMAGE_USER: Final = (1000, 1000)  # mlpack images run as 1000:1000 (spec.USER)
 DETERMINISTIC_ENV: Final = (("PYTHONHASHSEED", "0"),)
 
 
@@ -396,13 +396,15 @@ def output_owner(environ: dict[str, str] | None = None) -> tuple[int, int]:
 
     Under sudo that is SUDO_UID/SUDO_GID; a root shell without sudo gets the image's user.
     """
+    from mlpack.spec import USER_ID
+
     env = os.environ if environ is None else environ
     sudo = env.get("SUDO_UID", ""), env.get("SUDO_GID", "")
     if sudo[0].isdigit() and sudo[1].isdigit() and int(sudo[0]) != 0:
         return int(sudo[0]), int(sudo[1])
     if os.getuid() != 0:
         return os.getuid(), os.getgid()
-    return IMAGE_USER
+    return USER_ID, USER_ID
 
 
 def make_output_dir(path: Path, owner: tuple[int, int]) -> None:
@@ -491,26 +493,16 @@ def run_env(
 
 
 @dataclass(frozen=True, kw_only=True)
-class EntryPoint:
-    """A named way to start an image, from its ``org.mlpack.entrypoint.*`` labels."""
-
-    name: str
-    kind: str
-    command: tuple[str, ...]
-    port: int | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class ImageFacts:
     """What a run needs to know of its image: digest, working directory, env, entrypoints."""
 
     digest: str
     workdir: str
     env: tuple[tuple[str, str], ...]
-    entrypoints: tuple[EntryPoint, ...]
+    entrypoints: tuple[EntrypointSpec, ...]
     lock_hash: str | None
 
-    def entry(self, name: str | None, kind: str) -> EntryPoint | None:
+    def entry(self, name: str | None, kind: str) -> EntrypointSpec | None:
         """The entrypoint ``name``, else the first of ``kind`` (None when there is none)."""
         if name is None:
             return next((e for e in self.entrypoints if e.kind == kind), None)
@@ -526,6 +518,7 @@ def image_facts(reference: str, store: Store) -> ImageFacts:
     """The facts of ``reference`` in ``store``; RunError when it is not there."""
     from mlpack.errors import ImageError
     from mlpack.spec import ENTRYPOINT_LABEL, LOCK_LABEL
+    from mlpack.vocabulary import EntrypointSpec
 
     try:
         stored = store.image(reference)
@@ -539,9 +532,9 @@ def image_facts(reference: str, store: Store) -> ImageFacts:
         if key.startswith(ENTRYPOINT_LABEL):
             doc = json.loads(value)
             entries.append(
-                EntryPoint(
+                EntrypointSpec(
                     name=key.removeprefix(ENTRYPOINT_LABEL),
-                    kind=str(doc.get("kind", "")),
+                    kind=doc.get("kind", ""),
                     command=tuple(doc.get("command") or ()),
                     port=doc.get("port"),
                 )

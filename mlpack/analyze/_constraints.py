@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
 _OPS: Final = ("===", "~=", "==", "!=", "<=", ">=", "<", ">")
 _VERSION: Final = re.compile(r"^v?\d+(\.\d+)*(\.\*)?([a-zA-Z0-9.+!-]*)$")
 
@@ -88,6 +86,9 @@ def poetry_specifier(constraint: str) -> str:
 
 def _normalized(text: str) -> str:
     """Return the specifier set in packaging's canonical order, so merged and unmerged agree."""
+    # Imported where a constraint is read: packaging's parsers cost start-up.
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     try:
         return str(SpecifierSet(text))
     except InvalidSpecifier as exc:

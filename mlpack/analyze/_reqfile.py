@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from packaging.markers import InvalidMarker, Marker
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -92,6 +89,10 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
 
 def merge_specifiers(*specifiers: str) -> str:
     """Return the intersection of PEP 440 specifier strings (all already valid)."""
+    # packaging's parsers are imported where a declaration is read: most of them cost start-up,
+    # which a repository without declarations need not pay.
+    from packaging.specifiers import SpecifierSet
+
     merged = SpecifierSet()
     for spec in specifiers:
         merged &= SpecifierSet(spec)
@@ -281,6 +282,8 @@ class RequirementsReader:
         """Parse one requirement (PEP 508, URL, VCS link or local path); warn and skip if bad."""
         if editable or _URL.match(text) or text.startswith((*_VCS, ".", "/", "~")):
             return self._link(text, source=source, base=base, group=group, editable=editable)
+        from packaging.requirements import InvalidRequirement, Requirement
+
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
@@ -307,6 +310,8 @@ class RequirementsReader:
         link = link.strip()
         marker: str | None = None
         if marker_text.strip():
+            from packaging.markers import InvalidMarker, Marker
+
             try:
                 marker = str(Marker(marker_text.strip()))
             except InvalidMarker:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Final
 
-from packaging.markers import InvalidMarker, Marker
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from mlpack.analyze._constraints import ConstraintError, poetry_alternatives, poetry_specifier
@@ -109,6 +107,9 @@ class DependencyTables:
         if not isinstance(version, str):
             self._warnings.append(f"{source}: {name}: version is not a string; any version used")
             return ""
+        # packaging's parsers are imported where a declaration is read (see merge_specifiers).
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
         try:
             if style == "poetry":
                 return poetry_specifier(version)
@@ -123,6 +124,8 @@ class DependencyTables:
             return ""
 
     def _python_markers(self, name: str, constraint: str, source: str) -> list[str]:
+        from packaging.specifiers import SpecifierSet
+
         try:
             alternatives = poetry_alternatives(constraint)
         except ConstraintError as exc:
@@ -145,6 +148,8 @@ class DependencyTables:
         if not markers:
             return None
         text = " and ".join(f"({m})" for m in markers) if len(markers) > 1 else markers[0]
+        from packaging.markers import InvalidMarker, Marker
+
         try:
             return str(Marker(text))
         except InvalidMarker:

@@ -117,7 +117,13 @@ def reverse_import_map() -> dict[str, frozenset[str]]:
 
 @cache
 def stdlib_modules(version: str) -> frozenset[str]:
-    """Return the standard library's top-level names for ``version`` ("3.11"), or the nearest."""
+    """Return the standard library's top-level names for ``version`` ("3.11"), or the nearest.
+
+    The running interpreter's own list when it is that version (the table's entry was made from
+    it), which spares the table's parse at each start.
+    """
+    if version == f"{sys.version_info[0]}.{sys.version_info[1]}":
+        return frozenset(sys.stdlib_module_names)
     table = _load("stdlib.toml")
 
     def key(v: str) -> tuple[int, ...]:

@@ -24,8 +24,10 @@ MAX_SOURCE_BYTES: Final = 5 * 2**20  # larger .py files are generated data, not 
 MAX_NOTEBOOK_BYTES: Final = 50 * 2**20  # notebooks carry outputs (images); code is small
 TOO_DEEP: Final = "too deeply nested to parse, skipped"
 BINARY: Final = "binary content (null bytes), not parsed"
-# From this size on, only the statements that may hold a fact are parsed (see ``chunks``).
-FAST_MIN_BYTES: Final = 4 * 2**10
+# From this size on, only the statements that may hold a fact are parsed (see ``chunks``);
+# a smaller file parses whole faster than the scan picks its statements (on the corpus of
+# bench/analyze.py, 1 KiB parses its small files in 0.75x the time 4 KiB took, same facts).
+FAST_MIN_BYTES: Final = 2**10
 Mode = str  # "r" read, "w" write, "p" from_pretrained (local only when the folder exists)
 # Import flags: why an import may not run when its module does.
 OPTIONAL: Final = 1  # inside ``try``/``except ImportError``

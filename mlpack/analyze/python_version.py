@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
 from mlpack.analyze._constraints import (
     ConstraintError,
     conda_specifier,
@@ -22,6 +20,8 @@ from mlpack.errors import AnalyzeError
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from packaging.specifiers import SpecifierSet
 
 SUPPORTED_PYTHONS: Final[tuple[str, ...]] = ("3.9", "3.10", "3.11", "3.12", "3.13")  # oldest first
 DEFAULT_PYTHON: Final = "3.11"  # Debian 12's python: the debian base provider can build it offline
@@ -141,6 +141,9 @@ def _exact(source: str, text: str, warnings: list[str]) -> list[_Constraint]:
 
 
 def _range(source: str, text: str, warnings: list[str], *, key: str) -> list[_Constraint]:
+    # packaging's parsers are imported where a constraint is read: they cost start-up.
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     try:
         spec = SpecifierSet(text)
     except InvalidSpecifier:
@@ -222,6 +225,8 @@ def _pyproject(root: Path, warnings: list[str]) -> list[_Constraint]:
         if not isinstance(value, str):
             warnings.append(f"{source}: python is not a string; ignored")
             return out
+        from packaging.specifiers import SpecifierSet
+
         try:
             alternatives = tuple(SpecifierSet(a) for a in poetry_alternatives(value))
         except ConstraintError as exc:
@@ -291,6 +296,8 @@ def _environment(root: Path, warnings: list[str]) -> list[_Constraint]:
             except ConstraintError as exc:
                 warnings.append(f"{source}: {exc}; ignored")
                 continue
+            from packaging.specifiers import SpecifierSet
+
             out.append(
                 _Constraint(source=source, text=entry.text, alternatives=(SpecifierSet(spec),))
             )

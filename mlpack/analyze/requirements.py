@@ -18,7 +18,6 @@ import sys
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
 
 from mlpack.analyze._constraints import (
@@ -438,6 +437,8 @@ class _Collector:
     def _check_pins(
         self, merged: DeclaredRequirement, first: DeclaredRequirement, other: DeclaredRequirement
     ) -> None:
+        from packaging.specifiers import SpecifierSet  # where a declaration is read
+
         spec = SpecifierSet(merged.specifier)
         for item in spec:
             pinned = item.operator in {"==", "==="} and not item.version.endswith("*")

@@ -93,10 +93,21 @@ class _Ignore:
     """The patterns of one ignore file, relative to the folder that holds it."""
 
     base: str  # "" for the root, else "sub/dir/"
-    spec: pathspec.GitIgnoreSpec
+    lines: tuple[str, ...]
     # Every pattern in one regex: most paths match none, which one search tells, where the
     # spec tries each pattern in turn (most of a walk's time with a 100-line .gitignore).
     any_pattern: re.Pattern[str] | None
+
+    @cached_property
+    def spec(self) -> pathspec.GitIgnoreSpec:
+        """The precise git rules, built when a path first matches ``any_pattern``.
+
+        Building it compiles each pattern on its own (about 0.1 ms each): a tree where no
+        path matches never pays for that.
+        """
+        import pathspec
+
+        return pathspec.GitIgnoreSpec.from_lines(self.lines)
 
 
 def walk_repo(root: Path, *, warnings: list[str]) -> RepoTree:
@@ -201,26 +212,36 @@ def _load_ignore(path: Path, base: str, rel: str, warnings: list[str]) -> _Ignor
     lines = text.splitlines()
     if not any(line.strip() and not line.startswith("#") for line in lines):
         return None
-    import pathspec  # only here: its import costs start-up, and many trees have no ignore file
-
     try:
-        spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        regexes = _translate(lines)
     except (ValueError, TypeError) as exc:
         warnings.append(f"{rel}: invalid pattern, file not applied ({exc})")
         return None
-    return _Ignore(base=base, spec=spec, any_pattern=_any_pattern(spec))
+    return _Ignore(base=base, lines=tuple(lines), any_pattern=_any_pattern(regexes))
 
 
-def _any_pattern(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:
-    """One regex that matches where some pattern of ``spec`` does; None when it cannot be made.
+def _translate(lines: list[str]) -> list[tuple[str | None, bool | None]]:
+    """Each pattern line as the regex text ``GitIgnoreSpec`` compiles, and whether it includes.
+
+    Only translated here (the spec compiles on first need); raises ValueError on a bad pattern.
+    """
+    # Only here: pathspec's import costs start-up, and many trees have no ignore file.
+    try:  # the pattern class GitIgnoreSpec uses, pathspec >= 1.0
+        from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern as Pattern
+    except ImportError:  # pragma: no cover - pathspec 0.12
+        from pathspec.patterns.gitwildmatch import GitWildMatchPattern as Pattern
+    return [Pattern.pattern_to_regex(line) for line in lines]
+
+
+def _any_pattern(regexes: list[tuple[str | None, bool | None]]) -> re.Pattern[str] | None:
+    """One regex that matches where some pattern does; None when it cannot be made.
 
     Most patterns match at any depth (``^(?:.+/)?name``): that prefix is tried once for all.
     """
     anywhere: list[str] = []
     others: list[str] = []
-    for pattern in spec.patterns:
-        text = getattr(getattr(pattern, "regex", None), "pattern", None)
-        if pattern.include is None:
+    for text, include in regexes:
+        if include is None:
             continue  # a blank line or a comment
         if not isinstance(text, str):
             return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import installer
 
@@ -26,6 +26,7 @@ from mlpack.oci.documents import Descriptor
 from mlpack.oci.layer_compression import MEDIA_TYPES, identity
 from mlpack.oci.layer_writer import write_layer
 from mlpack.oslib.fs import NO_SPACE
+from mlpack.oslib.linux import DEFAULT_PATH
 from mlpack.paths import cache_folder
 from mlpack.progress import reporter
 from mlpack.spec import EJECT_DIR, LAYER_MTIME, CodeStep, SystemStep, VenvStep, WheelStep, commands
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from mlpack.oci.store import Store, StoredImage
     from mlpack.spec import ImageSpec, Step
     from mlpack.vocabulary import Compression
-
-DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class EmbeddedBuilder:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from mlpack.build.protocol import BuildResult
-from mlpack.cli.output import note, progress, say
+from mlpack.cli.output import human_bytes, note, progress, say
 from mlpack.vocabulary import Backend, Compression
 
 ProjectArg = Annotated[
@@ -24,15 +24,6 @@ FrozenOpt = Annotated[
 
 def _note(text: str) -> None:
     note(f"note: {text}")
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 def _as_json(result: BuildResult) -> dict[str, object]:
@@ -105,9 +96,11 @@ def build(
         return
     for layer in result.layers:
         origin = "cached" if layer.cached else "built"
-        say(f"  {layer.step:<10} {_human(layer.size):>10}  {origin:<6}  {layer.digest}")
+        say(
+            f"  {layer.step:<10} {human_bytes(layer.size, binary=True):>10}  {origin:<6}  {layer.digest}"
+        )
     say(
-        f"{result.reference}  {result.digest}  {_human(result.size)} in "
+        f"{result.reference}  {result.digest}  {human_bytes(result.size, binary=True)} in "
         f"{time.monotonic() - started:.1f} s"
     )
     if result.sbom:

@@ -45,20 +45,26 @@ def _prestart(runtime: str, tty: bool, interactive: bool) -> HelperProcess | Non
     return prestart(interactive=interactive)
 
 
-def _launch(
+def launch(
     config: RunConfig,
-    runtime: str,
-    cap_profile: Literal["default", "docker"],
-    helper: HelperProcess | None,
+    backend: Backend,
+    *,
+    cap_profile: Literal["default", "docker"] = "default",
+    helper: HelperProcess | None = None,
+    account: bool = False,
 ) -> RunResult:
-    if runtime == "docker":
+    """Run ``config`` on ``backend`` to its end (embedded: with a prestarted ``helper``, and
+    ``account``: measured in cgroups even without limits).
+    """
+    if backend == "docker":
         from mlpack.runtime.docker import DockerRuntime
 
         with DockerRuntime() as docker:
             return docker.run(config)
     from mlpack.runtime.embedded import EmbeddedRuntime
 
-    return EmbeddedRuntime(cap_profile=cap_profile).run_with(config, process=helper)
+    runtime = EmbeddedRuntime(cap_profile=cap_profile, account=account)
+    return runtime.run_with(config, process=helper)
 
 
 def _memory(text: str) -> int:
@@ -314,7 +320,7 @@ def run(
                 )
             )
         cleanup.pop_all()  # the runtime owns the helper from here, whatever happens
-    raise typer.Exit(_report(_launch(config, runtime, cap_profile, helper)))
+    raise typer.Exit(_report(launch(config, runtime, cap_profile=cap_profile, helper=helper)))
 
 
 def runtime(ctx: typer.Context) -> None:
@@ -399,19 +405,14 @@ def _stop_service(name: str, timeout: float) -> bool:
 
 
 def _end(pid: int, timeout: float, *, alive: Callable[[], bool]) -> None:
-    """SIGTERM ``pid``; SIGKILL when it still runs after ``timeout`` seconds."""
-    import os
-    import signal
+    """SIGTERM ``pid``; SIGKILL when it still runs after ``timeout`` seconds; wait for its end."""
     import time
 
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while alive() and time.monotonic() < deadline:
+    from mlpack.runtime.embedded.runtime import terminate
+
+    terminate(pid, timeout, alive=alive)
+    while alive():
         time.sleep(0.05)
-    if alive():
-        os.kill(pid, signal.SIGKILL)
-        while alive():
-            time.sleep(0.05)
 
 
 def stop(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from mlpack.cli.output import note, progress, say, table
+from mlpack.cli.output import human_bytes, note, progress, say, table
 from mlpack.errors import ConfigError, ImageError
 from mlpack.runtime.options import parse_path
 
@@ -54,15 +54,6 @@ def _options(
     )
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover
-
-
 def pull_cmd(
     reference: Annotated[str, typer.Argument(help="Image to pull, e.g. python:3.11-slim.")],
     platform: PlatformOpt = "linux/amd64",
@@ -97,7 +88,7 @@ def push_cmd(
     say(
         f"{result.reference}: {result.digest} ({result.blobs_uploaded} uploaded, "
         f"{result.blobs_skipped} already there, {result.blobs_mounted} mounted, "
-        f"{_size(result.bytes_sent)} sent)"
+        f"{human_bytes(result.bytes_sent)} sent)"
     )
 
 
@@ -106,7 +97,7 @@ def images_cmd() -> None:
     from mlpack.oci.store import Store
 
     rows = [
-        (row.reference, row.digest[:19], _size(row.size), row.created)
+        (row.reference, row.digest[:19], human_bytes(row.size), row.created)
         for row in Store.default().images()
     ]
     table(("REFERENCE", "DIGEST", "SIZE", "CREATED"), rows)
@@ -131,7 +122,7 @@ def prune_cmd() -> None:
     result = Store.default().prune()
     say(
         f"removed {result.blobs} blobs and {result.layers} unpacked trees; "
-        f"freed {_size(result.bytes_freed)} ({result.bytes_freed} bytes)"
+        f"freed {human_bytes(result.bytes_freed)} ({result.bytes_freed} bytes)"
     )
     for failure in result.failures:
         note(f"warning: {failure}", style="warning")

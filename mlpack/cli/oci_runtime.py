@@ -78,14 +78,16 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def _prestart(args: argparse.Namespace) -> HelperProcess | None:
     """For ``create`` and ``run``, the helper, started first thing after parsing: the
-    runtime's imports and setup overlap its start. Not for a console socket (the pty made
-    later is its stdio).
+    runtime's imports and setup overlap its start, and it keeps cgroup moves fast meanwhile
+    (its supervisor never enters the container's cgroups here). Not for a console socket (the
+    pty made later is its stdio).
     """
     if args.op not in ("create", "run") or args.console_socket is not None:
         return None
     from mlpack.runtime.embedded.spawn import prestart
 
-    return prestart(interactive=True, keep_fds=tuple(range(3, 3 + args.preserve_fds)))
+    fds = tuple(range(3, 3 + args.preserve_fds))
+    return prestart(interactive=True, keep_fds=fds, warm_cgroup_moves=True)
 
 
 def _create(root: Path, args: argparse.Namespace) -> int:

@@ -58,6 +58,17 @@ def note(text: str, *, style: str | None = None) -> None:
     _write(sys.stderr, text, style)
 
 
+def human_bytes(size: int, *, binary: bool = False) -> str:
+    """``size`` in B, kB, MB, GB (as ``docker images``), or with ``binary`` KiB, MiB, GiB."""
+    base, units = (1024, ("B", "KiB", "MiB", "GiB")) if binary else (1000, ("B", "kB", "MB", "GB"))
+    value = float(size)
+    for unit in units[:-1]:
+        if value < base:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= base
+    return f"{value:.1f} {units[-1]}"
+
+
 def _console(stream: TextIO) -> Console:
     from rich.console import Console
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
     from mlpack.runs import ImageFacts, MountRecord, RunRecord
-    from mlpack.runtime.protocol import Mount, RunConfig, RunResult
+    from mlpack.runtime.protocol import Mount, RunConfig
 
 
 @contextlib.contextmanager
@@ -68,17 +68,6 @@ def _pump(read: int, out: int, sink: BinaryIO, guard: threading.Lock) -> None:
                 sink.write(data)
                 sink.flush()
     os.close(read)
-
-
-def _launch(config: RunConfig, backend: Backend) -> RunResult:
-    if backend == "docker":
-        from mlpack.runtime.docker import DockerRuntime
-
-        with DockerRuntime() as docker:
-            return docker.run(config)
-    from mlpack.runtime.embedded import EmbeddedRuntime
-
-    return EmbeddedRuntime(account=os.geteuid() == 0).run(config)
 
 
 def to_mounts(mounts: tuple[MountRecord, ...]) -> tuple[Mount, ...]:
@@ -156,6 +145,7 @@ def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) 
     """Run ``config`` with its output streamed and saved; the record written before and after."""
     from dataclasses import replace
 
+    from mlpack.cli.containers import launch
     from mlpack.runs import RunStore, check_writable_outputs, ended, full_outputs, output_digests
 
     check_writable_outputs(record.mounts)
@@ -165,7 +155,7 @@ def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) 
     note(f"run {record.id}: {' '.join(record.command) or '(the image command)'}")
     started = time.monotonic()
     with teed(store.log_path(record.id)):
-        result = _launch(config, backend)
+        result = launch(config, backend, account=os.geteuid() == 0)
     record = ended(
         replace(record, outputs=output_digests(record.mounts)),
         exit_code=result.exit_code,

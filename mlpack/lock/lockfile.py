@@ -41,13 +41,13 @@ def _s(value: str) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-def _list(values: tuple[str, ...] | list[str], indent: str = "") -> str:
+def _list(values: tuple[str, ...]) -> str:
     if not values:
         return "[]"
     if len(values) == 1:
         return f"[{_s(values[0])}]"
-    inner = "".join(f"{indent}    {_s(v)},\n" for v in values)
-    return f"[\n{inner}{indent}]"
+    inner = "".join(f"    {_s(v)},\n" for v in values)
+    return f"[\n{inner}]"
 
 
 def dumps(lock: Lock) -> str:

@@ -71,17 +71,10 @@ def piptools_args(request: ResolveRequest) -> list[str]:
         "split",
         "--no-header",
         "--quiet",
-        "--index-url",
-        request.indexes.index_url,
+        *request.compile_args(),
     ]
-    for url in request.indexes.extra_index_urls:
-        args += ["--extra-index-url", url]
     if request.ca_cert is not None:
         args += ["--cert", str(request.ca_cert)]
-    if request.upgrade:
-        args.append("--upgrade")
-    for name in request.upgrade_packages:
-        args += ["--upgrade-package", name]
     return args
 
 

@@ -47,6 +47,17 @@ class ResolveRequest:
         """The "3.11" form."""
         return ".".join(self.python.split(".")[:2])
 
+    def compile_args(self) -> list[str]:
+        """The options pip-compile and ``uv pip compile`` take alike: indexes and upgrades."""
+        args = ["--index-url", self.indexes.index_url]
+        for url in self.indexes.extra_index_urls:
+            args += ["--extra-index-url", url]
+        if self.upgrade:
+            args.append("--upgrade")
+        for name in self.upgrade_packages:
+            args += ["--upgrade-package", name]
+        return args
+
 
 @dataclass(frozen=True, kw_only=True)
 class Pin:

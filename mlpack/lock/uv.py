@@ -83,22 +83,15 @@ def uv_compile_args(request: ResolveRequest, *, quiet: bool = True) -> list[str]
         "--python",
         sys.executable,
         "--no-config",
-        "--index-url",
-        request.indexes.index_url,
+        *request.compile_args(),
     ]
     if quiet:
         args.append("--quiet")
-    for url in request.indexes.extra_index_urls:
-        args += ["--extra-index-url", url]
     if request.indexes.machine_local:
         # uv takes a package only from the first index that has it; a partial local mirror
         # would hide the index's newer releases. pip, whose configuration named the mirror,
         # picks the best version across all indexes.
         args += ["--index-strategy", "unsafe-best-match"]
-    if request.upgrade:
-        args.append("--upgrade")
-    for name in request.upgrade_packages:
-        args += ["--upgrade-package", name]
     return args
 
 

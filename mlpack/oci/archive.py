@@ -139,7 +139,6 @@ def export_image(
             os.fsync(raw.fileno())
         tmp.replace(out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         msg = f"cannot write {out}: {exc.strerror or exc}"
         raise ImageError(msg, hint="check the output path and free disk space") from exc
     finally:
@@ -404,12 +403,8 @@ def _import_oci(
             _copy_blob(src, store, blob)
         name = entry.annotation(mediatypes.CONTAINERD_NAME_ANNOTATION)
         ref_name = entry.annotation(mediatypes.REF_NAME_ANNOTATION)
-        if (
-            name is None
-            and ref_name
-            and ("/" in ref_name or (len(index.manifests) == 1 and legacy_tags))
-        ):
-            name = ref_name if "/" in ref_name else legacy_tags[0]
+        if name is None and ref_name and "/" in ref_name:
+            name = ref_name
         if name is None and len(index.manifests) == 1 and legacy_tags:
             name = legacy_tags[0]
         out.append(_register(store, name, desc.digest))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlpack.errors import ImageError
 from mlpack.oci import jsonc, mediatypes
+from mlpack.oci.digest import sha256_digest
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -317,9 +317,5 @@ def chain_id(diff_ids: Iterable[str]) -> str:
     """The OCI ChainID of layers ``diff_ids`` (image-spec config.md, "Layer ChainID")."""
     chain = ""
     for diff_id in diff_ids:
-        chain = (
-            diff_id
-            if not chain
-            else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
-        )
+        chain = sha256_digest(f"{chain} {diff_id}".encode()) if chain else diff_id
     return chain

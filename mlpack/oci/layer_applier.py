@@ -36,14 +36,6 @@ _MAX_CACHED_DIRS: Final = 64  # parent dirfds kept open while a layer applies
 WHITEOUT_PREFIX: Final = ".wh."
 OPAQUE_MARKER: Final = ".wh..wh..opq"
 _HINT_HOSTILE: Final = "the layer is malformed or hostile; re-pull it or rebuild the image"
-_LAYER_TYPES: Final = frozenset(
-    {
-        mediatypes.OCI_LAYER,
-        mediatypes.OCI_LAYER_GZIP,
-        mediatypes.OCI_LAYER_ZSTD,
-        mediatypes.DOCKER_LAYER_GZIP,
-    }
-)
 # xattrs an image may set. Never trusted.* (host privilege), never *.overlay.* (an image could
 # fake whiteouts or redirects in an overlay mount), never security.selinux (host labels).
 _XATTR_NAMES: Final = frozenset({"system.posix_acl_access", "system.posix_acl_default"})
@@ -93,7 +85,7 @@ def apply_layer(  # noqa: PLR0913  one keyword-only knob per policy, each with a
     if not media_type:
         msg = "layer descriptor has no mediaType"
         raise ImageError(msg, hint="the manifest is invalid (CVE-2021-41190); re-pull the image")
-    if media_type not in _LAYER_TYPES:
+    if media_type not in mediatypes.LAYERS:
         msg = f"unsupported layer media type {media_type!r}"
         raise ImageError(
             msg,

@@ -279,8 +279,11 @@ class Store:
         """Hold off ``prune`` while adding blobs that are not referenced yet (a pull, a build)."""
         return self.lock("gc", shared=True)
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
+    def _atomic_write(self, path: Path, data: bytes, *, folder: bool = False) -> None:
+        """Write ``path`` atomically (``folder``: creating its folder first); ImageError else."""
         try:
+            if folder:
+                path.parent.mkdir(exist_ok=True)
             atomic_write(path, data)
         except OSError as exc:
             raise disk_error(exc, path) from exc
@@ -495,11 +498,8 @@ class Store:
             known = self.referrers(subject)
             if artifact in known:
                 return
-            try:
-                path.parent.mkdir(exist_ok=True)
-            except OSError as exc:
-                raise disk_error(exc, path) from exc
-            self._atomic_write(path, "".join(f"{d}\n" for d in sorted({*known, artifact})).encode())
+            text = "".join(f"{d}\n" for d in sorted({*known, artifact}))
+            self._atomic_write(path, text.encode(), folder=True)
 
     def referrers(self, subject: str) -> tuple[str, ...]:
         """The stored manifests that refer to ``subject`` (see ``add_referrer``)."""
@@ -518,12 +518,7 @@ class Store:
         Lookups by the index digest (``repo@sha256:<index>``, the digest ``pull`` prints as
         ``index:``) then find that image; the last pull of an index wins.
         """
-        path = self._index_map(index_digest)
-        try:
-            path.parent.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise disk_error(exc, path) from exc
-        self._atomic_write(path, manifest_digest.encode())
+        self._atomic_write(self._index_map(index_digest), manifest_digest.encode(), folder=True)
 
     def _manifest_of(self, digest: str) -> str | None:
         """``digest`` itself for a stored manifest, the recorded choice for a stored index."""

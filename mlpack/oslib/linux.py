@@ -88,6 +88,8 @@ RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_IN_ROOT = 0x10
 PROC_SUPER_MAGIC = 0x9FA0
 
+# The PATH of a process whose config sets none, and of hooks (runc's and Docker's default).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The largest id runc accepts: (uid_t)-1 means "unchanged" to setresuid, i.e. root stays root.
 MAX_ID = 2**31 - 1
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from mlpack.errors import ConfigError, ContainerError
+from mlpack.oslib.linux import DEFAULT_PATH
 from mlpack.progress import reporter
 
 GPU_KIND: Final = "nvidia.com/gpu"
@@ -30,7 +31,6 @@ GENERATE_HINT: Final = (
     "(toolkit >= 1.18 keeps it current with `nvidia-cdi-refresh`)"
 )
 # Hooks run on the host with root's privileges, so their environment is fixed, never inherited.
-HOOK_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # NVIDIA Container Toolkit releases that fix the hook CVEs of SECURITY §7: CVE-2024-0132 (TOCTOU,
 # fixed in 1.16.2), CVE-2025-23266 "NVIDIAScape" and CVE-2025-23267 (both fixed in 1.17.8).
 FIXED_TOOLKIT: Final = (1, 17, 8)
@@ -210,7 +210,6 @@ def resolve_cdi(
     kind: str = GPU_KIND,
     spec_dirs: tuple[Path, ...] | None = None,
     driver_file: Path = DRIVER_VERSION_FILE,
-    check_hooks: bool = True,
 ) -> CdiEdits:
     """Resolve ``--gpus all|N|ID[,ID...]`` into the merged container edits.
 
@@ -234,9 +233,8 @@ def resolve_cdi(
         raise ContainerError(msg, hint=GENERATE_HINT)
     chosen = _select(gpus, devices, kind)
     edits = merge_edits(chosen)
-    if check_hooks:
-        for hook in edits.hooks:
-            check_hook(hook)
+    for hook in edits.hooks:
+        check_hook(hook)
     return edits
 
 
@@ -467,7 +465,7 @@ def hook_env(hook: Hook) -> dict[str, str]:
     Nothing comes from the caller or the image, and no ``LD_*`` variable is ever passed
     (CVE-2025-23266: an image's ``LD_PRELOAD`` reached the NVIDIA hook).
     """
-    env = {"PATH": HOOK_PATH}
+    env = {"PATH": DEFAULT_PATH}
     for entry in hook.env:
         key, sep, value = entry.partition("=")
         if sep and key and not key.startswith("LD_") and key != "PATH":
@@ -489,7 +487,7 @@ def toolkit_version(path: str) -> tuple[int, ...] | None:
         try:
             proc = subprocess.run(  # an absolute path from a root-owned CDI spec
                 [path, "--version"],
-                env={"PATH": HOOK_PATH},
+                env={"PATH": DEFAULT_PATH},
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 capture_output=True,

@@ -42,15 +42,6 @@ def _seccomp_profile() -> str:
 
 
 NOFILE: Final = 1024
-GIB: Final = 1 << 30
-
-
-def default_shm_size(memory: int | None) -> int:
-    """Size ``/dev/shm`` from the memory limit: half of it, else 1 GiB (64 MiB breaks DataLoader).
-
-    tmpfs pages are charged to the container's memory cgroup, so the size is a cap, not a cost.
-    """
-    return memory // 2 if memory else GIB
 
 
 class DockerRuntime:
@@ -135,7 +126,7 @@ class DockerRuntime:
             # refused on both backends (e.g. ptrace, which Docker's profile allows).
             "security_opt": ["no-new-privileges", f"seccomp={_seccomp_profile()}"],
             "ulimits": [Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
-            "shm_size": config.shm_size or default_shm_size(config.memory),
+            "shm_size": config.shm_bytes(),
             "tty": config.tty,
             "stdin_open": config.interactive,
             "init": config.init,

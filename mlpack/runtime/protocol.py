@@ -51,6 +51,15 @@ class RunConfig:
     # activation: the listening socket of ``mlpack serve``, with LISTEN_FDS or ``uvicorn --fd``).
     fds: tuple[int, ...] = ()
 
+    def shm_bytes(self) -> int:
+        """The size of ``/dev/shm`` on every backend: ``shm_size``, else half the memory limit
+        (at least 1 MiB), else 1 GiB (Docker's 64 MiB breaks PyTorch's DataLoader). A cap, not
+        a cost: tmpfs pages are charged to the container's memory cgroup.
+        """
+        if self.shm_size is not None:
+            return self.shm_size
+        return max(self.memory // 2, 1 << 20) if self.memory is not None else 1 << 30
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunResult:

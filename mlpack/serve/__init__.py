@@ -26,8 +26,8 @@ LISTEN_FD: Final = 3
 HEALTH_PATH: Final = "/health"
 # Options that choose where a server listens: the inherited socket replaces them all.
 _UVICORN_BIND: Final = {"--host": 1, "--port": 1, "--uds": 1, "--fd": 1}
-_GUNICORN_BIND: Final = {"-b": 1, "--bind": 1}
-_HYPERCORN_BIND: Final = {"-b": 1, "--bind": 1}
+_BIND: Final = {"-b": 1, "--bind": 1}  # gunicorn's and hypercorn's
+_SERVERS: Final = ("uvicorn", "gunicorn", "hypercorn")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,12 +77,10 @@ def _server_at(command: tuple[str, ...]) -> tuple[str, int] | None:
     """The server program named in ``command`` and its index (``python -m NAME`` too)."""
     for i, word in enumerate(command):
         name = PurePosixPath(word).name
-        if name in ("uvicorn", "gunicorn", "hypercorn"):
+        if name in _SERVERS:
             return name, i
-        if word == "-m" and i + 1 < len(command):
-            module = command[i + 1]
-            if module in ("uvicorn", "gunicorn", "hypercorn"):
-                return module, i + 1
+        if word == "-m" and i + 1 < len(command) and command[i + 1] in _SERVERS:
+            return command[i + 1], i + 1
     return None
 
 
@@ -108,12 +106,12 @@ def activate(command: tuple[str, ...]) -> Activation:
             command=(*head, *_strip(args, _UVICORN_BIND), "--fd", str(LISTEN_FD)), server=server
         )
     if server == "hypercorn":
-        rest = _strip(args, _HYPERCORN_BIND)
+        rest = _strip(args, _BIND)
         return Activation(command=(*head, *rest, "--bind", f"fd://{LISTEN_FD}"), server=server)
     # gunicorn reads systemd's variables; LISTEN_PID must be the server's pid: pid 1 in the
     # container, which is why ``serve`` runs the server without --init.
     return Activation(
-        command=(*head, *_strip(args, _GUNICORN_BIND)),
+        command=(*head, *_strip(args, _BIND)),
         env=(("LISTEN_FDS", "1"), ("LISTEN_PID", "1")),
         server=server,
     )
@@ -131,7 +129,7 @@ def bind(command: tuple[str, ...], host: str, port: int) -> tuple[str, ...]:
     if server == "uvicorn":
         return (*head, *_strip(args, _UVICORN_BIND), "--host", host, "--port", str(port))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return (*head, *_strip(args, _GUNICORN_BIND), "--bind", address)
+    return (*head, *_strip(args, _BIND), "--bind", address)
 
 
 def probe(host: str, port: int, path: str, *, timeout: float = 2.0) -> bool:

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 StepRole = Literal["system", "interpreter", "heavy", "packages", "code"]
 PREFIX: Final = "/opt/venv"
 WORKDIR: Final = "/app"
-USER: Final = "1000:1000"  # numeric: a base without a passwd entry for it still runs it
+USER_ID: Final = 1000  # numeric: a base without a passwd entry for it still runs it
+USER: Final = f"{USER_ID}:{USER_ID}"
 # Every built layer's entries carry this mtime (the fallback SDE, as Jib). The §6 layer keys
 # leave SOURCE_DATE_EPOCH out, so a new commit (a new SDE) must not rewrite the dependency
 # layers: SDE reaches the config's `created`, the history and the annotations only.

@@ -7,7 +7,8 @@ The paths that must execute arm64 programs, against real parts, nothing stubbed:
 - `build_project --platform linux/arm64` of a small project with a Debian package: the lock
   pins the package with apt inside the arm64 base, the build installs it with dpkg inside the
   base and compiles the wheels' bytecode with the base's Python, all on the embedded runtime
-  through binfmt; `mlpack run` then runs the image's python3 on this host.
+  through binfmt; `mlpack run` then runs the image's python3 on this host, and a second build
+  from scratch gives the same digest.
 
 `.ci/run` installs qemu-user-static and registers the handler; without it these tests fail in
 CI. The mlpack home (the arm64 base, the wheelhouse, uv's and the .deb caches) is kept under
@@ -174,3 +175,9 @@ def test_an_arm64_build_installs_debian_packages_under_qemu(tmp_path: Path, home
     done = run_cli(["run", TAG, "python3", "-c", code], home, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "/opt/venv/bin/python3 {'a': [1, 2]}"
+
+    # What dpkg and the compiler leave under emulation is normalized like a native build's.
+    remove_tree(home / "build-cache")
+    again = build_project(root, platform="linux/arm64", tag=f"{TAG}-again", note=notes.append)
+    assert not any(x.cached for x in again.layers[1:])
+    assert again.digest == result.digest

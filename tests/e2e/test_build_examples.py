@@ -142,6 +142,10 @@ def test_training_runs_in_the_built_image_and_writes_its_outputs(tmp_path: Path)
     # The packages layer carries bytecode from the image's Python, unchecked-hash (PEP 552).
     pyc = packages_pyc(store, result, "yaml/__pycache__/__init__.cpython-311.pyc")
     assert int.from_bytes(pyc[4:8], "little") == commands.UNCHECKED_HASH_FLAGS
+    # ... listed in the distribution's RECORD, as pip lists what it compiles.
+    record = packages_pyc(store, result, "pyyaml-6.0.3.dist-info/RECORD").decode()
+    assert "yaml/__pycache__/__init__.cpython-311.pyc,,\n" in record
+    assert next(x for x in result.layers if x.step == "packages").pyc_dropped == ()
 
 
 def packages_pyc(store: Store, result: BuildResult, rel: str) -> bytes:

@@ -84,3 +84,20 @@ def test_a_terminal_gets_the_rich_table_and_colours() -> None:
     assert "\x1b[32mok\x1b[0m" in shown
     assert "A" in shown
     assert "x" in shown
+
+
+@pytest.mark.parametrize(
+    ("size", "decimal", "binary"),
+    [
+        (999, "999 B", "999 B"),
+        (1000, "1.0 kB", "1000 B"),
+        (1_500_000, "1.5 MB", "1.4 MiB"),
+        (3 << 30, "3.2 GB", "3.0 GiB"),
+        (5 * 10**12, "5000.0 GB", "4656.6 GiB"),  # no unit past GB/GiB
+    ],
+)
+def test_sizes_in_decimal_units_as_docker_images_or_binary(
+    size: int, decimal: str, binary: str
+) -> None:
+    assert output.human_bytes(size) == decimal
+    assert output.human_bytes(size, binary=True) == binary

@@ -17,7 +17,7 @@ from mlpack.errors import ContainerError
 from mlpack.home import mlpack_home
 from mlpack.oslib import jsoncodec
 from mlpack.oslib.fs import atomic_write
-from mlpack.oslib.linux import MAX_ID
+from mlpack.oslib.linux import DEFAULT_PATH, MAX_ID
 from mlpack.runtime.embedded import cgroups, devices, state
 from mlpack.runtime.embedded.container import Container
 from mlpack.runtime.embedded.launcher import Helper, Launch, relaying
@@ -92,9 +92,6 @@ def limits_of(config: dict[str, Any]) -> cgroups.Limits:
     )
 
 
-HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
 def run_hooks(
     config: dict[str, Any], kinds: tuple[str, ...], doc: dict[str, Any], *, fatal: bool
 ) -> None:
@@ -110,7 +107,7 @@ def run_hooks(
     for kind in kinds:
         for hook in hooks.get(kind) or ():
             path = str(hook["path"])
-            env = {"PATH": HOOK_PATH}
+            env = {"PATH": DEFAULT_PATH}
             for entry in hook.get("env") or ():
                 key, sep, value = str(entry).partition("=")
                 if sep and key:

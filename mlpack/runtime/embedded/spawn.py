@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from mlpack.errors import ContainerError
+from mlpack.runtime.embedded.helper import WARM_CGROUP_MOVES
 
 TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
@@ -54,7 +55,11 @@ class HelperProcess:
         stdio: tuple[int | None, int | None, int | None] = (None, None, None),
         keep_fds: tuple[int, ...] = (),
         pass_fds: tuple[int, ...] = (),
+        warm_cgroup_moves: bool = False,
     ) -> None:
+        """``warm_cgroup_moves``: the helper keeps the kernel's cgroup moves fast until its
+        request (``supervisor.keep_cgroup_moves_fast``), for a caller that never moves it.
+        """
         self.stdio = stdio
         ctl_r, self.ctl_w = os.pipe()
         st_r, st_w = os.pipe()
@@ -76,10 +81,11 @@ class HelperProcess:
         actions += [(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed]
         argv = [*helper_argv(), str(ctl_r), str(st_w)]
         argv += [str(fd) for fd in keep_fds]
+        env = {"LC_ALL": "C.UTF-8"}
+        if warm_cgroup_moves:
+            env[WARM_CGROUP_MOVES] = "1"
         try:
-            self.pid = os.posix_spawn(
-                PYTHON, argv, {"LC_ALL": "C.UTF-8"}, file_actions=actions, setsid=True
-            )
+            self.pid = os.posix_spawn(PYTHON, argv, env, file_actions=actions, setsid=True)
         except OSError as exc:
             os.close(self.ctl_w)
             os.close(st_r)
@@ -149,16 +155,19 @@ def _lift(fds: tuple[int, ...], floor: int) -> list[int]:
     return copies
 
 
-def prestart(*, interactive: bool, keep_fds: tuple[int, ...] = ()) -> HelperProcess:
+def prestart(
+    *, interactive: bool, keep_fds: tuple[int, ...] = (), warm_cgroup_moves: bool = False
+) -> HelperProcess:
     """A helper for a container without a terminal, started before the container is prepared.
 
     Its stdin is /dev/null unless ``interactive`` (as ``docker run`` without ``-i``); it keeps
-    ``keep_fds`` (``mlpack-runtime --preserve-fds``).
+    ``keep_fds`` (``mlpack-runtime --preserve-fds``); ``warm_cgroup_moves`` as for
+    ``HelperProcess``.
     """
     devnull = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
         stdio = (None if devnull < 0 else devnull, None, None)
-        return HelperProcess(stdio=stdio, keep_fds=keep_fds)
+        return HelperProcess(stdio=stdio, keep_fds=keep_fds, warm_cgroup_moves=warm_cgroup_moves)
     finally:
         if devnull >= 0:
             os.close(devnull)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlpack.errors import ConfigError
-from mlpack.oslib.linux import MAX_ID
+from mlpack.oslib.linux import DEFAULT_PATH, MAX_ID
 from mlpack.runtime.seccomp_profile import default_profile
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ MASKED_PATHS = (
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 INIT_PATH = "/dev/init"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_SHM = str(1 << 30)  # 1 GiB without a memory limit (a cap, not an allocation), as docker.py
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,15 +139,6 @@ def capabilities(profile: CapProfile, *, root: bool) -> dict[str, list[str]]:
     }
 
 
-def shm_size(run: RunConfig) -> str:
-    """``size=`` for /dev/shm: explicit, else half the memory limit (DataLoader needs room)."""
-    if run.shm_size is not None:
-        return str(run.shm_size)
-    if run.memory is not None:
-        return str(max(run.memory // 2, 1 << 20))
-    return DEFAULT_SHM
-
-
 def _mount(destination: str, kind: str, source: str, options: Iterable[str]) -> dict[str, Any]:
     """One entry of the OCI config's ``mounts`` (a list of its own, whatever ``options`` is)."""
     return {"destination": destination, "type": kind, "source": source, "options": list(options)}
@@ -165,7 +154,7 @@ def default_mounts(run: RunConfig, opts: SpecOptions) -> list[dict[str, Any]]:
             "/dev/pts", "devpts", "devpts",
             ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         ),
-        _mount("/dev/shm", "tmpfs", "shm", [*plain, "mode=1777", f"size={shm_size(run)}"]),
+        _mount("/dev/shm", "tmpfs", "shm", [*plain, "mode=1777", f"size={run.shm_bytes()}"]),
         _mount("/dev/mqueue", "mqueue", "mqueue", plain),
         _mount("/sys", "sysfs", "sysfs", [*plain, "ro"]),
         _mount("/sys/fs/cgroup", "cgroup", "cgroup", [*plain, "relatime", "ro"]),

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
+from mlpack.analyze import imports
 from mlpack.analyze.analysis import DeclaredRequirement
 from mlpack.analyze.factcache import collect_facts
 from mlpack.analyze.imports import (
@@ -326,6 +329,14 @@ def test_repo_environment_is_found(tmp_path: Path) -> None:
         },
     )
     assert repo_environments(tmp_path) == (tmp_path / ".venv/lib/python3.11/site-packages",)
+
+
+def test_the_running_version_uses_its_own_list_which_the_table_agrees_with() -> None:
+    """The shortcut for the running Python changes nothing: its table entry is the same list."""
+    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    table = tomllib.loads((Path(imports.__file__).parent / "data" / "stdlib.toml").read_text())
+    assert frozenset(table[running]["modules"]) == frozenset(sys.stdlib_module_names)
+    assert stdlib_modules(running) == frozenset(sys.stdlib_module_names)
 
 
 @pytest.mark.parametrize("python", ["3.9", "3.13", "3.14"])

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pathspec
 import pytest
 
 from mlpack.analyze.walk import walk_repo
@@ -143,3 +144,23 @@ def test_unreadable_folder_is_warned(tmp_path: Path, monkeypatch: pytest.MonkeyP
     files, warnings = paths(tmp_path)
     assert files == ["ok.py"]
     assert warnings == ["locked: unreadable folder, skipped (Permission denied)"]
+
+
+def test_ignore_patterns_are_compiled_only_once_a_path_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tree where no path matches the ignore file never builds its per-pattern spec."""
+    built: list[int] = []
+    real = pathspec.GitIgnoreSpec.from_lines
+
+    def counting(cls: type[pathspec.GitIgnoreSpec], lines: list[str]) -> pathspec.GitIgnoreSpec:
+        built.append(len(lines))
+        return real(lines)
+
+    monkeypatch.setattr(pathspec.GitIgnoreSpec, "from_lines", classmethod(counting))
+    root = make_repo(tmp_path / "repo", {".gitignore": "*.log\n!keep.log\nbuild/\n", "a.py": ""})
+    assert paths(root)[0] == [".gitignore", "a.py"]
+    assert built == []
+    make_repo(root, {"x.log": "", "keep.log": "", "build/b.py": ""})
+    assert paths(root)[0] == [".gitignore", "a.py", "keep.log"]
+    assert built == [3]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mlpack.errors import ConfigError, ContainerError
-from mlpack.runtime.docker import DEFAULT_CAPS, DockerRuntime, default_shm_size
+from mlpack.runtime.docker import DEFAULT_CAPS, DockerRuntime
 from mlpack.runtime.dockersock import probe_socket
 from mlpack.runtime.protocol import Mount, RunConfig
 from tests import busybox
@@ -49,7 +49,7 @@ def test_create_kwargs_carry_the_embedded_defaults() -> None:
     assert kw["network_mode"] == "none"
     assert kw["ulimits"][0]["Name"] == "nofile"
     assert kw["ulimits"][0]["Soft"] == kw["ulimits"][0]["Hard"] == 1024
-    assert kw["shm_size"] == default_shm_size(None) == 1 << 30
+    assert kw["shm_size"] == RunConfig(image="img").shm_bytes() == 1 << 30
     assert "mem_limit" not in kw
     assert "user" not in kw
     assert kw["read_only"] is False
@@ -296,3 +296,20 @@ def test_tty_and_interactive_on_a_terminal(image: str) -> None:
     assert b"typed-42" in seen
     assert b"/dev/pts/" in seen
     assert b"33 101" in seen  # the resize reached the container
+
+
+def test_shm_is_sized_as_the_embedded_runtime_sizes_it() -> None:
+    """One rule (RunConfig.shm_bytes) for both backends: half the memory limit, else given."""
+    from mlpack.runtime.embedded.spec import SpecOptions, default_mounts
+
+    for config in (
+        RunConfig(image="img", memory=1 << 30),
+        RunConfig(image="img", shm_size=5 << 20),
+    ):
+        docker_size = DockerRuntime().create_kwargs(config)["shm_size"]
+        embedded = default_mounts(config, SpecOptions(hostname="h", userns=True))
+        shm = next(m for m in embedded if m["destination"] == "/dev/shm")
+        assert f"size={docker_size}" in shm["options"]
+    assert (
+        DockerRuntime().create_kwargs(RunConfig(image="img", memory=1 << 30))["shm_size"] == 1 << 29
+    )

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
     from mlpack.runtime.embedded.helper.namespaces import Namespaces
 
-HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 
 def run(req: dict[str, Any], chan: Channel, spaces: Namespaces, fifo: int, joined: int) -> None:
     """Everything up to execve; raises (Failure, OSError) on the first step that fails.
@@ -158,7 +156,7 @@ def _run_hook(kind: str, hook: dict[str, Any], state: bytes) -> None:
 
     path = str(hook["path"])
     args = [str(a) for a in hook.get("args") or [path]]
-    env = {"PATH": HOOK_PATH}
+    env = {"PATH": linux.DEFAULT_PATH}
     for entry in hook.get("env") or ():
         key, sep, value = str(entry).partition("=")
         if sep and key and not key.startswith("LD_") and key != "PATH":
