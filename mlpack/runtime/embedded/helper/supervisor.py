@@ -67,10 +67,12 @@ def keep_cgroup_moves_fast(ctl: int) -> None:
     procs = _own_cgroup_procs()
     if procs < 0:
         return
+    request = select.poll()  # not select(): no FD_SETSIZE limit on the pipe's number
+    request.register(ctl, select.POLLIN)
     try:
         pid = str(os.getpid()).encode()
         os.write(procs, pid)
-        while not select.select([ctl], [], [], 0.01)[0]:
+        while not request.poll(10):  # milliseconds; EOF (the parent gave up) ends it too
             os.write(procs, pid)
     except OSError:
         pass
