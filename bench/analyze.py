@@ -156,9 +156,15 @@ def run_pipreqs(tree: Path, *, debug: bool = False) -> Run:
     return run_cmd(argv, cwd=tree)
 
 
-def run_mlpack(tree: Path, cache_home: Path) -> Run:
-    """``mlpack analyze TREE --json`` as a fresh process, its cache under ``cache_home``."""
+def run_mlpack(tree: Path, cache_home: Path, *, source: Path | None = None) -> Run:
+    """``mlpack analyze TREE --json`` as a fresh process, its cache under ``cache_home``.
+
+    ``source``: a folder whose ``mlpack`` package is run instead of this checkout's (an older
+    commit's, from ``git archive``), with this venv's dependencies.
+    """
     env = {**os.environ, "MLPACK_HOME": str(cache_home)}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     return run_cmd([str(BIN / "mlpack"), "analyze", str(tree), "--json"], env=env, cwd=tree)
 
 
@@ -1002,13 +1008,25 @@ class CorpusResult:
     truth: frozenset[str]
     mlpack: Score
     pipreqs: Score
-    mlpack_s: float
+    mlpack_s: float  # medians of the rounds
     pipreqs_s: float
     mlpack_cpu: float
     pipreqs_cpu: float
+    baseline_s: float | None = None  # ``--baseline``: the older mlpack, same rounds
+    baseline_cpu: float | None = None
 
 
-def bench_corpus_repo(repo: CorpusRepo, source: Path, work: Path) -> CorpusResult:
+@dataclass(frozen=True, kw_only=True)
+class CorpusTiming:
+    """How often to time each tool per repository, and the older mlpack to time beside it."""
+
+    rounds: int = 1
+    baseline: Path | None = None
+
+
+def bench_corpus_repo(
+    repo: CorpusRepo, source: Path, work: Path, timing: CorpusTiming
+) -> CorpusResult:
     """Hide the declarations, then score mlpack's runtime group and pipreqs's imports."""
     truth = corpus_truth(source, repo)
     tree = work / repo.folder
@@ -1022,21 +1040,49 @@ def bench_corpus_repo(repo: CorpusRepo, source: Path, work: Path) -> CorpusResul
         for p in json.loads(ml.stdout)["packages"]
         if p.get("group") == "runtime"
     )
+    pq_tree = tree
     pq = run_pipreqs(tree, debug=True)
     if pq.returncode != 0:  # pipreqs stops at the first file ast cannot parse
-        clean, _ = parse_clean_copy(tree, work / f"{repo.folder}-clean")
-        pq = run_pipreqs(clean, debug=True)
+        pq_tree, _ = parse_clean_copy(tree, work / f"{repo.folder}-clean")
+        pq = run_pipreqs(pq_tree, debug=True)
+    runs = _corpus_rounds(tree, pq_tree, work / "cache" / repo.folder, timing, ml, pq)
     expected = _single(truth)
+    base = runs.get("baseline")
     return CorpusResult(
         repo=repo,
         truth=truth,
         mlpack=score(runtime, expected),
         pipreqs=score(pipreqs_mapped(pq), expected),
-        mlpack_s=ml.seconds,
-        pipreqs_s=pq.seconds,
-        mlpack_cpu=ml.cpu_seconds,
-        pipreqs_cpu=pq.cpu_seconds,
+        mlpack_s=median([r.seconds for r in runs["mlpack"]]),
+        pipreqs_s=median([r.seconds for r in runs["pipreqs"]]),
+        mlpack_cpu=median([r.cpu_seconds for r in runs["mlpack"]]),
+        pipreqs_cpu=median([r.cpu_seconds for r in runs["pipreqs"]]),
+        baseline_s=median([r.seconds for r in base]) if base else None,
+        baseline_cpu=median([r.cpu_seconds for r in base]) if base else None,
     )
+
+
+def _corpus_rounds(
+    tree: Path, pq_tree: Path, cache: Path, timing: CorpusTiming, ml: Run, pq: Run
+) -> dict[str, list[Run]]:
+    """The scored runs plus ``rounds - 1`` more of each tool, in rotating order; each mlpack
+    run cold (a new cache folder). The baseline runs ``rounds`` times."""
+    runs: dict[str, list[Run]] = {"mlpack": [ml], "pipreqs": [pq]}
+    tools = ["mlpack", "pipreqs"]
+    if timing.baseline is not None:
+        runs["baseline"] = []
+        tools.append("baseline")
+    for k in range(timing.rounds):
+        for tool in tools[k % len(tools) :] + tools[: k % len(tools)]:
+            if k == 0 and tool != "baseline":
+                continue  # the scored runs are the first round
+            if tool == "pipreqs":
+                runs[tool].append(run_pipreqs(pq_tree, debug=True))
+                continue
+            fresh = cache.with_name(f"{cache.name}-{tool}-{k}")
+            source = timing.baseline if tool == "baseline" else None
+            runs[tool].append(run_mlpack(tree, fresh, source=source))
+    return runs
 
 
 def print_corpus(results: Sequence[CorpusResult]) -> None:
@@ -1050,7 +1096,12 @@ def print_corpus(results: Sequence[CorpusResult]) -> None:
             f"{r.repo.name:38} {r.repo.kind:28} {len(r.truth):3}  "
             f"{m.precision:4.2f}/{m.recall:4.2f}/{m.f1:4.2f}  "
             f"{p.precision:4.2f}/{p.recall:4.2f}/{p.f1:4.2f}  "
-            f"{r.mlpack_s:6.2f}s {r.pipreqs_s:6.2f}s"
+            f"{r.mlpack_s:6.2f}s {r.pipreqs_s:6.2f}s  CPU {r.mlpack_cpu:5.2f}s {r.pipreqs_cpu:5.2f}s"
+            + (
+                f"  baseline {r.baseline_s:5.2f}s CPU {r.baseline_cpu:5.2f}s"
+                if r.baseline_s
+                else ""
+            )
         )
     for r in results:
         print(
@@ -1077,9 +1128,18 @@ def print_corpus(results: Sequence[CorpusResult]) -> None:
         f"(goal <= {GOAL_COLD}); CPU: mlpack {cpu_m:.2f} s, pipreqs {cpu_p:.2f} s, "
         f"ratio {cpu_m / cpu_p:.2f}; {load_average()}"
     )
+    base = [r for r in results if r.baseline_s is not None and r.baseline_cpu is not None]
+    if base:
+        time_b = sum(r.baseline_s or 0.0 for r in base)
+        cpu_b = sum(r.baseline_cpu or 0.0 for r in base)
+        print(
+            f"baseline: mlpack {time_b:.2f} s, CPU {cpu_b:.2f} s; ratio to pipreqs: "
+            f"wall {time_b / time_p:.2f}, CPU {cpu_b / cpu_p:.2f}; this checkout / baseline: "
+            f"wall {time_m / time_b:.2f}, CPU {cpu_m / cpu_b:.2f}"
+        )
 
 
-def bench_corpus(corpus: Path, only: str | None) -> int:
+def bench_corpus(corpus: Path, only: str | None, timing: CorpusTiming) -> int:
     """Run B3c over the corpus directory; missing repositories are named, not fatal."""
     results = []
     with tempfile.TemporaryDirectory(prefix="mlpack-bench-corpus-") as tmp:
@@ -1093,7 +1153,7 @@ def bench_corpus(corpus: Path, only: str | None) -> int:
             commit = checked_out_commit(source)
             if commit is not None and commit != repo.commit:
                 print(f"{repo.name}: checked out at {commit}, not the pinned {repo.commit}")
-            results.append(bench_corpus_repo(repo, source, Path(tmp)))
+            results.append(bench_corpus_repo(repo, source, Path(tmp), timing))
     print_corpus(results)
     return 0
 
@@ -1118,13 +1178,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="B3c: score the runtime group on the real repositories of bench/analyze_corpus.toml, "
         "checked out under this folder as owner+name",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="B3c: time each tool this many times per repository (medians; mlpack cold each time)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="B3c: also time the mlpack package found in this folder (an older commit's, from "
+        "`git archive COMMIT mlpack | tar -x -C DIR`), interleaved: before/after in one run",
+    )
     args = parser.parse_args(argv)
 
     global NETNS  # noqa: PLW0603
     NETNS = _netns_prefix()
     versions()
     if args.corpus is not None:
-        return bench_corpus(args.corpus, args.only)
+        timing = CorpusTiming(rounds=max(1, args.rounds), baseline=args.baseline)
+        return bench_corpus(args.corpus, args.only, timing)
     with_mlpack = args.tool == "both"
     if with_mlpack:
         why = mlpack_available()

@@ -396,7 +396,6 @@ def verify_project(
     root: Path, *, frozen: bool = False, note: Callable[[str], None]
 ) -> Verification:
     """Build the project, then again from scratch in a temporary store, and compare the two."""
-    from mlpack.build.embedded import EmbeddedBuilder
     from mlpack.build.verify import compare
     from mlpack.oci.store import Store
 
@@ -404,20 +403,16 @@ def verify_project(
     wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
     store = Store.default()
     ensure_base(lock_file, config, store)
-    tag = spec.default_tag
-    runner = embedded_step_runner()
-    compression = config.compression  # what `mlpack build` writes for this project
-    first = EmbeddedBuilder(store, wheels=wheels, runner=runner, compression=compression).build(
-        spec, context=root, tag=tag
-    )
-    store.prepare()
+
+    def build(into: Store) -> BuildResult:  # as `mlpack build` writes this project's layers
+        builder = make_builder("embedded", into, wheels, config.compression)
+        return builder.build(spec, context=root, tag=spec.default_tag)
+
+    first = build(store)
     with store.staging("verify") as tmp:
         scratch = Store(tmp)
         copy_image(store, scratch, spec.base_digest)
-        second = EmbeddedBuilder(
-            scratch, wheels=wheels, runner=runner, compression=compression
-        ).build(spec, context=root, tag=tag)
-        return compare(store, first, scratch, second)
+        return compare(store, first, scratch, build(scratch))
 
 
 def copy_image(source: Store, target: Store, digest: str) -> None:

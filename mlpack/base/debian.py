@@ -129,13 +129,13 @@ def _command(variant: str, arch: str, suite: str, mirror: str, root: Path) -> li
     if tool is not None:
         mode = "root" if os.geteuid() == 0 else "unshare"
         # extract: keep the .deb files, whose control data become the dpkg status (_unpacked).
-        keep = ["--skip=cleanup/apt/cache"] if variant == "extract" else []
+        skip = ["--skip=cleanup/apt/cache"] if variant == "extract" else []
         if variant == "minbase" and arch != debian_arch(host_platform()):
             # variant_for found a fix-binary qemu handler, which is all a chroot needs; the
             # check would want arch-test, one more package, to say the same.
-            keep = ["--skip=check/qemu"]
+            skip = ["--skip=check/qemu"]
         return [tool, f"--variant={variant}", f"--arch={arch}", f"--include={packages}",
-                *keep, f"--mode={mode}", "--format=directory", "--quiet",
+                *skip, f"--mode={mode}", "--format=directory", "--quiet",
                 suite, str(root), mirror]  # fmt: skip
     if variant == "minbase" and (tool := shutil.which("debootstrap")) and os.geteuid() == 0:
         return [tool, "--variant=minbase", f"--arch={arch}", f"--include={packages}",

@@ -37,9 +37,8 @@ if TYPE_CHECKING:
     from mlpack.spec import ImageSpec, Step
 
 DOCKERFILE: Final = f"{EJECT_DIR}/Dockerfile"
-_DELETES: Final = (
-    f"< {commands.LOG}/{commands.DELETED}"  # the final stage's RUN of dpkg's deletions
-)
+# In the history of the final stage's RUN that deletes what dpkg deleted.
+_DELETES: Final = f"< {commands.LOG}/{commands.DELETED}"
 _TAIL: Final = 15  # log lines shown when a step fails
 
 

@@ -89,25 +89,15 @@ def push_sbom(store: Store, artifact: str, target: str) -> str:
     referrers API lists it under the image's ``subject``; one that refuses the manifest raises
     the registry client's error (the caller says the image itself was pushed).
     """
-    from mlpack.oci.reference import parse as parse_reference
-    from mlpack.oci.registry_client import RegistryClient
-    from mlpack.oci.registry_config import RegistryOptions
-    from mlpack.progress import reporter
+    from mlpack.oci.documents import Descriptor
+    from mlpack.oci.registry import push_manifest
 
-    ref = parse_reference(target)
-    client = RegistryClient(ref.registry, options=RegistryOptions())
     manifest = jsonc.loads(store.read_blob(artifact), what="manifest")
-    for desc in (manifest["config"], *manifest["layers"]):
-        digest, size = str(desc["digest"]), int(desc["size"])
-        if client.blob_exists(ref.repository, digest):
-            continue
-        location = client.start_upload(ref.repository)
-        if location is not None:
-            client.upload_blob(ref.repository, location, store.blob_path(digest),
-                               digest=digest, size=size, rep=reporter())  # fmt: skip
-    return client.put_manifest(
-        ref.repository, artifact, store.read_blob(artifact), mediatypes.OCI_MANIFEST
+    blobs = [Descriptor.from_json(d) for d in (manifest["config"], *manifest["layers"])]
+    pushed = push_manifest(
+        store, artifact, target, blobs, media_type=mediatypes.OCI_MANIFEST, by_digest=True
     )
+    return pushed.digest
 
 
 def read_sbom(store: Store, image: str) -> bytes:

@@ -405,19 +405,14 @@ def _stop_service(name: str, timeout: float) -> bool:
 
 
 def _end(pid: int, timeout: float, *, alive: Callable[[], bool]) -> None:
-    """SIGTERM ``pid``; SIGKILL when it still runs after ``timeout`` seconds."""
-    import os
-    import signal
+    """SIGTERM ``pid``; SIGKILL when it still runs after ``timeout`` seconds; wait for its end."""
     import time
 
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while alive() and time.monotonic() < deadline:
+    from mlpack.runtime.embedded.runtime import terminate
+
+    terminate(pid, timeout, alive=alive)
+    while alive():
         time.sleep(0.05)
-    if alive():
-        os.kill(pid, signal.SIGKILL)
-        while alive():
-            time.sleep(0.05)
 
 
 def stop(

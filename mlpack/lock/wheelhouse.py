@@ -23,6 +23,7 @@ from mlpack.paths import cache_folder, wheelhouse_folder
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from mlpack.lock.lockdata import Lock, LockedPackage
@@ -63,13 +64,11 @@ def cached_path(home: Path, sha256: str, filename: str) -> Path:
     return wheelhouse_root(home) / sha256 / filename
 
 
-def _pick(pkg: LockedPackage, lock: Lock) -> tuple[str, str] | None:
-    names = tuple(f.name for f in pkg.files)
-    chosen = choose_file(names, lock.target.python, lock.target.platform)
-    if chosen is None:
-        return None
-    sha = next(f.sha256 for f in pkg.files if f.name == chosen)
-    return chosen, sha
+def _pick(files: Iterable[tuple[str, str | None]], lock: Lock) -> tuple[str, str] | None:
+    """(file name, sha256) of the file the target installs among ``files`` (name, sha256)."""
+    known = {name: sha for name, sha in files if sha}
+    chosen = choose_file(tuple(known), lock.target.python, lock.target.platform)
+    return None if chosen is None else (chosen, known[chosen])
 
 
 def fetch(
@@ -93,21 +92,18 @@ def fetch(
         if pkg.kind != "index":
             to_build.append(pkg.name)
             continue
-        picked = _pick(pkg, lock)
+        picked = _pick(((f.name, f.sha256) for f in pkg.files), lock)
         if picked is None:
             # The lock did not list the files (index unreachable then): ask the index now.
             _, listed = release_files(
                 pkg.name, pkg.version, pkg.hashes, indexes=indexes, cache_root=cache_root,
                 ca_cert=ca_cert,
             )  # fmt: skip
-            names = tuple(f.filename for f in listed)
-            chosen = choose_file(names, lock.target.python, lock.target.platform)
-            if chosen is None:
-                msg = f"{pkg.name}=={pkg.version} has no file for {lock.target.platform} "
-                msg += f"Python {lock.target.python} on the index"
-                raise LockError(msg, hint="re-run `mlpack lock --upgrade-package " + pkg.name + "`")
-            sha = next(f.sha256 for f in listed if f.filename == chosen and f.sha256)
-            picked = (chosen, sha)
+            picked = _pick(((f.filename, f.sha256) for f in listed), lock)
+        if picked is None:
+            msg = f"{pkg.name}=={pkg.version} has no file for {lock.target.platform} "
+            msg += f"Python {lock.target.python} on the index"
+            raise LockError(msg, hint="re-run `mlpack lock --upgrade-package " + pkg.name + "`")
         plan.append((pkg, *picked))
 
     missing = [item for item in plan if not cached_path(home, item[2], item[1]).exists()]

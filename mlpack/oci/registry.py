@@ -15,6 +15,9 @@ from mlpack.oci.registry_config import RegistryOptions, mirror, with_mirror_trus
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from mlpack.oci.documents import Descriptor
     from mlpack.oci.reference import Reference
     from mlpack.oci.store import Store
     from mlpack.progress import Reporter
@@ -128,14 +131,34 @@ def push(
     store: Store, image: str, target: str, *, options: RegistryOptions | None = None
 ) -> PushResult:
     """Push the stored ``image`` to ``target``, skipping and mounting blobs the registry has."""
+    stored = store.image(image)
+    blobs = (*stored.manifest.layers, stored.manifest.config)
+    return push_manifest(
+        store, stored.digest, target, blobs, media_type=stored.manifest.media_type, options=options
+    )
+
+
+def push_manifest(
+    store: Store,
+    digest: str,
+    target: str,
+    blobs: Sequence[Descriptor],
+    *,
+    media_type: str,
+    options: RegistryOptions | None = None,
+    by_digest: bool = False,
+) -> PushResult:
+    """Push the stored manifest ``digest`` and the ``blobs`` it names to ``target``'s repository,
+    under ``target``'s tag, or with ``by_digest`` under its digest alone (an artifact, e.g. an
+    SBOM, that a registry lists by its ``subject``).
+    """
     options = options or RegistryOptions()
     ref = parse_reference(target)
-    stored = store.image(image)
     client = RegistryClient(ref.registry, options=options)
     repo = ref.repository
     rep = reporter()
     uploaded = skipped = mounted = 0
-    for desc in (*stored.manifest.layers, stored.manifest.config):
+    for desc in blobs:
         if client.blob_exists(repo, desc.digest):
             skipped += 1
             continue
@@ -161,13 +184,11 @@ def push(
             )
             uploaded += 1
         record_origin(store, desc.digest, ref.name)
-    data = store.read_blob(stored.digest)
-    digest = client.put_manifest(
-        repo, ref.selector if ref.digest is None else ref.digest, data, stored.manifest.media_type
-    )
+    selector = digest if by_digest else ref.digest or ref.selector
+    pushed = client.put_manifest(repo, selector, store.read_blob(digest), media_type)
     return PushResult(
         reference=str(ref),
-        digest=digest,
+        digest=pushed,
         blobs_uploaded=uploaded,
         blobs_skipped=skipped,
         blobs_mounted=mounted,

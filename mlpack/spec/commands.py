@@ -34,6 +34,7 @@ def _ere(pattern: str) -> str:
 # SCRUB list, the __pycache__ written during the step, /etc/machine-id (left absent, or the
 # base's). The script keeps them out of changes.tar, so both builders get a clean tree.
 HYGIENE: Final = "|".join((*map(_ere, SCRUB), "/__pycache__(/|$)", "^/etc/machine-id$"))
+
 # Mount targets, the kernel's filesystems and scratch space are never content.
 SYSTEM_SCRIPT: Final = rf"""set -eu
 skip='^/$|^/(proc|sys|dev|run|tmp|mlpack-debs|mlpack-out|mlpack-log)(/|$)|^/etc/(hosts|hostname|resolv\.conf)$'

@@ -430,14 +430,7 @@ def stop(container: str, *, timeout: float = 10.0, root: StrPath | None = None) 
     d = match[0]
     st = d.read()
     if state.alive(st.pid, st.pid_start):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(st.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while state.alive(st.pid, st.pid_start) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if state.alive(st.pid, st.pid_start):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(st.pid, signal.SIGKILL)
+        terminate(st.pid, timeout, alive=lambda: state.alive(st.pid, st.pid_start))
     # The running `mlpack run` removes its own container; one whose owner died is ours.
     deadline = time.monotonic() + 5
     while Path(d.path).exists() and time.monotonic() < deadline:
@@ -446,6 +439,18 @@ def stop(container: str, *, timeout: float = 10.0, root: StrPath | None = None) 
                 d.remove()
             break
         time.sleep(0.05)
+
+
+def terminate(pid: int, timeout: float, *, alive: Callable[[], bool]) -> None:
+    """SIGTERM ``pid``, then SIGKILL if ``alive()`` still after ``timeout`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _name(d: Any) -> str:
