@@ -10,7 +10,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from mlpack.errors import ConfigError
 from mlpack.oslib.fs import atomic_write
@@ -20,6 +20,7 @@ from mlpack.vocabulary import (
     DEFAULT_PLATFORM,
     PLATFORMS,
     Compression,
+    EntrypointSpec,
     EnvSpec,
     PackageSpec,
     Platform,
@@ -55,16 +56,6 @@ DEFAULT_GROUPS: Final = ("runtime",)
 _LAYOUT_KEYS: Final = frozenset({"inputs", "outputs"})
 _ENTRY_KEYS: Final = frozenset({"kind", "command", "port"})
 _ENV_KEYS: Final = frozenset({"default", "secret"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class EntrypointSpec:
-    """A named way to start the image: ``mlpack run`` uses training ones, ``serve`` inference."""
-
-    name: str
-    kind: Literal["training", "inference"]
-    command: tuple[str, ...]
-    port: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from mlpack.oci.store import Store
+    from mlpack.vocabulary import EntrypointSpec
 
 RUNS_DIR: Final = Path(".mlpack", "runs")
 DIGEST_CACHE: Final = Path(".mlpack", "digests.json")
@@ -492,26 +493,16 @@ def run_env(
 
 
 @dataclass(frozen=True, kw_only=True)
-class EntryPoint:
-    """A named way to start an image, from its ``org.mlpack.entrypoint.*`` labels."""
-
-    name: str
-    kind: str
-    command: tuple[str, ...]
-    port: int | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class ImageFacts:
     """What a run needs to know of its image: digest, working directory, env, entrypoints."""
 
     digest: str
     workdir: str
     env: tuple[tuple[str, str], ...]
-    entrypoints: tuple[EntryPoint, ...]
+    entrypoints: tuple[EntrypointSpec, ...]
     lock_hash: str | None
 
-    def entry(self, name: str | None, kind: str) -> EntryPoint | None:
+    def entry(self, name: str | None, kind: str) -> EntrypointSpec | None:
         """The entrypoint ``name``, else the first of ``kind`` (None when there is none)."""
         if name is None:
             return next((e for e in self.entrypoints if e.kind == kind), None)
@@ -527,6 +518,7 @@ def image_facts(reference: str, store: Store) -> ImageFacts:
     """The facts of ``reference`` in ``store``; RunError when it is not there."""
     from mlpack.errors import ImageError
     from mlpack.spec import ENTRYPOINT_LABEL, LOCK_LABEL
+    from mlpack.vocabulary import EntrypointSpec
 
     try:
         stored = store.image(reference)
@@ -540,9 +532,9 @@ def image_facts(reference: str, store: Store) -> ImageFacts:
         if key.startswith(ENTRYPOINT_LABEL):
             doc = json.loads(value)
             entries.append(
-                EntryPoint(
+                EntrypointSpec(
                     name=key.removeprefix(ENTRYPOINT_LABEL),
-                    kind=str(doc.get("kind", "")),
+                    kind=doc.get("kind", ""),
                     command=tuple(doc.get("command") or ()),
                     port=doc.get("port"),
                 )

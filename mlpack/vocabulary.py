@@ -60,6 +60,19 @@ class PackageSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EntrypointSpec:
+    """A named way to start the image: ``mlpack run`` uses training ones, ``serve`` inference.
+
+    The config declares them; the image carries them as labels, read back by ``mlpack.runs``.
+    """
+
+    name: str
+    kind: Literal["training", "inference"]
+    command: tuple[str, ...]
+    port: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnvSpec:
     """An environment variable the code reads; a secret is declared by name, never by value."""
 

@@ -37,12 +37,15 @@ def registry_base(
     python: str, store: Store, *, platform: Platform, options: RegistryOptions | None = None
 ) -> BaseImage:
     """Pull ``python:X.Y-slim`` for ``platform`` (through MLPACK_REGISTRY_MIRROR when set)."""
-    ref = official_reference(python)
-    result = pull(ref, store, options=for_platform(options, platform))
-    image = store.image(result.digest)
+    result = pull(official_reference(python), store, options=for_platform(options, platform))
+    return official_base(python, store, result.digest)
+
+
+def official_base(python: str, store: Store, digest: str) -> BaseImage:
+    """The stored official image ``digest`` as the base for ``python`` (X.Y)."""
     return BaseImage(
-        reference=ref,
-        digest=result.digest,
+        reference=official_reference(python),
+        digest=digest,
         provider="registry",
-        python_full=python_version(image.config.env, python),
+        python_full=python_version(store.image(digest).config.env, python),
     )

@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING
 
 from mlpack.base import DEBIAN_SUITES
 from mlpack.base.debian import build_debian_base
-from mlpack.base.registry import for_platform, official_reference, python_version, registry_base
+from mlpack.base.registry import (
+    for_platform,
+    official_base,
+    official_reference,
+    python_version,
+    registry_base,
+)
 from mlpack.errors import ImageError
 from mlpack.oci.reference import parse as parse_reference
 from mlpack.oci.registry import pull
@@ -85,12 +91,7 @@ def resolve_base(
         # Offline: a previously pulled official image of this platform still serves.
         digest = stored_for(store, official_reference(python), platform)
         if digest is not None:
-            return BaseImage(
-                reference=official_reference(python),
-                digest=digest,
-                provider="registry",
-                python_full=python_version(store.image(digest).config.env, python),
-            )
+            return official_base(python, store, digest)
         if python not in DEBIAN_SUITES:
             msg = f"no registry is reachable for python:{python}-slim, and no Debian suite has Python {python}"
             raise ImageError(

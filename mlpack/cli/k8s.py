@@ -102,7 +102,7 @@ def _workload(target: str, image_ref: str | None, options: Options) -> Workload:
         image_ref=image_ref,
         store=store,
         workdir=facts.workdir,
-        entrypoints=[(e.name, e.kind, e.command, e.port) for e in facts.entrypoints],
+        entrypoints=facts.entrypoints,
         kind=options.kind,
         entry=options.entry,
     )

@@ -289,12 +289,12 @@ def _start(
     store.claim(service)
     where = url(settings.host, settings.port)
     log = Path(service.log)
+
+    def healthy(cid: str) -> None:
+        store.update(service.name, container=cid, status="running")
+        say(f"serving {where} (container {cid[:12]})")
+
     if not detach:
-
-        def healthy(cid: str) -> None:
-            store.update(service.name, container=cid, status="running")
-            say(f"serving {where} (container {cid[:12]})")
-
         try:
             with teed(log):
                 return _supervise(config, listener, settings, (store, service.name), healthy)
@@ -308,12 +308,11 @@ def _start(
             service.name, supervisor=os.getpid(), supervisor_start=proc_start_time(os.getpid())
         )
 
-        def healthy(cid: str) -> None:
-            store.update(service.name, container=cid, status="running")
-            say(f"serving {where} (container {cid[:12]})")
+        def reported(cid: str) -> None:
+            healthy(cid)
             report.healthy(where, cid)
 
-        return _supervise(config, listener, settings, (store, service.name), healthy)
+        return _supervise(config, listener, settings, (store, service.name), reported)
 
     answer = _detach(supervise, log, listener)
     if answer is None:

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
     from mlpack.config import ProjectConfig
     from mlpack.oci.store import Store
+    from mlpack.vocabulary import EntrypointSpec
 
 Kind = Literal["job", "pytorchjob", "deployment"]
-Entry = tuple[str, str, tuple[str, ...], "int | None"]  # name, kind, command, port
 KINDS: Final[tuple[Kind, ...]] = ("job", "pytorchjob", "deployment")
 _LABEL: Final = re.compile(r"[^a-z0-9-]+")
 _QUANTITY: Final = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
@@ -104,15 +104,12 @@ def from_project(
     """The workload of a project (``image``: its local build) from the config's layout and env."""
     from mlpack.spec import WORKDIR
 
-    wanted = "inference" if kind == "deployment" else "training"
-    chosen = _entry(
-        [(e.name, e.kind, e.command, e.port) for e in config.entrypoints], entry, wanted
-    )
+    chosen = _entry(config.entrypoints, entry, kind)
     return Workload(
         name=dns_label(config.name),
         image=pinned(image, image_ref=image_ref, store=store),
-        command=chosen[2],
-        port=chosen[3],
+        command=chosen.command,
+        port=chosen.port,
         workdir=WORKDIR,
         env=tuple((e.name, e.default) for e in config.env if not e.secret and e.default),
         secrets=tuple(e.name for e in config.env if e.secret),
@@ -128,7 +125,7 @@ def from_image(
     image_ref: str | None,
     store: Store,
     workdir: str,
-    entrypoints: Sequence[Entry],
+    entrypoints: Sequence[EntrypointSpec],
     kind: Kind,
     entry: str | None,
 ) -> Workload:
@@ -144,13 +141,12 @@ def from_image(
     except ImageError as exc:
         msg = f"{image!r} is neither a project folder nor an image reference"
         raise DeployError(msg, hint="give a folder with mlpack.toml, or an image") from exc
-    wanted = "inference" if kind == "deployment" else "training"
-    chosen = _entry(list(entrypoints), entry, wanted)
+    chosen = _entry(entrypoints, entry, kind)
     return Workload(
         name=dns_label(ref.repository.rsplit("/", 1)[-1]),
         image=pinned(image, image_ref=image_ref, store=store),
-        command=chosen[2],
-        port=chosen[3],
+        command=chosen.command,
+        port=chosen.port,
         workdir=workdir,
         env=(),  # the image carries its defaults already
         secrets=(),
@@ -160,15 +156,18 @@ def from_image(
     )
 
 
-def _entry(entries: list[Entry], name: str | None, kind: str) -> Entry:
-    """The entrypoint ``name``, else the first of ``kind``; DeployError when there is none."""
+def _entry(entries: Sequence[EntrypointSpec], name: str | None, kind: Kind) -> EntrypointSpec:
+    """The entrypoint ``name``, else the first one a ``kind`` runs (a deployment: inference,
+    else training); DeployError when there is none.
+    """
+    wanted = "inference" if kind == "deployment" else "training"
     if name is not None:
-        found = [e for e in entries if e[0] == name]
+        found = [e for e in entries if e.name == name]
     else:
-        found = [e for e in entries if e[1] == kind]
+        found = [e for e in entries if e.kind == wanted]
     if not found:
-        names = ", ".join(e[0] for e in entries) or "none"
-        what = f"no entrypoint {name!r}" if name else f"no {kind} entrypoint"
+        names = ", ".join(e.name for e in entries) or "none"
+        what = f"no entrypoint {name!r}" if name else f"no {wanted} entrypoint"
         msg = f"the project has {what} (it has: {names})"
         raise DeployError(msg, hint="pick one with --entry, or declare one in mlpack.toml")
     return found[0]

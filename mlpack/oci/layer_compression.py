@@ -1,9 +1,10 @@
 """Layer compressors: tar bytes in, a compressed blob out, with diff_id, digest and size.
 
 Three compressors, each a fixed identity (REPRODUCIBILITY.md §2): one gzip stream (the default
-of ``write_layer``, system zlib), gzip deflated in parallel blocks as pigz does (what ``mlpack
-build`` writes, with the zlib-ng that the pinned ``zlib-ng`` package bundles), and zstd (opt-in). The bytes of each depend only on the tar, its identity and the library
-versions, never on the number of cores. The layer writer feeds a compressor tar bytes with
+of ``write_layer``, the system's zlib), gzip deflated in parallel blocks as pigz does (what
+``mlpack build`` writes, with the zlib-ng that the pinned ``zlib-ng`` package bundles), and zstd
+(opt-in). The bytes of each depend only on the tar, its identity and the library versions,
+never on the number of cores. The layer writer feeds a compressor tar bytes with
 ``write`` and file contents with ``read_from``, which reads straight into the compressor's
 buffer where it has one (the parallel gzip one), so a 1 GB layer is not copied around in Python.
 """
@@ -106,8 +107,8 @@ def zstandard() -> ModuleType:
 def zlib_ng() -> ModuleType:
     """The ``zlib_ng`` module: the parallel gzip writer's deflate, imported when it first runs.
 
-    zlib-ng deflates a torch-sized layer at level 6 in about a third of zlib's CPU (bench/README.md
-    B9p), for a 3-4 % larger output. Its bytes differ from zlib's and between zlib-ng versions,
+    At level 6 zlib-ng deflates in about a third of zlib's CPU, and a torch-sized layer comes out
+    0.8 % larger (bench/README.md, B9p). Its bytes differ from zlib's and between zlib-ng versions,
     so mlpack pins the package (which bundles its own zlib-ng, whatever the system has) and the
     identity names the version.
     """

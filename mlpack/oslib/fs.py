@@ -83,14 +83,30 @@ def remove_tree(path: StrPath, *, dir_fd: int | None = None) -> None:
         os.unlink(target, dir_fd=dir_fd)
         return
     if dir_fd is not None:
-        _remove_dir(dir_fd, target)
+        _remove_racing(dir_fd, target)
         return
     head, name = os.path.split(os.path.normpath(os.path.abspath(target)))
     top = os.open(head or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        _remove_dir(top, name)
+        _remove_racing(top, name)
     finally:
         os.close(top)
+
+
+def _remove_racing(top: int, name: str) -> None:
+    """``_remove_dir``, where a tree another process removed meanwhile counts as removed.
+
+    Two removers of one tree are normal (``mlpack stop`` and the ``mlpack run`` it stops both
+    remove the container's state): whichever loses the race finds a directory gone under it.
+    """
+    try:
+        _remove_dir(top, name)
+    except FileNotFoundError:
+        try:
+            os.lstat(name, dir_fd=top)
+        except FileNotFoundError:
+            return
+        raise
 
 
 def _open_dir(parent: int, name: str) -> int:

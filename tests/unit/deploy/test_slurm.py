@@ -12,7 +12,8 @@ from mlpack.deploy import slurm
 from mlpack.errors import DeployError, ImageError
 from mlpack.oci.archive import import_archive
 from mlpack.oci.store import Store
-from mlpack.runs import EntryPoint, ImageFacts
+from mlpack.runs import ImageFacts
+from mlpack.vocabulary import EntrypointSpec
 
 DIGEST = "sha256:" + "ab" * 32
 PINNED = f"127.0.0.1:5000/team/train:1@{DIGEST}"
@@ -236,7 +237,7 @@ def test_cli_two_image_sources_are_refused(
 
 
 def _facts(digest: str) -> ImageFacts:
-    train = EntryPoint(name="train", kind="training", command=("python", "train.py"))
+    train = EntrypointSpec(name="train", kind="training", command=("python", "train.py"))
     return ImageFacts(digest=digest, workdir="/app", env=(), entrypoints=(train,), lock_hash=None)
 
 

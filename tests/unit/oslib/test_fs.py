@@ -1,4 +1,5 @@
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mlpack.oslib import fs
 from mlpack.oslib.fs import atomic_write, remove_tree
 
 
@@ -104,3 +106,43 @@ def test_atomic_write_without_durability_still_replaces_whole(tmp_path: Path) ->
     atomic_write(target, "two", durable=False)
     assert target.read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_remove_tree_finishes_when_another_remover_takes_the_tree_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second remover (``mlpack stop`` against the run it stops) empties the tree mid-walk."""
+    root = tmp_path / "state"
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "a" / "b" / "c" / "file").write_text("x")
+    children = fs._children
+    calls = 0
+
+    def raced(fd: int) -> list[str]:
+        nonlocal calls
+        calls += 1
+        names = children(fd)
+        if calls == 2:  # inside a/: the other remover takes the whole tree now
+            shutil.rmtree(root)
+        return names
+
+    monkeypatch.setattr(fs, "_children", raced)
+    remove_tree(root)
+    assert not root.exists()
+    assert calls >= 2
+
+
+def test_remove_tree_still_fails_when_the_tree_is_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a tree that is really gone counts as removed: a vanished child alone is re-raised."""
+    root = tmp_path / "state"
+    (root / "a").mkdir(parents=True)
+
+    def lost(fd: int) -> list[str]:
+        raise FileNotFoundError(2, "gone", "a")
+
+    monkeypatch.setattr(fs, "_children", lost)
+    with pytest.raises(FileNotFoundError):
+        remove_tree(root)
+    assert root.exists()
