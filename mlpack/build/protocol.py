@@ -49,7 +49,8 @@ class BuildResult:
 class StepRunner(Protocol):
     """Runs a command as root in a container of ``image`` with host folders mounted; returns
     its exit status. The pipeline hands one to the embedded builder for steps that must execute
-    in the image (dpkg), so the builder never imports a runtime.
+    in the image (dpkg), so the builder never imports a runtime. It may be called from two
+    threads at once (the two bytecode compiles): each call is its own container.
     """
 
     def __call__(

@@ -76,14 +76,21 @@ def system_files(debs: tuple[tuple[str, str], ...]) -> dict[str, bytes]:
     return {INSTALL: SYSTEM_SCRIPT.encode(), CHECKSUMS: sums.encode()}
 
 
-def compile_argv(python: str, folder: str, in_image: str) -> tuple[str, ...]:
+def compile_argv(
+    python: str, folder: str, in_image: str, *, pycache_prefix: str | None = None
+) -> tuple[str, ...]:
     """The command that compiles ``folder`` as if at ``in_image`` with the interpreter ``python``.
 
     ``-s``: no user site; ``-B``: the stdlib modules it imports write no bytecode of their own.
     One process, files in sorted order: parallel workers would make the bytes depend on which
-    process compiled what (REPRODUCIBILITY.md §5).
+    process compiled what (REPRODUCIBILITY.md §5). ``pycache_prefix`` (``sys.pycache_prefix``,
+    kept by the script's re-execution through ``sys.orig_argv``) writes each ``.pyc`` under that
+    folder, at ``<prefix>/<source's folder>/<name>.<tag>.pyc``, instead of in ``__pycache__``
+    beside its source: the bytes are the same (the header holds the source's hash, the code
+    objects name ``in_image``), so a second compile can run beside the first and be compared.
     """
-    return (python, "-s", "-B", "-c", COMPILE_SCRIPT, folder, in_image)
+    prefix = () if pycache_prefix is None else ("-X", f"pycache_prefix={pycache_prefix}")
+    return (python, "-s", "-B", *prefix, "-c", COMPILE_SCRIPT, folder, in_image)
 
 
 def compile_command(python: str, folder: str, in_image: str) -> str:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -70,10 +71,15 @@ def mirror_reachable() -> bool:
 
 
 def runner_for(store: Store) -> StepRunner:
-    """The pipeline's step runner, with the runtime reading images from ``store``."""
+    """The pipeline's step runner, with the runtime reading images from ``store``.
+
+    MLPACK_HOME stays set while any run is in flight: the two bytecode compiles overlap.
+    """
     inner = embedded_step_runner()
     require(inner is not None, "the embedded runtime")
     assert inner is not None
+    lock = threading.Lock()
+    in_flight: list[str | None] = []  # MLPACK_HOME as it was, once per run in flight
 
     def run(
         *,
@@ -83,15 +89,19 @@ def runner_for(store: Store) -> StepRunner:
         readonly: tuple[tuple[str, Path], ...],
         network: bool,
     ) -> int:
-        old = os.environ.get("MLPACK_HOME")
-        os.environ["MLPACK_HOME"] = str(store.root)
+        with lock:
+            in_flight.append(in_flight[0] if in_flight else os.environ.get("MLPACK_HOME"))
+            os.environ["MLPACK_HOME"] = str(store.root)
         try:
             return inner(image=image, argv=argv, mounts=mounts, readonly=readonly, network=network)
         finally:
-            if old is None:
-                del os.environ["MLPACK_HOME"]
-            else:
-                os.environ["MLPACK_HOME"] = old
+            with lock:
+                old = in_flight.pop()
+                if not in_flight:  # the last run out puts it back
+                    if old is None:
+                        del os.environ["MLPACK_HOME"]
+                    else:
+                        os.environ["MLPACK_HOME"] = old
 
     return run
 

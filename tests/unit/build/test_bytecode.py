@@ -11,8 +11,10 @@ import os
 import subprocess
 import sys
 import tarfile
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
+from mlpack.build import bytecode
 from mlpack.build.embedded import EmbeddedBuilder
 from mlpack.errors import ImageError
 from mlpack.oci.store import Store
@@ -33,10 +35,15 @@ RECORD = f"{SITE}/hello-1.0.dist-info/RECORD"
 
 
 class FakePython:
-    """Plays the container: runs the command's interpreter part on the host, on the mount."""
+    """Plays the container: runs the command's interpreter part on the host, on the mounts.
+
+    The container's paths become the host folders mounted there; a ``pycache_prefix`` compile's
+    files are then moved to where the container's would be (under the in-image path).
+    """
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.lock = threading.Lock()  # the two compiles run on two threads
 
     def __call__(
         self,
@@ -48,20 +55,39 @@ class FakePython:
         network: bool,
     ) -> int:
         assert not network
-        assert not readonly
-        self.calls.append((image, argv))
+        with self.lock:
+            self.calls.append((image, argv))
+            n = len(self.calls)
         _python, *flags_and_script, folder, in_image = argv
-        host = dict(mounts)[folder]
+        paths = dict(mounts) | dict(readonly)
+        host = paths[folder]
+        prefix = next((f.partition("=")[2] for f in argv if f.startswith("pycache_prefix=")), None)
+        if prefix is not None:  # the second compile: sources read-only, output in the scratch
+            assert dict(readonly) == {folder: host}
+            assert set(dict(mounts)) == {prefix}
+            flags_and_script = [
+                f"pycache_prefix={paths[prefix]}" if f.startswith("pycache_prefix=") else f
+                for f in flags_and_script
+            ]
+        else:
+            assert not readonly
         # A random seed outside: the script itself re-executes with PYTHONHASHSEED=0.
         env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
         code = subprocess.run(
             [sys.executable, *flags_and_script, str(host), in_image], env=env, check=False
         ).returncode
-        self.after(host)
+        out = host
+        if prefix is not None and code == 0:
+            out = paths[prefix] / folder.strip("/")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            (paths[prefix] / str(host).strip("/")).rename(out)
+        self.after(out, beside=prefix is None, n=n)
         return code
 
-    def after(self, site: Path) -> None:
-        """What the compile does beyond the real script (nothing here)."""
+    def after(self, out: Path, *, beside: bool, n: int) -> None:
+        """What the compile does beyond the real script (nothing here); ``out``: where it wrote,
+        ``beside``: in ``__pycache__`` folders, ``n``: which call this is.
+        """
 
 
 class FlakyPython(FakePython):
@@ -69,9 +95,28 @@ class FlakyPython(FakePython):
     ``FLAG_REF`` choice can (python/cpython#98819): the other modules stay deterministic.
     """
 
-    def after(self, site: Path) -> None:
-        pyc = site / "hello" / "__pycache__" / f"__init__.{sys.implementation.cache_tag}.pyc"
-        pyc.write_bytes(pyc.read_bytes() + len(self.calls).to_bytes(1, "little"))
+    def after(self, out: Path, *, beside: bool, n: int) -> None:
+        name = f"__init__.{sys.implementation.cache_tag}.pyc"
+        pyc = out / "hello" / "__pycache__" / name if beside else out / "hello" / name
+        pyc.write_bytes(pyc.read_bytes() + n.to_bytes(1, "little"))
+
+
+class MeetingPython(FakePython):
+    """Each compile waits until the other has started: the build only ends if they overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.both_started = threading.Barrier(2, timeout=120)  # breaks, not hangs, if serial
+        self.events: list[str] = []
+
+    def __call__(self, **kwargs: Any) -> int:
+        with self.lock:
+            self.events.append("start")
+        self.both_started.wait()
+        code = super().__call__(**kwargs)
+        with self.lock:
+            self.events.append("end")
+        return code
 
 
 def build(
@@ -108,9 +153,11 @@ def test_installed_packages_get_unchecked_hash_bytecode_for_their_in_image_path(
     assert pyc[8:16] == importlib.util.source_hash(source)  # the source's hash, no mtime
     code = marshal.loads(pyc[16:])
     assert code.co_filename == f"/{SITE}/hello/__init__.py"  # the image's path, not staging's
-    # The base's interpreter compiled it, twice (a fresh container each time), without network.
-    (image, argv), second = python.calls
-    assert second == (image, argv)
+    # The base's interpreter compiled it, twice (a fresh container each time), without network:
+    # the second run differs only in writing its .pyc under a scratch folder.
+    (image, argv), (image_again, again) = sorted(python.calls, key=lambda call: len(call[1]))
+    assert image_again == image
+    assert again == (*argv[:3], "-X", f"pycache_prefix={bytecode.SCRATCH}", *argv[3:])
     assert image == store.image("localhost/base:1").digest
     assert argv[0] == "/usr/bin/python3"
     assert "UNCHECKED_HASH" in argv[4]
@@ -188,7 +235,7 @@ def test_layers_with_and_without_bytecode_never_share_a_cache_entry(tmp_path: Pa
 def test_a_base_whose_python_does_not_run_gets_a_layer_without_bytecode(tmp_path: Path) -> None:
     def broken(*, mounts: tuple[tuple[str, Path], ...], **_: object) -> int:
         (site,) = (host for _, host in mounts)
-        (site / "hello" / "__pycache__").mkdir()  # a partial compile, then a failure
+        (site / "hello" / "__pycache__").mkdir(parents=True, exist_ok=True)  # partial, then fails
         (site / "hello" / "__pycache__" / "half.pyc").write_bytes(b"x")
         return 127
 
@@ -224,3 +271,63 @@ def test_a_container_that_does_not_start_leaves_the_layer_without_bytecode(tmp_p
         store, result = build(tmp_path, no_room)  # type: ignore[arg-type]
     assert PYC not in files(store, result, "packages")
     assert any("did not start: layer does not fit" in n for n in reporter.notices)
+
+
+def test_the_two_compiles_run_at_the_same_time(tmp_path: Path) -> None:
+    python = MeetingPython()
+    store, result = build(tmp_path, python)
+    assert python.events == ["start", "start", "end", "end"]
+    layer = files(store, result, "packages")
+    assert PYC in layer
+    assert STABLE in layer
+    assert all(x.pyc_dropped == () for x in result.layers)
+
+
+def test_a_second_compile_that_fails_leaves_the_layer_without_bytecode(tmp_path: Path) -> None:
+    class SecondFails(FakePython):
+        def __call__(self, **kwargs: Any) -> int:
+            code = super().__call__(**kwargs)
+            return 1 if "-X" in kwargs["argv"] else code
+
+    reporter = RecordingReporter()
+    with using(reporter):
+        store, failed = build(tmp_path / "a", SecondFails())
+    assert not [n for n in files(store, failed, "packages") if "__pycache__" in n]
+    assert any("no bytecode in the packages layer" in n and " 1 " in n for n in reporter.notices)
+    _, plain = build(tmp_path / "b", None)
+    assert [x.digest for x in failed.layers] == [x.digest for x in plain.layers]
+
+
+def test_a_compile_under_a_pycache_prefix_writes_the_same_bytes(tmp_path: Path) -> None:
+    """The second compile's .pyc are compared with the first's: only their place may differ."""
+    source = tmp_path / "site"
+    (source / "pkg").mkdir(parents=True)
+    (source / "top.py").write_text("X = frozenset({'a', 'b', 'c'})\n")
+    (source / "pkg" / "__init__.py").write_text("def f(x):\n    return {x, 'y', 1.5}\n")
+    in_image = f"/{SITE}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+    for argv in (
+        commands.compile_argv(sys.executable, str(source), in_image),
+        commands.compile_argv(
+            sys.executable, str(source), in_image, pycache_prefix=str(tmp_path / "scratch")
+        ),
+    ):
+        subprocess.run(argv, env=env, check=True)
+    tag = sys.implementation.cache_tag
+    scratch = tmp_path / "scratch" / str(source).strip("/")
+    pairs = [
+        (source / "__pycache__" / f"top.{tag}.pyc", scratch / f"top.{tag}.pyc"),
+        (
+            source / "pkg" / "__pycache__" / f"__init__.{tag}.pyc",
+            scratch / "pkg" / f"__init__.{tag}.pyc",
+        ),
+    ]
+    for beside, prefixed in pairs:
+        assert beside.read_bytes() == prefixed.read_bytes()
+        code = marshal.loads(prefixed.read_bytes()[16:])
+        assert code.co_filename.startswith(in_image)  # the image's path, not the scratch's
+    assert int.from_bytes(pairs[0][1].read_bytes()[4:8], "little") == commands.UNCHECKED_HASH_FLAGS
+    assert sorted(p.name for p in scratch.rglob("*.pyc")) == [
+        f"__init__.{tag}.pyc",
+        f"top.{tag}.pyc",
+    ]
