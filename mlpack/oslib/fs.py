@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 # The errnos of a full disk (or quota): callers report them as such, never as a bad input.
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_RACE_RETRIES = 20  # walks restarted when another remover took a directory from under this one
 
 
 def atomic_write(
@@ -94,19 +96,24 @@ def remove_tree(path: StrPath, *, dir_fd: int | None = None) -> None:
 
 
 def _remove_racing(top: int, name: str) -> None:
-    """``_remove_dir``, where a tree another process removed meanwhile counts as removed.
+    """``_remove_dir``, where a tree another process removes meanwhile counts as removed.
 
     Two removers of one tree are normal (``mlpack stop`` and the ``mlpack run`` it stops both
-    remove the container's state): whichever loses the race finds a directory gone under it.
+    remove the container's state): the one that loses a race finds a directory gone under it,
+    possibly the one it stands in, so it starts the walk again from the top until the tree is
+    gone. A FileNotFoundError with the tree still there after every retry is raised.
     """
-    try:
-        _remove_dir(top, name)
-    except FileNotFoundError:
+    for _ in range(_RACE_RETRIES):
         try:
-            os.lstat(name, dir_fd=top)
+            _remove_dir(top, name)
         except FileNotFoundError:
+            try:
+                os.lstat(name, dir_fd=top)
+            except FileNotFoundError:
+                return
+        else:
             return
-        raise
+    _remove_dir(top, name)
 
 
 def _open_dir(parent: int, name: str) -> int:
@@ -178,4 +185,5 @@ def _remove_dir(top: int, name: str) -> None:
             os.close(fd)
             msg = f"directory moved while it was being removed: {name!r}"
             raise OSError(msg)
-        os.rmdir(emptied, dir_fd=fd)
+        with contextlib.suppress(FileNotFoundError):  # the other remover took it
+            os.rmdir(emptied, dir_fd=fd)

@@ -59,7 +59,9 @@ def wait_line(proc: subprocess.Popen[str], want: str, timeout: float = 30) -> No
                 return
             if not line:
                 break
-    raise AssertionError(f"never saw {want!r}")
+    proc.kill()
+    _, err = proc.communicate(timeout=30)
+    raise AssertionError(f"never saw {want!r}; exit {proc.returncode}, stderr: {err[-2000:]}")
 
 
 def gone(pid: int) -> bool:
@@ -246,8 +248,8 @@ def test_ps_and_stop(rootfs: Path, home: Path) -> None:
     assert "running" in done.stdout
     done = run_cli(["stop", "-t", "1", "sleeper"], home)
     assert done.returncode == 0, done.stderr
-    proc.communicate(timeout=30)
-    assert proc.returncode == 137  # pid 1 ignored SIGTERM, so stop escalated to SIGKILL
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 137, err  # pid 1 ignored SIGTERM, so stop escalated to SIGKILL
     assert containers(home) == []
 
 

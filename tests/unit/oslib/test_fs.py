@@ -108,13 +108,19 @@ def test_atomic_write_without_durability_still_replaces_whole(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
 
 
-def test_remove_tree_finishes_when_another_remover_takes_the_tree_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("at_call", "taken"), [(2, "."), (4, "a"), (4, "a/b/c"), (3, "x")])
+def test_remove_tree_finishes_when_another_remover_takes_part_of_the_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at_call: int, taken: str
 ) -> None:
-    """A second remover (``mlpack stop`` against the run it stops) empties the tree mid-walk."""
+    """A second remover (``mlpack stop`` against the run it stops) takes a part mid-walk.
+
+    Including the directory the walk stands in (``a`` while it empties ``a/b/c``), which
+    leaves it no ``..`` to go back up through.
+    """
     root = tmp_path / "state"
     (root / "a" / "b" / "c").mkdir(parents=True)
     (root / "a" / "b" / "c" / "file").write_text("x")
+    (root / "x" / "y").mkdir(parents=True)
     children = fs._children
     calls = 0
 
@@ -122,8 +128,8 @@ def test_remove_tree_finishes_when_another_remover_takes_the_tree_first(
         nonlocal calls
         calls += 1
         names = children(fd)
-        if calls == 2:  # inside a/: the other remover takes the whole tree now
-            shutil.rmtree(root)
+        if calls == at_call and (root / taken).exists():
+            shutil.rmtree(root / taken)
         return names
 
     monkeypatch.setattr(fs, "_children", raced)
