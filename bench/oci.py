@@ -89,7 +89,7 @@ def main() -> int:
             return timed(lambda: pull(f"{repo}:1", store))
 
         def pull_cli() -> float:
-            # Output captured, as in scripts and CI: the fast path without typer and rich.
+            # The console script users run, output captured as in scripts and CI.
             env = {**os.environ, "MLPACK_HOME": str(work / "pull-cli")}
             remove_tree(work / "pull-cli")
             os.sync()
@@ -97,21 +97,6 @@ def main() -> int:
             return timed(
                 lambda: subprocess.run(
                     [mlpack, "pull", f"{repo}:1"], env=env, check=True, capture_output=True
-                )
-            )
-
-        def pull_typer() -> float:
-            # The same command through typer and rich: what a terminal user runs (bars drawn).
-            env = {**os.environ, "MLPACK_HOME": str(work / "pull-typer")}
-            remove_tree(work / "pull-typer")
-            os.sync()
-            code = "import sys; from mlpack.cli.app import run_app; sys.exit(run_app(sys.argv[1:]))"
-            return timed(
-                lambda: subprocess.run(
-                    [sys.executable, "-c", code, "pull", f"{repo}:1"],
-                    env=env,
-                    check=True,
-                    capture_output=True,
                 )
             )
 
@@ -129,7 +114,7 @@ def main() -> int:
             return timed(lambda: subprocess.run(cmd, check=True, capture_output=True))
 
         pulls = interleave(
-            {"api": pull_api, "cli": pull_cli, "typer": pull_typer, "skopeo": skopeo},
+            {"api": pull_api, "cli": pull_cli, "skopeo": skopeo},
             rounds=rounds,
             warmups=warmups,
         )
@@ -172,7 +157,6 @@ def main() -> int:
         lines = [
             compare("oci pull (API) / skopeo copy", "mlpack", pulls["api"], "skopeo", pulls["skopeo"], goal=None),
             compare("oci pull (CLI) / skopeo copy", "mlpack", pulls["cli"], "skopeo", pulls["skopeo"], goal=GOAL_PULL),
-            compare("oci pull (typer CLI) / skopeo", "mlpack", pulls["typer"], "skopeo", pulls["skopeo"], goal=None),
             compare("oci unpack / umoci unpack", "mlpack", unpacks["unpack"], "umoci", unpacks["umoci"], goal=GOAL_UNPACK),
             compare("oci rootfs / umoci unpack", "mlpack", unpacks["rootfs"], "umoci", unpacks["umoci"], goal=None),
         ]  # fmt: skip
