@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine (Debian's munge, slurmctld, slurmd), for the Slurm tests.
 #   .ci/slurm.sh start DIR   configure under DIR, start the daemons, wait until the node is idle
-#   .ci/slurm.sh stop DIR    stop the daemons started by `start DIR`
+#   .ci/slurm.sh stop DIR    stop the daemons started by `start DIR` (none, if it used a running cluster)
 # No cgroup confinement and no systemd: the host's cgroup hierarchy is hybrid, so processes are tracked by
 # /proc (proctrack/linuxproc) and tasks are not confined (task/none).
 set -euo pipefail
@@ -9,6 +9,7 @@ cmd=$1 dir=$2
 conf=/etc/slurm/slurm.conf
 
 stop() {
+  [[ -f $dir/started ]] || return 0  # start used a cluster it did not start: leave it running
   for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" /run/munge/munged.pid; do
     if [[ -f $pidfile ]]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
@@ -72,6 +73,7 @@ CONF
   runuser -u munge -- /usr/sbin/munged --force  # its pid file: /run/munge/munged.pid
   /usr/sbin/slurmctld -i
   /usr/sbin/slurmd
+  touch "$dir/started"
   wait_idle
 }
 
