@@ -36,7 +36,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.analysis import Entrypoint, EntrypointKind
-from mlpack.analyze.reach import ModuleIndex, area_of
+from mlpack.analyze.reach import ModuleIndex, area_of, module_index
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,7 +78,7 @@ def analyze_entrypoints(
     """Find every entrypoint and order them, most likely first."""
     found: list[tuple[int, Entrypoint]] = []
     files = tree.names()
-    index = ModuleIndex(files, tree.dirs)
+    index = module_index(tree, facts)
     for path in sorted(facts):
         found.extend(_from_facts(path, facts, files, index))
     found.extend(_console_scripts(tree, files, warnings))

@@ -153,31 +153,23 @@ class Reach:
         return area_of(path) or ("script" if path in self.scripts else "optional"), ()
 
 
-def module_graph(tree: RepoTree, facts: Mapping[str, FileFacts]) -> dict[str, list[Edge]]:
+def module_index(tree: RepoTree, facts: Mapping[str, FileFacts]) -> ModuleIndex:
+    """The index that resolves the repository's imports of its own modules, shared roots included."""
+    return ModuleIndex(tree.names(), tree.dirs, shared=tuple(_shared_roots(tree, facts)))
+
+
+def module_graph(index: ModuleIndex, facts: Mapping[str, FileFacts]) -> dict[str, list[Edge]]:
     """Return each file's edges to the repository's own modules it imports."""
-    files = tree.names()
-    index = ModuleIndex(files, tree.dirs)
-    shared = _shared_roots(tree, facts)
     graph: dict[str, list[Edge]] = {}
-    # The shared roots answer the same import the same way in every file (numpy, torch...).
-    from_shared: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for path, file_facts in facts.items():
         if not path.endswith(".py") and not path.endswith(".ipynb"):
             continue
-        own = _own_roots(path, files)
-        edges: list[Edge] = []
-        for module, line, flags, names in file_facts.imports:
-            if module.startswith("."):
-                targets = index.relative(path, module, names)
-            else:
-                targets = index.absolute(module, names, own)
-                if not targets:
-                    key = (module, names)
-                    if key not in from_shared:
-                        from_shared[key] = index.absolute(module, names, shared)
-                    targets = from_shared[key]
-            edges.extend((target, line, flags) for target in targets if target != path)
-        graph[path] = edges
+        graph[path] = [
+            (target, line, flags)
+            for module, line, flags, names in file_facts.imports
+            for target in index.targets(path, module, names)
+            if target != path
+        ]
     return graph
 
 
@@ -218,6 +210,12 @@ class ModuleIndex:
 
     files: frozenset[str]
     dirs: frozenset[str]
+    shared: tuple[str, ...] = ("",)  # roots of every file's imports, after its own
+
+    @cached_property
+    def _from_shared(self) -> dict[tuple[str, tuple[str, ...]], list[str]]:
+        """The shared roots answer the same import the same way in every file (numpy, torch...)."""
+        return {}
 
     @cached_property
     def names(self) -> dict[str, set[str]]:
@@ -266,10 +264,18 @@ class ModuleIndex:
         return []
 
     def targets(self, path: str, module: str, names: tuple[str, ...]) -> list[str]:
-        """The files one import of ``path`` runs, from its own roots, else the repository's."""
+        """The files one import of ``path`` runs: relative to it, else below its own roots,
+        else below the shared ones.
+        """
         if module.startswith("."):
             return self.relative(path, module, names)
-        return self.absolute(module, names, (*_own_roots(path, self.files), ""))
+        found = self.absolute(module, names, _own_roots(path, self.files))
+        if found:
+            return found
+        key = (module, names)
+        if key not in self._from_shared:
+            self._from_shared[key] = self.absolute(module, names, self.shared)
+        return self._from_shared[key]
 
     def relative(self, path: str, module: str, names: tuple[str, ...]) -> list[str]:
         """The files a relative import (``..pkg``) of ``path`` runs."""
@@ -357,9 +363,10 @@ def reach(
     tree: RepoTree, facts: Mapping[str, FileFacts], entrypoints: Iterable[Entrypoint]
 ) -> Reach:
     """Walk the module graph from the runtime roots."""
-    graph = module_graph(tree, facts)
+    index = module_index(tree, facts)
+    graph = module_graph(index, facts)
     roots = runtime_roots(tree, entrypoints, facts)
-    targets = config_targets(tree, _shared_roots(tree, facts))
+    targets = config_targets(tree, index)
     return Reach(
         runtime=_walk(graph, roots, targets, soft=False),
         optional=_walk(graph, roots, targets, soft=True),
@@ -371,10 +378,8 @@ def reach(
     )
 
 
-def config_targets(tree: RepoTree, roots: Iterable[str]) -> dict[str, str]:
+def config_targets(tree: RepoTree, index: ModuleIndex) -> dict[str, str]:
     """The own modules the project's configs name as targets -> the first ``config:line``."""
-    index = ModuleIndex(tree.names(), tree.dirs)
-    roots = tuple(roots)
     found: dict[str, str] = {}
     for entry in tree.with_suffix(*CONFIG_SUFFIXES):
         if entry.size > MAX_CONFIG_BYTES or area_of(entry.path) not in _RUNNABLE:
@@ -389,7 +394,7 @@ def config_targets(tree: RepoTree, roots: Iterable[str]) -> dict[str, str]:
         for match in _CONFIG_TARGET.finditer(text):
             module, _, name = match.group(1).rpartition(".")
             where = f"{entry.path}:{text.count(chr(10), 0, match.start()) + 1}"
-            for target in index.absolute(module, (name,), roots):
+            for target in index.absolute(module, (name,), index.shared):
                 if area_of(target) in _RUNNABLE:  # not a test helper or an example
                     found.setdefault(target, where)
     return found
