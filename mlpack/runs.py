@@ -408,11 +408,20 @@ def output_owner(environ: dict[str, str] | None = None) -> tuple[int, int]:
 
 
 def make_output_dir(path: Path, owner: tuple[int, int]) -> None:
-    """Create ``path`` and any missing parents, owned by ``owner`` (an existing one is kept)."""
+    """Create ``path`` and any missing parents, owned by ``owner`` (an existing one is kept).
+
+    Tasks of one job start together and create the same folder: one that another process made
+    between the check and the mkdir is kept as it is, not an error.
+    """
     missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
         for folder in reversed(missing):
-            folder.mkdir()
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+                continue
             if os.getuid() == 0:
                 os.chown(folder, *owner)
     except OSError as exc:

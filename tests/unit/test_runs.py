@@ -19,6 +19,7 @@ from mlpack.runs import (
     ended,
     input_mounts,
     layout_mounts,
+    make_output_dir,
     output_digests,
     output_owner,
     run_env,
@@ -184,6 +185,28 @@ def test_output_folders_are_created_owned_by_the_owner(tmp_path: Path) -> None:
     )
     for made in (tmp_path / "a", tmp_path / "a" / "b"):
         assert (made.stat().st_uid, made.stat().st_gid) == (1234, 4321)
+
+
+def test_a_folder_another_task_creates_first_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks of one Slurm job create the same output folder at once: losing the race is fine."""
+    target = tmp_path / "outs"
+    real_mkdir = Path.mkdir
+
+    def racing_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        real_mkdir(self)  # the other task got there between our check and our mkdir
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    make_output_dir(target, (os.getuid(), os.getgid()))
+    assert target.is_dir()
+
+
+def test_a_file_where_the_output_folder_goes_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "outs").write_text("not a folder")
+    with pytest.raises(RunError, match="cannot create the output folder"):
+        make_output_dir(tmp_path / "outs" / "run", (os.getuid(), os.getgid()))
 
 
 def test_secret_values_are_never_recorded() -> None:

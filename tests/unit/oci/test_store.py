@@ -379,8 +379,10 @@ def _held(path: Path) -> bool:
     return False
 
 
-def _wait_for_staging(store: Store, proc: subprocess.Popen[str], prefix: str) -> Path:
-    """The staging directory the child made and holds (it then blocks on the FIFO blob).
+def _wait_for_staging(
+    store: Store, proc: subprocess.Popen[str], prefix: str, count: int
+) -> list[Path]:
+    """The ``count`` staging directories the child made and holds (each then blocks on a FIFO).
 
     A directory not yet flocked may still be taken by another process's cleaner (its maker then
     picks a new name), so only a held one counts.
@@ -388,8 +390,8 @@ def _wait_for_staging(store: Store, proc: subprocess.Popen[str], prefix: str) ->
     tmp = store.root / "tmp"
     while proc.poll() is None:
         held = [p for p in tmp.iterdir() if p.name.startswith(prefix) and _held(p)]
-        if held:
-            return held[0]
+        if len(held) == count:
+            return held
         time.sleep(0.05)
     msg = f"the unpacking child exited early: {proc.communicate()}"
     raise AssertionError(msg)
@@ -398,9 +400,11 @@ def _wait_for_staging(store: Store, proc: subprocess.Popen[str], prefix: str) ->
 def test_killed_unpack_leaves_no_staging_for_the_next_command(store: Store, tmp_path: Path) -> None:
     """Issue 10 item 12: kill -9 mid-unpack; the next command clears what no process holds."""
     digest = busybox_image(store, tmp_path, "test/bb:1")
-    blob = store.blob_path(store.image(digest).manifest.layers[0].digest)
-    blob.unlink()
-    os.mkfifo(blob)  # the child blocks inside its staging directory, reading this
+    layers = store.image(digest).manifest.layers
+    for layer in layers:  # unpack stages every layer at once: each must block, none finish
+        blob = store.blob_path(layer.digest)
+        blob.unlink()
+        os.mkfifo(blob)  # the child blocks inside its staging directory, reading this
     child = textwrap.dedent(
         """
         import sys
@@ -413,17 +417,18 @@ def test_killed_unpack_leaves_no_staging_for_the_next_command(store: Store, tmp_
     running: list[subprocess.Popen[str]] = []
     try:
         staged = []
-        for how in ("unpack", "rootfs"):
+        for how, prefix, count in (("unpack", "layer-", len(layers)), ("rootfs", "rootfs-", 1)):
             proc = subprocess.Popen([sys.executable, "-c", child, str(store.root), how], text=True)
             running.append(proc)
-            staged.append(_wait_for_staging(store, proc, f"{how.replace('unpack', 'layer')}-"))
-        killed, live = staged
-        (killed / "half-applied").write_bytes(b"x" * 4096)
+            staged.append(_wait_for_staging(store, proc, prefix, count))
+        killed, [live] = staged
+        for path in killed:
+            (path / "half-applied").write_bytes(b"x" * 4096)
         running[0].kill()  # kill -9 while it stages
         running[0].wait()
-        assert killed.exists()
+        assert all(path.exists() for path in killed)
         Store(store.root).images()  # any command that opens the store
-        assert not killed.exists()
+        assert not any(path.exists() for path in killed)
         assert live.exists()  # still held by a live process: left alone
         running[1].kill()
         running[1].wait()
