@@ -195,12 +195,23 @@ def fetch_project(root: Path, *, ca_cert: Path | None = None) -> Wheelhouse:
     return fetch_lock(root, read_lock(lock_path(root)), ca_cert=ca_cert)
 
 
-def fetch_lock(root: Path, lock_file: Lock, *, ca_cert: Path | None = None) -> Wheelhouse:
-    """Download every file ``lock_file`` pins into the wheelhouse, with the project's indexes."""
+def fetch_lock(
+    root: Path,
+    lock_file: Lock,
+    *,
+    config: ProjectConfig | None = None,
+    ca_cert: Path | None = None,
+) -> Wheelhouse:
+    """Download every file ``lock_file`` pins into the wheelhouse, with the project's indexes.
+
+    :param config: the project's config when the caller has it (else it is read, or analysed).
+    """
     # Credentials come from mlpack.toml / pip's configuration at fetch time, never the lock.
     indexes: Indexes | None
     try:
-        indexes = project_lock_inputs(root).indexes
+        indexes = (
+            project_lock_inputs(root) if config is None else config_lock_inputs(root, config)
+        ).indexes
     except ConfigError:
         indexes = None
     locked = (lock_file.index_url, *lock_file.extra_index_urls)
@@ -209,23 +220,17 @@ def fetch_lock(root: Path, lock_file: Lock, *, ca_cert: Path | None = None) -> W
     return fetch(lock_file, home=Path(mlpack_home()), indexes=indexes, ca_cert=ca_cert)
 
 
-# Projects this process said it analyses in memory: a command asks for a project's config at
-# each stage (lock, plan, layout); the analysis runs each time (its fact cache makes the
-# repeats cheap, and a long-lived caller sees an edited tree), the line is said once.
-_SAID_IN_MEMORY: set[Path] = set()
-
-
 def project_config(root: Path, *, note: Callable[[str], None]) -> ProjectConfig:
-    """The project's config; without one, the analysis's, in memory (said in one line)."""
+    """The project's config; without one, the analysis's, in memory (said in one line).
+
+    A command reads it once and hands it to each stage (lock, plan, fetch, layout), so the
+    analysis runs once per command and a long-lived caller that asks again sees an edited tree.
+    """
     if has_config(root):
         return load_config(root)
     from mlpack.analyze import analyze
 
-    if root.resolve() not in _SAID_IN_MEMORY:
-        _SAID_IN_MEMORY.add(root.resolve())
-        note(
-            f"no {CONFIG_FILE}: analysing the project in memory (`mlpack analyze --write` keeps it)"
-        )
+    note(f"no {CONFIG_FILE}: analysing the project in memory (`mlpack analyze --write` keeps it)")
     return config_from_analysis(root, analyze(root, settings=import_settings(root)))
 
 
@@ -263,15 +268,19 @@ def project_lock(
 
 
 def plan_project(
-    root: Path, *, frozen: bool, note: Callable[[str], None], platform: str | None = None
-) -> tuple[ImageSpec, Lock, ProjectConfig]:
-    """Config, lock and provenance of the project at ``root``, planned into an ImageSpec."""
+    root: Path,
+    config: ProjectConfig,
+    *,
+    frozen: bool,
+    note: Callable[[str], None],
+    platform: str | None = None,
+) -> tuple[ImageSpec, Lock]:
+    """The lock and provenance of the project at ``root``, planned with ``config``."""
     from mlpack.provenance import read_provenance
     from mlpack.spec import plan
 
-    config = project_config(root, note=note)
     lock_file = project_lock(root, config, frozen=frozen, note=note, platform=platform)
-    return plan(lock_file, config, provenance=read_provenance(root)), lock_file, config
+    return plan(lock_file, config, provenance=read_provenance(root)), lock_file
 
 
 def render_project(
@@ -280,7 +289,7 @@ def render_project(
     """Write the project's Dockerfile, .dockerignore and requirements files into ``out``."""
     from mlpack.render import eject
 
-    spec, _, _ = plan_project(root, frozen=frozen, note=note)
+    spec, _ = plan_project(root, project_config(root, note=note), frozen=frozen, note=note)
     return eject(spec, out)
 
 
@@ -309,21 +318,23 @@ def build_project(
     frozen: bool = False,
     backend: Backend = "embedded",
     note: Callable[[str], None],
-    store: Store | None = None,
+    config: ProjectConfig | None = None,
     platform: str | None = None,
     compression: Compression | None = None,
 ) -> BuildResult:
     """Plan, fetch and build the project at ``root`` with ``backend``; tag the image.
 
+    :param config: the project's config when the caller has it (else it is read, or analysed).
     :param platform: the target platform (default: the config's, else linux/amd64).
     :param compression: of the layers the embedded builder writes (default: the config's).
     """
     from mlpack.build.sbom import attach_sbom
     from mlpack.oci.store import Store
 
-    spec, lock_file, config = plan_project(root, frozen=frozen, note=note, platform=platform)
-    wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
-    store = store or Store.default()
+    config = config or project_config(root, note=note)
+    spec, lock_file = plan_project(root, config, frozen=frozen, note=note, platform=platform)
+    wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file, config=config).files}
+    store = Store.default()
     ensure_base(lock_file, config, store)
     builder = make_builder(backend, store, wheels, compression or config.compression)
     result = builder.build(spec, context=root, tag=tag or spec.default_tag)
@@ -399,8 +410,9 @@ def verify_project(
     from mlpack.build.verify import compare
     from mlpack.oci.store import Store
 
-    spec, lock_file, config = plan_project(root, frozen=frozen, note=note)
-    wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file).files}
+    config = project_config(root, note=note)
+    spec, lock_file = plan_project(root, config, frozen=frozen, note=note)
+    wheels = {f.sha256: f.path for f in fetch_lock(root, lock_file, config=config).files}
     store = Store.default()
     ensure_base(lock_file, config, store)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import BinaryIO
 
+    from mlpack.config import ProjectConfig
     from mlpack.runs import ImageFacts, MountRecord, RunRecord
     from mlpack.runtime.protocol import Mount, RunConfig
 
@@ -81,6 +82,7 @@ def to_mounts(mounts: tuple[MountRecord, ...]) -> tuple[Mount, ...]:
 
 def project_mounts(
     root: Path,
+    config: ProjectConfig,
     facts: ImageFacts,
     volumes: tuple[Mount, ...],
     *,
@@ -91,11 +93,8 @@ def project_mounts(
     """The project's layout mounted (``data``/``output`` replace its folders), less any
     folder a ``-v`` mount replaces, then the ``-v`` mounts.
     """
-    from mlpack.cli.build import _note
-    from mlpack.pipeline import project_config
     from mlpack.runs import MountRecord, layout_mounts
 
-    config = project_config(root, note=_note)
     layout = layout_mounts(
         root,
         workdir=facts.workdir,
@@ -177,33 +176,32 @@ def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) 
     return record
 
 
-def _build(root: Path) -> str:
-    """Build the project (a cache hit when nothing changed); the image digest."""
-    from mlpack.cli.build import _note
-    from mlpack.cli.output import progress
-    from mlpack.pipeline import build_project
-
-    with progress(notice_prefix="note: "):
-        return build_project(root, note=_note).digest
-
-
 def project_image(
     target: str, *, kind: str, image: str | None = None
-) -> tuple[Path | None, ImageFacts]:
+) -> tuple[Path | None, ProjectConfig | None, ImageFacts]:
     """A project directory (built first, unless ``image`` is given to run it with) or an image
-    reference, and the image's facts.
+    reference: the project's root and config (None for an image), and the image's facts.
+
+    The config is read (or analysed) once here and serves the build and the layout.
     """
+    from mlpack.cli.build import _note
+    from mlpack.cli.output import progress
     from mlpack.oci.store import Store
+    from mlpack.pipeline import build_project, project_config
     from mlpack.runs import image_facts
 
     path = Path(target)
-    root = path.resolve() if path.is_dir() else None
+    if not path.is_dir():
+        return None, None, image_facts(image or target, Store.default())
+    root = path.resolve()
+    config = project_config(root, note=_note)
     if image is None:
-        image = _build(path) if root is not None else target
+        with progress(notice_prefix="note: "):  # a cache hit when nothing changed
+            image = build_project(root, config=config, note=_note).digest
     facts = image_facts(image, Store.default())
-    if root is not None and not facts.entrypoints:
+    if not facts.entrypoints:
         note(f"note: the project declares no {kind} entrypoint: the image's command runs")
-    return root, facts
+    return root, config, facts
 
 
 def run_project(
@@ -237,13 +235,14 @@ def run_project(
         task_placement,
     )
 
-    root, facts = project_image(target, kind="training", image=image)
+    root, config, facts = project_image(target, kind="training", image=image)
     assert root is not None
+    assert config is not None
     chosen = facts.entry(entry, "training")
     words = base.command or (chosen.command if chosen else ())
     owner = output_owner()
     store = RunStore(root)
-    layout = project_mounts(root, facts, base.mounts, data=data, output=output, owner=owner)
+    layout = project_mounts(root, config, facts, base.mounts, data=data, output=output, owner=owner)
     mounts = input_mounts(layout, store.digest_cache())
     passed, recorded = run_env(facts.env, base.env, deterministic=deterministic)
     commit, dirty = git_state(root)

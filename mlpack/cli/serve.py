@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
+    from mlpack.config import ProjectConfig
     from mlpack.runs import ImageFacts
     from mlpack.runtime.protocol import Mount, RunConfig, RunResult
     from mlpack.serve.backends import DockerServer, EmbeddedServer, Published
@@ -212,6 +213,7 @@ def _supervise(
 
 def _base_config(
     root: Path | None,
+    config: ProjectConfig | None,
     facts: ImageFacts,
     command: tuple[str, ...],
     volumes: tuple[Mount, ...],
@@ -221,8 +223,8 @@ def _base_config(
     from mlpack.cli.runs import project_mounts, to_mounts
     from mlpack.runtime.protocol import RunConfig
 
-    if root is not None:
-        layout = project_mounts(root, facts, volumes, data=None, output=None, owner=owner)
+    if root is not None and config is not None:
+        layout = project_mounts(root, config, facts, volumes, data=None, output=None, owner=owner)
         volumes = to_mounts(layout)
     return RunConfig(
         image=facts.digest, command=command, mounts=volumes, user=f"{owner[0]}:{owner[1]}"
@@ -403,10 +405,10 @@ def serve(
     given = tuple(options.parse_env(e) for e in env or ())
     volumes = tuple(options.parse_volume(v) for v in volume or ())
     listener = open_listener(host, port)  # before anything starts: a taken port fails first
-    root, facts = project_image(target, kind="inference")
+    root, project, facts = project_image(target, kind="inference")
     words = tuple(command or ()) or _server_command(facts, entry)
     config = replace(
-        _base_config(root, facts, words, volumes, owner),
+        _base_config(root, project, facts, words, volumes, owner),
         image=backend_image(facts.digest, backend),
         env=given,
         network=network,

@@ -159,7 +159,7 @@ def _job(  # noqa: PLR0913 - one parameter per sbatch option
     if project is not None:
         from mlpack.cli.runs import project_image
 
-        _, facts = project_image(target, kind="training")
+        _, _, facts = project_image(target, kind="training")
         facts.entry(entry, "training")  # an unknown --entry fails here, before a push
         local = facts.digest
     return replace(job, image=_placed(local, source, project=project))

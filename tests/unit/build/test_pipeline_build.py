@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from mlpack import pipeline
 from mlpack.config import load_config
 from mlpack.errors import BuildError, LockError
 from mlpack.lock.lockfile import read_lock
+from mlpack.lock.wheelhouse import Wheelhouse
 from mlpack.oci.store import Store
 from mlpack.vocabulary import BaseImage, Platform
 from tests.unit.build.fakes import make_base
@@ -36,11 +38,44 @@ def test_without_mlpack_toml_the_analysis_serves_in_memory(tmp_path: Path) -> No
     assert len(notes) == 1
     assert "analysing the project in memory" in notes[0]
     assert not (root / "mlpack.toml").exists()
-    # The next stage of the same command analyses again (an edit is seen), said once.
+    # A caller that asks again (a long-lived one) sees an edited tree.
     (root / "train.py").write_text("import numpy\nimport yaml\n")
     again = pipeline.project_config(root, note=notes.append)
     assert [p.name for p in again.packages] == ["numpy", "pyyaml"]
-    assert len(notes) == 1
+
+
+def test_a_build_without_mlpack_toml_analyses_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plan, lock and fetch share the command's one config: one analysis, one line."""
+    import mlpack.analyze
+
+    root = training(tmp_path)
+    (root / "mlpack.toml").unlink()
+    analysed: list[Path] = []
+    real = mlpack.analyze.analyze
+
+    def counting(path: Path, **kwargs: Any) -> Any:
+        analysed.append(path)
+        return real(path, **kwargs)
+
+    class Stop(Exception):
+        pass
+
+    def no_base(*_: object) -> None:
+        raise Stop
+
+    locked = read_lock(root / "mlpack.lock")
+    house = Wheelhouse(root=tmp_path, files=(), to_build=(), downloaded=0)
+    monkeypatch.setattr(mlpack.analyze, "analyze", counting)
+    monkeypatch.setattr(pipeline, "project_lock", lambda *_, **__: locked)
+    monkeypatch.setattr(pipeline, "fetch", lambda *_, **__: house)
+    monkeypatch.setattr(pipeline, "ensure_base", no_base)  # everything before the build proper
+    notes: list[str] = []
+    with pytest.raises(Stop):
+        pipeline.build_project(root, note=notes.append)
+    assert analysed == [root]
+    assert sum("analysing the project in memory" in n for n in notes) == 1
 
 
 def test_frozen_refuses_a_stale_lock_with_the_reason(tmp_path: Path) -> None:

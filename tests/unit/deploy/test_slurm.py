@@ -247,9 +247,9 @@ def test_cli_project_is_built_then_run_as_a_project_from_the_shared_folder(
     digest = _stored(home, "localhost/proj:1")
     built: list[str] = []
 
-    def project_image(target: str, *, kind: str) -> tuple[Path, ImageFacts]:
+    def project_image(target: str, *, kind: str) -> tuple[Path, None, ImageFacts]:
         built.append(kind)
-        return Path(target).resolve(), _facts(digest)
+        return Path(target).resolve(), None, _facts(digest)
 
     monkeypatch.setattr("mlpack.cli.runs.project_image", project_image)
     project, out = tmp_path / "proj", tmp_path / "job.sh"
@@ -269,7 +269,7 @@ def test_cli_project_without_a_registry_or_folder_says_how(
 ) -> None:
     digest = _stored(home, "localhost/proj:1")
     monkeypatch.setattr(
-        "mlpack.cli.runs.project_image", lambda target, kind: (Path(target), _facts(digest))
+        "mlpack.cli.runs.project_image", lambda target, kind: (Path(target), None, _facts(digest))
     )
     assert cli_app.run_app(["slurm", "render", str(tmp_path)]) == 8
     err = capsys.readouterr().err
@@ -283,7 +283,7 @@ def test_cli_project_unknown_entry_is_refused_before_anything_leaves(
 ) -> None:
     digest = _stored(home, "localhost/proj:1")
     monkeypatch.setattr(
-        "mlpack.cli.runs.project_image", lambda target, kind: (Path(target), _facts(digest))
+        "mlpack.cli.runs.project_image", lambda target, kind: (Path(target), None, _facts(digest))
     )
     shared = tmp_path / "shared"
     args = ["--entry", "nope", "--image-dir", str(shared)]
@@ -297,7 +297,7 @@ def test_cli_project_pushed_already_is_pinned_on_its_registry_name(
 ) -> None:
     digest = _stored(home, "localhost/proj:1")
     monkeypatch.setattr(
-        "mlpack.cli.runs.project_image", lambda target, kind: (Path(target), _facts(digest))
+        "mlpack.cli.runs.project_image", lambda target, kind: (Path(target), None, _facts(digest))
     )
     out = tmp_path / "job.sh"
     args = ["--image-ref", "127.0.0.1:5000/team/proj", "-o", str(out)]
