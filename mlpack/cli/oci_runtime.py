@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import NoReturn
 
+    from _typeshed import SupportsWrite
+
     from mlpack.runtime.embedded.spawn import HelperProcess
 
 PROG = "mlpack-runtime"
@@ -29,8 +31,22 @@ PROG = "mlpack-runtime"
 class _Parser(argparse.ArgumentParser):
     """Usage errors as ``error:``/``hint:`` lines through the boundary, like every failure."""
 
+    # argparse makes a help formatter for every add_argument (to check its metavar), and each
+    # asks the terminal for its width (importing shutil): ~2 ms of every container start.
+    # The width matters only for help, so the terminal is asked when help is printed.
+    help_width = 78
+
     def error(self, message: str) -> NoReturn:
         raise ConfigError(message, hint=f"see `{self.prog} --help`")
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return argparse.HelpFormatter(prog=self.prog, width=self.help_width)
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        import shutil
+
+        self.help_width = shutil.get_terminal_size().columns - 2
+        super().print_help(file)
 
 
 def _add_create(sub: argparse._SubParsersAction[_Parser], name: str, text: str) -> None:

@@ -90,16 +90,33 @@ def test_no_subprocess_uses_preexec_fn_or_keeps_fds() -> None:
 
 
 def test_the_oci_runtime_start_path_imports_no_typing() -> None:
-    """`mlpack-runtime run`'s modules annotate without importing typing (~2.4 ms of CPU, B1)."""
+    """`mlpack-runtime run`'s modules annotate without importing typing (~2.4 ms of CPU, B1),
+    and its parser asks no terminal for a width (shutil, ~2 ms) until help is printed.
+    """
     code = (
         "import sys\n"
         "from mlpack.cli import oci_runtime\n"
         "oci_runtime.parser().parse_args(['run', '--bundle', '/b', 'id'])\n"
         "from mlpack.runtime.embedded import lifecycle, seccomp, spawn\n"
-        "print(sorted(m for m in sys.modules if m == 'typing' or m.startswith('mlpack.')))\n"
+        "print(sorted(m for m in sys.modules if m in ('typing', 'shutil') or m.startswith('mlpack.')))\n"
     )
     done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
                           check=True, cwd=Path(__file__).resolve().parents[3])  # fmt: skip
     loaded = done.stdout
     assert "mlpack.runtime.embedded.lifecycle" in loaded
     assert "'typing'" not in loaded
+    assert "'shutil'" not in loaded
+
+
+def test_the_oci_runtime_help_still_fits_the_terminal() -> None:
+    def help_lines(columns: int) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", "from mlpack.cli.oci_runtime import main; main()", "run", "-h"],
+            capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": str(columns)},
+        )  # fmt: skip
+        assert done.stdout.startswith("usage: mlpack-runtime run")
+        return done.stdout.splitlines()
+
+    narrow, wide = help_lines(50), help_lines(200)
+    assert len(narrow) > len(wide)  # wrapped to the narrow terminal
+    assert max(len(line) for line in wide) > 78  # not to a fixed width either
