@@ -35,17 +35,25 @@ class BuildCache:
         self.store = store
         self.root = store.root / "build-cache"
 
-    def get(self, key: str) -> LayerDigests | None:
-        """The layer built for ``key``, if its blob is still in the store."""
+    def get(self, key: str) -> tuple[LayerDigests, tuple[str, ...]] | None:
+        """The layer built for ``key`` and the ``.pyc`` its build left out, if its blob is
+        still in the store (a cache hit reports what the build that wrote it reported).
+        """
         try:
             doc = json.loads((self.root / key).read_text(encoding="utf-8"))
             layer = LayerDigests(diff_id=doc["diff_id"], digest=doc["digest"], size=doc["size"])
-        except (OSError, ValueError, KeyError, TypeError):
+            dropped = tuple(str(path) for path in doc.get("pyc_dropped", ()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        return layer if self.store.has_blob(layer.digest) else None
+        return (layer, dropped) if self.store.has_blob(layer.digest) else None
 
-    def put(self, key: str, layer: LayerDigests) -> None:
+    def put(self, key: str, layer: LayerDigests, *, pyc_dropped: tuple[str, ...] = ()) -> None:
         """Remember ``layer`` (already stored) for ``key``."""
         self.root.mkdir(parents=True, exist_ok=True)
-        doc = {"diff_id": layer.diff_id, "digest": layer.digest, "size": layer.size}
+        doc = {
+            "diff_id": layer.diff_id,
+            "digest": layer.digest,
+            "size": layer.size,
+            "pyc_dropped": list(pyc_dropped),
+        }
         atomic_write(self.root / key, json.dumps(doc, sort_keys=True))

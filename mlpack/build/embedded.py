@@ -142,13 +142,16 @@ class EmbeddedBuilder:
             return None
         staging = work / step.name
         recipe = self._recipe(step, spec=spec, context=context, work=work, staging=staging)
-        layer = self.cache.get(self._compressed(recipe.key))
-        hit = layer is not None
-        if layer is None:
+        found = self.cache.get(self._compressed(recipe.key))
+        hit = found is not None
+        if found is None:
             staging.mkdir()
             layer = self._write(step.name, recipe, staging=staging, work=work)
+            dropped = recipe.pyc_dropped()
             stored = recipe.stored_key() if recipe.stored_key else recipe.key
-            self.cache.put(self._compressed(stored), layer)
+            self.cache.put(self._compressed(stored), layer, pyc_dropped=dropped)
+        else:
+            layer, dropped = found
         return LayerResult(
             step=step.name,
             role=step.role,
@@ -156,7 +159,7 @@ class EmbeddedBuilder:
             diff_id=layer.diff_id,
             size=layer.size,
             cached=hit,
-            pyc_dropped=() if hit else recipe.pyc_dropped(),
+            pyc_dropped=dropped,
         )
 
     def _compressed(self, key: str) -> str:

@@ -213,11 +213,13 @@ def test_a_pyc_whose_two_compiles_differ_is_left_out_and_reported(tmp_path: Path
     assert any(
         "1 .pyc left out of the packages layer" in n and f"/{PYC}" in n for n in reporter.notices
     )
-    # The layer is cached as built: the next build reuses it, with the same digest.
+    # The layer is cached as built: the next build reuses it, with the same digest, and
+    # reports the same left-out .pyc as the build that wrote it.
     _, again = build(tmp_path / "a", FlakyPython(), store)
     cached = next(x for x in again.layers if x.step == "packages")
     assert cached.cached
     assert cached.digest == packages.digest
+    assert cached.pyc_dropped == (f"/{PYC}",)
 
 
 def test_layers_with_and_without_bytecode_never_share_a_cache_entry(tmp_path: Path) -> None:
