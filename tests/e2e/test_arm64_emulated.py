@@ -135,6 +135,26 @@ def test_an_arm64_debian_base_is_configured_under_qemu_and_runs_there(home: Path
     assert done.stdout.split() == ["aarch64", "OpenSSL"]
 
 
+@pytest.mark.usefixtures("home")
+def test_without_the_handler_an_arm64_image_is_refused_before_it_starts(home: Path) -> None:
+    """Not "Exec format error" from inside a half-made container: one error, one hint."""
+    base = debian.build_debian_base("3.11", Store.default(), platform="linux/arm64")  # cached
+    handler = binfmt.BINFMT / "qemu-aarch64"
+    handler.write_text("0")  # disabled, machine-wide: enabled again whatever happens
+    try:
+        assert not binfmt.emulator_registered("aarch64")
+        done = run_cli(["run", base.reference, "python3", "-c", "print(1)"], home)
+    finally:
+        handler.write_text("1")
+    assert binfmt.emulator_registered("aarch64")
+    assert done.returncode == 7, done.stderr
+    assert done.stdout == ""
+    error, hint = done.stderr.strip().splitlines()
+    assert error.startswith(f"error: image {base.reference} is linux/arm64 and this x86_64 host")
+    assert "no qemu-aarch64 handler with the F (fix-binary) flag" in error
+    assert hint.startswith("hint: apt-get install qemu-user-static")
+
+
 def test_an_arm64_build_installs_debian_packages_under_qemu(tmp_path: Path, home: Path) -> None:
     require(pypi_reachable(), "the Python package index (the arm64 lock and its wheel)")
     root = tmp_path / "tiny"

@@ -66,6 +66,7 @@ def resolve_image(image: str) -> ResolvedImage:
 
     hit = memo.lookup(home, image)
     if hit is not None:
+        check_platform(image, hit[1])
         return ResolvedImage(layers=hit[0], process=ImageProcess.from_raw(hit[1]), merged=merged)
     from mlpack.oci.snapshots import unpack
     from mlpack.oci.store import Store
@@ -73,11 +74,31 @@ def resolve_image(image: str) -> ResolvedImage:
     identity = memo.index_identity(home)
     store = Store(mlpack_home())
     stored = store.image(image)
+    check_platform(image, stored.config.raw)
     layers = tuple(map(str, unpack(store, image)))
     memo.record(home, image, identity=identity, layers=layers, config=stored.config.raw)
     return ResolvedImage(
         layers=layers, process=ImageProcess.from_raw(stored.config.raw), merged=merged
     )
+
+
+def check_platform(image: str, config: dict[str, Any], *, binfmt: Path | None = None) -> None:
+    """ContainerError, before anything starts, for an image of another architecture that this
+    kernel cannot run (no qemu handler with the F flag): its first exec would only fail with
+    "Exec format error". An image of an unknown platform is left to try.
+    """
+    from mlpack.oslib.binfmt import can_run, host_machine, install_hint
+    from mlpack.vocabulary import MACHINES
+
+    platform = f"{config.get('os', 'linux')}/{config.get('architecture', '')}"
+    machine = MACHINES.get(platform)  # type: ignore[call-overload]
+    if machine is None or can_run(machine, binfmt=binfmt):
+        return
+    msg = (
+        f"image {image} is {platform} and this {host_machine()} host cannot run its programs: "
+        f"no qemu-{machine} handler with the F (fix-binary) flag is registered with binfmt_misc"
+    )
+    raise ContainerError(msg, hint=f"{install_hint(machine)}, or run it on a {platform} host")
 
 
 def copy_rootfs(source: StrPath, target: StrPath) -> None:
