@@ -207,11 +207,12 @@ def fetch_lock(
     :param config: the project's config when the caller has it (else it is read, or analysed).
     """
     # Credentials come from mlpack.toml / pip's configuration at fetch time, never the lock.
+    # Only the indexes are needed: the lock inputs' Python choice (which reads the project's
+    # version files) is not.
     indexes: Indexes | None
     try:
-        indexes = (
-            project_lock_inputs(root) if config is None else config_lock_inputs(root, config)
-        ).indexes
+        config = config or project_config(root, note=reporter().notice)
+        indexes = inputs_from_config(config).indexes
     except ConfigError:
         indexes = None
     locked = (lock_file.index_url, *lock_file.extra_index_urls)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,32 @@ def test_a_base_that_comes_back_with_another_digest_is_an_error(tmp_path: Path) 
         pipeline.ensure_base(lock, load_config(root), Store(tmp_path / "store"), resolver)
     assert resolver.asked == [("3.11", None)]
     assert "mlpack lock" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("index_url", "expected"),
+    [
+        # The lock's index with the config's credentials: the fetch uses them.
+        ("https://user:token@pypi.org/simple", "https://user:token@pypi.org/simple"),
+        # The config moved on to another index: the fetch keeps to the lock's own.
+        ("https://mirror.example/simple", None),
+    ],
+)
+def test_the_fetch_takes_the_configs_indexes_only_while_they_match_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index_url: str, expected: str | None
+) -> None:
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no machine-local index here
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    root = training(tmp_path)
+    config = dataclasses.replace(load_config(root), index_url=index_url)
+    asked: list[object] = []
+
+    def fetch(lock: object, *, indexes: object, **_: object) -> Wheelhouse:
+        asked.append(indexes)
+        return Wheelhouse(root=tmp_path, files=(), to_build=(), downloaded=0)
+
+    monkeypatch.setattr(pipeline, "fetch", fetch)
+    pipeline.fetch_lock(root, read_lock(root / "mlpack.lock"), config=config)
+    [indexes] = asked
+    assert (None if indexes is None else indexes.index_url) == expected  # type: ignore[attr-defined]
