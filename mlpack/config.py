@@ -378,7 +378,7 @@ def _analysis_keys(
     """``groups``, ``ignore-imports``, ``import-map`` and ``exclude`` of ``[dependencies]``."""
     from packaging.utils import canonicalize_name
 
-    from mlpack.analyze.reach import GROUPS
+    from mlpack.vocabulary import GROUPS
 
     groups = _str_list(deps.get("groups", list(DEFAULT_GROUPS)), where, "dependencies.groups")
     unknown = sorted(set(groups) - set(GROUPS))

@@ -22,7 +22,6 @@ from mlpack.lock.inputs import LockInputs, inputs_from_config, stale_reason
 from mlpack.lock.locker import LockResult, lock
 from mlpack.lock.lockfile import dumps, read_lock
 from mlpack.lock.runner import ImageRunner
-from mlpack.lock.wheelhouse import Wheelhouse, fetch
 from mlpack.paths import CONFIG_FILE, LOCK_FILE
 from mlpack.progress import reporter
 
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
     from mlpack.lock.lockdata import Lock
     from mlpack.lock.locker import BaseResolver
     from mlpack.lock.runner import Runner
+    from mlpack.lock.wheelhouse import Wheelhouse
     from mlpack.oci.store import Store
     from mlpack.spec import ImageSpec
     from mlpack.vocabulary import Backend, BaseImage, Compression, Platform, ResolverName
@@ -206,6 +206,9 @@ def fetch_lock(
 
     :param config: the project's config when the caller has it (else it is read, or analysed).
     """
+    # Imported here: only builds fetch, and its HTTP client would delay every lock's resolve.
+    from mlpack.lock.wheelhouse import fetch
+
     # Credentials come from mlpack.toml / pip's configuration at fetch time, never the lock.
     # Only the indexes are needed: the lock inputs' Python choice (which reads the project's
     # version files) is not.

@@ -32,6 +32,15 @@ ResolverName = Literal["uv", "pip-tools"]
 # Where images are built and run: mlpack's own daemonless backends, or a Docker engine.
 Backend = Literal["embedded", "docker"]
 
+# Where a package is used (analyze's reachability); ``dependencies.groups`` of mlpack.toml picks
+# the groups whose inferred packages go into the image.
+Group = Literal[
+    "runtime", "optional", "script", "examples", "benchmarks", "docs", "notebook", "test", "dev"
+]
+GROUPS: Final[tuple[Group, ...]] = (
+    "runtime", "optional", "script", "examples", "benchmarks", "docs", "notebook", "test", "dev",
+)  # fmt: skip
+
 BaseProvider = Literal["registry", "debian", "explicit"]
 BASE_PROVIDERS: Final[tuple[BaseProvider, ...]] = ("registry", "debian", "explicit")
 

@@ -39,8 +39,9 @@ from packaging.utils import canonicalize_name
 
 from mlpack.analyze.analysis import Ambiguity, DeclaredRequirement, Package
 from mlpack.analyze.pyfacts import GUARDED, NAMESPACE_ROOTS, OPTIONAL
-from mlpack.analyze.reach import GROUPS, Reach, area_of
+from mlpack.analyze.reach import Reach, area_of
 from mlpack.analyze.requirements import DEV_GROUPS
+from mlpack.vocabulary import GROUPS
 
 if sys.version_info >= (3, 11):
     import tomllib

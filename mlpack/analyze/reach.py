@@ -44,7 +44,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.pyfacts import GUARDED, LAZY, OPTIONAL
 
@@ -54,13 +54,8 @@ if TYPE_CHECKING:
     from mlpack.analyze.analysis import Entrypoint
     from mlpack.analyze.pyfacts import FileFacts
     from mlpack.analyze.walk import RepoTree
+    from mlpack.vocabulary import Group
 
-Group = Literal[
-    "runtime", "optional", "script", "examples", "benchmarks", "docs", "notebook", "test", "dev"
-]
-GROUPS: Final[tuple[Group, ...]] = (
-    "runtime", "optional", "script", "examples", "benchmarks", "docs", "notebook", "test", "dev",
-)  # fmt: skip
 # Folder names that say what the files below are for (any depth; the first one decides).
 AREAS: Final[dict[str, Group]] = {
     "tests": "test",

@@ -13,6 +13,7 @@ import pytest
 from mlpack import pipeline
 from mlpack.config import load_config
 from mlpack.errors import BuildError, LockError
+from mlpack.lock import wheelhouse
 from mlpack.lock.lockfile import read_lock
 from mlpack.lock.wheelhouse import Wheelhouse
 from mlpack.oci.store import Store
@@ -70,7 +71,7 @@ def test_a_build_without_mlpack_toml_analyses_once(
     house = Wheelhouse(root=tmp_path, files=(), to_build=(), downloaded=0)
     monkeypatch.setattr(mlpack.analyze, "analyze", counting)
     monkeypatch.setattr(pipeline, "project_lock", lambda *_, **__: locked)
-    monkeypatch.setattr(pipeline, "fetch", lambda *_, **__: house)
+    monkeypatch.setattr(wheelhouse, "fetch", lambda *_, **__: house)
     monkeypatch.setattr(pipeline, "ensure_base", no_base)  # everything before the build proper
     notes: list[str] = []
     with pytest.raises(Stop):
@@ -143,7 +144,7 @@ def test_the_fetch_takes_the_configs_indexes_only_while_they_match_the_lock(
         asked.append(indexes)
         return Wheelhouse(root=tmp_path, files=(), to_build=(), downloaded=0)
 
-    monkeypatch.setattr(pipeline, "fetch", fetch)
+    monkeypatch.setattr(wheelhouse, "fetch", fetch)
     pipeline.fetch_lock(root, read_lock(root / "mlpack.lock"), config=config)
     [indexes] = asked
     assert (None if indexes is None else indexes.index_url) == expected  # type: ignore[attr-defined]
