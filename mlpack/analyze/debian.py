@@ -16,8 +16,6 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlpack.analyze.analysis import SystemPackage
-
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -26,7 +24,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from mlpack.analyze.analysis import Package
+    from mlpack.analyze.analysis import Package, SystemPackage
 
 
 @cache
@@ -42,6 +40,9 @@ def system_libs() -> dict[str, tuple[str, ...]]:
 
 def analyze_system_packages(packages: Iterable[Package]) -> tuple[SystemPackage, ...]:
     """Return the Debian packages the given distributions need, one per name, sorted."""
+    # Imported here: the lock reads this module's names without the analysis's types.
+    from mlpack.analyze.analysis import SystemPackage
+
     table = system_libs()
     chosen: dict[str, str] = {}
     for package in sorted(packages, key=lambda p: p.name):
@@ -67,3 +68,8 @@ def debian13_name(name: str) -> str:
     """The Debian 13 name of a package given by either release's name (to compare names)."""
     debian12: dict[str, str] = _table()["debian12"]
     return _other_spelling()[name] if name in debian12.values() else name
+
+
+def same_names(pinned: Iterable[str], wanted: Iterable[str]) -> bool:
+    """True when the pinned requested packages are the wanted ones, in either release's names."""
+    return sorted({debian13_name(n) for n in pinned}) == sorted({debian13_name(n) for n in wanted})

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from mlpack.analyze.debian import same_names
 from mlpack.errors import LockError
 from mlpack.lock import torch as torch_mod
 from mlpack.lock.indexes import Indexes, choose_indexes
 from mlpack.lock.lockfile import loads
 from mlpack.lock.stamp import ALGORITHM
-from mlpack.lock.system import same_names
 from mlpack.vocabulary import PLATFORMS, as_platform
 
 if TYPE_CHECKING:

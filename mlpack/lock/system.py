@@ -16,7 +16,7 @@ import shlex
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote
 
-from mlpack.analyze.debian import debian13_name, spellings
+from mlpack.analyze.debian import same_names, spellings
 from mlpack.errors import LockError, MlpackError
 from mlpack.lock.host_apt import HostAptRunner
 from mlpack.lock.lockdata import SystemPackagePin
@@ -25,7 +25,6 @@ from mlpack.progress import reporter
 from mlpack.vocabulary import MACHINES
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
     from pathlib import Path
 
     from mlpack.lock.host_apt import RootfsFactory
@@ -160,11 +159,6 @@ def _reusable(
     if not same_names((p.name for p in pins if p.requested), wanted):
         return None
     return pins if all(p.pinned for p in pins) else None
-
-
-def same_names(pinned: Iterable[str], wanted: Iterable[str]) -> bool:
-    """True when the pinned requested packages are the wanted ones, in either release's names."""
-    return sorted({debian13_name(n) for n in pinned}) == sorted({debian13_name(n) for n in wanted})
 
 
 def parse_pins(stdout: str, requested: tuple[str, ...]) -> tuple[SystemPackagePin, ...]:
