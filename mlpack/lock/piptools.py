@@ -46,15 +46,26 @@ if TYPE_CHECKING:
     from mlpack.vocabulary import ResolverName
 
 PIP_VERSION: Final = "26.3"
-# 7.7.0 compiles the examples' sets with hashes in 8-10 s where 7.6.2 took 15-16 s (B4).
+# 7.7.0 compiles the examples' sets with hashes in 8-10 s where 7.6.2 took 15-16 s (B4); it
+# needs Python 3.10, so a 3.9 target keeps 7.6.2.
 PIPTOOLS_VERSION: Final = "7.7.0"
+PIPTOOLS_VERSION_PY39: Final = "7.6.2"
 # pip settings that do not change what is resolved; the rest (indexes, find-links,
 # constraints) come from the request only.
 PIP_KEEP: Final = frozenset(
     {"PIP_CACHE_DIR", "PIP_NO_CACHE_DIR", "PIP_DEFAULT_TIMEOUT", "PIP_CERT", "PIP_CLIENT_CERT",
      "PIP_KEYRING_PROVIDER", "PIP_RETRIES", "PIP_PROXY"}
 )  # fmt: skip
-_TOOLS: Final = (f"pip=={PIP_VERSION}", f"pip-tools=={PIPTOOLS_VERSION}")
+
+
+def piptools_version(python_minor: str) -> str:
+    """The pinned pip-tools release for a target Python (X.Y)."""
+    return PIPTOOLS_VERSION_PY39 if python_minor == "3.9" else PIPTOOLS_VERSION
+
+
+def tool_requirements(python_minor: str) -> tuple[str, str]:
+    """The pinned pip and pip-tools requirements for a target Python (X.Y)."""
+    return (f"pip=={PIP_VERSION}", f"pip-tools=={piptools_version(python_minor)}")
 
 
 def piptools_args(request: ResolveRequest) -> list[str]:
@@ -151,10 +162,11 @@ class PipToolsResolver:
             )
         else:
             assert self.image_runner is not None  # resolve() checked
-            tools = self.tools_home / f"pip-tools-image-py{request.python_minor}-{_tag()}"
+            minor = request.python_minor
+            tools = self.tools_home / f"pip-tools-image-py{minor}-{_tag(minor)}"
             tools.mkdir(parents=True, exist_ok=True)
             venv = f"{IMAGE_TOOLS}/venv"
-            install = " ".join(_TOOLS)
+            install = " ".join(tool_requirements(minor))
             script = (
                 f"test -x {venv}/bin/python || {{ python3 -m venv {venv}.tmp && "
                 f"{venv}.tmp/bin/python -m pip install -q {install} && mv {venv}.tmp {venv}; }}"
@@ -169,7 +181,8 @@ class PipToolsResolver:
         """The cached venv with pinned pip and pip-tools for the host interpreter."""
         interpreter = host_interpreter(python_minor)
         assert interpreter is not None  # host_matches checked it
-        venv = self.tools_home / f"pip-tools-py{python_minor}-{_tag()}"
+        venv = self.tools_home / f"pip-tools-py{python_minor}-{_tag(python_minor)}"
+        wanted = tool_requirements(python_minor)
         python = venv / "bin" / "python"
         if python.exists():
             return str(python)
@@ -183,12 +196,12 @@ class PipToolsResolver:
         for argv in (
             [uv, "venv", "--quiet", "--no-config", "--python", interpreter, str(tmp)],
             [uv, "pip", "install", "--quiet", "--no-config", "--python", str(tmp / "bin" / "python"),
-             *_TOOLS],
+             *wanted],
         ):  # fmt: skip
             done = runner.run(argv, cwd=self.tools_home, env=env)
             if done.returncode != 0:
                 shutil.rmtree(tmp, ignore_errors=True)
-                msg = f"cannot install {' '.join(_TOOLS)}: {done.stderr.strip()[-400:]}"
+                msg = f"cannot install {' '.join(wanted)}: {done.stderr.strip()[-400:]}"
                 raise LockError(msg, hint="check the network; or use the default resolver (uv)")
         try:
             tmp.rename(venv)
@@ -222,8 +235,9 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
 
 
-def _tag() -> str:
-    return f"{platform.machine().lower()}-pip{PIP_VERSION}-piptools{PIPTOOLS_VERSION}"
+def _tag(python_minor: str) -> str:
+    machine = platform.machine().lower()
+    return f"{machine}-pip{PIP_VERSION}-piptools{piptools_version(python_minor)}"
 
 
 def _quote(arg: str) -> str:

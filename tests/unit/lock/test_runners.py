@@ -8,7 +8,7 @@ import pytest
 from mlpack.errors import LockError
 from mlpack.lock import piptools
 from mlpack.lock.indexes import Indexes
-from mlpack.lock.piptools import PIP_VERSION, PIPTOOLS_VERSION, PipToolsResolver, piptools_args
+from mlpack.lock.piptools import PipToolsResolver, piptools_args, tool_requirements
 from mlpack.lock.resolvers import ResolveRequest
 from mlpack.lock.runner import IMAGE_CA, IMAGE_WORK, ImageRunner
 from mlpack.lock.uv import uv_compile_args, uv_env
@@ -78,10 +78,16 @@ def test_pip_tools_runs_in_the_base_image_when_the_host_differs(
     assert ca_mount.read_only
     assert ca_mount.source == ca
     script = config.command[-1]
-    assert f"pip=={PIP_VERSION}" in script
-    assert f"pip-tools=={PIPTOOLS_VERSION}" in script
+    assert " ".join(tool_requirements("3.9")) in script
     assert "--generate-hashes" in script
     assert not (work / ".stderr").exists()  # captured output files are removed
+
+
+def test_pip_tools_is_pinned_per_target_python() -> None:
+    """7.7.0 (faster) needs Python 3.10: a 3.9 target keeps 7.6.2, and each its own venv."""
+    assert tool_requirements("3.9") == ("pip==26.3", "pip-tools==7.6.2")
+    assert tool_requirements("3.11") == ("pip==26.3", "pip-tools==7.7.0")
+    assert tool_requirements("3.13") == tool_requirements("3.11")
 
 
 def test_in_image_failure_is_a_lock_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
