@@ -477,6 +477,7 @@ def _analysis_document(
         "dependencies": {
             "packages": packages,
             "system": sorted({s.name for s in analysis.system_packages}),
+            **_index_settings(analysis),
         },
         "env": env,
         "layout": {
@@ -486,6 +487,17 @@ def _analysis_document(
         "entrypoints": entrypoints,
         "accelerator": {"cuda": analysis.accelerator.cuda},
     }
+
+
+def _index_settings(analysis: ProjectAnalysis) -> dict[str, Any]:
+    """``index-url``/``extra-index-urls`` from the indexes the dependency files name: the first
+    ``--index-url`` replaces PyPI, as pip reads it; every other index is an extra one.
+    """
+    primary = next((i.url for i in analysis.indexes if i.primary), None)
+    extra = [i.url for i in analysis.indexes if i.url != primary]
+    return ({"index-url": primary} if primary else {}) | (
+        {"extra-index-urls": extra} if extra else {}
+    )
 
 
 def config_from_analysis(root: Path, analysis: ProjectAnalysis) -> ProjectConfig:

@@ -41,7 +41,7 @@ def analyze(
     from mlpack.analyze.layout import analyze_layout
     from mlpack.analyze.python_version import detect_python
     from mlpack.analyze.reach import reach
-    from mlpack.analyze.requirements import declared_requirements
+    from mlpack.analyze.requirements import declarations
     from mlpack.analyze.walk import walk_repo
 
     root = _check_root(Path(root))
@@ -49,7 +49,7 @@ def analyze(
     tree = walk_repo(root, warnings=warnings)
     facts = collect_facts(tree, cache_dir=cache_dir, warnings=warnings)
     python = detect_python(root, warnings=warnings)
-    declared = declared_requirements(root, warnings=warnings)
+    declared, indexes = declarations(root, warnings=warnings)
     environments = repo_environments(root)
     installed = installed_evidence(environments or None)
     entrypoints = analyze_entrypoints(tree, facts, warnings=warnings)
@@ -81,6 +81,7 @@ def analyze(
         entrypoints=entrypoints,
         accelerator=accelerator,
         system_packages=system_packages,
+        indexes=indexes,
         warnings=tuple(dict.fromkeys(warnings)),
     )
 

@@ -19,7 +19,7 @@ from packaging.utils import (
 
 from mlpack.analyze._declfile import inside, load_toml, read_text, rel
 from mlpack.analyze._setup_static import read_setup_cfg, read_setup_py
-from mlpack.analyze.analysis import DeclaredRequirement
+from mlpack.analyze.analysis import DeclaredIndex, DeclaredRequirement
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -100,14 +100,22 @@ def merge_specifiers(*specifiers: str) -> str:
 
 
 def redact_index(url: str) -> tuple[str, bool]:
-    """Drop literal credentials from an index URL; ``${VAR}`` references are kept."""
+    """The index URL without its credentials (literal or ``${VAR}``), and whether it had any.
+
+    Credentials never reach mlpack.toml or the lock: ``mlpack lock`` takes them from
+    ``~/.netrc`` or a keyring (mlpack expands no variables in index URLs, so a repository's
+    config cannot send an environment variable to a host it names).
+    """
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url, False
-    userinfo, _, host = parts.netloc.rpartition("@")
-    if re.fullmatch(r"(\$\{[A-Za-z_][A-Za-z0-9_]*\}:?)+", userinfo):
-        return url, False
-    return urlunsplit(parts._replace(netloc=host)), True
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), True
+
+
+INDEX_CREDENTIALS: Final = (
+    "credentials in the index URL are not recorded; mlpack lock reads them from ~/.netrc "
+    "or a keyring"
+)
 
 
 def local_project_name(root: Path, directory: Path) -> str | None:
@@ -137,7 +145,7 @@ class RequirementsReader:
         self._warnings = warnings
         # Files read on their own (with their own group): a -r to one of them is not followed.
         self._own = frozenset(p.resolve() for p in own_files)
-        self.indexes: list[str] = []
+        self.indexes: list[DeclaredIndex] = []
 
     def read_file(self, path: Path, *, group: str | None) -> list[DeclaredRequirement]:
         """Parse a top-level requirements file; ``-r`` includes join its group."""
@@ -268,12 +276,10 @@ class RequirementsReader:
         elif option in {"index-url", "extra-index-url"}:
             url, redacted = redact_index(value)
             if redacted:
-                self._warnings.append(
-                    f"{source}: credentials in the index URL are not recorded; "
-                    "give them through ${VARIABLES} or a netrc file"
-                )
-            if url not in self.indexes:
-                self.indexes.append(url)
+                self._warnings.append(f"{source}: {INDEX_CREDENTIALS}")
+            if state.group is None and url not in {i.url for i in self.indexes}:
+                primary = option == "index-url"
+                self.indexes.append(DeclaredIndex(url=url, primary=primary, source=source))
         # find-links, --hash, --trusted-host, ...: not about which packages are needed
 
     def requirement(

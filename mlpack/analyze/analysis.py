@@ -37,6 +37,15 @@ class DeclaredRequirement:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeclaredIndex:
+    """A package index a dependency file names for the main requirements."""
+
+    url: str  # without credentials (literal or ${VAR}): mlpack lock reads them from ~/.netrc
+    primary: bool  # --index-url (instead of PyPI), not --extra-index-url or a Pipfile source
+    source: str  # "requirements.txt:1", "backend/Pipfile"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Package:
     """A distribution the image needs, with its provenance."""
 
@@ -154,4 +163,5 @@ class ProjectAnalysis:
     entrypoints: tuple[Entrypoint, ...]
     accelerator: Accelerator
     system_packages: tuple[SystemPackage, ...]
+    indexes: tuple[DeclaredIndex, ...] = ()
     warnings: tuple[str, ...] = field(default=())

@@ -56,6 +56,9 @@ def to_json(analysis: ProjectAnalysis) -> dict[str, Any]:
             {"kind": e.kind, "command": list(e.command), "path": e.path}
             for e in analysis.entrypoints
         ],
+        "indexes": [
+            {"url": i.url, "primary": i.primary, "source": i.source} for i in analysis.indexes
+        ],
         "accelerator": {
             "level": analysis.accelerator.level,
             "cuda": analysis.accelerator.cuda,

@@ -27,10 +27,15 @@ from mlpack.analyze._constraints import (
 )
 from mlpack.analyze._declfile import inside, load_toml, toml_line, where
 from mlpack.analyze._environment_yml import ENVIRONMENT_FILES, read_environment
-from mlpack.analyze._reqfile import RequirementsReader, merge_specifiers
+from mlpack.analyze._reqfile import (
+    INDEX_CREDENTIALS,
+    RequirementsReader,
+    merge_specifiers,
+    redact_index,
+)
 from mlpack.analyze._setup_static import SetupInfo, read_setup_cfg, read_setup_py
 from mlpack.analyze._tables import DependencyTables, poetry_extra_of, poetry_tables
-from mlpack.analyze.analysis import DeclaredRequirement
+from mlpack.analyze.analysis import DeclaredIndex, DeclaredRequirement
 from mlpack.errors import AnalyzeError
 
 if sys.version_info >= (3, 11):
@@ -106,11 +111,27 @@ def declared_requirements(root: Path, *, warnings: list[str]) -> tuple[DeclaredR
     A package declared in several places keeps its first source; the specifiers are intersected.
     Bad files and lines become warnings (``"requirements.txt:7: ..."``), never exceptions.
     """
-    found = list(_Collector(root, warnings).collect())
-    for folder in subprojects(root):
-        for req in _Collector(root / folder, warnings).collect():
-            found.append(replace(req, source=f"{folder}/{req.source}"))
-    return tuple(found)
+    return declarations(root, warnings=warnings)[0]
+
+
+def declarations(
+    root: Path, *, warnings: list[str]
+) -> tuple[tuple[DeclaredRequirement, ...], tuple[DeclaredIndex, ...]]:
+    """The declared requirements (see ``declared_requirements``) and the package indexes the
+    files name for the main requirements, in the order read, subprojects' after the root's.
+    """
+    found: list[DeclaredRequirement] = []
+    indexes: list[DeclaredIndex] = []
+    for folder in ("", *subprojects(root)):
+        collector = _Collector(root / folder, warnings)
+        prefix = f"{folder}/" if folder else ""
+        found.extend(replace(r, source=prefix + r.source) for r in collector.collect())
+        indexes.extend(
+            replace(i, source=prefix + i.source)
+            for i in collector.indexes
+            if i.url not in {have.url for have in indexes}
+        )
+    return tuple(found), tuple(indexes)
 
 
 def subprojects(root: Path) -> tuple[str, ...]:
@@ -128,16 +149,6 @@ def subprojects(root: Path) -> tuple[str, ...]:
         and area_of(f"{f.name}/x.py") is None
         and any((f / name).is_file() for name in _PROJECT_FILES)
     )
-
-
-def declared_indexes(root: Path, *, warnings: list[str] | None = None) -> tuple[str, ...]:
-    """Return the package index URLs the requirement files name (``--index-url`` and friends).
-
-    Literal credentials are dropped from the URLs; ``${VAR}`` references are kept.
-    """
-    collector = _Collector(root, warnings if warnings is not None else [])
-    collector.collect()
-    return tuple(collector.indexes)
 
 
 def requirements_group(filename: str, *, folder: bool) -> str | None:
@@ -164,7 +175,7 @@ class _Collector:
         self._warnings = warnings
         self._found: list[DeclaredRequirement] = []
         self._project_names: set[str] = set()
-        self.indexes: list[str] = []
+        self.indexes: list[DeclaredIndex] = []
         self._tables = DependencyTables(self._root, warnings)
 
     def _exists(self, name: str) -> Path | None:
@@ -180,7 +191,7 @@ class _Collector:
         self._pipfile(reader)
         self._setup()
         self._environment(reader)
-        self.indexes.extend(i for i in reader.indexes if i not in self.indexes)
+        self.indexes.extend(reader.indexes)
         return self._merged()
 
     # -- requirements*.txt -------------------------------------------------------------------
@@ -322,9 +333,11 @@ class _Collector:
         sources = doc.get("source")
         for entry in sources if isinstance(sources, list) else []:
             if isinstance(entry, dict) and isinstance(entry.get("url"), str):
-                url = entry["url"]
-                if url not in reader.indexes and "pypi.org/simple" not in url:
-                    reader.indexes.append(url)
+                url, redacted = redact_index(entry["url"])
+                if redacted:
+                    self._warnings.append(f"Pipfile: {INDEX_CREDENTIALS}")
+                if url not in {i.url for i in reader.indexes} and "pypi.org/simple" not in url:
+                    reader.indexes.append(DeclaredIndex(url=url, primary=False, source="Pipfile"))
         for table, deps in doc.items():
             if table in _PIPFILE_TABLES or not isinstance(deps, dict):
                 continue

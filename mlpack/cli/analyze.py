@@ -91,6 +91,8 @@ def _summary(result: ProjectAnalysis) -> None:
     if result.system_packages:
         needed = ", ".join(f"{s.name} ({s.required_by})" for s in result.system_packages)
         say(f"system packages {needed}")
+    for index in result.indexes:
+        say(f"{'index' if index.primary else 'extra index'} {index.url}  ({index.source})")
     for warning in result.warnings:
         note(f"warning: {warning}", style="warning")
 

@@ -242,3 +242,48 @@ def test_merge_keeps_a_debian_package_written_in_the_other_releases_name() -> No
     generated: dict[str, object] = {"dependencies": {"system": ["libgl1", "libglib2.0-0t64"]}}
     merge_into(existing, generated)
     assert existing == {"dependencies": {"system": ["libglib2.0-0", "libgl1"]}}
+
+
+def test_indexes_the_requirements_name_go_into_the_config_and_the_lock(tmp_path: Path) -> None:
+    """``--index-url`` replaces PyPI and ``--extra-index-url`` adds an index, as pip reads them;
+    the lock's inputs then use them (a CPU torch index is recognised as the torch variant's).
+    """
+    from mlpack.analyze import analyze
+    from mlpack.config import config_from_analysis
+    from mlpack.lock.inputs import inputs_from_config
+
+    (tmp_path / "requirements.txt").write_text(
+        "--index-url https://${USER}:${TOKEN}@mirror.example/simple\n"
+        "--extra-index-url https://download.pytorch.org/whl/cpu\n"
+        "torch\n"
+    )
+    (tmp_path / "train.py").write_text("import torch\n")
+    analysis = analyze(tmp_path, cache_dir=tmp_path / ".cache")
+    config = config_from_analysis(tmp_path, analysis)
+    assert config.index_url == "https://mirror.example/simple"  # no credentials, not even ${VAR}
+    assert config.extra_index_urls == ("https://download.pytorch.org/whl/cpu",)
+    indexes = inputs_from_config(config).indexes
+    assert indexes.all == ("https://mirror.example/simple", "https://download.pytorch.org/whl/cpu")
+    assert indexes.source == "mlpack.toml"
+
+    path, _ = write_config(tmp_path, analysis)
+    written = tomllib.loads(path.read_text())["dependencies"]
+    assert written["index-url"] == "https://mirror.example/simple"
+    assert written["extra-index-urls"] == ["https://download.pytorch.org/whl/cpu"]
+    assert "TOKEN" not in path.read_text()
+
+
+def test_write_keeps_the_users_index_and_adds_a_new_extra_one(tmp_path: Path) -> None:
+    from mlpack.analyze import analyze
+
+    (tmp_path / "requirements.txt").write_text(
+        "-i https://other.example/simple\n--extra-index-url https://extra.example/simple\nnumpy\n"
+    )
+    (tmp_path / "mlpack.toml").write_text(
+        'name = "x"\n[dependencies]\nindex-url = "https://mine.example/simple"\n'
+    )
+    path, notes = write_config(tmp_path, analyze(tmp_path, cache_dir=tmp_path / ".cache"))
+    written = tomllib.loads(path.read_text())["dependencies"]
+    assert written["index-url"] == "https://mine.example/simple"
+    assert written["extra-index-urls"] == ["https://extra.example/simple"]
+    assert any("index-url" in n for n in notes)

@@ -24,7 +24,7 @@ from mlpack.analyze.analysis import DeclaredRequirement
 from mlpack.analyze.python_version import detect_python
 from mlpack.analyze.requirements import (
     DEV_GROUPS,
-    declared_indexes,
+    declarations,
     declared_requirements,
     requirements_group,
 )
@@ -90,10 +90,10 @@ def test_requirements_txt_lines(tmp_path: Path) -> None:
     assert reqs["mylib", None].url == "git+https://github.com/acme/mylib@abc123"
     assert reqs["fancy-pkg", None].url is not None
     assert reqs["scikit-learn", None].specifier == "~=1.3"
-    assert declared_indexes(tmp_path) == (
-        "https://pypi.example/simple",
-        "https://extra.example/simple",
-    )
+    assert [(i.url, i.primary) for i in declarations(tmp_path, warnings=[])[1]] == [
+        ("https://pypi.example/simple", True),
+        ("https://extra.example/simple", False),
+    ]
 
 
 def test_a_malformed_line_is_a_warning_and_parsing_continues(tmp_path: Path) -> None:
@@ -353,14 +353,16 @@ def test_index_credentials_are_not_recorded(tmp_path: Path) -> None:
         },
     )
     warnings: list[str] = []
-    indexes = declared_indexes(tmp_path, warnings=warnings)
-    assert indexes == (
-        "https://private.example/simple",
-        "https://${PIP_USER}:${PIP_TOKEN}@other.example/simple",
-        "https://mirror.example/simple",
-    )
-    assert not any("s3cret" in w for w in warnings)
-    assert any("credentials" in w for w in warnings)
+    _, indexes = declarations(tmp_path, warnings=warnings)
+    # No credentials, literal or ${VAR}, reach the analysis (mlpack expands no variables in
+    # index URLs: a repository's config could otherwise send one to a host it names).
+    assert [(i.url, i.primary, i.source) for i in indexes] == [
+        ("https://private.example/simple", True, "requirements.txt:1"),
+        ("https://other.example/simple", False, "requirements.txt:2"),
+        ("https://mirror.example/simple", False, "Pipfile"),
+    ]
+    assert not any("s3cret" in w or "PIP_TOKEN" in w for w in warnings)
+    assert sum("credentials in the index URL are not recorded" in w for w in warnings) == 2
 
 
 # -- pyproject.toml ------------------------------------------------------------------------------
@@ -602,7 +604,9 @@ def test_environment_yml(tmp_path: Path) -> None:
     assert reqs["msgpack", None].specifier == "==1.0.5.*"
     assert reqs["transformers", None].source == "environment.yml:15"
     assert reqs["einops", None].source == "requirements-extra.in:1"
-    assert declared_indexes(tmp_path) == ("https://download.example/whl",)
+    assert [i.url for i in declarations(tmp_path, warnings=[])[1]] == [
+        "https://download.example/whl"
+    ]
 
 
 def test_environment_yml_bad_entries(tmp_path: Path) -> None:
@@ -1031,3 +1035,24 @@ def test_deeply_nested_files_are_warnings(tmp_path: Path, filename: str, content
     warnings: list[str] = []
     assert declared_requirements(tmp_path, warnings=warnings) == ()
     assert any(w.startswith(filename) for w in warnings), warnings
+
+
+def test_indexes_of_the_main_requirements_only_with_their_sources(tmp_path: Path) -> None:
+    """A dev file's index serves the dev tools, not the image; a subproject's keeps its folder."""
+    make(
+        tmp_path,
+        {
+            "requirements.txt": "--extra-index-url https://download.pytorch.org/whl/cpu\ntorch\n",
+            "requirements-dev.txt": "--index-url https://dev.example/simple\npytest\n",
+            "backend/pyproject.toml": '[project]\nname = "app"\ndependencies = ["fastapi"]\n',
+            "backend/requirements.txt": (
+                "-i https://mirror.example/simple\n"
+                "--extra-index-url https://download.pytorch.org/whl/cpu\nuvicorn\n"
+            ),
+        },
+    )
+    _, indexes = declarations(tmp_path, warnings=[])
+    assert [(i.url, i.primary, i.source) for i in indexes] == [
+        ("https://download.pytorch.org/whl/cpu", False, "requirements.txt:1"),
+        ("https://mirror.example/simple", True, "backend/requirements.txt:1"),
+    ]
