@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     Version = Literal["v1", "v2", "hybrid", "none"]
     Controller = Literal["memory", "cpu", "pids", "cpuset"]
 
-CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 HINT_ROOT = (
     "run as root, or drop the limit; rootless limits need a cgroup v2 host with a delegated "
