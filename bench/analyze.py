@@ -984,9 +984,9 @@ def corpus_truth(root: Path, repo: CorpusRepo) -> frozenset[str]:
     """What the repository declares as its main dependencies (registry names only)."""
     if repo.truth:
         return frozenset(repo.truth)
-    from mlpack.analyze.requirements import declared_requirements
+    from mlpack.analyze.requirements import declarations
 
-    declared = declared_requirements(root, warnings=[])
+    declared = declarations(root, warnings=[])[0]
     return frozenset(r.name for r in declared if r.group is None and r.url is None)
 
 

@@ -105,20 +105,15 @@ def _conda_map() -> _CondaMap:
     return _CondaMap(rename=rename, skip=skip)
 
 
-def declared_requirements(root: Path, *, warnings: list[str]) -> tuple[DeclaredRequirement, ...]:
-    """Return every declared requirement, one per (name, group), sorted by (group, name).
-
-    A package declared in several places keeps its first source; the specifiers are intersected.
-    Bad files and lines become warnings (``"requirements.txt:7: ..."``), never exceptions.
-    """
-    return declarations(root, warnings=warnings)[0]
-
-
 def declarations(
     root: Path, *, warnings: list[str]
 ) -> tuple[tuple[DeclaredRequirement, ...], tuple[DeclaredIndex, ...]]:
-    """The declared requirements (see ``declared_requirements``) and the package indexes the
-    files name for the main requirements, in the order read, subprojects' after the root's.
+    """Every declared requirement, one per (name, group), sorted by (group, name); and the
+    package indexes the files name for the main requirements, in the order read.
+
+    A package declared in several places keeps its first source; the specifiers are intersected.
+    Subprojects' declarations follow the root's, their sources prefixed with the folder. Bad
+    files and lines become warnings (``"requirements.txt:7: ..."``), never exceptions.
     """
     found: list[DeclaredRequirement] = []
     indexes: list[DeclaredIndex] = []

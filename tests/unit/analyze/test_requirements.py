@@ -1,4 +1,4 @@
-"""declared_requirements: every declaration format, includes, merging, and hostile input."""
+"""declarations: every declaration format, includes, merging, and hostile input."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from mlpack.analyze.python_version import detect_python
 from mlpack.analyze.requirements import (
     DEV_GROUPS,
     declarations,
-    declared_requirements,
     requirements_group,
 )
 from mlpack.errors import AnalyzeError
@@ -44,7 +43,7 @@ def make(root: Path, files: dict[str, str]) -> Path:
 
 def declared(root: Path) -> tuple[dict[tuple[str, str | None], DeclaredRequirement], list[str]]:
     warnings: list[str] = []
-    reqs = declared_requirements(root, warnings=warnings)
+    reqs = declarations(root, warnings=warnings)[0]
     return {(r.name, r.group): r for r in reqs}, warnings
 
 
@@ -218,7 +217,7 @@ def test_output_is_sorted_by_group_then_name(tmp_path: Path) -> None:
             "requirements-dev.txt": "ruff\n",
         },
     )
-    reqs = declared_requirements(tmp_path, warnings=[])
+    reqs = declarations(tmp_path, warnings=[])[0]
     assert [(r.group, r.name) for r in reqs] == [
         (None, "alpha"),
         (None, "zlib-ng-py"),
@@ -800,7 +799,7 @@ def test_contradicting_pins_are_reported(tmp_path: Path) -> None:
 
 def test_a_root_that_is_not_a_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(AnalyzeError, match="not a directory"):
-        declared_requirements(tmp_path / "missing", warnings=[])
+        declarations(tmp_path / "missing", warnings=[])[0]
 
 
 # -- hostile and broken files --------------------------------------------------------------------
@@ -915,7 +914,7 @@ def test_nothing_is_executed_and_nothing_outside_or_dotenv_is_opened(
     )
     opened_paths.clear()  # what the test itself wrote
     warnings: list[str] = []
-    reqs = declared_requirements(repo, warnings=warnings)
+    reqs = declarations(repo, warnings=warnings)[0]
     detect_python(repo, warnings=warnings)
     assert {r.name for r in reqs} >= {"numpy", "scipy"}
     assert not marker.exists()
@@ -1013,7 +1012,7 @@ def test_arbitrary_content_never_crashes(
     else:
         path.write_text(content)
     warnings: list[str] = []
-    for req in declared_requirements(tmp_path, warnings=warnings):
+    for req in declarations(tmp_path, warnings=warnings)[0]:
         SpecifierSet(req.specifier)  # always a valid specifier string
     # A conflict or an unsupported pin is a user error, reported as such.
     with contextlib.suppress(AnalyzeError):
@@ -1033,7 +1032,7 @@ def test_arbitrary_content_never_crashes(
 def test_deeply_nested_files_are_warnings(tmp_path: Path, filename: str, content: str) -> None:
     (tmp_path / filename).write_text(content)
     warnings: list[str] = []
-    assert declared_requirements(tmp_path, warnings=warnings) == ()
+    assert declarations(tmp_path, warnings=warnings)[0] == ()
     assert any(w.startswith(filename) for w in warnings), warnings
 
 
