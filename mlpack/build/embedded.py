@@ -18,7 +18,7 @@ import installer
 from mlpack.build import bytecode, emulation, system
 from mlpack.build import context as code_context
 from mlpack.build.cache import LEVEL, BuildCache, step_key
-from mlpack.build.install import install_wheel
+from mlpack.build.install import clashes, install_wheel
 from mlpack.build.protocol import BuildResult, LayerResult
 from mlpack.errors import BuildError, ImageError
 from mlpack.oci.digest import file_digest
@@ -265,6 +265,14 @@ class EmbeddedBuilder:
             install_wheel(path, staging=staging, prefix=step.prefix, python=step.python)
             reporter().advance(task, path.stat().st_size)
         reporter().finish(task)
+        clashing = clashes(staging / step.site_packages.strip("/"))
+        if clashing:
+            first, dists = next(iter(clashing.items()))
+            reporter().notice(
+                f"{len(clashing)} file(s) of {step.name} differ between the distributions that "
+                f"install them ({first}: {', '.join(dists)}); the image has the copy of the one "
+                "installed last, as with pip"
+            )
 
 
 class _Reported:

@@ -28,14 +28,17 @@ def make_wheel(
     *,
     metadata: str = "",
     modules: tuple[str, ...] = (),
+    package: str | None = None,
+    init: bytes = b"def main():\n    print('hello')\n",
 ) -> WheelPin:
-    """A pure-Python wheel with a package and a console script ``<name>``; ``metadata`` adds
-    lines to its METADATA (e.g. ``License-Expression: MIT``), ``modules`` more modules to the
-    package.
+    """A pure-Python wheel with a package and a console script, both named ``package`` (default:
+    ``name``); ``metadata`` adds lines to its METADATA (e.g. ``License-Expression: MIT``),
+    ``modules`` more modules to the package, ``init`` is its ``__init__.py``.
     """
+    package = package or name
     files = {
-        f"{name}/__init__.py": b"def main():\n    print('hello')\n",
-        **{f"{name}/{module}.py": f"NAME = {module!r}\n".encode() for module in modules},
+        f"{package}/__init__.py": init,
+        **{f"{package}/{module}.py": f"NAME = {module!r}\n".encode() for module in modules},
         f"{name}-{version}.dist-info/METADATA": (
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{metadata}".encode()
         ),
@@ -43,7 +46,7 @@ def make_wheel(
             b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         ),
         f"{name}-{version}.dist-info/entry_points.txt": (
-            f"[console_scripts]\n{name} = {name}:main\n".encode()
+            f"[console_scripts]\n{package} = {package}:main\n".encode()
         ),
     }
     record = ""

@@ -18,6 +18,7 @@ from mlpack.build.embedded import EmbeddedBuilder
 from mlpack.build.protocol import BuildResult
 from mlpack.errors import BuildError, ImageError
 from mlpack.oci.store import Store
+from mlpack.progress import RecordingReporter, using
 from tests.unit.build.fakes import make_base, make_project, make_spec, make_wheel
 
 TAG = "localhost/demo:test"
@@ -91,6 +92,33 @@ def test_wheels_are_installed_for_the_image_prefix_with_no_host_path(tmp_path: P
     for info, data in files.values():
         assert str(tmp_path).encode() not in data, info.name
         assert (info.mtime, info.uid, info.gid, info.uname) == (1, 0, 0, "")
+
+
+def test_wheels_that_ship_the_same_files_install_as_with_pip(tmp_path: Path) -> None:
+    """mlflow, mlflow-skinny and mlflow-tracing ship the same modules and the same script: the
+    later wheel replaces the earlier's files (installer refused, and no mlflow image built).
+    A file whose copies differ is the last one's, and the build says which.
+    """
+    store = Store(tmp_path / "store")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    same = make_wheel(wheels, "mlflow", "3.0", package="mlflow")
+    skinny = make_wheel(wheels, "mlflow_skinny", "3.0", package="mlflow")
+    other = make_wheel(wheels, "mlflow_tracing", "3.0", package="mlflow", init=b"TRACING = 1\n")
+    base = make_base(store, tmp_path)
+    files = {p.sha256: wheels / p.filename for p in (same, skinny, other)}
+    recorded = RecordingReporter()
+    with using(recorded):
+        result = EmbeddedBuilder(store, wheels=files).build(
+            make_spec(base, (same, skinny, other)), context=make_project(tmp_path / "p"), tag=TAG
+        )
+    layer_files = members(store, layer(result, "packages"))
+    site = "opt/venv/lib/python3.11/site-packages"
+    assert layer_files[f"{site}/mlflow/__init__.py"][1] == b"TRACING = 1\n"  # the last one's
+    assert layer_files["opt/venv/bin/mlflow"][1].startswith(b"#!/opt/venv/bin/python\n")
+    (notice,) = [n for n in recorded.notices if "differ between the distributions" in n]
+    assert "mlflow/__init__.py: mlflow, mlflow-skinny, mlflow-tracing" in notice
+    assert notice.startswith("1 file(s) of packages")  # the identical script is no clash
 
 
 def test_the_code_layer_keeps_code_and_leaves_secrets_data_and_vcs_out(tmp_path: Path) -> None:
