@@ -69,6 +69,10 @@ def analyze_env(
                 locations.setdefault(name, []).append((rel, line))
                 if value and name not in example_defaults:
                     example_defaults[name] = value
+    for name, (default, source) in library_env(facts, reach).items():
+        if name not in locations:  # the code reads it itself: its own default stands
+            locations[name] = [source]
+            example_defaults[name] = default
     return tuple(
         EnvVar(
             name=name,
@@ -78,6 +82,23 @@ def analyze_env(
         )
         for name in sorted(locations)
     )
+
+
+def library_env(
+    facts: Mapping[str, FileFacts], reach: Reach | None
+) -> dict[str, tuple[str, tuple[str, int]]]:
+    """Variables that point a library's store into its output folder: name -> (default, where
+    the library is imported). mlflow keeps its tracking database in the working directory
+    (``sqlite:///mlflow.db``), which the image's user cannot write; its artifacts go to
+    ``mlruns/`` (an output, ``layout.LIBRARY_OUTPUTS``), and so does the database.
+    """
+    from mlpack.analyze.layout import library_outputs
+
+    found = library_outputs(facts, reach)
+    if "mlruns" not in found:
+        return {}
+    file, _, line = found["mlruns"].rpartition(":")
+    return {"MLFLOW_TRACKING_URI": ("sqlite:///mlruns/mlflow.db", (file, int(line)))}
 
 
 def _default(

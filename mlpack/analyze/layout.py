@@ -4,6 +4,9 @@
   ``weights/``, ``configs/``, ``conf/``...; outputs ``outputs/``, ``output/``, ``checkpoints/``,
   ``runs/``, ``logs/``, ``wandb/``, ``mlruns/``, ``lightning_logs/``... An input-named folder that
   is a Python package (``models/__init__.py``) is code, not an input.
+- The folder a library writes beside the code when the code the entrypoints run imports it
+  (``LIBRARY_OUTPUTS``): ``mlruns/`` for mlflow, ``lightning_logs/``, ``wandb/``, ``runs/`` for
+  TensorBoard.
 - Literal paths in code: reads (``open(p)``, ``read_csv``, ``np.load``, ``torch.load``,
   ``Path(p).read_text``, ``from_pretrained("./local")``...) and writes (``open(p, "w")``,
   ``to_csv``, ``torch.save``, ``joblib.dump``, ``savefig``, ``save_pretrained``, ``os.makedirs``,
@@ -27,6 +30,7 @@ import re
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.analysis import LargeFile, Layout, PathUse
+from mlpack.analyze.pyfacts import GUARDED, OPTIONAL
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -63,6 +67,17 @@ OUTPUT_FOLDERS: Final = {
     "wandb": "logs",
     "lightning_logs": "logs",
     "tb_logs": "logs",
+}
+# Libraries that write beside the code unless told otherwise, and the folder they write: an
+# import of one in the code the entrypoints run makes that folder an output (the image's user
+# cannot write to the code's folder). mlflow's store goes there too (envvars.LIBRARY_ENV).
+LIBRARY_OUTPUTS: Final = {
+    "mlflow": "mlruns",
+    "lightning": "lightning_logs",
+    "pytorch_lightning": "lightning_logs",
+    "wandb": "wandb",
+    "torch.utils.tensorboard": "runs",
+    "tensorboardX": "runs",
 }
 # Variables such as OUTPUT_DIR="outputs" or DATA_PATH="data/train.csv" name folders too.
 _PATH_VARS: Final = ("_DIR", "_PATH", "_ROOT", "_FOLDER", "_FILE")
@@ -134,6 +149,10 @@ def analyze_layout(
         else:
             kind = INPUT_FOLDERS.get(top, "data")
             inputs.setdefault(top, PathUse(path=top, kind=kind, source=source, exists=exists))
+    for folder, source in library_outputs(facts, reach).items():
+        exists = folder in tree.dirs
+        kind = OUTPUT_FOLDERS[folder]
+        outputs.setdefault(folder, PathUse(path=folder, kind=kind, source=source, exists=exists))
     _add_existing_folders(tree, inputs, outputs, code_dirs)
     large = [
         LargeFile(path=f.path, size=f.size)
@@ -168,6 +187,23 @@ def _path_uses(
                 mode = "w" if any(w in upper for w in _OUTPUT_VARS) else "r"
                 uses.append((default, line, file, mode))
     return sorted(uses, key=lambda u: (u[2], u[1], u[0]))
+
+
+def library_outputs(facts: Mapping[str, FileFacts], reach: Reach | None) -> dict[str, str]:
+    """The folder each library of ``LIBRARY_OUTPUTS`` writes -> its first import ("file:line")
+    in the code the entrypoints always run (not an optional or guarded import).
+    """
+    found: dict[str, str] = {}
+    for file in sorted(facts):
+        if reach is not None and file not in reach.runtime:
+            continue
+        for module, line, flags, _ in sorted(facts[file].imports, key=lambda i: i[1]):
+            if flags & (OPTIONAL | GUARDED):
+                continue
+            for library, folder in LIBRARY_OUTPUTS.items():
+                if module == library or module.startswith(library + "."):
+                    found.setdefault(folder, f"{file}:{line}")
+    return found
 
 
 def _local_folder(raw: str, mode: str, tree: RepoTree, files: frozenset[str]) -> str | None:

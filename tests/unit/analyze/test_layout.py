@@ -123,3 +123,58 @@ def test_large_files(tmp_path: Path) -> None:
         LargeFile(path="blob.dat", size=10 * 2**20),
         LargeFile(path="weights/model.safetensors", size=2 * 2**20),
     )
+
+
+def test_a_library_that_writes_beside_the_code_makes_its_folder_an_output(tmp_path: Path) -> None:
+    """mlflow's store, TensorBoard's runs/...: the image's user cannot write to the code's
+    folder, so what the entrypoints' imports write there becomes an output (mlflow's database
+    with it); a guarded import, or one only a test makes, does not.
+    """
+    from mlpack.analyze import analyze
+
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "train.py": (
+                "import mlflow\n"
+                "import mlflow.sklearn\n"
+                "from torch.utils.tensorboard import SummaryWriter\n"
+                "try:\n    import wandb\nexcept ImportError:\n    wandb = None\n"
+                "\nif __name__ == '__main__':\n    mlflow.start_run()\n"
+            ),
+            "tests/test_train.py": "import pytorch_lightning\n",
+        },
+    )
+    analysis = analyze(root, cache_dir=tmp_path / "cache")
+    outputs = {u.path: u for u in analysis.layout.outputs}
+    assert outputs["mlruns"] == PathUse(
+        path="mlruns", kind="runs", source="train.py:1", exists=False
+    )
+    assert outputs["runs"].source == "train.py:3"
+    assert "wandb" not in outputs  # guarded
+    assert "lightning_logs" not in outputs  # only a test imports it
+    env = {v.name: v for v in analysis.env}
+    tracking = env["MLFLOW_TRACKING_URI"]
+    assert (tracking.default, tracking.locations, tracking.secret) == (
+        "sqlite:///mlruns/mlflow.db",
+        ("train.py:1",),
+        False,
+    )
+
+
+def test_code_that_reads_the_tracking_uri_keeps_its_own_default(tmp_path: Path) -> None:
+    from mlpack.analyze import analyze
+
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "train.py": (
+                "import os\nimport mlflow\n"
+                "uri = os.environ.get('MLFLOW_TRACKING_URI', 'http://tracking:5000')\n"
+                "\nif __name__ == '__main__':\n    mlflow.set_tracking_uri(uri)\n"
+            )
+        },
+    )
+    env = {v.name: v for v in analyze(root, cache_dir=tmp_path / "cache").env}
+    assert env["MLFLOW_TRACKING_URI"].default == "http://tracking:5000"
+    assert env["MLFLOW_TRACKING_URI"].locations == ("train.py:3",)
