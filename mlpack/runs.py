@@ -236,7 +236,12 @@ def output_digests(mounts: tuple[MountRecord, ...]) -> tuple[tuple[str, str], ..
     found: list[tuple[str, str]] = []
     for m in mounts:
         source = Path(m.source)
-        if m.read_only or not source.is_dir():
+        if m.read_only:
+            continue
+        if source.is_file():  # an output file (model.pkl beside the code)
+            found.append((m.target, _entry_digest(source, source.stat(), None)))
+            continue
+        if not source.is_dir():
             continue
         for rel, path, st in walk_files(source):
             found.append((f"{m.target.rstrip('/')}/{rel}", _entry_digest(path, st, None)))
@@ -429,6 +434,41 @@ def make_output_dir(path: Path, owner: tuple[int, int]) -> None:
         raise RunError(msg, hint="choose a writable folder with --output (or -v)") from exc
 
 
+def is_output_file(rel: str, source: Path) -> bool:
+    """Whether an output of the layout is a file the code writes beside itself (``model.pkl``:
+    the analysis reports a bare file name as itself), mounted as that file, not as a folder.
+    """
+    if source.is_symlink() or source.is_file():
+        return True  # a symlink is refused by make_output_file, whatever it points to
+    if source.exists():
+        return False
+    from mlpack.analyze.layout import is_file_output  # project runs only: not `run IMAGE`'s start
+
+    return is_file_output(rel)
+
+
+def make_output_file(path: Path, owner: tuple[int, int]) -> None:
+    """Create the empty file ``path`` owned by ``owner`` for the container to write (an existing
+    file is kept); a symlink is refused, so that no file outside the project is mounted.
+    """
+    if path.is_symlink():
+        msg = f"the output file {path} is a symlink"
+        raise RunError(msg, hint="replace it with a regular file, or choose --output")
+    make_output_dir(path.parent, owner)
+    try:
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+        )
+    except FileExistsError:
+        return  # made meanwhile by another task of the job, or there before
+    except OSError as exc:
+        msg = f"cannot create the output file {path}: {exc.strerror}"
+        raise RunError(msg, hint="choose a writable folder with --output (or -v)") from exc
+    os.close(fd)
+    if os.getuid() == 0:
+        os.chown(path, *owner)
+
+
 def check_writable_outputs(mounts: tuple[MountRecord, ...]) -> None:
     """RunError, before anything runs, for an output folder on a read-only or full filesystem:
     a run that can only fail at its end is refused at its start.
@@ -474,7 +514,10 @@ def layout_mounts(
             mounts.append(MountRecord(source=str(source.resolve()), target=target, read_only=True))
     for i, rel in enumerate(outputs):
         source = output if output is not None and i == 0 else root / rel
-        make_output_dir(source, owner)
+        if source is not output and is_output_file(rel, source):
+            make_output_file(source, owner)
+        else:
+            make_output_dir(source, owner)
         target = f"{workdir.rstrip('/')}/{rel}"
         mounts.append(MountRecord(source=str(source.resolve()), target=target, read_only=False))
     return tuple(mounts)

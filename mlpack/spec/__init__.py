@@ -233,6 +233,8 @@ def local_tag(name: str, lock_hash: str) -> str:
 
 def plan(lock: Lock, config: ProjectConfig, *, provenance: Provenance | None = None) -> ImageSpec:
     """Plan the image for ``lock`` and ``config``; pure: the same inputs give the same spec."""
+    from mlpack.analyze.layout import is_file_output
+
     prov = provenance or Provenance()
     python = lock.target.python
     _refuse_source_builds(lock)
@@ -245,11 +247,14 @@ def plan(lock: Lock, config: ProjectConfig, *, provenance: Provenance | None = N
     steps.extend(wheel_steps)
     outputs = tuple(_clean(p) for p in config.outputs)
     inputs = tuple(_clean(p) for p in config.inputs)
+    # A file beside the code (model.pkl) is mounted as that file at run time: no folder, and no
+    # volume (an engine would make one) may stand at its path in the image.
+    folders = tuple(p for p in outputs if not is_file_output(p))
     steps.append(
         CodeStep(
             workdir=WORKDIR,
             excludes=(*ALWAYS_EXCLUDED, *(f"/{p}" for p in (*outputs, *inputs))),
-            writable_dirs=outputs,
+            writable_dirs=folders,
         )
     )
     entrypoints = tuple(
@@ -277,7 +282,7 @@ def plan(lock: Lock, config: ProjectConfig, *, provenance: Provenance | None = N
         entrypoints=entrypoints,
         cmd=_default_command(entrypoints),
         ports=tuple(sorted({e.port for e in entrypoints if e.port is not None})),
-        volumes=tuple(f"{WORKDIR}/{p}" for p in (*inputs, *outputs)),
+        volumes=tuple(f"{WORKDIR}/{p}" for p in (*inputs, *folders)),
         labels=_labels(config.name, entrypoints, digest, created, prov),
         secret_env=tuple(e.name for e in lock.env if e.secret),
         lock_hash=digest,

@@ -224,3 +224,49 @@ def test_secret_values_are_never_recorded() -> None:
     }
     assert "s3cr3t" not in record(env=recorded).to_json()
     assert run_env((), (), deterministic=False) == ((), ())
+
+
+def test_a_file_the_code_writes_beside_itself_is_mounted_as_that_file(tmp_path: Path) -> None:
+    """``model.pkl`` (the layout reports a bare file name as itself) becomes an empty file owned
+    by the container's user and a file mount, not a folder the script cannot open; its digest is
+    recorded; a folder output beside it stays a folder.
+    """
+    (tmp_path / "results.v2").mkdir()  # a folder, whatever its name says
+    mounts = layout_mounts(
+        tmp_path,
+        workdir="/app",
+        inputs=(),
+        outputs=("model.pkl", "outputs", "results.v2"),
+        data=None,
+        output=None,
+        owner=(os.getuid(), os.getgid()),
+    )
+    assert [(m.target, Path(m.source).is_file()) for m in mounts] == [
+        ("/app/model.pkl", True),
+        ("/app/outputs", False),
+        ("/app/results.v2", False),
+    ]
+    assert (tmp_path / "model.pkl").read_bytes() == b""
+    (tmp_path / "model.pkl").write_bytes(b"weights")
+    (digest,) = [d for d in output_digests(mounts) if d[0] == "/app/model.pkl"]
+    assert digest[1].startswith("sha256:")
+
+
+def test_an_output_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    """A link would mount a file outside the project (say ~/.ssh/id_rsa) read-write."""
+    secret = tmp_path / "secret"
+    secret.write_text("key")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "model.pkl").symlink_to(secret)
+    with pytest.raises(RunError, match="is a symlink"):
+        layout_mounts(
+            project,
+            workdir="/app",
+            inputs=(),
+            outputs=("model.pkl",),
+            data=None,
+            output=None,
+            owner=(os.getuid(), os.getgid()),
+        )
+    assert secret.read_text() == "key"

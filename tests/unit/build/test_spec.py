@@ -138,3 +138,18 @@ def test_a_pin_without_a_wheel_for_the_target_is_an_error(tmp_path: Path) -> Non
     )
     with pytest.raises(BuildError, match="winonly"):
         plan(dataclasses.replace(lock, packages=(*lock.packages, odd)), config)
+
+
+def test_a_file_output_is_no_folder_and_no_volume_in_the_image(tmp_path: Path) -> None:
+    """``model.pkl`` beside the code is mounted as a file at run time: a folder or a volume at
+    its path (an engine makes one for a volume) would stop the script from writing it.
+    """
+    lock, config = example("training", tmp_path)
+    config = dataclasses.replace(config, outputs=("outputs", "model.pkl"))
+    spec = plan(lock, config)
+    code = spec.steps[-1]
+    assert isinstance(code, CodeStep)
+    assert code.writable_dirs == ("outputs",)
+    assert "/model.pkl" in code.excludes  # a stale local copy stays out of the image
+    assert "/app/model.pkl" not in spec.volumes
+    assert "/app/outputs" in spec.volumes
