@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mlpack.cli.output import note, say, table
+from mlpack.errors import MlpackError
 from mlpack.vocabulary import Backend
 
 if TYPE_CHECKING:
@@ -153,8 +154,15 @@ def execute(record: RunRecord, config: RunConfig, backend: Backend, root: Path) 
     store.write(record)
     note(f"run {record.id}: {' '.join(record.command) or '(the image command)'}")
     started = time.monotonic()
-    with teed(store.log_path(record.id)):
-        result = launch(config, backend, account=os.geteuid() == 0)
+    try:
+        with teed(store.log_path(record.id)):
+            result = launch(config, backend, account=os.geteuid() == 0)
+    except MlpackError:
+        # The container never ran (its setup failed): the record says so, rather than being
+        # left "running" for `runs` to call interrupted.
+        duration = round(time.monotonic() - started, 3)
+        store.write(replace(record, status="failed", duration_s=duration, owner=0))
+        raise
     record = ended(
         replace(record, outputs=output_digests(record.mounts)),
         exit_code=result.exit_code,

@@ -270,3 +270,22 @@ def test_an_output_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
             owner=(os.getuid(), os.getgid()),
         )
     assert secret.read_text() == "key"
+
+
+def test_a_run_whose_container_setup_fails_is_recorded_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not left "running" (which `runs` shows as interrupted once mlpack has exited)."""
+    from mlpack.cli import containers
+    from mlpack.cli.runs import execute
+    from mlpack.errors import ContainerError
+    from mlpack.runtime.protocol import RunConfig
+
+    def failing(*_: object, **__: object) -> None:
+        raise ContainerError("container setup failed: mount x: Not a directory", hint="h")
+
+    monkeypatch.setattr(containers, "launch", failing)
+    with pytest.raises(ContainerError):
+        execute(record(), RunConfig(image="img", command=("true",)), "embedded", tmp_path)
+    (stored,) = RunStore(tmp_path).all()
+    assert (stored.status, stored.exit_code, stored.owner) == ("failed", None, 0)
