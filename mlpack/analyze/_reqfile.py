@@ -112,7 +112,7 @@ def redact_index(url: str) -> tuple[str, bool]:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])), True
 
 
-INDEX_CREDENTIALS: Final = (
+_INDEX_CREDENTIALS: Final = (
     "credentials in the index URL are not recorded; mlpack lock reads them from ~/.netrc "
     "or a keyring"
 )
@@ -146,6 +146,16 @@ class RequirementsReader:
         # Files read on their own (with their own group): a -r to one of them is not followed.
         self._own = frozenset(p.resolve() for p in own_files)
         self.indexes: list[DeclaredIndex] = []
+
+    def add_index(self, url: str, *, primary: bool, source: str, keep: bool = True) -> None:
+        """An index a file names: its credentials dropped (with a warning), and, when ``keep``
+        (the main requirements'), kept once in ``indexes``.
+        """
+        url, redacted = redact_index(url)
+        if redacted:
+            self._warnings.append(f"{source}: {_INDEX_CREDENTIALS}")
+        if keep and url not in {i.url for i in self.indexes}:
+            self.indexes.append(DeclaredIndex(url=url, primary=primary, source=source))
 
     def read_file(self, path: Path, *, group: str | None) -> list[DeclaredRequirement]:
         """Parse a top-level requirements file; ``-r`` includes join its group."""
@@ -274,12 +284,8 @@ class RequirementsReader:
             if req is not None and not constraint:
                 state.requirements.append(req)
         elif option in {"index-url", "extra-index-url"}:
-            url, redacted = redact_index(value)
-            if redacted:
-                self._warnings.append(f"{source}: {INDEX_CREDENTIALS}")
-            if state.group is None and url not in {i.url for i in self.indexes}:
-                primary = option == "index-url"
-                self.indexes.append(DeclaredIndex(url=url, primary=primary, source=source))
+            primary = option == "index-url"
+            self.add_index(value, primary=primary, source=source, keep=state.group is None)
         # find-links, --hash, --trusted-host, ...: not about which packages are needed
 
     def requirement(

@@ -27,12 +27,7 @@ from mlpack.analyze._constraints import (
 )
 from mlpack.analyze._declfile import inside, load_toml, toml_line, where
 from mlpack.analyze._environment_yml import ENVIRONMENT_FILES, read_environment
-from mlpack.analyze._reqfile import (
-    INDEX_CREDENTIALS,
-    RequirementsReader,
-    merge_specifiers,
-    redact_index,
-)
+from mlpack.analyze._reqfile import RequirementsReader, merge_specifiers
 from mlpack.analyze._setup_static import SetupInfo, read_setup_cfg, read_setup_py
 from mlpack.analyze._tables import DependencyTables, poetry_extra_of, poetry_tables
 from mlpack.analyze.analysis import DeclaredIndex, DeclaredRequirement
@@ -328,11 +323,9 @@ class _Collector:
         sources = doc.get("source")
         for entry in sources if isinstance(sources, list) else []:
             if isinstance(entry, dict) and isinstance(entry.get("url"), str):
-                url, redacted = redact_index(entry["url"])
-                if redacted:
-                    self._warnings.append(f"Pipfile: {INDEX_CREDENTIALS}")
-                if url not in {i.url for i in reader.indexes} and "pypi.org/simple" not in url:
-                    reader.indexes.append(DeclaredIndex(url=url, primary=False, source="Pipfile"))
+                url = entry["url"]
+                keep = "pypi.org/simple" not in url
+                reader.add_index(url, primary=False, source="Pipfile", keep=keep)
         for table, deps in doc.items():
             if table in _PIPFILE_TABLES or not isinstance(deps, dict):
                 continue
