@@ -92,13 +92,13 @@ def library_env(
     (``sqlite:///mlflow.db``), which the image's user cannot write; its artifacts go to
     ``mlruns/`` (an output, ``layout.LIBRARY_OUTPUTS``), and so does the database.
     """
-    from mlpack.analyze.layout import library_outputs
+    from mlpack.analyze.layout import LIBRARY_OUTPUTS, library_outputs
 
-    found = library_outputs(facts, reach)
-    if "mlruns" not in found:
+    folder = LIBRARY_OUTPUTS["mlflow"]
+    imported = library_outputs(facts, reach).get(folder)
+    if imported is None:
         return {}
-    file, _, line = found["mlruns"].rpartition(":")
-    return {"MLFLOW_TRACKING_URI": ("sqlite:///mlruns/mlflow.db", (file, int(line)))}
+    return {"MLFLOW_TRACKING_URI": (f"sqlite:///{folder}/mlflow.db", imported)}
 
 
 def _default(

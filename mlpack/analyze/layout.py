@@ -70,7 +70,7 @@ OUTPUT_FOLDERS: Final = {
 }
 # Libraries that write beside the code unless told otherwise, and the folder they write: an
 # import of one in the code the entrypoints run makes that folder an output (the image's user
-# cannot write to the code's folder). mlflow's store goes there too (envvars.LIBRARY_ENV).
+# cannot write to the code's folder). mlflow's store goes there too (envvars.library_env).
 LIBRARY_OUTPUTS: Final = {
     "mlflow": "mlruns",
     "lightning": "lightning_logs",
@@ -149,10 +149,14 @@ def analyze_layout(
         else:
             kind = INPUT_FOLDERS.get(top, "data")
             inputs.setdefault(top, PathUse(path=top, kind=kind, source=source, exists=exists))
-    for folder, source in library_outputs(facts, reach).items():
-        exists = folder in tree.dirs
-        kind = OUTPUT_FOLDERS[folder]
-        outputs.setdefault(folder, PathUse(path=folder, kind=kind, source=source, exists=exists))
+    for folder, (file, line) in library_outputs(facts, reach).items():
+        use = PathUse(
+            path=folder,
+            kind=OUTPUT_FOLDERS[folder],
+            source=f"{file}:{line}",
+            exists=folder in tree.dirs,
+        )
+        outputs.setdefault(folder, use)
     _add_existing_folders(tree, inputs, outputs, code_dirs)
     large = [
         LargeFile(path=f.path, size=f.size)
@@ -196,11 +200,13 @@ def is_file_output(path: str) -> bool:
     return "/" not in path.strip("/") and FILE_SUFFIX.search(path) is not None
 
 
-def library_outputs(facts: Mapping[str, FileFacts], reach: Reach | None) -> dict[str, str]:
-    """The folder each library of ``LIBRARY_OUTPUTS`` writes -> its first import ("file:line")
+def library_outputs(
+    facts: Mapping[str, FileFacts], reach: Reach | None
+) -> dict[str, tuple[str, int]]:
+    """The folder each library of ``LIBRARY_OUTPUTS`` writes -> its first import (file, line)
     in the code the entrypoints always run (not an optional or guarded import).
     """
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, int]] = {}
     for file in sorted(facts):
         if reach is not None and file not in reach.runtime:
             continue
@@ -209,7 +215,7 @@ def library_outputs(facts: Mapping[str, FileFacts], reach: Reach | None) -> dict
                 continue
             for library, folder in LIBRARY_OUTPUTS.items():
                 if module == library or module.startswith(library + "."):
-                    found.setdefault(folder, f"{file}:{line}")
+                    found.setdefault(folder, (file, line))
     return found
 
 
