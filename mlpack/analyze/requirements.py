@@ -27,6 +27,7 @@ from mlpack.analyze._constraints import (
 )
 from mlpack.analyze._declfile import inside, load_toml, toml_line, where
 from mlpack.analyze._environment_yml import ENVIRONMENT_FILES, read_environment
+from mlpack.analyze._indexes import pipfile_indexes, tool_indexes
 from mlpack.analyze._reqfile import RequirementsReader, merge_specifiers
 from mlpack.analyze._setup_static import SetupInfo, read_setup_cfg, read_setup_py
 from mlpack.analyze._tables import DependencyTables, poetry_extra_of, poetry_tables
@@ -154,6 +155,12 @@ def requirements_group(filename: str, *, folder: bool) -> str | None:
     return group
 
 
+def _line_of(lines: Sequence[str], url: str) -> int | None:
+    """The 1-based line that quotes ``url`` (TOML parsers drop positions)."""
+    quoted = (f'"{url}"', f"'{url}'")
+    return next((n for n, line in enumerate(lines, 1) if any(q in line for q in quoted)), None)
+
+
 class _Collector:
     """Walk the declaration files of one repository."""
 
@@ -241,6 +248,9 @@ class _Collector:
             self._strings(items, "dependency-groups", group, group, lines, reader)
         tool = doc.get("tool")
         tool = tool if isinstance(tool, dict) else {}
+        for url, primary in tool_indexes(tool):
+            source = where("pyproject.toml", _line_of(lines, url))
+            reader.add_index(url, primary=primary, source=source)
         if isinstance(tool.get("poetry"), dict):
             self._poetry(tool["poetry"], lines)
         pdm = tool.get("pdm")
@@ -320,12 +330,8 @@ class _Collector:
             return
         doc, text = loaded
         lines = text.splitlines()
-        sources = doc.get("source")
-        for entry in sources if isinstance(sources, list) else []:
-            if isinstance(entry, dict) and isinstance(entry.get("url"), str):
-                url = entry["url"]
-                keep = "pypi.org/simple" not in url
-                reader.add_index(url, primary=False, source="Pipfile", keep=keep)
+        for url, primary in pipfile_indexes(doc.get("source")):
+            reader.add_index(url, primary=primary, source=where("Pipfile", _line_of(lines, url)))
         for table, deps in doc.items():
             if table in _PIPFILE_TABLES or not isinstance(deps, dict):
                 continue

@@ -358,7 +358,7 @@ def test_index_credentials_are_not_recorded(tmp_path: Path) -> None:
     assert [(i.url, i.primary, i.source) for i in indexes] == [
         ("https://private.example/simple", True, "requirements.txt:1"),
         ("https://other.example/simple", False, "requirements.txt:2"),
-        ("https://mirror.example/simple", False, "Pipfile"),
+        ("https://mirror.example/simple", False, "Pipfile:4"),
     ]
     assert not any("s3cret" in w or "PIP_TOKEN" in w for w in warnings)
     assert sum("credentials in the index URL are not recorded" in w for w in warnings) == 2
@@ -1034,6 +1034,90 @@ def test_deeply_nested_files_are_warnings(tmp_path: Path, filename: str, content
     warnings: list[str] = []
     assert declarations(tmp_path, warnings=warnings)[0] == ()
     assert any(w.startswith(filename) for w in warnings), warnings
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "expected"),
+    [
+        pytest.param(
+            '[[tool.uv.index]]\nname = "cpu"\nurl = "https://download.pytorch.org/whl/cpu"\n'
+            "explicit = true\n"
+            '[[tool.uv.index]]\nurl = "https://mirror.example/simple"\ndefault = true\n'
+            '[tool.uv.sources]\ntorch = [{ index = "cpu" }]\n',
+            [
+                ("https://download.pytorch.org/whl/cpu", False, "pyproject.toml:3"),
+                ("https://mirror.example/simple", True, "pyproject.toml:6"),
+            ],
+            id="uv-index",
+        ),
+        pytest.param(
+            '[tool.uv]\nindex-url = "https://mirror.example/simple"\n'
+            'extra-index-url = ["https://download.pytorch.org/whl/cu124"]\n',
+            [
+                ("https://mirror.example/simple", True, "pyproject.toml:2"),
+                ("https://download.pytorch.org/whl/cu124", False, "pyproject.toml:3"),
+            ],
+            id="uv-legacy-keys",
+        ),
+        pytest.param(
+            # A primary source (the default priority) disables Poetry's implicit PyPI.
+            '[[tool.poetry.source]]\nname = "corp"\nurl = "https://corp.example/simple"\n'
+            '[[tool.poetry.source]]\nname = "cpu"\nurl = "https://download.pytorch.org/whl/cpu"\n'
+            'priority = "explicit"\n',
+            [
+                ("https://corp.example/simple", True, "pyproject.toml:3"),
+                ("https://download.pytorch.org/whl/cpu", False, "pyproject.toml:6"),
+            ],
+            id="poetry-primary",
+        ),
+        pytest.param(
+            # ... unless PyPI is listed by name; a supplemental source never replaces it.
+            '[[tool.poetry.source]]\nname = "PyPI"\npriority = "primary"\n'
+            '[[tool.poetry.source]]\nname = "corp"\nurl = "https://corp.example/simple"\n'
+            '[[tool.poetry.source]]\nname = "s"\nurl = "https://s.example/simple"\n'
+            'priority = "supplemental"\n',
+            [
+                ("https://corp.example/simple", False, "pyproject.toml:6"),
+                ("https://s.example/simple", False, "pyproject.toml:9"),
+            ],
+            id="poetry-pypi-listed",
+        ),
+        pytest.param(
+            '[[tool.pdm.source]]\nname = "pypi"\nurl = "https://mirror.example/simple"\n'
+            '[[tool.pdm.source]]\nname = "links"\nurl = "https://links.example/"\n'
+            'type = "find_links"\n'
+            '[[tool.pdm.source]]\nname = "cpu"\nurl = "https://download.pytorch.org/whl/cpu"\n',
+            [
+                ("https://mirror.example/simple", True, "pyproject.toml:3"),
+                ("https://download.pytorch.org/whl/cpu", False, "pyproject.toml:10"),
+            ],
+            id="pdm",
+        ),
+    ],
+)
+def test_pyproject_tool_indexes(
+    tmp_path: Path, pyproject: str, expected: list[tuple[str, bool, str]]
+) -> None:
+    """uv's, Poetry's and PDM's own index tables, in pip's terms: which replaces PyPI."""
+    make(tmp_path, {"pyproject.toml": pyproject})
+    _, indexes = declarations(tmp_path, warnings=[])
+    assert [(i.url, i.primary, i.source) for i in indexes] == expected
+
+
+def test_pipfile_first_source_is_the_default_index(tmp_path: Path) -> None:
+    """Pipenv installs from its first source; PyPI itself is no declared index."""
+    make(
+        tmp_path,
+        {
+            "Pipfile": '[[source]]\nurl = "https://corp.example/simple"\n'
+            '[[source]]\nurl = "https://pypi.org/simple"\n'
+            '[packages]\nnumpy = "*"\n'
+        },
+    )
+    _, indexes = declarations(tmp_path, warnings=[])
+    assert [(i.url, i.primary, i.source) for i in indexes] == [
+        ("https://corp.example/simple", True, "Pipfile:2")
+    ]
 
 
 def test_indexes_of_the_main_requirements_only_with_their_sources(tmp_path: Path) -> None:
