@@ -38,7 +38,7 @@ def analyze(
     from mlpack.analyze.factcache import collect_facts
     from mlpack.analyze.imports import analyze_imports, with_launchers
     from mlpack.analyze.installed import installed_evidence, repo_environments
-    from mlpack.analyze.layout import analyze_layout
+    from mlpack.analyze.layout import analyze_layout, library_outputs
     from mlpack.analyze.python_version import detect_python
     from mlpack.analyze.reach import reach
     from mlpack.analyze.requirements import declarations
@@ -65,8 +65,9 @@ def analyze(
         settings=settings,
     )
     packages = with_launchers(imports.packages, entrypoints, settings)
-    env = analyze_env(tree, facts, warnings=warnings, reach=reached)
-    layout = analyze_layout(tree, facts, reach=reached)
+    libraries = library_outputs(facts, reached)
+    env = analyze_env(tree, facts, warnings=warnings, reach=reached, library_outputs=libraries)
+    layout = analyze_layout(tree, facts, reach=reached, library_outputs=libraries)
     accelerator = analyze_accelerator(facts, packages, reach=reached)
     system_packages = analyze_system_packages(packages)
     if not tree.files:

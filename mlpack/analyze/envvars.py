@@ -48,8 +48,13 @@ def analyze_env(
     *,
     warnings: list[str],
     reach: Reach | None = None,
+    library_outputs: Mapping[str, tuple[str, int]] | None = None,
 ) -> tuple[EnvVar, ...]:
-    """Collect every variable read in code or listed in an example env file, sorted by name."""
+    """Collect every variable read in code or listed in an example env file, sorted by name.
+
+    ``library_outputs`` is ``layout.library_outputs`` of the same facts: the folders the
+    libraries that the entrypoints import write, with where each is imported.
+    """
     locations: dict[str, list[tuple[str, int]]] = {}
     code_defaults: dict[str, list[tuple[tuple[str, int], str]]] = {}
     example_defaults: dict[str, str] = {}
@@ -69,7 +74,7 @@ def analyze_env(
                 locations.setdefault(name, []).append((rel, line))
                 if value and name not in example_defaults:
                     example_defaults[name] = value
-    for name, (default, source) in library_env(facts, reach).items():
+    for name, (default, source) in library_env(library_outputs or {}).items():
         if name not in locations:  # the code reads it itself: its own default stands
             locations[name] = [source]
             example_defaults[name] = default
@@ -85,17 +90,17 @@ def analyze_env(
 
 
 def library_env(
-    facts: Mapping[str, FileFacts], reach: Reach | None
+    library_outputs: Mapping[str, tuple[str, int]],
 ) -> dict[str, tuple[str, tuple[str, int]]]:
     """Variables that point a library's store into its output folder: name -> (default, where
     the library is imported). mlflow keeps its tracking database in the working directory
     (``sqlite:///mlflow.db``), which the image's user cannot write; its artifacts go to
     ``mlruns/`` (an output, ``layout.LIBRARY_OUTPUTS``), and so does the database.
     """
-    from mlpack.analyze.layout import LIBRARY_OUTPUTS, library_outputs
+    from mlpack.analyze.layout import LIBRARY_OUTPUTS
 
     folder = LIBRARY_OUTPUTS["mlflow"]
-    imported = library_outputs(facts, reach).get(folder)
+    imported = library_outputs.get(folder)
     if imported is None:
         return {}
     return {"MLFLOW_TRACKING_URI": (f"sqlite:///{folder}/mlflow.db", imported)}

@@ -125,9 +125,15 @@ WEIGHT_SUFFIXES: Final = (
 
 
 def analyze_layout(
-    tree: RepoTree, facts: Mapping[str, FileFacts], *, reach: Reach | None = None
+    tree: RepoTree,
+    facts: Mapping[str, FileFacts],
+    *,
+    reach: Reach | None = None,
+    library_outputs: Mapping[str, tuple[str, int]] | None = None,
 ) -> Layout:
-    """Derive inputs, outputs, code and large files from folder names, code and file sizes."""
+    """Derive inputs, outputs, code and large files from folder names, code and file sizes;
+    ``library_outputs`` (see ``library_outputs``) adds the folders libraries write.
+    """
     files = tree.names()
     # Python packages at the root (and src/) are code; a data/ folder that merely holds a
     # download script is still data.
@@ -149,7 +155,7 @@ def analyze_layout(
         else:
             kind = INPUT_FOLDERS.get(top, "data")
             inputs.setdefault(top, PathUse(path=top, kind=kind, source=source, exists=exists))
-    for folder, (file, line) in library_outputs(facts, reach).items():
+    for folder, (file, line) in (library_outputs or {}).items():
         use = PathUse(
             path=folder,
             kind=OUTPUT_FOLDERS[folder],
