@@ -6,6 +6,7 @@ here may import outside the standard library or from the rest of ``mlpack``. A t
 * ``fs``: ``atomic_write`` and ``remove_tree`` (iterative, any depth, never follows symlinks);
 * ``inroot``: the in-root path resolver and its one symlink rule (runc's and Docker's);
 * ``jsoncodec``: the JSON codec on ``json``'s C accelerator;
+* ``lines``: the newline framing of the runtime's messages to and from its helper;
 * ``linux``: Linux constants and the system calls Python has no wrapper for (``clib``: the few
   ctypes pieces they need, made from ``_ctypes``).
 """

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mlpack.errors import ContainerError
 from mlpack.oslib import jsoncodec
+from mlpack.oslib.lines import LineReader
 from mlpack.runtime.embedded.spawn import HelperProcess
 
 TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
@@ -175,6 +176,7 @@ class Helper:
         self.proc = process
         self.ctl_w = process.ctl_w
         self.status = process.status
+        self._lines = LineReader(self.status.fileno())
         self.pid = 0
         self.started = False  # setup reached `until` (signals are relayed from then on)
         self.exited = False  # the supervisor reported the exit status
@@ -189,18 +191,8 @@ class Helper:
 
     def message(self) -> dict[str, Any] | None:
         """The next status message, or None when the helper closed the pipe."""
-        line = bytearray()
-        while True:
-            try:
-                ch = self.status.read(1)
-            except InterruptedError:
-                continue
-            if not ch:
-                return None
-            if ch == b"\n":
-                break
-            line += ch
-        doc = jsoncodec.loads(bytes(line))
+        line = self._lines.read_line()
+        doc = None if line is None else jsoncodec.loads(line)
         return doc if isinstance(doc, dict) else None
 
     def start(self, *, until: str = "pid") -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from mlpack.oslib import jsoncodec
+from mlpack.oslib.lines import LineReader
 
 
 class Failure(Exception):
@@ -22,7 +23,7 @@ class Channel:
     def __init__(self, ctl: int, status: int) -> None:
         self.ctl = ctl
         self.status = status
-        self.pending = bytearray()
+        self.lines = LineReader(ctl)
         self.detached = False
         self.created = False  # "created" was sent: a detached parent no longer reads
         self.fifo = -1  # the exec fifo's write end, once `start` opened it: it reads errors
@@ -47,25 +48,16 @@ class Channel:
                 except OSError:
                     pass
 
-    def read_line(self) -> bytes:
-        """One newline-terminated message from the parent (the rest is kept); b"" at EOF."""
-        while b"\n" not in self.pending:
-            chunk = os.read(self.ctl, 65536)
-            if not chunk:
-                line = bytes(self.pending)
-                self.pending.clear()
-                return line
-            self.pending.extend(chunk)
-        line, _, rest = bytes(self.pending).partition(b"\n")
-        self.pending[:] = rest
-        return line
+    def read_line(self) -> bytes | None:
+        """One message from the parent; None at end of file."""
+        return self.lines.read_line()
 
     def ask(self, msg: dict[str, object]) -> None:
         """Send ``msg`` and wait for the parent's "ok"; its other answer is a Failure."""
         self.send(msg)
         answer = self.read_line()
         if answer != b"ok":
-            raise Failure(answer.decode(errors="replace") or "the runtime went away")
+            raise Failure((answer or b"").decode(errors="replace") or "the runtime went away")
 
 
 def describe(exc: BaseException) -> str:
