@@ -31,15 +31,30 @@ if TYPE_CHECKING:
     from mlpack.analyze.walk import RepoTree
 
 EXAMPLE_FILES: Final = (".env.example", ".env.sample", ".env.template")
-SECRET_WORDS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+# A word of the name (split at "_") that is one of these, or ends with one (APIKEY, HFTOKEN)...
+SECRET_WORDS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS")
+# ... or is one of these (BYPASS, AUTHOR and TOKENIZERS_PARALLELISM are no secrets).
+SECRET_WHOLE_WORDS: Final = frozenset({"PASS", "AUTH"})
+# A last word that says the variable describes a secret rather than holds one: a lifetime, a
+# size, where it is kept (ACCESS_TOKEN_EXPIRE_MINUTES, SSH_KEY_PATH, MAX_TOKEN_LENGTH).
+ABOUT_A_SECRET: Final = frozenset(
+    {
+        "MINUTES", "HOURS", "SECONDS", "DAYS", "TTL", "EXPIRE", "EXPIRES", "EXPIRY", "LIFETIME",
+        "LENGTH", "LEN", "SIZE", "LIMIT", "COUNT", "PATH", "FILE", "DIR", "NAME", "ALGORITHM",
+    }
+)  # fmt: skip
 _LINE: Final = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def is_secret(name: str) -> bool:
-    """True when a variable's name says it holds a credential."""
-    upper = name.upper()
-    return any(word in upper for word in SECRET_WORDS)
+    """True when a variable's name says it holds a credential (its value is never shown,
+    recorded or baked into an image), judged by the words of the name, not by substrings.
+    """
+    words = [w for w in name.upper().split("_") if w]
+    if not words or words[-1] in ABOUT_A_SECRET:
+        return False
+    return any(w in SECRET_WHOLE_WORDS or any(w.endswith(s) for s in SECRET_WORDS) for w in words)
 
 
 def analyze_env(

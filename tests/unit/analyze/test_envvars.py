@@ -107,8 +107,19 @@ def test_example_files_secrets_and_dotenv_never_read(tmp_path: Path) -> None:
         ("SMTP_PASSWD", True),
         ("GOOGLE_APPLICATION_CREDENTIALS", True),
         ("BASIC_AUTH", True),
+        ("OPENAI_APIKEY", True),
+        ("JWT_SECRET_KEY", True),
+        ("DB_PASS", True),
         ("EPOCHS", False),
         ("MODEL_PATH", False),
+        # Words, not substrings: Hugging Face's tokenizers switch and an author's name.
+        ("TOKENIZERS_PARALLELISM", False),
+        ("AUTHOR", False),
+        ("MAX_TOKENS", False),
+        # What describes a secret, not the secret: a lifetime, a path.
+        ("ACCESS_TOKEN_EXPIRE_MINUTES", False),
+        ("SSH_KEY_PATH", False),
+        ("", False),
     ],
 )
 def test_secret_names(name: str, secret: bool) -> None:
