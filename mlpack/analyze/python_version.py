@@ -59,9 +59,7 @@ def detect_python(root: Path, *, warnings: list[str]) -> PythonDecision:
     Raise ``AnalyzeError`` when the files disagree or pin an unsupported version; fall back to
     ``DEFAULT_PYTHON`` (with a warning) when no file says anything.
     """
-    found: list[_Constraint] = []
-    for reader in _READERS:
-        found.extend(reader(root, warnings))
+    found = _declared(root, warnings)
     seen = tuple((c.source, c.text) for c in found)
     if not found:
         warnings.append(
@@ -81,9 +79,7 @@ def detect_python(root: Path, *, warnings: list[str]) -> PythonDecision:
             raise AnalyzeError(msg, hint=hint)
     for first in found:
         for second in found:
-            if first is not second and not any(
-                first.allows(v) and second.allows(v) for v in SUPPORTED_PYTHONS
-            ):
+            if first is not second and not _overlap(first, second):
                 _conflict(first, second)
     candidates = [v for v in SUPPORTED_PYTHONS if all(c.allows(v) for c in found)]
     if not candidates:
@@ -105,7 +101,7 @@ def unpinned_versions(root: Path) -> tuple[str, ...]:
 
     ``mlpack lock`` takes the newest of these for which the packages resolve with wheels.
     """
-    found = [c for reader in _READERS for c in reader(root, [])]
+    found = _declared(root, [])
     if any(c.exact is not None for c in found):
         return ()
     return tuple(v for v in reversed(SUPPORTED_PYTHONS) if all(c.allows(v) for c in found))
@@ -117,10 +113,43 @@ def python_allowance(root: Path) -> str:
     ``"pyproject.toml:4 requires-python >=3.9"``; ``"no file pins a Python version"`` when
     none declares a range.
     """
-    found = [c for reader in _READERS for c in reader(root, []) if c.exact is None]
+    found = [c for c in _declared(root, []) if c.exact is None]
     if not found:
         return "no file pins a Python version"
     return ", ".join(" ".join(filter(None, (c.source, c.key, c.text))) for c in found)
+
+
+def _declared(root: Path, warnings: list[str]) -> list[_Constraint]:
+    """The constraints of the repository's files, then those of its subprojects (``backend/``
+    with a pyproject.toml: one interpreter runs all of its code).
+
+    A subproject's constraint that no supported version shares with the ones before it, or
+    that allows no supported version, is left out with a warning: the repository's own files
+    decide, and a subproject never stops the analysis.
+    """
+    from dataclasses import replace
+
+    from mlpack.analyze.requirements import subprojects
+
+    found = [c for reader in _READERS for c in reader(root, warnings)]
+    for folder in subprojects(root):
+        problems: list[str] = []
+        for reader in _READERS:
+            for constraint in reader(root / folder, problems):
+                c = replace(constraint, source=f"{folder}/{constraint.source}")
+                clash = next((f for f in found if not _overlap(f, c)), None)
+                if clash is not None:
+                    warnings.append(f"{c.describe()}: ignored, as {clash.describe()}")
+                elif not any(c.allows(v) for v in SUPPORTED_PYTHONS):
+                    warnings.append(f"{c.describe()}: ignored, no supported Python allows it")
+                else:
+                    found.append(c)
+        warnings.extend(f"{folder}/{p}" for p in problems)
+    return found
+
+
+def _overlap(first: _Constraint, second: _Constraint) -> bool:
+    return any(first.allows(v) and second.allows(v) for v in SUPPORTED_PYTHONS)
 
 
 def _conflict(first: _Constraint, second: _Constraint) -> None:

@@ -311,3 +311,43 @@ def test_the_allowance_names_the_file_and_setting_of_the_range(
 
 def test_without_a_range_the_allowance_says_no_file_pins_python(tmp_path: Path) -> None:
     assert python_allowance(tmp_path) == "no file pins a Python version"
+
+
+def test_a_subproject_declares_the_version_of_the_code_it_holds(tmp_path: Path) -> None:
+    """full-stack-fastapi-template: the app and its Poetry file live in backend/."""
+    root = make(
+        tmp_path,
+        {
+            "backend/pyproject.toml": '[tool.poetry]\nname = "app"\n[tool.poetry.dependencies]\n'
+            'python = ">=3.10,<3.13"\n',
+            "backend/app/main.py": "import fastapi\n",
+            # An example's own file is no subproject's: it does not decide the image's Python.
+            "examples/demo/pyproject.toml": '[project]\nrequires-python = "==3.9.*"\n',
+        },
+    )
+    warnings: list[str] = []
+    decision = detect_python(root, warnings=warnings)
+    assert (decision.version, decision.source) == ("3.12", "backend/pyproject.toml:4")
+    assert not any("no Python version declared" in w for w in warnings)
+    assert "backend/pyproject.toml:4 python" in python_allowance(root)
+
+
+def test_a_subproject_that_disagrees_with_the_root_is_ignored_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    root = make(
+        tmp_path,
+        {
+            ".python-version": "3.10\n",
+            "backend/pyproject.toml": '[project]\nname = "b"\nrequires-python = ">=3.11"\n',
+            "worker/setup.cfg": "[options]\npython_requires = <3.8\n",
+        },
+    )
+    warnings: list[str] = []
+    decision = detect_python(root, warnings=warnings)
+    assert (decision.version, decision.source) == ("3.10", ".python-version:1")
+    assert (
+        "backend/pyproject.toml:3 requires '>=3.11': ignored, as .python-version:1 pins '3.10'"
+        in warnings
+    )
+    assert any(w.startswith("worker/setup.cfg:2 requires '<3.8': ignored") for w in warnings)
