@@ -47,6 +47,30 @@ _LINE: Final = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+# Variables that the platform sets at run time and that other software reads too: the GPU
+# runtime (which devices a process sees), distributed launchers (torchrun, Slurm, MPI), thread
+# pools, the OS. A default that the code falls back to (``getenv("CUDA_VISIBLE_DEVICES", "?")``
+# for a log line) or that an example env file sets never becomes the image's: it would change
+# what every process in the container sees (a CUDA_VISIBLE_DEVICES default hides GPUs).
+PLATFORM_VARIABLES: Final = frozenset(
+    {
+        "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
+        "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
+        "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK",
+        "MASTER_ADDR", "MASTER_PORT",
+        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+        "PATH", "HOME", "USER", "SHELL", "PWD", "HOSTNAME", "TMPDIR", "TERM", "LANG", "TZ",
+        "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "LD_PRELOAD", "VIRTUAL_ENV",
+    }
+)  # fmt: skip
+PLATFORM_PREFIXES: Final = ("SLURM_", "OMPI_", "PMI_", "PMIX_", "KUBERNETES_", "LC_")
+
+
+def is_platform(name: str) -> bool:
+    """True for a variable the platform sets at run time (``PLATFORM_VARIABLES``)."""
+    return name in PLATFORM_VARIABLES or name.startswith(PLATFORM_PREFIXES)
+
+
 def is_secret(name: str) -> bool:
     """True when a variable's name says it holds a credential (its value is never shown,
     recorded or baked into an image), judged by the words of the name, not by substrings.
@@ -126,8 +150,10 @@ def _default(
     code_defaults: Mapping[str, list[tuple[tuple[str, int], str]]],
     example_defaults: Mapping[str, str],
 ) -> str | None:
-    """The code's first default beats an example file's; a secret never shows one."""
-    if is_secret(name):
+    """The code's first default beats an example file's; a secret or a variable of the
+    platform never has one.
+    """
+    if is_secret(name) or is_platform(name):
         return None
     if name in code_defaults:
         return min(code_defaults[name])[1]

@@ -97,6 +97,31 @@ def test_example_files_secrets_and_dotenv_never_read(tmp_path: Path) -> None:
     assert list(found) == sorted(found)
 
 
+def test_platform_variables_never_get_a_default(tmp_path: Path) -> None:
+    """generative-models reads CUDA_VISIBLE_DEVICES with "?" for a log line: an image default
+    of "?" would hide every GPU. The variables stay listed, with where they are read.
+    """
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "main.py": """
+                import os
+                device = os.environ.get("CUDA_VISIBLE_DEVICES", "?")
+                rank = int(os.getenv("RANK", "0"))
+                task = os.getenv("SLURM_PROCID", "0")
+                epochs = os.getenv("EPOCHS", "10")
+            """,
+            ".env.example": "CUDA_VISIBLE_DEVICES=0\nOMP_NUM_THREADS=4\n",
+        },
+    )
+    found = {v.name: v for v in env_of(root)}
+    for name in ("CUDA_VISIBLE_DEVICES", "RANK", "SLURM_PROCID", "OMP_NUM_THREADS"):
+        assert found[name].default is None, name
+        assert not found[name].secret
+    assert found["CUDA_VISIBLE_DEVICES"].locations == (".env.example:1", "main.py:3")
+    assert found["EPOCHS"].default == "10"
+
+
 @pytest.mark.parametrize(
     ("name", "secret"),
     [
