@@ -49,7 +49,7 @@ _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Variables that the platform sets at run time and that other software reads too: the GPU
 # runtime (which devices a process sees), distributed launchers (torchrun, Slurm, MPI), thread
-# pools, the OS. A default that the code falls back to (``getenv("CUDA_VISIBLE_DEVICES", "?")``
+# pools, the OS and its compilers. A default that the code falls back to (``getenv("CUDA_VISIBLE_DEVICES", "?")``
 # for a log line) or that an example env file sets never becomes the image's: it would change
 # what every process in the container sees (a CUDA_VISIBLE_DEVICES default hides GPUs).
 PLATFORM_VARIABLES: Final = frozenset(
@@ -60,7 +60,7 @@ PLATFORM_VARIABLES: Final = frozenset(
         "MASTER_ADDR", "MASTER_PORT",
         "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
         "PATH", "HOME", "USER", "SHELL", "PWD", "HOSTNAME", "TMPDIR", "TERM", "LANG", "TZ",
-        "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "LD_PRELOAD", "VIRTUAL_ENV",
+        "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "LD_PRELOAD", "VIRTUAL_ENV", "CC", "CXX",
     }
 )  # fmt: skip
 PLATFORM_PREFIXES: Final = ("SLURM_", "OMPI_", "PMI_", "PMIX_", "KUBERNETES_", "LC_")
