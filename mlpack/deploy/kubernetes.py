@@ -234,8 +234,10 @@ def pod_spec(workload: Workload, options: Options) -> dict[str, Any]:
         container["command"] = list(workload.command)
     if options.kind == "deployment":
         container.update(_serving(workload, options))
+    init = _output_files(workload, container)
     return {
         "containers": [container],
+        **({"initContainers": init} if init else {}),
         "restartPolicy": {"job": "Never", "pytorchjob": "OnFailure"}.get(options.kind, "Always"),
         "securityContext": {
             "fsGroup": USER_ID,
@@ -246,6 +248,29 @@ def pod_spec(workload: Workload, options: Options) -> dict[str, Any]:
         },
         "volumes": volumes,
     }
+
+
+def _output_files(workload: Workload, container: dict[str, Any]) -> list[dict[str, Any]]:
+    """An init container that creates each output file beside the code (``model.pkl``) in the
+    outputs claim, keeping one that is there: kubelet makes a missing subPath a folder, into
+    which the program could not write its file. ``mlpack run`` creates it the same way.
+    """
+    from mlpack.analyze.layout import is_file_output
+
+    files = [rel.strip("/") for rel in workload.outputs if is_file_output(rel)]
+    if not files:
+        return []
+    return [
+        {
+            "name": "output-files",
+            "image": workload.image,
+            "imagePullPolicy": "IfNotPresent",
+            # `: >>` creates a missing file and leaves an existing one as it is.
+            "command": ["sh", "-c", 'for f; do : >> "/outputs/$f"; done', "sh", *files],
+            "securityContext": container["securityContext"],
+            "volumeMounts": [{"mountPath": "/outputs", "name": "outputs"}],
+        }
+    ]
 
 
 def _serving(workload: Workload, options: Options) -> dict[str, Any]:

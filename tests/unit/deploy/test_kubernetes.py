@@ -5,6 +5,9 @@ and the PyTorchJob against the Kubeflow training operator's CRD schema; bad inpu
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +110,47 @@ def test_layout_becomes_claims_at_its_paths(tmp_path: Path) -> None:
     assert mounts["/app/configs"]["subPath"] == "configs"
     assert mounts["/app/outputs"]["name"] == "outputs"
     assert mounts["/tmp"]["name"] == "tmp"
+
+
+@pytest.mark.parametrize("kind", ["job", "pytorchjob", "deployment"])
+def test_an_output_file_beside_the_code_is_made_before_it_is_mounted(
+    tmp_path: Path, kind: str
+) -> None:
+    """kubelet makes a missing subPath a folder: model.pkl must exist in the claim first."""
+    project = tmp_path / "project"
+    shutil.copytree(INFERENCE if kind == "deployment" else TRAINING, project)
+    config = project / "mlpack.toml"
+    text, found = re.subn(
+        r"^outputs = .*$", 'outputs = ["model.pkl"]', config.read_text(), flags=re.MULTILINE
+    )
+    assert found == 1
+    config.write_text(text)
+    [doc, *_] = _render(project, kind, out=tmp_path / "out")
+    _validate(doc)
+    if kind == "pytorchjob":
+        pod = doc["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    else:
+        pod = doc["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    assert init["image"] == pod["containers"][0]["image"]
+    assert init["command"][-1] == "model.pkl"
+    assert init["volumeMounts"] == [{"mountPath": "/outputs", "name": "outputs"}]
+    assert init["securityContext"] == pod["containers"][0]["securityContext"]
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/app/model.pkl"]["subPath"] == "model.pkl"
+    # What the init container runs: a missing file is made, an existing one kept.
+    outputs = tmp_path / "claim"
+    outputs.mkdir()
+    (outputs / "keep.pkl").write_bytes(b"old")
+    script = init["command"][2].replace("/outputs/", f"{outputs}/")
+    subprocess.run(["sh", "-c", script, "sh", "model.pkl", "keep.pkl"], check=True)
+    assert (outputs / "model.pkl").read_bytes() == b""
+    assert (outputs / "keep.pkl").read_bytes() == b"old"
+
+
+def test_no_init_container_without_output_files(tmp_path: Path) -> None:
+    [job] = _render(TRAINING, "job", out=tmp_path)
+    assert "initContainers" not in job["spec"]["template"]["spec"]
 
 
 def test_pytorchjob_validates_against_the_kubeflow_crd(tmp_path: Path) -> None:
