@@ -66,20 +66,41 @@ _DISPATCH: dict[type, Callable[[Extractor, Any], None]] = {}
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
+_GPU_CHECK_ATTRS: Final = frozenset(
+    {
+        "is_available",
+        "device_count",
+        "cuda",
+        "is_cuda",
+        "device",
+        "list_physical_devices",
+        "gpu_device_name",
+        "is_built_with_cuda",
+        "get_backend",
+        "NCCL",
+    }
+)
+# Names of a GPU flag, a device, or a distributed launch (GPU use only when launched so).
+_GPU_CHECK_NAMES: Final = ("cuda", "gpu", "device", "rank", "world_size", "ddp", "distributed")
+_DEVICE_NAMES: Final = frozenset({"cuda", "cpu", "gpu", "mps", "xpu", "nccl"})
+
+
 def _mentions_gpu_check(test: ast.expr) -> bool:
-    """True when a condition asks whether a GPU is there (``torch.cuda.is_available()``...)."""
+    """True when a condition asks whether a GPU is there, which device runs the code or
+    whether it was launched distributed: ``torch.cuda.is_available()``,
+    ``x.device.type == "cpu"``, ``if has_gpu:``, ``args.cuda``, ``if LOCAL_RANK != -1:``,
+    ``dist.get_backend() == "nccl"``. GPU use under it adapts to how the code is run: there
+    is a path without a GPU.
+    """
     for node in ast.walk(test):
-        if isinstance(node, ast.Attribute) and node.attr in {
-            "is_available",
-            "device_count",
-            "cuda",
-            "list_physical_devices",
-            "gpu_device_name",
-            "is_built_with_cuda",
-        }:
+        if isinstance(node, ast.Attribute) and node.attr in _GPU_CHECK_ATTRS:
             return True
-        if isinstance(node, ast.Name) and "cuda" in node.id.lower():
+        if isinstance(node, ast.Name) and any(w in node.id.lower() for w in _GPU_CHECK_NAMES):
             return True
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            value = node.value.lower()
+            if value in _DEVICE_NAMES or value.startswith("cuda:"):
+                return True
     return False
 
 
@@ -311,15 +332,29 @@ class Extractor(ast.NodeVisitor):
 
     # --- apps (module-level FastAPI()/Flask()/Starlette()) ---
     def visit_Assign(self, node: ast.Assign) -> None:
-        """An assignment: ``app = FastAPI()`` names a web app."""
+        """An assignment: ``app = FastAPI()`` names a web app; ``device = "cuda"`` uses a GPU."""
         self._app_assign(node.targets, node.value, node)
+        self._device_assign(node.targets, node.value, node)
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         """An annotated assignment: as an assignment."""
         if node.value is not None:
             self._app_assign([node.target], node.value, node)
+            self._device_assign([node.target], node.value, node)
         self.generic_visit(node)
+
+    def _device_assign(self, targets: list[ast.expr], value: ast.expr, node: ast.AST) -> None:
+        """``device = "cuda"`` (nanoGPT's config): the device the code runs on by default, as
+        an ``add_argument("--device", default="cuda")`` is.
+        """
+        if not is_cuda_literal(value):
+            return
+        for target in targets:
+            name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", "")
+            if "device" in name.lower():
+                self._gpu_evidence(node, f'{name} = "cuda"')
+                return
 
     def _app_assign(self, targets: list[ast.expr], value: ast.expr, node: ast.AST) -> None:
         if not isinstance(value, ast.Call):
@@ -478,8 +513,11 @@ class Extractor(ast.NodeVisitor):
 
     def _cuda_call(self, node: ast.Call, name: str, last: str) -> None:
         what = _gpu_use(node, name, last)
-        if not what:
-            return
+        if what:
+            self._gpu_evidence(node, what)
+
+    def _gpu_evidence(self, node: ast.AST, what: str) -> None:
+        """A GPU use: optional under a condition on the device (or GPU, or launch), else a need."""
         if any(_mentions_gpu_check(test) for test in self._conditions):
             self.cuda_optional = self.cuda_optional or self._line(node)
         else:

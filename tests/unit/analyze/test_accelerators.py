@@ -50,6 +50,11 @@ def pkg(name: str, **kw: object) -> Package:
             "import argparse\np = argparse.ArgumentParser()\np.add_argument('--device', default='cuda')\n",
             3,
         ),
+        # A config's device default (nanoGPT's `device = 'cuda'`, detectron2's defaults.py).
+        ("import torch\nbatch = 12\ndevice = 'cuda'  # or 'cpu'\n", 3),
+        ("_C = object()\n_C.MODEL.DEVICE = 'cuda'\n", 2),
+        # A condition that is not about the device does not make GPU use optional.
+        ("import torch\nmode = 'train'\nif mode == 'train':\n    torch.zeros(1).cuda()\n", 4),
     ],
 )
 @pytest.mark.usefixtures("parse_mode")
@@ -83,6 +88,32 @@ def test_availability_fallback_alone_is_cpu(tmp_path: Path) -> None:
     )
     # Guarded use only: the GPU is optional (with where it is used), a CPU image works.
     assert accelerator_of(root) == Accelerator(cuda=False, source="train.py:3", level="optional")
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        'x.device.type not in ["cuda", "xpu"]',  # peft's adapters follow the weights' device
+        'device.type == "cpu"',
+        "has_gpu",  # detectron2's launcher
+        "args.cuda",
+        "LOCAL_RANK != -1",  # yolov5: GPU use only when launched distributed
+        "dist.get_backend() == dist.Backend.NCCL",
+    ],
+)
+@pytest.mark.usefixtures("parse_mode")
+def test_gpu_use_under_a_device_check_is_optional(tmp_path: Path, condition: str) -> None:
+    code = f"""
+        import torch
+
+        def place(x, y, args, device, has_gpu, LOCAL_RANK, dist):
+            if {condition}:
+                y = y.to("cuda")
+                torch.cuda.set_device(0)
+            return y
+    """
+    root = make_repo(tmp_path / "repo", {"train.py": code})
+    assert accelerator_of(root) == Accelerator(cuda=False, source="train.py:6", level="optional")
 
 
 def test_cuda_packages(tmp_path: Path) -> None:
