@@ -69,7 +69,9 @@ def _poetry(poetry: dict[str, Any]) -> list[tuple[str, bool]]:
 
 
 def _pdm(pdm: dict[str, Any]) -> list[tuple[str, bool]]:
-    """``[[tool.pdm.source]]``: the source named ``pypi`` replaces PyPI; find-links are not indexes."""
+    """``[[tool.pdm.source]]``: the source named ``pypi`` replaces PyPI; a ``find_links``
+    source is no index.
+    """
     return [
         (source["url"], str(source.get("name", "")).lower() == "pypi")
         for source in _tables(pdm.get("source"))

@@ -49,9 +49,10 @@ _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Variables that the platform sets at run time and that other software reads too: the GPU
 # runtime (which devices a process sees), distributed launchers (torchrun, Slurm, MPI), thread
-# pools, the OS and its compilers. A default that the code falls back to (``getenv("CUDA_VISIBLE_DEVICES", "?")``
-# for a log line) or that an example env file sets never becomes the image's: it would change
-# what every process in the container sees (a CUDA_VISIBLE_DEVICES default hides GPUs).
+# pools, the OS and its compilers. A default that the code falls back to (generative-models'
+# ``getenv("CUDA_VISIBLE_DEVICES", "?")`` for a log line) or that an example env file sets
+# never becomes the image's: it would change what every process in the container sees (a
+# CUDA_VISIBLE_DEVICES default hides GPUs).
 PLATFORM_VARIABLES: Final = frozenset(
     {
         "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
