@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -205,6 +206,33 @@ def test_tls_and_basic_auth(secure: SecureRegistry, tmp_path: Path) -> None:
             Store(tmp_path / "z"),
             options=RegistryOptions(ca_cert=secure.ca_cert, docker_config=wrong),
         )
+
+
+def test_a_ca_bundle_is_loaded_once_per_process(
+    secure: SecureRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests loads a ``verify=`` bundle for every new connection (~30 ms of CPU each with
+    Debian's roots); the client keeps one context per bundle for all of its connections.
+    """
+    from mlpack.oci import registry_client
+
+    store = Store(tmp_path / "s")
+    busybox_image(store, tmp_path, "app:1")
+    target = f"{secure.address}/{_repo()}:1"
+    good = RegistryOptions(ca_cert=secure.ca_cert, docker_config=secure.docker_config)
+    registry_client._trust.cache_clear()
+    loads: list[str] = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, cafile: str | None = None, *args: object) -> None:
+        loads.append(str(cafile))
+        real(self, cafile, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    push(store, "app:1", target, options=good)
+    for name in ("a", "b"):  # two clients, each with its own connections
+        pull(target, Store(tmp_path / name), options=good)
+    assert loads == [str(secure.ca_cert)], loads
 
 
 def test_cli_with_ca_cert_and_docker_config(secure: SecureRegistry, tmp_path: Path) -> None:

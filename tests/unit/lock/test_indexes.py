@@ -90,3 +90,17 @@ def test_machine_local_indexes_resolve_best_match_but_are_not_public(tmp_path: P
     assert "file:///opt/pypi/simple" in args(local)
     assert args(local)[args(local).index("--index-strategy") + 1] == "unsafe-best-match"
     assert "--index-strategy" not in args(declared)
+
+
+def test_the_trust_store_is_loaded_once_per_bundle(tmp_path: Path) -> None:
+    """Loading it costs about 30 ms of CPU, and a wheelhouse fetch opens a connection per file."""
+    import shutil
+
+    from mlpack.lock.indexes import ssl_context
+
+    extra = tmp_path / "proxy-ca.pem"
+    shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", extra)
+    assert ssl_context() is ssl_context()
+    assert ssl_context(extra) is ssl_context(extra)
+    assert ssl_context(extra) is not ssl_context()
+    assert ssl_context().check_hostname
