@@ -65,6 +65,7 @@ class FakeRegistry:
             _digest(self.manifest): (self.manifest, mediatypes.OCI_MANIFEST),
         }
         self.status: int | None = None
+        self.probe_status = 200  # of GET /v2/
         self.auth: Callable[[BaseHTTPRequestHandler], bool] | None = None
         self.challenge = ""
         self.drop_first_blob_at: int | None = None
@@ -104,7 +105,7 @@ def _handler(reg: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                            {"WWW-Authenticate": reg.challenge})  # fmt: skip
                 return
             if self.path == "/v2/":
-                self._send(200, b"{}")
+                self._send(reg.probe_status, b"{}")
                 return
             if reg.status is not None:
                 self._send(reg.status, b'{"errors":[{"code":"X","message":"nope"}]}')
@@ -378,6 +379,34 @@ def test_plain_http_only_for_loopback_or_listed_hosts() -> None:
     assert not allowed("registry.example.com:5000")
     assert allowed("registry.example.com:5000", frozenset({"registry.example.com:5000"}))
     assert allowed("registry.example.com", frozenset({"registry.example.com"}))
+
+
+def test_a_loopback_registry_is_asked_in_plain_http_first(
+    fake: tuple[FakeRegistry, str], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No TLS attempt (and no CA bundle loaded, ~30 ms) for a local plain registry."""
+    from mlpack.oci import registry_client
+
+    def no_tls(cafile: str) -> None:
+        raise AssertionError(f"a TLS context was made for {cafile}")
+
+    monkeypatch.setattr(registry_client, "_trust", no_tls)
+    reg, addr = fake
+    assert pull(f"{addr}/lib/app:1", store).digest == _digest(reg.manifest)
+    assert reg.requests.count("/v2/") == 1
+
+
+def test_a_tls_port_answering_plain_http_is_asked_in_https(
+    fake: tuple[FakeRegistry, str], store: Store
+) -> None:
+    """A TLS server answers a plain request with a 400: that is no registry, so HTTPS is asked
+    (here it fails: the fake speaks no TLS) and its error is the one reported.
+    """
+    reg, addr = fake
+    reg.probe_status = 400
+    with pytest.raises(ImageError, match=f"TLS handshake with {addr} failed"):
+        pull(f"{addr}/lib/app:1", store)
+    assert reg.requests == ["/v2/"]
 
 
 def test_config_that_does_not_match_the_layers(
