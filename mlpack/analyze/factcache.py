@@ -11,6 +11,7 @@ analysed repositories keep a cache file.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -27,6 +28,8 @@ from mlpack.paths import cache_folder
 from mlpack.progress import reporter
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from mlpack.analyze.walk import FileEntry, RepoTree
 
 CACHE_FORMAT: Final = 1
@@ -57,8 +60,8 @@ def collect_facts(
     several cores, forked helper processes share the parsing with this one (see
     ``PARALLEL_MIN_BYTES``).
     """
-    cache = _Cache(cache_dir or cache_folder("analyze"), tree.root)
     sources = tree.with_suffix(*SOURCE_SUFFIXES)
+    cache = _Cache(cache_dir or cache_folder("analyze"), tree.root, _shape(sources))
     rep = reporter()
     rep.start("analyze: reading code", len(sources))
     result: dict[str, FileFacts] = {}
@@ -197,11 +200,26 @@ def read_source(path: Path, size: int = 0) -> bytes:
         os.close(fd)
 
 
+def _shape(sources: Sequence[FileEntry]) -> str:
+    """The repository's source files by relative path: the same in a moved or fresh clone."""
+    names = "\0".join(sorted(e.path for e in sources))
+    return hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 class _Cache:
-    def __init__(self, folder: Path, root: Path) -> None:
+    """One file per repository, ``facts-<path key>-<shape>.json``: the index of its files by
+    (size, mtime, inode) and their facts by content hash.
+
+    A repository analysed first at this path borrows the file of another path with the same
+    source files (a moved copy, a fresh clone of the same tree): its files are then read and
+    hashed, not parsed, since facts are found by content.
+    """
+
+    def __init__(self, folder: Path, root: Path, shape: str) -> None:
         self.folder = folder
-        key = hashlib.sha256(os.fsencode(root)).hexdigest()[:24]
-        self.path = folder / f"facts-{key}.json"
+        self.key = hashlib.sha256(os.fsencode(root)).hexdigest()[:24]
+        self.path = folder / f"facts-{self.key}-{shape}.json"
+        self.shape = shape
         self.root = root
         self.version = _extractor_version()
         self.index: dict[str, list[Any]] = {}  # path -> [size, mtime_ns, inode, hash]
@@ -211,15 +229,27 @@ class _Cache:
         self._load()
 
     def _load(self) -> None:
-        try:
-            data = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):
-            return
-        if not isinstance(data, dict) or data.get("version") != self.version:
-            return
-        index, store = data.get("index"), data.get("facts")
-        if isinstance(index, dict) and isinstance(store, dict):
-            self.index, self.store = index, store
+        for path in self._candidates():
+            try:
+                data = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(data, dict) or data.get("version") != self.version:
+                continue
+            index, store = data.get("index"), data.get("facts")
+            if isinstance(index, dict) and isinstance(store, dict):
+                self.index, self.store = index, store
+                return
+
+    def _candidates(self) -> list[Path]:
+        """The cache file of this path; else (its source files changed) its file from before;
+        else the newest file of another path with the same source files.
+        """
+        if self.path.exists():
+            return [self.path]
+        return _newest(self.folder, f"facts-{self.key}-*.json") + _newest(
+            self.folder, f"facts-*-{self.shape}.json"
+        )
 
     def lookup(self, entry: FileEntry) -> FileFacts | tuple[str, bytes] | None:
         """Return cached (or error) facts, else the file's (digest, bytes) to parse.
@@ -290,7 +320,22 @@ class _Cache:
             # A cache that cannot be written only costs speed next time.
             warnings.append(f"facts cache {self.folder}: not written ({exc.strerror or exc})")
             return
+        for old in _newest(self.folder, f"facts-{self.key}-*.json"):  # this path's other shapes
+            if old != self.path:
+                old.unlink(missing_ok=True)
         _prune(self.folder, keep=self.path)
+
+
+def _newest(folder: Path, pattern: str) -> list[Path]:
+    """The files of ``folder`` that match ``pattern``, newest first (none when unreadable)."""
+    found = []
+    try:
+        for path in folder.glob(pattern):
+            with contextlib.suppress(OSError):
+                found.append((path.stat().st_mtime_ns, path))
+    except OSError:
+        return []
+    return [path for _, path in sorted(found, reverse=True)]
 
 
 def _prune(folder: Path, *, keep: Path) -> None:

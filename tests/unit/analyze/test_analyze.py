@@ -140,6 +140,53 @@ def test_corrupt_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
     assert not list(cache.glob(".facts-*"))  # no temporary files left behind
 
 
+def _without(analysis: ProjectAnalysis) -> ProjectAnalysis:
+    from dataclasses import replace
+
+    return replace(analysis, root="")
+
+
+def test_a_moved_or_fresh_copy_is_analysed_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The facts are found by content: a copy at another path is read and hashed, not parsed."""
+    import shutil
+
+    files = {
+        "train.py": "import torch\nimport os\nos.environ['EPOCHS']\n",
+        "lib/m.py": "import yaml\n",
+    }
+    first = make_repo(tmp_path / "a" / "repo", files)
+    cache = tmp_path / "cache"
+    cold = run(first, cache)
+    parsed: list[str] = []
+    real = pyfacts.facts_for
+
+    def counting(path: str, data: bytes) -> pyfacts.FileFacts:
+        parsed.append(path)
+        return real(path, data)
+
+    monkeypatch.setattr(pyfacts, "facts_for", counting)
+    copy = tmp_path / "b" / "clone"
+    shutil.copytree(first, copy)  # new inodes and mtimes: a fresh clone of the same tree
+    assert _without(run(copy, cache)) == _without(cold)
+    assert parsed == []
+    moved = tmp_path / "c" / "moved"
+    moved.parent.mkdir()
+    first.rename(moved)
+    assert _without(run(moved, cache)) == _without(cold)
+    assert parsed == []
+    # An edited file of the copy is parsed again, and only that one.
+    (copy / "lib" / "m.py").write_text("import requests\n")
+    assert "requests" in {p.name for p in run(copy, cache).packages}
+    assert parsed == ["lib/m.py"]
+    # One cache file per path, whatever its files became.
+    (copy / "new.py").write_text("import numpy\n")
+    run(copy, cache)
+    names = [p.name for p in cache.glob("facts-*.json")]
+    assert len(names) == 3, names  # a/repo's (not analysed since its move), b/clone, c/moved
+
+
 def test_unwritable_cache_costs_only_a_warning(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", {"train.py": "import torch\n"})
     blocker = tmp_path / "not-a-dir"
