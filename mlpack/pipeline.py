@@ -111,6 +111,8 @@ def config_lock_inputs(
         platform=platform,
         fallback_pythons=fallback,
         python_allowed_by=python_allowance(root) if fallback else "",
+        # The config's python wins over the file it was taken from, once the config exists.
+        python_pinned_in=CONFIG_FILE if has_config(root) else config.python_source,
     )
 
 

@@ -35,6 +35,9 @@ class LockInputs:
     fallback_pythons: tuple[str, ...] = ()
     # The declarations that allowed those versions, for the note (explains; not in the digest).
     python_allowed_by: str = ""
+    # Where a pinned ``python`` is set, for the hint when it cannot resolve: "mlpack.toml" or
+    # the file that pins it (".python-version:1"; explains; not in the digest).
+    python_pinned_in: str = ""
     platform: Platform
     base: str | None = None
     indexes: Indexes = field(default_factory=Indexes)
@@ -72,12 +75,14 @@ def inputs_from_config(
     platform: str | None = None,
     fallback_pythons: tuple[str, ...] = (),
     python_allowed_by: str = "",
+    python_pinned_in: str = "",
 ) -> LockInputs:
     """The lock inputs of a project config (``platform`` overrides the config's).
 
     :param fallback_pythons: older versions to try, newest first, when the config's Python was
         not pinned by the project (see ``LockInputs.fallback_pythons``).
     :param python_allowed_by: the declarations that allowed them, for the lock's note.
+    :param python_pinned_in: where a pinned version is set, for the hint when it fails.
     """
     chosen = as_platform(platform) if platform is not None else config.platform
     if chosen is None:
@@ -88,6 +93,7 @@ def inputs_from_config(
         python=config.python,
         fallback_pythons=fallback_pythons,
         python_allowed_by=python_allowed_by,
+        python_pinned_in=python_pinned_in,
         platform=chosen,
         base=config.base,
         indexes=torch_mod.torch_indexes(

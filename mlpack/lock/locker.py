@@ -380,7 +380,7 @@ def _unsatisfiable(
             continue
         works = candidate
         break
-    failure.hint = pinned_hint(python, failure, works)
+    failure.hint = pinned_hint(python, failure, works, job.inputs.python_pinned_in)
     return failure
 
 

@@ -18,6 +18,7 @@ from mlpack.errors import LockError
 from mlpack.lock.indexes import list_files
 from mlpack.lock.inputs import is_inferred
 from mlpack.lock.lockdata import DroppedPackage
+from mlpack.paths import CONFIG_FILE
 
 if TYPE_CHECKING:
     from mlpack.lock.failure import ResolveFailure
@@ -152,9 +153,13 @@ def why_not(failure: ResolveFailure) -> str:
     return failure.message.splitlines()[0].removeprefix("the requirements conflict: ")[:160]
 
 
-def pinned_hint(python: str, failure: ResolveFailure, works: str | None) -> str:
-    """The hint for a pinned Python that cannot resolve: which packages, and what would work."""
+def pinned_hint(python: str, failure: ResolveFailure, works: str | None, pinned_in: str) -> str:
+    """The hint for a pinned Python that cannot resolve: which packages, what would work, and
+    where to change the pin (mlpack.toml's ``python``, or the file that pins it).
+    """
     lacking = f"no wheels for {', '.join(failure.no_wheels)} on Python {python}"
     if works is None:
         return f"{lacking}, nor does another supported Python resolve: pin versions that have them"
-    return f'{lacking}; Python {works} resolves: set python = "{works}" in mlpack.toml'
+    if pinned_in and not pinned_in.startswith(("rule:", CONFIG_FILE)):
+        return f"{lacking}; Python {works} resolves: pin {works} in {pinned_in}"
+    return f'{lacking}; Python {works} resolves: set python = "{works}" in {CONFIG_FILE}'

@@ -152,7 +152,7 @@ def test_a_moved_or_fresh_copy_is_analysed_from_the_cache(
     """The facts are found by content: a copy at another path is read and hashed, not parsed."""
     import shutil
 
-    files = {
+    files: dict[str, str | bytes] = {
         "train.py": "import torch\nimport os\nos.environ['EPOCHS']\n",
         "lib/m.py": "import yaml\n",
     }

@@ -173,6 +173,19 @@ def test_a_pinned_python_names_the_packages_and_the_python_that_works(tmp_path: 
     assert "relax" not in hint
 
 
+def test_a_python_pinned_by_a_file_is_changed_there(tmp_path: Path) -> None:
+    """Without mlpack.toml, .python-version decides: the hint sends the user there."""
+    from dataclasses import replace
+
+    resolver = ScriptedResolver(no_wheels={"3.13": frozenset({"torch"})})
+    pinned = replace(
+        inputs(("torch==2.0.1", "requirements.txt:1")), python_pinned_in=".python-version:1"
+    )
+    with pytest.raises(ResolveFailure) as caught:
+        run(tmp_path, pinned, resolver)
+    assert caught.value.hint.endswith("Python 3.12 resolves: pin 3.12 in .python-version:1")
+
+
 def test_an_inferred_name_without_wheels_anywhere_is_dropped(tmp_path: Path) -> None:
     everywhere = frozenset({"functorch"})
     resolver = ScriptedResolver(no_wheels={"3.13": everywhere, "3.12": everywhere})
