@@ -233,11 +233,38 @@ def project_config(root: Path, *, note: Callable[[str], None]) -> ProjectConfig:
     analysis runs once per command and a long-lived caller that asks again sees an edited tree.
     """
     if has_config(root):
-        return load_config(root)
+        config = load_config(root)
+        drift = python_drift(root, config)
+        if drift:
+            note(drift)
+        return config
     from mlpack.analyze import analyze
 
     note(f"no {CONFIG_FILE}: analysing the project in memory (`mlpack analyze --write` keeps it)")
     return config_from_analysis(root, analyze(root, settings=import_settings(root)))
+
+
+def python_drift(root: Path, config: ProjectConfig) -> str | None:
+    """What to say when the file the config's Python was taken from now says another one: the
+    config wins (``analyze --write`` never changes a value), which an edit of the file alone
+    would not show.
+    """
+    source = config.python_source
+    if source == CONFIG_FILE or source.startswith("rule:"):
+        return None
+    from mlpack.analyze.python_version import detect_python
+
+    try:
+        now = detect_python(root, warnings=[])
+    except MlpackError:
+        return None  # the files conflict now: analyze says so
+    if now.version == config.python or now.source.startswith("rule:"):
+        return None
+    return (
+        f"{CONFIG_FILE} sets Python {config.python}, taken from {source}; the project's files "
+        f"now say {now.version} ({now.source}): {CONFIG_FILE} wins, so edit its python line "
+        f"to follow them"
+    )
 
 
 def project_lock(

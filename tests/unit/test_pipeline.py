@@ -132,6 +132,32 @@ def test_python_is_the_locks_to_choose_only_when_nothing_pins_it(
         assert allowed_by == ""
 
 
+def test_a_config_python_whose_file_changed_since_is_said(tmp_path: Path) -> None:
+    """mlpack.toml's python was taken from .python-version, which now pins another version:
+    the config still wins (analyze --write changes no value), and the user is told.
+    """
+    (tmp_path / ".python-version").write_text("3.11\n")
+    (tmp_path / "mlpack.toml").write_text(
+        'name = "p"\npython = "3.13"\npython-source = ".python-version:1"\n'
+    )
+    notes: list[str] = []
+    config = pipeline.project_config(tmp_path, note=notes.append)
+    assert config.python == "3.13"
+    said = (
+        "mlpack.toml sets Python 3.13, taken from .python-version:1; the project's files now "
+        "say 3.11 (.python-version:1): mlpack.toml wins, so edit its python line to follow them"
+    )
+    assert notes == [said]
+    (tmp_path / ".python-version").write_text("3.13\n")
+    notes.clear()
+    pipeline.project_config(tmp_path, note=notes.append)
+    assert notes == []
+    # Set in mlpack.toml itself, or by the default rule: nothing to compare with.
+    (tmp_path / "mlpack.toml").write_text('name = "p"\npython = "3.12"\n')
+    pipeline.project_config(tmp_path, note=notes.append)
+    assert notes == []
+
+
 def test_machine_local_pip_indexes_resolve_but_stay_out_of_the_lock(
     project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
