@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from mlpack.analyze.walk import RepoTree
 
 TRAIN_WORDS: Final = ("train", "finetune", "fine_tune", "fine-tune", "pretrain", "fit")
+TRAINER_LIBRARIES: Final = frozenset({"lightning", "pytorch_lightning", "trl"})
 SERVE_WORDS: Final = ("serve", "server", "api", "inference", "predict", "web", "app", "service")
 # Word prefixes of scripts that use a model rather than train it.
 INFER_PREFIXES: Final = ("predict", "infer", "sampl", "generat", "detect", "serve", "server")
@@ -221,9 +222,22 @@ def _from_facts(
             found.append((_app_score(path) - 10, _ep("inference", run, path, source, stem)))
         else:
             kind = _kind_of(stem)
-            score = _script_score(path, stem, kind, guarded=bool(facts.main))
+            trains = kind == "training" and _imports_a_trainer(facts)
+            score = _script_score(path, stem, kind, guarded=bool(facts.main), trains=trains)
             found.append((score, _ep(kind, run, path, source, stem)))
     return found
+
+
+def _imports_a_trainer(facts: FileFacts) -> bool:
+    """The file imports a training loop: a module named ``train*`` (``mingpt.trainer``,
+    ``utils.training``) or a trainer library (Lightning, TRL).
+    """
+    for module, *_ in facts.imports:
+        if module.partition(".")[0] in TRAINER_LIBRARIES:
+            return True
+        if any(part.startswith("train") for part in module.split(".")):
+            return True
+    return False
 
 
 def _apps(path: str, facts: FileFacts, files: frozenset[str]) -> list[tuple[int, Entrypoint]]:
@@ -275,13 +289,20 @@ def _script_run(
     return run
 
 
-def _script_score(path: str, stem: str, kind: EntrypointKind, *, guarded: bool) -> int:
-    """Rank by name: a root ``train.py``, then training, inference, ``main``, other, utilities."""
+def _script_score(
+    path: str, stem: str, kind: EntrypointKind, *, guarded: bool, trains: bool = False
+) -> int:
+    """Rank by name: a root ``train.py``, then training, a script that imports a trainer
+    (``trains``: minGPT's ``projects/adder/adder.py`` over its library's ``bpe.py`` demo),
+    inference, ``main``, other, utilities.
+    """
     lowered = stem.lower()
     if path == "train.py":
         score = 200
     elif any(w.startswith(TRAIN_WORDS) for w in _words(stem)):
         score = 180
+    elif trains and not _is_utility(stem):
+        score = 175
     elif kind == "inference":
         score = 170
     elif lowered in {"main", "run", "cli"}:

@@ -68,6 +68,32 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
     ]
 
 
+def test_a_script_that_imports_a_trainer_beats_a_modules_demo(tmp_path: Path) -> None:
+    """minGPT: no file is named train*; projects/adder/adder.py trains with mingpt.trainer,
+    while mingpt/bpe.py only demonstrates the tokenizer under its __main__ guard.
+    """
+    guard = "if __name__ == '__main__':\n    main()\n"
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "mingpt/__init__.py": "",
+            "mingpt/trainer.py": "import torch\n",
+            "mingpt/bpe.py": "import regex\ndef main(): pass\n" + guard,
+            "projects/adder/adder.py": "from mingpt.trainer import Trainer\ndef main(): pass\n"
+            + guard,
+            "tools/convert.py": "from mingpt.trainer import Trainer\ndef main(): pass\n" + guard,
+            "scripts/fit_lightning.py": "import lightning as L\n" + guard,
+        },
+    )
+    order = [e.command for e in entrypoints_of(root) if e.kind == "training"]
+    assert order == [
+        ("python", "scripts/fit_lightning.py"),  # named for training
+        ("python", "projects/adder/adder.py"),  # imports a trainer
+        ("python", "-m", "mingpt.bpe"),
+        ("python", "tools/convert.py"),  # a utility, whatever it imports
+    ]
+
+
 def test_streamlit_and_gradio_apps_are_inference(tmp_path: Path) -> None:
     root = make_repo(
         tmp_path / "repo",
