@@ -6,7 +6,8 @@ content hash) and each content hash to its facts. A warm run with unchanged file
 at all; a touched but unchanged file is re-hashed, not re-parsed. The extractor's own source is
 part of the key, so a new mlpack never reuses stale facts. The file is replaced atomically (not
 fsynced); a corrupt or foreign cache file is ignored (and rewritten). Only the 64 most recently
-analysed repositories keep a cache file.
+analysed repositories keep a cache file. A root seen for the first time (a moved copy, a fresh
+clone) starts from the file of another root with the same source files (``_Cache``).
 """
 
 from __future__ import annotations
