@@ -88,7 +88,7 @@ def analyze_entrypoints(
     for entry in tree.files:
         if entry.path.endswith(".sh") and not _excluded(entry.path):
             found.extend(_shell_script(tree, entry.path, warnings))
-    found.sort(key=lambda item: (-item[0], item[1].path, item[1].command))
+    found.sort(key=_rank)
     result: list[Entrypoint] = []
     names: set[str] = set()
     for ep in _merged(ep for _, ep in found):
@@ -147,6 +147,17 @@ def _module_path(path: str, files: frozenset[str]) -> tuple[str, bool] | None:
     if not parts or not all(p.isidentifier() for p in parts):
         return None
     return ".".join(parts), in_src
+
+
+def _rank(item: tuple[int, Entrypoint]) -> tuple[int, int, str, tuple[str, ...]]:
+    """Score first; among equal training scripts the plainer name (detectron2's
+    ``tools/train_net.py`` before its ``lazyconfig_train_net.py`` and ``plain_train_net.py``
+    variants); then by path.
+    """
+    score, ep = item
+    name = ep.path.rpartition("/")[2].rpartition(".")[0]
+    words = len(_words(name)) if ep.kind == "training" else 0
+    return -score, words, ep.path, ep.command
 
 
 def _words(name: str) -> list[str]:

@@ -94,6 +94,20 @@ def test_a_script_that_imports_a_trainer_beats_a_modules_demo(tmp_path: Path) ->
     ]
 
 
+def test_among_equal_training_scripts_the_plainer_name_first(tmp_path: Path) -> None:
+    """detectron2's tools/: train_net.py is the one its README runs; the others are variants."""
+    guard = "if __name__ == '__main__':\n    main()\n"
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            f"tools/{name}.py": "def main(): pass\n" + guard
+            for name in ("lazyconfig_train_net", "plain_train_net", "train_net")
+        },
+    )
+    first = next(e for e in entrypoints_of(root) if e.kind == "training")
+    assert first.command == ("python", "tools/train_net.py")
+
+
 def test_streamlit_and_gradio_apps_are_inference(tmp_path: Path) -> None:
     root = make_repo(
         tmp_path / "repo",
