@@ -96,7 +96,7 @@ def decide(
     elif cuda:
         why = "the analysis found CUDA use (accelerator.cuda = true)"
     else:
-        why = "no CUDA use was found (accelerator.cuda = false)"
+        why = "the code needs no GPU (accelerator.cuda = false: no GPU use, or only guarded use)"
     cpu_index = next((u for u in indexes.all if index_variant(u) == "cpu"), None)
     nvidia = sum(1 for n in by_name if n.startswith("nvidia-"))
     if locked == "cpu":

@@ -74,6 +74,8 @@ def test_cpu_project_without_cpu_index_says_what_to_add() -> None:
     assert d.variant == "cu124"
     assert "no CPU-only index is configured" in d.reason
     assert "whl/cpu" in d.reason
+    # "optional" (guarded GPU use) locks as "none" does: the wording must not deny the use.
+    assert d.reason.startswith("the code needs no GPU (accelerator.cuda = false: no GPU use,")
 
 
 def test_explicit_variant_adds_pytorch_index_once() -> None:
