@@ -83,7 +83,7 @@ LIBRARY_OUTPUTS: Final = {
 _PATH_VARS: Final = ("_DIR", "_PATH", "_ROOT", "_FOLDER", "_FILE")
 _OUTPUT_VARS: Final = ("OUT", "SAVE", "CKPT", "CHECKPOINT", "LOG", "RUN", "ARTIFACT", "EXPORT")
 _VERSION: Final = re.compile(r"^v?\d+(\.\d+)+[\w.+-]*$")
-FILE_SUFFIX: Final = re.compile(r"\.[A-Za-z0-9]{1,10}$")
+_FILE_SUFFIX: Final = re.compile(r"\.[A-Za-z0-9]{1,10}$")
 LARGE_FILE_BYTES: Final = 10 * 2**20
 WEIGHT_FILE_BYTES: Final = 2**20
 WEIGHT_SUFFIXES: Final = (
@@ -203,7 +203,7 @@ def is_file_output(path: str) -> bool:
     """An output that is a file beside the code (``model.pkl``: a bare file name the code
     writes, reported as itself), not a folder: it is mounted as that file, never made a folder.
     """
-    return "/" not in path.strip("/") and FILE_SUFFIX.search(path) is not None
+    return "/" not in path.strip("/") and _FILE_SUFFIX.search(path) is not None
 
 
 def library_outputs(
@@ -239,7 +239,7 @@ def _local_folder(raw: str, mode: str, tree: RepoTree, files: frozenset[str]) ->
     if (
         mode != "w"
         and path.count("/") == 1
-        and not FILE_SUFFIX.search(path)
+        and not _FILE_SUFFIX.search(path)
         and top not in tree.dirs
         and top not in INPUT_FOLDERS
         and top not in OUTPUT_FOLDERS
