@@ -200,3 +200,11 @@ def toml_line(lines: Sequence[str], table: str, key: str, value: str | None = No
         if found_key and value is not None and (f'"{value}"' in line or f"'{value}'" in line):
             return number
     return None
+
+
+def quoted_line(lines: Sequence[str], value: str) -> int | None:
+    """The 1-based line that quotes ``value`` anywhere (an index URL in an array of tables,
+    where ``toml_line`` cannot tell one table from the next); None when none does.
+    """
+    quoted = (f'"{value}"', f"'{value}'")
+    return next((n for n, line in enumerate(lines, 1) if any(q in line for q in quoted)), None)

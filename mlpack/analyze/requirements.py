@@ -25,7 +25,7 @@ from mlpack.analyze._constraints import (
     conda_specifier,
     split_conda,
 )
-from mlpack.analyze._declfile import inside, load_toml, toml_line, where
+from mlpack.analyze._declfile import inside, load_toml, quoted_line, toml_line, where
 from mlpack.analyze._environment_yml import ENVIRONMENT_FILES, read_environment
 from mlpack.analyze._indexes import pipfile_indexes, tool_indexes
 from mlpack.analyze._reqfile import RequirementsReader, merge_specifiers
@@ -155,12 +155,6 @@ def requirements_group(filename: str, *, folder: bool) -> str | None:
     return group
 
 
-def _line_of(lines: Sequence[str], url: str) -> int | None:
-    """The 1-based line that quotes ``url`` (TOML parsers drop positions)."""
-    quoted = (f'"{url}"', f"'{url}'")
-    return next((n for n, line in enumerate(lines, 1) if any(q in line for q in quoted)), None)
-
-
 class _Collector:
     """Walk the declaration files of one repository."""
 
@@ -249,7 +243,7 @@ class _Collector:
         tool = doc.get("tool")
         tool = tool if isinstance(tool, dict) else {}
         for url, primary in tool_indexes(tool):
-            source = where("pyproject.toml", _line_of(lines, url))
+            source = where("pyproject.toml", quoted_line(lines, url))
             reader.add_index(url, primary=primary, source=source)
         if isinstance(tool.get("poetry"), dict):
             self._poetry(tool["poetry"], lines)
@@ -331,7 +325,7 @@ class _Collector:
         doc, text = loaded
         lines = text.splitlines()
         for url, primary in pipfile_indexes(doc.get("source")):
-            reader.add_index(url, primary=primary, source=where("Pipfile", _line_of(lines, url)))
+            reader.add_index(url, primary=primary, source=where("Pipfile", quoted_line(lines, url)))
         for table, deps in doc.items():
             if table in _PIPFILE_TABLES or not isinstance(deps, dict):
                 continue
