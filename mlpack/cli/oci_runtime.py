@@ -94,9 +94,9 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def _prestart(args: argparse.Namespace) -> HelperProcess | None:
     """For ``create`` and ``run``, the helper, started first thing after parsing: the
-    runtime's imports and setup overlap its start, and it keeps cgroup moves fast meanwhile
-    (its supervisor never enters the container's cgroups here). Not for a console socket (the
-    pty made later is its stdio).
+    runtime's imports and setup overlap its start, and cgroup moves are kept fast meanwhile
+    (``spawn.keep_cgroup_moves_fast``). Not for a console socket (the pty made later is its
+    stdio).
     """
     if args.op not in ("create", "run") or args.console_socket is not None:
         return None

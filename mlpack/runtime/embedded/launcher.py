@@ -181,6 +181,7 @@ class Helper:
         self.started = False  # setup reached `until` (signals are relayed from then on)
         self.exited = False  # the supervisor reported the exit status
         self._send(jsoncodec.dumps(request).encode())
+        process.request_sent()
 
     def _send(self, data: bytes) -> None:
         try:

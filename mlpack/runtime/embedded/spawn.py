@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 from mlpack.errors import ContainerError
-from mlpack.runtime.embedded.helper import WARM_CGROUP_MOVES
 
 TYPE_CHECKING = False  # no typing on mlpack-runtime's start path (mypy reads this as True)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import IO
 
 # The interpreter behind a virtual environment: the helper imports nothing from it (-I -S), and
@@ -57,10 +57,11 @@ class HelperProcess:
         pass_fds: tuple[int, ...] = (),
         warm_cgroup_moves: bool = False,
     ) -> None:
-        """``warm_cgroup_moves``: the helper keeps the kernel's cgroup moves fast until its
-        request (``supervisor.keep_cgroup_moves_fast``), for a caller that never moves it.
+        """``warm_cgroup_moves``: keep the kernel's cgroup moves fast until the request is sent
+        (``keep_cgroup_moves_fast``).
         """
         self.stdio = stdio
+        self._stop_warming = keep_cgroup_moves_fast() if warm_cgroup_moves else None
         ctl_r, self.ctl_w = os.pipe()
         st_r, st_w = os.pipe()
         copies: tuple[int, ...] = ()
@@ -82,8 +83,6 @@ class HelperProcess:
         argv = [*helper_argv(), str(ctl_r), str(st_w)]
         argv += [str(fd) for fd in keep_fds]
         env = {"LC_ALL": "C.UTF-8"}
-        if warm_cgroup_moves:
-            env[WARM_CGROUP_MOVES] = "1"
         try:
             self.pid = os.posix_spawn(PYTHON, argv, env, file_actions=actions, setsid=True)
         except OSError as exc:
@@ -98,6 +97,12 @@ class HelperProcess:
                 os.close(fd)
         self.status: IO[bytes] = os.fdopen(st_r, "rb", buffering=0)
         self.returncode: int | None = None
+
+    def request_sent(self) -> None:
+        """The helper has its request: cgroup moves need no more warming."""
+        if self._stop_warming is not None:
+            self._stop_warming()
+            self._stop_warming = None
 
     def poll(self) -> int | None:
         """The exit code once the helper has exited (reaped here), else None."""
@@ -133,6 +138,7 @@ class HelperProcess:
 
     def discard(self) -> None:
         """Stop a helper that will get no request (the caller failed first)."""
+        self.request_sent()
         if self.ctl_w >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.ctl_w)  # EOF on the control pipe: the helper exits
@@ -143,6 +149,58 @@ class HelperProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, 9)
             self.wait()
+
+
+def keep_cgroup_moves_fast() -> Callable[[], None]:
+    """Move this process into the cgroup2 group it is in (a move that changes nothing) now and
+    every 5 ms, on a thread, until the returned function is called (or 10 s have passed).
+
+    The first move into a cgroup after a quiet spell waits for an RCU grace period in the kernel
+    (~10 ms: the one cgroup_threadgroup_rwsem of every hierarchy) and holds the cgroup mutex
+    meanwhile, so a cgroup mkdir waits as long; a move within about one more grace period does
+    not wait. Started when the helper is, the wait is over before the container's cgroups are
+    made, and the moves into them (the parent's of S, S's of pid 1) find it warm (BENCHMARKS
+    B1). Only where the caller asks: ``mlpack run`` and the OCI runtime, short-lived processes
+    that nothing else moves (a long-lived library caller may be moved by its service manager,
+    which this could undo). Any refusal (rootless, no cgroup2) ends it.
+    """
+    import _thread
+
+    procs = _own_cgroup_procs()
+    if procs < 0:
+        return lambda: None
+    stop = _thread.allocate_lock()
+    stop.acquire()
+    pid = str(os.getpid()).encode()
+
+    def warm() -> None:
+        try:
+            for _ in range(2000):
+                os.write(procs, pid)
+                if stop.acquire(timeout=0.005):
+                    break
+        except OSError:
+            pass
+        finally:
+            os.close(procs)
+
+    _thread.start_new_thread(warm, ())
+    return stop.release
+
+
+def _own_cgroup_procs() -> int:
+    """``cgroup.procs`` of this process's cgroup2 group, opened for writing; -1 where there is
+    none (or it may not be written).
+    """
+    from mlpack.runtime.embedded.cgroupfs import ROOT, self_path
+
+    group = self_path("").rstrip("/")
+    for mount in (ROOT / "unified", ROOT):  # hybrid, then unified, layout
+        try:
+            return os.open(f"{mount}{group}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+    return -1
 
 
 def _lift(fds: tuple[int, ...], floor: int) -> list[int]:

@@ -12,7 +12,3 @@ imports the standard library and ``mlpack.oslib`` only (a test checks), nothing 
   hooks, then ``process`` drops privileges, loads seccomp last and execs.
 * ``channel``: the JSON-lines protocol with the parent (CTL_FD in, STATUS_FD out).
 """
-
-# Set in the helper's environment by a parent that never moves it into a cgroup (the OCI
-# runtime): the supervisor keeps cgroup moves fast until its request (BENCHMARKS B1).
-WARM_CGROUP_MOVES = "MLPACK_WARM_CGROUP_MOVES"

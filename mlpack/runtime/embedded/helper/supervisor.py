@@ -11,7 +11,7 @@ import sys
 
 from mlpack.oslib import jsoncodec, linux
 from mlpack.oslib.fs import atomic_write
-from mlpack.runtime.embedded.helper import WARM_CGROUP_MOVES, pid1
+from mlpack.runtime.embedded.helper import pid1
 from mlpack.runtime.embedded.helper.channel import Channel, Failure, describe
 from mlpack.runtime.embedded.helper.namespaces import Namespaces
 from mlpack.runtime.embedded.helper.rootfs import Rootfs
@@ -45,53 +45,7 @@ def main() -> int:
     for low, high in zip(keep, [*keep[1:], 1 << 30], strict=True):
         if high > low + 1:
             os.closerange(low + 1, high)
-    if os.environ.get(WARM_CGROUP_MOVES):
-        keep_cgroup_moves_fast(ctl)
     return supervise(Channel(ctl, status))
-
-
-def keep_cgroup_moves_fast(ctl: int) -> None:
-    """Until the request comes on ``ctl``, move S into the cgroup2 group it is in (a move that
-    changes nothing) every 10 ms.
-
-    The first move into a cgroup after a quiet spell waits for an RCU grace period in the kernel
-    (~10 ms: the one cgroup_threadgroup_rwsem of every hierarchy), and a move within about one
-    more grace period does not wait. S moves pid 1 into the container's cgroups right after the
-    request (``join_cgroups``): kept warm while the parent prepares that request, the move no
-    longer waits (BENCHMARKS B1). Only where the parent asks (the OCI runtime, which never moves
-    S itself: a parent that did could otherwise see S move itself back). Any refusal (rootless,
-    no cgroup2) ends it.
-    """
-    import select
-
-    procs = _own_cgroup_procs()
-    if procs < 0:
-        return
-    request = select.poll()  # not select(): no FD_SETSIZE limit on the pipe's number
-    request.register(ctl, select.POLLIN)
-    try:
-        pid = str(os.getpid()).encode()
-        os.write(procs, pid)
-        while not request.poll(10):  # milliseconds; EOF (the parent gave up) ends it too
-            os.write(procs, pid)
-    except OSError:
-        pass
-    finally:
-        os.close(procs)
-
-
-def _own_cgroup_procs() -> int:
-    """``cgroup.procs`` of S's cgroup2 group, opened for writing; -1 where there is none."""
-    with open("/proc/self/cgroup") as f:
-        group = next((line[3:].strip() for line in f if line.startswith("0::")), None)
-    if group is None:
-        return -1
-    for mount in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):  # hybrid, then unified, layout
-        try:
-            return os.open(f"{mount}{group.rstrip('/')}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-    return -1
 
 
 def supervise(chan: Channel) -> int:
