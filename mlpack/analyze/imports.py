@@ -416,15 +416,13 @@ def _inferred_package(
 ) -> Package:
     """A distribution that only imports name; its source is the use that decided its group."""
     usage, chain = dist_use.usage(reach)
-    locations = _fmt(dist_use.locations)
+    decided = chain[-1] if chain else _fmt(dist_use.locations)[0]  # the use that set the group
     kind = "" if usage == "runtime" else f"{usage}, "
-    warnings.append(
-        f"undeclared: {dist} ({kind}imported as {', '.join(imports)} at {locations[0]})"
-    )
+    warnings.append(f"undeclared: {dist} ({kind}imported as {', '.join(imports)} at {decided})")
     return Package(
         name=dist,
         specifier="",
-        source=chain[-1] if chain else locations[0],  # the use that decided
+        source=decided,
         imports=imports,
         optional=all(dist_use.optional),
         declared=False,

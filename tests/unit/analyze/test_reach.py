@@ -62,6 +62,23 @@ def test_runtime_is_what_the_entrypoint_imports_through_own_modules(tmp_path: Pa
     assert timm.reached_from == ("train.py:1", "model.py:2", "pkg/layers.py:1", "pkg/blocks.py:1")
 
 
+def test_an_undeclared_package_is_shown_where_the_entrypoint_imports_it(tmp_path: Path) -> None:
+    """Not at the first file in path order (a notebook that sorts before the package)."""
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "notebooks/demo.ipynb": '{"cells": [{"cell_type": "code", "source": "import numpy"}]}',
+            "train.py": "import sam.model\n\nif __name__ == '__main__':\n    pass\n",
+            "sam/__init__.py": "",
+            "sam/model.py": "import os\nimport numpy\n",
+        },
+    )
+    result = run(root, tmp_path)
+    numpy = next(p for p in result.packages if p.name == "numpy")
+    assert (numpy.usage, numpy.source) == ("runtime", "sam/model.py:2")
+    assert "undeclared: numpy (imported as numpy at sam/model.py:2)" in result.warnings
+
+
 @pytest.mark.usefixtures("parse_mode")
 def test_guarded_and_lazy_imports_are_optional(tmp_path: Path) -> None:
     root = make_repo(
