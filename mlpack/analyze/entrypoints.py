@@ -53,7 +53,10 @@ TRAIN_WORDS: Final = ("train", "finetune", "fine_tune", "fine-tune", "pretrain",
 TRAINER_LIBRARIES: Final = frozenset({"lightning", "pytorch_lightning", "trl"})
 SERVE_WORDS: Final = ("serve", "server", "api", "inference", "predict", "web", "app", "service")
 # Word prefixes of scripts that use a model rather than train it.
-INFER_PREFIXES: Final = ("predict", "infer", "sampl", "generat", "detect", "serve", "server")
+INFER_PREFIXES: Final = (
+    "predict", "infer", "sampl", "generat", "detect", "serve", "server", "transcrib", "translat",
+    "caption", "chat", "demo",
+)  # fmt: skip
 # Word prefixes of utility scripts: ranked after training and inference.
 UTILITY_PREFIXES: Final = (
     "prepare", "prep", "convert", "export", "download", "preprocess", "eval", "bench", "config",
@@ -164,12 +167,18 @@ def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
 
 
-def _kind_of(name: str) -> EntrypointKind:
-    """Inference when a word of the name says serving or using a model, else training."""
-    words = _words(name)
-    serving = any(w in SERVE_WORDS or w.startswith(INFER_PREFIXES) for w in words)
-    training = any(w.startswith(TRAIN_WORDS) for w in words)
-    return "inference" if serving and not training else "training"
+def _kind_of(*names: str) -> EntrypointKind:
+    """Inference when a word of the first name that says anything says serving or using a
+    model (and none says training), else training. A console script's own name comes first,
+    then its target (``whisper = "whisper.transcribe:cli"``).
+    """
+    for name in names:
+        words = _words(name)
+        serving = any(w in SERVE_WORDS or w.startswith(INFER_PREFIXES) for w in words)
+        training = any(w.startswith(TRAIN_WORDS) for w in words)
+        if serving or training:
+            return "inference" if serving and not training else "training"
+    return "training"
 
 
 def _is_utility(name: str) -> bool:
@@ -427,7 +436,7 @@ def _console_scripts(
             ),
             "pyproject.toml",
         )
-        kind = _kind_of(name)
+        kind = _kind_of(name, target)
         found.append((140, _ep(kind, (name,), path, f"pyproject.toml:{number}", name)))
     return found
 

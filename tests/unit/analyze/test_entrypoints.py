@@ -57,12 +57,14 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
             "pkg/__init__.py": "",
             "pkg/registry.py": "register('x')\n",  # a package module's set-up call
             "detect.py": "def run(): ...\n" + MAIN,
+            "transcribe.py": "def run(): ...\n" + MAIN,
         },
     )
     found = [(e.kind, e.command, e.source) for e in entrypoints_of(root)]
     assert found == [
         ("training", ("python", "train.py"), "train.py:3"),
         ("inference", ("python", "detect.py"), "detect.py:2"),
+        ("inference", ("python", "transcribe.py"), "transcribe.py:2"),
         ("inference", ("python", "sample.py"), "sample.py:2"),
         ("training", ("python", "prepare.py"), "prepare.py:2"),
     ]
@@ -236,7 +238,7 @@ def test_console_scripts_procfile_makefile_shell(tmp_path: Path) -> None:
         tmp_path / "repo",
         {
             "pyproject.toml": '[project]\nname = "x"\n\n[project.scripts]\n'
-            'x-train = "pkg.cli:train"\nx-serve = "pkg.cli:serve"\n',
+            'x-train = "pkg.cli:train"\nx-serve = "pkg.cli:serve"\nasr = "pkg.transcribe:cli"\n',
             "pkg/__init__.py": "",
             "pkg/cli.py": "def train(): ...\ndef serve(): ...\n",
             "Procfile": "web: uvicorn pkg.api:app --port $PORT\nworker: python train.py\n"
@@ -256,6 +258,7 @@ def test_console_scripts_procfile_makefile_shell(tmp_path: Path) -> None:
         name="x-train",
     )
     assert found["pyproject.toml:6"].kind == "inference"
+    assert found["pyproject.toml:7"].kind == "inference"  # a neutral name: its target says
     assert found["Procfile:1"] == Entrypoint(
         kind="inference",
         command=("sh", "-c", "uvicorn pkg.api:app --port $PORT"),
