@@ -83,8 +83,10 @@ def analyze_entrypoints(
     found: list[tuple[int, Entrypoint]] = []
     files = tree.names()
     index = module_index(tree, facts)
+    read = _read_as_source(facts, files)
     for path in sorted(facts):
-        found.extend(_from_facts(path, facts, files, index))
+        if path not in read:
+            found.extend(_from_facts(path, facts, files, index))
     found.extend(_console_scripts(tree, files, warnings))
     found.extend(_procfile(tree, files, warnings))
     found.extend(_makefile(tree, files, warnings))
@@ -104,6 +106,22 @@ def analyze_entrypoints(
             Entrypoint(kind=ep.kind, command=ep.command, path=ep.path, source=ep.source, name=name)
         )
     return tuple(result)
+
+
+def _read_as_source(facts: Mapping[str, FileFacts], files: frozenset[str]) -> set[str]:
+    """The ``.py`` files another file opens for reading: code that a script runs itself
+    (nanoGPT's ``exec(open('configurator.py').read())``) or reads as data, not an entrypoint.
+    A literal path counts from the repository's root or from the reading file's folder.
+    """
+    read = set()
+    for path, file_facts in facts.items():
+        folder = path.rpartition("/")[0]
+        for literal, _, mode in file_facts.paths:
+            if mode != "r" or not literal.endswith(".py"):
+                continue
+            rel = literal.removeprefix("./")
+            read.update(p for p in (rel, f"{folder}/{rel}" if folder else rel) if p in files)
+    return read
 
 
 def _merged(ordered: Iterable[Entrypoint]) -> list[Entrypoint]:

@@ -70,6 +70,22 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
     ]
 
 
+def test_a_file_that_another_reads_is_not_an_entrypoint(tmp_path: Path) -> None:
+    """nanoGPT's configurator.py: top-level code that train.py runs with exec(open(...))."""
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "train.py": "import torch\nexec(open('configurator.py').read())\nfor i in range(3):\n"
+            "    pass\n",
+            "configurator.py": "import sys\nfor arg in sys.argv[1:]:\n    pass\n",
+            "tools/run.py": "exec(open('helpers/conf.py').read())\n",
+            "tools/helpers/conf.py": "import sys\nprint(sys.argv)\n",
+        },
+    )
+    found = [e.path for e in entrypoints_of(root)]
+    assert found == ["train.py", "tools/run.py"]
+
+
 def test_a_script_that_imports_a_trainer_beats_a_modules_demo(tmp_path: Path) -> None:
     """minGPT: no file is named train*; projects/adder/adder.py trains with mingpt.trainer,
     while mingpt/bpe.py only demonstrates the tokenizer under its __main__ guard.
