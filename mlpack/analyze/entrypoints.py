@@ -113,7 +113,7 @@ def _read_as_source(facts: Mapping[str, FileFacts], files: frozenset[str]) -> se
     (nanoGPT's ``exec(open('configurator.py').read())``) or reads as data, not an entrypoint.
     A literal path counts from the repository's root or from the reading file's folder.
     """
-    read = set()
+    read: set[str] = set()
     for path, file_facts in facts.items():
         folder = path.rpartition("/")[0]
         for literal, _, mode in file_facts.paths:
