@@ -61,7 +61,6 @@ class HelperProcess:
         (``keep_cgroup_moves_fast``).
         """
         self.stdio = stdio
-        self._stop_warming = keep_cgroup_moves_fast() if warm_cgroup_moves else None
         ctl_r, self.ctl_w = os.pipe()
         st_r, st_w = os.pipe()
         copies: tuple[int, ...] = ()
@@ -97,6 +96,7 @@ class HelperProcess:
                 os.close(fd)
         self.status: IO[bytes] = os.fdopen(st_r, "rb", buffering=0)
         self.returncode: int | None = None
+        self._stop_warming = keep_cgroup_moves_fast() if warm_cgroup_moves else None
 
     def request_sent(self) -> None:
         """The helper has its request: cgroup moves need no more warming."""
