@@ -237,7 +237,7 @@ def _from_facts(
     script = facts.script if not folder or f"{folder}/__init__.py" not in files else 0
     if not (facts.apps or facts.main or script or path.rpartition("/")[2] == "__main__.py"):
         return []  # most files: nothing that starts anything
-    if _excluded(path) or path.endswith(".ipynb"):
+    if _excluded(path) or path.endswith(".ipynb") or _alembic_env(path, facts):
         return []
     stem = path.rpartition("/")[2][:-3]
     module = _module_path(path, files)
@@ -264,6 +264,13 @@ def _from_facts(
             score = _script_score(path, stem, kind, guarded=bool(facts.main), trains=trains)
             found.append((score, _ep(kind, run, path, source, stem)))
     return found
+
+
+def _alembic_env(path: str, facts: FileFacts) -> bool:
+    """Alembic's migration environment (``alembic/env.py``): ``alembic upgrade`` runs it."""
+    return path.rpartition("/")[2] == "env.py" and any(
+        module.partition(".")[0] == "alembic" for module, *_ in facts.imports
+    )
 
 
 def _imports_a_trainer(facts: FileFacts) -> bool:

@@ -70,6 +70,16 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
     ]
 
 
+def test_alembics_migration_environment_is_not_an_entrypoint(tmp_path: Path) -> None:
+    """The fastapi template's backend/app/alembic/env.py: top-level code that alembic runs."""
+    env = "from alembic import context\nconfig = context.config\nprint(config)\n"
+    root = make_repo(
+        tmp_path / "repo",
+        {"app/alembic/env.py": env, "tools/env.py": "import os\nprint(os.environ)\n"},
+    )
+    assert [e.path for e in entrypoints_of(root)] == ["tools/env.py"]
+
+
 def test_a_file_that_another_reads_is_not_an_entrypoint(tmp_path: Path) -> None:
     """nanoGPT's configurator.py: top-level code that train.py runs with exec(open(...))."""
     root = make_repo(
