@@ -16,6 +16,7 @@ import pytest
 from mlpack.runtime.embedded import spawn
 from mlpack.runtime.embedded.spawn import HelperProcess, keep_cgroup_moves_fast
 from tests.conftest import require
+from tests.unprivileged import run_as_nobody
 
 
 @pytest.fixture
@@ -79,3 +80,17 @@ def test_the_warm_up_move_leaves_this_process_in_its_cgroup() -> None:
     finally:
         os.close(fd)
     assert Path("/proc/self/cgroup").read_text() == before
+
+
+def test_a_caller_that_may_not_move_itself_warms_nothing() -> None:
+    """Rootless: its cgroup's procs file cannot be opened, so no thread starts."""
+    require(os.geteuid() == 0, "root, to run a snippet as nobody")
+    code = (
+        "import _thread\n"
+        "from mlpack.runtime.embedded import spawn\n"
+        "before = _thread._count()\n"
+        "stop = spawn.keep_cgroup_moves_fast()\n"
+        "print(spawn._own_cgroup_procs(), _thread._count() - before)\n"
+        "stop()\n"
+    )
+    assert run_as_nobody(code).stdout.split() == ["-1", "0"]
