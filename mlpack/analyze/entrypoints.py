@@ -156,11 +156,13 @@ def _depth(path: str) -> int:
 
 
 def _module_path(path: str, files: frozenset[str]) -> tuple[str, bool] | None:
-    """Return (dotted module, under src/) for a .py file, or None when not importable."""
+    """Return (dotted module, under a ``src/`` layout) for a .py file, or None when not
+    importable. A ``src/`` with an ``__init__.py`` is a package itself (``src.train``).
+    """
     if not path.endswith(".py"):
         return None
     parts = path[:-3].split("/")
-    in_src = parts[0] == "src" and len(parts) > 1
+    in_src = parts[0] == "src" and len(parts) > 1 and "src/__init__.py" not in files
     if in_src:
         parts = parts[1:]
     if parts[-1] == "__init__":
@@ -313,9 +315,9 @@ def _package_main(
     package = _module_path(path.rpartition("/")[0] + "/__init__.py", files)
     if package is None or not package[0] or facts.error is not None:
         return []
-    dotted = package[0]
+    dotted, in_src = package
     name = dotted.rpartition(".")[2]
-    command = ("python", "-m", dotted)
+    command = _python_m(dotted, in_src=in_src)
     return [(120 - 5 * _depth(path), _ep("training", command, path, path, name))]
 
 
@@ -324,7 +326,7 @@ def _script_run(
 ) -> tuple[str, ...]:
     """The command that runs a script; a subproject's package runs from its own folder."""
     run = _script_command(path, module, files)
-    app_dir = _import_root(path, facts, files) if run[:2] == ("python", "-m") else ""
+    app_dir = _import_root(path, facts, files) if run[-3:-1] == ("python", "-m") else ""
     own = path[len(app_dir) + 1 :].split("/", 1)[0]
     if app_dir not in {"", "src"} and any(
         m == own or m.startswith(f"{own}.") for m, *_ in facts.imports
@@ -402,8 +404,18 @@ def _script_command(
     """
     folder = path.rpartition("/")[0]
     if module is not None and folder and f"{folder}/__init__.py" in files:
-        return ("python", "-m", module[0])
+        return _python_m(module[0], in_src=module[1])
     return ("python", path)
+
+
+def _python_m(dotted: str, *, in_src: bool) -> tuple[str, ...]:
+    """``python -m dotted`` from the repository's root (the image's workdir); a ``src/`` layout's
+    package is importable there only with ``src`` on the path, which nothing else puts there
+    (the image does not install the project).
+    """
+    if in_src:
+        return ("env", "PYTHONPATH=src", "python", "-m", dotted)
+    return ("python", "-m", dotted)
 
 
 def _read(tree: RepoTree, rel: str, warnings: list[str]) -> str | None:

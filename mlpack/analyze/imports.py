@@ -188,6 +188,8 @@ def own_modules(tree: RepoTree, known: Iterable[str] = ()) -> frozenset[str]:
     namespace: set[str] = set()
     for entry in tree.files:
         parts = entry.path.split("/")
+        if entry.path == "src/__init__.py":
+            own.add("src")  # a package itself (``from src.data import ...``), not a src layout
         if parts[0] == "src" and len(parts) > 1:
             parts = parts[1:]
         if not parts[-1].endswith((".py", ".so", ".pyd")):

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from mlpack.analyze import analyze
 from mlpack.analyze.analysis import Entrypoint
 from mlpack.analyze.entrypoints import analyze_entrypoints
 from mlpack.analyze.factcache import collect_facts
@@ -349,9 +352,50 @@ def test_module_inside_a_package_runs_with_dash_m(tmp_path: Path) -> None:
         "app/main.py": ("python", "-m", "app.main"),
         "pkg/sub/train.py": ("python", "-m", "pkg.sub.train"),
         "scripts/prepare.py": ("python", "scripts/prepare.py"),
-        "src/svc/cli.py": ("python", "-m", "svc.cli"),
+        # a src/ layout: the image's workdir is the root, where svc imports only from src/
+        "src/svc/cli.py": ("env", "PYTHONPATH=src", "python", "-m", "svc.cli"),
         "my-tools/run.py": ("python", "my-tools/run.py"),
     }
+
+
+def test_a_src_layouts_command_runs_from_the_root(tmp_path: Path) -> None:
+    """The command found for src/svc/cli.py works where the image runs it: the root."""
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "src/svc/__init__.py": "",
+            "src/svc/util.py": "WORD = 'ran'\n",
+            "src/svc/cli.py": "from svc.util import WORD\n\nif __name__ == '__main__':\n"
+            "    print(WORD)\n",
+        },
+    )
+    (command,) = [e.command for e in entrypoints_of(root)]
+    argv = [sys.executable if word == "python" else word for word in command]
+    done = subprocess.run(argv, cwd=root, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (0, "ran\n"), done.stderr
+
+
+def test_a_src_folder_with_an_init_is_a_package_not_a_layout(tmp_path: Path) -> None:
+    """lightning-hydra-template: src/__init__.py, and src/train.py imports src.models."""
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "src/__init__.py": "",
+            "src/train.py": "from src.models import net\n" + MAIN,
+            "src/models/__init__.py": "",
+            "src/models/net.py": "import torch\n",
+            "src/svc/__init__.py": "",
+            "src/svc/__main__.py": "print('hi')\n",
+        },
+    )
+    commands = {e.path: e.command for e in entrypoints_of(root)}
+    assert commands == {
+        "src/train.py": ("python", "-m", "src.train"),
+        "src/svc/__main__.py": ("python", "-m", "src.svc"),
+    }
+    result = analyze(root, cache_dir=tmp_path / "cache")
+    assert {p.name for p in result.packages} == {"torch"}  # `src` is the repository's own
+    assert not [w for w in result.warnings if w.startswith("guessed")]
 
 
 def test_same_command_listed_once_with_both_sources(tmp_path: Path) -> None:
