@@ -60,7 +60,7 @@ INFER_PREFIXES: Final = (
 # Word prefixes of utility scripts: ranked after training and inference.
 UTILITY_PREFIXES: Final = (
     "prepare", "prep", "convert", "export", "download", "preprocess", "eval", "bench", "config",
-    "setup", "install", "check", "clean", "avg", "average", "hubconf", "util",
+    "setup", "install", "check", "clean", "avg", "average", "hubconf", "util", "visualiz", "plot",
 )  # fmt: skip
 _HELPER_FOLDERS: Final = frozenset({"utils", "util", "helpers", "contrib", "extras", "misc"})
 STREAMLIT_COMMAND: Final = ("--server.address", "0.0.0.0", "--server.port", "8501")
@@ -348,14 +348,14 @@ def _script_score(
         score = 200
     elif any(w.startswith(TRAIN_WORDS) for w in _words(stem)):
         score = 180
-    elif trains and not _is_utility(stem):
+    elif _is_utility(stem):
+        score = 100  # whatever else its name says (dino's eval_copy_detection.py)
+    elif trains:
         score = 175
     elif kind == "inference":
         score = 170
     elif lowered in {"main", "run", "cli"}:
         score = 150
-    elif _is_utility(stem):
-        score = 100
     else:
         score = 120
     if not guarded:

@@ -83,6 +83,28 @@ def test_alembics_migration_environment_is_not_an_entrypoint(tmp_path: Path) -> 
     assert [e.path for e in entrypoints_of(root)] == ["tools/env.py"]
 
 
+def test_a_utility_name_ranks_last_whatever_else_it_says(tmp_path: Path) -> None:
+    """dino: eval_copy_detection.py (eval + detect) and visualize_attention.py rank after
+    main_dino.py, the training script with a plain name.
+    """
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "main_dino.py": MAIN,
+            "eval_copy_detection.py": MAIN,
+            "visualize_attention.py": MAIN,
+            "video_generation.py": MAIN,
+        },
+    )
+    found = [(e.path, e.kind) for e in entrypoints_of(root)]
+    assert found == [
+        ("video_generation.py", "inference"),
+        ("main_dino.py", "training"),
+        ("eval_copy_detection.py", "inference"),
+        ("visualize_attention.py", "training"),
+    ]
+
+
 def test_a_file_that_another_reads_is_not_an_entrypoint(tmp_path: Path) -> None:
     """nanoGPT's configurator.py: top-level code that train.py runs with exec(open(...))."""
     root = make_repo(
