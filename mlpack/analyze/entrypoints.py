@@ -60,12 +60,15 @@ INFER_PREFIXES: Final = (
 # Word prefixes of utility scripts: ranked after training and inference.
 UTILITY_PREFIXES: Final = (
     "prepare", "prep", "convert", "export", "download", "preprocess", "eval", "bench", "config",
-    "setup", "install", "check", "clean", "avg", "average", "hubconf", "util", "visualiz", "plot",
+    "setup", "install", "check", "clean", "avg", "average", "util", "visualiz", "plot",
 )  # fmt: skip
 _HELPER_FOLDERS: Final = frozenset({"utils", "util", "helpers", "contrib", "extras", "misc"})
 STREAMLIT_COMMAND: Final = ("--server.address", "0.0.0.0", "--server.port", "8501")
 _EXCLUDED_PARTS: Final = ("tests/", "test/", "docs/", "doc/")
-_EXCLUDED_NAMES: Final = frozenset({"setup.py", "noxfile.py", "conftest.py", "fabfile.py"})
+# Files that tools load, never run as programs (hubconf.py: torch.hub.load's entry table).
+_EXCLUDED_NAMES: Final = frozenset(
+    {"setup.py", "noxfile.py", "conftest.py", "fabfile.py", "hubconf.py"}
+)
 _LAUNCH: Final = re.compile(
     r"\b(torchrun|accelerate\s+launch|deepspeed|python3?\s+-m\s+torch\.distributed\.(?:run|launch))\b"
 )

@@ -106,7 +106,9 @@ def test_a_utility_name_ranks_last_whatever_else_it_says(tmp_path: Path) -> None
 
 
 def test_a_file_that_another_reads_is_not_an_entrypoint(tmp_path: Path) -> None:
-    """nanoGPT's configurator.py: top-level code that train.py runs with exec(open(...))."""
+    """nanoGPT's configurator.py: top-level code that train.py runs with exec(open(...)); and
+    CLIP's hubconf.py, which torch.hub.load reads.
+    """
     root = make_repo(
         tmp_path / "repo",
         {
@@ -114,6 +116,7 @@ def test_a_file_that_another_reads_is_not_an_entrypoint(tmp_path: Path) -> None:
             "    pass\n",
             "configurator.py": "import sys\nfor arg in sys.argv[1:]:\n    pass\n",
             "tools/run.py": "exec(open('helpers/conf.py').read())\n",
+            "hubconf.py": "dependencies = ['torch']\nfor name in ['a']:\n    globals()[name] = 1\n",
             "tools/helpers/conf.py": "import sys\nprint(sys.argv)\n",
         },
     )
