@@ -104,6 +104,11 @@ def _mentions_gpu_check(test: ast.expr) -> bool:
     return False
 
 
+def _leaves_block(body: list[ast.stmt]) -> bool:
+    """The block ends by leaving its function or loop another way (not by raising)."""
+    return isinstance(body[-1], ast.Return | ast.Continue | ast.Break)
+
+
 def _handles_import_error(handlers: Iterable[ast.ExceptHandler]) -> bool:
     for handler in handlers:
         if handler.type is None:
@@ -162,12 +167,14 @@ class Extractor(ast.NodeVisitor):
         for name in _fields_for(node.__class__) if fields is None else fields:
             value: Any = getattr(node, name, None)
             if value.__class__ is list:
+                depth = len(self._conditions)
                 for item in value:
                     handler = dispatch.get(item.__class__) or _handler_for(item.__class__)
                     if handler is _generic:
                         self.generic_visit(item)
                     elif handler is not _leaf:
                         handler(self, item)
+                del self._conditions[depth:]  # early-exit guards hold to the end of their block
             else:
                 handler = dispatch.get(value.__class__) or _handler_for(value.__class__)
                 if handler is _generic:
@@ -276,6 +283,10 @@ class Extractor(ast.NodeVisitor):
         for stmt in node.orelse:
             self.visit(stmt)
         self._conditions.pop()
+        if not node.orelse and _leaves_block(node.body) and _mentions_gpu_check(node.test):
+            # `if device.type == "cpu": return`: what follows in the block runs only on a GPU
+            # path, so its GPU use is guarded (a `raise` instead says the GPU is needed).
+            self._conditions.append(node.test)
 
     def visit_IfExp(self, node: ast.IfExp) -> None:
         """``"cuda" if torch.cuda.is_available() else "cpu"``: GPU use that is optional."""

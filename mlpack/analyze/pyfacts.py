@@ -61,6 +61,14 @@ _SCRIPT_LINE: Final = re.compile(
     r"[A-Za-z_][\w.]*\()",
     re.MULTILINE,
 )
+# An early exit on the device (`if device.type == "cpu": return`): the GPU use after it in the
+# same block is guarded, which only a parse of the whole block can see (chunks split it).
+# Only a trigger for a full parse: the syntax tree decides.
+_EARLY_EXIT: Final = re.compile(
+    rb"^[ \t]*if\b[^\n]*(?:cpu|cuda|device|gpu|rank)[^\n]*:(?:[ \t]*(?:return|continue|break)\b"
+    rb"|[^\n]*\n(?:[ \t]+[^\n]*\n){0,5}?[ \t]+(?:return|continue|break)\b)",
+    re.MULTILINE | re.IGNORECASE,
+)
 _CELL_MAGIC_PYTHON: Final = frozenset({"%%time", "%%timeit", "%%capture", "%%prun"})
 
 
@@ -171,7 +179,8 @@ def _extractor() -> Extractor:
 def _source_facts(data: bytes) -> FileFacts:
     if len(data) >= FAST_MIN_BYTES:
         fast = _chunked_facts(data)
-        if fast is not None:
+        # An early exit and the GPU use after it may sit in different chunks: parse it all.
+        if fast is not None and not (fast.cuda and _EARLY_EXIT.search(data)):
             return fast
     tree_or_error = _parse(data)
     if isinstance(tree_or_error, str):

@@ -450,3 +450,52 @@ def test_long_bodies_are_narrowed_to_one_statement(
     assert chunked == whole
     assert whole.error is None
     assert check(whole)
+
+
+EARLY_EXIT = """import torch
+
+
+def autobatch(model, batch_size=16):
+    device = next(model.parameters()).device
+    if device.type == "cpu":
+        print("no CUDA: the default batch size")
+        return batch_size
+{filler}
+    return torch.cuda.get_device_properties(device).total_memory
+
+
+def step(batches):
+    for batch in batches:
+        if not batch.is_cuda:
+            continue
+        batch.cuda()
+
+
+def needs_a_gpu(x):
+    if not torch.cuda.is_available():
+        raise RuntimeError("this model needs a GPU")
+    return x.cuda()
+
+
+def after_the_block(x):
+    return x.cuda()
+"""
+
+
+@pytest.mark.parametrize("threshold", [10**12, 0], ids=["whole", "chunked"])
+def test_gpu_use_after_an_early_exit_on_the_device_is_guarded(
+    threshold: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """yolov5's autobatch: `if device.type == "cpu": return` makes the CUDA calls after it
+    optional; a `raise` there says the GPU is needed; the guard ends with its block.
+    """
+    filler = "\n".join(f"    x{i} = {i}" for i in range(60))  # a long def: chunked by statement
+    source = EARLY_EXIT.format(filler=filler).encode()
+    monkeypatch.setattr(pyfacts, "FAST_MIN_BYTES", threshold)
+    facts = facts_for("autobatch.py", source)
+    lines = source.decode().splitlines()
+    needs = next(i for i, text in enumerate(lines, 1) if "def needs_a_gpu" in text)
+    assert [n for n, _ in facts.cuda] == [needs + 3, needs + 7]  # needs_a_gpu, after_the_block
+    assert facts.cuda_optional == next(
+        i for i, text in enumerate(lines, 1) if "get_device_properties" in text
+    )
