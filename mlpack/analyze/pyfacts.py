@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Final
 from mlpack.analyze import chunks
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mlpack.analyze.pyextract import Extractor
 
 MAX_SOURCE_BYTES: Final = 5 * 2**20  # larger .py files are generated data, not code
@@ -61,14 +63,12 @@ _SCRIPT_LINE: Final = re.compile(
     r"[A-Za-z_][\w.]*\()",
     re.MULTILINE,
 )
-# An early exit on the device (`if device.type == "cpu": return`): the GPU use after it in the
-# same block is guarded, which only a parse of the whole block can see (chunks split it).
-# Only a trigger for a full parse: the syntax tree decides.
-_EARLY_EXIT: Final = re.compile(
-    rb"^[ \t]*if\b[^\n]*(?:cpu|cuda|device|gpu|rank)[^\n]*:(?:[ \t]*(?:return|continue|break)\b"
-    rb"|[^\n]*\n(?:[ \t]+[^\n]*\n){0,5}?[ \t]+(?:return|continue|break)\b)",
-    re.MULTILINE | re.IGNORECASE,
-)
+# An early exit on the device (`if device.type == "cpu": return`) guards the GPU use after it
+# in the same block, which only a parse of the whole block can see (chunks split it). These
+# only trigger a full parse: the syntax tree decides.
+_DEVICE_WORD: Final = re.compile(rb"cpu|cuda|device|gpu|rank", re.IGNORECASE)
+_EXIT_WORD: Final = re.compile(rb"(?:return|continue|break)\b")
+_INLINE_EXIT: Final = re.compile(rb":[ \t]*(?:return|continue|break)\b")
 _CELL_MAGIC_PYTHON: Final = frozenset({"%%time", "%%timeit", "%%capture", "%%prun"})
 
 
@@ -180,7 +180,9 @@ def _source_facts(data: bytes) -> FileFacts:
     if len(data) >= FAST_MIN_BYTES:
         fast = _chunked_facts(data)
         # An early exit and the GPU use after it may sit in different chunks: parse it all.
-        if fast is not None and not (fast.cuda and _EARLY_EXIT.search(data)):
+        if fast is not None and not (
+            fast.cuda and _exit_guards_a_use(data, (n for n, _ in fast.cuda))
+        ):
             return fast
     tree_or_error = _parse(data)
     if isinstance(tree_or_error, str):
@@ -191,6 +193,37 @@ def _source_facts(data: bytes) -> FileFacts:
     except RecursionError:
         return FileFacts(error=TOO_DEEP)
     return extractor.facts()
+
+
+def _exit_guards_a_use(data: bytes, uses: Iterable[int]) -> bool:
+    """An ``if`` on the device whose block (within its next six lines) returns, continues or
+    breaks, followed in the same block (no line indented less before it) by one of the GPU
+    ``uses`` (1-based lines). Line by line: one regular expression backtracks badly here.
+    """
+    lines = data.split(b"\n")
+    wanted = sorted(uses)
+    for i, line in enumerate(lines):
+        stripped = line.lstrip()
+        if not stripped.startswith(b"if") or not _DEVICE_WORD.search(line):
+            continue
+        if not _INLINE_EXIT.search(line) and not any(
+            _EXIT_WORD.match(following.lstrip()) for following in lines[i + 1 : i + 7]
+        ):
+            continue
+        indent = len(line) - len(stripped)
+        after = [n for n in wanted if n > i + 1]
+        if after and _same_block(lines, i + 1, after[0], indent):
+            return True
+    return False
+
+
+def _same_block(lines: list[bytes], start: int, end: int, indent: int) -> bool:
+    """No code line in ``lines[start:end - 1]`` is indented less than ``indent``."""
+    for line in lines[start : end - 1]:
+        stripped = line.lstrip()
+        if stripped and not stripped.startswith(b"#") and len(line) - len(stripped) < indent:
+            return False
+    return True
 
 
 def _chunked_facts(data: bytes) -> FileFacts | None:
