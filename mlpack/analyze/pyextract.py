@@ -258,18 +258,24 @@ class Extractor(ast.NodeVisitor):
     ) -> None:
         soft = _handles_import_error(handlers)
         self._optional += soft
-        for stmt in body:
-            self.visit(stmt)
+        self._visit_block(body)
         self._optional -= soft
-        for part in (handlers, orelse, finalbody):
-            for item in part:
-                self.visit(item)
+        for handler in handlers:
+            self.visit(handler)
+        self._visit_block(orelse)
+        self._visit_block(finalbody)
+
+    def _visit_block(self, stmts: list[ast.stmt]) -> None:
+        """A block of statements: an early exit's condition (``visit_If``) ends with it."""
+        depth = len(self._conditions)
+        for stmt in stmts:
+            self.visit(stmt)
+        del self._conditions[depth:]
 
     def visit_If(self, node: ast.If) -> None:
         """An if: a TYPE_CHECKING block (left out), a __main__ guard or an availability check."""
         if is_type_checking(node.test):
-            for stmt in node.orelse:  # the runtime branch
-                self.visit(stmt)
+            self._visit_block(node.orelse)  # the runtime branch
             return
         if self._scope == 0 and is_main_guard(node.test) and not self.main:
             self.main = self._line(node)
@@ -277,11 +283,9 @@ class Extractor(ast.NodeVisitor):
         self._conditions.append(node.test)
         guarded = is_availability_check(node.test)
         self._guarded += guarded
-        for stmt in node.body:
-            self.visit(stmt)
+        self._visit_block(node.body)
         self._guarded -= guarded
-        for stmt in node.orelse:
-            self.visit(stmt)
+        self._visit_block(node.orelse)
         self._conditions.pop()
         if not node.orelse and _leaves_block(node.body) and _mentions_gpu_check(node.test):
             # `if device.type == "cpu": return`: what follows in the block runs only on a GPU

@@ -479,6 +479,14 @@ def needs_a_gpu(x):
 
 def after_the_block(x):
     return x.cuda()
+
+
+def nested(x):
+    if torch.cuda.is_available():
+        if x.device.type == "cpu":
+            return x
+        x = x + 1
+    return x.cuda()
 """
 
 
@@ -495,7 +503,9 @@ def test_gpu_use_after_an_early_exit_on_the_device_is_guarded(
     facts = facts_for("autobatch.py", source)
     lines = source.decode().splitlines()
     needs = next(i for i, text in enumerate(lines, 1) if "def needs_a_gpu" in text)
-    assert [n for n, _ in facts.cuda] == [needs + 3, needs + 7]  # needs_a_gpu, after_the_block
+    nested = next(i for i, text in enumerate(lines, 1) if "def nested" in text)
+    # needs_a_gpu, after_the_block, and nested's last line: the inner exit ends with its block
+    assert [n for n, _ in facts.cuda] == [needs + 3, needs + 7, nested + 5]
     assert facts.cuda_optional == next(
         i for i, text in enumerate(lines, 1) if "get_device_properties" in text
     )
