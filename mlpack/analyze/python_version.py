@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze._constraints import (
@@ -56,10 +56,11 @@ class _Constraint:
 def detect_python(root: Path, *, warnings: list[str]) -> PythonDecision:
     """Pick the newest supported Python that every declared constraint allows.
 
-    Raise ``AnalyzeError`` when the files disagree or pin an unsupported version; fall back to
-    ``DEFAULT_PYTHON`` (with a warning) when no file says anything.
+    Raise ``AnalyzeError`` when the files disagree; fall back to ``DEFAULT_PYTHON`` (with a
+    warning) when no file says anything. A file that allows no supported version counts as a
+    pin to the nearest one, with a warning (``_nearest_supported``).
     """
-    found = _declared(root, warnings)
+    found = [_nearest_supported(c, warnings) for c in _declared(root, warnings)]
     seen = tuple((c.source, c.text) for c in found)
     if not found:
         warnings.append(
@@ -68,15 +69,6 @@ def detect_python(root: Path, *, warnings: list[str]) -> PythonDecision:
         )
         return PythonDecision(version=DEFAULT_PYTHON, source="rule: default", constraints=())
     exact = [c for c in found if c.exact is not None]
-    for pin in exact:
-        if pin.exact not in SUPPORTED_PYTHONS:
-            msg = f"{pin.describe()}: Python {pin.exact} is not supported"
-            raise AnalyzeError(msg, hint=f"pin one of the supported versions: {_SUPPORTED_TEXT}")
-    for constraint in found:
-        if not any(constraint.allows(v) for v in SUPPORTED_PYTHONS):
-            msg = f"{constraint.describe()}, which allows no supported Python version"
-            hint = f"supported versions are {_SUPPORTED_TEXT}; widen the constraint"
-            raise AnalyzeError(msg, hint=hint)
     for first in found:
         for second in found:
             if first is not second and not _overlap(first, second):
@@ -94,6 +86,27 @@ def detect_python(root: Path, *, warnings: list[str]) -> PythonDecision:
         # The most restrictive range: the one that allows the fewest supported versions.
         deciding = min(found, key=lambda c: sum(c.allows(v) for v in SUPPORTED_PYTHONS))
     return PythonDecision(version=version, source=deciding.source, constraints=seen)
+
+
+def _nearest_supported(constraint: _Constraint, warnings: list[str]) -> _Constraint:
+    """A constraint that allows no supported version, as a pin to the nearest one (the oldest
+    for ``3.8`` or ``<3.9``, the newest for ``3.14``), said in a warning. An old repository
+    pinned to an end-of-life Python is still analysed and locked; the lock names any package
+    that has no wheels for the version it gets.
+    """
+    if any(constraint.allows(v) for v in SUPPORTED_PYTHONS):
+        return constraint
+    oldest = int(SUPPORTED_PYTHONS[0].split(".")[1])
+    if constraint.exact is not None:
+        older = int(constraint.exact.split(".")[1]) < oldest
+    else:
+        older = any(constraint.allows(f"3.{minor}") for minor in range(oldest))
+    nearest = SUPPORTED_PYTHONS[0] if older else SUPPORTED_PYTHONS[-1]
+    warnings.append(
+        f"{constraint.describe()}, which no supported Python matches ({_SUPPORTED_TEXT}); "
+        f"using {nearest}, the nearest (`mlpack lock` names any package without wheels for it)"
+    )
+    return replace(constraint, exact=nearest, alternatives=())
 
 
 def unpinned_versions(root: Path) -> tuple[str, ...]:
@@ -127,8 +140,6 @@ def _declared(root: Path, warnings: list[str]) -> list[_Constraint]:
     that allows no supported version, is left out with a warning: the repository's own files
     decide, and a subproject never stops the analysis.
     """
-    from dataclasses import replace
-
     from mlpack.analyze.requirements import subprojects
 
     found = [c for reader in _READERS for c in reader(root, warnings)]

@@ -187,25 +187,50 @@ def test_two_disjoint_ranges_conflict(tmp_path: Path) -> None:
         detect_python(root, warnings=[])
 
 
-@pytest.mark.parametrize("pin", ["3.7.17", "3.14.0", "3.6"])
-def test_an_unsupported_pin_is_an_error_listing_the_supported(tmp_path: Path, pin: str) -> None:
-    root = make(tmp_path, {".python-version": pin + "\n"})
-    with pytest.raises(AnalyzeError, match="not supported") as info:
-        detect_python(root, warnings=[])
+@pytest.mark.parametrize(
+    ("pin", "nearest"), [("3.7.17", "3.9"), ("3.14.0", "3.13"), ("3.6", "3.9")]
+)
+def test_an_unsupported_pin_gets_the_nearest_supported_version(
+    tmp_path: Path, pin: str, nearest: str
+) -> None:
+    """An old repository pinned to an end-of-life Python is still analysed (CompVis's
+    stable-diffusion pins python=3.8.5); the warning says so and lists what is supported.
+    """
+    warnings: list[str] = []
+    decision = detect_python(make(tmp_path, {".python-version": pin + "\n"}), warnings=warnings)
+    assert (decision.version, decision.source) == (nearest, ".python-version:1")
+    (said,) = warnings
+    assert said.startswith(f".python-version:1 pins '{pin}'")
+    assert f"using {nearest}, the nearest" in said
     for version in SUPPORTED_PYTHONS:
-        assert version in info.value.hint
+        assert version in said
 
 
-def test_a_range_allowing_no_supported_version_is_an_error(tmp_path: Path) -> None:
+def test_a_range_allowing_no_supported_version_gets_the_nearest(tmp_path: Path) -> None:
+    warnings: list[str] = []
     root = make(tmp_path, {"setup.cfg": "[options]\npython_requires = <3.8\n"})
-    with pytest.raises(AnalyzeError, match=r"setup\.cfg:2.*allows no supported") as info:
-        detect_python(root, warnings=[])
-    assert "3.13" in info.value.hint
+    assert detect_python(root, warnings=warnings).version == "3.9"
+    assert any(w.startswith("setup.cfg:2") and "using 3.9" in w for w in warnings)
+    root = make(tmp_path / "new", {"setup.cfg": "[options]\npython_requires = >=3.14\n"})
+    assert detect_python(root, warnings=[]).version == "3.13"
 
 
-def test_conda_pin_outside_the_supported_set_is_an_error(tmp_path: Path) -> None:
-    root = make(tmp_path, {"environment.yml": "dependencies:\n  - python=3.7\n"})
-    with pytest.raises(AnalyzeError, match=r"environment\.yml:2"):
+def test_conda_pin_outside_the_supported_set_gets_the_nearest(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    root = make(tmp_path, {"environment.yml": "dependencies:\n  - python=3.8.5\n"})
+    assert detect_python(root, warnings=warnings).version == "3.9"
+    assert warnings[0].startswith("environment.yml:2")
+
+
+def test_a_nearest_pin_still_conflicts_with_a_range_that_excludes_it(tmp_path: Path) -> None:
+    root = make(
+        tmp_path,
+        {
+            ".python-version": "3.7\n",
+            "pyproject.toml": '[project]\nname = "x"\nrequires-python = ">=3.11"\n',
+        },
+    )
+    with pytest.raises(AnalyzeError, match="conflicting Python versions"):
         detect_python(root, warnings=[])
 
 
