@@ -55,8 +55,10 @@ SERVE_WORDS: Final = ("serve", "server", "api", "inference", "predict", "web", "
 # Word prefixes of scripts that use a model rather than train it.
 INFER_PREFIXES: Final = (
     "predict", "infer", "sampl", "generat", "detect", "serve", "server", "transcrib", "translat",
-    "caption", "chat", "demo",
+    "caption", "chat", "demo", "inpaint",
 )  # fmt: skip
+# Words that name a conversion a model does (txt2img, img2img, speech2text): using a model.
+_CONVERTS: Final = re.compile(r"2(?:img|image|video|audio|speech|text)$")
 # Word prefixes of utility scripts: ranked after training and inference.
 UTILITY_PREFIXES: Final = (
     "prepare", "prep", "convert", "export", "download", "preprocess", "eval", "bench", "config",
@@ -197,7 +199,9 @@ def _kind_of(*names: str) -> EntrypointKind:
     """
     for name in names:
         words = _words(name)
-        serving = any(w in SERVE_WORDS or w.startswith(INFER_PREFIXES) for w in words)
+        serving = any(
+            w in SERVE_WORDS or w.startswith(INFER_PREFIXES) or _CONVERTS.search(w) for w in words
+        )
         training = any(w.startswith(TRAIN_WORDS) for w in words)
         if serving or training:
             return "inference" if serving and not training else "training"

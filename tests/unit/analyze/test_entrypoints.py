@@ -61,6 +61,7 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
             "pkg/registry.py": "register('x')\n",  # a package module's set-up call
             "detect.py": "def run(): ...\n" + MAIN,
             "transcribe.py": "def run(): ...\n" + MAIN,
+            "scripts/txt2img.py": "def run(): ...\n" + MAIN,  # stable-diffusion
         },
     )
     found = [(e.kind, e.command, e.source) for e in entrypoints_of(root)]
@@ -69,6 +70,7 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
         ("inference", ("python", "detect.py"), "detect.py:2"),
         ("inference", ("python", "transcribe.py"), "transcribe.py:2"),
         ("inference", ("python", "sample.py"), "sample.py:2"),
+        ("inference", ("python", "scripts/txt2img.py"), "scripts/txt2img.py:2"),
         ("training", ("python", "prepare.py"), "prepare.py:2"),
     ]
 
