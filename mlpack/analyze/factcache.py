@@ -341,11 +341,6 @@ def _newest(folder: Path, pattern: str) -> list[Path]:
 
 def _prune(folder: Path, *, keep: Path) -> None:
     """Drop the least recently written repositories' files beyond ``MAX_REPOSITORIES``."""
-    try:
-        entries = sorted(
-            (p.stat().st_mtime_ns, p) for p in folder.glob("facts-*.json") if p != keep
-        )
-    except OSError:
-        return
-    for _, stale in entries[: max(0, len(entries) + 1 - MAX_REPOSITORIES)]:
+    others = [p for p in _newest(folder, "facts-*.json") if p != keep]
+    for stale in others[MAX_REPOSITORIES - 1 :]:
         stale.unlink(missing_ok=True)
