@@ -44,3 +44,10 @@ def v1_mount(types: dict[str, str], controller: str) -> Path | None:
         if kind == "cgroup" and path.parent == ROOT and controller in path.name.split(","):
             return path
     return None
+
+
+def unified_mount(types: dict[str, str]) -> Path | None:
+    """The cgroup2 mount: /sys/fs/cgroup on a cgroup2 host, /sys/fs/cgroup/unified on a hybrid
+    one; None without cgroup2.
+    """
+    return next((m for m in (ROOT, ROOT / "unified") if types.get(str(m)) == "cgroup2"), None)

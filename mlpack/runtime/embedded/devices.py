@@ -394,8 +394,7 @@ def create_cgroup(name: str, rules: tuple[Rule, ...]) -> DeviceCgroup:
     """
     types = cgroupfs.mount_types()
     v1 = cgroupfs.v1_mount(types, "devices")
-    roots = (cgroupfs.ROOT, cgroupfs.ROOT / "unified")
-    unified = next((m for m in roots if types.get(str(m)) == "cgroup2"), None)
+    unified = cgroupfs.unified_mount(types)
     pure_v2 = unified == cgroupfs.ROOT
     if v1 is not None:
         parent = v1 / cgroupfs.self_path("devices").strip("/")

@@ -192,15 +192,17 @@ def _own_cgroup_procs() -> int:
     """``cgroup.procs`` of this process's cgroup2 group, opened for writing; -1 where there is
     none (or it may not be written).
     """
-    from mlpack.runtime.embedded.cgroupfs import ROOT, self_path
+    from mlpack.runtime.embedded.cgroupfs import mount_types, self_path, unified_mount
 
-    group = self_path("").rstrip("/")
-    for mount in (ROOT / "unified", ROOT):  # hybrid, then unified, layout
-        try:
-            return os.open(f"{mount}{group}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-    return -1
+    unified = unified_mount(mount_types())
+    if unified is None:
+        return -1
+    try:
+        return os.open(
+            unified / self_path("").strip("/") / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC
+        )
+    except OSError:
+        return -1
 
 
 def _lift(fds: tuple[int, ...], floor: int) -> list[int]:
