@@ -83,6 +83,14 @@ _GPU_CHECK_ATTRS: Final = frozenset(
 # Names of a GPU flag, a device, or a distributed launch (GPU use only when launched so).
 _GPU_CHECK_NAMES: Final = ("cuda", "gpu", "device", "rank", "world_size", "ddp", "distributed")
 _DEVICE_NAMES: Final = frozenset({"cuda", "cpu", "gpu", "mps", "xpu", "nccl"})
+# Any word that ``_mentions_gpu_check`` looks for, in source bytes: pyfacts scans lines for it
+# to find an early exit on the device that a chunked parse could split from its GPU use.
+GPU_CHECK_WORD: Final = re.compile(
+    "|".join(
+        map(re.escape, sorted({*_GPU_CHECK_ATTRS, *_GPU_CHECK_NAMES, *_DEVICE_NAMES}))
+    ).encode(),
+    re.IGNORECASE,
+)
 
 
 def _mentions_gpu_check(test: ast.expr) -> bool:

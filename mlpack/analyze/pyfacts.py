@@ -66,7 +66,6 @@ _SCRIPT_LINE: Final = re.compile(
 # An early exit on the device (`if device.type == "cpu": return`) guards the GPU use after it
 # in the same block, which only a parse of the whole block can see (chunks split it). These
 # only trigger a full parse: the syntax tree decides.
-_DEVICE_WORD: Final = re.compile(rb"cpu|cuda|device|gpu|rank", re.IGNORECASE)
 _EXIT_WORD: Final = re.compile(rb"(?:return|continue|break)\b")
 _INLINE_EXIT: Final = re.compile(rb":[ \t]*(?:return|continue|break)\b")
 _CELL_MAGIC_PYTHON: Final = frozenset({"%%time", "%%timeit", "%%capture", "%%prun"})
@@ -200,11 +199,13 @@ def _exit_guards_a_use(data: bytes, uses: Iterable[int]) -> bool:
     breaks, followed in the same block (no line indented less before it) by one of the GPU
     ``uses`` (1-based lines). Line by line: one regular expression backtracks badly here.
     """
+    from mlpack.analyze.pyextract import GPU_CHECK_WORD  # imported already: facts were parsed
+
     lines = data.split(b"\n")
     wanted = sorted(uses)
     for i, line in enumerate(lines):
         stripped = line.lstrip()
-        if not stripped.startswith(b"if") or not _DEVICE_WORD.search(line):
+        if not stripped.startswith(b"if") or not GPU_CHECK_WORD.search(line):
             continue
         if not _INLINE_EXIT.search(line) and not any(
             _EXIT_WORD.match(following.lstrip()) for following in lines[i + 1 : i + 7]

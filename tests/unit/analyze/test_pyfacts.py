@@ -509,3 +509,23 @@ def test_gpu_use_after_an_early_exit_on_the_device_is_guarded(
     assert facts.cuda_optional == next(
         i for i, text in enumerate(lines, 1) if "get_device_properties" in text
     )
+
+
+@pytest.mark.parametrize(
+    "condition", ["not ddp", "dist.get_backend() != 'nccl'", "world_size == 1", "x.is_cuda"]
+)
+@pytest.mark.parametrize("threshold", [10**12, 0], ids=["whole", "chunked"])
+def test_every_gpu_check_makes_an_early_exit_in_both_parses(
+    condition: str, threshold: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any condition the GPU check accepts guards the use after its early exit, also when a
+    long function is parsed statement by statement (the whole-parse trigger knows every word).
+    """
+    filler = "\n".join(f"    x{i} = {i}" for i in range(60))
+    source = (
+        f"def step(x, ddp, dist, world_size):\n    if {condition}:\n        return x\n"
+        f"{filler}\n    return x.cuda()\n"
+    ).encode()
+    monkeypatch.setattr(pyfacts, "FAST_MIN_BYTES", threshold)
+    facts = facts_for("step.py", source)
+    assert (facts.cuda, facts.cuda_optional) == ((), source.count(b"\n"))
