@@ -180,8 +180,10 @@ class Helper:
         self.pid = 0
         self.started = False  # setup reached `until` (signals are relayed from then on)
         self.exited = False  # the supervisor reported the exit status
-        self._send(jsoncodec.dumps(request).encode())
-        process.request_sent()
+        try:
+            self._send(jsoncodec.dumps(request).encode())
+        finally:
+            process.request_sent()  # sent, or the helper is gone: no more warming either way
 
     def _send(self, data: bytes) -> None:
         try:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from mlpack.errors import ContainerError
 from mlpack.runtime.embedded import spawn
+from mlpack.runtime.embedded.launcher import Helper, Launch
 from mlpack.runtime.embedded.spawn import HelperProcess, keep_cgroup_moves_fast
 from tests.conftest import require
 from tests.unprivileged import run_as_nobody
@@ -69,6 +71,21 @@ def test_a_discarded_helper_stops_the_warm_up(procs: Path) -> None:
     moved = _moves(procs)
     time.sleep(0.03)
     assert _moves(procs) == moved
+
+
+def test_a_request_that_cannot_be_sent_stops_the_warm_up(procs: Path, tmp_path: Path) -> None:
+    process = HelperProcess(warm_cgroup_moves=True)
+    os.close(process.ctl_w)  # the control pipe is gone: the request cannot be written
+    process.ctl_w = -1
+    try:
+        with pytest.raises(ContainerError, match="exited early"):
+            Helper(Launch(config={}, rootfs=tmp_path), process)
+        time.sleep(0.02)
+        moved = _moves(procs)
+        time.sleep(0.03)
+        assert _moves(procs) == moved
+    finally:
+        process.discard()
 
 
 def test_the_warm_up_move_leaves_this_process_in_its_cgroup() -> None:
