@@ -55,7 +55,7 @@ SERVE_WORDS: Final = ("serve", "server", "api", "inference", "predict", "web", "
 # Word prefixes of scripts that use a model rather than train it.
 INFER_PREFIXES: Final = (
     "predict", "infer", "sampl", "generat", "detect", "serve", "server", "transcrib", "translat",
-    "caption", "chat", "demo", "inpaint",
+    "caption", "chat", "demo", "inpaint", "complet",
 )  # fmt: skip
 # Words that name a conversion a model does (txt2img, img2img, speech2text): using a model.
 _CONVERTS: Final = re.compile(r"2(?:img|image|video|audio|speech|text)$")
@@ -146,13 +146,14 @@ def _merged(ordered: Iterable[Entrypoint]) -> list[Entrypoint]:
 
 
 def _excluded(path: str) -> bool:
-    name = path.rpartition("/")[2]
+    """Tooling and tests (``test_*.py``, ``*_test.py``, test folders) and docs never start
+    training or inference.
+    """
     return (
-        area_of(path) == "dev"
+        area_of(path) in ("dev", "test")
         or path.startswith(_EXCLUDED_PARTS)
         or any(f"/{p}" in path for p in _EXCLUDED_PARTS)
-        or name in _EXCLUDED_NAMES
-        or name.startswith("test_")
+        or path.rpartition("/")[2] in _EXCLUDED_NAMES
     )
 
 

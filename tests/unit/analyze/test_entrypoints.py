@@ -32,6 +32,7 @@ def test_training_scripts_root_train_first(tmp_path: Path) -> None:
             "train.py": "def main(): ...\n" + MAIN,
             "finetune_lora.py": "def main(): ...\n" + MAIN,
             "tests/test_x.py": MAIN,
+            "modeling_test.py": MAIN,  # google-research/bert's test files sit at the root
             "setup.py": MAIN,
             "lib.py": "x = 1\n",
             "pkg/__init__.py": "",
@@ -61,6 +62,7 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
             "pkg/registry.py": "register('x')\n",  # a package module's set-up call
             "detect.py": "def run(): ...\n" + MAIN,
             "transcribe.py": "def run(): ...\n" + MAIN,
+            "example_text_completion.py": "def run(): ...\n" + MAIN,  # meta-llama/llama
             "scripts/txt2img.py": "def run(): ...\n" + MAIN,  # stable-diffusion
         },
     )
@@ -68,6 +70,7 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
     assert found == [
         ("training", ("python", "train.py"), "train.py:3"),
         ("inference", ("python", "detect.py"), "detect.py:2"),
+        ("inference", ("python", "example_text_completion.py"), "example_text_completion.py:2"),
         ("inference", ("python", "transcribe.py"), "transcribe.py:2"),
         ("inference", ("python", "sample.py"), "sample.py:2"),
         ("inference", ("python", "scripts/txt2img.py"), "scripts/txt2img.py:2"),
