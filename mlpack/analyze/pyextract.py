@@ -491,6 +491,8 @@ class Extractor(ast.NodeVisitor):
                     self.paths.append((path, line, mode))
                     break
         for kw in node.keywords:
+            if kw.arg == "filename" and "download" in last:
+                continue  # the file's name at the source or under ``root=``, not a path here
             if kw.arg in triggers.WRITE_KEYWORDS or kw.arg in triggers.READ_KEYWORDS:
                 path = path_literal(kw.value)
                 if path is not None and looks_like_path(path):

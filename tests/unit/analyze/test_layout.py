@@ -81,6 +81,9 @@ def test_paths_read_and_written_by_code(tmp_path: Path) -> None:
                 open("../outside.txt").read()
                 open("https://example.com/x").read()
                 spaced = open ("spaced/out.txt", "w")
+                # open_clip: the file's name on the hub, not a file written here
+                got = hf_hub_download("org/m", filename="open_clip_config.json", cache_dir="cache/hub")
+                logging.basicConfig(filename="train.log")
             """,
             "settings.json": "{}",
         },
@@ -105,6 +108,8 @@ def test_paths_read_and_written_by_code(tmp_path: Path) -> None:
         "runs": ("runs", "train.py:23", False),
         "saved": ("outputs", "train.py:24", False),
         "spaced": ("outputs", "train.py:29", False),
+        "cache": ("outputs", "train.py:31", False),
+        "train.log": ("outputs", "train.py:32", False),
     }
 
 
