@@ -64,6 +64,8 @@ UTILITY_PREFIXES: Final = (
     "prepare", "prep", "convert", "export", "download", "preprocess", "eval", "bench", "config",
     "setup", "install", "check", "clean", "avg", "average", "util", "visualiz", "plot",
 )  # fmt: skip
+# Words that make a script a utility wherever they stand (open_clip's genlip_caption_stats.py).
+UTILITY_WORDS: Final = frozenset({"stats", "statistics", "profiler"})
 _HELPER_FOLDERS: Final = frozenset({"utils", "util", "helpers", "contrib", "extras", "misc"})
 STREAMLIT_COMMAND: Final = ("--server.address", "0.0.0.0", "--server.port", "8501")
 _EXCLUDED_PARTS: Final = ("tests/", "test/", "docs/", "doc/")
@@ -211,7 +213,9 @@ def _kind_of(*names: str) -> EntrypointKind:
 
 def _is_utility(name: str) -> bool:
     words = _words(name)
-    return bool(words) and words[0].startswith(UTILITY_PREFIXES)
+    return bool(words) and (
+        words[0].startswith(UTILITY_PREFIXES) or not UTILITY_WORDS.isdisjoint(words)
+    )
 
 
 def _import_root(path: str, facts: FileFacts, files: frozenset[str]) -> str:

@@ -90,7 +90,7 @@ def test_alembics_migration_environment_is_not_an_entrypoint(tmp_path: Path) -> 
 
 def test_a_utility_name_ranks_last_whatever_else_it_says(tmp_path: Path) -> None:
     """dino: eval_copy_detection.py (eval + detect) and visualize_attention.py rank after
-    main_dino.py, the training script with a plain name.
+    main_dino.py, the training script with a plain name; so does a statistics script.
     """
     root = make_repo(
         tmp_path / "repo",
@@ -99,6 +99,7 @@ def test_a_utility_name_ranks_last_whatever_else_it_says(tmp_path: Path) -> None
             "eval_copy_detection.py": MAIN,
             "visualize_attention.py": MAIN,
             "video_generation.py": MAIN,
+            "genlip_caption_stats.py": MAIN,  # open_clip: statistics of captions
         },
     )
     found = [(e.path, e.kind) for e in entrypoints_of(root)]
@@ -106,6 +107,7 @@ def test_a_utility_name_ranks_last_whatever_else_it_says(tmp_path: Path) -> None
         ("video_generation.py", "inference"),
         ("main_dino.py", "training"),
         ("eval_copy_detection.py", "inference"),
+        ("genlip_caption_stats.py", "inference"),
         ("visualize_attention.py", "training"),
     ]
 
