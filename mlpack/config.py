@@ -17,6 +17,7 @@ from mlpack.oslib.fs import atomic_write
 from mlpack.paths import CONFIG_FILE, PYPROJECT_FILE
 from mlpack.vocabulary import (
     COMPRESSIONS,
+    DEFAULT_GROUPS,
     DEFAULT_PLATFORM,
     PLATFORMS,
     Compression,
@@ -51,8 +52,6 @@ _DEP_KEYS: Final = frozenset(
     {"packages", "index-url", "extra-index-urls", "system", "torch-variant", "groups",
      "ignore-imports", "import-map", "exclude"}
 )  # fmt: skip
-# Usage groups of inferred packages that go into the image unless ``dependencies.groups`` says.
-DEFAULT_GROUPS: Final = ("runtime",)
 _LAYOUT_KEYS: Final = frozenset({"inputs", "outputs"})
 _ENTRY_KEYS: Final = frozenset({"kind", "command", "port"})
 _ENV_KEYS: Final = frozenset({"default", "secret"})
@@ -426,36 +425,19 @@ def import_settings(root: Path) -> ImportSettings:
     )
 
 
-def image_packages(
-    analysis: ProjectAnalysis, groups: Iterable[str] = DEFAULT_GROUPS
-) -> tuple[Package, ...]:
-    """The packages that go into the image, by evidence.
-
-    Main declared dependencies always; a named group (extra, requirements-<x>.txt) only when the
-    code imports it and it is not a development group; undeclared imports when their usage group
-    (``runtime``: the entrypoints import them) is one of ``groups``.
-    """
-    from mlpack.analyze.requirements import DEV_GROUPS
-
-    wanted = set(groups)
-    chosen = []
-    for package in analysis.packages:
-        if package.declared:
-            if package.group is None or (package.used and package.group not in DEV_GROUPS):
-                chosen.append(package)
-        elif package.usage in wanted:
-            chosen.append(package)
-    return tuple(chosen)
-
-
 def _analysis_document(
     analysis: ProjectAnalysis, name: str, groups: Iterable[str] = DEFAULT_GROUPS
 ) -> dict[str, Any]:
-    """The settings ``analyze`` would write into an empty config, as plain data."""
-    packages = [
-        {"requirement": _requirement_text(p), "source": p.source}
-        for p in image_packages(analysis, groups)
-    ]
+    """The settings ``analyze`` would write into an empty config, as plain data.
+
+    The Debian packages are those of the packages that go into the image: a library that only
+    a notebook imports brings no system package.
+    """
+    from mlpack.analyze.debian import analyze_system_packages
+    from mlpack.analyze.requirements import image_packages
+
+    chosen = image_packages(analysis.packages, groups)
+    packages = [{"requirement": _requirement_text(p), "source": p.source} for p in chosen]
     env = {
         v.name: ({"secret": True} if v.secret else ({"default": v.default} if v.default else {}))
         for v in analysis.env
@@ -476,7 +458,7 @@ def _analysis_document(
         "platform": DEFAULT_PLATFORM,
         "dependencies": {
             "packages": packages,
-            "system": sorted({s.name for s in analysis.system_packages}),
+            "system": sorted({s.name for s in analyze_system_packages(chosen)}),
             **_index_settings(analysis),
         },
         "env": env,

@@ -40,6 +40,8 @@ Group = Literal[
 GROUPS: Final[tuple[Group, ...]] = (
     "runtime", "optional", "script", "examples", "benchmarks", "docs", "notebook", "test", "dev",
 )  # fmt: skip
+# The groups whose inferred packages go into the image unless ``dependencies.groups`` says.
+DEFAULT_GROUPS: Final[tuple[Group, ...]] = ("runtime",)
 
 BaseProvider = Literal["registry", "debian", "explicit"]
 BASE_PROVIDERS: Final[tuple[BaseProvider, ...]] = ("registry", "debian", "explicit")

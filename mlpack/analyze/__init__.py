@@ -41,8 +41,9 @@ def analyze(
     from mlpack.analyze.layout import analyze_layout, library_outputs
     from mlpack.analyze.python_version import detect_python
     from mlpack.analyze.reach import reach
-    from mlpack.analyze.requirements import declarations
+    from mlpack.analyze.requirements import declarations, image_packages
     from mlpack.analyze.walk import walk_repo
+    from mlpack.vocabulary import DEFAULT_GROUPS
 
     root = _check_root(Path(root))
     warnings: list[str] = []
@@ -69,7 +70,7 @@ def analyze(
     env = analyze_env(tree, facts, warnings=warnings, reach=reached, library_outputs=libraries)
     layout = analyze_layout(tree, facts, reach=reached, library_outputs=libraries)
     accelerator = analyze_accelerator(facts, packages, reach=reached)
-    system_packages = analyze_system_packages(packages)
+    system_packages = analyze_system_packages(image_packages(packages, DEFAULT_GROUPS))
     if not tree.files:
         warnings.append(f"{root}: no files to analyse (empty repository?); using defaults")
     return ProjectAnalysis(

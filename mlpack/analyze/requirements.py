@@ -31,7 +31,7 @@ from mlpack.analyze._indexes import pipfile_indexes, tool_indexes
 from mlpack.analyze._reqfile import RequirementsReader, merge_specifiers
 from mlpack.analyze._setup_static import SetupInfo, read_setup_cfg, read_setup_py
 from mlpack.analyze._tables import DependencyTables, poetry_extra_of, poetry_tables
-from mlpack.analyze.analysis import DeclaredIndex, DeclaredRequirement
+from mlpack.analyze.analysis import DeclaredIndex, DeclaredRequirement, Package
 from mlpack.errors import AnalyzeError
 
 if sys.version_info >= (3, 11):
@@ -75,6 +75,24 @@ DEV_GROUPS: Final[frozenset[str]] = frozenset(
         "notebooks",
     }
 )
+
+
+def image_packages(packages: Iterable[Package], groups: Iterable[str]) -> tuple[Package, ...]:
+    """The packages that go into the image, by evidence.
+
+    Main declared dependencies always; a named group (extra, requirements-<x>.txt) only when the
+    code imports it and it is not a development group; undeclared imports when their usage group
+    (``runtime``: the entrypoints import them) is one of ``groups``.
+    """
+    wanted = set(groups)
+
+    def goes_in(p: Package) -> bool:
+        if p.declared:
+            return p.group is None or (p.used and p.group not in DEV_GROUPS)
+        return p.usage in wanted
+
+    return tuple(p for p in packages if goes_in(p))
+
 
 # requirements files whose packages are the main dependencies (group None).
 _MAIN_FILES: Final = frozenset(

@@ -351,3 +351,34 @@ def test_read_source_reads_the_whole_file_whatever_the_walked_size(tmp_path: Pat
     link.symlink_to(path)
     with pytest.raises(OSError):  # a symlink swapped in since the walk is not followed
         factcache.read_source(link, 10)
+
+
+def test_system_packages_only_for_what_goes_into_the_image(tmp_path: Path) -> None:
+    """bert and bark: scikit-learn imported only by a notebook or a test brought libgomp1 into
+    the image's Debian packages, although the package itself stays out of the image."""
+    from mlpack.config import load_config, write_config
+
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "train.py": "import soundfile\nsoundfile.read('a.wav')\n",
+            "tests/test_model.py": "import sklearn\n",
+        },
+    )
+    result = run(root)
+    assert {(p.name, p.usage) for p in result.packages} == {
+        ("soundfile", "runtime"),
+        ("scikit-learn", "test"),
+    }
+    assert [(s.name, s.required_by) for s in result.system_packages] == [
+        ("libsndfile1", "soundfile")
+    ]
+    write_config(root, result)
+    assert load_config(root).system_packages == ("libsndfile1",)
+    # Asking for the test group puts scikit-learn, and so libgomp1, into the image.
+    text = (root / "mlpack.toml").read_text()
+    (root / "mlpack.toml").write_text(
+        text.replace("[dependencies]\n", '[dependencies]\ngroups = ["runtime", "test"]\n')
+    )
+    write_config(root, result)
+    assert sorted(load_config(root).system_packages) == ["libgomp1", "libsndfile1"]
