@@ -35,7 +35,8 @@ _RECEIVER_CALLS: Final = frozenset(
     {"mkdir", "write_text", "write_bytes", "read_text", "read_bytes"}
 )
 _APP_CLASSES: Final = {"FastAPI": "fastapi", "Flask": "flask", "Starlette": "starlette"}
-# torch.cuda.<name>(...) calls that do not need a GPU (queries, seeds, no-ops on CPU).
+# torch.cuda.<name>(...) and torch.accelerator.<name>(...) calls that do not need a GPU
+# (queries, seeds, no-ops on CPU).
 _CUDA_HARMLESS: Final = frozenset(
     {
         "is_available",
@@ -81,7 +82,9 @@ _GPU_CHECK_ATTRS: Final = frozenset(
     }
 )
 # Names of a GPU flag, a device, or a distributed launch (GPU use only when launched so).
-_GPU_CHECK_NAMES: Final = ("cuda", "gpu", "device", "rank", "world_size", "ddp", "distributed")
+_GPU_CHECK_NAMES: Final = (
+    "cuda", "gpu", "device", "rank", "world_size", "ddp", "distributed", "accel",
+)  # fmt: skip
 _DEVICE_NAMES: Final = frozenset({"cuda", "cpu", "gpu", "mps", "xpu", "nccl"})
 # Any word that ``_mentions_gpu_check`` looks for, in source bytes: pyfacts scans lines for it
 # to find an early exit on the device that a chunked parse could split from its GPU use.
@@ -558,13 +561,14 @@ def _gpu_use(node: ast.Call, name: str, last: str) -> str:
 
 
 def _torch_gpu_call(node: ast.Call, name: str, last: str) -> str | None:
-    """``.cuda()``, a ``torch.cuda`` call other than queries, or ``.to("cuda")``.
+    """``.cuda()``, a ``torch.cuda`` or ``torch.accelerator`` call other than queries, or
+    ``.to("cuda")``.
 
     None when the call has none of these shapes; "" when it has one but uses no GPU.
     """
     if last == "cuda" and isinstance(node.func, ast.Attribute) and name != "torch.cuda":
         return ".cuda()"
-    if name.startswith("torch.cuda."):
+    if name.startswith(("torch.cuda.", "torch.accelerator.")):
         return name if name.split(".")[2] not in _CUDA_HARMLESS else ""
     if name in {"torch.device", "device"} or last == "to":
         return f'{name or last}("cuda")' if node.args and is_cuda_literal(node.args[0]) else ""

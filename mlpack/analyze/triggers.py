@@ -21,6 +21,7 @@ WORDS: Final = (
     "Flask(",
     "Starlette(",
     "cuda",  # also device="cuda", device_map="cuda:0": the literal holds the word
+    "torch.accelerator.",  # PyTorch >= 2.6's device-agnostic API (pytorch/examples' mnist)
     "devices(",  # jax.devices, list_physical_devices
     "nccl",
     "sys.path",  # sys.path.insert(0, ...): where the repository's own modules are found

@@ -38,6 +38,8 @@ def pkg(name: str, **kw: object) -> Package:
         ("import torch\ndev = torch.device('cuda:0')\n", 2),
         ("import torch\nx = torch.zeros(1).to('cuda')\n", 2),
         ("import torch\ntorch.cuda.set_device(0)\n", 2),
+        # PyTorch >= 2.6's device-agnostic API
+        ("import torch\ndevice = torch.accelerator.current_accelerator()\n", 2),
         (
             "from transformers import AutoModel\nm = AutoModel.from_pretrained('x', device_map='cuda')\n",
             2,
@@ -80,6 +82,7 @@ def test_availability_fallback_alone_is_cpu(tmp_path: Path) -> None:
                     torch.cuda.synchronize()
                 torch.cuda.manual_seed_all(0)
                 torch.cuda.empty_cache()
+                torch.accelerator.device_count()
                 parser.add_argument("--device", default="cpu")
                 parser.add_argument("--backend", default="cuda")
             """,
@@ -99,6 +102,7 @@ def test_availability_fallback_alone_is_cpu(tmp_path: Path) -> None:
         "args.cuda",
         "LOCAL_RANK != -1",  # yolov5: GPU use only when launched distributed
         "dist.get_backend() == dist.Backend.NCCL",
+        "use_accel",  # pytorch/examples' mnist: torch.accelerator.is_available() before
     ],
 )
 @pytest.mark.usefixtures("parse_mode")
@@ -106,7 +110,7 @@ def test_gpu_use_under_a_device_check_is_optional(tmp_path: Path, condition: str
     code = f"""
         import torch
 
-        def place(x, y, args, device, has_gpu, LOCAL_RANK, dist):
+        def place(x, y, args, device, has_gpu, LOCAL_RANK, dist, use_accel):
             if {condition}:
                 y = y.to("cuda")
                 torch.cuda.set_device(0)
