@@ -7,7 +7,9 @@ file there is the main one: ``requirements/pt2.txt``), ``pyproject.toml``, ``Pip
 ``conda.yaml``, MLflow's name). Then the same files of each subproject: a top-level folder with
 its own ``pyproject.toml``, ``setup.py`` or ``setup.cfg`` (``backend/`` of a web app), outside
 tests, docs, examples, benchmarks and scripts; their sources keep the folder
-(``backend/pyproject.toml:12``). Nothing is ever executed, nothing outside the repository is
+(``backend/pyproject.toml:12``). When the root declares nothing and has no subproject, the one
+top-level folder with a requirements file is the project's (``app/requirements.txt``); several
+such folders are independent projects, named in a warning and not read. Nothing is ever executed, nothing outside the repository is
 read, and ``.env`` files are never opened.
 """
 
@@ -131,7 +133,8 @@ def declarations(
     """
     found: list[DeclaredRequirement] = []
     indexes: list[DeclaredIndex] = []
-    for folder in ("", *subprojects(root)):
+
+    def read(folder: str) -> None:
         collector = _Collector(root / folder, warnings)
         prefix = f"{folder}/" if folder else ""
         found.extend(replace(r, source=prefix + r.source) for r in collector.collect())
@@ -140,24 +143,57 @@ def declarations(
             for i in collector.indexes
             if i.url not in {have.url for have in indexes}
         )
+
+    read("")
+    folders = subprojects(root)
+    for folder in folders or (() if found else _requirements_folder(root, warnings)):
+        read(folder)
     return tuple(found), tuple(indexes)
 
 
 def subprojects(root: Path) -> tuple[str, ...]:
     """Top-level folders that are projects of their own (``backend/`` with a pyproject.toml)."""
+    return tuple(
+        f.name for f in _code_folders(root) if any((f / n).is_file() for n in _PROJECT_FILES)
+    )
+
+
+def _code_folders(root: Path) -> list[Path]:
+    """Top-level folders that may hold a project: not hidden, not tests, docs, examples..."""
     from mlpack.analyze.reach import area_of  # the same areas as reachability
 
     try:
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
     except OSError:
-        return ()
-    return tuple(
-        f.name
+        return []
+    return [
+        f
         for f in folders
         if not f.name.startswith(".")
+        and f.name != "requirements"
         and area_of(f"{f.name}/x.py") is None
-        and any((f / name).is_file() for name in _PROJECT_FILES)
+    ]
+
+
+def _requirements_folder(root: Path, warnings: list[str]) -> tuple[str, ...]:
+    """For a root that declares nothing and has no subproject: the one top-level folder with a
+    requirements file (the app's folder: its file is the project's). Several such folders are
+    independent projects (pytorch/examples: ``mnist/``, ``vae/``...): merging them could join
+    ``torch<2.6`` with ``torch>=2.6``, so a warning says to analyse one of them instead.
+    """
+    found = tuple(
+        f.name
+        for f in _code_folders(root)
+        if any(_REQUIREMENTS_FILE.match(p.name) and p.is_file() for p in f.iterdir())
     )
+    if len(found) <= 1:
+        return found
+    shown = ", ".join(f"{f}/" for f in found[:5]) + (", ..." if len(found) > 5 else "")
+    warnings.append(
+        f"{len(found)} folders hold projects of their own ({shown}), each with its own "
+        f"requirements file; none is read: analyse one of them (`mlpack analyze {found[0]}`)"
+    )
+    return ()
 
 
 def requirements_group(filename: str, *, folder: bool) -> str | None:

@@ -208,6 +208,57 @@ def test_subproject_declarations_keep_their_folder(tmp_path: Path) -> None:
     assert reqs["fastapi", None].source == "backend/pyproject.toml:3"
 
 
+def test_a_lone_folder_with_requirements_is_the_project(tmp_path: Path) -> None:
+    """Nothing declared at the root, one folder with a requirements file: the app's folder."""
+    make(
+        tmp_path,
+        {
+            "app/requirements.txt": "fastapi\n",
+            "app/main.py": "import fastapi\n",
+            "docs/requirements.txt": "sphinx\n",  # docs are never the project
+        },
+    )
+    reqs, warnings = declared(tmp_path)
+    assert set(reqs) == {("fastapi", None)}
+    assert reqs["fastapi", None].source == "app/requirements.txt:1"
+    assert warnings == []
+
+
+def test_folders_of_independent_projects_are_named_not_merged(tmp_path: Path) -> None:
+    """pytorch/examples: each example has its own requirements, which may conflict."""
+    make(
+        tmp_path,
+        {
+            "mnist/requirements.txt": "torch\ntorchvision\n",
+            "time_sequence_prediction/requirements.txt": "torch<2.6\nmatplotlib\n",
+            "word_language_model/requirements.txt": "torch>=2.6\n",
+        },
+    )
+    reqs, warnings = declared(tmp_path)
+    assert reqs == {}
+    assert warnings == [
+        (
+            "3 folders hold projects of their own (mnist/, time_sequence_prediction/, "
+            "word_language_model/), each with its own requirements file; none is read: analyse "
+            "one of them (`mlpack analyze mnist`)"
+        )
+    ]
+
+
+def test_folder_requirements_are_not_read_when_the_root_declares(tmp_path: Path) -> None:
+    """guided-diffusion: evaluations/ is a tool of its own beside the declared project."""
+    make(
+        tmp_path,
+        {
+            "requirements.txt": "torch\n",
+            "evaluations/requirements.txt": "tensorflow-gpu>=2.0\n",
+        },
+    )
+    reqs, warnings = declared(tmp_path)
+    assert set(reqs) == {("torch", None)}
+    assert warnings == []
+
+
 def test_output_is_sorted_by_group_then_name(tmp_path: Path) -> None:
     make(
         tmp_path,
