@@ -21,8 +21,9 @@ Found, without running anything:
   (train, finetune, ...) or serving (serve, api, ...) or whose recipe launches ``torchrun``,
   ``accelerate launch``, ``deepspeed`` or a server; shell scripts that do the same.
 
-Order: an app object first for inference, a root ``train.py`` first for training, then by how
-specific the evidence is and how shallow the file lies; names are unique. A command found twice
+Order: an app object first for inference, a root ``train.py`` first for training, then a
+published console script, then by how specific the evidence is and how shallow the file lies
+(examples and tutorials after the project's own scripts); names are unique. A command found twice
 (an app object and a Procfile line that serves it) is listed once, where it ranks first, with
 both sources (``"app/main.py:17, Procfile:1"``).
 """
@@ -273,7 +274,7 @@ def _from_facts(
         if facts.serves or ui == "gradio":
             found.append((_app_score(path) - 10, _ep("inference", run, path, source, stem)))
         else:
-            kind = _kind_of(stem)
+            kind = _kind_of(stem, folder.rpartition("/")[2])  # a neutral name: its folder says
             trains = kind == "training" and _imports_a_trainer(facts)
             score = _script_score(path, stem, kind, guarded=bool(facts.main), trains=trains)
             found.append((score, _ep(kind, run, path, source, stem)))
@@ -372,6 +373,8 @@ def _script_score(
         score = 120
     if not guarded:
         score -= 5  # no guard: a little less sure it is meant to be run
+    if area_of(path) not in (None, "script"):
+        score -= 50  # examples, tutorials, benchmarks: after the project's own scripts
     return score - 10 * _depth(path)
 
 
@@ -486,7 +489,11 @@ def _console_scripts(
             "pyproject.toml",
         )
         kind = _kind_of(name, target)
-        found.append((140, _ep(kind, (name,), path, f"pyproject.toml:{number}", name)))
+        # The command the project publishes: before its scripts, unless it is a utility
+        # (any word: the project's name often comes first, as in ``litgpt-download``).
+        utility = any(w.startswith(UTILITY_PREFIXES) for w in _words(name))
+        score = 100 if utility else 185
+        found.append((score, _ep(kind, (name,), path, f"pyproject.toml:{number}", name)))
     return found
 
 

@@ -63,6 +63,7 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
             "detect.py": "def run(): ...\n" + MAIN,
             "transcribe.py": "def run(): ...\n" + MAIN,
             "example_text_completion.py": "def run(): ...\n" + MAIN,  # meta-llama/llama
+            "generate/adapter.py": "def run(): ...\n" + MAIN,  # litgpt: the folder says
             "scripts/txt2img.py": "def run(): ...\n" + MAIN,  # stable-diffusion
         },
     )
@@ -73,6 +74,7 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
         ("inference", ("python", "example_text_completion.py"), "example_text_completion.py:2"),
         ("inference", ("python", "transcribe.py"), "transcribe.py:2"),
         ("inference", ("python", "sample.py"), "sample.py:2"),
+        ("inference", ("python", "generate/adapter.py"), "generate/adapter.py:2"),
         ("inference", ("python", "scripts/txt2img.py"), "scripts/txt2img.py:2"),
         ("training", ("python", "prepare.py"), "prepare.py:2"),
     ]
@@ -342,6 +344,32 @@ def test_console_scripts_procfile_makefile_shell(tmp_path: Path) -> None:
         name="launch",
     )
     assert not [s for s in found if s.startswith("scripts/notes.sh")]
+
+
+def test_a_published_command_comes_before_scripts_and_examples_after(tmp_path: Path) -> None:
+    """litgpt: its console script ``litgpt`` is what a user runs, before the scripts of its
+    extensions/ and after no tutorial; a utility command still ranks last."""
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": '[project]\nname = "litgpt"\n\n[project.scripts]\n'
+            'litgpt = "litgpt.__main__:main"\nlitgpt-download = "litgpt.scripts:download"\n',
+            "litgpt/__init__.py": "",
+            "litgpt/__main__.py": "def main(): ...\n" + MAIN,
+            "extensions/__init__.py": "",
+            "extensions/thunder/__init__.py": "",
+            "extensions/thunder/pretrain.py": "def setup(): ...\n" + MAIN,
+            "tutorials/full_finetune_example.py": "def main(): ...\n" + MAIN,
+        },
+    )
+    found = [e.command for e in entrypoints_of(root)]
+    assert found == [
+        ("litgpt",),
+        ("python", "-m", "extensions.thunder.pretrain"),
+        ("python", "tutorials/full_finetune_example.py"),
+        ("python", "-m", "litgpt"),
+        ("litgpt-download",),
+    ]
 
 
 def test_nothing_to_start(tmp_path: Path) -> None:
