@@ -63,7 +63,7 @@ _CONVERTS: Final = re.compile(r"2(?:img|image|video|audio|speech|text)$")
 # Word prefixes of utility scripts: ranked after training and inference.
 UTILITY_PREFIXES: Final = (
     "prepare", "prep", "convert", "export", "download", "preprocess", "eval", "bench", "config",
-    "setup", "install", "check", "clean", "avg", "average", "util", "visualiz", "plot",
+    "setup", "install", "check", "clean", "avg", "average", "util", "visualiz", "plot", "test",
 )  # fmt: skip
 # Words that make a script a utility wherever they stand (open_clip's genlip_caption_stats.py).
 UTILITY_WORDS: Final = frozenset({"stats", "statistics", "profiler"})

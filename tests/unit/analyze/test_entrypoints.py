@@ -102,6 +102,7 @@ def test_a_utility_name_ranks_last_whatever_else_it_says(tmp_path: Path) -> None
             "visualize_attention.py": MAIN,
             "video_generation.py": MAIN,
             "genlip_caption_stats.py": MAIN,  # open_clip: statistics of captions
+            "web-service/test.py": MAIN,  # mlops-zoomcamp: a client that tests the service
         },
     )
     found = [(e.path, e.kind) for e in entrypoints_of(root)]
@@ -111,6 +112,7 @@ def test_a_utility_name_ranks_last_whatever_else_it_says(tmp_path: Path) -> None
         ("eval_copy_detection.py", "inference"),
         ("genlip_caption_stats.py", "inference"),
         ("visualize_attention.py", "training"),
+        ("web-service/test.py", "inference"),
     ]
 
 
