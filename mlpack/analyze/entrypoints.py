@@ -368,7 +368,8 @@ def _script_score(
     elif kind == "inference":
         score = 170
     elif lowered in {"main", "run", "cli"}:
-        score = 150
+        # A root main.py is the project's program (detr's, over its d2/train_net.py wrapper).
+        score = 175 if "/" not in path else 150
     else:
         score = 120
     if not guarded:

@@ -374,6 +374,25 @@ def test_a_published_command_comes_before_scripts_and_examples_after(tmp_path: P
     ]
 
 
+def test_a_root_main_py_is_the_projects_program(tmp_path: Path) -> None:
+    """detr: ``python main.py`` trains; ``d2/train_net.py`` is its Detectron2 wrapper."""
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "main.py": "def main(): ...\n" + MAIN,
+            "d2/train_net.py": "def main(): ...\n" + MAIN,
+            "run_with_submitit.py": "def main(): ...\n" + MAIN,
+            "tools/main.py": "def main(): ...\n" + MAIN,
+        },
+    )
+    assert [e.path for e in entrypoints_of(root)] == [
+        "main.py",
+        "d2/train_net.py",
+        "tools/main.py",
+        "run_with_submitit.py",
+    ]
+
+
 def test_nothing_to_start(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", {"lib.py": "def f(): ...\n"})
     assert entrypoints_of(root) == ()
