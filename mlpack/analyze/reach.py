@@ -328,9 +328,15 @@ def _library_modules(files: frozenset[str], *, src_only: bool) -> list[str]:
 
 
 def _entry_files(tree: RepoTree, entry: Entrypoint, files: frozenset[str]) -> list[str]:
-    """The Python files an entrypoint starts (a shell script or Makefile names them)."""
+    """The Python files an entrypoint starts (a shell script or Makefile names them).
+
+    A file run by its path is a script; one imported as a module (``python -m pkg.mod``,
+    ``uvicorn pkg.mod:app``, a console script) runs its packages' ``__init__.py`` first.
+    """
     if entry.path.endswith(".py"):
-        return [entry.path]
+        if entry.path in entry.command:
+            return [entry.path]
+        return [*_package_inits(entry.path, files), entry.path]
     words = list(entry.command)
     if entry.path in files:
         try:
@@ -346,12 +352,20 @@ def _entry_files(tree: RepoTree, entry: Entrypoint, files: frozenset[str]) -> li
             if candidate in files:
                 found.append(candidate)
         elif i and words[i - 1] == "-m":
-            target = index.absolute(word, (), ("", "src"))
-            found.extend(target[-1:])
+            found.extend(index.absolute(word, (), ("", "src")))
         elif ":" in word and not word.startswith("-"):
-            target = index.absolute(word.partition(":")[0], (), ("", "src"))
-            found.extend(target[-1:])
+            found.extend(index.absolute(word.partition(":")[0], (), ("", "src")))
     return found
+
+
+def _package_inits(path: str, files: frozenset[str]) -> list[str]:
+    """The ``__init__.py`` files importing the module at ``path`` runs, outermost first."""
+    inits: list[str] = []
+    folder = path.rpartition("/")[0]
+    while folder and f"{folder}/__init__.py" in files:
+        inits.append(f"{folder}/__init__.py")
+        folder = folder.rpartition("/")[0]
+    return [p for p in reversed(inits) if p != path]
 
 
 def reach(

@@ -201,6 +201,24 @@ def test_the_program_that_starts_the_app_is_runtime(tmp_path: Path) -> None:
     )
 
 
+def test_a_module_run_with_dash_m_runs_its_packages_init_first(tmp_path: Path) -> None:
+    """denoising-diffusion-pytorch: ``python -m pkg.guided_diffusion`` imports ``pkg``, whose
+    ``__init__`` imports the module that needs scipy."""
+    root = make_repo(
+        tmp_path / "repo",
+        {
+            "pkg/__init__.py": "from pkg.core import Model\n",
+            "pkg/core.py": "import scipy\n",
+            "pkg/guided.py": "import torch\n" + 'if __name__ == "__main__":\n    pass\n',
+        },
+    )
+    result = run(root, tmp_path)
+    assert [e.command for e in result.entrypoints][:1] == [("python", "-m", "pkg.guided")]
+    scipy = next(p for p in result.packages if p.name == "scipy")
+    assert (scipy.usage, scipy.reached_from) == ("runtime", ("pkg/__init__.py:1", "pkg/core.py:1"))
+    assert usage(result)["torch"] == "runtime"
+
+
 def test_data_preparation_scripts_are_roots(tmp_path: Path) -> None:
     root = make_repo(
         tmp_path / "repo",
