@@ -19,6 +19,7 @@ from mlpack.vocabulary import (
     COMPRESSIONS,
     DEFAULT_GROUPS,
     DEFAULT_PLATFORM,
+    DEFAULT_PORT,
     PLATFORMS,
     Compression,
     EntrypointSpec,
@@ -490,15 +491,19 @@ def config_from_analysis(root: Path, analysis: ProjectAnalysis) -> ProjectConfig
 
 
 def _port_of(command: tuple[str, ...]) -> int:
-    for flag in ("--port", "-p"):
-        if flag in command:
-            i = command.index(flag)
-            if i + 1 < len(command) and command[i + 1].isdigit():
-                return int(command[i + 1])
+    """The port a server command listens on (``--port``, Streamlit's ``--server.port``,
+    ``--bind HOST:PORT``), else the default port.
+    """
+    for i, arg in enumerate(command):
+        flag, eq, value = arg.partition("=")
+        if flag in {"--port", "-p", "--server.port"}:
+            value = value if eq else (command[i + 1] if i + 1 < len(command) else "")
+            if value.isdigit():
+                return int(value)
     for arg in command:
         if arg.startswith("--bind=") or (":" in arg and arg.rsplit(":", 1)[1].isdigit()):
             return int(arg.rsplit(":", 1)[1])
-    return 8000
+    return DEFAULT_PORT
 
 
 def _requirement_text(package: Package) -> str:

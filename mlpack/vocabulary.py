@@ -70,6 +70,10 @@ class PackageSpec:
         return canonicalize_name(Requirement(self.requirement).name)
 
 
+# The port a server listens on when its command does not say (uvicorn's and mlpack serve's).
+DEFAULT_PORT: Final = 8000
+
+
 @dataclass(frozen=True, kw_only=True)
 class EntrypointSpec:
     """A named way to start the image: ``mlpack run`` uses training ones, ``serve`` inference.

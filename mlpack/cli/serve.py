@@ -21,7 +21,7 @@ import typer
 
 from mlpack.cli.output import note, say
 from mlpack.runtime import options
-from mlpack.vocabulary import Backend
+from mlpack.vocabulary import DEFAULT_PORT, Backend
 
 if TYPE_CHECKING:
     import socket
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from mlpack.runtime.protocol import Mount, RunConfig, RunResult
     from mlpack.serve.backends import DockerServer, EmbeddedServer, Published
     from mlpack.serve.services import Service, ServiceStore
+    from mlpack.vocabulary import EntrypointSpec
 
 
 def _restart_limit(text: str) -> int:
@@ -126,18 +127,16 @@ class _Watch:
             self._kill()
 
 
-def _server_command(facts: ImageFacts, entry: str | None) -> tuple[str, ...]:
+def _server_entry(facts: ImageFacts, entry: str | None) -> EntrypointSpec | None:
     """The named entrypoint, else the first inference one that can take a socket (uvicorn,
     gunicorn, hypercorn), else the first inference one.
     """
     from mlpack.serve import can_activate
 
     if entry is not None:
-        chosen = facts.entry(entry, "inference")
-        return chosen.command if chosen else ()
+        return facts.entry(entry, "inference")
     servers = [e for e in facts.entrypoints if e.kind == "inference"]
-    best = next((e for e in servers if can_activate(e.command)), servers[0] if servers else None)
-    return best.command if best else ()
+    return next((e for e in servers if can_activate(e.command)), servers[0] if servers else None)
 
 
 def _serve_once(
@@ -337,7 +336,7 @@ def serve(
         typer.Argument(help="The server command (default: the inference entrypoint)."),
     ] = None,
     *,
-    port: Annotated[int, typer.Option("--port", "-p", help="Port on the host.")] = 8000,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port on the host.")] = DEFAULT_PORT,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     entry: Annotated[
         str | None, typer.Option("--entry", help="The entrypoint to serve, by name.")
@@ -385,12 +384,13 @@ def serve(
         ),
     ] = "none",
     container_port: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--container-port",
-            help="Where a server that cannot take a socket listens in its namespace (forwarded).",
+            help="Where a server that cannot take a socket listens in its namespace (forwarded; "
+            f"default: the entrypoint's port, else {DEFAULT_PORT}).",
         ),
-    ] = 8000,
+    ] = None,
 ) -> None:
     """Serve a project's inference entrypoint on HOST:PORT (no network route out)."""
     from mlpack.cli.runs import backend_image, project_image
@@ -406,7 +406,10 @@ def serve(
     volumes = tuple(options.parse_volume(v) for v in volume or ())
     listener = open_listener(host, port)  # before anything starts: a taken port fails first
     root, project, facts = project_image(target, kind="inference")
-    words = tuple(command or ()) or _server_command(facts, entry)
+    chosen = None if command else _server_entry(facts, entry)
+    words = tuple(command or ()) or (chosen.command if chosen else ())
+    if container_port is None:  # where the entrypoint listens (Streamlit: 8501)
+        container_port = (chosen.port if chosen else None) or DEFAULT_PORT
     config = replace(
         _base_config(root, project, facts, words, volumes, owner),
         image=backend_image(facts.digest, backend),

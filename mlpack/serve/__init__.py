@@ -27,6 +27,7 @@ HEALTH_PATH: Final = "/health"
 # Options that choose where a server listens: the inherited socket replaces them all.
 _UVICORN_BIND: Final = {"--host": 1, "--port": 1, "--uds": 1, "--fd": 1}
 _BIND: Final = {"-b": 1, "--bind": 1}  # gunicorn's and hypercorn's
+_STREAMLIT_BIND: Final = {"--server.address": 1, "--server.port": 1}
 _SERVERS: Final = ("uvicorn", "gunicorn", "hypercorn")
 
 
@@ -118,11 +119,15 @@ def activate(command: tuple[str, ...]) -> Activation:
 
 
 def bind(command: tuple[str, ...], host: str, port: int) -> tuple[str, ...]:
-    """``command`` rewritten to bind HOST:PORT itself (``--network host``); other servers as
-    given (their own options choose where they listen).
+    """``command`` rewritten to bind HOST:PORT itself (``--network host``): uvicorn, gunicorn,
+    hypercorn and Streamlit; other servers as given (their own options choose where they
+    listen).
     """
     found = _server_at(command)
     if found is None:
+        if _runs_streamlit(command):
+            bound = _strip(command, _STREAMLIT_BIND)
+            return (*bound, "--server.address", host, "--server.port", str(port))
         return command
     server, at = found
     head, args = command[: at + 1], command[at + 1 :]
@@ -130,6 +135,14 @@ def bind(command: tuple[str, ...], host: str, port: int) -> tuple[str, ...]:
         return (*head, *_strip(args, _UVICORN_BIND), "--host", host, "--port", str(port))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return (*head, *_strip(args, _BIND), "--bind", address)
+
+
+def _runs_streamlit(command: tuple[str, ...]) -> bool:
+    """``streamlit run app.py`` (``python -m streamlit run`` too)."""
+    return any(
+        PurePosixPath(word).name == "streamlit" and command[i + 1 : i + 2] == ("run",)
+        for i, word in enumerate(command)
+    )
 
 
 def probe(host: str, port: int, path: str, *, timeout: float = 2.0) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -263,6 +264,35 @@ def test_a_server_that_cannot_take_a_socket_is_forwarded(
         assert _get(port, "/hello.txt") == b"hello through the forwarder\n"
         # The server's namespace has loopback only: nothing on the host listens on 8123.
         assert _port_is_free(8123)
+    finally:
+        _stop_all(site, name)
+    assert _port_is_free(port)
+
+
+def test_a_forwarded_server_is_reached_on_its_entrypoints_port(
+    site: Site, tmp_path: Path, backend: str
+) -> None:
+    """A Streamlit app listens on 8501, the port its entrypoint declares: with no
+    --container-port, the forwarder connects there (it tried 8000, and the app never answered).
+    """
+    project = tmp_path / "project"
+    shutil.copytree(site.inference, project, ignore=shutil.ignore_patterns(".mlpack"))
+    with (project / "mlpack.toml").open("a") as toml:
+        toml.write(
+            '\n[entrypoints.files]\nkind = "inference"\ncommand = ["python", "-m", '
+            '"http.server", "8123", "--bind", "127.0.0.1", "--directory", "/files"]\nport = 8123\n'
+        )
+    files = tmp_path / "files"
+    files.mkdir(mode=0o755)
+    (files / "hello.txt").write_text("hello on the declared port\n")
+    port, name = free_port(), f"declared-port-{backend}"
+    done = site.mlpack(
+        "serve", "--detach", "--name", name, "--backend", backend, str(project),
+        "--entry", "files", "--port", str(port), "-v", f"{files}:/files:ro",
+    )  # fmt: skip
+    try:
+        assert done.returncode == 0, done.stderr
+        assert _get(port, "/hello.txt") == b"hello on the declared port\n"
     finally:
         _stop_all(site, name)
     assert _port_is_free(port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -200,6 +201,31 @@ def test_write_creates_a_valid_config_without_secret_values(tmp_path: Path) -> N
     assert cfg.packages[2].source == "train.py:3"
     assert {e.name: e.secret for e in cfg.env} == {"SEED": False, "HF_TOKEN": True}
     assert cfg.entrypoints[0].command == ("python", "train.py")
+
+
+@pytest.mark.parametrize(
+    ("command", "port"),
+    [
+        (("uvicorn", "app:app", "--host", "0.0.0.0", "--port", "8000"), 8000),
+        (("uvicorn", "app:app", "--port=8080"), 8080),
+        (("gunicorn", "--bind", "0.0.0.0:5000", "app:app"), 5000),
+        # streamlit/demo-uber-nyc-pickups: the app listens on 8501, not the default 8000
+        (
+            ("streamlit", "run", "app.py", "--server.address", "0.0.0.0", "--server.port", "8501"),
+            8501,
+        ),
+        (("python", "serve.py"), 8000),
+    ],
+)
+def test_an_inference_entrypoints_port_is_where_its_server_listens(
+    tmp_path: Path, command: tuple[str, ...], port: int
+) -> None:
+    entry = Entrypoint(
+        kind="inference", command=command, path="app.py", source="app.py:1", name="app"
+    )
+    analysis = dataclasses.replace(_analysis(tmp_path), entrypoints=(entry,))
+    write_config(tmp_path, analysis)
+    assert [(e.name, e.port) for e in load_config(tmp_path).entrypoints] == [("app", port)]
 
 
 def test_write_keeps_user_edits_and_comments(tmp_path: Path) -> None:

@@ -112,6 +112,18 @@ def test_urls_name_an_address_a_client_can_use() -> None:
             ("python", "-m", "http.server", "8000"),
             ("python", "-m", "http.server", "8000"),
         ),
+        (
+            ("streamlit", "run", "app.py", "--server.address", "0.0.0.0", "--server.port=8501"),
+            (
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                "9000",
+            ),
+        ),
     ],
 )
 def test_with_network_host_servers_are_rewritten_to_bind_the_port(
