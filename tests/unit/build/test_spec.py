@@ -61,11 +61,21 @@ def test_training_plan_orders_layers_and_sets_the_config(tmp_path: Path) -> None
     assert spec.volumes == ("/app/configs", "/app/data", "/app/outputs")
     assert ("EPOCHS", "20") in spec.env
     assert ("VIRTUAL_ENV", "/opt/venv") in spec.env
+    assert ("HOME", "/tmp") in spec.env  # the user has no passwd entry: a home it can write
     labels = dict(spec.labels)
     assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
     assert labels["org.opencontainers.image.revision"] == "abc"
     assert labels["org.mlpack.lock"] == f"sha256:{spec.lock_hash}"
     assert spec.default_tag == f"localhost/training:{spec.lock_hash[:12]}"
+
+
+def test_a_projects_own_home_wins_over_the_default(tmp_path: Path) -> None:
+    from mlpack.vocabulary import EnvSpec
+
+    lock, config = example("training", tmp_path)
+    own = EnvSpec(name="HOME", default="/app/outputs/home", secret=False)
+    spec = plan(dataclasses.replace(lock, env=(*lock.env, own)), config)
+    assert [v for k, v in spec.env if k == "HOME"] == ["/app/outputs/home"]
 
 
 def test_secrets_are_declared_by_name_never_by_value(tmp_path: Path) -> None:
