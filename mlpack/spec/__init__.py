@@ -28,11 +28,12 @@ PREFIX: Final = "/opt/venv"
 WORKDIR: Final = "/app"
 USER_ID: Final = 1000  # numeric: a base without a passwd entry for it still runs it
 USER: Final = f"{USER_ID}:{USER_ID}"
-# That user has no passwd entry, so no home: runtimes give it HOME=/, which it cannot write, and
-# libraries that cache under ~ (Hugging Face, torch hub, matplotlib, pip) fail. /tmp is writable
-# wherever the image runs (the base's 1777 folder, a tmpfs on a read-only root, Kubernetes'
-# emptyDir); a project's own HOME in [env] wins.
-HOME: Final = "/tmp"
+# That user has no passwd entry, so no home and no name. Runtimes give it HOME=/, which it cannot
+# write, and libraries that cache under ~ (Hugging Face, torch hub, matplotlib, pip) fail: /tmp
+# is writable wherever the image runs (the base's 1777 folder, a tmpfs on a read-only root,
+# Kubernetes' emptyDir). getpass.getuser() raises without a name (torch's inductor and dynamo
+# call it: pytorch/pytorch#140765); it reads USER first. A project's own value in [env] wins.
+USER_ENV: Final = (("HOME", "/tmp"), ("USER", "mlpack"))
 # Every built layer's entries carry this mtime (the fallback SDE, as Jib). The §6 layer keys
 # leave SOURCE_DATE_EPOCH out, so a new commit (a new SDE) must not rewrite the dependency
 # layers: SDE reaches the config's `created`, the history and the annotations only.
@@ -269,8 +270,8 @@ def plan(lock: Lock, config: ProjectConfig, *, provenance: Provenance | None = N
     digest = lock_hash(lock)
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(prov.source_date_epoch))
     own = tuple((e.name, e.default) for e in lock.env if not e.secret and e.default is not None)
-    home = () if any(name == "HOME" for name, _ in own) else (("HOME", HOME),)
-    env = (("VIRTUAL_ENV", PREFIX), *home, *own)
+    user = tuple(pair for pair in USER_ENV if pair[0] not in {name for name, _ in own})
+    env = (("VIRTUAL_ENV", PREFIX), *user, *own)
     return ImageSpec(
         name=config.name,
         base_reference=lock.base.reference,

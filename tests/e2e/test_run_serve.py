@@ -154,19 +154,22 @@ def test_outputs_belong_to_the_sudo_user(site: Site, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("backend", ["embedded", "docker"])
 def test_the_images_user_can_write_its_home(site: Site, backend: str) -> None:
-    """Hugging Face, torch hub and matplotlib cache under ~: the image's user has no passwd
-    entry, and the HOME=/ the runtimes gave it was not writable (mlflow-example's run)."""
+    """Hugging Face, torch hub and matplotlib cache under ~, and torch asks getpass.getuser():
+    the image's user has no passwd entry, the HOME=/ the runtimes gave it was not writable and
+    getuser() raised (mlflow-example's run)."""
     if backend == "docker":
         from mlpack.runtime.dockersock import probe_socket
 
         require(probe_socket().ok, "a running Docker engine (dockerd)")
     probe = (
-        "import pathlib; p = pathlib.Path.home() / '.cache' / 'huggingface'; "
-        "p.mkdir(parents=True); (p / 'x').write_text('ok'); print('home', pathlib.Path.home())"
+        "import getpass, pathlib; p = pathlib.Path.home() / '.cache' / 'huggingface'; "
+        "p.mkdir(parents=True); (p / 'x').write_text('ok'); print('home', pathlib.Path.home()); "
+        "print('user', getpass.getuser())"
     )
     done = site.mlpack("run", "--backend", backend, str(site.training), "--", "python", "-c", probe)
     assert done.returncode == 0, done.stderr
     assert "home /tmp" in done.stdout
+    assert "user mlpack" in done.stdout  # torch's inductor asks getpass.getuser()
 
 
 def test_an_oom_killed_run_is_recorded_as_such(site: Site) -> None:

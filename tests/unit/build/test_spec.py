@@ -61,7 +61,8 @@ def test_training_plan_orders_layers_and_sets_the_config(tmp_path: Path) -> None
     assert spec.volumes == ("/app/configs", "/app/data", "/app/outputs")
     assert ("EPOCHS", "20") in spec.env
     assert ("VIRTUAL_ENV", "/opt/venv") in spec.env
-    assert ("HOME", "/tmp") in spec.env  # the user has no passwd entry: a home it can write
+    # The user has no passwd entry: a home it can write, a name for getpass.getuser()
+    assert {("HOME", "/tmp"), ("USER", "mlpack")} <= set(spec.env)
     labels = dict(spec.labels)
     assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
     assert labels["org.opencontainers.image.revision"] == "abc"
