@@ -492,11 +492,11 @@ def config_from_analysis(root: Path, analysis: ProjectAnalysis) -> ProjectConfig
 
 def _port_of(command: tuple[str, ...]) -> int:
     """The port a server command listens on (``--port``, Streamlit's ``--server.port``,
-    ``--bind HOST:PORT``), else the default port.
+    Gradio's ``GRADIO_SERVER_PORT=``, ``--bind HOST:PORT``), else the default port.
     """
     for i, arg in enumerate(command):
         flag, eq, value = arg.partition("=")
-        if flag in {"--port", "-p", "--server.port"}:
+        if flag in {"--port", "-p", "--server.port", "GRADIO_SERVER_PORT"}:
             value = value if eq else (command[i + 1] if i + 1 < len(command) else "")
             if value.isdigit():
                 return int(value)

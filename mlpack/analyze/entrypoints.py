@@ -69,6 +69,9 @@ UTILITY_PREFIXES: Final = (
 UTILITY_WORDS: Final = frozenset({"stats", "statistics", "profiler"})
 _HELPER_FOLDERS: Final = frozenset({"utils", "util", "helpers", "contrib", "extras", "misc"})
 STREAMLIT_COMMAND: Final = ("--server.address", "0.0.0.0", "--server.port", "8501")
+# Gradio listens on 127.0.0.1:7860 unless told: a Kubernetes Service could not reach it, and the
+# port must be known to forward to it. launch() reads these when its own arguments are unset.
+GRADIO_ENV: Final = ("GRADIO_SERVER_NAME=0.0.0.0", "GRADIO_SERVER_PORT=7860")
 _EXCLUDED_PARTS: Final = ("tests/", "test/", "docs/", "doc/")
 # Files that tools load, never run as programs (hubconf.py: torch.hub.load's entry table).
 _EXCLUDED_NAMES: Final = frozenset(
@@ -271,6 +274,8 @@ def _from_facts(
     if facts.main or script:
         source = f"{path}:{facts.main or script}"
         run = _script_run(path, facts, files, module)
+        if ui == "gradio":
+            run = ("env", *GRADIO_ENV, *(run[1:] if run[0] == "env" else run))
         if facts.serves or ui == "gradio":
             found.append((_app_score(path) - 10, _ep("inference", run, path, source, stem)))
         else:

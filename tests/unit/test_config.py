@@ -215,6 +215,10 @@ def test_write_creates_a_valid_config_without_secret_values(tmp_path: Path) -> N
             8501,
         ),
         (("python", "serve.py"), 8000),
+        (
+            ("env", "GRADIO_SERVER_NAME=0.0.0.0", "GRADIO_SERVER_PORT=7860", "python", "app.py"),
+            7860,
+        ),
     ],
 )
 def test_an_inference_entrypoints_port_is_where_its_server_listens(

@@ -189,7 +189,16 @@ def test_streamlit_and_gradio_apps_are_inference(tmp_path: Path) -> None:
             "inference",
             ("streamlit", "run", "ui.py", "--server.address", "0.0.0.0", "--server.port", "8501"),
         ),
-        "demo_app.py": ("inference", ("python", "demo_app.py")),
+        "demo_app.py": (
+            "inference",
+            (
+                "env",
+                "GRADIO_SERVER_NAME=0.0.0.0",
+                "GRADIO_SERVER_PORT=7860",
+                "python",
+                "demo_app.py",
+            ),
+        ),
     }
 
 
