@@ -67,6 +67,7 @@ UTILITY_PREFIXES: Final = (
 )  # fmt: skip
 # Words that make a script a utility wherever they stand (open_clip's genlip_caption_stats.py).
 UTILITY_WORDS: Final = frozenset({"stats", "statistics", "profiler"})
+_GENERIC_FOLDERS: Final = frozenset({"app", "api", "web", "service", "services"})
 _HELPER_FOLDERS: Final = frozenset({"utils", "util", "helpers", "contrib", "extras", "misc"})
 STREAMLIT_COMMAND: Final = ("--server.address", "0.0.0.0", "--server.port", "8501")
 # Gradio listens on 127.0.0.1:7860 unless told: a Kubernetes Service could not reach it, and the
@@ -215,6 +216,15 @@ def _kind_of(*names: str) -> EntrypointKind:
     return "training"
 
 
+def _folder_word(folder: str) -> str:
+    """The name of a script's folder when it can say the kind: ``generate/``, ``train/``,
+    ``serve/``; not ``app/``, ``api/``, ``web/`` or ``service/``, which hold any kind of script
+    (the fastapi template's ``app/initial_data.py``).
+    """
+    name = folder.rpartition("/")[2]
+    return "" if name.lower() in _GENERIC_FOLDERS else name
+
+
 def _is_utility(name: str) -> bool:
     words = _words(name)
     return bool(words) and (
@@ -249,7 +259,19 @@ def _ep(
 def _from_facts(
     path: str, every: Mapping[str, FileFacts], files: frozenset[str], index: ModuleIndex
 ) -> list[tuple[int, Entrypoint]]:
-    """The entrypoints one file defines, each with its score (a higher score ranks first)."""
+    """The entrypoints one file defines, each with its score (a higher score ranks first):
+    those under examples, tutorials, docs or benchmarks after the project's own (LoRA's
+    ``examples/.../eli5_app.py``).
+    """
+    found = _file_entrypoints(path, every, files, index)
+    if area_of(path) in (None, "script"):
+        return found
+    return [(score - 50, ep) for score, ep in found]
+
+
+def _file_entrypoints(
+    path: str, every: Mapping[str, FileFacts], files: frozenset[str], index: ModuleIndex
+) -> list[tuple[int, Entrypoint]]:
     facts = every[path]
     folder = path.rpartition("/")[0]
     script = facts.script if not folder or f"{folder}/__init__.py" not in files else 0
@@ -279,7 +301,7 @@ def _from_facts(
         if facts.serves or ui == "gradio":
             found.append((_app_score(path) - 10, _ep("inference", run, path, source, stem)))
         else:
-            kind = _kind_of(stem, folder.rpartition("/")[2])  # a neutral name: its folder says
+            kind = _kind_of(stem, _folder_word(folder))  # a neutral name: its folder says
             trains = kind == "training" and _imports_a_trainer(facts)
             score = _script_score(path, stem, kind, guarded=bool(facts.main), trains=trains)
             found.append((score, _ep(kind, run, path, source, stem)))
@@ -379,8 +401,6 @@ def _script_score(
         score = 120
     if not guarded:
         score -= 5  # no guard: a little less sure it is meant to be run
-    if area_of(path) not in (None, "script"):
-        score -= 50  # examples, tutorials, benchmarks: after the project's own scripts
     return score - 10 * _depth(path)
 
 

@@ -64,6 +64,7 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
             "transcribe.py": "def run(): ...\n" + MAIN,
             "example_text_completion.py": "def run(): ...\n" + MAIN,  # meta-llama/llama
             "generate/adapter.py": "def run(): ...\n" + MAIN,  # litgpt: the folder says
+            "app/initial_data.py": "def run(): ...\n" + MAIN,  # the fastapi template: no
             "scripts/txt2img.py": "def run(): ...\n" + MAIN,  # stable-diffusion
         },
     )
@@ -76,6 +77,7 @@ def test_scripts_without_a_guard_and_inference_words(tmp_path: Path) -> None:
         ("inference", ("python", "sample.py"), "sample.py:2"),
         ("inference", ("python", "generate/adapter.py"), "generate/adapter.py:2"),
         ("inference", ("python", "scripts/txt2img.py"), "scripts/txt2img.py:2"),
+        ("training", ("python", "app/initial_data.py"), "app/initial_data.py:2"),
         ("training", ("python", "prepare.py"), "prepare.py:2"),
     ]
 
@@ -371,12 +373,22 @@ def test_a_published_command_comes_before_scripts_and_examples_after(tmp_path: P
             "extensions/thunder/__init__.py": "",
             "extensions/thunder/pretrain.py": "def setup(): ...\n" + MAIN,
             "tutorials/full_finetune_example.py": "def main(): ...\n" + MAIN,
+            "examples/qa/app.py": "import streamlit as st\nst.title('x')\n",  # LoRA's eli5_app
         },
     )
     found = [e.command for e in entrypoints_of(root)]
     assert found == [
         ("litgpt",),
         ("python", "-m", "extensions.thunder.pretrain"),
+        (
+            "streamlit",
+            "run",
+            "examples/qa/app.py",
+            "--server.address",
+            "0.0.0.0",
+            "--server.port",
+            "8501",
+        ),
         ("python", "tutorials/full_finetune_example.py"),
         ("python", "-m", "litgpt"),
         ("litgpt-download",),
