@@ -83,9 +83,10 @@ def _workload(target: str, image_ref: str | None, options: Options) -> Workload:
     store = Store.default()
     folder = Path(target)
     if folder.is_dir():
-        from mlpack.config import load_config
+        from mlpack.cli.build import _note
+        from mlpack.pipeline import project_config
 
-        config = load_config(folder)
+        config = project_config(folder, note=_note)  # without mlpack.toml: analysed in memory
         return k8s.from_project(
             config,
             image=_project_image(folder, config.name),

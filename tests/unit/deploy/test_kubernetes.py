@@ -62,6 +62,23 @@ def _validate(doc: dict[str, Any]) -> None:
         assert kubernetes_validate.validate(doc, version, strict=True) == version
 
 
+def test_a_project_without_mlpack_toml_is_analysed_in_memory(tmp_path: Path) -> None:
+    """As lock, build, run and serve do: the Streamlit demo had no mlpack.toml to render from."""
+    project = tmp_path / "demo"
+    project.mkdir()
+    (project / "requirements.txt").write_text("streamlit==1.40.0\n")
+    (project / "streamlit_app.py").write_text("import streamlit as st\nst.title('x')\n")
+    [deployment, service] = _render(project, "deployment", out=tmp_path / "out")
+    [box] = deployment["spec"]["template"]["spec"]["containers"]
+    assert box["command"] == [
+        "streamlit", "run", "streamlit_app.py", "--server.address", "0.0.0.0",
+        "--server.port", "8501",
+    ]  # fmt: skip
+    assert box["ports"] == [{"containerPort": 8501, "name": "http", "protocol": "TCP"}]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert not (project / "mlpack.toml").exists()  # nothing written into the project
+
+
 def test_supported_versions_are_shipped() -> None:
     shipped = {major_minor(v) for v in all_versions()}
     assert set(SUPPORTED) <= shipped
