@@ -15,9 +15,10 @@
   ``*_DIR``/``*_PATH``/``*_ROOT``/``*_FOLDER``/``*_FILE`` count too (``OUTPUT_DIR``,
   ``CHECKPOINT_DIR``, ``LOG_DIR``... as writes; others as reads). Absolute paths, URLs, ``~`` and ``..`` are
   left out, and so are reads of files shipped in the repository (they are code, not inputs).
-- Not folders: a file of the repository (``README.md``, written by a docs script), a version string (``1.0``,
-  ``v2.1.3``), a file mode (``Path(p).open("w")``), a download call's ``filename=`` and, for reads, a hub id (``google/flan-t5``:
-  two parts, no extension, no such folder in the repository and not a usual input name).
+- Not folders: a file of the repository (``README.md``, written by a docs script), a version
+  string (``1.0``, ``v2.1.3``), a file mode (``Path(p).open("w")``), a download call's
+  ``filename=`` and, for reads, a hub id (``google/flan-t5``: two parts, no extension, no such
+  folder in the repository and not a usual input name).
 - With a reachability walk (``mlpack.analyze.reach``), only the code the entrypoints run counts:
   the folders an example or a test writes are not the project's.
 - ``PathUse.kind`` comes from the folder's name, else "data" for reads and "outputs" for writes.

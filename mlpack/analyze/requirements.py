@@ -9,8 +9,8 @@ its own ``pyproject.toml``, ``setup.py`` or ``setup.cfg`` (``backend/`` of a web
 tests, docs, examples, benchmarks and scripts; their sources keep the folder
 (``backend/pyproject.toml:12``). When the root declares nothing and has no subproject, the one
 top-level folder with a requirements file is the project's (``app/requirements.txt``); several
-such folders are independent projects, named in a warning and not read. Nothing is ever executed, nothing outside the repository is
-read, and ``.env`` files are never opened.
+such folders are independent projects, named in a warning and not read. Nothing is ever
+executed, nothing outside the repository is read, and ``.env`` files are never opened.
 """
 
 from __future__ import annotations
@@ -181,11 +181,7 @@ def _requirements_folder(root: Path, warnings: list[str]) -> tuple[str, ...]:
     independent projects (pytorch/examples: ``mnist/``, ``vae/``...): merging them could join
     ``torch<2.6`` with ``torch>=2.6``, so a warning says to analyse one of them instead.
     """
-    found = tuple(
-        f.name
-        for f in _code_folders(root)
-        if any(_REQUIREMENTS_FILE.match(p.name) and p.is_file() for p in f.iterdir())
-    )
+    found = tuple(f.name for f in _code_folders(root) if _has_requirements_file(f))
     if len(found) <= 1:
         return found
     shown = ", ".join(f"{f}/" for f in found[:5]) + (", ..." if len(found) > 5 else "")
@@ -194,6 +190,13 @@ def _requirements_folder(root: Path, warnings: list[str]) -> tuple[str, ...]:
         f"requirements file; none is read: analyse one of them (`mlpack analyze {found[0]}`)"
     )
     return ()
+
+
+def _has_requirements_file(folder: Path) -> bool:
+    try:
+        return any(_REQUIREMENTS_FILE.match(p.name) and p.is_file() for p in folder.iterdir())
+    except OSError:  # unreadable: the analysis goes on without it
+        return False
 
 
 def requirements_group(filename: str, *, folder: bool) -> str | None:
