@@ -351,14 +351,22 @@ def _apps(path: str, facts: FileFacts, files: frozenset[str]) -> list[tuple[int,
 def _package_main(
     path: str, facts: FileFacts, files: frozenset[str]
 ) -> list[tuple[int, Entrypoint]]:
-    """A package's ``__main__.py``: ``python -m pkg``."""
+    """A package's ``__main__.py``: ``python -m pkg``. Its kind is its package's name's, else
+    that of the one module of its own it runs (whisper's ``from .transcribe import cli``).
+    """
     package = _module_path(path.rpartition("/")[0] + "/__init__.py", files)
     if package is None or not package[0] or facts.error is not None:
         return []
     dotted, in_src = package
     name = dotted.rpartition(".")[2]
+    own = {
+        module.rpartition(".")[2]
+        for module, *_ in facts.imports
+        if module.startswith((".", f"{dotted}."))
+    }
+    kind = _kind_of(name, *own) if len(own) == 1 else _kind_of(name)
     command = _python_m(dotted, in_src=in_src)
-    return [(120 - 5 * _depth(path), _ep("training", command, path, path, name))]
+    return [(120 - 5 * _depth(path), _ep(kind, command, path, path, name))]
 
 
 def _script_run(

@@ -447,8 +447,17 @@ def test_module_inside_a_package_runs_with_dash_m(tmp_path: Path) -> None:
             "src/svc/cli.py": MAIN,
             "my-tools/__init__.py": "",
             "my-tools/run.py": MAIN,  # not importable: stays a file
+            # whisper: python -m whisper runs its transcribe module: inference
+            "whisper/__init__.py": "",
+            "whisper/__main__.py": "from .transcribe import cli\n\ncli()\n",
+            "whisper/transcribe.py": "def cli(): ...\n",
+            "bark/__init__.py": "",
+            "bark/__main__.py": "from .cli import cli\n\ncli()\n",
+            "bark/cli.py": "def cli(): ...\n",
         },
     )
+    kinds = {e.path: e.kind for e in entrypoints_of(root)}
+    assert (kinds["whisper/__main__.py"], kinds["bark/__main__.py"]) == ("inference", "training")
     commands = {e.path: e.command for e in entrypoints_of(root)}
     assert commands == {
         "app/main.py": ("python", "-m", "app.main"),
@@ -457,6 +466,8 @@ def test_module_inside_a_package_runs_with_dash_m(tmp_path: Path) -> None:
         # a src/ layout: the image's workdir is the root, where svc imports only from src/
         "src/svc/cli.py": ("env", "PYTHONPATH=src", "python", "-m", "svc.cli"),
         "my-tools/run.py": ("python", "my-tools/run.py"),
+        "whisper/__main__.py": ("python", "-m", "whisper"),
+        "bark/__main__.py": ("python", "-m", "bark"),
     }
 
 
