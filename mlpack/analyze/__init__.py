@@ -33,7 +33,7 @@ def analyze(
     from mlpack.analyze.accelerators import analyze_accelerator
     from mlpack.analyze.analysis import ProjectAnalysis
     from mlpack.analyze.debian import analyze_system_packages
-    from mlpack.analyze.entrypoints import analyze_entrypoints
+    from mlpack.analyze.entrypoints import analyze_entrypoints, main_entrypoints
     from mlpack.analyze.envvars import analyze_env
     from mlpack.analyze.factcache import collect_facts
     from mlpack.analyze.imports import analyze_imports, with_launchers
@@ -54,7 +54,7 @@ def analyze(
     environments = repo_environments(root)
     installed = installed_evidence(environments or None)
     entrypoints = analyze_entrypoints(tree, facts, warnings=warnings)
-    reached = reach(tree, facts, entrypoints)
+    reached = reach(tree, facts, main_entrypoints(entrypoints))
     imports = analyze_imports(
         tree,
         facts,

@@ -37,7 +37,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.analysis import Entrypoint, EntrypointKind
-from mlpack.analyze.reach import ModuleIndex, area_of, module_index
+from mlpack.analyze.reach import PREPARE_PREFIXES, ModuleIndex, area_of, module_index
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -214,6 +214,31 @@ def _kind_of(*names: str) -> EntrypointKind:
         if serving or training:
             return "inference" if serving and not training else "training"
     return "training"
+
+
+def main_entrypoints(entrypoints: Iterable[Entrypoint]) -> tuple[Entrypoint, ...]:
+    """The entrypoints that say what the image is for: all but utilities (``test.py``,
+    ``evaluate.py``, ``plot_*``...), unless utilities are all there is; data preparation
+    (``prepare.py``) stays. Reachability starts from these, so a test client's imports
+    (mlops-zoomcamp's ``test.py``: requests) are not the image's.
+    """
+    every = tuple(entrypoints)
+    main = tuple(e for e in every if not _is_utility_entry(e))
+    return main or every
+
+
+def _is_utility_entry(entry: Entrypoint) -> bool:
+    if entry.source.startswith("pyproject.toml"):  # a console script: by its name
+        return _names_a_utility(entry.name)
+    stem = entry.path.rpartition("/")[2].removesuffix(".py")
+    return _is_utility(stem) and not stem.lower().startswith(PREPARE_PREFIXES)
+
+
+def _names_a_utility(command: str) -> bool:
+    """A console script named for a utility in any word (``litgpt-download``: the project's
+    name often comes first).
+    """
+    return any(w.startswith(UTILITY_PREFIXES) for w in _words(command))
 
 
 def _folder_word(folder: str) -> str:
@@ -523,10 +548,8 @@ def _console_scripts(
             "pyproject.toml",
         )
         kind = _kind_of(name, target)
-        # The command the project publishes: before its scripts, unless it is a utility
-        # (any word: the project's name often comes first, as in ``litgpt-download``).
-        utility = any(w.startswith(UTILITY_PREFIXES) for w in _words(name))
-        score = 100 if utility else 185
+        # The command the project publishes: before its scripts, unless it is a utility.
+        score = 100 if _names_a_utility(name) else 185
         found.append((score, _ep(kind, (name,), path, f"pyproject.toml:{number}", name)))
     return found
 

@@ -86,7 +86,8 @@ _SOFT: Final = OPTIONAL | GUARDED
 # Where the entrypoints a project is run by live: its code, and its scripts/ and tools/ folders
 # (not examples, benchmarks, docs, tests or tooling).
 _RUNNABLE: Final = frozenset({None, "script"})
-_PREPARE: Final = ("prepare", "preprocess", "download")
+# Data preparation scripts: roots beside the training entrypoint (the image prepares its data).
+PREPARE_PREFIXES: Final = ("prepare", "preprocess", "download")
 _PY_TOKEN: Final = re.compile(r"[\w./-]+\.py\b")
 CONFIG_SUFFIXES: Final = (".yaml", ".yml")  # JSON holds data and results far more than configs
 MAX_CONFIG_BYTES: Final = 2**18  # larger ones are data, not configs
@@ -292,7 +293,7 @@ def runtime_roots(
     for entry in entries:
         found = [f for f in _entry_files(tree, entry, files) if area_of(f) in _RUNNABLE]
         stem = entry.path.rpartition("/")[2].lower()
-        if found and (entry.kind not in kinds or stem.startswith(_PREPARE)):
+        if found and (entry.kind not in kinds or stem.startswith(PREPARE_PREFIXES)):
             kinds.add(entry.kind)
             chosen.extend(found)
     # A library (a src/ layout, or no entrypoint to run at all): every module of its own

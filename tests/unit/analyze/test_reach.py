@@ -235,6 +235,29 @@ def test_data_preparation_scripts_are_roots(tmp_path: Path) -> None:
     }
 
 
+def test_a_utility_is_no_root_beside_the_projects_programs(tmp_path: Path) -> None:
+    """mlops-zoomcamp's web service: test.py, a client of the service, was the only
+    training-kind entrypoint, so its requests became runtime; with nothing else to run, a
+    utility is the root after all."""
+    service = make_repo(
+        tmp_path / "service",
+        {
+            "predict.py": "from flask import Flask\napp = Flask('p')\n",
+            "test.py": "import requests\n" + 'if __name__ == "__main__":\n    requests.get("x")\n',
+        },
+    )
+    assert usage(run(service, tmp_path)) == {
+        "flask": "runtime",
+        "requests": "script",
+        "gunicorn": "runtime",
+    }
+    alone = make_repo(
+        tmp_path / "alone",
+        {"evaluate.py": "import numpy\n" + 'if __name__ == "__main__":\n    numpy.zeros(1)\n'},
+    )
+    assert usage(run(alone, tmp_path)) == {"numpy": "runtime"}
+
+
 def test_modules_a_notebook_writes_are_its_own(tmp_path: Path) -> None:
     import json
 
