@@ -178,14 +178,7 @@ class Extractor(ast.NodeVisitor):
         for name in _fields_for(node.__class__) if fields is None else fields:
             value: Any = getattr(node, name, None)
             if value.__class__ is list:
-                depth = len(self._conditions)
-                for item in value:
-                    handler = dispatch.get(item.__class__) or _handler_for(item.__class__)
-                    if handler is _generic:
-                        self.generic_visit(item)
-                    elif handler is not _leaf:
-                        handler(self, item)
-                del self._conditions[depth:]  # early-exit guards hold to the end of their block
+                self._visit_block(value)
             else:
                 handler = dispatch.get(value.__class__) or _handler_for(value.__class__)
                 if handler is _generic:
@@ -276,11 +269,18 @@ class Extractor(ast.NodeVisitor):
         self._visit_block(orelse)
         self._visit_block(finalbody)
 
-    def _visit_block(self, stmts: list[ast.stmt]) -> None:
-        """A block of statements: an early exit's condition (``visit_If``) ends with it."""
+    def _visit_block(self, items: list[Any]) -> None:
+        """A list of nodes (a block of statements, arguments...): an early exit's condition
+        (``visit_If``) holds to the end of the block it is in, and no further.
+        """
         depth = len(self._conditions)
-        for stmt in stmts:
-            self.visit(stmt)
+        dispatch = _DISPATCH
+        for item in items:
+            handler = dispatch.get(item.__class__) or _handler_for(item.__class__)
+            if handler is _generic:
+                self.generic_visit(item)
+            elif handler is not _leaf:
+                handler(self, item)
         del self._conditions[depth:]
 
     def visit_If(self, node: ast.If) -> None:
