@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Final
 
 from mlpack.analyze.analysis import Entrypoint, EntrypointKind
 from mlpack.analyze.reach import PREPARE_PREFIXES, ModuleIndex, area_of, module_index
+from mlpack.vocabulary import DEFAULT_PORT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -85,7 +86,8 @@ _SERVER: Final = re.compile(r"\b(uvicorn|gunicorn|hypercorn|streamlit\s+run|flas
 _MAKE_TARGET: Final = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)\s*:(?!=)")
 _PROCFILE: Final = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+?)\s*$")
 MAX_SCRIPT_BYTES: Final = 2**20  # Procfile, Makefile, shell scripts
-HOST_PORT: Final = ("--host", "0.0.0.0", "--port", "8000")
+HOST_PORT: Final = ("--host", "0.0.0.0", "--port", str(DEFAULT_PORT))
+_BIND_ALL: Final = f"0.0.0.0:{DEFAULT_PORT}"  # gunicorn's --bind
 
 
 def analyze_entrypoints(
@@ -362,9 +364,9 @@ def _apps(path: str, facts: FileFacts, files: frozenset[str]) -> list[tuple[int,
         target = f"{dotted}:{var}"
         command: tuple[str, ...]
         if framework == "flask":
-            command = ("gunicorn", "--bind", "0.0.0.0:8000", target)
+            command = ("gunicorn", "--bind", _BIND_ALL, target)
             if app_dir:
-                command = ("gunicorn", "--chdir", app_dir, "--bind", "0.0.0.0:8000", target)
+                command = ("gunicorn", "--chdir", app_dir, "--bind", _BIND_ALL, target)
         else:
             command = ("uvicorn", target, *HOST_PORT)
             if app_dir:
